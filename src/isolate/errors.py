@@ -1,0 +1,159 @@
+"""The exception hierarchy of isolate.
+
+Owns every exception type the library raises. Imports nothing from isolate, so any layer may
+raise these. Errors that come from the kernel keep their errno and subclass ``OSError``; errors
+about bad input subclass ``ValueError`` so callers can catch what they already know.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+
+__all__ = [
+    "IsolateError",
+    "IsolateOSError",
+    "NamespaceError",
+    "MountError",
+    "CgroupError",
+    "NetworkError",
+    "SpawnError",
+    "ConfigError",
+    "StateError",
+    "UnsupportedError",
+    "ImageError",
+    "DigestMismatch",
+    "errno_name",
+]
+
+
+def errno_name(code: int | None) -> str:
+    """Return the symbolic name of an errno value (``ENOENT``), or ``"errno N"`` if unknown."""
+    if code is None:
+        return "unknown error"
+    return _errno.errorcode.get(code, f"errno {code}")
+
+
+class IsolateError(Exception):
+    """Base of every isolate exception; never raised itself."""
+
+
+class IsolateOSError(IsolateError, OSError):
+    """A system call failed. Keeps ``errno``, ``strerror`` and ``filename`` like :class:`OSError`.
+
+    ``step`` names what isolate was doing (``"mount"``, ``"setns"``, ``"exec"``...), ``pid`` the
+    process it concerned, when known.
+    """
+
+    def __init__(
+        self,
+        errno: int,
+        message: str,
+        filename: str | os.PathLike[str] | None = None,
+        *,
+        step: str | None = None,
+        pid: int | None = None,
+    ) -> None:
+        OSError.__init__(self, errno, message)
+        if filename is not None:
+            self.filename = os.fspath(filename)
+        self.step = step
+        self.pid = pid
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.message}: {errno_name(self.errno)} ({os.strerror(self.errno)})"
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (
+            _rebuild_os_error,
+            (type(self), self.errno, self.message, self.filename, self.step, self.pid),
+        )
+
+
+def _rebuild_os_error(cls, errno, message, filename, step, pid):  # type: ignore[no-untyped-def]
+    return cls(errno, message, filename, step=step, pid=pid)
+
+
+class NamespaceError(IsolateOSError):
+    """Creating, opening, joining or persisting a namespace failed."""
+
+
+class MountError(IsolateOSError):
+    """A mount, unmount, pivot_root or remount failed."""
+
+
+class CgroupError(IsolateOSError):
+    """Reading or writing a cgroup file, or creating/removing a cgroup, failed."""
+
+
+class NetworkError(IsolateOSError):
+    """A network device, address, route or firewall operation failed."""
+
+
+class SpawnError(IsolateOSError):
+    """A step of a child's set-up between clone and exec failed.
+
+    ``op_index`` is the index of the failing set-up operation in the plan (or ``None`` for a
+    step outside the operation list, such as clone itself).
+    """
+
+    def __init__(
+        self,
+        errno: int,
+        message: str,
+        filename: str | os.PathLike[str] | None = None,
+        *,
+        step: str | None = None,
+        pid: int | None = None,
+        op_index: int | None = None,
+    ) -> None:
+        super().__init__(errno, message, filename, step=step, pid=pid)
+        self.op_index = op_index
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (
+            _rebuild_spawn_error,
+            (type(self), self.errno, self.message, self.filename, self.step, self.pid,
+             self.op_index),
+        )
+
+
+def _rebuild_spawn_error(cls, errno, message, filename, step, pid, op_index):  # type: ignore[no-untyped-def]
+    return cls(errno, message, filename, step=step, pid=pid, op_index=op_index)
+
+
+class ConfigError(IsolateError, ValueError):
+    """A configuration was rejected before any system call was made."""
+
+
+class StateError(IsolateError):
+    """An illegal lifecycle move, e.g. starting a container that is already running."""
+
+    def __init__(self, message: str, *, current: str | None = None,
+                 requested: str | None = None) -> None:
+        super().__init__(message)
+        self.current = current
+        self.requested = requested
+
+
+class UnsupportedError(IsolateError):
+    """The kernel or host lacks what was asked for; the message says what is missing."""
+
+    def __init__(self, message: str, *, missing: str | None = None) -> None:
+        super().__init__(message)
+        self.missing = missing
+
+
+class ImageError(IsolateError):
+    """An image reference is bad, an image or blob is missing, or access was refused."""
+
+
+class DigestMismatch(ImageError):
+    """Content did not hash to the digest that named it."""
+
+    def __init__(self, message: str, *, expected: str | None = None,
+                 actual: str | None = None) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual

@@ -1,0 +1,1 @@
+"""Shared fixtures: markers that skip with a reason, and a check that tests leave no trace."""
