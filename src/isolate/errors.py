@@ -42,7 +42,8 @@ class IsolateOSError(IsolateError, OSError):
     """A system call failed. Keeps ``errno``, ``strerror`` and ``filename`` like :class:`OSError`.
 
     ``step`` names what isolate was doing (``"mount"``, ``"setns"``, ``"exec"``...), ``pid`` the
-    process it concerned, when known.
+    process it concerned, when known; ``op_index`` is the index of the failing set-up operation
+    when the failure happened in a child between clone and exec.
     """
 
     def __init__(
@@ -53,12 +54,14 @@ class IsolateOSError(IsolateError, OSError):
         *,
         step: str | None = None,
         pid: int | None = None,
+        op_index: int | None = None,
     ) -> None:
         OSError.__init__(self, errno, message)
         if filename is not None:
             self.filename = os.fspath(filename)
         self.step = step
         self.pid = pid
+        self.op_index = op_index
         self.message = message
 
     def __str__(self) -> str:
@@ -67,12 +70,13 @@ class IsolateOSError(IsolateError, OSError):
     def __reduce__(self):  # type: ignore[no-untyped-def]
         return (
             _rebuild_os_error,
-            (type(self), self.errno, self.message, self.filename, self.step, self.pid),
+            (type(self), self.errno, self.message, self.filename, self.step, self.pid,
+             self.op_index),
         )
 
 
-def _rebuild_os_error(cls, errno, message, filename, step, pid):  # type: ignore[no-untyped-def]
-    return cls(errno, message, filename, step=step, pid=pid)
+def _rebuild_os_error(cls, errno, message, filename, step, pid, op_index):  # type: ignore[no-untyped-def]
+    return cls(errno, message, filename, step=step, pid=pid, op_index=op_index)
 
 
 class NamespaceError(IsolateOSError):
@@ -92,35 +96,12 @@ class NetworkError(IsolateOSError):
 
 
 class SpawnError(IsolateOSError):
-    """A step of a child's set-up between clone and exec failed.
+    """A step of a child's set-up between clone and exec failed, or the exec itself.
 
-    ``op_index`` is the index of the failing set-up operation in the plan (or ``None`` for a
-    step outside the operation list, such as clone itself).
+    ``op_index`` is the index of the failing set-up operation in the plan (``None`` for a step
+    outside the operation list, such as clone itself). Failures of mount or namespace steps
+    raise :class:`MountError` / :class:`NamespaceError`, which carry ``op_index`` too.
     """
-
-    def __init__(
-        self,
-        errno: int,
-        message: str,
-        filename: str | os.PathLike[str] | None = None,
-        *,
-        step: str | None = None,
-        pid: int | None = None,
-        op_index: int | None = None,
-    ) -> None:
-        super().__init__(errno, message, filename, step=step, pid=pid)
-        self.op_index = op_index
-
-    def __reduce__(self):  # type: ignore[no-untyped-def]
-        return (
-            _rebuild_spawn_error,
-            (type(self), self.errno, self.message, self.filename, self.step, self.pid,
-             self.op_index),
-        )
-
-
-def _rebuild_spawn_error(cls, errno, message, filename, step, pid, op_index):  # type: ignore[no-untyped-def]
-    return cls(errno, message, filename, step=step, pid=pid, op_index=op_index)
 
 
 class ConfigError(IsolateError, ValueError):

@@ -1,0 +1,152 @@
+/* isolate.h -- the C interface of isolate's native core.
+ *
+ * This one header is both the C interface (included by spawn.c) and the cffi declaration
+ * (build.py feeds the part between the CDEF markers to ffi.cdef). Keep that part plain: fixed
+ * width types, integer #defines, no expressions.
+ *
+ * A spawn plan is one flat buffer that Python builds (isolate/_plan.py) and the child interprets:
+ *
+ *   [iso_plan_header][iso_op * n_ops][string/blob area]
+ *
+ * Every reference inside the buffer is a byte offset from the buffer start (0 = none), never a
+ * pointer. The only exception is the argv/envp tables, which hold offsets when Python writes them
+ * and are turned into pointers by iso_spawn() in the parent, before clone.
+ */
+#ifndef ISOLATE_NATIVE_H
+#define ISOLATE_NATIVE_H
+#include <stdint.h>
+#include <sys/types.h>
+/* CDEF-BEGIN */
+#define ISO_PLAN_MAGIC 1230197553
+#define ISO_PLAN_VERSION 1
+
+/* Clone modes. */
+#define ISO_MODE_VFORK 1   /* CLONE_VM|CLONE_VFORK: parent resumes at exec or exit */
+#define ISO_MODE_FORK 2    /* copy-on-write child; may wait for the parent (ISO_OP_WAIT_PARENT) */
+
+/* Operation kinds. The numbers are part of the protocol: isolate/_plan.py has the same IntEnum
+ * and a test checks that they agree. Report "steps" use the same numbers; steps outside the op
+ * list are the ISO_STEP_* values. */
+#define ISO_OP_WAIT_PARENT 1     /* block until the parent sends GO on the sync socket */
+#define ISO_OP_SETNS 2           /* a = fd, b = nstype */
+#define ISO_OP_UNSHARE 3         /* a = flags */
+#define ISO_OP_SETHOSTNAME 4     /* s1 = name */
+#define ISO_OP_SETDOMAINNAME 5   /* s1 = name */
+#define ISO_OP_MOUNT 6           /* s1 source, s2 target, s3 fstype, s4 data, a = MS_* flags */
+#define ISO_OP_MOUNT_SETATTR 7   /* s2 target, a = attr_set, b = attr_clr, c = propagation */
+#define ISO_OP_OPEN_TREE 8       /* s1 source, a = slot: clone a mount tree into a slot fd */
+#define ISO_OP_MOVE_MOUNT 9      /* a = slot, s2 target: attach a slot's tree at target */
+#define ISO_OP_MKDIR 10          /* s2 path; parents too; an empty file with ISO_F_MKFILE */
+#define ISO_OP_SYMLINK 11        /* s1 link content, s2 link path */
+#define ISO_OP_WRITE_FILE 12     /* s2 path, s3 content, a = content length, b = mode */
+#define ISO_OP_MASK 13           /* s2 path: hide it; a dir gets s1 (an empty read-only dir) or an empty tmpfs, a file /dev/null */
+#define ISO_OP_ROOT 14           /* s2 path: the directory that IN_ROOT paths resolve in */
+#define ISO_OP_PIVOT_ROOT 15     /* s2 new root: pivot_root there and detach the old root */
+#define ISO_OP_CHROOT 16         /* s2 path */
+#define ISO_OP_CHDIR 17          /* s2 path */
+#define ISO_OP_RLIMIT 18         /* a = resource, b = soft, c = hard */
+#define ISO_OP_SETGROUPS 19      /* a = count, s1 = offset of uint32 gids */
+#define ISO_OP_SETRESGID 20      /* a = gid */
+#define ISO_OP_SETRESUID 21      /* a = uid */
+#define ISO_OP_CAPBSET 22        /* a = mask of capabilities to keep in the bounding set */
+#define ISO_OP_CAPS 23           /* a = permitted+effective, b = inheritable, c = ambient */
+#define ISO_OP_KEEPCAPS 24       /* a = 0/1 */
+#define ISO_OP_NO_NEW_PRIVS 25
+#define ISO_OP_SECCOMP 26        /* s1 = offset of sock_filter[], a = instruction count */
+#define ISO_OP_FDS 27            /* s1 = offset of int32 triples (src, dst, cloexec), a = count */
+#define ISO_OP_SETSID 28
+#define ISO_OP_CTTY 29           /* a = fd that becomes the controlling terminal */
+#define ISO_OP_LOOPBACK_UP 30
+#define ISO_OP_CGROUP_JOIN 31    /* a = fd of a cgroup.procs file: the child writes "0" */
+#define ISO_OP_UMASK 32          /* a = mask */
+#define ISO_OP_PDEATHSIG 33      /* a = signal; exits if the parent already died */
+#define ISO_OP_FORK_INTO_PIDNS 34 /* a = pid ns fd (-1: a new one): the rest runs in a grandchild */
+#define ISO_OP_EXEC 35           /* s1 file, a = argv table, b = envp table, c = fd (EXEC_FD) */
+#define ISO_OP__MAX 36
+
+#define ISO_STEP_CLONE 100
+#define ISO_STEP_SIGNALS 101
+#define ISO_STEP_PLAN 102
+
+/* Op flags. */
+#define ISO_F_IN_ROOT 1          /* resolve the target inside the ROOT dir, symlinks stay inside */
+#define ISO_F_MKDIR 2            /* create the target directory (and parents) if missing */
+#define ISO_F_MKFILE 4           /* create the target as an empty file if missing */
+#define ISO_F_OPTIONAL 8         /* a missing source/target is not an error */
+#define ISO_F_RECURSIVE 16       /* OPEN_TREE/MOUNT_SETATTR: whole subtree */
+#define ISO_F_SEARCH_PATH 32     /* EXEC: search PATH from the new environment, like execvp */
+#define ISO_F_EXEC_FD 64         /* EXEC: execveat(c, "", AT_EMPTY_PATH) */
+
+/* Plan flags. */
+#define ISO_PLAN_RESET_SIGNALS 1 /* restore default dispositions, empty mask before exec */
+
+/* Report kinds sent by the child on the status fd. */
+#define ISO_REPORT_ERROR 1
+#define ISO_REPORT_PID 2
+
+struct iso_plan_header {
+    uint32_t magic;
+    uint32_t version;
+    uint64_t clone_flags;
+    uint32_t mode;
+    uint32_t flags;
+    int32_t status_fd;
+    int32_t sync_fd;
+    int32_t cgroup_fd;
+    uint32_t n_ops;
+    uint32_t ops_offset;
+    uint32_t size;
+};
+
+struct iso_op {
+    uint32_t kind;
+    uint32_t flags;
+    int64_t a;
+    int64_t b;
+    int64_t c;
+    uint32_t s1;
+    uint32_t s2;
+    uint32_t s3;
+    uint32_t s4;
+};
+
+struct iso_report {
+    int32_t kind;
+    int32_t err;
+    int32_t step;
+    int32_t op_index;
+    int64_t value;
+};
+
+struct iso_spawn_result {
+    int32_t pid;
+    int32_t pidfd;
+    int32_t err;
+    int32_t step;
+};
+
+/* Clone a child that runs the plan. Returns 0 and fills *out, or -1 with out->err/out->step. */
+int iso_spawn(uint8_t *plan, size_t len, struct iso_spawn_result *out);
+
+/* Thin errno-preserving wrappers for the calling process: return -1 and leave errno set. */
+int iso_setns(int fd, int nstype);
+int iso_unshare(int flags);
+int iso_pivot_root(const char *new_root, const char *put_old);
+int iso_mount(const char *source, const char *target, const char *fstype,
+              unsigned long flags, const char *data);
+int iso_umount2(const char *target, int flags);
+int iso_pidfd_open(int pid, unsigned int flags);
+int iso_pidfd_send_signal(int pidfd, int sig, unsigned int flags);
+int iso_sethostname(const char *name, size_t len);
+int iso_mount_setattr(int dfd, const char *path, unsigned int flags, uint64_t attr_set,
+                      uint64_t attr_clr, uint64_t propagation);
+int iso_open_tree(int dfd, const char *path, unsigned int flags);
+int iso_move_mount(int from_dfd, const char *from_path, int to_dfd, const char *to_path,
+                   unsigned int flags);
+int iso_fsopen(const char *fsname, unsigned int flags);
+int iso_fsconfig(int fd, unsigned int cmd, const char *key, const void *value, int aux);
+int iso_fsmount(int fd, unsigned int flags, unsigned int attr_flags);
+int iso_openat2(int dfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve);
+int iso_clone3_works(void);
+/* CDEF-END */
+#endif

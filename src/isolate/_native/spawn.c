@@ -1,0 +1,1112 @@
+/* spawn.c -- isolate's native core: clone a child and run its set-up plan, in C only.
+ *
+ * Why C: the Python interpreter may have many threads. A child made by a raw clone inherits
+ * whatever locks those threads held (malloc, stdio, the GIL), so between clone and execve the
+ * child must not allocate, must not touch stdio and must never run Python. Everything it needs
+ * was allocated by the parent; it only reads the plan buffer and makes system calls.
+ *
+ * Protocol (numbers match isolate/_plan.py: Report, OpKind):
+ *
+ *   parent (Python thread, GIL released)        child
+ *   ------------------------------------        -----
+ *   block all signals
+ *   clone(flags, plan)  ----------------------> reset signal dispositions
+ *   restore signal mask                          for each op in plan:
+ *                                                  WAIT_PARENT: read(sync_fd)
+ *   [FORK mode] parent steps in Python:  <---+       (blocks until GO)
+ *     write uid/gid maps, cgroup.procs ...   |     ...
+ *     send GO on sync socket  ---------------+     FORK_INTO_PIDNS: setns(pid), clone again
+ *                                                    (CLONE_PARENT) -- grandchild continues,
+ *                                                    child reports {PID, pid} and exits
+ *                                                  any failure: write {ERROR, errno, step, op}
+ *                                                    to status_fd, _exit(127)
+ *                                                  EXEC: execve; status_fd is CLOEXEC
+ *   read(status_fd) until EOF  <----------------  EOF on exec, or a report
+ *
+ *   EOF without an ERROR report means the exec succeeded.
+ *
+ * In VFORK mode the child shares the parent's memory (CLONE_VM) and the calling thread is
+ * suspended until the child execs or exits, so there is no page-table copy; ops that need a
+ * single-threaded mm (time namespaces, unshare(CLONE_NEWUSER)) or a parent step need FORK mode,
+ * and the Python planner chooses it.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/sched.h>
+#include <linux/seccomp.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "isolate.h"
+
+#ifndef SYS_clone3
+#define SYS_clone3 435
+#endif
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+#ifndef SYS_open_tree
+#define SYS_open_tree 428
+#endif
+#ifndef SYS_move_mount
+#define SYS_move_mount 429
+#endif
+#ifndef SYS_fsopen
+#define SYS_fsopen 430
+#endif
+#ifndef SYS_fsconfig
+#define SYS_fsconfig 431
+#endif
+#ifndef SYS_fsmount
+#define SYS_fsmount 432
+#endif
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef OPEN_TREE_CLOEXEC
+#define OPEN_TREE_CLOEXEC O_CLOEXEC
+#endif
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#endif
+#ifndef MOVE_MOUNT_T_EMPTY_PATH
+#define MOVE_MOUNT_T_EMPTY_PATH 0x00000040
+#endif
+#ifndef RESOLVE_NO_MAGICLINKS
+#define RESOLVE_NO_MAGICLINKS 0x02
+#endif
+#ifndef RESOLVE_IN_ROOT
+#define RESOLVE_IN_ROOT 0x10
+#endif
+#ifndef PR_CAP_AMBIENT
+#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT_RAISE 2
+#define PR_CAP_AMBIENT_CLEAR_ALL 4
+#endif
+
+struct iso_clone_args {
+    uint64_t flags;
+    uint64_t pidfd;
+    uint64_t child_tid;
+    uint64_t parent_tid;
+    uint64_t exit_signal;
+    uint64_t stack;
+    uint64_t stack_size;
+    uint64_t tls;
+    uint64_t set_tid;
+    uint64_t set_tid_size;
+    uint64_t cgroup;
+};
+
+struct iso_open_how {
+    uint64_t flags;
+    uint64_t mode;
+    uint64_t resolve;
+};
+
+struct iso_mount_attr {
+    uint64_t attr_set;
+    uint64_t attr_clr;
+    uint64_t propagation;
+    uint64_t userns_fd;
+};
+
+#define ISO_STACK_SIZE (256 * 1024)
+#define ISO_SLOTS 64
+#define ISO_PATH_MAX 4096
+
+/* ---- thin wrappers for the calling process ------------------------------------------------ */
+
+int iso_setns(int fd, int nstype) { return (int)syscall(SYS_setns, fd, nstype); }
+int iso_unshare(int flags) { return (int)syscall(SYS_unshare, flags); }
+int iso_pivot_root(const char *new_root, const char *put_old)
+{
+    return (int)syscall(SYS_pivot_root, new_root, put_old);
+}
+int iso_mount(const char *source, const char *target, const char *fstype, unsigned long flags,
+              const char *data)
+{
+    return mount(source, target, fstype, flags, data);
+}
+int iso_umount2(const char *target, int flags) { return umount2(target, flags); }
+int iso_pidfd_open(int pid, unsigned int flags)
+{
+    return (int)syscall(SYS_pidfd_open, pid, flags);
+}
+int iso_pidfd_send_signal(int pidfd, int sig, unsigned int flags)
+{
+    return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, flags);
+}
+int iso_sethostname(const char *name, size_t len) { return sethostname(name, len); }
+int iso_mount_setattr(int dfd, const char *path, unsigned int flags, uint64_t attr_set,
+                      uint64_t attr_clr, uint64_t propagation)
+{
+    struct iso_mount_attr attr = {attr_set, attr_clr, propagation, 0};
+    return (int)syscall(SYS_mount_setattr, dfd, path, flags, &attr, sizeof attr);
+}
+int iso_open_tree(int dfd, const char *path, unsigned int flags)
+{
+    return (int)syscall(SYS_open_tree, dfd, path, flags);
+}
+int iso_move_mount(int from_dfd, const char *from_path, int to_dfd, const char *to_path,
+                   unsigned int flags)
+{
+    return (int)syscall(SYS_move_mount, from_dfd, from_path, to_dfd, to_path, flags);
+}
+int iso_fsopen(const char *fsname, unsigned int flags)
+{
+    return (int)syscall(SYS_fsopen, fsname, flags);
+}
+int iso_fsconfig(int fd, unsigned int cmd, const char *key, const void *value, int aux)
+{
+    return (int)syscall(SYS_fsconfig, fd, cmd, key, value, aux);
+}
+int iso_fsmount(int fd, unsigned int flags, unsigned int attr_flags)
+{
+    return (int)syscall(SYS_fsmount, fd, flags, attr_flags);
+}
+int iso_openat2(int dfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve)
+{
+    struct iso_open_how how = {flags, mode, resolve};
+    return (int)syscall(SYS_openat2, dfd, path, &how, sizeof how);
+}
+int iso_clone3_works(void)
+{
+    /* An invalid (too small) size gets EINVAL where clone3 exists, ENOSYS where it does not. */
+    long r = syscall(SYS_clone3, NULL, 0);
+    return !(r < 0 && errno == ENOSYS);
+}
+
+/* ---- the child ---------------------------------------------------------------------------- */
+
+struct child_state {
+    uint8_t *plan;
+    const struct iso_plan_header *hdr;
+    const struct iso_op *ops;
+    uint32_t next_op;   /* where the interpreter starts (the grandchild resumes past a fork) */
+    int root_fd;        /* ROOT directory, -1 = "/" of the current mount namespace */
+    int status_fd;
+    int slots[ISO_SLOTS];
+    pid_t parent;
+    char *grand_stack;  /* stack for a FORK_INTO_PIDNS grandchild (VFORK mode) */
+};
+
+static const char *str_at(const struct child_state *st, uint32_t off)
+{
+    return off ? (const char *)(st->plan + off) : NULL;
+}
+
+static void write_all(int fd, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+static void report(const struct child_state *st, int32_t kind, int32_t err, int32_t step,
+                   int32_t op_index, int64_t value)
+{
+    struct iso_report r = {kind, err, step, op_index, value};
+    write_all(st->status_fd, &r, sizeof r);
+}
+
+__attribute__((noreturn)) static void fail(const struct child_state *st, int err, int step,
+                                           int op_index)
+{
+    report(st, ISO_REPORT_ERROR, err, step, op_index, 0);
+    _exit(127);
+}
+
+/* Copy a NUL-terminated string into buf; returns 0 or ENAMETOOLONG. */
+static int copy_str(char *buf, size_t size, const char *s)
+{
+    size_t n = strlen(s);
+    if (n + 1 > size)
+        return ENAMETOOLONG;
+    memcpy(buf, s, n + 1);
+    return 0;
+}
+
+static int root_dirfd(const struct child_state *st) { return st->root_fd >= 0 ? st->root_fd : AT_FDCWD; }
+
+/* Open path inside the ROOT directory; symlinks (also ones planted by the payload) resolve
+ * inside it, magic links are refused. Creates a missing directory / file target on request:
+ * each missing component is made below its parent, and every prefix is resolved from the root
+ * again, so a symlink in the path can never lead the creation outside. */
+static int open_in_root(const struct child_state *st, const char *path, uint32_t flags)
+{
+    int dfd = root_dirfd(st);
+    uint64_t resolve = RESOLVE_NO_MAGICLINKS | (st->root_fd >= 0 ? RESOLVE_IN_ROOT : 0);
+    int fd = iso_openat2(dfd, path, O_PATH | O_CLOEXEC, 0, resolve);
+    if (fd >= 0 || errno != ENOENT || !(flags & (ISO_F_MKDIR | ISO_F_MKFILE)))
+        return fd;
+
+    char buf[ISO_PATH_MAX];
+    int e = copy_str(buf, sizeof buf, path);
+    if (e) {
+        errno = e;
+        return -1;
+    }
+    size_t n = strlen(buf);
+    while (n > 1 && buf[n - 1] == '/')
+        buf[--n] = '\0';
+    size_t i = 0;
+    while (buf[i] == '/')
+        i++;
+    while (i < n) {
+        size_t j = i;
+        while (j < n && buf[j] != '/')
+            j++;
+        int last = j >= n;
+        char saved = buf[j];
+        buf[j] = '\0';
+        int next = iso_openat2(dfd, buf, O_PATH | O_CLOEXEC, 0, resolve);
+        if (next < 0 && errno == ENOENT) {
+            /* Parent prefix: everything before this component ("" means the root itself). */
+            char c = buf[i];
+            buf[i] = '\0';
+            int parent = iso_openat2(dfd, i ? buf : (buf[0] == '/' || dfd != AT_FDCWD ? "/" : "."),
+                                     O_PATH | O_DIRECTORY | O_CLOEXEC, 0, resolve);
+            buf[i] = c;
+            if (parent < 0)
+                return -1;
+            int r;
+            if (last && (flags & ISO_F_MKFILE)) {
+                r = openat(parent, buf + i, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC,
+                           0644);
+                if (r >= 0)
+                    close(r);
+            } else {
+                r = mkdirat(parent, buf + i, 0755);
+            }
+            int err = errno;
+            close(parent);
+            if (r < 0 && err != EEXIST) {
+                errno = err;
+                return -1;
+            }
+            next = iso_openat2(dfd, buf, O_PATH | O_CLOEXEC, 0, resolve);
+        }
+        if (next < 0)
+            return -1;
+        if (last)
+            return next;
+        close(next);
+        buf[j] = saved;
+        i = j;
+        while (i < n && buf[i] == '/')
+            i++;
+    }
+    return iso_openat2(dfd, path, O_PATH | O_CLOEXEC, 0, resolve);
+}
+
+/* "/proc/self/fd/N" for an O_PATH fd, so mount(2) acts on exactly what openat2 resolved. */
+static void fd_path(char *buf, int fd)
+{
+    char digits[16];
+    int n = 0;
+    unsigned v = (unsigned)fd;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    memcpy(buf, "/proc/self/fd/", 14);
+    int i = 14;
+    while (n)
+        buf[i++] = digits[--n];
+    buf[i] = '\0';
+}
+
+/* Resolve an op's target: returns an fd (caller closes) or -1; *path is what mount(2) gets. */
+static int resolve_target(const struct child_state *st, const struct iso_op *op, char *pathbuf,
+                          const char **path)
+{
+    const char *target = str_at(st, op->s2);
+    if (!(op->flags & ISO_F_IN_ROOT)) {
+        if (op->flags & (ISO_F_MKDIR | ISO_F_MKFILE)) {
+            struct child_state tmp = *st;
+            tmp.root_fd = -1;
+            int fd = open_in_root(&tmp, target, op->flags);
+            if (fd < 0)
+                return -1;
+            close(fd);
+        }
+        *path = target;
+        return -2; /* no fd to close */
+    }
+    int fd = open_in_root(st, target, op->flags);
+    if (fd < 0)
+        return -1;
+    fd_path(pathbuf, fd);
+    *path = pathbuf;
+    return fd;
+}
+
+static int do_mount(const struct child_state *st, const struct iso_op *op)
+{
+    char pathbuf[32];
+    const char *target;
+    int fd = resolve_target(st, op, pathbuf, &target);
+    if (fd == -1)
+        return errno;
+    int r = mount(str_at(st, op->s1), target, str_at(st, op->s3), (unsigned long)op->a,
+                  str_at(st, op->s4));
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    return r < 0 ? e : 0;
+}
+
+static int do_setattr(const struct child_state *st, const struct iso_op *op)
+{
+    char pathbuf[32];
+    const char *target;
+    int fd = resolve_target(st, op, pathbuf, &target);
+    if (fd == -1)
+        return errno;
+    unsigned flags = (op->flags & ISO_F_RECURSIVE) ? AT_RECURSIVE : 0;
+    int r = fd >= 0 ? iso_mount_setattr(fd, "", flags | AT_EMPTY_PATH, (uint64_t)op->a,
+                                        (uint64_t)op->b, (uint64_t)op->c)
+                    : iso_mount_setattr(AT_FDCWD, target, flags, (uint64_t)op->a,
+                                        (uint64_t)op->b, (uint64_t)op->c);
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    return r < 0 ? e : 0;
+}
+
+static int do_open_tree(struct child_state *st, const struct iso_op *op)
+{
+    if (op->a < 0 || op->a >= ISO_SLOTS)
+        return EINVAL;
+    unsigned flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC;
+    if (op->flags & ISO_F_RECURSIVE)
+        flags |= AT_RECURSIVE;
+    int fd = iso_open_tree(AT_FDCWD, str_at(st, op->s1), flags);
+    if (fd < 0)
+        return errno;
+    st->slots[op->a] = fd;
+    return 0;
+}
+
+static int do_move_mount(struct child_state *st, const struct iso_op *op)
+{
+    if (op->a < 0 || op->a >= ISO_SLOTS || st->slots[op->a] < 0)
+        return EBADF;
+    char pathbuf[32];
+    const char *target;
+    int fd = resolve_target(st, op, pathbuf, &target);
+    if (fd == -1)
+        return errno;
+    int r = fd >= 0 ? iso_move_mount(st->slots[op->a], "", fd, "",
+                                     MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)
+                    : iso_move_mount(st->slots[op->a], "", AT_FDCWD, target,
+                                     MOVE_MOUNT_F_EMPTY_PATH);
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    close(st->slots[op->a]);
+    st->slots[op->a] = -1;
+    return r < 0 ? e : 0;
+}
+
+static int do_mask(const struct child_state *st, const struct iso_op *op)
+{
+    int fd = open_in_root(st, str_at(st, op->s2), 0);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : errno;
+    struct stat sb;
+    char pathbuf[32];
+    fd_path(pathbuf, fd);
+    int r;
+    if (fstat(fd, &sb) < 0)
+        r = -1;
+    else if (S_ISDIR(sb.st_mode) && op->s1)
+        /* A bind of one read-only empty directory is cheaper than a tmpfs per path. */
+        r = mount(str_at(st, op->s1), pathbuf, NULL, MS_BIND, NULL);
+    else if (S_ISDIR(sb.st_mode))
+        r = mount("tmpfs", pathbuf, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                  "size=0,mode=555");
+    else
+        r = mount("/dev/null", pathbuf, NULL, MS_BIND, NULL);
+    int e = errno;
+    close(fd);
+    return r < 0 ? e : 0;
+}
+
+static int do_write_file(const struct child_state *st, const struct iso_op *op)
+{
+    const char *path = str_at(st, op->s2);
+    int fd;
+    if (op->flags & ISO_F_IN_ROOT) {
+        if (op->flags & ISO_F_MKFILE) {
+            int p = open_in_root(st, path, ISO_F_MKFILE);
+            if (p < 0)
+                return errno;
+            close(p);
+        }
+        fd = iso_openat2(st->root_fd >= 0 ? st->root_fd : AT_FDCWD, path,
+                         O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0,
+                         RESOLVE_NO_MAGICLINKS | (st->root_fd >= 0 ? RESOLVE_IN_ROOT : 0));
+    } else {
+        fd = open(path, O_WRONLY | O_CLOEXEC | ((op->flags & ISO_F_MKFILE) ? O_CREAT : 0),
+                  (mode_t)(op->b ? op->b : 0644));
+    }
+    if (fd < 0)
+        return errno;
+    const char *data = str_at(st, op->s3);
+    size_t len = (size_t)op->a;
+    while (len > 0) {
+        ssize_t n = write(fd, data, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            int e = errno;
+            close(fd);
+            return e;
+        }
+        data += n;
+        len -= (size_t)n;
+    }
+    close(fd);
+    return 0;
+}
+
+static int do_symlink(const struct child_state *st, const struct iso_op *op)
+{
+    const char *link = str_at(st, op->s2);
+    if (!(op->flags & ISO_F_IN_ROOT))
+        return symlink(str_at(st, op->s1), link) < 0 ? errno : 0;
+    /* Resolve the parent in the root, create the link in it by its last component. */
+    char buf[ISO_PATH_MAX];
+    int e = copy_str(buf, sizeof buf, link);
+    if (e)
+        return e;
+    char *slash = strrchr(buf, '/');
+    const char *name = buf;
+    int parent;
+    if (slash) {
+        *slash = '\0';
+        name = slash + 1;
+        parent = open_in_root(st, buf[0] ? buf : "/", ISO_F_MKDIR);
+    } else {
+        parent = open_in_root(st, "/", 0);
+    }
+    if (parent < 0)
+        return errno;
+    int r = symlinkat(str_at(st, op->s1), parent, name);
+    e = errno;
+    close(parent);
+    return (r < 0 && e != EEXIST) ? e : 0;
+}
+
+static int do_pivot_root(struct child_state *st, const struct iso_op *op)
+{
+    int fd = open_in_root(st, str_at(st, op->s2), 0);
+    if (fd < 0)
+        return errno;
+    int r = fchdir(fd);
+    int e = errno;
+    close(fd);
+    if (r < 0)
+        return e;
+    /* pivot_root(".", "."): the old root ends up mounted on top of the new one; detaching it
+     * leaves the new root alone, with no directory of the old one needed. */
+    if (syscall(SYS_pivot_root, ".", ".") < 0)
+        return errno;
+    if (umount2(".", MNT_DETACH) < 0)
+        return errno;
+    if (chdir("/") < 0)
+        return errno;
+    if (st->root_fd >= 0)
+        close(st->root_fd);
+    st->root_fd = -1;
+    return 0;
+}
+
+static int do_root(struct child_state *st, const struct iso_op *op)
+{
+    int fd = open(str_at(st, op->s2), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    if (st->root_fd >= 0)
+        close(st->root_fd);
+    st->root_fd = fd;
+    return 0;
+}
+
+static int do_caps(const struct iso_op *op)
+{
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    uint64_t prm = (uint64_t)op->a, inh = (uint64_t)op->b, amb = (uint64_t)op->c;
+    data[0].effective = data[0].permitted = (uint32_t)prm;
+    data[1].effective = data[1].permitted = (uint32_t)(prm >> 32);
+    data[0].inheritable = (uint32_t)(inh | amb);
+    data[1].inheritable = (uint32_t)((inh | amb) >> 32);
+    if (syscall(SYS_capset, &hdr, data) < 0)
+        return errno;
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+        return errno;
+    for (int cap = 0; cap < 64; cap++)
+        if ((amb >> cap) & 1)
+            if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
+                return errno;
+    return 0;
+}
+
+static int do_capbset(const struct iso_op *op)
+{
+    uint64_t keep = (uint64_t)op->a;
+    for (int cap = 0; cap < 64; cap++) {
+        if ((keep >> cap) & 1)
+            continue;
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
+            if (errno == EINVAL) /* past the last capability this kernel knows */
+                break;
+            return errno;
+        }
+    }
+    return 0;
+}
+
+/* Rearrange fds: each (src -> dst) pair, everything else closed. The status fd survives as a
+ * CLOEXEC fd just above the highest target, so it still reports a failed exec. */
+static int do_fds(struct child_state *st, const struct iso_op *op)
+{
+    const int32_t *t = (const int32_t *)(st->plan + op->s1);
+    int n = (int)op->a;
+    int top = 2;
+    for (int i = 0; i < n; i++) {
+        if (t[3 * i + 1] > top)
+            top = t[3 * i + 1];
+        if (t[3 * i] > top)
+            top = t[3 * i];
+    }
+    if (st->status_fd > top)
+        top = st->status_fd;
+    int tmp[256];
+    if (n > 256)
+        return E2BIG;
+    /* Move every source out of the way first, so a dup2 never clobbers a later source. */
+    for (int i = 0; i < n; i++) {
+        tmp[i] = fcntl(t[3 * i], F_DUPFD_CLOEXEC, top + 1);
+        if (tmp[i] < 0)
+            return errno;
+    }
+    int status_tmp = fcntl(st->status_fd, F_DUPFD_CLOEXEC, top + 1);
+    if (status_tmp < 0)
+        return errno;
+    st->status_fd = status_tmp;
+    int maxdst = -1;
+    for (int i = 0; i < n; i++) {
+        int dst = t[3 * i + 1];
+        if (dup3(tmp[i], dst, t[3 * i + 2] ? O_CLOEXEC : 0) < 0)
+            return errno;
+        if (dst > maxdst)
+            maxdst = dst;
+    }
+    /* Close the gaps below the highest target, then put the status fd right above it. */
+    for (int fd = 0; fd < maxdst; fd++) {
+        int keep = 0;
+        for (int i = 0; i < n; i++)
+            if (t[3 * i + 1] == fd)
+                keep = 1;
+        if (!keep)
+            close(fd);
+    }
+    int status = maxdst + 1;
+    if (status != st->status_fd) {
+        if (dup3(st->status_fd, status, O_CLOEXEC) < 0)
+            return errno;
+    }
+    st->status_fd = status;
+    if (syscall(SYS_close_range, (unsigned)status + 1, ~0U, 0) < 0) {
+        int e = errno;
+        if (e != ENOSYS)
+            return e;
+        struct rlimit rl;
+        int lim = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536 ? (int)rl.rlim_cur
+                                                                             : 65536;
+        for (int fd = status + 1; fd < lim; fd++)
+            close(fd);
+    }
+    for (int i = 0; i < ISO_SLOTS; i++)
+        st->slots[i] = -1;
+    st->root_fd = -1;
+    return 0;
+}
+
+static int loopback_up(void)
+{
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        return errno;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    memcpy(ifr.ifr_name, "lo", 3);
+    int r = ioctl(s, SIOCGIFFLAGS, &ifr);
+    if (r == 0) {
+        ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+        r = ioctl(s, SIOCSIFFLAGS, &ifr);
+    }
+    int e = errno;
+    close(s);
+    return r < 0 ? e : 0;
+}
+
+/* execvp without malloc: PATH comes from the new environment. */
+static int exec_search(const char *file, char *const argv[], char *const envp[])
+{
+    if (strchr(file, '/')) {
+        execve(file, argv, envp);
+        return errno;
+    }
+    const char *path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    for (char *const *e = envp; *e; e++)
+        if (strncmp(*e, "PATH=", 5) == 0) {
+            path = *e + 5;
+            break;
+        }
+    size_t flen = strlen(file);
+    int seen_eacces = 0, last = ENOENT;
+    char buf[ISO_PATH_MAX];
+    const char *p = path;
+    for (;;) {
+        const char *end = strchr(p, ':');
+        size_t dlen = end ? (size_t)(end - p) : strlen(p);
+        if (dlen + flen + 2 <= sizeof buf) {
+            if (dlen) {
+                memcpy(buf, p, dlen);
+                buf[dlen] = '/';
+                memcpy(buf + dlen + 1, file, flen + 1);
+            } else {
+                memcpy(buf, file, flen + 1);
+            }
+            execve(buf, argv, envp);
+            switch (errno) {
+            case EACCES:
+                seen_eacces = 1;
+                break;
+            case ENOENT:
+            case ENOTDIR:
+            case ENAMETOOLONG:
+            case ELOOP:
+            case ESTALE:
+            case ENODEV:
+            case ETIMEDOUT:
+                break;
+            default:
+                return errno;
+            }
+        }
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    (void)last;
+    return seen_eacces ? EACCES : ENOENT;
+}
+
+static void reset_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP)
+            continue;
+        struct sigaction old;
+        if (sigaction(sig, NULL, &old) < 0)
+            continue;
+        /* A handler lives in the parent's memory: never run it here. Python ignores SIGPIPE
+         * and SIGXFSZ for itself; a child expects the defaults (as subprocess restores). */
+        if (old.sa_handler != SIG_DFL &&
+            (old.sa_handler != SIG_IGN || sig == SIGPIPE || sig == SIGXFSZ)) {
+            sa.sa_handler = SIG_DFL;
+            sigaction(sig, &sa, NULL);
+        }
+    }
+}
+
+static int run_ops(struct child_state *st);
+
+static int grandchild_main(void *arg)
+{
+    struct child_state *st = arg;
+    return run_ops(st);
+}
+
+static int do_fork_into_pidns(struct child_state *st, const struct iso_op *op, uint32_t index)
+{
+    /* a >= 0: join that pid namespace; a == -1: a new one (owned by our user namespace). */
+    if (op->a >= 0 ? syscall(SYS_setns, (int)op->a, CLONE_NEWPID) < 0
+                   : syscall(SYS_unshare, CLONE_NEWPID) < 0)
+        return errno;
+    /* The grandchild is born in the pid namespace; CLONE_PARENT makes it the caller's (Python's)
+     * child, so the caller reaps it and owns its pidfd. This process only reports its pid. */
+    struct child_state gst = *st;
+    gst.next_op = index + 1;
+    pid_t pid;
+    if (st->hdr->mode == ISO_MODE_VFORK) {
+        pid = clone(grandchild_main, st->grand_stack + ISO_STACK_SIZE,
+                    CLONE_PARENT | CLONE_VM | CLONE_VFORK, &gst);
+    } else {
+        pid = (pid_t)syscall(SYS_clone, CLONE_PARENT, 0, NULL, NULL, 0);
+        if (pid == 0)
+            _exit(run_ops(&gst));
+    }
+    if (pid < 0)
+        return errno;
+    report(st, ISO_REPORT_PID, 0, ISO_OP_FORK_INTO_PIDNS, (int32_t)index, pid);
+    _exit(0);
+}
+
+static int run_ops(struct child_state *st)
+{
+    const struct iso_plan_header *h = st->hdr;
+    for (uint32_t i = st->next_op; i < h->n_ops; i++) {
+        const struct iso_op *op = &st->ops[i];
+        int e = 0;
+        switch (op->kind) {
+        case ISO_OP_WAIT_PARENT: {
+            char go;
+            ssize_t n;
+            do
+                n = read(h->sync_fd, &go, 1);
+            while (n < 0 && errno == EINTR);
+            if (n != 1)
+                e = n < 0 ? errno : ECANCELED;
+            else
+                close(h->sync_fd);
+            break;
+        }
+        case ISO_OP_SETNS:
+            if (syscall(SYS_setns, (int)op->a, (int)op->b) < 0)
+                e = errno;
+            break;
+        case ISO_OP_UNSHARE:
+            if (syscall(SYS_unshare, (int)op->a) < 0)
+                e = errno;
+            break;
+        case ISO_OP_SETHOSTNAME: {
+            const char *s = str_at(st, op->s1);
+            if (sethostname(s, strlen(s)) < 0)
+                e = errno;
+            break;
+        }
+        case ISO_OP_SETDOMAINNAME: {
+            const char *s = str_at(st, op->s1);
+            if (setdomainname(s, strlen(s)) < 0)
+                e = errno;
+            break;
+        }
+        case ISO_OP_MOUNT:
+            e = do_mount(st, op);
+            break;
+        case ISO_OP_MOUNT_SETATTR:
+            e = do_setattr(st, op);
+            break;
+        case ISO_OP_OPEN_TREE:
+            e = do_open_tree(st, op);
+            break;
+        case ISO_OP_MOVE_MOUNT:
+            e = do_move_mount(st, op);
+            break;
+        case ISO_OP_MKDIR: {
+            struct child_state where = *st;
+            if (!(op->flags & ISO_F_IN_ROOT))
+                where.root_fd = -1;
+            int fd = open_in_root(&where, str_at(st, op->s2),
+                                  (op->flags & ISO_F_MKFILE) ? ISO_F_MKFILE : ISO_F_MKDIR);
+            if (fd < 0)
+                e = errno;
+            else
+                close(fd);
+            break;
+        }
+        case ISO_OP_SYMLINK:
+            e = do_symlink(st, op);
+            break;
+        case ISO_OP_WRITE_FILE:
+            e = do_write_file(st, op);
+            break;
+        case ISO_OP_MASK:
+            e = do_mask(st, op);
+            break;
+        case ISO_OP_ROOT:
+            e = do_root(st, op);
+            break;
+        case ISO_OP_PIVOT_ROOT:
+            e = do_pivot_root(st, op);
+            break;
+        case ISO_OP_CHROOT: {
+            int fd = open_in_root(st, str_at(st, op->s2), 0);
+            if (fd < 0 || fchdir(fd) < 0 || chroot(".") < 0 || chdir("/") < 0)
+                e = errno;
+            if (fd >= 0)
+                close(fd);
+            break;
+        }
+        case ISO_OP_CHDIR:
+            if (chdir(str_at(st, op->s2)) < 0)
+                e = errno;
+            break;
+        case ISO_OP_RLIMIT: {
+            struct rlimit rl = {(rlim_t)op->b, (rlim_t)op->c};
+            if (setrlimit((int)op->a, &rl) < 0)
+                e = errno;
+            break;
+        }
+        case ISO_OP_SETGROUPS: {
+            /* The raw syscall: glibc's setgroups would signal other threads (setxid). */
+            const uint32_t *gids = (const uint32_t *)(st->plan + op->s1);
+            if (syscall(SYS_setgroups, (size_t)op->a, gids) < 0)
+                e = errno;
+            break;
+        }
+        case ISO_OP_SETRESGID:
+            if (syscall(SYS_setresgid, (gid_t)op->a, (gid_t)op->a, (gid_t)op->a) < 0)
+                e = errno;
+            break;
+        case ISO_OP_SETRESUID:
+            if (syscall(SYS_setresuid, (uid_t)op->a, (uid_t)op->a, (uid_t)op->a) < 0)
+                e = errno;
+            break;
+        case ISO_OP_CAPBSET:
+            e = do_capbset(op);
+            break;
+        case ISO_OP_CAPS:
+            e = do_caps(op);
+            break;
+        case ISO_OP_KEEPCAPS:
+            if (prctl(PR_SET_KEEPCAPS, (unsigned long)op->a, 0, 0, 0) < 0)
+                e = errno;
+            break;
+        case ISO_OP_NO_NEW_PRIVS:
+            if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+                e = errno;
+            break;
+        case ISO_OP_SECCOMP: {
+            struct sock_fprog prog = {(unsigned short)op->a,
+                                      (struct sock_filter *)(st->plan + op->s1)};
+            if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0)
+                e = errno;
+            break;
+        }
+        case ISO_OP_FDS:
+            e = do_fds(st, op);
+            break;
+        case ISO_OP_SETSID:
+            if (setsid() < 0)
+                e = errno;
+            break;
+        case ISO_OP_CTTY:
+            if (ioctl((int)op->a, TIOCSCTTY, 0) < 0)
+                e = errno;
+            break;
+        case ISO_OP_LOOPBACK_UP:
+            e = loopback_up();
+            break;
+        case ISO_OP_CGROUP_JOIN:
+            if (write((int)op->a, "0", 1) < 0)
+                e = errno;
+            break;
+        case ISO_OP_UMASK:
+            umask((mode_t)op->a);
+            break;
+        case ISO_OP_PDEATHSIG:
+            if (prctl(PR_SET_PDEATHSIG, (unsigned long)op->a, 0, 0, 0) < 0)
+                e = errno;
+            else if (getppid() != st->parent)
+                _exit(128 + (int)op->a);
+            break;
+        case ISO_OP_FORK_INTO_PIDNS:
+            e = do_fork_into_pidns(st, op, i);
+            break;
+        case ISO_OP_EXEC: {
+            char *const *argv = (char *const *)(st->plan + op->a);
+            char *const *envp = (char *const *)(st->plan + op->b);
+            if (h->flags & ISO_PLAN_RESET_SIGNALS) {
+                sigset_t empty;
+                sigemptyset(&empty);
+                sigprocmask(SIG_SETMASK, &empty, NULL);
+            }
+            if (op->flags & ISO_F_EXEC_FD) {
+                syscall(SYS_execveat, (int)op->c, "", argv, envp, AT_EMPTY_PATH);
+                e = errno;
+            } else if (op->flags & ISO_F_SEARCH_PATH) {
+                e = exec_search(str_at(st, op->s1), argv, envp);
+            } else {
+                execve(str_at(st, op->s1), argv, envp);
+                e = errno;
+            }
+            break;
+        }
+        default:
+            e = EINVAL;
+            break;
+        }
+        if (e) {
+            if ((op->flags & ISO_F_OPTIONAL) && e == ENOENT)
+                continue;
+            fail(st, e, (int)op->kind, (int)i);
+        }
+    }
+    /* A plan without EXEC: the child's work is done. */
+    _exit(0);
+}
+
+static int child_main(void *arg)
+{
+    struct child_state *st = arg;
+    if (st->hdr->flags & ISO_PLAN_RESET_SIGNALS)
+        reset_signals();
+    return run_ops(st);
+}
+
+/* ---- the parent --------------------------------------------------------------------------- */
+
+static int fixup_table(uint8_t *plan, size_t len, uint64_t off)
+{
+    if (off == 0 || off % 8 || off >= len)
+        return EINVAL;
+    uint64_t *t = (uint64_t *)(plan + off);
+    for (; (uint8_t *)t + 8 <= plan + len; t++) {
+        if (*t == 0)
+            return 0;
+        if (*t >= len)
+            return EINVAL;
+        *t = (uint64_t)(uintptr_t)(plan + *t);
+    }
+    return EINVAL;
+}
+
+int iso_spawn(uint8_t *plan, size_t len, struct iso_spawn_result *out)
+{
+    out->pid = -1;
+    out->pidfd = -1;
+    out->err = 0;
+    out->step = ISO_STEP_PLAN;
+    struct iso_plan_header *h = (struct iso_plan_header *)plan;
+    if (len < sizeof *h || h->magic != ISO_PLAN_MAGIC || h->version != ISO_PLAN_VERSION ||
+        h->size != len || h->ops_offset + (uint64_t)h->n_ops * sizeof(struct iso_op) > len) {
+        out->err = EINVAL;
+        return -1;
+    }
+    struct child_state st;
+    memset(&st, 0, sizeof st);
+    st.plan = plan;
+    st.hdr = h;
+    st.ops = (const struct iso_op *)(plan + h->ops_offset);
+    st.root_fd = -1;
+    st.status_fd = h->status_fd;
+    st.parent = getpid();
+    for (int i = 0; i < ISO_SLOTS; i++)
+        st.slots[i] = -1;
+    for (uint32_t i = 0; i < h->n_ops; i++) {
+        if (st.ops[i].kind == ISO_OP_EXEC) {
+            int e = fixup_table(plan, len, (uint64_t)st.ops[i].a);
+            if (!e)
+                e = fixup_table(plan, len, (uint64_t)st.ops[i].b);
+            if (e) {
+                out->err = e;
+                return -1;
+            }
+        }
+    }
+
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    out->step = ISO_STEP_CLONE;
+    int pidfd = -1;
+    pid_t pid;
+    char *stack = NULL;
+    if (h->mode == ISO_MODE_VFORK) {
+        stack = mmap(NULL, 2 * ISO_STACK_SIZE, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        if (stack == MAP_FAILED) {
+            out->err = errno;
+            pthread_sigmask(SIG_SETMASK, &old, NULL);
+            return -1;
+        }
+        st.grand_stack = stack + ISO_STACK_SIZE;
+        pid = clone(child_main, stack + ISO_STACK_SIZE,
+                    CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD | (int)h->clone_flags,
+                    &st, &pidfd);
+        out->err = errno;
+    } else {
+        struct iso_clone_args args;
+        memset(&args, 0, sizeof args);
+        args.flags = CLONE_PIDFD | h->clone_flags;
+        args.pidfd = (uint64_t)(uintptr_t)&pidfd;
+        args.exit_signal = SIGCHLD;
+        if (h->cgroup_fd >= 0) {
+            args.flags |= CLONE_INTO_CGROUP;
+            args.cgroup = (uint64_t)h->cgroup_fd;
+        }
+        pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
+        if (pid < 0 && errno == ENOSYS && h->cgroup_fd < 0)
+            pid = (pid_t)syscall(SYS_clone, CLONE_PIDFD | SIGCHLD | h->clone_flags, 0, &pidfd,
+                                 NULL, 0);
+        out->err = errno;
+        if (pid == 0)
+            child_main(&st); /* never returns */
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (stack)
+        munmap(stack, 2 * ISO_STACK_SIZE);
+    if (pid < 0)
+        return -1;
+    out->err = 0;
+    out->pid = pid;
+    out->pidfd = pidfd;
+    return 0;
+}

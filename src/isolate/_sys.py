@@ -1,0 +1,182 @@
+"""The only importer of ``isolate._native``: calls into C, checks results, raises typed errors.
+
+Everything above this module sees Python values and isolate exceptions, never cffi objects or
+raw return codes. It holds no policy: which namespaces, which mounts, in which order, is decided
+by the layers above.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from isolate._native._isolate import ffi, lib
+from isolate.errors import IsolateOSError, MountError, NamespaceError, SpawnError
+
+__all__ = [
+    "clone3_works",
+    "fsconfig",
+    "fsmount",
+    "fsopen",
+    "mount",
+    "mount_setattr",
+    "move_mount",
+    "open_tree",
+    "openat2",
+    "pidfd_open",
+    "pidfd_send_signal",
+    "pivot_root",
+    "sethostname",
+    "setns",
+    "spawn",
+    "umount2",
+    "unshare",
+]
+
+_lib: Any = lib
+
+
+def _path(value: str | bytes | os.PathLike[str] | None) -> Any:
+    if value is None:
+        return ffi.NULL
+    return os.fsencode(value)
+
+
+def _fail(cls: type[IsolateOSError], message: str, filename: Any = None,
+          step: str | None = None) -> IsolateOSError:
+    err = ffi.errno
+    return cls(err, message, os.fsdecode(filename) if filename is not None else None, step=step)
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    """Join the namespace behind ``fd`` (this thread only, for most kinds)."""
+    if _lib.iso_setns(fd, nstype) < 0:
+        raise _fail(NamespaceError, f"setns fd {fd}", step="setns")
+
+
+def unshare(flags: int) -> None:
+    """Move the calling thread into new namespaces."""
+    if _lib.iso_unshare(flags) < 0:
+        raise _fail(NamespaceError, f"unshare {flags:#x}", step="unshare")
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    if _lib.iso_pivot_root(_path(new_root), _path(put_old)) < 0:
+        raise _fail(MountError, f"pivot_root to {new_root}", new_root, step="pivot_root")
+
+
+def mount(source: str | None, target: str | os.PathLike[str], fstype: str | None = None,
+          flags: int = 0, data: str | None = None) -> None:
+    """mount(2). Raises MountError naming the filesystem, the target and the options."""
+    if _lib.iso_mount(_path(source), _path(target), _path(fstype), flags, _path(data)) < 0:
+        what = fstype or "bind"
+        extra = f" ({data})" if data else ""
+        raise _fail(MountError, f"mount {what} on {os.fsdecode(target)}{extra}", target,
+                    step="mount")
+
+
+def umount2(target: str | os.PathLike[str], flags: int = 0) -> None:
+    if _lib.iso_umount2(_path(target), flags) < 0:
+        raise _fail(MountError, f"umount {os.fsdecode(target)}", target, step="umount")
+
+
+def mount_setattr(target: str | os.PathLike[str] | int, *, attr_set: int = 0,
+                  attr_clr: int = 0, propagation: int = 0, recursive: bool = False) -> None:
+    """mount_setattr(2) on a path, or on an fd (AT_EMPTY_PATH)."""
+    flags = 0x8000 if recursive else 0  # AT_RECURSIVE
+    if isinstance(target, int):
+        r = _lib.iso_mount_setattr(target, b"", flags | 0x1000, attr_set, attr_clr,
+                                   propagation)
+    else:
+        r = _lib.iso_mount_setattr(-100, _path(target), flags, attr_set, attr_clr, propagation)
+    if r < 0:
+        raise _fail(MountError, f"change mount attributes of {target}", step="mount_setattr")
+
+
+def open_tree(path: str | os.PathLike[str], flags: int) -> int:
+    fd = int(_lib.iso_open_tree(-100, _path(path), flags))
+    if fd < 0:
+        raise _fail(MountError, f"open_tree {os.fsdecode(path)}", path, step="open_tree")
+    return fd
+
+
+def move_mount(from_fd: int, to_path: str | os.PathLike[str], *, to_fd: int = -100) -> None:
+    flags = 0x4  # MOVE_MOUNT_F_EMPTY_PATH
+    if _lib.iso_move_mount(from_fd, b"", to_fd, _path(to_path), flags) < 0:
+        raise _fail(MountError, f"attach mount on {os.fsdecode(to_path)}", to_path,
+                    step="move_mount")
+
+
+def fsopen(fstype: str, flags: int = 0x1) -> int:
+    """fsopen(2); FSOPEN_CLOEXEC by default."""
+    fd = int(_lib.iso_fsopen(fstype.encode(), flags))
+    if fd < 0:
+        raise _fail(MountError, f"fsopen {fstype}", step="fsopen")
+    return fd
+
+
+FSCONFIG_SET_FLAG = 0
+FSCONFIG_SET_STRING = 1
+FSCONFIG_CMD_CREATE = 6
+
+
+def fsconfig(fd: int, cmd: int, key: str | None = None, value: str | bytes | None = None,
+             aux: int = 0, *, what: str = "") -> None:
+    raw: Any = ffi.NULL if value is None else (value if isinstance(value, bytes)
+                                               else value.encode())
+    k: Any = ffi.NULL if key is None else key.encode()
+    if _lib.iso_fsconfig(fd, cmd, k, raw, aux) < 0:
+        detail = what or (f"{key}={value!r}" if key else f"command {cmd}")
+        raise _fail(MountError, f"configure filesystem: {detail}", step="fsconfig")
+
+
+def fsmount(fd: int, flags: int = 0x1, attr_flags: int = 0) -> int:
+    mfd = int(_lib.iso_fsmount(fd, flags, attr_flags))
+    if mfd < 0:
+        raise _fail(MountError, "fsmount", step="fsmount")
+    return mfd
+
+
+def openat2(dir_fd: int, path: str | os.PathLike[str], flags: int, mode: int = 0,
+            resolve: int = 0) -> int:
+    fd = int(_lib.iso_openat2(dir_fd, _path(path), flags, mode, resolve))
+    if fd < 0:
+        raise _fail(IsolateOSError, f"open {os.fsdecode(path)}", path, step="openat2")
+    return fd
+
+
+def pidfd_open(pid: int, flags: int = 0) -> int:
+    fd = int(_lib.iso_pidfd_open(pid, flags))
+    if fd < 0:
+        raise _fail(IsolateOSError, f"pidfd_open {pid}", step="pidfd_open")
+    return fd
+
+
+def pidfd_send_signal(pidfd: int, sig: int) -> None:
+    if _lib.iso_pidfd_send_signal(pidfd, sig, 0) < 0:
+        raise _fail(IsolateOSError, f"send signal {sig}", step="pidfd_send_signal")
+
+
+def sethostname(name: str) -> None:
+    raw = name.encode()
+    if _lib.iso_sethostname(raw, len(raw)) < 0:
+        raise _fail(NamespaceError, f"sethostname {name!r}", step="sethostname")
+
+
+def clone3_works() -> bool:
+    return bool(_lib.iso_clone3_works())
+
+
+def spawn(plan: bytearray) -> tuple[int, int]:
+    """Clone a child that runs ``plan`` (made by :meth:`isolate._plan.Plan.encode`).
+
+    Returns ``(pid, pidfd)``. Set-up failures in the child are reported on the plan's status
+    fd, not here; this raises :class:`SpawnError` only when the clone itself fails.
+    """
+    out = ffi.new("struct iso_spawn_result *")
+    buf = ffi.from_buffer("uint8_t[]", plan)
+    if _lib.iso_spawn(buf, len(plan), out) < 0:
+        err = int(out.err)
+        step = "clone" if out.step == 100 else "plan"
+        raise SpawnError(err, f"spawn: {step} failed", step=step)
+    return int(out.pid), int(out.pidfd)

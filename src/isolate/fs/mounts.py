@@ -1,0 +1,139 @@
+"""Mount records: what a sandbox or container mounts, as small validated values.
+
+Owns validation of mount requests (absolute targets, no ``..``, no NUL bytes) and their
+translation to set-up operations for the C child. It makes no system calls: the child mounts.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+from typing import Any
+
+import attrs
+
+from isolate import _plan
+from isolate._plan import Op
+from isolate.errors import ConfigError
+
+__all__ = ["Bind", "Mount", "Tmpfs", "check_container_path", "parse_size"]
+
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_SLAVE = 0x80000
+MS_PRIVATE = 0x40000
+MS_STRICTATIME = 0x1000000
+
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.I)
+
+
+def parse_size(value: int | str, what: str = "size") -> int:
+    """Parse ``"64M"``, ``"1.5g"``, ``"512k"`` or an int into bytes (binary units)."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{what} must be a size like '64M', not {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ConfigError(f"{what} must not be negative: {value}")
+        return value
+    match = _SIZE.match(str(value))
+    if match is None:
+        raise ConfigError(f"{what} must be a size like '64M', not {value!r}")
+    number, unit = match.groups()
+    scale = 1024 ** " kmgt".index(unit.lower() or " ")
+    return int(float(number) * scale)
+
+
+def check_container_path(path: str | os.PathLike[str], what: str) -> str:
+    """Validate a path inside a sandbox: absolute, no ``..``, no NUL; returns it normalised."""
+    raw = os.fspath(path)
+    if not isinstance(raw, str):
+        raise ConfigError(f"{what} must be a str path, not {raw!r}")
+    if "\0" in raw:
+        raise ConfigError(f"{what} contains a NUL byte: {raw!r}")
+    if not raw.startswith("/"):
+        raise ConfigError(f"{what} must be an absolute path, not {raw!r}")
+    if ".." in raw.split("/"):
+        raise ConfigError(f"{what} must not contain '..': {raw!r}")
+    norm = posixpath.normpath(raw)
+    if norm.startswith("//"):
+        norm = "/" + norm.lstrip("/")
+    return norm
+
+
+def _host_path(value: Any) -> str:
+    raw = os.fspath(value)
+    if not isinstance(raw, str):
+        raise ConfigError(f"bind source must be a str path, not {raw!r}")
+    if "\0" in raw:
+        raise ConfigError(f"bind source contains a NUL byte: {raw!r}")
+    if not raw:
+        raise ConfigError("bind source must not be empty")
+    return os.path.abspath(raw)
+
+
+def _target(value: Any) -> str:
+    return check_container_path(value, "mount target")
+
+
+@attrs.frozen
+class Bind:
+    """Bind ``source`` (a host path) to ``target`` inside; read-only unless ``readonly=False``.
+
+    The whole subtree is bound (like ``--rbind``); the target is created when missing (in a
+    writable root) and resolved inside the new root, so a symlink there cannot redirect it.
+    """
+
+    source: str = attrs.field(converter=_host_path)
+    target: str = attrs.field(converter=_target)
+    readonly: bool = True
+
+    @classmethod
+    def parse(cls, spec: str) -> Bind:
+        """``SRC:DST[:ro|rw]`` as in ``docker run -v`` (read-only unless ``:rw``)."""
+        parts = spec.split(":")
+        if len(parts) == 2:
+            parts.append("ro")
+        if len(parts) != 3 or parts[2] not in ("ro", "rw") or not parts[0] or not parts[1]:
+            raise ConfigError(f"bind must look like SRC:DST[:ro|rw], not {spec!r}")
+        return cls(parts[0], parts[1], readonly=parts[2] == "ro")
+
+    def ops(self, slot: int) -> tuple[list[Op], list[Op]]:
+        """Operations before the staging mount (open the source) and inside the new root."""
+        is_file = not os.path.isdir(self.source)
+        before = [_plan.open_tree(self.source, slot)]
+        inside = [_plan.move_mount(slot, self.target, is_file=is_file, source=self.source)]
+        if self.readonly:
+            inside.append(_plan.setattr_(self.target, MOUNT_ATTR_RDONLY, in_root=True,
+                                         recursive=True,
+                                         what=f"make {self.target} read-only"))
+        return before, inside
+
+
+@attrs.frozen
+class Tmpfs:
+    """A fresh tmpfs at ``target`` (nosuid, nodev), ``size`` bytes at most (None: kernel default)."""
+
+    target: str = attrs.field(converter=_target)
+    size: int | None = attrs.field(default=None,
+                                   converter=attrs.converters.optional(parse_size))
+    mode: int = 0o1777
+
+    def ops(self) -> list[Op]:
+        data = f"mode={self.mode:o}"
+        if self.size is not None:
+            data += f",size={self.size}"
+        return [_plan.mount("tmpfs", self.target, "tmpfs", MS_NOSUID | MS_NODEV, data,
+                            in_root=True, mkdir=True)]
+
+
+Mount = Bind | Tmpfs

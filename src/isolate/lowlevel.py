@@ -1,0 +1,291 @@
+"""Hazardous low-level API: spawn a child from a plan, raw system calls, feature probes.
+
+Owns the parent's half of the spawn protocol (status pipe, sync socket, parent steps, turning
+the child's error report into a typed exception). It makes no choices about isolation: the plan
+says what the child does. Misuse can break the calling process (``setns``, ``unshare``,
+``pivot_root`` act on the caller), hence the name -- the friendly API is :class:`isolate.Sandbox`.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import os
+import signal
+import socket
+import warnings
+from collections.abc import Callable
+from types import TracebackType
+
+from isolate import _plan, _sys
+from isolate._plan import Mode, Op, OpKind, Plan, Report
+from isolate._sys import (
+    mount,
+    mount_setattr,
+    move_mount,
+    open_tree,
+    openat2,
+    pidfd_open,
+    pidfd_send_signal,
+    pivot_root,
+    sethostname,
+    setns,
+    umount2,
+    unshare,
+)
+from isolate.errors import (
+    CgroupError,
+    ConfigError,
+    IsolateOSError,
+    MountError,
+    NamespaceError,
+    SpawnError,
+    UnsupportedError,
+)
+
+__all__ = [
+    "Child",
+    "Mode",
+    "Op",
+    "OpKind",
+    "Plan",
+    "clone3_works",
+    "mount",
+    "mount_setattr",
+    "move_mount",
+    "open_tree",
+    "openat2",
+    "pidfd_open",
+    "pidfd_send_signal",
+    "pivot_root",
+    "plan",
+    "sethostname",
+    "setns",
+    "spawn",
+    "umount2",
+    "unshare",
+    "userns_available",
+]
+
+plan = _plan  # the op builders: lowlevel.plan.mount(...), lowlevel.plan.exec_(...)
+
+_ERROR_CLASS: dict[OpKind, type[IsolateOSError]] = {
+    OpKind.SETNS: NamespaceError,
+    OpKind.UNSHARE: NamespaceError,
+    OpKind.FORK_INTO_PIDNS: NamespaceError,
+    OpKind.MOUNT: MountError,
+    OpKind.MOUNT_SETATTR: MountError,
+    OpKind.OPEN_TREE: MountError,
+    OpKind.MOVE_MOUNT: MountError,
+    OpKind.MASK: MountError,
+    OpKind.PIVOT_ROOT: MountError,
+    OpKind.CGROUP_JOIN: CgroupError,
+}
+
+
+class Child:
+    """A process started by :func:`spawn`: its pid (in the caller's pid namespace) and a pidfd.
+
+    Waiting uses the pidfd, so event loops can wait on :meth:`fileno`. Close it (or use it as a
+    context manager) to release the pidfd; a Child collected while open warns.
+    """
+
+    def __init__(self, pid: int, pidfd: int) -> None:
+        self.pid = pid
+        self._pidfd = pidfd
+        self.returncode: int | None = None
+
+    def fileno(self) -> int:
+        """The pidfd: readable once the child has exited."""
+        if self._pidfd < 0:
+            raise ValueError("the Child handle is closed")
+        return self._pidfd
+
+    def poll(self) -> int | None:
+        """The exit status (negative signal number if killed), or None while it runs."""
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self) -> int:
+        """Wait for the child to exit and return its status."""
+        while self.returncode is None:
+            try:
+                _, status = os.waitpid(self.pid, 0)
+            except ChildProcessError:
+                break
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode if self.returncode is not None else 0
+
+    def send_signal(self, sig: int) -> None:
+        """Signal the child through its pidfd: never a recycled pid."""
+        if self.returncode is None and self._pidfd >= 0:
+            try:
+                pidfd_send_signal(self._pidfd, sig)
+            except IsolateOSError as exc:
+                if exc.errno != errno.ESRCH:
+                    raise
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def close(self) -> None:
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+            self._pidfd = -1
+
+    def __enter__(self) -> Child:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.returncode is None:
+            self.kill()
+            self.wait()
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_pidfd", -1) >= 0:
+            warnings.warn(f"isolate Child {self.pid} was not closed", ResourceWarning,
+                          stacklevel=2, source=self)
+            self.close()
+
+    def __repr__(self) -> str:
+        return f"<Child pid={self.pid} returncode={self.returncode}>"
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        try:
+            data = os.read(fd, 4096)
+        except InterruptedError:
+            continue
+        if not data:
+            return b"".join(chunks)
+        chunks.append(data)
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def error_for(p: Plan, err: int, step: int, op_index: int, pid: int | None) -> IsolateOSError:
+    """Turn a child's error report into the exception that names the failing step."""
+    if 0 <= op_index < len(p.ops):
+        op = p.ops[op_index]
+        cls = _ERROR_CLASS.get(op.kind, SpawnError)
+        filename: str | None = None
+        if op.kind is OpKind.EXEC:
+            filename = os.fsdecode(op.argv[0] if op.argv else op.s1 or b"")
+            message = f"exec {filename}"
+        else:
+            message = op.describe()
+            if op.s2 is not None:
+                filename = os.fsdecode(op.s2)
+        return cls(err, message, filename, step=op.kind.name.lower(), pid=pid,
+                   op_index=op_index)
+    name = _plan.Step(step).name.lower() if step in _plan.Step._value2member_map_ else str(step)
+    return SpawnError(err, f"child set-up step {name}", step=name, pid=pid)
+
+
+def spawn(p: Plan, *, parent_step: Callable[[int], None] | None = None) -> Child:
+    """Clone a child that runs plan ``p`` and wait until it has exec'd.
+
+    ``parent_step(pid)`` runs in the parent while the child waits at its ``WAIT_PARENT``
+    operation (the plan must be in FORK mode): write uid/gid maps, move it into a cgroup, move
+    a network device into its namespace.
+
+    Raises :class:`SpawnError` (or :class:`MountError`, :class:`NamespaceError`,
+    :class:`CgroupError` for those steps) naming the operation that failed, with the child's
+    errno; nothing of the child is left running.
+    """
+    if p.needs_sync and p.mode is not Mode.FORK:
+        raise ConfigError("a plan that waits for its parent needs Mode.FORK")
+    if p.needs_sync and parent_step is None:
+        raise ConfigError("a plan with WAIT_PARENT needs a parent_step")
+    status_r, status_w = os.pipe2(os.O_CLOEXEC)
+    sync_parent: socket.socket | None = None
+    sync_child = -1
+    try:
+        if p.needs_sync:
+            sync_parent, child_sock = socket.socketpair(
+                socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+            sync_child = child_sock.detach()
+        buf = p.encode(status_w, sync_child)
+        try:
+            pid, pidfd = _sys.spawn(buf)
+        finally:
+            os.close(status_w)
+            status_w = -1
+            if sync_child >= 0:
+                os.close(sync_child)
+        try:
+            if sync_parent is not None and parent_step is not None:
+                parent_step(pid)
+                sync_parent.send(b"G")
+            data = _read_all(status_r)
+        except BaseException:
+            os.kill(pid, signal.SIGKILL)
+            _reap(pid)
+            os.close(pidfd)
+            raise
+    finally:
+        if status_w >= 0:
+            os.close(status_w)
+        os.close(status_r)
+        if sync_parent is not None:
+            sync_parent.close()
+
+    error: IsolateOSError | None = None
+    real_pid = pid
+    for offset in range(0, len(data) - len(data) % _plan.REPORT.size, _plan.REPORT.size):
+        kind, err, step, op_index, value = _plan.REPORT.unpack_from(data, offset)
+        if kind == Report.PID:
+            real_pid = int(value)
+        elif kind == Report.ERROR and error is None:
+            error = error_for(p, err, step, op_index, pid)
+    if real_pid != pid:
+        # The first child only forked the real one into a pid namespace and exited.
+        _reap(pid)
+        os.close(pidfd)
+        pid = real_pid
+        pidfd = -1
+        if error is None:
+            try:
+                pidfd = pidfd_open(pid)
+            except IsolateOSError:
+                os.kill(pid, signal.SIGKILL)
+                _reap(pid)
+                raise
+    if error is not None:
+        _reap(pid)
+        if pidfd >= 0:
+            os.close(pidfd)
+        raise error
+    return Child(pid, pidfd)
+
+
+@functools.cache
+def clone3_works() -> bool:
+    """Whether the kernel has clone3 (Linux 5.3+)."""
+    return _sys.clone3_works()
+
+
+@functools.cache
+def userns_available() -> bool:
+    """Whether this process may create a user namespace (probed once, by trying it)."""
+    p = Plan(_plan.CLONE_NEWUSER, Mode.VFORK, reset_signals=True)
+    try:
+        child = spawn(p)
+    except IsolateOSError:
+        return False
+    with child:
+        return child.wait() == 0

@@ -1,0 +1,65 @@
+"""Process handles for sandboxed children: a real :class:`subprocess.Popen`, started by isolate.
+
+Owns the bridge between subprocess's pipe handling (stdin/stdout/stderr, communicate, wait,
+timeouts) and isolate's spawner: Popen makes the pipes, isolate clones the child. Nothing here
+decides what the child's isolation is; the caller passes a function that builds the plan.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import subprocess
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from isolate import lowlevel
+from isolate._plan import Plan
+
+__all__ = ["SandboxedPopen"]
+
+# (stdio and passed fds as (source, target) pairs) -> plan
+PlanFactory = Callable[[list[tuple[int, int]]], Plan]
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        fcntl.fcntl(fd, fcntl.F_GETFD)
+    except OSError:
+        return False
+    return True
+
+
+class SandboxedPopen(subprocess.Popen):  # type: ignore[type-arg]
+    """A :class:`subprocess.Popen` whose child is cloned by isolate from a set-up plan.
+
+    Everything Popen offers works as usual: ``stdin``/``stdout``/``stderr`` pipes,
+    ``communicate(input, timeout)``, ``poll``, ``wait``, ``send_signal``, ``kill``, context
+    manager. ``pid`` is the child's pid in the caller's pid namespace. Create it through
+    :meth:`isolate.Sandbox.popen`; there is no public constructor contract beyond that.
+    """
+
+    def __init__(self, args: Sequence[str], *, plan_factory: PlanFactory,
+                 **kwargs: Any) -> None:
+        self._plan_factory = plan_factory
+        super().__init__(args, **kwargs)
+
+    def _execute_child(self, args: Any, executable: Any, preexec_fn: Any, close_fds: Any,
+                       pass_fds: Any, cwd: Any, env: Any, startupinfo: Any,
+                       creationflags: Any, shell: Any, p2cread: int, p2cwrite: int,
+                       c2pread: int, c2pwrite: int, errread: int, errwrite: int,
+                       *rest: Any) -> None:
+        stdio = []
+        for target, source in enumerate((p2cread, c2pwrite, errwrite)):
+            if source == -1:
+                source = target  # inherit the caller's own stdio, if it has it open
+                if not _is_open(source):
+                    continue
+            stdio.append((source, target))
+        for fd in pass_fds:
+            stdio.append((fd, fd))
+        child = lowlevel.spawn(self._plan_factory(stdio))
+        # Popen waits by pid; the pid stays ours (unreaped) until Popen reaps it.
+        self.pid = child.pid
+        child.close()
+        self._child_created = True
+        self._close_pipe_fds(p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite)

@@ -1,0 +1,585 @@
+"""``with isolate.Sandbox() as sb``: run commands and Python functions in isolation.
+
+Owns the defaults for sandboxing code (read-only host root, private /tmp, fresh /proc, minimal
+/dev, no network, no capabilities, no_new_privs, a seccomp filter, masked /proc paths) and the
+lifetime of everything a sandbox starts. It builds on the public lower layers only (plans, mount
+records, security, cgroups); it never makes mounts or namespaces in the calling process.
+
+Each ``run``/``popen`` gets fresh namespaces of its own and is pid 1 in its pid namespace, so
+ending it (or its timeout) ends its whole process tree; leaving the ``with`` block ends every
+process the sandbox started, and with them every mount and namespace they held.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import attrs
+
+from isolate import _plan, lowlevel, security
+from isolate._plan import Mode, Op, OpFlag, OpKind, Plan
+from isolate.errors import ConfigError, StateError
+from isolate.fs.mounts import (
+    MOUNT_ATTR_RDONLY,
+    MS_BIND,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_RDONLY,
+    MS_REC,
+    MS_SLAVE,
+    MS_STRICTATIME,
+    Bind,
+    Tmpfs,
+    check_container_path,
+)
+from isolate.process import SandboxedPopen
+
+__all__ = ["Sandbox", "SandboxConfig"]
+
+T = TypeVar("T")
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+_STAGING = "/tmp"
+_NEWROOT = "/tmp/.isolate-root"
+_EMPTY = "/tmp/.isolate-empty"
+
+
+def _binds(value: Iterable[Bind | str]) -> tuple[Bind, ...]:
+    if isinstance(value, (str, Bind)):
+        value = [value]
+    return tuple(b if isinstance(b, Bind) else Bind.parse(b) for b in value)
+
+
+def _tmpfs(value: Iterable[Tmpfs | str]) -> tuple[Tmpfs, ...]:
+    if isinstance(value, (str, Tmpfs)):
+        value = [value]
+    return tuple(t if isinstance(t, Tmpfs) else Tmpfs(t) for t in value)
+
+
+def _env(value: Mapping[str, str] | None) -> tuple[tuple[str, str], ...] | None:
+    if value is None:
+        return None
+    out = []
+    for k, v in value.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise ConfigError(f"env must map str to str, not {k!r}: {v!r}")
+        if not k or "=" in k or "\0" in k or "\0" in v:
+            raise ConfigError(f"invalid environment variable {k!r}")
+        out.append((k, v))
+    return tuple(out)
+
+
+def _hostname(value: str) -> str:
+    if not isinstance(value, str) or not 0 < len(value.encode()) <= 64 or "\0" in value:
+        raise ConfigError(f"hostname must be 1 to 64 bytes without NUL, not {value!r}")
+    return value
+
+
+def _id(value: int | None) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32 - 1:
+        raise ConfigError(f"uid/gid must be an int in [0, 2**32-2], not {value!r}")
+    return value
+
+
+def _timeout(value: float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigError(f"timeout must be a positive number of seconds, not {value!r}")
+    return float(value)
+
+
+def _rootfs(value: str | os.PathLike[str] | None) -> str | None:
+    if value is None:
+        return None
+    raw = os.fspath(value)
+    if not isinstance(raw, str) or "\0" in raw:
+        raise ConfigError(f"rootfs must be a str path without NUL, not {raw!r}")
+    return os.path.abspath(raw)
+
+
+def _caps(value: Iterable[str] | None) -> security.CapabilitySet | None:
+    if value is None:
+        return None
+    if isinstance(value, security.CapabilitySet):
+        return value
+    if isinstance(value, str):
+        value = [value]
+    return security.CapabilitySet.from_names(list(value))
+
+
+@attrs.frozen
+class SandboxConfig:
+    """Everything a :class:`Sandbox` does, validated when made (no system call is made).
+
+    Raises :class:`isolate.errors.ConfigError` naming the bad value.
+    """
+
+    rootfs: str | None = attrs.field(default=None, converter=_rootfs)
+    readonly: bool = True
+    binds: tuple[Bind, ...] = attrs.field(default=(), converter=_binds)
+    tmpfs: tuple[Tmpfs, ...] = attrs.field(default=(), converter=_tmpfs)
+    env: tuple[tuple[str, str], ...] | None = attrs.field(default=None, converter=_env)
+    cwd: str = attrs.field(default="/",
+                           converter=lambda v: check_container_path(v, "cwd"))
+    hostname: str = attrs.field(default="sandbox", converter=_hostname)
+    network: bool = False
+    uid: int | None = attrs.field(default=None, converter=_id)
+    gid: int | None = attrs.field(default=None, converter=_id)
+    timeout: float | None = attrs.field(default=None, converter=_timeout)
+    privileged: bool = False
+    capabilities: security.CapabilitySet | None = attrs.field(default=None, converter=_caps)
+    seccomp: security.SeccompProfile | bool = True
+    user_namespace: bool | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.rootfs is not None and not os.path.isdir(self.rootfs):
+            raise ConfigError(f"rootfs {self.rootfs!r} is not a directory")
+        for bind in self.binds:
+            if not os.path.lexists(bind.source):
+                raise ConfigError(f"bind source {bind.source!r} does not exist")
+        targets = [b.target for b in self.binds] + [t.target for t in self.tmpfs]
+        for target in targets:
+            if target == "/":
+                raise ConfigError("cannot mount over the sandbox's root directory '/'")
+
+    @property
+    def rootless(self) -> bool:
+        """Whether the sandbox runs in a user namespace (the default when not root)."""
+        if self.user_namespace is not None:
+            return self.user_namespace
+        return os.geteuid() != 0
+
+
+# -- compiling a config into a plan ----------------------------------------------------------
+
+def _root_ops(cfg: SandboxConfig) -> list[Op]:
+    """Mount namespace set-up: new root, /proc, /dev, /sys, /tmp, binds, pivot, masks."""
+    P = _plan
+    before: list[Op] = [
+        Op(OpKind.MOUNT, a=MS_REC | MS_SLAVE, s2=b"/",
+           note="keep mounts from propagating out (rslave /)"),
+        P.open_tree(cfg.rootfs or "/", 0),
+    ]
+    inside: list[Op] = []
+    slot = 1
+    for dev in _DEVICES:
+        before.append(P.open_tree(f"/dev/{dev}", slot, recursive=False, optional=True))
+        slot += 1
+    bind_ops = []
+    for bind in cfg.binds:
+        b, i = bind.ops(slot)
+        before.extend(b)
+        bind_ops.extend(i)
+        slot += 1
+    if slot > 64:
+        raise ConfigError(f"at most {64 - 1 - len(_DEVICES)} binds are supported")
+
+    staging = [
+        P.mount("tmpfs", _STAGING, "tmpfs", MS_NOSUID | MS_NODEV, "mode=700,size=16k"),
+        P.mkdir(_NEWROOT, in_root=False),
+        P.mkdir(_EMPTY, in_root=False),
+        P.move_mount(0, _NEWROOT, in_root=False, create=False, source=cfg.rootfs or "/"),
+        Op(OpKind.ROOT, s2=_NEWROOT.encode(), note="open the new root"),
+    ]
+    ro_root = [P.setattr_("/", MOUNT_ATTR_RDONLY, in_root=True, recursive=True,
+                          what="make the root read-only")] if cfg.readonly else []
+    if cfg.rootfs is not None:
+        # Mount points must exist before the root turns read-only; in a host root they do.
+        mountpoints = ["/proc", "/dev", "/sys", "/tmp"]
+        mountpoints += [t.target for t in cfg.tmpfs]
+        pre = [P.mkdir(m) for m in mountpoints]
+        pre += [P.mkdir(b.target, is_file=not os.path.isdir(b.source)) for b in cfg.binds]
+        inside.extend(pre)
+    inside.extend(ro_root)
+
+    inside.append(P.mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                          in_root=True, mkdir=True))
+    inside.append(P.mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME,
+                          "mode=755,size=65536k", in_root=True, mkdir=True))
+    for i, dev in enumerate(_DEVICES, start=1):
+        op = P.move_mount(i, f"/dev/{dev}", is_file=True, source=f"/dev/{dev}")
+        inside.append(attrs.evolve(op, flags=op.flags | OpFlag.OPTIONAL))
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"),
+                         ("ptmx", "pts/ptmx"), ("core", "/proc/kcore")):
+        inside.append(P.symlink(target, f"/dev/{name}"))
+    inside.append(P.mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+                          "newinstance,ptmxmode=0666,mode=620", in_root=True, mkdir=True))
+    inside.append(P.mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                          "mode=1777", in_root=True, mkdir=True))
+    inside.append(P.mount("mqueue", "/dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                          in_root=True, mkdir=True))
+    if not cfg.network:
+        # A fresh sysfs shows only this network namespace's devices.
+        sys_flags = MS_NOSUID | MS_NODEV | MS_NOEXEC
+        if not cfg.privileged:
+            sys_flags |= MS_RDONLY
+        inside.append(P.mount("sysfs", "/sys", "sysfs", sys_flags, in_root=True, mkdir=True))
+    elif cfg.rootfs is not None:
+        before.append(P.open_tree("/sys", slot))
+        inside.append(P.move_mount(slot, "/sys", source="/sys"))
+        if not cfg.privileged:
+            inside.append(P.setattr_("/sys", MOUNT_ATTR_RDONLY, in_root=True, recursive=True,
+                                     what="make /sys read-only"))
+    elif not cfg.privileged and not cfg.readonly:
+        inside.append(P.setattr_("/sys", MOUNT_ATTR_RDONLY, in_root=True, recursive=True,
+                                 what="make /sys read-only"))
+    inside.append(P.mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777",
+                          in_root=True, mkdir=True))
+    for t in cfg.tmpfs:
+        inside.extend(t.ops())
+    inside.extend(bind_ops)
+
+    if not cfg.privileged:
+        # Masks go in before the pivot, while the staging tmpfs can lend them one empty
+        # read-only directory: a bind of it is cheaper than a tmpfs per masked path.
+        inside.append(P.mount(_EMPTY, _EMPTY, None, MS_BIND))
+        inside.append(P.setattr_(_EMPTY, MOUNT_ATTR_RDONLY, what="make the mask read-only"))
+        for path in security.DEFAULT_MASKED_PATHS:
+            inside.append(Op(OpKind.MASK, OpFlag.IN_ROOT, s1=_EMPTY.encode(),
+                             s2=path.encode(), note=f"mask {path}"))
+        for path in security.DEFAULT_READONLY_PATHS:
+            inside.append(P.mount(path, path, None, MS_BIND | MS_REC, in_root=True,
+                                  optional=True))
+            inside.append(P.setattr_(path, MOUNT_ATTR_RDONLY, in_root=True, recursive=True,
+                                     optional=True, what=f"make {path} read-only"))
+    after: list[Op] = [Op(OpKind.PIVOT_ROOT, OpFlag.IN_ROOT, s2=b"/",
+                          note="pivot_root into the new root")]
+    return before + staging + inside + after
+
+
+def _identity_ops(cfg: SandboxConfig) -> list[Op]:
+    """User namespace maps (rootless), credentials and privileges, in the kernel's order."""
+    ops: list[Op] = []
+    if cfg.privileged:
+        keep = security.CapabilitySet.all()
+    elif cfg.capabilities is not None:
+        keep = cfg.capabilities
+    else:
+        keep = security.CapabilitySet.none()
+    uid = cfg.uid if cfg.uid is not None else 0
+    gid = cfg.gid if cfg.gid is not None else (uid if cfg.uid is not None else 0)
+    ops.append(Op(OpKind.CAPBSET, a=keep.mask, note="drop capabilities from the bounding set"))
+    if uid != 0 and keep.mask:
+        ops.append(Op(OpKind.KEEPCAPS, a=1, note="keep capabilities across setuid"))
+    if not cfg.rootless:
+        ops.append(_plan.setgroups([gid] if cfg.gid is not None or cfg.uid is not None else []))
+    if gid != 0 or not cfg.rootless:
+        ops.append(Op(OpKind.SETRESGID, a=gid, note=f"setresgid {gid}"))
+    if uid != 0 or not cfg.rootless:
+        ops.append(Op(OpKind.SETRESUID, a=uid, note=f"setresuid {uid}"))
+    ambient = keep.mask if uid != 0 else 0
+    ops.append(Op(OpKind.CAPS, a=keep.mask, b=ambient, c=ambient,
+                  note="set capabilities"))
+    if not cfg.privileged:
+        ops.append(Op(OpKind.NO_NEW_PRIVS, note="set no_new_privs"))
+    return ops
+
+
+_SHARED_KINDS = ("user", "net", "uts", "ipc")
+_NSTYPE = {"user": _plan.CLONE_NEWUSER, "net": _plan.CLONE_NEWNET,
+           "uts": _plan.CLONE_NEWUTS, "ipc": _plan.CLONE_NEWIPC}
+
+
+def _make_shared_namespaces(cfg: SandboxConfig) -> dict[str, int]:
+    """Create the namespaces all processes of one sandbox share (user when rootless, net
+    unless host networking, uts, ipc) and return fds that keep them alive.
+
+    A short-lived child creates them, sets the hostname and brings ``lo`` up, then waits while
+    we open its ``/proc/PID/ns/*`` files; it exits without exec'ing. Holding the fds (not a
+    process, not a bind mount) keeps the namespaces alive, and closing them frees them: nothing
+    can outlive the sandbox.
+    """
+    kinds = ["uts", "ipc"]
+    if not cfg.network:
+        kinds.append("net")
+    if cfg.rootless:
+        kinds.insert(0, "user")
+    p = Plan(sum(_NSTYPE[k] for k in kinds), Mode.FORK)
+    if cfg.rootless:
+        if cfg.uid not in (None, 0) or cfg.gid not in (None, 0):
+            raise ConfigError("a rootless sandbox maps only uid 0 (your own user); "
+                              f"uid={cfg.uid} gid={cfg.gid} cannot be used")
+        uid, gid = os.geteuid(), os.getegid()
+        p.extend([
+            _plan.write_file("/proc/self/setgroups", b"deny"),
+            _plan.write_file("/proc/self/uid_map", f"0 {uid} 1".encode()),
+            _plan.write_file("/proc/self/gid_map", f"0 {gid} 1".encode()),
+        ])
+    p.add(Op(OpKind.SETHOSTNAME, s1=_plan.fsencode(cfg.hostname, "hostname"),
+             note=f"sethostname {cfg.hostname}"))
+    if not cfg.network:
+        p.add(Op(OpKind.LOOPBACK_UP, note="bring up lo"))
+    p.add(Op(OpKind.WAIT_PARENT, note="wait for the parent"))
+    fds: dict[str, int] = {}
+
+    def grab(pid: int) -> None:
+        for kind in kinds:
+            fds[kind] = os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
+
+    try:
+        child = lowlevel.spawn(p, parent_step=grab)
+        with child:
+            child.wait()
+    except BaseException:
+        for fd in fds.values():
+            os.close(fd)
+        raise
+    return fds
+
+
+class _Compiled:
+    """The parts of a sandbox's plan that do not change from one run to the next."""
+
+    def __init__(self, cfg: SandboxConfig, shared: Mapping[str, int]) -> None:
+        joins = [Op(OpKind.SETNS, a=shared[k], b=_NSTYPE[k], note=f"join the sandbox's {k} "
+                    "namespace") for k in _SHARED_KINDS if k in shared]
+        if cfg.rootless:
+            # Our mount and pid namespaces must belong to the sandbox's user namespace, so
+            # they are made after joining it: unshare the mount namespace, and fork into a
+            # new pid namespace (the grandchild is pid 1 there, and our child as Python's).
+            flags = 0
+            joins.append(Op(OpKind.UNSHARE, a=_plan.CLONE_NEWNS, note="unshare mount namespace"))
+            joins.append(Op(OpKind.FORK_INTO_PIDNS, a=-1, note="fork into a new pid namespace"))
+        else:
+            flags = _plan.CLONE_NEWNS | _plan.CLONE_NEWPID
+        p = Plan(flags, Mode.VFORK)
+        p.extend(joins)
+        p.extend(_root_ops(cfg))
+        self.base = p.freeze()
+        self.identity = _identity_ops(cfg)
+        self.seccomp: Op | None = None
+        if cfg.seccomp is not False and not cfg.privileged:
+            profile = (cfg.seccomp if isinstance(cfg.seccomp, security.SeccompProfile)
+                       else security.SeccompProfile.default())
+            self.seccomp = _plan.seccomp(profile.compile())
+        self._cwd: dict[str, Op] = {}
+
+    def plan(self, argv: Sequence[str], env: Mapping[str, str], cwd: str,
+             fds: Sequence[tuple[int, int]]) -> Plan:
+        chdir = self._cwd.get(cwd)
+        if chdir is None:
+            chdir = Op(OpKind.CHDIR, s2=_plan.fsencode(cwd, "cwd"), note=f"chdir {cwd}")
+            self._cwd[cwd] = chdir
+        tail = [chdir, *self.identity, _plan.fds([(s, d, False) for s, d in fds])]
+        if self.seccomp is not None:
+            tail.append(self.seccomp)
+        tail.append(_plan.exec_(argv[0], argv, env))
+        return self.base.extended(tail)
+
+
+class Sandbox:
+    """A place to run untrusted commands and functions, safe by default also for root callers.
+
+    ``Sandbox(**options)`` takes the fields of :class:`SandboxConfig`: ``rootfs``, ``readonly``,
+    ``binds`` (``Bind`` or ``"SRC:DST[:ro|rw]"``), ``tmpfs``, ``env``, ``cwd``, ``hostname``,
+    ``network`` (False: only ``lo``; True: the host's network), ``uid``/``gid``, ``timeout``
+    (seconds, for the whole sandbox), ``privileged``, ``capabilities`` (names kept),
+    ``seccomp`` (True, False or a :class:`isolate.security.SeccompProfile`),
+    ``user_namespace`` (default: only when not root).
+
+    Use it as a context manager; leaving the block ends every process the sandbox started.
+    Raises :class:`ConfigError` for bad options, before anything is started.
+    """
+
+    def __init__(self, config: SandboxConfig | None = None, /, **options: Any) -> None:
+        if config is not None and options:
+            raise ConfigError("pass a SandboxConfig or keyword options, not both")
+        self.config = config if config is not None else SandboxConfig(**options)
+        self._compiled: _Compiled | None = None
+        self._procs: weakref.WeakSet[subprocess.Popen[Any]] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._deadline: float | None = None
+        self._timer: threading.Timer | None = None
+        self._caller: Any = None
+        self._namespaces: dict[str, int] = {}
+
+    # -- lifetime -----------------------------------------------------------------------------
+    def __enter__(self) -> Sandbox:
+        self._check_open()
+        if self._compiled is not None:
+            raise StateError("the sandbox was entered already", current="open",
+                             requested="enter")
+        self._namespaces = _make_shared_namespaces(self.config)
+        try:
+            self._compiled = _Compiled(self.config, self._namespaces)
+        except BaseException:
+            self._release_namespaces()
+            raise
+        if self.config.timeout is not None:
+            self._deadline = time.monotonic() + self.config.timeout
+            self._timer = threading.Timer(self.config.timeout, self._expire)
+            self._timer.daemon = True
+            self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End every process of the sandbox (each one's whole tree) and wait for them."""
+        if self._timer is not None:
+            self._timer.cancel()
+        with self._lock:
+            self._closed = True
+            procs = list(self._procs)
+        if self._caller is not None:
+            self._caller.close()
+            self._caller = None
+        for proc in procs:
+            if proc.poll() is None:
+                try:
+                    proc.kill()
+                except ProcessLookupError:
+                    pass
+        for proc in procs:
+            proc.wait()
+            for stream in (proc.stdin, proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
+        self._release_namespaces()
+
+    def _release_namespaces(self) -> None:
+        namespaces, self._namespaces = self._namespaces, {}
+        for fd in namespaces.values():
+            os.close(fd)
+
+    def _expire(self) -> None:
+        with self._lock:
+            procs = list(self._procs)
+        for proc in procs:
+            if proc.poll() is None:
+                try:
+                    proc.kill()
+                except ProcessLookupError:
+                    pass
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StateError("the sandbox is closed", current="closed", requested="run")
+
+    def _remaining(self, timeout: float | None) -> float | None:
+        if self._deadline is None:
+            return timeout
+        left = max(self._deadline - time.monotonic(), 0.001)
+        return left if timeout is None else min(timeout, left)
+
+    # -- running commands ---------------------------------------------------------------------
+    def _environment(self, env: Mapping[str, str] | None) -> dict[str, str]:
+        if env is not None:
+            return dict(_env(env) or ())
+        if self.config.env is not None:
+            return dict(self.config.env)
+        base = {"PATH": DEFAULT_PATH, "HOME": "/root" if not self.config.uid else "/tmp"}
+        for key in ("TERM", "LANG", "LC_ALL", "TZ"):
+            if key in os.environ:
+                base[key] = os.environ[key]
+        return base
+
+    def popen(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
+              cwd: str | None = None, **popen_kwargs: Any) -> subprocess.Popen[Any]:
+        """Start ``argv`` in the sandbox; returns a :class:`subprocess.Popen`.
+
+        Takes Popen's stdio options (``stdin``, ``stdout``, ``stderr``, ``text``,
+        ``encoding``, ``pass_fds`` ...). ``env`` replaces the sandbox environment for this
+        process; ``cwd`` is a path inside the sandbox.
+
+        Raises :class:`ConfigError` for bad arguments, :class:`StateError` when the sandbox is
+        closed, and :class:`isolate.errors.SpawnError` (or ``MountError``...) naming the set-up
+        step or the program that failed.
+        """
+        self._check_open()
+        if self._compiled is None:
+            raise StateError("use the sandbox in a with block (or call __enter__) first",
+                             current="new", requested="run")
+        if isinstance(argv, (str, bytes)):
+            raise ConfigError("argv must be a sequence of arguments, not a string")
+        argv = [os.fsdecode(a) for a in argv]
+        if not argv:
+            raise ConfigError("argv must not be empty")
+        for bad in ("preexec_fn", "shell", "executable", "start_new_session", "cwd"):
+            if popen_kwargs.get(bad):
+                raise ConfigError(f"{bad} is not supported in a sandbox")
+        environment = self._environment(env)
+        workdir = check_container_path(cwd, "cwd") if cwd is not None else self.config.cwd
+        compiled = self._compiled
+
+        def factory(fds: list[tuple[int, int]]) -> Plan:
+            return compiled.plan(argv, environment, workdir, fds)
+
+        with self._lock:
+            self._check_open()
+            proc = SandboxedPopen(argv, plan_factory=factory, **popen_kwargs)
+            self._procs.add(proc)
+        return proc
+
+    def run(self, argv: Sequence[str], *, input: bytes | str | None = None,
+            capture_output: bool = False, timeout: float | None = None,
+            check: bool = False, env: Mapping[str, str] | None = None,
+            cwd: str | None = None, **popen_kwargs: Any) -> subprocess.CompletedProcess[Any]:
+        """Run ``argv`` to completion, as :func:`subprocess.run` would.
+
+        On timeout the process and its whole tree are killed and
+        :class:`subprocess.TimeoutExpired` is raised; with ``check=True`` a non-zero exit
+        raises :class:`subprocess.CalledProcessError`.
+        """
+        if input is not None:
+            if popen_kwargs.get("stdin") is not None:
+                raise ConfigError("stdin and input cannot both be given")
+            popen_kwargs["stdin"] = subprocess.PIPE
+        if capture_output:
+            if popen_kwargs.get("stdout") is not None or popen_kwargs.get("stderr") is not None:
+                raise ConfigError("stdout/stderr and capture_output cannot both be given")
+            popen_kwargs["stdout"] = subprocess.PIPE
+            popen_kwargs["stderr"] = subprocess.PIPE
+        timeout = self._remaining(timeout)
+        with self.popen(argv, env=env, cwd=cwd, **popen_kwargs) as proc:
+            try:
+                stdout, stderr = proc.communicate(input, timeout=timeout)
+            except subprocess.TimeoutExpired as exc:
+                proc.kill()
+                exc.stdout, exc.stderr = proc.communicate()
+                raise
+            except BaseException:
+                proc.kill()
+                raise
+            retcode = proc.poll()
+            assert retcode is not None
+        if check and retcode:
+            raise subprocess.CalledProcessError(retcode, proc.args, output=stdout,
+                                                stderr=stderr)
+        return subprocess.CompletedProcess(proc.args, retcode, stdout, stderr)
+
+    # -- running Python -----------------------------------------------------------------------
+    def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(*args, **kwargs)`` in the sandbox and return its result.
+
+        ``fn``, its arguments and its result must be picklable (a module-level function).
+        An exception raised by ``fn`` is re-raised here, with the child's traceback text
+        attached as a note. The sandbox must be able to run this Python interpreter (the
+        default host root can; a custom ``rootfs`` needs it inside).
+
+        Raises :class:`isolate.errors.SandboxCallError`-style errors as
+        :class:`RuntimeError` when the child dies without answering.
+        """
+        self._check_open()
+        from isolate._caller import Caller
+
+        with self._lock:
+            if self._caller is None:
+                self._caller = Caller(self)
+            caller = self._caller
+        result: T = caller.call(fn, args, kwargs, self._remaining(None))
+        return result
