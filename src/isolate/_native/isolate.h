@@ -28,7 +28,7 @@
  * and a test checks that they agree. Report "steps" use the same numbers; steps outside the op
  * list are the ISO_STEP_* values. */
 #define ISO_OP_WAIT_PARENT 1     /* block until the parent sends GO on the sync socket */
-#define ISO_OP_SETNS 2           /* a = fd, b = nstype */
+#define ISO_OP_SETNS 2           /* a = fd (or -1: open path s2), b = nstype */
 #define ISO_OP_UNSHARE 3         /* a = flags */
 #define ISO_OP_SETHOSTNAME 4     /* s1 = name */
 #define ISO_OP_SETDOMAINNAME 5   /* s1 = name */

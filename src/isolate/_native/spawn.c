@@ -828,8 +828,17 @@ static int run_ops(struct child_state *st)
             break;
         }
         case ISO_OP_SETNS:
-            if (syscall(SYS_setns, (int)op->a, (int)op->b) < 0)
-                e = errno;
+            if (op->a >= 0) {
+                if (syscall(SYS_setns, (int)op->a, (int)op->b) < 0)
+                    e = errno;
+            } else {
+                /* By path: e.g. /proc/self/ns/time_for_children after unshare(CLONE_NEWTIME). */
+                int fd = open(str_at(st, op->s2), O_RDONLY | O_CLOEXEC);
+                if (fd < 0 || syscall(SYS_setns, fd, (int)op->b) < 0)
+                    e = errno;
+                if (fd >= 0)
+                    close(fd);
+            }
             break;
         case ISO_OP_UNSHARE:
             if (syscall(SYS_unshare, (int)op->a) < 0)
