@@ -18,6 +18,7 @@ __all__ = [
     "CgroupError",
     "NetworkError",
     "SpawnError",
+    "CallError",
     "ConfigError",
     "StateError",
     "UnsupportedError",
@@ -102,6 +103,10 @@ class SpawnError(IsolateOSError):
     outside the operation list, such as clone itself). Failures of mount or namespace steps
     raise :class:`MountError` / :class:`NamespaceError`, which carry ``op_index`` too.
     """
+
+
+class CallError(IsolateError, RuntimeError):
+    """A sandboxed Python call could not be made or died without returning a result."""
 
 
 class ConfigError(IsolateError, ValueError):

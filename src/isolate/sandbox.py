@@ -400,6 +400,7 @@ class Sandbox:
         self._compiled: _Compiled | None = None
         self._procs: weakref.WeakSet[subprocess.Popen[Any]] = weakref.WeakSet()
         self._lock = threading.Lock()
+        self._caller_lock = threading.Lock()
         self._closed = False
         self._deadline: float | None = None
         self._timer: threading.Timer | None = None
@@ -577,7 +578,7 @@ class Sandbox:
         self._check_open()
         from isolate._caller import Caller
 
-        with self._lock:
+        with self._caller_lock:
             if self._caller is None:
                 self._caller = Caller(self)
             caller = self._caller

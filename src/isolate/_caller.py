@@ -1,0 +1,232 @@
+"""Sandbox.call: run a picklable Python callable inside a sandbox and bring back its result.
+
+A fresh interpreter costs tens of milliseconds, and forking the caller is unsafe when it has
+threads, so a sandbox starts one helper interpreter inside itself (the "zygote") on its first
+call. The zygote is single-threaded, so it may fork; each call runs in a fresh fork of it and
+the result (or the exception and its traceback text) travels back pickled. The zygote sends the
+caller a pidfd of each call's process, so a timeout kills exactly that process.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import cloudpickle
+
+from isolate.errors import CallError
+
+if TYPE_CHECKING:
+    from isolate.sandbox import Sandbox
+
+__all__ = ["Caller"]
+
+# Runs inside the sandbox. Protocol on the control socket (fd given in argv[1]):
+#   caller -> zygote: b"C" + SCM_RIGHTS(call socket)       one call
+#   zygote -> caller: b"P" + SCM_RIGHTS(pidfd of the call process)
+#   zygote -> caller: b"S" + int32 wait status, once the call process is reaped
+# On the call socket: caller writes len + pickle((fn, args, kwargs)); the call process writes
+# len + pickle(("ok", value) | ("err", exception, traceback_text)) and exits.
+_ZYGOTE = r"""
+import os, pickle, socket, struct, sys, traceback, array
+ctl = socket.socket(fileno=int(sys.argv[1]))
+init = pickle.loads(ctl.recv(1 << 20))
+sys.path[:] = init["path"]
+def recv_exact(s, n):
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise EOFError
+        buf += chunk
+    return bytes(buf)
+def reply(s, result):
+    try:
+        data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+    except BaseException as exc:
+        data = pickle.dumps(("err", RuntimeError("cannot send the result back: %r" % (exc,)),
+                             traceback.format_exc()))
+    s.sendall(struct.pack("=Q", len(data)) + data)
+def run(s, request):
+    try:
+        fn, args, kwargs = request
+        result = ("ok", fn(*args, **kwargs))
+    except BaseException as exc:
+        result = ("err", exc, traceback.format_exc())
+    reply(s, result)
+for name in init["preload"]:
+    try:
+        __import__(name)
+    except ImportError:
+        pass
+ctl.send(b"R")
+while True:
+    try:
+        msg, fds, _, _ = socket.recv_fds(ctl, 16, 1)
+    except OSError:
+        break
+    if not msg:
+        break
+    s = socket.socket(fileno=fds[0])
+    # Unpickle here, in the zygote: the modules the call needs are imported once and every
+    # later fork finds them loaded.
+    try:
+        n, = struct.unpack("=Q", recv_exact(s, 8))
+        request = pickle.loads(recv_exact(s, n))
+        failed = None
+    except BaseException as exc:
+        request, failed = None, ("err", exc, traceback.format_exc())
+    pid = os.fork()
+    if pid == 0:
+        ctl.close()
+        code = 0
+        try:
+            if failed is not None:
+                reply(s, failed)
+            else:
+                run(s, request)
+        except BaseException:
+            code = 70
+        os._exit(code)
+    s.close()
+    del request
+    pidfd = os.pidfd_open(pid)
+    socket.send_fds(ctl, [b"P"], [pidfd])
+    os.close(pidfd)
+    _, status = os.waitpid(pid, 0)
+    ctl.send(b"S" + struct.pack("=i", status))
+"""
+
+
+def _recv_exact(sock: socket.socket, n: int, deadline: float | None) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([sock], [], [], left)[0]:
+                raise TimeoutError
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise EOFError
+        buf += chunk
+    return bytes(buf)
+
+
+class Caller:
+    """The zygote of one sandbox and the caller's end of its control socket."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._lock = threading.Lock()
+        self._sock = parent
+        try:
+            self._proc: subprocess.Popen[bytes] = sandbox.popen(
+                [sys.executable, "-c", _ZYGOTE, str(child.fileno())],
+                stdin=subprocess.DEVNULL, pass_fds=[child.fileno()],
+                env=self._environment())
+        finally:
+            child.close()
+        try:
+            self._sock.send(pickle.dumps({"path": list(sys.path), "preload": ["cloudpickle"]}))
+            ready = self._sock.recv(16)
+        except OSError as exc:
+            self.close()
+            raise CallError(f"the sandbox's Python helper failed to start: {exc}") from exc
+        if ready != b"R":
+            status = self._proc.wait()
+            self.close()
+            raise CallError("the sandbox's Python helper failed to start "
+                            f"({sys.executable} exited with status {status}); does the "
+                            "sandbox's root filesystem have this Python interpreter?")
+
+    @staticmethod
+    def _environment() -> Mapping[str, str]:
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/tmp",
+               "PYTHONDONTWRITEBYTECODE": "1"}
+        for key in ("LANG", "LC_ALL", "PYTHONHASHSEED"):
+            if key in os.environ:
+                env[key] = os.environ[key]
+        return env
+
+    def call(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+             timeout: float | None) -> Any:
+        try:
+            # cloudpickle sends functions of __main__, lambdas and closures by value; plain
+            # pickle could only name module-level functions the sandbox can import.
+            payload = cloudpickle.dumps((fn, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            raise CallError(f"cannot send {fn!r} to the sandbox: {exc}") from exc
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            pidfd = -1
+            try:
+                socket.send_fds(self._sock, [b"C"], [theirs.fileno()])
+                theirs.close()
+                mine.sendall(struct.pack("=Q", len(payload)) + payload)
+                msg, fds, _, _ = socket.recv_fds(self._sock, 16, 1)
+                if msg != b"P" or not fds:
+                    raise CallError("the sandbox's Python helper is gone")
+                pidfd = fds[0]
+                try:
+                    (n,) = struct.unpack("=Q", _recv_exact(mine, 8, deadline))
+                    reply = _recv_exact(mine, n, deadline)
+                except TimeoutError:
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                    self._status()
+                    raise TimeoutError(f"sandboxed call of {fn!r} timed out after "
+                                       f"{timeout} s; its process was killed") from None
+                except EOFError:
+                    status = self._status()
+                    raise CallError(f"sandboxed call of {fn!r} died without a result "
+                                    f"({_describe(status)})") from None
+                self._status()
+            finally:
+                mine.close()
+                if pidfd >= 0:
+                    os.close(pidfd)
+        kind, *rest = pickle.loads(reply)
+        if kind == "ok":
+            return rest[0]
+        exc, tb = rest
+        if isinstance(exc, BaseException):
+            exc.child_traceback = tb  # type: ignore[attr-defined]
+            if hasattr(exc, "add_note"):
+                exc.add_note("Traceback in the sandbox:\n" + tb.rstrip())
+            raise exc
+        raise CallError(f"sandboxed call failed: {exc!r}\n{tb}")
+
+    def _status(self) -> int:
+        msg = self._sock.recv(16)
+        if not msg.startswith(b"S"):
+            raise CallError("the sandbox's Python helper is gone")
+        (status,) = struct.unpack("=i", msg[1:5])
+        return int(status)
+
+    def close(self) -> None:
+        self._sock.close()
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = str(sig)
+        return f"killed by {name}"
+    return f"exit status {os.WEXITSTATUS(status)}"
+
