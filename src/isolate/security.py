@@ -685,9 +685,9 @@ class SeccompProfile:
         container: ``caps`` against ``capabilities`` (Docker's default set if None),
         ``minKernel`` against ``kernel_version`` (the running kernel if None) and ``arches``
         kept on the rule. Syscall names unknown on x86_64 and aarch64 are dropped (the
-        published profiles name other architectures' calls too). Entries without argument
-        conditions are placed before those with conditions, so that, as in libseccomp, an
-        unconditional rule for a syscall wins over conditional ones.
+        published profiles name other architectures' calls too). Entries keep their order and
+        the first that matches decides; for the published profiles, whose entries for one
+        syscall never disagree, that is what libseccomp does too.
 
         Raises:
             ConfigError: the JSON is malformed or uses an action or comparison isolate cannot
@@ -1278,19 +1278,18 @@ def _parse_docker_profile(
     if arch_names:
         architectures = frozenset(_DOCKER_ARCHES[a] for a in arch_names if a in _DOCKER_ARCHES)
 
-    plain: list[SeccompRule] = []
-    conditional: list[SeccompRule] = []
+    rules: list[SeccompRule] = []
     for i, entry in enumerate(_docker_list(data.get("syscalls"), "syscalls")):
         where = f"syscalls[{i}]"
         if not isinstance(entry, Mapping):
             raise ConfigError(f"{where} must be an object, got {entry!r}")
         rule = _docker_rule(entry, where, caps, kernel)
         if rule is not None:
-            (conditional if rule.args else plain).append(rule)
+            rules.append(rule)
     return SeccompProfile(
         default_action=default_action,
         default_errno=default_errno,
-        rules=(*plain, *conditional),
+        rules=rules,
         architectures=architectures,
     )
 
