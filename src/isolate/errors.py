@@ -11,18 +11,18 @@ import errno as _errno
 import os
 
 __all__ = [
+    "CgroupError",
+    "ConfigError",
+    "DigestMismatch",
+    "ImageError",
     "IsolateError",
     "IsolateOSError",
-    "NamespaceError",
     "MountError",
-    "CgroupError",
+    "NamespaceError",
     "NetworkError",
     "SpawnError",
-    "ConfigError",
     "StateError",
     "UnsupportedError",
-    "ImageError",
-    "DigestMismatch",
     "errno_name",
 ]
 

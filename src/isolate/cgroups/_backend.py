@@ -148,6 +148,18 @@ def _write(field: str, controller: str, name: str | tuple[str, ...], value: obje
     return LimitWrite(field, controller, ((names, str(value)),))
 
 
+def _same_on_v1_and_v2(limits: Limits) -> list[LimitWrite]:
+    # cpuset and pids files have the same names and formats in both versions.
+    out = []
+    if limits.cpuset_cpus is not None:
+        out.append(_write("cpuset_cpus", "cpuset", "cpuset.cpus", limits.cpuset_cpus))
+    if limits.cpuset_mems is not None:
+        out.append(_write("cpuset_mems", "cpuset", "cpuset.mems", limits.cpuset_mems))
+    if limits.pids_max is not None:
+        out.append(_write("pids_max", "pids", "pids.max", limits.pids_max))
+    return out
+
+
 def weight_to_shares(weight: int) -> int:
     """Map a v2 cpu weight (1..10000, default 100) to v1 cpu.shares (2..262144, default 1024)."""
     return 2 + ((weight - 1) * 262142) // 9999
@@ -361,12 +373,7 @@ class V2Backend(Backend):
                               f"{quota if quota is not None else 'max'} {period}"))
         if limits.cpu_weight is not None:
             out.append(_write("cpu_weight", "cpu", "cpu.weight", limits.cpu_weight))
-        if limits.cpuset_cpus is not None:
-            out.append(_write("cpuset_cpus", "cpuset", "cpuset.cpus", limits.cpuset_cpus))
-        if limits.cpuset_mems is not None:
-            out.append(_write("cpuset_mems", "cpuset", "cpuset.mems", limits.cpuset_mems))
-        if limits.pids_max is not None:
-            out.append(_write("pids_max", "pids", "pids.max", limits.pids_max))
+        out.extend(_same_on_v1_and_v2(limits))
         if limits.io_weight is not None:
             out.append(_write("io_weight", "io", "io.weight", f"default {limits.io_weight}"))
         for dev in limits.io_devices:
@@ -498,12 +505,7 @@ class V1Backend(Backend):
         if limits.cpu_weight is not None:
             out.append(_write("cpu_weight", "cpu", "cpu.shares",
                               weight_to_shares(limits.cpu_weight)))
-        if limits.cpuset_cpus is not None:
-            out.append(_write("cpuset_cpus", "cpuset", "cpuset.cpus", limits.cpuset_cpus))
-        if limits.cpuset_mems is not None:
-            out.append(_write("cpuset_mems", "cpuset", "cpuset.mems", limits.cpuset_mems))
-        if limits.pids_max is not None:
-            out.append(_write("pids_max", "pids", "pids.max", limits.pids_max))
+        out.extend(_same_on_v1_and_v2(limits))
         if limits.io_weight is not None:
             out.append(_write("io_weight", "blkio", ("blkio.weight", "blkio.bfq.weight"),
                               weight_to_blkio(limits.io_weight)))

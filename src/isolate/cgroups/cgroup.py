@@ -204,16 +204,27 @@ class CGroup:
         """Open an existing cgroup.
 
         A relative ``path`` (``"job-1"``, ``"a/b"``) is taken below ``parent`` (default:
-        :meth:`default_parent`); an absolute one (``"/isolate/job-1"``) is a cgroup path as in
-        /proc/PID/cgroup, the same in every hierarchy.
+        :meth:`default_parent`). An absolute one is a cgroup path as in /proc/PID/cgroup and
+        :attr:`path` (``"/isolate/job-1"``): the same path in every hierarchy, except that a
+        path at or below the caller's own cgroup (in the v2 or first hierarchy) is taken
+        relative to the caller's cgroup in each hierarchy, since v1 hierarchies may place the
+        caller differently (so ``CGroup.open(cg.path)`` finds ``cg``).
 
         Raises :class:`ConfigError` for a malformed path, :class:`CgroupError` (ENOENT) when
         the cgroup does not exist in every hierarchy.
         """
         layout = layout or (parent._layout if parent is not None else host_layout())
         if path.startswith("/"):
-            rel = _check_name(path) if path.strip("/") else ""
-            dirs = {h.key: h.dir_of("/" + rel) for h in layout.hierarchies}
+            rel = "/" + (_check_name(path) if path.strip("/") else "")
+            own = layout.hierarchies[0].self_path.rstrip("/")
+            if rel == own or rel.startswith(own + "/"):
+                # At or below our own cgroup: the caller may sit at different places in
+                # different v1 hierarchies, so follow it there (as default_parent does).
+                below = rel[len(own):]
+                dirs = {h.key: h.dir_of(h.self_path.rstrip("/") + below)
+                        for h in layout.hierarchies}
+            else:
+                dirs = {h.key: h.dir_of(rel) for h in layout.hierarchies}
         else:
             rel = _check_name(path)
             base = parent if parent is not None else cls.default_parent(layout=layout)
