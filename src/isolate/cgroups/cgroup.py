@@ -27,7 +27,14 @@ from isolate.cgroups._backend import (
     read_optional,
     write_file,
 )
-from isolate.cgroups.detect import V2_KEY, BackendKind, Hierarchy, Layout, detect
+from isolate.cgroups.detect import (
+    V2_KEY,
+    BackendKind,
+    Hierarchy,
+    Layout,
+    detect,
+    parse_proc_cgroup,
+)
 from isolate.cgroups.limits import Limits
 from isolate.errors import CgroupError, ConfigError, UnsupportedError
 
@@ -241,8 +248,6 @@ class CGroup:
         if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
             raise ConfigError(f"pid: expected a positive process id, got {pid!r}")
         layout = layout or host_layout()
-        from isolate.cgroups.detect import parse_proc_cgroup
-
         try:
             with open(f"/proc/{pid}/cgroup", encoding="utf-8") as f:
                 paths = parse_proc_cgroup(f.read())
