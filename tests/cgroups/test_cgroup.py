@@ -355,3 +355,33 @@ def test_limits_land_in_the_v1_files(make_cgroup: MakeCgroup, parents: dict[str,
     assert read("memory", "memory.memsw.limit_in_bytes") == f"{200 << 20}\n"
     cg.set_limits(Limits(memory_max="32M", memory_swap_max="0"))
     assert read("memory", "memory.limit_in_bytes") == f"{32 << 20}\n"
+
+
+def test_a_group_refuses_to_kill_or_delete_the_process_that_asks(
+    make_cgroup: MakeCgroup, layout_name: str
+) -> None:
+    cg = make_cgroup(layout_name)
+    # The asking process is itself in the group; were the guard missing, only it would die.
+    code = (
+        "import os, sys, attrs\n"
+        "from isolate.cgroups import BackendKind, CGroup, host_layout\n"
+        "from isolate.errors import CgroupError\n"
+        "h = host_layout()\n"
+        f"layout = {{'host': h, 'v1': attrs.evolve(h, kind=BackendKind.V1, v2=None),\n"
+        f"          'v2': attrs.evolve(h, kind=BackendKind.V2, v1=())}}[{layout_name!r}]\n"
+        "me = CGroup.from_pid(os.getpid(), layout=layout)\n"
+        "for action in (me.kill, me.delete):\n"
+        "    try:\n"
+        "        action()\n"
+        "    except CgroupError as e:\n"
+        "        print(e.errno, flush=True)\n"
+    )
+    files = " ".join(cg.procs_files())
+    src = str(Path(__file__).parents[2] / "src")
+    p = subprocess.run(
+        ["sh", "-c", f'for f in {files}; do echo 0 > "$f"; done; exec "$0" -c "$1"',
+         sys.executable, code],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": src}, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == [str(errno.EDEADLK)] * 2
+    assert cg.exists()

@@ -186,7 +186,9 @@ class CGroup:
         try:
             for h in cg._layout.hierarchies:
                 d = cg._dirs[h.key]
-                if h.version == 2:
+                if cg.kind is BackendKind.V2:
+                    # Only pure v2 takes controllers from v2; enabling them on a hybrid host
+                    # would just forbid processes in parents ("no internal processes").
                     _enable_v2_controllers(os.path.dirname(d))
                 if not _mkdir(d):
                     raise CgroupError(errno.EEXIST, f"cgroup {d} already exists", d,
@@ -443,9 +445,11 @@ class CGroup:
         Uses cgroup.kill where the kernel has it; otherwise freezes, signals the frozen
         processes and thaws, in a loop, so a process that keeps forking cannot escape.
 
-        Raises :class:`CgroupError` (EBUSY) if processes remain after ``timeout`` seconds.
+        Raises :class:`CgroupError`: EBUSY if processes remain after ``timeout`` seconds,
+        EPERM for a hierarchy's root cgroup, EDEADLK if the calling process is in the group.
         """
         deadline = time.monotonic() + timeout
+        self._refuse_to_harm_caller("kill")
         if not self._backend.populated():
             return
         if not self._backend.kill_all():
@@ -453,6 +457,23 @@ class CGroup:
         if not self.wait_empty(max(0.0, deadline - time.monotonic())):
             raise CgroupError(errno.EBUSY, f"processes {self.procs()} are still in cgroup "
                               f"{self.path} {timeout} s after SIGKILL", step="kill")
+
+    def _refuse_to_harm_caller(self, action: str) -> None:
+        # A group opened by path or pid may be a hierarchy root or hold the caller itself;
+        # killing it would take down the machine or this process.
+        for h in self._layout.hierarchies:
+            d = self._dirs[h.key]
+            if os.path.normpath(d) == os.path.normpath(h.mount):
+                raise CgroupError(errno.EPERM, f"refusing to {action} the root cgroup {d}", d,
+                                  step=action)
+        with open("/proc/self/cgroup", encoding="utf-8") as f:
+            own = parse_proc_cgroup(f.read())
+        for h in self._layout.hierarchies:
+            mine = h.dir_of(own.get(h.key, "/")) + "/"
+            if mine.startswith(self._dirs[h.key].rstrip("/") + "/"):
+                raise CgroupError(errno.EDEADLK, f"refusing to {action} cgroup "
+                                  f"{self._dirs[h.key]}: the calling process is in it",
+                                  self._dirs[h.key], step=action, pid=os.getpid())
 
     def _kill_by_signal(self, deadline: float) -> None:
         can_freeze = self._backend.can_freeze()
@@ -509,12 +530,14 @@ class CGroup:
 
         Idempotent: deleting a group that is gone does nothing. Keeps going across
         hierarchies after a failure and raises the first error with the others as notes.
-        Raises :class:`CgroupError`.
+        Raises :class:`CgroupError` (EPERM for a root cgroup, EDEADLK if the calling process
+        is in the group, see :meth:`kill`).
         """
         deadline = time.monotonic() + timeout
         if not any(os.path.isdir(d) for d in self._dirs.values()):
             return
         errors: list[BaseException] = []
+        self._refuse_to_harm_caller("delete")
         if os.path.isdir(self._dirs[self._primary().key]):
             for child in self.children():
                 try:
