@@ -11,19 +11,19 @@ import errno as _errno
 import os
 
 __all__ = [
+    "CallError",
+    "CgroupError",
+    "ConfigError",
+    "DigestMismatch",
+    "ImageError",
     "IsolateError",
     "IsolateOSError",
-    "NamespaceError",
     "MountError",
-    "CgroupError",
+    "NamespaceError",
     "NetworkError",
     "SpawnError",
-    "CallError",
-    "ConfigError",
     "StateError",
     "UnsupportedError",
-    "ImageError",
-    "DigestMismatch",
     "errno_name",
 ]
 

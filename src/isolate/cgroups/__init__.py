@@ -1,0 +1,27 @@
+"""Cgroups: one interface over v2, v1 and hybrid hosts.
+
+Building blocks for resource limits, accounting, freezing and killing a group of processes.
+Knows nothing of containers; depends only on :mod:`isolate.errors`.
+"""
+
+from __future__ import annotations
+
+from isolate.cgroups._backend import Events, Stats
+from isolate.cgroups.cgroup import BASE_NAME, CGroup, host_layout
+from isolate.cgroups.detect import BackendKind, Hierarchy, Layout, detect
+from isolate.cgroups.limits import IoDeviceLimit, Limits, parse_size
+
+__all__ = [
+    "BASE_NAME",
+    "BackendKind",
+    "CGroup",
+    "Events",
+    "Hierarchy",
+    "IoDeviceLimit",
+    "Layout",
+    "Limits",
+    "Stats",
+    "detect",
+    "host_layout",
+    "parse_size",
+]

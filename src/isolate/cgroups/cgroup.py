@@ -1,0 +1,584 @@
+"""The CGroup handle: create, open, fill, limit, freeze, kill and delete one cgroup.
+
+Owns where isolate's cgroups live (an ``isolate`` sub-tree of the calling process's cgroup in
+each hierarchy) and the lifecycle rules; the backends own the control files. It never
+creates, writes or removes a cgroup outside the tree it is pointed at.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import os
+import re
+import secrets
+import select
+import signal
+import time
+from collections.abc import Mapping
+from types import TracebackType
+
+from isolate.cgroups._backend import (
+    Backend,
+    Events,
+    Stats,
+    make_backend,
+    read_file,
+    read_optional,
+    write_file,
+)
+from isolate.cgroups.detect import (
+    V2_KEY,
+    BackendKind,
+    Hierarchy,
+    Layout,
+    detect,
+    parse_proc_cgroup,
+)
+from isolate.cgroups.limits import Limits
+from isolate.errors import CgroupError, ConfigError, UnsupportedError
+
+__all__ = ["BASE_NAME", "CGroup", "host_layout"]
+
+#: The name of the sub-tree, below the caller's own cgroup, that holds isolate's cgroups.
+BASE_NAME = "isolate"
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_@:+-][A-Za-z0-9_.@:+-]*$")
+# Names the kernel uses for control files; a child cgroup must not shadow them.
+_RESERVED_PREFIXES = ("cgroup.", "cpu.", "cpuacct.", "cpuset.", "memory.", "pids.", "io.",
+                      "blkio.", "freezer.", "devices.", "hugetlb.", "rdma.", "misc.")
+
+
+@functools.cache
+def host_layout() -> Layout:
+    """The cgroup layout of this host as seen by this process (detected once)."""
+    return detect()
+
+
+def add_note(exc: BaseException, note: str) -> None:
+    """Attach ``note`` to ``exc`` (PEP 678; on Python 3.10 the note is kept but not shown)."""
+    notes = getattr(exc, "__notes__", None)
+    if notes is None:
+        notes = []
+        exc.__notes__ = notes  # type: ignore[attr-defined]
+    notes.append(note)
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or not name.strip("/"):
+        raise ConfigError(f"name: expected a cgroup name like 'job-1', got {name!r}")
+    parts = name.strip("/").split("/")
+    for part in parts:
+        if not _NAME_RE.match(part) or part in (".", "..") or part.startswith(_RESERVED_PREFIXES):
+            raise ConfigError(f"name: {part!r} is not a usable cgroup name (in {name!r})")
+    return "/".join(parts)
+
+
+def _mkdir(path: str) -> bool:
+    """mkdir one cgroup; True if made, False if it existed. Maps refusals to UnsupportedError."""
+    try:
+        os.mkdir(path, 0o755)
+        return True
+    except FileExistsError:
+        return False
+    except OSError as e:
+        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise UnsupportedError(
+                f"cannot create cgroup {path}: {os.strerror(e.errno)} for uid {os.geteuid()}; "
+                "without root, cgroups need cgroup v2 and a delegated cgroup the user owns "
+                "(e.g. systemd-run --user --scope -p Delegate=yes)",
+                missing="cgroup delegation",
+            ) from e
+        raise CgroupError(e.errno or errno.EIO, f"cannot create cgroup {path}", path,
+                          step="create") from e
+
+
+def _rmdir(path: str) -> None:
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise CgroupError(e.errno or errno.EIO, f"cannot remove cgroup {path}", path,
+                          step="delete") from e
+
+
+def _copy_cpuset(parent: str, child: str) -> None:
+    # A new v1 cpuset starts with no cpus and no mems, and refuses tasks until it has both.
+    for name in ("cpuset.cpus", "cpuset.mems"):
+        if not read_file(os.path.join(child, name), "create").strip():
+            write_file(os.path.join(child, name),
+                       read_file(os.path.join(parent, name), "create").strip(), step="create")
+
+
+def _enable_v2_controllers(parent: str) -> None:
+    # Children only get controller files that their parent lists in cgroup.subtree_control.
+    offered = set(read_file(os.path.join(parent, "cgroup.controllers"), "create").split())
+    enabled = set(read_file(os.path.join(parent, "cgroup.subtree_control"), "create").split())
+    for controller in sorted(offered - enabled):
+        try:
+            write_file(os.path.join(parent, "cgroup.subtree_control"), f"+{controller}",
+                       step="create")
+        except CgroupError:
+            # EBUSY when the parent has processes of its own; a limit that needs the
+            # controller then raises UnsupportedError saying exactly this.
+            pass
+
+
+class CGroup:
+    """One cgroup, whichever way the host mounts cgroups (see :class:`BackendKind`).
+
+    Get one from :meth:`create`, :meth:`open`, :meth:`from_pid` or :meth:`default_parent`; the
+    constructor is not public. Used as a context manager, it is deleted on exit.
+    """
+
+    def __init__(self, layout: Layout, dirs: Mapping[str, str]) -> None:
+        self._layout = layout
+        self._dirs = dict(dirs)
+        self._backend: Backend = make_backend(layout, self._dirs)
+        #: Limits that :meth:`create` or :meth:`set_limits` skipped under best effort.
+        self.skipped_limits: tuple[str, ...] = ()
+
+    # ------------------------------------------------------------------ finding cgroups
+
+    @classmethod
+    def default_parent(cls, *, layout: Layout | None = None) -> CGroup:
+        """The ``isolate`` cgroup below this process's own cgroup, created if missing.
+
+        Raises :class:`UnsupportedError` when the process may not create it (rootless
+        without delegation), :class:`CgroupError` for other failures.
+        """
+        layout = layout or host_layout()
+        dirs = {h.key: h.dir_of(f"{h.self_path.rstrip('/')}/{BASE_NAME}")
+                for h in layout.hierarchies}
+        for h in layout.hierarchies:
+            d = dirs[h.key]
+            if _mkdir(d) and h.version == 1 and "cpuset" in h.controllers:
+                _copy_cpuset(os.path.dirname(d), d)
+        return cls(layout, dirs)
+
+    @classmethod
+    def create(
+        cls,
+        name: str | None = None,
+        *,
+        parent: CGroup | None = None,
+        limits: Limits | None = None,
+        best_effort: bool = False,
+        layout: Layout | None = None,
+    ) -> CGroup:
+        """Create a new cgroup ``name`` (random if omitted) below ``parent`` and apply ``limits``.
+
+        ``parent`` defaults to :meth:`default_parent`. With ``best_effort``, limits the host
+        cannot honour are skipped and listed in :attr:`skipped_limits` instead of raising.
+
+        Raises :class:`ConfigError` for a bad name, :class:`CgroupError` (EEXIST if it exists
+        already), :class:`UnsupportedError` when a limit's controller is missing or not
+        delegated, or cgroups cannot be created by this user. Nothing is left behind on error.
+        """
+        name = _check_name(name) if name is not None else f"cg-{secrets.token_hex(6)}"
+        if limits is not None and not isinstance(limits, Limits):
+            raise ConfigError(f"limits: expected a Limits, got {limits!r}")
+        if parent is None:
+            parent = cls.default_parent(layout=layout)
+        cg = cls(parent._layout, {k: os.path.join(d, name) for k, d in parent._dirs.items()})
+        made: list[str] = []
+        try:
+            for h in cg._layout.hierarchies:
+                d = cg._dirs[h.key]
+                if cg.kind is BackendKind.V2:
+                    # Only pure v2 takes controllers from v2; enabling them on a hybrid host
+                    # would just forbid processes in parents ("no internal processes").
+                    _enable_v2_controllers(os.path.dirname(d))
+                if not _mkdir(d):
+                    raise CgroupError(errno.EEXIST, f"cgroup {d} already exists", d,
+                                      step="create")
+                made.append(d)
+                if h.version == 1 and "cpuset" in h.controllers:
+                    _copy_cpuset(os.path.dirname(d), d)
+            if limits is not None:
+                cg.skipped_limits = cg._backend.apply(limits, best_effort)
+        except BaseException as e:
+            for d in reversed(made):
+                try:
+                    _rmdir(d)
+                except CgroupError as cleanup:
+                    add_note(e, f"while removing the half-made cgroup: {cleanup}")
+            raise
+        return cg
+
+    @classmethod
+    def open(cls, path: str, *, parent: CGroup | None = None,
+             layout: Layout | None = None) -> CGroup:
+        """Open an existing cgroup.
+
+        A relative ``path`` (``"job-1"``, ``"a/b"``) is taken below ``parent`` (default:
+        :meth:`default_parent`). An absolute one is a cgroup path as in /proc/PID/cgroup and
+        :attr:`path` (``"/isolate/job-1"``): the same path in every hierarchy, except that a
+        path at or below the caller's own cgroup (in the v2 or first hierarchy) is taken
+        relative to the caller's cgroup in each hierarchy, since v1 hierarchies may place the
+        caller differently (so ``CGroup.open(cg.path)`` finds ``cg``).
+
+        Raises :class:`ConfigError` for a malformed path, :class:`CgroupError` (ENOENT) when
+        the cgroup does not exist in every hierarchy.
+        """
+        layout = layout or (parent._layout if parent is not None else host_layout())
+        if path.startswith("/"):
+            rel = "/" + (_check_name(path) if path.strip("/") else "")
+            own = layout.hierarchies[0].self_path.rstrip("/")
+            if rel == own or rel.startswith(own + "/"):
+                # At or below our own cgroup: the caller may sit at different places in
+                # different v1 hierarchies, so follow it there (as default_parent does).
+                below = rel[len(own):]
+                dirs = {h.key: h.dir_of(h.self_path.rstrip("/") + below)
+                        for h in layout.hierarchies}
+            else:
+                dirs = {h.key: h.dir_of(rel) for h in layout.hierarchies}
+        else:
+            rel = _check_name(path)
+            base = parent if parent is not None else cls.default_parent(layout=layout)
+            dirs = {k: os.path.join(d, rel) for k, d in base._dirs.items()}
+        return cls._existing(layout, dirs)
+
+    @classmethod
+    def from_pid(cls, pid: int, *, layout: Layout | None = None) -> CGroup:
+        """The cgroup process ``pid`` is in (per /proc/PID/cgroup).
+
+        Raises :class:`ConfigError` for a bad pid, :class:`CgroupError` (ESRCH) when the
+        process does not exist.
+        """
+        if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+            raise ConfigError(f"pid: expected a positive process id, got {pid!r}")
+        layout = layout or host_layout()
+        try:
+            with open(f"/proc/{pid}/cgroup", encoding="utf-8") as f:
+                paths = parse_proc_cgroup(f.read())
+        except FileNotFoundError:
+            raise CgroupError(errno.ESRCH, f"no process {pid}", step="open", pid=pid) from None
+        dirs = {h.key: h.dir_of(paths.get(h.key, "/")) for h in layout.hierarchies}
+        return cls._existing(layout, dirs)
+
+    @classmethod
+    def _existing(cls, layout: Layout, dirs: Mapping[str, str]) -> CGroup:
+        for d in dirs.values():
+            if not os.path.isdir(d):
+                raise CgroupError(errno.ENOENT, f"no cgroup {d}", d, step="open")
+        return cls(layout, dirs)
+
+    # ------------------------------------------------------------------ identity
+
+    @property
+    def kind(self) -> BackendKind:
+        """Which backend drives this cgroup (for information; callers need not branch)."""
+        return self._layout.kind
+
+    @property
+    def layout(self) -> Layout:
+        return self._layout
+
+    def _primary(self) -> Hierarchy:
+        return self._layout.hierarchies[0]
+
+    @property
+    def path(self) -> str:
+        """The cgroup path (as in /proc/PID/cgroup) in the v2 hierarchy, or the first v1 one."""
+        h = self._primary()
+        rel = os.path.relpath(self._dirs[h.key], h.mount)
+        root = h.root.rstrip("/")
+        return f"{root}/{rel}" if rel != "." else (root or "/")
+
+    @property
+    def name(self) -> str:
+        """The last component of :attr:`path`."""
+        return os.path.basename(self.path)
+
+    @property
+    def dirs(self) -> Mapping[str, str]:
+        """Directory of this cgroup in each hierarchy, by hierarchy key (``"unified"``,
+        ``"memory"``, ``"cpu,cpuacct"`` …)."""
+        return dict(self._dirs)
+
+    def procs_files(self) -> list[str]:
+        """Every cgroup.procs file the group spans, one per hierarchy.
+
+        A child can join the group by writing ``"0"`` to each of them before it execs.
+        """
+        return self._backend.procs_files()
+
+    def open_v2_dir(self) -> int:
+        """Open the group's directory (O_PATH-free O_DIRECTORY|O_CLOEXEC) for CLONE_INTO_CGROUP.
+
+        The caller owns and closes the fd. Raises :class:`UnsupportedError` unless the host is
+        pure v2 (elsewhere the child must also join v1 hierarchies: use :meth:`procs_files`),
+        :class:`CgroupError` if the directory cannot be opened.
+        """
+        if self.kind is not BackendKind.V2:
+            raise UnsupportedError(
+                f"CLONE_INTO_CGROUP places a child in the v2 hierarchy only; this host is "
+                f"{self.kind.value}, so write the pid to every procs_files() entry instead",
+                missing="a pure cgroup v2 host",
+            )
+        d = self._dirs[V2_KEY]
+        try:
+            return os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as e:
+            raise CgroupError(e.errno or errno.EIO, f"cannot open {d}", d, step="open") from e
+
+    def exists(self) -> bool:
+        """Whether the cgroup's directory exists in every hierarchy."""
+        return all(os.path.isdir(d) for d in self._dirs.values())
+
+    def children(self) -> list[CGroup]:
+        """The direct child cgroups (as seen in the v2 hierarchy, or the first v1 one).
+
+        Raises :class:`CgroupError` if this cgroup does not exist.
+        """
+        primary = self._dirs[self._primary().key]
+        try:
+            names = sorted(e.name for e in os.scandir(primary) if e.is_dir(follow_symlinks=False))
+        except OSError as e:
+            raise CgroupError(e.errno or errno.EIO, f"cannot list {primary}", primary,
+                              step="children") from e
+        return [CGroup(self._layout, {k: os.path.join(d, n) for k, d in self._dirs.items()})
+                for n in names]
+
+    # ------------------------------------------------------------------ processes
+
+    def add(self, pid: int) -> None:
+        """Move process ``pid`` into this cgroup (in every hierarchy).
+
+        Raises :class:`ConfigError` for a bad pid, :class:`CgroupError` (ESRCH: no such
+        process, ENOENT: cgroup gone, EACCES: not allowed).
+        """
+        if not isinstance(pid, int) or isinstance(pid, bool) or pid < 0:
+            raise ConfigError(f"pid: expected a process id, got {pid!r}")
+        self._backend.add(pid)
+
+    def procs(self) -> list[int]:
+        """The pids in this cgroup itself (not its children), sorted. Raises CgroupError."""
+        return self._backend.procs()
+
+    def events(self) -> Events:
+        """Populated and frozen state and OOM counts. Raises :class:`CgroupError`."""
+        return self._backend.events()
+
+    def stats(self) -> Stats:
+        """Current resource use as one :class:`Stats` record. Raises :class:`CgroupError`."""
+        return self._backend.stats()
+
+    def wait_empty(self, timeout: float | None = None) -> bool:
+        """Wait until no process is left in the group or below; False if ``timeout`` passed.
+
+        Raises :class:`CgroupError` if the group's files cannot be read.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        events = self._backend.events_file()
+        fd = -1
+        if events is not None:
+            try:
+                fd = os.open(events, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                fd = -1
+        try:
+            poller = None
+            if fd >= 0:
+                poller = select.poll()
+                poller.register(fd, select.POLLPRI)
+            delay = 0.002
+            while self._backend.populated():
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                # Sleep at most 50 ms between checks, so a missed notification only delays.
+                step = min(delay, 0.05 if remaining is None else remaining)
+                if poller is not None:
+                    if poller.poll(step * 1000 if step < 0.05 else 50):
+                        os.pread(fd, 4096, 0)  # re-arm kernfs notification
+                else:
+                    time.sleep(step)
+                delay = min(delay * 2, 0.05)
+            return True
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
+    def freeze(self, timeout: float = 5.0) -> None:
+        """Freeze every process in the group and wait until the freeze completes.
+
+        Raises :class:`UnsupportedError` without a freezer, :class:`CgroupError` (ETIMEDOUT)
+        if the freeze does not complete in ``timeout`` seconds (the group is then thawed).
+        """
+        if not self._backend.can_freeze():
+            raise UnsupportedError("freezing needs cgroup.freeze (v2) or the v1 freezer "
+                                   "controller; this host has neither", missing="freezer")
+        self._backend.set_frozen(True)
+        if not self._wait_frozen(timeout):
+            self._backend.set_frozen(False)
+            raise CgroupError(errno.ETIMEDOUT, f"cgroup {self.path} did not freeze within "
+                              f"{timeout} s", step="freeze")
+
+    def thaw(self) -> None:
+        """Let a frozen group run again. Raises :class:`CgroupError`, UnsupportedError."""
+        if not self._backend.can_freeze():
+            raise UnsupportedError("thawing needs cgroup.freeze (v2) or the v1 freezer "
+                                   "controller; this host has neither", missing="freezer")
+        self._backend.set_frozen(False)
+
+    @property
+    def frozen(self) -> bool:
+        """Whether the group is (completely) frozen."""
+        return self._backend.can_freeze() and self._backend.frozen()
+
+    def _wait_frozen(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        delay = 0.001
+        while not self._backend.frozen():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        return True
+
+    def kill(self, timeout: float = 5.0) -> None:
+        """SIGKILL every process in the group and below, and wait until it is empty.
+
+        Uses cgroup.kill where the kernel has it; otherwise freezes, signals the frozen
+        processes and thaws, in a loop, so a process that keeps forking cannot escape.
+
+        Raises :class:`CgroupError`: EBUSY if processes remain after ``timeout`` seconds,
+        EPERM for a hierarchy's root cgroup, EDEADLK if the calling process is in the group.
+        """
+        deadline = time.monotonic() + timeout
+        self._refuse_to_harm_caller("kill")
+        if not self._backend.populated():
+            return
+        if not self._backend.kill_all():
+            self._kill_by_signal(deadline)
+        if not self.wait_empty(max(0.0, deadline - time.monotonic())):
+            raise CgroupError(errno.EBUSY, f"processes {self.procs()} are still in cgroup "
+                              f"{self.path} {timeout} s after SIGKILL", step="kill")
+
+    def _refuse_to_harm_caller(self, action: str) -> None:
+        # A group opened by path or pid may be a hierarchy root or hold the caller itself;
+        # killing it would take down the machine or this process.
+        for h in self._layout.hierarchies:
+            d = self._dirs[h.key]
+            if os.path.normpath(d) == os.path.normpath(h.mount):
+                raise CgroupError(errno.EPERM, f"refusing to {action} the root cgroup {d}", d,
+                                  step=action)
+        with open("/proc/self/cgroup", encoding="utf-8") as f:
+            own = parse_proc_cgroup(f.read())
+        for h in self._layout.hierarchies:
+            mine = h.dir_of(own.get(h.key, "/")) + "/"
+            if mine.startswith(self._dirs[h.key].rstrip("/") + "/"):
+                raise CgroupError(errno.EDEADLK, f"refusing to {action} cgroup "
+                                  f"{self._dirs[h.key]}: the calling process is in it",
+                                  self._dirs[h.key], step=action, pid=os.getpid())
+
+    def _kill_by_signal(self, deadline: float) -> None:
+        can_freeze = self._backend.can_freeze()
+        while True:
+            if can_freeze:
+                self._backend.set_frozen(True)
+                # A task in uninterruptible sleep can hold up the freeze; signal anyway.
+                self._wait_frozen(max(0.0, min(0.5, deadline - time.monotonic())))
+            pids = self._all_procs()
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            if can_freeze:
+                self._backend.set_frozen(False)
+            remaining = deadline - time.monotonic()
+            if not pids or remaining <= 0 or self.wait_empty(min(0.2, remaining)):
+                return
+
+    def _all_procs(self) -> list[int]:
+        pids = set(self.procs())
+        for child in self.children():
+            pids.update(child._all_procs())
+        return sorted(pids)
+
+    # ------------------------------------------------------------------ limits
+
+    def set_limits(self, limits: Limits, *, best_effort: bool = False) -> tuple[str, ...]:
+        """Apply ``limits`` (fields left ``None`` are not touched); return those skipped.
+
+        Raises :class:`ConfigError` for a non-Limits value, :class:`UnsupportedError` naming
+        the controller and why it is unusable (unless ``best_effort``), :class:`CgroupError`
+        when the kernel refuses a value (EINVAL, EBUSY: below current usage).
+        """
+        if not isinstance(limits, Limits):
+            raise ConfigError(f"limits: expected a Limits, got {limits!r}")
+        skipped = self._backend.apply(limits, best_effort)
+        self.skipped_limits = skipped
+        return skipped
+
+    def read_control(self, controller: str, filename: str) -> str | None:
+        """Raw text of a control file of ``controller`` in this group, or None if absent.
+
+        For diagnostics and tests; raises :class:`UnsupportedError` if the controller is
+        unavailable, :class:`CgroupError` on read errors.
+        """
+        return read_optional(os.path.join(self._backend.controller_dir(controller), filename))
+
+    # ------------------------------------------------------------------ teardown
+
+    def delete(self, timeout: float = 5.0) -> None:
+        """Kill the group's processes, wait for them, and remove it and its children.
+
+        Idempotent: deleting a group that is gone does nothing. Keeps going across
+        hierarchies after a failure and raises the first error with the others as notes.
+        Raises :class:`CgroupError` (EPERM for a root cgroup, EDEADLK if the calling process
+        is in the group, see :meth:`kill`).
+        """
+        deadline = time.monotonic() + timeout
+        if not any(os.path.isdir(d) for d in self._dirs.values()):
+            return
+        errors: list[BaseException] = []
+        self._refuse_to_harm_caller("delete")
+        if os.path.isdir(self._dirs[self._primary().key]):
+            for child in self.children():
+                try:
+                    child.delete(max(0.0, deadline - time.monotonic()))
+                except CgroupError as e:
+                    errors.append(e)
+            try:
+                self.kill(max(0.0, deadline - time.monotonic()))
+            except (CgroupError, UnsupportedError) as e:
+                errors.append(e)
+        for d in self._dirs.values():
+            delay = 0.001
+            while True:
+                try:
+                    _rmdir(d)
+                    break
+                except CgroupError as e:
+                    # EBUSY for a moment while exiting tasks are still being released.
+                    if e.errno != errno.EBUSY or time.monotonic() >= deadline:
+                        errors.append(e)
+                        break
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.05)
+        if errors:
+            first = errors[0]
+            for other in errors[1:]:
+                add_note(first, f"also: {other}")
+            raise first
+
+    def __enter__(self) -> CGroup:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.delete()
+
+    def __repr__(self) -> str:
+        return f"<CGroup {self.path} ({self.kind.value})>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CGroup) and other._dirs == self._dirs
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self._dirs.items())))

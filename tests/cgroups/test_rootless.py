@@ -1,0 +1,83 @@
+"""Rootless use: without delegation a clear UnsupportedError; on v2 with a delegated cgroup
+(one the user owns) the same calls work as for root."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import pytest
+
+from isolate.cgroups import CGroup, host_layout
+from isolate.cgroups.cgroup import BASE_NAME
+
+NOBODY = 65534
+
+
+def run_as_nobody(fn: Callable[[], str], join: str | None = None) -> str:
+    """Run ``fn`` in a forked child that drops to uid/gid 65534 (after joining the cgroup
+    whose procs file is ``join``, as root); return what it returned or the error it raised."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+            os.close(r)
+            if join is not None:
+                with open(join, "w") as f:
+                    f.write("0")
+            os.setgroups([])
+            os.setresgid(NOBODY, NOBODY, NOBODY)
+            os.setresuid(NOBODY, NOBODY, NOBODY)
+            result = fn()
+        except BaseException as e:
+            result = f"{type(e).__name__} missing={getattr(e, 'missing', None)}: {e}"
+        os.write(w, result.encode())
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        out = f.read().decode()
+    os.waitpid(pid, 0)
+    return out
+
+
+def test_without_delegation_create_is_unsupported_and_says_what_is_missing(
+    parents: dict[str, CGroup],
+) -> None:
+    def attempt() -> str:
+        CGroup.create(layout=host_layout())
+        return "created"
+
+    out = run_as_nobody(attempt)
+    assert out.startswith("UnsupportedError missing=cgroup delegation"), out
+    assert "Delegate=yes" in out
+    # Nothing was made by the failed attempt.
+    for h in host_layout().hierarchies:
+        base = h.dir_of(f"{h.self_path.rstrip('/')}/{BASE_NAME}")
+        assert not any(n.startswith("cg-") for n in os.listdir(base)), base
+
+
+def test_with_a_delegated_v2_cgroup_a_user_creates_joins_and_deletes(
+    parents: dict[str, CGroup],
+) -> None:
+    if "v2" not in parents:
+        pytest.skip("no cgroup v2 mount here")
+    delegated = CGroup.create("delegated", parent=parents["v2"])
+    try:
+        d = delegated.dirs["unified"]
+        # What a systemd Delegate=yes unit gets: the directory and these files.
+        for name in ("", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads"):
+            os.chown(os.path.join(d, name), NOBODY, NOBODY)
+        layout = delegated.layout
+
+        def as_user() -> str:
+            mine = CGroup.create("mine", parent=CGroup.open(delegated.path, layout=layout))
+            mine.add(os.getpid())
+            inside = mine.procs() == [os.getpid()]
+            delegated.add(os.getpid())  # step out again so the group can be removed
+            mine.delete()
+            return f"inside={inside} gone={not mine.exists()}"
+
+        assert run_as_nobody(as_user, join=delegated.procs_files()[0]) == \
+            "inside=True gone=True"
+    finally:
+        delegated.delete()
