@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import os
 import stat
+import struct
 import tarfile
 import zlib
 from collections.abc import Iterator
@@ -208,11 +209,57 @@ class _GuardedTarInfo(tarfile.TarInfo):
     @classmethod
     def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> _GuardedTarInfo:
         try:
+            fast = cls._frombuf_fast(buf, encoding, errors)
+            if fast is not None:
+                return fast
             return super().frombuf(buf, encoding, errors)  # type: ignore[return-value]
         except (_InvalidHeaderError, _TruncatedHeaderError) as e:
             # tarfile treats a bad header after the first one as the end of the archive,
             # which would silently drop the rest of a corrupt layer.
             raise CorruptLayer(f"bad tar header: {e}") from None
+
+    @classmethod
+    def _frombuf_fast(
+        cls, buf: bytes | bytearray, encoding: str, errors: str
+    ) -> _GuardedTarInfo | None:
+        """Parse a common header (octal numbers, unsigned checksum, not sparse) in one go.
+
+        Header parsing is most of tarfile's per-member cost; this gives the same result as
+        ``TarInfo.frombuf`` for those headers and None for anything else (base-256 numbers,
+        signed checksums, old GNU sparse, end-of-archive and short blocks), which then takes
+        tarfile's own path.
+        """
+        if len(buf) != tarfile.BLOCKSIZE or buf[156:157] == tarfile.GNUTYPE_SPARSE:
+            return None
+        (name, mode, uid, gid, size, mtime, chksum, type_, linkname, uname, gname, devmajor,
+         devminor, prefix) = _USTAR_HEADER.unpack(buf)
+        try:
+            checksum = _octal(chksum)
+            if checksum != 256 + sum(buf[:148]) + sum(buf[156:]):
+                return None
+            obj = cls()
+            obj.mode = _octal(mode)
+            obj.uid = _octal(uid)
+            obj.gid = _octal(gid)
+            obj.size = _octal(size)
+            obj.mtime = _octal(mtime)
+            obj.devmajor = _octal(devmajor)
+            obj.devminor = _octal(devminor)
+        except ValueError:
+            return None
+        obj.chksum = checksum
+        obj.type = type_
+        obj.name = _nts(name, encoding, errors)
+        obj.linkname = _nts(linkname, encoding, errors)
+        obj.uname = _nts(uname, encoding, errors)
+        obj.gname = _nts(gname, encoding, errors)
+        if obj.type == tarfile.AREGTYPE and obj.name.endswith("/"):
+            obj.type = tarfile.DIRTYPE  # old V7 tars mark directories with a slash only
+        if obj.type == tarfile.DIRTYPE:
+            obj.name = obj.name.rstrip("/")
+        if prefix[0] and obj.type not in tarfile.GNU_TYPES:
+            obj.name = _nts(prefix, encoding, errors) + "/" + obj.name
+        return obj
 
     def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
         if self.type in _EXTENDED_TYPES and self.size > _MAX_EXTENDED_HEADER:
@@ -221,6 +268,20 @@ class _GuardedTarInfo(tarfile.TarInfo):
             )
         result: tarfile.TarInfo = super()._proc_member(tarfile_)  # type: ignore[misc]
         return result
+
+
+# name mode uid gid size mtime chksum type linkname [magic version] uname gname devmajor
+# devminor prefix [pad]: the ustar header layout.
+_USTAR_HEADER = struct.Struct("100s8s8s8s12s12s8sc100s8x32s32s8s8s155s12x")
+
+
+def _octal(field: bytes) -> int:
+    # Same reading as tarfile's nti() for octal fields; base-256 raises ValueError.
+    return int(field.split(b"\0", 1)[0].strip() or b"0", 8)
+
+
+def _nts(field: bytes, encoding: str, errors: str) -> str:
+    return field.split(b"\0", 1)[0].decode(encoding, errors)
 
 
 _EXTENDED_TYPES = (
