@@ -165,3 +165,38 @@ def test_truncated_file_data_is_corrupt(arena: Arena) -> None:
 def test_unknown_compression_is_corrupt(arena: Arena) -> None:
     with pytest.raises(CorruptLayer, match="bzip2/xz"):
         extract(io.BytesIO(b"BZh91AY&SY" + b"\0" * 100), arena.dest)
+
+
+def test_fast_header_parser_agrees_with_tarfile_on_mutated_headers() -> None:
+    # _GuardedTarInfo parses common headers itself (for speed); whatever a header holds, it
+    # must read it as tarfile does, or refuse it where tarfile would.
+    import random
+
+    from isolate.fs.layers import _GuardedTarInfo
+
+    base = tarfile.TarInfo("dir/name")
+    base.size, base.uid, base.gid, base.mtime, base.mode = 1234, 1000, 100, 1_700_000_000, 0o4755
+    good = base.tobuf(tarfile.USTAR_FORMAT)
+    rng = random.Random(1234)
+    alphabet = b"0123456789 \0\x80\xff\x1c\t_+-x"
+    for _ in range(4000):
+        buf = bytearray(good)
+        for _ in range(rng.randint(1, 3)):
+            buf[rng.randrange(100, 345)] = rng.choice(alphabet)
+        for chk in (False, True):
+            if chk:  # also with a correct checksum, so the number fields are really parsed
+                buf[148:156] = b"        "
+                buf[148:156] = b"%06o\0 " % sum(buf)
+            want: object
+            got: object
+            try:
+                ref = tarfile.TarInfo.frombuf(bytes(buf), "utf-8", "surrogateescape")
+                want = ref.get_info(), ref.chksum
+            except tarfile.HeaderError:
+                want = "error"
+            try:
+                ours = _GuardedTarInfo.frombuf(bytes(buf), "utf-8", "surrogateescape")
+                got = ours.get_info(), ours.chksum
+            except (tarfile.HeaderError, CorruptLayer):
+                got = "error"
+            assert got == want, bytes(buf[100:345])

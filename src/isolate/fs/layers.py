@@ -138,22 +138,60 @@ def _os_error(exc: OSError, message: str, filename: str | None = None) -> Isolat
 # Reading: decompression, hashing, hardened tar headers
 
 
-class _HashingReader:
-    """Feeds tarfile from the (decompressed) stream and hashes every byte it hands out."""
+class _TarReader:
+    """What tarfile reads from: the (decompressed) stream, hashed, in big chunks.
+
+    Gives tarfile a file object with ``tell`` and forward-only ``seek`` so it can run in its
+    plain read mode; its stream mode re-slices a small buffer on every read, which cost more
+    than parsing. Every byte is hashed once, as it arrives: that is the diff id.
+    """
 
     def __init__(self, raw: Any) -> None:
         self._raw = raw
+        self._buf = b""
+        self._at = 0  # position in _buf
+        self._base = 0  # stream offset of _buf[0]
         self.hash = hashlib.sha256()
 
+    def _fill(self) -> bool:
+        chunk = bytes(self._raw.read(_CHUNK))
+        if not chunk:
+            return False
+        self.hash.update(chunk)
+        self._base += self._at  # the consumed bytes are dropped
+        self._buf = self._buf[self._at :] + chunk
+        self._at = 0
+        return True
+
     def read(self, size: int = -1) -> bytes:
-        data = bytes(self._raw.read(size))
-        self.hash.update(data)
+        if size < 0:
+            while self._fill():
+                pass
+            data = self._buf[self._at :]
+            self._at = len(self._buf)
+            return data
+        while len(self._buf) - self._at < size and self._fill():
+            pass
+        data = self._buf[self._at : self._at + size]
+        self._at += len(data)
         return data
 
-    def drain(self) -> None:
-        while self.read(_CHUNK):
-            pass
+    def tell(self) -> int:
+        return self._base + self._at
 
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence != os.SEEK_SET or offset < self.tell():
+            raise CorruptLayer("layer stream would need to be read backwards")
+        while offset > self._base + len(self._buf):
+            self._at = len(self._buf)
+            if not self._fill():
+                break
+        self._at = min(offset - self._base, len(self._buf))
+        return self.tell()
+
+    def drain(self) -> None:
+        while self._fill():
+            self._at = len(self._buf)
 
 class _Prefixed:
     """A stream with bytes already read from its head put back in front."""
@@ -231,22 +269,21 @@ class _GuardedTarInfo(tarfile.TarInfo):
         """
         if len(buf) != tarfile.BLOCKSIZE or buf[156:157] == tarfile.GNUTYPE_SPARSE:
             return None
-        (name, mode, uid, gid, size, mtime, chksum, type_, linkname, uname, gname, devmajor,
-         devminor, prefix) = _USTAR_HEADER.unpack(buf)
+        name, type_, linkname, uname, gname, prefix = _USTAR_STRINGS.unpack(buf)
         try:
-            checksum = _octal(chksum)
-            if checksum != 256 + sum(buf[:148]) + sum(buf[156:]):
-                return None
-            obj = cls()
-            obj.mode = _octal(mode)
-            obj.uid = _octal(uid)
-            obj.gid = _octal(gid)
-            obj.size = _octal(size)
-            obj.mtime = _octal(mtime)
-            obj.devmajor = _octal(devmajor)
-            obj.devminor = _octal(devminor)
+            # tarfile's nti(): up to the first NUL, stripped, octal. Base-256 numbers raise
+            # ValueError here and take tarfile's own path.
+            mode, uid, gid, size, mtime, checksum, devmajor, devminor = [
+                int(field.split(b"\0", 1)[0].strip() or b"0", 8)
+                for field in _USTAR_NUMBERS.unpack(buf)
+            ]
         except ValueError:
             return None
+        if checksum != 256 + sum(buf) - sum(buf[148:156]):
+            return None
+        obj = cls()
+        obj.mode, obj.uid, obj.gid, obj.size, obj.mtime = mode, uid, gid, size, mtime
+        obj.devmajor, obj.devminor = devmajor, devminor
         obj.chksum = checksum
         obj.type = type_
         obj.name = _nts(name, encoding, errors)
@@ -270,14 +307,10 @@ class _GuardedTarInfo(tarfile.TarInfo):
         return result
 
 
-# name mode uid gid size mtime chksum type linkname [magic version] uname gname devmajor
-# devminor prefix [pad]: the ustar header layout.
-_USTAR_HEADER = struct.Struct("100s8s8s8s12s12s8sc100s8x32s32s8s8s155s12x")
-
-
-def _octal(field: bytes) -> int:
-    # Same reading as tarfile's nti() for octal fields; base-256 raises ValueError.
-    return int(field.split(b"\0", 1)[0].strip() or b"0", 8)
+# The string fields of a ustar header: name, type, linkname, uname, gname, prefix.
+_USTAR_STRINGS = struct.Struct("100s56xc100s8x32s32s16x155s12x")
+# Its numbers: mode, uid, gid, size, mtime, chksum, devmajor, devminor.
+_USTAR_NUMBERS = struct.Struct("100x8s8s8s12s12s8s173x8s8s167x")
 
 
 def _nts(field: bytes, encoding: str, errors: str) -> str:
@@ -474,8 +507,8 @@ class _Extractor:
         if m.issparse():
             src: Any = tf.extractfile(m)
         else:
-            # In stream mode the position is at the member's data; reading it straight from
-            # the stream skips the per-member file object tarfile would build.
+            # The reader is at the member's data; reading it straight from there skips the
+            # per-member file object tarfile would build.
             src = tf.fileobj
         remaining = m.size
         while remaining:
@@ -684,7 +717,7 @@ def extract(
     root_fd = os.open(dest, _DIR_OPEN)
     ex = _Extractor(root_fd, whiteouts=whiteouts, privileged=privileged, xattr_ns=xattr_ns)
     try:
-        reader = _HashingReader(_decompressed(raw))
+        reader = _TarReader(_decompressed(raw))
         _extract_members(reader, ex)
         reader.drain()
         ex.finish_dirs()
@@ -707,16 +740,16 @@ def extract(
     )
 
 
-def _extract_members(reader: _HashingReader, ex: _Extractor) -> None:
+def _extract_members(reader: _TarReader, ex: _Extractor) -> None:
     tf = tarfile.open(  # noqa: SIM115 - closed in the finally below
-        fileobj=reader, mode="r|", tarinfo=_GuardedTarInfo  # type: ignore[call-overload]
+        fileobj=reader, mode="r:", tarinfo=_GuardedTarInfo  # type: ignore[call-overload]
     )
     try:
         while True:
             member = tf.next()
             if member is None:
                 break
-            # Stream mode keeps every member; an extraction only needs the current one.
+            # TarFile keeps every member; an extraction only needs the current one.
             tf.members.clear()
             try:
                 ex.add(tf, member)
