@@ -226,3 +226,42 @@ def test_bad_arguments_are_config_errors_before_any_write(work: Path) -> None:
     with pytest.raises(ConfigError, match="compression"):
         write_tar(work, io.BytesIO(), compression="lz4")  # type: ignore[arg-type]
     assert os.listdir(work) == []
+
+
+def _info(name: str, kind: bytes, **attrs: Any) -> tarfile.TarInfo:
+    ti = tarfile.TarInfo(name)
+    ti.type, ti.mode, ti.mtime, ti.uname, ti.gname = kind, 0o755, 1_700_000_000, "", ""
+    for key, value in attrs.items():
+        setattr(ti, key, value)
+    return ti
+
+
+def test_own_ustar_headers_are_the_bytes_tarfile_writes() -> None:
+    # write_tar builds simple headers itself (speed); they must be what tarfile would write.
+    from isolate.fs.layers import _ustar_header
+
+    simple = [
+        _info("etc/passwd", tarfile.REGTYPE, size=1234, uid=0o7777777, gid=5, mode=0o104755),
+        _info("dir", tarfile.DIRTYPE),
+        _info("dir/", tarfile.DIRTYPE, mtime=0),
+        _info("l", tarfile.SYMTYPE, linkname="../" * 33),
+        _info("h", tarfile.LNKTYPE, linkname="etc/passwd"),
+        _info("dev/null", tarfile.CHRTYPE, devmajor=1, devminor=3),
+        _info("fifo", tarfile.FIFOTYPE),
+        _info("n" * 100, tarfile.REGTYPE, size=8**11 - 1),
+    ]
+    for ti in simple:
+        assert _ustar_header(ti) == ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+    needs_pax = [
+        _info("n" * 101, tarfile.REGTYPE),
+        _info("l", tarfile.SYMTYPE, linkname="x" * 101),
+        _info("caf\u00e9", tarfile.REGTYPE),
+        _info("big", tarfile.REGTYPE, size=8**11),
+        _info("uid", tarfile.REGTYPE, uid=8**7),
+        _info("neg", tarfile.REGTYPE, mtime=-1),
+        _info("frac", tarfile.REGTYPE, mtime=1.5),
+        _info("dev", tarfile.BLKTYPE, devmajor=8**7),
+        _info("x", tarfile.REGTYPE, pax_headers={"SCHILY.xattr.user.a": "b"}),
+    ]
+    for ti in needs_pax:
+        assert _ustar_header(ti) is None, ti.name
