@@ -11,6 +11,7 @@ import errno
 import gzip
 import hashlib
 import os
+import re
 import stat
 import struct
 import tarfile
@@ -57,6 +58,7 @@ _CHUNK = 1 << 20
 # for some callers, and layers with more directories than this are rare).
 _MAX_CACHED_DIRS = 512
 _DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 _SKIPPED_XATTRS = ("security.selinux",)
 
@@ -270,16 +272,22 @@ class _GuardedTarInfo(tarfile.TarInfo):
         if len(buf) != tarfile.BLOCKSIZE or buf[156:157] == tarfile.GNUTYPE_SPARSE:
             return None
         name, type_, linkname, uname, gname, prefix = _USTAR_STRINGS.unpack(buf)
-        try:
-            # tarfile's nti(): up to the first NUL, stripped, octal. Base-256 numbers raise
-            # ValueError here and take tarfile's own path.
-            mode, uid, gid, size, mtime, checksum, devmajor, devminor = [
-                int(field.split(b"\0", 1)[0].strip() or b"0", 8)
-                for field in _USTAR_NUMBERS.unpack(buf)
-            ]
-        except ValueError:
-            return None
-        if checksum != 256 + sum(buf) - sum(buf[148:156]):
+        common = _COMMON_NUMBERS.fullmatch(buf, 100, 156)
+        if common is not None and buf[329:345] == _NO_DEVICE:
+            # What ustar writers put there: digits and a NUL, read as tarfile's nti() would.
+            mode, uid, gid, size, mtime, checksum = (int(n, 8) for n in common.groups())
+            devmajor = devminor = 0
+        else:
+            try:
+                # tarfile's nti(): up to the first NUL, stripped, octal. Base-256 numbers
+                # raise ValueError here and take tarfile's own path.
+                mode, uid, gid, size, mtime, checksum, devmajor, devminor = [
+                    int(field.split(b"\0", 1)[0].strip() or b"0", 8)
+                    for field in _USTAR_NUMBERS.unpack(buf)
+                ]
+            except ValueError:
+                return None
+        if checksum != 256 + _byte_sum(buf) - _byte_sum(buf[148:156]):
             return None
         obj = cls()
         obj.mode, obj.uid, obj.gid, obj.size, obj.mtime = mode, uid, gid, size, mtime
@@ -288,8 +296,8 @@ class _GuardedTarInfo(tarfile.TarInfo):
         obj.type = type_
         obj.name = _nts(name, encoding, errors)
         obj.linkname = _nts(linkname, encoding, errors)
-        obj.uname = _nts(uname, encoding, errors)
-        obj.gname = _nts(gname, encoding, errors)
+        obj.uname = _nts(uname, encoding, errors) if uname[0] else ""
+        obj.gname = _nts(gname, encoding, errors) if gname[0] else ""
         if obj.type == tarfile.AREGTYPE and obj.name.endswith("/"):
             obj.type = tarfile.DIRTYPE  # old V7 tars mark directories with a slash only
         if obj.type == tarfile.DIRTYPE:
@@ -311,6 +319,19 @@ class _GuardedTarInfo(tarfile.TarInfo):
 _USTAR_STRINGS = struct.Struct("100s56xc100s8x32s32s16x155s12x")
 # Its numbers: mode, uid, gid, size, mtime, chksum, devmajor, devminor.
 _USTAR_NUMBERS = struct.Struct("100x8s8s8s12s12s8s173x8s8s167x")
+# mode uid gid size mtime chksum as most writers format them.
+_COMMON_NUMBERS = re.compile(rb"([0-7]{7})\0([0-7]{7})\0([0-7]{7})\0([0-7]{11})\0([0-7]{11})\0"
+                             rb"([0-7]{6})\0 ")
+_NO_DEVICE = b"\0" * 16
+
+
+def _byte_sum(data: bytes | bytearray) -> int:
+    """sum(data) for up to 512 bytes, in C: adler32's low half is 1 + the byte sum modulo
+    65521, exact for 256 bytes (at most 65280)."""
+    total = 0
+    for i in range(0, len(data), 256):
+        total += (zlib.adler32(data[i : i + 256]) & 0xFFFF) - 1
+    return total
 
 
 def _nts(field: bytes, encoding: str, errors: str) -> str:
@@ -332,6 +353,8 @@ def _split_name(entry: str, name: str, what: str = "name") -> tuple[str, ...]:
         raise UnsafeArchive(entry, f"NUL byte in {what}")
     if name.startswith("/"):
         raise UnsafeArchive(entry, f"absolute {what}")
+    if "//" not in name and "/." not in name and name[:1] != "." and name[-1:] != "/":
+        return tuple(name.split("/"))  # the common case: no empty, "." or ".." component
     parts = tuple(p for p in name.split("/") if p not in ("", "."))
     if ".." in parts:
         raise UnsafeArchive(entry, f"'..' component in {what}")
@@ -384,6 +407,7 @@ class _Extractor:
         self.cache: dict[tuple[str, ...], int] = {}
         # Paths this archive created: "apply" whiteouts only delete what earlier layers made.
         self.created: set[tuple[str, ...]] = set()
+        self.track_created = whiteouts == "apply"
         self.files = 0
         self.bytes = 0
         self.skipped = 0
@@ -411,7 +435,8 @@ class _Extractor:
                     f"layer entry {entry!r}: directory {'/'.join(parts)!r} does not exist"
                 ) from None
             os.mkdir(name, 0o755, dir_fd=parent)
-            self.created.add(parts)
+            if self.track_created:
+                self.created.add(parts)
             fd = os.open(name, _DIR_OPEN, dir_fd=parent)
         except OSError as e:
             if e.errno not in (errno.ENOTDIR, errno.ELOOP):
@@ -486,20 +511,24 @@ class _Extractor:
         except FileExistsError:
             self.remove(pfd, parts)
             make()
-        self.created.add(parts)
+        if self.track_created:
+            self.created.add(parts)
 
     def _regular(
         self, tf: tarfile.TarFile, pfd: int, parts: tuple[str, ...], m: tarfile.TarInfo
     ) -> None:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        holder: list[int] = []
-        self._create(pfd, parts, lambda: holder.append(os.open(parts[-1], flags, 0o600,
-                                                                 dir_fd=pfd)))
-        fd = holder[0]
+        # As _create, written out: this is the hot path.
+        try:
+            fd = os.open(parts[-1], _FILE_CREATE, 0o600, dir_fd=pfd)
+        except FileExistsError:
+            self.remove(pfd, parts)
+            fd = os.open(parts[-1], _FILE_CREATE, 0o600, dir_fd=pfd)
+        if self.track_created:
+            self.created.add(parts)
         try:
             if m.size:
                 self._copy_data(tf, m, fd)
-            self._meta_fd(fd, m, _member_xattrs(m))
+            self._meta_fd(fd, m, _member_xattrs(m) if m.pax_headers else [])
         finally:
             os.close(fd)
 
@@ -544,13 +573,15 @@ class _Extractor:
         try:
             # Owner-only until the end: children are still to be written, also unprivileged.
             os.mkdir(name, 0o700, dir_fd=pfd)
-            self.created.add(parts)
+            if self.track_created:
+                self.created.add(parts)
         except FileExistsError:
             st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
             if not stat.S_ISDIR(st.st_mode):
                 self.remove(pfd, parts)
                 os.mkdir(name, 0o700, dir_fd=pfd)
-                self.created.add(parts)
+                if self.track_created:
+                    self.created.add(parts)
         self.dirs[parts] = self._dir_meta(m)
 
     def _whiteout(self, m: tarfile.TarInfo, parts: tuple[str, ...]) -> None:
