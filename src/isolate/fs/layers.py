@@ -7,12 +7,19 @@ stores or registries (``isolate.image`` builds on this), or import ``isolate._na
 
 from __future__ import annotations
 
+import errno
+import gzip
+import hashlib
 import os
-from typing import BinaryIO, Literal, Union
+import stat
+import tarfile
+import zlib
+from collections.abc import Iterator
+from typing import Any, BinaryIO, Literal, Union
 
 import attrs
 
-from isolate.errors import ImageError
+from isolate.errors import ConfigError, ImageError, IsolateOSError, UnsupportedError
 
 __all__ = [
     "MEDIA_TYPE_TAR",
@@ -36,6 +43,21 @@ Whiteouts = Literal["overlay", "keep", "apply"]
 Compression = Literal["gzip", "zstd"]
 XattrNamespace = Literal["trusted", "user"]
 Source = Union[str, "os.PathLike[str]", BinaryIO]
+
+_WH_PREFIX = ".wh."
+_WH_OPAQUE = ".wh..wh..opq"
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+# Extended headers (pax records, GNU long names) are read into memory whole; a real one is a
+# few hundred bytes, so a larger one is an attempt to exhaust memory.
+_MAX_EXTENDED_HEADER = 1 << 20
+_CHUNK = 1 << 20
+# Directory fds kept open while extracting; past this the cache is emptied (fd limits are low
+# for some callers, and layers with more directories than this are rare).
+_MAX_CACHED_DIRS = 512
+_DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
+_SKIPPED_XATTRS = ("security.selinux",)
 
 
 class UnsafeArchive(ImageError):
@@ -85,6 +107,453 @@ class Layer:
     media_type: str
 
 
+# --------------------------------------------------------------------------------------------
+# Argument checks and privilege detection
+
+
+def _check_choice(name: str, value: object, choices: tuple[object, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {choices!r}, not {value!r}")
+
+
+def _in_initial_user_namespace() -> bool:
+    # The initial namespace maps every id onto itself; any other map is a child namespace.
+    try:
+        with open("/proc/self/uid_map", encoding="ascii") as f:
+            return f.read().split() == ["0", "0", "4294967295"]
+    except OSError:
+        return False
+
+
+def _default_privileged() -> bool:
+    return os.geteuid() == 0 and _in_initial_user_namespace()
+
+
+def _os_error(exc: OSError, message: str, filename: str | None = None) -> IsolateOSError:
+    return IsolateOSError(exc.errno or errno.EIO, message, filename, step="extract")
+
+
+# --------------------------------------------------------------------------------------------
+# Reading: decompression, hashing, hardened tar headers
+
+
+class _HashingReader:
+    """Feeds tarfile from the (decompressed) stream and hashes every byte it hands out."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+        self.hash = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = bytes(self._raw.read(size))
+        self.hash.update(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(_CHUNK):
+            pass
+
+
+class _Prefixed:
+    """A stream with bytes already read from its head put back in front."""
+
+    def __init__(self, head: bytes, raw: Any) -> None:
+        self._head = head
+        self._raw = raw
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            if size < 0:
+                rest: bytes = self._raw.read()
+                data, self._head = self._head + rest, b""
+                return data
+            data, self._head = self._head[:size], self._head[size:]
+            return data
+        result: bytes = self._raw.read(size)
+        return result
+
+
+def _decompressed(raw: Any) -> Any:
+    head = raw.read(4)
+    prefixed = _Prefixed(head, raw)
+    if head.startswith(_GZIP_MAGIC):
+        return gzip.GzipFile(fileobj=prefixed, mode="rb")  # type: ignore[call-overload]
+    if head == _ZSTD_MAGIC:
+        zstd = _zstandard()
+        return zstd.ZstdDecompressor().stream_reader(prefixed, read_across_frames=True)
+    if head[:3] == b"BZh" or head == b"\xfd7zX":
+        raise CorruptLayer("layer is bzip2/xz compressed; only plain, gzip and zstd are supported")
+    return prefixed
+
+
+def _zstandard() -> Any:
+    try:
+        import zstandard
+    except ImportError:
+        raise UnsupportedError(
+            "zstd layers need the 'zstandard' package (pip install isolate-linux[zstd])",
+            missing="zstandard",
+        ) from None
+    return zstandard
+
+
+# Not in typeshed's tarfile stubs, but public names of the module since Python 3.2.
+_InvalidHeaderError: type[Exception] = tarfile.InvalidHeaderError  # type: ignore[attr-defined]
+_TruncatedHeaderError: type[Exception] = tarfile.TruncatedHeaderError  # type: ignore[attr-defined]
+
+
+class _GuardedTarInfo(tarfile.TarInfo):
+    """TarInfo that refuses memory bombs and does not read garbage as end-of-archive."""
+
+    @classmethod
+    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> _GuardedTarInfo:
+        try:
+            return super().frombuf(buf, encoding, errors)  # type: ignore[return-value]
+        except (_InvalidHeaderError, _TruncatedHeaderError) as e:
+            # tarfile treats a bad header after the first one as the end of the archive,
+            # which would silently drop the rest of a corrupt layer.
+            raise CorruptLayer(f"bad tar header: {e}") from None
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _EXTENDED_TYPES and self.size > _MAX_EXTENDED_HEADER:
+            raise UnsafeArchive(
+                self.name, f"extended header of {self.size} bytes (limit {_MAX_EXTENDED_HEADER})"
+            )
+        result: tarfile.TarInfo = super()._proc_member(tarfile_)  # type: ignore[misc]
+        return result
+
+
+_EXTENDED_TYPES = (
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+)
+
+
+def _split_name(entry: str, name: str, what: str = "name") -> tuple[str, ...]:
+    """Split an archive path into components, refusing anything that could leave the root."""
+    if "\x00" in name:
+        raise UnsafeArchive(entry, f"NUL byte in {what}")
+    if name.startswith("/"):
+        raise UnsafeArchive(entry, f"absolute {what}")
+    parts = tuple(p for p in name.split("/") if p not in ("", "."))
+    if ".." in parts:
+        raise UnsafeArchive(entry, f"'..' component in {what}")
+    return parts
+
+
+def _mtime_ns(member: tarfile.TarInfo) -> int:
+    mtime = member.mtime
+    if isinstance(mtime, int):
+        return mtime * 1_000_000_000
+    return round(mtime * 1e9)
+
+
+def _member_xattrs(member: tarfile.TarInfo) -> list[tuple[str, bytes]]:
+    result = []
+    for key, value in member.pax_headers.items():
+        if not key.startswith("SCHILY.xattr."):
+            continue
+        name = key[len("SCHILY.xattr.") :]
+        # Overlay xattrs in an archive could redirect lookups into other layers; only the
+        # whiteout translation below may set them.
+        if name.startswith(_OVERLAY_XATTR_PREFIXES) or name in _SKIPPED_XATTRS:
+            continue
+        result.append((name, value.encode("utf-8", "surrogateescape")))
+    return result
+
+
+@attrs.define
+class _DirMeta:
+    entry: str
+    mode: int
+    uid: int
+    gid: int
+    mtime_ns: int
+    xattrs: list[tuple[str, bytes]]
+
+
+class _Extractor:
+    """State of one extraction: the root fd, a cache of directory fds, deferred dir metadata."""
+
+    def __init__(
+        self, root_fd: int, *, whiteouts: str, privileged: bool, xattr_ns: str
+    ) -> None:
+        self.root_fd = root_fd
+        self.whiteouts = whiteouts
+        self.privileged = privileged
+        self.chown = os.geteuid() == 0
+        self.opaque_xattr = f"{xattr_ns}.overlay.opaque"
+        self.dirs: dict[tuple[str, ...], _DirMeta] = {}
+        self.cache: dict[tuple[str, ...], int] = {}
+        # Paths this archive created: "apply" whiteouts only delete what earlier layers made.
+        self.created: set[tuple[str, ...]] = set()
+        self.files = 0
+        self.bytes = 0
+        self.skipped = 0
+
+    def close(self) -> None:
+        for fd in self.cache.values():
+            os.close(fd)
+        self.cache.clear()
+
+    # ---- path resolution: one component at a time, never following a symlink
+
+    def dir_fd(self, parts: tuple[str, ...], entry: str, *, create: bool = True) -> int:
+        if not parts:
+            return self.root_fd
+        fd = self.cache.get(parts)
+        if fd is not None:
+            return fd
+        parent = self.dir_fd(parts[:-1], entry, create=create)
+        name = parts[-1]
+        try:
+            fd = os.open(name, _DIR_OPEN, dir_fd=parent)
+        except FileNotFoundError:
+            if not create:
+                raise CorruptLayer(
+                    f"layer entry {entry!r}: directory {'/'.join(parts)!r} does not exist"
+                ) from None
+            os.mkdir(name, 0o755, dir_fd=parent)
+            self.created.add(parts)
+            fd = os.open(name, _DIR_OPEN, dir_fd=parent)
+        except OSError as e:
+            if e.errno not in (errno.ENOTDIR, errno.ELOOP):
+                raise _os_error(e, f"cannot open directory for {entry!r}", "/".join(parts)) from e
+            st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+            kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a directory"
+            raise UnsafeArchive(entry, f"parent {'/'.join(parts)!r} is {kind}") from None
+        if len(self.cache) >= _MAX_CACHED_DIRS:
+            self.close()
+        self.cache[parts] = fd
+        return fd
+
+    def remove(self, pfd: int, parts: tuple[str, ...]) -> None:
+        """Remove whatever is at ``parts`` (a tree, if a directory); absent is fine."""
+        name = parts[-1]
+        try:
+            os.unlink(name, dir_fd=pfd)
+            return
+        except FileNotFoundError:
+            return
+        except IsADirectoryError:
+            pass
+        n = len(parts)
+        for key in [k for k in self.cache if k[:n] == parts]:
+            os.close(self.cache.pop(key))
+        _remove_tree(pfd, name)
+
+    # ---- entries
+
+    def add(self, tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+        entry = m.name
+        parts = _split_name(entry, entry)
+        if not parts:
+            if not m.isdir():
+                raise UnsafeArchive(entry, "non-directory entry for the root")
+            self.dirs[()] = self._dir_meta(m)
+            return
+        base = parts[-1]
+        if base.startswith(_WH_PREFIX) and self.whiteouts != "keep":
+            self._whiteout(m, parts)
+            return
+        pfd = self.dir_fd(parts[:-1], entry)
+        if m.isdir():
+            self._mkdir(pfd, parts, m)
+        elif m.isreg():
+            self._regular(tf, pfd, parts, m)
+        elif m.issym():
+            self._create(pfd, parts, lambda: os.symlink(m.linkname, base, dir_fd=pfd))
+            self._meta_at(pfd, base, m)
+        elif m.islnk():
+            self._hardlink(pfd, parts, m)
+        elif m.ischr() or m.isblk():
+            if not self.privileged:
+                self.skipped += 1
+                return
+            kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
+            dev = os.makedev(m.devmajor, m.devminor)
+            self._create(pfd, parts, lambda: os.mknod(base, kind | 0o600, dev, dir_fd=pfd))
+            self._meta_at(pfd, base, m)
+        elif m.isfifo():
+            self._create(pfd, parts, lambda: os.mkfifo(base, 0o600, dir_fd=pfd))
+            self._meta_at(pfd, base, m)
+        else:
+            raise CorruptLayer(f"layer entry {entry!r}: unsupported tar type {m.type!r}")
+        self.files += 1
+
+    def _create(self, pfd: int, parts: tuple[str, ...], make: Any) -> None:
+        # Create exclusively; whatever was there (a symlink, a hardlink to a file elsewhere in
+        # the tree) is unlinked first, never written through.
+        try:
+            make()
+        except FileExistsError:
+            self.remove(pfd, parts)
+            make()
+        self.created.add(parts)
+
+    def _regular(
+        self, tf: tarfile.TarFile, pfd: int, parts: tuple[str, ...], m: tarfile.TarInfo
+    ) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        holder: list[int] = []
+        self._create(pfd, parts, lambda: holder.append(os.open(parts[-1], flags, 0o600,
+                                                                 dir_fd=pfd)))
+        fd = holder[0]
+        try:
+            if m.size:
+                self._copy_data(tf, m, fd)
+            self._meta_fd(fd, m, _member_xattrs(m))
+        finally:
+            os.close(fd)
+
+    def _copy_data(self, tf: tarfile.TarFile, m: tarfile.TarInfo, fd: int) -> None:
+        if m.issparse():
+            src: Any = tf.extractfile(m)
+        else:
+            # In stream mode the position is at the member's data; reading it straight from
+            # the stream skips the per-member file object tarfile would build.
+            src = tf.fileobj
+        remaining = m.size
+        while remaining:
+            chunk = src.read(min(remaining, _CHUNK))
+            if not chunk:
+                raise CorruptLayer(f"layer entry {m.name!r}: data truncated")
+            remaining -= len(chunk)
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view) :]
+        self.bytes += m.size
+
+    def _hardlink(self, pfd: int, parts: tuple[str, ...], m: tarfile.TarInfo) -> None:
+        target = _split_name(m.name, m.linkname, "hardlink target")
+        if not target:
+            raise UnsafeArchive(m.name, "hardlink to the root")
+        if target == parts:
+            return
+        tpfd = self.dir_fd(target[:-1], m.name, create=False)
+        try:
+            st = os.stat(target[-1], dir_fd=tpfd, follow_symlinks=False)
+        except FileNotFoundError:
+            raise CorruptLayer(
+                f"layer entry {m.name!r}: hardlink target {m.linkname!r} does not exist"
+            ) from None
+        if stat.S_ISDIR(st.st_mode):
+            raise UnsafeArchive(m.name, "hardlink to a directory")
+        self._create(pfd, parts, lambda: os.link(
+            target[-1], parts[-1], src_dir_fd=tpfd, dst_dir_fd=pfd, follow_symlinks=False))
+
+    def _mkdir(self, pfd: int, parts: tuple[str, ...], m: tarfile.TarInfo) -> None:
+        name = parts[-1]
+        try:
+            # Owner-only until the end: children are still to be written, also unprivileged.
+            os.mkdir(name, 0o700, dir_fd=pfd)
+            self.created.add(parts)
+        except FileExistsError:
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode):
+                self.remove(pfd, parts)
+                os.mkdir(name, 0o700, dir_fd=pfd)
+                self.created.add(parts)
+        self.dirs[parts] = self._dir_meta(m)
+
+    def _whiteout(self, m: tarfile.TarInfo, parts: tuple[str, ...]) -> None:
+        base = parts[-1]
+        pfd = self.dir_fd(parts[:-1], m.name)
+        self.files += 1
+        if base == _WH_OPAQUE:
+            if self.whiteouts == "overlay":
+                _set_xattr(os.setxattr, pfd, self.opaque_xattr, b"y", m.name)
+                return
+            for name in os.listdir(pfd):
+                child = (*parts[:-1], name)
+                if child not in self.created:
+                    self.remove(pfd, child)
+            return
+        name = base[len(_WH_PREFIX) :]
+        if name in ("", ".", "..") or name.startswith(_WH_PREFIX):
+            raise UnsafeArchive(m.name, "whiteout of an invalid name")
+        target = (*parts[:-1], name)
+        if self.whiteouts == "overlay":
+            self._create(pfd, target, lambda: os.mknod(name, stat.S_IFCHR, 0, dir_fd=pfd))
+        elif target not in self.created:
+            self.remove(pfd, target)
+
+    # ---- metadata
+
+    def _dir_meta(self, m: tarfile.TarInfo) -> _DirMeta:
+        return _DirMeta(m.name, m.mode & 0o7777, m.uid, m.gid, _mtime_ns(m), _member_xattrs(m))
+
+    def _meta_fd(self, fd: int, m: tarfile.TarInfo, xattrs: list[tuple[str, bytes]]) -> None:
+        # Order matters: chown clears set-id bits and file capabilities, so it goes first.
+        if self.chown:
+            os.fchown(fd, m.uid, m.gid)
+        os.fchmod(fd, m.mode & 0o7777)
+        for name, value in xattrs:
+            self._xattr(fd, name, value, m.name)
+        mtime = _mtime_ns(m)
+        os.utime(fd, ns=(mtime, mtime))
+
+    def _meta_at(self, pfd: int, name: str, m: tarfile.TarInfo) -> None:
+        # Symlinks, devices and fifos cannot be opened for writing metadata safely; use the
+        # *at calls without following links. (xattrs on these are not restored.)
+        if self.chown:
+            os.chown(name, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
+        if not m.issym():
+            os.chmod(name, m.mode & 0o7777, dir_fd=pfd)
+        mtime = _mtime_ns(m)
+        os.utime(name, ns=(mtime, mtime), dir_fd=pfd, follow_symlinks=False)
+
+    def _xattr(self, fd: int, name: str, value: bytes, entry: str) -> None:
+        try:
+            os.setxattr(fd, name, value)
+        except OSError as e:
+            tolerated = {errno.ENOTSUP, errno.EOPNOTSUPP}
+            if not self.privileged:
+                tolerated |= {errno.EPERM, errno.EACCES}
+            if e.errno not in tolerated:
+                raise _os_error(e, f"cannot set xattr {name!r} on {entry!r}", entry) from e
+
+    def finish_dirs(self) -> None:
+        # Deepest first, so a parent made unsearchable does not block its children.
+        for parts in sorted(self.dirs, key=len, reverse=True):
+            meta = self.dirs[parts]
+            try:
+                fd = self.dir_fd(parts, meta.entry, create=False) if parts else self.root_fd
+            except (UnsafeArchive, CorruptLayer):
+                continue  # a later entry replaced this directory
+            if self.chown:
+                os.fchown(fd, meta.uid, meta.gid)
+            os.fchmod(fd, meta.mode)
+            for name, value in meta.xattrs:
+                self._xattr(fd, name, value, meta.entry)
+            os.utime(fd, ns=(meta.mtime_ns, meta.mtime_ns))
+
+
+def _set_xattr(setter: Any, fd: int, name: str, value: bytes, entry: str) -> None:
+    try:
+        setter(fd, name, value)
+    except OSError as e:
+        raise _os_error(e, f"cannot set {name!r} for whiteout {entry!r}", entry) from e
+
+
+def _remove_tree(pfd: int, name: str) -> None:
+    fd = os.open(name, _DIR_OPEN, dir_fd=pfd)
+    try:
+        with os.scandir(fd) as it:
+            entries = list(it)
+        for child in entries:
+            if child.is_dir(follow_symlinks=False):
+                _remove_tree(fd, child.name)
+            else:
+                os.unlink(child.name, dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=pfd)
+
+
 def extract(
     source: Source,
     dest: str | os.PathLike[str],
@@ -101,6 +570,8 @@ def extract(
     entry of the same archive) or a hardlink to something outside ``dest`` is rejected with
     :class:`UnsafeArchive` naming the entry. This is stricter than ``RESOLVE_IN_ROOT``: a parent
     component that is a symlink is refused, never followed, even if it points inside ``dest``.
+    An existing file, symlink or hardlink at an entry's name is unlinked first, never written
+    through.
 
     ``whiteouts``:
       * ``"overlay"`` (default): ``.wh.NAME`` becomes a 0/0 character device ``NAME`` and
@@ -111,24 +582,280 @@ def extract(
         into one tree); what this same archive creates is never deleted by them.
 
     ``privileged`` (default: effective uid 0 in the initial user namespace) allows device nodes
-    and ``trusted.*`` xattrs; unprivileged, device nodes are skipped (counted in
-    ``LayerStats.skipped``). Owners are kept whenever the effective uid is 0 (also root of a
-    user namespace). ``xattr_namespace`` picks ``trusted`` or ``user`` overlay xattrs (default:
-    ``trusted`` when privileged, else ``user``, as overlayfs mounted with ``userxattr`` wants).
-    Overlay xattrs carried in the archive itself are dropped (they could redirect lookups).
+    and makes failures to set ``trusted.*``/``security.*`` xattrs errors; unprivileged, device
+    nodes are skipped (counted in ``LayerStats.skipped``) and such xattrs dropped. Owners are
+    kept whenever the effective uid is 0 (also root of a user namespace). ``xattr_namespace``
+    picks ``trusted`` or ``user`` overlay xattrs (default: ``trusted`` when privileged, else
+    ``user``, as overlayfs mounted with ``userxattr`` wants). Overlay xattrs carried in the
+    archive itself are dropped (they could redirect lookups); so is ``security.selinux``.
+    xattrs on symlinks, devices and fifos are not restored.
 
     On error, ``dest`` is left as far as extraction got: callers extract into a temporary
     directory and rename it into place on success (the image store does).
 
     Raises:
-        UnsafeArchive: a hostile entry (see above) or an oversized header.
-        CorruptLayer: the stream is not a tar (or not one we can decompress).
+        UnsafeArchive: a hostile entry (see above) or an oversized extended header.
+        CorruptLayer: the stream is not a tar (or not one we can decompress), or is truncated.
         ConfigError: a bad argument (unknown ``whiteouts``/``xattr_namespace``, ``dest`` not a
             directory).
         IsolateOSError: a filesystem call failed (errno and file kept, ``step="extract"``).
         UnsupportedError: ``zstd`` data but the ``zstandard`` package is not installed.
     """
-    raise NotImplementedError
+    _check_choice("whiteouts", whiteouts, ("overlay", "keep", "apply"))
+    _check_choice("xattr_namespace", xattr_namespace, ("trusted", "user", None))
+    if privileged is not None and not isinstance(privileged, bool):
+        raise ConfigError(f"privileged must be a bool or None, not {privileged!r}")
+    dest = os.fspath(dest)
+    if not os.path.isdir(dest):
+        raise ConfigError(f"dest must be an existing directory, not {dest!r}")
+    if privileged is None:
+        privileged = _default_privileged()
+    xattr_ns = xattr_namespace or ("trusted" if privileged else "user")
+
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            raw: Any = open(source, "rb")  # noqa: SIM115 - closed in the finally below
+        except OSError as e:
+            raise _os_error(e, "cannot open layer", os.fspath(source)) from e
+        owns_raw = True
+    else:
+        raw, owns_raw = source, False
+    root_fd = os.open(dest, _DIR_OPEN)
+    ex = _Extractor(root_fd, whiteouts=whiteouts, privileged=privileged, xattr_ns=xattr_ns)
+    try:
+        reader = _HashingReader(_decompressed(raw))
+        _extract_members(reader, ex)
+        reader.drain()
+        ex.finish_dirs()
+    except (tarfile.TarError, EOFError, zlib.error) as e:
+        raise CorruptLayer(f"layer is not a readable tar stream: {e}") from e
+    except Exception as e:
+        if type(e).__name__ == "ZstdError":
+            raise CorruptLayer(f"layer is not a readable zstd stream: {e}") from e
+        raise
+    finally:
+        ex.close()
+        os.close(root_fd)
+        if owns_raw:
+            raw.close()
+    return LayerStats(
+        files=ex.files,
+        bytes=ex.bytes,
+        diff_id="sha256:" + reader.hash.hexdigest(),
+        skipped=ex.skipped,
+    )
+
+
+def _extract_members(reader: _HashingReader, ex: _Extractor) -> None:
+    tf = tarfile.open(  # noqa: SIM115 - closed in the finally below
+        fileobj=reader, mode="r|", tarinfo=_GuardedTarInfo  # type: ignore[call-overload]
+    )
+    try:
+        while True:
+            member = tf.next()
+            if member is None:
+                break
+            # Stream mode keeps every member; an extraction only needs the current one.
+            tf.members.clear()
+            try:
+                ex.add(tf, member)
+            except OSError as e:
+                if isinstance(e, IsolateOSError):
+                    raise
+                raise _os_error(e, f"cannot extract layer entry {member.name!r}",
+                                member.name) from e
+    finally:
+        tf.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Writing: a deterministic tar of a tree
+
+
+class _TarSink:
+    """What tarfile writes to: counts, hashes (the diff id) and batches into big writes."""
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+        self._buf = bytearray()
+        self._pos = 0
+        self.hash = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self._buf += data
+        self._pos += len(data)
+        if len(self._buf) >= _CHUNK:
+            self.flush()
+        return len(data)
+
+    def tell(self) -> int:
+        return self._pos
+
+    def flush(self) -> None:
+        if self._buf:
+            self.hash.update(self._buf)
+            self._target.write(bytes(self._buf))
+            self._buf.clear()
+
+
+class _CountingWriter:
+    """Hashes and counts the bytes of a blob as written (for :func:`pack`)."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self.size = 0
+        self.hash = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.hash.update(data)
+        self.size += len(data)
+        self._out.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self._out.flush()
+
+
+def _xattrs_of(path: str) -> dict[str, bytes]:
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError as e:
+        if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            return {}
+        raise
+    return {n: os.getxattr(path, n, follow_symlinks=False) for n in names}
+
+
+def _is_opaque(xattrs: dict[str, bytes]) -> bool:
+    return any(xattrs.get(p + "opaque") == b"y" for p in _OVERLAY_XATTR_PREFIXES)
+
+
+def _walk_sorted(root: str) -> Iterator[tuple[str, str, os.stat_result]]:
+    """Yield (archive name, path, lstat) under ``root``: sorted, each directory followed by
+    its whole subtree (recursion depth is the tree's depth, which is small)."""
+    with os.scandir(root) as it:
+        children = sorted(it, key=lambda e: e.name)
+    for child in children:
+        st = child.stat(follow_symlinks=False)
+        yield child.name, child.path, st
+        if stat.S_ISDIR(st.st_mode):
+            for name, path, sub in _walk_sorted(child.path):
+                yield child.name + "/" + name, path, sub
+
+
+def _tarinfo(name: str, st: os.stat_result) -> tarfile.TarInfo:
+    ti = tarfile.TarInfo(name)
+    ti.mode = st.st_mode & 0o7777
+    ti.uid = st.st_uid
+    ti.gid = st.st_gid
+    ti.mtime = st.st_mtime_ns // 1_000_000_000
+    ti.uname = ti.gname = ""
+    return ti
+
+
+def _write_tree(src: str, tf: tarfile.TarFile, *, whiteouts: str, for_diff: bool) -> None:
+    translate = whiteouts == "overlay"
+    links: dict[tuple[int, int], str] = {}
+    for name, path, st in _walk_sorted(src):
+        mode = st.st_mode
+        xattrs = _xattrs_of(path)
+        if for_diff:
+            for key in xattrs:
+                if key.endswith((".overlay.redirect", ".overlay.metacopy")):
+                    raise UnsupportedError(
+                        f"{path!r} has {key}: the upper dir of an overlay mounted with "
+                        "redirect_dir or metacopy depends on its lower layers",
+                        missing="plain overlay upper dir",
+                    )
+        ti = _tarinfo(name, st)
+        kept = {
+            k: v for k, v in xattrs.items()
+            if not k.startswith(_OVERLAY_XATTR_PREFIXES) and k not in _SKIPPED_XATTRS
+        }
+        if kept:
+            ti.pax_headers = {
+                "SCHILY.xattr." + k: v.decode("utf-8", "surrogateescape")
+                for k, v in sorted(kept.items())
+            }
+        if translate and stat.S_ISCHR(mode) and st.st_rdev == 0:
+            head, _, base = name.rpartition("/")
+            wh = _tarinfo((head + "/" if head else "") + _WH_PREFIX + base, st)
+            tf.addfile(wh)
+            continue
+        if stat.S_ISDIR(mode):
+            ti.type = tarfile.DIRTYPE
+            tf.addfile(ti)
+            if translate and _is_opaque(xattrs):
+                opq = _tarinfo(name + "/" + _WH_OPAQUE, st)
+                opq.mode = 0o644
+                tf.addfile(opq)
+        elif stat.S_ISREG(mode):
+            inode = (st.st_dev, st.st_ino)
+            if st.st_nlink > 1 and inode in links:
+                ti.type = tarfile.LNKTYPE
+                ti.linkname = links[inode]
+                tf.addfile(ti)
+                continue
+            if st.st_nlink > 1:
+                links[inode] = name
+            ti.size = st.st_size
+            with open(path, "rb", buffering=0) as f:
+                tf.addfile(ti, f)
+        elif stat.S_ISLNK(mode):
+            ti.type = tarfile.SYMTYPE
+            ti.linkname = os.readlink(path)
+            tf.addfile(ti)
+        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            ti.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
+            ti.devmajor = os.major(st.st_rdev)
+            ti.devminor = os.minor(st.st_rdev)
+            tf.addfile(ti)
+        elif stat.S_ISFIFO(mode):
+            ti.type = tarfile.FIFOTYPE
+            tf.addfile(ti)
+        # Sockets cannot be represented in a tar; like other tools, leave them out.
+
+
+def _write(
+    src_dir: str | os.PathLike[str],
+    out: Any,
+    *,
+    whiteouts: str,
+    compression: str | None,
+    for_diff: bool,
+) -> str:
+    _check_choice("whiteouts", whiteouts, ("overlay", "keep"))
+    _check_choice("compression", compression, ("gzip", "zstd", None))
+    src = os.fspath(src_dir)
+    if not os.path.isdir(src):
+        raise ConfigError(f"source must be an existing directory, not {src!r}")
+    compressor: Any = None
+    if compression == "gzip":
+        # No file name and mtime 0 in the gzip header: the same tree gives the same blob.
+        compressor = gzip.GzipFile(filename="", mode="wb", compresslevel=6, fileobj=out, mtime=0)
+    elif compression == "zstd":
+        compressor = _zstandard().ZstdCompressor(level=3).stream_writer(out, closefd=False)
+    sink = _TarSink(compressor if compressor is not None else out)
+    try:
+        tf = tarfile.open(  # noqa: SIM115 - closed in the finally below
+            fileobj=sink, mode="w", format=tarfile.PAX_FORMAT  # type: ignore[call-overload]
+        )
+        tf.copybufsize = _CHUNK
+        try:
+            _write_tree(src, tf, whiteouts=whiteouts, for_diff=for_diff)
+        finally:
+            tf.close()
+        sink.flush()
+        if compressor is not None:
+            if compression == "zstd":
+                compressor.flush(_zstandard().FLUSH_FRAME)
+            compressor.close()
+    except OSError as e:
+        if isinstance(e, IsolateOSError):
+            raise
+        raise IsolateOSError(e.errno or errno.EIO, "cannot write layer from tree",
+                             e.filename or src, step="write_tar") from e
+    return "sha256:" + sink.hash.hexdigest()
 
 
 def write_tar(
@@ -140,24 +867,25 @@ def write_tar(
 ) -> str:
     """Write the tree under ``src_dir`` to ``out`` as a layer tar; return its diff id.
 
-    Output is deterministic: entries sorted by path (a directory before its contents), PAX
-    format, integer mtimes, no atime/ctime, empty user/group names, gzip without a timestamp.
-    Hardlinked files become one file entry and link entries to it. Extended attributes are kept
-    as ``SCHILY.xattr.*`` records except overlayfs' own (``*.overlay.*``) and
-    ``security.selinux``.
+    Output is deterministic: entries sorted by path (a directory, then its whole subtree,
+    then its next sibling), PAX format, integer mtimes, no atime/ctime, empty user/group names,
+    gzip without a timestamp or file name. Hardlinked files become one file entry and link
+    entries to it. Extended attributes are kept as ``SCHILY.xattr.*`` records except
+    overlayfs' own (``*.overlay.*``) and ``security.selinux``.
+    Sockets are left out. The root directory itself gets no entry.
 
     With ``whiteouts="overlay"`` a 0/0 character device ``NAME`` is written as ``.wh.NAME`` and
     a directory with an ``overlay.opaque="y"`` xattr (``trusted.`` or ``user.``) gets a
-    ``.wh..wh..opq`` entry; with ``"keep"`` both are written as they are.
+    ``.wh..wh..opq`` entry after it; with ``"keep"`` both are written as they are.
 
-    Returns ``sha256:<hex>`` of the uncompressed tar (the OCI diff id).
+    Returns ``sha256:<hex>`` of the uncompressed tar (the OCI diff id). ``out`` is not closed.
 
     Raises:
         ConfigError: bad ``whiteouts``/``compression`` or ``src_dir`` not a directory.
-        IsolateOSError: reading the tree failed.
+        IsolateOSError: reading the tree or writing ``out`` failed (``step="write_tar"``).
         UnsupportedError: ``compression="zstd"`` without the ``zstandard`` package.
     """
-    raise NotImplementedError
+    return _write(src_dir, out, whiteouts=whiteouts, compression=compression, for_diff=False)
 
 
 def pack(
@@ -172,7 +900,13 @@ def pack(
     Returns a :class:`Layer` whose ``digest``/``size`` describe the blob as written (what a
     manifest lists) and ``media_type`` matches ``compression``. Raises as :func:`write_tar`.
     """
-    raise NotImplementedError
+    counter = _CountingWriter(out)
+    diff_id = _write(src_dir, counter, whiteouts=whiteouts, compression=compression,
+                     for_diff=False)
+    media_type = {None: MEDIA_TYPE_TAR, "gzip": MEDIA_TYPE_TAR_GZIP,
+                  "zstd": MEDIA_TYPE_TAR_ZSTD}[compression]
+    return Layer(diff_id=diff_id, digest="sha256:" + counter.hash.hexdigest(),
+                 size=counter.size, media_type=media_type)
 
 
 def diff(
@@ -185,9 +919,10 @@ def diff(
 
     For an overlayfs upper dir the upper dir *is* the change set: new and modified files are
     there in full, deletions are 0/0 character devices, and a directory that replaced a lower
-    one carries ``overlay.opaque``. So this writes the upper dir as a layer with those
+    one carries ``overlay.opaque="y"``. So this writes the upper dir as a layer with those
     translated to OCI whiteouts (as :func:`write_tar` with ``whiteouts="overlay"``). Returns the
-    diff id.
+    diff id. Take it while the overlay is unmounted (or the container frozen), or the result is
+    a mix of moments.
 
     Raises:
         UnsupportedError: the upper dir uses ``overlay.redirect`` or ``overlay.metacopy``
@@ -195,4 +930,4 @@ def diff(
             lower layers, so the upper dir alone is not the change set.
         plus what :func:`write_tar` raises.
     """
-    raise NotImplementedError
+    return _write(upperdir, out, whiteouts="overlay", compression=compression, for_diff=True)
