@@ -60,6 +60,20 @@ def rootfs_tar(rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def unique_tar(tmp_path: Path, size: int = 1 << 20) -> Path:
+    """A gzip tarball with ``size`` random bytes: a layer no other test shares (tests that
+    corrupt a registry blob must not corrupt one other tests use)."""
+    import io
+
+    out = tmp_path / f"unique-{os.urandom(4).hex()}.tar.gz"
+    data = os.urandom(size)
+    with tarfile.open(out, "w:gz") as tar:
+        info = tarfile.TarInfo("random.bin")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return out
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     return Store(tmp_path / "store")
