@@ -11,6 +11,8 @@ import pytest
 from isolate.errors import ConfigError, DigestMismatch, ImageError
 from isolate.image import ImageConfig, Store
 
+from .conftest import unique_tar
+
 
 def test_root_must_be_absolute() -> None:
     with pytest.raises(ConfigError, match="absolute"):
@@ -162,3 +164,30 @@ def test_df_counts_blobs(store: Store, rootfs_tar: Path) -> None:
     assert usage.blobs == 3
     assert usage.blob_bytes >= img.layers[0].size
     assert usage.total >= usage.blob_bytes
+
+
+def test_from_directory_makes_one_layer_image_that_extracts_back(store: Store, rootfs: Path
+                                                                 ) -> None:
+    img = store.from_directory(rootfs, "dir/img:1", config=ImageConfig(cmd=["/bin/sh"]))
+    assert img.config.cmd == ("/bin/sh",)
+    assert len(img.diff_ids) == 1
+    [layer] = store.layer_dirs(img)
+    assert Path(layer, "etc", "marker").read_text() == "isolate test image\n"
+    assert os.readlink(Path(layer, "bin", "sh")) == "busybox"
+
+
+def test_from_directory_of_a_file_is_config_error(store: Store, rootfs_tar: Path) -> None:
+    with pytest.raises(ConfigError, match="not a directory"):
+        store.from_directory(rootfs_tar, "x:1")
+
+
+def test_layer_dirs_rejects_layer_not_matching_diff_id(store: Store, rootfs_tar: Path,
+                                                       tmp_path: Path) -> None:
+    img = store.import_tarball(rootfs_tar, "l:1")
+    other = store.import_tarball(unique_tar(tmp_path), "o:1")
+    # Swap in another valid blob under the layer's name: extraction must refuse it.
+    os.replace(store.blob_path(other.layers[0].digest), store.blob_path(img.layers[0].digest))
+    with pytest.raises(DigestMismatch):
+        store.layer_dirs(img)
+    assert not os.path.exists(store.layer_path(img.diff_ids[0]))
+    assert os.listdir(store.tmp.path) == []
