@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from isolate.errors import DigestMismatch
+from isolate.errors import DigestMismatch, ImageError
 from isolate.image import (
     ImageConfig,
     ImageNotFound,
@@ -79,7 +79,7 @@ def test_pull_selects_platform_from_index(registry: Registry, seeded: dict[str, 
     assert amd.config.cmd == ("amd64",)
     assert arm.config.cmd == ("arm64",)
     assert str(arm.platform) == "linux/arm64/v8"
-    with pytest.raises(Exception, match="no manifest for platform linux/s390x"):
+    with pytest.raises(ImageError, match="no manifest for platform linux/s390x"):
         store.pull(f"{registry.host}/test/multi:1", platform="linux/s390x")
 
 

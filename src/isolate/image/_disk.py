@@ -7,7 +7,6 @@ can tell a dead writer's leftovers from a live writer's work. Knows nothing of i
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import os
 import secrets
@@ -157,8 +156,3 @@ class TempSpace:
         """Atomically replace ``final`` with ``data``."""
         with self.writer(final) as f:
             f.write(data)
-
-
-def is_enospc(exc: OSError) -> bool:
-    """True for a full disk or quota, which callers report differently from other errors."""
-    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
