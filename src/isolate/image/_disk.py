@@ -1,0 +1,158 @@
+"""Crash-safe disk primitives for the image store: file locks, temp + fsync + rename.
+
+Owns the naming of temp entries (``<pid>.<token>.<what>`` under ``tmp/``) so that a later open
+can tell a dead writer's leftovers from a live writer's work. Knows nothing of images or blobs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import secrets
+import shutil
+import stat
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from isolate.errors import ImageError
+
+__all__ = ["FileLock", "TempSpace", "fsync_dir", "fsync_tree", "remove_tree"]
+
+
+def fsync_dir(path: str) -> None:
+    """fsync a directory so a rename or unlink inside it survives a crash."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(path: str) -> None:
+    """fsync every regular file and directory below ``path`` (before it is renamed visible)."""
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            full = os.path.join(dirpath, name)
+            st = os.lstat(full)
+            if stat.S_ISREG(st.st_mode):
+                fd = os.open(full, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        fsync_dir(dirpath)
+
+
+def remove_tree(path: str) -> None:
+    """Remove a file or tree, also when extracted modes made directories unwritable."""
+    if not os.path.lexists(path):
+        return
+    if not os.path.isdir(path) or os.path.islink(path):
+        os.unlink(path)
+        return
+
+    def fix(func: object, p: str, _exc: object) -> None:
+        # A layer may contain 0500 directories; make the parent writable and retry once.
+        parent = os.path.dirname(p)
+        with contextlib.suppress(OSError):
+            os.chmod(parent, 0o700)
+        if os.path.isdir(p) and not os.path.islink(p):
+            with contextlib.suppress(OSError):
+                os.chmod(p, 0o700)
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(p)
+
+    shutil.rmtree(path, onerror=fix)
+
+
+class FileLock:
+    """An ``flock`` on a file under the store's ``locks/``; shared or exclusive, blocking.
+
+    flock belongs to the open file description, so two threads of one process that each open
+    the lock exclude each other like two processes do, and a killed holder releases it.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    @contextlib.contextmanager
+    def hold(self, *, shared: bool = False) -> Iterator[None]:
+        """Hold the lock for the ``with`` body.
+
+        Raises:
+            ImageError: the lock file cannot be opened.
+        """
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise ImageError(f"cannot open store lock {self.path}: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class TempSpace:
+    """The store's ``tmp/`` directory: names temp entries and cleans dead writers' ones."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def name(self, what: str) -> str:
+        """A fresh path in tmp/ that records this process as its owner."""
+        return os.path.join(self.path, f"{os.getpid()}.{secrets.token_hex(8)}.{what}")
+
+    def clean(self) -> int:
+        """Remove entries whose writing process is gone; return how many were removed."""
+        removed = 0
+        try:
+            names = os.listdir(self.path)
+        except FileNotFoundError:
+            return 0
+        for name in names:
+            pid_text = name.split(".", 1)[0]
+            if pid_text.isdigit() and _pid_alive(int(pid_text)):
+                continue
+            remove_tree(os.path.join(self.path, name))
+            removed += 1
+        return removed
+
+    @contextlib.contextmanager
+    def writer(self, final: str) -> Iterator[BinaryIO]:
+        """Write a file that appears at ``final`` only complete: temp, fsync, rename.
+
+        On an exception the temp file is removed and ``final`` is untouched.
+        """
+        tmp = self.name(os.path.basename(final))
+        f = open(tmp, "xb")  # noqa: SIM115 - closed below on every path
+        try:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+            os.rename(tmp, final)
+            fsync_dir(os.path.dirname(final))
+        except BaseException:
+            f.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    def write_bytes(self, final: str, data: bytes) -> None:
+        """Atomically replace ``final`` with ``data``."""
+        with self.writer(final) as f:
+            f.write(data)

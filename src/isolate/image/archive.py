@@ -1,0 +1,460 @@
+"""Image archives: OCI image layout (directory or tar) and docker-archive (``docker save``).
+
+Owns reading those formats into a :class:`~isolate.image.store.Store` and writing store images
+out in them, so skopeo, umoci and Docker can read what we write and we can read theirs. Talks
+to no registry and extracts no layer (the store does that on demand).
+"""
+
+from __future__ import annotations
+
+import bz2
+import contextlib
+import gzip
+import json
+import lzma
+import os
+import tarfile
+from collections.abc import Callable, Iterator
+from typing import IO, TYPE_CHECKING, Any
+
+from isolate.errors import ConfigError, ImageError, UnsupportedError
+from isolate.image.config import Image
+from isolate.image.oci import (
+    DOCKER_MANIFEST,
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    OCI_CONFIG,
+    OCI_INDEX,
+    OCI_LAYER,
+    OCI_LAYER_GZIP,
+    OCI_LAYER_ZSTD,
+    OCI_MANIFEST,
+    canonical_json,
+    load_json,
+    parse_index,
+    parse_manifest,
+    sha256_digest,
+)
+from isolate.image.reference import Reference
+
+if TYPE_CHECKING:
+    from isolate.image.store import Store
+
+__all__ = ["add_layer_file", "load", "save"]
+
+REF_NAME = "org.opencontainers.image.ref.name"
+# containerd and nerdctl record the full name here; we write and read it for round trips.
+FULL_NAME = "io.containerd.image.name"
+_OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
+
+
+def sniff_compression(head: bytes) -> str | None:
+    """``gzip``, ``zstd``, ``bzip2``, ``xz`` or ``None`` (plain) from a file's first bytes."""
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        return "zstd"
+    if head.startswith(b"BZh"):
+        return "bzip2"
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return "xz"
+    return None
+
+
+def decompressed(f: IO[bytes], compression: str | None) -> IO[bytes]:
+    """A reader of ``f``'s uncompressed bytes.
+
+    Raises:
+        UnsupportedError: zstd without the ``zstandard`` package.
+    """
+    if compression is None:
+        return f
+    if compression == "gzip":
+        return gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
+    if compression == "bzip2":
+        return bz2.BZ2File(f)
+    if compression == "xz":
+        return lzma.LZMAFile(f)
+    try:
+        import zstandard
+    except ImportError:
+        raise UnsupportedError("zstd-compressed layer but the 'zstandard' package is not "
+                               "installed", missing="zstandard") from None
+    return zstandard.ZstdDecompressor().stream_reader(f)  # type: ignore[no-any-return]
+
+
+def _diff_id(f: IO[bytes], compression: str | None) -> str:
+    from isolate.image.store import HashingReader
+
+    try:
+        reader = HashingReader(decompressed(f, compression))
+        reader.drain()
+    except (OSError, EOFError, lzma.LZMAError) as exc:
+        raise ImageError(f"layer is not readable {compression or 'tar'} data: {exc}") from None
+    return reader.digest
+
+
+def add_layer_file(store: Store, path: str) -> tuple[str, str, int, str]:
+    """Store a layer tarball (plain, gzip, zstd; bzip2/xz are stored decompressed).
+
+    Returns (diff_id, digest, size, media_type).
+
+    Raises:
+        ImageError: missing file or unreadable data.
+    """
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise ImageError(f"cannot read layer tarball {path}: {exc.strerror}") from exc
+    with f:
+        return add_layer_stream(store, f)
+
+
+def add_layer_stream(store: Store, f: IO[bytes]) -> tuple[str, str, int, str]:
+    """As :func:`add_layer_file` for an open stream (read once from its current position)."""
+    head = f.read(6)
+    compression = sniff_compression(head)
+    source: IO[bytes] = _Prefixed(head, f)  # type: ignore[assignment]
+    if compression in ("bzip2", "xz"):
+        # OCI has no media type for these: store the tar uncompressed.
+        source, compression = decompressed(source, compression), None
+    digest, size = store.put_stream(source)
+    with store.open_blob(digest) as blob:
+        diff_id = _diff_id(blob, compression)
+    media_type = {None: OCI_LAYER, "gzip": OCI_LAYER_GZIP, "zstd": OCI_LAYER_ZSTD}[compression]
+    return diff_id, digest, size, media_type
+
+
+class _Prefixed:
+    """A stream that first returns ``head`` (already read for sniffing), then ``rest``."""
+
+    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+        self.head, self.rest = head, rest
+
+    def read(self, n: int = -1) -> bytes:
+        if self.head:
+            if n < 0:
+                out, self.head = self.head + self.rest.read(), b""
+                return out
+            out, self.head = self.head[:n], self.head[n:]
+            return out
+        return self.rest.read(n)
+
+
+# -- reading -------------------------------------------------------------------------------
+
+class _Source:
+    """Files of an archive by relative name: a directory or a tar file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.tar: tarfile.TarFile | None = None
+        if not os.path.isdir(path):
+            try:
+                self.tar = tarfile.open(path, "r:*")  # noqa: SIM115 - closed by close()
+            except (OSError, tarfile.TarError) as exc:
+                raise ImageError(f"{path}: neither an OCI layout directory nor a readable "
+                                 f"tar archive ({exc})") from None
+            self.members = {os.path.normpath(m.name): m for m in self.tar.getmembers()}
+
+    def close(self) -> None:
+        if self.tar is not None:
+            self.tar.close()
+
+    def exists(self, name: str) -> bool:
+        if self.tar is None:
+            return os.path.isfile(os.path.join(self.path, name))
+        return os.path.normpath(name) in self.members
+
+    @contextlib.contextmanager
+    def open(self, name: str) -> Iterator[IO[bytes]]:
+        norm = os.path.normpath(name)
+        if norm.startswith("..") or os.path.isabs(norm):
+            raise ImageError(f"{self.path}: archive names a file outside itself: {name!r}")
+        if self.tar is None:
+            try:
+                f = open(os.path.join(self.path, norm), "rb")  # noqa: SIM115
+            except OSError as exc:
+                raise ImageError(f"{self.path}: cannot read {name}: {exc.strerror}") from exc
+        else:
+            member = self.members.get(norm)
+            # A symlinked member (docker save links identical layers) resolves inside the tar.
+            while member is not None and member.issym():
+                target = os.path.normpath(os.path.join(os.path.dirname(norm), member.linkname))
+                norm, member = target, self.members.get(target)
+            ex = self.tar.extractfile(member) if member is not None else None
+            if ex is None:
+                raise ImageError(f"{self.path}: archive has no file {name!r}")
+            f = ex  # type: ignore[assignment]
+        with f:
+            yield f
+
+    def read(self, name: str) -> bytes:
+        with self.open(name) as f:
+            return f.read()
+
+
+def load(store: Store, path: str, ref: Reference | None) -> list[Image]:
+    """Import every image in an OCI layout (dir or tar) or docker-archive at ``path``.
+
+    Raises:
+        ImageError: unknown format or a broken archive; DigestMismatch for a bad blob.
+    """
+    if not os.path.exists(path):
+        raise ImageError(f"cannot load images: {path} does not exist")
+    src = _Source(path)
+    try:
+        if src.exists("oci-layout") and src.exists("index.json"):
+            images = _load_oci(store, src, ref)
+        elif src.exists("manifest.json"):
+            images = _load_docker(store, src, ref)
+        else:
+            raise ImageError(f"{path}: not an OCI image layout (no oci-layout/index.json) and "
+                             "not a docker-archive (no manifest.json)")
+    finally:
+        src.close()
+    if not images:
+        raise ImageError(f"{path}: the archive holds no image")
+    return images
+
+
+def _copy_blob(store: Store, src: _Source, digest: str, name: str | None = None) -> None:
+    if store.has_blob(digest):
+        return
+    with store.blob_lock(digest).hold(), src.open(name or _blob_name(digest)) as f:
+        if not store.has_blob(digest):
+            store.put_stream(f, expected=digest)
+
+
+def _blob_name(digest: str) -> str:
+    algo, _, hexpart = digest.partition(":")
+    return f"blobs/{algo}/{hexpart}"
+
+
+def _tag_for(annotations: Any, ref: Reference | None, single: bool) -> list[Reference]:
+    if ref is not None and single:
+        return [ref]
+    ann = annotations if isinstance(annotations, dict) else {}
+    for key in (FULL_NAME, REF_NAME):
+        name = ann.get(key)
+        # A bare tag ("latest", what skopeo and umoci write) names no repository.
+        if isinstance(name, str) and ("/" in name or ":" in name):
+            with contextlib.suppress(ConfigError):
+                return [Reference.parse(name)]
+    name = ann.get(REF_NAME)
+    if ref is not None and isinstance(name, str):
+        with contextlib.suppress(ConfigError):
+            return [ref.with_tag(name)]
+    return []
+
+
+def _load_oci(store: Store, src: _Source, ref: Reference | None) -> list[Image]:
+    entries: list[tuple[bytes, str, dict[str, Any]]] = []  # (manifest, media type, annotations)
+
+    def walk(data: bytes, annotations: dict[str, Any], depth: int) -> None:
+        if depth > 4:
+            raise ImageError(f"{src.path}: image indexes nested too deep")
+        for d in parse_index(data):
+            blob = src.read(_blob_name(d.digest))
+            if sha256_digest(blob) != d.digest:
+                from isolate.errors import DigestMismatch
+                raise DigestMismatch(f"{src.path}: {d.digest} does not match its content",
+                                     expected=d.digest, actual=sha256_digest(blob))
+            ann = dict(annotations) | dict(d.annotations)
+            if d.media_type in INDEX_TYPES:
+                walk(blob, ann, depth + 1)
+            elif d.media_type in MANIFEST_TYPES:
+                entries.append((blob, d.media_type, ann))
+
+    walk(src.read("index.json"), {}, 0)
+    images = []
+    for blob, media_type, ann in entries:
+        man = parse_manifest(blob, media_type)
+        for d in (man.config, *man.layers):
+            _copy_blob(store, src, d.digest)
+        images.append(store.commit_image(blob, media_type,
+                                         tags=_tag_for(ann, ref, len(entries) == 1)))
+    return images
+
+
+def _load_docker(store: Store, src: _Source, ref: Reference | None) -> list[Image]:
+    doc = json.loads(src.read("manifest.json"))
+    if not isinstance(doc, list):
+        raise ImageError(f"{src.path}: manifest.json is not a list")
+    images = []
+    for entry in doc:
+        if not isinstance(entry, dict) or not isinstance(entry.get("Config"), str) \
+                or not isinstance(entry.get("Layers"), list):
+            raise ImageError(f"{src.path}: manifest.json entry without Config and Layers")
+        config = src.read(entry["Config"])
+        config_digest = store.put_bytes(config)
+        layers = []
+        for name in entry["Layers"]:
+            with src.open(str(name)) as f:
+                diff_id, digest, size, mt = add_layer_stream(store, f)
+            layers.append({"mediaType": mt, "digest": digest, "size": size, "diff": diff_id})
+        diff_ids = load_json(config, "docker-archive config").get("rootfs", {}).get("diff_ids")
+        if diff_ids != [x.pop("diff") for x in layers]:
+            raise ImageError(f"{src.path}: layers of {entry['Config']} do not match the "
+                             "diff_ids of its config")
+        manifest = canonical_json({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(config)},
+            "layers": layers,
+        })
+        tags: list[Reference] = []
+        if ref is not None and len(doc) == 1:
+            tags = [ref]
+        else:
+            for t in entry.get("RepoTags") or ():
+                with contextlib.suppress(ConfigError):
+                    tags.append(Reference.parse(str(t)))
+        images.append(store.commit_image(manifest, OCI_MANIFEST, tags=tags))
+    return images
+
+
+# -- writing -------------------------------------------------------------------------------
+
+class _Sink:
+    """Where an export goes: files in a directory, or members of a tar file."""
+
+    def __init__(self, tar: tarfile.TarFile | None, root: str | None) -> None:
+        self.tar, self.root = tar, root
+        self.written: set[str] = set()
+
+    def put(self, name: str, f: IO[bytes], size: int) -> None:
+        if name in self.written:
+            return
+        self.written.add(name)
+        if self.tar is not None:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = size, 0o644, 0
+            self.tar.addfile(info, f)
+            return
+        assert self.root is not None
+        dest = os.path.join(self.root, name)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        with open(dest, "wb") as out:
+            while chunk := f.read(1 << 20):
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+
+    def put_bytes(self, name: str, data: bytes) -> None:
+        import io
+        self.put(name, io.BytesIO(data), len(data))
+
+
+def _resolve(store: Store, refs: list[Any]) -> list[tuple[Image, list[Reference]]]:
+    out = []
+    for r in refs:
+        img = store.get(r)
+        if isinstance(r, Reference) or (isinstance(r, str) and not r.startswith("sha256:")
+                                        and len(r) < 64):
+            names = [r if isinstance(r, Reference) else Reference.parse(r)]
+        else:
+            names = [Reference.parse(t) for t in img.tags]
+        out.append((img, names))
+    return out
+
+
+def save(store: Store, refs: list[Any], path: str, fmt: str) -> None:
+    """Write images to ``path`` as ``docker-archive``, ``oci`` or ``oci-archive``.
+
+    Raises:
+        ImageError: an image is missing, or ``path`` is a non-empty directory for ``oci``.
+    """
+    images = _resolve(store, refs)
+    with store.using():
+        if fmt == "oci":
+            if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
+                raise ImageError(f"cannot save to {path}: exists and is not an empty directory")
+            tmp = store.tmp.name("oci")
+            os.mkdir(tmp, 0o755)
+            try:
+                _write_oci(store, images, _Sink(None, tmp))
+                if os.path.isdir(path):
+                    os.rmdir(path)
+                os.rename(tmp, path)
+            except BaseException:
+                from isolate.image._disk import remove_tree
+                remove_tree(tmp)
+                raise
+            return
+        writer: Callable[[Store, list[tuple[Image, list[Reference]]], _Sink], None] = (
+            _write_oci if fmt == "oci-archive" else _write_docker)
+        with store.tmp.writer(os.path.abspath(path)) as f, \
+                tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            writer(store, images, _Sink(tar, None))
+
+
+def _put_blob(store: Store, sink: _Sink, digest: str, name: str) -> None:
+    with store.open_blob(digest) as f:
+        sink.put(name, f, os.fstat(f.fileno()).st_size)
+
+
+def _write_oci(store: Store, images: list[tuple[Image, list[Reference]]], sink: _Sink) -> None:
+    sink.put_bytes("oci-layout", _OCI_LAYOUT)
+    manifests = []
+    for img, names in images:
+        for d in img.layers:
+            _put_blob(store, sink, d.digest, _blob_name(d.digest))
+        _put_blob(store, sink, img.id, _blob_name(img.id))
+        data = store.read_blob(img.manifest_digest)
+        if img.manifest_media_type == DOCKER_MANIFEST:
+            # umoci accepts only OCI media types; the blobs are the same, only labels change.
+            data = parse_manifest(data, DOCKER_MANIFEST).to_oci_bytes()
+        digest = sha256_digest(data)
+        sink.put_bytes(_blob_name(digest), data)
+        desc: dict[str, Any] = {"mediaType": OCI_MANIFEST, "digest": digest, "size": len(data),
+                                "platform": {"os": img.platform.os,
+                                             "architecture": img.platform.architecture}}
+        if img.platform.variant:
+            desc["platform"]["variant"] = img.platform.variant
+        for name in names or [None]:  # type: ignore[list-item]
+            entry = dict(desc)
+            if name is not None:
+                entry["annotations"] = {REF_NAME: name.tag or "latest", FULL_NAME: str(name)}
+            manifests.append(entry)
+    sink.put_bytes("index.json", canonical_json({"schemaVersion": 2, "mediaType": OCI_INDEX,
+                                                 "manifests": manifests}))
+
+
+def _write_docker(store: Store, images: list[tuple[Image, list[Reference]]],
+                  sink: _Sink) -> None:
+    entries = []
+    for img, names in images:
+        config_name = img.id.removeprefix("sha256:") + ".json"
+        _put_blob(store, sink, img.id, config_name)
+        layer_names = []
+        for desc, diff_id in zip(img.layers, img.diff_ids, strict=True):
+            name = diff_id.removeprefix("sha256:") + ".tar"
+            layer_names.append(name)
+            if name in sink.written:
+                continue
+            if desc.media_type in (OCI_LAYER, "application/vnd.docker.image.rootfs.diff.tar"):
+                _put_blob(store, sink, desc.digest, name)
+                continue
+            # docker load and skopeo expect uncompressed layers, named by diff id.
+            _put_decompressed(store, sink, desc.digest, name)
+        entries.append({"Config": config_name,
+                        "RepoTags": [n.familiar for n in names if n.tag is not None],
+                        "Layers": layer_names})
+    sink.put_bytes("manifest.json", json.dumps(entries).encode())
+
+
+def _put_decompressed(store: Store, sink: _Sink, digest: str, name: str) -> None:
+    tmp = store.tmp.name("layer.tar")
+    try:
+        with store.open_blob(digest) as blob, open(tmp, "w+b") as out:
+            compression = sniff_compression(blob.read(6))
+            blob.seek(0)
+            reader = decompressed(blob, compression)
+            while chunk := reader.read(1 << 20):
+                out.write(chunk)
+            size = out.tell()
+            out.seek(0)
+            sink.put(name, out, size)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)

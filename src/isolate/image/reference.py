@@ -1,0 +1,232 @@
+"""Image references (``registry/repo:tag@sha256:...``) and platforms (``linux/arm64/v8``).
+
+Owns parsing and normalising names by the Docker reference grammar, with Docker's defaults
+(``docker.io``, ``library/``, ``latest``). Pure values: no I/O, no network, no store access.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import attrs
+
+from isolate.errors import ConfigError
+
+__all__ = ["DEFAULT_REGISTRY", "Platform", "Reference", "is_digest"]
+
+DEFAULT_REGISTRY = "docker.io"
+DEFAULT_TAG = "latest"
+# Docker Hub's API host; "docker.io" is only the name users see.
+DOCKER_HUB_API_HOST = "registry-1.docker.io"
+_MAX_NAME = 255
+
+_ALNUM = r"[a-z0-9]+"
+_SEP = r"(?:[._]|__|-+)"
+_PATH_COMPONENT = re.compile(rf"{_ALNUM}(?:{_SEP}{_ALNUM})*\Z")
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = re.compile(
+    rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?\Z"
+)
+_TAG = re.compile(r"[\w][\w.-]{0,127}\Z")
+_DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}\Z")
+_SHA256 = re.compile(r"sha256:[a-f0-9]{64}\Z")
+
+
+def is_digest(value: str) -> bool:
+    """True if ``value`` is a well-formed ``sha256:<64 hex>`` digest (the only one we accept)."""
+    return bool(_SHA256.match(value))
+
+
+def _check_registry(_inst: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if not _DOMAIN.match(value):
+        raise ConfigError(f"{attribute.name}: {value!r} is not a registry host[:port]")
+
+
+def _check_repository(_inst: object, attribute: attrs.Attribute[str], value: str) -> None:
+    parts = value.split("/")
+    if not value or not all(_PATH_COMPONENT.match(p) for p in parts):
+        raise ConfigError(
+            f"{attribute.name}: {value!r} is not a repository path (lowercase letters, digits, "
+            "separators '.', '_', '__', '-', components joined by '/')"
+        )
+
+
+def _check_tag(_inst: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:
+    if value is not None and not _TAG.match(value):
+        raise ConfigError(f"{attribute.name}: {value!r} is not a tag (word characters, '.', '-', "
+                          "at most 128, not starting with '.' or '-')")
+
+
+def _check_digest(_inst: object, attribute: attrs.Attribute[str | None],
+                  value: str | None) -> None:
+    if value is not None and not _SHA256.match(value):
+        raise ConfigError(f"{attribute.name}: {value!r} is not a sha256 digest "
+                          "('sha256:' and 64 lowercase hex digits)")
+
+
+@attrs.frozen
+class Reference:
+    """A normalised image reference: ``registry/repository[:tag][@digest]``.
+
+    Build one with :meth:`parse`; the fields are already normalised (``docker.io``,
+    ``library/``). ``tag`` is ``None`` only when a digest pins the image.
+    """
+
+    registry: str = attrs.field(validator=_check_registry)
+    repository: str = attrs.field(validator=_check_repository)
+    tag: str | None = attrs.field(default=None, validator=_check_tag)
+    digest: str | None = attrs.field(default=None, validator=_check_digest)
+
+    def __attrs_post_init__(self) -> None:
+        if self.tag is None and self.digest is None:
+            raise ConfigError(f"reference {self.name!r}: needs a tag or a digest")
+        if len(self.name) > _MAX_NAME:
+            raise ConfigError(f"reference {self.name[:40]!r}...: name longer than {_MAX_NAME}")
+
+    @classmethod
+    def parse(cls, text: str) -> Reference:
+        """Parse ``text`` by the Docker grammar and apply Docker's defaults.
+
+        ``busybox`` becomes ``docker.io/library/busybox:latest``; ``localhost:5000/a/b@sha256:..``
+        keeps its registry and has no tag.
+
+        Raises:
+            ConfigError: ``text`` is not a valid reference.
+        """
+        if not isinstance(text, str) or not text:
+            raise ConfigError(f"image reference: {text!r} is empty or not a string")
+        if text != text.strip():
+            raise ConfigError(f"image reference {text!r}: surrounding whitespace")
+        rest, digest = text, None
+        if "@" in rest:
+            rest, digest = rest.split("@", 1)
+            if not _DIGEST.match(digest):
+                raise ConfigError(f"image reference {text!r}: {digest!r} is not a digest")
+            if not _SHA256.match(digest):
+                raise ConfigError(f"image reference {text!r}: only sha256 digests are supported")
+        tag = None
+        # A ':' after the last '/' is a tag; one before it belongs to a registry port.
+        slash = rest.rfind("/")
+        colon = rest.rfind(":")
+        if colon > slash:
+            rest, tag = rest[:colon], rest[colon + 1:]
+            if not _TAG.match(tag):
+                raise ConfigError(f"image reference {text!r}: {tag!r} is not a valid tag")
+        if not rest:
+            raise ConfigError(f"image reference {text!r}: no repository name")
+        registry, _, path = rest.partition("/")
+        # Docker's rule: the first component is a registry only if it looks like a host.
+        if not path or not ("." in registry or ":" in registry or registry == "localhost"
+                            or registry.startswith("[")):
+            registry, path = DEFAULT_REGISTRY, rest
+        if registry == "index.docker.io":
+            registry = DEFAULT_REGISTRY
+        if registry == DEFAULT_REGISTRY and "/" not in path:
+            path = f"library/{path}"
+        if not _DOMAIN.match(registry):
+            raise ConfigError(f"image reference {text!r}: {registry!r} is not a registry host")
+        if not all(_PATH_COMPONENT.match(p) for p in path.split("/")):
+            raise ConfigError(
+                f"image reference {text!r}: repository {path!r} must be lowercase letters and "
+                "digits joined by '.', '_', '__', '-' and '/'"
+            )
+        if tag is None and digest is None:
+            tag = DEFAULT_TAG
+        return cls(registry=registry, repository=path, tag=tag, digest=digest)
+
+    @property
+    def name(self) -> str:
+        """``registry/repository`` without tag or digest."""
+        return f"{self.registry}/{self.repository}"
+
+    @property
+    def api_host(self) -> str:
+        """Host[:port] to talk the distribution API to (Docker Hub's differs from its name)."""
+        return DOCKER_HUB_API_HOST if self.registry == DEFAULT_REGISTRY else self.registry
+
+    @property
+    def familiar(self) -> str:
+        """The short form Docker shows (``busybox:latest``, ``localhost:5000/x:1``)."""
+        name = self.name
+        if self.registry == DEFAULT_REGISTRY:
+            name = self.repository.removeprefix("library/")
+        return name + self._suffix()
+
+    def with_tag(self, tag: str) -> Reference:
+        """The same repository with ``tag`` and no digest."""
+        return Reference(self.registry, self.repository, tag, None)
+
+    def with_digest(self, digest: str) -> Reference:
+        """The same repository pinned to ``digest`` (no tag)."""
+        return Reference(self.registry, self.repository, None, digest)
+
+    def _suffix(self) -> str:
+        out = f":{self.tag}" if self.tag is not None else ""
+        return out + (f"@{self.digest}" if self.digest is not None else "")
+
+    def __str__(self) -> str:
+        return self.name + self._suffix()
+
+
+_OS_ARCH = re.compile(r"[a-z0-9_.-]+\Z")
+
+
+def _check_platform_part(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None and attribute.name == "variant":
+        return
+    if not isinstance(value, str) or not _OS_ARCH.match(value):
+        raise ConfigError(f"platform {attribute.name}: {value!r} is not a name like 'linux', "
+                          "'amd64' or 'v8'")
+
+
+@attrs.frozen
+class Platform:
+    """An OCI platform: ``os``, ``architecture`` and an optional ``variant``."""
+
+    os: str = attrs.field(default="linux", validator=_check_platform_part)
+    architecture: str = attrs.field(default="amd64", validator=_check_platform_part)
+    variant: str | None = attrs.field(default=None, validator=_check_platform_part)
+
+    @classmethod
+    def parse(cls, text: str | Platform) -> Platform:
+        """Parse ``os/arch[/variant]`` (``linux/arm64/v8``). A Platform is returned unchanged.
+
+        Raises:
+            ConfigError: not two or three non-empty parts.
+        """
+        if isinstance(text, Platform):
+            return text
+        parts = text.split("/") if isinstance(text, str) else []
+        if len(parts) not in (2, 3):
+            raise ConfigError(f"platform {text!r}: expected 'os/architecture[/variant]'")
+        return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
+
+    @classmethod
+    def from_oci(cls, data: dict[str, object]) -> Platform:
+        """Build from an OCI ``platform`` object or image config (keys os/architecture/variant).
+
+        Raises:
+            ConfigError: missing or malformed fields.
+        """
+        variant = data.get("variant")
+        return cls(str(data.get("os", "")), str(data.get("architecture", "")),
+                   str(variant) if variant else None)
+
+    def matches(self, other: Platform) -> bool:
+        """True if ``other`` can serve a request for ``self``.
+
+        A request without variant accepts any variant; ``arm64`` treats a missing variant as v8.
+        """
+        if (self.os, self.architecture) != (other.os, other.architecture):
+            return False
+        if self.variant is None:
+            return True
+        theirs = other.variant
+        if theirs is None and self.architecture == "arm64":
+            theirs = "v8"
+        return self.variant == theirs
+
+    def __str__(self) -> str:
+        base = f"{self.os}/{self.architecture}"
+        return f"{base}/{self.variant}" if self.variant else base

@@ -1,0 +1,511 @@
+"""Registry client (OCI distribution spec): pull and push images, with Docker's auth flows.
+
+Owns HTTP to registries (standard library ``http.client``: we need control over redirects so
+credentials never follow a blob redirect to another host, and Range requests for resuming),
+the WWW-Authenticate challenge (Basic and Bearer), credentials from the Docker config, and the
+pull/push algorithms. Writes to disk only through the :class:`~isolate.image.store.Store`.
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import contextlib
+import hashlib
+import http.client
+import ipaddress
+import json
+import os
+import re
+import ssl
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterator
+from typing import IO, TYPE_CHECKING, Any
+
+import attrs
+
+from isolate.errors import DigestMismatch, ImageError
+from isolate.image.config import Image
+from isolate.image.oci import (
+    ACCEPT,
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    Descriptor,
+    media_type_of,
+    parse_index,
+    parse_manifest,
+    select_platform,
+    sha256_digest,
+)
+from isolate.image.reference import DEFAULT_REGISTRY, Platform, Reference
+
+if TYPE_CHECKING:
+    from isolate.image.store import Store
+
+__all__ = [
+    "ImageNotFound",
+    "Progress",
+    "RegistryClient",
+    "RegistryUnreachable",
+    "Unauthorized",
+    "pull_image",
+    "push_image",
+]
+
+_CHUNK = 1 << 20
+_MAX_MANIFEST = 4 << 20
+
+
+class ImageNotFound(ImageError):
+    """The registry does not know the repository, tag or digest asked for."""
+
+
+class Unauthorized(ImageError):
+    """The registry refused access: no credentials, wrong ones, or no permission."""
+
+
+class RegistryUnreachable(ImageError):
+    """The registry could not be reached (refused, timed out, TLS failed, bad response)."""
+
+
+@attrs.frozen
+class Progress:
+    """One progress event of a pull or push.
+
+    ``kind`` is ``"manifest"``, ``"config"`` or ``"layer"``; ``state`` one of ``"exists"``
+    (already stored / already in the registry), ``"resumed"`` (``done`` bytes kept from an
+    interrupted pull), ``"downloading"``/``"uploading"`` (``done`` of ``total`` bytes) and
+    ``"done"``.
+    """
+
+    digest: str
+    kind: str
+    state: str
+    done: int
+    total: int
+
+
+def _is_loopback(host: str) -> bool:
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    name = name.strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _split_host(host: str) -> tuple[str, int | None]:
+    parsed = urllib.parse.urlsplit("//" + host)
+    return parsed.hostname or host, parsed.port
+
+
+def docker_config_path() -> str:
+    """``$DOCKER_CONFIG/config.json``, else ``~/.docker/config.json``."""
+    base = os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
+    return os.path.join(base, "config.json")
+
+
+def credentials_for(registry: str, auth_file: str | None = None) -> tuple[str, str] | None:
+    """(user, password) for ``registry`` from a Docker config file, or None.
+
+    Only inline ``auths`` entries are read; credential helpers (``credsStore``) are not run.
+
+    Raises:
+        ImageError: the file exists but is not valid JSON.
+    """
+    path = auth_file or docker_config_path()
+    try:
+        with open(path, "rb") as f:
+            doc = json.loads(f.read())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ImageError(f"cannot read registry credentials from {path}: {exc}") from None
+    auths = doc.get("auths") if isinstance(doc, dict) else None
+    if not isinstance(auths, dict):
+        return None
+    wanted = {registry}
+    if registry == DEFAULT_REGISTRY:
+        wanted |= {"index.docker.io", "registry-1.docker.io", "https://index.docker.io/v1/"}
+    for key, entry in auths.items():
+        host = re.sub(r"^https?://", "", str(key)).split("/", 1)[0]
+        if (key in wanted or host in wanted) and isinstance(entry, dict):
+            if entry.get("auth"):
+                try:
+                    user, _, pw = base64.b64decode(entry["auth"]).decode().partition(":")
+                except (ValueError, UnicodeDecodeError):
+                    raise ImageError(f"{path}: bad 'auth' value for {key}") from None
+                return user, pw
+            if entry.get("username"):
+                return str(entry["username"]), str(entry.get("password", ""))
+    return None
+
+
+def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    scheme, _, rest = header.strip().partition(" ")
+    params = {m.group(1).lower(): m.group(2) if m.group(2) is not None else m.group(3)
+              for m in re.finditer(r'(\w+)=(?:"([^"]*)"|([^,\s]*))', rest)}
+    return scheme.lower(), params
+
+
+def _error_text(body: bytes) -> str:
+    with contextlib.suppress(ValueError, AttributeError, TypeError):
+        errors = json.loads(body).get("errors") or []
+        return "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors)
+    return body[:200].decode("utf-8", "replace")
+
+
+class RegistryClient:
+    """HTTP client for one registry host; thread-safe (a connection per request).
+
+    ``insecure`` hosts (and loopback ones) may fall back to plain HTTP if HTTPS fails, as
+    Docker does; every other host is HTTPS only, certificate checked.
+    """
+
+    def __init__(self, host: str, *, insecure: tuple[str, ...] = (),
+                 auth_file: str | None = None, timeout: float = 60.0) -> None:
+        self.host = host
+        self.allow_http = host in insecure or _is_loopback(host)
+        self.scheme: str | None = None
+        self.timeout = timeout
+        self.creds = credentials_for(host if host != "registry-1.docker.io" else
+                                     DEFAULT_REGISTRY, auth_file)
+        self._auth: dict[str, str] = {}  # scope -> Authorization header value
+        self._lock = threading.Lock()
+
+    # -- transport -------------------------------------------------------------------------
+
+    def _connect(self, scheme: str, host: str) -> http.client.HTTPConnection:
+        hostname, port = _split_host(host)
+        if scheme == "https":
+            return http.client.HTTPSConnection(hostname, port, timeout=self.timeout,
+                                               context=ssl.create_default_context())
+        return http.client.HTTPConnection(hostname, port, timeout=self.timeout)
+
+    def _send(self, method: str, url: str, headers: dict[str, str],
+              body: bytes | IO[bytes] | None) -> tuple[http.client.HTTPConnection,
+                                                         http.client.HTTPResponse]:
+        parts = urllib.parse.urlsplit(url)
+        conn = self._connect(parts.scheme, parts.netloc)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        try:
+            conn.request(method, target, body=body, headers=headers)
+            return conn, conn.getresponse()
+        except BaseException:
+            conn.close()
+            raise
+
+    def _base(self) -> str:
+        if self.scheme is None:
+            with self._lock:
+                if self.scheme is None:
+                    self.scheme = self._probe()
+        return f"{self.scheme}://{self.host}"
+
+    def _probe(self) -> str:
+        schemes = ("https", "http") if self.allow_http else ("https",)
+        last: Exception | None = None
+        for scheme in schemes:
+            try:
+                conn, resp = self._send("GET", f"{scheme}://{self.host}/v2/", {}, None)
+                resp.read()
+                conn.close()
+                return scheme
+            except (OSError, http.client.HTTPException) as exc:
+                last = exc
+        raise RegistryUnreachable(f"registry {self.host} is unreachable: {last}") from last
+
+    @contextlib.contextmanager
+    def request(self, method: str, path: str, *, scope: str,
+                headers: dict[str, str] | None = None,
+                body: bytes | Callable[[], IO[bytes]] | None = None,
+                ok: tuple[int, ...] = (200,)) -> Iterator[http.client.HTTPResponse]:
+        """Send a request (path under the registry or absolute URL), authenticating on 401
+        and following redirects (without credentials to other hosts).
+
+        Raises:
+            Unauthorized, ImageNotFound, RegistryUnreachable, ImageError (other status).
+        """
+        url = path if "://" in path else self._base() + path
+        hdrs = dict(headers or {})
+        conn: http.client.HTTPConnection | None = None
+        try:
+            for attempt in range(8):
+                send_auth = urllib.parse.urlsplit(url).netloc == self.host
+                h = dict(hdrs)
+                if send_auth and scope in self._auth:
+                    h["Authorization"] = self._auth[scope]
+                data = body() if callable(body) else body
+                try:
+                    conn, resp = self._send(method, url, h, data)
+                except (OSError, http.client.HTTPException) as exc:
+                    raise RegistryUnreachable(f"registry {self.host}: {method} {url} failed: "
+                                              f"{exc}") from exc
+                finally:
+                    if callable(body) and data is not None and hasattr(data, "close"):
+                        data.close()  # type: ignore[union-attr]
+                if resp.status == 401 and send_auth and attempt == 0:
+                    challenge = resp.getheader("WWW-Authenticate") or ""
+                    resp.read()
+                    conn.close()
+                    self._authenticate(challenge, scope)
+                    continue
+                if resp.status in (301, 302, 303, 307, 308) and resp.getheader("Location"):
+                    url = urllib.parse.urljoin(url, resp.getheader("Location") or "")
+                    resp.read()
+                    conn.close()
+                    if resp.status == 303:
+                        method, body = "GET", None
+                    continue
+                if resp.status not in ok:
+                    text = _error_text(resp.read())
+                    what = f"{method} {urllib.parse.urlsplit(url).path}"
+                    if resp.status in (401, 403):
+                        raise Unauthorized(f"registry {self.host} refused {what} "
+                                           f"({resp.status}): {text}")
+                    if resp.status == 404:
+                        raise ImageNotFound(f"registry {self.host}: {what} not found: {text}")
+                    raise ImageError(f"registry {self.host}: {what} answered {resp.status}: "
+                                     f"{text}")
+                yield resp
+                return
+            raise ImageError(f"registry {self.host}: too many redirects or auth rounds for "
+                             f"{url}")
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def _authenticate(self, challenge: str, scope: str) -> None:
+        scheme, params = _parse_challenge(challenge)
+        if scheme == "basic":
+            if self.creds is None:
+                raise Unauthorized(f"registry {self.host} needs a user name and password, and "
+                                   "the Docker config has none for it")
+            basic = base64.b64encode(f"{self.creds[0]}:{self.creds[1]}".encode()).decode()
+            self._auth[scope] = f"Basic {basic}"
+            return
+        if scheme != "bearer" or "realm" not in params:
+            raise Unauthorized(f"registry {self.host} asks for unsupported authentication "
+                               f"{challenge!r}")
+        query = {"service": params.get("service", "")} if params.get("service") else {}
+        query["scope"] = scope
+        realm = params["realm"]
+        parts = urllib.parse.urlsplit(realm)
+        if parts.scheme != "https" and not (parts.scheme == "http" and (
+                _is_loopback(parts.netloc) or parts.netloc == self.host or self.allow_http)):
+            raise Unauthorized(f"registry {self.host}: refusing token realm {realm!r} over "
+                               "plain HTTP")
+        url = realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(query)
+        h = {}
+        if self.creds is not None:
+            h["Authorization"] = "Basic " + base64.b64encode(
+                f"{self.creds[0]}:{self.creds[1]}".encode()).decode()
+        try:
+            conn, resp = self._send("GET", url, h, None)
+            body = resp.read()
+            conn.close()
+        except (OSError, http.client.HTTPException) as exc:
+            raise RegistryUnreachable(f"token server {realm} for {self.host} is unreachable: "
+                                      f"{exc}") from exc
+        if resp.status != 200:
+            raise Unauthorized(f"token server {realm} refused {scope!r} ({resp.status}): "
+                               f"{_error_text(body)}")
+        token: Any = None
+        with contextlib.suppress(ValueError, AttributeError):
+            doc = json.loads(body)
+            token = doc.get("token") or doc.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise Unauthorized(f"token server {realm} answered without a token")
+        self._auth[scope] = f"Bearer {token}"
+
+    # -- distribution API ------------------------------------------------------------------
+
+    def get_manifest(self, ref: Reference, target: str, *,
+                     scope: str) -> tuple[bytes, str, str]:
+        """Fetch a manifest or index by tag or digest; return (bytes, media type, digest).
+
+        Raises:
+            DigestMismatch: fetched by digest and the bytes hash to something else.
+            plus what :meth:`request` raises.
+        """
+        path = f"/v2/{ref.repository}/manifests/{target}"
+        try:
+            with self.request("GET", path, scope=scope,
+                              headers={"Accept": ", ".join(ACCEPT)}) as resp:
+                data = resp.read(_MAX_MANIFEST + 1)
+                header_type = resp.getheader("Content-Type")
+        except ImageNotFound as exc:
+            raise ImageNotFound(f"unknown image {ref.name}:{target} on {self.host}"
+                                f" ({exc})") from None
+        if len(data) > _MAX_MANIFEST:
+            raise ImageError(f"manifest {ref.name}:{target} is larger than {_MAX_MANIFEST}")
+        digest = sha256_digest(data)
+        if target.startswith("sha256:") and digest != target:
+            raise DigestMismatch(f"manifest {ref.name}@{target} from {self.host} hashes to "
+                                 f"{digest}", expected=target, actual=digest)
+        return data, media_type_of(data, header_type), digest
+
+
+def _verify_file(path: str, digest: str, size: int | None, what: str) -> None:
+    h = hashlib.sha256()
+    n = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+            n += len(chunk)
+    actual = "sha256:" + h.hexdigest()
+    if actual != digest or (size is not None and n != size):
+        os.unlink(path)
+        raise DigestMismatch(f"{what} {digest}: downloaded {n} bytes hashing to {actual}",
+                             expected=digest, actual=actual)
+
+
+def _fetch_blob(client: RegistryClient, store: Store, ref: Reference, desc: Descriptor,
+                kind: str, scope: str, progress: Callable[[Progress], None] | None) -> None:
+    """Download one blob into the store under its lock, resuming a partial download."""
+    def report(state: str, done: int) -> None:
+        if progress is not None:
+            progress(Progress(desc.digest, kind, state, done, desc.size))
+
+    if store.has_blob(desc.digest):
+        report("exists", desc.size)
+        return
+    with store.blob_lock(desc.digest).hold():
+        if store.has_blob(desc.digest):  # another process fetched it while we waited
+            report("exists", desc.size)
+            return
+        partial = store.partial_path(desc.digest)
+        offset = os.path.getsize(partial) if os.path.exists(partial) else 0
+        if offset > desc.size:
+            os.unlink(partial)
+            offset = 0
+        if offset:
+            report("resumed", offset)
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        if offset < desc.size or desc.size == 0:
+            with client.request("GET", f"/v2/{ref.repository}/blobs/{desc.digest}",
+                                scope=scope, headers=headers, ok=(200, 206)) as resp:
+                if resp.status == 200:
+                    offset = 0  # the server ignored Range: start over
+                with open(partial, "ab" if offset else "wb") as out:
+                    done = offset
+                    while True:
+                        try:
+                            chunk = resp.read(_CHUNK // 4)
+                        except (OSError, http.client.HTTPException) as exc:
+                            raise RegistryUnreachable(
+                                f"registry {client.host}: download of {desc.digest} broke off "
+                                f"at {done} bytes: {exc} (pull again to resume)") from exc
+                        if not chunk:
+                            break
+                        out.write(chunk)
+                        done += len(chunk)
+                        if done > desc.size:
+                            break
+                        report("downloading", done)
+                    out.flush()
+                    os.fsync(out.fileno())
+        _verify_file(partial, desc.digest, desc.size, f"{kind} blob")
+        store.commit_file(partial, desc.digest)
+        report("done", desc.size)
+
+
+def pull_image(store: Store, ref: Reference, *, platform: Platform,
+               insecure: tuple[str, ...], progress: Callable[[Progress], None] | None,
+               auth_file: str | None, max_workers: int = 4) -> Image:
+    """Pull ``ref`` into ``store`` (see :meth:`isolate.image.Store.pull`)."""
+    client = RegistryClient(ref.api_host, insecure=insecure, auth_file=auth_file)
+    scope = f"repository:{ref.repository}:pull"
+    target = ref.digest or ref.tag or "latest"
+    data, media_type, digest = client.get_manifest(ref, target, scope=scope)
+    index = None
+    if media_type in INDEX_TYPES:
+        chosen = select_platform(parse_index(data), platform)
+        index = data
+        data, media_type, digest = client.get_manifest(ref, chosen.digest, scope=scope)
+    if media_type not in MANIFEST_TYPES:
+        raise ImageError(f"{ref}: unsupported manifest type {media_type!r}")
+    if progress is not None:
+        progress(Progress(digest, "manifest", "done", len(data), len(data)))
+    manifest = parse_manifest(data, media_type)
+    with store.using():
+        _fetch_blob(client, store, ref, manifest.config, "config", scope, progress)
+        if index is None:
+            _, plat, _, _ = _config_facts(store, manifest.config.digest)
+            # A single-platform image: only a different os/architecture is a mismatch.
+            if (platform.os, platform.architecture) != (plat.os, plat.architecture):
+                raise ImageError(f"{ref} is for {plat}, not {platform}")
+        workers = max(1, min(max_workers, len(manifest.layers)))
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            futures = [pool.submit(_fetch_blob, client, store, ref, d, "layer", scope, progress)
+                       for d in manifest.layers]
+            try:
+                for fut in futures:
+                    fut.result()
+            except BaseException:
+                for fut in futures:
+                    fut.cancel()
+                raise
+        tags = [ref]
+        if ref.tag is not None:
+            tags.append(ref.with_digest(digest))
+        return store.commit_image(data, media_type, tags=tags, index=index)
+
+
+def _config_facts(store: Store, digest: str) -> Any:
+    from isolate.image.config import parse_config_blob
+    return parse_config_blob(store.read_blob(digest))
+
+
+def push_image(store: Store, image: Image, ref: Reference, *, insecure: tuple[str, ...],
+               progress: Callable[[Progress], None] | None, auth_file: str | None) -> str:
+    """Push ``image`` as ``ref`` (see :meth:`isolate.image.Store.push`); return the digest."""
+    client = RegistryClient(ref.api_host, insecure=insecure, auth_file=auth_file)
+    scope = f"repository:{ref.repository}:pull,push"
+    data = store.read_blob(image.manifest_digest)
+    config = parse_manifest(data, image.manifest_media_type).config
+    for kind, desc in [("layer", d) for d in image.layers] + [("config", config)]:
+        _push_blob(client, store, ref, desc, kind, scope, progress)
+    target = ref.digest or ref.tag or "latest"
+    with client.request("PUT", f"/v2/{ref.repository}/manifests/{target}", scope=scope,
+                        headers={"Content-Type": image.manifest_media_type,
+                                 "Content-Length": str(len(data))},
+                        body=data, ok=(200, 201)) as resp:
+        resp.read()
+        digest = resp.getheader("Docker-Content-Digest") or sha256_digest(data)
+    if progress is not None:
+        progress(Progress(digest, "manifest", "done", len(data), len(data)))
+    return digest
+
+
+def _push_blob(client: RegistryClient, store: Store, ref: Reference, desc: Descriptor,
+               kind: str, scope: str, progress: Callable[[Progress], None] | None) -> None:
+    try:
+        with client.request("HEAD", f"/v2/{ref.repository}/blobs/{desc.digest}",
+                            scope=scope) as resp:
+            resp.read()
+        if progress is not None:
+            progress(Progress(desc.digest, kind, "exists", desc.size, desc.size))
+        return
+    except ImageNotFound:
+        pass
+    with client.request("POST", f"/v2/{ref.repository}/blobs/uploads/", scope=scope,
+                        headers={"Content-Length": "0"}, ok=(202,)) as resp:
+        resp.read()
+        location = resp.getheader("Location")
+    if not location:
+        raise ImageError(f"registry {client.host} started an upload without a Location")
+    sep = "&" if "?" in location else "?"
+    url = urllib.parse.urljoin(client._base() + "/", location) + sep + urllib.parse.urlencode(
+        {"digest": desc.digest})
+    size = os.path.getsize(store.blob_path(desc.digest))
+    with client.request("PUT", url, scope=scope,
+                        headers={"Content-Type": "application/octet-stream",
+                                 "Content-Length": str(size)},
+                        body=lambda: store.open_blob(desc.digest), ok=(201, 204)) as resp:
+        resp.read()
+    if progress is not None:
+        progress(Progress(desc.digest, kind, "done", size, size))

@@ -1,0 +1,769 @@
+"""The image store: content-addressed blobs, extracted layers, image records and tags on disk.
+
+Owns everything under the store root (``blobs/``, ``partial/``, ``layers/``, ``images/``,
+``holds/``, ``tags.json``, ``locks/``, ``tmp/``) and the locking that makes it safe for
+several processes at once. Must not mount anything (the overlay stacking is the container's);
+the wire protocols live in :mod:`isolate.image.registry` and :mod:`isolate.image.archive`.
+
+Locking: every operation that adds or reads blobs holds ``locks/gc`` shared; :meth:`Store.gc`
+holds it exclusive, so it never deletes what a running pull has fetched but not yet recorded.
+One blob or layer is produced under its own exclusive lock, so two pulls of one image share
+the work: the second waits and then finds the blob there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, Any, BinaryIO
+
+import attrs
+
+from isolate.errors import ConfigError, DigestMismatch, ImageError
+from isolate.image._disk import FileLock, TempSpace, fsync_dir, fsync_tree, remove_tree
+from isolate.image.config import Image, ImageConfig, build_config_blob, parse_config_blob
+from isolate.image.oci import (
+    OCI_CONFIG,
+    OCI_MANIFEST,
+    Descriptor,
+    canonical_json,
+    load_json,
+    parse_manifest,
+    sha256_digest,
+)
+from isolate.image.reference import Platform, Reference, is_digest
+
+__all__ = ["DiskUsage", "GcReport", "Store", "default_root"]
+
+_CHUNK = 1 << 20
+_HOLDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
+
+
+def default_root() -> str:
+    """``/var/lib/isolate`` for root, ``$XDG_DATA_HOME/isolate`` (``~/.local/share``) otherwise."""
+    if os.geteuid() == 0:
+        return "/var/lib/isolate"
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local",
+                                                           "share")
+    return os.path.join(base, "isolate")
+
+
+def _hex(digest: str) -> str:
+    if not is_digest(digest):
+        raise ConfigError(f"digest {digest!r} is not 'sha256:' and 64 lowercase hex digits")
+    return digest[len("sha256:"):]
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@attrs.frozen
+class GcReport:
+    """What :meth:`Store.gc` removed."""
+
+    images: int
+    blobs: int
+    layers: int
+    bytes_freed: int
+
+
+@attrs.frozen
+class DiskUsage:
+    """What :meth:`Store.df` found. ``reclaimable`` is what :meth:`Store.gc` would free."""
+
+    images: int
+    blobs: int
+    blob_bytes: int
+    layers: int
+    layer_bytes: int
+    other_bytes: int
+    reclaimable: int
+
+    @property
+    def total(self) -> int:
+        """All bytes the store uses."""
+        return self.blob_bytes + self.layer_bytes + self.other_bytes
+
+
+def _tree_bytes(path: str, seen: set[tuple[int, int]]) -> int:
+    """Bytes used below ``path``; a hardlinked inode counts once across all calls with ``seen``."""
+    total = 0
+    for dirpath, dirs, files in os.walk(path):
+        for name in dirs + files:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except FileNotFoundError:
+                continue
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_blocks * 512 if st.st_blocks else st.st_size
+    return total
+
+
+class HashingReader:
+    """Wraps a binary stream and hashes (and counts) what is read through it."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.hash = hashlib.sha256()
+        self.count = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.hash.update(data)
+        self.count += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(_CHUNK):
+            pass
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self.hash.hexdigest()
+
+
+class Store:
+    """An image store rooted at ``root`` (default: :func:`default_root`).
+
+    Opening creates the directory layout if needed and removes leftovers of writers that died
+    (temp files of processes that no longer exist). No method leaves a half-written blob,
+    layer or record visible, also when the process is killed.
+    """
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        """Open (creating if needed) the store at ``root``.
+
+        Raises:
+            ConfigError: ``root`` is not an absolute path or exists as a non-directory.
+            ImageError: the layout cannot be created (permissions, read-only fs).
+        """
+        path = os.fspath(root) if root is not None else default_root()
+        if not isinstance(path, str) or not os.path.isabs(path):
+            raise ConfigError(f"Store.root: {path!r} is not an absolute path")
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise ConfigError(f"Store.root: {path!r} exists and is not a directory")
+        self.root = path
+        try:
+            for sub in ("blobs/sha256", "partial", "layers", "images", "holds", "locks", "tmp"):
+                os.makedirs(os.path.join(path, sub), mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise ImageError(f"cannot create image store at {path}: {exc.strerror}") from exc
+        self.tmp = TempSpace(os.path.join(path, "tmp"))
+        self.tmp.clean()
+
+    def __repr__(self) -> str:
+        return f"Store({self.root!r})"
+
+    # -- paths and locks -------------------------------------------------------------------
+
+    def _p(self, *parts: str) -> str:
+        return os.path.join(self.root, *parts)
+
+    def blob_path(self, digest: str) -> str:
+        """Where the blob ``digest`` lives (whether or not it is there)."""
+        return self._p("blobs", "sha256", _hex(digest))
+
+    def partial_path(self, digest: str) -> str:
+        """Where an interrupted download of ``digest`` is kept for resuming."""
+        return self._p("partial", _hex(digest))
+
+    def _lock(self, name: str) -> FileLock:
+        return FileLock(self._p("locks", name))
+
+    def blob_lock(self, digest: str) -> FileLock:
+        """The lock held while ``digest`` is being fetched or written."""
+        return self._lock(f"blob-{_hex(digest)}")
+
+    @contextlib.contextmanager
+    def using(self) -> Iterator[None]:
+        """Keep :meth:`gc` out while the body adds blobs that nothing references yet."""
+        with self._lock("gc").hold(shared=True):
+            yield
+
+    def _meta(self) -> contextlib.AbstractContextManager[None]:
+        return self._lock("meta").hold()
+
+    # -- blobs -----------------------------------------------------------------------------
+
+    def has_blob(self, digest: str) -> bool:
+        """True if the blob ``digest`` is stored (complete: partial blobs are elsewhere)."""
+        return os.path.exists(self.blob_path(digest))
+
+    def read_blob(self, digest: str) -> bytes:
+        """Read a (small) blob and check its digest.
+
+        Raises:
+            ImageError: not in the store.
+            DigestMismatch: the stored bytes do not hash to ``digest``.
+        """
+        try:
+            with open(self.blob_path(digest), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            raise ImageError(f"blob {digest} is not in the store {self.root}") from None
+        actual = sha256_digest(data)
+        if actual != digest:
+            raise DigestMismatch(f"stored blob {digest} is corrupt (hashes to {actual})",
+                                 expected=digest, actual=actual)
+        return data
+
+    def open_blob(self, digest: str) -> BinaryIO:
+        """Open a stored blob for reading (not verified; see :meth:`verify`).
+
+        Raises:
+            ImageError: not in the store.
+        """
+        try:
+            return open(self.blob_path(digest), "rb")
+        except FileNotFoundError:
+            raise ImageError(f"blob {digest} is not in the store {self.root}") from None
+
+    def put_bytes(self, data: bytes, expected: str | None = None) -> str:
+        """Store ``data`` as a blob; return its digest.
+
+        Raises:
+            DigestMismatch: ``expected`` is given and ``data`` hashes to something else.
+        """
+        digest = sha256_digest(data)
+        if expected is not None and digest != expected:
+            raise DigestMismatch(f"blob should be {expected} but hashes to {digest}",
+                                 expected=expected, actual=digest)
+        if not self.has_blob(digest):
+            self.tmp.write_bytes(self.blob_path(digest), data)
+        return digest
+
+    def put_stream(self, stream: IO[bytes], expected: str | None = None) -> tuple[str, int]:
+        """Copy ``stream`` into a blob (temp, hash, fsync, rename); return (digest, size).
+
+        Raises:
+            DigestMismatch: ``expected`` is given and the stream hashes to something else.
+        """
+        tmp = self.tmp.name("blob")
+        h, size = hashlib.sha256(), 0
+        try:
+            with open(tmp, "xb") as out:
+                while chunk := stream.read(_CHUNK):
+                    h.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            digest = "sha256:" + h.hexdigest()
+            if expected is not None and digest != expected:
+                raise DigestMismatch(f"blob should be {expected} but hashes to {digest}",
+                                     expected=expected, actual=digest)
+            self.commit_file(tmp, digest)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        return digest, size
+
+    def commit_file(self, path: str, digest: str) -> None:
+        """Rename a complete, fsynced, verified file into place as blob ``digest``."""
+        final = self.blob_path(digest)
+        os.rename(path, final)
+        fsync_dir(os.path.dirname(final))
+
+    # -- image records and tags ------------------------------------------------------------
+
+    def _tags(self) -> dict[str, str]:
+        try:
+            with open(self._p("tags.json"), "rb") as f:
+                data = load_json(f.read(), f"{self.root}/tags.json")
+        except FileNotFoundError:
+            return {}
+        return {str(k): str(v) for k, v in data.items()}
+
+    def _write_tags(self, tags: dict[str, str]) -> None:
+        self.tmp.write_bytes(self._p("tags.json"), json.dumps(tags, indent=1,
+                                                               sort_keys=True).encode())
+
+    def _record_path(self, image_id: str) -> str:
+        return self._p("images", _hex(image_id) + ".json")
+
+    def _read_record(self, image_id: str) -> dict[str, Any]:
+        try:
+            with open(self._record_path(image_id), "rb") as f:
+                return load_json(f.read(), f"image record {image_id}")
+        except FileNotFoundError:
+            raise ImageError(f"image {image_id} is not in the store {self.root}") from None
+
+    def _record_ids(self) -> list[str]:
+        return ["sha256:" + n[:-5] for n in os.listdir(self._p("images"))
+                if n.endswith(".json") and len(n) == 69]
+
+    def commit_image(self, manifest: bytes, media_type: str | None = None, *,
+                     tags: Iterable[Reference] = (), index: bytes | None = None) -> Image:
+        """Record an image whose manifest, config and layer blobs are stored; tag it.
+
+        The manifest (and the index it came from, if any) are stored as blobs too. Callers
+        hold :meth:`using` across fetching the blobs and this call.
+
+        Raises:
+            ImageError: the manifest is malformed or a blob it names is missing.
+        """
+        man = parse_manifest(manifest, media_type)
+        for d in (man.config, *man.layers):
+            if not self.has_blob(d.digest):
+                raise ImageError(f"cannot record image: blob {d.digest} is missing")
+        parse_config_blob(self.read_blob(man.config.digest))
+        manifest_digest = self.put_bytes(manifest)
+        record: dict[str, Any] = {"manifest": manifest_digest, "media_type": man.media_type}
+        if index is not None:
+            record["index"] = self.put_bytes(index)
+        image_id = man.config.digest
+        with self._meta():
+            self.tmp.write_bytes(self._record_path(image_id), canonical_json(record))
+            if tags:
+                all_tags = self._tags()
+                for ref in tags:
+                    all_tags[str(ref)] = image_id
+                self._write_tags(all_tags)
+        return self._image(image_id)
+
+    def _image(self, image_id: str, tags: dict[str, str] | None = None) -> Image:
+        record = self._read_record(image_id)
+        manifest_digest = str(record["manifest"])
+        man = parse_manifest(self.read_blob(manifest_digest), str(record.get("media_type")))
+        config, platform, diff_ids, created = parse_config_blob(self.read_blob(image_id))
+        if len(diff_ids) != len(man.layers):
+            raise ImageError(f"image {image_id}: manifest lists {len(man.layers)} layers but "
+                             f"the config {len(diff_ids)} diff ids")
+        tags = self._tags() if tags is None else tags
+        return Image(id=image_id, manifest_digest=manifest_digest,
+                     manifest_media_type=man.media_type, config=config, platform=platform,
+                     layers=man.layers, diff_ids=diff_ids, created=created,
+                     tags=tuple(sorted(t for t, i in tags.items() if i == image_id)))
+
+    def _resolve_id(self, ref: str | Reference | Image, tags: dict[str, str]) -> str:
+        if isinstance(ref, Image):
+            return ref.id
+        if isinstance(ref, str):
+            text = ref.removeprefix("sha256:")
+            if re.fullmatch(r"[0-9a-f]{4,64}", text) and (ref.startswith("sha256:")
+                                                          or len(text) >= 12):
+                matches = [i for i in self._record_ids() if i[7:].startswith(text)]
+                if len(matches) == 1:
+                    return matches[0]
+                if len(matches) > 1:
+                    raise ImageError(f"image id prefix {ref!r} is ambiguous")
+                if ref.startswith("sha256:"):
+                    raise ImageError(f"no image with id {ref} in the store")
+            ref = Reference.parse(ref)
+        image_id = tags.get(str(ref))
+        if image_id is None:
+            raise ImageError(f"no image {ref} in the store {self.root}")
+        return image_id
+
+    def get(self, ref: str | Reference | Image) -> Image:
+        """Look up an image by reference (``busybox``), id (``sha256:...``) or id prefix.
+
+        Raises:
+            ConfigError: ``ref`` is not a valid reference.
+            ImageError: no such image in the store.
+        """
+        tags = self._tags()
+        return self._image(self._resolve_id(ref, tags), tags)
+
+    def images(self) -> list[Image]:
+        """Every image recorded in the store (tagged or held), oldest first."""
+        tags = self._tags()
+        out = []
+        for image_id in self._record_ids():
+            with contextlib.suppress(ImageError):  # removed by a concurrent rmi
+                out.append(self._image(image_id, tags))
+        return sorted(out, key=lambda i: (i.created or "", i.id))
+
+    def tag(self, image: str | Reference | Image, ref: str | Reference) -> Image:
+        """Give ``image`` the (additional) name ``ref``; an existing ``ref`` moves.
+
+        Raises:
+            ConfigError: ``ref`` is not a valid reference.
+            ImageError: ``image`` is not in the store.
+        """
+        new = ref if isinstance(ref, Reference) else Reference.parse(ref)
+        with self._meta():
+            tags = self._tags()
+            image_id = self._resolve_id(image, tags)
+            tags[str(new)] = image_id
+            self._write_tags(tags)
+        return self.get(image_id)
+
+    def rmi(self, ref: str | Reference | Image, *, force: bool = False) -> list[str]:
+        """Remove a name, and the image record once no name and no holder is left.
+
+        ``ref`` as a name removes that name only; as an id (or an Image) every name of the
+        image. Blobs and layers are freed by :meth:`gc`. Returns the names removed.
+
+        Raises:
+            ImageError: no such image; or the image is held (by a container) and ``force`` is
+                false while an id was given.
+        """
+        by_id = isinstance(ref, Image) or (isinstance(ref, str) and (
+            ref.startswith("sha256:") or re.fullmatch(r"[0-9a-f]{12,64}", ref) is not None))
+        with self._meta():
+            tags = self._tags()
+            image_id = self._resolve_id(ref, tags)
+            holders = self._holders(image_id)
+            if by_id and holders and not force:
+                raise ImageError(f"image {image_id} is in use by {', '.join(holders)}")
+            if by_id:
+                removed = [t for t, i in tags.items() if i == image_id]
+            else:
+                key = str(ref if isinstance(ref, Reference) else Reference.parse(str(ref)))
+                removed = [key]
+            for t in removed:
+                del tags[t]
+            self._write_tags(tags)
+            if image_id not in tags.values() and not holders:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self._record_path(image_id))
+        return removed
+
+    # -- holds (containers keep their image) -----------------------------------------------
+
+    def hold(self, image: str | Reference | Image, holder: str) -> None:
+        """Record that ``holder`` (e.g. a container id) uses ``image``: gc and rmi keep it.
+
+        Raises:
+            ConfigError: ``holder`` is not a plain name.
+            ImageError: no such image.
+        """
+        if not isinstance(holder, str) or not _HOLDER.match(holder):
+            raise ConfigError(f"Store.hold holder: {holder!r} is not a plain name")
+        image_id = self.get(image).id
+        with self._meta():
+            self.tmp.write_bytes(self._p("holds", holder), image_id.encode())
+
+    def release(self, holder: str) -> None:
+        """Forget ``holder``'s hold (no error if it had none)."""
+        if not isinstance(holder, str) or not _HOLDER.match(holder):
+            raise ConfigError(f"Store.release holder: {holder!r} is not a plain name")
+        with self._meta(), contextlib.suppress(FileNotFoundError):
+            os.unlink(self._p("holds", holder))
+
+    def _all_holds(self) -> dict[str, str]:
+        out = {}
+        for name in os.listdir(self._p("holds")):
+            with contextlib.suppress(FileNotFoundError), \
+                    open(self._p("holds", name), encoding="ascii") as f:
+                out[name] = f.read().strip()
+        return out
+
+    def _holders(self, image_id: str) -> list[str]:
+        return sorted(h for h, i in self._all_holds().items() if i == image_id)
+
+    # -- creating images locally -----------------------------------------------------------
+
+    def _new_image(self, layers: list[tuple[str, str, int, str]], ref: str | Reference | None,
+                   config: ImageConfig | None, platform: Platform | str,
+                   created_by: str) -> Image:
+        """Write config + OCI manifest for stored layer blobs (diff_id, digest, size, type)."""
+        plat = Platform.parse(platform)
+        tags = [ref if isinstance(ref, Reference) else Reference.parse(ref)] if ref else []
+        created = _now()
+        config_blob = build_config_blob(config or ImageConfig(), plat,
+                                        [layer[0] for layer in layers], created,
+                                        [{"created": created, "created_by": created_by}])
+        config_digest = self.put_bytes(config_blob)
+        manifest = canonical_json({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": config_digest,
+                       "size": len(config_blob)},
+            "layers": [{"mediaType": mt, "digest": dg, "size": sz}
+                       for _diff, dg, sz, mt in layers],
+        })
+        return self.commit_image(manifest, OCI_MANIFEST, tags=tags)
+
+    def from_directory(self, directory: str | os.PathLike[str], ref: str | Reference | None,
+                       *, config: ImageConfig | None = None,
+                       platform: Platform | str = "linux/amd64") -> Image:
+        """Make a one-layer image of the tree at ``directory`` (gzip layer); tag it ``ref``.
+
+        Raises:
+            ConfigError: ``directory`` is not a directory, or ``ref`` is malformed.
+            IsolateOSError: reading the tree failed.
+        """
+        from isolate.fs import layers as fslayers
+
+        path = os.fspath(directory)
+        if not os.path.isdir(path):
+            raise ConfigError(f"from_directory: {path!r} is not a directory")
+        if ref is not None and not isinstance(ref, Reference):
+            ref = Reference.parse(ref)
+        with self.using():
+            tmp = self.tmp.name("layer")
+            try:
+                with open(tmp, "xb") as out:
+                    layer = fslayers.pack(path, out, compression="gzip")
+                    out.flush()
+                    os.fsync(out.fileno())
+                if not self.has_blob(layer.digest):
+                    self.commit_file(tmp, layer.digest)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+            return self._new_image([(layer.diff_id, layer.digest, layer.size,
+                                     layer.media_type)], ref, config, platform,
+                                   f"isolate from_directory {os.path.basename(path)}")
+
+    def import_tarball(self, path: str | os.PathLike[str], ref: str | Reference | None, *,
+                       config: ImageConfig | None = None,
+                       platform: Platform | str = "linux/amd64") -> Image:
+        """Make a one-layer image from a root filesystem tarball (plain, gzip or zstd).
+
+        The tarball becomes the layer blob as it is; its diff id is computed by decompressing.
+
+        Raises:
+            ConfigError: ``ref`` is malformed.
+            ImageError: the file is missing or not a tar in a supported compression.
+        """
+        from isolate.image.archive import add_layer_file
+
+        if ref is not None and not isinstance(ref, Reference):
+            ref = Reference.parse(ref)
+        with self.using():
+            layer = add_layer_file(self, os.fspath(path))
+            return self._new_image([layer], ref, config, platform,
+                                   f"isolate import {os.path.basename(os.fspath(path))}")
+
+    # -- extracted layers ------------------------------------------------------------------
+
+    def layer_dirs(self, image: str | Reference | Image) -> list[str]:
+        """The extracted layer directories of ``image``, lowest first, extracting on demand.
+
+        Each is a complete tree with whiteouts as overlayfs expects them, ready to be stacked
+        as overlay lower dirs. Extraction goes to ``tmp/`` and is renamed into ``layers/`` only
+        when complete and its diff id verified.
+
+        Raises:
+            ImageError: the image or a layer blob is missing.
+            DigestMismatch: a layer does not unpack to its diff id.
+            UnsafeArchive, CorruptLayer: a hostile or broken layer (from :mod:`isolate.fs`).
+        """
+        img = image if isinstance(image, Image) else self.get(image)
+        out = []
+        with self.using():
+            for desc, diff_id in zip(img.layers, img.diff_ids, strict=True):
+                out.append(self._extract(desc, diff_id))
+        return out
+
+    def layer_path(self, diff_id: str) -> str:
+        """Where the layer with ``diff_id`` is (or would be) extracted."""
+        return self._p("layers", _hex(diff_id))
+
+    def _extract(self, desc: Descriptor, diff_id: str) -> str:
+        from isolate.fs import layers as fslayers
+
+        final = self.layer_path(diff_id)
+        if os.path.isdir(final):
+            return final
+        with self._lock(f"layer-{_hex(diff_id)}").hold():
+            if os.path.isdir(final):  # another process extracted it while we waited
+                return final
+            if not self.has_blob(desc.digest):
+                raise ImageError(f"layer blob {desc.digest} is not in the store")
+            tmp = self.tmp.name("layer")
+            os.mkdir(tmp, 0o755)
+            try:
+                stats = fslayers.extract(self.blob_path(desc.digest), tmp)
+                if stats.diff_id != diff_id:
+                    raise DigestMismatch(
+                        f"layer {desc.digest} unpacks to {stats.diff_id}, but the image config "
+                        f"says {diff_id}", expected=diff_id, actual=stats.diff_id)
+                fsync_tree(tmp)
+                os.rename(tmp, final)
+                fsync_dir(os.path.dirname(final))
+            except BaseException:
+                remove_tree(tmp)
+                raise
+        return final
+
+    # -- checking, gc, usage ---------------------------------------------------------------
+
+    def verify(self, image: str | Reference | Image) -> None:
+        """Re-hash every blob of ``image``.
+
+        Raises:
+            DigestMismatch: a stored blob is corrupt (the message names it).
+            ImageError: a blob is missing.
+        """
+        img = image if isinstance(image, Image) else self.get(image)
+        for desc in (*img.layers,):
+            with self.open_blob(desc.digest) as f:
+                reader = HashingReader(f)
+                reader.drain()
+            if reader.digest != desc.digest:
+                raise DigestMismatch(f"stored layer blob {desc.digest} is corrupt (hashes to "
+                                     f"{reader.digest})", expected=desc.digest,
+                                     actual=reader.digest)
+
+    def _live(self) -> tuple[set[str], set[str], set[str]]:
+        """(image ids, blob hexes, layer hexes) that tags or holds keep alive."""
+        roots = set(self._tags().values()) | set(self._all_holds().values())
+        blobs: set[str] = set()
+        layers: set[str] = set()
+        for image_id in roots:
+            try:
+                record = self._read_record(image_id)
+                img = self._image(image_id, {})
+            except ImageError:
+                continue
+            blobs.update(_hex(d) for d in (image_id, img.manifest_digest,
+                                           *(x.digest for x in img.layers)))
+            if record.get("index"):
+                blobs.add(_hex(str(record["index"])))
+            layers.update(_hex(d) for d in img.diff_ids)
+        return roots, blobs, layers
+
+    def _dead(self) -> Iterator[tuple[str, str]]:
+        """(kind, path) of everything gc would remove."""
+        roots, blobs, layers = self._live()
+        for image_id in self._record_ids():
+            if image_id not in roots:
+                yield "image", self._record_path(image_id)
+        for name in os.listdir(self._p("blobs", "sha256")):
+            if name not in blobs:
+                yield "blob", self._p("blobs", "sha256", name)
+        for name in os.listdir(self._p("partial")):
+            yield "partial", self._p("partial", name)
+        for name in os.listdir(self._p("layers")):
+            if name not in layers:
+                yield "layer", self._p("layers", name)
+
+    def gc(self) -> GcReport:
+        """Remove image records, blobs, layers and partial downloads nothing references.
+
+        An image is referenced by a tag or a :meth:`hold`. Waits for running pulls, imports
+        and extractions to finish (they hold the gc lock shared).
+
+        Raises:
+            ImageError: the store's lock cannot be taken.
+        """
+        counts = {"image": 0, "blob": 0, "layer": 0, "partial": 0}
+        freed = 0
+        with self._lock("gc").hold(), self._meta():
+            self.tmp.clean()
+            for kind, path in list(self._dead()):
+                freed += _tree_bytes(path, set()) if os.path.isdir(path) else os.lstat(
+                    path).st_size
+                remove_tree(path)
+                counts[kind] += 1
+            # No one holds a blob/layer lock while we hold gc exclusively: unlink them safely.
+            for name in os.listdir(self._p("locks")):
+                if name.startswith(("blob-", "layer-")):
+                    os.unlink(self._p("locks", name))
+        return GcReport(counts["image"], counts["blob"], counts["layer"], freed)
+
+    def df(self) -> DiskUsage:
+        """Count images, blobs and layers and the bytes they use."""
+        seen: set[tuple[int, int]] = set()
+        blob_dir, layer_dir = self._p("blobs", "sha256"), self._p("layers")
+        blob_names, layer_names = os.listdir(blob_dir), os.listdir(layer_dir)
+        blob_bytes = sum(os.lstat(os.path.join(blob_dir, n)).st_size for n in blob_names)
+        layer_bytes = _tree_bytes(layer_dir, seen)
+        other = sum(_tree_bytes(self._p(d), seen) for d in ("partial", "tmp", "images"))
+        reclaim = 0
+        for kind, path in self._dead():
+            if kind in ("blob", "partial"):
+                reclaim += os.lstat(path).st_size
+            elif kind == "layer":
+                reclaim += _tree_bytes(path, set())
+        return DiskUsage(images=len(self._record_ids()), blobs=len(blob_names),
+                         blob_bytes=blob_bytes, layers=len(layer_names),
+                         layer_bytes=layer_bytes, other_bytes=other, reclaimable=reclaim)
+
+    # -- registry and archives -------------------------------------------------------------
+
+    def pull(self, ref: str | Reference, *, platform: Platform | str = "linux/amd64",
+             insecure: Iterable[str] = (), progress: Callable[[Any], None] | None = None,
+             auth_file: str | None = None, max_workers: int = 4) -> Image:
+        """Pull ``ref`` from its registry into the store and tag it; return the Image.
+
+        Blobs already stored are not fetched again; a download a killed process left behind
+        in ``partial/`` is resumed (HTTP Range) and the whole blob verified. ``progress`` is
+        called (from worker threads) with :class:`isolate.image.registry.Progress` events.
+        Plain HTTP is used only for loopback registries and hosts named in ``insecure``.
+        Credentials come from ``auth_file`` or the Docker config (``$DOCKER_CONFIG`` or
+        ``~/.docker/config.json``).
+
+        Raises:
+            ConfigError: bad reference or platform.
+            ImageNotFound: the registry does not know the image or tag.
+            Unauthorized: the registry refused our credentials (or asked for some we lack).
+            RegistryUnreachable: the registry could not be reached.
+            DigestMismatch: a manifest or blob did not hash to its digest.
+            ImageError: no manifest for ``platform``, or another registry error.
+        """
+        from isolate.image.registry import pull_image
+
+        r = ref if isinstance(ref, Reference) else Reference.parse(ref)
+        plat = Platform.parse(platform)
+        return pull_image(self, r, platform=plat, insecure=tuple(insecure), progress=progress,
+                          auth_file=auth_file, max_workers=max_workers)
+
+    def push(self, image: str | Reference | Image, ref: str | Reference | None = None, *,
+             insecure: Iterable[str] = (), progress: Callable[[Any], None] | None = None,
+             auth_file: str | None = None) -> str:
+        """Push ``image`` to ``ref`` (default: the image reference itself); return the
+        manifest digest the registry stored.
+
+        Raises:
+            ConfigError: bad reference.
+            ImageError: no such local image, or the registry refused.
+            Unauthorized, RegistryUnreachable: as for :meth:`pull`.
+        """
+        from isolate.image.registry import push_image
+
+        img = image if isinstance(image, Image) else self.get(image)
+        if ref is None:
+            if isinstance(image, Image) or (isinstance(image, str) and image.startswith(
+                    "sha256:")):
+                raise ConfigError("Store.push: give a target reference to push an image id")
+            ref = image if isinstance(image, Reference) else Reference.parse(str(image))
+        r = ref if isinstance(ref, Reference) else Reference.parse(ref)
+        return push_image(self, img, r, insecure=tuple(insecure), progress=progress,
+                          auth_file=auth_file)
+
+    def load(self, path: str | os.PathLike[str], ref: str | Reference | None = None
+             ) -> list[Image]:
+        """Import an OCI layout directory, an oci-archive or a docker-archive (auto-detected).
+
+        Images are tagged with the names the archive carries; ``ref`` overrides the name for
+        an archive holding one image.
+
+        Raises:
+            ImageError: not a recognised format, or a broken archive.
+            DigestMismatch: a blob does not hash to its digest.
+        """
+        from isolate.image.archive import load
+
+        r = ref if ref is None or isinstance(ref, Reference) else Reference.parse(ref)
+        with self.using():
+            return load(self, os.fspath(path), r)
+
+    def save(self, ref: str | Reference | Image | list[str | Reference | Image],
+             path: str | os.PathLike[str], format: str = "docker-archive") -> None:
+        """Export images as ``docker-archive`` (a tar, as ``docker save`` writes), ``oci``
+        (an OCI image layout directory) or ``oci-archive`` (that layout as a tar).
+
+        Raises:
+            ConfigError: unknown format.
+            ImageError: no such image; ``path`` exists (for an archive).
+        """
+        from isolate.image.archive import save
+
+        refs = ref if isinstance(ref, list) else [ref]
+        if format not in ("docker-archive", "oci", "oci-archive"):
+            raise ConfigError(f"Store.save format: {format!r} is not 'docker-archive', 'oci' "
+                              "or 'oci-archive'")
+        save(self, refs, os.fspath(path), format)

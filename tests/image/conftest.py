@@ -1,0 +1,201 @@
+"""Fixtures for the image tests: a busybox root filesystem, stores, and real registries.
+
+Registries are Debian's ``docker-registry`` (Distribution 2.8) on 127.0.0.1 with a temporary
+storage directory; each is stopped and its files removed when its fixture ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+import pytest
+
+from isolate.image import Store
+
+REGISTRY_BIN = "/usr/bin/docker-registry"
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+
+def need(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        pytest.skip(f"{tool} is not installed")
+    return path
+
+
+@pytest.fixture(scope="session")
+def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny root filesystem: static busybox with a few applet links and a marker file."""
+    busybox = Path("/bin/busybox")
+    if not busybox.exists():
+        pytest.skip("busybox-static is not installed (/bin/busybox)")
+    root = tmp_path_factory.mktemp("rootfs")
+    (root / "bin").mkdir()
+    shutil.copy2(busybox, root / "bin" / "busybox")
+    for applet in ("sh", "true", "echo", "cat", "ls"):
+        (root / "bin" / applet).symlink_to("busybox")
+    (root / "etc").mkdir()
+    (root / "etc" / "marker").write_text("isolate test image\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def rootfs_tar(rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``rootfs`` as a gzip tarball (what ``import_tarball`` takes)."""
+    out = tmp_path_factory.mktemp("tarball") / "rootfs.tar.gz"
+    with tarfile.open(out, "w:gz") as tar:
+        for entry in sorted(rootfs.rglob("*")):
+            tar.add(entry, arcname=str(entry.relative_to(rootfs)), recursive=False)
+    return out
+
+
+def unique_tar(tmp_path: Path, size: int = 1 << 20) -> Path:
+    """A gzip tarball with ``size`` random bytes: a layer no other test shares (tests that
+    corrupt a registry blob must not corrupt one other tests use)."""
+    import io
+
+    out = tmp_path / f"unique-{os.urandom(4).hex()}.tar.gz"
+    data = os.urandom(size)
+    with tarfile.open(out, "w:gz") as tar:
+        info = tarfile.TarInfo("random.bin")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return out
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "store")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@attrs.frozen
+class Registry:
+    host: str  # 127.0.0.1:PORT
+    storage: Path
+    user: str | None = None
+    password: str | None = None
+
+    def blob_data_path(self, digest: str) -> Path:
+        hexpart = digest.removeprefix("sha256:")
+        return (self.storage / "docker/registry/v2/blobs/sha256" / hexpart[:2] / hexpart
+                / "data")
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], host: str, log: Path) -> None:
+    # Readiness poll, not a timing assertion: the deadline only bounds a broken start.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"docker-registry exited: {log.read_text()[-2000:]}")
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            conn = http.client.HTTPConnection(host, timeout=2)
+            conn.request("GET", "/v2/")
+            status = conn.getresponse().status
+            conn.close()
+            if status in (200, 401):
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"docker-registry did not come up: {log.read_text()[-2000:]}")
+
+
+@contextlib.contextmanager
+def run_registry(workdir: Path, auth: str = "") -> Iterator[str]:
+    port = free_port()
+    host = f"127.0.0.1:{port}"
+    config = workdir / "config.yml"
+    config.write_text(f"""version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: {workdir / 'storage'}
+  delete:
+    enabled: true
+http:
+  addr: {host}
+{auth}""")
+    log = workdir / "registry.log"
+    with open(log, "wb") as logf:
+        proc = subprocess.Popen([REGISTRY_BIN, "serve", str(config)], stdout=logf,
+                                stderr=subprocess.STDOUT)
+    try:
+        _wait_ready(proc, host, log)
+        yield host
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """An anonymous registry on 127.0.0.1."""
+    if not os.path.exists(REGISTRY_BIN):
+        pytest.skip("docker-registry is not installed")
+    work = tmp_path_factory.mktemp("registry")
+    with run_registry(work) as host:
+        yield Registry(host, work / "storage")
+
+
+@pytest.fixture(scope="session")
+def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A registry with htpasswd (bcrypt) basic auth; user ``tester``, password ``s3cret``."""
+    if not os.path.exists(REGISTRY_BIN):
+        pytest.skip("docker-registry is not installed")
+    htpasswd = need("htpasswd")  # apache2-utils
+    work = tmp_path_factory.mktemp("authregistry")
+    subprocess.run([htpasswd, "-Bbc", str(work / "htpasswd"), "tester", "s3cret"], check=True,
+                   capture_output=True)
+    auth = f"""auth:
+  htpasswd:
+    realm: isolate-test
+    path: {work / 'htpasswd'}
+"""
+    with run_registry(work, auth) as host:
+        yield Registry(host, work / "storage", "tester", "s3cret")
+
+
+def docker_config(tmp_path: Path, host: str, user: str, password: str) -> str:
+    """Write a Docker config.json with inline credentials for ``host``; return its path."""
+    import base64
+    import json
+
+    path = tmp_path / "docker-config.json"
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    path.write_text(json.dumps({"auths": {host: {"auth": token}}}))
+    return str(path)
+
+
+def skopeo(*args: str) -> subprocess.CompletedProcess[str]:
+    exe = need("skopeo")
+    return subprocess.run([exe, "--insecure-policy", *args], check=True, capture_output=True,
+                          text=True)
+
+
+def python_child(code: str, *args: str) -> subprocess.Popen[bytes]:
+    """Start a Python child with this source tree importable (for multi-process tests)."""
+    env = dict(os.environ, PYTHONPATH=SRC)
+    return subprocess.Popen([sys.executable, "-c", code, *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
