@@ -484,11 +484,7 @@ class Namespace:
             fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
             raise _os_error(exc, f"open namespace file {p}", p) from exc
-        try:
-            handle = cls._adopt(fd, None, p)
-        except BaseException:
-            os.close(fd)
-            raise
+        handle = cls._adopt(fd, None, p)
         if want is not None and handle.kind is not want:
             got = handle.kind.value
             handle.close()
@@ -1045,8 +1041,10 @@ def _create(kinds: list[NamespaceKind], uids: tuple[IdMap, ...] | None,
         null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         fds += [keeper_r, null]
         p.add(_plan.fds([(keeper_r, 0, False), (null, 1, False), (null, 2, False)]))
-        p.add(_plan.exec_(sys.executable, [sys.executable, "-I", "-S", "-c", _KEEPER_CODE,
-                                           KEEPER_MARK], {}, search_path=False))
+        # /proc/self/exe: the interpreter may sit in a directory the new user namespace's
+        # root cannot search (pyenv under /root); the magic link needs no path walk.
+        p.add(_plan.exec_("/proc/self/exe", [sys.executable, "-I", "-S", "-c", _KEEPER_CODE,
+                                             KEEPER_MARK], {}, search_path=False))
     handles: dict[NamespaceKind, Namespace] = {}
 
     def grab(pid: int) -> None:
