@@ -609,3 +609,29 @@ def test_rootless_subordinate_ids_are_mapped_with_newuidmap(tmp_path: Path) -> N
     expected = ["0", "65534", "1", "1", "200000", "65536"]
     assert json.loads(out) == [expected, expected]
 
+
+
+@pytest.mark.userns
+def test_rootless_persist_and_enter_on_the_host_fail_with_the_reason() -> None:
+    out = rootless.run_unprivileged(textwrap.dedent("""
+        import os, tempfile, threading
+        from isolate.errors import NamespaceError
+        from isolate.namespaces import Namespace
+        target = os.path.join(tempfile.mkdtemp(), "net")
+        with Namespace.create(["user", "net"]) as nss:
+            try:
+                nss["net"].persist(target)
+            except NamespaceError as exc:
+                print("persist", exc.errno, "CAP_SYS_ADMIN" in str(exc), os.path.exists(target))
+            def enter():
+                try:
+                    with nss["net"].enter():
+                        pass
+                except NamespaceError as exc:
+                    print("enter", exc.errno, "CAP_SYS_ADMIN" in str(exc))
+            t = threading.Thread(target=enter)
+            t.start()
+            t.join()
+        os.rmdir(os.path.dirname(target))
+    """)).stdout
+    assert out.split("\n")[:2] == ["persist 1 True False", "enter 1 True"]

@@ -831,10 +831,14 @@ class Namespace:
             if kind is NamespaceKind.MNT:
                 cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             _sys.setns(fd, kind.flag)
-        except BaseException:
+        except BaseException as exc:
             original.close()
             if cwd >= 0:
                 os.close(cwd)
+            if isinstance(exc, IsolateOSError) and exc.errno == errno.EPERM:
+                raise NamespaceError(errno.EPERM, f"enter {self!r}: needs CAP_SYS_ADMIN over "
+                                     "its owner user namespace and over ours",
+                                     step="setns") from exc
             raise
         try:
             yield self
