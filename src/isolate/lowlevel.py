@@ -230,7 +230,10 @@ def spawn(p: Plan, *, parent_step: Callable[[int], None] | None = None) -> Child
         try:
             if sync_parent is not None and parent_step is not None:
                 parent_step(pid)
-                sync_parent.send(b"G")
+                try:
+                    sync_parent.send(b"G")
+                except OSError:
+                    pass  # it died before WAIT_PARENT: its error report is on the status pipe
             data = _read_all(status_r)
         except BaseException:
             os.kill(pid, signal.SIGKILL)
