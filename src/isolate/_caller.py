@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import cloudpickle
+import cloudpickle  # type: ignore[import-untyped]
 
 from isolate.errors import CallError
 
@@ -198,13 +198,13 @@ class Caller:
         kind, *rest = pickle.loads(reply)
         if kind == "ok":
             return rest[0]
-        exc, tb = rest
-        if isinstance(exc, BaseException):
-            exc.child_traceback = tb  # type: ignore[attr-defined]
-            if hasattr(exc, "add_note"):
-                exc.add_note("Traceback in the sandbox:\n" + tb.rstrip())
-            raise exc
-        raise CallError(f"sandboxed call failed: {exc!r}\n{tb}")
+        error, tb = rest
+        if isinstance(error, BaseException):
+            error.child_traceback = tb  # type: ignore[attr-defined]
+            if hasattr(error, "add_note"):
+                error.add_note("Traceback in the sandbox:\n" + tb.rstrip())
+            raise error
+        raise CallError(f"sandboxed call failed: {error!r}\n{tb}")
 
     def _status(self) -> int:
         msg = self._sock.recv(16)

@@ -300,7 +300,7 @@ def decode(buf: bytes | bytearray) -> tuple[dict[str, int], list[Op]]:
         return bytes(buf[offset:end])
 
     def table(offset: int) -> tuple[bytes, ...]:
-        items = []
+        items: list[bytes] = []
         while True:
             (ptr,) = struct.unpack_from("=Q", buf, offset)
             if ptr == 0:
@@ -390,7 +390,7 @@ def move_mount(slot: int, target: str, *, in_root: bool = True, is_file: bool = 
     if create:
         f |= OpFlag.MKFILE if is_file else OpFlag.MKDIR
     return Op(OpKind.MOVE_MOUNT, f, a=slot, s2=fsencode(target, "bind target"),
-              note=f"bind {source or 'slot %d' % slot} on {target}")
+              note=f"bind {source or f'slot {slot}'} on {target}")
 
 
 def mkdir(path: str, *, in_root: bool = True, is_file: bool = False) -> Op:

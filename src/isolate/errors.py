@@ -66,7 +66,7 @@ class IsolateOSError(IsolateError, OSError):
         self.message = message
 
     def __str__(self) -> str:
-        return f"{self.message}: {errno_name(self.errno)} ({os.strerror(self.errno)})"
+        return f"{self.message}: {errno_name(self.errno)} ({os.strerror(self.errno or 0)})"
 
     def __reduce__(self):  # type: ignore[no-untyped-def]
         return (

@@ -15,7 +15,6 @@ import signal
 import socket
 import warnings
 from collections.abc import Callable
-from types import TracebackType
 
 from isolate import _plan, _sys
 from isolate._plan import Mode, Op, OpKind, Plan, Report
@@ -40,7 +39,6 @@ from isolate.errors import (
     MountError,
     NamespaceError,
     SpawnError,
-    UnsupportedError,
 )
 
 __all__ = [
@@ -159,7 +157,7 @@ class Child:
 
 
 def _read_all(fd: int) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         try:
             data = os.read(fd, 4096)

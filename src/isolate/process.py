@@ -62,4 +62,5 @@ class SandboxedPopen(subprocess.Popen):  # type: ignore[type-arg]
         self.pid = child.pid
         child.close()
         self._child_created = True
-        self._close_pipe_fds(p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite)
+        self._close_pipe_fds(  # type: ignore[attr-defined]
+            p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite)

@@ -13,9 +13,11 @@ process the sandbox started, and with them every mount and namespace they held.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -24,7 +26,9 @@ import attrs
 
 from isolate import _plan, lowlevel, security
 from isolate._plan import Mode, Op, OpFlag, OpKind, Plan
-from isolate.errors import ConfigError, StateError
+from isolate.cgroups import BASE_NAME, CGroup, Limits
+from isolate.cgroups.cgroup import add_note
+from isolate.errors import ConfigError, IsolateError, StateError, UnsupportedError
 from isolate.fs.mounts import (
     MOUNT_ATTR_RDONLY,
     MS_BIND,
@@ -41,7 +45,7 @@ from isolate.fs.mounts import (
 )
 from isolate.process import SandboxedPopen
 
-__all__ = ["Sandbox", "SandboxConfig"]
+__all__ = ["Sandbox", "SandboxConfig", "SandboxResult"]
 
 T = TypeVar("T")
 
@@ -77,6 +81,10 @@ def _env(value: Mapping[str, str] | None) -> tuple[tuple[str, str], ...] | None:
     return tuple(out)
 
 
+def _cwd(value: str) -> str:
+    return check_container_path(value, "cwd")
+
+
 def _hostname(value: str) -> str:
     if not isinstance(value, str) or not 0 < len(value.encode()) <= 64 or "\0" in value:
         raise ConfigError(f"hostname must be 1 to 64 bytes without NUL, not {value!r}")
@@ -108,7 +116,8 @@ def _rootfs(value: str | os.PathLike[str] | None) -> str | None:
     return os.path.abspath(raw)
 
 
-def _caps(value: Iterable[str] | None) -> security.CapabilitySet | None:
+def _caps(value: Iterable[str] | security.CapabilitySet | None
+          ) -> security.CapabilitySet | None:
     if value is None:
         return None
     if isinstance(value, security.CapabilitySet):
@@ -130,8 +139,7 @@ class SandboxConfig:
     binds: tuple[Bind, ...] = attrs.field(default=(), converter=_binds)
     tmpfs: tuple[Tmpfs, ...] = attrs.field(default=(), converter=_tmpfs)
     env: tuple[tuple[str, str], ...] | None = attrs.field(default=None, converter=_env)
-    cwd: str = attrs.field(default="/",
-                           converter=lambda v: check_container_path(v, "cwd"))
+    cwd: str = attrs.field(default="/", converter=_cwd)
     hostname: str = attrs.field(default="sandbox", converter=_hostname)
     network: bool = False
     uid: int | None = attrs.field(default=None, converter=_id)
@@ -141,6 +149,10 @@ class SandboxConfig:
     capabilities: security.CapabilitySet | None = attrs.field(default=None, converter=_caps)
     seccomp: security.SeccompProfile | bool = True
     user_namespace: bool | None = None
+    limits: Limits | None = attrs.field(default=None, validator=attrs.validators.optional(
+        attrs.validators.instance_of(Limits)))
+    best_effort: bool = False
+    cgroupns: bool = True
 
     def __attrs_post_init__(self) -> None:
         if self.rootfs is not None and not os.path.isdir(self.rootfs):
@@ -178,9 +190,9 @@ def _root_ops(cfg: SandboxConfig) -> list[Op]:
         slot += 1
     bind_ops = []
     for bind in cfg.binds:
-        b, i = bind.ops(slot)
-        before.extend(b)
-        bind_ops.extend(i)
+        opening, attaching = bind.ops(slot)
+        before.extend(opening)
+        bind_ops.extend(attaching)
         slot += 1
     if slot > 64:
         raise ConfigError(f"at most {64 - 1 - len(_DEVICES)} binds are supported")
@@ -287,6 +299,17 @@ def _identity_ops(cfg: SandboxConfig) -> list[Op]:
     return ops
 
 
+def _prune_base(cgroup: CGroup) -> None:
+    """Remove the ``isolate`` parent directories a cgroup was made in, once they are empty."""
+    for path in cgroup.dirs.values():
+        base = os.path.dirname(path)
+        if os.path.basename(base) == BASE_NAME:
+            try:
+                os.rmdir(base)
+            except OSError:
+                pass  # still in use by another sandbox or tool: theirs to remove
+
+
 _SHARED_KINDS = ("user", "net", "uts", "ipc")
 _NSTYPE = {"user": _plan.CLONE_NEWUSER, "net": _plan.CLONE_NEWNET,
            "uts": _plan.CLONE_NEWUTS, "ipc": _plan.CLONE_NEWIPC}
@@ -342,7 +365,11 @@ def _make_shared_namespaces(cfg: SandboxConfig) -> dict[str, int]:
 class _Compiled:
     """The parts of a sandbox's plan that do not change from one run to the next."""
 
-    def __init__(self, cfg: SandboxConfig, shared: Mapping[str, int]) -> None:
+    def __init__(self, cfg: SandboxConfig, shared: Mapping[str, int],
+                 cgroup_fds: Sequence[int] = ()) -> None:
+        # Into the cgroup first: no instruction of the workload runs outside its limits.
+        cgroup = [Op(OpKind.CGROUP_JOIN, a=fd, note="join the sandbox's cgroup")
+                  for fd in cgroup_fds]
         joins = [Op(OpKind.SETNS, a=shared[k], b=_NSTYPE[k], note=f"join the sandbox's {k} "
                     "namespace") for k in _SHARED_KINDS if k in shared]
         if cfg.rootless:
@@ -354,7 +381,12 @@ class _Compiled:
             joins.append(Op(OpKind.FORK_INTO_PIDNS, a=-1, note="fork into a new pid namespace"))
         else:
             flags = _plan.CLONE_NEWNS | _plan.CLONE_NEWPID
+        if cfg.cgroupns:
+            # After joining the cgroup, so that it becomes the namespace's root ("/").
+            joins.append(Op(OpKind.UNSHARE, a=_plan.CLONE_NEWCGROUP,
+                            note="unshare cgroup namespace"))
         p = Plan(flags, Mode.VFORK)
+        p.extend(cgroup)
         p.extend(joins)
         p.extend(_root_ops(cfg))
         self.base = p.freeze()
@@ -377,6 +409,17 @@ class _Compiled:
             tail.append(self.seccomp)
         tail.append(_plan.exec_(argv[0], argv, env))
         return self.base.extended(tail)
+
+
+class SandboxResult(subprocess.CompletedProcess):  # type: ignore[type-arg]
+    """A :class:`subprocess.CompletedProcess` that also says whether the OOM killer ended the
+    process (``oom_killed``): a memory limit shows up as that, not as a bare SIGKILL."""
+
+    oom_killed: bool = False
+
+    def __repr__(self) -> str:
+        base = super().__repr__()
+        return base[:-1] + ", oom_killed=True)" if self.oom_killed else base
 
 
 class Sandbox:
@@ -406,6 +449,8 @@ class Sandbox:
         self._timer: threading.Timer | None = None
         self._caller: Any = None
         self._namespaces: dict[str, int] = {}
+        self.cgroup: CGroup | None = None
+        self._cgroup_fds: list[int] = []
 
     # -- lifetime -----------------------------------------------------------------------------
     def __enter__(self) -> Sandbox:
@@ -413,11 +458,12 @@ class Sandbox:
         if self._compiled is not None:
             raise StateError("the sandbox was entered already", current="open",
                              requested="enter")
-        self._namespaces = _make_shared_namespaces(self.config)
         try:
-            self._compiled = _Compiled(self.config, self._namespaces)
-        except BaseException:
-            self._release_namespaces()
+            self._make_cgroup()
+            self._namespaces = _make_shared_namespaces(self.config)
+            self._compiled = _Compiled(self.config, self._namespaces, self._cgroup_fds)
+        except BaseException as exc:
+            self._release(exc)
             raise
         if self.config.timeout is not None:
             self._deadline = time.monotonic() + self.config.timeout
@@ -450,12 +496,39 @@ class Sandbox:
             for stream in (proc.stdin, proc.stdout, proc.stderr):
                 if stream is not None:
                     stream.close()
-        self._release_namespaces()
+        self._release()
 
-    def _release_namespaces(self) -> None:
+    def _make_cgroup(self) -> None:
+        cfg = self.config
+        if cfg.limits is None:
+            return
+        try:
+            self.cgroup = CGroup.create(limits=cfg.limits, best_effort=cfg.best_effort)
+        except UnsupportedError as exc:
+            if not cfg.best_effort:
+                raise
+            warnings.warn(f"sandbox runs without resource limits: {exc}", RuntimeWarning,
+                          stacklevel=3)
+            return
+        for path in self.cgroup.procs_files():
+            self._cgroup_fds.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
+
+    def _release(self, error: BaseException | None = None) -> None:
+        """Free namespaces and the cgroup; a failure is raised, or noted on ``error``."""
         namespaces, self._namespaces = self._namespaces, {}
-        for fd in namespaces.values():
+        fds, self._cgroup_fds = self._cgroup_fds, []
+        for fd in [*namespaces.values(), *fds]:
             os.close(fd)
+        cgroup, self.cgroup = self.cgroup, None
+        if cgroup is None:
+            return
+        try:
+            cgroup.delete()
+            _prune_base(cgroup)
+        except IsolateError as exc:
+            if error is None:
+                raise
+            add_note(error, f"while removing the sandbox's cgroup: {exc}")
 
     def _expire(self) -> None:
         with self._lock:
@@ -477,8 +550,17 @@ class Sandbox:
         left = max(self._deadline - time.monotonic(), 0.001)
         return left if timeout is None else min(timeout, left)
 
+    def oom_kills(self) -> int:
+        """How many processes of this sandbox the OOM killer has killed (0 without limits)."""
+        if self.cgroup is None:
+            return 0
+        return self.cgroup.events().oom_kill
+
     # -- running commands ---------------------------------------------------------------------
-    def _environment(self, env: Mapping[str, str] | None) -> dict[str, str]:
+    def environment(self, env: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The environment a process of this sandbox gets: ``env`` if given, else the
+        configured one, else a clean default (PATH, HOME, and TERM/LANG/LC_ALL/TZ from here).
+        The caller's other variables never leak in by default."""
         if env is not None:
             return dict(_env(env) or ())
         if self.config.env is not None:
@@ -513,7 +595,7 @@ class Sandbox:
         for bad in ("preexec_fn", "shell", "executable", "start_new_session", "cwd"):
             if popen_kwargs.get(bad):
                 raise ConfigError(f"{bad} is not supported in a sandbox")
-        environment = self._environment(env)
+        environment = self.environment(env)
         workdir = check_container_path(cwd, "cwd") if cwd is not None else self.config.cwd
         compiled = self._compiled
 
@@ -529,7 +611,7 @@ class Sandbox:
     def run(self, argv: Sequence[str], *, input: bytes | str | None = None,
             capture_output: bool = False, timeout: float | None = None,
             check: bool = False, env: Mapping[str, str] | None = None,
-            cwd: str | None = None, **popen_kwargs: Any) -> subprocess.CompletedProcess[Any]:
+            cwd: str | None = None, **popen_kwargs: Any) -> SandboxResult:
         """Run ``argv`` to completion, as :func:`subprocess.run` would.
 
         On timeout the process and its whole tree are killed and
@@ -546,6 +628,7 @@ class Sandbox:
             popen_kwargs["stdout"] = subprocess.PIPE
             popen_kwargs["stderr"] = subprocess.PIPE
         timeout = self._remaining(timeout)
+        oom_before = self.oom_kills()
         with self.popen(argv, env=env, cwd=cwd, **popen_kwargs) as proc:
             try:
                 stdout, stderr = proc.communicate(input, timeout=timeout)
@@ -558,10 +641,12 @@ class Sandbox:
                 raise
             retcode = proc.poll()
             assert retcode is not None
+        result = SandboxResult(proc.args, retcode, stdout, stderr)
+        result.oom_killed = retcode == -signal.SIGKILL and self.oom_kills() > oom_before
         if check and retcode:
             raise subprocess.CalledProcessError(retcode, proc.args, output=stdout,
                                                 stderr=stderr)
-        return subprocess.CompletedProcess(proc.args, retcode, stdout, stderr)
+        return result
 
     # -- running Python -----------------------------------------------------------------------
     def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:

@@ -121,7 +121,8 @@ class Bind:
 
 @attrs.frozen
 class Tmpfs:
-    """A fresh tmpfs at ``target`` (nosuid, nodev), ``size`` bytes at most (None: kernel default)."""
+    """A fresh tmpfs at ``target`` (nosuid, nodev), at most ``size`` bytes (None: the kernel's
+    default, half of RAM)."""
 
     target: str = attrs.field(converter=_target)
     size: int | None = attrs.field(default=None,

@@ -1,0 +1,74 @@
+"""The ``isolate`` command line: a thin adapter over the public API.
+
+Owns argument parsing, exit codes and turning errors into one line on stderr. It must not hold
+isolation logic of its own: every command calls the library as a user program would.
+Exit codes follow ``docker run``: 125 when isolate itself fails, 126 when the command cannot be
+executed, 127 when it is not found, otherwise the command's own status (128+N for signal N).
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from isolate.errors import IsolateError, IsolateOSError
+
+__all__ = ["main"]
+
+EXIT_ISOLATE = 125
+EXIT_CANNOT_EXEC = 126
+EXIT_NOT_FOUND = 127
+
+
+class UsageError(Exception):
+    """Bad command-line input: one line, exit 125."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from isolate.cli import run
+
+    parser = _Parser(prog="isolate", description="Run commands in isolation.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    run.register(sub)
+    return parser
+
+
+def exit_code_for(exc: IsolateError) -> int:
+    """The exit status for an error, as ``docker run`` picks it."""
+    if isinstance(exc, IsolateOSError) and exc.step == "exec":
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return EXIT_NOT_FOUND
+        return EXIT_CANNOT_EXEC
+    return EXIT_ISOLATE
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``isolate`` command; returns the exit status."""
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        status: int = args.handler(args)
+        return status
+    except UsageError as exc:
+        print(f"{exc}", file=sys.stderr)
+        return EXIT_ISOLATE
+    except IsolateError as exc:
+        print(f"isolate: {exc}", file=sys.stderr)
+        return exit_code_for(exc)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 141
+
+
+def entry() -> NoReturn:
+    sys.exit(main())

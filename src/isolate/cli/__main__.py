@@ -1,0 +1,5 @@
+"""``python -m isolate.cli``."""
+
+from isolate.cli import entry
+
+entry()

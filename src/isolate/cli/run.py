@@ -1,0 +1,175 @@
+"""``isolate run``: run one command in a sandbox, passing stdio through, like ``docker run``.
+
+Signals sent to ``isolate`` (SIGTERM, SIGHUP, SIGQUIT, SIGUSR1/2, and SIGINT when it comes from
+``kill`` rather than the terminal) are forwarded to the command. The command runs as pid 1 of
+its own pid namespace, where the kernel drops signals it has no handler for -- so, as
+``docker stop`` does, a command that ignores a forwarded SIGTERM/SIGINT is killed after
+``--stop-timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from isolate.cgroups import Limits
+from isolate.cli import UsageError
+from isolate.errors import ConfigError
+from isolate.sandbox import Sandbox
+
+__all__ = ["register"]
+
+_FORWARD = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
+            signal.SIGINT, signal.SIGWINCH)
+_STOPPING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+_SI_KERNEL = 0x80  # si_code of a signal the kernel (e.g. the terminal) generated
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("run", help="run a command in a sandbox",
+                       description="Run CMD in a sandbox: read-only host root, private /tmp, "
+                       "fresh /proc, minimal /dev, no network, no capabilities.")
+    p.add_argument("--rootfs", metavar="DIR", help="root filesystem directory (default: the "
+                   "host's, read-only)")
+    p.add_argument("--bind", "-v", metavar="SRC:DST[:ro|rw]", action="append", default=[],
+                   help="bind a host path (read-only unless :rw)")
+    p.add_argument("--tmpfs", metavar="DST", action="append", default=[],
+                   help="mount a fresh tmpfs")
+    p.add_argument("--hostname", default="sandbox")
+    p.add_argument("--net", choices=("none", "host"), default="none",
+                   help="none: only lo (default); host: the host's network")
+    p.add_argument("--env", "-e", metavar="K=V", action="append", default=[],
+                   help="set an environment variable (K alone: take it from here)")
+    p.add_argument("--workdir", "-w", metavar="DIR", default=None)
+    p.add_argument("--user", "-u", metavar="UID[:GID]", default=None)
+    p.add_argument("--rw", action="store_true", help="make the root filesystem writable")
+    p.add_argument("--privileged", action="store_true",
+                   help="keep capabilities, no seccomp, no masked paths")
+    p.add_argument("--cap-add", metavar="CAP", action="append", default=[],
+                   help="keep this capability")
+    p.add_argument("--memory", "-m", metavar="SIZE", help="memory limit, e.g. 256M")
+    p.add_argument("--memory-swap", metavar="SIZE", help="memory + swap limit")
+    p.add_argument("--cpus", type=float, help="CPU quota in CPUs, e.g. 0.5")
+    p.add_argument("--pids-limit", type=int, metavar="N", help="most processes at once")
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="kill the command's whole process tree after this long")
+    p.add_argument("--stop-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="after a forwarded SIGTERM/SIGINT, kill after this long (default 10)")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD [ARG...]")
+    p.set_defaults(handler=run_command)
+
+
+def _parse_user(value: str | None) -> tuple[int | None, int | None]:
+    if value is None:
+        return None, None
+    uid_s, _, gid_s = value.partition(":")
+    try:
+        uid = int(uid_s)
+        gid = int(gid_s) if gid_s else None
+    except ValueError:
+        raise UsageError(
+            f"isolate run: --user must be UID[:GID] in numbers, not {value!r}") from None
+    return uid, gid
+
+
+def _parse_env(items: list[str]) -> dict[str, str]:
+    env = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise UsageError(f"isolate run: --env must be K=V, not {item!r}")
+        if not sep:
+            if key not in os.environ:
+                continue
+            value = os.environ[key]
+        env[key] = value
+    return env
+
+
+def _limits(args: argparse.Namespace) -> Limits | None:
+    values: dict[str, Any] = {}
+    if args.memory is not None:
+        values["memory_max"] = args.memory
+    if args.memory_swap is not None:
+        values["memory_swap_max"] = args.memory_swap
+    if args.cpus is not None:
+        values["cpus"] = args.cpus
+    if args.pids_limit is not None:
+        values["pids_max"] = args.pids_limit
+    return Limits(**values) if values else None
+
+
+def run_command(args: argparse.Namespace) -> int:
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise UsageError("isolate run: no command given (isolate run [OPTIONS] -- CMD [ARG...])")
+    if args.rootfs is not None and not os.path.isdir(args.rootfs):
+        raise ConfigError(f"rootfs {args.rootfs!r} is not a directory")
+    uid, gid = _parse_user(args.user)
+    options: dict[str, Any] = dict(
+        rootfs=args.rootfs, binds=args.bind, tmpfs=args.tmpfs, hostname=args.hostname,
+        network=args.net == "host", uid=uid, gid=gid, readonly=not args.rw,
+        privileged=args.privileged, limits=_limits(args),
+        capabilities=args.cap_add or None,
+    )
+    if args.workdir is not None:
+        options["cwd"] = args.workdir
+    extra_env = _parse_env(args.env)
+    with Sandbox(**options) as sb:
+        env = sb.environment()
+        env.update(extra_env)
+        return _supervise(sb, command, env, args.timeout, args.stop_timeout)
+
+
+def _supervise(sb: Sandbox, command: list[str], env: dict[str, str],
+               timeout: float | None, stop_timeout: float) -> int:
+    """Run the command, forward signals, return its exit status the shell's way."""
+    waited = {*_FORWARD, signal.SIGCHLD}
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, waited)
+    try:
+        oom_before = sb.oom_kills()
+        proc = sb.popen(command, env=env)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        kill_at: float | None = None
+        while proc.poll() is None:
+            wake = [t for t in (deadline, kill_at) if t is not None]
+            wait = max(min(wake) - time.monotonic(), 0.0) if wake else 1.0
+            info = signal.sigtimedwait(waited, min(wait, 1.0))
+            now = time.monotonic()
+            if info is not None and info.si_signo != signal.SIGCHLD:
+                sig = signal.Signals(info.si_signo)
+                # A terminal's ^C reaches the command by itself (same process group).
+                if not (sig == signal.SIGINT and info.si_code == _SI_KERNEL):
+                    proc.send_signal(sig)
+                if sig in _STOPPING and kill_at is None:
+                    kill_at = now + stop_timeout
+            if (deadline is not None and now >= deadline) or (
+                    kill_at is not None and now >= kill_at):
+                proc.kill()
+                proc.wait()
+        status = proc.wait()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+    if status < 0:
+        if status == -signal.SIGKILL and sb.oom_kills() > oom_before:
+            limit = sb.config.limits.memory_max if sb.config.limits else None
+            what = f" (limit {_human(limit)})" if limit else ""
+            print(f"isolate: killed: out of memory{what}", file=sys.stderr)
+        return 128 - status
+    return status
+
+
+def _human(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit, scale in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if n % scale == 0:
+            return f"{n // scale}{unit}"
+    return f"{n}B"
+
