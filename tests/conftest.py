@@ -1,1 +1,48 @@
-"""Shared fixtures: markers that skip with a reason, and a check that tests leave no trace."""
+"""Shared fixtures: the leave-no-trace check, markers that skip with a reason.
+
+Every test session records what the machine looks like before it starts -- mounts visible to
+us, cgroups named like isolate, network namespaces under /run/netns, our child processes, our
+open fds -- and fails at the end if a test left any of it behind. Tests that want the check
+around a single block use :func:`no_trace`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from traces import Snapshot, snapshot
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip, with the reason, tests marked ``root`` when not running as root."""
+    if os.geteuid() == 0:
+        return
+    skip = pytest.mark.skip(reason="needs root (namespaces, mounts and cgroups of the host)")
+    for item in items:
+        if "root" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_leaves_no_trace() -> Iterator[None]:
+    """Fail the session if the whole test run left mounts, cgroups, netns or processes."""
+    before = snapshot()
+    yield
+    after = snapshot()
+    leftovers = after.left_since(before)
+    if leftovers:
+        pytest.fail("the test session left traces on the machine:\n" + "\n".join(leftovers),
+                    pytrace=False)
+
+
+@contextlib.contextmanager
+def no_trace() -> Iterator[Snapshot]:
+    """Assert that the block leaves no mount, cgroup, netns, child process or fd behind."""
+    before = snapshot()
+    yield before
+    leftovers = snapshot().left_since(before)
+    assert not leftovers, "left behind:\n" + "\n".join(leftovers)

@@ -175,14 +175,37 @@ class SandboxConfig:
 
 # -- compiling a config into a plan ----------------------------------------------------------
 
+def _needs_spliced_root(cfg: SandboxConfig) -> bool:
+    """Whether a host-root sandbox mounts something where the host has nothing.
+
+    The read-only host root cannot grow a mount point, so then the root becomes a tmpfs with
+    each top-level entry of the host bound into it (as bubblewrap builds roots), where new
+    top-level directories can be made. Otherwise the whole host tree is bound at once.
+    """
+    if cfg.rootfs is not None or not cfg.readonly:
+        return False
+    targets = [b.target for b in cfg.binds] + [t.target for t in cfg.tmpfs]
+    missing = [t for t in targets if not os.path.lexists(t)]
+    for target in missing:
+        top = "/" + target.split("/")[1]
+        if os.path.lexists(top) and top != target:
+            raise ConfigError(
+                f"mount target {target} does not exist in the read-only host root, and only "
+                f"new top-level directories can be made ({top} exists); use a target that "
+                "exists, a new top-level path, or readonly=False")
+    return bool(missing)
+
+
 def _root_ops(cfg: SandboxConfig) -> list[Op]:
     """Mount namespace set-up: new root, /proc, /dev, /sys, /tmp, binds, pivot, masks."""
     P = _plan
+    spliced = _needs_spliced_root(cfg)
     before: list[Op] = [
         Op(OpKind.MOUNT, a=MS_REC | MS_SLAVE, s2=b"/",
            note="keep mounts from propagating out (rslave /)"),
-        P.open_tree(cfg.rootfs or "/", 0),
     ]
+    if not spliced:
+        before.append(P.open_tree(cfg.rootfs or "/", 0))
     inside: list[Op] = []
     slot = 1
     for dev in _DEVICES:
@@ -194,14 +217,38 @@ def _root_ops(cfg: SandboxConfig) -> list[Op]:
         before.extend(opening)
         bind_ops.extend(attaching)
         slot += 1
+    if spliced:
+        for name in sorted(os.listdir("/")):
+            path = "/" + name
+            if name in ("proc", "sys", "dev", "tmp"):
+                inside.append(P.mkdir(path))
+            elif os.path.islink(path):
+                inside.append(P.symlink(os.readlink(path), path))
+            else:
+                before.append(P.open_tree(path, slot))
+                inside.append(P.move_mount(slot, path, is_file=not os.path.isdir(path),
+                                           source=path))
+                slot += 1
+        for target in [b.target for b in cfg.binds] + [t.target for t in cfg.tmpfs]:
+            if not os.path.lexists(target):
+                source = next((b.source for b in cfg.binds if b.target == target), None)
+                is_file = source is not None and not os.path.isdir(source)
+                inside.append(P.mkdir(target, is_file=is_file))
     if slot > 64:
-        raise ConfigError(f"at most {64 - 1 - len(_DEVICES)} binds are supported")
+        raise ConfigError(f"too many binds: {slot - 1 - len(_DEVICES)} (the limit is "
+                          f"{64 - 1 - len(_DEVICES)}, counting the host's top-level entries)")
 
+    if spliced:
+        attach_root = P.mount("tmpfs", _NEWROOT, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755",
+                              note="mount a tmpfs as the new root")
+    else:
+        attach_root = P.move_mount(0, _NEWROOT, in_root=False, create=False,
+                                   source=cfg.rootfs or "/")
     staging = [
         P.mount("tmpfs", _STAGING, "tmpfs", MS_NOSUID | MS_NODEV, "mode=700,size=16k"),
         P.mkdir(_NEWROOT, in_root=False),
         P.mkdir(_EMPTY, in_root=False),
-        P.move_mount(0, _NEWROOT, in_root=False, create=False, source=cfg.rootfs or "/"),
+        attach_root,
         Op(OpKind.ROOT, s2=_NEWROOT.encode(), note="open the new root"),
     ]
     ro_root = [P.setattr_("/", MOUNT_ATTR_RDONLY, in_root=True, recursive=True,

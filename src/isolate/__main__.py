@@ -1,0 +1,5 @@
+"""``python -m isolate``: the isolate command line."""
+
+from isolate.cli import entry
+
+entry()
