@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+import isolate
 import rootless
 from isolate import _plan
 from isolate._plan import Mode, OpKind
@@ -31,7 +32,9 @@ from isolate.namespaces import (
 )
 
 ALL_KINDS = [k.value for k in NamespaceKind]
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+# The directory the isolate under test was imported from (site-packages when installed, src/
+# in a development checkout): subprocesses must import that same build.
+SRC = str(Path(isolate.__file__).resolve().parents[1])
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 

@@ -26,7 +26,7 @@ import attrs
 
 from isolate import _plan, lowlevel, security
 from isolate._plan import Mode, Op, OpFlag, OpKind, Plan
-from isolate.cgroups import BASE_NAME, CGroup, Limits
+from isolate.cgroups import CGroup, Limits
 from isolate.cgroups.cgroup import add_note
 from isolate.errors import ConfigError, IsolateError, StateError, UnsupportedError
 from isolate.fs.mounts import (
@@ -346,17 +346,6 @@ def _identity_ops(cfg: SandboxConfig) -> list[Op]:
     return ops
 
 
-def _prune_base(cgroup: CGroup) -> None:
-    """Remove the ``isolate`` parent directories a cgroup was made in, once they are empty."""
-    for path in cgroup.dirs.values():
-        base = os.path.dirname(path)
-        if os.path.basename(base) == BASE_NAME:
-            try:
-                os.rmdir(base)
-            except OSError:
-                pass  # still in use by another sandbox or tool: theirs to remove
-
-
 _SHARED_KINDS = ("user", "net", "uts", "ipc")
 _NSTYPE = {"user": _plan.CLONE_NEWUSER, "net": _plan.CLONE_NEWNET,
            "uts": _plan.CLONE_NEWUTS, "ipc": _plan.CLONE_NEWIPC}
@@ -571,7 +560,6 @@ class Sandbox:
             return
         try:
             cgroup.delete()
-            _prune_base(cgroup)
         except IsolateError as exc:
             if error is None:
                 raise

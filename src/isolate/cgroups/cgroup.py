@@ -566,6 +566,18 @@ class CGroup:
             for other in errors[1:]:
                 add_note(first, f"also: {other}")
             raise first
+        self._prune_base()
+
+    def _prune_base(self) -> None:
+        """Remove the ``isolate`` directories made to hold default groups, once empty, so a
+        deleted group leaves nothing behind. Another group still in one keeps it."""
+        for d in self._dirs.values():
+            base = os.path.dirname(d)
+            if os.path.basename(base) == BASE_NAME:
+                try:
+                    os.rmdir(base)
+                except OSError:
+                    pass  # not empty (another group lives there) or already gone
 
     def __enter__(self) -> CGroup:
         return self
