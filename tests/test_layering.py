@@ -18,6 +18,7 @@ LAYERS: dict[str, int] = {
     "isolate.errors": 0,
     "isolate._native": 0,
     "isolate._syscalls": 0,
+    "isolate._units": 1,
     "isolate._plan": 1,
     "isolate._sys": 1,
     "isolate.lowlevel": 2,

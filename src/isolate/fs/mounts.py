@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import posixpath
-import re
 from typing import Any
 
 import attrs
 
 from isolate import _plan
 from isolate._plan import Op
+from isolate._units import parse_size
 from isolate.errors import ConfigError
 
 __all__ = ["Bind", "Mount", "Tmpfs", "check_container_path", "parse_size"]
@@ -33,25 +33,6 @@ MOUNT_ATTR_RDONLY = 0x1
 MOUNT_ATTR_NOSUID = 0x2
 MOUNT_ATTR_NODEV = 0x4
 MOUNT_ATTR_NOEXEC = 0x8
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.I)
-
-
-def parse_size(value: int | str, what: str = "size") -> int:
-    """Parse ``"64M"``, ``"1.5g"``, ``"512k"`` or an int into bytes (binary units)."""
-    if isinstance(value, bool):
-        raise ConfigError(f"{what} must be a size like '64M', not {value!r}")
-    if isinstance(value, int):
-        if value < 0:
-            raise ConfigError(f"{what} must not be negative: {value}")
-        return value
-    match = _SIZE.match(str(value))
-    if match is None:
-        raise ConfigError(f"{what} must be a size like '64M', not {value!r}")
-    number, unit = match.groups()
-    scale = 1024 ** " kmgt".index(unit.lower() or " ")
-    return int(float(number) * scale)
-
 
 def check_container_path(path: str | os.PathLike[str], what: str) -> str:
     """Validate a path inside a sandbox: absolute, no ``..``, no NUL; returns it normalised."""
@@ -79,6 +60,10 @@ def _host_path(value: Any) -> str:
     if not raw:
         raise ConfigError("bind source must not be empty")
     return os.path.abspath(raw)
+
+
+def _tmpfs_size(value: int | str | None) -> int | None:
+    return None if value is None else parse_size(value, name="tmpfs size")
 
 
 def _target(value: Any) -> str:
@@ -125,8 +110,7 @@ class Tmpfs:
     default, half of RAM)."""
 
     target: str = attrs.field(converter=_target)
-    size: int | None = attrs.field(default=None,
-                                   converter=attrs.converters.optional(parse_size))
+    size: int | None = attrs.field(default=None, converter=_tmpfs_size)
     mode: int = 0o1777
 
     def ops(self) -> list[Op]:
