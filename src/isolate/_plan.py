@@ -184,6 +184,7 @@ class Plan:
         self.ops: list[Op] = []
         self.cgroup_fd = -1
         self._frozen: tuple[int, bytes, list[bytes]] | None = None
+        self._frozen_kinds: frozenset[OpKind] = frozenset()
 
     # -- generic ------------------------------------------------------------------------------
     def add(self, op: Op) -> Plan:
@@ -196,11 +197,21 @@ class Plan:
 
     @property
     def needs_sync(self) -> bool:
-        return any(op.kind is OpKind.WAIT_PARENT for op in self.ops)
+        """Whether the child waits for a parent step (a ``WAIT_PARENT`` op)."""
+        return self._has(OpKind.WAIT_PARENT)
 
     @property
     def joins_pidns(self) -> bool:
-        return any(op.kind is OpKind.FORK_INTO_PIDNS for op in self.ops)
+        return self._has(OpKind.FORK_INTO_PIDNS)
+
+    def _has(self, kind: OpKind) -> bool:
+        # A frozen prefix was scanned once; only the ops after it are looked at.
+        start = 0
+        if self._frozen is not None and self._frozen[0] <= len(self.ops):
+            start = self._frozen[0]
+            if kind in self._frozen_kinds:
+                return True
+        return any(op.kind is kind for op in self.ops[start:])
 
     # -- encoding -----------------------------------------------------------------------------
     def freeze(self) -> Plan:
@@ -212,6 +223,7 @@ class Plan:
         blob = bytearray()
         records = _encode_ops(self.ops, blob)
         self._frozen = (len(self.ops), bytes(blob), records)
+        self._frozen_kinds = frozenset(op.kind for op in self.ops)
         return self
 
     def extended(self, ops: Iterable[Op]) -> Plan:
@@ -221,6 +233,7 @@ class Plan:
         p.ops = list(self.ops)
         p.ops.extend(ops)
         p._frozen = self._frozen
+        p._frozen_kinds = self._frozen_kinds
         return p
 
     def encode(self, status_fd: int, sync_fd: int = -1) -> bytearray:
