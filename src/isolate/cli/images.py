@@ -256,6 +256,19 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_form(value: str) -> list[str]:
+    """Dockerfile's two forms: exec form (a JSON array of strings) or shell form."""
+    if value.lstrip().startswith("["):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, list) or not all(isinstance(v, str) for v in parsed):
+            raise argparse.ArgumentTypeError(f"{value!r} is not a JSON array of strings")
+        return parsed
+    return ["/bin/sh", "-c", value]
+
+
 def register(sub: Any) -> None:
     """Add the image subcommands to the ``isolate`` parser's subparsers."""
     def add(name: str, help: str, handler: Any) -> argparse.ArgumentParser:
@@ -300,9 +313,10 @@ def register(sub: Any) -> None:
     p.add_argument("file", metavar="FILE", help="tar, tar.gz or tar.zst of a root filesystem")
     p.add_argument("ref", metavar="NAME[:TAG]", nargs="?", default=None)
     p.add_argument("--platform", default="linux/amd64")
-    p.add_argument("--cmd", nargs="+", default=None, metavar="ARG", help="the image's Cmd")
-    p.add_argument("--entrypoint", nargs="+", default=None, metavar="ARG",
-                   help="the image's Entrypoint")
+    p.add_argument("--cmd", default=None, metavar="CMD", type=_command_form,
+                   help="the image's Cmd: a JSON array, or a string run by /bin/sh -c")
+    p.add_argument("--entrypoint", default=None, metavar="CMD", type=_command_form,
+                   help="the image's Entrypoint (as --cmd)")
     p.add_argument("--env", "-e", action="append", default=[], metavar="K=V")
     p.add_argument("--workdir", "-w", default=None, metavar="DIR")
     p.add_argument("--user", "-u", default=None, metavar="USER[:GROUP]")
