@@ -12,6 +12,7 @@ process the sandbox started, and with them every mount and namespace they held.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -28,7 +29,13 @@ from isolate import _plan, lowlevel, security
 from isolate._plan import Mode, Op, OpFlag, OpKind, Plan
 from isolate.cgroups import BASE_NAME, CGroup, Limits
 from isolate.cgroups.cgroup import add_note
-from isolate.errors import ConfigError, IsolateError, StateError, UnsupportedError
+from isolate.errors import (
+    ConfigError,
+    IsolateError,
+    MountError,
+    StateError,
+    UnsupportedError,
+)
 from isolate.fs.mounts import (
     MOUNT_ATTR_RDONLY,
     MS_BIND,
@@ -460,6 +467,15 @@ class _Compiled:
         return self.base.extended(tail)
 
 
+def _explain_overlay_failure(exc: MountError, cfg: SandboxConfig) -> None:
+    """A kernel that refuses overlayfs in a user namespace is a missing feature, not a bug:
+    say so. (A fuse-overlayfs fallback run by the parent is not implemented.)"""
+    if exc.step == "overlay" and cfg.rootless and exc.errno in (errno.EPERM, errno.EINVAL):
+        raise UnsupportedError(
+            f"cannot mount the image rootless: this kernel refuses overlayfs in a user "
+            f"namespace ({exc}); it needs Linux >= 5.11 (or run as root)") from exc
+
+
 class SandboxResult(subprocess.CompletedProcess):  # type: ignore[type-arg]
     """A :class:`subprocess.CompletedProcess` that also says whether the OOM killer ended the
     process (``oom_killed``): a memory limit shows up as that, not as a bare SIGKILL."""
@@ -723,7 +739,11 @@ class Sandbox:
 
         with self._lock:
             self._check_open()
-            proc = SandboxedPopen(argv, plan_factory=factory, **popen_kwargs)
+            try:
+                proc = SandboxedPopen(argv, plan_factory=factory, **popen_kwargs)
+            except MountError as exc:
+                _explain_overlay_failure(exc, self.config)
+                raise
             self._procs.add(proc)
         proc.upper_dir = upper[0] if upper else None  # type: ignore[attr-defined]
         return proc
