@@ -95,6 +95,7 @@ class OpKind(enum.IntEnum):
     PDEATHSIG = 33
     FORK_INTO_PIDNS = 34
     EXEC = 35
+    OVERLAY = 36
 
 
 class Step(enum.IntEnum):
@@ -321,6 +322,17 @@ def decode(buf: bytes | bytearray) -> tuple[dict[str, int], list[Op]]:
             items.append(cstr(ptr) or b"")
             offset += 8
 
+    def strings(offset: int, count: int) -> bytes | None:
+        # A NUL-separated list of ``count`` strings, given back as the builder took it.
+        if offset == 0:
+            return None
+        items = []
+        for _ in range(count):
+            item = cstr(offset) or b""
+            items.append(item)
+            offset += len(item) + 1
+        return b"\0".join(items)
+
     fields = _HEADER.unpack_from(buf, 0)
     names = ("magic", "version", "clone_flags", "mode", "flags", "status_fd", "sync_fd",
              "cgroup_fd", "n_ops", "ops_offset", "size")
@@ -336,6 +348,8 @@ def decode(buf: bytes | bytearray) -> tuple[dict[str, int], list[Op]]:
             a = b = 0
         if k is OpKind.WRITE_FILE:
             s3b: bytes | None = bytes(buf[s3:s3 + a]) if s3 else None
+        elif k is OpKind.OVERLAY:
+            s3b = strings(s3, 2)
         else:
             s3b = cstr(s3)
         s1b: bytes | None
@@ -345,9 +359,12 @@ def decode(buf: bytes | bytearray) -> tuple[dict[str, int], list[Op]]:
             s1b = bytes(buf[s1:s1 + 12 * a])
         elif k is OpKind.SETGROUPS:
             s1b = bytes(buf[s1:s1 + 4 * a])
+        elif k is OpKind.OVERLAY:
+            s1b = strings(s1, a)
         else:
             s1b = cstr(s1)
-        ops.append(Op(k, OpFlag(flags), a, b, c, s1b, cstr(s2), s3b, cstr(s4), argv, envp))
+        s4b = strings(s4, c) if k is OpKind.OVERLAY else cstr(s4)
+        ops.append(Op(k, OpFlag(flags), a, b, c, s1b, cstr(s2), s3b, s4b, argv, envp))
     return header, ops
 
 
@@ -470,3 +487,54 @@ def setgroups(gids: Sequence[int]) -> Op:
     raw = struct.pack(f"={len(gids)}I", *gids)
     return Op(OpKind.SETGROUPS, a=len(gids), s1=raw if gids else b"\0\0\0\0",
               note=f"setgroups {list(gids)}")
+
+
+def overlay(lowers: Sequence[str], target: str | None = None, upper: str | None = None,
+            work: str | None = None, *, options: Sequence[str] = (), slot: int = -1,
+            in_root: bool = False, mkdir: bool = False, note: str = "") -> Op:
+    """Mount an overlay of ``lowers`` (lowest first) with an optional ``upper``/``work`` pair.
+
+    With ``target`` the overlay is attached there; without, it is kept detached in ``slot`` for
+    a later :func:`move_mount` (the lower dirs are looked up when this op runs, so they may be
+    hidden by later mounts). ``options`` are extra overlay parameters, ``"key"`` or
+    ``"key=value"`` (e.g. ``"userxattr"``). Each lower dir is passed on its own
+    (``lowerdir+``), so the number of layers is not capped by the mount data size.
+
+    Raises:
+        ConfigError: no lower dir, only one of upper/work, a path with NUL or ``:`` in a lower
+            dir, a bad slot, or neither target nor slot.
+    """
+    if not lowers:
+        raise ConfigError("an overlay needs at least one lower directory")
+    if (upper is None) != (work is None):
+        raise ConfigError(f"overlay upper and work dirs go together, not upper={upper!r} "
+                          f"work={work!r}")
+    if (target is None) == (slot < 0):
+        raise ConfigError("an overlay goes either to a target or into a slot")
+    if not -1 <= slot < 64:
+        raise ConfigError(f"overlay slot must be in [0, 63], not {slot!r}")
+    raw = []
+    for lower in lowers:
+        item = fsencode(lower, "overlay lower dir")
+        # overlayfs splits lower dir names on ':' (also for lowerdir+ it unescapes them).
+        if not item or b":" in item or b"\\" in item:
+            raise ConfigError(f"overlay lower dir {lower!r} is empty or contains ':' or '\\'")
+        raw.append(item)
+    opts = [fsencode(o, "overlay option") for o in options]
+    for o in opts:
+        if not o or len(o.partition(b"=")[0]) >= 64:
+            raise ConfigError(f"overlay option {o!r} is empty or its key is too long")
+    f = OpFlag.NONE
+    if in_root:
+        f |= OpFlag.IN_ROOT
+    if mkdir:
+        f |= OpFlag.MKDIR
+    updirs = None
+    if upper is not None and work is not None:
+        updirs = fsencode(upper, "overlay upper dir") + b"\0" + fsencode(work, "overlay work dir")
+    where = target if target is not None else f"slot {slot}"
+    # The child passes them in overlayfs' order, topmost first.
+    return Op(OpKind.OVERLAY, f, a=len(raw), b=slot, c=len(opts), s1=b"\0".join(raw[::-1]),
+              s2=None if target is None else fsencode(target, "overlay target"), s3=updirs,
+              s4=b"\0".join(opts) if opts else None,
+              note=note or f"mount overlay of {len(raw)} layer(s) on {where}")

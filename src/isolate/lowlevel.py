@@ -75,6 +75,7 @@ _ERROR_CLASS: dict[OpKind, type[IsolateOSError]] = {
     OpKind.MOUNT_SETATTR: MountError,
     OpKind.OPEN_TREE: MountError,
     OpKind.MOVE_MOUNT: MountError,
+    OpKind.OVERLAY: MountError,
     OpKind.MASK: MountError,
     OpKind.PIVOT_ROOT: MountError,
     OpKind.CGROUP_JOIN: CgroupError,

@@ -12,6 +12,7 @@ process the sandbox started, and with them every mount and namespace they held.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -20,7 +21,7 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
@@ -28,7 +29,13 @@ from isolate import _plan, lowlevel, security
 from isolate._plan import Mode, Op, OpFlag, OpKind, Plan
 from isolate.cgroups import CGroup, Limits
 from isolate.cgroups.cgroup import add_note
-from isolate.errors import ConfigError, IsolateError, StateError, UnsupportedError
+from isolate.errors import (
+    ConfigError,
+    IsolateError,
+    MountError,
+    StateError,
+    UnsupportedError,
+)
 from isolate.fs.mounts import (
     MOUNT_ATTR_RDONLY,
     MS_BIND,
@@ -44,6 +51,10 @@ from isolate.fs.mounts import (
     check_container_path,
 )
 from isolate.process import SandboxedPopen
+
+if TYPE_CHECKING:
+    from isolate._image_root import ImageRoot
+    from isolate.image import Image, Store
 
 __all__ = ["Sandbox", "SandboxConfig", "SandboxResult"]
 
@@ -81,8 +92,32 @@ def _env(value: Mapping[str, str] | None) -> tuple[tuple[str, str], ...] | None:
     return tuple(out)
 
 
-def _cwd(value: str) -> str:
-    return check_container_path(value, "cwd")
+def _cwd(value: str | None) -> str | None:
+    return None if value is None else check_container_path(value, "cwd")
+
+
+def _image(value: Image | str | None) -> Image | str | None:
+    if value is None:
+        return None
+    from isolate.image import Image, Reference
+
+    if isinstance(value, Image):
+        return value
+    if not isinstance(value, str):
+        raise ConfigError(f"image must be an Image or a reference string, not {value!r}")
+    if not value.startswith("sha256:"):
+        Reference.parse(value)  # a malformed name is a ConfigError now, not at start
+    return value
+
+
+def _store(value: Store | None) -> Store | None:
+    if value is None:
+        return None
+    from isolate.image import Store
+
+    if not isinstance(value, Store):
+        raise ConfigError(f"store must be an isolate.image.Store, not {value!r}")
+    return value
 
 
 def _hostname(value: str) -> str:
@@ -139,7 +174,7 @@ class SandboxConfig:
     binds: tuple[Bind, ...] = attrs.field(default=(), converter=_binds)
     tmpfs: tuple[Tmpfs, ...] = attrs.field(default=(), converter=_tmpfs)
     env: tuple[tuple[str, str], ...] | None = attrs.field(default=None, converter=_env)
-    cwd: str = attrs.field(default="/", converter=_cwd)
+    cwd: str | None = attrs.field(default=None, converter=_cwd)
     hostname: str = attrs.field(default="sandbox", converter=_hostname)
     network: bool = False
     uid: int | None = attrs.field(default=None, converter=_id)
@@ -153,8 +188,14 @@ class SandboxConfig:
         attrs.validators.instance_of(Limits)))
     best_effort: bool = False
     cgroupns: bool = True
+    image: Image | str | None = attrs.field(default=None, converter=_image)
+    store: Store | None = attrs.field(default=None, converter=_store, eq=False)
 
     def __attrs_post_init__(self) -> None:
+        if self.image is not None and self.rootfs is not None:
+            raise ConfigError("give an image or a rootfs, not both")
+        if self.store is not None and self.image is None:
+            raise ConfigError("store is only used with image=")
         if self.rootfs is not None and not os.path.isdir(self.rootfs):
             raise ConfigError(f"rootfs {self.rootfs!r} is not a directory")
         for bind in self.binds:
@@ -182,7 +223,7 @@ def _needs_spliced_root(cfg: SandboxConfig) -> bool:
     each top-level entry of the host bound into it (as bubblewrap builds roots), where new
     top-level directories can be made. Otherwise the whole host tree is bound at once.
     """
-    if cfg.rootfs is not None or not cfg.readonly:
+    if cfg.rootfs is not None or cfg.image is not None or not cfg.readonly:
         return False
     targets = [b.target for b in cfg.binds] + [t.target for t in cfg.tmpfs]
     missing = [t for t in targets if not os.path.lexists(t)]
@@ -196,16 +237,22 @@ def _needs_spliced_root(cfg: SandboxConfig) -> bool:
     return bool(missing)
 
 
-def _root_ops(cfg: SandboxConfig) -> list[Op]:
-    """Mount namespace set-up: new root, /proc, /dev, /sys, /tmp, binds, pivot, masks."""
+def _root_ops(cfg: SandboxConfig, root: Op | None = None) -> list[Op]:
+    """Mount namespace set-up: new root, /proc, /dev, /sys, /tmp, binds, pivot, masks.
+
+    ``root`` is an op that puts the new root's tree in slot 0 (an image's overlay) instead of
+    a clone of ``cfg.rootfs`` or the host root."""
     P = _plan
     spliced = _needs_spliced_root(cfg)
     before: list[Op] = [
         Op(OpKind.MOUNT, a=MS_REC | MS_SLAVE, s2=b"/",
            note="keep mounts from propagating out (rslave /)"),
     ]
-    if not spliced:
+    if root is not None:
+        before.append(root)
+    elif not spliced:
         before.append(P.open_tree(cfg.rootfs or "/", 0))
+    own_root = cfg.rootfs is not None or root is not None
     inside: list[Op] = []
     slot = 1
     for dev in _DEVICES:
@@ -242,8 +289,9 @@ def _root_ops(cfg: SandboxConfig) -> list[Op]:
         attach_root = P.mount("tmpfs", _NEWROOT, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755",
                               note="mount a tmpfs as the new root")
     else:
-        attach_root = P.move_mount(0, _NEWROOT, in_root=False, create=False,
-                                   source=cfg.rootfs or "/")
+        attach_root = P.move_mount(
+            0, _NEWROOT, in_root=False, create=False,
+            source="the image" if root is not None else cfg.rootfs or "/")
     staging = [
         P.mount("tmpfs", _STAGING, "tmpfs", MS_NOSUID | MS_NODEV, "mode=700,size=16k"),
         P.mkdir(_NEWROOT, in_root=False),
@@ -253,7 +301,7 @@ def _root_ops(cfg: SandboxConfig) -> list[Op]:
     ]
     ro_root = [P.setattr_("/", MOUNT_ATTR_RDONLY, in_root=True, recursive=True,
                           what="make the root read-only")] if cfg.readonly else []
-    if cfg.rootfs is not None:
+    if own_root:
         # Mount points must exist before the root turns read-only; in a host root they do.
         mountpoints = ["/proc", "/dev", "/sys", "/tmp"]
         mountpoints += [t.target for t in cfg.tmpfs]
@@ -285,7 +333,7 @@ def _root_ops(cfg: SandboxConfig) -> list[Op]:
         if not cfg.privileged:
             sys_flags |= MS_RDONLY
         inside.append(P.mount("sysfs", "/sys", "sysfs", sys_flags, in_root=True, mkdir=True))
-    elif cfg.rootfs is not None:
+    elif own_root:
         before.append(P.open_tree("/sys", slot))
         inside.append(P.move_mount(slot, "/sys", source="/sys"))
         if not cfg.privileged:
@@ -402,7 +450,7 @@ class _Compiled:
     """The parts of a sandbox's plan that do not change from one run to the next."""
 
     def __init__(self, cfg: SandboxConfig, shared: Mapping[str, int],
-                 cgroup_fds: Sequence[int] = ()) -> None:
+                 cgroup_fds: Sequence[int] = (), image_root: ImageRoot | None = None) -> None:
         # Into the cgroup first: no instruction of the workload runs outside its limits.
         cgroup = [Op(OpKind.CGROUP_JOIN, a=fd, note="join the sandbox's cgroup")
                   for fd in cgroup_fds]
@@ -424,7 +472,13 @@ class _Compiled:
         p = Plan(flags, Mode.VFORK)
         p.extend(cgroup)
         p.extend(joins)
-        p.extend(_root_ops(cfg))
+        self.cfg = cfg
+        # A writable image root gets a throwaway upper dir per process, so its root ops are
+        # made per process; every other root is the same for all and encoded once.
+        self.image_root = image_root
+        self.per_process_root = image_root is not None and not cfg.readonly
+        if not self.per_process_root:
+            p.extend(_root_ops(cfg, image_root.overlay_op(0) if image_root else None))
         self.base = p.freeze()
         self.identity = _identity_ops(cfg)
         self.seccomp: Op | None = None
@@ -435,16 +489,29 @@ class _Compiled:
         self._cwd: dict[str, Op] = {}
 
     def plan(self, argv: Sequence[str], env: Mapping[str, str], cwd: str,
-             fds: Sequence[tuple[int, int]]) -> Plan:
+             fds: Sequence[tuple[int, int]], upper: tuple[str, str] | None = None) -> Plan:
         chdir = self._cwd.get(cwd)
         if chdir is None:
             chdir = Op(OpKind.CHDIR, s2=_plan.fsencode(cwd, "cwd"), note=f"chdir {cwd}")
             self._cwd[cwd] = chdir
-        tail = [chdir, *self.identity, _plan.fds([(s, d, False) for s, d in fds])]
+        root: list[Op] = []
+        if self.per_process_root:
+            assert self.image_root is not None and upper is not None
+            root = _root_ops(self.cfg, self.image_root.overlay_op(0, upper))
+        tail = [*root, chdir, *self.identity, _plan.fds([(s, d, False) for s, d in fds])]
         if self.seccomp is not None:
             tail.append(self.seccomp)
         tail.append(_plan.exec_(argv[0], argv, env))
         return self.base.extended(tail)
+
+
+def _explain_overlay_failure(exc: MountError, cfg: SandboxConfig) -> None:
+    """A kernel that refuses overlayfs in a user namespace is a missing feature, not a bug:
+    say so. (A fuse-overlayfs fallback run by the parent is not implemented.)"""
+    if exc.step == "overlay" and cfg.rootless and exc.errno in (errno.EPERM, errno.EINVAL):
+        raise UnsupportedError(
+            f"cannot mount the image rootless: this kernel refuses overlayfs in a user "
+            f"namespace ({exc}); it needs Linux >= 5.11 (or run as root)") from exc
 
 
 class SandboxResult(subprocess.CompletedProcess):  # type: ignore[type-arg]
@@ -452,6 +519,9 @@ class SandboxResult(subprocess.CompletedProcess):  # type: ignore[type-arg]
     process (``oom_killed``): a memory limit shows up as that, not as a bare SIGKILL."""
 
     oom_killed: bool = False
+    #: With a writable image root: the process's overlay upper dir (its changes, in the
+    #: layout :func:`isolate.fs.layers.diff` commits); removed when the sandbox closes.
+    upper_dir: str | None = None
 
     def __repr__(self) -> str:
         base = super().__repr__()
@@ -487,6 +557,7 @@ class Sandbox:
         self._namespaces: dict[str, int] = {}
         self.cgroup: CGroup | None = None
         self._cgroup_fds: list[int] = []
+        self._image_root: ImageRoot | None = None
 
     # -- lifetime -----------------------------------------------------------------------------
     def __enter__(self) -> Sandbox:
@@ -496,8 +567,10 @@ class Sandbox:
                              requested="enter")
         try:
             self._make_cgroup()
+            self._open_image()
             self._namespaces = _make_shared_namespaces(self.config)
-            self._compiled = _Compiled(self.config, self._namespaces, self._cgroup_fds)
+            self._compiled = _Compiled(self.config, self._namespaces, self._cgroup_fds,
+                                       self._image_root)
         except BaseException as exc:
             self._release(exc)
             raise
@@ -549,12 +622,72 @@ class Sandbox:
         for path in self.cgroup.procs_files():
             self._cgroup_fds.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
 
+    def _open_image(self) -> None:
+        """With ``image=``: prepare its root and make its config the run defaults (env is
+        merged, explicit options win)."""
+        cfg = self.config
+        if cfg.image is None:
+            return
+        from isolate._image_root import ImageRoot, check_rootless_user
+
+        mountpoints = [(m, False) for m in ("/proc", "/dev", "/sys", "/tmp")]
+        mountpoints += [(t.target, False) for t in cfg.tmpfs]
+        mountpoints += [(b.target, not os.path.isdir(b.source)) for b in cfg.binds]
+        root = ImageRoot.open(cfg.image, cfg.store, mountpoints=mountpoints,
+                              rootless=cfg.rootless)
+        self._image_root = root
+        defaults = root.defaults()
+        env: dict[str, str] = dict(defaults["env"])  # type: ignore[call-overload]
+        env.update(cfg.env or ())
+        changes: dict[str, Any] = {"image": root.image, "env": env}
+        if cfg.cwd is None and "cwd" in defaults:
+            changes["cwd"] = defaults["cwd"]
+        if cfg.uid is None and cfg.gid is None and "uid" in defaults:
+            if cfg.rootless:
+                check_rootless_user(defaults["uid"], defaults["gid"],  # type: ignore[arg-type]
+                                    root.image)
+            changes["uid"], changes["gid"] = defaults["uid"], defaults["gid"]
+        self.config = attrs.evolve(cfg, **changes)
+
+    @property
+    def image(self) -> Image | None:
+        """The image the sandbox runs (resolved once the sandbox is entered), or None."""
+        if self._image_root is not None:
+            return self._image_root.image
+        image = self.config.image
+        return None if image is None or isinstance(image, str) else image
+
+    def image_command(self, argv: Sequence[str] | None = None) -> list[str]:
+        """The command to run for ``argv`` in the image, as Docker builds it: the image's
+        Entrypoint, then ``argv`` or (when ``argv`` is empty) the image's Cmd.
+
+        Raises:
+            StateError: the sandbox has no image or was not entered yet.
+            ConfigError: neither ``argv`` nor the image gives a command.
+        """
+        from isolate._image_root import image_command
+
+        if self._image_root is None:
+            raise StateError("image_command needs an entered sandbox made with image=",
+                             current="new" if self.config.image else "no image",
+                             requested="image_command")
+        return image_command(self._image_root.image, argv)
+
     def _release(self, error: BaseException | None = None) -> None:
-        """Free namespaces and the cgroup; a failure is raised, or noted on ``error``."""
+        """Free namespaces, the image root and the cgroup; a failure is raised, or noted on
+        ``error``."""
         namespaces, self._namespaces = self._namespaces, {}
         fds, self._cgroup_fds = self._cgroup_fds, []
         for fd in [*namespaces.values(), *fds]:
             os.close(fd)
+        image_root, self._image_root = self._image_root, None
+        if image_root is not None:
+            try:
+                image_root.close()
+            except (OSError, IsolateError) as exc:
+                if error is None:
+                    raise
+                add_note(error, f"while removing the sandbox's image scratch dir: {exc}")
         cgroup, self.cgroup = self.cgroup, None
         if cgroup is None:
             return
@@ -631,16 +764,25 @@ class Sandbox:
             if popen_kwargs.get(bad):
                 raise ConfigError(f"{bad} is not supported in a sandbox")
         environment = self.environment(env)
-        workdir = check_container_path(cwd, "cwd") if cwd is not None else self.config.cwd
+        workdir = (check_container_path(cwd, "cwd") if cwd is not None
+                   else self.config.cwd or "/")
         compiled = self._compiled
+        upper = None
+        if compiled.per_process_root and self._image_root is not None:
+            upper = self._image_root.new_upper()
 
         def factory(fds: list[tuple[int, int]]) -> Plan:
-            return compiled.plan(argv, environment, workdir, fds)
+            return compiled.plan(argv, environment, workdir, fds, upper)
 
         with self._lock:
             self._check_open()
-            proc = SandboxedPopen(argv, plan_factory=factory, **popen_kwargs)
+            try:
+                proc = SandboxedPopen(argv, plan_factory=factory, **popen_kwargs)
+            except MountError as exc:
+                _explain_overlay_failure(exc, self.config)
+                raise
             self._procs.add(proc)
+        proc.upper_dir = upper[0] if upper else None  # type: ignore[attr-defined]
         return proc
 
     def run(self, argv: Sequence[str], *, input: bytes | str | None = None,
@@ -677,6 +819,7 @@ class Sandbox:
             retcode = proc.poll()
             assert retcode is not None
         result = SandboxResult(proc.args, retcode, stdout, stderr)
+        result.upper_dir = getattr(proc, "upper_dir", None)
         result.oom_killed = retcode == -signal.SIGKILL and self.oom_kills() > oom_before
         if check and retcode:
             raise subprocess.CalledProcessError(retcode, proc.args, output=stdout,

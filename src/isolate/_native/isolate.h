@@ -62,7 +62,8 @@
 #define ISO_OP_PDEATHSIG 33      /* a = signal; exits if the parent already died */
 #define ISO_OP_FORK_INTO_PIDNS 34 /* a = pid ns fd (-1: a new one): the rest runs in a grandchild */
 #define ISO_OP_EXEC 35           /* s1 file, a = argv table, b = envp table, c = fd (EXEC_FD) */
-#define ISO_OP__MAX 36
+#define ISO_OP_OVERLAY 36       /* s1 lowers (a, top first), s3 upper+work, s4 opts (c); s2 target/slot b */
+#define ISO_OP__MAX 37
 
 #define ISO_STEP_CLONE 100
 #define ISO_STEP_SIGNALS 101

@@ -117,6 +117,19 @@
 #ifndef RESOLVE_IN_ROOT
 #define RESOLVE_IN_ROOT 0x10
 #endif
+#ifndef FSOPEN_CLOEXEC
+#define FSOPEN_CLOEXEC 0x00000001
+#endif
+#ifndef FSMOUNT_CLOEXEC
+#define FSMOUNT_CLOEXEC 0x00000001
+#endif
+#ifndef FSCONFIG_SET_FLAG
+#define FSCONFIG_SET_FLAG 0
+#define FSCONFIG_SET_STRING 1
+#define FSCONFIG_CMD_CREATE 6
+#endif
+/* fsconfig(2) copies a string value of at most this many bytes (with its NUL). */
+#define ISO_FSCONFIG_STR_MAX 256
 #ifndef PR_CAP_AMBIENT
 #define PR_CAP_AMBIENT 47
 #define PR_CAP_AMBIENT_RAISE 2
@@ -436,25 +449,135 @@ static int do_open_tree(struct child_state *st, const struct iso_op *op)
     return 0;
 }
 
-static int do_move_mount(struct child_state *st, const struct iso_op *op)
+/* Attach a detached mount tree (an open_tree or fsmount fd) at the op's target. */
+static int attach_tree(const struct child_state *st, const struct iso_op *op, int tree)
 {
-    if (op->a < 0 || op->a >= ISO_SLOTS || st->slots[op->a] < 0)
-        return EBADF;
     char pathbuf[32];
     const char *target;
     int fd = resolve_target(st, op, pathbuf, &target);
     if (fd == -1)
         return errno;
-    int r = fd >= 0 ? iso_move_mount(st->slots[op->a], "", fd, "",
+    int r = fd >= 0 ? iso_move_mount(tree, "", fd, "",
                                      MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)
-                    : iso_move_mount(st->slots[op->a], "", AT_FDCWD, target,
-                                     MOVE_MOUNT_F_EMPTY_PATH);
+                    : iso_move_mount(tree, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH);
     int e = errno;
     if (fd >= 0)
         close(fd);
+    return r < 0 ? e : 0;
+}
+
+static int do_move_mount(struct child_state *st, const struct iso_op *op)
+{
+    if (op->a < 0 || op->a >= ISO_SLOTS || st->slots[op->a] < 0)
+        return EBADF;
+    int e = attach_tree(st, op, st->slots[op->a]);
     close(st->slots[op->a]);
     st->slots[op->a] = -1;
-    return r < 0 ? e : 0;
+    return e;
+}
+
+/* Lower dirs, one fsconfig call each ("lowerdir+", kernel >= 6.8): no single string holds
+ * them all, so neither the page limit of mount(2) data nor fsconfig's 256-byte string limit
+ * caps the number of layers. An older kernel refuses the key (EINVAL); then the dirs go as one
+ * "lowerdir=a:b:c" string, which works while it fits fsconfig's string limit. */
+static int overlay_lowers(const struct child_state *st, const struct iso_op *op, int fs)
+{
+    const char *p = str_at(st, op->s1);
+    if (!p || op->a <= 0)
+        return EINVAL;
+    const char *first = p;
+    for (int64_t i = 0; i < op->a; i++) {
+        if (iso_fsconfig(fs, FSCONFIG_SET_STRING, "lowerdir+", p, 0) < 0) {
+            if (errno != EINVAL || i != 0)
+                return errno;
+            goto joined;
+        }
+        p += strlen(p) + 1;
+    }
+    return 0;
+joined: {
+    char buf[ISO_FSCONFIG_STR_MAX];
+    size_t n = 0;
+    p = first;
+    for (int64_t i = 0; i < op->a; i++) {
+        size_t len = strlen(p);
+        if (n + len + 2 > sizeof buf)
+            return EINVAL; /* the old kernel's limit, as it would report it */
+        if (i)
+            buf[n++] = ':';
+        memcpy(buf + n, p, len);
+        n += len;
+        p += len + 1;
+    }
+    buf[n] = '\0';
+    return iso_fsconfig(fs, FSCONFIG_SET_STRING, "lowerdir", buf, 0) < 0 ? errno : 0;
+}
+}
+
+static int overlay_options(const struct child_state *st, const struct iso_op *op, int fs)
+{
+    const char *p = str_at(st, op->s3);
+    if (p) {
+        const char *work = p + strlen(p) + 1;
+        if (iso_fsconfig(fs, FSCONFIG_SET_STRING, "upperdir", p, 0) < 0 ||
+            iso_fsconfig(fs, FSCONFIG_SET_STRING, "workdir", work, 0) < 0)
+            return errno;
+    }
+    p = str_at(st, op->s4);
+    for (int64_t i = 0; p && i < op->c; i++) {
+        const char *eq = strchr(p, '=');
+        int r;
+        if (eq) {
+            char key[64];
+            size_t klen = (size_t)(eq - p);
+            if (klen >= sizeof key)
+                return EINVAL;
+            memcpy(key, p, klen);
+            key[klen] = '\0';
+            r = iso_fsconfig(fs, FSCONFIG_SET_STRING, key, eq + 1, 0);
+        } else {
+            r = iso_fsconfig(fs, FSCONFIG_SET_FLAG, p, NULL, 0);
+        }
+        if (r < 0)
+            return errno;
+        p += strlen(p) + 1;
+    }
+    return 0;
+}
+
+/* An overlay of the op's lower dirs (+ upper/work): attached at the target, or kept detached
+ * in a slot so that a later MOVE_MOUNT places it (the lower dirs are resolved now, before
+ * later ops cover their paths). */
+static int do_overlay(struct child_state *st, const struct iso_op *op)
+{
+    if (!op->s2 && (op->b < 0 || op->b >= ISO_SLOTS))
+        return EINVAL;
+    int fs = iso_fsopen("overlay", FSOPEN_CLOEXEC);
+    if (fs < 0)
+        return errno;
+    int e = overlay_lowers(st, op, fs);
+    if (!e)
+        e = overlay_options(st, op, fs);
+    if (!e && iso_fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+        e = errno;
+    int mnt = -1;
+    if (!e) {
+        mnt = iso_fsmount(fs, FSMOUNT_CLOEXEC, 0);
+        if (mnt < 0)
+            e = errno;
+    }
+    close(fs);
+    if (e)
+        return e;
+    if (!op->s2) {
+        if (st->slots[op->b] >= 0)
+            close(st->slots[op->b]);
+        st->slots[op->b] = mnt;
+        return 0;
+    }
+    e = attach_tree(st, op, mnt);
+    close(mnt);
+    return e;
 }
 
 static int do_mask(const struct child_state *st, const struct iso_op *op)
@@ -867,6 +990,9 @@ static int run_ops(struct child_state *st)
             break;
         case ISO_OP_MOVE_MOUNT:
             e = do_move_mount(st, op);
+            break;
+        case ISO_OP_OVERLAY:
+            e = do_overlay(st, op);
             break;
         case ISO_OP_MKDIR: {
             struct child_state where = *st;

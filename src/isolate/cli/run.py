@@ -18,6 +18,7 @@ from typing import Any
 
 from isolate.cgroups import Limits
 from isolate.cli import UsageError
+from isolate.cli.images import add_store_option, open_store, progress_for
 from isolate.errors import ConfigError
 from isolate.sandbox import Sandbox
 
@@ -31,8 +32,24 @@ _SI_KERNEL = 0x80  # si_code of a signal the kernel (e.g. the terminal) generate
 
 def register(sub: Any) -> None:
     p = sub.add_parser("run", help="run a command in a sandbox",
-                       description="Run CMD in a sandbox: read-only host root, private /tmp, "
-                       "fresh /proc, minimal /dev, no network, no capabilities.")
+                       usage="isolate run [OPTIONS] IMAGE [CMD [ARG...]]\n"
+                             "       isolate run [OPTIONS] --image IMAGE [CMD [ARG...]]\n"
+                             "       isolate run [OPTIONS] [--rootfs DIR] -- CMD [ARG...]",
+                       description="Run CMD in a sandbox: private /tmp, fresh /proc, minimal "
+                       "/dev, no network, no capabilities. The root is an image's (a "
+                       "throwaway writable overlay of its layers; its Env, WorkingDir, User, "
+                       "Entrypoint and Cmd apply) or, after '--' or with --rootfs, the "
+                       "host's root or DIR, read-only.")
+    p.add_argument("--image", metavar="IMAGE", default=None,
+                   help="run in this image (the same as giving IMAGE as first argument)")
+    p.add_argument("--entrypoint", metavar="PROG", default=None,
+                   help="image: run PROG instead of the image's Entrypoint ('' for none)")
+    p.add_argument("--read-only", action="store_true",
+                   help="image: keep its root read-only (default: writable, changes thrown "
+                   "away at exit)")
+    p.add_argument("--pull", choices=("missing", "always", "never"), default="missing",
+                   help="image: when to pull it from its registry (default: missing)")
+    add_store_option(p)
     p.add_argument("--rootfs", metavar="DIR", help="root filesystem directory (default: the "
                    "host's, read-only)")
     p.add_argument("--bind", "-v", metavar="SRC:DST[:ro|rw]", action="append", default=[],
@@ -103,11 +120,47 @@ def _limits(args: argparse.Namespace) -> Limits | None:
     return Limits(**values) if values else None
 
 
-def run_command(args: argparse.Namespace) -> int:
+def _split_image(args: argparse.Namespace) -> tuple[str | None, list[str]]:
+    """(image, command): the first argument is an image unless ``--`` comes first, or
+    ``--rootfs``/``--image`` is given."""
     command = list(args.command)
-    if command and command[0] == "--":
+    dashdash = command[:1] == ["--"]
+    if dashdash:
         command = command[1:]
-    if not command:
+    image = args.image
+    if image is None and not dashdash and args.rootfs is None:
+        if not command:
+            raise UsageError("isolate run: no image or command given (isolate run [OPTIONS] "
+                             "IMAGE [CMD...], or isolate run [OPTIONS] -- CMD [ARG...])")
+        image, command = command[0], command[1:]
+        if command[:1] == ["--"]:
+            command = command[1:]
+    if image is not None and args.rootfs is not None:
+        raise UsageError("isolate run: give an image or --rootfs, not both")
+    return image, command
+
+
+def _image(args: argparse.Namespace, name: str) -> Any:
+    from isolate.image import ImageError
+
+    store = open_store(args)
+    if args.pull != "always":
+        try:
+            return store, store.get(name)
+        except ImageError:
+            if args.pull == "never":
+                raise
+    bars = progress_for(f"Pulling {name}")
+    try:
+        return store, store.pull(name, progress=bars)
+    finally:
+        if bars is not None:
+            bars.close()
+
+
+def run_command(args: argparse.Namespace) -> int:
+    image, command = _split_image(args)
+    if image is None and not command:
         raise UsageError("isolate run: no command given (isolate run [OPTIONS] -- CMD [ARG...])")
     if args.rootfs is not None and not os.path.isdir(args.rootfs):
         raise ConfigError(f"rootfs {args.rootfs!r} is not a directory")
@@ -118,10 +171,20 @@ def run_command(args: argparse.Namespace) -> int:
         privileged=args.privileged, limits=_limits(args),
         capabilities=args.cap_add or None,
     )
+    if image is not None:
+        options["store"], options["image"] = _image(args, image)
+        options["readonly"] = args.read_only
     if args.workdir is not None:
         options["cwd"] = args.workdir
     extra_env = _parse_env(args.env)
     with Sandbox(**options) as sb:
+        if image is not None:
+            if args.entrypoint is not None:
+                command = ([args.entrypoint] if args.entrypoint else []) + command
+                if not command:
+                    raise UsageError("isolate run: --entrypoint '' needs a command")
+            else:
+                command = sb.image_command(command)
         env = sb.environment()
         env.update(extra_env)
         return _supervise(sb, command, env, args.timeout, args.stop_timeout)

@@ -536,6 +536,59 @@ class Store:
             return self._new_image([layer], ref, config, platform,
                                    f"isolate import {os.path.basename(os.fspath(path))}")
 
+    def commit(self, base: str | Reference | Image | None, upperdir: str | os.PathLike[str],
+               ref: str | Reference | None, *, config: ImageConfig | None = None,
+               compression: str | None = "gzip") -> Image:
+        """Make an image of ``base``'s layers plus one layer holding the changes in
+        ``upperdir`` (an overlay upper dir, as a container left it): ``docker commit``.
+
+        Deletions (0/0 character devices) and replaced directories (``overlay.opaque``)
+        become OCI whiteouts (see :func:`isolate.fs.layers.diff`). ``config`` defaults to
+        the base image's; ``base=None`` makes a one-layer image.
+
+        Raises:
+            ConfigError: ``upperdir`` is not a directory, or ``ref`` is malformed.
+            ImageError: ``base`` is not in the store.
+            UnsupportedError: the upper dir uses redirect_dir/metacopy.
+            IsolateOSError: reading the tree failed.
+        """
+        from isolate.fs import layers as fslayers
+
+        path = os.fspath(upperdir)
+        if not os.path.isdir(path):
+            raise ConfigError(f"commit: {path!r} is not a directory")
+        if ref is not None and not isinstance(ref, Reference):
+            ref = Reference.parse(ref)
+        if compression not in (None, "gzip", "zstd"):
+            raise ConfigError(f"commit compression: {compression!r} is not None, 'gzip' or "
+                              "'zstd'")
+        with self.using():
+            img = None if base is None else (base if isinstance(base, Image) else self.get(base))
+            layers = [] if img is None else [
+                (diff_id, d.digest, d.size, d.media_type)
+                for diff_id, d in zip(img.diff_ids, img.layers, strict=True)]
+            tmp = self.tmp.name("layer")
+            try:
+                with open(tmp, "xb") as out:
+                    diff_id = fslayers.diff(path, out, compression=compression)  # type: ignore[arg-type]
+                    out.flush()
+                    os.fsync(out.fileno())
+                with open(tmp, "rb") as f:
+                    reader = HashingReader(f)
+                    reader.drain()
+                if not self.has_blob(reader.digest):
+                    self.commit_file(tmp, reader.digest)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+            media_type = {None: fslayers.MEDIA_TYPE_TAR, "gzip": fslayers.MEDIA_TYPE_TAR_GZIP,
+                          "zstd": fslayers.MEDIA_TYPE_TAR_ZSTD}[compression]
+            layers.append((diff_id, reader.digest, reader.count, media_type))
+            if config is None and img is not None:
+                config = img.config
+            platform: Platform | str = img.platform if img is not None else "linux/amd64"
+            return self._new_image(layers, ref, config, platform, "isolate commit")
+
     # -- extracted layers ------------------------------------------------------------------
 
     def layer_dirs(self, image: str | Reference | Image) -> list[str]:

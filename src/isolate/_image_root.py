@@ -1,0 +1,216 @@
+"""An image as a sandbox's root: its layers held in the store, plus scratch dirs for overlays.
+
+Owns what a sandbox needs on the host to mount an image (the store hold, the extracted lower
+dirs, a small mount-point layer, throwaway upper/work dirs) and turning the image config into
+run defaults. It never mounts anything itself: the overlay is made by the child, in its own
+mount namespace, from the op :meth:`ImageRoot.overlay_op` returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterable, Sequence
+
+from isolate import _plan
+from isolate._plan import Op
+from isolate.errors import ConfigError, ImageError, UnsupportedError
+from isolate.image import Image, Store
+from isolate.image._disk import remove_tree
+
+__all__ = ["DEFAULT_PATH", "ImageRoot", "image_command"]
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def image_command(image: Image, argv: Sequence[str] | None) -> list[str]:
+    """The command a container of ``image`` runs, as Docker picks it: Entrypoint followed by
+    ``argv`` if given (even empty: then Entrypoint alone), else by the image's Cmd.
+
+    Raises:
+        ConfigError: the result is empty (no command given and none in the image).
+    """
+    entry = list(image.config.entrypoint or ())
+    rest = list(argv) if argv else list(image.config.cmd or ())
+    command = entry + rest
+    if not command:
+        raise ConfigError(f"image {image.short_id} has no Entrypoint or Cmd: give a command")
+    return command
+
+
+def _lookup(lowers: Sequence[str], table: str, name: str) -> tuple[int, int] | None:
+    """(id, primary gid) of ``name`` in the image's ``/etc/passwd`` or ``/etc/group``: the
+    topmost layer that has the file decides, as the merged overlay would show it."""
+    for layer in reversed(lowers):
+        path = os.path.join(layer, "etc", table)
+        if os.path.islink(path):
+            return None  # pointing somewhere in the image: not worth resolving here
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                lines = f.read().splitlines()
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return None
+        for line in lines:
+            fields = line.split(":")
+            if len(fields) >= 3 and fields[0] == name and fields[2].isdigit():
+                gid = fields[3] if table == "passwd" and len(fields) > 3 else fields[2]
+                return int(fields[2]), int(gid) if gid.isdigit() else int(fields[2])
+        return None
+    return None
+
+
+def parse_user(spec: str, lowers: Sequence[str]) -> tuple[int, int | None]:
+    """Turn an image's ``User`` (``uid``, ``name``, ``uid:gid``, ``name:group``) into numbers.
+
+    A name is looked up in the image's own ``/etc/passwd``/``/etc/group``; with a user name
+    and no group, the user's primary group is used, as Docker does.
+
+    Raises:
+        ImageError: a name the image does not define.
+    """
+    user, _, group = spec.partition(":")
+    gid: int | None = None
+    if user.isdigit():
+        uid = int(user)
+    else:
+        found = _lookup(lowers, "passwd", user)
+        if found is None:
+            raise ImageError(f"image user {user!r} is not in the image's /etc/passwd")
+        uid, gid = found
+    if group:
+        if group.isdigit():
+            gid = int(group)
+        else:
+            entry = _lookup(lowers, "group", group)
+            if entry is None:
+                raise ImageError(f"image group {group!r} is not in the image's /etc/group")
+            gid = entry[0]
+    return uid, gid
+
+
+class ImageRoot:
+    """An image prepared as the root of sandbox processes; :meth:`close` undoes it all.
+
+    Get one with :meth:`open`. ``lowers`` are the overlay lower dirs, lowest first: the image's
+    layers and, on top, a layer of empty mount points (so a read-only root needs no writes).
+    """
+
+    def __init__(self, store: Store, image: Image, holder: str, lowers: list[str],
+                 scratch: str, options: tuple[str, ...]) -> None:
+        self.store = store
+        self.image = image
+        self.holder = holder
+        self.lowers = lowers
+        self.scratch = scratch
+        self.options = options
+        self._count = 0
+
+    @classmethod
+    def open(cls, image: Image | str, store: Store | None, *,
+             mountpoints: Iterable[tuple[str, bool]], rootless: bool) -> ImageRoot:
+        """Look ``image`` up (pulling a name the store lacks), hold it, extract its layers and
+        make the scratch dir. ``mountpoints`` are ``(path, is_file)`` to exist in the root.
+
+        Raises:
+            ConfigError: a bad reference.
+            ImageError (ImageNotFound, Unauthorized, RegistryUnreachable, DigestMismatch ...):
+                the image cannot be found, pulled or extracted.
+        """
+        store = store if store is not None else Store()
+        if isinstance(image, Image):
+            img = store.get(image.id)
+        else:
+            try:
+                img = store.get(image)
+            except ImageError:
+                img = store.pull(image)
+        holder = f"sandbox-{os.getpid()}-{secrets.token_hex(6)}"
+        store.hold(img, holder)
+        scratch = store.tmp.name("sandbox")
+        try:
+            lowers = store.layer_dirs(img)
+            os.mkdir(scratch, 0o700)
+            top = os.path.join(scratch, "mountpoints")
+            os.mkdir(top, 0o755)
+            for path, is_file in mountpoints:
+                _make_mountpoint(top, path, is_file)
+            # overlayfs needs a lower dir for an image without layers too: the top one is it.
+            lowers = [*lowers, top]
+        except BaseException:
+            remove_tree(scratch)
+            store.release(holder)
+            raise
+        # Rootless, layers were extracted with user.overlay.* xattrs and overlayfs must read
+        # (and write) those; as root they are trusted.overlay.*.
+        options = ("userxattr",) if rootless and os.geteuid() != 0 else ()
+        return cls(store, img, holder, lowers, scratch, options)
+
+    def overlay_op(self, slot: int, upper: tuple[str, str] | None = None) -> Op:
+        """The op that mounts this root (lower-only, or with ``(upper, work)``) into ``slot``."""
+        up, work = upper if upper is not None else (None, None)
+        return _plan.overlay(self.lowers, upper=up, work=work, slot=slot,
+                             options=self.options,
+                             note=f"mount image {self.image.short_id} "
+                                  f"({len(self.image.layers)} layers)")
+
+    def new_upper(self) -> tuple[str, str]:
+        """A fresh (upper, work) dir pair in the scratch dir: one process's writes."""
+        self._count += 1
+        base = os.path.join(self.scratch, f"rw{self._count}")
+        os.mkdir(base, 0o700)
+        upper, work = os.path.join(base, "upper"), os.path.join(base, "work")
+        os.mkdir(upper, 0o755)
+        os.mkdir(work, 0o700)
+        return upper, work
+
+    def close(self) -> None:
+        """Remove the scratch dir (all upper dirs) and release the hold."""
+        try:
+            remove_tree(self.scratch)
+        finally:
+            self.store.release(self.holder)
+
+    def defaults(self) -> dict[str, object]:
+        """Run defaults from the image config: ``env`` (with PATH and HOME when the image
+        has none), ``cwd``, and ``uid``/``gid`` from its User.
+
+        Raises:
+            ImageError: the image's User names a user or group it does not define.
+        """
+        cfg = self.image.config
+        env = cfg.env_dict
+        env.setdefault("PATH", DEFAULT_PATH)
+        out: dict[str, object] = {"env": env}
+        if cfg.working_dir:
+            out["cwd"] = cfg.working_dir
+        if cfg.user:
+            uid, gid = parse_user(cfg.user, self.lowers)
+            out["uid"], out["gid"] = uid, gid
+        env.setdefault("HOME", "/root" if not out.get("uid") else "/")
+        return out
+
+
+def _make_mountpoint(top: str, path: str, is_file: bool) -> None:
+    parts = [p for p in path.split("/") if p]
+    cur = top
+    for i, part in enumerate(parts):
+        cur = os.path.join(cur, part)
+        last = i == len(parts) - 1
+        if last and is_file:
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(cur, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC,
+                                 0o644))
+        else:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(cur, 0o755)
+
+
+def check_rootless_user(uid: int | None, gid: int | None, image: Image) -> None:
+    """A rootless sandbox maps one uid; an image that wants another cannot run as it."""
+    if uid not in (None, 0) or gid not in (None, 0):
+        raise UnsupportedError(
+            f"image {image.short_id} runs as User {image.config.user!r}, but a rootless "
+            "sandbox maps only uid 0 (your own user); pass uid=0 to run it as that")
