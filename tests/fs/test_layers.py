@@ -265,3 +265,21 @@ def test_own_ustar_headers_are_the_bytes_tarfile_writes() -> None:
     ]
     for ti in needs_pax:
         assert _ustar_header(ti) is None, ti.name
+
+
+def test_long_unicode_and_non_utf8_names_round_trip(work: Path) -> None:
+    src, dest = work / "src", work / "dest"
+    src.mkdir()
+    dest.mkdir()
+    deep = src / ("d" * 120) / ("e" * 150)
+    deep.mkdir(parents=True)
+    (deep / "f").write_bytes(b"deep")
+    (src / "caf\u00e9").write_bytes(b"unicode")
+    os.close(os.open(os.fsencode(src) + b"/raw\xff\xfe", os.O_CREAT | os.O_WRONLY, 0o644))
+    os.symlink("t" * 200, src / "longlink")
+    blob = io.BytesIO()
+    write_tar(src, blob)
+    extract(io.BytesIO(blob.getvalue()), dest)
+    assert sorted(os.listdir(os.fsencode(dest))) == sorted(os.listdir(os.fsencode(src)))
+    assert (dest / ("d" * 120) / ("e" * 150) / "f").read_bytes() == b"deep"
+    assert os.readlink(dest / "longlink") == "t" * 200
