@@ -283,3 +283,38 @@ def test_long_unicode_and_non_utf8_names_round_trip(work: Path) -> None:
     assert sorted(os.listdir(os.fsencode(dest))) == sorted(os.listdir(os.fsencode(src)))
     assert (dest / ("d" * 120) / ("e" * 150) / "f").read_bytes() == b"deep"
     assert os.readlink(dest / "longlink") == "t" * 200
+
+
+@needs_root
+def test_gnu_tar_reads_our_layers_and_we_read_its_gnu_and_sparse_archives(work: Path) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("tar") is None:
+        pytest.skip("GNU tar is not installed")
+    from layer_helpers import tree_snapshot
+
+    src = work / "src"
+    src.mkdir()
+    _rich_tree(src)
+    (src / ("long" * 40)).write_bytes(b"long name")
+    with open(src / "sparse", "wb") as f:
+        f.seek(3 << 20)
+        f.write(b"end")
+    ours = work / "ours.tar"
+    with open(ours, "wb") as f:
+        write_tar(src, f)
+    by_gnu = work / "by_gnu"
+    by_gnu.mkdir()
+    subprocess.run(["tar", "-x", "-p", "--xattrs", "--xattrs-include=*", "-C", str(by_gnu),
+                    "-f", str(ours)], check=True)
+    assert tree_snapshot(by_gnu) == tree_snapshot(src)
+
+    for fmt in ("gnu", "pax"):
+        theirs = work / f"{fmt}.tar"
+        subprocess.run(["tar", "-c", f"--format={fmt}", "--sparse", "-C", str(src),
+                        "-f", str(theirs), "."], check=True)
+        by_us = work / f"by_us_{fmt}"
+        by_us.mkdir()
+        extract(theirs, by_us)
+        assert tree_snapshot(by_us) == tree_snapshot(src)
