@@ -318,3 +318,22 @@ def test_gnu_tar_reads_our_layers_and_we_read_its_gnu_and_sparse_archives(work: 
         by_us.mkdir()
         extract(theirs, by_us)
         assert tree_snapshot(by_us) == tree_snapshot(src)
+
+
+@pytest.mark.parametrize("extra", [100, 101])  # both parities: either open may flush
+def test_many_directories_and_cross_directory_hardlinks_survive_the_fd_cache(
+    work: Path, extra: int
+) -> None:
+    # More directories than the extractor keeps open, and hardlinks whose target directory is
+    # opened after the link's own: a cache flush must never close an fd still in use (its
+    # number would be reused, and the link would land in another directory).
+    from isolate.fs.layers import _MAX_CACHED_DIRS
+
+    count = _MAX_CACHED_DIRS + extra
+    members = [entry(f"t{i}/f", data=str(i).encode()) for i in range(count)]
+    members += [entry(f"l{i}/link", kind=tarfile.LNKTYPE, link=f"t{i}/f") for i in range(count)]
+    extract(io.BytesIO(build_tar(*members)), work)
+    for i in range(count):
+        assert sorted(os.listdir(work / f"l{i}")) == ["link"]
+        assert sorted(os.listdir(work / f"t{i}")) == ["f"]
+        assert (work / f"l{i}" / "link").read_bytes() == str(i).encode()

@@ -444,10 +444,14 @@ class _Extractor:
             st = os.stat(name, dir_fd=parent, follow_symlinks=False)
             kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a directory"
             raise UnsafeArchive(entry, f"parent {'/'.join(parts)!r} is {kind}") from None
-        if len(self.cache) >= _MAX_CACHED_DIRS:
-            self.close()
         self.cache[parts] = fd
         return fd
+
+    def trim_cache(self) -> None:
+        # Only between entries: within one, callers hold fds from the cache (a hardlink holds
+        # two), and closing one could let its number be reused for something else.
+        if len(self.cache) >= _MAX_CACHED_DIRS:
+            self.close()
 
     def remove(self, pfd: int, parts: tuple[str, ...]) -> None:
         """Remove whatever is at ``parts`` (a tree, if a directory); absent is fine."""
@@ -467,6 +471,7 @@ class _Extractor:
     # ---- entries
 
     def add(self, tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+        self.trim_cache()
         entry = m.name
         parts = _split_name(entry, entry)
         if not parts:
@@ -645,6 +650,7 @@ class _Extractor:
         # Deepest first, so a parent made unsearchable does not block its children.
         for parts in sorted(self.dirs, key=len, reverse=True):
             meta = self.dirs[parts]
+            self.trim_cache()
             try:
                 fd = self.dir_fd(parts, meta.entry, create=False) if parts else self.root_fd
             except (UnsafeArchive, CorruptLayer):
