@@ -200,3 +200,13 @@ def test_fast_header_parser_agrees_with_tarfile_on_mutated_headers() -> None:
             except (tarfile.HeaderError, CorruptLayer):
                 got = "error"
             assert got == want, bytes(buf[100:345])
+
+
+def test_hardlink_replacing_the_directory_holding_its_target_is_corrupt(arena: Arena) -> None:
+    data = build_tar(
+        entry("a/b/f", data=b"x"),
+        entry("a", kind=tarfile.LNKTYPE, link="a/b/f"),
+    )
+    with pytest.raises(CorruptLayer, match="inside it"):
+        extract(io.BytesIO(data), arena.dest)
+    assert (arena.dest / "a" / "b" / "f").read_bytes() == b"x"

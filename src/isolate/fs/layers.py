@@ -561,6 +561,9 @@ class _Extractor:
             raise UnsafeArchive(m.name, "hardlink to the root")
         if target == parts:
             return
+        if target[: len(parts)] == parts:
+            # Replacing the directory would delete the target before linking to it.
+            raise CorruptLayer(f"layer entry {m.name!r}: hardlink to {m.linkname!r} inside it")
         tpfd = self.dir_fd(target[:-1], m.name, create=False)
         try:
             st = os.stat(target[-1], dir_fd=tpfd, follow_symlinks=False)
