@@ -210,3 +210,15 @@ def test_hardlink_replacing_the_directory_holding_its_target_is_corrupt(arena: A
     with pytest.raises(CorruptLayer, match="inside it"):
         extract(io.BytesIO(data), arena.dest)
     assert (arena.dest / "a" / "b" / "f").read_bytes() == b"x"
+
+
+@pytest.mark.parametrize("cut", [10, 200])
+def test_damaged_gzip_is_corrupt(arena: Arena, cut: int) -> None:
+    import gzip
+
+    blob = gzip.compress(build_tar(entry("f", data=os.urandom(5000))))
+    damaged = blob[:cut] + bytes(b ^ 0x55 for b in blob[cut : cut + 50]) + blob[cut + 50 :]
+    with pytest.raises(CorruptLayer):
+        extract(io.BytesIO(damaged), arena.dest)
+    with pytest.raises(CorruptLayer):
+        extract(io.BytesIO(b"\x1f\x8b\x08garbage"), arena.dest)

@@ -195,6 +195,7 @@ class _TarReader:
         while self._fill():
             self._at = len(self._buf)
 
+
 class _Prefixed:
     """A stream with bytes already read from its head put back in front."""
 
@@ -215,7 +216,12 @@ class _Prefixed:
 
 
 def _decompressed(raw: Any) -> Any:
-    head = raw.read(4)
+    head = b""
+    while len(head) < 4:  # pipes and sockets may return less than asked
+        more = raw.read(4 - len(head))
+        if not more:
+            break
+        head += more
     prefixed = _Prefixed(head, raw)
     if head.startswith(_GZIP_MAGIC):
         return gzip.GzipFile(fileobj=prefixed, mode="rb")  # type: ignore[call-overload]
@@ -754,14 +760,20 @@ def extract(
         owns_raw = True
     else:
         raw, owns_raw = source, False
-    root_fd = os.open(dest, _DIR_OPEN)
+    try:
+        # dest itself is the caller's choice and may be reached through a symlink.
+        root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        if owns_raw:
+            raw.close()
+        raise _os_error(e, "cannot open extraction root", dest) from e
     ex = _Extractor(root_fd, whiteouts=whiteouts, privileged=privileged, xattr_ns=xattr_ns)
     try:
         reader = _TarReader(_decompressed(raw))
         _extract_members(reader, ex)
         reader.drain()
         ex.finish_dirs()
-    except (tarfile.TarError, EOFError, zlib.error) as e:
+    except _CORRUPT_STREAM as e:
         raise CorruptLayer(f"layer is not a readable tar stream: {e}") from e
     except Exception as e:
         if type(e).__name__ == "ZstdError":
@@ -780,6 +792,10 @@ def extract(
     )
 
 
+# What decompressors and tarfile raise for a damaged stream (BadGzipFile is an OSError).
+_CORRUPT_STREAM = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
+
+
 def _extract_members(reader: _TarReader, ex: _Extractor) -> None:
     tf = tarfile.open(  # noqa: SIM115 - closed in the finally below
         fileobj=reader, mode="r:", tarinfo=_GuardedTarInfo  # type: ignore[call-overload]
@@ -794,7 +810,7 @@ def _extract_members(reader: _TarReader, ex: _Extractor) -> None:
             try:
                 ex.add(tf, member)
             except OSError as e:
-                if isinstance(e, IsolateOSError):
+                if isinstance(e, (IsolateOSError, *_CORRUPT_STREAM)):
                     raise
                 raise _os_error(e, f"cannot extract layer entry {member.name!r}",
                                 member.name) from e
