@@ -337,3 +337,18 @@ def test_many_directories_and_cross_directory_hardlinks_survive_the_fd_cache(
         assert sorted(os.listdir(work / f"l{i}")) == ["link"]
         assert sorted(os.listdir(work / f"t{i}")) == ["f"]
         assert (work / f"l{i}" / "link").read_bytes() == str(i).encode()
+
+
+def test_directory_where_the_same_layer_put_a_whiteout_becomes_opaque(work: Path) -> None:
+    data = build_tar(
+        entry(".wh.a"),
+        entry("a", kind=tarfile.DIRTYPE, mode=0o755),
+        entry("a/new", data=b"new"),
+        entry(".wh.b"),
+        entry("b/implied/f", data=b"f"),  # no directory entry: created implicitly
+    )
+    extract(io.BytesIO(data), work, xattr_namespace="user")
+    for name in ("a", "b"):
+        assert (work / name).is_dir()
+        assert os.getxattr(work / name, "user.overlay.opaque") == b"y"
+    assert (work / "b" / "implied" / "f").read_bytes() == b"f"

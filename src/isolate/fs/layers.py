@@ -448,6 +448,15 @@ class _Extractor:
             if e.errno not in (errno.ENOTDIR, errno.ELOOP):
                 raise _os_error(e, f"cannot open directory for {entry!r}", "/".join(parts)) from e
             st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+            if create and stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                # An implied directory where a whiteout was: replace it (opaque, in overlay
+                # mode), as an explicit directory entry would.
+                os.unlink(name, dir_fd=parent)
+                os.mkdir(name, 0o755, dir_fd=parent)
+                self._opaque_if_whiteout(parent, name, st, entry)
+                fd = os.open(name, _DIR_OPEN, dir_fd=parent)
+                self.cache[parts] = fd
+                return fd
             kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a directory"
             raise UnsafeArchive(entry, f"parent {'/'.join(parts)!r} is {kind}") from None
         self.cache[parts] = fd
@@ -596,7 +605,18 @@ class _Extractor:
                 os.mkdir(name, 0o700, dir_fd=pfd)
                 if self.track_created:
                     self.created.add(parts)
+                self._opaque_if_whiteout(pfd, name, st, m.name)
         self.dirs[parts] = self._dir_meta(m)
+
+    def _opaque_if_whiteout(self, pfd: int, name: str, old: os.stat_result, entry: str) -> None:
+        # A directory where this layer put a whiteout: in overlayfs terms a new directory
+        # hiding the lower one, i.e. opaque (or the lower's content would show through).
+        if self.whiteouts == "overlay" and stat.S_ISCHR(old.st_mode) and old.st_rdev == 0:
+            fd = os.open(name, _DIR_OPEN, dir_fd=pfd)
+            try:
+                _set_xattr(os.setxattr, fd, self.opaque_xattr, b"y", entry)
+            finally:
+                os.close(fd)
 
     def _whiteout(self, m: tarfile.TarInfo, parts: tuple[str, ...]) -> None:
         base = parts[-1]
