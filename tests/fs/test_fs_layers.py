@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from layer_helpers import build_tar, entry, sha256
+from fs_layer_helpers import build_tar, entry, sha256
 
 from isolate.errors import ConfigError, UnsupportedError
 from isolate.fs import (
@@ -292,7 +292,7 @@ def test_gnu_tar_reads_our_layers_and_we_read_its_gnu_and_sparse_archives(work: 
 
     if shutil.which("tar") is None:
         pytest.skip("GNU tar is not installed")
-    from layer_helpers import tree_snapshot
+    from fs_layer_helpers import tree_snapshot
 
     src = work / "src"
     src.mkdir()

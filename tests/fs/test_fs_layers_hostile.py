@@ -7,7 +7,7 @@ import os
 import tarfile
 
 import pytest
-from layer_helpers import Arena, build_tar, entry
+from fs_layer_helpers import Arena, build_tar, entry
 
 from isolate.errors import ImageError
 from isolate.fs import CorruptLayer, UnsafeArchive, extract
