@@ -411,9 +411,9 @@ class _Extractor:
         self.opaque_xattr = f"{xattr_ns}.overlay.opaque"
         self.dirs: dict[tuple[str, ...], _DirMeta] = {}
         self.cache: dict[tuple[str, ...], int] = {}
-        # Paths this archive created: "apply" whiteouts only delete what earlier layers made.
+        # Paths this archive created: whiteouts only hide or delete what earlier layers made.
         self.created: set[tuple[str, ...]] = set()
-        self.track_created = whiteouts == "apply"
+        self.track_created = whiteouts != "keep"
         self.files = 0
         self.bytes = 0
         self.skipped = 0
@@ -635,9 +635,12 @@ class _Extractor:
         if name in ("", ".", "..") or name.startswith(_WH_PREFIX):
             raise UnsafeArchive(m.name, "whiteout of an invalid name")
         target = (*parts[:-1], name)
+        if target in self.created:
+            return  # this layer's own entry already hides the lower one
         if self.whiteouts == "overlay":
             self._create(pfd, target, lambda: os.mknod(name, stat.S_IFCHR, 0, dir_fd=pfd))
-        elif target not in self.created:
+            self.created.discard(target)  # a later entry of the same name replaces it
+        else:
             self.remove(pfd, target)
 
     # ---- metadata
@@ -739,7 +742,10 @@ def extract(
         can be an overlayfs lower layer;
       * ``"keep"``: whiteout entries are written as the empty files they are in the tar;
       * ``"apply"``: whiteouts delete what earlier layers put in ``dest`` (flattening layers
-        into one tree); what this same archive creates is never deleted by them.
+        into one tree).
+
+    In both translating modes whiteouts concern lower layers only: what this same archive
+    creates is never hidden or deleted by them, whatever the entry order.
 
     ``privileged`` (default: effective uid 0 in the initial user namespace) allows device nodes
     and makes failures to set ``trusted.*``/``security.*`` xattrs errors; unprivileged, device
