@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from layer_helpers import Arena
+from fs_layer_helpers import Arena
 
 
 @pytest.fixture

@@ -195,6 +195,7 @@ class _TarReader:
         while self._fill():
             self._at = len(self._buf)
 
+
 class _Prefixed:
     """A stream with bytes already read from its head put back in front."""
 
@@ -215,7 +216,12 @@ class _Prefixed:
 
 
 def _decompressed(raw: Any) -> Any:
-    head = raw.read(4)
+    head = b""
+    while len(head) < 4:  # pipes and sockets may return less than asked
+        more = raw.read(4 - len(head))
+        if not more:
+            break
+        head += more
     prefixed = _Prefixed(head, raw)
     if head.startswith(_GZIP_MAGIC):
         return gzip.GzipFile(fileobj=prefixed, mode="rb")  # type: ignore[call-overload]
@@ -405,9 +411,9 @@ class _Extractor:
         self.opaque_xattr = f"{xattr_ns}.overlay.opaque"
         self.dirs: dict[tuple[str, ...], _DirMeta] = {}
         self.cache: dict[tuple[str, ...], int] = {}
-        # Paths this archive created: "apply" whiteouts only delete what earlier layers made.
+        # Paths this archive created: whiteouts only hide or delete what earlier layers made.
         self.created: set[tuple[str, ...]] = set()
-        self.track_created = whiteouts == "apply"
+        self.track_created = whiteouts != "keep"
         self.files = 0
         self.bytes = 0
         self.skipped = 0
@@ -442,12 +448,25 @@ class _Extractor:
             if e.errno not in (errno.ENOTDIR, errno.ELOOP):
                 raise _os_error(e, f"cannot open directory for {entry!r}", "/".join(parts)) from e
             st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+            if create and stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                # An implied directory where a whiteout was: replace it (opaque, in overlay
+                # mode), as an explicit directory entry would.
+                os.unlink(name, dir_fd=parent)
+                os.mkdir(name, 0o755, dir_fd=parent)
+                self._opaque_if_whiteout(parent, name, st, entry)
+                fd = os.open(name, _DIR_OPEN, dir_fd=parent)
+                self.cache[parts] = fd
+                return fd
             kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a directory"
             raise UnsafeArchive(entry, f"parent {'/'.join(parts)!r} is {kind}") from None
-        if len(self.cache) >= _MAX_CACHED_DIRS:
-            self.close()
         self.cache[parts] = fd
         return fd
+
+    def trim_cache(self) -> None:
+        # Only between entries: within one, callers hold fds from the cache (a hardlink holds
+        # two), and closing one could let its number be reused for something else.
+        if len(self.cache) >= _MAX_CACHED_DIRS:
+            self.close()
 
     def remove(self, pfd: int, parts: tuple[str, ...]) -> None:
         """Remove whatever is at ``parts`` (a tree, if a directory); absent is fine."""
@@ -467,6 +486,7 @@ class _Extractor:
     # ---- entries
 
     def add(self, tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+        self.trim_cache()
         entry = m.name
         parts = _split_name(entry, entry)
         if not parts:
@@ -556,6 +576,9 @@ class _Extractor:
             raise UnsafeArchive(m.name, "hardlink to the root")
         if target == parts:
             return
+        if target[: len(parts)] == parts:
+            # Replacing the directory would delete the target before linking to it.
+            raise CorruptLayer(f"layer entry {m.name!r}: hardlink to {m.linkname!r} inside it")
         tpfd = self.dir_fd(target[:-1], m.name, create=False)
         try:
             st = os.stat(target[-1], dir_fd=tpfd, follow_symlinks=False)
@@ -582,7 +605,18 @@ class _Extractor:
                 os.mkdir(name, 0o700, dir_fd=pfd)
                 if self.track_created:
                     self.created.add(parts)
+                self._opaque_if_whiteout(pfd, name, st, m.name)
         self.dirs[parts] = self._dir_meta(m)
+
+    def _opaque_if_whiteout(self, pfd: int, name: str, old: os.stat_result, entry: str) -> None:
+        # A directory where this layer put a whiteout: in overlayfs terms a new directory
+        # hiding the lower one, i.e. opaque (or the lower's content would show through).
+        if self.whiteouts == "overlay" and stat.S_ISCHR(old.st_mode) and old.st_rdev == 0:
+            fd = os.open(name, _DIR_OPEN, dir_fd=pfd)
+            try:
+                _set_xattr(os.setxattr, fd, self.opaque_xattr, b"y", entry)
+            finally:
+                os.close(fd)
 
     def _whiteout(self, m: tarfile.TarInfo, parts: tuple[str, ...]) -> None:
         base = parts[-1]
@@ -601,9 +635,12 @@ class _Extractor:
         if name in ("", ".", "..") or name.startswith(_WH_PREFIX):
             raise UnsafeArchive(m.name, "whiteout of an invalid name")
         target = (*parts[:-1], name)
+        if target in self.created:
+            return  # this layer's own entry already hides the lower one
         if self.whiteouts == "overlay":
             self._create(pfd, target, lambda: os.mknod(name, stat.S_IFCHR, 0, dir_fd=pfd))
-        elif target not in self.created:
+            self.created.discard(target)  # a later entry of the same name replaces it
+        else:
             self.remove(pfd, target)
 
     # ---- metadata
@@ -645,6 +682,7 @@ class _Extractor:
         # Deepest first, so a parent made unsearchable does not block its children.
         for parts in sorted(self.dirs, key=len, reverse=True):
             meta = self.dirs[parts]
+            self.trim_cache()
             try:
                 fd = self.dir_fd(parts, meta.entry, create=False) if parts else self.root_fd
             except (UnsafeArchive, CorruptLayer):
@@ -704,7 +742,10 @@ def extract(
         can be an overlayfs lower layer;
       * ``"keep"``: whiteout entries are written as the empty files they are in the tar;
       * ``"apply"``: whiteouts delete what earlier layers put in ``dest`` (flattening layers
-        into one tree); what this same archive creates is never deleted by them.
+        into one tree).
+
+    In both translating modes whiteouts concern lower layers only: what this same archive
+    creates is never hidden or deleted by them, whatever the entry order.
 
     ``privileged`` (default: effective uid 0 in the initial user namespace) allows device nodes
     and makes failures to set ``trusted.*``/``security.*`` xattrs errors; unprivileged, device
@@ -745,14 +786,20 @@ def extract(
         owns_raw = True
     else:
         raw, owns_raw = source, False
-    root_fd = os.open(dest, _DIR_OPEN)
+    try:
+        # dest itself is the caller's choice and may be reached through a symlink.
+        root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        if owns_raw:
+            raw.close()
+        raise _os_error(e, "cannot open extraction root", dest) from e
     ex = _Extractor(root_fd, whiteouts=whiteouts, privileged=privileged, xattr_ns=xattr_ns)
     try:
         reader = _TarReader(_decompressed(raw))
         _extract_members(reader, ex)
         reader.drain()
         ex.finish_dirs()
-    except (tarfile.TarError, EOFError, zlib.error) as e:
+    except _CORRUPT_STREAM as e:
         raise CorruptLayer(f"layer is not a readable tar stream: {e}") from e
     except Exception as e:
         if type(e).__name__ == "ZstdError":
@@ -771,6 +818,10 @@ def extract(
     )
 
 
+# What decompressors and tarfile raise for a damaged stream (BadGzipFile is an OSError).
+_CORRUPT_STREAM = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
+
+
 def _extract_members(reader: _TarReader, ex: _Extractor) -> None:
     tf = tarfile.open(  # noqa: SIM115 - closed in the finally below
         fileobj=reader, mode="r:", tarinfo=_GuardedTarInfo  # type: ignore[call-overload]
@@ -785,7 +836,7 @@ def _extract_members(reader: _TarReader, ex: _Extractor) -> None:
             try:
                 ex.add(tf, member)
             except OSError as e:
-                if isinstance(e, IsolateOSError):
+                if isinstance(e, (IsolateOSError, *_CORRUPT_STREAM)):
                     raise
                 raise _os_error(e, f"cannot extract layer entry {member.name!r}",
                                 member.name) from e

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from layer_helpers import build_tar, entry, sha256
+from fs_layer_helpers import build_tar, entry, sha256
 
 from isolate.errors import ConfigError, UnsupportedError
 from isolate.fs import (
@@ -163,10 +163,11 @@ def test_extract_translates_oci_whiteouts_to_overlay_devices_and_opaque_xattr(
     work: Path,
 ) -> None:
     stats = extract(io.BytesIO(_oci_whiteout_layer()), work)
-    for name in ["gone", "lower_file"]:
-        st = os.lstat(work / name)
-        assert stat.S_ISCHR(st.st_mode)
-        assert st.st_rdev == 0
+    st = os.lstat(work / "lower_file")
+    assert stat.S_ISCHR(st.st_mode)
+    assert st.st_rdev == 0
+    # Whiteouts hide lower layers only; this layer's own "gone" stays (and hides the lower).
+    assert (work / "gone").read_bytes() == b"will be whited out"
     assert os.getxattr(work / "d", "trusted.overlay.opaque") == b"y"
     assert sorted(os.listdir(work / "d")) == ["new"]
     assert stats.files == 6
@@ -265,3 +266,90 @@ def test_own_ustar_headers_are_the_bytes_tarfile_writes() -> None:
     ]
     for ti in needs_pax:
         assert _ustar_header(ti) is None, ti.name
+
+
+def test_long_unicode_and_non_utf8_names_round_trip(work: Path) -> None:
+    src, dest = work / "src", work / "dest"
+    src.mkdir()
+    dest.mkdir()
+    deep = src / ("d" * 120) / ("e" * 150)
+    deep.mkdir(parents=True)
+    (deep / "f").write_bytes(b"deep")
+    (src / "caf\u00e9").write_bytes(b"unicode")
+    os.close(os.open(os.fsencode(src) + b"/raw\xff\xfe", os.O_CREAT | os.O_WRONLY, 0o644))
+    os.symlink("t" * 200, src / "longlink")
+    blob = io.BytesIO()
+    write_tar(src, blob)
+    extract(io.BytesIO(blob.getvalue()), dest)
+    assert sorted(os.listdir(os.fsencode(dest))) == sorted(os.listdir(os.fsencode(src)))
+    assert (dest / ("d" * 120) / ("e" * 150) / "f").read_bytes() == b"deep"
+    assert os.readlink(dest / "longlink") == "t" * 200
+
+
+@needs_root
+def test_gnu_tar_reads_our_layers_and_we_read_its_gnu_and_sparse_archives(work: Path) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("tar") is None:
+        pytest.skip("GNU tar is not installed")
+    from fs_layer_helpers import tree_snapshot
+
+    src = work / "src"
+    src.mkdir()
+    _rich_tree(src)
+    (src / ("long" * 40)).write_bytes(b"long name")
+    with open(src / "sparse", "wb") as f:
+        f.seek(3 << 20)
+        f.write(b"end")
+    ours = work / "ours.tar"
+    with open(ours, "wb") as f:
+        write_tar(src, f)
+    by_gnu = work / "by_gnu"
+    by_gnu.mkdir()
+    subprocess.run(["tar", "-x", "-p", "--xattrs", "--xattrs-include=*", "-C", str(by_gnu),
+                    "-f", str(ours)], check=True)
+    assert tree_snapshot(by_gnu) == tree_snapshot(src)
+
+    for fmt in ("gnu", "pax"):
+        theirs = work / f"{fmt}.tar"
+        subprocess.run(["tar", "-c", f"--format={fmt}", "--sparse", "-C", str(src),
+                        "-f", str(theirs), "."], check=True)
+        by_us = work / f"by_us_{fmt}"
+        by_us.mkdir()
+        extract(theirs, by_us)
+        assert tree_snapshot(by_us) == tree_snapshot(src)
+
+
+@pytest.mark.parametrize("extra", [100, 101])  # both parities: either open may flush
+def test_many_directories_and_cross_directory_hardlinks_survive_the_fd_cache(
+    work: Path, extra: int
+) -> None:
+    # More directories than the extractor keeps open, and hardlinks whose target directory is
+    # opened after the link's own: a cache flush must never close an fd still in use (its
+    # number would be reused, and the link would land in another directory).
+    from isolate.fs.layers import _MAX_CACHED_DIRS
+
+    count = _MAX_CACHED_DIRS + extra
+    members = [entry(f"t{i}/f", data=str(i).encode()) for i in range(count)]
+    members += [entry(f"l{i}/link", kind=tarfile.LNKTYPE, link=f"t{i}/f") for i in range(count)]
+    extract(io.BytesIO(build_tar(*members)), work)
+    for i in range(count):
+        assert sorted(os.listdir(work / f"l{i}")) == ["link"]
+        assert sorted(os.listdir(work / f"t{i}")) == ["f"]
+        assert (work / f"l{i}" / "link").read_bytes() == str(i).encode()
+
+
+def test_directory_where_the_same_layer_put_a_whiteout_becomes_opaque(work: Path) -> None:
+    data = build_tar(
+        entry(".wh.a"),
+        entry("a", kind=tarfile.DIRTYPE, mode=0o755),
+        entry("a/new", data=b"new"),
+        entry(".wh.b"),
+        entry("b/implied/f", data=b"f"),  # no directory entry: created implicitly
+    )
+    extract(io.BytesIO(data), work, xattr_namespace="user")
+    for name in ("a", "b"):
+        assert (work / name).is_dir()
+        assert os.getxattr(work / name, "user.overlay.opaque") == b"y"
+    assert (work / "b" / "implied" / "f").read_bytes() == b"f"

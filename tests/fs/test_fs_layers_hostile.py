@@ -7,7 +7,7 @@ import os
 import tarfile
 
 import pytest
-from layer_helpers import Arena, build_tar, entry
+from fs_layer_helpers import Arena, build_tar, entry
 
 from isolate.errors import ImageError
 from isolate.fs import CorruptLayer, UnsafeArchive, extract
@@ -200,3 +200,25 @@ def test_fast_header_parser_agrees_with_tarfile_on_mutated_headers() -> None:
             except (tarfile.HeaderError, CorruptLayer):
                 got = "error"
             assert got == want, bytes(buf[100:345])
+
+
+def test_hardlink_replacing_the_directory_holding_its_target_is_corrupt(arena: Arena) -> None:
+    data = build_tar(
+        entry("a/b/f", data=b"x"),
+        entry("a", kind=tarfile.LNKTYPE, link="a/b/f"),
+    )
+    with pytest.raises(CorruptLayer, match="inside it"):
+        extract(io.BytesIO(data), arena.dest)
+    assert (arena.dest / "a" / "b" / "f").read_bytes() == b"x"
+
+
+@pytest.mark.parametrize("cut", [10, 200])
+def test_damaged_gzip_is_corrupt(arena: Arena, cut: int) -> None:
+    import gzip
+
+    blob = gzip.compress(build_tar(entry("f", data=os.urandom(5000))))
+    damaged = blob[:cut] + bytes(b ^ 0x55 for b in blob[cut : cut + 50]) + blob[cut + 50 :]
+    with pytest.raises(CorruptLayer):
+        extract(io.BytesIO(damaged), arena.dest)
+    with pytest.raises(CorruptLayer):
+        extract(io.BytesIO(b"\x1f\x8b\x08garbage"), arena.dest)

@@ -12,7 +12,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from layer_helpers import build_tar, entry, mount_overlay, tree_snapshot, umount
+from fs_layer_helpers import build_tar, entry, mount_overlay, tree_snapshot, umount
 
 from isolate.fs import diff, extract, write_tar
 
