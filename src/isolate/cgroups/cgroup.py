@@ -64,6 +64,19 @@ def add_note(exc: BaseException, note: str) -> None:
     notes.append(note)
 
 
+_GENERATED = re.compile(r"^cg-(\d+)-[0-9a-f]{12}$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _check_name(name: str) -> str:
     if not isinstance(name, str) or not name.strip("/"):
         raise ConfigError(f"name: expected a cgroup name like 'job-1', got {name!r}")
@@ -176,11 +189,15 @@ class CGroup:
         already), :class:`UnsupportedError` when a limit's controller is missing or not
         delegated, or cgroups cannot be created by this user. Nothing is left behind on error.
         """
-        name = _check_name(name) if name is not None else f"cg-{secrets.token_hex(6)}"
+        # A generated name carries our pid, so a later create can tell a group whose creator
+        # was killed before it could delete it (see _sweep_orphans) from one still in use.
+        generated = f"cg-{os.getpid()}-{secrets.token_hex(6)}"
+        name = _check_name(name) if name is not None else generated
         if limits is not None and not isinstance(limits, Limits):
             raise ConfigError(f"limits: expected a Limits, got {limits!r}")
         if parent is None:
             parent = cls.default_parent(layout=layout)
+            parent._sweep_orphans()
         cg = cls(parent._layout, {k: os.path.join(d, name) for k, d in parent._dirs.items()})
         made: list[str] = []
         try:
@@ -567,6 +584,32 @@ class CGroup:
                 add_note(first, f"also: {other}")
             raise first
         self._prune_base()
+
+    def _sweep_orphans(self) -> None:
+        """Remove empty groups with generated names whose creator process is gone.
+
+        A process killed before its ``delete`` ran (SIGKILL, a crash) leaves its group behind;
+        the next create cleans up after it. Groups of live creators, and groups that still
+        hold processes, are never touched.
+        """
+        primary = self._dirs[self._primary().key]
+        try:
+            names = os.listdir(primary)
+        except OSError:
+            return
+        for name in names:
+            match = _GENERATED.match(name)
+            if match is None or _pid_alive(int(match.group(1))):
+                continue
+            orphan = CGroup(self._layout, {k: os.path.join(d, name)
+                                           for k, d in self._dirs.items()})
+            try:
+                if not orphan._all_procs():
+                    for d in orphan._dirs.values():
+                        if os.path.isdir(d):
+                            _rmdir(d)
+            except (CgroupError, OSError):
+                pass  # raced with another sweeper, or not ours to remove after all
 
     def _prune_base(self) -> None:
         """Remove the ``isolate`` directories made to hold default groups, once empty, so a
