@@ -14,6 +14,8 @@ import sys
 
 import pytest
 
+import isolate
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
@@ -28,7 +30,11 @@ def examples(page: pathlib.Path) -> str:
                          ids=lambda p: p.name)
 def test_documentation_examples_run(page: pathlib.Path, tmp_path: pathlib.Path) -> None:
     code = examples(page)
-    env = dict(os.environ, HOME=str(tmp_path), XDG_DATA_HOME=str(tmp_path / "data"))
+    # The examples import the same isolate the tests imported (installed, or ./src in a
+    # development checkout), whatever the working directory.
+    package_dir = str(pathlib.Path(isolate.__file__).resolve().parent.parent)
+    env = dict(os.environ, HOME=str(tmp_path), XDG_DATA_HOME=str(tmp_path / "data"),
+               PYTHONPATH=package_dir)
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, (

@@ -14,7 +14,7 @@ import isolate
 SRC = pathlib.Path(isolate.__file__).resolve().parent
 
 # module (or package prefix) -> layer number; the most specific prefix wins.
-LAYERS: dict[str, int] = {
+LAYERS: dict[str, float] = {
     "isolate.errors": 0,
     "isolate._native": 0,
     "isolate._syscalls": 0,
@@ -31,6 +31,7 @@ LAYERS: dict[str, int] = {
     "isolate.image": 4,
     "isolate.container": 4,
     "isolate._caller": 4,
+    "isolate._image_root": 4.5,  # image roots for the sandbox: uses image/ and fs/
     "isolate.sandbox": 5,
     "isolate.cli": 6,
     "isolate.api": 6,
@@ -42,7 +43,7 @@ LAYERS: dict[str, int] = {
 NATIVE_IMPORTERS = {"isolate._sys"}
 
 
-def layer_of(module: str) -> int:
+def layer_of(module: str) -> float:
     best = ""
     for prefix in LAYERS:
         if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > len(best):
