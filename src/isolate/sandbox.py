@@ -388,6 +388,8 @@ class _Compiled:
         p = Plan(flags, Mode.VFORK)
         p.extend(cgroup)
         p.extend(joins)
+        # kill(0, sig) reaches the caller's whole process group, pid namespace or not.
+        p.add(Op(OpKind.SETSID, note="start a new session"))
         p.extend(_root_ops(cfg))
         self.base = p.freeze()
         self.identity = _identity_ops(cfg)
