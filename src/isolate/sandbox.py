@@ -28,7 +28,13 @@ from isolate import _plan, lowlevel, security
 from isolate._plan import Mode, Op, OpFlag, OpKind, Plan
 from isolate.cgroups import BASE_NAME, CGroup, Limits
 from isolate.cgroups.cgroup import add_note
-from isolate.errors import ConfigError, IsolateError, StateError, UnsupportedError
+from isolate.errors import (
+    CallError,
+    ConfigError,
+    IsolateError,
+    StateError,
+    UnsupportedError,
+)
 from isolate.fs.mounts import (
     MOUNT_ATTR_RDONLY,
     MS_BIND,
@@ -659,8 +665,8 @@ class Sandbox:
         attached as a note. The sandbox must be able to run this Python interpreter (the
         default host root can; a custom ``rootfs`` needs it inside).
 
-        Raises :class:`isolate.errors.SandboxCallError`-style errors as
-        :class:`RuntimeError` when the child dies without answering.
+        Raises :class:`isolate.errors.CallError` (a :class:`RuntimeError`) when the child
+        dies without answering, :class:`TimeoutError` when the sandbox's timeout ends it.
         """
         self._check_open()
         from isolate._caller import Caller
@@ -669,5 +675,12 @@ class Sandbox:
             if self._caller is None:
                 self._caller = Caller(self)
             caller = self._caller
-        result: T = caller.call(fn, args, kwargs, self._remaining(None))
+        try:
+            result: T = caller.call(fn, args, kwargs, self._remaining(None))
+        except CallError as exc:
+            # The sandbox's timer may end the helper a moment before the call's own deadline.
+            if self._deadline is not None and time.monotonic() >= self._deadline:
+                raise TimeoutError(f"sandboxed call of {fn!r} ended by the sandbox's timeout "
+                                   f"of {self.config.timeout} s") from exc
+            raise
         return result
