@@ -281,7 +281,9 @@ def _identity_ops(cfg: SandboxConfig) -> list[Op]:
     """User namespace maps (rootless), credentials and privileges, in the kernel's order."""
     ops: list[Op] = []
     if cfg.privileged:
-        keep = security.CapabilitySet.all()
+        # Not simply all(): a caller whose own bounding set lacks one (a container, a
+        # supervisor that dropped some) cannot grant it, and capset would fail with EPERM.
+        keep = security.CapabilitySet.all() & security.read_process_caps().bounding
     elif cfg.capabilities is not None:
         keep = cfg.capabilities
     else:
