@@ -11,9 +11,7 @@ import textwrap
 import pytest
 
 import isolate
-from isolate import Limits, Sandbox
-from isolate.errors import UnsupportedError
-from sandbox_helpers import children_of, mountinfo, need_root, open_fds
+from sandbox_helpers import need_root
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -25,26 +23,28 @@ def _root() -> None:
     need_root()
 
 
-def netns_names() -> list[str]:
-    try:
-        return sorted(os.listdir("/run/netns"))
-    except FileNotFoundError:
-        return []
+LOOP = textwrap.dedent("""
+    import os
+    from sandbox_helpers import children_of, mountinfo, open_fds
+    from isolate import Limits, Sandbox
+    from isolate.errors import UnsupportedError
 
+    def netns_names():
+        try:
+            return sorted(os.listdir("/run/netns"))
+        except FileNotFoundError:
+            return []
 
-def sandbox_namespaces() -> set[str]:
-    """Namespaces held by any fd of this process (the sandbox keeps its shared ones so)."""
-    return {target for target in open_fds().values()
-            if target.split(":", 1)[0] in ("net", "uts", "ipc", "user", "mnt", "pid")}
+    def namespaces_held():
+        return {{t for t in open_fds().values()
+                 if t.split(":", 1)[0] in ("net", "uts", "ipc", "user", "mnt", "pid")}}
 
-
-def test_200_sandboxes_in_a_loop_leave_no_mount_namespace_fd_or_process() -> None:
     fds, mounts, netns = open_fds(), mountinfo(), netns_names()
     children = children_of(os.getpid())
-    cgroup_dirs: list[str] = []
+    cgroup_dirs = []
     limits_work = True
-    for i in range(ROUNDS):
-        options = {}
+    for i in range({rounds}):
+        options = {{}}
         if i % 20 == 0 and limits_work:
             options["limits"] = Limits(pids_max=64)
         try:
@@ -56,21 +56,46 @@ def test_200_sandboxes_in_a_loop_leave_no_mount_namespace_fd_or_process() -> Non
         try:
             if box.cgroup is not None:
                 cgroup_dirs.extend(box.cgroup.dirs.values())
-            # A tree that outlives its pid 1, a popen left running, and a call helper.
+            # A tree that outlives its pid 1, a popen still running at the end, a call helper.
             result = box.run(["sh", "-c", "sleep 1000 & echo $$"], capture_output=True)
-            assert result.stdout == b"1\n"
-            running = box.popen(["sleep", "1000"])  # still running when the block ends
+            assert result.stdout == b"1\\n", result
+            running = box.popen(["sleep", "1000"])
             if i % 50 == 0:
                 assert box.call(os.getpid) > 1
         finally:
             box.close()
         assert running.returncode is not None
-    assert open_fds() == fds
-    assert sandbox_namespaces() == set()
-    assert mountinfo() == mounts
+    assert open_fds() == fds, (fds, open_fds())
+    assert namespaces_held() == set()
+    assert mountinfo() == mounts, set(mountinfo()) ^ set(mounts)
     assert children_of(os.getpid()) == children
     assert netns_names() == netns
     assert [d for d in cgroup_dirs if os.path.exists(d)] == []
+    print("clean", {rounds})
+""")
+
+
+def run_script(code: str, *, private_mounts: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter (own session); a hang fails as a deadlock."""
+    tests = os.path.dirname(os.path.abspath(__file__))
+    src = os.path.dirname(os.path.dirname(isolate.__file__))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, tests]))
+    argv = [sys.executable, "-c", code]
+    if private_mounts:
+        # Other test runs on this machine mount things; a private copy of the mount table
+        # sees only what this run does.
+        argv = ["unshare", "--mount", "--propagation", "private", *argv]
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=240,
+                              check=False, start_new_session=True)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"no end after {exc.timeout} s: spawning deadlocked")
+
+
+def test_200_sandboxes_in_a_loop_leave_no_mount_namespace_fd_or_process() -> None:
+    proc = run_script(LOOP.format(rounds=ROUNDS), private_mounts=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["clean", str(ROUNDS)]
 
 
 CHURN = textwrap.dedent("""
@@ -109,12 +134,6 @@ CHURN = textwrap.dedent("""
 
 
 def test_200_sandboxes_while_threads_hold_locks_and_allocate_do_not_deadlock() -> None:
-    code = CHURN.format(rounds=ROUNDS)
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(isolate.__file__)))
-    try:
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              env=env, timeout=240, check=False, start_new_session=True)
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"spawning deadlocked (no end after {exc.timeout} s)")
+    proc = run_script(CHURN.format(rounds=ROUNDS))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["done", str(ROUNDS)]
