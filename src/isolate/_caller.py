@@ -134,6 +134,9 @@ class Caller:
                 [sys.executable, "-c", _ZYGOTE, str(child.fileno())],
                 stdin=subprocess.DEVNULL, pass_fds=[child.fileno()],
                 env=self._environment())
+        except BaseException:
+            parent.close()
+            raise
         finally:
             child.close()
         try:

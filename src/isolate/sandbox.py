@@ -30,6 +30,7 @@ from isolate._plan import Mode, Op, OpFlag, OpKind, Plan
 from isolate.cgroups import CGroup, Limits
 from isolate.cgroups.cgroup import add_note
 from isolate.errors import (
+    CallError,
     ConfigError,
     IsolateError,
     MountError,
@@ -370,7 +371,9 @@ def _identity_ops(cfg: SandboxConfig) -> list[Op]:
     """User namespace maps (rootless), credentials and privileges, in the kernel's order."""
     ops: list[Op] = []
     if cfg.privileged:
-        keep = security.CapabilitySet.all()
+        # Not simply all(): a caller whose own bounding set lacks one (a container, a
+        # supervisor that dropped some) cannot grant it, and capset would fail with EPERM.
+        keep = security.CapabilitySet.all() & security.read_process_caps().bounding
     elif cfg.capabilities is not None:
         keep = cfg.capabilities
     else:
@@ -472,6 +475,8 @@ class _Compiled:
         p = Plan(flags, Mode.VFORK)
         p.extend(cgroup)
         p.extend(joins)
+        # kill(0, sig) reaches the caller's whole process group, pid namespace or not.
+        p.add(Op(OpKind.SETSID, note="start a new session"))
         self.cfg = cfg
         # A writable image root gets a throwaway upper dir per process, so its root ops are
         # made per process; every other root is the same for all and encoded once.
@@ -835,8 +840,8 @@ class Sandbox:
         attached as a note. The sandbox must be able to run this Python interpreter (the
         default host root can; a custom ``rootfs`` needs it inside).
 
-        Raises :class:`isolate.errors.SandboxCallError`-style errors as
-        :class:`RuntimeError` when the child dies without answering.
+        Raises :class:`isolate.errors.CallError` (a :class:`RuntimeError`) when the child
+        dies without answering, :class:`TimeoutError` when the sandbox's timeout ends it.
         """
         self._check_open()
         from isolate._caller import Caller
@@ -845,5 +850,12 @@ class Sandbox:
             if self._caller is None:
                 self._caller = Caller(self)
             caller = self._caller
-        result: T = caller.call(fn, args, kwargs, self._remaining(None))
+        try:
+            result: T = caller.call(fn, args, kwargs, self._remaining(None))
+        except CallError as exc:
+            # The sandbox's timer may end the helper a moment before the call's own deadline.
+            if self._deadline is not None and time.monotonic() >= self._deadline:
+                raise TimeoutError(f"sandboxed call of {fn!r} ended by the sandbox's timeout "
+                                   f"of {self.config.timeout} s") from exc
+            raise
         return result

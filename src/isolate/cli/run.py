@@ -1,10 +1,9 @@
 """``isolate run``: run one command in a sandbox, passing stdio through, like ``docker run``.
 
-Signals sent to ``isolate`` (SIGTERM, SIGHUP, SIGQUIT, SIGUSR1/2, and SIGINT when it comes from
-``kill`` rather than the terminal) are forwarded to the command. The command runs as pid 1 of
-its own pid namespace, where the kernel drops signals it has no handler for -- so, as
-``docker stop`` does, a command that ignores a forwarded SIGTERM/SIGINT is killed after
-``--stop-timeout`` seconds.
+Signals sent to ``isolate`` (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1/2) are forwarded to the
+command, which runs in a session of its own. The command runs as pid 1 of its own pid namespace,
+where the kernel drops signals it has no handler for -- so, as ``docker stop`` does, a command
+that ignores a forwarded SIGTERM/SIGINT is killed after ``--stop-timeout`` seconds.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ __all__ = ["register"]
 _FORWARD = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
             signal.SIGINT, signal.SIGWINCH)
 _STOPPING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
-_SI_KERNEL = 0x80  # si_code of a signal the kernel (e.g. the terminal) generated
 
 
 def register(sub: Any) -> None:
@@ -207,9 +205,9 @@ def _supervise(sb: Sandbox, command: list[str], env: dict[str, str],
             now = time.monotonic()
             if info is not None and info.si_signo != signal.SIGCHLD:
                 sig = signal.Signals(info.si_signo)
-                # A terminal's ^C reaches the command by itself (same process group).
-                if not (sig == signal.SIGINT and info.si_code == _SI_KERNEL):
-                    proc.send_signal(sig)
+                # Also a terminal's ^C: the command runs in a session of its own, so the
+                # terminal's signals reach only us.
+                proc.send_signal(sig)
                 if sig in _STOPPING and kill_at is None:
                     kill_at = now + stop_timeout
             if (deadline is not None and now >= deadline) or (

@@ -1,0 +1,99 @@
+"""Helpers shared by the sandbox, CLI and stress tests: a busybox root filesystem, finding
+processes by a unique argv marker, and snapshots of what a process holds (fds, mounts)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+BUSYBOX = "/bin/busybox"
+
+
+def need_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("sandbox tests as root need root")
+
+
+@contextlib.contextmanager
+def busybox_rootfs() -> Iterator[str]:
+    """A temp directory holding a static busybox and a symlink per applet in /bin."""
+    if not os.path.exists(BUSYBOX):
+        pytest.skip("busybox-static is not installed (/bin/busybox)")
+    root = tempfile.mkdtemp(prefix="isolate-rootfs-")
+    try:
+        os.chmod(root, 0o755)
+        for d in ("bin", "etc", "tmp", "proc", "dev", "sys", "root", "mnt"):
+            os.mkdir(os.path.join(root, d))
+        shutil.copy(BUSYBOX, os.path.join(root, "bin", "busybox"))
+        applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True,
+                                 check=True).stdout.split()
+        for applet in applets:
+            link = os.path.join(root, "bin", applet)
+            if not os.path.lexists(link):
+                os.symlink("busybox", link)
+        with open(os.path.join(root, "etc", "passwd"), "w") as f:
+            f.write("root:x:0:0:root:/root:/bin/sh\n")
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def marker() -> str:
+    """A number unlikely to be any other process's argument (for ``sleep MARKER``)."""
+    return str(100000 + uuid.uuid4().int % 800000)
+
+
+def pids_with_argv(*argv: str) -> list[int]:
+    """Live (non-zombie) processes whose argv starts with ``argv``."""
+    want = [a.encode() for a in argv]
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+        except OSError:
+            continue
+        if args[:len(want)] == want:
+            found.append(int(entry))
+    return found
+
+
+def children_of(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (zombies included: they are not yet reaped)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(") ", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+def open_fds() -> dict[int, str]:
+    """This process's fds and what they point at."""
+    out = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            out[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            pass  # the fd listdir itself used
+    return out
+
+
+def mountinfo() -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return f.read().splitlines()

@@ -1,0 +1,164 @@
+"""Tests of ``isolate run`` as a user runs it: a separate process, real stdio, real signals,
+and docker-run exit codes (the command's own status, 128+N for a signal, 125 for isolate's own
+failure, 126/127 when the command cannot be executed)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+
+import pytest
+
+import isolate
+from sandbox_helpers import busybox_rootfs, marker, need_root, pids_with_argv
+
+pytestmark = pytest.mark.root
+
+SRC = os.path.dirname(os.path.dirname(isolate.__file__))
+
+
+@pytest.fixture(autouse=True)
+def _root() -> None:
+    need_root()
+
+
+def isolate_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "isolate.cli", "run", *args]
+
+
+def env() -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=SRC)
+
+
+def cli(*args: str, input: str | None = None,
+        timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(isolate_argv(*args), input=input, capture_output=True, text=True,
+                          env=env(), timeout=timeout, check=False)
+
+
+@pytest.fixture(scope="module")
+def rootfs() -> Iterator[str]:
+    with busybox_rootfs() as path:
+        yield path
+
+
+# -- stdio and exit status -------------------------------------------------------------------
+
+def test_run_passes_stdin_stdout_and_stderr_through() -> None:
+    result = cli("--", "sh", "-c", "cat; echo to-err >&2", input="from stdin\n")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "from stdin\n",
+                                                                 "to-err\n")
+
+
+def test_run_exits_with_the_commands_status() -> None:
+    assert cli("--", "sh", "-c", "exit 3").returncode == 3
+    assert cli("sh", "-c", "exit 0").returncode == 0  # "--" is optional
+
+
+def test_the_command_runs_sandboxed() -> None:
+    result = cli("--hostname", "cli-box", "--", "sh", "-c",
+                 "echo $$ $(hostname) $(ls /sys/class/net); touch /etc/x 2>/dev/null; echo $?")
+    assert result.stdout.split() == ["1", "cli-box", "lo", "1"]
+
+
+def start(*args: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(isolate_argv(*args), stdout=subprocess.PIPE, text=True, env=env())
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "ready\n"  # the command's trap is in place
+    return proc
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 42), (signal.SIGINT, 43)])
+def test_sigterm_and_sigint_are_forwarded_to_the_command(sig: int, code: int) -> None:
+    with start("--", "sh", "-c", "trap 'exit 42' TERM; trap 'exit 43' INT; echo ready; "
+               "while :; do sleep 0.05; done") as proc:
+        proc.send_signal(sig)
+        assert proc.wait(timeout=60) == code
+
+
+def test_a_command_ignoring_sigterm_is_killed_and_exits_128_plus_9() -> None:
+    mark = marker()
+    with start("--stop-timeout", "0.3", "--", "sh", "-c",
+               f"echo ready; sleep {mark}") as proc:
+        proc.send_signal(signal.SIGTERM)  # pid 1 without a handler ignores it
+        assert proc.wait(timeout=60) == 128 + signal.SIGKILL
+    assert pids_with_argv("sleep", mark) == []
+
+
+def test_timeout_kills_the_command_tree() -> None:
+    mark = marker()
+    result = cli("--timeout", "0.5", "--", "sh", "-c", f"sleep {mark} & sleep {mark}")
+    assert result.returncode == 128 + signal.SIGKILL
+    assert pids_with_argv("sleep", mark) == []
+
+
+# -- bad input: one line on stderr, exit 125 ------------------------------------------------
+
+@pytest.mark.parametrize("args", [
+    ("--bogus-option", "--", "true"),
+    ("--rootfs", "/no/such/rootfs", "--", "true"),
+    ("--bind", "/no/such/source:/mnt", "--", "true"),
+    ("--bind", "not-a-bind-spec", "--", "true"),
+    ("--user", "alice", "--", "true"),
+    ("--env", "=value", "--", "true"),
+    ("--workdir", "relative/dir", "--", "true"),
+    ("--net", "bridge", "--", "true"),
+    (),
+])
+def test_bad_input_gets_one_line_on_stderr_and_exit_125(args: tuple[str, ...]) -> None:
+    result = cli(*args)
+    assert result.returncode == 125
+    assert result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_command_not_found_exits_127() -> None:
+    result = cli("--", "no-such-command-anywhere")
+    assert result.returncode == 127
+    assert "no-such-command-anywhere" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_command_that_cannot_be_executed_exits_126() -> None:
+    result = cli("--", "/etc")  # a directory: EACCES
+    assert result.returncode == 126
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+# -- options ---------------------------------------------------------------------------------
+
+def test_rootfs_bind_tmpfs_env_workdir_and_user_options(rootfs: str) -> None:
+    with tempfile.TemporaryDirectory() as data:
+        os.chmod(data, 0o777)  # the command runs as uid 1000
+        with open(os.path.join(data, "in"), "w") as f:
+            f.write("bound")
+        result = cli("--rootfs", rootfs, "--bind", f"{data}:/data:ro",
+                     "--bind", f"{data}:/out:rw", "--tmpfs", "/scratch", "--env", "K=V",
+                     "--workdir", "/scratch", "--user", "1000:1001", "--",
+                     "sh", "-c", "cat /data/in; echo; echo $K; pwd; id -u; id -g; "
+                     "touch /data/x 2>/dev/null || echo ro; echo hi > /out/made; "
+                     "ls /usr 2>/dev/null || echo no-usr")
+        assert result.stdout.split() == ["bound", "V", "/scratch", "1000", "1001", "ro",
+                                         "no-usr"], result.stderr
+        assert result.returncode == 0
+        with open(os.path.join(data, "made")) as f:
+            assert f.read() == "hi\n"
+
+
+def test_net_host_shares_the_hosts_network_devices() -> None:
+    result = cli("--net", "host", "--", "ls", "/sys/class/net")
+    assert sorted(result.stdout.split()) == sorted(os.listdir("/sys/class/net"))
+
+
+def test_memory_limit_reports_killed_out_of_memory() -> None:
+    result = cli("--memory", "64M", "--", sys.executable, "-c",
+                 "b = bytearray(256 << 20)")
+    if "cgroup" in result.stderr and result.returncode == 125:
+        pytest.skip(f"memory limits unavailable here: {result.stderr.strip()}")
+    assert result.returncode == 128 + signal.SIGKILL
+    assert "killed: out of memory" in result.stderr

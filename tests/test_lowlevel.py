@@ -1,0 +1,253 @@
+"""Tests of isolate.lowlevel.spawn on the real kernel: plans run in order, a failing step comes
+back as a typed error naming itself, parent steps run while the child waits, and nothing of a
+failed child is left behind."""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import subprocess
+import tempfile
+from collections.abc import Iterator
+
+import pytest
+
+from isolate import _plan, lowlevel
+from isolate._plan import Mode, Op, OpKind, Plan
+from isolate.errors import ConfigError, MountError, NamespaceError, SpawnError
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture(autouse=True)
+def _need_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("spawning into new namespaces needs root")
+
+
+@pytest.fixture
+def tmp_dir() -> Iterator[str]:
+    path = tempfile.mkdtemp(prefix="isolate-lowlevel-")
+    try:
+        yield path
+    finally:
+        subprocess.run(["rm", "-rf", path], check=True)
+
+
+def exec_op(*argv: str) -> Op:
+    return _plan.exec_(argv[0], list(argv), {"PATH": "/usr/bin:/bin"})
+
+
+def output_of(p: Plan, tail: list[Op]) -> tuple[int, bytes]:
+    """Spawn ``p`` + an fd op giving it a pipe as stdout + ``tail``; return (status, output)."""
+    r, w = os.pipe2(os.O_CLOEXEC)
+    try:
+        full = Plan(p.clone_flags, p.mode).extend(p.ops)
+        full.add(_plan.fds([(w, 1, False), (2, 2, False)]))
+        full.extend(tail)
+        with lowlevel.spawn(full) as child:
+            os.close(w)
+            w = -1
+            chunks = []
+            while chunk := os.read(r, 65536):
+                chunks.append(chunk)
+            return child.wait(), b"".join(chunks)
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_spawn_runs_the_program_and_its_pidfd_turns_readable_at_exit() -> None:
+    p = Plan().add(exec_op("/bin/sh", "-c", "exit 7"))
+    with lowlevel.spawn(p) as child:
+        ready, _, _ = select.select([child.fileno()], [], [], 30)
+        assert ready == [child.fileno()]
+        assert child.wait() == 7
+        assert child.poll() == 7
+
+
+def test_a_new_pid_namespace_makes_the_child_pid_1() -> None:
+    p = Plan(_plan.CLONE_NEWPID | _plan.CLONE_NEWNS)
+    status, out = output_of(p, [exec_op("/bin/sh", "-c", "echo $$")])
+    assert (status, out) == (0, b"1\n")
+
+
+def test_fork_into_pidns_reports_the_grandchild_pid_and_it_is_pid_1_inside() -> None:
+    p = Plan(0, Mode.FORK).add(Op(OpKind.FORK_INTO_PIDNS, a=-1))
+    r, w = os.pipe2(os.O_CLOEXEC)
+    try:
+        p.add(_plan.fds([(w, 1, False)]))
+        p.add(exec_op("/bin/sh", "-c", "echo $$; exec /bin/sleep 1000"))
+        with lowlevel.spawn(p) as child:
+            os.close(w)
+            w = -1
+            assert os.read(r, 100) == b"1\n"
+            # The pid we hold is the grandchild (the program itself), not the helper.
+            with open(f"/proc/{child.pid}/status") as f:
+                nspid = [line.split()[1:] for line in f if line.startswith("NSpid:")]
+            assert nspid == [[str(child.pid), "1"]]
+            child.kill()
+            assert child.wait() == -9
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
+
+
+def test_a_failing_mount_step_is_a_mount_error_naming_the_step_and_target(
+        tmp_dir: str) -> None:
+    bad = _plan.mount("none", tmp_dir, "no-such-filesystem-type")
+    p = Plan(_plan.CLONE_NEWNS).extend([Op(OpKind.CHDIR, s2=b"/"), bad, exec_op("/bin/true")])
+    with pytest.raises(MountError) as info:
+        lowlevel.spawn(p)
+    err = info.value
+    assert err.errno == errno.ENODEV
+    assert err.step == "mount"
+    assert err.op_index == 1
+    assert err.filename == tmp_dir
+    assert "no-such-filesystem-type" in str(err)
+    assert err.pid is not None and not alive(err.pid)
+    assert os.listdir(tmp_dir) == []
+
+
+def test_a_failing_setns_is_a_namespace_error() -> None:
+    p = Plan().extend([Op(OpKind.SETNS, a=-1, b=0, s2=b"/proc/self/no-such-ns"),
+                       exec_op("/bin/true")])
+    with pytest.raises(NamespaceError) as info:
+        lowlevel.spawn(p)
+    assert info.value.step == "setns"
+    assert info.value.op_index == 0
+
+
+@pytest.mark.parametrize(("argv", "code"), [
+    (["/no/such/program"], errno.ENOENT),
+    (["/proc/self/stat"], errno.EACCES),
+])
+def test_an_exec_failure_is_a_spawn_error_with_step_exec(argv: list[str], code: int) -> None:
+    with pytest.raises(SpawnError) as info:
+        lowlevel.spawn(Plan().add(exec_op(*argv)))
+    assert (info.value.errno, info.value.step) == (code, "exec")
+    assert info.value.filename == argv[0]
+    assert info.value.pid is not None and not alive(info.value.pid)
+
+
+def test_parent_step_runs_while_the_child_waits(tmp_dir: str) -> None:
+    path = os.path.join(tmp_dir, "written-by-parent")
+    seen: list[int] = []
+
+    def step(pid: int) -> None:
+        seen.append(pid)
+        assert alive(pid)  # waiting at WAIT_PARENT, not yet exec'd
+        with open(path, "w") as f:
+            f.write("hello")
+
+    p = Plan(0, Mode.FORK).add(Op(OpKind.WAIT_PARENT))
+    r, w = os.pipe2(os.O_CLOEXEC)
+    try:
+        p.add(_plan.fds([(w, 1, False)]))
+        p.add(exec_op("/bin/cat", path))
+        with lowlevel.spawn(p, parent_step=step) as child:
+            os.close(w)
+            w = -1
+            assert os.read(r, 100) == b"hello"
+            assert child.wait() == 0
+            assert seen == [child.pid]
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
+
+
+def test_a_parent_step_that_raises_kills_and_reaps_the_child() -> None:
+    pids: list[int] = []
+
+    def step(pid: int) -> None:
+        pids.append(pid)
+        raise RuntimeError("parent step failed on purpose")
+
+    p = Plan(0, Mode.FORK).extend([Op(OpKind.WAIT_PARENT), exec_op("/bin/sleep", "1000")])
+    with pytest.raises(RuntimeError, match="on purpose"):
+        lowlevel.spawn(p, parent_step=step)
+    assert pids and not alive(pids[0])
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pids[0], os.WNOHANG)
+
+
+def test_wait_parent_needs_fork_mode_and_a_parent_step() -> None:
+    with pytest.raises(ConfigError, match=r"Mode\.FORK"):
+        lowlevel.spawn(Plan(0, Mode.VFORK).add(Op(OpKind.WAIT_PARENT)))
+    with pytest.raises(ConfigError, match="parent_step"):
+        lowlevel.spawn(Plan(0, Mode.FORK).add(Op(OpKind.WAIT_PARENT)))
+
+
+def test_the_fds_op_closes_every_fd_not_listed_even_inheritable_ones() -> None:
+    leaked = os.open("/etc/hostname", os.O_RDONLY)  # inheritable on purpose
+    os.set_inheritable(leaked, True)
+    try:
+        status, out = output_of(Plan(), [exec_op("/bin/ls", "/proc/self/fd")])
+    finally:
+        os.close(leaked)
+    assert status == 0
+    seen = sorted(int(x) for x in out.split())
+    # stdout, stderr, and the directory ls opened on the lowest free number; nothing else.
+    assert len(seen) == 3 and {1, 2} <= set(seen)
+    assert leaked not in seen
+
+
+def test_a_moved_fd_lands_on_its_target_number() -> None:
+    with tempfile.TemporaryFile() as f:
+        f.write(b"payload")
+        f.flush()
+        os.lseek(f.fileno(), 0, os.SEEK_SET)
+        r, w = os.pipe2(os.O_CLOEXEC)
+        try:
+            p = Plan().extend([_plan.fds([(w, 1, False), (f.fileno(), 7, False)]),
+                               exec_op("/bin/sh", "-c", "cat <&7")])
+            with lowlevel.spawn(p) as child:
+                os.close(w)
+                w = -1
+                assert os.read(r, 100) == b"payload"
+                assert child.wait() == 0
+        finally:
+            os.close(r)
+            if w >= 0:
+                os.close(w)
+
+
+def test_userns_probe_is_true_where_user_namespaces_work() -> None:
+    probe = subprocess.run(["unshare", "--user", "true"], check=False)
+    assert lowlevel.userns_available() is (probe.returncode == 0)
+
+
+def test_lowlevel_spawn_creates_a_user_namespace_as_an_unprivileged_uid() -> None:
+    from rootless import run_unprivileged
+
+    code = (
+        "import os\n"
+        "from isolate import _plan, lowlevel\n"
+        "from isolate._plan import Mode, Op, OpKind, Plan\n"
+        "uid = os.getuid()\n"
+        "def maps(pid):\n"
+        "    open(f'/proc/{pid}/setgroups', 'w').write('deny')\n"
+        "    open(f'/proc/{pid}/uid_map', 'w').write(f'0 {uid} 1')\n"
+        "    open(f'/proc/{pid}/gid_map', 'w').write(f'0 {os.getgid()} 1')\n"
+        "r, w = os.pipe2(os.O_CLOEXEC)\n"
+        "p = Plan(_plan.CLONE_NEWUSER | _plan.CLONE_NEWNS | _plan.CLONE_NEWPID, Mode.FORK)\n"
+        "p.extend([Op(OpKind.WAIT_PARENT), _plan.fds([(w, 1, False)]),\n"
+        "          _plan.exec_('/bin/sh', ['/bin/sh', '-c', 'echo $(id -u) $$'], {})])\n"
+        "with lowlevel.spawn(p, parent_step=maps) as child:\n"
+        "    os.close(w)\n"
+        "    print(os.read(r, 100).decode().strip(), child.wait(), uid)\n"
+    )
+    out = run_unprivileged(code).stdout.split()
+    assert out == ["0", "1", "0", "65534"]

@@ -1,0 +1,175 @@
+"""Tests of the spawn protocol's Python half (isolate._plan): its numbers agree with the C
+header, and every plan survives encode -> decode unchanged, also through freeze()/extended()."""
+
+from __future__ import annotations
+
+import enum
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from isolate import _plan
+from isolate._plan import Mode, Op, OpFlag, OpKind, Plan, Report, Step
+from isolate.errors import ConfigError
+
+HEADER = Path(_plan.__file__).parent / "_native" / "isolate.h"
+
+
+def header_defines() -> dict[str, int]:
+    """Every ``#define ISO_NAME <int>`` in isolate.h."""
+    text = HEADER.read_text()
+    found = re.findall(r"^#define\s+(ISO_\w+)\s+(-?\d+)\b", text, re.MULTILINE)
+    return {name: int(value) for name, value in found}
+
+
+@pytest.mark.parametrize(("enum_cls", "prefix"), [
+    (OpKind, "ISO_OP_"), (Step, "ISO_STEP_"), (Report, "ISO_REPORT_"),
+    (Mode, "ISO_MODE_"), (OpFlag, "ISO_F_"),
+])
+def test_python_enums_match_the_c_header_numbers(enum_cls: type[enum.IntEnum],
+                                                 prefix: str) -> None:
+    defines = header_defines()
+    in_c = {name[len(prefix):]: value for name, value in defines.items()
+            if name.startswith(prefix) and not name.startswith(prefix + "_")}
+    in_py = {m.name: int(m.value) for m in enum_cls if m.name != "NONE"}
+    assert in_c, f"no {prefix}* defines found in {HEADER}"
+    assert in_py == in_c
+
+
+def test_op_kinds_are_exactly_those_below_the_c_maximum() -> None:
+    defines = header_defines()
+    assert sorted(int(k) for k in OpKind) == list(range(1, defines["ISO_OP__MAX"]))
+
+
+def test_plan_magic_version_and_flags_match_the_c_header() -> None:
+    defines = header_defines()
+    assert defines["ISO_PLAN_MAGIC"] == _plan.PLAN_MAGIC
+    assert defines["ISO_PLAN_VERSION"] == _plan.PLAN_VERSION
+    assert defines["ISO_PLAN_RESET_SIGNALS"] == _plan.PLAN_RESET_SIGNALS
+
+
+# -- encode/decode round trip ----------------------------------------------------------------
+
+I64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+CSTR = st.binary(max_size=40).map(lambda b: b.replace(b"\0", b"x"))
+OPT_CSTR = st.none() | CSTR
+FLAGS = st.integers(min_value=0, max_value=127).map(OpFlag)
+
+
+@st.composite
+def ops(draw: st.DrawFn) -> Op:
+    kind = draw(st.sampled_from(list(OpKind)))
+    flags = draw(FLAGS)
+    a, b, c = draw(I64), draw(I64), draw(I64)
+    s1, s2, s3, s4 = draw(OPT_CSTR), draw(OPT_CSTR), draw(OPT_CSTR), draw(OPT_CSTR)
+    argv: tuple[bytes, ...] = ()
+    envp: tuple[bytes, ...] = ()
+    if kind is OpKind.EXEC:
+        # argv/envp travel as offset tables in a and b; the decoder gives back 0 there.
+        a = b = 0
+        argv = tuple(draw(st.lists(CSTR, min_size=1, max_size=5)))
+        envp = tuple(draw(st.lists(CSTR, max_size=5)))
+    elif kind is OpKind.WRITE_FILE:
+        s3 = draw(st.binary(max_size=64))  # file content: any bytes, NUL included
+        a = len(s3)
+    elif kind in (OpKind.SECCOMP, OpKind.FDS, OpKind.SETGROUPS):
+        width = {OpKind.SECCOMP: 8, OpKind.FDS: 12, OpKind.SETGROUPS: 4}[kind]
+        a = draw(st.integers(min_value=0, max_value=6))
+        s1 = draw(st.binary(min_size=width * a, max_size=width * a))
+    return Op(kind, flags, a, b, c, s1, s2, s3, s4, argv, envp)
+
+
+def without_notes(items: list[Op]) -> list[Op]:
+    return [Op(o.kind, o.flags, o.a, o.b, o.c, o.s1, o.s2, o.s3, o.s4, o.argv, o.envp)
+            for o in items]
+
+
+PLAN_ARGS = dict(
+    clone_flags=st.integers(min_value=0, max_value=2**64 - 1),
+    mode=st.sampled_from(list(Mode)),
+    reset=st.booleans(),
+    status_fd=st.integers(min_value=-1, max_value=2**31 - 1),
+    sync_fd=st.integers(min_value=-1, max_value=2**31 - 1),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(items=st.lists(ops(), max_size=12), **PLAN_ARGS)
+def test_encode_then_decode_gives_back_every_op_and_header_field(
+        items: list[Op], clone_flags: int, mode: Mode, reset: bool, status_fd: int,
+        sync_fd: int) -> None:
+    p = Plan(clone_flags, mode, reset_signals=reset).extend(items)
+    buf = p.encode(status_fd, sync_fd)
+    header, decoded = _plan.decode(buf)
+    assert decoded == without_notes(items)
+    assert header["magic"] == _plan.PLAN_MAGIC
+    assert header["version"] == _plan.PLAN_VERSION
+    assert header["clone_flags"] == clone_flags
+    assert header["mode"] == mode
+    assert header["flags"] == (_plan.PLAN_RESET_SIGNALS if reset else 0)
+    assert (header["status_fd"], header["sync_fd"], header["cgroup_fd"]) == (
+        status_fd, sync_fd, -1)
+    assert header["n_ops"] == len(items)
+    assert header["size"] == len(buf)
+    assert header["ops_offset"] % 8 == 0  # the C side reads op records in place
+
+
+@settings(max_examples=60, deadline=None)
+@given(prefix=st.lists(ops(), max_size=8), tail=st.lists(ops(), max_size=8),
+       tail2=st.lists(ops(), max_size=4))
+def test_frozen_prefix_encodes_byte_for_byte_like_a_plain_plan(
+        prefix: list[Op], tail: list[Op], tail2: list[Op]) -> None:
+    base = Plan(_plan.CLONE_NEWNS, Mode.VFORK).extend(prefix).freeze()
+    for extra in (tail, tail2):  # one frozen base serves many plans
+        extended = base.extended(extra)
+        plain = Plan(_plan.CLONE_NEWNS, Mode.VFORK).extend([*prefix, *extra])
+        buf = extended.encode(5, 6)
+        assert buf == plain.encode(5, 6)
+        assert _plan.decode(buf)[1] == without_notes([*prefix, *extra])
+    assert base.ops == prefix  # extended() never changes the base
+
+
+def test_ops_added_to_a_frozen_plan_after_freeze_are_encoded_too() -> None:
+    p = Plan().add(Op(OpKind.CHDIR, s2=b"/a")).freeze()
+    p.add(Op(OpKind.CHDIR, s2=b"/b"))
+    assert [o.s2 for o in _plan.decode(p.encode(3))[1]] == [b"/a", b"/b"]
+
+
+# -- builders refuse what cannot be encoded --------------------------------------------------
+
+@given(st.text(max_size=20), st.text(max_size=20))
+def test_a_nul_byte_in_any_builder_string_is_a_config_error(left: str, right: str) -> None:
+    bad = left + "\0" + right
+    for make in (
+        lambda: _plan.mount(bad, "/mnt"),
+        lambda: _plan.mount("tmpfs", bad),
+        lambda: _plan.mount("tmpfs", "/mnt", "tmpfs", 0, bad),
+        lambda: _plan.mkdir(bad),
+        lambda: _plan.symlink(bad, "/x"),
+        lambda: _plan.write_file(bad, b"ok"),
+        lambda: _plan.exec_("/bin/true", ["/bin/true", bad], {}),
+        lambda: _plan.exec_("/bin/true", ["/bin/true"], {"K": bad}),
+        lambda: _plan.exec_(bad, ["x"], {}),
+    ):
+        with pytest.raises(ConfigError, match="NUL"):
+            make()
+
+
+@pytest.mark.parametrize("name", ["", "A=B"])
+def test_an_invalid_environment_name_is_a_config_error(name: str) -> None:
+    with pytest.raises(ConfigError, match="environment variable name"):
+        _plan.exec_("/bin/true", ["/bin/true"], {name: "v"})
+
+
+def test_builders_refuse_empty_argv_too_many_fds_and_ragged_seccomp() -> None:
+    with pytest.raises(ConfigError, match="argv"):
+        _plan.exec_("/bin/true", [], {})
+    with pytest.raises(ConfigError, match="257"):
+        _plan.fds([(i, i, False) for i in range(257)])
+    with pytest.raises(ConfigError, match="seccomp"):
+        _plan.seccomp(b"1234567")
+    with pytest.raises(ConfigError, match="seccomp"):
+        _plan.seccomp(b"")
