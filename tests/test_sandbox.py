@@ -336,12 +336,20 @@ def test_a_missing_program_is_a_spawn_error_at_exec(sb: Sandbox) -> None:
     assert (info.value.errno, info.value.step) == (errno.ENOENT, "exec")
 
 
-def test_a_tmpfs_target_missing_from_the_read_only_host_root_is_a_mount_error() -> None:
+def test_a_new_top_level_target_in_the_read_only_host_root_is_made_inside_only() -> None:
     target = f"/isolate-no-such-dir-{marker()}"
-    with Sandbox(tmpfs=[target]) as box, pytest.raises(MountError) as info:
-        box.run(["true"])
-    assert info.value.errno == errno.EROFS and target in str(info.value)
-    assert not os.path.exists(target)  # nothing was made on the host
+    with Sandbox(tmpfs=[target], binds=[f"/etc:{target}-etc"]) as box:
+        r = box.run(["sh", "-c", f"touch {target}/x && ls {target} && ls {target}-etc/hostname"
+                     "&& touch /new-file"], capture_output=True, text=True)
+    assert r.stdout.split() == ["x", f"{target}-etc/hostname"]
+    assert "Read-only file system" in r.stderr        # the rest of the root stays read-only
+    assert not os.path.exists(target) and not os.path.exists(f"{target}-etc")
+
+
+def test_a_missing_deep_target_in_the_read_only_host_root_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="does not exist in the read-only host root"), \
+            Sandbox(tmpfs=[f"/usr/isolate-no-such-dir-{marker()}"]):
+        pass
 
 
 # -- options ---------------------------------------------------------------------------------
