@@ -59,6 +59,9 @@ def _spawn_in_mntns(ops: list[Op], script: str) -> subprocess.CompletedProcess[s
         p.add(_plan.fds([(w, 1, False), (w, 2, False)]))
         p.add(_plan.exec_("/bin/sh", ["sh", "-c", script], {"PATH": "/usr/bin:/bin"}))
         child = lowlevel.spawn(p)
+    except BaseException:
+        os.close(r)
+        raise
     finally:
         os.close(w)
     with child, os.fdopen(r) as out:

@@ -57,6 +57,7 @@ I64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 CSTR = st.binary(max_size=40).map(lambda b: b.replace(b"\0", b"x"))
 OPT_CSTR = st.none() | CSTR
 FLAGS = st.integers(min_value=0, max_value=127).map(OpFlag)
+NONEMPTY = CSTR.filter(bool)
 
 
 @st.composite
@@ -79,6 +80,14 @@ def ops(draw: st.DrawFn) -> Op:
         width = {OpKind.SECCOMP: 8, OpKind.FDS: 12, OpKind.SETGROUPS: 4}[kind]
         a = draw(st.integers(min_value=0, max_value=6))
         s1 = draw(st.binary(min_size=width * a, max_size=width * a))
+    elif kind is OpKind.OVERLAY:
+        # NUL-separated lists whose lengths travel in a (lower dirs) and c (options).
+        lowers = draw(st.lists(NONEMPTY, min_size=1, max_size=4))
+        options = draw(st.lists(NONEMPTY, max_size=3))
+        a, c = len(lowers), len(options)
+        s1 = b"\0".join(lowers)
+        s3 = draw(st.none() | st.tuples(NONEMPTY, NONEMPTY).map(lambda t: b"\0".join(t)))
+        s4 = b"\0".join(options) if options else None
     return Op(kind, flags, a, b, c, s1, s2, s3, s4, argv, envp)
 
 
