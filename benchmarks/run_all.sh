@@ -16,11 +16,13 @@ run() {
 run benchmarks/bench_spawn.py --rounds "$ROUNDS" --crun
 run benchmarks/bench_cgroups.py --rounds "$((ROUNDS / 2 > 10 ? ROUNDS / 2 : 10))"
 if command -v tar >/dev/null; then
+    printf '\n## bench_layers\n'
     run benchmarks/bench_layers.py
 else
     echo "bench_layers: skipped, GNU tar (its anchor) is missing"
 fi
 if command -v skopeo >/dev/null && command -v docker-registry >/dev/null; then
+    printf '\n## bench_pull\n'
     run benchmarks/bench_pull.py
 else
     echo "bench_pull: skipped, skopeo or docker-registry (its anchors) is missing"
