@@ -64,7 +64,7 @@ def _posix_spawn() -> None:
 
 def _fresh(**options: object) -> Callable[[], object]:
     def fn() -> None:
-        with Sandbox(**options) as sb:  # type: ignore[arg-type]
+        with Sandbox(**options) as sb:
             sb.run([TRUE], check=True)
     return fn
 
