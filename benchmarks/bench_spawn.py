@@ -128,7 +128,18 @@ def crun_inside(rounds: int) -> None:
     subprocess.run(["mount", "--make-rprivate", rootfs], check=True)
     state = os.path.join(tmp, "state")
     b1, b2 = _crun_bundle(tmp, rootfs, False), _crun_bundle(tmp, rootfs, True)
-    results = interleave([
+    try:
+        results = _crun_interleave(rounds, b1, b2, state)
+    finally:
+        # The rbind lives in this private mount namespace only; undo it before removing.
+        subprocess.run(["umount", "-R", rootfs], check=False)
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("### crun (separate run in a private mount namespace, see notes)\n")
+    print(table(results, [("x /bin/true", "subprocess.run /bin/true"), ("x bwrap", "bwrap")]))
+
+
+def _crun_interleave(rounds: int, b1: str, b2: str, state: str) -> list[Result]:
+    return interleave([
         Candidate("subprocess.run /bin/true", _run([TRUE]), "none (bare)"),
         Candidate("bwrap", _run([*BWRAP, TRUE]), "as in the first table"),
         Candidate("bwrap --unshare-net", _run([*BWRAP_NET, TRUE]), "as in the second table"),
@@ -136,8 +147,6 @@ def crun_inside(rounds: int) -> None:
                   "/tmp+/dev, /proc, crun's default masks, caps; --cgroup-manager=disabled"),
         Candidate("crun run + net ns", _crun(b2, state), "as above + net"),
     ], rounds)
-    print("### crun (separate run in a private mount namespace, see notes)\n")
-    print(table(results, [("x /bin/true", "subprocess.run /bin/true"), ("x bwrap", "bwrap")]))
 
 
 def crun_table(rounds: int) -> str:
