@@ -49,6 +49,7 @@ def test_plan_magic_version_and_flags_match_the_c_header() -> None:
     assert defines["ISO_PLAN_MAGIC"] == _plan.PLAN_MAGIC
     assert defines["ISO_PLAN_VERSION"] == _plan.PLAN_VERSION
     assert defines["ISO_PLAN_RESET_SIGNALS"] == _plan.PLAN_RESET_SIGNALS
+    assert defines["ISO_PLAN_SHARE_FILES"] == _plan.PLAN_SHARE_FILES
 
 
 # -- encode/decode round trip ----------------------------------------------------------------

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -314,14 +315,23 @@ def test_a_closed_sandbox_refuses_to_run() -> None:
 
 # -- a failing set-up step names itself -------------------------------------------------------
 
-def test_a_bind_onto_a_file_path_names_the_bind_step() -> None:
-    with Sandbox(binds=["/etc/hostname:/etc/passwd/below-a-file"]) as box, \
-            pytest.raises(MountError) as info:
+def test_a_bind_onto_a_file_path_names_the_failing_step(tmp_path: Path) -> None:
+    rootfs = tmp_path / "root"
+    (rootfs / "etc").mkdir(parents=True)
+    (rootfs / "etc" / "passwd").write_text("root:x:0:0::/:/bin/sh\n")
+    with pytest.raises(MountError) as info, Sandbox(
+            rootfs=str(rootfs), binds=["/etc/hostname:/etc/passwd/below-a-file"]) as box:
         box.run(["true"])
     err = info.value
     assert err.errno == errno.ENOTDIR
-    assert err.step == "move_mount"
+    assert err.step == "mkdir" and err.op_index is not None
     assert "/etc/passwd/below-a-file" in str(err)
+
+
+def test_a_missing_mount_target_below_the_read_only_host_root_is_refused_up_front() -> None:
+    with pytest.raises(ConfigError, match="/etc/passwd/below-a-file"), \
+            Sandbox(binds=["/etc/hostname:/etc/passwd/below-a-file"]):
+        pass
 
 
 def test_a_missing_cwd_names_the_chdir_step(sb: Sandbox) -> None:

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Caller"]
 
+_BY_VALUE_LOCK = threading.Lock()  # cloudpickle's by-value registry is process-wide
+
 # Runs inside the sandbox. Protocol on the control socket (fd given in argv[1]):
 #   caller -> zygote: b"C" + SCM_RIGHTS(call socket)       one call
 #   zygote -> caller: b"P" + SCM_RIGHTS(pidfd of the call process)
@@ -85,7 +87,7 @@ while True:
         request = pickle.loads(recv_exact(s, n))
         failed = None
     except BaseException as exc:
-        request, failed = None, ("err", exc, traceback.format_exc())
+        request, failed = None, ("unpickle-err", exc, traceback.format_exc())
     pid = os.fork()
     if pid == 0:
         ctl.close()
@@ -128,6 +130,7 @@ class Caller:
     def __init__(self, sandbox: Sandbox) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._lock = threading.Lock()
+        self._by_value: set[str] = set()  # modules the sandbox cannot import: sent by value
         self._sock = parent
         try:
             self._proc: subprocess.Popen[bytes] = sandbox.popen(
@@ -163,13 +166,47 @@ class Caller:
 
     def call(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
              timeout: float | None) -> Any:
-        try:
-            # cloudpickle sends functions of __main__, lambdas and closures by value; plain
-            # pickle could only name module-level functions the sandbox can import.
-            payload = cloudpickle.dumps((fn, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception as exc:
-            raise CallError(f"cannot send {fn!r} to the sandbox: {exc}") from exc
         deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            kind, error, tb = self._attempt(fn, args, kwargs, deadline, timeout)
+            if kind == "ok":
+                return error
+            # A module the caller imported from a path the sandbox cannot see (its private
+            # /tmp hides the caller's /tmp; a rootfs hides everything) cannot be imported
+            # there: send that module's functions by value instead, and try once more.
+            if (kind == "unpickle-err" and isinstance(error, ModuleNotFoundError)
+                    and error.name in sys.modules and error.name not in self._by_value):
+                self._by_value.add(error.name)
+                continue
+            break
+        if isinstance(error, BaseException):
+            error.child_traceback = tb  # type: ignore[attr-defined]
+            if hasattr(error, "add_note"):
+                error.add_note("Traceback in the sandbox:\n" + tb.rstrip())
+            raise error
+        raise CallError(f"sandboxed call failed: {error!r}\n{tb}")
+
+    def _dumps(self, fn: Callable[..., Any], args: tuple[Any, ...],
+               kwargs: dict[str, Any]) -> bytes:
+        # cloudpickle sends functions of __main__, lambdas and closures by value; plain
+        # pickle could only name module-level functions the sandbox can import.
+        with _BY_VALUE_LOCK:
+            modules = [sys.modules[name] for name in self._by_value if name in sys.modules]
+            for module in modules:
+                cloudpickle.register_pickle_by_value(module)
+            try:
+                data: bytes = cloudpickle.dumps((fn, args, kwargs),
+                                                protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as exc:
+                raise CallError(f"cannot send {fn!r} to the sandbox: {exc}") from exc
+            finally:
+                for module in modules:
+                    cloudpickle.unregister_pickle_by_value(module)
+        return data
+
+    def _attempt(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                 deadline: float | None, timeout: float | None) -> tuple[str, Any, str]:
+        payload = self._dumps(fn, args, kwargs)
         with self._lock:
             mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             pidfd = -1
@@ -200,14 +237,8 @@ class Caller:
                     os.close(pidfd)
         kind, *rest = pickle.loads(reply)
         if kind == "ok":
-            return rest[0]
-        error, tb = rest
-        if isinstance(error, BaseException):
-            error.child_traceback = tb  # type: ignore[attr-defined]
-            if hasattr(error, "add_note"):
-                error.add_note("Traceback in the sandbox:\n" + tb.rstrip())
-            raise error
-        raise CallError(f"sandboxed call failed: {error!r}\n{tb}")
+            return "ok", rest[0], ""
+        return kind, rest[0], rest[1]
 
     def _status(self) -> int:
         msg = self._sock.recv(16)

@@ -48,6 +48,7 @@ CLONE_NEWNET = 0x40000000
 PLAN_MAGIC = 1230197553
 PLAN_VERSION = 1
 PLAN_RESET_SIGNALS = 1
+PLAN_SHARE_FILES = 2
 
 
 class Mode(enum.IntEnum):
@@ -96,6 +97,7 @@ class OpKind(enum.IntEnum):
     FORK_INTO_PIDNS = 34
     EXEC = 35
     OVERLAY = 36
+    OPEN = 37
 
 
 class Step(enum.IntEnum):
@@ -111,6 +113,7 @@ class Report(enum.IntEnum):
 
     ERROR = 1
     PID = 2
+    FD = 3
 
 
 class OpFlag(enum.IntFlag):
@@ -178,10 +181,12 @@ class Plan:
     """
 
     def __init__(self, clone_flags: int = 0, mode: Mode = Mode.VFORK,
-                 reset_signals: bool = True) -> None:
+                 reset_signals: bool = True, share_files: bool = False) -> None:
         self.clone_flags = clone_flags
         self.mode = mode
         self.reset_signals = reset_signals
+        # The child shares our fd table (VFORK mode only): what its OPEN ops open is ours.
+        self.share_files = share_files
         self.ops: list[Op] = []
         self.cgroup_fd = -1
         self._frozen: tuple[int, bytes, list[bytes]] | None = None
@@ -229,7 +234,7 @@ class Plan:
 
     def extended(self, ops: Iterable[Op]) -> Plan:
         """A new plan: this one's (frozen) operations followed by ``ops``."""
-        p = Plan(self.clone_flags, self.mode, self.reset_signals)
+        p = Plan(self.clone_flags, self.mode, self.reset_signals, self.share_files)
         p.cgroup_fd = self.cgroup_fd
         p.ops = list(self.ops)
         p.ops.extend(ops)
@@ -257,7 +262,8 @@ class Plan:
         size = ops_offset + len(records) * _OP.size
         header = _HEADER.pack(
             PLAN_MAGIC, PLAN_VERSION, self.clone_flags, self.mode,
-            PLAN_RESET_SIGNALS if self.reset_signals else 0,
+            (PLAN_RESET_SIGNALS if self.reset_signals else 0)
+            | (PLAN_SHARE_FILES if self.share_files else 0),
             status_fd, sync_fd, self.cgroup_fd, len(records), ops_offset, size,
         )
         buf = bytearray(header)
@@ -481,6 +487,11 @@ def seccomp(program: bytes) -> Op:
     if len(program) % 8 or not program:
         raise ConfigError("a seccomp program is a non-empty array of 8-byte instructions")
     return Op(OpKind.SECCOMP, a=len(program) // 8, s1=program, note="load seccomp filter")
+
+
+def open_(path: str, flags: int = os.O_RDONLY, *, note: str = "") -> Op:
+    """Open ``path`` in the child and report the fd (useful with a shared fd table)."""
+    return Op(OpKind.OPEN, a=flags, s2=fsencode(path, "path"), note=note or f"open {path}")
 
 
 def setgroups(gids: Sequence[int]) -> Op:

@@ -77,6 +77,8 @@ _ERROR_CLASS: dict[OpKind, type[IsolateOSError]] = {
     OpKind.MOVE_MOUNT: MountError,
     OpKind.OVERLAY: MountError,
     OpKind.MASK: MountError,
+    OpKind.MKDIR: MountError,
+    OpKind.SYMLINK: MountError,
     OpKind.PIVOT_ROOT: MountError,
     OpKind.CGROUP_JOIN: CgroupError,
 }
@@ -93,6 +95,9 @@ class Child:
         self.pid = pid
         self._pidfd = pidfd
         self.returncode: int | None = None
+        #: fds the child opened for us with OPEN ops (plans with ``share_files``), by op index;
+        #: the caller owns and closes them.
+        self.opened: dict[int, int] = {}
 
     def fileno(self) -> int:
         """The pidfd: readable once the child has exited."""
@@ -206,6 +211,9 @@ def spawn(p: Plan, *, parent_step: Callable[[int], None] | None = None) -> Child
     :class:`CgroupError` for those steps) naming the operation that failed, with the child's
     errno; nothing of the child is left running.
     """
+    if p.share_files and (p.mode is not Mode.VFORK or any(
+            op.kind is OpKind.FDS for op in p.ops)):
+        raise ConfigError("share_files needs Mode.VFORK and no FDS op (it would close our fds)")
     if p.needs_sync and p.mode is not Mode.FORK:
         raise ConfigError("a plan that waits for its parent needs Mode.FORK")
     if p.needs_sync and parent_step is None:
@@ -248,12 +256,19 @@ def spawn(p: Plan, *, parent_step: Callable[[int], None] | None = None) -> Child
 
     error: IsolateOSError | None = None
     real_pid = pid
+    opened: dict[int, int] = {}
     for offset in range(0, len(data) - len(data) % _plan.REPORT.size, _plan.REPORT.size):
         kind, err, step, op_index, value = _plan.REPORT.unpack_from(data, offset)
         if kind == Report.PID:
             real_pid = int(value)
+        elif kind == Report.FD and p.share_files:
+            opened[op_index] = int(value)
         elif kind == Report.ERROR and error is None:
             error = error_for(p, err, step, op_index, pid)
+    if error is not None:
+        for fd in opened.values():
+            os.close(fd)
+        opened.clear()
     if real_pid != pid:
         # The first child only forked the real one into a pid namespace and exited.
         _reap(pid)
@@ -272,7 +287,9 @@ def spawn(p: Plan, *, parent_step: Callable[[int], None] | None = None) -> Child
         if pidfd >= 0:
             os.close(pidfd)
         raise error
-    return Child(pid, pidfd)
+    child = Child(pid, pidfd)
+    child.opened = opened
+    return child
 
 
 @functools.cache

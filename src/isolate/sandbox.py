@@ -238,8 +238,13 @@ def _needs_spliced_root(cfg: SandboxConfig) -> bool:
     return bool(missing)
 
 
-def _root_ops(cfg: SandboxConfig, root: Op | None = None) -> list[Op]:
-    """Mount namespace set-up: new root, /proc, /dev, /sys, /tmp, binds, pivot, masks.
+def _root_ops(cfg: SandboxConfig, root: Op | None = None) -> tuple[list[Op], list[Op]]:
+    """Mount namespace set-up, in two parts.
+
+    The first part is what all processes of a sandbox can share: the new root, /dev, /sys,
+    binds, extra tmpfs mounts, pivot_root. The second is what each process needs for itself,
+    run after the pivot with plain paths: a /proc for its pid namespace (with its masked and
+    read-only paths) and a private /tmp.
 
     ``root`` is an op that puts the new root's tree in slot 0 (an image's overlay) instead of
     a clone of ``cfg.rootfs`` or the host root."""
@@ -309,10 +314,15 @@ def _root_ops(cfg: SandboxConfig, root: Op | None = None) -> list[Op]:
         pre = [P.mkdir(m) for m in mountpoints]
         pre += [P.mkdir(b.target, is_file=not os.path.isdir(b.source)) for b in cfg.binds]
         inside.extend(pre)
+        if cfg.rootless:
+            # In a user namespace the kernel mounts a new proc only where one is already fully
+            # visible (mount_too_revealing). A host root brings the host's /proc along; an own
+            # root gets it bound here, and each process covers it with a proc of its own.
+            before.append(P.open_tree("/proc", slot))
+            inside.append(P.move_mount(slot, "/proc", create=False, source="/proc"))
+            slot += 1
     inside.extend(ro_root)
 
-    inside.append(P.mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                          in_root=True, mkdir=True))
     inside.append(P.mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME,
                           "mode=755,size=65536k", in_root=True, mkdir=True))
     for i, dev in enumerate(_DEVICES, start=1):
@@ -343,28 +353,52 @@ def _root_ops(cfg: SandboxConfig, root: Op | None = None) -> list[Op]:
     elif not cfg.privileged and not cfg.readonly:
         inside.append(P.setattr_("/sys", MOUNT_ATTR_RDONLY, in_root=True, recursive=True,
                                  what="make /sys read-only"))
-    inside.append(P.mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777",
-                          in_root=True, mkdir=True))
     for t in cfg.tmpfs:
         inside.extend(t.ops())
     inside.extend(bind_ops)
 
     if not cfg.privileged:
-        # Masks go in before the pivot, while the staging tmpfs can lend them one empty
+        # /sys masks go in before the pivot, while the staging tmpfs can lend them one empty
         # read-only directory: a bind of it is cheaper than a tmpfs per masked path.
-        inside.append(P.mount(_EMPTY, _EMPTY, None, MS_BIND))
-        inside.append(P.setattr_(_EMPTY, MOUNT_ATTR_RDONLY, what="make the mask read-only"))
-        for path in security.DEFAULT_MASKED_PATHS:
+        sys_masks = [m for m in security.DEFAULT_MASKED_PATHS
+                     if m.startswith("/sys/") and os.path.exists(m)]
+        if sys_masks:
+            inside.append(P.mount(_EMPTY, _EMPTY, None, MS_BIND))
+            inside.append(P.setattr_(_EMPTY, MOUNT_ATTR_RDONLY,
+                                     what="make the mask read-only"))
+        for path in sys_masks:
             inside.append(Op(OpKind.MASK, OpFlag.IN_ROOT, s1=_EMPTY.encode(),
                              s2=path.encode(), note=f"mask {path}"))
-        for path in security.DEFAULT_READONLY_PATHS:
-            inside.append(P.mount(path, path, None, MS_BIND | MS_REC, in_root=True,
-                                  optional=True))
-            inside.append(P.setattr_(path, MOUNT_ATTR_RDONLY, in_root=True, recursive=True,
-                                     optional=True, what=f"make {path} read-only"))
     after: list[Op] = [Op(OpKind.PIVOT_ROOT, OpFlag.IN_ROOT, s2=b"/",
                           note="pivot_root into the new root")]
-    return before + staging + inside + after
+    return before + staging + inside + after, _process_ops(cfg)
+
+
+def _process_ops(cfg: SandboxConfig) -> list[Op]:
+    """A fresh /proc (masked as Docker masks it) and a private /tmp, for one process.
+
+    Paths a kernel does not have are left out when the plan is made: the host's /proc shows
+    what a fresh one will (same kernel), and each left-out path is one mount less per process.
+    """
+    P = _plan
+    ops = [
+        P.mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                note="mount a fresh /proc"),
+        P.mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777",
+                note="mount a private /tmp"),
+    ]
+    if cfg.privileged:
+        return ops
+    for path in security.DEFAULT_MASKED_PATHS:
+        if path.startswith("/proc/") and os.path.exists(path):
+            ops.append(Op(OpKind.MASK, s2=path.encode(), note=f"mask {path}"))
+    for path in security.DEFAULT_READONLY_PATHS:
+        if os.path.exists(path):
+            ops.append(P.mount(path, path, None, MS_BIND | MS_REC, optional=True,
+                               note=f"bind {path} for read-only"))
+            ops.append(P.setattr_(path, MOUNT_ATTR_RDONLY, recursive=True, optional=True,
+                                  what=f"make {path} read-only"))
+    return ops
 
 
 def _identity_ops(cfg: SandboxConfig) -> list[Op]:
@@ -397,26 +431,32 @@ def _identity_ops(cfg: SandboxConfig) -> list[Op]:
     return ops
 
 
-_SHARED_KINDS = ("user", "net", "uts", "ipc")
+_SHARED_KINDS = ("user", "net", "uts", "ipc", "mnt")
 _NSTYPE = {"user": _plan.CLONE_NEWUSER, "net": _plan.CLONE_NEWNET,
-           "uts": _plan.CLONE_NEWUTS, "ipc": _plan.CLONE_NEWIPC}
+           "uts": _plan.CLONE_NEWUTS, "ipc": _plan.CLONE_NEWIPC, "mnt": _plan.CLONE_NEWNS}
 
 
-def _make_shared_namespaces(cfg: SandboxConfig) -> dict[str, int]:
-    """Create the namespaces all processes of one sandbox share (user when rootless, net
-    unless host networking, uts, ipc) and return fds that keep them alive.
+def _make_shared_namespaces(cfg: SandboxConfig, root: Sequence[Op] = ()) -> dict[str, int]:
+    """Create the namespaces all processes of one sandbox share and return fds that keep
+    them alive: user (when rootless), net (unless host networking), uts, ipc, and -- when
+    ``root`` ops are given -- a mount namespace with the sandbox's root built once.
 
-    A short-lived child creates them, sets the hostname and brings ``lo`` up, then waits while
-    we open its ``/proc/PID/ns/*`` files; it exits without exec'ing. Holding the fds (not a
-    process, not a bind mount) keeps the namespaces alive, and closing them frees them: nothing
-    can outlive the sandbox.
+    One short-lived child makes them all. It shares our fd table (VFORK mode, CLONE_FILES), so
+    the ``/proc/self/ns/*`` files it opens are ours; then it sets the hostname, brings ``lo``
+    up, builds the root and exits without exec'ing. Holding the fds (not a process, not a bind
+    mount) keeps the namespaces alive, and closing them frees them: nothing can outlive the
+    sandbox.
     """
     kinds = ["uts", "ipc"]
     if not cfg.network:
         kinds.append("net")
+    if root:
+        kinds.append("mnt")
     if cfg.rootless:
         kinds.insert(0, "user")
-    p = Plan(sum(_NSTYPE[k] for k in kinds), Mode.FORK)
+    p = Plan(sum(_NSTYPE[k] for k in kinds), Mode.VFORK, share_files=True)
+    # Opened first, before the root changes: the namespace is the same whatever is mounted.
+    p.extend(_plan.open_(f"/proc/self/ns/{k}", note=f"open the {k} namespace") for k in kinds)
     if cfg.rootless:
         if cfg.uid not in (None, 0) or cfg.gid not in (None, 0):
             raise ConfigError("a rootless sandbox maps only uid 0 (your own user); "
@@ -431,22 +471,15 @@ def _make_shared_namespaces(cfg: SandboxConfig) -> dict[str, int]:
              note=f"sethostname {cfg.hostname}"))
     if not cfg.network:
         p.add(Op(OpKind.LOOPBACK_UP, note="bring up lo"))
-    p.add(Op(OpKind.WAIT_PARENT, note="wait for the parent"))
-    fds: dict[str, int] = {}
-
-    def grab(pid: int) -> None:
-        for kind in kinds:
-            fds[kind] = os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
-
-    try:
-        child = lowlevel.spawn(p, parent_step=grab)
-        with child:
-            child.wait()
-    except BaseException:
-        for fd in fds.values():
-            os.close(fd)
-        raise
-    return fds
+    if root:
+        p.extend(root)
+        # Nothing mounted later in a process's copy may propagate back into the shared tree.
+        p.add(Op(OpKind.MOUNT, a=MS_REC | MS_SLAVE, s2=b"/",
+                 note="make the shared root a slave tree"))
+    with lowlevel.spawn(p) as child:
+        child.wait()
+        opened = child.opened
+    return {kind: opened[i] for i, kind in enumerate(kinds)}
 
 
 class _Compiled:
@@ -459,6 +492,9 @@ class _Compiled:
                   for fd in cgroup_fds]
         joins = [Op(OpKind.SETNS, a=shared[k], b=_NSTYPE[k], note=f"join the sandbox's {k} "
                     "namespace") for k in _SHARED_KINDS if k in shared]
+        # With a shared root (a mount namespace made at enter), each process joins it and
+        # unshares a copy of its own; otherwise it builds its root itself.
+        self.shared_root = "mnt" in shared
         if cfg.rootless:
             # Our mount and pid namespaces must belong to the sandbox's user namespace, so
             # they are made after joining it: unshare the mount namespace, and fork into a
@@ -466,6 +502,9 @@ class _Compiled:
             flags = 0
             joins.append(Op(OpKind.UNSHARE, a=_plan.CLONE_NEWNS, note="unshare mount namespace"))
             joins.append(Op(OpKind.FORK_INTO_PIDNS, a=-1, note="fork into a new pid namespace"))
+        elif self.shared_root:
+            flags = _plan.CLONE_NEWPID
+            joins.append(Op(OpKind.UNSHARE, a=_plan.CLONE_NEWNS, note="unshare mount namespace"))
         else:
             flags = _plan.CLONE_NEWNS | _plan.CLONE_NEWPID
         if cfg.cgroupns:
@@ -478,12 +517,10 @@ class _Compiled:
         # kill(0, sig) reaches the caller's whole process group, pid namespace or not.
         p.add(Op(OpKind.SETSID, note="start a new session"))
         self.cfg = cfg
-        # A writable image root gets a throwaway upper dir per process, so its root ops are
-        # made per process; every other root is the same for all and encoded once.
         self.image_root = image_root
-        self.per_process_root = image_root is not None and not cfg.readonly
-        if not self.per_process_root:
-            p.extend(_root_ops(cfg, image_root.overlay_op(0) if image_root else None))
+        self.per_process_root = not self.shared_root
+        if self.shared_root:
+            p.extend(_process_ops(cfg))
         self.base = p.freeze()
         self.identity = _identity_ops(cfg)
         self.seccomp: Op | None = None
@@ -501,8 +538,11 @@ class _Compiled:
             self._cwd[cwd] = chdir
         root: list[Op] = []
         if self.per_process_root:
+            # A writable image root: a throwaway upper dir per process, so the whole root is
+            # built by each process.
             assert self.image_root is not None and upper is not None
-            root = _root_ops(self.cfg, self.image_root.overlay_op(0, upper))
+            shared, own = _root_ops(self.cfg, self.image_root.overlay_op(0, upper))
+            root = shared + own
         tail = [*root, chdir, *self.identity, _plan.fds([(s, d, False) for s, d in fds])]
         if self.seccomp is not None:
             tail.append(self.seccomp)
@@ -573,9 +613,19 @@ class Sandbox:
         try:
             self._make_cgroup()
             self._open_image()
-            self._namespaces = _make_shared_namespaces(self.config)
+            image_root = self._image_root
+            shared_root: list[Op] = []
+            if image_root is None or self.config.readonly:
+                # The root is the same for every process: build it once, here.
+                shared_root = _root_ops(
+                    self.config, image_root.overlay_op(0) if image_root else None)[0]
+            try:
+                self._namespaces = _make_shared_namespaces(self.config, shared_root)
+            except MountError as exc:
+                _explain_overlay_failure(exc, self.config)
+                raise
             self._compiled = _Compiled(self.config, self._namespaces, self._cgroup_fds,
-                                       self._image_root)
+                                       image_root)
         except BaseException as exc:
             self._release(exc)
             raise

@@ -21,10 +21,13 @@ from pathlib import Path
 import attrs
 import pytest
 
+import isolate
 from isolate.image import Store
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
-SRC = str(Path(__file__).resolve().parents[2] / "src")
+# Where the isolate under test was imported from (site-packages when installed, src/ in a
+# development checkout): subprocesses must run that same build.
+SRC = str(Path(isolate.__file__).resolve().parents[1])
 
 
 def need(tool: str) -> str:

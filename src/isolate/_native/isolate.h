@@ -63,7 +63,8 @@
 #define ISO_OP_FORK_INTO_PIDNS 34 /* a = pid ns fd (-1: a new one): the rest runs in a grandchild */
 #define ISO_OP_EXEC 35           /* s1 file, a = argv table, b = envp table, c = fd (EXEC_FD) */
 #define ISO_OP_OVERLAY 36       /* s1 lowers (a, top first), s3 upper+work, s4 opts (c); s2 target/slot b */
-#define ISO_OP__MAX 37
+#define ISO_OP_OPEN 37           /* s2 path, a = open flags: report the fd (ISO_REPORT_FD) */
+#define ISO_OP__MAX 38
 
 #define ISO_STEP_CLONE 100
 #define ISO_STEP_SIGNALS 101
@@ -80,10 +81,13 @@
 
 /* Plan flags. */
 #define ISO_PLAN_RESET_SIGNALS 1 /* restore default dispositions, empty mask before exec */
+#define ISO_PLAN_SHARE_FILES 2   /* VFORK mode: share the fd table (CLONE_FILES), so fds the
+                                    child opens (ISO_OP_OPEN) are the parent's; no FDS op then */
 
 /* Report kinds sent by the child on the status fd. */
 #define ISO_REPORT_ERROR 1
 #define ISO_REPORT_PID 2
+#define ISO_REPORT_FD 3
 
 struct iso_plan_header {
     uint32_t magic;

@@ -274,6 +274,13 @@ __attribute__((noreturn)) static void fail(const struct child_state *st, int err
                                            int op_index)
 {
     report(st, ISO_REPORT_ERROR, err, step, op_index, 0);
+    /* With a shared fd table (ISO_PLAN_SHARE_FILES) what we opened would outlive us in the
+     * parent: close it. Without one, exit closes it anyway. */
+    for (int i = 0; i < ISO_SLOTS; i++)
+        if (st->slots[i] >= 0)
+            close(st->slots[i]);
+    if (st->root_fd >= 0)
+        close(st->root_fd);
     _exit(127);
 }
 
@@ -1105,6 +1112,14 @@ static int run_ops(struct child_state *st)
         case ISO_OP_FORK_INTO_PIDNS:
             e = do_fork_into_pidns(st, op, i);
             break;
+        case ISO_OP_OPEN: {
+            int fd = open(str_at(st, op->s2), (int)op->a | O_CLOEXEC);
+            if (fd < 0)
+                e = errno;
+            else
+                report(st, ISO_REPORT_FD, 0, ISO_OP_OPEN, (int32_t)i, fd);
+            break;
+        }
         case ISO_OP_EXEC: {
             char *const *argv = (char *const *)(st->plan + op->a);
             char *const *envp = (char *const *)(st->plan + op->b);
@@ -1214,7 +1229,8 @@ int iso_spawn(uint8_t *plan, size_t len, struct iso_spawn_result *out)
         }
         st.grand_stack = stack + ISO_STACK_SIZE;
         pid = clone(child_main, stack + ISO_STACK_SIZE,
-                    CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD | (int)h->clone_flags,
+                    CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD | (int)h->clone_flags |
+                        ((h->flags & ISO_PLAN_SHARE_FILES) ? CLONE_FILES : 0),
                     &st, &pidfd);
         out->err = errno;
     } else {
