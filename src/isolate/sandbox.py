@@ -431,6 +431,20 @@ def _identity_ops(cfg: SandboxConfig) -> list[Op]:
     return ops
 
 
+def _controllers_for(limits: Limits, cgroup: CGroup) -> set[str]:
+    """The v1 controllers a sandbox's processes join: those its limits use, and those that
+    account for what it uses (memory and OOM kills, cpu, pids). Each is one write per process
+    on a v1 host; devices, blkio without io limits, and the like are left out."""
+    wanted = {"memory", "pids", "cpu", "cpuacct"}
+    if limits.cpuset_cpus is not None or limits.cpuset_mems is not None:
+        wanted.add("cpuset")
+    if limits.io_weight is not None or limits.io_devices:
+        wanted |= {"blkio", "io"}
+    if not any(h.version == 2 for h in cgroup.layout.hierarchies):
+        wanted.add("freezer")  # kill() freezes first where there is no cgroup.kill
+    return wanted
+
+
 _SHARED_KINDS = ("user", "net", "uts", "ipc", "mnt")
 _NSTYPE = {"user": _plan.CLONE_NEWUSER, "net": _plan.CLONE_NEWNET,
            "uts": _plan.CLONE_NEWUTS, "ipc": _plan.CLONE_NEWIPC, "mnt": _plan.CLONE_NEWNS}
@@ -674,7 +688,7 @@ class Sandbox:
             warnings.warn(f"sandbox runs without resource limits: {exc}", RuntimeWarning,
                           stacklevel=3)
             return
-        for path in self.cgroup.procs_files():
+        for path in self.cgroup.procs_files(_controllers_for(cfg.limits, self.cgroup)):
             self._cgroup_fds.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
 
     def _open_image(self) -> None:

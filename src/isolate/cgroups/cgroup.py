@@ -15,7 +15,7 @@ import secrets
 import select
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 
 from isolate.cgroups._backend import (
@@ -315,12 +315,20 @@ class CGroup:
         ``"memory"``, ``"cpu,cpuacct"`` …)."""
         return dict(self._dirs)
 
-    def procs_files(self) -> list[str]:
+    def procs_files(self, controllers: Iterable[str] | None = None) -> list[str]:
         """Every cgroup.procs file the group spans, one per hierarchy.
 
-        A child can join the group by writing ``"0"`` to each of them before it execs.
+        A child can join the group by writing ``"0"`` to each of them before it execs. With
+        ``controllers``, only the v1 hierarchies of those controllers (and the v2 one) are
+        listed: on a v1 host each joined hierarchy costs the child a write.
         """
-        return self._backend.procs_files()
+        files = self._backend.procs_files()
+        if controllers is None:
+            return files
+        wanted = set(controllers)
+        return [os.path.join(self._dirs[h.key], "cgroup.procs")
+                for h in self._layout.hierarchies
+                if h.version == 2 or h.controllers & wanted]
 
     def open_v2_dir(self) -> int:
         """Open the group's directory (O_PATH-free O_DIRECTORY|O_CLOEXEC) for CLONE_INTO_CGROUP.
