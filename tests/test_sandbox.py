@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import os
 import signal
 import socket
@@ -567,3 +568,21 @@ def test_rootless_sandbox_refuses_a_uid_it_cannot_map() -> None:
         "    print('config-error', exc)\n"
     )
     assert run_unprivileged(code).stdout.startswith("config-error")
+
+
+def test_a_dropped_popen_is_still_ended_when_the_sandbox_closes() -> None:
+    mark = marker()
+    with Sandbox() as box:
+        box.popen(["sleep", mark])  # no reference kept
+        gc.collect()
+        assert pids_with_argv("sleep", mark)
+    assert not pids_with_argv("sleep", mark)
+
+
+def test_a_sandbox_left_open_warns_when_collected() -> None:
+    box = Sandbox().__enter__()
+    try:
+        with pytest.warns(ResourceWarning, match="not closed"):
+            box.__del__()
+    finally:
+        box.close()

@@ -19,7 +19,6 @@ import subprocess
 import threading
 import time
 import warnings
-import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -573,6 +572,17 @@ def _explain_overlay_failure(exc: MountError, cfg: SandboxConfig) -> None:
             f"namespace ({exc}); it needs Linux >= 5.11 (or run as root)") from exc
 
 
+def _kill_all(procs: Iterable[subprocess.Popen[Any]]) -> None:
+    """SIGKILL each process still running: as each is pid 1 of its own pid namespace, its
+    whole tree goes with it."""
+    for proc in procs:
+        if proc.poll() is None:
+            try:
+                proc.kill()
+            except ProcessLookupError:
+                pass
+
+
 class SandboxResult(subprocess.CompletedProcess):  # type: ignore[type-arg]
     """A :class:`subprocess.CompletedProcess` that also says whether the OOM killer ended the
     process (``oom_killed``): a memory limit shows up as that, not as a bare SIGKILL."""
@@ -606,7 +616,8 @@ class Sandbox:
             raise ConfigError("pass a SandboxConfig or keyword options, not both")
         self.config = config if config is not None else SandboxConfig(**options)
         self._compiled: _Compiled | None = None
-        self._procs: weakref.WeakSet[subprocess.Popen[Any]] = weakref.WeakSet()
+        # Strong references: a Popen the caller dropped is still ours to end at close.
+        self._procs: set[subprocess.Popen[Any]] = set()
         self._lock = threading.Lock()
         self._caller_lock = threading.Lock()
         self._closed = False
@@ -660,15 +671,11 @@ class Sandbox:
         with self._lock:
             self._closed = True
             procs = list(self._procs)
+            self._procs.clear()
         if self._caller is not None:
             self._caller.close()
             self._caller = None
-        for proc in procs:
-            if proc.poll() is None:
-                try:
-                    proc.kill()
-                except ProcessLookupError:
-                    pass
+        _kill_all(procs)
         for proc in procs:
             proc.wait()
             for stream in (proc.stdin, proc.stdout, proc.stderr):
@@ -770,12 +777,12 @@ class Sandbox:
     def _expire(self) -> None:
         with self._lock:
             procs = list(self._procs)
-        for proc in procs:
-            if proc.poll() is None:
-                try:
-                    proc.kill()
-                except ProcessLookupError:
-                    pass
+        _kill_all(procs)
+
+    def __del__(self) -> None:
+        if getattr(self, "_compiled", None) is not None and not getattr(self, "_closed", True):
+            warnings.warn("an isolate.Sandbox was not closed; leave its with block or call "
+                          "close()", ResourceWarning, stacklevel=2, source=self)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -850,6 +857,8 @@ class Sandbox:
             except MountError as exc:
                 _explain_overlay_failure(exc, self.config)
                 raise
+            # Forget the ones already reaped, so a long-lived sandbox does not collect them.
+            self._procs = {p for p in self._procs if p.returncode is None}
             self._procs.add(proc)
         proc.upper_dir = upper[0] if upper else None  # type: ignore[attr-defined]
         return proc
