@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
-from isolate import _plan, lowlevel, security
+from isolate import _plan, lowlevel
 from isolate._plan import Mode, Op, OpFlag, OpKind, Plan
 from isolate.cgroups import CGroup, Limits
 from isolate.cgroups.cgroup import add_note
@@ -53,6 +53,7 @@ from isolate.fs.mounts import (
 from isolate.process import SandboxedPopen
 
 if TYPE_CHECKING:
+    from isolate import security
     from isolate._image_root import ImageRoot
     from isolate.image import Image, Store
 
@@ -153,6 +154,7 @@ def _rootfs(value: str | os.PathLike[str] | None) -> str | None:
 
 def _caps(value: Iterable[str] | security.CapabilitySet | None
           ) -> security.CapabilitySet | None:
+    from isolate import security  # imported when first needed
     if value is None:
         return None
     if isinstance(value, security.CapabilitySet):
@@ -247,6 +249,7 @@ def _root_ops(cfg: SandboxConfig, root: Op | None = None) -> tuple[list[Op], lis
 
     ``root`` is an op that puts the new root's tree in slot 0 (an image's overlay) instead of
     a clone of ``cfg.rootfs`` or the host root."""
+    from isolate import security  # imported when first needed
     P = _plan
     spliced = _needs_spliced_root(cfg)
     before: list[Op] = [
@@ -379,6 +382,7 @@ def _process_ops(cfg: SandboxConfig) -> list[Op]:
     Paths a kernel does not have are left out when the plan is made: the host's /proc shows
     what a fresh one will (same kernel), and each left-out path is one mount less per process.
     """
+    from isolate import security  # imported when first needed
     P = _plan
     ops = [
         P.mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
@@ -402,6 +406,7 @@ def _process_ops(cfg: SandboxConfig) -> list[Op]:
 
 def _identity_ops(cfg: SandboxConfig) -> list[Op]:
     """User namespace maps (rootless), credentials and privileges, in the kernel's order."""
+    from isolate import security  # imported when first needed
     ops: list[Op] = []
     if cfg.privileged:
         # Not simply all(): a caller whose own bounding set lacks one (a container, a
@@ -500,6 +505,7 @@ class _Compiled:
 
     def __init__(self, cfg: SandboxConfig, shared: Mapping[str, int],
                  cgroup_fds: Sequence[int] = (), image_root: ImageRoot | None = None) -> None:
+        from isolate import security  # imported when first needed
         # Into the cgroup first: no instruction of the workload runs outside its limits.
         cgroup = [Op(OpKind.CGROUP_JOIN, a=fd, note="join the sandbox's cgroup")
                   for fd in cgroup_fds]
