@@ -13,9 +13,12 @@ import os
 import sys
 import threading
 import time
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from isolate.image import Image, Progress, Reference, Store
+if TYPE_CHECKING:
+    # isolate.image pulls in http.client and email (over 100 ms): only the image commands
+    # import it, so 'isolate run -- CMD' starts without it.
+    from isolate.image import Image, Progress, Store
 
 __all__ = ["ProgressBars", "add_store_option", "open_store", "progress_for", "register"]
 
@@ -27,6 +30,7 @@ def add_store_option(p: argparse.ArgumentParser) -> None:
 
 
 def open_store(args: argparse.Namespace) -> Store:
+    from isolate.image import Store
     root = args.store or os.environ.get("ISOLATE_STORE") or None
     return Store(os.path.abspath(root) if root else None)
 
@@ -146,7 +150,7 @@ def _rows(images: list[Image]) -> list[tuple[str, str, str, str, str]]:
         for name in names:
             repo, tag = "<none>", "<none>"
             if name:
-                ref = Reference.parse(name)
+                ref = _parse_reference(name)
                 familiar = ref.with_tag("x").familiar.rsplit(":", 1)[0]
                 repo, tag = familiar, ref.tag or "<none>"
             rows.append((repo, tag, img.short_id, _since(img.created), _size(img.size)))
@@ -334,3 +338,9 @@ def register(sub: Any) -> None:
 
     p = add("inspect", "show images as JSON", cmd_inspect)
     p.add_argument("images", metavar="IMAGE", nargs="+")
+
+
+def _parse_reference(name: str) -> Any:
+    from isolate.image import Reference
+
+    return Reference.parse(name)
