@@ -185,10 +185,11 @@ def spawn_tables(rounds: int, whole_every: int) -> str:
         nonet += [
             Candidate("Sandbox.run, warm sandbox (network=True)",
                       lambda: warm_nonet.run([TRUE], check=True),
-                      "fresh mnt+pid+cgroup ns per run, uts+ipc shared by the sandbox; "
+                      "per run: a pid ns, a copy of the sandbox's mount ns with a fresh /proc "
+                      "and /tmp, a cgroup ns; the root (built at enter), uts+ipc shared; "
                       + SB_ISOLATION),
             Candidate("fresh Sandbox per run (network=True)", _fresh(network=True),
-                      "enter (make uts+ipc) + run + exit; same isolation as above"),
+                      "enter (make uts+ipc, build the root) + run + exit; same isolation"),
             Candidate("whole process: isolate run --net host", _run(
                 [*ISOLATE_RUN, "--net", "host", "--", TRUE], ENV),
                 "python -m isolate.cli; same isolation as above", whole_every),
@@ -199,9 +200,9 @@ def spawn_tables(rounds: int, whole_every: int) -> str:
         net += [
             Candidate("Sandbox.run, warm sandbox (default, net ns)",
                       lambda: warm_net.run([TRUE], check=True),
-                      "fresh mnt+pid+cgroup ns per run, net+uts+ipc shared by the sandbox"),
+                      "as above, and the sandbox's net ns (lo up) shared too"),
             Candidate("fresh Sandbox per run (default, net ns)", _fresh(),
-                      "enter (make net+uts+ipc, lo up) + run + exit"),
+                      "enter (make net+uts+ipc, lo up, build the root) + run + exit"),
             Candidate("whole process: isolate run", _run(
                 [*ISOLATE_RUN, "--", TRUE], ENV), "python -m isolate.cli, net ns",
                 whole_every),
@@ -255,20 +256,22 @@ def breakdown_table(rounds: int) -> str:
         stdio = [(0, 0), (1, 1), (2, 2)]
         full = compiled.plan([TRUE], env, "/", stdio)
         base_ops = list(compiled.base.ops)
+        # The base plan: joins (cgroup, shared namespaces incl. the sandbox's prepared mount
+        # namespace, unshare a copy), a new session, then this process's /proc and /tmp with
+        # their masks. The root itself is built once at enter (see "make shared namespaces").
         n_join = 0
         while n_join < len(base_ops) and base_ops[n_join].kind in (
-                OpKind.SETNS, OpKind.UNSHARE, OpKind.CGROUP_JOIN, OpKind.FORK_INTO_PIDNS):
+                OpKind.SETNS, OpKind.UNSHARE, OpKind.CGROUP_JOIN, OpKind.FORK_INTO_PIDNS,
+                OpKind.SETSID):
             n_join += 1
-        joins, root_ops = base_ops[:n_join], base_ops[n_join:]
+        joins, own_ops = base_ops[:n_join], base_ops[n_join:]
         tail = list(full.ops[len(base_ops):])
         seccomp_ops = [op for op in tail if op.kind is OpKind.SECCOMP]
         identity = [op for op in tail if op.kind not in (OpKind.SECCOMP, OpKind.EXEC,
                                                          OpKind.FDS, OpKind.CHDIR)]
         fds_exec = [op for op in tail if op.kind in (OpKind.FDS, OpKind.EXEC)]
         chdir = [op for op in tail if op.kind is OpKind.CHDIR]
-        masks_at = next(i for i, op in enumerate(root_ops)
-                        if op.kind is OpKind.MOUNT and op.s1 == b"/tmp/.isolate-empty")
-        pivot = [op for op in root_ops if op.kind is OpKind.PIVOT_ROOT]
+        proc_tmp = own_ops[:2]  # a fresh /proc and a private /tmp
         flags = full.clone_flags
 
         def plan(clone_flags: int, ops: list[Op]) -> Plan:
@@ -276,15 +279,15 @@ def breakdown_table(rounds: int) -> str:
 
         stages = [
             ("exec only (no namespaces)", plan(0, fds_exec)),
-            ("+ new mnt+pid ns (clone flags)", plan(flags, fds_exec)),
-            ("+ join net/uts/ipc, unshare cgroup ns", plan(flags, joins + fds_exec)),
-            ("+ new root, /proc, /dev, /tmp ... pivot (no masks)",
-             plan(flags, joins + root_ops[:masks_at] + pivot + chdir + fds_exec)),
-            ("+ masked and read-only /proc paths", plan(flags, joins + root_ops + chdir
+            ("+ new pid ns (clone flags)", plan(flags, fds_exec)),
+            ("+ join net/uts/ipc and the sandbox root, unshare mnt+cgroup ns",
+             plan(flags, joins + fds_exec)),
+            ("+ fresh /proc and private /tmp", plan(flags, joins + proc_tmp + chdir + fds_exec)),
+            ("+ masked and read-only /proc paths", plan(flags, joins + own_ops + chdir
                                                         + fds_exec)),
-            ("+ capabilities, ids, no_new_privs", plan(flags, joins + root_ops + chdir
+            ("+ capabilities, ids, no_new_privs", plan(flags, joins + own_ops + chdir
                                                         + identity + fds_exec)),
-            ("+ seccomp = the whole plan", plan(flags, joins + root_ops + chdir + identity
+            ("+ seccomp = the whole plan", plan(flags, joins + own_ops + chdir + identity
                                                 + seccomp_ops + fds_exec)),
         ]
 
