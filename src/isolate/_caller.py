@@ -134,7 +134,7 @@ class Caller:
         self._sock = parent
         try:
             self._proc: subprocess.Popen[bytes] = sandbox.popen(
-                [sys.executable, "-c", _ZYGOTE, str(child.fileno())],
+                [sys.executable, "-S", "-c", _ZYGOTE, str(child.fileno())],
                 stdin=subprocess.DEVNULL, pass_fds=[child.fileno()],
                 env=self._environment())
         except BaseException:
