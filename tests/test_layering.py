@@ -19,6 +19,7 @@ LAYERS: dict[str, float] = {
     "isolate._native": 0,
     "isolate._syscalls": 0,
     "isolate._units": 1,
+    "isolate._procs": 1,
     "isolate._plan": 1,
     "isolate._sys": 1,
     "isolate.lowlevel": 2,

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 
+from isolate._procs import pid_alive
 from isolate.cgroups._backend import (
     Backend,
     Events,
@@ -65,16 +66,6 @@ def add_note(exc: BaseException, note: str) -> None:
 
 
 _GENERATED = re.compile(r"^cg-(\d+)-[0-9a-f]{12}$")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _check_name(name: str) -> str:
@@ -607,7 +598,7 @@ class CGroup:
             return
         for name in names:
             match = _GENERATED.match(name)
-            if match is None or _pid_alive(int(match.group(1))):
+            if match is None or pid_alive(int(match.group(1))):
                 continue
             orphan = CGroup(self._layout, {k: os.path.join(d, name)
                                            for k, d in self._dirs.items()})

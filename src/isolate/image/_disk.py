@@ -15,6 +15,7 @@ import stat
 from collections.abc import Iterator
 from typing import BinaryIO
 
+from isolate._procs import pid_alive
 from isolate.errors import ImageError
 
 __all__ = ["FileLock", "TempSpace", "fsync_dir", "fsync_tree", "remove_tree"]
@@ -96,16 +97,6 @@ class FileLock:
             os.close(fd)  # closing releases the flock
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class TempSpace:
     """The store's ``tmp/`` directory: names temp entries and cleans dead writers' ones."""
 
@@ -125,7 +116,7 @@ class TempSpace:
             return 0
         for name in names:
             pid_text = name.split(".", 1)[0]
-            if pid_text.isdigit() and _pid_alive(int(pid_text)):
+            if pid_text.isdigit() and pid_alive(int(pid_text)):
                 continue
             remove_tree(os.path.join(self.path, name))
             removed += 1
