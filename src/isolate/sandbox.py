@@ -152,6 +152,11 @@ def _rootfs(value: str | os.PathLike[str] | None) -> str | None:
     return os.path.abspath(raw)
 
 
+def _overlay_mode(_: object, attribute: attrs.Attribute[str], value: object) -> None:
+    if value not in ("auto", "kernel", "fuse"):
+        raise ConfigError(f"{attribute.name} must be 'auto', 'kernel' or 'fuse', not {value!r}")
+
+
 def _caps(value: Iterable[str] | security.CapabilitySet | None
           ) -> security.CapabilitySet | None:
     if value is None:
@@ -191,6 +196,9 @@ class SandboxConfig:
     cgroupns: bool = True
     image: Image | str | None = attrs.field(default=None, converter=_image)
     store: Store | None = attrs.field(default=None, converter=_store, eq=False)
+    #: Who mounts an image's overlay: "kernel", "fuse" (fuse-overlayfs) or "auto" (the
+    #: kernel, falling back to fuse-overlayfs where it refuses a rootless overlay).
+    overlay: str = attrs.field(default="auto", validator=_overlay_mode)
 
     def __attrs_post_init__(self) -> None:
         if self.image is not None and self.rootfs is not None:
@@ -459,6 +467,12 @@ class _Compiled:
                   for fd in cgroup_fds]
         joins = [Op(OpKind.SETNS, a=shared[k], b=_NSTYPE[k], note=f"join the sandbox's {k} "
                     "namespace") for k in _SHARED_KINDS if k in shared]
+        # A fuse-overlayfs root is a mount in a namespace of its own: join it, then unshare
+        # (below) to work on a copy. It goes after the user namespace if it belongs to it.
+        mnt_join, after_user = (image_root.mount_join() if image_root is not None
+                                else (None, False))
+        if mnt_join is not None:
+            joins.insert(1 if after_user else 0, mnt_join)
         if cfg.rootless:
             # Our mount and pid namespaces must belong to the sandbox's user namespace, so
             # they are made after joining it: unshare the mount namespace, and fork into a
@@ -468,6 +482,9 @@ class _Compiled:
             joins.append(Op(OpKind.FORK_INTO_PIDNS, a=-1, note="fork into a new pid namespace"))
         else:
             flags = _plan.CLONE_NEWNS | _plan.CLONE_NEWPID
+            if mnt_join is not None:
+                joins.append(Op(OpKind.UNSHARE, a=_plan.CLONE_NEWNS,
+                                note="unshare mount namespace"))
         if cfg.cgroupns:
             # After joining the cgroup, so that it becomes the namespace's root ("/").
             joins.append(Op(OpKind.UNSHARE, a=_plan.CLONE_NEWCGROUP,
@@ -481,7 +498,8 @@ class _Compiled:
         # A writable image root gets a throwaway upper dir per process, so its root ops are
         # made per process; every other root is the same for all and encoded once.
         self.image_root = image_root
-        self.per_process_root = image_root is not None and not cfg.readonly
+        self.per_process_root = (image_root is not None and not cfg.readonly
+                                 and image_root.upper_per_process)
         if not self.per_process_root:
             p.extend(_root_ops(cfg, image_root.overlay_op(0) if image_root else None))
         self.base = p.freeze()
@@ -512,11 +530,12 @@ class _Compiled:
 
 def _explain_overlay_failure(exc: MountError, cfg: SandboxConfig) -> None:
     """A kernel that refuses overlayfs in a user namespace is a missing feature, not a bug:
-    say so. (A fuse-overlayfs fallback run by the parent is not implemented.)"""
+    say so. (overlay="auto" falls back to fuse-overlayfs before it gets here.)"""
     if exc.step == "overlay" and cfg.rootless and exc.errno in (errno.EPERM, errno.EINVAL):
         raise UnsupportedError(
             f"cannot mount the image rootless: this kernel refuses overlayfs in a user "
-            f"namespace ({exc}); it needs Linux >= 5.11 (or run as root)") from exc
+            f"namespace ({exc}); it needs Linux >= 5.11, or use overlay='fuse' "
+            "(fuse-overlayfs), or run as root") from exc
 
 
 class SandboxResult(subprocess.CompletedProcess):  # type: ignore[type-arg]
@@ -574,6 +593,10 @@ class Sandbox:
             self._make_cgroup()
             self._open_image()
             self._namespaces = _make_shared_namespaces(self.config)
+            if self._image_root is not None:
+                self._image_root.choose_overlay(self.config.overlay,
+                                                self._namespaces.get("user"),
+                                                writable=not self.config.readonly)
             self._compiled = _Compiled(self.config, self._namespaces, self._cgroup_fds,
                                        self._image_root)
         except BaseException as exc:
@@ -787,7 +810,8 @@ class Sandbox:
                 _explain_overlay_failure(exc, self.config)
                 raise
             self._procs.add(proc)
-        proc.upper_dir = upper[0] if upper else None  # type: ignore[attr-defined]
+        shared_upper = self._image_root.shared_upper if self._image_root else None
+        proc.upper_dir = upper[0] if upper else shared_upper  # type: ignore[attr-defined]
         return proc
 
     def run(self, argv: Sequence[str], *, input: bytes | str | None = None,
