@@ -251,3 +251,23 @@ print("ok")
         assert _pids_with(str(work / "store")) == []
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_auto_falls_back_to_fuse_when_the_kernel_refuses_the_overlay(
+        layered: tuple[Store, Image]) -> None:
+    from isolate._image_root import ImageRoot
+    from isolate.namespaces import Namespace
+
+    store, image = layered
+    root = ImageRoot.open(image, store, mountpoints=[], rootless=True)
+    try:
+        # An option overlayfs lacks gets EINVAL, as `userxattr` does from a kernel < 5.11:
+        # the probe sees a real refusal and "auto" must turn to fuse-overlayfs.
+        root.options = ("isolate_no_such_option",)
+        with Namespace.create("user") as userns:
+            root.choose_overlay("auto", userns.fileno(), writable=False)
+        assert root.fuse is not None
+        assert _pids_with(root.scratch) == [root.fuse.pid]
+    finally:
+        root.close()
+    assert _pids_with(root.scratch) == []
