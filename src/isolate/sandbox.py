@@ -560,7 +560,8 @@ class Sandbox:
     ``network`` (False: only ``lo``; True: the host's network), ``uid``/``gid``, ``timeout``
     (seconds, for the whole sandbox), ``privileged``, ``capabilities`` (names kept),
     ``seccomp`` (True, False or a :class:`isolate.security.SeccompProfile`),
-    ``user_namespace`` (default: only when not root).
+    ``user_namespace`` (default: only when not root), ``image``/``store``, ``overlay``
+    (who mounts an image: ``"auto"``, ``"kernel"`` or ``"fuse"`` for fuse-overlayfs).
 
     Use it as a context manager; leaving the block ends every process the sandbox started.
     Raises :class:`ConfigError` for bad options, before anything is started.
