@@ -1,9 +1,10 @@
 """An image as a sandbox's root: its layers held in the store, plus scratch dirs for overlays.
 
 Owns what a sandbox needs on the host to mount an image (the store hold, the extracted lower
-dirs, a small mount-point layer, throwaway upper/work dirs) and turning the image config into
-run defaults. It never mounts anything itself: the overlay is made by the child, in its own
-mount namespace, from the op :meth:`ImageRoot.overlay_op` returns.
+dirs, a small mount-point layer, throwaway upper/work dirs), the choice between the kernel's
+overlayfs and fuse-overlayfs, and turning the image config into run defaults. It never mounts
+anything itself: the overlay is made by the child, in its own mount namespace, from the op
+:meth:`ImageRoot.overlay_op` returns (or by the fuse-overlayfs process it starts).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import secrets
 from collections.abc import Iterable, Sequence
 
 from isolate import _plan
+from isolate._fuse_root import FuseRoot, kernel_overlay_works
 from isolate._plan import Op
 from isolate.errors import ConfigError, ImageError, UnsupportedError
 from isolate.image import Image, Store
@@ -107,6 +109,8 @@ class ImageRoot:
         self.scratch = scratch
         self.options = options
         self._count = 0
+        #: The fuse-overlayfs process serving this root, when :meth:`choose_overlay` picked it.
+        self.fuse: FuseRoot | None = None
 
     @classmethod
     def open(cls, image: Image | str, store: Store | None, *,
@@ -148,13 +152,61 @@ class ImageRoot:
         options = ("userxattr",) if rootless and os.geteuid() != 0 else ()
         return cls(store, img, holder, lowers, scratch, options)
 
+    def choose_overlay(self, mode: str, userns_fd: int | None, *, writable: bool) -> None:
+        """Pick who mounts the root: ``"kernel"`` (overlayfs in each process's mount
+        namespace), ``"fuse"`` (one fuse-overlayfs process for the sandbox, started now), or
+        ``"auto"``: the kernel, unless it refuses overlayfs in the user namespace
+        ``userns_fd`` (a rootless sandbox), then fuse-overlayfs. As root, without a user
+        namespace, "auto" never needs to ask. ``writable``: fuse-overlayfs gets one upper dir
+        for the whole sandbox (the kernel path makes one per process).
+
+        Raises:
+            UnsupportedError: fuse-overlayfs is needed but not installed.
+            MountError: fuse-overlayfs failed to mount, or the kernel probe failed for another
+                reason than a missing feature.
+        """
+        if mode == "kernel" or (mode == "auto" and userns_fd is None):
+            return
+        if mode == "auto" and kernel_overlay_works(self.overlay_op(0), userns_fd, self.options):
+            return
+        upper = self.new_upper() if writable else None
+        merged = os.path.join(self.scratch, "merged")
+        os.mkdir(merged, 0o755)
+        # As real root, fuse-overlayfs stays outside the sandbox's user namespace: layers the
+        # store extracted as root mark opaque dirs with trusted.* xattrs, which only the
+        # initial user namespace can read. Unprivileged it must run inside to mount at all.
+        inside = userns_fd if os.geteuid() != 0 else None
+        self.fuse = FuseRoot.start(self.lowers, merged, upper=upper, userns_fd=inside,
+                                   log=os.path.join(self.scratch, "fuse-overlayfs.log"))
+
+    def mount_join(self) -> tuple[Op | None, bool]:
+        """With fuse-overlayfs: the op joining the mount namespace that holds its mount, and
+        whether it goes after joining the sandbox's user namespace (True) or before (False).
+        A process must unshare its mount namespace after it, to mount on a copy."""
+        if self.fuse is None:
+            return None, False
+        return self.fuse.join_op(), self.fuse.in_userns
+
+    @property
+    def upper_per_process(self) -> bool:
+        """Whether each writable process gets its own upper dir (kernel overlayfs) rather
+        than the sandbox's one (fuse-overlayfs: :attr:`shared_upper`)."""
+        return self.fuse is None
+
+    @property
+    def shared_upper(self) -> str | None:
+        """fuse-overlayfs's upper dir, shared by all processes of a writable sandbox."""
+        return self.fuse.upper if self.fuse is not None else None
+
     def overlay_op(self, slot: int, upper: tuple[str, str] | None = None) -> Op:
-        """The op that mounts this root (lower-only, or with ``(upper, work)``) into ``slot``."""
+        """The op that mounts this root (lower-only, or with ``(upper, work)``) into ``slot``;
+        with fuse-overlayfs, the op that clones its mount (``upper`` is then its own)."""
+        note = f"mount image {self.image.short_id} ({len(self.image.layers)} layers)"
+        if self.fuse is not None:
+            return self.fuse.root_op(slot, note=note + " through fuse-overlayfs")
         up, work = upper if upper is not None else (None, None)
         return _plan.overlay(self.lowers, upper=up, work=work, slot=slot,
-                             options=self.options,
-                             note=f"mount image {self.image.short_id} "
-                                  f"({len(self.image.layers)} layers)")
+                             options=self.options, note=note)
 
     def new_upper(self) -> tuple[str, str]:
         """A fresh (upper, work) dir pair in the scratch dir: one process's writes."""
@@ -167,11 +219,17 @@ class ImageRoot:
         return upper, work
 
     def close(self) -> None:
-        """Remove the scratch dir (all upper dirs) and release the hold."""
+        """Stop fuse-overlayfs (if it runs), remove the scratch dir (all upper dirs) and
+        release the hold."""
+        fuse, self.fuse = self.fuse, None
         try:
-            remove_tree(self.scratch)
+            if fuse is not None:
+                fuse.close()
         finally:
-            self.store.release(self.holder)
+            try:
+                remove_tree(self.scratch)
+            finally:
+                self.store.release(self.holder)
 
     def defaults(self) -> dict[str, object]:
         """Run defaults from the image config: ``env`` (with PATH and HOME when the image

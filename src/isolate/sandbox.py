@@ -152,6 +152,11 @@ def _rootfs(value: str | os.PathLike[str] | None) -> str | None:
     return os.path.abspath(raw)
 
 
+def _overlay_mode(_: object, attribute: attrs.Attribute[str], value: object) -> None:
+    if value not in ("auto", "kernel", "fuse"):
+        raise ConfigError(f"{attribute.name} must be 'auto', 'kernel' or 'fuse', not {value!r}")
+
+
 def _caps(value: Iterable[str] | security.CapabilitySet | None
           ) -> security.CapabilitySet | None:
     from isolate import security  # imported when first needed
@@ -192,6 +197,9 @@ class SandboxConfig:
     cgroupns: bool = True
     image: Image | str | None = attrs.field(default=None, converter=_image)
     store: Store | None = attrs.field(default=None, converter=_store, eq=False)
+    #: Who mounts an image's overlay: "kernel", "fuse" (fuse-overlayfs) or "auto" (the
+    #: kernel, falling back to fuse-overlayfs where it refuses a rootless overlay).
+    overlay: str = attrs.field(default="auto", validator=_overlay_mode)
 
     def __attrs_post_init__(self) -> None:
         if self.image is not None and self.rootfs is not None:
@@ -514,6 +522,12 @@ class _Compiled:
         # With a shared root (a mount namespace made at enter), each process joins it and
         # unshares a copy of its own; otherwise it builds its root itself.
         self.shared_root = "mnt" in shared
+        # A fuse-overlayfs root is a mount in a namespace of its own: join it, then unshare
+        # (below) to work on a copy. It goes after the user namespace if it belongs to it.
+        mnt_join, after_user = (image_root.mount_join() if image_root is not None
+                                else (None, False))
+        if mnt_join is not None:
+            joins.insert(1 if after_user else 0, mnt_join)
         if cfg.rootless:
             # Our mount and pid namespaces must belong to the sandbox's user namespace, so
             # they are made after joining it: unshare the mount namespace, and fork into a
@@ -521,7 +535,7 @@ class _Compiled:
             flags = 0
             joins.append(Op(OpKind.UNSHARE, a=_plan.CLONE_NEWNS, note="unshare mount namespace"))
             joins.append(Op(OpKind.FORK_INTO_PIDNS, a=-1, note="fork into a new pid namespace"))
-        elif self.shared_root:
+        elif self.shared_root or mnt_join is not None:
             flags = _plan.CLONE_NEWPID
             joins.append(Op(OpKind.UNSHARE, a=_plan.CLONE_NEWNS, note="unshare mount namespace"))
         else:
@@ -537,9 +551,17 @@ class _Compiled:
         p.add(Op(OpKind.SETSID, note="start a new session"))
         self.cfg = cfg
         self.image_root = image_root
-        self.per_process_root = not self.shared_root
+        # A writable image root with a kernel overlay gets a throwaway upper dir per process,
+        # so each process builds its whole root; other image roots are built by each process
+        # from the same ops (encoded once); every other root was built once, at enter.
+        self.per_process_root = (image_root is not None and not cfg.readonly
+                                 and image_root.upper_per_process)
         if self.shared_root:
             p.extend(_process_ops(cfg))
+        elif not self.per_process_root:
+            shared_ops, own_ops = _root_ops(
+                cfg, image_root.overlay_op(0) if image_root else None)
+            p.extend(shared_ops + own_ops)
         self.base = p.freeze()
         self.identity = _identity_ops(cfg)
         self.seccomp: Op | None = None
@@ -571,11 +593,12 @@ class _Compiled:
 
 def _explain_overlay_failure(exc: MountError, cfg: SandboxConfig) -> None:
     """A kernel that refuses overlayfs in a user namespace is a missing feature, not a bug:
-    say so. (A fuse-overlayfs fallback run by the parent is not implemented.)"""
+    say so. (overlay="auto" falls back to fuse-overlayfs before it gets here.)"""
     if exc.step == "overlay" and cfg.rootless and exc.errno in (errno.EPERM, errno.EINVAL):
         raise UnsupportedError(
             f"cannot mount the image rootless: this kernel refuses overlayfs in a user "
-            f"namespace ({exc}); it needs Linux >= 5.11 (or run as root)") from exc
+            f"namespace ({exc}); it needs Linux >= 5.11, or use overlay='fuse' "
+            "(fuse-overlayfs), or run as root") from exc
 
 
 def _kill_all(procs: Iterable[subprocess.Popen[Any]]) -> None:
@@ -611,7 +634,8 @@ class Sandbox:
     ``network`` (False: only ``lo``; True: the host's network), ``uid``/``gid``, ``timeout``
     (seconds, for the whole sandbox), ``privileged``, ``capabilities`` (names kept),
     ``seccomp`` (True, False or a :class:`isolate.security.SeccompProfile`),
-    ``user_namespace`` (default: only when not root).
+    ``user_namespace`` (default: only when not root), ``image``/``store``, ``overlay``
+    (who mounts an image: ``"auto"``, ``"kernel"`` or ``"fuse"`` for fuse-overlayfs).
 
     Use it as a context manager; leaving the block ends every process the sandbox started.
     Raises :class:`ConfigError` for bad options, before anything is started.
@@ -646,15 +670,18 @@ class Sandbox:
             self._open_image()
             image_root = self._image_root
             shared_root: list[Op] = []
-            if image_root is None or self.config.readonly:
-                # The root is the same for every process: build it once, here.
-                shared_root = _root_ops(
-                    self.config, image_root.overlay_op(0) if image_root else None)[0]
+            if image_root is None:
+                # The root is the same for every process: build it once, here. (An image's
+                # overlay is chosen below, once the user namespace exists: kernel or fuse.)
+                shared_root = _root_ops(self.config)[0]
             try:
                 self._namespaces = _make_shared_namespaces(self.config, shared_root)
             except MountError as exc:
                 _explain_overlay_failure(exc, self.config)
                 raise
+            if image_root is not None:
+                image_root.choose_overlay(self.config.overlay, self._namespaces.get("user"),
+                                          writable=not self.config.readonly)
             self._compiled = _Compiled(self.config, self._namespaces, self._cgroup_fds,
                                        image_root)
         except BaseException as exc:
@@ -866,7 +893,8 @@ class Sandbox:
             # Forget the ones already reaped, so a long-lived sandbox does not collect them.
             self._procs = {p for p in self._procs if p.returncode is None}
             self._procs.add(proc)
-        proc.upper_dir = upper[0] if upper else None  # type: ignore[attr-defined]
+        shared_upper = self._image_root.shared_upper if self._image_root else None
+        proc.upper_dir = upper[0] if upper else shared_upper  # type: ignore[attr-defined]
         return proc
 
     def run(self, argv: Sequence[str], *, input: bytes | str | None = None,

@@ -1,0 +1,242 @@
+"""fuse-overlayfs as an image root, for hosts whose kernel will not mount overlayfs rootless.
+
+Owns one sandbox's fuse-overlayfs process, the mount namespace it mounts in (held by fd), and
+the probe that decides whether the kernel can mount the overlay itself. It never mounts or
+changes namespaces in the calling process: a spawned child does, and sandbox processes join.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import shutil
+import time
+from collections.abc import Sequence
+
+from isolate import _plan, lowlevel
+from isolate._plan import Mode, Op, OpKind, Plan
+from isolate.errors import ConfigError, MountError, UnsupportedError
+from isolate.fs.mounts import MS_REC, MS_SLAVE
+
+__all__ = ["FUSE_OVERLAYFS", "FuseRoot", "kernel_overlay_works"]
+
+FUSE_OVERLAYFS = "fuse-overlayfs"
+#: What a kernel that cannot mount overlayfs here answers: no overlay in user namespaces
+#: (EPERM: before 5.11, or disabled by the distribution), an option it lacks (EINVAL:
+#: userxattr, lowerdir+), or no overlayfs at all (ENODEV).
+FALLBACK_ERRNOS = frozenset({errno.EPERM, errno.EINVAL, errno.ENODEV})
+_START_TIMEOUT = 30.0  # only bounds a fuse-overlayfs that hangs before mounting
+_probed: dict[tuple[int, tuple[str, ...]], bool] = {}
+
+
+def kernel_overlay_works(overlay: Op, userns_fd: int | None, options: Sequence[str] = (),
+                         ) -> bool:
+    """Whether the kernel mounts ``overlay`` (an OVERLAY op into a slot) in the user
+    namespace ``userns_fd`` (None: ours). A throwaway child tries it in a mount namespace of
+    its own; the answer is kept per filesystem of the first lower dir and option set.
+
+    Raises:
+        MountError: the mount failed for another reason than a missing kernel feature.
+        SpawnError, NamespaceError: the probe child could not be started.
+    """
+    first = os.fsdecode((overlay.s1 or b"").split(b"\0")[-1])
+    key = (os.stat(first).st_dev, tuple(options))
+    if key in _probed:
+        return _probed[key]
+    p = Plan(0, Mode.VFORK)
+    if userns_fd is not None:
+        p.add(Op(OpKind.SETNS, a=userns_fd, b=_plan.CLONE_NEWUSER,
+                 note="join the sandbox's user namespace"))
+    p.add(Op(OpKind.UNSHARE, a=_plan.CLONE_NEWNS, note="unshare mount namespace"))
+    p.add(overlay)  # no EXEC: the child exits once the mount is made (and dropped)
+    try:
+        with lowlevel.spawn(p) as child:
+            child.wait()
+        works = True
+    except MountError as exc:
+        if exc.step != "overlay" or exc.errno not in FALLBACK_ERRNOS:
+            raise
+        works = False
+    _probed[key] = works
+    return works
+
+
+def _find_binary() -> str:
+    binary = shutil.which(FUSE_OVERLAYFS)
+    if binary is None:
+        raise UnsupportedError(
+            f"the kernel cannot mount this image's overlay here and {FUSE_OVERLAYFS} is not "
+            f"installed: install it (Debian package {FUSE_OVERLAYFS!r}), or run as root",
+            missing=FUSE_OVERLAYFS)
+    return binary
+
+
+def _option_path(path: str, what: str) -> str:
+    # fuse-overlayfs splits its -o string on ',' and lower dirs on ':'; it has no escapes.
+    if not path or any(c in path for c in ",:\\\0\n"):
+        raise ConfigError(f"{what} {path!r} cannot be passed to {FUSE_OVERLAYFS}: it contains "
+                          "',', ':', '\\', a newline or NUL")
+    return path
+
+
+def _mounted_at(mountinfo: bytes, target: str) -> bool:
+    want = target.encode()
+    for line in mountinfo.splitlines():
+        fields = line.split(b" ")
+        if len(fields) > 4:
+            point = fields[4]
+            # mountinfo escapes space, tab, newline and backslash as octal.
+            for esc, raw in ((b"\\040", b" "), (b"\\011", b"\t"), (b"\\012", b"\n"),
+                             (b"\\134", b"\\")):
+                point = point.replace(esc, raw)
+            if point == want:
+                return True
+    return False
+
+
+class FuseRoot:
+    """A running fuse-overlayfs whose mount at :attr:`merged` is an image's root.
+
+    It lives in a mount namespace of its own (:meth:`join_op` joins it; a process then
+    unshares to get a copy with the mount in it) and, when ``userns_fd`` was given, in that
+    user namespace. :meth:`close` kills and reaps it and drops the namespace.
+    """
+
+    def __init__(self, child: lowlevel.Child, mnt_fd: int, merged: str, upper: str | None,
+                 in_userns: bool) -> None:
+        self.child = child
+        self.mnt_fd = mnt_fd
+        self.merged = merged
+        self.upper = upper
+        #: True: the process lives in the sandbox's user namespace (join its mount namespace
+        #: after the user namespace); False: in ours (join it before).
+        self.in_userns = in_userns
+
+    @property
+    def pid(self) -> int:
+        return self.child.pid
+
+    @classmethod
+    def start(cls, lowers: Sequence[str], merged: str, *,
+              upper: tuple[str, str] | None = None, userns_fd: int | None = None,
+              log: str) -> FuseRoot:
+        """Mount ``lowers`` (lowest first; with ``upper`` = (upper, work) writable) on the
+        existing empty directory ``merged`` with fuse-overlayfs, in a new mount namespace
+        (inside the user namespace ``userns_fd`` when given); return once it is mounted.
+        fuse-overlayfs writes its messages to the file ``log``.
+
+        Raises:
+            ConfigError: a path fuse-overlayfs cannot take (with ',' or ':').
+            UnsupportedError: fuse-overlayfs is not installed.
+            MountError: it exited (or hung) before mounting; the message has its output.
+            SpawnError, NamespaceError: it could not be started.
+        """
+        binary = _find_binary()
+        if not lowers:
+            raise ConfigError("an overlay needs at least one lower directory")
+        opts = ["lowerdir=" + ":".join(_option_path(d, "lower dir") for d in reversed(lowers))]
+        if upper is not None:
+            opts.append("upperdir=" + _option_path(upper[0], "upper dir"))
+            opts.append("workdir=" + _option_path(upper[1], "work dir"))
+        # Sandbox processes may run as another uid than fuse-overlayfs (an image's User), and,
+        # when it runs outside their user namespace, in a namespace it did not mount in.
+        opts.append("allow_other")
+        argv = [binary, "-f", "-o", ",".join(opts), _option_path(merged, "mount point")]
+        p = Plan(0, Mode.VFORK)
+        if userns_fd is not None:
+            p.add(Op(OpKind.SETNS, a=userns_fd, b=_plan.CLONE_NEWUSER,
+                     note="join the sandbox's user namespace"))
+        p.add(Op(OpKind.UNSHARE, a=_plan.CLONE_NEWNS, note="unshare mount namespace"))
+        p.add(_plan.mount(None, "/", None, MS_REC | MS_SLAVE,
+                          note="keep the fuse mount from propagating out (rslave /)"))
+        # Its own session: a Ctrl-C to the caller's process group must not end the root
+        # under the sandbox's processes; close() ends it.
+        p.add(Op(OpKind.SETSID, note="start a new session"))
+        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            p.add(_plan.fds([(null, 0, False), (out, 1, False), (out, 2, False)]))
+            p.add(_plan.exec_(binary, argv, {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+                              search_path=False))
+            child = lowlevel.spawn(p)
+        finally:
+            os.close(null)
+            os.close(out)
+        mnt_fd = -1
+        try:
+            mnt_fd = os.open(f"/proc/{child.pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+            _wait_mounted(child, merged, log)
+        except BaseException:
+            if mnt_fd >= 0:
+                os.close(mnt_fd)
+            child.kill()
+            child.wait()
+            child.close()
+            raise
+        return cls(child, mnt_fd, merged, upper[0] if upper else None, userns_fd is not None)
+
+    def join_op(self) -> Op:
+        """The op that joins the mount namespace holding the fuse mount."""
+        return Op(OpKind.SETNS, a=self.mnt_fd, b=_plan.CLONE_NEWNS,
+                  note="join the fuse-overlayfs root's mount namespace")
+
+    def root_op(self, slot: int, note: str = "") -> Op:
+        """The op that clones the fuse mount into ``slot`` (after :meth:`join_op`)."""
+        op = _plan.open_tree(self.merged, slot)
+        return Op(op.kind, op.flags, a=op.a, s1=op.s1,
+                  note=note or f"open the {FUSE_OVERLAYFS} root {self.merged}")
+
+    def close(self) -> None:
+        """Kill and reap fuse-overlayfs and drop its mount namespace (so its mount)."""
+        if self.mnt_fd >= 0:
+            os.close(self.mnt_fd)
+            self.mnt_fd = -1
+        if self.child.poll() is None:
+            self.child.kill()
+        self.child.wait()
+        self.child.close()
+
+
+def _wait_mounted(child: lowlevel.Child, merged: str, log: str) -> None:
+    """Wait until ``merged`` is a mount point in ``child``'s mount namespace, or it exits.
+
+    /proc/PID/mountinfo signals POLLPRI when that namespace's mount table changes, and the
+    pidfd POLLIN when the process exits, so this sleeps on both instead of polling a timer.
+    """
+    info = os.open(f"/proc/{child.pid}/mountinfo", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        poller = select.poll()
+        poller.register(info, select.POLLPRI | select.POLLERR)
+        poller.register(child.fileno(), select.POLLIN)
+        deadline = time.monotonic() + _START_TIMEOUT
+        while True:
+            os.lseek(info, 0, os.SEEK_SET)
+            chunks = []
+            while chunk := os.read(info, 65536):
+                chunks.append(chunk)
+            if _mounted_at(b"".join(chunks), merged):
+                return
+            if child.poll() is not None:
+                raise MountError(errno.EIO, f"{FUSE_OVERLAYFS} exited with status "
+                                 f"{child.returncode} before mounting: {_tail(log)}", merged,
+                                 step="fuse-overlayfs", pid=child.pid)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise MountError(errno.ETIMEDOUT, f"{FUSE_OVERLAYFS} did not mount within "
+                                 f"{_START_TIMEOUT:.0f} s: {_tail(log)}", merged,
+                                 step="fuse-overlayfs", pid=child.pid)
+            poller.poll(left * 1000)
+    finally:
+        os.close(info)
+
+
+def _tail(log: str) -> str:
+    try:
+        with open(log, encoding="utf-8", errors="replace") as f:
+            text = f.read()[-2000:]
+    except OSError as exc:
+        return f"(no output: {exc})"
+    # Debian's build complains about an option libfuse passes it; that line is noise.
+    lines = [ln for ln in text.splitlines() if ln and "unknown argument ignored" not in ln]
+    return "; ".join(lines) or "(no output)"
