@@ -206,10 +206,6 @@ class Plan:
         """Whether the child waits for a parent step (a ``WAIT_PARENT`` op)."""
         return self._has(OpKind.WAIT_PARENT)
 
-    @property
-    def joins_pidns(self) -> bool:
-        return self._has(OpKind.FORK_INTO_PIDNS)
-
     def _has(self, kind: OpKind) -> bool:
         # A frozen prefix was scanned once; only the ops after it are looked at.
         start = 0
