@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import isolate
 from isolate import Bind, Limits, Sandbox, SandboxConfig, Tmpfs
 from isolate.errors import (
     CallError,
@@ -586,3 +588,45 @@ def test_a_sandbox_left_open_warns_when_collected() -> None:
             box.__del__()
     finally:
         box.close()
+
+
+_OWNER = """
+import sys, time, isolate
+box = isolate.Sandbox(die_with_parent={die}).__enter__()
+box.popen(["sleep", "{mark}"])
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def _killed_owner_leaves(die: bool) -> list[int]:
+    """Start a Python process that runs `sleep MARK` in a sandbox, SIGKILL it, and return the
+    pids of that sleep still alive a moment later."""
+    mark = marker()
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(isolate.__file__)))
+    owner = subprocess.Popen([sys.executable, "-c", _OWNER.format(die=die, mark=mark)],
+                             stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert owner.stdout is not None and owner.stdout.readline() == "ready\n"
+        assert pids_with_argv("sleep", mark)
+    finally:
+        owner.kill()
+        owner.wait()
+        owner.stdout.close()  # type: ignore[union-attr]
+    deadline = time.monotonic() + 5
+    while pids_with_argv("sleep", mark) and time.monotonic() < deadline and die:
+        time.sleep(0.02)
+    return pids_with_argv("sleep", mark)
+
+
+def test_sandboxed_processes_die_when_their_owner_is_killed() -> None:
+    assert _killed_owner_leaves(die=True) == []
+
+
+def test_die_with_parent_false_lets_them_outlive_it() -> None:
+    left = _killed_owner_leaves(die=False)
+    try:
+        assert left, "die_with_parent=False should leave the process running"
+    finally:
+        for pid in left:  # ours: started by this test
+            os.kill(pid, signal.SIGKILL)

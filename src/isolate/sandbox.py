@@ -195,6 +195,7 @@ class SandboxConfig:
         attrs.validators.instance_of(Limits)))
     best_effort: bool = False
     cgroupns: bool = True
+    die_with_parent: bool = True
     image: Image | str | None = attrs.field(default=None, converter=_image)
     store: Store | None = attrs.field(default=None, converter=_store, eq=False)
     #: Who mounts an image's overlay: "kernel", "fuse" (fuse-overlayfs) or "auto" (the
@@ -512,7 +513,8 @@ class _Compiled:
     """The parts of a sandbox's plan that do not change from one run to the next."""
 
     def __init__(self, cfg: SandboxConfig, shared: Mapping[str, int],
-                 cgroup_fds: Sequence[int] = (), image_root: ImageRoot | None = None) -> None:
+                 cgroup_fds: Sequence[int] = (), image_root: ImageRoot | None = None,
+                 parent_pidfd: int = -1) -> None:
         from isolate import security  # imported when first needed
         # Into the cgroup first: no instruction of the workload runs outside its limits.
         cgroup = [Op(OpKind.CGROUP_JOIN, a=fd, note="join the sandbox's cgroup")
@@ -547,6 +549,11 @@ class _Compiled:
         p = Plan(flags, Mode.VFORK)
         p.extend(cgroup)
         p.extend(joins)
+        if parent_pidfd >= 0:
+            # If the caller dies (even SIGKILLed), its sandboxed processes die with it: each
+            # is pid 1 of its pid namespace, so its whole tree goes too.
+            p.add(Op(OpKind.PDEATHSIG, a=signal.SIGKILL, b=parent_pidfd,
+                     note="die with the parent"))
         # kill(0, sig) reaches the caller's whole process group, pid namespace or not.
         p.add(Op(OpKind.SETSID, note="start a new session"))
         self.cfg = cfg
@@ -658,6 +665,7 @@ class Sandbox:
         self.cgroup: CGroup | None = None
         self._cgroup_fds: list[int] = []
         self._image_root: ImageRoot | None = None
+        self._parent_pidfd = -1
 
     # -- lifetime -----------------------------------------------------------------------------
     def __enter__(self) -> Sandbox:
@@ -682,8 +690,10 @@ class Sandbox:
             if image_root is not None:
                 image_root.choose_overlay(self.config.overlay, self._namespaces.get("user"),
                                           writable=not self.config.readonly)
+            if self.config.die_with_parent:
+                self._parent_pidfd = os.pidfd_open(os.getpid())
             self._compiled = _Compiled(self.config, self._namespaces, self._cgroup_fds,
-                                       image_root)
+                                       image_root, self._parent_pidfd)
         except BaseException as exc:
             self._release(exc)
             raise
@@ -787,6 +797,9 @@ class Sandbox:
         ``error``."""
         namespaces, self._namespaces = self._namespaces, {}
         fds, self._cgroup_fds = self._cgroup_fds, []
+        if self._parent_pidfd >= 0:
+            fds.append(self._parent_pidfd)
+            self._parent_pidfd = -1
         for fd in [*namespaces.values(), *fds]:
             os.close(fd)
         image_root, self._image_root = self._image_root, None

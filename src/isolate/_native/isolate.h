@@ -59,7 +59,7 @@
 #define ISO_OP_LOOPBACK_UP 30
 #define ISO_OP_CGROUP_JOIN 31    /* a = fd of a cgroup.procs file: the child writes "0" */
 #define ISO_OP_UMASK 32          /* a = mask */
-#define ISO_OP_PDEATHSIG 33      /* a = signal; exits if the parent already died */
+#define ISO_OP_PDEATHSIG 33      /* a = signal, b = parent's pidfd or -1: exit if it died */
 #define ISO_OP_FORK_INTO_PIDNS 34 /* a = pid ns fd (-1: a new one): the rest runs in a grandchild */
 #define ISO_OP_EXEC 35           /* s1 file, a = argv table, b = envp table, c = fd (EXEC_FD) */
 #define ISO_OP_OVERLAY 36       /* s1 lowers (a, top first), s3 upper+work, s4 opts (c); s2 target/slot b */

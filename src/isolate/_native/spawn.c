@@ -38,6 +38,7 @@
 #include <linux/sched.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stddef.h>
@@ -1104,10 +1105,18 @@ static int run_ops(struct child_state *st)
             umask((mode_t)op->a);
             break;
         case ISO_OP_PDEATHSIG:
-            if (prctl(PR_SET_PDEATHSIG, (unsigned long)op->a, 0, 0, 0) < 0)
+            if (prctl(PR_SET_PDEATHSIG, (unsigned long)op->a, 0, 0, 0) < 0) {
                 e = errno;
-            else if (getppid() != st->parent)
+            } else if (op->b >= 0) {
+                /* The parent may have died before prctl: its pidfd (opened by the parent
+                 * before clone) is readable once it has. Works across pid namespaces, where
+                 * getppid() says 0. */
+                struct pollfd pfd = {(int)op->b, POLLIN, 0};
+                if (poll(&pfd, 1, 0) > 0)
+                    _exit(128 + (int)op->a);
+            } else if (getppid() != st->parent) {
                 _exit(128 + (int)op->a);
+            }
             break;
         case ISO_OP_FORK_INTO_PIDNS:
             e = do_fork_into_pidns(st, op, i);
