@@ -642,7 +642,10 @@ class Sandbox:
     (seconds, for the whole sandbox), ``privileged``, ``capabilities`` (names kept),
     ``seccomp`` (True, False or a :class:`isolate.security.SeccompProfile`),
     ``user_namespace`` (default: only when not root), ``image``/``store``, ``overlay``
-    (who mounts an image: ``"auto"``, ``"kernel"`` or ``"fuse"`` for fuse-overlayfs).
+    (who mounts an image: ``"auto"``, ``"kernel"`` or ``"fuse"`` for fuse-overlayfs),
+    ``limits`` (a :class:`isolate.Limits`), ``best_effort``, ``cgroupns``, and
+    ``die_with_parent`` (default True: a process gets SIGKILL when the thread that started it
+    ends, so nothing outlives a crashed caller).
 
     Use it as a context manager; leaving the block ends every process the sandbox started.
     Raises :class:`ConfigError` for bad options, before anything is started.
