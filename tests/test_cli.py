@@ -163,3 +163,13 @@ def test_memory_limit_reports_killed_out_of_memory() -> None:
         pytest.skip(f"memory limits unavailable here: {result.stderr.strip()}")
     assert result.returncode == 128 + signal.SIGKILL
     assert "killed: out of memory" in result.stderr
+
+
+def test_isolate_run_works_for_an_unprivileged_user() -> None:
+    import rootless
+
+    code = ("import sys\nfrom isolate.cli import main\n"
+            "sys.exit(main(['run', '--', 'sh', '-c', "
+            "'echo pid $$ uid $(id -u) on $(hostname); touch /etc/x 2>/dev/null || echo ro']))")
+    result = rootless.run_unprivileged(code)
+    assert result.stdout.splitlines() == ["pid 1 uid 0 on sandbox", "ro"], result.stderr

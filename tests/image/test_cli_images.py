@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -184,3 +185,12 @@ def test_save_formats_are_read_by_skopeo_and_umoci(cli_store: Path, rootfs_tar: 
     listed = subprocess.run([umoci, "ls", "--layout", str(layout)], check=True,
                             capture_output=True, text=True)
     assert listed.stdout.split() == ["1"]
+
+
+def test_run_image_with_the_fuse_overlay_flag(run_store: Path) -> None:
+    if shutil.which("fuse-overlayfs") is None:
+        pytest.skip("fuse-overlayfs (Debian package fuse-overlayfs) is not installed")
+    r = isolate_cmd("run", "--store", str(run_store), "--overlay", "fuse", "local/runme:1",
+                    "sh", "-c", "grep ' / / ' /proc/self/mountinfo; cat marker")
+    assert r.returncode == 0, r.stderr
+    assert "fuse" in r.stdout and r.stdout.endswith("isolate test image\n")

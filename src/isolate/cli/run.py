@@ -47,6 +47,9 @@ def register(sub: Any) -> None:
                    "away at exit)")
     p.add_argument("--pull", choices=("missing", "always", "never"), default="missing",
                    help="image: when to pull it from its registry (default: missing)")
+    p.add_argument("--overlay", choices=("auto", "kernel", "fuse"), default="auto",
+                   help="image: who mounts its layers (default auto: the kernel, falling "
+                   "back to fuse-overlayfs where a user namespace cannot)")
     add_store_option(p)
     p.add_argument("--rootfs", metavar="DIR", help="root filesystem directory (default: the "
                    "host's, read-only)")
@@ -172,6 +175,7 @@ def run_command(args: argparse.Namespace) -> int:
     if image is not None:
         options["store"], options["image"] = _image(args, image)
         options["readonly"] = args.read_only
+        options["overlay"] = args.overlay
     if args.workdir is not None:
         options["cwd"] = args.workdir
     extra_env = _parse_env(args.env)
