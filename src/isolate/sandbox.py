@@ -681,16 +681,23 @@ class Sandbox:
             self._open_image()
             image_root = self._image_root
             shared_root: list[Op] = []
-            if image_root is None:
-                # The root is the same for every process: build it once, here. (An image's
-                # overlay is chosen below, once the user namespace exists: kernel or fuse.)
-                shared_root = _root_ops(self.config)[0]
+            chosen = False
+            if image_root is not None and not self.config.rootless and self.config.readonly:
+                # Without a user namespace the choice needs none: make it now, so that a
+                # read-only kernel overlay can be mounted once, like any other shared root.
+                image_root.choose_overlay(self.config.overlay, None, writable=False)
+                chosen = True
+            if image_root is None or (chosen and image_root.fuse is None):
+                # The root is the same for every process: build it once, here. (Otherwise an
+                # image's overlay is chosen below, once the user namespace exists.)
+                shared_root = _root_ops(
+                    self.config, image_root.overlay_op(0) if image_root else None)[0]
             try:
                 self._namespaces = _make_shared_namespaces(self.config, shared_root)
             except MountError as exc:
                 _explain_overlay_failure(exc, self.config)
                 raise
-            if image_root is not None:
+            if image_root is not None and not chosen:
                 image_root.choose_overlay(self.config.overlay, self._namespaces.get("user"),
                                           writable=not self.config.readonly)
             if self.config.die_with_parent:
