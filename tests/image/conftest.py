@@ -202,3 +202,17 @@ def python_child(code: str, *args: str) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHONPATH=SRC)
     return subprocess.Popen([sys.executable, "-c", code, *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def world_readable_copy(tree: Path, work: Path) -> Path:
+    """Copy ``tree`` into ``work/tree`` so that an unprivileged uid can read and run all of
+    it (``work`` is made world-open too)."""
+    os.chmod(work, 0o777)
+    copy = work / "tree"
+    shutil.copytree(tree, copy, symlinks=True)
+    for dirpath, _dirs, files in os.walk(copy):
+        os.chmod(dirpath, 0o755)
+        for name in files:
+            if not os.path.islink(os.path.join(dirpath, name)):
+                os.chmod(os.path.join(dirpath, name), 0o755)
+    return copy

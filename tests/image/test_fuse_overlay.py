@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.image.conftest import world_readable_copy
 from tests.rootless import run_unprivileged
 
 from isolate import Sandbox
@@ -206,14 +207,7 @@ def test_rootless_fuse_root_as_an_unprivileged_user(image_tree: Path) -> None:
     _need_fuse()
     work = Path(tempfile.mkdtemp(prefix="isolate-rootless-fuse-"))
     try:
-        os.chmod(work, 0o777)
-        tree = work / "tree"
-        shutil.copytree(image_tree, tree, symlinks=True)
-        for dirpath, _dirs, files in os.walk(tree):
-            os.chmod(dirpath, 0o755)
-            for name in files:
-                if not os.path.islink(os.path.join(dirpath, name)):
-                    os.chmod(os.path.join(dirpath, name), 0o755)
+        tree = world_readable_copy(image_tree, work)
         # This machine's /dev/fuse is root-only (0600); distributions make it 0666. A 0666
         # node of the same device is bound over it in the test's private mount namespace.
         dev = work / "fuse-dev"

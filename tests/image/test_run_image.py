@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.image.conftest import need, skopeo
+from tests.image.conftest import need, skopeo, world_readable_copy
 from tests.rootless import run_unprivileged
 
 from isolate import Sandbox
@@ -262,14 +262,7 @@ def test_rootless_image_sandbox_writes_to_its_upper_dir(image_tree: Path) -> Non
     # Everything the unprivileged user touches must be reachable for it: a world-open dir.
     work = Path(tempfile.mkdtemp(prefix="isolate-rootless-image-"))
     try:
-        os.chmod(work, 0o777)
-        tree = work / "tree"
-        shutil.copytree(image_tree, tree, symlinks=True)
-        for dirpath, _dirs, files in os.walk(tree):
-            os.chmod(dirpath, 0o755)
-            for name in files:
-                if not os.path.islink(os.path.join(dirpath, name)):
-                    os.chmod(os.path.join(dirpath, name), 0o755)
+        tree = world_readable_copy(image_tree, work)
         code = f"""
 import os, stat
 from isolate import Sandbox

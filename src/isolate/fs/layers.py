@@ -32,6 +32,7 @@ __all__ = [
     "LayerStats",
     "UnsafeArchive",
     "diff",
+    "diff_layer",
     "extract",
     "pack",
     "write_tar",
@@ -1127,9 +1128,15 @@ def pack(
     Returns a :class:`Layer` whose ``digest``/``size`` describe the blob as written (what a
     manifest lists) and ``media_type`` matches ``compression``. Raises as :func:`write_tar`.
     """
+    return _pack(src_dir, out, whiteouts=whiteouts, compression=compression, for_diff=False)
+
+
+def _pack(src_dir: str | os.PathLike[str], out: BinaryIO, *,
+          whiteouts: Literal["overlay", "keep"], compression: Compression | None,
+          for_diff: bool) -> Layer:
     counter = _CountingWriter(out)
     diff_id = _write(src_dir, counter, whiteouts=whiteouts, compression=compression,
-                     for_diff=False)
+                     for_diff=for_diff)
     media_type = {None: MEDIA_TYPE_TAR, "gzip": MEDIA_TYPE_TAR_GZIP,
                   "zstd": MEDIA_TYPE_TAR_ZSTD}[compression]
     return Layer(diff_id=diff_id, digest="sha256:" + counter.hash.hexdigest(),
@@ -1158,3 +1165,14 @@ def diff(
         plus what :func:`write_tar` raises.
     """
     return _write(upperdir, out, whiteouts="overlay", compression=compression, for_diff=True)
+
+
+def diff_layer(
+    upperdir: str | os.PathLike[str],
+    out: BinaryIO,
+    *,
+    compression: Compression | None = "gzip",
+) -> Layer:
+    """:func:`diff`, also hashing and counting the blob as it is written (as :func:`pack`
+    does), so a store can record it without reading it back. Raises as :func:`diff`."""
+    return _pack(upperdir, out, whiteouts="overlay", compression=compression, for_diff=True)

@@ -570,20 +570,16 @@ class Store:
             tmp = self.tmp.name("layer")
             try:
                 with open(tmp, "xb") as out:
-                    diff_id = fslayers.diff(path, out, compression=compression)  # type: ignore[arg-type]
+                    layer = fslayers.diff_layer(
+                        path, out, compression=compression)  # type: ignore[arg-type]
                     out.flush()
                     os.fsync(out.fileno())
-                with open(tmp, "rb") as f:
-                    reader = HashingReader(f)
-                    reader.drain()
-                if not self.has_blob(reader.digest):
-                    self.commit_file(tmp, reader.digest)
+                if not self.has_blob(layer.digest):
+                    self.commit_file(tmp, layer.digest)
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
-            media_type = {None: fslayers.MEDIA_TYPE_TAR, "gzip": fslayers.MEDIA_TYPE_TAR_GZIP,
-                          "zstd": fslayers.MEDIA_TYPE_TAR_ZSTD}[compression]
-            layers.append((diff_id, reader.digest, reader.count, media_type))
+            layers.append((layer.diff_id, layer.digest, layer.size, layer.media_type))
             if config is None and img is not None:
                 config = img.config
             platform: Platform | str = img.platform if img is not None else "linux/amd64"
