@@ -482,20 +482,60 @@ def test_remove_refuses_a_file_that_is_no_persisted_namespace(tmp_path: Path) ->
 
 @needs_root
 @pytest.mark.root
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to run on")
+def test_mount_namespace_persists_when_this_cpu_numbers_namespaces_below_ours(
+    tmp_path: Path,
+) -> None:
+    # Since Linux 6.18 namespace ids come from per-CPU batches, and the kernel binds a mount
+    # namespace only on a file of a namespace numbered below it. Here the caller's namespace is
+    # made on the CPU with the highest batch, then create() starts on the lowest one.
+    out = _run_root_python(f"""
+        import ctypes, os
+        from isolate import namespaces
+        from isolate.namespaces import Namespace
+        libc = ctypes.CDLL(None, use_errno=True)
+        if namespaces._mnt_ns_id(os.open("/proc/self/ns/mnt", os.O_RDONLY)) is None:
+            print("same batch")  # no NS_GET_MNTNS_ID before 6.10: ids are one sequence
+            raise SystemExit
+        def new_id(cpu):
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.sched_setaffinity(0, {{cpu}})
+                os._exit(libc.unshare(0x20000) or
+                         os.write(w, namespaces._mnt_ns_id(os.open("/proc/self/ns/mnt", 0))
+                                  .to_bytes(8, "little")) and 0)
+            os.close(w)
+            got = int.from_bytes(os.read(r, 8), "little")
+            os.waitpid(pid, 0)
+            return got
+        cpus = sorted(os.sched_getaffinity(0))
+        ids = {{cpu: new_id(cpu) for cpu in cpus}}
+        top, low = max(cpus, key=ids.get), min(cpus, key=ids.get)
+        if ids[top] // 4096 == ids[low] // 4096:
+            print("same batch")
+            raise SystemExit
+        os.sched_setaffinity(0, {{top}})
+        assert libc.unshare(0x20000) == 0
+        assert libc.mount(b"none", b"/", None, 0x4000 | 0x40000, None) == 0
+        os.sched_setaffinity(0, {{low}})
+        path = {str(tmp_path / "mnt")!r}
+        ns = Namespace.create("mnt", persist=path)
+        print(os.sched_getaffinity(0) == {{low}}, ns.inode == os.stat(path).st_ino)
+        ns.close()
+        Namespace.remove(path)
+    """)
+    if out.strip() == "same batch":
+        pytest.skip("the CPUs' namespace ids are in one batch: the kernel numbers them in order")
+    assert out.split() == ["True", "True"]
+
+
+@needs_root
+@pytest.mark.root
 def test_mount_namespace_persists_below_a_shared_mount(tmp_path: Path) -> None:
     # In a throwaway mount namespace: a shared tmpfs, where the kernel refuses to bind a mount
     # namespace file until the directory is a private mount of its own.
-    # On this kernel (6.18) the final bind is refused with EINVAL in about one run of three,
-    # decided per process (a retry in the same process fails too, a new process mostly
-    # succeeds); the cause is not understood yet. Up to three fresh runs: a broken persist
-    # still fails all of them.
-    for attempt in range(3):
-        try:
-            _persist_below_a_shared_mount(tmp_path / f"shared{attempt}")
-            return
-        except AssertionError:
-            if attempt == 2:
-                raise
+    _persist_below_a_shared_mount(tmp_path / "shared")
 
 
 def _persist_below_a_shared_mount(base: Path) -> None:
@@ -524,7 +564,7 @@ def _persist_below_a_shared_mount(base: Path) -> None:
 @needs_root
 @pytest.mark.root
 def test_persisting_our_own_mount_namespace_is_refused_with_the_reason(nsdir: Path) -> None:
-    with Namespace.current("mnt") as ours, pytest.raises(NamespaceError, match="older"):
+    with Namespace.current("mnt") as ours, pytest.raises(NamespaceError, match="numbers below it"):
         ours.persist(nsdir / "self")
     assert not (nsdir / "self").exists()
 

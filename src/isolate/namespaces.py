@@ -55,6 +55,7 @@ NS_GET_USERNS = 0xB701
 NS_GET_PARENT = 0xB702
 NS_GET_NSTYPE = 0xB703
 NS_GET_OWNER_UID = 0xB704
+NS_GET_MNTNS_ID = 0x8008B705  # _IOR(0xb7, 5, __u64), Linux 6.10+
 
 MS_BIND = 0x1000
 MS_REC = 0x4000
@@ -683,6 +684,10 @@ class Namespace:
                                        missing=f"{k.value} namespaces")
 
         handles = _create(wanted, uids, gids, offset_text, propagation)
+        if target is not None and NamespaceKind.MNT in has \
+                and not _mnt_ns_newer_than_ours(handles[NamespaceKind.MNT]):
+            handles = _recreate_newer_mnt_ns(handles, wanted, uids, gids, offset_text,
+                                             propagation)
         result = NamespaceSet(handles)
         try:
             if target is not None:
@@ -733,8 +738,8 @@ class Namespace:
             if exc.errno == errno.EPERM:
                 hint = " (needs CAP_SYS_ADMIN over the current mount namespace)"
             elif exc.errno == errno.EINVAL and self.kind is NamespaceKind.MNT:
-                hint = (" (a mount namespace can be persisted only from an older one, and "
-                        "only on a non-shared mount)")
+                hint = (" (a mount namespace can be persisted only from one the kernel "
+                        "numbers below it, and only on a non-shared mount)")
             raise NamespaceError(exc.errno or errno.EIO, f"persist {self!r} on {p}{hint}", p,
                                  step="persist") from exc
         except BaseException:
@@ -1006,6 +1011,64 @@ def _stop_keeper(inode: int) -> None:
             os.close(pidfd)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(int(name), 0)
+
+
+def _mnt_ns_id(fd: int) -> int | None:
+    """The kernel's 64-bit id of a mount namespace, or None before Linux 6.10."""
+    try:
+        return int.from_bytes(fcntl.ioctl(fd, NS_GET_MNTNS_ID, bytes(8)), sys.byteorder)
+    except OSError:
+        return None
+
+
+def _mnt_ns_newer_than_ours(ns: Namespace) -> bool:
+    """Whether the kernel lets us bind ``ns`` on a file of our mount namespace.
+
+    It refuses one whose id is not above ours (a loop guard). Since Linux 6.18 namespace ids
+    come from per-CPU batches, so a namespace made just now on another CPU can number below
+    ours. Where the ids cannot be read, they are a global sequence and a new one is newer.
+    """
+    theirs = _mnt_ns_id(ns.fileno())
+    if theirs is None:
+        return True
+    fd = os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        ours = _mnt_ns_id(fd)
+    finally:
+        os.close(fd)
+    return ours is None or theirs > ours
+
+
+def _recreate_newer_mnt_ns(
+    handles: dict[NamespaceKind, Namespace], kinds: list[NamespaceKind],
+    uids: tuple[IdMap, ...] | None, gids: tuple[IdMap, ...] | None, offsets: bytes | None,
+    propagation: str,
+) -> dict[NamespaceKind, Namespace]:
+    """Make the namespaces again, the creator pinned to one CPU after another, until the
+    mount namespace numbers above ours; the last try is returned as it is (persist then
+    fails with a hint). The calling thread's CPU affinity is restored."""
+    saved = os.sched_getaffinity(0)
+    # The caller's own CPUs first, then the others (its affinity may be narrower than ours to
+    # use for a moment); a CPU outside our cpuset is refused with EINVAL and skipped.
+    cpus = sorted(saved) + sorted(set(range(os.cpu_count() or 1)) - saved)
+    try:
+        for cpu in cpus:
+            try:
+                os.sched_setaffinity(0, {cpu})
+            except OSError:
+                continue
+            for handle in handles.values():
+                handle.close()
+            handles = _create(kinds, uids, gids, offsets, propagation)
+            if _mnt_ns_newer_than_ours(handles[NamespaceKind.MNT]):
+                break
+    except BaseException:
+        for handle in handles.values():
+            handle.close()
+        raise
+    finally:
+        os.sched_setaffinity(0, saved)
+    return handles
 
 
 def _create(kinds: list[NamespaceKind], uids: tuple[IdMap, ...] | None,
