@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -592,20 +593,27 @@ def test_a_sandbox_left_open_warns_when_collected() -> None:
 
 
 _OWNER = """
-import sys, time, isolate
+import sys, threading, time, isolate
 box = isolate.Sandbox(die_with_parent={die}).__enter__()
-box.popen(["sleep", "{mark}"])
+start = lambda: box.popen(["sleep", "{mark}"])
+if {from_thread}:
+    t = threading.Thread(target=start)
+    t.start()
+    t.join()
+else:
+    start()
 print("ready", flush=True)
 time.sleep(60)
 """
 
 
-def _killed_owner_leaves(die: bool) -> list[int]:
+def _killed_owner_leaves(die: bool, from_thread: bool = False) -> list[int]:
     """Start a Python process that runs `sleep MARK` in a sandbox, SIGKILL it, and return the
     pids of that sleep still alive a moment later."""
     mark = marker()
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(isolate.__file__)))
-    owner = subprocess.Popen([sys.executable, "-c", _OWNER.format(die=die, mark=mark)],
+    owner = subprocess.Popen([sys.executable, "-c", _OWNER.format(die=die, mark=mark,
+                                                                 from_thread=from_thread)],
                              stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert owner.stdout is not None and owner.stdout.readline() == "ready\n"
@@ -622,6 +630,24 @@ def _killed_owner_leaves(die: bool) -> list[int]:
 
 def test_sandboxed_processes_die_when_their_owner_is_killed() -> None:
     assert _killed_owner_leaves(die=True) == []
+
+
+def test_processes_started_from_another_thread_die_with_the_owner_not_the_thread() -> None:
+    assert _killed_owner_leaves(die=True, from_thread=True) == []
+
+
+def test_a_process_outlives_the_thread_that_started_it(sb: Sandbox) -> None:
+    # PR_SET_PDEATHSIG fires when the cloning *thread* ends; the sandbox must not tie its
+    # processes to a worker thread of the caller.
+    started: list[subprocess.Popen[bytes]] = []
+    t = threading.Thread(target=lambda: started.append(sb.popen(["sleep", "60"])))
+    t.start()
+    t.join()
+    proc = started[0]
+    with pytest.raises(subprocess.TimeoutExpired):
+        proc.wait(timeout=0.5)
+    proc.kill()
+    assert proc.wait(timeout=10) == -signal.SIGKILL
 
 
 def test_die_with_parent_false_lets_them_outlive_it() -> None:

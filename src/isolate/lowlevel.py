@@ -11,8 +11,10 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import queue
 import signal
 import socket
+import threading
 import warnings
 from collections.abc import Callable
 
@@ -207,10 +209,62 @@ def spawn(p: Plan, *, parent_step: Callable[[int], None] | None = None) -> Child
     operation (the plan must be in FORK mode): write uid/gid maps, move it into a cgroup, move
     a network device into its namespace.
 
+    The kernel sends a ``PDEATHSIG`` signal when the *thread* that cloned the child ends, not
+    the process. So that the signal means "the caller's process died", a plan with a
+    ``PDEATHSIG`` op asked for from any thread but the main one is cloned by a daemon thread
+    that lives as long as the process (``parent_step`` then runs there too).
+
     Raises :class:`SpawnError` (or :class:`MountError`, :class:`NamespaceError`,
     :class:`CgroupError` for those steps) naming the operation that failed, with the child's
     errno; nothing of the child is left running.
     """
+    if threading.current_thread() is not threading.main_thread() and any(
+            op.kind is OpKind.PDEATHSIG for op in p.ops):
+        return _LastingThread.call(functools.partial(_spawn, p, parent_step))
+    return _spawn(p, parent_step)
+
+
+class _LastingThread:
+    """One daemon thread per process that runs calls handed to it, for the caller to wait on."""
+
+    _lock = threading.Lock()
+    _jobs: queue.SimpleQueue[tuple[Callable[[], Child], list[object], threading.Event]] | None \
+        = None
+    _pid = -1
+
+    @classmethod
+    def call(cls, fn: Callable[[], Child]) -> Child:
+        with cls._lock:
+            if cls._jobs is None or cls._pid != os.getpid():  # none yet, or we were forked
+                cls._jobs = queue.SimpleQueue()
+                cls._pid = os.getpid()
+                threading.Thread(target=cls._serve, args=(cls._jobs,),
+                                 name="isolate-spawner", daemon=True).start()
+            jobs = cls._jobs
+        out: list[object] = []
+        done = threading.Event()
+        jobs.put((fn, out, done))
+        done.wait()
+        result = out[0]
+        if isinstance(result, BaseException):
+            raise result
+        assert isinstance(result, Child)
+        return result
+
+    @staticmethod
+    def _serve(jobs: queue.SimpleQueue[
+            tuple[Callable[[], Child], list[object], threading.Event]]) -> None:
+        while True:
+            fn, out, done = jobs.get()
+            try:
+                out.append(fn())
+            except BaseException as exc:  # handed to the caller, raised there
+                out.append(exc)
+            done.set()
+            del fn, out, done
+
+
+def _spawn(p: Plan, parent_step: Callable[[int], None] | None) -> Child:
     if p.share_files and (p.mode is not Mode.VFORK or any(
             op.kind is OpKind.FDS for op in p.ops)):
         raise ConfigError("share_files needs Mode.VFORK and no FDS op (it would close our fds)")

@@ -644,8 +644,9 @@ class Sandbox:
     ``user_namespace`` (default: only when not root), ``image``/``store``, ``overlay``
     (who mounts an image: ``"auto"``, ``"kernel"`` or ``"fuse"`` for fuse-overlayfs),
     ``limits`` (a :class:`isolate.Limits`), ``best_effort``, ``cgroupns``, and
-    ``die_with_parent`` (default True: a process gets SIGKILL when the thread that started it
-    ends, so nothing outlives a crashed caller).
+    ``die_with_parent`` (default True: a process gets SIGKILL when the caller's process ends,
+    even SIGKILLed, so nothing outlives a crashed caller; the thread that started it may end
+    before it).
 
     Use it as a context manager; leaving the block ends every process the sandbox started.
     Raises :class:`ConfigError` for bad options, before anything is started.
