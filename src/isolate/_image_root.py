@@ -132,7 +132,7 @@ class ImageRoot:
             except ImageError:
                 img = store.pull(image)
         holder = f"sandbox-{os.getpid()}-{secrets.token_hex(6)}"
-        store.hold(img, holder)
+        store.hold(img, holder, for_process=True)
         scratch = store.tmp.name("sandbox")
         try:
             lowers = store.layer_dirs(img)

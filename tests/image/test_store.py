@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+import isolate
 from isolate.errors import ConfigError, DigestMismatch, ImageError
 from isolate.image import ImageConfig, Store
 
@@ -94,6 +96,44 @@ def test_rmi_by_id_refuses_held_image(store: Store, rootfs_tar: Path) -> None:
     with pytest.raises(ImageError, match="in use by c1"):
         store.rmi(img.id)
     store.release("c1")
+    assert store.rmi(img.id) == ["docker.io/library/x:1"]
+
+
+_PROCESS_HOLDER = """
+import sys, time
+from isolate.image import Store
+Store(sys.argv[1]).hold(sys.argv[2], "sandbox-owner", for_process=True)
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_process_hold_ends_with_its_process(store: Store, rootfs_tar: Path) -> None:
+    img = store.import_tarball(rootfs_tar, "x:1")
+    env = dict(os.environ, PYTHONPATH=str(Path(isolate.__file__).resolve().parents[1]))
+    owner = subprocess.Popen([sys.executable, "-c", _PROCESS_HOLDER, store.root, img.id],
+                             stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert owner.stdout is not None and owner.stdout.readline() == "held\n"
+        with pytest.raises(ImageError, match="in use by sandbox-owner"):
+            store.rmi(img.id)
+        assert store.gc().images == 0
+        store.verify(img)
+    finally:
+        owner.kill()  # SIGKILL: it cannot release anything
+        owner.wait()
+        owner.stdout.close()  # type: ignore[union-attr]
+    assert store.rmi(img.id) == ["docker.io/library/x:1"]
+    assert os.listdir(os.path.join(store.root, "holds")) == []
+    assert store.gc().blobs >= 3  # its layer, config and manifest
+
+
+def test_a_process_hold_is_released_like_any_other(store: Store, rootfs_tar: Path) -> None:
+    img = store.import_tarball(rootfs_tar, "x:1")
+    store.hold(img, "mine", for_process=True)
+    with pytest.raises(ImageError, match="in use by mine"):
+        store.rmi(img.id)  # our own hold, seen from this process: alive
+    store.release("mine")
     assert store.rmi(img.id) == ["docker.io/library/x:1"]
 
 

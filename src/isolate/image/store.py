@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import fcntl
 import hashlib
 import json
 import os
@@ -158,6 +159,8 @@ class Store:
             raise ImageError(f"cannot create image store at {path}: {exc.strerror}") from exc
         self.tmp = TempSpace(os.path.join(path, "tmp"))
         self.tmp.clean()
+        # holder -> fd holding a shared flock on its hold file (holds for this process only)
+        self._process_holds: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"Store({self.root!r})"
@@ -430,8 +433,14 @@ class Store:
 
     # -- holds (containers keep their image) -----------------------------------------------
 
-    def hold(self, image: str | Reference | Image, holder: str) -> None:
+    def hold(self, image: str | Reference | Image, holder: str, *,
+             for_process: bool = False) -> None:
         """Record that ``holder`` (e.g. a container id) uses ``image``: gc and rmi keep it.
+
+        A hold lasts until :meth:`release`. With ``for_process=True`` it also ends when this
+        process does (a sandbox's hold): the hold file is kept under a lock that dies with the
+        process, so the hold of a SIGKILLed process is dropped by the next :meth:`gc` or
+        :meth:`rmi`, in any pid namespace that shares the store.
 
         Raises:
             ConfigError: ``holder`` is not a plain name.
@@ -441,21 +450,52 @@ class Store:
             raise ConfigError(f"Store.hold holder: {holder!r} is not a plain name")
         image_id = self.get(image).id
         with self._meta():
-            self.tmp.write_bytes(self._p("holds", holder), image_id.encode())
+            if not for_process:
+                self.tmp.write_bytes(self._p("holds", holder), image_id.encode())
+                return
+            with self.tmp.writer(self._p("holds", holder)) as f:
+                f.write(f"{image_id} process\n".encode())
+                # Locked before it is renamed into place: never seen unlocked while we live.
+                lock_fd = os.dup(f.fileno())
+                try:
+                    fcntl.flock(lock_fd, fcntl.LOCK_SH)
+                except BaseException:
+                    os.close(lock_fd)
+                    raise
+            old = self._process_holds.pop(holder, None)
+            self._process_holds[holder] = lock_fd
+            if old is not None:
+                os.close(old)
 
     def release(self, holder: str) -> None:
         """Forget ``holder``'s hold (no error if it had none)."""
         if not isinstance(holder, str) or not _HOLDER.match(holder):
             raise ConfigError(f"Store.release holder: {holder!r} is not a plain name")
-        with self._meta(), contextlib.suppress(FileNotFoundError):
-            os.unlink(self._p("holds", holder))
+        with self._meta():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._p("holds", holder))
+            lock_fd = self._process_holds.pop(holder, None)
+            if lock_fd is not None:
+                os.close(lock_fd)
 
     def _all_holds(self) -> dict[str, str]:
+        """holder -> image id, leaving out (and removing) holds of processes that died."""
         out = {}
         for name in os.listdir(self._p("holds")):
-            with contextlib.suppress(FileNotFoundError), \
-                    open(self._p("holds", name), encoding="ascii") as f:
-                out[name] = f.read().strip()
+            path = self._p("holds", name)
+            with contextlib.suppress(FileNotFoundError), open(path, "rb") as f:
+                words = f.read().decode("ascii", "replace").split()
+                if not words:
+                    continue
+                if words[1:] == ["process"] and name not in self._process_holds:
+                    try:
+                        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        pass  # its process (or a fork of it) lives
+                    else:
+                        os.unlink(path)  # its process is gone: no one can release it now
+                        continue
+                out[name] = words[0]
         return out
 
     def _holders(self, image_id: str) -> list[str]:
