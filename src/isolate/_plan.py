@@ -46,7 +46,7 @@ CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 
 PLAN_MAGIC = 1230197553
-PLAN_VERSION = 1
+PLAN_VERSION = 2
 PLAN_RESET_SIGNALS = 1
 PLAN_SHARE_FILES = 2
 
@@ -98,6 +98,7 @@ class OpKind(enum.IntEnum):
     EXEC = 35
     OVERLAY = 36
     OPEN = 37
+    INIT = 38
 
 
 class Step(enum.IntEnum):
@@ -114,6 +115,7 @@ class Report(enum.IntEnum):
     ERROR = 1
     PID = 2
     FD = 3
+    EXIT = 4  #: from an INIT, on the exit fd: the command's wait status
 
 
 class OpFlag(enum.IntFlag):
@@ -129,10 +131,10 @@ class OpFlag(enum.IntFlag):
     EXEC_FD = 64
 
 
-_HEADER = struct.Struct("=IIQIIiiiIII")
+_HEADER = struct.Struct("=IIQIIiiiIIIiI")
 _OP = struct.Struct("=IIqqqIIII")
 REPORT = struct.Struct("=iiiiq")
-assert _HEADER.size == 48 and _OP.size == 48 and REPORT.size == 24
+assert _HEADER.size == 56 and _OP.size == 48 and REPORT.size == 24
 
 Blob = bytes | None
 
@@ -206,6 +208,11 @@ class Plan:
         """Whether the child waits for a parent step (a ``WAIT_PARENT`` op)."""
         return self._has(OpKind.WAIT_PARENT)
 
+    @property
+    def has_init(self) -> bool:
+        """Whether an ``INIT`` op stays behind as the command's init (and reports its end)."""
+        return self._has(OpKind.INIT)
+
     def _has(self, kind: OpKind) -> bool:
         # A frozen prefix was scanned once; only the ops after it are looked at.
         start = 0
@@ -238,8 +245,10 @@ class Plan:
         p._frozen_kinds = self._frozen_kinds
         return p
 
-    def encode(self, status_fd: int, sync_fd: int = -1) -> bytearray:
+    def encode(self, status_fd: int, sync_fd: int = -1, exit_fd: int = -1) -> bytearray:
         """Lay the plan out as ``[header][strings][ops]``; references are byte offsets.
+
+        ``exit_fd`` is where an ``INIT`` op reports the command's wait status when it ends.
 
         Strings come before the operations so that the offsets of a frozen prefix stay valid
         whatever is appended after it.
@@ -260,7 +269,7 @@ class Plan:
             PLAN_MAGIC, PLAN_VERSION, self.clone_flags, self.mode,
             (PLAN_RESET_SIGNALS if self.reset_signals else 0)
             | (PLAN_SHARE_FILES if self.share_files else 0),
-            status_fd, sync_fd, self.cgroup_fd, len(records), ops_offset, size,
+            status_fd, sync_fd, self.cgroup_fd, len(records), ops_offset, size, exit_fd, 0,
         )
         buf = bytearray(header)
         buf += blob
@@ -337,7 +346,7 @@ def decode(buf: bytes | bytearray) -> tuple[dict[str, int], list[Op]]:
 
     fields = _HEADER.unpack_from(buf, 0)
     names = ("magic", "version", "clone_flags", "mode", "flags", "status_fd", "sync_fd",
-             "cgroup_fd", "n_ops", "ops_offset", "size")
+             "cgroup_fd", "n_ops", "ops_offset", "size", "exit_fd", "reserved")
     header = dict(zip(names, fields, strict=True))
     ops = []
     for i in range(header["n_ops"]):
@@ -469,6 +478,15 @@ def exec_(file: str | bytes, argv: Sequence[str | bytes], env: Mapping[str, str]
     prog = fsencode(file, "program")
     return Op(OpKind.EXEC, flags, c=fd, s1=prog, argv=args, envp=tuple(envp),
               note=f"exec {os.fsdecode(prog)}")
+
+
+def init() -> Op:
+    """Stay behind as a tiny init (pid 1, when the child is its pid namespace's first process)
+    while the rest of the plan runs in a child of it: reap every zombie, forward every signal
+    to that child, exit with its status (128 + N for signal N) and report its wait status on
+    the spawn's exit fd. Needs a process of its own: ``Mode.FORK``, or in ``Mode.VFORK`` a
+    ``FORK_INTO_PIDNS`` op before it (otherwise the spawn fails with EINVAL)."""
+    return Op(OpKind.INIT, note="start the init (pid 1) and fork the command")
 
 
 def fds(mapping: Sequence[tuple[int, int, bool]]) -> Op:

@@ -50,6 +50,7 @@ __all__ = [
     "OpKind",
     "Plan",
     "clone3_works",
+    "command_status",
     "mount",
     "mount_setattr",
     "move_mount",
@@ -93,13 +94,26 @@ class Child:
     context manager) to release the pidfd; a Child collected while open warns.
     """
 
-    def __init__(self, pid: int, pidfd: int) -> None:
+    def __init__(self, pid: int, pidfd: int, exit_fd: int = -1) -> None:
         self.pid = pid
         self._pidfd = pidfd
         self.returncode: int | None = None
         #: fds the child opened for us with OPEN ops (plans with ``share_files``), by op index;
         #: the caller owns and closes them.
         self.opened: dict[int, int] = {}
+        self._exit_fd = exit_fd
+
+    def take_exit_fd(self) -> int:
+        """With an ``INIT`` op: hand over the read end of the exit report (the caller then
+        passes it to :func:`command_status` once the child is reaped, and closes it); -1
+        without one."""
+        fd, self._exit_fd = self._exit_fd, -1
+        return fd
+
+    def _reaped(self, status: int) -> int:
+        code = os.waitstatus_to_exitcode(status)
+        fd = self.take_exit_fd()
+        return code if fd < 0 else command_status(fd, code)
 
     def fileno(self) -> int:
         """The pidfd: readable once the child has exited."""
@@ -115,7 +129,7 @@ class Child:
             except ChildProcessError:
                 return self.returncode
             if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
+                self.returncode = self._reaped(status)
         return self.returncode
 
     def wait(self) -> int:
@@ -125,7 +139,7 @@ class Child:
                 _, status = os.waitpid(self.pid, 0)
             except ChildProcessError:
                 break
-            self.returncode = os.waitstatus_to_exitcode(status)
+            self.returncode = self._reaped(status)
         return self.returncode if self.returncode is not None else 0
 
     def send_signal(self, sig: int) -> None:
@@ -144,6 +158,8 @@ class Child:
         if self._pidfd >= 0:
             os.close(self._pidfd)
             self._pidfd = -1
+        if self._exit_fd >= 0:
+            os.close(self.take_exit_fd())
 
     def __enter__(self) -> Child:
         return self
@@ -162,6 +178,29 @@ class Child:
 
     def __repr__(self) -> str:
         return f"<Child pid={self.pid} returncode={self.returncode}>"
+
+
+def command_status(exit_fd: int, init_status: int) -> int:
+    """The exit status of the command under an ``INIT`` op, given the init's own
+    (``init_status``, as :func:`os.waitstatus_to_exitcode` gives it) once it is reaped.
+
+    The init exits with the command's code, or 128 + N when a signal N killed it (an init
+    cannot die by a signal from inside its pid namespace); its report on ``exit_fd`` tells
+    which, so this returns -N then, as for a process without an init. Without a report (the
+    init itself was killed: a timeout, ``kill()``, the caller's death) the init's status is the
+    answer. Closes ``exit_fd``.
+    """
+    try:
+        data = os.read(exit_fd, _plan.REPORT.size)
+    except BlockingIOError:  # a writer is still open somewhere (a fork elsewhere): no report
+        data = b""
+    finally:
+        os.close(exit_fd)
+    if len(data) == _plan.REPORT.size:
+        kind, _, _, _, value = _plan.REPORT.unpack(data)
+        if kind == Report.EXIT:
+            return os.waitstatus_to_exitcode(int(value))
+    return init_status
 
 
 def _read_all(fd: int) -> bytes:
@@ -275,12 +314,16 @@ def _spawn(p: Plan, parent_step: Callable[[int], None] | None) -> Child:
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
     sync_parent: socket.socket | None = None
     sync_child = -1
+    # An init reports the command's end here; read (without blocking) once it is reaped.
+    exit_r, exit_w = os.pipe2(os.O_CLOEXEC) if p.has_init else (-1, -1)
+    if exit_r >= 0:
+        os.set_blocking(exit_r, False)
     try:
         if p.needs_sync:
             sync_parent, child_sock = socket.socketpair(
                 socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
             sync_child = child_sock.detach()
-        buf = p.encode(status_w, sync_child)
+        buf = p.encode(status_w, sync_child, exit_w)
         try:
             pid, pidfd = _sys.spawn(buf)
         finally:
@@ -288,6 +331,9 @@ def _spawn(p: Plan, parent_step: Callable[[int], None] | None) -> Child:
             status_w = -1
             if sync_child >= 0:
                 os.close(sync_child)
+            if exit_w >= 0:
+                os.close(exit_w)
+                exit_w = -1
         try:
             if sync_parent is not None and parent_step is not None:
                 parent_step(pid)
@@ -301,9 +347,15 @@ def _spawn(p: Plan, parent_step: Callable[[int], None] | None) -> Child:
             _reap(pid)
             os.close(pidfd)
             raise
+    except BaseException:
+        if exit_r >= 0:
+            os.close(exit_r)
+        raise
     finally:
         if status_w >= 0:
             os.close(status_w)
+        if exit_w >= 0:
+            os.close(exit_w)
         os.close(status_r)
         if sync_parent is not None:
             sync_parent.close()
@@ -335,13 +387,17 @@ def _spawn(p: Plan, parent_step: Callable[[int], None] | None) -> Child:
             except IsolateOSError:
                 os.kill(pid, signal.SIGKILL)
                 _reap(pid)
+                if exit_r >= 0:
+                    os.close(exit_r)
                 raise
     if error is not None:
         _reap(pid)
         if pidfd >= 0:
             os.close(pidfd)
+        if exit_r >= 0:
+            os.close(exit_r)
         raise error
-    child = Child(pid, pidfd)
+    child = Child(pid, pidfd, exit_r)
     child.opened = opened
     return child
 

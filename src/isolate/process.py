@@ -8,6 +8,7 @@ decides what the child's isolation is; the caller passes a function that builds 
 from __future__ import annotations
 
 import fcntl
+import os
 import subprocess
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -41,7 +42,23 @@ class SandboxedPopen(subprocess.Popen):  # type: ignore[type-arg]
     def __init__(self, args: Sequence[str], *, plan_factory: PlanFactory,
                  **kwargs: Any) -> None:
         self._plan_factory = plan_factory
+        # With an init as pid 1 (``pid`` is the init's): where it reports the command's end.
+        self._exit_fd = -1
         super().__init__(args, **kwargs)
+
+    def _handle_exitstatus(self, sts: int, *args: Any, **kwargs: Any) -> None:
+        # Popen's one place that turns a wait status into returncode (wait and poll alike):
+        # under an init, the command's own status replaces the init's 128 + N.
+        super()._handle_exitstatus(sts, *args, **kwargs)  # type: ignore[misc]
+        fd, self._exit_fd = self._exit_fd, -1
+        if fd >= 0 and self.returncode is not None:
+            self.returncode = lowlevel.command_status(fd, self.returncode)
+
+    def __del__(self, *args: Any, **kwargs: Any) -> None:
+        super().__del__(*args, **kwargs)  # type: ignore[misc]
+        fd, self._exit_fd = getattr(self, "_exit_fd", -1), -1
+        if fd >= 0:
+            os.close(fd)
 
     def _execute_child(self, args: Any, executable: Any, preexec_fn: Any, close_fds: Any,
                        pass_fds: Any, cwd: Any, env: Any, startupinfo: Any,
@@ -60,6 +77,7 @@ class SandboxedPopen(subprocess.Popen):  # type: ignore[type-arg]
         child = lowlevel.spawn(self._plan_factory(stdio))
         # Popen waits by pid; the pid stays ours (unreaped) until Popen reaps it.
         self.pid = child.pid
+        self._exit_fd = child.take_exit_fd()
         child.close()
         self._child_created = True
         self._close_pipe_fds(  # type: ignore[attr-defined]

@@ -5,8 +5,9 @@ Owns the defaults for sandboxing code (read-only host root, private /tmp, fresh 
 lifetime of everything a sandbox starts. It builds on the public lower layers only (plans, mount
 records, security, cgroups); it never makes mounts or namespaces in the calling process.
 
-Each ``run``/``popen`` gets fresh namespaces of its own and is pid 1 in its pid namespace, so
-ending it (or its timeout) ends its whole process tree; leaving the ``with`` block ends every
+Each ``run``/``popen`` gets fresh namespaces of its own and is pid 1 in its pid namespace (or,
+with ``init=True``, pid 2 under a tiny init that is pid 1), so ending it (or its timeout) ends
+its whole process tree; leaving the ``with`` block ends every
 process the sandbox started, and with them every mount and namespace they held.
 """
 
@@ -196,6 +197,9 @@ class SandboxConfig:
     best_effort: bool = False
     cgroupns: bool = True
     die_with_parent: bool = True
+    #: Run a tiny init as pid 1 (like ``docker run --init``): it reaps orphaned zombies and
+    #: forwards signals, and the command runs as pid 2 with default signal behaviour.
+    init: bool = False
     image: Image | str | None = attrs.field(default=None, converter=_image)
     store: Store | None = attrs.field(default=None, converter=_store, eq=False)
     #: Who mounts an image's overlay: "kernel", "fuse" (fuse-overlayfs) or "auto" (the
@@ -530,10 +534,12 @@ class _Compiled:
                                 else (None, False))
         if mnt_join is not None:
             joins.insert(1 if after_user else 0, mnt_join)
-        if cfg.rootless:
-            # Our mount and pid namespaces must belong to the sandbox's user namespace, so
-            # they are made after joining it: unshare the mount namespace, and fork into a
-            # new pid namespace (the grandchild is pid 1 there, and our child as Python's).
+        if cfg.rootless or cfg.init:
+            # Rootless, our mount and pid namespaces must belong to the sandbox's user
+            # namespace, so they are made after joining it: unshare the mount namespace, and
+            # fork into a new pid namespace (the grandchild is pid 1 there, and our child as
+            # Python's). With an init, pid 1 outlives the command's exec, so it must be a
+            # process of its own, not a vfork child in our memory: the fork makes it one.
             flags = 0
             joins.append(Op(OpKind.UNSHARE, a=_plan.CLONE_NEWNS, note="unshare mount namespace"))
             joins.append(Op(OpKind.FORK_INTO_PIDNS, a=-1, note="fork into a new pid namespace"))
@@ -551,7 +557,7 @@ class _Compiled:
         p.extend(joins)
         if parent_pidfd >= 0:
             # If the caller dies (even SIGKILLed), its sandboxed processes die with it: each
-            # is pid 1 of its pid namespace, so its whole tree goes too.
+            # is pid 1 of its pid namespace (or its init is), so its whole tree goes too.
             p.add(Op(OpKind.PDEATHSIG, a=signal.SIGKILL, b=parent_pidfd,
                      note="die with the parent"))
         # kill(0, sig) reaches the caller's whole process group, pid namespace or not.
@@ -571,6 +577,11 @@ class _Compiled:
             p.extend(shared_ops + own_ops)
         self.base = p.freeze()
         self.identity = _identity_ops(cfg)
+        # The init forks the command after the credentials are dropped, so it keeps none the
+        # command lacks; it runs outside the seccomp filter (a custom profile could deny what
+        # it needs: wait4, kill), so it makes itself non-dumpable against ptrace.
+        if cfg.init:
+            self.identity.append(_plan.init())
         self.seccomp: Op | None = None
         if cfg.seccomp is not False and not cfg.privileged:
             profile = (cfg.seccomp if isinstance(cfg.seccomp, security.SeccompProfile)
@@ -643,10 +654,11 @@ class Sandbox:
     ``seccomp`` (True, False or a :class:`isolate.security.SeccompProfile`),
     ``user_namespace`` (default: only when not root), ``image``/``store``, ``overlay``
     (who mounts an image: ``"auto"``, ``"kernel"`` or ``"fuse"`` for fuse-overlayfs),
-    ``limits`` (a :class:`isolate.Limits`), ``best_effort``, ``cgroupns``, and
+    ``limits`` (a :class:`isolate.Limits`), ``best_effort``, ``cgroupns``,
     ``die_with_parent`` (default True: a process gets SIGKILL when the caller's process ends,
     even SIGKILLed, so nothing outlives a crashed caller; the thread that started it may end
-    before it).
+    before it), and ``init`` (default False: each process is pid 1 of its pid namespace;
+    True: a tiny init is pid 1, reaps orphans, forwards signals, and the process is pid 2).
 
     Use it as a context manager; leaving the block ends every process the sandbox started.
     Raises :class:`ConfigError` for bad options, before anything is started.

@@ -18,7 +18,7 @@
 #include <sys/types.h>
 /* CDEF-BEGIN */
 #define ISO_PLAN_MAGIC 1230197553
-#define ISO_PLAN_VERSION 1
+#define ISO_PLAN_VERSION 2
 
 /* Clone modes. */
 #define ISO_MODE_VFORK 1   /* CLONE_VM|CLONE_VFORK: parent resumes at exec or exit */
@@ -64,7 +64,8 @@
 #define ISO_OP_EXEC 35           /* s1 file, a = argv table, b = envp table, c = fd (EXEC_FD) */
 #define ISO_OP_OVERLAY 36       /* s1 lowers (a, top first), s3 upper+work, s4 opts (c); s2 target/slot b */
 #define ISO_OP_OPEN 37           /* s2 path, a = open flags: report the fd (ISO_REPORT_FD) */
-#define ISO_OP__MAX 38
+#define ISO_OP_INIT 38           /* the rest runs in a child (the command); we stay as its init */
+#define ISO_OP__MAX 39
 
 #define ISO_STEP_CLONE 100
 #define ISO_STEP_SIGNALS 101
@@ -88,6 +89,7 @@
 #define ISO_REPORT_ERROR 1
 #define ISO_REPORT_PID 2
 #define ISO_REPORT_FD 3
+#define ISO_REPORT_EXIT 4        /* from an INIT on exit_fd: value = the command's wait status */
 
 struct iso_plan_header {
     uint32_t magic;
@@ -101,6 +103,8 @@ struct iso_plan_header {
     uint32_t n_ops;
     uint32_t ops_offset;
     uint32_t size;
+    int32_t exit_fd;             /* where an INIT op reports the command's end, -1: nowhere */
+    uint32_t reserved;
 };
 
 struct iso_op {

@@ -18,17 +18,29 @@
  *     send GO on sync socket  ---------------+     FORK_INTO_PIDNS: setns(pid), clone again
  *                                                    (CLONE_PARENT) -- grandchild continues,
  *                                                    child reports {PID, pid} and exits
+ *                                                  INIT: clone the command (CLONE_VM|VFORK);
+ *                                                    it runs the remaining ops, this process
+ *                                                    closes every fd but exit_fd and stays
+ *                                                    as its init (pid 1): reaps, forwards
+ *                                                    signals to it
  *                                                  any failure: write {ERROR, errno, step, op}
  *                                                    to status_fd, _exit(127)
  *                                                  EXEC: execve; status_fd is CLOEXEC
  *   read(status_fd) until EOF  <----------------  EOF on exec, or a report
+ *   ...
+ *   [INIT] after the init has exited:
+ *   read(exit_fd)  <----------------------------  {EXIT, wait status of the command}, then
+ *                                                   _exit(code, or 128 + signal)
  *
- *   EOF without an ERROR report means the exec succeeded.
+ *   EOF without an ERROR report means the exec succeeded. An init cannot die by a signal sent
+ *   from inside its pid namespace, so the EXIT report is how the caller learns that the
+ *   command was killed by signal N; its own exit status says 128 + N.
  *
  * In VFORK mode the child shares the parent's memory (CLONE_VM) and the calling thread is
  * suspended until the child execs or exits, so there is no page-table copy; ops that need a
  * single-threaded mm (time namespaces, unshare(CLONE_NEWUSER)) or a parent step need FORK mode,
- * and the Python planner chooses it.
+ * and the Python planner chooses it. An INIT outlives the exec, so it never runs in the
+ * caller's memory: in VFORK mode a FORK_INTO_PIDNS before it forks a copy instead.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -242,6 +254,10 @@ struct child_state {
     int slots[ISO_SLOTS];
     pid_t parent;
     char *grand_stack;  /* stack for a FORK_INTO_PIDNS grandchild (VFORK mode) */
+    int shares_vm;      /* runs in the caller's memory (VFORK mode), which waits for our exec */
+    uint32_t init_op;   /* index of the last INIT op, or UINT32_MAX */
+    uint64_t command_mask;             /* INIT: the signal mask the command gets back */
+    struct sigaction command_sigchld;  /* INIT: the SIGCHLD disposition it gets back */
 };
 
 static const char *str_at(const struct child_state *st, uint32_t off)
@@ -925,10 +941,14 @@ static int do_fork_into_pidns(struct child_state *st, const struct iso_op *op, u
     struct child_state gst = *st;
     gst.next_op = index + 1;
     pid_t pid;
-    if (st->hdr->mode == ISO_MODE_VFORK) {
+    /* An INIT later on stays alive after the exec, so it must not run in the caller's memory
+     * (the caller stays suspended until then): fork a copy of its own instead. */
+    int init_follows = st->init_op != UINT32_MAX && st->init_op > index;
+    if (st->hdr->mode == ISO_MODE_VFORK && !init_follows) {
         pid = clone(grandchild_main, st->grand_stack + ISO_STACK_SIZE,
                     CLONE_PARENT | CLONE_VM | CLONE_VFORK, &gst);
     } else {
+        gst.shares_vm = 0;
         pid = (pid_t)syscall(SYS_clone, CLONE_PARENT, 0, NULL, NULL, 0);
         if (pid == 0)
             _exit(run_ops(&gst));
@@ -937,6 +957,166 @@ static int do_fork_into_pidns(struct child_state *st, const struct iso_op *op, u
         return errno;
     report(st, ISO_REPORT_PID, 0, ISO_OP_FORK_INTO_PIDNS, (int32_t)index, pid);
     _exit(0);
+}
+
+/* ---- INIT: a tiny init as pid 1, like tini or `docker run --init` ---------------------------- */
+
+/* Close every fd but keep (-1: all of them). */
+static void close_all_but(int keep)
+{
+    int done = keep < 0 ? syscall(SYS_close_range, 0U, ~0U, 0) == 0
+                        : (keep == 0 || syscall(SYS_close_range, 0U, (unsigned)keep - 1, 0) == 0) &&
+                              syscall(SYS_close_range, (unsigned)keep + 1, ~0U, 0) == 0;
+    if (done)
+        return;
+    struct rlimit rl;
+    int lim = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536 ? (int)rl.rlim_cur : 65536;
+    for (int fd = 0; fd < lim; fd++)
+        if (fd != keep)
+            close(fd);
+}
+
+/* The init is a copy of the caller's memory, so the sandbox would read the caller's command
+ * line in /proc/1/cmdline, which anyone may read (environ is closed to them: the init is not
+ * dumpable). Overwrite both areas in our copy, through /proc/self/mem so that an address we
+ * did not expect fails instead of faulting. Needs a /proc of our pid namespace; without one
+ * it does nothing. */
+static void hide_caller_cmdline(void)
+{
+    char buf[1024];
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    buf[n] = '\0';
+    /* Fields 48-51: arg_start, arg_end, env_start, env_end. Count them from the ")" that ends
+     * field 2 (the command name, which may hold spaces). */
+    char *p = strrchr(buf, ')');
+    if (!p)
+        return;
+    uint64_t v[4] = {0, 0, 0, 0};
+    for (int field = 2; *p && field <= 51; p++) {
+        if (*p == ' ')
+            field++;
+        else if (field >= 48 && *p >= '0' && *p <= '9')
+            v[field - 48] = v[field - 48] * 10 + (uint64_t)(*p - '0');
+    }
+    int mem = open("/proc/self/mem", O_WRONLY | O_CLOEXEC);
+    if (mem < 0)
+        return;
+    static const char name[] = "isolate-init";
+    char zeros[256];
+    memset(zeros, 0, sizeof zeros);
+    for (int k = 0; k < 4; k += 2) {
+        uint64_t at = v[k], end = v[k + 1];
+        if (!at || end <= at || end - at > (1U << 20))
+            continue;
+        const char *src = k == 0 ? name : zeros;
+        size_t first = k == 0 ? sizeof name : sizeof zeros;
+        while (at < end) {
+            size_t len = end - at < first ? (size_t)(end - at) : first;
+            if (pwrite(mem, src, len, (off_t)at) <= 0)
+                break;
+            at += len;
+            src = zeros;
+            first = sizeof zeros;
+        }
+    }
+    close(mem);
+}
+
+/* pid 1's loop: every signal is blocked and taken here. SIGCHLD: reap every zombie (orphans
+ * of the namespace are ours); once the command is among them, report its wait status on
+ * exit_fd and exit with it the shell's way (128 + N for a signal: an init cannot die by a
+ * signal from inside its namespace, so the caller learns N from the report). Any other
+ * signal goes to the command itself, not its process group, as tini does by default. */
+__attribute__((noreturn)) static void init_main(const struct child_state *st, pid_t command,
+                                                uint32_t index)
+{
+    int exit_fd = st->hdr->exit_fd;
+    /* Nothing of the command's (stdio, pipes, the status pipe) stays open here, so its
+     * readers see EOF when it ends, and the caller's status read ends at its exec. */
+    close_all_but(exit_fd);
+    /* We run outside the command's seccomp filter: it must not ptrace us. */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    prctl(PR_SET_NAME, (unsigned long)"isolate-init", 0, 0, 0);
+    hide_caller_cmdline();
+    uint64_t all = ~(uint64_t)0;
+    for (;;) {
+        siginfo_t si;
+        int sig = (int)syscall(SYS_rt_sigtimedwait, &all, &si, NULL, sizeof all);
+        if (sig <= 0)
+            continue; /* EINTR */
+        if (sig != SIGCHLD) {
+            kill(command, sig);
+            continue;
+        }
+        int status;
+        pid_t pid;
+        while ((pid = waitpid(-1, &status, WNOHANG | __WALL)) > 0) {
+            if (pid != command)
+                continue;
+            if (exit_fd >= 0) {
+                struct iso_report r = {ISO_REPORT_EXIT, 0, ISO_OP_INIT, (int32_t)index, status};
+                write_all(exit_fd, &r, sizeof r);
+            }
+            _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+        }
+    }
+}
+
+static int command_main(void *arg)
+{
+    struct child_state *st = arg;
+    /* What it would have had without an init in between. */
+    sigaction(SIGCHLD, &st->command_sigchld, NULL);
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &st->command_mask, NULL, sizeof st->command_mask);
+    /* A session of its own, as it had as pid 1: its kill(0, sig) does not hit the init, and
+     * it may take a controlling terminal (CTTY). */
+    if (setsid() < 0)
+        fail(st, errno, ISO_OP_INIT, (int)st->next_op - 1);
+    return run_ops(st);
+}
+
+static int do_init(struct child_state *st, uint32_t index)
+{
+    /* In the caller's memory (a VFORK child) the caller would wait for us as long as we live:
+     * the plan must fork a copy first (FORK mode, or FORK_INTO_PIDNS before this op). */
+    if (st->shares_vm)
+        return EINVAL;
+    struct child_state cst = *st;
+    cst.next_op = index + 1;
+    cst.shares_vm = 1;
+    /* Block everything first: a signal or the command's end from now on waits for the loop. */
+    uint64_t all = ~(uint64_t)0;
+    if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &cst.command_mask, sizeof all) < 0)
+        return errno;
+    /* Exit statuses must wait for waitpid, whatever SIGCHLD disposition the caller had. */
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigaction(SIGCHLD, &dfl, &cst.command_sigchld);
+    int e = 0;
+    pid_t pid = -1;
+    char *stack = mmap(NULL, ISO_STACK_SIZE, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) {
+        e = errno;
+    } else {
+        /* We are suspended until the command execs (or fails), so no copy is needed. */
+        pid = clone(command_main, stack + ISO_STACK_SIZE, CLONE_VM | CLONE_VFORK | SIGCHLD, &cst);
+        e = errno;
+        munmap(stack, ISO_STACK_SIZE);
+    }
+    if (pid < 0) {
+        sigaction(SIGCHLD, &cst.command_sigchld, NULL);
+        syscall(SYS_rt_sigprocmask, SIG_SETMASK, &cst.command_mask, NULL, sizeof all);
+        return e;
+    }
+    init_main(st, pid, index);
 }
 
 static int run_ops(struct child_state *st)
@@ -1121,6 +1301,9 @@ static int run_ops(struct child_state *st)
         case ISO_OP_FORK_INTO_PIDNS:
             e = do_fork_into_pidns(st, op, i);
             break;
+        case ISO_OP_INIT:
+            e = do_init(st, i);
+            break;
         case ISO_OP_OPEN: {
             int fd = open(str_at(st, op->s2), (int)op->a | O_CLOEXEC);
             if (fd < 0)
@@ -1207,9 +1390,13 @@ int iso_spawn(uint8_t *plan, size_t len, struct iso_spawn_result *out)
     st.root_fd = -1;
     st.status_fd = h->status_fd;
     st.parent = getpid();
+    st.shares_vm = h->mode == ISO_MODE_VFORK;
+    st.init_op = UINT32_MAX;
     for (int i = 0; i < ISO_SLOTS; i++)
         st.slots[i] = -1;
     for (uint32_t i = 0; i < h->n_ops; i++) {
+        if (st.ops[i].kind == ISO_OP_INIT)
+            st.init_op = i;
         if (st.ops[i].kind == ISO_OP_EXEC) {
             int e = fixup_table(plan, len, (uint64_t)st.ops[i].a);
             if (!e)

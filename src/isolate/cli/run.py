@@ -3,7 +3,9 @@
 Signals sent to ``isolate`` (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1/2) are forwarded to the
 command, which runs in a session of its own. The command runs as pid 1 of its own pid namespace,
 where the kernel drops signals it has no handler for -- so, as ``docker stop`` does, a command
-that ignores a forwarded SIGTERM/SIGINT is killed after ``--stop-timeout`` seconds.
+that ignores a forwarded SIGTERM/SIGINT is killed after ``--stop-timeout`` seconds. With
+``--init`` a tiny init is pid 1 and passes the signals on to the command (pid 2), which then
+dies by them as it would outside a sandbox.
 """
 
 from __future__ import annotations
@@ -77,6 +79,9 @@ def register(sub: Any) -> None:
                    help="kill the command's whole process tree after this long")
     p.add_argument("--stop-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="after a forwarded SIGTERM/SIGINT, kill after this long (default 10)")
+    p.add_argument("--init", action="store_true",
+                   help="run a tiny init as pid 1 that reaps zombies and forwards signals; "
+                   "the command runs as pid 2")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD [ARG...]")
     p.set_defaults(handler=run_command)
 
@@ -170,7 +175,7 @@ def run_command(args: argparse.Namespace) -> int:
         rootfs=args.rootfs, binds=args.bind, tmpfs=args.tmpfs, hostname=args.hostname,
         network=args.net == "host", uid=uid, gid=gid, readonly=not args.rw,
         privileged=args.privileged, limits=_limits(args),
-        capabilities=args.cap_add or None,
+        capabilities=args.cap_add or None, init=args.init,
     )
     if image is not None:
         options["store"], options["image"] = _image(args, image)
