@@ -90,6 +90,28 @@ def test_a_command_ignoring_sigterm_is_killed_and_exits_128_plus_9() -> None:
     assert pids_with_argv("sleep", mark) == []
 
 
+def test_with_init_the_command_is_pid_2_and_dies_by_a_forwarded_sigterm() -> None:
+    result = cli("--init", "--", "sh", "-c", "echo $$ $(cat /proc/1/comm)")
+    assert (result.returncode, result.stdout) == (0, "2 isolate-init\n"), result.stderr
+    assert cli("--init", "--", "sh", "-c", "exit 3").returncode == 3
+    assert cli("--init", "--", "sh", "-c", "kill -TERM $$").returncode == 128 + signal.SIGTERM
+    mark = marker()
+    # No trap: without --init the SIGTERM would be dropped and the kill come only after the
+    # stop timeout (far beyond the wait below).
+    with start("--init", "--stop-timeout", "600", "--", "sh", "-c",
+               f"echo ready; exec sleep {mark}") as proc:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    assert pids_with_argv("sleep", mark) == []
+
+
+def test_with_init_an_exec_failure_exits_as_without() -> None:
+    for program, code in (("/no/such/program", 127), ("/etc/passwd", 126)):
+        plain, with_init = cli("--", program), cli("--init", "--", program)
+        assert (with_init.returncode, with_init.stderr) == (plain.returncode, plain.stderr)
+        assert plain.returncode == code
+
+
 def test_timeout_kills_the_command_tree() -> None:
     mark = marker()
     result = cli("--timeout", "0.5", "--", "sh", "-c", f"sleep {mark} & sleep {mark}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import os
 import select
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ import pytest
 from isolate import _plan, lowlevel
 from isolate._plan import Mode, Op, OpKind, Plan
 from isolate.errors import ConfigError, MountError, NamespaceError, SpawnError
+from isolate.fs.mounts import MS_REC, MS_SLAVE
 
 pytestmark = pytest.mark.root
 
@@ -102,6 +104,40 @@ def test_fork_into_pidns_reports_the_grandchild_pid_and_it_is_pid_1_inside() -> 
         os.close(r)
         if w >= 0:
             os.close(w)
+
+
+def init_plan(mode: Mode) -> Plan:
+    """A plan whose child makes a pid namespace, mounts its /proc and runs an INIT."""
+    flags = _plan.CLONE_NEWNS | (_plan.CLONE_NEWPID if mode is Mode.FORK else 0)
+    p = Plan(flags, mode).add(_plan.mount(None, "/", None, MS_REC | MS_SLAVE))
+    if mode is Mode.VFORK:
+        p.add(Op(OpKind.FORK_INTO_PIDNS, a=-1))
+    return p.extend([_plan.mount("proc", "/proc", "proc"), _plan.init()])
+
+
+@pytest.mark.parametrize("mode", [Mode.FORK, Mode.VFORK], ids=["fork", "vfork"])
+def test_init_makes_the_program_pid_2_under_pid_1_and_passes_its_status_on(
+        mode: Mode) -> None:
+    script = "echo $$ $PPID $(cat /proc/1/comm); exit 7"
+    assert output_of(init_plan(mode), [exec_op("/bin/sh", "-c", script)]) == (
+        7, b"2 1 isolate-init\n")
+    # Killed by a signal: the init exits 128 + N, its report says which signal it was.
+    status, _ = output_of(init_plan(mode), [exec_op("/bin/sh", "-c", "kill -TERM $$")])
+    assert status == -signal.SIGTERM
+
+
+def test_init_in_a_vfork_child_is_refused_as_it_would_hold_us_suspended() -> None:
+    p = Plan(_plan.CLONE_NEWPID, Mode.VFORK).extend([_plan.init(), exec_op("/bin/true")])
+    with pytest.raises(SpawnError) as info:
+        lowlevel.spawn(p)
+    assert (info.value.errno, info.value.step) == (errno.EINVAL, "init")
+
+
+def test_an_init_killed_itself_reports_its_own_status() -> None:
+    p = init_plan(Mode.FORK).add(exec_op("/bin/sleep", "1000"))
+    with lowlevel.spawn(p) as child:
+        child.kill()
+        assert child.wait() == -signal.SIGKILL
 
 
 def test_a_failing_mount_step_is_a_mount_error_naming_the_step_and_target(

@@ -103,6 +103,7 @@ PLAN_ARGS = dict(
     reset=st.booleans(),
     status_fd=st.integers(min_value=-1, max_value=2**31 - 1),
     sync_fd=st.integers(min_value=-1, max_value=2**31 - 1),
+    exit_fd=st.integers(min_value=-1, max_value=2**31 - 1),
 )
 
 
@@ -110,9 +111,9 @@ PLAN_ARGS = dict(
 @given(items=st.lists(ops(), max_size=12), **PLAN_ARGS)
 def test_encode_then_decode_gives_back_every_op_and_header_field(
         items: list[Op], clone_flags: int, mode: Mode, reset: bool, status_fd: int,
-        sync_fd: int) -> None:
+        sync_fd: int, exit_fd: int) -> None:
     p = Plan(clone_flags, mode, reset_signals=reset).extend(items)
-    buf = p.encode(status_fd, sync_fd)
+    buf = p.encode(status_fd, sync_fd, exit_fd)
     header, decoded = _plan.decode(buf)
     assert decoded == without_notes(items)
     assert header["magic"] == _plan.PLAN_MAGIC
@@ -122,6 +123,7 @@ def test_encode_then_decode_gives_back_every_op_and_header_field(
     assert header["flags"] == (_plan.PLAN_RESET_SIGNALS if reset else 0)
     assert (header["status_fd"], header["sync_fd"], header["cgroup_fd"]) == (
         status_fd, sync_fd, -1)
+    assert header["exit_fd"] == exit_fd
     assert header["n_ops"] == len(items)
     assert header["size"] == len(buf)
     assert header["ops_offset"] % 8 == 0  # the C side reads op records in place

@@ -594,7 +594,7 @@ def test_a_sandbox_left_open_warns_when_collected() -> None:
 
 _OWNER = """
 import sys, threading, time, isolate
-box = isolate.Sandbox(die_with_parent={die}).__enter__()
+box = isolate.Sandbox(die_with_parent={die}, init={init}).__enter__()
 start = lambda: box.popen(["sleep", "{mark}"])
 if {from_thread}:
     t = threading.Thread(target=start)
@@ -607,13 +607,15 @@ time.sleep(60)
 """
 
 
-def _killed_owner_leaves(die: bool, from_thread: bool = False) -> list[int]:
+def _killed_owner_leaves(die: bool, from_thread: bool = False, init: bool = False
+                         ) -> list[int]:
     """Start a Python process that runs `sleep MARK` in a sandbox, SIGKILL it, and return the
     pids of that sleep still alive a moment later."""
     mark = marker()
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(isolate.__file__)))
     owner = subprocess.Popen([sys.executable, "-c", _OWNER.format(die=die, mark=mark,
-                                                                 from_thread=from_thread)],
+                                                                 from_thread=from_thread,
+                                                                 init=init)],
                              stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert owner.stdout is not None and owner.stdout.readline() == "ready\n"
@@ -630,6 +632,11 @@ def _killed_owner_leaves(die: bool, from_thread: bool = False) -> list[int]:
 
 def test_sandboxed_processes_die_when_their_owner_is_killed() -> None:
     assert _killed_owner_leaves(die=True) == []
+
+
+def test_processes_under_init_die_when_their_owner_is_killed() -> None:
+    # The init is pid 1 and gets the parent-death signal; the namespace's end kills the rest.
+    assert _killed_owner_leaves(die=True, init=True) == []
 
 
 def test_processes_started_from_another_thread_die_with_the_owner_not_the_thread() -> None:

@@ -1,0 +1,222 @@
+"""Tests of ``Sandbox(init=True)`` on the real kernel: a tiny C init is pid 1 and the command
+pid 2; the init reaps orphans, forwards signals, keeps no fd of the command's and shows nothing
+of the caller; the command's exit status (also death by a signal) and exec errors come back as
+without an init; kill, timeouts, limits and close still end the whole tree."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from isolate import Limits, Sandbox
+from isolate.errors import SpawnError, UnsupportedError
+from sandbox_helpers import marker, need_root, pids_with_argv
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture(autouse=True)
+def _root() -> None:
+    need_root()
+
+
+@pytest.fixture
+def sb() -> Iterator[Sandbox]:
+    # The timeout turns a broken init (a zombie never reaped, a signal never passed on) into
+    # a failed assertion instead of a hang.
+    with Sandbox(init=True, timeout=120) as box:
+        yield box
+
+
+def out(box: Sandbox, script: str) -> str:
+    result = box.run(["sh", "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result
+    return result.stdout
+
+
+def test_with_init_the_command_is_pid_2_and_pid_1_is_the_init(sb: Sandbox) -> None:
+    assert out(sb, "echo $$ $PPID; cat /proc/1/comm").split() == ["2", "1", "isolate-init"]
+    # Without one, the command itself is pid 1.
+    with Sandbox() as plain:
+        assert out(plain, "echo $$").split() == ["1"]
+
+
+def test_the_init_shows_nothing_of_the_caller(sb: Sandbox) -> None:
+    # The init is a copy of this process: its command line must not show through /proc/1.
+    result = sb.run(["cat", "/proc/1/cmdline"], capture_output=True)
+    assert result.stdout.rstrip(b"\0") == b"isolate-init"
+    with open("/proc/self/cmdline", "rb") as f:
+        ours = f.read().split(b"\0")[0]
+    assert ours not in result.stdout
+    # Not dumpable: the command (no CAP_SYS_PTRACE) can read neither its environment nor its
+    # memory, nor follow its fds.
+    for probe in ("cat /proc/1/environ", "cat /proc/1/mem", "readlink /proc/1/exe",
+                  "readlink /proc/1/fd/$(ls /proc/1/fd)"):
+        assert sb.run(["sh", "-c", f"{probe} > /dev/null"]).returncode != 0, probe
+
+
+def test_the_init_keeps_no_fd_the_commands_reader_waits_on(sb: Sandbox) -> None:
+    # The command closes its stdout and lives on: the reader sees EOF now, not at the end.
+    proc = sb.popen(["sh", "-c", "exec >&-; exec sleep 1000"], stdout=subprocess.PIPE)
+    with proc:
+        assert proc.stdout is not None
+        assert proc.stdout.read() == b""
+        assert proc.poll() is None
+        # An init holds one fd: the pipe it reports the command's end on.
+        assert len(out(sb, "ls /proc/1/fd").split()) == 1
+        proc.kill()
+
+
+def test_an_orphan_that_exits_is_reaped_by_the_init(sb: Sandbox) -> None:
+    # The orphan waits on a fifo until we have seen that the init adopted it; then it exits,
+    # and the loop ends only once it is no zombie either (/proc/PID is gone when reaped).
+    script = (
+        "mkfifo /tmp/go; "
+        "sh -c 'sh -c \"read x < /tmp/go\" & echo $! > /tmp/pid'; "
+        "pid=$(cat /tmp/pid); "
+        "grep PPid /proc/$pid/status; "
+        "echo go > /tmp/go; "
+        "while [ -e /proc/$pid ]; do sleep 0.01; done; "
+        "echo reaped"
+    )
+    assert out(sb, script).split() == ["PPid:", "1", "reaped"]
+
+
+def test_sigterm_kills_the_command_under_init_but_not_as_pid_1_without(sb: Sandbox) -> None:
+    with sb.popen(["sleep", "1000"]) as proc:
+        proc.terminate()
+        assert proc.wait() == -signal.SIGTERM
+    with Sandbox() as plain, plain.popen(["sleep", "1000"]) as proc:
+        # pid 1 has no handler: the kernel drops SIGTERM, and only the SIGKILL ends it (a
+        # fatal SIGTERM would have set the exit status at once, before SIGKILL).
+        proc.terminate()
+        proc.kill()
+        assert proc.wait() == -signal.SIGKILL
+
+
+@pytest.mark.parametrize(("script", "status"), [
+    ("exit 0", 0),
+    ("exit 42", 42),
+    ("exit 143", 143),  # an exit code that looks like 128 + SIGTERM stays an exit code
+    ("kill -TERM $$", -signal.SIGTERM),
+    ("kill -KILL $$", -signal.SIGKILL),
+    ("kill -USR1 $$", -signal.SIGUSR1),
+])
+def test_the_commands_status_passes_through_the_init(sb: Sandbox, script: str,
+                                                     status: int) -> None:
+    assert sb.run(["sh", "-c", script]).returncode == status
+    with sb.popen(["sh", "-c", script]) as proc:
+        while proc.poll() is None:  # poll() takes the same path as wait()
+            os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+        assert proc.returncode == status
+
+
+def test_signals_are_forwarded_to_the_command(sb: Sandbox) -> None:
+    script = ("trap 'echo hup' HUP; trap 'echo usr2' USR2; trap 'echo int; exit 7' INT; "
+              "echo ready; while :; do sleep 0.01; done")
+    with sb.popen(["sh", "-c", script], stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
+        for sig, line in ((signal.SIGHUP, "hup\n"), (signal.SIGUSR2, "usr2\n")):
+            proc.send_signal(sig)
+            assert proc.stdout.readline() == line
+        proc.send_signal(signal.SIGINT)
+        assert proc.stdout.readline() == "int\n"
+        assert proc.wait() == 7
+
+
+@pytest.mark.parametrize(("program", "err"), [("/no/such/program", errno.ENOENT),
+                                              ("/etc/passwd", errno.EACCES)])
+def test_an_exec_failure_is_the_same_error_with_or_without_init(program: str,
+                                                               err: int) -> None:
+    errors = []
+    for init in (False, True):
+        with Sandbox(init=init) as box, pytest.raises(SpawnError) as info:
+            box.run([program])
+        exc = info.value
+        errors.append((type(exc), exc.errno, exc.step, exc.filename, str(exc)))
+    assert errors[0] == errors[1]
+    assert errors[0][1] == err
+
+
+def test_kill_timeout_and_close_end_the_whole_tree_under_init() -> None:
+    mark = marker()
+    tree = ["sh", "-c", f"sleep {mark} & sleep {mark} & wait"]
+    with Sandbox(init=True) as box:
+        proc = box.popen(tree)
+        with proc:
+            proc.kill()
+            assert proc.wait() == -signal.SIGKILL
+        assert pids_with_argv("sleep", mark) == []
+        with pytest.raises(subprocess.TimeoutExpired):
+            box.run(tree, timeout=0.3)
+        assert pids_with_argv("sleep", mark) == []
+        box.popen(tree)
+        box.popen(["sh", "-c", f"exec sleep {mark}"])
+    assert pids_with_argv("sleep", mark) == []
+
+
+def test_the_sandbox_timeout_ends_a_tree_under_init() -> None:
+    mark = marker()
+    with Sandbox(init=True, timeout=0.3) as box:
+        assert box.run(["sh", "-c", f"sleep {mark} & sleep {mark}"]).returncode == \
+            -signal.SIGKILL
+        assert pids_with_argv("sleep", mark) == []
+
+
+def echo_pid() -> int:
+    return os.getpid()
+
+
+def test_call_works_under_init() -> None:
+    with Sandbox(init=True) as box:
+        assert box.call(echo_pid) > 2  # a fork of the call helper, itself pid 2
+
+
+@contextlib.contextmanager
+def limited(**limits: Any) -> Iterator[Sandbox]:
+    box = Sandbox(limits=Limits(**limits), init=True)
+    try:
+        box.__enter__()
+    except UnsupportedError as exc:
+        pytest.skip(f"cgroup limits unavailable here: {exc}")
+    try:
+        yield box
+    finally:
+        box.close()
+
+
+def test_an_oom_kill_under_init_is_reported_as_without() -> None:
+    with limited(memory_max="64M") as box:
+        result = box.run([sys.executable, "-c", "b = bytearray(256 << 20); print(len(b))"],
+                         capture_output=True)
+        assert result.returncode == -signal.SIGKILL
+        assert result.oom_killed
+        assert not box.run(["true"]).oom_killed
+
+
+@pytest.mark.userns
+def test_rootless_sandbox_with_init() -> None:
+    from rootless import run_unprivileged
+
+    code = (
+        "import signal\n"
+        "from isolate import Sandbox\n"
+        "with Sandbox(init=True) as sb:\n"
+        "    r = sb.run(['sh', '-c', 'echo $$ $(id -u) $(cat /proc/1/comm)'],\n"
+        "               capture_output=True, text=True)\n"
+        "    print(r.stdout.strip())\n"
+        "    with sb.popen(['sleep', '1000']) as p:\n"
+        "        p.terminate()\n"
+        "        print('status', p.wait())\n"
+    )
+    lines = run_unprivileged(code).stdout.splitlines()
+    assert lines == ["2 0 isolate-init", f"status {-signal.SIGTERM}"]
