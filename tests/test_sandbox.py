@@ -415,8 +415,8 @@ def test_call_in_a_rootfs_without_python_is_a_call_error(rootfs: str) -> None:
 # -- cgroup limits ---------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def limited(**limits: Any) -> Iterator[Sandbox]:
-    box = Sandbox(limits=Limits(**limits))
+def limited(init: bool = False, **limits: Any) -> Iterator[Sandbox]:
+    box = Sandbox(limits=Limits(**limits), init=init)
     try:
         box.__enter__()
     except UnsupportedError as exc:
@@ -427,8 +427,9 @@ def limited(**limits: Any) -> Iterator[Sandbox]:
         box.close()
 
 
-def test_a_process_allocating_past_memory_max_is_reported_oom_killed() -> None:
-    with limited(memory_max="64M") as box:
+@pytest.mark.parametrize("init", [False, True], ids=["pid1", "init"])
+def test_a_process_allocating_past_memory_max_is_reported_oom_killed(init: bool) -> None:
+    with limited(memory_max="64M", init=init) as box:
         result = box.run([sys.executable, "-c", "b = bytearray(256 << 20); print(len(b))"],
                          capture_output=True)
         assert result.returncode == -signal.SIGKILL

@@ -1,31 +1,24 @@
 """Tests of ``Sandbox(init=True)`` on the real kernel: a tiny C init is pid 1 and the command
 pid 2; the init reaps orphans, forwards signals, keeps no fd of the command's and shows nothing
 of the caller; the command's exit status (also death by a signal) and exec errors come back as
-without an init; kill, timeouts, limits and close still end the whole tree."""
+without an init; kill, timeouts and close still end the whole tree. (OOM reports and
+die_with_parent under an init are tested beside their tests without one, in test_sandbox.)"""
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from isolate import Limits, Sandbox
-from isolate.errors import SpawnError, UnsupportedError
-from sandbox_helpers import marker, need_root, pids_with_argv
+from isolate import Sandbox
+from isolate.errors import SpawnError
+from sandbox_helpers import marker, pids_with_argv
 
-pytestmark = pytest.mark.root
-
-
-@pytest.fixture(autouse=True)
-def _root() -> None:
-    need_root()
+pytestmark = pytest.mark.root  # conftest skips these, with the reason, when not root
 
 
 @pytest.fixture
@@ -179,28 +172,6 @@ def echo_pid() -> int:
 def test_call_works_under_init() -> None:
     with Sandbox(init=True) as box:
         assert box.call(echo_pid) > 2  # a fork of the call helper, itself pid 2
-
-
-@contextlib.contextmanager
-def limited(**limits: Any) -> Iterator[Sandbox]:
-    box = Sandbox(limits=Limits(**limits), init=True)
-    try:
-        box.__enter__()
-    except UnsupportedError as exc:
-        pytest.skip(f"cgroup limits unavailable here: {exc}")
-    try:
-        yield box
-    finally:
-        box.close()
-
-
-def test_an_oom_kill_under_init_is_reported_as_without() -> None:
-    with limited(memory_max="64M") as box:
-        result = box.run([sys.executable, "-c", "b = bytearray(256 << 20); print(len(b))"],
-                         capture_output=True)
-        assert result.returncode == -signal.SIGKILL
-        assert result.oom_killed
-        assert not box.run(["true"]).oom_killed
 
 
 @pytest.mark.userns
