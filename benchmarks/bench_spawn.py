@@ -181,6 +181,7 @@ def spawn_tables(rounds: int, whole_every: int) -> str:
                              "as above + net (lo up)"))
     warm_nonet = Sandbox(network=True).__enter__()
     warm_net = Sandbox().__enter__()
+    warm_init = Sandbox(init=True).__enter__()
     try:
         nonet += [
             Candidate("Sandbox.run, warm sandbox (network=True)",
@@ -201,6 +202,10 @@ def spawn_tables(rounds: int, whole_every: int) -> str:
             Candidate("Sandbox.run, warm sandbox (default, net ns)",
                       lambda: warm_net.run([TRUE], check=True),
                       "as above, and the sandbox's net ns (lo up) shared too"),
+            Candidate("Sandbox.run, warm sandbox (init=True)",
+                      lambda: warm_init.run([TRUE], check=True),
+                      "as above, under a tiny init as pid 1: a copy-on-write fork of this "
+                      "process (pid 1) + a vfork for the command"),
             Candidate("fresh Sandbox per run (default, net ns)", _fresh(),
                       "enter (make net+uts+ipc, lo up, build the root) + run + exit"),
             Candidate("whole process: isolate run", _run(
@@ -211,6 +216,7 @@ def spawn_tables(rounds: int, whole_every: int) -> str:
     finally:
         warm_nonet.close()
         warm_net.close()
+        warm_init.close()
     names_nonet = {c.name for c in nonet}
     r1 = [r for r in results if r.name in names_nonet]
     r2 = [r for r in results if r.name not in names_nonet]
