@@ -978,10 +978,11 @@ static void close_all_but(int keep)
 
 /* The init is a copy of the caller's memory, so the sandbox would read the caller's command
  * line in /proc/1/cmdline, which anyone may read (environ is closed to them: the init is not
- * dumpable). Overwrite both areas in our copy, through /proc/self/mem so that an address we
+ * dumpable). Overwrite the argument area (or, once the command has exec'd, the environment
+ * area) in our copy, through /proc/self/mem so that an address we
  * did not expect fails instead of faulting. Needs a /proc of our pid namespace; without one
  * it does nothing. */
-static void hide_caller_cmdline(void)
+static void hide_caller_cmdline(int environment)
 {
     char buf[1024];
     int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
@@ -1010,7 +1011,7 @@ static void hide_caller_cmdline(void)
     static const char name[] = "isolate-init";
     char zeros[256];
     memset(zeros, 0, sizeof zeros);
-    for (int k = 0; k < 4; k += 2) {
+    for (int k = environment ? 2 : 0; k < (environment ? 4 : 2); k += 2) {
         uint64_t at = v[k], end = v[k + 1];
         if (!at || end <= at || end - at > (1U << 20))
             continue;
@@ -1040,10 +1041,8 @@ __attribute__((noreturn)) static void init_main(const struct child_state *st, pi
     /* Nothing of the command's (stdio, pipes, the status pipe) stays open here, so its
      * readers see EOF when it ends, and the caller's status read ends at its exec. */
     close_all_but(exit_fd);
-    /* We run outside the command's seccomp filter: it must not ptrace us. */
-    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-    prctl(PR_SET_NAME, (unsigned long)"isolate-init", 0, 0, 0);
-    hide_caller_cmdline();
+    /* The command has exec'd (or failed): no one shares this memory now. */
+    hide_caller_cmdline(1);
     uint64_t all = ~(uint64_t)0;
     for (;;) {
         siginfo_t si;
@@ -1099,6 +1098,13 @@ static int do_init(struct child_state *st, uint32_t index)
     memset(&dfl, 0, sizeof dfl);
     dfl.sa_handler = SIG_DFL;
     sigaction(SIGCHLD, &dfl, &cst.command_sigchld);
+    /* Before the command exists, so that it never sees the caller through /proc/1: we run
+     * outside its seccomp filter, so it must not ptrace us (and environ becomes unreadable),
+     * and the name and argument area are ours. The command's exec resets its own name and
+     * dumpability; the plan it runs until then does not read the argument strings. */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    prctl(PR_SET_NAME, (unsigned long)"isolate-init", 0, 0, 0);
+    hide_caller_cmdline(0);
     int e = 0;
     pid_t pid = -1;
     char *stack = mmap(NULL, ISO_STACK_SIZE, PROT_READ | PROT_WRITE,
