@@ -625,7 +625,7 @@ def _killed_owner_leaves(die: bool, from_thread: bool = False, init: bool = Fals
         owner.kill()
         owner.wait()
         owner.stdout.close()  # type: ignore[union-attr]
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30  # generous: the machine may be busy
     while pids_with_argv("sleep", mark) and time.monotonic() < deadline and die:
         time.sleep(0.02)
     return pids_with_argv("sleep", mark)
