@@ -177,9 +177,17 @@ def _run_helper(name: str, action: str, data: bytes, timeout: float) -> bytes | 
     try:
         out, err = proc.communicate(data, timeout=timeout)
     except BaseException as exc:
+        # The group we made (its leader is unreaped, so the id is still ours), then the
+        # helper itself in case it left the group. A process that left the session may hold
+        # our pipes forever: do not read them to the end, close them.
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # the group we made: still unreaped, ours
-        proc.communicate()
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.kill()
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+        proc.wait()
         if isinstance(exc, subprocess.TimeoutExpired):
             raise CredentialHelperError(prog, action, f"no answer within {timeout:g} s "
                                         "(killed)") from None
