@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
 import shutil
 import socket
@@ -216,3 +217,101 @@ def world_readable_copy(tree: Path, work: Path) -> Path:
             if not os.path.islink(os.path.join(dirpath, name)):
                 os.chmod(os.path.join(dirpath, name), 0o755)
     return copy
+
+
+# A credential helper speaking Docker's protocol, keeping {server: [user, secret]} in a JSON
+# file and logging "action server" lines. -IS: no site, so it starts fast and alone.
+_HELPER = '''#!{python} -IS
+import json, sys
+STORE, LOG = {store!r}, {log!r}
+action, data = sys.argv[1], sys.stdin.read()
+try:
+    with open(STORE) as f:
+        creds = json.load(f)
+except FileNotFoundError:
+    creds = {{}}
+server = json.loads(data)["ServerURL"] if action == "store" else data
+with open(LOG, "a") as f:
+    f.write(action + " " + server + "\\n")
+def save():
+    with open(STORE, "w") as f:
+        json.dump(creds, f)
+if action == "get" and server in creds:
+    user, secret = creds[server]
+    json.dump({{"ServerURL": server, "Username": user, "Secret": secret}}, sys.stdout)
+elif action == "store":
+    doc = json.loads(data)
+    creds[server] = [doc["Username"], doc["Secret"]]
+    save()
+elif action == "erase" and server in creds:
+    del creds[server]
+    save()
+elif action in ("get", "erase"):
+    print("credentials not found in native keychain")
+    sys.exit(1)
+else:
+    print("unknown action " + action, file=sys.stderr)
+    sys.exit(2)
+'''
+
+
+@attrs.frozen
+class CredHelper:
+    """A ``docker-credential-NAME`` program on PATH and the file it keeps credentials in."""
+
+    name: str
+    store: Path
+    log: Path
+
+    def put(self, server: str, user: str, secret: str) -> None:
+        creds = self.entries()
+        creds[server] = [user, secret]
+        self.store.write_text(json.dumps(creds))
+
+    def entries(self) -> dict[str, list[str]]:
+        return json.loads(self.store.read_text()) if self.store.exists() else {}
+
+    def asked(self) -> list[str]:
+        """The "action server" lines of every call so far."""
+        return self.log.read_text().splitlines() if self.log.exists() else []
+
+
+@attrs.frozen
+class DockerHome:
+    """A temporary ``$DOCKER_CONFIG`` and a directory on ``$PATH`` for credential helpers."""
+
+    config_dir: Path
+    bin_dir: Path
+
+    @property
+    def config(self) -> Path:
+        return self.config_dir / "config.json"
+
+    def write_config(self, doc: dict[str, object]) -> None:
+        self.config.write_text(json.dumps(doc))
+
+    def helper(self, name: str) -> CredHelper:
+        """A working helper ``docker-credential-NAME`` with an empty store."""
+        h = CredHelper(name, self.bin_dir / f"{name}.json", self.bin_dir / f"{name}.log")
+        self.script(name, _HELPER.format(python=sys.executable, store=str(h.store),
+                                         log=str(h.log)))
+        return h
+
+    def script(self, name: str, text: str) -> Path:
+        """Install ``text`` as the program ``docker-credential-NAME``."""
+        path = self.bin_dir / f"docker-credential-{name}"
+        path.write_text(text)
+        path.chmod(0o755)
+        return path
+
+
+@pytest.fixture
+def docker_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> DockerHome:
+    """Points ``$DOCKER_CONFIG`` at a fresh directory (never the real ~/.docker) and puts a
+    fresh helper directory first on ``$PATH``; both are restored after the test."""
+    home = DockerHome(tmp_path / "dockercfg", tmp_path / "helpers")
+    home.config_dir.mkdir()
+    home.bin_dir.mkdir()
+    monkeypatch.setenv("DOCKER_CONFIG", str(home.config_dir))
+    monkeypatch.setenv("PATH", f"{home.bin_dir}:{os.environ.get('PATH', '')}")
+    return home

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from isolate.image import ImageConfig, Store, Unauthorized
+from isolate.image import ImageConfig, Store, Unauthorized, login
 
-from .conftest import REGISTRY_BIN, Registry, docker_config, run_registry
+from .conftest import REGISTRY_BIN, DockerHome, Registry, docker_config, run_registry
 
 pytestmark = pytest.mark.registry
 crypto = pytest.importorskip("cryptography", reason="the token server signs with cryptography")
@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID  # noqa: E402
 
 SERVICE, ISSUER = "isolate-test-registry", "isolate-test-issuer"
+IDENTITY_TOKEN = "refresh-tester"  # the token server's refresh token for "tester"
 
 
 def _b64(data: bytes) -> str:
@@ -35,7 +36,8 @@ def _b64(data: bytes) -> str:
 
 
 class TokenServer:
-    """Issues ES256 JWTs (x5c header) to ``tester:s3cret`` for the scopes asked; records asks."""
+    """Issues ES256 JWTs (x5c header) to ``tester:s3cret`` (GET with basic auth) or to the
+    holder of ``IDENTITY_TOKEN`` (POST, refresh-token grant) for the scopes asked; records asks."""
 
     def __init__(self, workdir: Path) -> None:
         self.key = ec.generate_private_key(ec.SECP256R1())
@@ -85,7 +87,24 @@ class TokenServer:
                     self.send_response(401)
                     self.end_headers()
                     return
-                body = json.dumps({"token": server.token(scope)}).encode()
+                self._answer({"token": server.token(scope)})
+
+            def do_POST(self) -> None:
+                # OAuth2 refresh-token grant: what a client does with an identity token.
+                length = int(self.headers.get("Content-Length", "0"))
+                form = urllib.parse.parse_qs(self.rfile.read(length).decode())
+                scope = form.get("scope", [""])[0]
+                ok = (form.get("grant_type") == ["refresh_token"]
+                      and form.get("refresh_token") == [IDENTITY_TOKEN])
+                server.requests.append(("<token>" if ok else "BAD", scope))
+                if not ok:
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                self._answer({"access_token": server.token(scope)})
+
+            def _answer(self, doc: dict[str, str]) -> None:
+                body = json.dumps(doc).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -145,3 +164,31 @@ def test_bearer_token_refused_without_credentials(token_registry: tuple[Registry
     with pytest.raises(Unauthorized, match="token server"):
         Store(str(tmp_path / "s")).pull(f"{registry.host}/test/tokened:1",
                                         auth_file=str(tmp_path / "none.json"))
+
+
+def test_identity_token_from_a_helper_is_traded_for_access(
+        token_registry: tuple[Registry, TokenServer], docker_home: DockerHome,
+        rootfs_tar: Path, tmp_path: Path) -> None:
+    registry, tokens = token_registry
+    helper = docker_home.helper("isotest")
+    helper.put(registry.host, "<token>", IDENTITY_TOKEN)
+    docker_home.write_config({"credsStore": "isotest"})
+    store = Store(str(tmp_path / "s"))
+    img = store.import_tarball(rootfs_tar, "t/t:1", config=ImageConfig(cmd=["idtoken"]))
+    store.push(img, f"{registry.host}/test/idtoken:1")
+    assert ("<token>", "repository:test/idtoken:pull,push") in tokens.requests
+    helper.put(registry.host, "<token>", "not-the-token")
+    with pytest.raises(Unauthorized, match=r"token server .* refused"):
+        Store(str(tmp_path / "o")).pull(f"{registry.host}/test/idtoken:1")
+
+
+def test_login_through_a_token_server(token_registry: tuple[Registry, TokenServer],
+                                      docker_home: DockerHome) -> None:
+    registry, tokens = token_registry
+    with pytest.raises(Unauthorized, match="failed: unauthorized"):
+        login(registry.host, "tester", "wrong")
+    assert not docker_home.config.exists()
+    login(registry.host, "tester", "s3cret")
+    assert ("tester", "") in tokens.requests  # login asks for no scope, as docker login
+    assert json.loads(docker_home.config.read_text())["auths"] == {registry.host: {
+        "auth": base64.b64encode(b"tester:s3cret").decode()}}

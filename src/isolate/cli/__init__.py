@@ -33,13 +33,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from isolate.cli import images, run
+    from isolate.cli import images, login, run
 
     parser = _Parser(prog="isolate", description="Run commands in isolation.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     run.register(sub)
     images.register(sub)
+    login.register(sub)
     return parser
 
 

@@ -9,12 +9,22 @@ from __future__ import annotations
 
 from isolate.errors import DigestMismatch, ImageError
 from isolate.image.config import Image, ImageConfig
+from isolate.image.credentials import CredentialHelperError, Credentials
 from isolate.image.oci import Descriptor
 from isolate.image.reference import Platform, Reference
-from isolate.image.registry import ImageNotFound, Progress, RegistryUnreachable, Unauthorized
+from isolate.image.registry import (
+    ImageNotFound,
+    Progress,
+    RegistryUnreachable,
+    Unauthorized,
+    login,
+    logout,
+)
 from isolate.image.store import DiskUsage, GcReport, Store
 
 __all__ = [
+    "CredentialHelperError",
+    "Credentials",
     "Descriptor",
     "DigestMismatch",
     "DiskUsage",
@@ -29,4 +39,6 @@ __all__ = [
     "RegistryUnreachable",
     "Store",
     "Unauthorized",
+    "login",
+    "logout",
 ]

@@ -20,13 +20,21 @@ import re
 import ssl
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 
-from isolate.errors import DigestMismatch, ImageError
+from isolate.errors import ConfigError, DigestMismatch, ImageError
 from isolate.image.config import Image
+from isolate.image.credentials import (
+    DOCKER_HUB_KEY,
+    Credentials,
+    credentials_for,
+    erase_credentials,
+    registry_key,
+    store_credentials,
+)
 from isolate.image.oci import (
     ACCEPT,
     INDEX_TYPES,
@@ -38,7 +46,7 @@ from isolate.image.oci import (
     select_platform,
     sha256_digest,
 )
-from isolate.image.reference import DEFAULT_REGISTRY, Platform, Reference
+from isolate.image.reference import DOCKER_HUB_API_HOST, Platform, Reference
 
 if TYPE_CHECKING:
     from isolate.image.store import Store
@@ -49,6 +57,8 @@ __all__ = [
     "RegistryClient",
     "RegistryUnreachable",
     "Unauthorized",
+    "login",
+    "logout",
     "pull_image",
     "push_image",
 ]
@@ -102,46 +112,8 @@ def _split_host(host: str) -> tuple[str, int | None]:
     return parsed.hostname or host, parsed.port
 
 
-def docker_config_path() -> str:
-    """``$DOCKER_CONFIG/config.json``, else ``~/.docker/config.json``."""
-    base = os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
-    return os.path.join(base, "config.json")
-
-
-def credentials_for(registry: str, auth_file: str | None = None) -> tuple[str, str] | None:
-    """(user, password) for ``registry`` from a Docker config file, or None.
-
-    Only inline ``auths`` entries are read; credential helpers (``credsStore``) are not run.
-
-    Raises:
-        ImageError: the file exists but is not valid JSON.
-    """
-    path = auth_file or docker_config_path()
-    try:
-        with open(path, "rb") as f:
-            doc = json.loads(f.read())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise ImageError(f"cannot read registry credentials from {path}: {exc}") from None
-    auths = doc.get("auths") if isinstance(doc, dict) else None
-    if not isinstance(auths, dict):
-        return None
-    wanted = {registry}
-    if registry == DEFAULT_REGISTRY:
-        wanted |= {"index.docker.io", "registry-1.docker.io", "https://index.docker.io/v1/"}
-    for key, entry in auths.items():
-        host = re.sub(r"^https?://", "", str(key)).split("/", 1)[0]
-        if (key in wanted or host in wanted) and isinstance(entry, dict):
-            if entry.get("auth"):
-                try:
-                    user, _, pw = base64.b64decode(entry["auth"]).decode().partition(":")
-                except (ValueError, UnicodeDecodeError):
-                    raise ImageError(f"{path}: bad 'auth' value for {key}") from None
-                return user, pw
-            if entry.get("username"):
-                return str(entry["username"]), str(entry.get("password", ""))
-    return None
+def _basic(creds: Credentials) -> str:
+    return "Basic " + base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
 
 
 def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
@@ -163,18 +135,38 @@ class RegistryClient:
 
     ``insecure`` hosts (and loopback ones) may fall back to plain HTTP if HTTPS fails, as
     Docker does; every other host is HTTPS only, certificate checked.
+
+    ``credentials`` are used as given; without them they are looked up (Docker config,
+    credential helpers) the first time the registry asks for any, so an anonymous pull never
+    runs a helper.
     """
 
     def __init__(self, host: str, *, insecure: tuple[str, ...] = (),
-                 auth_file: str | None = None, timeout: float = 60.0) -> None:
+                 auth_file: str | None = None, timeout: float = 60.0,
+                 credentials: Credentials | None = None) -> None:
         self.host = host
         self.allow_http = host in insecure or _is_loopback(host)
         self.scheme: str | None = None
         self.timeout = timeout
-        self.creds = credentials_for(host if host != "registry-1.docker.io" else
-                                     DEFAULT_REGISTRY, auth_file)
+        self._auth_file = auth_file
+        self._creds = credentials
+        self._creds_known = credentials is not None
         self._auth: dict[str, str] = {}  # scope -> Authorization header value
         self._lock = threading.Lock()
+        self._creds_lock = threading.Lock()
+
+    @property
+    def creds(self) -> Credentials | None:
+        """The credentials for this registry (looked up once, on first use).
+
+        Raises:
+            ImageError, CredentialHelperError: as :func:`credentials_for`.
+        """
+        with self._creds_lock:
+            if not self._creds_known:
+                self._creds = credentials_for(self.host, self._auth_file)
+                self._creds_known = True
+            return self._creds
 
     # -- transport -------------------------------------------------------------------------
 
@@ -280,42 +272,52 @@ class RegistryClient:
 
     def _authenticate(self, challenge: str, scope: str) -> None:
         scheme, params = _parse_challenge(challenge)
+        creds = self.creds
         if scheme == "basic":
-            if self.creds is None:
+            if creds is None:
                 raise Unauthorized(f"registry {self.host} needs a user name and password, and "
                                    "the Docker config has none for it")
-            basic = base64.b64encode(f"{self.creds[0]}:{self.creds[1]}".encode()).decode()
-            self._auth[scope] = f"Basic {basic}"
+            if creds.identity_token is not None:
+                raise Unauthorized(f"registry {self.host} asks for a user name and password; "
+                                   "the Docker config has only an identity token for it")
+            self._auth[scope] = _basic(creds)
             return
         if scheme != "bearer" or "realm" not in params:
             raise Unauthorized(f"registry {self.host} asks for unsupported authentication "
                                f"{challenge!r}")
-        query = {"service": params.get("service", "")} if params.get("service") else {}
-        query["scope"] = scope
+        query = {"service": params["service"]} if params.get("service") else {}
+        if scope:
+            query["scope"] = scope
         realm = params["realm"]
         parts = urllib.parse.urlsplit(realm)
         if parts.scheme != "https" and not (parts.scheme == "http" and (
                 _is_loopback(parts.netloc) or parts.netloc == self.host or self.allow_http)):
             raise Unauthorized(f"registry {self.host}: refusing token realm {realm!r} over "
                                "plain HTTP")
-        url = realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(query)
-        h = {}
-        if self.creds is not None:
-            h["Authorization"] = "Basic " + base64.b64encode(
-                f"{self.creds[0]}:{self.creds[1]}".encode()).decode()
+        if creds is not None and creds.identity_token is not None:
+            # An identity token is an OAuth2 refresh token: trade it by POST, as Docker does.
+            form = urllib.parse.urlencode({**query, "grant_type": "refresh_token",
+                                           "client_id": "isolate",
+                                           "refresh_token": creds.identity_token}).encode()
+            method, url, body = "POST", realm, form
+            h = {"Content-Type": "application/x-www-form-urlencoded"}
+        else:
+            method, body = "GET", None
+            url = realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(query)
+            h = {"Authorization": _basic(creds)} if creds is not None else {}
         try:
-            conn, resp = self._send("GET", url, h, None)
-            body = resp.read()
+            conn, resp = self._send(method, url, h, body)
+            data = resp.read()
             conn.close()
         except (OSError, http.client.HTTPException) as exc:
             raise RegistryUnreachable(f"token server {realm} for {self.host} is unreachable: "
                                       f"{exc}") from exc
         if resp.status != 200:
-            raise Unauthorized(f"token server {realm} refused {scope!r} ({resp.status}): "
-                               f"{_error_text(body)}")
+            raise Unauthorized(f"token server {realm} refused {scope or 'login'!r} "
+                               f"({resp.status}): {_error_text(data)}")
         token: Any = None
         with contextlib.suppress(ValueError, AttributeError):
-            doc = json.loads(body)
+            doc = json.loads(data)
             token = doc.get("token") or doc.get("access_token")
         if not isinstance(token, str) or not token:
             raise Unauthorized(f"token server {realm} answered without a token")
@@ -509,3 +511,61 @@ def _push_blob(client: RegistryClient, store: Store, ref: Reference, desc: Descr
         resp.read()
     if progress is not None:
         progress(Progress(desc.digest, kind, "done", size, size))
+
+
+def _login_host(registry: str) -> tuple[str, str]:
+    """(Docker's key, the host to talk the API to) for a registry name a user typed."""
+    key = registry_key(registry)
+    return key, DOCKER_HUB_API_HOST if key == DOCKER_HUB_KEY else key
+
+
+def login(registry: str, username: str, password: str, *, auth_file: str | None = None,
+          insecure: Iterable[str] = (), timeout: float = 60.0) -> str:
+    """Check ``username``/``password`` against ``registry`` and store them as ``docker login``
+    does; return where they went (``"docker-credential-NAME"`` or the config file's path).
+
+    The check is a ``GET /v2/`` that must succeed with these credentials, through the same
+    authentication as a pull (basic, or a token from the registry's token server). They are
+    stored through the credential helper the Docker config picks for the registry
+    (``credHelpers``, ``credsStore``), else as an ``auth`` entry in ``auth_file`` (default
+    ``$DOCKER_CONFIG/config.json`` or ``~/.docker/config.json``), written atomically with
+    mode 0600 and every other key kept. Nothing is stored when the check fails.
+    ``registry`` is a host[:port] (a URL is reduced to one); ``docker.io`` is Docker Hub.
+
+    Raises:
+        ConfigError: bad registry name, or an empty user name or password.
+        Unauthorized: the registry refused the credentials ("login to HOST failed:
+            unauthorized"; the registry's answer is the ``__cause__``).
+        RegistryUnreachable: the registry or its token server could not be reached.
+        CredentialHelperError: the configured helper is missing, failed or hung.
+        ImageError: the config file is unreadable, or the registry answered oddly.
+        IsolateOSError: the config file cannot be written.
+    """
+    key, host = _login_host(registry)
+    if not username:
+        raise ConfigError("login: the user name is empty")
+    if not password:
+        raise ConfigError("login: the password is empty")
+    client = RegistryClient(host, insecure=tuple(insecure), timeout=timeout,
+                            credentials=Credentials(username, password))
+    try:
+        with client.request("GET", "/v2/", scope="") as resp:
+            resp.read()
+    except Unauthorized as exc:
+        shown = "docker.io" if key == DOCKER_HUB_KEY else key
+        raise Unauthorized(f"login to {shown} failed: unauthorized") from exc
+    return store_credentials(key, Credentials(username, password), auth_file=auth_file)
+
+
+def logout(registry: str, *, auth_file: str | None = None) -> bool:
+    """Forget the stored credentials of ``registry`` as ``docker logout`` does (through the
+    configured helper's ``erase``, and from the config's ``auths``); True if there were any.
+
+    Raises:
+        ConfigError: bad registry name.
+        CredentialHelperError: the configured helper is missing, failed or hung.
+        ImageError: the config file is unreadable.
+        IsolateOSError: the config file cannot be written.
+    """
+    key, _host = _login_host(registry)
+    return erase_credentials(key, auth_file=auth_file)

@@ -783,13 +783,17 @@ class Store:
         called (from worker threads) with :class:`isolate.image.registry.Progress` events.
         Plain HTTP is used only for loopback registries and hosts named in ``insecure``.
         Credentials come from ``auth_file`` or the Docker config (``$DOCKER_CONFIG`` or
-        ``~/.docker/config.json``).
+        ``~/.docker/config.json``) as the Docker CLI finds them: ``credHelpers``, else
+        ``credsStore``, else ``auths`` (see :mod:`isolate.image.credentials`); they are looked
+        up only if the registry asks for them.
 
         Raises:
             ConfigError: bad reference or platform.
             ImageNotFound: the registry does not know the image or tag.
             Unauthorized: the registry refused our credentials (or asked for some we lack).
             RegistryUnreachable: the registry could not be reached.
+            CredentialHelperError: the configured credential helper is missing, failed or
+                hung.
             DigestMismatch: a manifest or blob did not hash to its digest.
             ImageError: no manifest for ``platform``, or another registry error.
         """
@@ -809,7 +813,7 @@ class Store:
         Raises:
             ConfigError: bad reference.
             ImageError: no such local image, or the registry refused.
-            Unauthorized, RegistryUnreachable: as for :meth:`pull`.
+            Unauthorized, RegistryUnreachable, CredentialHelperError: as for :meth:`pull`.
         """
         from isolate.image.registry import push_image
 
