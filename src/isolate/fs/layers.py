@@ -2,7 +2,8 @@
 
 Owns safe extraction (no write ever lands outside the destination), deterministic tar output and
 the commit step (an overlay upper dir -> a layer). Must not mount anything, know about image
-stores or registries (``isolate.image`` builds on this), or import ``isolate._native``.
+stores or registries (``isolate.image`` builds on this), or import ``isolate._native`` (its C
+fast path for extraction is reached through ``isolate._sys``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, BinaryIO, Literal, Union
 
 import attrs
 
+from isolate import _sys
 from isolate.errors import ConfigError, ImageError, IsolateOSError, UnsupportedError
 
 __all__ = [
@@ -418,11 +420,30 @@ class _Extractor:
         self.files = 0
         self.bytes = 0
         self.skipped = 0
+        # The C fast path, when used: it unpacks the plain entries and hands the rest to add().
+        self.native: _sys.LayerUnpacker | None = None
 
     def close(self) -> None:
         for fd in self.cache.values():
             os.close(fd)
         self.cache.clear()
+        if self.native is not None:
+            self.native.close()
+
+    # ---- what the C fast path did, taken over before Python acts on the tree
+
+    def take_native_dirs(self) -> None:
+        # In archive order and before Python's own entries, so a later entry's metadata for
+        # the same directory still wins, as it does in Python alone.
+        if self.native is None:
+            return
+        for path, entry, mode, uid, gid, mtime in self.native.take_dirs():
+            parts = tuple(_decode(path).split("/"))
+            self.dirs[parts] = _DirMeta(_decode(entry), mode, uid, gid, mtime * 1_000_000_000, [])
+
+    def take_native_created(self) -> None:
+        if self.native is not None:
+            self.created.update(tuple(_decode(p).split("/")) for p in self.native.take_created())
 
     # ---- path resolution: one component at a time, never following a symlink
 
@@ -620,6 +641,7 @@ class _Extractor:
                 os.close(fd)
 
     def _whiteout(self, m: tarfile.TarInfo, parts: tuple[str, ...]) -> None:
+        self.take_native_created()
         base = parts[-1]
         pfd = self.dir_fd(parts[:-1], m.name)
         self.files += 1
@@ -703,6 +725,11 @@ def _set_xattr(setter: Any, fd: int, name: str, value: bytes, entry: str) -> Non
         raise _os_error(e, f"cannot set {name!r} for whiteout {entry!r}", entry) from e
 
 
+def _decode(name: bytes) -> str:
+    # As tarfile decodes member names, so paths from C and from tarfile compare equal.
+    return name.decode(tarfile.ENCODING, "surrogateescape")
+
+
 def _remove_tree(pfd: int, name: str) -> None:
     fd = os.open(name, _DIR_OPEN, dir_fd=pfd)
     try:
@@ -768,6 +795,21 @@ def extract(
         IsolateOSError: a filesystem call failed (errno and file kept, ``step="extract"``).
         UnsupportedError: ``zstd`` data but the ``zstandard`` package is not installed.
     """
+    return _extract(source, dest, whiteouts=whiteouts, privileged=privileged,
+                    xattr_namespace=xattr_namespace, native=True)
+
+
+def _extract(
+    source: Source,
+    dest: str | os.PathLike[str],
+    *,
+    whiteouts: Whiteouts,
+    privileged: bool | None,
+    xattr_namespace: XattrNamespace | None,
+    native: bool,
+) -> LayerStats:
+    """:func:`extract`; ``native=False`` keeps the C fast path out (every entry in Python),
+    which must give the very same tree."""
     _check_choice("whiteouts", whiteouts, ("overlay", "keep", "apply"))
     _check_choice("xattr_namespace", xattr_namespace, ("trusted", "user", None))
     if privileged is not None and not isinstance(privileged, bool):
@@ -797,7 +839,7 @@ def extract(
     ex = _Extractor(root_fd, whiteouts=whiteouts, privileged=privileged, xattr_ns=xattr_ns)
     try:
         reader = _TarReader(_decompressed(raw))
-        _extract_members(reader, ex)
+        _extract_members(reader, ex, native=native)
         reader.drain()
         ex.finish_dirs()
     except _CORRUPT_STREAM as e:
@@ -823,13 +865,27 @@ def extract(
 _CORRUPT_STREAM = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
 
 
-def _extract_members(reader: _TarReader, ex: _Extractor) -> None:
-    tf = tarfile.open(  # noqa: SIM115 - closed in the finally below
-        fileobj=reader, mode="r:", tarinfo=_GuardedTarInfo  # type: ignore[call-overload]
-    )
+def _extract_members(reader: _TarReader, ex: _Extractor, *, native: bool) -> None:
+    if native:
+        ex.native = _sys.LayerUnpacker(ex.root_fd, chown=ex.chown,
+                                       track_created=ex.track_created)
+    tf: Any = None  # a TarFile, typed loosely: its reading state is used as CPython has it
     try:
         while True:
-            member = tf.next()
+            if ex.native is not None:
+                _unpack_native(reader, ex.native)
+                ex.native.forget_dirs()  # Python may replace directories from here on
+                ex.take_native_dirs()
+            if tf is None:
+                # Opened where the first header Python handles starts; it reads that member
+                # (None: the archive ended there).
+                tf = tarfile.TarFile(fileobj=reader, mode="r",  # type: ignore[arg-type]
+                                     tarinfo=_GuardedTarInfo)
+                member, tf.firstmember = tf.firstmember, None
+            else:
+                if ex.native is not None:
+                    tf.offset = reader.tell()
+                member = tf.next()
             if member is None:
                 break
             # TarFile keeps every member; an extraction only needs the current one.
@@ -841,8 +897,38 @@ def _extract_members(reader: _TarReader, ex: _Extractor) -> None:
                     raise
                 raise _os_error(e, f"cannot extract layer entry {member.name!r}",
                                 member.name) from e
+            if ex.native is not None:
+                if tf.pax_headers:
+                    # A global pax header changes every later member: tarfile's job alone.
+                    ex.native.close()
+                    ex.native = None
+                elif reader.seek(tf.offset) != tf.offset:
+                    raise CorruptLayer("layer is not a readable tar stream: "
+                                       "unexpected end of data")
     finally:
-        tf.close()
+        if tf is not None:
+            tf.close()
+        if ex.native is not None:
+            ex.take_native_dirs()
+            ex.files += ex.native.files
+            ex.bytes += ex.native.written
+
+
+def _unpack_native(reader: _TarReader, native: _sys.LayerUnpacker) -> None:
+    """Let C unpack from the reader's position up to the first header it leaves to Python."""
+    while True:
+        handoff, used = native.feed(reader._buf, reader._at)
+        reader._at += used
+        if handoff or reader._fill():
+            if handoff:
+                return
+            continue
+        # End of the stream: inside an entry it is truncated; at a header, tarfile decides.
+        if native.data_pending:
+            raise CorruptLayer(f"layer entry {native.entry!r}: data truncated")
+        if native.padding_pending:
+            raise CorruptLayer("layer is not a readable tar stream: unexpected end of data")
+        return
 
 
 # --------------------------------------------------------------------------------------------
