@@ -9,6 +9,7 @@ parser, and generated ones.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -17,7 +18,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -368,6 +369,20 @@ def test_a_write_failing_mid_file_raises_with_errno_and_entry(work: Path) -> Non
 
 # ---- generated archives
 
+
+@contextlib.contextmanager
+def _scratch() -> Iterator[Path]:
+    # hypothesis runs a test many times within one function-scoped fixture: a dir per example.
+    work = Path(tempfile.mkdtemp(prefix="isolate-fs-test-"))
+    try:
+        yield work
+    finally:
+        for dirpath, dirnames, _ in os.walk(work):
+            for d in dirnames:
+                if not os.path.islink(os.path.join(dirpath, d)):
+                    os.chmod(os.path.join(dirpath, d), 0o755)
+        shutil.rmtree(work)
+
 _NAMES = st.sampled_from(["a", "b", ".wh.a", ".wh..wh..opq", "..", ".", ""])
 _ENTRY = st.tuples(
     st.lists(_NAMES, min_size=1, max_size=3).map("/".join),
@@ -394,15 +409,8 @@ def test_generated_archives_give_the_same_result_both_ways(
                 info.pax_headers = {"SCHILY.xattr.user.k": "v"}
             info.size = len(data) if kind == tarfile.REGTYPE else 0
             tf.addfile(info, io.BytesIO(data) if info.size else None)
-    work = Path(tempfile.mkdtemp(prefix="isolate-fs-test-"))
-    try:
+    with _scratch() as work:
         same_both_ways(work, buf.getvalue(), lower=_lower, whiteouts=whiteouts)
-    finally:
-        for dirpath, dirnames, _ in os.walk(work):
-            for d in dirnames:
-                if not os.path.islink(os.path.join(dirpath, d)):
-                    os.chmod(os.path.join(dirpath, d), 0o755)
-        shutil.rmtree(work)
 
 
 def test_c_unpacks_plain_entries_itself_and_stops_at_the_first_other_header(work: Path) -> None:
@@ -425,3 +433,29 @@ def test_c_unpacks_plain_entries_itself_and_stops_at_the_first_other_header(work
     finally:
         unpacker.close()
         os.close(fd)
+
+
+_PLAIN = _raw_tar(
+    bytes(_header(entry("d", kind=tarfile.DIRTYPE, mode=0o755)[0])),
+    _file("d/f", b"data" * 200),
+    bytes(_header(entry("d/s", kind=tarfile.SYMTYPE, link="f")[0])),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutations=st.lists(st.tuples(st.sampled_from([0, 512, 1024, 2048]),
+                                    st.integers(0, 511), st.integers(0, 255)),
+                          min_size=1, max_size=4),
+       fix_checksum=st.booleans())
+def test_mutated_archives_give_the_same_result_both_ways(
+    mutations: list[tuple[int, int, int]], fix_checksum: bool
+) -> None:
+    # Headers at 0 (dir), 512 (file; its 800 bytes of data from 1024), 2048 (symlink).
+    tar = bytearray(_PLAIN)
+    for block, at, value in mutations:
+        tar[block + at] = value
+    if fix_checksum:
+        for block in {b for b, _, _ in mutations}:
+            tar[block : block + 512] = _with_checksum(bytearray(tar[block : block + 512]))
+    with _scratch() as work:
+        same_both_ways(work, bytes(tar))
