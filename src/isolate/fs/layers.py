@@ -484,6 +484,17 @@ class _Extractor:
             parts = tuple(_decode(path).split("/"))
             self.dirs[parts] = _DirMeta(_decode(entry), mode, uid, gid, mtime * 1_000_000_000, [])
 
+    def stop_native(self) -> None:
+        """Take over what C did and end it: from here on every entry is Python's."""
+        if self.native is None:
+            return
+        self.take_native_dirs()
+        self.take_native_created()
+        self.files += self.native.files
+        self.bytes += self.native.written
+        self.native.close()
+        self.native = None
+
     def take_native_created(self) -> None:
         if self.native is not None:
             self.created.update(tuple(_decode(p).split("/")) for p in self.native.take_created())
@@ -946,18 +957,14 @@ def _extract_members(reader: _TarReader, ex: _Extractor, *, native: bool) -> Non
             if ex.native is not None:
                 if tf.pax_headers:
                     # A global pax header changes every later member: tarfile's job alone.
-                    ex.native.close()
-                    ex.native = None
+                    ex.stop_native()
                 elif reader.seek(tf.offset) != tf.offset:
                     raise CorruptLayer("layer is not a readable tar stream: "
                                        "unexpected end of data")
     finally:
         if tf is not None:
             tf.close()
-        if ex.native is not None:
-            ex.take_native_dirs()
-            ex.files += ex.native.files
-            ex.bytes += ex.native.written
+        ex.stop_native()
 
 
 def _unpack_native(reader: _TarReader, native: _sys.LayerUnpacker) -> None:
@@ -965,9 +972,9 @@ def _unpack_native(reader: _TarReader, native: _sys.LayerUnpacker) -> None:
     while True:
         handoff, used = native.feed(reader._buf, reader._at)
         reader._at += used
-        if handoff or reader._fill():
-            if handoff:
-                return
+        if handoff:
+            return
+        if reader._fill():
             continue
         # End of the stream: inside an entry it is truncated; at a header, tarfile decides.
         if native.data_pending:
