@@ -8,12 +8,14 @@ by the layers above.
 from __future__ import annotations
 
 import os
+import struct
 from typing import Any
 
 from isolate._native._isolate import ffi, lib
 from isolate.errors import IsolateOSError, MountError, NamespaceError, SpawnError
 
 __all__ = [
+    "LayerUnpacker",
     "clone3_works",
     "fsconfig",
     "fsmount",
@@ -180,3 +182,98 @@ def spawn(plan: bytearray) -> tuple[int, int]:
         step = "clone" if out.step == 100 else "plan"
         raise SpawnError(err, f"spawn: {step} failed", step=step)
     return int(out.pid), int(out.pidfd)
+
+
+_DIR_RECORD = struct.Struct("<IIIqHH")
+
+
+class LayerUnpacker:
+    """The C fast path of layer extraction (extract.c) over one destination root fd.
+
+    :meth:`feed` unpacks the plain entries of a tar stream chunk by chunk and stops at the first
+    header it leaves to the caller. The caller owns ``root_fd``; :meth:`close` frees the rest.
+    """
+
+    def __init__(self, root_fd: int, *, chown: bool, track_created: bool) -> None:
+        self._x = ffi.new("struct iso_extract *")
+        self._consumed = ffi.new("uint64_t *")
+        flags = (_lib.ISO_X_CHOWN if chown else 0) | (
+            _lib.ISO_X_TRACK_CREATED if track_created else 0)
+        _lib.iso_extract_init(self._x, root_fd, flags)
+
+    def feed(self, buf: bytes, at: int) -> tuple[bool, int]:
+        """Unpack from ``buf[at:]``. Returns ``(handoff, used)``: ``used`` bytes were taken;
+        with ``handoff`` the next header is the caller's, else all of the input that could be
+        used was (a partial header, or the middle of a file's data, is left or kept pending).
+
+        Raises IsolateOSError (``step="extract"``, errno and entry name kept) when a filesystem
+        call failed after an entry was begun.
+        """
+        view = ffi.from_buffer("uint8_t[]", buf)
+        r = _lib.iso_extract_feed(self._x, view + at, len(buf) - at, self._consumed)
+        used = int(self._consumed[0])
+        if r == _lib.ISO_X_ERROR:
+            name = self.entry
+            raise IsolateOSError(int(self._x.err), f"cannot extract layer entry {name!r}", name,
+                                 step="extract")
+        return r == _lib.ISO_X_HANDOFF, used
+
+    @property
+    def entry(self) -> str:
+        """The name of the entry last begun, decoded as tarfile decodes names."""
+        return os.fsdecode(ffi.string(self._x.entry))
+
+    @property
+    def data_pending(self) -> int:
+        """Bytes of the current file's data not yet seen."""
+        return int(self._x.remaining)
+
+    @property
+    def padding_pending(self) -> int:
+        return int(self._x.padding)
+
+    @property
+    def files(self) -> int:
+        return int(self._x.files)
+
+    @property
+    def written(self) -> int:
+        """Regular-file data written."""
+        return int(self._x.bytes)
+
+    def take_created(self) -> list[bytes]:
+        """The paths (normalised, ``/``-separated) created since the last call."""
+        x = self._x
+        if not x.created_len:
+            return []
+        data = ffi.buffer(x.created, x.created_len)[:]
+        x.created_len = 0
+        paths: list[bytes] = data.split(b"\0")[:-1]
+        return paths
+
+    def take_dirs(self) -> list[tuple[bytes, bytes, int, int, int, int]]:
+        """Directory entries made since the last call, in archive order:
+        ``(path, entry, mode, uid, gid, mtime)``."""
+        x = self._x
+        if not x.dirs_len:
+            return []
+        data = ffi.buffer(x.dirs, x.dirs_len)[:]
+        x.dirs_len = 0
+        result = []
+        at = 0
+        size = _DIR_RECORD.size
+        while at < len(data):
+            mode, uid, gid, mtime, plen, elen = _DIR_RECORD.unpack_from(data, at)
+            at += size
+            path = data[at : at + plen]
+            entry = data[at + plen : at + plen + elen]
+            at += plen + elen
+            result.append((path, entry, mode, uid, gid, mtime))
+        return result
+
+    def forget_dirs(self) -> None:
+        """Drop the cached directory fd: the caller is about to change the tree."""
+        _lib.iso_extract_forget_dirs(self._x)
+
+    def close(self) -> None:
+        _lib.iso_extract_release(self._x)

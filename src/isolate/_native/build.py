@@ -29,14 +29,19 @@ def cdef_source(header: str) -> str:
     return "\n".join(lines)
 
 
+def _source(name: str) -> str:
+    # Relative to the working directory when below it, as setuptools wants.
+    path = HERE / name
+    cwd = pathlib.Path.cwd()
+    return str(path.relative_to(cwd)) if path.is_relative_to(cwd) else str(path)
+
+
 ffi = FFI()
 ffi.cdef(cdef_source((HERE / "isolate.h").read_text()))
 ffi.set_source(
     "isolate._native._isolate",
     '#include "isolate.h"\n',
-    sources=[str((HERE / "spawn.c").relative_to(pathlib.Path.cwd()))
-             if (HERE / "spawn.c").is_relative_to(pathlib.Path.cwd())
-             else str(HERE / "spawn.c")],
+    sources=[_source(name) for name in ("spawn.c", "extract.c")],
     include_dirs=[str(HERE)],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-std=gnu11"],
 )

@@ -157,5 +157,47 @@ int iso_fsconfig(int fd, unsigned int cmd, const char *key, const void *value, i
 int iso_fsmount(int fd, unsigned int flags, unsigned int attr_flags);
 int iso_openat2(int dfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve);
 int iso_clone3_works(void);
+/* Layer extraction fast path (extract.c). Python reads and decompresses the stream and feeds
+ * it here in big chunks; C unpacks the common entries (plain ustar/GNU regular files,
+ * directories and symlinks) itself and hands every other entry back to Python, untouched, by
+ * stopping at its header. Paths are resolved below root_fd without following symlinks. */
+#define ISO_X_CHOWN 1             /* keep owners (euid 0) */
+#define ISO_X_TRACK_CREATED 2     /* record created paths (whiteouts must not hide them) */
+
+#define ISO_X_MORE 1              /* all input used: feed more, or hand off at end of stream */
+#define ISO_X_HANDOFF 2           /* the header at *consumed is Python's to handle */
+#define ISO_X_ERROR 3             /* a filesystem call failed mid-entry: err, entry */
+
+struct iso_extract {
+    int32_t root_fd;
+    uint32_t flags;
+    uint64_t files;               /* entries made */
+    uint64_t bytes;               /* regular-file data written */
+    int32_t err;                  /* errno of ISO_X_ERROR */
+    int32_t in_entry;             /* a file's data or padding is still to come */
+    char entry[512];              /* name of the entry being unpacked, as tarfile spells it */
+    uint8_t *created;             /* NUL-terminated paths made, for Python to take */
+    uint64_t created_len;
+    uint64_t created_cap;
+    uint8_t *dirs;                /* directory records, see extract.c */
+    uint64_t dirs_len;
+    uint64_t dirs_cap;
+    /* private to extract.c */
+    int32_t file_fd;
+    int32_t parent_fd;
+    uint64_t remaining;
+    uint64_t padding;
+    uint32_t mode;
+    uint32_t uid;
+    uint32_t gid;
+    int64_t mtime;
+    char parent[512];
+};
+
+void iso_extract_init(struct iso_extract *x, int root_fd, uint32_t flags);
+int iso_extract_feed(struct iso_extract *x, const uint8_t *buf, uint64_t len,
+                     uint64_t *consumed);
+void iso_extract_forget_dirs(struct iso_extract *x);
+void iso_extract_release(struct iso_extract *x);
 /* CDEF-END */
 #endif

@@ -2,7 +2,8 @@
 
 Owns safe extraction (no write ever lands outside the destination), deterministic tar output and
 the commit step (an overlay upper dir -> a layer). Must not mount anything, know about image
-stores or registries (``isolate.image`` builds on this), or import ``isolate._native``.
+stores or registries (``isolate.image`` builds on this), or import ``isolate._native`` (its C
+fast path for extraction is reached through ``isolate._sys``).
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ import stat
 import struct
 import tarfile
 import zlib
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO, Literal, Union
 
 import attrs
 
+from isolate import _sys
 from isolate.errors import ConfigError, ImageError, IsolateOSError, UnsupportedError
 
 __all__ = [
@@ -141,6 +145,47 @@ def _os_error(exc: OSError, message: str, filename: str | None = None) -> Isolat
 # Reading: decompression, hashing, hardened tar headers
 
 
+class _StreamHash:
+    """sha256 of a stream's chunks, in order; from the second chunk on, on a worker thread.
+
+    Hashing was a quarter of an extraction's time on tmpfs once the entries were unpacked in
+    C. hashlib drops the GIL for big updates and the C path runs without it, so the two
+    overlap on another core. At most a few chunks wait for the worker (bounded memory).
+    """
+
+    _MAX_QUEUED = 4
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self._pool: ThreadPoolExecutor | None = None
+        self._queued: deque[Future[None]] = deque()
+        self._chunks = 0
+
+    def update(self, chunk: bytes) -> None:
+        self._chunks += 1
+        if self._chunks == 1:
+            self._hash.update(chunk)  # a small layer is one chunk: no thread for it
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1,
+                                            thread_name_prefix="isolate-layer-hash")
+        if len(self._queued) >= self._MAX_QUEUED:
+            self._queued.popleft().result()
+        self._queued.append(self._pool.submit(self._hash.update, chunk))
+
+    def close(self) -> None:
+        """Wait for the queued chunks and end the worker; also after a failure."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        while self._queued:
+            self._queued.popleft().result()
+
+    def hexdigest(self) -> str:
+        self.close()
+        return self._hash.hexdigest()
+
+
 class _TarReader:
     """What tarfile reads from: the (decompressed) stream, hashed, in big chunks.
 
@@ -154,7 +199,7 @@ class _TarReader:
         self._buf = b""
         self._at = 0  # position in _buf
         self._base = 0  # stream offset of _buf[0]
-        self.hash = hashlib.sha256()
+        self.hash = _StreamHash()
 
     def _fill(self) -> bool:
         chunk = bytes(self._raw.read(_CHUNK))
@@ -418,11 +463,41 @@ class _Extractor:
         self.files = 0
         self.bytes = 0
         self.skipped = 0
+        # The C fast path, when used: it unpacks the plain entries and hands the rest to add().
+        self.native: _sys.LayerUnpacker | None = None
 
     def close(self) -> None:
         for fd in self.cache.values():
             os.close(fd)
         self.cache.clear()
+        if self.native is not None:
+            self.native.close()
+
+    # ---- what the C fast path did, taken over before Python acts on the tree
+
+    def take_native_dirs(self) -> None:
+        # In archive order and before Python's own entries, so a later entry's metadata for
+        # the same directory still wins, as it does in Python alone.
+        if self.native is None:
+            return
+        for path, entry, mode, uid, gid, mtime in self.native.take_dirs():
+            parts = tuple(_decode(path).split("/"))
+            self.dirs[parts] = _DirMeta(_decode(entry), mode, uid, gid, mtime * 1_000_000_000, [])
+
+    def stop_native(self) -> None:
+        """Take over what C did and end it: from here on every entry is Python's."""
+        if self.native is None:
+            return
+        self.take_native_dirs()
+        self.take_native_created()
+        self.files += self.native.files
+        self.bytes += self.native.written
+        self.native.close()
+        self.native = None
+
+    def take_native_created(self) -> None:
+        if self.native is not None:
+            self.created.update(tuple(_decode(p).split("/")) for p in self.native.take_created())
 
     # ---- path resolution: one component at a time, never following a symlink
 
@@ -620,6 +695,7 @@ class _Extractor:
                 os.close(fd)
 
     def _whiteout(self, m: tarfile.TarInfo, parts: tuple[str, ...]) -> None:
+        self.take_native_created()
         base = parts[-1]
         pfd = self.dir_fd(parts[:-1], m.name)
         self.files += 1
@@ -703,6 +779,11 @@ def _set_xattr(setter: Any, fd: int, name: str, value: bytes, entry: str) -> Non
         raise _os_error(e, f"cannot set {name!r} for whiteout {entry!r}", entry) from e
 
 
+def _decode(name: bytes) -> str:
+    # As tarfile decodes member names, so paths from C and from tarfile compare equal.
+    return name.decode(tarfile.ENCODING, "surrogateescape")
+
+
 def _remove_tree(pfd: int, name: str) -> None:
     fd = os.open(name, _DIR_OPEN, dir_fd=pfd)
     try:
@@ -768,6 +849,21 @@ def extract(
         IsolateOSError: a filesystem call failed (errno and file kept, ``step="extract"``).
         UnsupportedError: ``zstd`` data but the ``zstandard`` package is not installed.
     """
+    return _extract(source, dest, whiteouts=whiteouts, privileged=privileged,
+                    xattr_namespace=xattr_namespace, native=True)
+
+
+def _extract(
+    source: Source,
+    dest: str | os.PathLike[str],
+    *,
+    whiteouts: Whiteouts,
+    privileged: bool | None,
+    xattr_namespace: XattrNamespace | None,
+    native: bool,
+) -> LayerStats:
+    """:func:`extract`; ``native=False`` keeps the C fast path out (every entry in Python),
+    which must give the very same tree."""
     _check_choice("whiteouts", whiteouts, ("overlay", "keep", "apply"))
     _check_choice("xattr_namespace", xattr_namespace, ("trusted", "user", None))
     if privileged is not None and not isinstance(privileged, bool):
@@ -795,9 +891,10 @@ def extract(
             raw.close()
         raise _os_error(e, "cannot open extraction root", dest) from e
     ex = _Extractor(root_fd, whiteouts=whiteouts, privileged=privileged, xattr_ns=xattr_ns)
+    reader: _TarReader | None = None
     try:
         reader = _TarReader(_decompressed(raw))
-        _extract_members(reader, ex)
+        _extract_members(reader, ex, native=native)
         reader.drain()
         ex.finish_dirs()
     except _CORRUPT_STREAM as e:
@@ -807,6 +904,8 @@ def extract(
             raise CorruptLayer(f"layer is not a readable zstd stream: {e}") from e
         raise
     finally:
+        if reader is not None:
+            reader.hash.close()
         ex.close()
         os.close(root_fd)
         if owns_raw:
@@ -823,13 +922,27 @@ def extract(
 _CORRUPT_STREAM = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
 
 
-def _extract_members(reader: _TarReader, ex: _Extractor) -> None:
-    tf = tarfile.open(  # noqa: SIM115 - closed in the finally below
-        fileobj=reader, mode="r:", tarinfo=_GuardedTarInfo  # type: ignore[call-overload]
-    )
+def _extract_members(reader: _TarReader, ex: _Extractor, *, native: bool) -> None:
+    if native:
+        ex.native = _sys.LayerUnpacker(ex.root_fd, chown=ex.chown,
+                                       track_created=ex.track_created)
+    tf: Any = None  # a TarFile, typed loosely: its reading state is used as CPython has it
     try:
         while True:
-            member = tf.next()
+            if ex.native is not None:
+                _unpack_native(reader, ex.native)
+                ex.native.forget_dirs()  # Python may replace directories from here on
+                ex.take_native_dirs()
+            if tf is None:
+                # Opened where the first header Python handles starts; it reads that member
+                # (None: the archive ended there).
+                tf = tarfile.TarFile(fileobj=reader, mode="r",  # type: ignore[arg-type]
+                                     tarinfo=_GuardedTarInfo)
+                member, tf.firstmember = tf.firstmember, None
+            else:
+                if ex.native is not None:
+                    tf.offset = reader.tell()
+                member = tf.next()
             if member is None:
                 break
             # TarFile keeps every member; an extraction only needs the current one.
@@ -841,8 +954,34 @@ def _extract_members(reader: _TarReader, ex: _Extractor) -> None:
                     raise
                 raise _os_error(e, f"cannot extract layer entry {member.name!r}",
                                 member.name) from e
+            if ex.native is not None:
+                if tf.pax_headers:
+                    # A global pax header changes every later member: tarfile's job alone.
+                    ex.stop_native()
+                elif reader.seek(tf.offset) != tf.offset:
+                    raise CorruptLayer("layer is not a readable tar stream: "
+                                       "unexpected end of data")
     finally:
-        tf.close()
+        if tf is not None:
+            tf.close()
+        ex.stop_native()
+
+
+def _unpack_native(reader: _TarReader, native: _sys.LayerUnpacker) -> None:
+    """Let C unpack from the reader's position up to the first header it leaves to Python."""
+    while True:
+        handoff, used = native.feed(reader._buf, reader._at)
+        reader._at += used
+        if handoff:
+            return
+        if reader._fill():
+            continue
+        # End of the stream: inside an entry it is truncated; at a header, tarfile decides.
+        if native.data_pending:
+            raise CorruptLayer(f"layer entry {native.entry!r}: data truncated")
+        if native.padding_pending:
+            raise CorruptLayer("layer is not a readable tar stream: unexpected end of data")
+        return
 
 
 # --------------------------------------------------------------------------------------------
