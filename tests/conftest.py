@@ -13,8 +13,15 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from traces import Snapshot, snapshot
+
+# The suite runs on a shared 2-core machine and in CI beside other work: a slow example is load,
+# not a defect, so no per-example deadline and no "too slow" health check for any test.
+settings.register_profile("isolate", deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("isolate")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
