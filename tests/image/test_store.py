@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -159,6 +160,42 @@ def test_open_cleans_temp_leftovers_of_dead_writers_only(tmp_path: Path) -> None
     assert not leftover.exists()
     assert not half_dir.exists()
     assert mine.exists()
+
+
+_FOREIGN_WRITER = """
+import sys, time
+from isolate.image import Store
+path = Store(sys.argv[1]).tmp.name("blob")
+open(path, "wb").write(b"being written")
+print(path, flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_writer_in_another_pid_namespace_keeps_its_temp_entries(tmp_path: Path) -> None:
+    # Its pid (1 there) means nothing here: its entry must survive our open, while it lives
+    # and for a long time after; only an old one goes.
+    if os.geteuid() != 0:
+        pytest.skip("needs root for a pid namespace made by unshare(1)")
+    store = Store(tmp_path / "s")
+    env = dict(os.environ, PYTHONPATH=str(Path(isolate.__file__).resolve().parents[1]))
+    writer = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", sys.executable,
+                               "-c", _FOREIGN_WRITER, store.root],
+                              stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert writer.stdout is not None
+        path = Path(writer.stdout.readline().strip())
+        assert path.name.startswith("1-")  # pid 1 of its own namespace
+        assert store.tmp.clean() == 0
+        assert path.exists()
+    finally:
+        writer.kill()
+        writer.wait()
+        writer.stdout.close()  # type: ignore[union-attr]
+    assert store.tmp.clean() == 0 and path.exists()
+    week_ago = time.time() - 8 * 24 * 3600
+    os.utime(path, (week_ago, week_ago))
+    assert store.tmp.clean() == 1 and not path.exists()
 
 
 def test_corrupted_blob_is_digest_mismatch(store: Store, rootfs_tar: Path) -> None:

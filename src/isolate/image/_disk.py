@@ -1,7 +1,8 @@
 """Crash-safe disk primitives for the image store: file locks, temp + fsync + rename.
 
-Owns the naming of temp entries (``<pid>.<token>.<what>`` under ``tmp/``) so that a later open
-can tell a dead writer's leftovers from a live writer's work. Knows nothing of images or blobs.
+Owns the naming of temp entries (``<pid>-<pidns>.<token>.<what>`` under ``tmp/``) so that a
+later open can tell a dead writer's leftovers from a live writer's work. Knows nothing of
+images or blobs.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import secrets
 import shutil
 import stat
+import time
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -97,15 +99,36 @@ class FileLock:
             os.close(fd)  # closing releases the flock
 
 
+# A temp entry of a writer in another pid namespace (a store shared with a container) cannot be
+# judged by its pid here; it is removed only once it is this old (seconds).
+FOREIGN_TEMP_AGE = 7 * 24 * 3600
+
+_pid_ns_cache: tuple[int, int] = (-1, 0)
+
+
+def _pid_ns() -> int:
+    """The inode of this process's pid namespace (what its pids mean)."""
+    global _pid_ns_cache
+    if _pid_ns_cache[0] != os.getpid():
+        _pid_ns_cache = (os.getpid(), os.stat("/proc/self/ns/pid").st_ino)
+    return _pid_ns_cache[1]
+
+
 class TempSpace:
-    """The store's ``tmp/`` directory: names temp entries and cleans dead writers' ones."""
+    """The store's ``tmp/`` directory: names temp entries and cleans dead writers' ones.
+
+    An entry is named after its writer's pid and pid namespace. One of this namespace whose
+    pid is gone is a leftover (a reused pid keeps it: never removed while possibly live). One
+    of another namespace, whose pids we cannot check, goes only after FOREIGN_TEMP_AGE.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
 
     def name(self, what: str) -> str:
         """A fresh path in tmp/ that records this process as its owner."""
-        return os.path.join(self.path, f"{os.getpid()}.{secrets.token_hex(8)}.{what}")
+        return os.path.join(self.path,
+                            f"{os.getpid()}-{_pid_ns()}.{secrets.token_hex(8)}.{what}")
 
     def clean(self) -> int:
         """Remove entries whose writing process is gone; return how many were removed."""
@@ -114,11 +137,18 @@ class TempSpace:
             names = os.listdir(self.path)
         except FileNotFoundError:
             return 0
+        ours = _pid_ns()
+        now = time.time()
         for name in names:
-            pid_text = name.split(".", 1)[0]
-            if pid_text.isdigit() and pid_alive(int(pid_text)):
+            path = os.path.join(self.path, name)
+            pid_text, _, ns_text = name.split(".", 1)[0].partition("-")
+            if ns_text.isdigit() and int(ns_text) != ours:
+                with contextlib.suppress(FileNotFoundError):
+                    if now - os.lstat(path).st_mtime < FOREIGN_TEMP_AGE:
+                        continue
+            elif pid_text.isdigit() and pid_alive(int(pid_text)):
                 continue
-            remove_tree(os.path.join(self.path, name))
+            remove_tree(path)
             removed += 1
         return removed
 
