@@ -274,7 +274,7 @@ class _LastingThread:
     @classmethod
     def call(cls, fn: Callable[[], Child]) -> Child:
         with cls._lock:
-            if cls._jobs is None or cls._pid != os.getpid():  # none yet, or we were forked
+            if cls._jobs is None or cls._pid != os.getpid():  # none yet, or forked (no hook)
                 cls._jobs = queue.SimpleQueue()
                 cls._pid = os.getpid()
                 threading.Thread(target=cls._serve, args=(cls._jobs,),
@@ -301,6 +301,15 @@ class _LastingThread:
                 out.append(exc)
             done.set()
             del fn, out, done
+
+    @classmethod
+    def _after_fork_in_child(cls) -> None:
+        # The thread is not in the child, and another thread may have held the lock at fork.
+        cls._lock = threading.Lock()
+        cls._jobs = None
+
+
+os.register_at_fork(after_in_child=_LastingThread._after_fork_in_child)
 
 
 def _spawn(p: Plan, parent_step: Callable[[int], None] | None) -> Child:
