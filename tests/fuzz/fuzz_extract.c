@@ -4,8 +4,9 @@
  *
  * Input: byte 0 = flags (bit 0 ISO_X_CHOWN, bit 1 ISO_X_TRACK_CREATED, bit 2 at a handoff
  * replace the named first component by a symlink to the sentinel, bit 3 then keep C's cached
- * parent fd instead of calling iso_extract_forget_dirs), bytes 1-2 = chunk size seed, the rest
- * is the tar stream. It is fed the way isolate.fs.layers feeds it: in chunks, each window copied
+ * parent fd instead of calling iso_extract_forget_dirs, bit 4 limit files to 1000 bytes with
+ * RLIMIT_FSIZE so that writes fail mid-file, the error path), bytes 1-2 = chunk size seed, the
+ * rest is the tar stream. It is fed the way isolate.fs.layers feeds it: in chunks, each window copied
  * to an exactly-sized heap buffer (so ASan sees any read past it), unconsumed bytes kept; at a
  * handoff the 512-byte header is skipped, as if Python had unpacked a member without data.
  *
@@ -29,6 +30,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -201,6 +204,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     int root_fd = make_root();
     int free_before = lowest_free_fd();
+    struct rlimit fsize;
+    CHECK(getrlimit(RLIMIT_FSIZE, &fsize) == 0);
+    if (flags & 16) {
+        /* Only the soft limit, only while C runs: libFuzzer writes its corpus files too. */
+        struct rlimit small = {1000, fsize.rlim_max};
+        /* Past the limit write() fails with EFBIG, as ENOSPC would, rather than raising
+         * SIGXFSZ (libFuzzer's handler, set after LLVMFuzzerInitialize, would end the run). */
+        signal(SIGXFSZ, SIG_IGN);
+        CHECK(setrlimit(RLIMIT_FSIZE, &small) == 0);
+    }
     struct iso_extract x;
     iso_extract_init(&x, root_fd, flags & (ISO_X_CHOWN | ISO_X_TRACK_CREATED));
 
@@ -214,8 +227,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int r = iso_extract_feed(&x, window, n, &used);
         free(window);
         CHECK(used <= n);
-        if (r == ISO_X_ERROR)
+        if (r == ISO_X_ERROR) {
+            CHECK(x.err != 0);  /* an open file_fd is iso_extract_release's to close */
             break;
+        }
         if (r == ISO_X_HANDOFF) {
             /* At a whole header, with no file open. */
             CHECK(n - used >= 512 && x.file_fd < 0 && x.remaining == 0 && x.padding == 0);
@@ -237,6 +252,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         end = end + chunk < size ? end + chunk : size;
     }
     iso_extract_release(&x);
+    CHECK(setrlimit(RLIMIT_FSIZE, &fsize) == 0);
     CHECK(x.file_fd == -1 && x.parent_fd == -1);
     CHECK(lowest_free_fd() == free_before);
     close(root_fd);

@@ -85,6 +85,9 @@ def main() -> None:
         # Flags 0x03 (chown, track created), one chunk; and a 1x7-byte-chunk variant.
         (CORPUS / name).write_bytes(b"\x03\xff\xff" + tar)
         (CORPUS / f"{name}.chunked").write_bytes(b"\x07\x06\x00" + tar)
+    # Flags 0x13: files limited to 1000 bytes (RLIMIT_FSIZE), so this write fails mid-file.
+    big = _tar([_dir("a"), _file("a/big", b"b" * 3000), _file("after", b"a")], tarfile.GNU_FORMAT)
+    (CORPUS / "write_fails").write_bytes(b"\x13\x00\x04" + big)
     if shutil.which("tar"):
         with tempfile.TemporaryDirectory() as tmp:
             src = pathlib.Path(tmp, "src")
