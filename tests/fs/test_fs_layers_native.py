@@ -464,3 +464,53 @@ def test_mutated_archives_give_the_same_result_both_ways(
             tar[block : block + 512] = _with_checksum(bytearray(tar[block : block + 512]))
     with _scratch() as work:
         same_both_ways(work, bytes(tar))
+
+
+# ---- what the C path does to names that already exist (found safe by tests/fuzz; kept so)
+
+
+def test_file_over_a_lower_hardlink_to_outside_replaces_the_name(arena: Arena) -> None:
+    # A lower layer's hardlink shares its inode with a file outside the root: C creates a new
+    # file (O_EXCL after unlinking the name), never opens the shared inode for writing.
+    os.link(arena.outside / "secret", arena.dest / "h")
+    extract(io.BytesIO(_raw_tar(_file("h", b"evil"))), arena.dest)
+    assert (arena.dest / "h").read_bytes() == b"evil"
+    arena.assert_outside_untouched()  # the secret's content, and its nlink back to 1
+
+
+def test_file_over_a_lower_device_node_replaces_the_node(work: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("mknod of a character device needs root")
+
+    def lower(dest: Path) -> None:
+        os.mknod(dest / "n", stat.S_IFCHR | 0o666, os.makedev(1, 3))  # /dev/null's numbers
+
+    same_both_ways(work, _raw_tar(_file("n", b"data")), lower=lower)
+    assert (work / "native" / "n").read_bytes() == b"data"
+
+
+def test_cached_parent_fd_never_follows_a_symlink_put_in_its_place(work: Path) -> None:
+    # extract() drops C's cached directory fd before Python changes the tree. Even were that
+    # missed, the fd is the directory itself: a symlink now at its name is not followed.
+    from isolate import _sys
+
+    root, outside = work / "root", work / "outside"
+    root.mkdir()
+    outside.mkdir()
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    unpacker = _sys.LayerUnpacker(fd, chown=False, track_created=False)
+    try:
+        first = _raw_tar(bytes(_header(entry("d", kind=tarfile.DIRTYPE)[0])), _file("d/f", b"f"),
+                         end=False)
+        assert unpacker.feed(first, 0) == (False, len(first))
+        os.rename(root / "d", root / "old")
+        os.symlink(outside, root / "d")
+        second = _raw_tar(_file("d/g", b"g"))
+        assert unpacker.feed(second, 0) == (True, 1024)  # stops at the end-of-archive block
+        assert sorted(os.listdir(root / "old")) == ["f", "g"]
+        unpacker.forget_dirs()
+        assert unpacker.feed(_raw_tar(_file("d/h", b"h")), 0) == (True, 0)  # Python's now
+        assert list(outside.iterdir()) == []
+    finally:
+        unpacker.close()
+        os.close(fd)

@@ -63,6 +63,12 @@
 #define FILE_CREATE (O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC)
 #define PATH_MAX_X 512
 
+/* Every name buffer holds the longest name a ustar header can spell, prefix (155) '/' name
+ * (100) NUL, so no copy below needs a length check; these keep that true if a size changes. */
+_Static_assert(155 + 1 + 100 + 1 <= PATH_MAX_X, "header names fit struct header");
+_Static_assert(sizeof(((struct iso_extract *)0)->entry) >= PATH_MAX_X, "entry holds a name");
+_Static_assert(sizeof(((struct iso_extract *)0)->parent) >= PATH_MAX_X, "parent holds a path");
+
 /* What a header asks for. */
 enum kind { K_REG, K_DIR, K_SYM };
 
