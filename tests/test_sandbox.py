@@ -277,6 +277,18 @@ def test_sandbox_timeout_kills_a_tree_that_outlives_it() -> None:
         assert pids_with_argv("sleep", mark) == []
 
 
+@pytest.mark.parametrize("init", [False, True])
+def test_a_run_cut_short_by_the_sandbox_timeout_always_raises_timeout_expired(
+    init: bool,
+) -> None:
+    # The sandbox's timer and run's own wait share one deadline; whichever sees it first, the
+    # caller gets the same answer (several tries make both orders likely).
+    for _ in range(5):
+        with Sandbox(timeout=0.2, init=init) as box, \
+                pytest.raises(subprocess.TimeoutExpired):
+            box.run(["sleep", "1000"])
+
+
 def test_a_process_started_after_the_sandbox_timeout_is_killed_too() -> None:
     with Sandbox(timeout=0.3) as box:
         box.popen(["sleep", "0.5"]).wait(timeout=60)

@@ -160,8 +160,11 @@ def test_kill_timeout_and_close_end_the_whole_tree_under_init() -> None:
 def test_the_sandbox_timeout_ends_a_tree_under_init() -> None:
     mark = marker()
     with Sandbox(init=True, timeout=0.3) as box:
-        assert box.run(["sh", "-c", f"sleep {mark} & sleep {mark}"]).returncode == \
-            -signal.SIGKILL
+        proc = box.popen(["sh", "-c", f"sleep {mark} & sleep {mark}"])
+        assert proc.wait(timeout=60) == -signal.SIGKILL
+        assert pids_with_argv("sleep", mark) == []
+        with pytest.raises(subprocess.TimeoutExpired):
+            box.run(["sh", "-c", f"sleep {mark} & sleep {mark}"])
         assert pids_with_argv("sleep", mark) == []
 
 

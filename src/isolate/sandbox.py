@@ -676,6 +676,7 @@ class Sandbox:
         self._closed = False
         self._deadline: float | None = None
         self._timer: threading.Timer | None = None
+        self._expired = False  # the sandbox's timeout has killed its processes
         self._caller: Any = None
         self._namespaces: dict[str, int] = {}
         self.cgroup: CGroup | None = None
@@ -845,6 +846,7 @@ class Sandbox:
 
     def _expire(self) -> None:
         with self._lock:
+            self._expired = True
             procs = list(self._procs)
         _kill_all(procs)
 
@@ -939,9 +941,9 @@ class Sandbox:
             cwd: str | None = None, **popen_kwargs: Any) -> SandboxResult:
         """Run ``argv`` to completion, as :func:`subprocess.run` would.
 
-        On timeout the process and its whole tree are killed and
-        :class:`subprocess.TimeoutExpired` is raised; with ``check=True`` a non-zero exit
-        raises :class:`subprocess.CalledProcessError`.
+        On timeout (``timeout``, or the sandbox's own running out first) the process and its
+        whole tree are killed and :class:`subprocess.TimeoutExpired` is raised; with
+        ``check=True`` a non-zero exit raises :class:`subprocess.CalledProcessError`.
         """
         if input is not None:
             if popen_kwargs.get("stdin") is not None:
@@ -966,9 +968,15 @@ class Sandbox:
                 raise
             retcode = proc.poll()
             assert retcode is not None
+        oom_killed = retcode == -signal.SIGKILL and self.oom_kills() > oom_before
+        if retcode == -signal.SIGKILL and self._expired and not oom_killed \
+                and timeout is not None:
+            # The sandbox's timer killed it just before our own wait for the same deadline
+            # ran out: the same timeout, whichever thread saw it first.
+            raise subprocess.TimeoutExpired(proc.args, timeout, output=stdout, stderr=stderr)
         result = SandboxResult(proc.args, retcode, stdout, stderr)
         result.upper_dir = getattr(proc, "upper_dir", None)
-        result.oom_killed = retcode == -signal.SIGKILL and self.oom_kills() > oom_before
+        result.oom_killed = oom_killed
         if check and retcode:
             raise subprocess.CalledProcessError(retcode, proc.args, output=stdout,
                                                 stderr=stderr)
