@@ -3,8 +3,8 @@
 Owns the name -> number tables for x86_64 and aarch64; holds no logic and does no I/O. The
 x86_64 table was generated from the kernel UAPI header ``asm/unistd_64.h`` (Linux 6.1) and the
 aarch64 table from ``asm-generic/unistd.h`` as arm64 configures it (64-bit, RENAMEAT, NEW_STAT,
-SET_GET_RLIMIT, SYS_CLONE3, MEMFD_SECRET); both were then extended with the numbers 451-469 that
-every architecture shares since Linux 4.20's unified numbering (kernel ``scripts/syscall.tbl``).
+SET_GET_RLIMIT, SYS_CLONE3, MEMFD_SECRET); both share the numbers from 424 to 469
+(``_UNIFIED``), alike on every architecture since Linux 5.1 (kernel ``scripts/syscall.tbl``).
 A test compares the x86_64 table with the header on the build machine when it is installed.
 """
 
@@ -15,6 +15,20 @@ from types import MappingProxyType
 from typing import Final
 
 __all__ = ["AARCH64", "X86_64"]
+
+# From 424 on, every architecture numbers system calls alike (one table for all since Linux
+# 5.1): listed once, in order, and added to each architecture's own table below.
+_UNIFIED: Final[Mapping[str, int]] = MappingProxyType({name: nr for nr, name in enumerate([
+    "pidfd_send_signal", "io_uring_setup", "io_uring_enter", "io_uring_register", "open_tree",
+    "move_mount", "fsopen", "fsconfig", "fsmount", "fspick", "pidfd_open", "clone3",
+    "close_range", "openat2", "pidfd_getfd", "faccessat2", "process_madvise", "epoll_pwait2",
+    "mount_setattr", "quotactl_fd", "landlock_create_ruleset", "landlock_add_rule",
+    "landlock_restrict_self", "memfd_secret", "process_mrelease", "futex_waitv",
+    "set_mempolicy_home_node", "cachestat", "fchmodat2", "map_shadow_stack", "futex_wake",
+    "futex_wait", "futex_requeue", "statmount", "listmount", "lsm_get_self_attr",
+    "lsm_set_self_attr", "lsm_list_modules", "mseal", "setxattrat", "getxattrat",
+    "listxattrat", "removexattrat", "open_tree_attr", "file_getattr", "file_setattr",
+], start=424)})
 
 X86_64: Final[Mapping[str, int]] = MappingProxyType({
     "read": 0, "write": 1, "open": 2, "close": 3, "stat": 4, "fstat": 5, "lstat": 6, "poll": 7,
@@ -84,18 +98,7 @@ X86_64: Final[Mapping[str, int]] = MappingProxyType({
     "kexec_file_load": 320, "bpf": 321, "execveat": 322, "userfaultfd": 323, "membarrier": 324,
     "mlock2": 325, "copy_file_range": 326, "preadv2": 327, "pwritev2": 328, "pkey_mprotect": 329,
     "pkey_alloc": 330, "pkey_free": 331, "statx": 332, "io_pgetevents": 333, "rseq": 334,
-    "pidfd_send_signal": 424, "io_uring_setup": 425, "io_uring_enter": 426,
-    "io_uring_register": 427, "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431,
-    "fsmount": 432, "fspick": 433, "pidfd_open": 434, "clone3": 435, "close_range": 436,
-    "openat2": 437, "pidfd_getfd": 438, "faccessat2": 439, "process_madvise": 440,
-    "epoll_pwait2": 441, "mount_setattr": 442, "quotactl_fd": 443, "landlock_create_ruleset": 444,
-    "landlock_add_rule": 445, "landlock_restrict_self": 446, "memfd_secret": 447,
-    "process_mrelease": 448, "futex_waitv": 449, "set_mempolicy_home_node": 450, "cachestat": 451,
-    "fchmodat2": 452, "map_shadow_stack": 453, "futex_wake": 454, "futex_wait": 455,
-    "futex_requeue": 456, "statmount": 457, "listmount": 458, "lsm_get_self_attr": 459,
-    "lsm_set_self_attr": 460, "lsm_list_modules": 461, "mseal": 462, "setxattrat": 463,
-    "getxattrat": 464, "listxattrat": 465, "removexattrat": 466, "open_tree_attr": 467,
-    "file_getattr": 468, "file_setattr": 469,
+    **_UNIFIED,
 })
 
 AARCH64: Final[Mapping[str, int]] = MappingProxyType({
@@ -155,16 +158,6 @@ AARCH64: Final[Mapping[str, int]] = MappingProxyType({
     "bpf": 280, "execveat": 281, "userfaultfd": 282, "membarrier": 283, "mlock2": 284,
     "copy_file_range": 285, "preadv2": 286, "pwritev2": 287, "pkey_mprotect": 288,
     "pkey_alloc": 289, "pkey_free": 290, "statx": 291, "io_pgetevents": 292, "rseq": 293,
-    "kexec_file_load": 294, "pidfd_send_signal": 424, "io_uring_setup": 425, "io_uring_enter": 426,
-    "io_uring_register": 427, "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431,
-    "fsmount": 432, "fspick": 433, "pidfd_open": 434, "clone3": 435, "close_range": 436,
-    "openat2": 437, "pidfd_getfd": 438, "faccessat2": 439, "process_madvise": 440,
-    "epoll_pwait2": 441, "mount_setattr": 442, "quotactl_fd": 443, "landlock_create_ruleset": 444,
-    "landlock_add_rule": 445, "landlock_restrict_self": 446, "memfd_secret": 447,
-    "process_mrelease": 448, "futex_waitv": 449, "set_mempolicy_home_node": 450, "cachestat": 451,
-    "fchmodat2": 452, "map_shadow_stack": 453, "futex_wake": 454, "futex_wait": 455,
-    "futex_requeue": 456, "statmount": 457, "listmount": 458, "lsm_get_self_attr": 459,
-    "lsm_set_self_attr": 460, "lsm_list_modules": 461, "mseal": 462, "setxattrat": 463,
-    "getxattrat": 464, "listxattrat": 465, "removexattrat": 466, "open_tree_attr": 467,
-    "file_getattr": 468, "file_setattr": 469,
+    "kexec_file_load": 294,
+    **_UNIFIED,
 })
