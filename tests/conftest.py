@@ -11,11 +11,15 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from traces import Snapshot, snapshot
+
+if TYPE_CHECKING:
+    from isolate import Sandbox
 
 # The suite runs on a shared 2-core machine and in CI beside other work: a slow example is load,
 # not a defect, so no per-example deadline and no "too slow" health check for any test.
@@ -44,6 +48,15 @@ def session_leaves_no_trace() -> Iterator[None]:
     if leftovers:
         pytest.fail("the test session left traces on the machine:\n" + "\n".join(leftovers),
                     pytrace=False)
+
+
+@pytest.fixture
+def sb() -> Iterator[Sandbox]:
+    """A default Sandbox, open for the test (modules may override it, e.g. with an init)."""
+    from isolate import Sandbox
+
+    with Sandbox() as box:
+        yield box
 
 
 @contextlib.contextmanager

@@ -51,12 +51,6 @@ def _root() -> None:
 
 
 @pytest.fixture
-def sb() -> Iterator[Sandbox]:
-    with Sandbox() as box:
-        yield box
-
-
-@pytest.fixture
 def host_dir() -> Iterator[str]:
     path = tempfile.mkdtemp(prefix="isolate-sbtest-")
     try:

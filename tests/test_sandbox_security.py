@@ -12,7 +12,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -26,12 +25,6 @@ pytestmark = pytest.mark.root
 @pytest.fixture(autouse=True)
 def _root() -> None:
     need_root()
-
-
-@pytest.fixture
-def sb() -> Iterator[Sandbox]:
-    with Sandbox() as box:
-        yield box
 
 
 def sh(box: Sandbox, script: str) -> subprocess.CompletedProcess[str]:
