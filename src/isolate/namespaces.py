@@ -33,7 +33,6 @@ from isolate.errors import (
     IsolateOSError,
     MountError,
     NamespaceError,
-    SpawnError,
     UnsupportedError,
     errno_name,
 )
@@ -412,6 +411,21 @@ def _os_error(exc: OSError, message: str, path: str | None = None,
     return NamespaceError(exc.errno or errno.EIO, message, path, step=step, pid=pid)
 
 
+_CAP_SYS_ADMIN = 21
+
+
+def _has_cap_sys_admin() -> bool:
+    """Whether CAP_SYS_ADMIN is in this process's effective set (what mounting needs)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> _CAP_SYS_ADMIN & 1)
+    except (OSError, ValueError):
+        pass
+    return True  # unknown: let the kernel say
+
+
 def _thread_count() -> int:
     try:
         return len(os.listdir("/proc/self/task"))
@@ -720,6 +734,14 @@ class Namespace:
         try:
             os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444))
         except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.EACCES) and not _has_cap_sys_admin():
+                # The bind mount would be refused anyway: say so, not just the missing path.
+                raise NamespaceError(
+                    errno.EPERM, f"persist {self!r} on {p}: needs CAP_SYS_ADMIN over the "
+                    f"current mount namespace, which this process lacks (as an ordinary "
+                    f"user, persist from inside a user and mount namespace of your own); "
+                    f"besides, {os.path.dirname(p)}: {os.strerror(exc.errno)}", p,
+                    step="persist") from exc
             raise _os_error(exc, f"create {p} to persist {self!r} on", p,
                             step="persist") from exc
         try:
@@ -1136,12 +1158,13 @@ def _create(kinds: list[NamespaceKind], uids: tuple[IdMap, ...] | None,
         else:
             with child:
                 child.wait()
-    except SpawnError as exc:
+    except IsolateOSError as exc:
         for h in handles.values():
             h.close()
         if keeper_w >= 0:
             os.close(keeper_w)
-        if exc.step == "clone":
+        # A time namespace is made by unshare after the clone: its refusal is the same one.
+        if exc.step == "clone" or (exc.step == "unshare" and NamespaceKind.TIME in kinds):
             raise _clone_error(exc, kinds) from exc
         raise
     except BaseException:
@@ -1153,7 +1176,7 @@ def _create(kinds: list[NamespaceKind], uids: tuple[IdMap, ...] | None,
     return handles
 
 
-def _clone_error(exc: SpawnError, kinds: list[NamespaceKind]) -> IsolateOSError | \
+def _clone_error(exc: IsolateOSError, kinds: list[NamespaceKind]) -> IsolateOSError | \
         UnsupportedError:
     names = ", ".join(k.value for k in kinds)
     code = exc.errno or errno.EIO
@@ -1167,7 +1190,7 @@ def _clone_error(exc: SpawnError, kinds: list[NamespaceKind]) -> IsolateOSError 
     hint = ""
     if code == errno.EPERM and os.geteuid() != 0:
         hint = "; as an ordinary user, create them together with a new user namespace ('user')"
-    return NamespaceError(code, f"create {names} namespace(s){hint}", step="clone")
+    return NamespaceError(code, f"create {names} namespace(s){hint}", step=exc.step)
 
 
 class NamespaceSet(Mapping[NamespaceKind, Namespace]):

@@ -27,6 +27,7 @@ import attrs
 
 from isolate import _plan, lowlevel
 from isolate._plan import Mode, Op, OpFlag, OpKind, Plan
+from isolate._units import parse_seconds
 from isolate.cgroups import CGroup, Limits
 from isolate.cgroups.cgroup import add_note
 from isolate.errors import (
@@ -139,9 +140,9 @@ def _id(value: int | None) -> int | None:
 def _timeout(value: float | None) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ConfigError(f"timeout must be a positive number of seconds, not {value!r}")
-    return float(value)
+    if isinstance(value, str):  # a number, not text: SandboxConfig takes no units
+        raise ConfigError(f"timeout: expected a number of seconds, got {value!r}")
+    return parse_seconds(value, name="timeout")
 
 
 def _rootfs(value: str | os.PathLike[str] | None) -> str | None:

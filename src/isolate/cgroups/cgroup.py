@@ -100,7 +100,7 @@ def _check_name(name: str) -> str:
     return "/".join(parts)
 
 
-def _mkdir(path: str) -> bool:
+def _mkdir(path: str, layout: Layout) -> bool:
     """mkdir one cgroup; True if made, False if it existed. Maps refusals to UnsupportedError."""
     try:
         os.mkdir(path, 0o755)
@@ -109,14 +109,31 @@ def _mkdir(path: str) -> bool:
         return False
     except OSError as e:
         if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            raise UnsupportedError(
-                f"cannot create cgroup {path}: {os.strerror(e.errno)} for uid {os.geteuid()}; "
-                "without root, cgroups need cgroup v2 and a delegated cgroup the user owns "
-                "(e.g. systemd-run --user --scope -p Delegate=yes)",
-                missing="cgroup delegation",
-            ) from e
+            raise _refused(path, e.errno, layout) from e
         raise CgroupError(e.errno or errno.EIO, f"cannot create cgroup {path}", path,
                           step="create") from e
+
+
+def _refused(path: str, code: int, layout: Layout) -> UnsupportedError:
+    """Why this process may not make a cgroup at ``path``, and what would work."""
+    what = f"cannot create cgroup {path}: {os.strerror(code)} for uid {os.geteuid()}"
+    if os.geteuid() == 0:
+        return UnsupportedError(f"{what} (the cgroup file system is read-only or "
+                                "not ours here)", missing="write access to cgroups")
+    if layout.kind is BackendKind.V2:
+        return UnsupportedError(
+            f"{what}; without root, cgroups need a delegated cgroup the user owns "
+            "(e.g. systemd-run --user --scope -p Delegate=yes)",
+            missing="cgroup delegation")
+    v1 = ", ".join(sorted({c for h in layout.v1 for c in h.controllers} &
+                          {"memory", "pids", "cpu", "cpuset", "blkio", "io"}))
+    return UnsupportedError(
+        f"{what}; this host is {layout.kind.value} (its {v1 or 'resource'} controllers are "
+        "cgroup v1), and v1 controllers cannot be delegated to an ordinary user, so systemd "
+        "delegation does not help here. What works: run as root, or boot with cgroup v2 only "
+        "(systemd.unified_cgroup_hierarchy=1) and a delegated cgroup, or run without limits "
+        "(best_effort=True; isolate run --best-effort)",
+        missing="cgroup v2 controllers")
 
 
 def _rmdir(path: str) -> None:
@@ -134,10 +151,10 @@ def _base_of(h: Hierarchy) -> str:
     return h.dir_of(f"{h.self_path.rstrip('/')}/{BASE_NAME}")
 
 
-def _make_base(h: Hierarchy, d: str) -> None:
+def _make_base(h: Hierarchy, d: str, layout: Layout) -> None:
     """Make the base ``d`` of ``h`` unless it exists; on v1 cpuset, fill its cpus and mems
     (also when another creator made it and has not filled them yet)."""
-    _mkdir(d)
+    _mkdir(d, layout)
     if h.version == 1 and "cpuset" in h.controllers:
         _copy_cpuset(os.path.dirname(d), d)
 
@@ -273,7 +290,7 @@ class CGroup:
         layout = layout or host_layout()
         dirs = {h.key: _base_of(h) for h in layout.hierarchies}
         for h in layout.hierarchies:
-            _make_base(h, dirs[h.key])
+            _make_base(h, dirs[h.key], layout)
         return cls(layout, dirs)
 
     @classmethod
@@ -343,12 +360,12 @@ class CGroup:
         for _ in range(_ATTEMPTS):
             try:
                 if remake_base:
-                    _make_base(h, parent)
+                    _make_base(h, parent, self._layout)
                 if self.kind is BackendKind.V2:
                     # Only pure v2 takes controllers from v2; enabling them on a hybrid host
                     # would just forbid processes in parents ("no internal processes").
                     _enable_v2_controllers(parent)
-                if not _mkdir(d):
+                if not _mkdir(d, self._layout):
                     raise CgroupError(errno.EEXIST, f"cgroup {d} already exists", d,
                                       step="create")
             except CgroupError as e:
