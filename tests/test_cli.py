@@ -271,7 +271,6 @@ def test_isolate_run_works_for_an_unprivileged_user() -> None:
 
 def test_limits_as_an_unprivileged_user_say_why_and_best_effort_runs_without_them() -> None:
     import rootless
-
     from isolate.cgroups import BackendKind, host_layout
 
     def code(argv: list[str]) -> str:
@@ -291,3 +290,41 @@ def test_limits_as_an_unprivileged_user_say_why_and_best_effort_runs_without_the
     assert best.stdout == "ran\n"
     assert best.stderr.startswith("isolate: warning: sandbox runs without resource limits: ")
     assert len(best.stderr.splitlines()) == 1, best.stderr
+
+
+# -- version ---------------------------------------------------------------------------------
+
+def isolate_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "isolate.cli", *args], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": SRC, **env}, timeout=120,
+                          check=False)
+
+
+def test_version_flag_prints_one_line() -> None:
+    result = isolate_cli("--version")
+    assert (result.returncode, result.stdout, result.stderr) == (
+        0, f"isolate version {isolate.__version__}\n", "")
+
+
+def test_version_command_reports_isolate_python_kernel_cgroups_and_store(tmp_path: str) -> None:
+    import json
+    import platform
+
+    from isolate.cgroups import host_layout
+
+    result = isolate_cli("version", ISOLATE_STORE=f"{tmp_path}/store")
+    assert result.returncode == 0, result.stderr
+    lines = dict(line.split(":", 1) for line in result.stdout.splitlines())
+    assert lines["isolate"].split()[0] == isolate.__version__
+    assert lines["Python"].split()[0] == platform.python_version()
+    assert os.uname().release in lines["Kernel"]
+    assert lines["Cgroups"].split(";")[0].strip() == host_layout().kind.value
+    assert lines["User namespaces"].strip() == "available"
+    assert lines["Store"].strip() == f"{tmp_path}/store (from ISOLATE_STORE)"
+    as_json = json.loads(isolate_cli("version", "--format", "json", "--store",
+                                     f"{tmp_path}/other").stdout)
+    assert as_json["isolate"]["version"] == isolate.__version__
+    assert as_json["kernel"]["release"] == os.uname().release
+    assert as_json["cgroups"]["layout"] == host_layout().kind.value
+    assert as_json["store"] == {"path": f"{tmp_path}/other", "from": "--store"}
+    assert not os.path.exists(f"{tmp_path}/store"), "version only reads"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+
 import rootless
 
 pytestmark = [pytest.mark.root, pytest.mark.userns]

@@ -31,13 +31,13 @@ def test_parse_seconds_refuses_what_no_timer_can_wait(value: object, message: st
 
 def test_zero_seconds_only_where_allowed() -> None:
     assert parse_seconds("0", zero=True) == 0.0
-    with pytest.raises(ConfigError, match="0 or at least 0.001"):
+    with pytest.raises(ConfigError, match=r"0 or at least 0\.001"):
         parse_seconds("0.0000001", zero=True)
 
 
 @pytest.mark.parametrize("text", ["", "-1", "+1", "1_000", "\u0663", " 1", "1.0", "0x10"])
 def test_parse_decimal_takes_ascii_digits_only(text: str) -> None:
-    with pytest.raises(ConfigError, match="^uid: expected a number of digits 0-9"):
+    with pytest.raises(ConfigError, match=r"^uid: expected a number of digits 0-9"):
         parse_decimal(text, name="uid", maximum=10)
 
 

@@ -114,6 +114,8 @@ class NamespaceKind(enum.Enum):
 
     @classmethod
     def from_flag(cls, flag: int) -> NamespaceKind:
+        """The kind whose ``CLONE_NEW*`` flag is ``flag``. Raises ConfigError for any other
+        value (also a combination of flags)."""
         for kind, f in _FLAGS.items():
             if f == flag:
                 return kind
@@ -225,6 +227,7 @@ class IdMap:
         return check_id_map(lines, f"sub{which} map")
 
     def line(self) -> str:
+        """The line for /proc/PID/uid_map or gid_map: ``"INSIDE OUTSIDE COUNT"``."""
         return f"{self.inside} {self.outside} {self.count}"
 
 
@@ -585,12 +588,15 @@ class Namespace:
 
     # -- fd lifetime ------------------------------------------------------------------------
     def fileno(self) -> int:
+        """The handle's fd (``/proc/PID/ns/KIND``, O_CLOEXEC), for setns and select-style
+        APIs; it stays owned by the handle. Raises ValueError once the handle is closed."""
         if self._fd < 0:
             raise ValueError(f"the {self.kind.value} namespace handle is closed")
         return self._fd
 
     @property
     def closed(self) -> bool:
+        """Whether :meth:`close` was called (the fd is released)."""
         return self._fd < 0
 
     def close(self) -> None:
@@ -604,9 +610,11 @@ class Namespace:
             keeper.close()
 
     def __enter__(self) -> Namespace:
+        """Return the handle itself; leaving the ``with`` block closes it."""
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """:meth:`close` the handle; exceptions from the block propagate."""
         self.close()
 
     def __del__(self) -> None:
@@ -1206,6 +1214,7 @@ class NamespaceSet(Mapping[NamespaceKind, Namespace]):
         return self._handles[NamespaceKind.parse(key)]
 
     def __iter__(self) -> Iterator[NamespaceKind]:
+        """The kinds in the set, in the order they were given."""
         return iter(self._handles)
 
     def __len__(self) -> int:
@@ -1234,13 +1243,16 @@ class NamespaceSet(Mapping[NamespaceKind, Namespace]):
         return done
 
     def close(self) -> None:
+        """Close every handle of the set (see :meth:`Namespace.close`)."""
         for handle in self._handles.values():
             handle.close()
 
     def __enter__(self) -> NamespaceSet:
+        """Return the set itself; leaving the ``with`` block closes every handle."""
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """:meth:`close` the set; exceptions from the block propagate."""
         self.close()
 
 

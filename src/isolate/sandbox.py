@@ -687,6 +687,14 @@ class Sandbox:
 
     # -- lifetime -----------------------------------------------------------------------------
     def __enter__(self) -> Sandbox:
+        """Start the sandbox: check its config, create its cgroup (with ``limits``), prepare
+        an image's root, and make the namespaces and root every process shares. Returns the
+        sandbox; leaving the ``with`` block closes it (:meth:`close`).
+
+        Raises StateError when entered twice or after close, ConfigError, UnsupportedError
+        (the host lacks what the config asks for), and MountError, NamespaceError,
+        CgroupError or ImageError when setting up fails; nothing is left behind then.
+        """
         self._check_open()
         if self._compiled is not None:
             raise StateError("the sandbox was entered already", current="open",
@@ -730,6 +738,7 @@ class Sandbox:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """:meth:`close` the sandbox; exceptions from the block propagate."""
         self.close()
 
     def close(self) -> None:

@@ -458,6 +458,7 @@ class CGroup:
 
     @property
     def layout(self) -> Layout:
+        """The cgroup layout this group is driven by (see :func:`detect`)."""
         return self._layout
 
     def _primary(self) -> Hierarchy:
@@ -825,10 +826,13 @@ class CGroup:
                     pass  # not empty (another group lives there) or already gone
 
     def __enter__(self) -> CGroup:
+        """Return the group itself; leaving the ``with`` block deletes it."""
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        """:meth:`delete` the group (raising what it raises); exceptions from the block
+        propagate."""
         self.delete()
 
     def __repr__(self) -> str:
