@@ -162,3 +162,21 @@ def test_groups_named_before_the_lock_are_judged_by_their_creators_pid(private: 
             for d in made:
                 if os.path.isdir(d):
                     os.rmdir(d)
+
+
+def test_an_orphan_holding_a_live_creators_group_stays_until_that_group_is_deleted(
+    private: CGroup,
+) -> None:
+    orphan = _orphan_in(private)
+    name = os.path.basename(next(iter(orphan.values())))
+    layout = layout_below(private)
+    inner = CGroup.create(parent=CGroup.open(f"{BASE_NAME}/{name}", parent=private,
+                                             layout=layout))
+    try:
+        CGroup.create(layout=layout).delete()
+        assert inner.exists(), "a sweep removed a group its live creator holds"
+        assert all(os.path.isdir(d) for d in orphan.values())
+    finally:
+        inner.delete()
+    CGroup.create(layout=layout).delete()
+    assert not any(os.path.exists(d) for d in orphan.values())

@@ -209,9 +209,13 @@ def _subdirs(d: str) -> list[str]:
 
 def _remove_empty_tree(d: str) -> bool:
     """rmdir ``d`` and the cgroups below it, deepest first; False (and the rest kept) as soon
-    as one holds processes or cannot be removed."""
-    if not all([_remove_empty_tree(sub) for sub in _subdirs(d)]):
-        return False
+    as one holds processes, is held by its creator, or cannot be removed."""
+    for sub in _subdirs(d):
+        if _GENERATED.match(os.path.basename(sub)):
+            if not _remove_if_unheld(sub):
+                return False
+        elif not _remove_empty_tree(sub):
+            return False
     try:
         os.rmdir(d)
     except FileNotFoundError:
@@ -221,19 +225,22 @@ def _remove_empty_tree(d: str) -> bool:
     return True
 
 
-def _remove_if_unheld(d: str) -> None:
+def _remove_if_unheld(d: str) -> bool:
     """Remove the generated group ``d`` (and empty groups below it) if no process holds its
-    lock: its creator is gone. One that still has processes is left alone."""
+    lock: its creator is gone. One that still has processes is left alone. True if it is
+    gone now."""
     try:
         fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True
     except OSError:
-        return  # gone already
+        return False
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            return  # its creator lives, or another sweep is removing it
-        _remove_empty_tree(d)
+            return False  # its creator lives, or another sweep is removing it
+        return _remove_empty_tree(d)
     finally:
         os.close(fd)
 
