@@ -281,7 +281,8 @@ def _root_ops(cfg: SandboxConfig, root: Op | None = None) -> tuple[list[Op], lis
         slot += 1
     bind_ops = []
     for bind in cfg.binds:
-        opening, attaching = bind.ops(slot)
+        # Past the last slot binds are only counted, and refused below.
+        opening, attaching = bind.ops(slot) if slot < 64 else ([], [])
         before.extend(opening)
         bind_ops.extend(attaching)
         slot += 1
@@ -293,9 +294,10 @@ def _root_ops(cfg: SandboxConfig, root: Op | None = None) -> tuple[list[Op], lis
             elif os.path.islink(path):
                 inside.append(P.symlink(os.readlink(path), path))
             else:
-                before.append(P.open_tree(path, slot))
-                inside.append(P.move_mount(slot, path, is_file=not os.path.isdir(path),
-                                           source=path))
+                if slot < 64:  # past the last slot only counted, and refused below
+                    before.append(P.open_tree(path, slot))
+                    inside.append(P.move_mount(slot, path, is_file=not os.path.isdir(path),
+                                               source=path))
                 slot += 1
         for target in [b.target for b in cfg.binds] + [t.target for t in cfg.tmpfs]:
             if not os.path.lexists(target):
@@ -318,7 +320,7 @@ def _root_ops(cfg: SandboxConfig, root: Op | None = None) -> tuple[list[Op], lis
         P.mkdir(_NEWROOT, in_root=False),
         P.mkdir(_EMPTY, in_root=False),
         attach_root,
-        Op(OpKind.ROOT, s2=_NEWROOT.encode(), note="open the new root"),
+        P.root(_NEWROOT, note="open the new root"),
     ]
     ro_root = [P.setattr_("/", MOUNT_ATTR_RDONLY, in_root=True, recursive=True,
                           what="make the root read-only")] if cfg.readonly else []
@@ -407,7 +409,7 @@ def _process_ops(cfg: SandboxConfig) -> list[Op]:
         return ops
     for path in security.DEFAULT_MASKED_PATHS:
         if path.startswith("/proc/") and os.path.exists(path):
-            ops.append(Op(OpKind.MASK, s2=path.encode(), note=f"mask {path}"))
+            ops.append(P.mask(path))
     for path in security.DEFAULT_READONLY_PATHS:
         if os.path.exists(path):
             ops.append(P.mount(path, path, None, MS_BIND | MS_REC, optional=True,
@@ -501,7 +503,7 @@ def _make_shared_namespaces(cfg: SandboxConfig, root: Sequence[Op] = ()) -> dict
     p.add(Op(OpKind.SETHOSTNAME, s1=_plan.fsencode(cfg.hostname, "hostname"),
              note=f"sethostname {cfg.hostname}"))
     if not cfg.network:
-        p.add(Op(OpKind.LOOPBACK_UP, note="bring up lo"))
+        p.add(_plan.loopback_up())
     if root:
         p.extend(root)
         # Nothing mounted later in a process's copy may propagate back into the shared tree.
@@ -541,11 +543,11 @@ class _Compiled:
             # Python's). With an init, pid 1 outlives the command's exec, so it must be a
             # process of its own, not a vfork child in our memory: the fork makes it one.
             flags = 0
-            joins.append(Op(OpKind.UNSHARE, a=_plan.CLONE_NEWNS, note="unshare mount namespace"))
-            joins.append(Op(OpKind.FORK_INTO_PIDNS, a=-1, note="fork into a new pid namespace"))
+            joins.append(_plan.unshare(_plan.CLONE_NEWNS, note="unshare mount namespace"))
+            joins.append(_plan.fork_into_pidns())
         elif self.shared_root or mnt_join is not None:
             flags = _plan.CLONE_NEWPID
-            joins.append(Op(OpKind.UNSHARE, a=_plan.CLONE_NEWNS, note="unshare mount namespace"))
+            joins.append(_plan.unshare(_plan.CLONE_NEWNS, note="unshare mount namespace"))
         else:
             flags = _plan.CLONE_NEWNS | _plan.CLONE_NEWPID
         if cfg.cgroupns:
@@ -593,7 +595,7 @@ class _Compiled:
              fds: Sequence[tuple[int, int]], upper: tuple[str, str] | None = None) -> Plan:
         chdir = self._cwd.get(cwd)
         if chdir is None:
-            chdir = Op(OpKind.CHDIR, s2=_plan.fsencode(cwd, "cwd"), note=f"chdir {cwd}")
+            chdir = _plan.chdir(cwd)
             self._cwd[cwd] = chdir
         root: list[Op] = []
         if self.per_process_root:
