@@ -282,6 +282,7 @@ class CGroup:
 
     @property
     def layout(self) -> Layout:
+        """The host's cgroup layout this group was made or opened with."""
         return self._layout
 
     def _primary(self) -> Hierarchy:

@@ -31,6 +31,7 @@ _STOPPING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 
 
 def register(sub: Any) -> None:
+    """Add the ``run`` subcommand to the CLI's subparsers."""
     p = sub.add_parser("run", help="run a command in a sandbox",
                        usage="isolate run [OPTIONS] IMAGE [CMD [ARG...]]\n"
                              "       isolate run [OPTIONS] --image IMAGE [CMD [ARG...]]\n"
