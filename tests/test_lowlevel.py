@@ -476,3 +476,19 @@ def test_ids_capabilities_rlimits_and_no_new_privs_reach_the_program() -> None:
     fields = dict(line.split(":\t") for line in lines[1:])
     assert fields == {"CapEff": "0000000000000001", "CapBnd": "0000000000000001",
                       "CapAmb": "0000000000000001", "NoNewPrivs": "1"}
+
+
+def test_mknod_makes_a_working_device_node_with_its_mode_and_owner(tmp_dir: str) -> None:
+    node = f"{tmp_dir}/null"
+    p = Plan(_plan.CLONE_NEWNS).extend([
+        _plan.mount(None, "/", flags=_plan.MS_REC | _plan.MS_PRIVATE),
+        # Not the tmpfs default 1777: the kernel refuses O_CREAT opens of another user's
+        # device node in a sticky world-writable directory.
+        _plan.mount("tmpfs", tmp_dir, "tmpfs", 0, "mode=755"),
+        _plan.umask(0o077),  # does not apply: the mode is set exactly
+        _plan.mknod(node, "c", 1, 3, mode=0o666, uid=65534, gid=65533, in_root=False),
+    ])
+    script = f"stat -c '%t:%T %a %u:%g %F' {node} && echo data > {node}"
+    status, out = output_of(p, [exec_op("/bin/sh", "-c", script)])
+    assert (status, out) == (0, b"1:3 666 65534:65533 character special file\n")
+    assert os.listdir(tmp_dir) == []  # it was made on the child's own tmpfs

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 import re
+import stat
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -118,6 +119,9 @@ def valid_ops(draw: st.DrawFn) -> Op:
         fields["b"] = draw(st.integers(min_value=-1, max_value=2**31 - 1))
     elif k is OpKind.EXEC:
         fields["c"] = draw(st.integers(min_value=0, max_value=2**31 - 1))
+    elif k is OpKind.MKNOD:
+        fields["a"] = draw(st.sampled_from([stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO])) | \
+            draw(st.integers(min_value=0, max_value=0o7777))
     for name in _plan._NEEDS.get(k, ()):
         if fields.get(name) is None:
             fields[name] = draw(NONEMPTY)
@@ -260,7 +264,8 @@ def test_a_plan_of_one_op_of_each_kind_from_the_builders_passes_check_and_decode
         _plan.loopback_up(), _plan.cgroup_join(9), _plan.umask(0o22),
         _plan.pdeathsig(parent_pidfd=4), _plan.fork_into_pidns(), _plan.init(),
         _plan.overlay(["/l1", "/l2"], "/merged", "/u", "/w"), _plan.open_("/proc/self/ns/net"),
-        _plan.umount("/mnt"), _plan.exec_("sh", ["sh", "-c", "x"], {}),
+        _plan.umount("/mnt"), _plan.mknod("/dev/null", "c", 1, 3, uid=0, gid=5),
+        _plan.exec_("sh", ["sh", "-c", "x"], {}),
     ]
     assert {op.kind for op in made} == set(OpKind)
     p = Plan(0, Mode.FORK).extend(made).check()
@@ -281,6 +286,8 @@ def test_describe_says_what_an_op_does_with_its_arguments() -> None:
         "set RLIMIT_NOFILE to soft 64, hard 64")
     assert _plan.setresuid(1000).describe() == "set the real, effective and saved uid to 1000"
     assert "slot 2" in _plan.overlay(["/l"], slot=2).describe()
+    assert _plan.mknod("/dev/tty", "c", 5, 0, mode=0o620, gid=5).describe() == (
+        "create the character device 5:0 /dev/tty inside the root, mode 0620, owned by -:5")
 
 
 @settings(max_examples=100, deadline=None)
@@ -348,6 +355,9 @@ def test_a_field_the_kind_does_not_use_is_refused_naming_the_field_it_reads() ->
     (lambda: _plan.overlay("/lower", "/t"), "a list of lower directories, not '/lower'"),  # type: ignore[arg-type]
     (lambda: _plan.exec_("sh", "sh -c x", {}), "argv must be a non-empty list"),
     (lambda: _plan.exec_("", ["x"], {}), "program must not be empty"),
+    (lambda: _plan.mknod("/dev/x", "s"), "mknod kind must be 'c', 'u', 'b' or 'p', not 's'"),
+    (lambda: _plan.mknod("/dev/x", mode=0o10000), r"device mode must be in \[0, 4095\]"),
+    (lambda: _plan.mknod("/dev/x", major=-1), r"device major must be in \[0"),
 ])
 def test_builders_refuse_bad_arguments_naming_the_argument_and_value(
         make: Callable[[], Op], message: str) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import enum
 import os
 import signal as _signal
+import stat as _stat
 import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol
@@ -106,6 +107,7 @@ __all__ = [
     "loopback_up",
     "mask",
     "mkdir",
+    "mknod",
     "mount",
     "mount_setattr",
     "move_mount",
@@ -272,6 +274,7 @@ class OpKind(enum.IntEnum):
     INIT = 38
     KEEP_FDS = 39
     UMOUNT = 40
+    MKNOD = 41
 
 
 class Step(enum.IntEnum):
@@ -461,6 +464,8 @@ _USES: dict[OpKind, dict[str, str]] = {
     OpKind.OPEN: {"a": "open flags", "s2": "path"},
     OpKind.INIT: {},
     OpKind.UMOUNT: {"a": "MNT_* flags", "s2": "target"},
+    OpKind.MKNOD: {"a": "file type and mode", "b": "device number",
+                   "c": "uid << 32 | gid, all ones: unchanged", "s2": "path"},
 }
 _NEEDS: dict[OpKind, tuple[str, ...]] = {
     OpKind.SETHOSTNAME: ("s1",), OpKind.SETDOMAINNAME: ("s1",), OpKind.MOUNT: ("s2",),
@@ -470,6 +475,7 @@ _NEEDS: dict[OpKind, tuple[str, ...]] = {
     OpKind.CHROOT: ("s2",), OpKind.CHDIR: ("s2",), OpKind.SETGROUPS: ("s1",),
     OpKind.SECCOMP: ("s1",), OpKind.FDS: ("s1",), OpKind.EXEC: ("s1", "argv"),
     OpKind.OVERLAY: ("s1",), OpKind.OPEN: ("s2",), OpKind.UMOUNT: ("s2",),
+    OpKind.MKNOD: ("s2",),
 }
 
 
@@ -526,6 +532,12 @@ def _check_exec(op: Op) -> str | None:
     return None
 
 
+def _check_mknod(op: Op) -> str | None:
+    if _stat.S_IFMT(op.a) not in _NODE_TYPES.values() or op.a & ~(_stat.S_IFMT(op.a) | 0o7777):
+        return f"a={op.a:#o} is not S_IFCHR, S_IFBLK or S_IFIFO with permission bits"
+    return None
+
+
 _EXTRA_CHECKS: dict[OpKind, Callable[[Op], str | None]] = {
     OpKind.SECCOMP: _check_counted, OpKind.FDS: _check_counted,
     OpKind.SETGROUPS: _check_counted, OpKind.KEEP_FDS: _check_counted,
@@ -533,6 +545,7 @@ _EXTRA_CHECKS: dict[OpKind, Callable[[Op], str | None]] = {
     OpKind.SETNS: _check_setns, OpKind.UNSHARE: _check_unshare,
     OpKind.WRITE_FILE: _check_write, OpKind.CAPS: _check_caps,
     OpKind.PDEATHSIG: _check_pdeathsig, OpKind.EXEC: _check_exec,
+    OpKind.MKNOD: _check_mknod,
 }
 
 
@@ -667,6 +680,21 @@ def _d_exec(op: Op) -> str:
     return f"exec {how} with argv {args} and {len(op.envp)} environment variable(s)"
 
 
+def _d_mknod(op: Op) -> str:
+    kinds = {_stat.S_IFCHR: "character device", _stat.S_IFBLK: "block device",
+             _stat.S_IFIFO: "FIFO"}
+    what = kinds.get(_stat.S_IFMT(op.a), f"node of type {_stat.S_IFMT(op.a):#o}")
+    if _stat.S_IFMT(op.a) != _stat.S_IFIFO:
+        what += f" {os.major(op.b & (2**64 - 1))}:{os.minor(op.b & (2**64 - 1))}"
+    owner = ""
+    uid, gid = (op.c >> 32) & 0xFFFFFFFF, op.c & 0xFFFFFFFF
+    if (uid, gid) != (0xFFFFFFFF, 0xFFFFFFFF):
+        owner = f", owned by {uid if uid != 0xFFFFFFFF else '-'}:" \
+                f"{gid if gid != 0xFFFFFFFF else '-'}"
+    inside = " inside the root" if op.flags & OpFlag.IN_ROOT else ""
+    return f"create the {what} {_text(op.s2)}{inside}, mode {op.a & 0o7777:04o}{owner}"
+
+
 def _d_overlay(op: Op) -> str:
     where = f"on {_text(op.s2)}" if op.s2 is not None else f"into slot {op.b}"
     upper = " with an upper dir" if op.s3 is not None else " (read-only)"
@@ -729,6 +757,7 @@ _DESCRIBE: dict[OpKind, Callable[[Op], str]] = {
     OpKind.INIT: lambda op: "stay behind as the init and run the rest of the plan in a child",
     OpKind.UMOUNT: lambda op: (f"unmount {_text(op.s2)}{_where(op)} "
                                f"(flags {_names(op.a, _UMOUNT_NAMES)})"),
+    OpKind.MKNOD: _d_mknod,
 }
 assert set(_DESCRIBE) == set(OpKind) == set(_USES)
 
@@ -1378,9 +1407,41 @@ def mkdir(path: PathArg, *, in_root: bool = True, is_file: bool = False,
               note=note or f"create {'file' if is_file else 'directory'} {os.fsdecode(p)}")
 
 
+_NODE_TYPES = {"c": _stat.S_IFCHR, "u": _stat.S_IFCHR, "b": _stat.S_IFBLK, "p": _stat.S_IFIFO}
+
+
+def mknod(path: PathArg, kind: str = "c", major: int = 0, minor: int = 0, *,
+          mode: int = 0o666, uid: int | None = None, gid: int | None = None,
+          in_root: bool = True, note: str = "") -> Op:
+    """Create a device node or FIFO at ``path``: ``kind`` is ``"c"`` (character device;
+    ``"u"`` too), ``"b"`` (block device) or ``"p"`` (FIFO), as in the OCI runtime spec's
+    ``linux.devices``; ``major``/``minor`` the device number; ``mode`` its permissions, set
+    exactly (the umask does not apply); ``uid``/``gid`` its owner (``None``: the child's). With
+    ``in_root`` (the default) the parent dirs are made inside the root. Needs
+    ``CAP_MKNOD`` for devices (a user namespace does not grant it: bind the host's nodes with
+    :func:`open_tree`/:func:`move_mount` there); an existing entry fails the op (EEXIST).
+
+    Raises:
+        ConfigError: an unknown kind, a device number or mode out of range, an id outside
+            [0, 2**32 - 2].
+    """
+    if kind not in _NODE_TYPES:
+        raise ConfigError(f"mknod kind must be 'c', 'u', 'b' or 'p', not {kind!r}")
+    _int(major, "device major", 0, 2**32 - 1)
+    _int(minor, "device minor", 0, 2**32 - 1)
+    _int(mode, "device mode", 0, 0o7777)
+    p = _path(path, "device path")
+    owner = ((0xFFFFFFFF if uid is None else _id(uid, "uid")) << 32
+             | (0xFFFFFFFF if gid is None else _id(gid, "gid")))
+    return Op(OpKind.MKNOD, _flags(in_root=in_root), a=_NODE_TYPES[kind] | mode,
+              b=_u64(os.makedev(major, minor)), c=_u64(owner), s2=p,
+              note=note or f"create device {os.fsdecode(p)}")
+
+
 def symlink(content: PathArg, path: PathArg, *, in_root: bool = True, note: str = "") -> Op:
-    """Create the symlink ``path`` -> ``content`` (its parent dirs made inside the root with
-    ``in_root``); an existing entry at ``path`` is left alone.
+    """Create the symlink ``path`` -> ``content``. With ``in_root`` (the default) its parent
+    dirs are made inside the root and an existing entry at ``path`` is left alone; without,
+    an existing entry fails the op (EEXIST).
 
     Raises:
         ConfigError: an empty content or path, or a NUL byte.
@@ -1393,9 +1454,11 @@ def symlink(content: PathArg, path: PathArg, *, in_root: bool = True, note: str 
 
 def write_file(path: PathArg, content: bytes, *, in_root: bool = False, create: bool = False,
                mode: int = 0o644, note: str = "") -> Op:
-    """Write ``content`` (any bytes) to the file at ``path``, truncating it inside the root
-    (``in_root``); ``create`` makes it when missing, with ``mode``. Writes to ``/proc``
-    files (``/proc/self/uid_map``, ``/proc/self/timens_offsets``) go here too.
+    """Write ``content`` (any bytes) to the file at ``path``. With ``in_root`` the file is
+    resolved inside the root (no symlink followed at the end) and truncated, and ``create``
+    makes a missing one (mode 0644); without, it is opened as it is, not truncated -- the way
+    to write ``/proc`` files (``/proc/self/uid_map``, ``/proc/self/timens_offsets``) -- and
+    ``create`` makes a missing one with ``mode``.
 
     Raises:
         ConfigError: an empty path, content not bytes, a mode outside [0, 0o7777].
@@ -1623,7 +1686,7 @@ def capabilities(permitted: CapsArg, *, effective: CapsArg | None = None,
     ``permitted``; ``ambient`` capabilities are added to ``inheritable`` (the kernel wants
     them in both) and survive the exec of a program without file capabilities, which a
     process that is not root needs to keep any. Put it after the id change (which may clear
-    them) and the bounding set; capabilities outside the bounding set cannot be kept.
+    them) and after :func:`bounding_set`, which limits what the exec can keep.
 
     Raises:
         ConfigError: a mask outside 64 bits, ``effective`` or ``ambient`` not within

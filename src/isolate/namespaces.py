@@ -57,7 +57,6 @@ NS_GET_NSTYPE = 0xB703
 NS_GET_OWNER_UID = 0xB704
 NS_GET_MNTNS_ID = 0x8008B705  # _IOR(0xb7, 5, __u64), Linux 6.10+
 
-
 #: The kernel accepts at most this many lines in a uid_map / gid_map (Linux 4.15+).
 MAX_MAP_LINES = 340
 _ID_LIMIT = 2**32 - 1  # (uid_t)-1 is "no id" and never mappable

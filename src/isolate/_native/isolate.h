@@ -70,7 +70,10 @@
 #define ISO_OP_KEEP_FDS 39       /* s1 = int32 fds, ascending (a): at exec close all but 0-2 and
                                     these (marked close-on-exec now; these made inheritable) */
 #define ISO_OP_UMOUNT 40         /* s2 target, a = umount2 flags */
-#define ISO_OP__MAX 41
+#define ISO_OP_MKNOD 41          /* s2 path, a = mode (S_IFCHR/S_IFBLK/S_IFIFO | perms, not
+                                    masked by the umask), b = device number,
+                                    c = uid << 32 | gid ((uint32_t)-1: unchanged) */
+#define ISO_OP__MAX 42
 
 #define ISO_STEP_CLONE 100
 #define ISO_STEP_SIGNALS 101

@@ -680,32 +680,69 @@ static int do_write_file(const struct child_state *st, const struct iso_op *op)
     return 0;
 }
 
+/* Resolve the parent of the path in buf inside the root (made if missing), so that an entry
+ * can be created in it by its last component, *name (pointing into buf). Returns an O_PATH fd
+ * or -1 with errno. */
+static int open_parent_in_root(const struct child_state *st, char *buf, const char **name)
+{
+    char *slash = strrchr(buf, '/');
+    *name = buf;
+    if (!slash)
+        return open_in_root(st, "/", 0);
+    *slash = '\0';
+    *name = slash + 1;
+    return open_in_root(st, buf[0] ? buf : "/", ISO_F_MKDIR);
+}
+
 static int do_symlink(const struct child_state *st, const struct iso_op *op)
 {
     const char *link = str_at(st, op->s2);
     if (!(op->flags & ISO_F_IN_ROOT))
         return symlink(str_at(st, op->s1), link) < 0 ? errno : 0;
-    /* Resolve the parent in the root, create the link in it by its last component. */
     char buf[ISO_PATH_MAX];
+    const char *name;
     int e = copy_str(buf, sizeof buf, link);
     if (e)
         return e;
-    char *slash = strrchr(buf, '/');
-    const char *name = buf;
-    int parent;
-    if (slash) {
-        *slash = '\0';
-        name = slash + 1;
-        parent = open_in_root(st, buf[0] ? buf : "/", ISO_F_MKDIR);
-    } else {
-        parent = open_in_root(st, "/", 0);
-    }
+    int parent = open_parent_in_root(st, buf, &name);
     if (parent < 0)
         return errno;
     int r = symlinkat(str_at(st, op->s1), parent, name);
     e = errno;
     close(parent);
     return (r < 0 && e != EEXIST) ? e : 0;
+}
+
+/* A device node or FIFO with exactly the op's mode (the umask is lifted for the call: the
+ * child is single-threaded here), then its owner when the op names one. */
+static int do_mknod(const struct child_state *st, const struct iso_op *op)
+{
+    const char *path = str_at(st, op->s2);
+    char buf[ISO_PATH_MAX];
+    int dfd = AT_FDCWD;
+    const char *name = path;
+    if (op->flags & ISO_F_IN_ROOT) {
+        int e = copy_str(buf, sizeof buf, path);
+        if (e)
+            return e;
+        dfd = open_parent_in_root(st, buf, &name);
+        if (dfd < 0)
+            return errno;
+    }
+    uid_t uid = (uid_t)((uint64_t)op->c >> 32);
+    gid_t gid = (gid_t)((uint64_t)op->c & 0xffffffffu);
+    mode_t old = umask(0);
+    int r = mknodat(dfd, name, (mode_t)op->a, (dev_t)op->b);
+    int e = errno;
+    umask(old);
+    if (r == 0 && (uid != (uid_t)-1 || gid != (gid_t)-1) &&
+        fchownat(dfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0) {
+        r = -1;
+        e = errno;
+    }
+    if (dfd >= 0)
+        close(dfd);
+    return r < 0 ? e : 0;
 }
 
 static int do_pivot_root(struct child_state *st, const struct iso_op *op)
@@ -1385,6 +1422,9 @@ static int run_ops(struct child_state *st)
             break;
         case ISO_OP_UMOUNT:
             e = do_umount(st, op);
+            break;
+        case ISO_OP_MKNOD:
+            e = do_mknod(st, op);
             break;
         case ISO_OP_SETSID:
             if (setsid() < 0)
