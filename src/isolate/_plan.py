@@ -533,7 +533,8 @@ def _check_exec(op: Op) -> str | None:
 
 
 def _check_mknod(op: Op) -> str | None:
-    if _stat.S_IFMT(op.a) not in _NODE_TYPES.values() or op.a & ~(_stat.S_IFMT(op.a) | 0o7777):
+    if not 0 <= op.a <= 0o177777 or _stat.S_IFMT(op.a) not in _NODE_TYPES.values() or \
+            op.a & ~(_stat.S_IFMT(op.a) | 0o7777):
         return f"a={op.a:#o} is not S_IFCHR, S_IFBLK or S_IFIFO with permission bits"
     return None
 
@@ -683,8 +684,9 @@ def _d_exec(op: Op) -> str:
 def _d_mknod(op: Op) -> str:
     kinds = {_stat.S_IFCHR: "character device", _stat.S_IFBLK: "block device",
              _stat.S_IFIFO: "FIFO"}
-    what = kinds.get(_stat.S_IFMT(op.a), f"node of type {_stat.S_IFMT(op.a):#o}")
-    if _stat.S_IFMT(op.a) != _stat.S_IFIFO:
+    kind = _stat.S_IFMT(op.a & 0o177777)
+    what = kinds.get(kind, f"node of type {kind:#o}")
+    if kind != _stat.S_IFIFO:
         what += f" {os.major(op.b & (2**64 - 1))}:{os.minor(op.b & (2**64 - 1))}"
     owner = ""
     uid, gid = (op.c >> 32) & 0xFFFFFFFF, op.c & 0xFFFFFFFF
