@@ -1318,11 +1318,11 @@ def mount(source: PathArg | None, target: PathArg, fstype: str | None = None, fl
 
 def setattr_(target: PathArg, attr_set: int = 0, attr_clr: int = 0, propagation: int = 0, *,
              in_root: bool = False, recursive: bool = False, optional: bool = False,
-             what: str = "") -> Op:
+             what: str = "", note: str = "") -> Op:
     """mount_setattr(2) on the mount at ``target``: set ``attr_set`` and clear ``attr_clr``
     (``MOUNT_ATTR_*``), change ``propagation`` (``MS_PRIVATE``, ``MS_SLAVE``, ``MS_SHARED``,
     ``MS_UNBINDABLE``, 0: unchanged); ``recursive`` for every mount below too. ``in_root``
-    and ``optional`` as for :func:`mount`; ``what`` is the note. Also named
+    and ``optional`` as for :func:`mount`; ``what`` is another name for ``note``. Also named
     :func:`mount_setattr`.
 
     Raises:
@@ -1337,7 +1337,7 @@ def setattr_(target: PathArg, attr_set: int = 0, attr_clr: int = 0, propagation:
     return Op(OpKind.MOUNT_SETATTR, _flags(in_root=in_root, recursive=recursive,
                                            optional=optional),
               a=attr_set, b=attr_clr, c=propagation, s2=t,
-              note=what or f"change mount {os.fsdecode(t)}")
+              note=note or what or f"change mount {os.fsdecode(t)}")
 
 
 mount_setattr = setattr_
