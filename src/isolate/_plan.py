@@ -99,6 +99,7 @@ class OpKind(enum.IntEnum):
     OVERLAY = 36
     OPEN = 37
     INIT = 38
+    SOCKET = 39
 
 
 class Step(enum.IntEnum):
@@ -506,6 +507,13 @@ def seccomp(program: bytes) -> Op:
 def open_(path: str, flags: int = os.O_RDONLY, *, note: str = "") -> Op:
     """Open ``path`` in the child and report the fd (useful with a shared fd table)."""
     return Op(OpKind.OPEN, a=flags, s2=fsencode(path, "path"), note=note or f"open {path}")
+
+
+def socket_(family: int, type_: int, proto: int = 0, *, note: str = "") -> Op:
+    """Make a socket in the child's network namespace and report the fd (with a shared fd
+    table it is the caller's: a socket of another namespace without entering it)."""
+    return Op(OpKind.SOCKET, a=family, b=type_, c=proto,
+              note=note or f"create a socket (family {family}, type {type_})")
 
 
 def setgroups(gids: Sequence[int]) -> Op:
