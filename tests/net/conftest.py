@@ -23,13 +23,13 @@ from pathlib import Path
 import dns.message
 import dns.rrset
 import pytest
+from net_helpers import OTHER
 
 from isolate import lowlevel
 from isolate._plan import CLONE_NEWNS, Mode, Op, OpKind, Plan
 from isolate.net import NetNamespace, Networks
 
 HERE = Path(__file__).parent
-OTHER = "10.99.0.1"  # the host's "other address" (not loopback)
 UPSTREAM_PORT = 5353
 UPSTREAM_NAME = "upstream.example"
 UPSTREAM_ADDR = "192.0.2.10"
@@ -276,22 +276,6 @@ def wait_listening(ns: NetNamespace, port: int, addr: str = "127.0.0.1",
                 if time.monotonic() > deadline:
                     raise
         time.sleep(0.02)
-
-
-def http_get(ns: NetNamespace, addr: str, port: int, timeout: float = 10) -> str:
-    """GET / from ``addr:port`` over a socket made in ``ns``; the body. Raises OSError."""
-    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
-    with ns.socket(family) as s:
-        s.settimeout(timeout)
-        s.connect((addr, port))
-        s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    if not head.startswith(b"HTTP/1."):
-        raise OSError(f"not an HTTP answer: {data[:80]!r}")
-    return body.decode()
 
 
 def unreachable(ns: NetNamespace, addr: str, port: int, timeout: float = 2) -> bool:

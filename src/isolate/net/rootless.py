@@ -109,14 +109,15 @@ def _bindings(host: NetNamespace, mappings: Sequence[PortMapping]) -> list[PortB
     return out
 
 
-def _pasta_spec(bindings: Sequence[PortBinding], proto: str) -> str:
-    items = []
-    for b in bindings:
-        if b.protocol != proto:
-            continue
-        head = f"{b.host_ip}/" if b.host_ip else ""
-        items.append(f"{head}{b.host_port}:{b.container_port}")
-    return ",".join(items) or "none"
+def _pasta_ports(bindings: Sequence[PortBinding]) -> list[str]:
+    """pasta's -t/-u options: one per binding (an address-bound spec cannot share a list)."""
+    args: list[str] = []
+    for proto, flag in (("tcp", "-t"), ("udp", "-u")):
+        specs = [f"{b.host_ip + '/' if b.host_ip else ''}{b.host_port}:{b.container_port}"
+                 for b in bindings if b.protocol == proto]
+        for spec in specs or ["none"]:
+            args += [flag, spec]
+    return args
 
 
 def attach_user_mode(netns: NetnsLike, *, ports: Sequence[str | PortMapping] = (),
@@ -143,12 +144,23 @@ def attach_user_mode(netns: NetnsLike, *, ports: Sequence[str | PortMapping] = (
         return _slirp4netns(path, hostns, inner, bindings, mtu, extra_args)
 
 
-def _target_args(inner: NetNamespace, fds: list[int], flag_netns: str,
+def _joins_userns(host: NetNamespace, inner: NetNamespace) -> bool:
+    """Whether the helper (running where ``host`` puts it) must join the container's user
+    namespace: it has one, and it is not the one the helper already runs in."""
+    if inner.userns_fd < 0:
+        return False
+    if host.userns_fd < 0:
+        return True
+    a, b = os.fstat(inner.userns_fd), os.fstat(host.userns_fd)
+    return (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino)
+
+
+def _target_args(host: NetNamespace, inner: NetNamespace, fds: list[int], flag_netns: str,
                  flag_userns: str | None) -> list[str]:
     """Arguments naming the container's namespaces through fds handed to the helper."""
     args = [flag_netns, f"/proc/self/fd/{len(fds)}"]
     fds.append(inner.fileno())
-    if inner.userns_fd >= 0 and flag_userns is not None:
+    if _joins_userns(host, inner) and flag_userns is not None:
         args += [flag_userns, f"/proc/self/fd/{len(fds)}"]
         fds.append(inner.userns_fd)
     return args
@@ -162,10 +174,12 @@ def _pasta(path: str, host: NetNamespace, inner: NetNamespace,
         null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         fds = [null, null, null]
         args = [path, "--config-net", "--quiet", "--mtu", str(mtu),
-                "-t", _pasta_spec(bindings, "tcp"), "-u", _pasta_spec(bindings, "udp"),
-                "-T", "none", "-U", "none", "--pid", pidfile, *extra]
-        args += _target_args(inner, fds, "--netns", "--userns")
-        if inner.userns_fd < 0:
+                *_pasta_ports(bindings), "-T", "none", "-U", "none", "--pid", pidfile, *extra]
+        if os.geteuid() == 0 and host.userns_fd < 0:
+            # As root pasta would switch to nobody, who may not join the namespace.
+            args += ["--runas", "0:0"]
+        args += _target_args(host, inner, fds, "--netns", "--userns")
+        if not _joins_userns(host, inner):
             args.append("--netns-only")
         # pasta forks itself into the background once the namespace is configured and its
         # ports are bound; the foreground process exits 0 then, or non-zero with a message.
@@ -222,9 +236,9 @@ def _slirp4netns(path: str, host: NetNamespace, inner: NetNamespace,
         pid_r, pid_w = os.pipe2(os.O_CLOEXEC)
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         fds = [null, null, null, pid_w, ready_w]
-        target = _target_args(inner, fds, "--netns-type=path", None)
+        target = _target_args(host, inner, fds, "--netns-type=path", None)
         userns = []
-        if inner.userns_fd >= 0:
+        if _joins_userns(host, inner):
             userns = [f"--userns-path=/proc/self/fd/{len(fds)}"]
             fds.append(inner.userns_fd)
         cmd = [path, "--configure", f"--mtu={min(mtu, 65520)}", "--disable-host-loopback",
