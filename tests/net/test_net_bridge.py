@@ -11,17 +11,9 @@ import threading
 from pathlib import Path
 
 import pytest
+from net_helpers import OTHER, http_get
 
-from conftest import (
-    OTHER,
-    Containers,
-    addresses,
-    eventually,
-    http_get,
-    links,
-    nft_table,
-    unreachable,
-)
+from conftest import Containers, addresses, eventually, links, nft_table, unreachable
 from isolate.errors import ConfigError, NetworkError
 from isolate.net import NetNamespace, Networks, process_owner
 

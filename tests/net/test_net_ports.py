@@ -9,8 +9,9 @@ import socket
 from pathlib import Path
 
 import pytest
+from net_helpers import OTHER, http_get
 
-from conftest import OTHER, Containers, Upstream, cleanup, have, http_get, links, nft_table
+from conftest import Containers, Upstream, cleanup, have, links, nft_table
 from isolate.errors import ConfigError
 from isolate.net import NetNamespace, Networks, parse_publish
 from isolate.net._helpers import start_time

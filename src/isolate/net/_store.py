@@ -77,8 +77,11 @@ class Directory:
             raise NetworkError(getattr(exc, "errno", None) or errno.EIO,
                                f"read {path}: {exc}", path, step="store") from exc
 
-    def write(self, data: object, *parts: str) -> None:
-        """Write ``data`` as JSON to ``DIR/parts...``: temp file, fsync, rename, fsync dir."""
+    def write(self, data: object, *parts: str, durable: bool = True) -> None:
+        """Write ``data`` as JSON to ``DIR/parts...``: temp file, fsync, rename (a reader sees
+        the old or the new content; the directory is not fsync'ed: after a power loss an
+        older version may come back, which the records tolerate like a crash). ``durable=False``
+        skips the fsync, for files derived from others and rebuilt at every change."""
         path = self.file(*parts)
         parent = os.path.dirname(path)
         self._mkdir(parent)
@@ -87,15 +90,11 @@ class Directory:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             try:
                 os.write(fd, json.dumps(data, indent=1, sort_keys=True).encode() + b"\n")
-                os.fsync(fd)
+                if durable:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
             os.rename(tmp, path)
-            dfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)

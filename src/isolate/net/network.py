@@ -20,6 +20,7 @@ import os
 import secrets
 import socket
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -230,6 +231,11 @@ class Networks:
         self._alive = alive or default_alive
         self.userland_proxy = userland_proxy
         self.host = NetNamespace.of(host)
+        # A netlink socket in the host namespace, kept while this object is open (each costs
+        # a child and a socket) -- for the thread that opened it only: pyroute2's sockets
+        # keep per-thread state. Other threads open one per operation.
+        self._ipr: IPRoute | None = None
+        self._owner_thread = threading.get_ident()
         try:
             self.firewall = make_firewall(firewall, self.host)
         except BaseException:
@@ -237,7 +243,20 @@ class Networks:
             raise
 
     def close(self) -> None:
+        ipr, self._ipr = self._ipr, None
+        if ipr is not None:
+            ipr.close()
         self.host.close()
+
+    @contextlib.contextmanager
+    def _host_netlink(self) -> Iterator[IPRoute]:
+        if threading.get_ident() != self._owner_thread:
+            with self.host.netlink() as ipr:
+                yield ipr
+            return
+        if self._ipr is None:
+            self._ipr = self.host.netlink()
+        yield self._ipr
 
     def __enter__(self) -> Networks:
         return self
@@ -383,7 +402,7 @@ class Networks:
         for n in existing:
             taken += [ipaddress.ip_network(s) for s in (n.subnet, n.subnet6) if s]
         ours = {n.bridge for n in existing}
-        with self.host.netlink() as ipr, _netlink("list the host's routes"):
+        with self._host_netlink() as ipr, _netlink("list the host's routes"):
             names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
             for family in (socket.AF_INET, socket.AF_INET6):
                 for r in ipr.get_routes(family=family, table=254):
@@ -429,7 +448,7 @@ class Networks:
         return gw
 
     def _make_bridge(self, n: Network) -> None:
-        with self.host.netlink() as ipr:
+        with self._host_netlink() as ipr:
             with _netlink(f"create bridge {n.bridge}"):
                 # A bridge without a MAC of its own takes its ports' lowest one, and changes
                 # it when that port goes: every member's ARP entry for the gateway goes stale.
@@ -508,7 +527,7 @@ class Networks:
     def _delete_link(self, name: str) -> None:
         from pyroute2.netlink.exceptions import NetlinkError
 
-        with self.host.netlink() as ipr:
+        with self._host_netlink() as ipr:
             try:
                 ipr.link("del", ifname=name)
             except NetlinkError as exc:
@@ -569,7 +588,15 @@ class Networks:
         ipv4 = pool4.allocate(eid, req4)
         ipv6 = pool6.allocate(eid, req6) if pool6 is not None else None
         with inner.netlink() as cipr:
-            inside = ifname or self._free_ifname(cipr)
+            return self._connect_with(net, inner, cipr, eid, owner, name, aliases, ipv4, ipv6,
+                                      (pool4, pool6), mappings, servers, ifname)
+
+    def _connect_with(self, net: Network, inner: NetNamespace, cipr: IPRoute, eid: str,
+                      owner: str, name: str | None, aliases: tuple[str, ...], ipv4: str,
+                      ipv6: str | None, pools: tuple[AddressPool, AddressPool | None],
+                      mappings: list[PortMapping], servers: tuple[str, ...],
+                      ifname: str | None) -> Endpoint:
+        inside = ifname or self._free_ifname(cipr)
         bindings, held = self._resolve_ports(mappings, ipv6 is not None)
         n4 = ipaddress.ip_network(net.subnet)
         ep = Endpoint(
@@ -580,9 +607,9 @@ class Networks:
             gateway6=None if net.internal else net.gateway6, name=name, aliases=aliases,
             netns=inner.path, ports=tuple(bindings), dns=servers, state="creating")
         try:
-            self._save_pools(net, pool4, pool6)
+            self._save_pools(net, *pools)
             self.dir.write(ep.to_json(), net.id, "endpoints", eid + ".json")
-            self._make_veth(net, ep, inner)
+            self._make_veth(net, ep, inner, cipr)
             ep = self._forward(net, ep, held)
             ep = attrs.evolve(ep, state="ready")
             self.dir.write(ep.to_json(), net.id, "endpoints", eid + ".json")
@@ -677,8 +704,9 @@ class Networks:
                 return f"eth{i}"
         raise ConfigError("no free ethN interface name in the namespace")  # pragma: no cover
 
-    def _make_veth(self, net: Network, ep: Endpoint, inner: NetNamespace) -> None:
-        with self.host.netlink() as ipr, inner.netlink() as cipr:
+    def _make_veth(self, net: Network, ep: Endpoint, inner: NetNamespace,
+                   cipr: IPRoute) -> None:
+        with self._host_netlink() as ipr:
             with _netlink(f"create veth {ep.host_ifname} for {ep.ifname}"):
                 bridge = ipr.link_lookup(ifname=net.bridge)
                 if not bridge:
@@ -903,7 +931,7 @@ class Networks:
                     clients[a] = list(e.dns)
         self.dir.write({"names": names, "reverse": reverse, "clients": clients,
                         "upstream": self._upstream_servers(), "forward": not net.internal,
-                        "internal": net.internal}, net.id, "names.json")
+                        "internal": net.internal}, net.id, "names.json", durable=False)
         resolver = HelperProcess.from_json(self.dir.read(net.id, "resolver.json"))
         if resolver is None or not resolver.alive():
             self._start_resolver(net)
@@ -1002,7 +1030,7 @@ class Networks:
         with self.dir.locked():
             done = self._recover()
             nets = [n for n in self._all_networks() if n.state == "ready"]
-            with self.host.netlink() as ipr, _netlink("list the host's links"):
+            with self._host_netlink() as ipr, _netlink("list the host's links"):
                 links = {link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
             for net in nets:
                 eps = self._endpoints(net.id)
