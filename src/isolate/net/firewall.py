@@ -277,13 +277,17 @@ class NftablesFirewall:
             self.apply([{"add": {"table": {"family": "inet", "name": TABLE}}},
                         {"delete": {"table": {"family": "inet", "name": TABLE}}}])
             return
-        cmds = _objects()  # so that the elements below can exist
+        # Everything to remove is added first (the maps, the chains their elements jump to,
+        # the elements), so that removing what is already gone is no error.
+        cmds = _objects()
+        chains = list(_network_chains(net))
+        cmds += [{"add": {"chain": {**_T, "name": chain}}} for chain in chains]
         for name, elems in _network_elems(net):
             cmds.append(_elem("add", name, elems))
             cmds.append(_elem("delete", name, [e[0] if isinstance(e, list) else e
                                                for e in elems]))
-        for chain in _network_chains(net):
-            cmds.append({"add": {"chain": {**_T, "name": chain}}})
+        for chain in chains:
+            cmds.append({"flush": {"chain": {**_T, "name": chain}}})
             cmds.append({"delete": {"chain": {**_T, "name": chain}}})
         self.apply(cmds)
 

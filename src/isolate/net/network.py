@@ -681,20 +681,24 @@ class Networks:
         raise ConfigError(f"no such endpoint: {eid!r}")
 
     def _pools(self, net: Network) -> tuple[AddressPool, AddressPool | None]:
+        """The network's address pools. The leases are the endpoint records themselves (one
+        truth: a record written is an address taken, a record removed an address freed);
+        ``ipam.json`` only remembers the last address given, for the round-robin."""
         data = self.dir.read(net.id, "ipam.json") or {}
-        pool4 = AddressPool.from_json(ipaddress.ip_network(net.subnet),
-                                      ipaddress.ip_address(net.gateway), data.get("4"))
+        eps = self._endpoints(net.id)
+        pool4 = AddressPool(ipaddress.ip_network(net.subnet), ipaddress.ip_address(net.gateway),
+                            {e.ipv4: e.id for e in eps}, data.get("4"))
         pool6 = None
         if net.subnet6 and net.gateway6:
-            pool6 = AddressPool.from_json(ipaddress.ip_network(net.subnet6),
-                                          ipaddress.ip_address(net.gateway6), data.get("6"))
+            pool6 = AddressPool(ipaddress.ip_network(net.subnet6),
+                                ipaddress.ip_address(net.gateway6),
+                                {e.ipv6: e.id for e in eps if e.ipv6}, data.get("6"))
         return pool4, pool6
 
     def _save_pools(self, net: Network, pool4: AddressPool, pool6: AddressPool | None) -> None:
-        data: dict[str, Any] = {"4": pool4.to_json()}
-        if pool6 is not None:
-            data["6"] = pool6.to_json()
-        self.dir.write(data, net.id, "ipam.json")
+        # Only a hint (which address was given last): losing it changes no lease.
+        data: dict[str, Any] = {"4": pool4.last, "6": pool6.last if pool6 else None}
+        self.dir.write(data, net.id, "ipam.json", durable=False)
 
     def _free_ifname(self, cipr: IPRoute) -> str:
         with _netlink("list the container's interfaces"):
@@ -994,12 +998,7 @@ class Networks:
                 PortForward(net.rules, ep.ipv4, ep.ipv6, dnat)), "removing the port forwards")
         steps.run(lambda: self._delete_link(ep.host_ifname), "deleting the veth")
         steps.done()
-        pool4, pool6 = self._pools(net)
-        pool4.release(ep.id)
-        if pool6 is not None:
-            pool6.release(ep.id)
-        self._save_pools(net, pool4, pool6)
-        self.dir.remove(net.id, "endpoints", ep.id + ".json")
+        self.dir.remove(net.id, "endpoints", ep.id + ".json")  # frees its addresses
         self._names_changed(net)
 
     def _recover(self) -> list[str]:
@@ -1023,7 +1022,7 @@ class Networks:
 
     def prune(self, *, networks: bool = False) -> list[str]:
         """Remove what crashes left: half-made networks and endpoints, endpoints whose owner
-        is gone or whose namespace vanished (their veth is gone), stray leases, resolvers
+        is gone or whose namespace vanished (their veth is gone) with their leases, resolvers
         without endpoints, isolate's devices that no record names; with ``networks=True``
         also every unused network but the default one (Docker's ``network prune``). Returns
         descriptions of what was removed. Raises NetworkError."""
@@ -1040,17 +1039,6 @@ class Networks:
                         done.append(f"endpoint {ep.id[:12]} on {net.name} (its namespace is "
                                     "gone)")
                 eps = self._endpoints(net.id)
-                ids = {e.id for e in eps}
-                pool4, pool6 = self._pools(net)
-                stray = [h for p in (pool4, pool6) if p for h in set(p.leases.values())
-                         if h not in ids]
-                for holder in stray:
-                    pool4.release(holder)
-                    if pool6 is not None:
-                        pool6.release(holder)
-                    done.append(f"lease of {holder[:12]} on {net.name}")
-                if stray:
-                    self._save_pools(net, pool4, pool6)
                 if not eps:
                     resolver = HelperProcess.from_json(self.dir.read(net.id, "resolver.json"))
                     if resolver is not None:
