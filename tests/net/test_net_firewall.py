@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import have, nft_table
 
+from conftest import have, nft_table
 from isolate.errors import ConfigError, NetworkError
 from isolate.net import NetNamespace, NftablesFirewall, NoFirewall, PortBinding
 from isolate.net.firewall import NetworkRules, PortForward, make_firewall
