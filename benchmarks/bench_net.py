@@ -199,8 +199,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--mib", type=int, default=512, help="MiB sent per throughput sample")
     parser.add_argument("--tp-rounds", type=int, default=5)
+    parser.add_argument("--store", default=None,
+                        help="where the networks directory goes (default: a temp dir; "
+                             "/dev/shm shows the cost without the disk's fsyncs)")
+    parser.add_argument("--no-throughput", action="store_true")
     args = parser.parse_args()
-    tmp = tempfile.mkdtemp(prefix="isolate-bench-net-")
+    tmp = tempfile.mkdtemp(prefix="isolate-bench-net-", dir=args.store)
     host = make_host()
     try:
         with Networks(os.path.join(tmp, "networks"), host=host, upstream=[]) as nets:
@@ -225,8 +229,10 @@ def main() -> None:
             print(table(results, [("vs CNI", cands[-1][0])] if cni else []))
             print("\n(isolate rows: whole-call times of connect + disconnect/release; the "
                   "'stopped' row excludes the kernel's asynchronous removal of the namespace)\n")
-            print("## bench_net: TCP throughput host -> container\n")
-            print(throughput(host, nets, args.mib, args.tp_rounds))
+            print(f"(networks directory on {os.path.dirname(tmp)})\n")
+            if not args.no_throughput:
+                print("## bench_net: TCP throughput host -> container\n")
+                print(throughput(host, nets, args.mib, args.tp_rounds))
             print("\n" + machine_notes())
             nets.release("keeper")
             keeper.close()
