@@ -203,12 +203,13 @@ def main() -> None:
                         help="where the networks directory goes (default: a temp dir; "
                              "/dev/shm shows the cost without the disk's fsyncs)")
     parser.add_argument("--no-throughput", action="store_true")
+    parser.add_argument("--mtu", type=int, default=1500)
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="isolate-bench-net-", dir=args.store)
     host = make_host()
     try:
         with Networks(os.path.join(tmp, "networks"), host=host, upstream=[]) as nets:
-            nets.create("bench", subnet="172.30.0.0/16")
+            nets.create("bench", subnet="172.30.0.0/16", mtu=args.mtu)
             # One endpoint stays for the whole run, as other containers would: the network's
             # resolver then runs throughout, and each cycle only updates its names.
             keeper = NetNamespace.create()
