@@ -46,16 +46,18 @@ container = NetNamespace.create(userns=nss["user"])
 null = os.open(os.devnull, os.O_RDWR)
 server = container.spawn(["busybox", "httpd", "-f", "-p", "80", "-h", {www!r}],
                          fds=(null, null, null))
-net = attach_user_mode(container, ports=["9090:80", "127.0.0.1::80"], host=host,
-                       program={program!r})
 try:
-    print("program", net.program)
-    print("loopback", fetch(host, "127.0.0.1", 9090))
-    print("other", fetch(host, OTHER, 9090))
-    print("ephemeral", fetch(host, "127.0.0.1", net.ports[1].host_port))
+    net = attach_user_mode(container, ports=["9090:80", "127.0.0.1::80"], host=host,
+                           program={program!r})
+    try:
+        print("program", net.program)
+        print("loopback", fetch(host, "127.0.0.1", 9090))
+        print("other", fetch(host, OTHER, 9090))
+        print("ephemeral", fetch(host, "127.0.0.1", net.ports[1].host_port))
+    finally:
+        net.stop()
+        print("stopped", not net.alive())
 finally:
-    net.stop()
-    print("stopped", not net.alive())
     server.kill(); server.wait(); server.close()
     container.close(); host.close(); nss.close()
 """
