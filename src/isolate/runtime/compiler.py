@@ -215,7 +215,9 @@ def root_ops(cfg: RuntimeConfig, root: Op | None = None) -> RootOps:
                                       optional=dev.optional))
             device_slots.append((slot, dev.path, dev.source))
         slot += 1
-    shared_mounts = [m for m in cfg.mounts if not m.per_process]
+    # A per-process mount with shared mounts below it is made once here too: their mount
+    # points live in it, and each process takes them over into its own (_process_ops).
+    shared_mounts = [m for m in cfg.mounts if not m.per_process or _shared_below(cfg, m)]
     bind_slots: dict[int, int] = {}
     for i, m in enumerate(shared_mounts):
         if m.type == "bind":
@@ -309,6 +311,17 @@ def _dev_ops(device_slots: Sequence[tuple[int, str, str]]) -> list[Op]:
     return out
 
 
+def _shared_below(cfg: RuntimeConfig, per_process: Mount) -> list[Mount]:
+    """The shared mounts right below a per-process one (not below each other)."""
+    prefix = per_process.destination.rstrip("/") + "/"
+    out: list[Mount] = []
+    for m in cfg.mounts:
+        if not m.per_process and m.destination.startswith(prefix) and not any(
+                m.destination.startswith(o.destination.rstrip("/") + "/") for o in out):
+            out.append(m)
+    return out
+
+
 def _process_ops(cfg: RuntimeConfig) -> list[Op]:
     """After the pivot, for one process: a fresh /proc (masked as Docker masks it), the
     per-process mounts, the sysctls.
@@ -325,9 +338,18 @@ def _process_ops(cfg: RuntimeConfig) -> list[Op]:
         if m.per_process:
             if m.type == "bind":
                 raise ConfigError(f"a per-process bind ({m.destination}) is not supported")
+            # Shared mounts below it (a bind of a test's temp dir under a private /tmp) are
+            # cloned before it covers them and attached again on top of it.
+            below = list(enumerate(_shared_below(cfg, m), start=_SLOTS - len(cfg.mounts)))
+            ops.extend(P.open_tree(s.destination, slot, note=f"keep {s.destination}")
+                       for slot, s in below)
             op = _mount_op(m, in_root=False)
             ops.append(attrs.evolve(op, note=f"mount a private {m.destination}"
                                     if m.destination == "/tmp" else op.note))
+            for slot, s in below:
+                is_file = s.type == "bind" and not os.path.isdir(s.source or "/")
+                ops.append(P.move_mount(slot, s.destination, in_root=False, is_file=is_file,
+                                        source=s.destination))
     for path in cfg.masked_paths:
         if path.startswith("/proc/") and os.path.exists(path):
             ops.append(Op(OpKind.MASK, s2=path.encode(), note=f"mask {path}"))
