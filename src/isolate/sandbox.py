@@ -17,11 +17,12 @@ import errno
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import attrs
 
@@ -152,6 +153,42 @@ def _overlay_mode(_: object, attribute: attrs.Attribute[str], value: object) -> 
         raise ConfigError(f"{attribute.name} must be 'auto', 'kernel' or 'fuse', not {value!r}")
 
 
+def _limits(value: Limits | Mapping[str, Any] | None) -> Limits | None:
+    """A :class:`Limits`, or a mapping of its fields (``{"memory_max": "64M"}``)."""
+    if value is None:
+        return None
+    from isolate.cgroups import Limits  # imported when first needed
+
+    if isinstance(value, Limits):
+        return value
+    if isinstance(value, Mapping):
+        names = {f.name for f in attrs.fields(Limits)}
+        unknown = sorted(str(k) for k in value if k not in names)
+        if unknown:
+            raise ConfigError(f"limits: unknown limit {_names(unknown)}"
+                              f"{_close_match(unknown[0], names)} (the fields of "
+                              "isolate.Limits: " + ", ".join(sorted(names)) + ")")
+        return Limits(**value)
+    raise ConfigError(f"limits must be an isolate.Limits or a mapping of its fields, not "
+                      f"{value!r}")
+
+
+def _pull(_: object, attribute: attrs.Attribute[str], value: object) -> None:
+    if value not in ("missing", "always", "never"):
+        raise ConfigError(f"pull must be 'missing', 'always' or 'never', not {value!r}")
+
+
+def _names(names: Sequence[str]) -> str:
+    return ", ".join(repr(n) for n in names)
+
+
+def _close_match(name: str, known: Iterable[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def _caps(value: Iterable[str] | security.CapabilitySet | None
           ) -> security.CapabilitySet | None:
     from isolate import security  # imported when first needed
@@ -186,8 +223,7 @@ class SandboxConfig:
     capabilities: security.CapabilitySet | None = attrs.field(default=None, converter=_caps)
     seccomp: security.SeccompProfile | bool = True
     user_namespace: bool | None = None
-    limits: Limits | None = attrs.field(default=None, validator=attrs.validators.optional(
-        attrs.validators.instance_of(Limits)))
+    limits: Limits | None = attrs.field(default=None, converter=_limits)
     best_effort: bool = False
     cgroupns: bool = True
     die_with_parent: bool = True
@@ -199,12 +235,17 @@ class SandboxConfig:
     #: Who mounts an image's overlay: "kernel", "fuse" (fuse-overlayfs) or "auto" (the
     #: kernel, falling back to fuse-overlayfs where it refuses a rootless overlay).
     overlay: str = attrs.field(default="auto", validator=_overlay_mode)
+    #: When to pull an image given by name, as ``isolate run --pull``: "missing" (when the
+    #: store lacks it), "always" (before each start), "never" (a missing image is an error).
+    pull: str = attrs.field(default="missing", validator=_pull)
 
     def __attrs_post_init__(self) -> None:
         if self.image is not None and self.rootfs is not None:
             raise ConfigError("give an image or a rootfs, not both")
         if self.store is not None and self.image is None:
             raise ConfigError("store is only used with image=")
+        if self.pull != "missing" and self.image is None:
+            raise ConfigError("pull is only used with image=")
         if self.rootfs is not None and not os.path.isdir(self.rootfs):
             raise ConfigError(f"rootfs {self.rootfs!r} is not a directory")
         for bind in self.binds:
@@ -221,6 +262,9 @@ class SandboxConfig:
         if self.user_namespace is not None:
             return self.user_namespace
         return os.geteuid() != 0
+
+
+_OPTIONS = frozenset(f.name for f in attrs.fields(SandboxConfig))
 
 
 # -- the preset: a SandboxConfig as a runtime config ---------------------------------------------
@@ -272,7 +316,7 @@ def runtime_config(cfg: SandboxConfig) -> RuntimeConfig:
         # The host root brings its /sys along, read-only with the rest of it.
         mounts = [m for m in mounts if m.destination != "/sys"]
     mounts += [runtime.Mount.from_tmpfs(t) for t in cfg.tmpfs]
-    mounts += [runtime.Mount.from_bind(b) for b in cfg.binds]
+    mounts += [runtime.Mount.from_bind(b) for b in _with_call_binds(cfg)]
     seccomp = None
     if cfg.seccomp is not False and not cfg.privileged:
         seccomp = (cfg.seccomp if isinstance(cfg.seccomp, security.SeccompProfile)
@@ -284,6 +328,55 @@ def runtime_config(cfg: SandboxConfig) -> RuntimeConfig:
         readonly_paths=() if cfg.privileged else security.DEFAULT_READONLY_PATHS,
         seccomp=seccomp, sysfs_readonly=not cfg.privileged,
         die_with_parent=cfg.die_with_parent, init=cfg.init)
+
+
+def _with_call_binds(cfg: SandboxConfig) -> list[Bind]:
+    """``cfg.binds`` and, with the host's root, read-only binds of what ``Sandbox.call``'s
+    interpreter needs where the sandbox would hide it: this Python, its prefixes and its
+    ``sys.path`` entries below the private ``/tmp`` (a virtualenv of tox, nox or pytest) or
+    below a tmpfs or bind of ``cfg``. Each goes before the binds below it, so those stay on
+    top. Nothing is added in the usual case, where the interpreter lives in ``/usr``."""
+    binds = list(cfg.binds)
+    if cfg.rootfs is not None or cfg.image is not None:
+        return binds  # another root: the interpreter must be in it (Caller says so if not)
+    # What each path shows: the last mount above it decides (a hider, or a bind's source).
+    covers: list[tuple[str, str | None]] = [("/tmp", None)]
+    covers += [(t.target, None) for t in cfg.tmpfs]
+    covers += [(b.target, b.source) for b in cfg.binds]
+    candidates = [sys.executable, sys.prefix, sys.exec_prefix, sys.base_prefix,
+                  sys.base_exec_prefix, *sys.path]
+    hidden: list[str] = []
+    for raw in candidates:
+        if not raw or not os.path.isabs(raw):
+            continue
+        for path in dict.fromkeys((os.path.normpath(raw), os.path.realpath(raw))):
+            if os.path.exists(path) and not _shown(path, covers):
+                hidden.append(path)
+    added: list[str] = []
+    for path in sorted(set(hidden)):
+        if not any(_below(path, a) for a in added):
+            added.append(path)
+    for path in added:
+        bind = Bind(path, path, readonly=True)
+        at = next((i for i, b in enumerate(binds) if _below(b.target, path)), len(binds))
+        binds.insert(at, bind)
+    return binds
+
+
+def _below(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip("/") + "/")
+
+
+def _shown(path: str, covers: Sequence[tuple[str, str | None]]) -> bool:
+    """Whether the sandbox shows the host's ``path`` at ``path``. A path that is itself a
+    hider (``/tmp``) counts as shown: binding it would undo the sandbox's own mount."""
+    for target, source in reversed(covers):
+        if path == target and source is None:
+            return True
+        if _below(path, target):
+            return source is not None and os.path.normpath(
+                os.path.join(source, os.path.relpath(path, target))) == path
+    return True
 
 
 def _controllers_for(limits: Limits, cgroup: CGroup) -> set[str]:
@@ -361,27 +454,64 @@ class SandboxResult(subprocess.CompletedProcess):  # type: ignore[type-arg]
 class Sandbox:
     """A place to run untrusted commands and functions, safe by default also for root callers.
 
-    ``Sandbox(**options)`` takes the fields of :class:`SandboxConfig`: ``rootfs``, ``readonly``,
-    ``binds`` (``Bind`` or ``"SRC:DST[:ro|rw]"``), ``tmpfs``, ``env``, ``cwd``, ``hostname``,
-    ``network`` (False: only ``lo``; True: the host's network), ``uid``/``gid``, ``timeout``
-    (seconds, for the whole sandbox), ``privileged``, ``capabilities`` (names kept),
-    ``seccomp`` (True, False or a :class:`isolate.security.SeccompProfile`),
-    ``user_namespace`` (default: only when not root), ``image``/``store``, ``overlay``
-    (who mounts an image: ``"auto"``, ``"kernel"`` or ``"fuse"`` for fuse-overlayfs),
-    ``limits`` (a :class:`isolate.Limits`), ``best_effort``, ``cgroupns``,
+    ``Sandbox(**options)`` takes the fields of :class:`SandboxConfig` as keyword arguments
+    (or one ``SandboxConfig``): ``rootfs``, ``readonly``, ``binds`` (``Bind`` or
+    ``"SRC:DST[:ro|rw]"``), ``tmpfs``, ``env``, ``cwd``, ``hostname``, ``network`` (False: only
+    ``lo``; True: the host's network), ``uid``/``gid``, ``timeout`` (seconds, for the whole
+    sandbox: past it the sandbox takes no new work), ``privileged``, ``capabilities`` (names
+    kept), ``seccomp`` (True, False or a :class:`isolate.security.SeccompProfile`),
+    ``user_namespace`` (default: only when not root), ``image`` (an ``Image`` or a name),
+    ``store`` (default: ``$ISOLATE_STORE``, else the default store, as the CLI), ``pull``
+    (``"missing"``, ``"always"``, ``"never"``), ``overlay`` (who mounts an image:
+    ``"auto"``, ``"kernel"`` or ``"fuse"`` for fuse-overlayfs), ``limits`` (a
+    :class:`isolate.Limits` or a mapping of its fields), ``best_effort``, ``cgroupns``,
     ``die_with_parent`` (default True: a process gets SIGKILL when the caller's process ends,
     even SIGKILLed, so nothing outlives a crashed caller; the thread that started it may end
     before it), and ``init`` (default False: each process is pid 1 of its pid namespace;
     True: a tiny init is pid 1, reaps orphans, forwards signals, and the process is pid 2).
 
     Use it as a context manager; leaving the block ends every process the sandbox started.
-    Raises :class:`ConfigError` for bad options, before anything is started.
+    Raises :class:`ConfigError` for bad or unknown options, before anything is started.
     """
 
-    def __init__(self, config: SandboxConfig | None = None, /, **options: Any) -> None:
-        if config is not None and options:
+    def __init__(self, config: SandboxConfig | None = None, /, *,
+                 rootfs: str | os.PathLike[str] | None = None,
+                 readonly: bool = True,
+                 binds: Iterable[Bind | str] | Bind | str = (),
+                 tmpfs: Iterable[Tmpfs | str] | Tmpfs | str = (),
+                 env: Mapping[str, str] | None = None,
+                 cwd: str | None = None,
+                 hostname: str = "sandbox",
+                 network: bool = False,
+                 uid: int | None = None,
+                 gid: int | None = None,
+                 timeout: float | None = None,
+                 privileged: bool = False,
+                 capabilities: Iterable[str] | security.CapabilitySet | None = None,
+                 seccomp: security.SeccompProfile | bool = True,
+                 user_namespace: bool | None = None,
+                 limits: Limits | Mapping[str, Any] | None = None,
+                 best_effort: bool = False,
+                 cgroupns: bool = True,
+                 die_with_parent: bool = True,
+                 init: bool = False,
+                 image: Image | str | None = None,
+                 store: Store | None = None,
+                 overlay: str = "auto",
+                 pull: str = "missing",
+                 **unknown: NoReturn) -> None:
+        # The keywords mirror SandboxConfig's fields (a test keeps them in step), so that a
+        # type checker catches a misspelt option; at run time it is a ConfigError naming it.
+        if unknown:
+            names = sorted(unknown)
+            raise ConfigError(f"unknown Sandbox option {_names(names)}"
+                              f"{_close_match(names[0], _OPTIONS)}")
+        options = {name: value for name, value in locals().items() if name in _OPTIONS}
+        if config is None:
+            config = SandboxConfig(**options)
+        elif any(options[f.name] != f.default for f in attrs.fields(SandboxConfig)):
             raise ConfigError("pass a SandboxConfig or keyword options, not both")
-        self.config = config if config is not None else SandboxConfig(**options)
+        self.config = config
         self._compiled: runtime.ProcessTemplate | None = None
         self._runtime: RuntimeConfig | None = None
         self._runtime_of: SandboxConfig | None = None
@@ -509,7 +639,7 @@ class Sandbox:
 
         mountpoints = runtime.mountpoints(runtime_config(cfg))
         root = ImageRoot.open(cfg.image, cfg.store, mountpoints=mountpoints,
-                              rootless=cfg.rootless)
+                              rootless=cfg.rootless, pull=cfg.pull)
         self._image_root = root
         defaults = root.defaults()
         env: dict[str, str] = dict(defaults["env"])  # type: ignore[call-overload]
@@ -596,14 +726,23 @@ class Sandbox:
             warnings.warn("an isolate.Sandbox was not closed; leave its with block or call "
                           "close()", ResourceWarning, stacklevel=2, source=self)
 
-    def _check_open(self) -> None:
+    def _check_open(self, requested: str = "run") -> None:
+        """Refuse work once closed, or once the sandbox's timeout has passed: an expired
+        sandbox has killed its processes (the call helper too) and takes nothing new, the same
+        way whichever thread notices first (the deadline, not the timer, decides)."""
         if self._closed:
-            raise StateError("the sandbox is closed", current="closed", requested="run")
+            raise StateError("the sandbox is closed", current="closed", requested=requested)
+        self._remaining(None, requested)
 
-    def _remaining(self, timeout: float | None) -> float | None:
+    def _remaining(self, timeout: float | None, requested: str = "run") -> float | None:
+        """``timeout`` cut to what is left of the sandbox's own; StateError when none is."""
         if self._deadline is None:
             return timeout
-        left = max(self._deadline - time.monotonic(), 0.001)
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise StateError(f"the sandbox's timeout of {self.config.timeout:g} s has expired; "
+                             "it ended its processes and takes no new work", current="expired",
+                             requested=requested)
         return left if timeout is None else min(timeout, left)
 
     def oom_kills(self) -> int:
@@ -639,10 +778,11 @@ class Sandbox:
         closed, and :class:`isolate.errors.SpawnError` (or ``MountError``...) naming the set-up
         step or the program that failed.
         """
-        self._check_open()
         if self._compiled is None:
+            self._check_open()
             raise StateError("use the sandbox in a with block (or call __enter__) first",
                              current="new", requested="run")
+        self._check_open()
         if isinstance(argv, (str, bytes)):
             raise ConfigError("argv must be a sequence of arguments, not a string")
         argv = [os.fsdecode(a) for a in argv]
@@ -731,27 +871,81 @@ class Sandbox:
     def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run ``fn(*args, **kwargs)`` in the sandbox and return its result.
 
-        ``fn``, its arguments and its result must be picklable (a module-level function).
-        An exception raised by ``fn`` is re-raised here, with the child's traceback text
-        attached as a note. The sandbox must be able to run this Python interpreter (the
-        default host root can; a custom ``rootfs`` needs it inside).
+        ``fn``, its arguments and its result must be picklable by cloudpickle (functions of
+        ``__main__``, lambdas and closures go by value). An exception raised by ``fn`` is
+        re-raised here, with the child's traceback text attached as a note. The sandbox must be
+        able to run this Python interpreter: with the host's root it can (the interpreter, its
+        prefix and ``sys.path`` are bound in read-only where the sandbox would hide them, as a
+        virtualenv under ``/tmp``); a custom ``rootfs`` or image needs it inside. What ``fn``
+        prints reaches the caller's stdout and stderr before ``call`` returns. For a timeout of
+        this call alone, use :meth:`call_with`.
 
-        Raises :class:`isolate.errors.CallError` (a :class:`RuntimeError`) when the child
-        dies without answering, :class:`TimeoutError` when the sandbox's timeout ends it.
+        Raises:
+            CallError: (a :class:`RuntimeError`) the call's process died without answering
+                (the message says when the OOM killer ended it), or the helper interpreter
+                cannot start.
+            TimeoutError: the sandbox's timeout ended the call.
+            StateError: the sandbox is closed, or its timeout had passed already.
         """
-        self._check_open()
-        from isolate._caller import Caller
+        return self.call_with(fn, args, kwargs)
+
+    def call_with(self, fn: Callable[..., T], /, args: Sequence[Any] = (),
+                  kwargs: Mapping[str, Any] | None = None, *,
+                  timeout: float | None = None) -> T:
+        """:meth:`call` with options: run ``fn(*args, **kwargs)`` in the sandbox.
+
+        ``fn``'s arguments come as a tuple and a dict (as ``threading.Thread(target, args,
+        kwargs)`` and ``multiprocessing.Pool.apply`` take them), so that isolate's own
+        keywords cannot collide with ``fn``'s. ``timeout`` (seconds) limits this call: when it
+        runs out, the call's process is killed and :class:`TimeoutError` raised, and the
+        sandbox stays usable; the sandbox's own timeout applies as well.
+
+        Raises what :meth:`call` raises, and ConfigError for a bad ``timeout``.
+        """
+        timeout = _timeout(timeout)
+        self._check_open("call")
+        if self._compiled is None:
+            raise StateError("use the sandbox in a with block (or call __enter__) first",
+                             current="new", requested="call")
+        from isolate._caller import CallDied, Caller
 
         with self._caller_lock:
-            if self._caller is None:
-                self._caller = Caller(self)
             caller = self._caller
+            if caller is None or not caller.alive():
+                # The helper is started on the first call, and again if it died (an OOM kill
+                # may pick it rather than the call's process).
+                self._caller = None
+                if caller is not None:
+                    caller.close()
+                caller = self._caller = Caller(self)
+        left = self._remaining(timeout, "call")
+        # Which deadline comes first decides whose timeout a TimeoutError reports.
+        by_sandbox = left is not None and (timeout is None or left < timeout)
+        expired = TimeoutError(f"sandboxed call of {fn!r} ended by the sandbox's timeout of "
+                               f"{self.config.timeout} s")
+        oom_before = self.oom_kills()
         try:
-            result: T = caller.call(fn, args, kwargs, self._remaining(None))
+            result: T = caller.call(fn, tuple(args), dict(kwargs or {}), left)
         except CallError as exc:
-            # The sandbox's timer may end the helper a moment before the call's own deadline.
+            # The sandbox's timer may end the call (and the helper) a moment before the
+            # call's own deadline.
             if self._deadline is not None and time.monotonic() >= self._deadline:
-                raise TimeoutError(f"sandboxed call of {fn!r} ended by the sandbox's timeout "
-                                   f"of {self.config.timeout} s") from exc
+                raise expired from exc
+            if (isinstance(exc, CallDied) and exc.signal == signal.SIGKILL
+                    and self.oom_kills() > oom_before):
+                raise CallError(f"sandboxed call of {fn!r} was killed by the OOM killer: out of "
+                                f"memory{self._memory_limit_text()}") from exc
+            raise
+        except TimeoutError:
+            if by_sandbox:
+                raise expired from None
             raise
         return result
+
+    def _memory_limit_text(self) -> str:
+        from isolate._units import human_size
+
+        limits = self.config.limits
+        if limits is None or limits.memory_max is None:
+            return ""
+        return f" (the sandbox's memory limit is {human_size(limits.memory_max)})"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import sys
 import threading
 import time
@@ -31,10 +30,11 @@ def add_store_option(p: argparse.ArgumentParser) -> None:
 
 
 def open_store(args: argparse.Namespace) -> Store:
-    """The store ``--store`` names, else ``$ISOLATE_STORE``, else the default one."""
-    from isolate.image import Store
-    root = args.store or os.environ.get("ISOLATE_STORE") or None
-    return Store(os.path.abspath(root) if root else None)
+    """The store ``--store`` names, else ``$ISOLATE_STORE``, else the default one (the one a
+    ``Sandbox(image=...)`` uses, by the same code)."""
+    from isolate._image_root import open_store as store_at
+
+    return store_at(args.store)
 
 
 class ProgressBars:

@@ -185,18 +185,14 @@ def _split_image(args: argparse.Namespace) -> tuple[str | None, list[str]]:
 
 
 def _image(args: argparse.Namespace, name: str) -> Any:
-    from isolate.image import ImageError
+    """(store, image): ``name`` found or pulled as ``--pull`` says, the way a Sandbox does it
+    (the same code), with progress bars on a terminal."""
+    from isolate._image_root import find_image
 
     store = open_store(args)
-    if args.pull != "always":
-        try:
-            return store, store.get(name)
-        except ImageError:
-            if args.pull == "never":
-                raise
     bars = progress_for(f"Pulling {name}")
     try:
-        return store, store.pull(name, progress=bars)
+        return store, find_image(store, name, args.pull, progress=bars)
     finally:
         if bars is not None:
             bars.close()
