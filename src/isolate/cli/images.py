@@ -7,7 +7,6 @@ name prints (ids, names, a table, JSON). Progress bars go to stderr, and only to
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import sys
 import threading
@@ -107,6 +106,8 @@ def _since(created: str | None) -> str:
     if not created:
         return "N/A"
     try:
+        import datetime  # only 'isolate images' shows ages
+
         when = datetime.datetime.fromisoformat(created.replace("Z", "+00:00"))
     except ValueError:
         return created
