@@ -14,8 +14,10 @@ process the sandbox started, and with them every mount and namespace they held.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -26,11 +28,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import attrs
 
-from isolate import lowlevel, runtime
-from isolate._plan import Op, Plan
 from isolate._units import parse_seconds
-from isolate.cgroups import CGroup, Limits
-from isolate.cgroups.cgroup import add_note
 from isolate.errors import (
     CallError,
     ConfigError,
@@ -39,19 +37,19 @@ from isolate.errors import (
     StateError,
     UnsupportedError,
 )
-from isolate.fs.mounts import (
-    Bind,
-    Tmpfs,
-    check_container_path,
-)
-from isolate.namespaces import NamespaceKind
-from isolate.process import SandboxedPopen
-from isolate.runtime import RuntimeConfig
 
 if TYPE_CHECKING:
-    from isolate import security
+    # The building blocks are imported where they are first used (entering a sandbox, the
+    # first Bind, limits): 'import isolate.sandbox' stays cheap, and a sandbox without limits
+    # never loads the cgroup code.
+    from isolate import runtime, security
     from isolate._image_root import ImageRoot
+    from isolate._plan import Op, Plan
+    from isolate.cgroups import CGroup, Layout, Limits
+    from isolate.fs.mounts import Bind, Tmpfs
     from isolate.image import Image, Store
+    from isolate.namespaces import NamespaceKind
+    from isolate.runtime import RuntimeConfig
 
 __all__ = ["Sandbox", "SandboxConfig", "SandboxResult"]
 
@@ -65,12 +63,16 @@ _EMPTY = "/tmp/.isolate-empty"
 
 
 def _binds(value: Iterable[Bind | str]) -> tuple[Bind, ...]:
+    from isolate.fs.mounts import Bind
+
     if isinstance(value, (str, Bind)):
         value = [value]
     return tuple(b if isinstance(b, Bind) else Bind.parse(b) for b in value)
 
 
 def _tmpfs(value: Iterable[Tmpfs | str]) -> tuple[Tmpfs, ...]:
+    from isolate.fs.mounts import Tmpfs
+
     if isinstance(value, (str, Tmpfs)):
         value = [value]
     return tuple(t if isinstance(t, Tmpfs) else Tmpfs(t) for t in value)
@@ -90,7 +92,11 @@ def _env(value: Mapping[str, str] | None) -> tuple[tuple[str, str], ...] | None:
 
 
 def _cwd(value: str | None) -> str | None:
-    return None if value is None else check_container_path(value, "cwd")
+    if value is None:
+        return None
+    from isolate.fs.mounts import check_container_path
+
+    return check_container_path(value, "cwd")
 
 
 def _image(value: Image | str | None) -> Image | str | None:
@@ -272,11 +278,29 @@ _OPTIONS = frozenset(f.name for f in attrs.fields(SandboxConfig))
 def runtime_config(cfg: SandboxConfig) -> RuntimeConfig:
     """``cfg`` as the :class:`isolate.runtime.RuntimeConfig` its processes run with: the
     sandbox's strict defaults (no capabilities unless asked, no_new_privs, the default seccomp
-    profile, Docker's masked and read-only paths, a private /tmp per process) filled in.
+    profile, Docker's masked and read-only paths, a private /tmp per process) filled in, and
+    the read-only binds ``Sandbox.call`` needs (see ``_with_call_binds``).
 
     Raises:
         ConfigError: what the runtime config refuses.
     """
+    if cfg.image is None:
+        # The same config gives the same runtime config (records are frozen): a fresh sandbox
+        # per run reuses it. What it depends on besides cfg is in the key.
+        try:
+            return _cached_runtime_config(cfg, tuple(sys.path), sys.executable, os.geteuid())
+        except TypeError:  # an unhashable value somewhere (a custom profile's mapping)
+            pass
+    return _runtime_config(cfg)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_runtime_config(cfg: SandboxConfig, path: tuple[str, ...], executable: str,
+                           euid: int) -> RuntimeConfig:
+    return _runtime_config(cfg)
+
+
+def _runtime_config(cfg: SandboxConfig) -> RuntimeConfig:
     from isolate import runtime, security  # imported when first needed
     from isolate.namespaces import IdMap, NamespaceKind
 
@@ -336,6 +360,8 @@ def _with_call_binds(cfg: SandboxConfig) -> list[Bind]:
     ``sys.path`` entries below the private ``/tmp`` (a virtualenv of tox, nox or pytest) or
     below a tmpfs or bind of ``cfg``. Each goes before the binds below it, so those stay on
     top. Nothing is added in the usual case, where the interpreter lives in ``/usr``."""
+    from isolate.fs.mounts import Bind
+
     binds = list(cfg.binds)
     if cfg.rootfs is not None or cfg.image is not None:
         return binds  # another root: the interpreter must be in it (Caller says so if not)
@@ -343,17 +369,14 @@ def _with_call_binds(cfg: SandboxConfig) -> list[Bind]:
     covers: list[tuple[str, str | None]] = [("/tmp", None)]
     covers += [(t.target, None) for t in cfg.tmpfs]
     covers += [(b.target, b.source) for b in cfg.binds]
-    candidates = [sys.executable, sys.prefix, sys.exec_prefix, sys.base_prefix,
-                  sys.base_exec_prefix, *sys.path]
-    hidden: list[str] = []
-    for raw in candidates:
-        if not raw or not os.path.isabs(raw):
-            continue
-        for path in dict.fromkeys((os.path.normpath(raw), os.path.realpath(raw))):
-            if os.path.exists(path) and not _shown(path, covers):
-                hidden.append(path)
+    # Only strings are compared here (this runs for every sandbox); the file system is asked
+    # only about the few paths that would be hidden.
+    hidden = sorted({p for p in _call_paths(sys.executable, sys.prefix, sys.exec_prefix,
+                                            sys.base_prefix, sys.base_exec_prefix,
+                                            tuple(sys.path))
+                     if not _shown(p, covers) and os.path.exists(p)})
     added: list[str] = []
-    for path in sorted(set(hidden)):
+    for path in hidden:
         if not any(_below(path, a) for a in added):
             added.append(path)
     for path in added:
@@ -361,6 +384,16 @@ def _with_call_binds(cfg: SandboxConfig) -> list[Bind]:
         at = next((i for i, b in enumerate(binds) if _below(b.target, path)), len(binds))
         binds.insert(at, bind)
     return binds
+
+
+@functools.lru_cache(maxsize=8)
+def _call_paths(executable: str, *prefixes_and_path: str | tuple[str, ...]) -> frozenset[str]:
+    """The absolute paths a call's interpreter needs: the executable (and where its symlinks
+    lead), the prefixes and the ``sys.path`` entries."""
+    raw: list[str] = [executable, os.path.realpath(executable)]
+    for item in prefixes_and_path:
+        raw.extend([item] if isinstance(item, str) else item)
+    return frozenset(os.path.normpath(p) for p in raw if p and os.path.isabs(p))
 
 
 def _below(path: str, top: str) -> bool:
@@ -379,7 +412,50 @@ def _shown(path: str, covers: Sequence[tuple[str, str | None]]) -> bool:
     return True
 
 
-def _controllers_for(limits: Limits, cgroup: CGroup) -> set[str]:
+# -- compiled once per config ----------------------------------------------------------------
+# A fresh sandbox per run (the way tests and CI jobs use one) would compile the same root and
+# the same process plan each time. Both are immutable, so they are kept per config, and per
+# what of the host they were compiled against (_host_view): a change there compiles anew.
+
+def _host_view(rc: RuntimeConfig) -> tuple[object, ...]:
+    """What a compiled root depends on of the host, at the cost of a few lstat calls: the
+    top-level entries (a spliced root binds them), which mount targets exist, and whether
+    each bind source is a file or a directory."""
+    def kind(path: str) -> int | None:
+        try:
+            return stat.S_IFMT(os.stat(path).st_mode)
+        except OSError:
+            return None
+
+    view: list[object] = [os.stat("/").st_mtime_ns]
+    for m in rc.mounts:
+        view.append(os.path.lexists(m.destination))
+        if m.type == "bind" and m.source is not None:
+            view.append(kind(m.source))
+    return tuple(view)
+
+
+@functools.lru_cache(maxsize=16)
+def _shared_root(rc: RuntimeConfig, host: tuple[object, ...]) -> tuple[Op, ...]:
+    from isolate import runtime
+
+    return runtime.root_ops(rc).shared
+
+
+@functools.lru_cache(maxsize=16)
+def _template(rc: RuntimeConfig, namespaces: tuple[tuple[NamespaceKind, int], ...],
+              cgroup_fds: tuple[int, ...], parent_pidfd: int, host: tuple[object, ...]
+              ) -> runtime.ProcessTemplate:
+    """The process plan of a sandbox whose shared namespaces (and cgroup files, and pidfd of
+    the caller) are at these fd numbers: a later sandbox gets the same numbers when the last
+    one closed its fds, so a fresh sandbox per run reuses it."""
+    from isolate import runtime
+
+    return runtime.ProcessTemplate(rc, dict(namespaces), cgroup_fds=cgroup_fds,
+                                   parent_pidfd=parent_pidfd)
+
+
+def _controllers_for(limits: Limits, layout: Layout) -> set[str]:
     """The v1 controllers a sandbox's processes join: those its limits use, and those that
     account for what it uses (memory and OOM kills, cpu, pids). Each is one write per process
     on a v1 host; devices, blkio without io limits, and the like are left out."""
@@ -388,9 +464,22 @@ def _controllers_for(limits: Limits, cgroup: CGroup) -> set[str]:
         wanted.add("cpuset")
     if limits.io_weight is not None or limits.io_devices:
         wanted |= {"blkio", "io"}
-    if not any(h.version == 2 for h in cgroup.layout.hierarchies):
+    if layout.v2 is None:
         wanted.add("freezer")  # kill() freezes first where there is no cgroup.kill
     return wanted
+
+
+def _sandbox_layout(limits: Limits) -> tuple[Layout, set[str]]:
+    """The host's cgroup layout cut to the hierarchies a sandbox's processes join (and the
+    controllers they are): its group is made, limited and removed in those only, not in
+    every v1 hierarchy of a hybrid host (4 of 9 here), which halves what a limited sandbox
+    adds to its start and end."""
+    from isolate.cgroups import host_layout
+
+    layout = host_layout()
+    wanted = _controllers_for(limits, layout)
+    return attrs.evolve(layout, v1=tuple(h for h in layout.v1 if h.controllers & wanted)), \
+        wanted
 
 
 def _make_shared_namespaces(rc: RuntimeConfig, root: Sequence[Op] = ()
@@ -404,7 +493,7 @@ def _make_shared_namespaces(rc: RuntimeConfig, root: Sequence[Op] = ()
     (not a process, not a bind mount) keeps the namespaces alive, and closing them frees
     them: nothing can outlive the sandbox.
     """
-    from isolate import runtime
+    from isolate import lowlevel, runtime
 
     shared = runtime.shared_plan(rc, root)
     try:
@@ -424,6 +513,12 @@ def _explain_overlay_failure(exc: MountError, cfg: SandboxConfig) -> None:
             f"cannot mount the image rootless: this kernel refuses overlayfs in a user "
             f"namespace ({exc}); it needs Linux >= 5.11, or use overlay='fuse' "
             "(fuse-overlayfs), or run as root") from exc
+
+
+def _add_note(error: BaseException, note: str) -> None:
+    from isolate.cgroups.cgroup import add_note
+
+    add_note(error, note)
 
 
 def _kill_all(procs: Iterable[subprocess.Popen[Any]]) -> None:
@@ -544,11 +639,15 @@ class Sandbox:
         if self._compiled is not None:
             raise StateError("the sandbox was entered already", current="open",
                              requested="enter")
+        from isolate import runtime
+        from isolate.namespaces import NamespaceKind
+
         try:
             self._make_cgroup()
             self._open_image()
             image_root = self._image_root
             rc = self.runtime
+            host = _host_view(rc) if image_root is None else ()
             shared_root: tuple[Op, ...] = ()
             chosen = False
             if image_root is not None and not self.config.rootless and self.config.readonly:
@@ -556,11 +655,12 @@ class Sandbox:
                 # read-only kernel overlay can be mounted once, like any other shared root.
                 image_root.choose_overlay(self.config.overlay, None, writable=False)
                 chosen = True
-            if image_root is None or (chosen and image_root.fuse is None):
-                # The root is the same for every process: build it once, here. (Otherwise an
-                # image's overlay is chosen below, once the user namespace exists.)
-                shared_root = runtime.root_ops(
-                    rc, image_root.overlay_op(0) if image_root else None).shared
+            if image_root is None:
+                # The root is the same for every process: build it once, here.
+                shared_root = _shared_root(rc, host)
+            elif chosen and image_root.fuse is None:
+                # (Otherwise an image's overlay is chosen below, once the user namespace exists.)
+                shared_root = runtime.root_ops(rc, image_root.overlay_op(0)).shared
             try:
                 self._namespaces = _make_shared_namespaces(rc, shared_root)
             except MountError as exc:
@@ -572,15 +672,18 @@ class Sandbox:
                                           writable=not self.config.readonly)
             if self.config.die_with_parent:
                 self._parent_pidfd = os.pidfd_open(os.getpid())
-            mount_join, after_user = (image_root.mount_join() if image_root is not None
-                                      else (None, False))
-            self._compiled = runtime.ProcessTemplate(
-                rc, self._namespaces, cgroup_fds=self._cgroup_fds, mount_join=mount_join,
-                join_after_user=after_user,
-                root=image_root.overlay_op(0) if image_root is not None else None,
-                per_process_root=(image_root is not None and not self.config.readonly
-                                  and image_root.upper_per_process),
-                parent_pidfd=self._parent_pidfd)
+            if image_root is None:
+                self._compiled = _template(rc, tuple(self._namespaces.items()),
+                                           tuple(self._cgroup_fds), self._parent_pidfd,
+                                           host)
+            else:
+                mount_join, after_user = image_root.mount_join()
+                self._compiled = runtime.ProcessTemplate(
+                    rc, self._namespaces, cgroup_fds=self._cgroup_fds, mount_join=mount_join,
+                    join_after_user=after_user, root=image_root.overlay_op(0),
+                    per_process_root=(not self.config.readonly
+                                      and image_root.upper_per_process),
+                    parent_pidfd=self._parent_pidfd)
         except BaseException as exc:
             self._release(exc)
             raise
@@ -618,15 +721,19 @@ class Sandbox:
         cfg = self.config
         if cfg.limits is None:
             return
+        from isolate.cgroups import CGroup
+
+        layout, controllers = _sandbox_layout(cfg.limits)
         try:
-            self.cgroup = CGroup.create(limits=cfg.limits, best_effort=cfg.best_effort)
+            self.cgroup = CGroup.create(limits=cfg.limits, best_effort=cfg.best_effort,
+                                        layout=layout)
         except UnsupportedError as exc:
             if not cfg.best_effort:
                 raise
             warnings.warn(f"sandbox runs without resource limits: {exc}", RuntimeWarning,
                           stacklevel=3)
             return
-        for path in self.cgroup.procs_files(_controllers_for(cfg.limits, self.cgroup)):
+        for path in self.cgroup.procs_files(controllers):
             self._cgroup_fds.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
 
     def _open_image(self) -> None:
@@ -635,6 +742,7 @@ class Sandbox:
         cfg = self.config
         if cfg.image is None:
             return
+        from isolate import runtime
         from isolate._image_root import ImageRoot, check_rootless_user
 
         mountpoints = runtime.mountpoints(runtime_config(cfg))
@@ -704,7 +812,7 @@ class Sandbox:
             except (OSError, IsolateError) as exc:
                 if error is None:
                     raise
-                add_note(error, f"while removing the sandbox's image scratch dir: {exc}")
+                _add_note(error, f"while removing the sandbox's image scratch dir: {exc}")
         cgroup, self.cgroup = self.cgroup, None
         if cgroup is None:
             return
@@ -713,7 +821,7 @@ class Sandbox:
         except IsolateError as exc:
             if error is None:
                 raise
-            add_note(error, f"while removing the sandbox's cgroup: {exc}")
+            _add_note(error, f"while removing the sandbox's cgroup: {exc}")
 
     def _expire(self) -> None:
         with self._lock:
@@ -792,8 +900,7 @@ class Sandbox:
             if popen_kwargs.get(bad):
                 raise ConfigError(f"{bad} is not supported in a sandbox")
         environment = self.environment(env)
-        workdir = (check_container_path(cwd, "cwd") if cwd is not None
-                   else self.config.cwd or "/")
+        workdir = _cwd(cwd) or self.config.cwd or "/"
         compiled = self._compiled
         upper = None
         if compiled.per_process_root and self._image_root is not None:
@@ -809,6 +916,8 @@ class Sandbox:
         with self._lock:
             self._check_open()
             try:
+                from isolate.process import SandboxedPopen
+
                 proc = SandboxedPopen(argv, plan_factory=factory, **popen_kwargs)
             except MountError as exc:
                 _explain_overlay_failure(exc, self.config)

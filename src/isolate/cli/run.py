@@ -18,15 +18,16 @@ import sys
 import time
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from isolate._units import human_size, parse_decimal, parse_seconds, parse_size
-from isolate.cgroups import Limits
-from isolate.cgroups.limits import MAX_PIDS
 from isolate.cli import UsageError
 from isolate.cli.images import add_store_option, open_store, progress_for
 from isolate.errors import ConfigError
 from isolate.sandbox import Sandbox
+
+if TYPE_CHECKING:
+    from isolate.cgroups import Limits
 
 __all__ = ["register"]
 
@@ -159,9 +160,15 @@ def _make_limits(args: argparse.Namespace) -> Limits | None:
     if args.cpus is not None:
         values["cpus"] = args.cpus
     if args.pids_limit is not None and args.pids_limit != "-1":
+        from isolate.cgroups.limits import MAX_PIDS
+
         values["pids_max"] = parse_decimal(args.pids_limit, name="--pids-limit",
                                            maximum=MAX_PIDS)
-    return Limits(**values) if values else None
+    if not values:
+        return None  # without limits, the cgroup code is never loaded
+    from isolate.cgroups import Limits
+
+    return Limits(**values)
 
 
 def _split_image(args: argparse.Namespace) -> tuple[str | None, list[str]]:
