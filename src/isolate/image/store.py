@@ -26,6 +26,7 @@ from typing import IO, Any, BinaryIO
 import attrs
 
 from isolate.errors import ConfigError, DigestMismatch, ImageError
+from isolate.fs import _tree
 from isolate.image._disk import FileLock, TempSpace, fsync_dir, fsync_tree, remove_tree
 from isolate.image.config import Image, ImageConfig, build_config_blob, parse_config_blob
 from isolate.image.oci import (
@@ -94,18 +95,10 @@ class DiskUsage:
 
 def _tree_bytes(path: str, seen: set[tuple[int, int]]) -> int:
     """Bytes used below ``path``; a hardlinked inode counts once across all calls with ``seen``."""
-    total = 0
-    for dirpath, dirs, files in os.walk(path):
-        for name in dirs + files:
-            try:
-                st = os.lstat(os.path.join(dirpath, name))
-            except FileNotFoundError:
-                continue
-            if (st.st_dev, st.st_ino) in seen:
-                continue
-            seen.add((st.st_dev, st.st_ino))
-            total += st.st_blocks * 512 if st.st_blocks else st.st_size
-    return total
+    try:
+        return _tree.tree_bytes(path, seen)
+    except FileNotFoundError:  # removed by a concurrent gc
+        return 0
 
 
 class HashingReader:
