@@ -15,9 +15,10 @@ import lzma
 import os
 import tarfile
 from collections.abc import Callable, Iterator
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from isolate.errors import ConfigError, ImageError, UnsupportedError
+from isolate.image._storage import BlobStore, HashingReader
 from isolate.image.config import Image
 from isolate.image.oci import (
     DOCKER_MANIFEST,
@@ -36,9 +37,6 @@ from isolate.image.oci import (
     sha256_digest,
 )
 from isolate.image.reference import Reference
-
-if TYPE_CHECKING:
-    from isolate.image.store import Store
 
 __all__ = ["add_layer_file", "load", "save"]
 
@@ -84,8 +82,6 @@ def decompressed(f: IO[bytes], compression: str | None) -> IO[bytes]:
 
 
 def _diff_id(f: IO[bytes], compression: str | None) -> str:
-    from isolate.image.store import HashingReader
-
     try:
         reader = HashingReader(decompressed(f, compression))
         reader.drain()
@@ -94,7 +90,7 @@ def _diff_id(f: IO[bytes], compression: str | None) -> str:
     return reader.digest
 
 
-def add_layer_file(store: Store, path: str) -> tuple[str, str, int, str]:
+def add_layer_file(store: BlobStore, path: str) -> tuple[str, str, int, str]:
     """Store a layer tarball (plain, gzip, zstd; bzip2/xz are stored decompressed).
 
     Returns (diff_id, digest, size, media_type).
@@ -110,7 +106,7 @@ def add_layer_file(store: Store, path: str) -> tuple[str, str, int, str]:
         return add_layer_stream(store, f)
 
 
-def add_layer_stream(store: Store, f: IO[bytes]) -> tuple[str, str, int, str]:
+def add_layer_stream(store: BlobStore, f: IO[bytes]) -> tuple[str, str, int, str]:
     """As :func:`add_layer_file` for an open stream (read once from its current position)."""
     head = f.read(6)
     compression = sniff_compression(head)
@@ -194,7 +190,7 @@ class _Source:
             return f.read()
 
 
-def load(store: Store, path: str, ref: Reference | None) -> list[Image]:
+def load(store: BlobStore, path: str, ref: Reference | None) -> list[Image]:
     """Import every image in an OCI layout (dir or tar) or docker-archive at ``path``.
 
     Raises:
@@ -218,7 +214,7 @@ def load(store: Store, path: str, ref: Reference | None) -> list[Image]:
     return images
 
 
-def _copy_blob(store: Store, src: _Source, digest: str, name: str | None = None) -> None:
+def _copy_blob(store: BlobStore, src: _Source, digest: str, name: str | None = None) -> None:
     if store.has_blob(digest):
         return
     with store.blob_lock(digest).hold(), src.open(name or _blob_name(digest)) as f:
@@ -248,7 +244,7 @@ def _tag_for(annotations: Any, ref: Reference | None, single: bool) -> list[Refe
     return []
 
 
-def _load_oci(store: Store, src: _Source, ref: Reference | None) -> list[Image]:
+def _load_oci(store: BlobStore, src: _Source, ref: Reference | None) -> list[Image]:
     entries: list[tuple[bytes, str, dict[str, Any]]] = []  # (manifest, media type, annotations)
 
     def walk(data: bytes, annotations: dict[str, Any], depth: int) -> None:
@@ -277,7 +273,7 @@ def _load_oci(store: Store, src: _Source, ref: Reference | None) -> list[Image]:
     return images
 
 
-def _load_docker(store: Store, src: _Source, ref: Reference | None) -> list[Image]:
+def _load_docker(store: BlobStore, src: _Source, ref: Reference | None) -> list[Image]:
     doc = json.loads(src.read("manifest.json"))
     if not isinstance(doc, list):
         raise ImageError(f"{src.path}: manifest.json is not a list")
@@ -345,7 +341,7 @@ class _Sink:
         self.put(name, io.BytesIO(data), len(data))
 
 
-def _resolve(store: Store, refs: list[Any]) -> list[tuple[Image, list[Reference]]]:
+def _resolve(store: BlobStore, refs: list[Any]) -> list[tuple[Image, list[Reference]]]:
     out = []
     for r in refs:
         img = store.get(r)
@@ -358,7 +354,7 @@ def _resolve(store: Store, refs: list[Any]) -> list[tuple[Image, list[Reference]
     return out
 
 
-def save(store: Store, refs: list[Any], path: str, fmt: str) -> None:
+def save(store: BlobStore, refs: list[Any], path: str, fmt: str) -> None:
     """Write images to ``path`` as ``docker-archive``, ``oci`` or ``oci-archive``.
 
     Raises:
@@ -381,19 +377,19 @@ def save(store: Store, refs: list[Any], path: str, fmt: str) -> None:
                 remove_tree(tmp)
                 raise
             return
-        writer: Callable[[Store, list[tuple[Image, list[Reference]]], _Sink], None] = (
+        writer: Callable[[BlobStore, list[tuple[Image, list[Reference]]], _Sink], None] = (
             _write_oci if fmt == "oci-archive" else _write_docker)
         with store.tmp.writer(os.path.abspath(path)) as f, \
                 tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
             writer(store, images, _Sink(tar, None))
 
 
-def _put_blob(store: Store, sink: _Sink, digest: str, name: str) -> None:
+def _put_blob(store: BlobStore, sink: _Sink, digest: str, name: str) -> None:
     with store.open_blob(digest) as f:
         sink.put(name, f, os.fstat(f.fileno()).st_size)
 
 
-def _write_oci(store: Store, images: list[tuple[Image, list[Reference]]], sink: _Sink) -> None:
+def _write_oci(store: BlobStore, images: list[tuple[Image, list[Reference]]], sink: _Sink) -> None:
     sink.put_bytes("oci-layout", _OCI_LAYOUT)
     manifests = []
     for img, names in images:
@@ -420,7 +416,7 @@ def _write_oci(store: Store, images: list[tuple[Image, list[Reference]]], sink: 
                                                  "manifests": manifests}))
 
 
-def _write_docker(store: Store, images: list[tuple[Image, list[Reference]]],
+def _write_docker(store: BlobStore, images: list[tuple[Image, list[Reference]]],
                   sink: _Sink) -> None:
     entries = []
     for img, names in images:
@@ -443,7 +439,7 @@ def _write_docker(store: Store, images: list[tuple[Image, list[Reference]]],
     sink.put_bytes("manifest.json", json.dumps(entries).encode())
 
 
-def _put_decompressed(store: Store, sink: _Sink, digest: str, name: str) -> None:
+def _put_decompressed(store: BlobStore, sink: _Sink, digest: str, name: str) -> None:
     tmp = store.tmp.name("layer.tar")
     try:
         with store.open_blob(digest) as blob, open(tmp, "w+b") as out:

@@ -21,11 +21,12 @@ import ssl
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 import attrs
 
 from isolate.errors import ConfigError, DigestMismatch, ImageError
+from isolate.image._storage import BlobStore
 from isolate.image.config import Image
 from isolate.image.credentials import (
     DOCKER_HUB_KEY,
@@ -47,9 +48,6 @@ from isolate.image.oci import (
     sha256_digest,
 )
 from isolate.image.reference import DOCKER_HUB_API_HOST, Platform, Reference
-
-if TYPE_CHECKING:
-    from isolate.image.store import Store
 
 __all__ = [
     "ImageNotFound",
@@ -365,7 +363,7 @@ def _verify_file(path: str, digest: str, size: int | None, what: str) -> None:
                              expected=digest, actual=actual)
 
 
-def _fetch_blob(client: RegistryClient, store: Store, ref: Reference, desc: Descriptor,
+def _fetch_blob(client: RegistryClient, store: BlobStore, ref: Reference, desc: Descriptor,
                 kind: str, scope: str, progress: Callable[[Progress], None] | None) -> None:
     """Download one blob into the store under its lock, resuming a partial download."""
     def report(state: str, done: int) -> None:
@@ -415,7 +413,7 @@ def _fetch_blob(client: RegistryClient, store: Store, ref: Reference, desc: Desc
         report("done", desc.size)
 
 
-def pull_image(store: Store, ref: Reference, *, platform: Platform,
+def pull_image(store: BlobStore, ref: Reference, *, platform: Platform,
                insecure: tuple[str, ...], progress: Callable[[Progress], None] | None,
                auth_file: str | None, max_workers: int = 4) -> Image:
     """Pull ``ref`` into ``store`` (see :meth:`isolate.image.Store.pull`)."""
@@ -457,12 +455,12 @@ def pull_image(store: Store, ref: Reference, *, platform: Platform,
         return store.commit_image(data, media_type, tags=tags, index=index)
 
 
-def _config_facts(store: Store, digest: str) -> Any:
+def _config_facts(store: BlobStore, digest: str) -> Any:
     from isolate.image.config import parse_config_blob
     return parse_config_blob(store.read_blob(digest))
 
 
-def push_image(store: Store, image: Image, ref: Reference, *, insecure: tuple[str, ...],
+def push_image(store: BlobStore, image: Image, ref: Reference, *, insecure: tuple[str, ...],
                progress: Callable[[Progress], None] | None, auth_file: str | None) -> str:
     """Push ``image`` as ``ref`` (see :meth:`isolate.image.Store.push`); return the digest."""
     client = RegistryClient(ref.api_host, insecure=insecure, auth_file=auth_file)
@@ -483,7 +481,7 @@ def push_image(store: Store, image: Image, ref: Reference, *, insecure: tuple[st
     return digest
 
 
-def _push_blob(client: RegistryClient, store: Store, ref: Reference, desc: Descriptor,
+def _push_blob(client: RegistryClient, store: BlobStore, ref: Reference, desc: Descriptor,
                kind: str, scope: str, progress: Callable[[Progress], None] | None) -> None:
     try:
         with client.request("HEAD", f"/v2/{ref.repository}/blobs/{desc.digest}",

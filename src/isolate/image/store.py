@@ -28,6 +28,7 @@ import attrs
 from isolate.errors import ConfigError, DigestMismatch, ImageError
 from isolate.fs import _tree
 from isolate.image._disk import FileLock, TempSpace, fsync_dir, fsync_tree, remove_tree
+from isolate.image._storage import HashingReader
 from isolate.image.config import Image, ImageConfig, build_config_blob, parse_config_blob
 from isolate.image.oci import (
     OCI_CONFIG,
@@ -99,29 +100,6 @@ def _tree_bytes(path: str, seen: set[tuple[int, int]]) -> int:
         return _tree.tree_bytes(path, seen)
     except FileNotFoundError:  # removed by a concurrent gc
         return 0
-
-
-class HashingReader:
-    """Wraps a binary stream and hashes (and counts) what is read through it."""
-
-    def __init__(self, raw: IO[bytes]) -> None:
-        self.raw = raw
-        self.hash = hashlib.sha256()
-        self.count = 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.raw.read(n)
-        self.hash.update(data)
-        self.count += len(data)
-        return data
-
-    def drain(self) -> None:
-        while self.read(_CHUNK):
-            pass
-
-    @property
-    def digest(self) -> str:
-        return "sha256:" + self.hash.hexdigest()
 
 
 class Store:
