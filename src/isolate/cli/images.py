@@ -265,10 +265,12 @@ def _command_form(value: str) -> list[str]:
     if value.lstrip().startswith("["):
         try:
             parsed = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: arrays nested too deep
             parsed = None
         if not isinstance(parsed, list) or not all(isinstance(v, str) for v in parsed):
-            raise argparse.ArgumentTypeError(f"{value!r} is not a JSON array of strings")
+            shown = repr(value) if len(value) <= 80 else (
+                f"{value[:60]!r}... ({len(value)} characters)")
+            raise argparse.ArgumentTypeError(f"{shown} is not a JSON array of strings")
         return parsed
     return ["/bin/sh", "-c", value]
 

@@ -8,6 +8,7 @@ fast path for extraction is reached through ``isolate._sys``).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gzip
 import hashlib
@@ -25,7 +26,7 @@ import attrs
 
 from isolate import _sys
 from isolate.errors import ConfigError, IsolateOSError, UnsupportedError
-from isolate.fs import _tree
+from isolate.fs import _compress, _tree
 from isolate.fs._tar import CorruptLayer, Entry, TarStream, UnsafeArchive
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "Layer",
     "LayerStats",
     "UnsafeArchive",
+    "check",
     "diff",
     "diff_layer",
     "extract",
@@ -246,22 +248,10 @@ def _decompressed(raw: Any) -> Any:
     if head.startswith(_GZIP_MAGIC):
         return gzip.GzipFile(fileobj=prefixed, mode="rb")  # type: ignore[call-overload]
     if head == _ZSTD_MAGIC:
-        zstd = _zstandard()
-        return zstd.ZstdDecompressor().stream_reader(prefixed, read_across_frames=True)
+        return _compress.zstd_reader(prefixed)
     if head[:3] == b"BZh" or head == b"\xfd7zX":
         raise CorruptLayer("layer is bzip2/xz compressed; only plain, gzip and zstd are supported")
     return prefixed
-
-
-def _zstandard() -> Any:
-    try:
-        import zstandard
-    except ImportError:
-        raise UnsupportedError(
-            "zstd layers need the 'zstandard' package (pip install isolate-linux[zstd])",
-            missing="zstandard",
-        ) from None
-    return zstandard
 
 
 def _split_name(entry: str, name: str, what: str = "name") -> tuple[str, ...]:
@@ -745,6 +735,32 @@ def _extract(
         privileged = _default_privileged()
     xattr_ns = xattr_namespace or ("trusted" if privileged else "user")
 
+    try:
+        # dest itself is the caller's choice and may be reached through a symlink.
+        root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        raise _os_error(e, "cannot open extraction root", dest) from e
+    ex = _Extractor(root_fd, whiteouts=whiteouts, privileged=privileged, xattr_ns=xattr_ns)
+    try:
+        with _layer_stream(source) as reader:
+            _extract_members(reader, ex, native=native)
+            reader.drain()
+            ex.finish_dirs()
+    finally:
+        ex.close()
+        os.close(root_fd)
+    return LayerStats(
+        files=ex.files,
+        bytes=ex.bytes,
+        diff_id="sha256:" + reader.hash.hexdigest(),
+        skipped=ex.skipped,
+    )
+
+
+@contextlib.contextmanager
+def _layer_stream(source: Source) -> Iterator[_TarReader]:
+    """The decompressed, hashed stream of the layer at a path or in a stream; damage found
+    by the decompressor, here or in the body, is CorruptLayer. A path is closed after."""
     if isinstance(source, (str, os.PathLike)):
         try:
             raw: Any = open(source, "rb")  # noqa: SIM115 - closed in the finally below
@@ -753,20 +769,10 @@ def _extract(
         owns_raw = True
     else:
         raw, owns_raw = source, False
-    try:
-        # dest itself is the caller's choice and may be reached through a symlink.
-        root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError as e:
-        if owns_raw:
-            raw.close()
-        raise _os_error(e, "cannot open extraction root", dest) from e
-    ex = _Extractor(root_fd, whiteouts=whiteouts, privileged=privileged, xattr_ns=xattr_ns)
     reader: _TarReader | None = None
     try:
         reader = _TarReader(_decompressed(raw))
-        _extract_members(reader, ex, native=native)
-        reader.drain()
-        ex.finish_dirs()
+        yield reader
     except _CORRUPT_STREAM as e:
         raise CorruptLayer(f"layer is not a readable tar stream: {e}") from e
     except Exception as e:
@@ -776,16 +782,47 @@ def _extract(
     finally:
         if reader is not None:
             reader.hash.close()
-        ex.close()
-        os.close(root_fd)
         if owns_raw:
             raw.close()
-    return LayerStats(
-        files=ex.files,
-        bytes=ex.bytes,
-        diff_id="sha256:" + reader.hash.hexdigest(),
-        skipped=ex.skipped,
-    )
+
+
+def check(source: Source) -> LayerStats:
+    """Read a layer through without extracting it: is it one :func:`extract` would unpack?
+
+    Every header is read and judged as :func:`extract` judges it (the stream's compression,
+    its tar structure, names that would leave the root, hardlink targets, whiteout names, entry
+    types); file data is skipped, not written. Returns what an extraction would count
+    (``files``, ``bytes``) and the diff id. What only the filesystem can tell (a symlink in
+    the way, a hardlink to a missing file) is left to :func:`extract`.
+
+    Raises:
+        CorruptLayer, UnsafeArchive: as :func:`extract`.
+        IsolateOSError: ``source`` cannot be opened or read.
+        UnsupportedError: zstd data and no zstd support.
+    """
+    files = data = 0
+    with _layer_stream(source) as reader:
+        members = TarStream(reader)
+        while (m := members.next()) is not None:
+            parts = _split_name(m.name, m.name)
+            if not parts and not m.isdir():
+                raise UnsafeArchive(m.name, "non-directory entry for the root")
+            base = parts[-1] if parts else ""
+            if base.startswith(_WH_PREFIX) and base != _WH_OPAQUE:
+                name = base[len(_WH_PREFIX) :]
+                if name in ("", ".", "..") or name.startswith(_WH_PREFIX):
+                    raise UnsafeArchive(m.name, "whiteout of an invalid name")
+            elif m.islnk():
+                if not _split_name(m.name, m.linkname, "hardlink target"):
+                    raise UnsafeArchive(m.name, "hardlink to the root")
+            elif not (m.isdir() or m.isreg() or m.issym() or m.ischr() or m.isblk()
+                      or m.isfifo()):
+                raise CorruptLayer(f"layer entry {m.name!r}: unsupported tar type {m.type!r}")
+            if m.isreg():
+                data += m.size
+            files += 1
+        reader.drain()
+    return LayerStats(files=files, bytes=data, diff_id="sha256:" + reader.hash.hexdigest())
 
 
 # What decompressors raise for a damaged stream (BadGzipFile is an OSError).
@@ -1095,15 +1132,13 @@ def _write(
         # No file name and mtime 0 in the gzip header: the same tree gives the same blob.
         compressor = gzip.GzipFile(filename="", mode="wb", compresslevel=6, fileobj=out, mtime=0)
     elif compression == "zstd":
-        compressor = _zstandard().ZstdCompressor(level=3).stream_writer(out, closefd=False)
+        compressor = _compress.zstd_writer(out)
     writer = _TarWriter(compressor if compressor is not None else out)
     try:
         _write_tree(src, writer, whiteouts=whiteouts, for_diff=for_diff)
         writer.close()
         if compressor is not None:
-            if compression == "zstd":
-                compressor.flush(_zstandard().FLUSH_FRAME)
-            compressor.close()
+            compressor.close()  # ends the gzip member or zstd frame; out stays open
     except OSError as e:
         if isinstance(e, IsolateOSError):
             raise

@@ -13,12 +13,19 @@ import gzip
 import json
 import lzma
 import os
+import secrets
+import stat
 import tarfile
+import zlib
 from collections.abc import Callable, Iterator
-from typing import IO, Any
+from typing import IO, Any, Literal
 
-from isolate.errors import ConfigError, ImageError, UnsupportedError
-from isolate.image._storage import BlobStore, HashingReader
+from isolate.errors import ConfigError, ImageError, IsolateError
+from isolate.fs import layers as fslayers
+from isolate.fs._compress import zstd_reader
+from isolate.fs.layers import CorruptLayer
+from isolate.image._disk import fsync_dir, remove_tree
+from isolate.image._storage import BlobStore
 from isolate.image.config import Image
 from isolate.image.oci import (
     DOCKER_MANIFEST,
@@ -73,50 +80,52 @@ def decompressed(f: IO[bytes], compression: str | None) -> IO[bytes]:
         return bz2.BZ2File(f)
     if compression == "xz":
         return lzma.LZMAFile(f)
-    try:
-        import zstandard
-    except ImportError:
-        raise UnsupportedError("zstd-compressed layer but the 'zstandard' package is not "
-                               "installed", missing="zstandard") from None
-    return zstandard.ZstdDecompressor().stream_reader(f)  # type: ignore[no-any-return]
-
-
-def _diff_id(f: IO[bytes], compression: str | None) -> str:
-    try:
-        reader = HashingReader(decompressed(f, compression))
-        reader.drain()
-    except (OSError, EOFError, lzma.LZMAError) as exc:
-        raise ImageError(f"layer is not readable {compression or 'tar'} data: {exc}") from None
-    return reader.digest
+    return zstd_reader(f)  # type: ignore[no-any-return]
 
 
 def add_layer_file(store: BlobStore, path: str) -> tuple[str, str, int, str]:
-    """Store a layer tarball (plain, gzip, zstd; bzip2/xz are stored decompressed).
+    """Store a layer tarball (plain, gzip, zstd; bzip2/xz are stored decompressed), checked
+    to be a layer :func:`isolate.fs.layers.extract` would unpack.
 
     Returns (diff_id, digest, size, media_type).
 
     Raises:
-        ImageError: missing file or unreadable data.
+        ImageError: missing file, not a regular file, or unreadable data.
+        CorruptLayer, UnsafeArchive: not a tar, or one that extraction would refuse.
+        UnsupportedError: zstd data and no zstd support.
     """
     try:
         f = open(path, "rb")  # noqa: SIM115 - closed below
     except OSError as exc:
         raise ImageError(f"cannot read layer tarball {path}: {exc.strerror}") from exc
     with f:
-        return add_layer_stream(store, f)
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise ImageError(f"cannot import {path}: not a regular file")
+        return add_layer_stream(store, f, path)
 
 
-def add_layer_stream(store: BlobStore, f: IO[bytes]) -> tuple[str, str, int, str]:
-    """As :func:`add_layer_file` for an open stream (read once from its current position)."""
+def add_layer_stream(store: BlobStore, f: IO[bytes], what: str = "layer"
+                     ) -> tuple[str, str, int, str]:
+    """As :func:`add_layer_file` for an open stream (read once from its current position);
+    ``what`` names it in errors."""
     head = f.read(6)
     compression = sniff_compression(head)
     source: IO[bytes] = _Prefixed(head, f)  # type: ignore[assignment]
+    sniffed = compression
     if compression in ("bzip2", "xz"):
         # OCI has no media type for these: store the tar uncompressed.
         source, compression = decompressed(source, compression), None
-    digest, size = store.put_stream(source)
-    with store.open_blob(digest) as blob:
-        diff_id = _diff_id(blob, compression)
+    try:
+        digest, size = store.put_stream(source)
+    except (EOFError, lzma.LZMAError, OSError) as exc:  # damaged bzip2/xz data
+        if isinstance(exc, IsolateError) or sniffed not in ("bzip2", "xz"):
+            raise
+        raise CorruptLayer(f"{what}: not readable {sniffed} data: {exc}") from exc
+    try:
+        diff_id = fslayers.check(store.blob_path(digest)).diff_id
+    except CorruptLayer as exc:
+        # The blob stays unreferenced (another image may share it); gc removes it.
+        raise CorruptLayer(f"{what}: {exc}") from exc
     media_type = {None: OCI_LAYER, "gzip": OCI_LAYER_GZIP, "zstd": OCI_LAYER_ZSTD}[compression]
     return diff_id, digest, size, media_type
 
@@ -145,13 +154,35 @@ class _Source:
     def __init__(self, path: str) -> None:
         self.path = path
         self.tar: tarfile.TarFile | None = None
-        if not os.path.isdir(path):
-            try:
-                self.tar = tarfile.open(path, "r:*")  # noqa: SIM115 - closed by close()
-            except (OSError, tarfile.TarError) as exc:
-                raise ImageError(f"{path}: neither an OCI layout directory nor a readable "
-                                 f"tar archive ({exc})") from None
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            raise ImageError(f"cannot load images from {path}: {exc.strerror}") from exc
+        if stat.S_ISDIR(st.st_mode):
+            return
+        if not stat.S_ISREG(st.st_mode):
+            # A device or pipe has no end to probe for (/dev/zero would be read forever).
+            raise ImageError(f"cannot load images from {path}: not a regular file or a "
+                             "directory (save the archive to a file first)")
+        # The compression from the magic bytes, then one reader for it: probing every
+        # decompressor in turn (tarfile's "r:*") reads a file of zeros to its end as xz.
+        with open(path, "rb") as f:
+            compression = sniff_compression(f.read(6))
+        modes: dict[str | None, Literal["r:", "r:gz", "r:bz2", "r:xz"]] = {
+            None: "r:", "gzip": "r:gz", "bzip2": "r:bz2", "xz": "r:xz"}
+        mode = modes.get(compression)
+        if mode is None:
+            raise ImageError(f"cannot load images from {path}: a {compression} compressed "
+                             "archive; decompress it first")
+        try:
+            self.tar = tarfile.open(path, mode)  # noqa: SIM115 - closed by close()
             self.members = {os.path.normpath(m.name): m for m in self.tar.getmembers()}
+        except (OSError, EOFError, lzma.LZMAError, zlib.error, tarfile.TarError) as exc:
+            if self.tar is not None:
+                self.tar.close()
+            what = f"{compression} compressed tar" if compression else "tar"
+            raise ImageError(f"cannot load images from {path}: neither an OCI layout "
+                             f"directory nor a readable {what} archive ({exc})") from None
 
     def close(self) -> None:
         if self.tar is not None:
@@ -196,8 +227,6 @@ def load(store: BlobStore, path: str, ref: Reference | None) -> list[Image]:
     Raises:
         ImageError: unknown format or a broken archive; DigestMismatch for a bad blob.
     """
-    if not os.path.exists(path):
-        raise ImageError(f"cannot load images: {path} does not exist")
     src = _Source(path)
     try:
         if src.exists("oci-layout") and src.exists("index.json"):
@@ -274,7 +303,10 @@ def _load_oci(store: BlobStore, src: _Source, ref: Reference | None) -> list[Ima
 
 
 def _load_docker(store: BlobStore, src: _Source, ref: Reference | None) -> list[Image]:
-    doc = json.loads(src.read("manifest.json"))
+    try:
+        doc = json.loads(src.read("manifest.json"))
+    except (ValueError, RecursionError) as exc:
+        raise ImageError(f"{src.path}: manifest.json is not valid JSON ({exc})") from None
     if not isinstance(doc, list):
         raise ImageError(f"{src.path}: manifest.json is not a list")
     images = []
@@ -287,7 +319,7 @@ def _load_docker(store: BlobStore, src: _Source, ref: Reference | None) -> list[
         layers = []
         for name in entry["Layers"]:
             with src.open(str(name)) as f:
-                diff_id, digest, size, mt = add_layer_stream(store, f)
+                diff_id, digest, size, mt = add_layer_stream(store, f, f"{src.path}: layer {name}")
             layers.append({"mediaType": mt, "digest": digest, "size": size, "diff": diff_id})
         diff_ids = load_json(config, "docker-archive config").get("rootfs", {}).get("diff_ids")
         if diff_ids != [x.pop("diff") for x in layers]:
@@ -357,31 +389,93 @@ def _resolve(store: BlobStore, refs: list[Any]) -> list[tuple[Image, list[Refere
 def save(store: BlobStore, refs: list[Any], path: str, fmt: str) -> None:
     """Write images to ``path`` as ``docker-archive``, ``oci`` or ``oci-archive``.
 
+    An archive is written to a temp file beside ``path`` and renamed over it when complete (so
+    it may be on another filesystem than the store); into a device or pipe that exists at
+    ``path`` (``/dev/stdout``) it is written directly. An ``oci`` layout is made beside
+    ``path`` and renamed to it.
+
     Raises:
-        ImageError: an image is missing, or ``path`` is a non-empty directory for ``oci``.
+        ConfigError: ``path`` is empty.
+        ImageError: an image is missing; ``path`` is a directory (for an archive) or a
+            non-empty one or a file (for ``oci``); its directory does not exist; or writing
+            failed (the errno's text in the message, the OSError as the cause).
     """
     images = _resolve(store, refs)
+    if not path:
+        raise ConfigError("save: the output path is empty")
+    final = os.path.abspath(path)
+    parent = os.path.dirname(final)
+    try:
+        st: os.stat_result | None = os.stat(final)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise ImageError(f"cannot save to {path}: {exc.strerror}") from exc
+    if fmt == "oci":
+        if st is not None and (not stat.S_ISDIR(st.st_mode) or os.listdir(final)):
+            raise ImageError(f"cannot save to {path}: exists and is not an empty directory")
+    elif st is not None and stat.S_ISDIR(st.st_mode):
+        raise ImageError(f"cannot save to {path}: it is a directory")
+    if not os.path.isdir(parent):
+        raise ImageError(f"cannot save to {path}: directory {parent} does not exist")
     with store.using():
-        if fmt == "oci":
-            if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
-                raise ImageError(f"cannot save to {path}: exists and is not an empty directory")
-            tmp = store.tmp.name("oci")
-            os.mkdir(tmp, 0o755)
-            try:
-                _write_oci(store, images, _Sink(None, tmp))
-                if os.path.isdir(path):
-                    os.rmdir(path)
-                os.rename(tmp, path)
-            except BaseException:
-                from isolate.image._disk import remove_tree
-                remove_tree(tmp)
-                raise
-            return
-        writer: Callable[[BlobStore, list[tuple[Image, list[Reference]]], _Sink], None] = (
-            _write_oci if fmt == "oci-archive" else _write_docker)
-        with store.tmp.writer(os.path.abspath(path)) as f, \
-                tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            writer(store, images, _Sink(tar, None))
+        try:
+            if fmt == "oci":
+                _save_layout(store, images, final)
+                return
+            writer: Callable[[BlobStore, list[tuple[Image, list[Reference]]], _Sink], None] = (
+                _write_oci if fmt == "oci-archive" else _write_docker)
+            direct = st is not None and not stat.S_ISREG(st.st_mode)
+            # Into a pipe as a stream ("w|"): tarfile's "w" would ask it for its position.
+            with _output(final, direct=direct) as f, \
+                    tarfile.open(fileobj=f, mode="w|" if direct else "w",
+                                 format=tarfile.PAX_FORMAT) as tar:
+                writer(store, images, _Sink(tar, None))
+        except OSError as exc:
+            raise ImageError(f"cannot save to {path}: {exc.strerror or exc}") from exc
+
+
+def _beside(final: str, what: str) -> str:
+    """A temp name in ``final``'s directory (hidden, naming this process)."""
+    head, tail = os.path.split(final)
+    return os.path.join(head, f".{tail}.{os.getpid()}.{secrets.token_hex(4)}.{what}")
+
+
+@contextlib.contextmanager
+def _output(final: str, *, direct: bool) -> Iterator[IO[bytes]]:
+    """A file to write an archive to that appears at ``final`` only complete (temp, fsync,
+    rename); with ``direct`` (a device or pipe) ``final`` itself."""
+    if direct:
+        with open(final, "wb") as f:
+            yield f
+        return
+    tmp = _beside(final, "tmp")
+    try:
+        with open(tmp, "xb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(os.path.dirname(final))
+
+
+def _save_layout(store: BlobStore, images: list[tuple[Image, list[Reference]]],
+                 final: str) -> None:
+    tmp = _beside(final, "oci")
+    os.mkdir(tmp, 0o755)
+    try:
+        _write_oci(store, images, _Sink(None, tmp))
+        if os.path.isdir(final):
+            os.rmdir(final)  # empty, checked above
+        os.rename(tmp, final)
+    except BaseException:
+        remove_tree(tmp)
+        raise
+    fsync_dir(os.path.dirname(final))
 
 
 def _put_blob(store: BlobStore, sink: _Sink, digest: str, name: str) -> None:

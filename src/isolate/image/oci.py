@@ -72,6 +72,8 @@ def load_json(data: bytes, what: str) -> dict[str, Any]:
         obj = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ImageError(f"{what}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ImageError(f"{what}: JSON nested too deep") from None
     if not isinstance(obj, dict):
         raise ImageError(f"{what}: expected a JSON object, got {type(obj).__name__}")
     return obj

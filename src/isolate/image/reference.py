@@ -13,7 +13,7 @@ import attrs
 
 from isolate.errors import ConfigError
 
-__all__ = ["DEFAULT_REGISTRY", "Platform", "Reference", "is_digest"]
+__all__ = ["DEFAULT_REGISTRY", "Platform", "Reference", "is_digest", "is_registry_host"]
 
 DEFAULT_REGISTRY = "docker.io"
 DEFAULT_TAG = "latest"
@@ -26,7 +26,7 @@ _SEP = r"(?:[._]|__|-+)"
 _PATH_COMPONENT = re.compile(rf"{_ALNUM}(?:{_SEP}{_ALNUM})*\Z")
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN = re.compile(
-    rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?\Z"
+    rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::([0-9]+))?\Z"
 )
 _TAG = re.compile(r"[\w][\w.-]{0,127}\Z")
 _DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}\Z")
@@ -38,9 +38,16 @@ def is_digest(value: str) -> bool:
     return bool(_SHA256.match(value))
 
 
+def is_registry_host(value: str) -> bool:
+    """True if ``value`` is a ``host[:port]`` a registry can have (a port from 1 to 65535)."""
+    match = _DOMAIN.match(value)
+    return match is not None and (match.group(1) is None or 0 < int(match.group(1)) < 65536)
+
+
 def _check_registry(_inst: object, attribute: attrs.Attribute[str], value: str) -> None:
-    if not _DOMAIN.match(value):
-        raise ConfigError(f"{attribute.name}: {value!r} is not a registry host[:port]")
+    if not is_registry_host(value):
+        raise ConfigError(f"{attribute.name}: {value!r} is not a registry host[:port] "
+                          "(a port is 1 to 65535)")
 
 
 def _check_repository(_inst: object, attribute: attrs.Attribute[str], value: str) -> None:
@@ -124,8 +131,9 @@ class Reference:
             registry = DEFAULT_REGISTRY
         if registry == DEFAULT_REGISTRY and "/" not in path:
             path = f"library/{path}"
-        if not _DOMAIN.match(registry):
-            raise ConfigError(f"image reference {text!r}: {registry!r} is not a registry host")
+        if not is_registry_host(registry):
+            raise ConfigError(f"image reference {text!r}: {registry!r} is not a registry host "
+                              "(a port is 1 to 65535)")
         if not all(_PATH_COMPONENT.match(p) for p in path.split("/")):
             raise ConfigError(
                 f"image reference {text!r}: repository {path!r} must be lowercase letters and "

@@ -47,7 +47,7 @@ from isolate.image.oci import (
     select_platform,
     sha256_digest,
 )
-from isolate.image.reference import DOCKER_HUB_API_HOST, Platform, Reference
+from isolate.image.reference import DOCKER_HUB_API_HOST, Platform, Reference, is_registry_host
 
 __all__ = [
     "ImageNotFound",
@@ -122,7 +122,7 @@ def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
 
 
 def _error_text(body: bytes) -> str:
-    with contextlib.suppress(ValueError, AttributeError, TypeError):
+    with contextlib.suppress(ValueError, AttributeError, TypeError, RecursionError):
         errors = json.loads(body).get("errors") or []
         return "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors)
     return body[:200].decode("utf-8", "replace")
@@ -142,6 +142,9 @@ class RegistryClient:
     def __init__(self, host: str, *, insecure: tuple[str, ...] = (),
                  auth_file: str | None = None, timeout: float = 60.0,
                  credentials: Credentials | None = None) -> None:
+        if not is_registry_host(host):
+            raise ConfigError(f"registry: {host!r} is not a registry host[:port] (a port is 1 "
+                              "to 65535)")
         self.host = host
         self.allow_http = host in insecure or _is_loopback(host)
         self.scheme: str | None = None
@@ -314,7 +317,7 @@ class RegistryClient:
             raise Unauthorized(f"token server {realm} refused {scope or 'login'!r} "
                                f"({resp.status}): {_error_text(data)}")
         token: Any = None
-        with contextlib.suppress(ValueError, AttributeError):
+        with contextlib.suppress(ValueError, AttributeError, RecursionError):
             doc = json.loads(data)
             token = doc.get("token") or doc.get("access_token")
         if not isinstance(token, str) or not token:
