@@ -41,6 +41,7 @@ from isolate.image.oci import (
     load_json,
     parse_index,
     parse_manifest,
+    require_layer_support,
     sha256_digest,
 )
 from isolate.image.reference import Reference
@@ -295,6 +296,7 @@ def _load_oci(store: BlobStore, src: _Source, ref: Reference | None) -> list[Ima
     images = []
     for blob, media_type, ann in entries:
         man = parse_manifest(blob, media_type)
+        require_layer_support(man.layers, src.path)
         for d in (man.config, *man.layers):
             _copy_blob(store, src, d.digest)
         images.append(store.commit_image(blob, media_type,

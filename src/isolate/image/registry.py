@@ -44,6 +44,7 @@ from isolate.image.oci import (
     media_type_of,
     parse_index,
     parse_manifest,
+    require_layer_support,
     select_platform,
     sha256_digest,
 )
@@ -434,6 +435,7 @@ def pull_image(store: BlobStore, ref: Reference, *, platform: Platform,
     if progress is not None:
         progress(Progress(digest, "manifest", "done", len(data), len(data)))
     manifest = parse_manifest(data, media_type)
+    require_layer_support(manifest.layers, str(ref))
     with store.using():
         _fetch_blob(client, store, ref, manifest.config, "config", scope, progress)
         if index is None:
