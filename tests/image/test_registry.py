@@ -35,7 +35,7 @@ def seeded(registry: Registry, rootfs_tar: Path, tmp_path_factory: pytest.TempPa
     arm = store.import_tarball(rootfs_tar, "seed/arm:1", config=ImageConfig(cmd=["arm64"]),
                                platform="linux/arm64/v8")
     store.save("seed/amd:1", work / "single", format="oci")
-    skopeo("copy", "--dest-tls-verify=false", f"oci:{work / 'single'}:1",
+    skopeo("copy", "--dest-tls-verify=false", f"oci:{work / 'single'}:docker.io/seed/amd:1",
            f"docker://{registry.host}/test/busybox:1")
     store.save(["seed/amd:1", "seed/arm:1"], work / "multi", format="oci")
     # Our layout holds two manifests; make them one index for skopeo copy --all.

@@ -244,7 +244,8 @@ def test_commit_round_trip_with_whiteouts_and_opaque_dirs(store: Store, committe
     layout = tmp_path / "layout"
     store.save("local/committed:1", layout, format="oci")
     bundle = tmp_path / "bundle"
-    subprocess.run([umoci, "unpack", "--rootless", "--image", f"{layout}:1", str(bundle)],
+    subprocess.run([umoci, "unpack", "--rootless", "--image",
+                    f"{layout}:docker.io/local/committed:1", str(bundle)],
                    check=True, capture_output=True)
     rootfs = bundle / "rootfs"
     assert not (rootfs / "etc" / "marker").exists()

@@ -20,7 +20,9 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import IO, Any, Literal
 
-from isolate.errors import ConfigError, ImageError, IsolateError
+import attrs
+
+from isolate.errors import ConfigError, DigestMismatch, ImageError, IsolateError
 from isolate.fs import layers as fslayers
 from isolate.fs._compress import zstd_reader
 from isolate.fs.layers import CorruptLayer
@@ -37,14 +39,16 @@ from isolate.image.oci import (
     OCI_LAYER_GZIP,
     OCI_LAYER_ZSTD,
     OCI_MANIFEST,
+    Descriptor,
     canonical_json,
     load_json,
     parse_index,
     parse_manifest,
     require_layer_support,
+    select_platform,
     sha256_digest,
 )
-from isolate.image.reference import Reference
+from isolate.image.reference import Platform, Reference, host_platform
 
 __all__ = ["add_layer_file", "load", "save"]
 
@@ -222,18 +226,29 @@ class _Source:
             return f.read()
 
 
-def load(store: BlobStore, path: str, ref: Reference | None) -> list[Image]:
+def load(store: BlobStore, path: str, ref: Reference | None, *, ref_has_tag: bool = True,
+         platform: Platform | None = None) -> list[Image]:
     """Import every image in an OCI layout (dir or tar) or docker-archive at ``path``.
 
+    Images are named as the archive names them; with ``ref``, a one-image archive's image is
+    named ``ref``, and the images of a larger one get ``ref``'s repository with their own
+    tags (then ``ref`` must not carry a tag of its own: ``ref_has_tag`` says it does). Where
+    one image comes for several platforms (a nested image index, or index entries sharing a
+    name), the manifest for ``platform`` (default: the host's) is loaded. Returns the images,
+    each with the names this load gave it as its ``tags``.
+
     Raises:
-        ImageError: unknown format or a broken archive; DigestMismatch for a bad blob.
+        ConfigError: ``ref`` has a tag and the archive holds several images.
+        ImageError: unknown format or a broken archive, or no manifest for ``platform``;
+            DigestMismatch for a bad blob.
     """
     src = _Source(path)
+    names = _Names(ref, ref_has_tag)
     try:
         if src.exists("oci-layout") and src.exists("index.json"):
-            images = _load_oci(store, src, ref)
+            images = _load_oci(store, src, names, platform or host_platform())
         elif src.exists("manifest.json"):
-            images = _load_docker(store, src, ref)
+            images = _load_docker(store, src, names)
         else:
             raise ImageError(f"{path}: not an OCI image layout (no oci-layout/index.json) and "
                              "not a docker-archive (no manifest.json)")
@@ -242,6 +257,44 @@ def load(store: BlobStore, path: str, ref: Reference | None) -> list[Image]:
     if not images:
         raise ImageError(f"{path}: the archive holds no image")
     return images
+
+
+class _Names:
+    """The names a load gives: the archive's, or the one the caller chose."""
+
+    def __init__(self, ref: Reference | None, ref_has_tag: bool) -> None:
+        self.ref, self.ref_has_tag = ref, ref_has_tag
+
+    def check_count(self, path: str, count: int) -> None:
+        if self.ref is not None and self.ref_has_tag and count > 1:
+            raise ConfigError(f"{path} holds {count} images, which cannot all be named "
+                              f"{self.ref}: give a repository without a tag, and each image "
+                              "keeps its own tag under it")
+
+    def given(self, archive_names: list[str], count: int) -> list[Reference]:
+        """The names for one image that the archive calls ``archive_names``."""
+        if self.ref is not None and count == 1:
+            return [self.ref]
+        out = []
+        for name in archive_names:
+            parsed: Reference | None = None
+            # A bare tag ("latest", what skopeo and umoci write) names no repository.
+            if "/" in name or ":" in name:
+                with contextlib.suppress(ConfigError):
+                    parsed = Reference.parse(name)
+            if self.ref is not None:
+                tag = parsed.tag if parsed is not None else name
+                if tag is not None:
+                    with contextlib.suppress(ConfigError):
+                        out.append(self.ref.with_tag(tag))
+            elif parsed is not None:
+                out.append(parsed)
+        return list(dict.fromkeys(out))
+
+
+def _loaded(image: Image, names: list[Reference]) -> Image:
+    """``image`` as a load reports it: its tags are the names this load gave it."""
+    return attrs.evolve(image, tags=tuple(sorted(str(n) for n in names)))
 
 
 def _copy_blob(store: BlobStore, src: _Source, digest: str, name: str | None = None) -> None:
@@ -257,60 +310,71 @@ def _blob_name(digest: str) -> str:
     return f"blobs/{algo}/{hexpart}"
 
 
-def _tag_for(annotations: Any, ref: Reference | None, single: bool) -> list[Reference]:
-    if ref is not None and single:
-        return [ref]
+def _oci_names(annotations: Any) -> list[str]:
     ann = annotations if isinstance(annotations, dict) else {}
     for key in (FULL_NAME, REF_NAME):
-        name = ann.get(key)
-        # A bare tag ("latest", what skopeo and umoci write) names no repository.
-        if isinstance(name, str) and ("/" in name or ":" in name):
-            with contextlib.suppress(ConfigError):
-                return [Reference.parse(name)]
-    name = ann.get(REF_NAME)
-    if ref is not None and isinstance(name, str):
-        with contextlib.suppress(ConfigError):
-            return [ref.with_tag(name)]
+        if isinstance(ann.get(key), str):
+            return [ann[key]]
     return []
 
 
-def _load_oci(store: BlobStore, src: _Source, ref: Reference | None) -> list[Image]:
+def _load_oci(store: BlobStore, src: _Source, names: _Names, platform: Platform
+              ) -> list[Image]:
     entries: list[tuple[bytes, str, dict[str, Any]]] = []  # (manifest, media type, annotations)
 
-    def walk(data: bytes, annotations: dict[str, Any], depth: int) -> None:
-        if depth > 4:
-            raise ImageError(f"{src.path}: image indexes nested too deep")
-        for d in parse_index(data):
-            blob = src.read(_blob_name(d.digest))
-            if sha256_digest(blob) != d.digest:
-                from isolate.errors import DigestMismatch
-                raise DigestMismatch(f"{src.path}: {d.digest} does not match its content",
-                                     expected=d.digest, actual=sha256_digest(blob))
-            ann = dict(annotations) | dict(d.annotations)
-            if d.media_type in INDEX_TYPES:
-                walk(blob, ann, depth + 1)
-            elif d.media_type in MANIFEST_TYPES:
-                entries.append((blob, d.media_type, ann))
+    def read(d: Descriptor) -> bytes:
+        blob = src.read(_blob_name(d.digest))
+        if sha256_digest(blob) != d.digest:
+            raise DigestMismatch(f"{src.path}: {d.digest} does not match its content",
+                                 expected=d.digest, actual=sha256_digest(blob))
+        return blob
 
-    walk(src.read("index.json"), {}, 0)
+    def one_image(choices: list[Descriptor], annotations: dict[str, Any], depth: int) -> None:
+        """Load the one image ``choices`` are platform variants of (or is, if one)."""
+        d = choices[0] if len(choices) == 1 else select_platform(tuple(choices), platform)
+        ann = dict(annotations) | dict(d.annotations)
+        if d.media_type in MANIFEST_TYPES:
+            entries.append((read(d), d.media_type, ann))
+        elif d.media_type in INDEX_TYPES:
+            if depth > 4:
+                raise ImageError(f"{src.path}: image indexes nested too deep")
+            children = [c for c in parse_index(read(d))
+                        if c.media_type in MANIFEST_TYPES + INDEX_TYPES]
+            if children and all(c.platform is None for c in children):
+                for c in children:  # not platform variants: images of their own
+                    one_image([c], ann, depth + 1)
+            elif children:
+                one_image(children, ann, depth + 1)
+
+    # Index entries naming one image for several platforms are variants of it; every other
+    # entry is an image of its own.
+    groups: dict[object, list[Descriptor]] = {}
+    for i, d in enumerate(parse_index(src.read("index.json"))):
+        label = _oci_names(d.annotations)
+        variant = d.media_type in MANIFEST_TYPES and d.platform is not None and label
+        groups.setdefault(("name", label[0]) if variant else ("entry", i), []).append(d)
+    for group in groups.values():
+        one_image(group, {}, 0)
+    names.check_count(src.path, len(entries))
     images = []
     for blob, media_type, ann in entries:
         man = parse_manifest(blob, media_type)
         require_layer_support(man.layers, src.path)
         for d in (man.config, *man.layers):
             _copy_blob(store, src, d.digest)
-        images.append(store.commit_image(blob, media_type,
-                                         tags=_tag_for(ann, ref, len(entries) == 1)))
+        tags = names.given(_oci_names(ann), len(entries))
+        images.append(_loaded(store.commit_image(blob, media_type, tags=tags), tags))
     return images
 
 
-def _load_docker(store: BlobStore, src: _Source, ref: Reference | None) -> list[Image]:
+def _load_docker(store: BlobStore, src: _Source, names: _Names) -> list[Image]:
     try:
         doc = json.loads(src.read("manifest.json"))
     except (ValueError, RecursionError) as exc:
         raise ImageError(f"{src.path}: manifest.json is not valid JSON ({exc})") from None
     if not isinstance(doc, list):
         raise ImageError(f"{src.path}: manifest.json is not a list")
+    names.check_count(src.path, len(doc))
     images = []
     for entry in doc:
         if not isinstance(entry, dict) or not isinstance(entry.get("Config"), str) \
@@ -332,14 +396,10 @@ def _load_docker(store: BlobStore, src: _Source, ref: Reference | None) -> list[
             "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(config)},
             "layers": layers,
         })
-        tags: list[Reference] = []
-        if ref is not None and len(doc) == 1:
-            tags = [ref]
-        else:
-            for t in entry.get("RepoTags") or ():
-                with contextlib.suppress(ConfigError):
-                    tags.append(Reference.parse(str(t)))
-        images.append(store.commit_image(manifest, OCI_MANIFEST, tags=tags))
+        repo_tags = entry.get("RepoTags")
+        tags = names.given([str(t) for t in repo_tags] if isinstance(repo_tags, list) else [],
+                           len(doc))
+        images.append(_loaded(store.commit_image(manifest, OCI_MANIFEST, tags=tags), tags))
     return images
 
 
@@ -506,7 +566,9 @@ def _write_oci(store: BlobStore, images: list[tuple[Image, list[Reference]]], si
         for name in names or [None]:  # type: ignore[list-item]
             entry = dict(desc)
             if name is not None:
-                entry["annotations"] = {REF_NAME: name.tag or "latest", FULL_NAME: str(name)}
+                # The full reference, not the bare tag: two images tagged "1" in one layout
+                # are then not ambiguous (umoci, skopeo's oci: take it as the image's name).
+                entry["annotations"] = {REF_NAME: str(name), FULL_NAME: str(name)}
             manifests.append(entry)
     sink.put_bytes("index.json", canonical_json({"schemaVersion": 2, "mediaType": OCI_INDEX,
                                                  "manifests": manifests}))

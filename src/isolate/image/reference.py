@@ -1,11 +1,13 @@
 """Image references (``registry/repo:tag@sha256:...``) and platforms (``linux/arm64/v8``).
 
 Owns parsing and normalising names by the Docker reference grammar, with Docker's defaults
-(``docker.io``, ``library/``, ``latest``). Pure values: no I/O, no network, no store access.
+(``docker.io``, ``library/``, ``latest``), and naming the host's platform. Pure values: no I/O
+beyond ``uname``, no network, no store access.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -13,7 +15,8 @@ import attrs
 
 from isolate.errors import ConfigError
 
-__all__ = ["DEFAULT_REGISTRY", "Platform", "Reference", "is_digest", "is_registry_host"]
+__all__ = ["DEFAULT_REGISTRY", "Platform", "Reference", "host_platform", "is_digest",
+           "is_registry_host"]
 
 DEFAULT_REGISTRY = "docker.io"
 DEFAULT_TAG = "latest"
@@ -178,6 +181,23 @@ class Reference:
 
 
 _OS_ARCH = re.compile(r"[a-z0-9_.-]+\Z")
+# uname -m -> (OCI architecture, variant), as Docker and containerd name them.
+_MACHINES: dict[str, tuple[str, str | None]] = {
+    "x86_64": ("amd64", None), "amd64": ("amd64", None),
+    "aarch64": ("arm64", "v8"), "arm64": ("arm64", "v8"),
+    "armv7l": ("arm", "v7"), "armv8l": ("arm", "v7"), "armv6l": ("arm", "v6"),
+    "i386": ("386", None), "i486": ("386", None), "i586": ("386", None), "i686": ("386", None),
+    "ppc64le": ("ppc64le", None), "s390x": ("s390x", None), "riscv64": ("riscv64", None),
+    "mips64": ("mips64", None), "loongarch64": ("loong64", None),
+}
+
+
+def host_platform() -> Platform:
+    """The platform this machine runs natively: ``linux/amd64`` on x86-64, ``linux/arm64/v8``
+    on aarch64... (another machine name is used as the architecture as it is)."""
+    machine = os.uname().machine
+    arch, variant = _MACHINES.get(machine, (machine.lower(), None))
+    return Platform("linux", arch, variant)
 
 
 def _check_platform_part(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
