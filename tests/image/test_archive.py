@@ -57,15 +57,27 @@ def test_oci_layout_is_unpacked_by_umoci(store: Store, image, tmp_path: Path) ->
         subprocess.run(["rm", "-rf", str(bundle)], check=False)
 
 
-def test_umoci_built_image_imports(tmp_path: Path, rootfs: Path) -> None:
+def umoci_image(layout: Path, tag: str, inserts: list[tuple[Path, str]],
+                config: list[str] | None = None, *, history: bool = True) -> str:
+    """Build an image with umoci: ``umoci insert`` each (source, target), then ``umoci config``
+    with ``config`` (if given). Returns the umoci binary."""
     umoci = need("umoci")
-    layout = tmp_path / "layout"
+    image = f"{layout}:{tag}"
     subprocess.run([umoci, "init", "--layout", str(layout)], check=True)
-    subprocess.run([umoci, "new", "--image", f"{layout}:base"], check=True)
-    subprocess.run([umoci, "insert", "--image", f"{layout}:base", str(rootfs / "etc"),
-                    "/etc"], check=True, capture_output=True)
-    subprocess.run([umoci, "config", "--image", f"{layout}:base", "--config.cmd", "/bin/sh",
-                    "--config.workingdir", "/etc"], check=True, capture_output=True)
+    subprocess.run([umoci, "new", "--image", image], check=True)
+    for source, target in inserts:
+        subprocess.run([umoci, "insert", *([] if history else ["--no-history"]), "--image",
+                        image, str(source), target], check=True, capture_output=True)
+    if config is not None:
+        subprocess.run([umoci, "config", "--image", image, *config], check=True,
+                       capture_output=True)
+    return umoci
+
+
+def test_umoci_built_image_imports(tmp_path: Path, rootfs: Path) -> None:
+    layout = tmp_path / "layout"
+    umoci_image(layout, "base", [(rootfs / "etc", "/etc")],
+                ["--config.cmd", "/bin/sh", "--config.workingdir", "/etc"])
     store = Store(tmp_path / "store")
     [img] = store.load(layout, "umoci/made:base")
     assert img.config.cmd == ("/bin/sh",)
@@ -292,17 +304,10 @@ def _umoci_stat(umoci: str, store: Store, ref: str, tmp_path: Path) -> list[dict
 
 
 def test_commit_keeps_the_base_history_and_adds_one_entry(tmp_path: Path, rootfs: Path) -> None:
-    umoci = need("umoci")
-    # A base made by umoci: a layer (umoci insert) and an empty-layer entry (umoci config).
+    # A base made by umoci: two layers (umoci insert), an empty-layer entry (umoci config).
     layout = tmp_path / "base"
-    subprocess.run([umoci, "init", "--layout", str(layout)], check=True)
-    subprocess.run([umoci, "new", "--image", f"{layout}:base"], check=True)
-    subprocess.run([umoci, "insert", "--image", f"{layout}:base", str(rootfs / "etc"),
-                    "/etc"], check=True, capture_output=True)
-    subprocess.run([umoci, "insert", "--image", f"{layout}:base", str(rootfs / "bin"),
-                    "/bin"], check=True, capture_output=True)
-    subprocess.run([umoci, "config", "--image", f"{layout}:base", "--config.cmd", "/bin/sh"],
-                   check=True, capture_output=True)
+    umoci = umoci_image(layout, "base", [(rootfs / "etc", "/etc"), (rootfs / "bin", "/bin")],
+                        ["--config.cmd", "/bin/sh"])
     store = Store(tmp_path / "store")
     [base] = store.load(layout, "made/base:1")
     upper = tmp_path / "upper"
@@ -338,13 +343,9 @@ def test_commit_of_a_base_without_history_gets_entries_for_its_layers(
         store: Store, rootfs: Path, tmp_path: Path) -> None:
     from isolate.errors import ConfigError
 
-    umoci = need("umoci")
     # skopeo and others may drop history: a base whose config has none.
     layout = tmp_path / "nohistory"
-    subprocess.run([umoci, "init", "--layout", str(layout)], check=True)
-    subprocess.run([umoci, "new", "--image", f"{layout}:b"], check=True)
-    subprocess.run([umoci, "insert", "--no-history", "--image", f"{layout}:b",
-                    str(rootfs / "etc"), "/etc"], check=True, capture_output=True)
+    umoci = umoci_image(layout, "b", [(rootfs / "etc", "/etc")], history=False)
     [base] = store.load(layout, "nohist/base:1")
     assert "history" not in json.loads(store.read_blob(base.id)) or not json.loads(
         store.read_blob(base.id))["history"]
