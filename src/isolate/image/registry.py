@@ -1,7 +1,8 @@
 """Registry client (OCI distribution spec): pull and push images, with Docker's auth flows.
 
 Owns HTTP to registries (standard library ``http.client``: we need control over redirects so
-credentials never follow a blob redirect to another host, and Range requests for resuming),
+credentials never follow a blob redirect to another host, and Range requests for resuming;
+proxies from the environment, see :mod:`isolate.image._proxy`, tunnel HTTPS with CONNECT),
 the WWW-Authenticate challenge (Basic and Bearer), credentials from the Docker config, and the
 pull/push algorithms. Writes to disk only through the :class:`~isolate.image.store.Store`.
 """
@@ -25,7 +26,8 @@ from typing import IO, Any
 
 import attrs
 
-from isolate.errors import ConfigError, DigestMismatch, ImageError
+from isolate.errors import ConfigError, DigestMismatch, ImageError, UnsupportedError
+from isolate.image._proxy import Proxy, ProxySettings
 from isolate.image._storage import BlobStore
 from isolate.image.config import Image
 from isolate.image.credentials import (
@@ -142,11 +144,14 @@ class RegistryClient:
 
     def __init__(self, host: str, *, insecure: tuple[str, ...] = (),
                  auth_file: str | None = None, timeout: float = 60.0,
-                 credentials: Credentials | None = None) -> None:
+                 credentials: Credentials | None = None,
+                 proxies: ProxySettings | None = None) -> None:
         if not is_registry_host(host):
             raise ConfigError(f"registry: {host!r} is not a registry host[:port] (a port is 1 "
                               "to 65535)")
         self.host = host
+        #: Proxies for this registry and its token server (default: from the environment).
+        self.proxies = proxies if proxies is not None else ProxySettings.from_environ()
         self.allow_http = host in insecure or _is_loopback(host)
         self.scheme: str | None = None
         self.timeout = timeout
@@ -172,19 +177,44 @@ class RegistryClient:
 
     # -- transport -------------------------------------------------------------------------
 
-    def _connect(self, scheme: str, host: str) -> http.client.HTTPConnection:
+    def _connect(self, scheme: str, host: str
+                 ) -> tuple[http.client.HTTPConnection, Proxy | None]:
+        """A connection for ``scheme://host``, and the proxy plain HTTP must be sent to in
+        absolute form (None: direct, or an HTTPS tunnel through the proxy with CONNECT)."""
         hostname, port = _split_host(host)
+        proxy = self.proxies.proxy_for(scheme, host)
         if scheme == "https":
-            return http.client.HTTPSConnection(hostname, port, timeout=self.timeout,
-                                               context=ssl.create_default_context())
-        return http.client.HTTPConnection(hostname, port, timeout=self.timeout)
+            context = ssl.create_default_context()
+            if proxy is None:
+                return http.client.HTTPSConnection(hostname, port, timeout=self.timeout,
+                                                   context=context), None
+            # TLS runs end to end inside the tunnel, checked against the registry's name.
+            conn = http.client.HTTPSConnection(proxy.host, proxy.port, timeout=self.timeout,
+                                               context=context)
+            conn.set_tunnel(hostname, port or 443, headers=proxy.headers)
+            return conn, None
+        if proxy is None:
+            return http.client.HTTPConnection(hostname, port, timeout=self.timeout), None
+        return http.client.HTTPConnection(proxy.host, proxy.port, timeout=self.timeout), proxy
+
+    def _via(self, url: str) -> str:
+        """`` through proxy URL`` for messages about ``url``, if it goes through one."""
+        parts = urllib.parse.urlsplit(url)
+        try:
+            proxy = self.proxies.proxy_for(parts.scheme, parts.netloc)
+        except (ConfigError, UnsupportedError):
+            return ""
+        return f" (through proxy {proxy})" if proxy is not None else ""
 
     def _send(self, method: str, url: str, headers: dict[str, str],
               body: bytes | IO[bytes] | None) -> tuple[http.client.HTTPConnection,
                                                          http.client.HTTPResponse]:
         parts = urllib.parse.urlsplit(url)
-        conn = self._connect(parts.scheme, parts.netloc)
+        conn, proxy = self._connect(parts.scheme, parts.netloc)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
+        if proxy is not None:  # plain HTTP through a proxy: the request names the registry
+            target = f"{parts.scheme}://{parts.netloc}{target}"
+            headers = {**headers, **proxy.headers}
         try:
             conn.request(method, target, body=body, headers=headers)
             return conn, conn.getresponse()
@@ -210,7 +240,8 @@ class RegistryClient:
                 return scheme
             except (OSError, http.client.HTTPException) as exc:
                 last = exc
-        raise RegistryUnreachable(f"registry {self.host} is unreachable: {last}") from last
+        raise RegistryUnreachable(f"registry {self.host} is unreachable: {last}"
+                                  f"{self._via(f'https://{self.host}/')}") from last
 
     @contextlib.contextmanager
     def request(self, method: str, path: str, *, scope: str,
@@ -237,7 +268,7 @@ class RegistryClient:
                     conn, resp = self._send(method, url, h, data)
                 except (OSError, http.client.HTTPException) as exc:
                     raise RegistryUnreachable(f"registry {self.host}: {method} {url} failed: "
-                                              f"{exc}") from exc
+                                              f"{exc}{self._via(url)}") from exc
                 finally:
                     if callable(body) and data is not None and hasattr(data, "close"):
                         data.close()  # type: ignore[union-attr]
@@ -254,6 +285,11 @@ class RegistryClient:
                     if resp.status == 303:
                         method, body = "GET", None
                     continue
+                if resp.status == 407:
+                    resp.read()
+                    raise RegistryUnreachable(
+                        f"registry {self.host}: the proxy wants credentials (407){self._via(url)}"
+                        ": put them in the proxy's URL (http://user:password@host:port)")
                 if resp.status not in ok:
                     text = _error_text(resp.read())
                     what = f"{method} {urllib.parse.urlsplit(url).path}"
@@ -313,7 +349,7 @@ class RegistryClient:
             conn.close()
         except (OSError, http.client.HTTPException) as exc:
             raise RegistryUnreachable(f"token server {realm} for {self.host} is unreachable: "
-                                      f"{exc}") from exc
+                                      f"{exc}{self._via(url)}") from exc
         if resp.status != 200:
             raise Unauthorized(f"token server {realm} refused {scope or 'login'!r} "
                                f"({resp.status}): {_error_text(data)}")
