@@ -20,7 +20,7 @@ import attrs
 
 from isolate.errors import ConfigError, UnsupportedError
 
-__all__ = ["Proxy", "ProxySettings"]
+__all__ = ["Proxy", "ProxySettings", "is_loopback_host"]
 
 
 @attrs.frozen
@@ -79,6 +79,11 @@ def _is_loopback(name: str) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
+
+
+def is_loopback_host(host: str) -> bool:
+    """True if ``host`` (``name[:port]``, ``[v6]:port``) is ``localhost`` or a loopback IP."""
+    return _is_loopback(_split_host_port(host)[0])
 
 
 @attrs.frozen

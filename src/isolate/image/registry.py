@@ -14,7 +14,6 @@ import concurrent.futures
 import contextlib
 import hashlib
 import http.client
-import ipaddress
 import json
 import os
 import re
@@ -27,7 +26,7 @@ from typing import IO, Any
 import attrs
 
 from isolate.errors import ConfigError, DigestMismatch, ImageError, UnsupportedError
-from isolate.image._proxy import Proxy, ProxySettings
+from isolate.image._proxy import Proxy, ProxySettings, is_loopback_host
 from isolate.image._storage import BlobStore
 from isolate.image.config import Image
 from isolate.image.credentials import (
@@ -97,17 +96,6 @@ class Progress:
     total: int
 
 
-def _is_loopback(host: str) -> bool:
-    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    name = name.strip("[]")
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
 def _split_host(host: str) -> tuple[str, int | None]:
     parsed = urllib.parse.urlsplit("//" + host)
     return parsed.hostname or host, parsed.port
@@ -152,7 +140,7 @@ class RegistryClient:
         self.host = host
         #: Proxies for this registry and its token server (default: from the environment).
         self.proxies = proxies if proxies is not None else ProxySettings.from_environ()
-        self.allow_http = host in insecure or _is_loopback(host)
+        self.allow_http = host in insecure or is_loopback_host(host)
         self.scheme: str | None = None
         self.timeout = timeout
         self._auth_file = auth_file
@@ -329,7 +317,7 @@ class RegistryClient:
         realm = params["realm"]
         parts = urllib.parse.urlsplit(realm)
         if parts.scheme != "https" and not (parts.scheme == "http" and (
-                _is_loopback(parts.netloc) or parts.netloc == self.host or self.allow_http)):
+                is_loopback_host(parts.netloc) or parts.netloc == self.host or self.allow_http)):
             raise Unauthorized(f"registry {self.host}: refusing token realm {realm!r} over "
                                "plain HTTP")
         if creds is not None and creds.identity_token is not None:
