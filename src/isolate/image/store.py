@@ -522,6 +522,7 @@ class Store:
                        *, config: ImageConfig | None = None,
                        platform: Platform | str | None = None) -> Image:
         """Make a one-layer image of the tree at ``directory`` (gzip layer); tag it ``ref``.
+        ``platform`` is what the image is recorded for (default: the host's).
 
         Raises:
             ConfigError: ``directory`` is not a directory, or ``ref`` is malformed.
@@ -553,13 +554,18 @@ class Store:
     def import_tarball(self, path: str | os.PathLike[str], ref: str | Reference | None, *,
                        config: ImageConfig | None = None,
                        platform: Platform | str | None = None) -> Image:
-        """Make a one-layer image from a root filesystem tarball (plain, gzip or zstd).
+        """Make a one-layer image from a root filesystem tarball (plain, gzip or zstd; bzip2
+        and xz are stored decompressed) for ``platform`` (default: the host's).
 
-        The tarball becomes the layer blob as it is; its diff id is computed by decompressing.
+        The tarball becomes the layer blob as it is, once read through with
+        :func:`isolate.fs.layers.check` (which also gives its diff id): what extraction would
+        refuse is refused here, and no image is made.
 
         Raises:
-            ConfigError: ``ref`` is malformed.
-            ImageError: the file is missing or not a tar in a supported compression.
+            ConfigError: ``ref`` or ``platform`` is malformed.
+            ImageError: the file is missing or not a regular file.
+            CorruptLayer, UnsafeArchive: not a tar, or one extraction would refuse.
+            UnsupportedError: zstd data and no zstd support.
         """
         from isolate.image.archive import add_layer_file
 
