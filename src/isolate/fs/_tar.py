@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import struct
 import zlib
-from typing import Any, Protocol
+from typing import Protocol
 
 from isolate.errors import ImageError
 
@@ -495,7 +495,3 @@ def _checked_map(entry: Entry, pairs: list[tuple[int, int]], stored: int
                            f"{sum(n for _, n in pairs)} bytes but the entry stores {stored}")
     return tuple(pairs)
 
-
-def header_fields(entry: Entry) -> dict[str, Any]:
-    """The fields of ``entry`` as a plain dict (tests compare readings with it)."""
-    return {name: getattr(entry, name) for name in Entry.__slots__}
