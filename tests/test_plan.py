@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from isolate import _plan
-from isolate._plan import Mode, Op, OpFlag, OpKind, Plan, Report, Step
+from isolate._plan import Fd, Mode, Op, OpFlag, OpKind, Plan, Report, Step
 from isolate.errors import ConfigError
 
 HEADER = Path(_plan.__file__).parent / "_native" / "isolate.h"
@@ -27,7 +27,7 @@ def header_defines() -> dict[str, int]:
 
 @pytest.mark.parametrize(("enum_cls", "prefix"), [
     (OpKind, "ISO_OP_"), (Step, "ISO_STEP_"), (Report, "ISO_REPORT_"),
-    (Mode, "ISO_MODE_"), (OpFlag, "ISO_F_"),
+    (Mode, "ISO_MODE_"), (OpFlag, "ISO_F_"), (Fd, "ISO_FD_"),
 ])
 def test_python_enums_match_the_c_header_numbers(enum_cls: type[enum.IntEnum],
                                                  prefix: str) -> None:

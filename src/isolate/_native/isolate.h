@@ -65,7 +65,10 @@
 #define ISO_OP_OVERLAY 36       /* s1 lowers (a, top first), s3 upper+work, s4 opts (c); s2 target/slot b */
 #define ISO_OP_OPEN 37           /* s2 path, a = open flags: report the fd (ISO_REPORT_FD) */
 #define ISO_OP_INIT 38           /* the rest runs in a child (the command); we stay as its init */
-#define ISO_OP__MAX 39
+#define ISO_OP_CONSOLE 39        /* a = socket, b = rows << 16 | cols (0: as is), s2 = ptmx (NULL:
+                                    /dev/pts/ptmx): a pty of that devpts becomes stdio and the
+                                    controlling terminal; its master goes over a (SCM_RIGHTS) */
+#define ISO_OP__MAX 40
 
 #define ISO_STEP_CLONE 100
 #define ISO_STEP_SIGNALS 101
@@ -79,6 +82,15 @@
 #define ISO_F_RECURSIVE 16       /* OPEN_TREE/MOUNT_SETATTR: whole subtree */
 #define ISO_F_SEARCH_PATH 32     /* EXEC: search PATH from the new environment, like execvp */
 #define ISO_F_EXEC_FD 64         /* EXEC: execveat(c, "", AT_EMPTY_PATH) */
+
+/* Placeholder fds: where a plan names one of these (an FDS source, PDEATHSIG's b, CONSOLE's a),
+ * the spawner puts an fd of its own before the clone: lowlevel.spawn its status pipe, sync
+ * socket and exit pipe; isolate-shim all five. isolate/_plan.py: Fd. */
+#define ISO_FD_STATUS -2         /* the status pipe (an exec'd init reports exec errors there) */
+#define ISO_FD_SYNC -3           /* the child's end of the sync socket */
+#define ISO_FD_EXIT -4           /* the write end of the exit report pipe */
+#define ISO_FD_PARENT -5         /* a pidfd of the spawning process (PDEATHSIG's b) */
+#define ISO_FD_CONSOLE -6        /* the socket the pty master goes to (CONSOLE's a) */
 
 /* Plan flags. */
 #define ISO_PLAN_RESET_SIGNALS 1 /* restore default dispositions, empty mask before exec */
@@ -200,4 +212,10 @@ int iso_extract_feed(struct iso_extract *x, const uint8_t *buf, uint64_t len,
 void iso_extract_forget_dirs(struct iso_extract *x);
 void iso_extract_release(struct iso_extract *x);
 /* CDEF-END */
+
+/* For isolate-shim's init (C only): execve file, searching PATH of envp when it has no '/', as
+ * execvp does but without malloc; returns the errno to report (ENOENT, EACCES ...). */
+int iso_exec_search(const char *file, char *const argv[], char *const envp[]);
+/* Close every fd but keep (-1: all of them). */
+void iso_close_all_but(int keep);
 #endif
