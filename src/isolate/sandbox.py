@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
-from isolate import _plan, lowlevel
+from isolate import _plan, _shim, lowlevel
 from isolate._plan import Mode, Op, OpFlag, OpKind, Plan
 from isolate.cgroups import CGroup, Limits
 from isolate.cgroups.cgroup import add_note
@@ -518,7 +518,7 @@ class _Compiled:
 
     def __init__(self, cfg: SandboxConfig, shared: Mapping[str, int],
                  cgroup_fds: Sequence[int] = (), image_root: ImageRoot | None = None,
-                 parent_pidfd: int = -1) -> None:
+                 parent_pidfd: int = -1, init_fd: int = -1) -> None:
         from isolate import security  # imported when first needed
         # Into the cgroup first: no instruction of the workload runs outside its limits.
         cgroup = [Op(OpKind.CGROUP_JOIN, a=fd, note="join the sandbox's cgroup")
@@ -534,11 +534,15 @@ class _Compiled:
                                 else (None, False))
         if mnt_join is not None:
             joins.insert(1 if after_user else 0, mnt_join)
-        if cfg.rootless or cfg.init:
+        # With isolate-init (init_fd), pid 1 execs the init, which runs the command; without
+        # it, the fork-based INIT op stays pid 1 and must not be a vfork child in our memory.
+        self.init_fd = init_fd
+        fork_init = cfg.init and init_fd < 0
+        if cfg.rootless or fork_init:
             # Rootless, our mount and pid namespaces must belong to the sandbox's user
             # namespace, so they are made after joining it: unshare the mount namespace, and
             # fork into a new pid namespace (the grandchild is pid 1 there, and our child as
-            # Python's). With an init, pid 1 outlives the command's exec, so it must be a
+            # Python's). With an INIT op, pid 1 outlives the command's exec, so it must be a
             # process of its own, not a vfork child in our memory: the fork makes it one.
             flags = 0
             joins.append(Op(OpKind.UNSHARE, a=_plan.CLONE_NEWNS, note="unshare mount namespace"))
@@ -580,7 +584,7 @@ class _Compiled:
         # The init forks the command after the credentials are dropped, so it keeps none the
         # command lacks; it runs outside the seccomp filter (a custom profile could deny what
         # it needs: wait4, kill), so it makes itself non-dumpable against ptrace.
-        if cfg.init:
+        if fork_init:
             self.identity.append(_plan.init())
         self.seccomp: Op | None = None
         if cfg.seccomp is not False and not cfg.privileged:
@@ -602,10 +606,10 @@ class _Compiled:
             assert self.image_root is not None and upper is not None
             shared, own = _root_ops(self.cfg, self.image_root.overlay_op(0, upper))
             root = shared + own
-        tail = [*root, chdir, *self.identity, _plan.fds([(s, d, False) for s, d in fds])]
-        if self.seccomp is not None:
-            tail.append(self.seccomp)
-        tail.append(_plan.exec_(argv[0], argv, env))
+        tail = [*root, chdir, *self.identity]
+        tail += _plan.exec_tail(_plan.exec_(argv[0], argv, env),
+                                [(s, d, False) for s, d in fds], self.seccomp,
+                                init_fd=self.init_fd, index=len(self.base.ops) + len(tail))
         return self.base.extended(tail)
 
 
@@ -683,6 +687,7 @@ class Sandbox:
         self._cgroup_fds: list[int] = []
         self._image_root: ImageRoot | None = None
         self._parent_pidfd = -1
+        self._init_fd = -1
 
     # -- lifetime -----------------------------------------------------------------------------
     def __enter__(self) -> Sandbox:
@@ -716,8 +721,12 @@ class Sandbox:
                                           writable=not self.config.readonly)
             if self.config.die_with_parent:
                 self._parent_pidfd = os.pidfd_open(os.getpid())
+            init_path = _shim.init_binary() if self.config.init else None
+            if init_path is not None:
+                # Opened here, before any root changes: the static init runs in any root.
+                self._init_fd = os.open(init_path, os.O_PATH | os.O_CLOEXEC)
             self._compiled = _Compiled(self.config, self._namespaces, self._cgroup_fds,
-                                       image_root, self._parent_pidfd)
+                                       image_root, self._parent_pidfd, self._init_fd)
         except BaseException as exc:
             self._release(exc)
             raise
@@ -824,6 +833,9 @@ class Sandbox:
         if self._parent_pidfd >= 0:
             fds.append(self._parent_pidfd)
             self._parent_pidfd = -1
+        if self._init_fd >= 0:
+            fds.append(self._init_fd)
+            self._init_fd = -1
         for fd in [*namespaces.values(), *fds]:
             os.close(fd)
         image_root, self._image_root = self._image_root, None
