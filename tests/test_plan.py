@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 import re
+import struct
 from pathlib import Path
 
 import pytest
@@ -185,3 +186,54 @@ def test_builders_refuse_empty_argv_too_many_fds_and_ragged_seccomp() -> None:
         _plan.seccomp(b"1234567")
     with pytest.raises(ConfigError, match="seccomp"):
         _plan.seccomp(b"")
+
+
+# -- placeholders, exec_tail, console ---------------------------------------------------------
+
+def fds_sources(buf: bytes | bytearray) -> list[int]:
+    (op,) = [o for o in _plan.decode(buf)[1] if o.kind is OpKind.FDS]
+    return [src for src, _, _ in struct.iter_unpack("=iii", op.s1 or b"")]
+
+
+def test_placeholder_fds_are_filled_in_by_encode_or_left_for_the_shim() -> None:
+    p = Plan().extend([_plan.fds([(Fd.STATUS, 5, False), (Fd.EXIT, 6, False), (7, 7, False),
+                                  (Fd.PARENT, 8, False)])])
+    assert p.reports_exit and not p.has_init
+    assert fds_sources(p.encode(10, 11, 12)) == [10, 12, 7, Fd.PARENT]
+    # Encoded with the placeholders themselves (the shim's plan file), they stay.
+    assert fds_sources(p.encode(Fd.STATUS, Fd.SYNC, Fd.EXIT)) == [Fd.STATUS, Fd.EXIT, 7,
+                                                                  Fd.PARENT]
+    # In a frozen prefix too.
+    frozen = p.freeze().extended([_plan.exec_("true", ["true"], {})])
+    assert frozen.reports_exit
+    assert fds_sources(frozen.encode(20, 21, 22)) == [20, 22, 7, Fd.PARENT]
+    assert not Plan().extend([_plan.fds([(3, 3, False)])]).reports_exit
+
+
+def test_exec_tail_with_an_init_runs_the_command_under_it_and_names_its_op() -> None:
+    command = _plan.exec_("sh", ["sh", "-c", "exit 3"], {"PATH": "/bin"})
+    seccomp = _plan.seccomp(b"\x06\0\0\0\0\0\xff\x7f")
+    plain = _plan.exec_tail(command, [(0, 0, False), (4, 9, False)], seccomp)
+    assert [o.kind for o in plain] == [OpKind.FDS, OpKind.SECCOMP, OpKind.EXEC]
+    ops = _plan.exec_tail(command, [(0, 0, False), (4, 9, False)], seccomp, init_fd=30,
+                          index=7)
+    assert [o.kind for o in ops] == [OpKind.FDS, OpKind.SECCOMP, OpKind.EXEC, OpKind.EXEC]
+    fds_op, _, init, last = ops
+    # The init's fds go above the highest target: status 10, exit 11, the program 12.
+    triples = list(struct.iter_unpack("=iii", fds_op.s1 or b""))
+    assert triples[2:] == [(Fd.STATUS, 10, 0), (Fd.EXIT, 11, 0), (30, 12, 1)]
+    assert init.flags & OpFlag.EXEC_FD and init.c == 12 and init.envp == command.envp
+    # The command's own op (index 7 + 3) is what the init's report names.
+    assert init.argv == (b"isolate-init", b"--status-fd", b"10", b"--exit-fd", b"11",
+                         b"--report-op", b"10", b"--", b"sh", b"-c", b"exit 3")
+    assert last is command
+    with pytest.raises(ConfigError):
+        _plan.exec_tail(_plan.exec_("/bin/sh", ["sh"], {}), [], init_fd=3)
+
+
+def test_console_takes_a_size_and_refuses_a_bad_one() -> None:
+    op = _plan.console(rows=24, cols=80)
+    assert (op.kind, op.a, op.b, op.s2) == (OpKind.CONSOLE, Fd.CONSOLE, 24 << 16 | 80,
+                                            b"/dev/pts/ptmx")
+    with pytest.raises(ConfigError):
+        _plan.console(rows=70000)

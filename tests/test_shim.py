@@ -500,8 +500,9 @@ def test_on_failure_does_not_restart_a_success(supervise: Supervise) -> None:
     assert len(run_times(state)) == 1
 
 
-def test_always_restarts_until_stopped(supervise: Supervise) -> None:
-    state, _ = supervise(container("echo run"), restart=RestartPolicy("always"))
+@pytest.mark.parametrize("policy", ["always", "unless-stopped"])
+def test_always_restarts_until_stopped(supervise: Supervise, policy: str) -> None:
+    state, _ = supervise(container("echo run"), restart=RestartPolicy(policy))
     eventually(lambda: len(run_times(state)) >= 3, "three runs")
     with connect(state) as client:
         client.stop()
@@ -519,6 +520,23 @@ def test_stop_signals_then_escalates_to_sigkill_and_ends_restarting(
     record = finished(state)
     assert (record.signal, record.stopped, record.restarting) == (signal.SIGKILL, True, False)
     assert record.restart_count == 0
+
+
+def test_kill_with_another_signal_is_a_signal_and_restarting_goes_on(
+        supervise: Supervise) -> None:
+    # Without a pid namespace sleep is no init: SIGUSR1 kills it, and `always` starts it again
+    # (as `docker kill -s USR1`); the stop signal ends restarting (as `docker kill`).
+    state, started = supervise(container("echo run; exec sleep 1000", pidns=False),
+                               restart=RestartPolicy("always"))
+    eventually(lambda: len(run_times(state)) == 1, "the first run")
+    with connect(state) as client:
+        client.kill(signal.SIGUSR1)
+        eventually(lambda: (_shim.read_start(state) or started).restart_count == 1,
+                   "the restart")
+        eventually(lambda: len(run_times(state)) == 2, "the second run")
+        client.kill(signal.SIGTERM)
+    record = finished(state)
+    assert (record.signal, record.restart_count, record.stopped) == (signal.SIGTERM, 1, True)
 
 
 def test_a_rootless_container_is_mapped_again_at_every_restart(tmp_path: Path) -> None:
@@ -690,6 +708,32 @@ def test_a_tty_has_its_size_resizes_and_ctrl_c_reaches_the_foreground_process(
     assert logged.index("24 80\r\n") < logged.index("33 101\r\n") < logged.index("bye\r\n")
 
 
+def test_under_an_init_the_command_holds_the_terminals_foreground(
+        supervise: Supervise) -> None:
+    init = _shim.init_binary()
+    if init is None:
+        pytest.skip("isolate-shim is not static here")
+    fd = os.open(init, os.O_PATH | os.O_CLOEXEC)
+    try:
+        # The init owns the pty's session; it gives the command a process group of its own
+        # and the terminal's foreground, so ^C reaches the command and not the init.
+        script = ("trap 'echo shell got INT' INT; read x; echo $$ $(cut -d' ' -f5,8 /proc/$$/stat);"
+                  " sh -c 'echo go; exec sleep 1000'; echo ended $?")
+        state, _ = supervise(container(script, tty=True, init_fd=fd), tty=True, keep_fds=[fd])
+    finally:
+        os.close(fd)
+    with connect(state) as client:
+        client.attach()
+        client.write_stdin(b"x\n")
+        got = read_raw_until(client, b"", b"go\r\n")
+        client.write_stdin(b"\x03")
+        got = read_raw_until(client, got, b"ended 130\r\n")
+    record = finished(state)
+    assert record.exit_code == 0 and b"shell got INT" in got
+    ids = logged_lines(Path(state) / "container.log")[1].split()
+    assert ids == ["2", "2", "2"]  # pid 2, a process group of its own, the foreground one
+
+
 # -- lifetime ---------------------------------------------------------------------------------
 
 def test_the_shim_survives_its_sigkilled_starter(tmp_path: Path) -> None:
@@ -756,22 +800,26 @@ def fd_flags(pid: int) -> dict[str, int]:
 
 def test_an_idle_shim_holds_only_its_own_fds_and_nothing_is_left(supervise: Supervise,
                                                                  tmp_path: Path) -> None:
-    from conftest import no_trace
+    from traces import snapshot
 
-    with no_trace():
-        state, started = supervise(container("cat"), stdin=True)
-        held = fd_flags(started.shim_pid)
-        # The pipes: stdout and stderr read ends, stdin's write end -- never a write end of
-        # the container's output, or its readers would never see EOF.
-        pipes = {k: v & 3 for k, v in held.items() if "pipe:" in k}
-        assert sorted(pipes.values()) == [os.O_RDONLY, os.O_RDONLY, os.O_WRONLY]
-        assert all(v & os.O_CLOEXEC for k, v in held.items() if not k.startswith(("0 ", "1 ",
-                                                                                  "2 ")))
-        assert len(held) <= 14, held
-        status = Path(f"/proc/{started.shim_pid}/status").read_text()
-        assert "isolate-shim" in status.splitlines()[0]
-        with connect(state) as client:
-            client.close_stdin()
-        assert finished(state).exit_code == 0
-        eventually(lambda: gone(started.shim_pid) and gone(started.pid), "both to end")
-        assert not [n for n in os.listdir(state) if n.endswith(".tmp")]
+    before = snapshot()
+    state, started = supervise(container("cat"), stdin=True)
+    held = fd_flags(started.shim_pid)
+    # The pipes: stdout and stderr read ends, stdin's write end -- never a write end of
+    # the container's output, or its readers would never see EOF.
+    pipes = {k: v & 3 for k, v in held.items() if "pipe:" in k}
+    assert sorted(pipes.values()) == [os.O_RDONLY, os.O_RDONLY, os.O_WRONLY]
+    assert all(v & os.O_CLOEXEC for k, v in held.items() if not k.startswith(("0 ", "1 ",
+                                                                              "2 ")))
+    assert len(held) <= 14, held
+    status = Path(f"/proc/{started.shim_pid}/status").read_text()
+    assert "isolate-shim" in status.splitlines()[0]
+    with connect(state) as client:
+        client.close_stdin()
+    assert finished(state).exit_code == 0
+    eventually(lambda: gone(started.shim_pid) and gone(started.pid), "both to end")
+    assert not [n for n in os.listdir(state) if n.endswith(".tmp")]
+    # No mount, child process or fd of ours is left. (This test makes no cgroup; the cgroups
+    # listed are the machine's, which other runs share.)
+    left = [t for t in snapshot().left_since(before) if not t.startswith("cgroups:")]
+    assert left == []

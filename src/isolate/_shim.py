@@ -268,10 +268,12 @@ class ShimConfig:
     keep_fds: tuple[int, ...] = attrs.field(default=(), converter=tuple)
 
     def argv(self, ready_fd: int) -> list[str]:
-        """The shim's command line (after the program path)."""
-        args = ["run", "--state-dir", self.state_dir,
-                "--plan", os.path.join(self.state_dir, PLAN_FILE),
-                "--ready-fd", str(ready_fd), "--log", self.log_path or "",
+        """The shim's command line (after the program path); paths made absolute, since the
+        daemon works from /."""
+        state_dir = os.path.abspath(self.state_dir)
+        args = ["run", "--state-dir", state_dir,
+                "--plan", os.path.join(state_dir, PLAN_FILE), "--ready-fd", str(ready_fd),
+                "--log", os.path.abspath(self.log_path) if self.log_path else "",
                 "--log-max-size", str(self.log_max_size),
                 "--log-max-file", str(self.log_max_file),
                 "--restart", str(self.restart), "--stop-signal", str(int(self.stop_signal))]
@@ -279,7 +281,8 @@ class ShimConfig:
             args.append("--tty")
         if self.stdin:
             args.append("--stdin")
-        for flag, value in (("--oom-cgroup", self.oom_cgroup), ("--setgroups", self.setgroups),
+        oom = os.path.abspath(self.oom_cgroup) if self.oom_cgroup else None
+        for flag, value in (("--oom-cgroup", oom), ("--setgroups", self.setgroups),
                             ("--uid-map", self.uid_map), ("--gid-map", self.gid_map)):
             if value is not None:
                 args += [flag, value]

@@ -477,15 +477,27 @@ static void loop(struct shim *s)
 
 /* ---- start-up ------------------------------------------------------------------------------ */
 
+/* The last word of a shim that could not start its container: the lock goes first, so that a
+ * caller who has read the report finds the state dir free. */
+__attribute__((noreturn)) static void give_up(struct shim *s, int32_t kind, int32_t err,
+                                              int32_t step, int32_t op_index, int64_t value)
+{
+    if (s->lockfd >= 0)
+        close(s->lockfd);
+    report(s->opt.ready_fd, kind, err, step, op_index, value);
+    _exit(1);
+}
+
 __attribute__((noreturn)) static void die(int ready_fd, int err, int step)
 {
-    report(ready_fd, SHIM_REPORT_FAILED, err, step, -1, 0);
-    _exit(1);
+    S.opt.ready_fd = ready_fd;
+    give_up(&S, SHIM_REPORT_FAILED, err, step, -1, 0);
 }
 
 static int run(int argc, char **argv)
 {
     struct shim *s = &S;
+    s->lockfd = -1;
     /* What we inherit stays open, at its number, for the plan; none of it leaks further. */
     syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
     if (parse_options(argc, argv, &s->opt) < 0) {
@@ -569,8 +581,7 @@ static int run(int argc, char **argv)
     struct start_error e;
     if (start_container(s, &e) < 0) {
         unlinkat(s->dirfd, "attach.sock", 0);
-        report(ready, e.kind, e.err, e.step, e.op_index, e.value);
-        _exit(1);
+        give_up(s, e.kind, e.err, e.step, e.op_index, e.value);
     }
     record_start(s);
     report(ready, SHIM_REPORT_STARTED, 0, 0, -1, s->pid);

@@ -93,6 +93,9 @@ int plan_check(const uint8_t *plan, size_t len)
     struct plan_needs needs;
     int r = scan_plan(copy, len, &needs, NULL);
     free(copy);
+    /* A vfork child that waits for its parent would wait for ever: the parent is suspended. */
+    if (r == 0 && needs.sync && h->mode != ISO_MODE_FORK)
+        r = -1;
     return r;
 }
 
@@ -328,6 +331,8 @@ int start_container(struct shim *s, struct start_error *e)
             s->stdin_fd = in_p[1];
         }
     }
+    if (exit_p[0] >= 0)
+        set_nonblock(exit_p[0]);
     s->exit_fd = exit_p[0];
     s->pid = pid;
     now_monotone(&s->started);
