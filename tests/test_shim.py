@@ -398,21 +398,27 @@ def test_an_oom_kill_is_recorded(supervise: Supervise) -> None:
     assert not fine.oom_killed and fine.exit_code == 0
 
 
-def test_an_init_in_the_container_passes_the_commands_status_to_the_shim(
-        supervise: Supervise) -> None:
+@pytest.fixture
+def init_fd() -> Iterator[int]:
+    """An fd of the static isolate-init, for plans that exec it (the shim keeps it open)."""
     init = _shim.init_binary()
     if init is None:
         pytest.skip("isolate-shim is not static here")
     fd = os.open(init, os.O_PATH | os.O_CLOEXEC)
     try:
-        # pid 1 is isolate-init; the shell (pid 2) dies by its own signal, which the init
-        # reports on the exit fd that the shim filled in.
-        plan = container("test $$ = 2 && test \"$(cat /proc/1/comm)\" = isolate-init && "
-                         "kill -TERM $$", init_fd=fd)
-        state, _ = supervise(plan, keep_fds=[fd])
-        record = finished(state)
+        yield fd
     finally:
         os.close(fd)
+
+
+def test_an_init_in_the_container_passes_the_commands_status_to_the_shim(
+        supervise: Supervise, init_fd: int) -> None:
+    # pid 1 is isolate-init; the shell (pid 2) dies by its own signal, which the init reports
+    # on the exit fd that the shim filled in.
+    plan = container("test $$ = 2 && test \"$(cat /proc/1/comm)\" = isolate-init && "
+                     "kill -TERM $$", init_fd=init_fd)
+    state, _ = supervise(plan, keep_fds=[init_fd])
+    record = finished(state)
     assert (record.signal, record.exit_code) == (signal.SIGTERM, 143)
 
 
@@ -709,19 +715,13 @@ def test_a_tty_has_its_size_resizes_and_ctrl_c_reaches_the_foreground_process(
 
 
 def test_under_an_init_the_command_holds_the_terminals_foreground(
-        supervise: Supervise) -> None:
-    init = _shim.init_binary()
-    if init is None:
-        pytest.skip("isolate-shim is not static here")
-    fd = os.open(init, os.O_PATH | os.O_CLOEXEC)
-    try:
-        # The init owns the pty's session; it gives the command a process group of its own
-        # and the terminal's foreground, so ^C reaches the command and not the init.
-        script = ("trap 'echo shell got INT' INT; read x; echo $$ $(cut -d' ' -f5,8 /proc/$$/stat);"
-                  " sh -c 'echo go; exec sleep 1000'; echo ended $?")
-        state, _ = supervise(container(script, tty=True, init_fd=fd), tty=True, keep_fds=[fd])
-    finally:
-        os.close(fd)
+        supervise: Supervise, init_fd: int) -> None:
+    # The init owns the pty's session; it gives the command a process group of its own and
+    # the terminal's foreground, so ^C reaches the command and not the init.
+    script = ("trap 'echo shell got INT' INT; read x; echo $$ $(cut -d' ' -f5,8 /proc/$$/stat);"
+              " sh -c 'echo go; exec sleep 1000'; echo ended $?")
+    state, _ = supervise(container(script, tty=True, init_fd=init_fd), tty=True,
+                         keep_fds=[init_fd])
     with connect(state) as client:
         client.attach()
         client.write_stdin(b"x\n")
