@@ -444,15 +444,15 @@ def _shared_root(rc: RuntimeConfig, host: tuple[object, ...]) -> tuple[Op, ...]:
 
 @functools.lru_cache(maxsize=16)
 def _template(rc: RuntimeConfig, namespaces: tuple[tuple[NamespaceKind, int], ...],
-              cgroup_fds: tuple[int, ...], parent_pidfd: int, host: tuple[object, ...]
-              ) -> runtime.ProcessTemplate:
-    """The process plan of a sandbox whose shared namespaces (and cgroup files, and pidfd of
-    the caller) are at these fd numbers: a later sandbox gets the same numbers when the last
-    one closed its fds, so a fresh sandbox per run reuses it."""
+              cgroup_fds: tuple[int, ...], parent_pidfd: int, init_fd: int,
+              host: tuple[object, ...]) -> runtime.ProcessTemplate:
+    """The process plan of a sandbox whose shared namespaces (and cgroup files, pidfd of the
+    caller, init binary) are at these fd numbers: a later sandbox gets the same numbers when
+    the last one closed its fds, so a fresh sandbox per run reuses it."""
     from isolate import runtime
 
     return runtime.ProcessTemplate(rc, dict(namespaces), cgroup_fds=cgroup_fds,
-                                   parent_pidfd=parent_pidfd)
+                                   parent_pidfd=parent_pidfd, init_fd=init_fd)
 
 
 def _controllers_for(limits: Limits, layout: Layout) -> set[str]:
@@ -624,6 +624,7 @@ class Sandbox:
         self._cgroup_fds: list[int] = []
         self._image_root: ImageRoot | None = None
         self._parent_pidfd = -1
+        self._init_fd = -1
 
     # -- lifetime -----------------------------------------------------------------------------
     def __enter__(self) -> Sandbox:
@@ -672,10 +673,17 @@ class Sandbox:
                                           writable=not self.config.readonly)
             if self.config.die_with_parent:
                 self._parent_pidfd = os.pidfd_open(os.getpid())
+            if self.config.init:
+                from isolate import _shim
+
+                init_path = _shim.init_binary()
+                if init_path is not None:
+                    # Opened here, before any root changes: the static init runs in any root.
+                    self._init_fd = os.open(init_path, os.O_PATH | os.O_CLOEXEC)
             if image_root is None:
                 self._compiled = _template(rc, tuple(self._namespaces.items()),
                                            tuple(self._cgroup_fds), self._parent_pidfd,
-                                           host)
+                                           self._init_fd, host)
             else:
                 mount_join, after_user = image_root.mount_join()
                 self._compiled = runtime.ProcessTemplate(
@@ -683,7 +691,7 @@ class Sandbox:
                     join_after_user=after_user, root=image_root.overlay_op(0),
                     per_process_root=(not self.config.readonly
                                       and image_root.upper_per_process),
-                    parent_pidfd=self._parent_pidfd)
+                    parent_pidfd=self._parent_pidfd, init_fd=self._init_fd)
         except BaseException as exc:
             self._release(exc)
             raise
@@ -803,6 +811,9 @@ class Sandbox:
         if self._parent_pidfd >= 0:
             fds.append(self._parent_pidfd)
             self._parent_pidfd = -1
+        if self._init_fd >= 0:
+            fds.append(self._init_fd)
+            self._init_fd = -1
         for fd in [*namespaces.values(), *fds]:
             os.close(fd)
         image_root, self._image_root = self._image_root, None
