@@ -111,7 +111,7 @@ class Podman:
                        capture_output=True)
 
 
-def whole_process_table(rounds: int, tmp: str) -> str:
+def whole_process_table(rounds: int, tmp: str, with_podman: bool) -> str:
     store, image = _image(tmp)
     run = [PY, "-m", "isolate.cli", "run"]
     cands = [
@@ -128,7 +128,9 @@ def whole_process_table(rounds: int, tmp: str) -> str:
     ]
     notes = []
     podman: Podman | None = None
-    if shutil.which("podman") is None:
+    if not with_podman:
+        notes.append("podman left out (--no-podman)")
+    elif shutil.which("podman") is None:
         notes.append("podman is not installed: its row is skipped")
     else:
         podman = Podman(tmp)
@@ -205,6 +207,7 @@ def import_table(runs: int) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=40, help="samples of each candidate")
+    ap.add_argument("--no-podman", action="store_true", help="leave podman out")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root: podman and the sandbox run as root here")
@@ -214,7 +217,8 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="isolate-bench-startup-")
     try:
         print("### Whole process, start to exit\n")
-        print(whole_process_table(args.rounds, tmp), end="\n\n", flush=True)
+        print(whole_process_table(args.rounds, tmp, not args.no_podman), end="\n\n",
+              flush=True)
         print(import_table(max(10, args.rounds)), end="\n\n", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -8,6 +8,7 @@ import inspect
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import textwrap
 import time
@@ -249,3 +250,84 @@ def test_the_pull_policy_is_the_clis(local_image: str) -> None:
 def test_a_bad_pull_option_is_a_config_error(options: dict[str, str]) -> None:
     with pytest.raises(ConfigError, match="pull"):
         Sandbox(**options)  # type: ignore[arg-type]
+
+
+# -- start-up: what is loaded, and what is compiled once ------------------------------------
+
+def _modules_after(code: str) -> set[str]:
+    import isolate
+
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(isolate.__file__)))
+    out = subprocess.run([sys.executable, "-c", code + "\nimport sys\nprint(*sys.modules)"],
+                         env=env, capture_output=True, text=True, check=True, timeout=120)
+    return set(out.stdout.split())
+
+
+def test_import_isolate_sandbox_loads_none_of_the_building_blocks() -> None:
+    loaded = _modules_after("import isolate.sandbox")
+    assert {"isolate.sandbox", "attrs"} <= loaded
+    assert not loaded & {"isolate.runtime", "isolate.lowlevel", "isolate.cgroups",
+                         "isolate.fs.mounts", "isolate.security", "isolate._native"}
+
+
+def test_isolate_run_without_limits_or_image_loads_no_cgroup_or_registry_code() -> None:
+    loaded = _modules_after("from isolate.cli import main\n"
+                            "assert main(['run', '--', '/bin/true']) == 0")
+    assert "isolate.runtime" in loaded
+    assert not loaded & {"isolate.cgroups", "isolate.image", "http.client", "ssl", "socket"}
+
+
+def test_running_an_image_from_the_store_loads_no_registry_client(local_image: str) -> None:
+    loaded = _modules_after(f"from isolate import Sandbox\n"
+                            f"with Sandbox(image={local_image!r}) as sb:\n"
+                            f"    assert sb.run(['/bin/busybox', 'true']).returncode == 0")
+    assert "isolate.image.store" in loaded
+    assert not loaded & {"isolate.image.registry", "http.client", "ssl"}
+
+
+def test_a_config_compiled_once_is_compiled_again_when_a_bind_source_changes_kind(
+        tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "f").write_text("a dir\n")
+    target = f"/tmp/isolate-edges-{os.getpid()}"
+    with Sandbox(binds=[f"{source}:{target}"]) as box:
+        assert box.run(["cat", f"{target}/f"], capture_output=True).stdout == b"a dir\n"
+    shutil.rmtree(source)
+    source.write_text("now a file\n")
+    with Sandbox(binds=[f"{source}:{target}"]) as box:
+        assert box.run(["cat", target], capture_output=True).stdout == b"now a file\n"
+
+
+def test_the_call_binds_follow_sys_path(tmp_dir: Path) -> None:
+    hidden = str(tmp_dir / "lib")
+    os.mkdir(hidden)
+    before = {m.destination for m in Sandbox().runtime.mounts}
+    sys.path.append(hidden)
+    try:
+        after = {m.destination for m in Sandbox().runtime.mounts}
+    finally:
+        sys.path.remove(hidden)
+    assert hidden not in before and hidden in after
+    assert {m.destination for m in Sandbox().runtime.mounts} == before
+
+
+def test_a_limited_sandboxes_cgroup_lives_only_where_its_processes_join() -> None:
+    from isolate.cgroups import host_layout
+    from isolate.errors import UnsupportedError
+
+    box = Sandbox(limits=Limits(memory_max="64M", pids_max=16))
+    try:
+        box.__enter__()
+    except UnsupportedError as exc:
+        pytest.skip(f"cgroup limits unavailable here: {exc}")
+    try:
+        assert box.cgroup is not None
+        dirs = box.cgroup.dirs
+        for h in host_layout().hierarchies:
+            joined = h.version == 2 or bool(h.controllers & {"memory", "pids", "cpu",
+                                                             "cpuacct"})
+            assert (h.key in dirs) == joined, h.key
+        assert box.run(["true"]).returncode == 0
+    finally:
+        box.close()
