@@ -152,13 +152,15 @@ class ImageRoot:
         options = ("userxattr",) if rootless and os.geteuid() != 0 else ()
         return cls(store, img, holder, lowers, scratch, options)
 
-    def choose_overlay(self, mode: str, userns_fd: int | None, *, writable: bool) -> None:
+    def choose_overlay(self, mode: str, userns_fd: int | None, *, writable: bool,
+                       die_with_parent: bool = True) -> None:
         """Pick who mounts the root: ``"kernel"`` (overlayfs in each process's mount
         namespace), ``"fuse"`` (one fuse-overlayfs process for the sandbox, started now), or
         ``"auto"``: the kernel, unless it refuses overlayfs in the user namespace
         ``userns_fd`` (a rootless sandbox), then fuse-overlayfs. As root, without a user
         namespace, "auto" never needs to ask. ``writable``: fuse-overlayfs gets one upper dir
-        for the whole sandbox (the kernel path makes one per process).
+        for the whole sandbox (the kernel path makes one per process). ``die_with_parent``:
+        fuse-overlayfs ends when the calling process does (as the sandbox's processes do).
 
         Raises:
             UnsupportedError: fuse-overlayfs is needed but not installed.
@@ -177,7 +179,8 @@ class ImageRoot:
         # initial user namespace can read. Unprivileged it must run inside to mount at all.
         inside = userns_fd if os.geteuid() != 0 else None
         self.fuse = FuseRoot.start(self.lowers, merged, upper=upper, userns_fd=inside,
-                                   log=os.path.join(self.scratch, "fuse-overlayfs.log"))
+                                   log=os.path.join(self.scratch, "fuse-overlayfs.log"),
+                                   die_with_parent=die_with_parent)
 
     def mount_join(self) -> tuple[Op | None, bool]:
         """With fuse-overlayfs: the op joining the mount namespace that holds its mount, and

@@ -577,6 +577,12 @@ class _Compiled:
             p.extend(shared_ops + own_ops)
         self.base = p.freeze()
         self.identity = _identity_ops(cfg)
+        if parent_pidfd >= 0:
+            # The kernel clears the parent-death signal when the credentials change (a uid
+            # or gid other than 0): set it again once they are final, and check the caller
+            # again, since it may have died in between.
+            self.identity.append(Op(OpKind.PDEATHSIG, a=signal.SIGKILL, b=parent_pidfd,
+                                    note="die with the parent (set again after setresuid)"))
         # The init forks the command after the credentials are dropped, so it keeps none the
         # command lacks; it runs outside the seccomp filter (a custom profile could deny what
         # it needs: wait4, kill), so it makes itself non-dumpable against ptrace.
@@ -699,7 +705,8 @@ class Sandbox:
             if image_root is not None and not self.config.rootless and self.config.readonly:
                 # Without a user namespace the choice needs none: make it now, so that a
                 # read-only kernel overlay can be mounted once, like any other shared root.
-                image_root.choose_overlay(self.config.overlay, None, writable=False)
+                image_root.choose_overlay(self.config.overlay, None, writable=False,
+                                          die_with_parent=self.config.die_with_parent)
                 chosen = True
             if image_root is None or (chosen and image_root.fuse is None):
                 # The root is the same for every process: build it once, here. (Otherwise an
@@ -713,7 +720,8 @@ class Sandbox:
                 raise
             if image_root is not None and not chosen:
                 image_root.choose_overlay(self.config.overlay, self._namespaces.get("user"),
-                                          writable=not self.config.readonly)
+                                          writable=not self.config.readonly,
+                                          die_with_parent=self.config.die_with_parent)
             if self.config.die_with_parent:
                 self._parent_pidfd = os.pidfd_open(os.getpid())
             self._compiled = _Compiled(self.config, self._namespaces, self._cgroup_fds,

@@ -51,6 +51,7 @@
 #include <linux/seccomp.h>
 #include <net/if.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stddef.h>
@@ -1376,6 +1377,32 @@ static int fixup_table(uint8_t *plan, size_t len, uint64_t off)
     return EINVAL;
 }
 
+/* A child that shares our memory (VFORK mode) and changes its uid or gid makes the kernel set
+ * that memory non-dumpable (commit_creds): right while the child runs as another user with our
+ * memory mapped (nobody of that uid may ptrace it), wrong for us once it has exec'd. While any
+ * such child runs, dumpable stays as the kernel left it; when the last one is done, the
+ * value from before the first is given back. */
+static pthread_mutex_t dumpable_lock = PTHREAD_MUTEX_INITIALIZER;
+static int dumpable_spawns;
+static int dumpable_before;
+
+static void shared_vm_begin(void)
+{
+    pthread_mutex_lock(&dumpable_lock);
+    if (dumpable_spawns++ == 0)
+        dumpable_before = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+    pthread_mutex_unlock(&dumpable_lock);
+}
+
+static void shared_vm_end(void)
+{
+    pthread_mutex_lock(&dumpable_lock);
+    if (--dumpable_spawns == 0 && (dumpable_before == 0 || dumpable_before == 1) &&
+        prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != dumpable_before)
+        prctl(PR_SET_DUMPABLE, (unsigned long)dumpable_before, 0, 0, 0);
+    pthread_mutex_unlock(&dumpable_lock);
+}
+
 int iso_spawn(uint8_t *plan, size_t len, struct iso_spawn_result *out)
 {
     out->pid = -1;
@@ -1430,11 +1457,13 @@ int iso_spawn(uint8_t *plan, size_t len, struct iso_spawn_result *out)
             return -1;
         }
         st.grand_stack = stack + ISO_STACK_SIZE;
+        shared_vm_begin();
         pid = clone(child_main, stack + ISO_STACK_SIZE,
                     CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD | (int)h->clone_flags |
                         ((h->flags & ISO_PLAN_SHARE_FILES) ? CLONE_FILES : 0),
                     &st, &pidfd);
         out->err = errno;
+        shared_vm_end();
     } else {
         struct iso_clone_args args;
         memset(&args, 0, sizeof args);

@@ -1,0 +1,243 @@
+"""Escapes, one class per way out that an attack on the sandbox found (issue 7).
+
+Each class is tried the way an adversary would: from a chroot, with hostile image content
+(device nodes, symlinks to host directories, FIFOs), with forged names, and by killing the
+caller of a command that runs as another uid. Each test failed before its fix. They run as
+root and, where the path exists without root, rootless (``tests/rootless.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from tests.rootless import run_unprivileged
+
+import isolate
+from isolate.image import ImageConfig, Store
+from sandbox_helpers import marker, need_root, pids_with_argv
+
+pytestmark = pytest.mark.root
+
+BUSYBOX = "/bin/busybox"
+SITE = os.path.dirname(os.path.dirname(isolate.__file__))
+APPLETS = ("sh", "cat", "ls", "id", "head", "touch", "sleep", "echo", "stat", "dd", "true")
+
+
+@pytest.fixture(autouse=True)
+def _root() -> None:
+    need_root()
+
+
+def _busybox_tree(root: Path) -> Path:
+    """A small root filesystem: static busybox, its applets, /etc/passwd and /etc/group."""
+    if not os.path.exists(BUSYBOX):
+        pytest.skip("busybox-static is not installed (/bin/busybox)")
+    for d in ("bin", "etc", "tmp"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
+    for applet in APPLETS:
+        (root / "bin" / applet).symlink_to("busybox")
+    (root / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/sh\n"
+                                         "app:x:1000:1000::/home/app:/bin/sh\n")
+    (root / "etc" / "group").write_text("root:x:0:\napp:x:1000:\n")
+    return root
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "store")
+
+
+def _wait_gone(*argv: str, timeout: float = 30.0) -> list[int]:
+    """Wait (generously: the machine may be busy) until no process runs ``argv``; return the
+    pids still running it then."""
+    deadline = time.monotonic() + timeout
+    while pids_with_argv(*argv) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return pids_with_argv(*argv)
+
+
+def _start_owner(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """Start a process that will be SIGKILLed. Its output goes to ``log``, not to pipes: a
+    process it leaves behind would hold a pipe open and hang whoever reads it."""
+    with open(log, "wb") as out:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                env=dict(os.environ, PYTHONPATH=SITE))
+
+
+def _wait_running(*argv: str, owner: subprocess.Popen[bytes], log: Path,
+                  timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pids_with_argv(*argv):
+        assert owner.poll() is None, f"the owner exited early: {log.read_text()}"
+        assert time.monotonic() < deadline, f"{argv} did not start: {log.read_text()}"
+        time.sleep(0.02)
+
+
+def _kill_everything(*argv: str) -> None:
+    for pid in pids_with_argv(*argv):  # ours: started by this test with a unique marker
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+# -- non-root parent death ---------------------------------------------------------------------
+# The kernel clears PR_SET_PDEATHSIG on any change of credentials, so a command that runs as
+# another uid than 0 outlived a SIGKILLed caller: the signal is now set after the ids change.
+
+_OWNER = """
+import sys, time, isolate
+from isolate.image import Store
+options = {options!r}
+if "store" in options:
+    options["store"] = Store(options["store"])
+box = isolate.Sandbox(**options).__enter__()
+box.popen(["sleep", "{mark}"])
+print("ready", flush=True)
+time.sleep(300)
+"""
+
+
+def _owner_killed(argv: list[str], mark: str, log: Path) -> list[int]:
+    """Start ``argv`` (a process that runs ``sleep MARK`` in a sandbox), SIGKILL it once the
+    sleep runs, and return the pids of that sleep still alive after a generous wait."""
+    owner = _start_owner(argv, log)
+    try:
+        _wait_running("sleep", mark, owner=owner, log=log)
+    finally:
+        owner.kill()
+        owner.wait()
+    left = _wait_gone("sleep", mark)
+    _kill_everything("sleep", mark)
+    return left
+
+
+@pytest.fixture
+def uid_image(store: Store, tmp_path: Path) -> str:
+    """An image whose User is 1000 (by name)."""
+    store.from_directory(_busybox_tree(tmp_path / "tree"), "local/uid:1",
+                         config=ImageConfig(user="app", cmd=["sh"]))
+    return "local/uid:1"
+
+
+@pytest.mark.parametrize("init", [False, True], ids=["no-init", "init"])
+@pytest.mark.parametrize("how", ["uid-option", "image-user", "image-and-uid"])
+def test_a_non_root_command_dies_with_its_killed_caller(how: str, init: bool, store: Store,
+                                                        uid_image: str, tmp_path: Path) -> None:
+    mark = marker()
+    options: dict[str, object] = {"init": init}
+    if how != "image-user":
+        options["uid"] = 1000
+    if how != "uid-option":
+        options.update(image=uid_image, store=store.root)
+    code = _OWNER.format(options=options, mark=mark)
+    assert _owner_killed([sys.executable, "-c", code], mark, tmp_path / "owner.log") == []
+
+
+@pytest.mark.parametrize("image", [False, True], ids=["host-root", "image"])
+def test_isolate_run_as_uid_1000_dies_with_its_killed_caller(image: bool, store: Store,
+                                                             uid_image: str,
+                                                             tmp_path: Path) -> None:
+    mark = marker()
+    argv = [sys.executable, "-m", "isolate", "run", "--store", store.root]
+    argv += ["--user", "1000", uid_image] if image else ["--user", "1000", "--"]
+    assert _owner_killed([*argv, "sleep", mark], mark, tmp_path / "owner.log") == []
+
+
+def test_the_caller_stays_dumpable_after_running_a_command_as_another_uid() -> None:
+    # The child that sets the uid shares the caller's memory until it execs, and the kernel
+    # makes that memory non-dumpable on the change of credentials: the caller's own flag is
+    # given back once the child has exec'd. (Checked in a fresh process: it starts dumpable.)
+    code = textwrap.dedent("""
+        import ctypes, isolate
+        prctl = ctypes.CDLL(None).prctl
+        with isolate.Sandbox(uid=1000) as sb:
+            assert sb.run(["true"]).returncode == 0
+        print(prctl(3, 0, 0, 0, 0))  # PR_GET_DUMPABLE
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=SITE), timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "1"
+
+
+@pytest.mark.userns
+def test_a_rootless_command_dies_with_its_killed_caller() -> None:
+    mark = marker()
+    owner = _OWNER.format(options={"user_namespace": True}, mark=mark)
+    code = textwrap.dedent(f"""
+        import os, subprocess, sys, time
+        python = "/usr/bin/python3"  # sys.executable may live where this uid cannot go
+        owner = subprocess.Popen([python, "-c", {owner!r}], stdout=subprocess.PIPE, text=True)
+        assert owner.stdout.readline() == "ready\\n"
+        owner.stdout.close()  # a sleep left behind holds the pipe: never read it again
+        owner.kill()
+        owner.wait()
+        def running():
+            found = []
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    with open(f"/proc/{{pid}}/cmdline", "rb") as f:
+                        if f.read().split(b"\\0")[:2] == [b"sleep", b"{mark}"]:
+                            found.append(int(pid))
+                except OSError:
+                    pass
+            return found
+        deadline = time.monotonic() + 30
+        while running() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        left = running()
+        for pid in left:
+            os.kill(pid, 9)
+        print(left)
+    """)
+    assert run_unprivileged(code).stdout.strip() == "[]"
+
+
+def _fuse_pids(marker_path: str) -> list[int]:
+    found = []
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+        except OSError:
+            continue
+        if os.path.basename(args[0]) == b"fuse-overlayfs" and marker_path.encode() in b" ".join(
+                args):
+            found.append(int(name))
+    return found
+
+
+def test_fuse_overlayfs_ends_with_a_killed_isolate_run(store: Store, uid_image: str,
+                                                       tmp_path: Path) -> None:
+    if shutil.which("fuse-overlayfs") is None or not os.path.exists("/dev/fuse"):
+        pytest.skip("fuse-overlayfs or /dev/fuse is missing")
+    mark = marker()
+    argv = [sys.executable, "-m", "isolate", "run", "--store", store.root, "--overlay", "fuse",
+            uid_image, "sleep", mark]
+    log = tmp_path / "owner.log"
+    owner = _start_owner(argv, log)
+    try:
+        _wait_running("sleep", mark, owner=owner, log=log)
+        assert _fuse_pids(store.root), "the image root should be served by fuse-overlayfs"
+    finally:
+        owner.kill()
+        owner.wait()
+    deadline = time.monotonic() + 30
+    while _fuse_pids(store.root) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    left = _fuse_pids(store.root)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    _wait_gone("sleep", mark)
+    _kill_everything("sleep", mark)
+    assert left == []
