@@ -8,6 +8,7 @@ root and, where the path exists without root, rootless (``tests/rootless.py``).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -21,7 +22,9 @@ import pytest
 from tests.rootless import run_unprivileged
 
 import isolate
-from isolate.image import ImageConfig, Store
+from isolate import Sandbox
+from isolate.errors import ConfigError, DigestMismatch, ImageError
+from isolate.image import Image, ImageConfig, Reference, Store
 from sandbox_helpers import marker, need_root, pids_with_argv
 
 pytestmark = pytest.mark.root
@@ -241,3 +244,95 @@ def test_fuse_overlayfs_ends_with_a_killed_isolate_run(store: Store, uid_image: 
     _wait_gone("sleep", mark)
     _kill_everything("sleep", mark)
     assert left == []
+
+
+# -- forged digest references ------------------------------------------------------------------
+# A digest is a content address. It used to be a name like any other: `tag IMG name@sha256:X`
+# made `run name@sha256:X` run IMG, whose manifest is not X.
+
+FORGED = "sha256:" + "ab" * 32
+
+
+@pytest.fixture
+def esc(store: Store, tmp_path: Path) -> Image:
+    return store.from_directory(_busybox_tree(tmp_path / "esc"), "local/esc:1",
+                                config=ImageConfig(cmd=["sh"]))
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "isolate", *args], capture_output=True,
+                          text=True, env=dict(os.environ, PYTHONPATH=SITE), timeout=120)
+
+
+def _refused(result: subprocess.CompletedProcess[str]) -> None:
+    assert result.returncode == 125, result
+    assert len(result.stderr.splitlines()) == 1 and "digest" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_tag_refuses_a_name_with_a_digest(store: Store, esc: Image) -> None:
+    for digest in (FORGED, esc.manifest_digest):  # even its own: digests are never given
+        with pytest.raises(ConfigError, match="digest"):
+            store.tag(esc, f"busybox@{digest}")
+    assert store.get("local/esc:1").tags == ("docker.io/local/esc:1",)
+    _refused(_cli("tag", "--store", store.root, "local/esc:1", f"busybox@{FORGED}"))
+    with pytest.raises(ImageError):
+        store.get(f"busybox@{FORGED}")
+
+
+def test_import_and_load_refuse_a_name_with_a_digest(store: Store, esc: Image,
+                                                     tmp_path: Path) -> None:
+    tarball = tmp_path / "root.tar"
+    subprocess.run(["tar", "-C", str(tmp_path / "esc"), "-cf", str(tarball), "."], check=True)
+    archive = tmp_path / "esc.tar"
+    store.save("local/esc:1", archive)
+    before = {img.id for img in store.images()}
+    with pytest.raises(ConfigError, match="digest"):
+        store.import_tarball(tarball, f"x@{FORGED}")
+    with pytest.raises(ConfigError, match="digest"):
+        store.load(archive, f"x@{FORGED}")
+    _refused(_cli("import", "--store", store.root, str(tarball), f"x@{FORGED}"))
+    _refused(_cli("load", "--store", store.root, "-i", str(archive), f"x@{FORGED}"))
+    assert {img.id for img in store.images()} == before
+    assert all("@" not in t for img in store.images() for t in img.tags)
+
+
+def test_a_digest_an_archive_claims_for_its_image_must_be_its_own(store: Store, esc: Image,
+                                                                  tmp_path: Path) -> None:
+    unpacked = tmp_path / "unpacked"
+    archive = tmp_path / "esc.tar"
+    store.save("local/esc:1", archive)
+    unpacked.mkdir()
+    subprocess.run(["tar", "-C", str(unpacked), "-xf", str(archive)], check=True)
+    manifest = json.loads((unpacked / "manifest.json").read_text())
+    manifest[0]["RepoTags"] = [f"busybox@{FORGED}"]
+    (unpacked / "manifest.json").write_text(json.dumps(manifest))
+    other = Store(tmp_path / "other")
+    with pytest.raises(ConfigError, match="digest"):
+        other.load(unpacked)
+    with pytest.raises(ImageError):
+        other.get(f"busybox@{FORGED}")
+
+
+def test_a_digest_resolves_only_to_the_manifest_with_that_digest(store: Store, esc: Image
+                                                                 ) -> None:
+    # A store whose names claim a digest for other content (as `tag` used to write them):
+    # the name is never followed.
+    forged = "127.0.0.1:9/busybox@" + FORGED
+    tags_file = Path(store.root, "tags.json")
+    tags = json.loads(tags_file.read_text())
+    tags[str(Reference.parse(forged))] = esc.id
+    tags_file.write_text(json.dumps(tags))
+    with pytest.raises(ImageError, match="no image"):
+        store.get(forged)
+    # Not in the store, so it is pulled (and would be checked): here no registry answers.
+    with pytest.raises(ImageError), Sandbox(image=forged, store=store) as sb:
+        sb.run(["true"])
+    # The true content address finds the image, whatever name goes with it...
+    assert store.get(f"elsewhere/name@{esc.manifest_digest}").id == esc.id
+    # ... and only while the stored manifest still hashes to it.
+    blob = Path(store.blob_path(esc.manifest_digest))
+    blob.chmod(0o644)
+    blob.write_bytes(blob.read_bytes() + b" ")
+    with pytest.raises(DigestMismatch):
+        store.get(f"local/esc@{esc.manifest_digest}")
