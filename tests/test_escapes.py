@@ -14,8 +14,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -336,3 +338,102 @@ def test_a_digest_resolves_only_to_the_manifest_with_that_digest(store: Store, e
     blob.write_bytes(blob.read_bytes() + b" ")
     with pytest.raises(DigestMismatch):
         store.get(f"local/esc@{esc.manifest_digest}")
+
+
+# -- symlinked config files in an image --------------------------------------------------------
+# The runtime read an image's /etc/passwd through the host's filesystem, following the image's
+# symlinks out of it, and blocked on a FIFO there.
+
+def _user_image(store: Store, tree: Path, how: str) -> str:
+    """An image whose User is "app" and whose /etc is hostile: a symlink to ``tree``'s sibling
+    host dir (absolute or climbing out with ..), or a FIFO at /etc/passwd."""
+    _busybox_tree(tree)
+    host = tree.parent / "host-etc"
+    host.mkdir()
+    (host / "passwd").write_text("app:x:4242:4343::/:/bin/sh\n")
+    (host / "group").write_text("app:x:4343:\n")
+    shutil.rmtree(tree / "etc")
+    if how == "absolute":
+        (tree / "etc").symlink_to(host)
+    elif how == "dotdot":
+        (tree / "etc").symlink_to("../" * 30 + str(host).lstrip("/"))
+    else:
+        (tree / "etc").mkdir()
+        os.mkfifo(tree / "etc" / "passwd")
+    store.from_directory(tree, f"local/hostile:{how}", config=ImageConfig(user="app",
+                                                                          cmd=["id"]))
+    return f"local/hostile:{how}"
+
+
+@pytest.mark.parametrize("how", ["absolute", "dotdot"])
+def test_an_image_user_is_never_looked_up_through_a_symlink_to_the_host(
+        store: Store, tmp_path: Path, how: str) -> None:
+    image = _user_image(store, tmp_path / "tree", how)
+    with pytest.raises(ImageError, match="'app' is not in the image's /etc/passwd"), \
+            Sandbox(image=image, store=store):
+        pass
+    _refused_run = _cli("run", "--store", store.root, image)
+    assert _refused_run.returncode == 125 and "4242" not in _refused_run.stdout
+
+
+def test_a_fifo_at_the_images_passwd_is_an_error_not_a_hang(store: Store, tmp_path: Path
+                                                            ) -> None:
+    image = _user_image(store, tmp_path / "tree", "fifo")
+    # A hang is the bug: the timeout only keeps it from hanging the suite.
+    result = subprocess.run([sys.executable, "-m", "isolate", "run", "--store", store.root,
+                             image], capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, PYTHONPATH=SITE))
+    assert result.returncode == 125
+    assert "/etc/passwd is a FIFO, not a regular file" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+@pytest.fixture
+def unprivileged_dir() -> Iterator[Path]:
+    """A directory that uid 65534 owns and can reach (the test's tmp_path is root's only)."""
+    work = Path(tempfile.mkdtemp(prefix="isolate-escape-"))
+    try:
+        work.chmod(0o755)
+        os.chown(work, 65534, 65534)
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.mark.userns
+def test_rootless_image_users_are_looked_up_inside_the_image(unprivileged_dir: Path) -> None:
+    work = unprivileged_dir
+    _busybox_tree(work / "tree")
+    os.chown(work, 65534, 65534)
+    for dirpath, dirs, files in os.walk(work):
+        for name in dirs + files:
+            os.lchown(os.path.join(dirpath, name), 65534, 65534)
+    code = textwrap.dedent(f"""
+        import os, shutil, sys
+        from isolate import Sandbox
+        from isolate.errors import ImageError
+        from isolate.image import ImageConfig, Store
+        work = {str(work)!r}
+        store = Store(work + "/store")
+        host = work + "/host-etc"
+        os.mkdir(host)
+        with open(host + "/passwd", "w") as f:
+            f.write("app:x:0:0::/:/bin/sh\\n")  # uid 0: a rootless sandbox would run it
+        tree = work + "/tree"
+        shutil.rmtree(tree + "/etc")
+        os.symlink(host, tree + "/etc")
+        store.from_directory(tree, "local/l:1", config=ImageConfig(user="app", cmd=["id"]))
+        os.remove(tree + "/etc")
+        os.mkdir(tree + "/etc")
+        os.mkfifo(tree + "/etc/passwd")
+        store.from_directory(tree, "local/f:1", config=ImageConfig(user="app", cmd=["id"]))
+        for image in ("local/l:1", "local/f:1"):
+            try:
+                with Sandbox(image=image, store=store):
+                    print(image, "ran")
+            except ImageError as exc:
+                print(image, "refused:", exc)
+    """)
+    out = run_unprivileged(code).stdout.splitlines()
+    assert out[0].startswith("local/l:1 refused:") and "not in the image's" in out[0]
+    assert out[1].startswith("local/f:1 refused:") and "FIFO" in out[1]
