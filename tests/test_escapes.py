@@ -8,6 +8,7 @@ root and, where the path exists without root, rootless (``tests/rootless.py``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -437,3 +438,185 @@ def test_rootless_image_users_are_looked_up_inside_the_image(unprivileged_dir: P
     out = run_unprivileged(code).stdout.splitlines()
     assert out[0].startswith("local/l:1 refused:") and "not in the image's" in out[0]
     assert out[1].startswith("local/f:1 refused:") and "FIFO" in out[1]
+
+
+# -- chroot callers ----------------------------------------------------------------------------
+# A caller chrooted into a mount point that is not its namespace's root handed its commands the
+# machine's real root, writable: the sandbox's processes join the mount namespace built for
+# them, and setns(2) lands on that namespace's root, above the chroot.
+
+_CHROOT = r"""
+set -e
+R=$1; P=$2; shift 2
+if [ "$P" = mount ]; then mount -t tmpfs -o mode=755 chroot "$R"; fi
+for d in $BINDS; do
+    [ -e "$d" ] || continue
+    mkdir -p "$R$d"
+    mount --rbind "$d" "$R$d"
+done
+mkdir -p "$R/tmp" "$R/store"
+mount -t tmpfs tmpfs "$R/tmp"
+echo inside > "$R/chroot-marker"
+exec chroot "$R" "$@"
+"""
+
+
+def _in_chroot(tmp_path: Path, code: str, *, mount_point: bool = True,
+               uid: int | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` with this Python, chrooted into a new tmpfs (``mount_point``) or a plain
+    directory that holds binds of what Python needs, /proc, /dev and /sys, as ``uid`` if
+    given. It all lives in a throwaway mount namespace of a helper process, gone when this
+    returns; a marker file beside the chroot is what an escape would see."""
+    root = tmp_path / "chroot"
+    root.mkdir()
+    (tmp_path / "above-marker").write_text("outside the chroot\n")
+    python = os.path.realpath(sys.executable)
+    needed = {"/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc", "/proc", "/dev", "/sys",
+              sys.prefix, sys.base_prefix, SITE, os.path.dirname(python)}
+    drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"] if uid else []
+    argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", _CHROOT, "sh",
+            str(root), "mount" if mount_point else "plain", *drop, python, "-c",
+            textwrap.dedent(code)]
+    env = dict(os.environ, PYTHONPATH=SITE, BINDS=" ".join(sorted(needed)), HOME="/tmp")
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+
+
+_CHROOT_PROBE = """
+import json, os, shutil, sys
+import isolate
+from isolate.image import ImageConfig, Store
+
+case = {case!r}
+inside = sorted(os.listdir("/"))
+options = {{}}
+if case == "spliced":
+    options["tmpfs"] = ["/newtop"]
+elif case == "bind":
+    options["binds"] = ["/usr/share:/data"]
+elif case == "writable":
+    options["readonly"] = False
+elif case == "rootfs":
+    os.makedirs("/store/rootfs/bin")
+    shutil.copy("/bin/busybox", "/store/rootfs/bin/busybox")
+    for applet in ("sh", "ls", "cat", "touch"):
+        os.symlink("busybox", "/store/rootfs/bin/" + applet)
+    open("/store/rootfs/chroot-marker", "w").write("rootfs\\n")
+    options["rootfs"] = "/store/rootfs"
+    inside = sorted(os.listdir("/store/rootfs"))
+elif case in ("image", "fuse"):
+    tree = "/store/tree"
+    os.makedirs(tree + "/bin")
+    shutil.copy("/bin/busybox", tree + "/bin/busybox")
+    for applet in ("sh", "ls", "cat", "touch"):
+        os.symlink("busybox", tree + "/bin/" + applet)
+    open(tree + "/chroot-marker", "w").write("image\\n")
+    store = Store("/store/images")
+    image = store.from_directory(tree, "local/c:1", config=ImageConfig(cmd=["sh"]))
+    options.update(image=image, store=store, readonly=True)
+    if case == "fuse":
+        options["overlay"] = "fuse"
+    inside = sorted(os.listdir(tree))
+with isolate.Sandbox(**options) as sb:
+    seen = []
+    for _ in range(2):  # the first and a later process: both join the root built at enter
+        r = sb.run(["sh", "-c", "ls -a / && cat /chroot-marker && touch /{name}"],
+                   capture_output=True, text=True)
+        seen.append(r.stdout.split())
+    print(json.dumps({{"inside": inside, "seen": seen, "stderr": r.stderr,
+                      "written": os.path.exists("/{name}")}}))
+"""
+
+_CHROOT_CASES = ["host-root", "spliced", "bind", "writable", "rootfs", "image", "fuse"]
+
+
+@pytest.mark.parametrize("case", _CHROOT_CASES)
+def test_a_chrooted_caller_gives_its_commands_its_own_root(tmp_path: Path, case: str) -> None:
+    if case == "fuse" and (shutil.which("fuse-overlayfs") is None
+                           or not os.path.exists("/dev/fuse")):
+        pytest.skip("fuse-overlayfs or /dev/fuse is missing")
+    with _host_file_watch() as name:
+        out = _in_chroot(tmp_path, _CHROOT_PROBE.format(case=case, name=name))
+        escaped = os.path.exists("/" + name)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    # Exactly the chroot's top level (or its rootfs's, its image's), with the mount points a
+    # sandbox adds: nothing of the host's, whose top level differs (``home``, ``var`` ...).
+    expected = set(result["inside"]) | {"proc", "dev", "sys", "tmp"}
+    expected |= {"spliced": {"newtop"}, "bind": {"data"}}.get(case, set())
+    assert expected != set(os.listdir("/")) | {"newtop", "data"}
+    for listing in result["seen"]:
+        assert set(listing[:-1]) - {".", "..", name} == expected
+        assert listing[-1] in ("inside", "rootfs", "image")  # the marker's content
+    if case == "writable":
+        assert result["written"]  # written in the chroot's own root...
+    else:
+        assert "Read-only file system" in result["stderr"]
+    assert not escaped  # ... never in the host's
+
+
+@contextlib.contextmanager
+def _host_file_watch() -> Iterator[str]:
+    """A name for a file that a sandboxed command tries to write at the top of its root: if
+    it escapes, the file lands at the top of the host's, and is removed again."""
+    name = f"isolate-escape-{marker()}"
+    try:
+        yield name
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink("/" + name)
+
+
+def test_isolate_run_from_a_chroot_sees_the_chroots_root(tmp_path: Path) -> None:
+    with _host_file_watch() as name:
+        code = f"""
+            import json, subprocess, sys
+            r = subprocess.run([sys.executable, "-m", "isolate", "run", "--", "sh", "-c",
+                                "ls /; touch /{name}"], capture_output=True, text=True)
+            print(json.dumps([r.stdout.split(), r.stderr]))
+        """
+        out = _in_chroot(tmp_path, code)
+        assert out.returncode == 0, out.stderr
+        listing, stderr = json.loads(out.stdout)
+        assert "chroot-marker" in listing and "home" not in listing and "var" not in listing
+        assert "Read-only file system" in stderr
+        assert not os.path.exists("/" + name)
+
+
+def test_a_chroot_that_is_not_a_mount_point_is_refused_saying_why(tmp_path: Path) -> None:
+    code = """
+        import subprocess, sys
+        import isolate
+        from isolate.errors import MountError
+        try:
+            with isolate.Sandbox() as sb:
+                sb.run(["true"])
+        except MountError as exc:
+            print("refused:", exc)
+        r = subprocess.run([sys.executable, "-m", "isolate", "run", "--", "true"],
+                           capture_output=True, text=True)
+        print(r.returncode, len(r.stderr.splitlines()), r.stderr.strip())
+    """
+    out = _in_chroot(tmp_path, code, mount_point=False)
+    assert out.returncode == 0, out.stderr
+    api, cli = out.stdout.splitlines()
+    assert api.startswith("refused:") and "root directory is not a mount point" in api
+    assert cli.startswith("125 1 isolate:") and "not a mount point" in cli
+
+
+@pytest.mark.userns
+def test_a_rootless_caller_in_a_chroot_is_refused_saying_why(tmp_path: Path) -> None:
+    # The kernel gives no user namespace to a chrooted process, so a rootless sandbox cannot
+    # be made there at all: that must be a clear error, not a way around the chroot.
+    code = """
+        import isolate
+        from isolate.errors import IsolateError
+        try:
+            with isolate.Sandbox() as sb:
+                print("ran", sb.run(["ls", "/"], capture_output=True, text=True).stdout.split())
+        except IsolateError as exc:
+            print("refused:", type(exc).__name__, exc)
+    """
+    out = _in_chroot(tmp_path, code, uid=65534)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("refused:"), out.stdout
+    assert "chroot" in out.stdout

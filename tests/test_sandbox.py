@@ -626,6 +626,11 @@ def _killed_owner_leaves(die: bool, from_thread: bool = False, init: bool = Fals
                              stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert owner.stdout is not None and owner.stdout.readline() == "ready\n"
+        # The exec has closed the status pipe a moment before the kernel has set up the new
+        # command line that /proc/PID/cmdline shows: wait until it does.
+        deadline = time.monotonic() + 30
+        while not pids_with_argv("sleep", mark) and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert pids_with_argv("sleep", mark)
     finally:
         owner.kill()

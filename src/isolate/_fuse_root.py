@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from isolate import _plan, lowlevel
 from isolate._plan import Mode, Op, OpKind, Plan
 from isolate.errors import ConfigError, MountError, UnsupportedError
-from isolate.fs.mounts import MS_REC, MS_SLAVE
 
 __all__ = ["FUSE_OVERLAYFS", "FuseRoot", "kernel_overlay_works"]
 
@@ -155,8 +154,9 @@ class FuseRoot:
             p.add(Op(OpKind.SETNS, a=userns_fd, b=_plan.CLONE_NEWUSER,
                      note="join the sandbox's user namespace"))
         p.add(Op(OpKind.UNSHARE, a=_plan.CLONE_NEWNS, note="unshare mount namespace"))
-        p.add(_plan.mount(None, "/", None, MS_REC | MS_SLAVE,
-                          note="keep the fuse mount from propagating out (rslave /)"))
+        # The caller's root (also a chroot's) is the namespace's root, where the sandbox's
+        # processes land when they join it; the fuse mount does not propagate out.
+        p.add(_plan.reroot())
         # Its own session: a Ctrl-C to the caller's process group must not end the root
         # under the sandbox's processes; close() ends it.
         p.add(Op(OpKind.SETSID, note="start a new session"))

@@ -99,6 +99,7 @@ class OpKind(enum.IntEnum):
     OVERLAY = 36
     OPEN = 37
     INIT = 38
+    REROOT = 39
 
 
 class Step(enum.IntEnum):
@@ -487,6 +488,20 @@ def init() -> Op:
     the spawn's exit fd. Needs a process of its own: ``Mode.FORK``, or in ``Mode.VFORK`` a
     ``FORK_INTO_PIDNS`` op before it (otherwise the spawn fails with EINVAL)."""
     return Op(OpKind.INIT, note="start the init (pid 1) and fork the command")
+
+
+def reroot() -> Op:
+    """Make the calling process's root the root of its (new, private) mount namespace, and
+    every mount in it a slave (nothing mounted later propagates out).
+
+    A process chrooted into a mount point that is not its namespace's root has, in a copy of
+    that namespace, everything above its root still there, and ``setns(2)`` into the copy
+    lands on that, not on the root: this pivots the root to the top and detaches the rest.
+    Where the root is the namespace's already, it only makes the mounts slaves. A root that
+    is not a mount point at all (a chroot into a plain directory) fails with EINVAL before
+    anything changes: what lies above it cannot be told apart from what belongs to it.
+    """
+    return Op(OpKind.REROOT, note="make the caller's root the root of the mount namespace")
 
 
 def fds(mapping: Sequence[tuple[int, int, bool]]) -> Op:

@@ -34,6 +34,7 @@ from isolate.errors import (
     ConfigError,
     IsolateError,
     MountError,
+    SpawnError,
     StateError,
     UnsupportedError,
 )
@@ -265,10 +266,9 @@ def _root_ops(cfg: SandboxConfig, root: Op | None = None) -> tuple[list[Op], lis
     from isolate import security  # imported when first needed
     P = _plan
     spliced = _needs_spliced_root(cfg)
-    before: list[Op] = [
-        Op(OpKind.MOUNT, a=MS_REC | MS_SLAVE, s2=b"/",
-           note="keep mounts from propagating out (rslave /)"),
-    ]
+    # The caller's root becomes its namespace copy's root (a chrooted caller's copy holds
+    # what lies above it), and nothing mounted from here on propagates out.
+    before: list[Op] = [P.reroot()]
     if root is not None:
         before.append(root)
     elif not spliced:
@@ -615,6 +615,27 @@ class _Compiled:
         return self.base.extended(tail)
 
 
+def _explain_root_failure(exc: MountError) -> None:
+    """A caller chrooted into a plain directory (not a mount point) is refused, and told why."""
+    if exc.step == "reroot" and exc.errno == errno.EINVAL:
+        raise MountError(
+            errno.EINVAL, "the calling process's root directory is not a mount point (it was "
+            "chrooted into a plain directory), so what lies above it in its mount namespace "
+            "cannot be kept out of the sandbox; make that directory a mount point before "
+            "chrooting (mount --bind DIR DIR), or run outside the chroot", "/",
+            step="reroot") from exc
+
+
+def _explain_userns_failure(exc: SpawnError, cfg: SandboxConfig) -> None:
+    """A kernel that refuses the rootless sandbox its user namespace says only EPERM."""
+    if cfg.rootless and exc.step == "clone" and exc.errno == errno.EPERM:
+        raise UnsupportedError(
+            "the kernel refused a user namespace for this rootless sandbox (EPERM): it "
+            "refuses one to a process in a chroot, and where unprivileged user namespaces are "
+            "turned off (user.max_user_namespaces=0, kernel.unprivileged_userns_clone=0, an "
+            "LSM policy)", missing="user namespaces") from exc
+
+
 def _explain_overlay_failure(exc: MountError, cfg: SandboxConfig) -> None:
     """A kernel that refuses overlayfs in a user namespace is a missing feature, not a bug:
     say so. (overlay="auto" falls back to fuse-overlayfs before it gets here.)"""
@@ -716,7 +737,11 @@ class Sandbox:
             try:
                 self._namespaces = _make_shared_namespaces(self.config, shared_root)
             except MountError as exc:
+                _explain_root_failure(exc)
                 _explain_overlay_failure(exc, self.config)
+                raise
+            except SpawnError as exc:
+                _explain_userns_failure(exc, self.config)
                 raise
             if image_root is not None and not chosen:
                 image_root.choose_overlay(self.config.overlay, self._namespaces.get("user"),
@@ -934,6 +959,7 @@ class Sandbox:
             try:
                 proc = SandboxedPopen(argv, plan_factory=factory, **popen_kwargs)
             except MountError as exc:
+                _explain_root_failure(exc)
                 _explain_overlay_failure(exc, self.config)
                 raise
             # Forget the ones already reaped, so a long-lived sandbox does not collect them.

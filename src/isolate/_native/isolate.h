@@ -65,7 +65,8 @@
 #define ISO_OP_OVERLAY 36       /* s1 lowers (a, top first), s3 upper+work, s4 opts (c); s2 target/slot b */
 #define ISO_OP_OPEN 37           /* s2 path, a = open flags: report the fd (ISO_REPORT_FD) */
 #define ISO_OP_INIT 38           /* the rest runs in a child (the command); we stay as its init */
-#define ISO_OP__MAX 39
+#define ISO_OP_REROOT 39         /* make our root the root of our mount namespace; rslave it all */
+#define ISO_OP__MAX 40
 
 #define ISO_STEP_CLONE 100
 #define ISO_STEP_SIGNALS 101

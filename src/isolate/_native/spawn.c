@@ -719,6 +719,45 @@ static int do_pivot_root(struct child_state *st, const struct iso_op *op)
     return 0;
 }
 
+/* REROOT: make our root the root of our mount namespace. A copy of a namespace whose caller
+ * was chrooted into a mount point keeps everything above that root, and setns(2) into the
+ * copy (how a sandbox's processes join the root built for them) lands on it. So: check that
+ * the root is a mount point (a plain chroot fails closed here, nothing changed); setns into
+ * our own namespace, which puts us at its root; make every mount a slave; and unless that
+ * root is ours already, pivot ours to the top and detach the rest. */
+static int do_reroot(void)
+{
+    struct statx sx;
+    if (statx(AT_FDCWD, "/", AT_NO_AUTOMOUNT, STATX_MNT_ID, &sx) < 0)
+        return errno;
+    if (!(sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT))
+        return ENOSYS; /* before Linux 5.8: cannot tell */
+    if (!(sx.stx_attributes & STATX_ATTR_MOUNT_ROOT))
+        return EINVAL;
+    int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root < 0)
+        return errno;
+    int e = 0;
+    int self = (int)syscall(SYS_pidfd_open, (pid_t)syscall(SYS_getpid), 0);
+    if (self < 0 || syscall(SYS_setns, self, CLONE_NEWNS) < 0)
+        e = errno;
+    if (self >= 0)
+        close(self);
+    if (!e && mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
+        e = errno;
+    struct statx top;
+    if (!e && statx(AT_FDCWD, "/", AT_NO_AUTOMOUNT, STATX_MNT_ID | STATX_INO, &top) < 0)
+        e = errno;
+    if (!e && (top.stx_mnt_id != sx.stx_mnt_id || top.stx_ino != sx.stx_ino)) {
+        /* As at the end of a sandbox's set-up: the old top ends up on "." and goes. */
+        if (fchdir(root) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 ||
+            umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
+            e = errno;
+    }
+    close(root);
+    return e;
+}
+
 static int do_root(struct child_state *st, const struct iso_op *op)
 {
     int fd = open(str_at(st, op->s2), O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -1310,6 +1349,9 @@ static int run_ops(struct child_state *st)
             break;
         case ISO_OP_INIT:
             e = do_init(st, i);
+            break;
+        case ISO_OP_REROOT:
+            e = do_reroot();
             break;
         case ISO_OP_OPEN: {
             int fd = open(str_at(st, op->s2), (int)op->a | O_CLOEXEC);
