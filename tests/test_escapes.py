@@ -620,3 +620,136 @@ def test_a_rootless_caller_in_a_chroot_is_refused_saying_why(tmp_path: Path) -> 
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("refused:"), out.stdout
     assert "chroot" in out.stdout
+
+
+# -- device nodes in an image, on the host, in binds -------------------------------------------
+# A node outside the sandbox's own /dev was usable: an image's /dev/kvm (KVM_CREATE_VM as uid 0
+# with no capabilities), a node anywhere on the host disks through the host root or a bind.
+# Every root and bind is nodev now, and a sandbox with a cgroup has Docker's device list.
+
+HOSTILE_NODES = {  # name: (type, major, minor)
+    "kvm": ("c", 10, 232), "fuse": ("c", 10, 229), "tun": ("c", 10, 200),
+    "hwrng": ("c", 10, 183), "console": ("c", 5, 1), "zero": ("c", 1, 5), "loop0": ("b", 7, 0),
+}
+# Tries to open each node for reading and for writing: "name:r:ok" or "name:r:<error>".
+NODE_PROBE = ("for n in {paths}; do for how in r w; do "
+              "if [ $how = r ]; then (exec 3<$n) 2>/tmp/e; else (exec 3>$n) 2>/tmp/e; fi "
+              "&& echo ${{n##*/}}:$how:ok || echo ${{n##*/}}:$how:$(sed 's/.*: //' /tmp/e); "
+              "done; done")
+
+
+def _make_nodes(directory: Path) -> list[str]:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, (kind, major, minor) in HOSTILE_NODES.items():
+        mode = (0o20000 if kind == "c" else 0o60000) | 0o666
+        os.mknod(directory / name, mode, os.makedev(major, minor))
+        os.chmod(directory / name, 0o666)  # so file permissions refuse nothing
+    return sorted(HOSTILE_NODES)
+
+
+def _probe(box: Sandbox, where: str) -> dict[str, str]:
+    paths = " ".join(f"{where}/{n}" for n in sorted(HOSTILE_NODES))
+    r = box.run(["sh", "-c", NODE_PROBE.format(paths=paths)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return dict(line.rsplit(":", 1) for line in r.stdout.splitlines())
+
+
+def _all_refused(answers: dict[str, str]) -> None:
+    assert len(answers) == 2 * len(HOSTILE_NODES), answers
+    bad = {k: v for k, v in answers.items()
+           if v not in ("Permission denied", "Operation not permitted")}
+    assert not bad, f"usable or reached a driver: {bad}"
+
+
+@pytest.fixture
+def node_image(store: Store, tmp_path: Path) -> Image:
+    tree = _busybox_tree(tmp_path / "nodes-tree")
+    (tree / "bin" / "sed").symlink_to("busybox")
+    _make_nodes(tree / "nodes")
+    return store.from_directory(tree, "local/nodes:1", config=ImageConfig(cmd=["sh"]))
+
+
+@pytest.mark.parametrize("limits", [False, True], ids=["no-cgroup", "cgroup"])
+@pytest.mark.parametrize("readonly", [True, False], ids=["ro", "rw"])
+@pytest.mark.parametrize("uid", [0, 1000])
+def test_device_nodes_in_an_image_are_unusable(store: Store, node_image: Image, uid: int,
+                                               readonly: bool, limits: bool) -> None:
+    extra = {"limits": isolate.Limits(pids_max=64)} if limits else {}
+    with Sandbox(image=node_image, store=store, uid=uid, readonly=readonly, **extra) as sb:
+        _all_refused(_probe(sb, "/nodes"))
+
+
+@pytest.fixture
+def host_nodes() -> Iterator[Path]:
+    """Nodes on the host, in a directory of the test's own outside /tmp (which a sandbox
+    replaces with its own), so the host root shows them."""
+    base = Path(tempfile.mkdtemp(prefix="isolate-nodes-", dir="/var/tmp"))
+    try:
+        base.chmod(0o755)
+        _make_nodes(base / "n")
+        yield base / "n"
+    finally:
+        shutil.rmtree(base)
+
+
+@pytest.mark.parametrize("limits", [False, True], ids=["no-cgroup", "cgroup"])
+@pytest.mark.parametrize("uid", [0, 1000])
+def test_host_device_nodes_are_unusable_through_the_host_root_and_binds(
+        host_nodes: Path, uid: int, limits: bool) -> None:
+    extra = {"limits": isolate.Limits(pids_max=64)} if limits else {}
+    with Sandbox(uid=uid, binds=[f"{host_nodes}:/h:ro", f"{host_nodes}:/hw:rw"],
+                 **extra) as sb:
+        _all_refused(_probe(sb, str(host_nodes)))
+        _all_refused(_probe(sb, "/h"))
+        _all_refused(_probe(sb, "/hw"))
+
+@pytest.mark.parametrize("readonly", [True, False], ids=["ro", "rw"])
+def test_device_nodes_in_a_rootfs_are_unusable(tmp_path: Path, readonly: bool) -> None:
+    root = _busybox_tree(tmp_path / "rootfs")
+    (root / "bin" / "sed").symlink_to("busybox")
+    _make_nodes(root / "nodes")
+    with Sandbox(rootfs=str(root), readonly=readonly, uid=1000) as sb:
+        _all_refused(_probe(sb, "/nodes"))
+
+
+def test_a_bind_with_dev_and_a_device_option_give_exactly_what_was_asked(
+        host_nodes: Path) -> None:
+    # Without a cgroup, the bind's dev option alone makes its nodes usable...
+    with Sandbox(binds=[f"{host_nodes}:/h:ro,dev"]) as sb:
+        answers = _probe(sb, "/h")
+        assert answers["zero:r"] == "ok", answers
+    # ... and with one, only what the device list allows (zero, console) gets past it.
+    with Sandbox(binds=[f"{host_nodes}:/h:ro,dev"], limits=isolate.Limits(pids_max=64)) as sb:
+        answers = _probe(sb, "/h")
+        assert answers["zero:r"] == "ok" and answers["kvm:r"] == "Operation not permitted"
+        assert answers["loop0:r"] == answers["fuse:r"] == "Operation not permitted"
+    if not os.path.exists("/dev/fuse"):
+        pytest.skip("/dev/fuse is missing")
+    probe = ["sh", "-c", "(exec 3</dev/fuse) && echo opened"]
+    for extra in ({}, {"limits": isolate.Limits(pids_max=64)}):
+        with Sandbox(devices=["/dev/fuse"], **extra) as sb:
+            r = sb.run(probe, capture_output=True, text=True)
+            assert r.stdout == "opened\n", r.stderr
+    with Sandbox(devices=["/dev/fuse:r"]) as sb:  # narrowed: a cgroup enforces it
+        assert sb.cgroup is not None
+        assert sb.run(probe, capture_output=True, text=True).stdout == "opened\n"
+        w = sb.run(["sh", "-c", "(exec 3>/dev/fuse)"], capture_output=True, text=True)
+        assert "Operation not permitted" in w.stderr
+    out = _cli("run", "--memory", "64M", "--device", "/dev/fuse", "--", *probe)
+    assert out.stdout == "opened\n", out.stderr
+    out = _cli("run", "--memory", "64M", "--bind", "/dev/fuse:/dev/fuse:rw,dev", "--", *probe)
+    assert out.returncode != 0 and "Operation not permitted" in out.stderr
+
+
+@pytest.mark.userns
+def test_host_device_nodes_are_unusable_from_a_rootless_sandbox(host_nodes: Path) -> None:
+    code = textwrap.dedent(f"""
+        from isolate import Sandbox
+        with Sandbox(binds=["{host_nodes}:/h"]) as sb:
+            for where in ("{host_nodes}", "/h"):
+                r = sb.run(["sh", "-c", "head -c1 " + where + "/zero >/dev/null && echo ok"],
+                           capture_output=True, text=True)
+                print(where, r.stdout.strip() or r.stderr.strip())
+    """)
+    for line in run_unprivileged(code).stdout.splitlines():
+        assert line.endswith("Permission denied"), line

@@ -15,7 +15,7 @@ from isolate import errors
 
 if TYPE_CHECKING:
     from isolate.cgroups import CGroup, Limits
-    from isolate.fs.mounts import Bind, Tmpfs
+    from isolate.fs.mounts import Bind, Device, Tmpfs
     from isolate.image import Image, Reference, Store
     from isolate.namespaces import IdMap, Namespace, NamespaceKind
     from isolate.sandbox import Sandbox, SandboxConfig, SandboxResult
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Bind",
     "CGroup",
+    "Device",
     "IdMap",
     "Image",
     "Limits",
@@ -44,6 +45,7 @@ _LAZY = {
     "SandboxResult": "isolate.sandbox",
     "Bind": "isolate.fs.mounts",
     "Tmpfs": "isolate.fs.mounts",
+    "Device": "isolate.fs.mounts",
     "CGroup": "isolate.cgroups",
     "Limits": "isolate.cgroups",
     "Namespace": "isolate.namespaces",

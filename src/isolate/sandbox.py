@@ -27,8 +27,9 @@ import attrs
 
 from isolate import _plan, lowlevel
 from isolate._plan import Mode, Op, OpFlag, OpKind, Plan
-from isolate.cgroups import CGroup, Limits
+from isolate.cgroups import DEFAULT_RULES, CGroup, Limits
 from isolate.cgroups.cgroup import add_note
+from isolate.cgroups.devices import rule_for_node
 from isolate.errors import (
     CallError,
     ConfigError,
@@ -39,6 +40,7 @@ from isolate.errors import (
     UnsupportedError,
 )
 from isolate.fs.mounts import (
+    MOUNT_ATTR_NODEV,
     MOUNT_ATTR_RDONLY,
     MS_BIND,
     MS_NODEV,
@@ -49,6 +51,7 @@ from isolate.fs.mounts import (
     MS_SLAVE,
     MS_STRICTATIME,
     Bind,
+    Device,
     Tmpfs,
     check_container_path,
 )
@@ -74,6 +77,12 @@ def _binds(value: Iterable[Bind | str]) -> tuple[Bind, ...]:
     if isinstance(value, (str, Bind)):
         value = [value]
     return tuple(b if isinstance(b, Bind) else Bind.parse(b) for b in value)
+
+
+def _devices(value: Iterable[Device | str]) -> tuple[Device, ...]:
+    if isinstance(value, (str, Device)):
+        value = [value]
+    return tuple(d if isinstance(d, Device) else Device.parse(d) for d in value)
 
 
 def _tmpfs(value: Iterable[Tmpfs | str]) -> tuple[Tmpfs, ...]:
@@ -182,6 +191,8 @@ class SandboxConfig:
     readonly: bool = True
     binds: tuple[Bind, ...] = attrs.field(default=(), converter=_binds)
     tmpfs: tuple[Tmpfs, ...] = attrs.field(default=(), converter=_tmpfs)
+    #: Host device nodes given to the sandbox (``Device`` or ``"HOST[:CONTAINER][:rwm]"``).
+    devices: tuple[Device, ...] = attrs.field(default=(), converter=_devices)
     env: tuple[tuple[str, str], ...] | None = attrs.field(default=None, converter=_env)
     cwd: str | None = attrs.field(default=None, converter=_cwd)
     hostname: str = attrs.field(default="sandbox", converter=_hostname)
@@ -217,6 +228,8 @@ class SandboxConfig:
         for bind in self.binds:
             if not os.path.lexists(bind.source):
                 raise ConfigError(f"bind source {bind.source!r} does not exist")
+        for device in self.devices:
+            rule_for_node(device.source, device.access)  # a device node, or ConfigError
         targets = [b.target for b in self.binds] + [t.target for t in self.tmpfs]
         for target in targets:
             if target == "/":
@@ -279,16 +292,20 @@ def _root_ops(cfg: SandboxConfig, root: Op | None = None) -> tuple[list[Op], lis
     for dev in _DEVICES:
         before.append(P.open_tree(f"/dev/{dev}", slot, recursive=False, optional=True))
         slot += 1
-    bind_ops = []
-    for bind in cfg.binds:
-        opening, attaching = bind.ops(slot)
+    # Each bind and device: its source opened now, attached once the root is there.
+    bind_ops: list[Op] = []
+    device_ops: list[Op] = []
+    records: list[tuple[Bind | Device, list[Op]]] = [
+        *((b, bind_ops) for b in cfg.binds), *((d, device_ops) for d in cfg.devices)]
+    for record, attached in records:
+        opening, attaching = record.ops(slot)
         before.extend(opening)
-        bind_ops.extend(attaching)
+        attached.extend(attaching)
         slot += 1
     if spliced:
         for name in sorted(os.listdir("/")):
             path = "/" + name
-            if name in ("proc", "sys", "dev", "tmp"):
+            if name in ("proc", "sys", "dev", "tmp") and not (name == "proc" and cfg.rootless):
                 inside.append(P.mkdir(path))
             elif os.path.islink(path):
                 inside.append(P.symlink(os.readlink(path), path))
@@ -304,7 +321,8 @@ def _root_ops(cfg: SandboxConfig, root: Op | None = None) -> tuple[list[Op], lis
                 inside.append(P.mkdir(target, is_file=is_file))
     if slot > 64:
         raise ConfigError(f"too many binds: {slot - 1 - len(_DEVICES)} (the limit is "
-                          f"{64 - 1 - len(_DEVICES)}, counting the host's top-level entries)")
+                          f"{64 - 1 - len(_DEVICES)}, counting devices and the host's "
+                          "top-level entries)")
 
     if spliced:
         attach_root = P.mount("tmpfs", _NEWROOT, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755",
@@ -320,8 +338,15 @@ def _root_ops(cfg: SandboxConfig, root: Op | None = None) -> tuple[list[Op], lis
         attach_root,
         Op(OpKind.ROOT, s2=_NEWROOT.encode(), note="open the new root"),
     ]
-    ro_root = [P.setattr_("/", MOUNT_ATTR_RDONLY, in_root=True, recursive=True,
-                          what="make the root read-only")] if cfg.readonly else []
+    # No device node in the root is usable (a read-only mount does not stop writes to one):
+    # the host's disks, an image's nodes, a chroot tree's /dev. /dev comes after, with its own.
+    root_attr = (MOUNT_ATTR_RDONLY if cfg.readonly else 0) | (
+        0 if cfg.privileged else MOUNT_ATTR_NODEV)
+    ro_root = [P.setattr_("/", root_attr, in_root=True, recursive=True,
+                          what="make the root " + ", ".join(
+                              w for w, on in (("read-only", cfg.readonly),
+                                              ("nodev", not cfg.privileged)) if on))
+               ] if root_attr else []
     if own_root:
         # Mount points must exist before the root turns read-only; in a host root they do.
         mountpoints = ["/proc", "/dev", "/sys", "/tmp"]
@@ -343,6 +368,7 @@ def _root_ops(cfg: SandboxConfig, root: Op | None = None) -> tuple[list[Op], lis
     for i, dev in enumerate(_DEVICES, start=1):
         op = P.move_mount(i, f"/dev/{dev}", is_file=True, source=f"/dev/{dev}")
         inside.append(attrs.evolve(op, flags=op.flags | OpFlag.OPTIONAL))
+    inside.extend(device_ops)
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
                          ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"),
                          ("ptmx", "pts/ptmx"), ("core", "/proc/kcore")):
@@ -448,14 +474,18 @@ def _identity_ops(cfg: SandboxConfig) -> list[Op]:
     return ops
 
 
-def _controllers_for(limits: Limits, cgroup: CGroup) -> set[str]:
-    """The v1 controllers a sandbox's processes join: those its limits use, and those that
-    account for what it uses (memory and OOM kills, cpu, pids). Each is one write per process
-    on a v1 host; devices, blkio without io limits, and the like are left out."""
+def _controllers_for(limits: Limits | None, cgroup: CGroup, devices: bool) -> set[str]:
+    """The v1 controllers a sandbox's processes join: those its limits use, those that
+    account for what it uses (memory and OOM kills, cpu, pids), and ``devices`` when it has a
+    device policy. Each is one write per process on a v1 host; blkio without io limits and
+    the like are left out."""
     wanted = {"memory", "pids", "cpu", "cpuacct"}
-    if limits.cpuset_cpus is not None or limits.cpuset_mems is not None:
+    if devices:
+        wanted.add("devices")
+    if limits is not None and (limits.cpuset_cpus is not None
+                               or limits.cpuset_mems is not None):
         wanted.add("cpuset")
-    if limits.io_weight is not None or limits.io_devices:
+    if limits is not None and (limits.io_weight is not None or limits.io_devices):
         wanted |= {"blkio", "io"}
     if not any(h.version == 2 for h in cgroup.layout.hierarchies):
         wanted.add("freezer")  # kill() freezes first where there is no cgroup.kill
@@ -675,7 +705,8 @@ class Sandbox:
     """A place to run untrusted commands and functions, safe by default also for root callers.
 
     ``Sandbox(**options)`` takes the fields of :class:`SandboxConfig`: ``rootfs``, ``readonly``,
-    ``binds`` (``Bind`` or ``"SRC:DST[:ro|rw]"``), ``tmpfs``, ``env``, ``cwd``, ``hostname``,
+    ``binds`` (``Bind`` or ``"SRC:DST[:ro|rw][,dev]"``), ``devices`` (``Device`` or
+    ``"HOST[:CONTAINER][:rwm]"``), ``tmpfs``, ``env``, ``cwd``, ``hostname``,
     ``network`` (False: only ``lo``; True: the host's network), ``uid``/``gid``, ``timeout``
     (seconds, for the whole sandbox), ``privileged``, ``capabilities`` (names kept),
     ``seccomp`` (True, False or a :class:`isolate.security.SeccompProfile`),
@@ -784,19 +815,48 @@ class Sandbox:
         self._release()
 
     def _make_cgroup(self) -> None:
+        """The sandbox's cgroup, when it has limits or a device asks for less than ``rwm``
+        (only a device cgroup can narrow that), with Docker's device allow-list plus
+        ``devices``. Raises UnsupportedError (unless ``best_effort``), CgroupError."""
         cfg = self.config
-        if cfg.limits is None:
+        narrowed = [d.source for d in cfg.devices if d.access != "rwm"]
+        if cfg.limits is None and not narrowed:
             return
+        if narrowed and os.geteuid() != 0:
+            raise UnsupportedError(
+                f"devices {', '.join(narrowed)} ask for less access than rwm, which only a "
+                "device cgroup enforces, and only root may give a cgroup a device policy",
+                missing="a device cgroup")
         try:
             self.cgroup = CGroup.create(limits=cfg.limits, best_effort=cfg.best_effort)
         except UnsupportedError as exc:
-            if not cfg.best_effort:
+            if not cfg.best_effort or narrowed:
                 raise
             warnings.warn(f"sandbox runs without resource limits: {exc}", RuntimeWarning,
                           stacklevel=3)
             return
-        for path in self.cgroup.procs_files(_controllers_for(cfg.limits, self.cgroup)):
+        policy = not cfg.privileged and self._set_device_policy()
+        for path in self.cgroup.procs_files(_controllers_for(cfg.limits, self.cgroup, policy)):
             self._cgroup_fds.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
+
+    def _set_device_policy(self) -> bool:
+        """Docker's device allow-list plus the sandbox's devices, on its cgroup; False where
+        the host cannot (not root: the kernel gives device policies to root only, and a
+        rootless sandbox cannot make or open device nodes of its own anyway)."""
+        cfg = self.config
+        assert self.cgroup is not None
+        rules = [*DEFAULT_RULES, *(rule_for_node(d.source, d.access) for d in cfg.devices)]
+        try:
+            self.cgroup.set_devices(rules)
+        except UnsupportedError as exc:
+            if os.geteuid() != 0 and not any(d.access != "rwm" for d in cfg.devices):
+                return False
+            if not cfg.best_effort:
+                raise
+            warnings.warn(f"sandbox runs without a device policy: {exc}", RuntimeWarning,
+                          stacklevel=4)
+            return False
+        return True
 
     def _open_image(self) -> None:
         """With ``image=``: prepare its root and make its config the run defaults (env is

@@ -236,6 +236,10 @@ int iso_openat2(int dfd, const char *path, uint64_t flags, uint64_t mode, uint64
     struct iso_open_how how = {flags, mode, resolve};
     return (int)syscall(SYS_openat2, dfd, path, &how, sizeof how);
 }
+int iso_bpf(int cmd, void *attr, unsigned int size)
+{
+    return (int)syscall(SYS_bpf, cmd, attr, size);
+}
 int iso_clone3_works(void)
 {
     /* An invalid (too small) size gets EINVAL where clone3 exists, ENOSYS where it does not. */
