@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 
 from isolate import _plan, lowlevel
-from isolate._plan import Mode, Op, OpKind, Plan
+from isolate._plan import Mode, Op, Plan
 from isolate.errors import ConfigError, MountError, UnsupportedError
 
 __all__ = ["FUSE_OVERLAYFS", "FuseRoot", "kernel_overlay_works"]
@@ -46,9 +46,9 @@ def kernel_overlay_works(overlay: Op, userns_fd: int | None, options: Sequence[s
         return _probed[key]
     p = Plan(0, Mode.VFORK)
     if userns_fd is not None:
-        p.add(Op(OpKind.SETNS, a=userns_fd, b=_plan.CLONE_NEWUSER,
-                 note="join the sandbox's user namespace"))
-    p.add(Op(OpKind.UNSHARE, a=_plan.CLONE_NEWNS, note="unshare mount namespace"))
+        p.add(_plan.setns(userns_fd, _plan.CLONE_NEWUSER,
+                          note="join the sandbox's user namespace"))
+    p.add(_plan.unshare(_plan.CLONE_NEWNS, note="unshare mount namespace"))
     p.add(overlay)  # no EXEC: the child exits once the mount is made (and dropped)
     try:
         with lowlevel.spawn(p) as child:
@@ -151,15 +151,15 @@ class FuseRoot:
         argv = [binary, "-f", "-o", ",".join(opts), _option_path(merged, "mount point")]
         p = Plan(0, Mode.VFORK)
         if userns_fd is not None:
-            p.add(Op(OpKind.SETNS, a=userns_fd, b=_plan.CLONE_NEWUSER,
-                     note="join the sandbox's user namespace"))
-        p.add(Op(OpKind.UNSHARE, a=_plan.CLONE_NEWNS, note="unshare mount namespace"))
+            p.add(_plan.setns(userns_fd, _plan.CLONE_NEWUSER,
+                              note="join the sandbox's user namespace"))
+        p.add(_plan.unshare(_plan.CLONE_NEWNS, note="unshare mount namespace"))
         # The caller's root (also a chroot's) is the namespace's root, where the sandbox's
         # processes land when they join it; the fuse mount does not propagate out.
         p.add(_plan.reroot())
         # Its own session: a Ctrl-C to the caller's process group must not end the root
         # under the sandbox's processes; close() ends it.
-        p.add(Op(OpKind.SETSID, note="start a new session"))
+        p.add(_plan.setsid())
         null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         parent = os.pidfd_open(os.getpid()) if die_with_parent else -1
@@ -171,9 +171,9 @@ class FuseRoot:
                 # kernel ends fuse-overlayfs with that namespace. Set in the forked init
                 # (a fork does not inherit it), after the user namespace is joined; the
                 # pidfd tells whether the caller died before.
-                p.add(Op(OpKind.FORK_INTO_PIDNS, a=-1, note="fork into a new pid namespace"))
-                p.add(Op(OpKind.PDEATHSIG, a=signal.SIGKILL, b=parent,
-                         note="die with the parent"))
+                p.add(_plan.fork_into_pidns())
+                p.add(_plan.pdeathsig(signal.SIGKILL, parent_pidfd=parent,
+                                      note="die with the parent"))
                 p.add(_plan.init())
             p.add(_plan.fds([(null, 0, False), (out, 1, False), (out, 2, False)]))
             p.add(_plan.exec_(binary, argv, {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
@@ -203,14 +203,13 @@ class FuseRoot:
 
     def join_op(self) -> Op:
         """The op that joins the mount namespace holding the fuse mount."""
-        return Op(OpKind.SETNS, a=self.mnt_fd, b=_plan.CLONE_NEWNS,
-                  note="join the fuse-overlayfs root's mount namespace")
+        return _plan.setns(self.mnt_fd, _plan.CLONE_NEWNS,
+                           note="join the fuse-overlayfs root's mount namespace")
 
     def root_op(self, slot: int, note: str = "") -> Op:
         """The op that clones the fuse mount into ``slot`` (after :meth:`join_op`)."""
-        op = _plan.open_tree(self.merged, slot)
-        return Op(op.kind, op.flags, a=op.a, s1=op.s1,
-                  note=note or f"open the {FUSE_OVERLAYFS} root {self.merged}")
+        return _plan.open_tree(self.merged, slot,
+                               note=note or f"open the {FUSE_OVERLAYFS} root {self.merged}")
 
     def close(self) -> None:
         """Kill and reap fuse-overlayfs and drop its mount namespace (so its mount)."""

@@ -13,26 +13,48 @@ from typing import Any
 import attrs
 
 from isolate import _plan
-from isolate._plan import Op
+from isolate._plan import (
+    MOUNT_ATTR_NODEV,
+    MOUNT_ATTR_NOEXEC,
+    MOUNT_ATTR_NOSUID,
+    MOUNT_ATTR_RDONLY,
+    MS_BIND,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_PRIVATE,
+    MS_RDONLY,
+    MS_REC,
+    MS_SLAVE,
+    MS_STRICTATIME,
+    Op,
+)
 from isolate._units import parse_size
 from isolate.errors import ConfigError
 
-__all__ = ["Bind", "Device", "Mount", "Tmpfs", "check_container_path", "parse_size"]
+# The kernel's MS_*/MOUNT_ATTR_* constants are defined once, in the plan module (public as
+# isolate.lowlevel.plan); the ones mount records use are re-exported here.
+__all__ = [
+    "MOUNT_ATTR_NODEV",
+    "MOUNT_ATTR_NOEXEC",
+    "MOUNT_ATTR_NOSUID",
+    "MOUNT_ATTR_RDONLY",
+    "MS_BIND",
+    "MS_NODEV",
+    "MS_NOEXEC",
+    "MS_NOSUID",
+    "MS_PRIVATE",
+    "MS_RDONLY",
+    "MS_REC",
+    "MS_SLAVE",
+    "MS_STRICTATIME",
+    "Bind",
+    "Mount",
+    "Tmpfs",
+    "check_container_path",
+    "parse_size",
+]
 
-MS_RDONLY = 0x1
-MS_NOSUID = 0x2
-MS_NODEV = 0x4
-MS_NOEXEC = 0x8
-MS_BIND = 0x1000
-MS_REC = 0x4000
-MS_SLAVE = 0x80000
-MS_PRIVATE = 0x40000
-MS_STRICTATIME = 0x1000000
-
-MOUNT_ATTR_RDONLY = 0x1
-MOUNT_ATTR_NOSUID = 0x2
-MOUNT_ATTR_NODEV = 0x4
-MOUNT_ATTR_NOEXEC = 0x8
 
 def check_container_path(path: str | os.PathLike[str], what: str) -> str:
     """Validate a path inside a sandbox: absolute, no ``..``, no NUL; returns it normalised."""
@@ -116,52 +138,6 @@ class Bind:
         return before, inside
 
 
-def _device_target(value: Any) -> str:
-    target = check_container_path(value, "device target")
-    if not target.startswith("/dev/"):
-        raise ConfigError(f"device target must be below /dev, not {target!r}")
-    return target
-
-
-def _access(value: Any) -> str:
-    if (not isinstance(value, str) or not value or len(set(value)) != len(value)
-            or set(value) - set("rwm")):
-        raise ConfigError(f"device access must be made of 'r', 'w' and 'm', not {value!r}")
-    return value
-
-
-@attrs.frozen
-class Device:
-    """Give the sandbox the host's device node ``source`` at ``target`` below ``/dev``
-    (default: the same path), like ``docker run --device``.
-
-    ``access`` (``r`` read, ``w`` write, ``m`` mknod) is what the sandbox's device cgroup
-    allows for it; a sandbox without a cgroup binds the node and cannot narrow the access
-    (``isolate.Sandbox`` makes a cgroup whenever a device asks for less than ``rwm``).
-    """
-
-    source: str = attrs.field(converter=_host_path)
-    target: str = attrs.field(default=attrs.Factory(lambda self: self.source, takes_self=True),
-                              converter=_device_target)
-    access: str = attrs.field(default="rwm", converter=_access)
-
-    @classmethod
-    def parse(cls, spec: str) -> Device:
-        """``HOST[:CONTAINER][:ACCESS]`` as in ``docker run --device`` (``/dev/fuse``,
-        ``/dev/sdb:/dev/xvdb:r``, ``/dev/kvm:rw``)."""
-        parts = spec.split(":")
-        if len(parts) == 2 and parts[1] and not parts[1].startswith("/"):
-            parts = [parts[0], parts[0], parts[1]]
-        if not 1 <= len(parts) <= 3 or not all(parts):
-            raise ConfigError(f"device must look like HOST[:CONTAINER][:rwm], not {spec!r}")
-        return cls(*parts)
-
-    def ops(self, slot: int) -> tuple[list[Op], list[Op]]:
-        """Operations before the staging mount (open the node) and once ``/dev`` is there."""
-        return ([_plan.open_tree(self.source, slot, recursive=False)],
-                [_plan.move_mount(slot, self.target, is_file=True, source=self.source)])
-
-
 @attrs.frozen
 class Tmpfs:
     """A fresh tmpfs at ``target`` (nosuid, nodev), at most ``size`` bytes (None: the kernel's
@@ -172,6 +148,7 @@ class Tmpfs:
     mode: int = 0o1777
 
     def ops(self) -> list[Op]:
+        """The operation that mounts it, inside the new root (target created)."""
         data = f"mode={self.mode:o}"
         if self.size is not None:
             data += f",size={self.size}"
