@@ -73,8 +73,9 @@
 #define ISO_OP_MKNOD 41          /* s2 path, a = mode (S_IFCHR/S_IFBLK/S_IFIFO | perms, not
                                     masked by the umask), b = device number,
                                     c = uid << 32 | gid ((uint32_t)-1: unchanged) */
-#define ISO_OP_REROOT 42         /* make our root the root of our mount namespace; rslave it all */
-#define ISO_OP__MAX 43
+#define ISO_OP_SOCKET 42         /* a = domain, b = type, c = protocol: report the fd (ISO_REPORT_FD) */
+#define ISO_OP_REROOT 43         /* make our root the root of our mount namespace; rslave it all */
+#define ISO_OP__MAX 44
 
 #define ISO_STEP_CLONE 100
 #define ISO_STEP_SIGNALS 101
