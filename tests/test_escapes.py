@@ -159,6 +159,30 @@ def test_isolate_run_as_uid_1000_dies_with_its_killed_caller(image: bool, store:
     assert _owner_killed([*argv, "sleep", mark], mark, tmp_path / "owner.log") == []
 
 
+_CONTAINER_OWNER = """
+import os, time
+from isolate import lowlevel
+from isolate.runtime import Process, Root, RuntimeConfig, User, container_plan, standard_mounts
+cfg = RuntimeConfig(process=Process(args=("sleep", "{mark}"), env={{"PATH": "/bin:/usr/bin"}},
+                                    user=User(1000, 1000)),
+                    root=Root(), mounts=standard_mounts(own_network=True),
+                    namespaces=["mnt", "pid", "uts", "ipc", "net"])
+supervisor = os.pidfd_open(os.getpid())
+child = lowlevel.spawn(container_plan(cfg, parent_pidfd=supervisor).plan)
+print("ready", flush=True)
+time.sleep(300)
+"""
+
+
+def test_a_container_running_as_uid_1000_dies_with_its_killed_supervisor(tmp_path: Path
+                                                                          ) -> None:
+    # The container's plan comes from the same compiler: its parent-death signal is also set
+    # again once the credentials are final.
+    mark = marker()
+    code = _CONTAINER_OWNER.format(mark=mark)
+    assert _owner_killed([sys.executable, "-c", code], mark, tmp_path / "owner.log") == []
+
+
 def test_the_caller_stays_dumpable_after_running_a_command_as_another_uid() -> None:
     # The child that sets the uid shares the caller's memory until it execs, and the kernel
     # makes that memory non-dumpable on the change of credentials: the caller's own flag is
