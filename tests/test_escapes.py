@@ -397,8 +397,8 @@ def test_an_image_user_is_never_looked_up_through_a_symlink_to_the_host(
     with pytest.raises(ImageError, match="'app' is not in the image's /etc/passwd"), \
             Sandbox(image=image, store=store):
         pass
-    _refused_run = _cli("run", "--store", store.root, image)
-    assert _refused_run.returncode == 125 and "4242" not in _refused_run.stdout
+    refused = _cli("run", "--store", store.root, image)
+    assert refused.returncode == 125 and "4242" not in refused.stdout
 
 
 def test_a_fifo_at_the_images_passwd_is_an_error_not_a_hang(store: Store, tmp_path: Path
