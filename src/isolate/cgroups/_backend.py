@@ -11,16 +11,13 @@ import abc
 import errno
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
 
 import attrs
 
 from isolate.cgroups.detect import V2_KEY, BackendKind, Layout
+from isolate.cgroups.devices import DeviceRule, attach_program
 from isolate.cgroups.limits import Limits
 from isolate.errors import CgroupError, UnsupportedError
-
-if TYPE_CHECKING:
-    from isolate.cgroups.devices import DeviceRule
 
 __all__ = ["Backend", "Events", "Stats", "make_backend"]
 
@@ -354,9 +351,7 @@ class V2Backend(Backend):
         )
 
     def set_devices(self, rules: Sequence[DeviceRule]) -> None:
-        from isolate.cgroups import devices
-
-        devices.attach_program(self.dir, rules)
+        attach_program(self.dir, rules)
 
     def controller_dir(self, controller: str) -> str:
         have = read_file(self._file("cgroup.controllers"), "limits").split()
@@ -488,9 +483,11 @@ class V1Backend(Backend):
         )
 
     def set_devices(self, rules: Sequence[DeviceRule]) -> None:
-        from isolate.cgroups import devices
-
-        devices.write_v1(self.controller_dir("devices"), rules)
+        # Deny all, then allow each rule (a child group can only narrow its parent's).
+        d = self.controller_dir("devices")
+        write_file(os.path.join(d, "devices.deny"), "a", step="devices")
+        for rule in rules:
+            write_file(os.path.join(d, "devices.allow"), rule.v1(), step="devices")
 
     def controller_dir(self, controller: str) -> str:
         name = "blkio" if controller == "io" else controller

@@ -1,9 +1,10 @@
 """Device policy: which device nodes a cgroup's processes may open or create.
 
-Owns the rules (Docker's default allow-list plus additions), their two kernel forms -- the v1
-``devices`` controller's allow lines, and a ``BPF_PROG_TYPE_CGROUP_DEVICE`` program attached to
-a v2 cgroup -- and writing them. The backends call :func:`write_v1` and :func:`attach_program`
-for the directories they own; this module never decides which cgroup gets a policy.
+Owns the rules (Docker's default allow-list plus additions) and their two kernel forms -- the
+v1 ``devices`` controller's allow lines (:meth:`DeviceRule.v1`), and a
+``BPF_PROG_TYPE_CGROUP_DEVICE`` program attached to a v2 cgroup (:func:`attach_program`). The
+backends write them for the directories they own; this module never decides which cgroup gets
+a policy.
 
 Mount flags (``nodev``) keep device nodes found in a root or a bind unusable; this policy is the
 second wall, and the only one that also holds for nodes a process could create or be given.
@@ -15,15 +16,13 @@ import errno
 import os
 import stat
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import attrs
 
-from isolate.cgroups._backend import write_file
 from isolate.errors import CgroupError, ConfigError, IsolateOSError, UnsupportedError
 
-__all__ = ["DEFAULT_RULES", "DeviceRule", "attach_program", "compile_program", "rule_for_node",
-           "write_v1"]
+__all__ = ["DEFAULT_RULES", "DeviceRule", "attach_program", "compile_program", "rule_for_node"]
 
 _TYPES = {"c": 2, "b": 1, "a": 0}  # BPF_DEVCG_DEV_CHAR, BPF_DEVCG_DEV_BLOCK; "a": either
 _ACCESS = {"m": 1, "r": 2, "w": 4}  # BPF_DEVCG_ACC_MKNOD, _READ, _WRITE (as v1's ACC_*)
@@ -96,18 +95,6 @@ def rule_for_node(path: str, access: str = "rwm") -> DeviceRule:
         raise ConfigError(f"device {path!r} is not a character or block device")
     kind = "c" if stat.S_ISCHR(st.st_mode) else "b"
     return DeviceRule(kind, os.major(st.st_rdev), os.minor(st.st_rdev), access)
-
-
-def write_v1(directory: str, rules: Iterable[DeviceRule]) -> None:
-    """Make the v1 devices cgroup ``directory`` deny every device but what ``rules`` allow.
-
-    Raises:
-        CgroupError: the kernel refused a write (the parent does not allow a rule, the group
-            has children or processes already).
-    """
-    write_file(os.path.join(directory, "devices.deny"), "a", step="devices")
-    for rule in rules:
-        write_file(os.path.join(directory, "devices.allow"), rule.v1(), step="devices")
 
 
 # -- the v2 program ----------------------------------------------------------------------------
