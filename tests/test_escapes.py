@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.rootless import run_unprivileged
+from tests.rootless import run_unprivileged, staged_pythonpath
 
 import isolate
 from isolate import Sandbox
@@ -473,13 +473,13 @@ _CHROOT = r"""
 set -e
 R=$1; P=$2; shift 2
 if [ "$P" = mount ]; then mount -t tmpfs -o mode=755 chroot "$R"; fi
+mkdir -p "$R/tmp" "$R/store"
+mount -t tmpfs -o mode=1777 tmpfs "$R/tmp"
 for d in $BINDS; do
     [ -e "$d" ] || continue
     mkdir -p "$R$d"
     mount --rbind "$d" "$R$d"
 done
-mkdir -p "$R/tmp" "$R/store"
-mount -t tmpfs tmpfs "$R/tmp"
 echo inside > "$R/chroot-marker"
 exec chroot "$R" "$@"
 """
@@ -489,11 +489,10 @@ def _in_chroot(tmp_path: Path, code: str, *, mount_point: bool = True,
                uid: int | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``code`` with this Python, chrooted into a new tmpfs (``mount_point``) or a plain
     directory that holds binds of what Python needs, /proc, /dev and /sys, as ``uid`` if
-    given. It all lives in a throwaway mount namespace of a helper process, gone when this
-    returns; a marker file beside the chroot is what an escape would see."""
+    given (with a world-readable copy of what it imports). It all lives in a throwaway mount
+    namespace of a helper process, gone when this returns."""
     root = tmp_path / "chroot"
     root.mkdir()
-    (tmp_path / "above-marker").write_text("outside the chroot\n")
     python = os.path.realpath(sys.executable)
     needed = {"/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc", "/proc", "/dev", "/sys",
               sys.prefix, sys.base_prefix, SITE, os.path.dirname(python)}
@@ -501,8 +500,14 @@ def _in_chroot(tmp_path: Path, code: str, *, mount_point: bool = True,
     argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", _CHROOT, "sh",
             str(root), "mount" if mount_point else "plain", *drop, python, "-c",
             textwrap.dedent(code)]
-    env = dict(os.environ, PYTHONPATH=SITE, BINDS=" ".join(sorted(needed)), HOME="/tmp")
-    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+    with contextlib.ExitStack() as stack:
+        path = SITE
+        if uid:
+            # This interpreter's packages may live where that uid cannot read them.
+            path = stack.enter_context(staged_pythonpath())
+            needed.add(path)
+        env = dict(os.environ, PYTHONPATH=path, BINDS=" ".join(sorted(needed)), HOME="/tmp")
+        return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
 
 
 _CHROOT_PROBE = """
@@ -593,15 +598,15 @@ def _host_file_watch() -> Iterator[str]:
 def test_isolate_run_from_a_chroot_sees_the_chroots_root(tmp_path: Path) -> None:
     with _host_file_watch() as name:
         code = f"""
-            import json, subprocess, sys
+            import json, os, subprocess, sys
             r = subprocess.run([sys.executable, "-m", "isolate", "run", "--", "sh", "-c",
                                 "ls /; touch /{name}"], capture_output=True, text=True)
-            print(json.dumps([r.stdout.split(), r.stderr]))
+            print(json.dumps([os.listdir("/"), r.stdout.split(), r.stderr]))
         """
         out = _in_chroot(tmp_path, code)
         assert out.returncode == 0, out.stderr
-        listing, stderr = json.loads(out.stdout)
-        assert "chroot-marker" in listing and "home" not in listing and "var" not in listing
+        inside, listing, stderr = json.loads(out.stdout)
+        assert set(listing) == set(inside) and set(listing) != set(os.listdir("/"))
         assert "Read-only file system" in stderr
         assert not os.path.exists("/" + name)
 
