@@ -70,7 +70,8 @@ def _cgroups() -> frozenset[str]:
 
 def _has_subdirs(path: str) -> bool:
     try:
-        return any(e.is_dir(follow_symlinks=False) for e in os.scandir(path))
+        with os.scandir(path) as entries:
+            return any(e.is_dir(follow_symlinks=False) for e in entries)
     except OSError:
         return False
 
