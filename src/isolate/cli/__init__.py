@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.register(sub)
     images.register(sub)
     login.register(sub)
+    __import__("isolate.cli.build", fromlist=["register"]).register(sub)  # build, history
     return parser
 
 
