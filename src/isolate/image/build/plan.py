@@ -651,9 +651,10 @@ class _StagePlanner:
                 name = self.word(raw_name, loc)
                 value = self.p._arg_value(name, default, self.lookup(), loc, self.p.meta)
                 self.args[name] = value
-                parts.append(name if value is None else f"{name}={value}")
+                parts.append(name if default is None else f"{name}={default}")
+            # As written, not the value: a changed build arg misses the cache where it is
+            # used (a RUN sees it in its environment), not where it is declared.
             created_by = "ARG " + " ".join(parts)
-            payload = parts
         elif isinstance(item, ins.Label):
             look = self.lookup()
             labels = dict(cfg.get("Labels") or {})
