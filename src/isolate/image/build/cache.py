@@ -95,7 +95,7 @@ class BuildCache:
         data = json.dumps(state.to_json(), sort_keys=True).encode()
         self.store.tmp.write_bytes(self._entry(key), data)
 
-    def keys(self) -> list[str]:
+    def step_keys(self) -> list[str]:
         """The keys of every entry."""
         return [n[:-5] for n in os.listdir(self.steps) if n.endswith(".json")
                 and _KEY.match(n[:-5])]
@@ -146,7 +146,7 @@ class BuildCache:
         """Remove entries whose layer blobs are gone (the store's gc freed them); return how
         many."""
         dropped = 0
-        for key in self.keys():
+        for key in self.step_keys():
             path = self._entry(key)
             if os.path.exists(path) and self.get(key) is None:
                 dropped += 1
@@ -161,7 +161,7 @@ class BuildCache:
         """
         entries = removed_mounts = freed = 0
         with self.store.using():
-            for key in self.keys():
+            for key in self.step_keys():
                 path = self._entry(key)
                 with contextlib.suppress(FileNotFoundError):
                     freed += os.lstat(path).st_size

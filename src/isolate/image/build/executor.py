@@ -241,6 +241,7 @@ class Builder:
             IsolateError: starting a RUN step's container failed.
         """
         started = time.monotonic()
+        tags = [_reference(t) for t in request.tags]  # a bad name fails before any work
         with self.store.using(), contextlib.ExitStack() as cleanup:
             if request.context_tar is not None:
                 tmp = self._unpack(request.context_tar, cleanup)
@@ -258,7 +259,6 @@ class Builder:
                              self._read_config)
             run = _Run(self, plan, ctx, request.options)
             final = run.execute()
-            tags = [_reference(t) for t in request.tags]
             image = final.commit(self.store, tags)
         self.progress(BuildFinished(image, time.monotonic() - started))
         return BuildResult(image, plan, run.cached, run.executed, plan.warnings)

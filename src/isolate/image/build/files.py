@@ -315,14 +315,14 @@ class LayerFiles:
             UnsupportedError: zstd without the ``zstandard`` package.
         """
         head = stream.read(4)
-        raw = _Prefixed(head, stream)
+        raw: Any = io.BufferedReader(_Prefixed(head, stream))
         if head.startswith(_ZSTD):
             try:
                 import zstandard
             except ImportError:
                 raise UnsupportedError(f"ADD {source}: unpacking zstd needs the 'zstandard' "
                                        "package", missing="zstandard") from None
-            raw = zstandard.ZstdDecompressor().stream_reader(raw)  # type: ignore[assignment,arg-type]
+            raw = zstandard.ZstdDecompressor().stream_reader(raw)
         count = 0
         links: dict[str, str] = {}
         try:

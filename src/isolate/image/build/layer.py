@@ -102,7 +102,10 @@ class LayerWriter:
     def abort(self) -> None:
         """Throw the partial blob away."""
         self._done = True
-        with contextlib.suppress(Exception):
-            self._file.close()
+        # Close the tar and gzip streams first, while their file is open: left to the
+        # garbage collector they would write into a closed file.
+        for closing in (self._tar, self._gzip, self._file):
+            with contextlib.suppress(Exception):
+                closing.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
