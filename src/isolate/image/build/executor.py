@@ -41,6 +41,7 @@ from isolate.image.build.instructions import parse_stages
 from isolate.image.build.layer import LayerWriter
 from isolate.image.build.parser import parse
 from isolate.image.build.plan import (
+    DEFAULT_PATH,
     BuildOptions,
     BuildPlan,
     CopyPlan,
@@ -58,7 +59,6 @@ from isolate.image.reference import Reference
 from isolate.image.store import Store
 
 __all__ = [
-    "DEFAULT_PATH",
     "BuildEvent",
     "BuildFinished",
     "BuildRequest",
@@ -73,7 +73,6 @@ __all__ = [
     "StepStarted",
 ]
 
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _TAIL = 4096
 
 

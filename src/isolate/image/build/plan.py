@@ -32,6 +32,7 @@ from isolate.image.config import Image
 from isolate.image.reference import Platform
 
 __all__ = [
+    "DEFAULT_PATH",
     "DEFAULT_SHELL",
     "PROXY_ARGS",
     "BuildOptions",
@@ -49,6 +50,7 @@ __all__ = [
 
 _KEY_VERSION = "isolate-build-1"
 DEFAULT_SHELL = ("/bin/sh", "-c")
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PROXY_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY",
               "ftp_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy")
 _HEREDOC_ONLY = re.compile(r"(\d*)<<(-?)\s*([^<]*)\Z")
@@ -504,6 +506,10 @@ class _Planner:
             config = json.loads(json.dumps(self.read_config(base_image)))
             author = None
             base_kind, base_key = "image", base_image.id
+        env = list(config.get("Env") or [])
+        if not any(e.split("=", 1)[0] == "PATH" for e in env):
+            # As Docker and podman do: an image without PATH gets the default one.
+            config["Env"] = [f"PATH={DEFAULT_PATH}", *env]
         triggers = self._triggers(config, base_name, frm.location)
         body = [*triggers, *stage.instructions]
         total = len(body) + 1
