@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from isolate.errors import IsolateOSError
-from isolate.fs.mounts import Bind, Tmpfs
 from isolate.image import Store
 from isolate.image.build import (
     Builder,
@@ -26,7 +25,6 @@ from isolate.image.build import (
     RunOutcome,
     RunRequest,
 )
-from isolate.sandbox import Sandbox
 
 __all__ = ["SandboxStepRunner", "build"]
 
@@ -53,6 +51,9 @@ class SandboxStepRunner:
             IsolateError: the sandbox could not be made (not: the command failed -- that is
                 the outcome's exit code; a command that cannot be executed is 126/127).
         """
+        # Imported here: a build the cache answers whole never starts a sandbox.
+        from isolate.fs.mounts import Bind, Tmpfs
+        from isolate.sandbox import Sandbox
         from isolate.security import CapabilitySet
 
         binds = [Bind(m.source or "", m.target, readonly=m.readonly)

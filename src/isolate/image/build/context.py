@@ -28,8 +28,6 @@ __all__ = ["BuildContext", "ContextEntry", "glob_regex", "has_glob", "open_benea
 
 _CHUNK = 1 << 20
 _MAX_SYMLINKS = 40
-# Files at least this big are hashed on worker threads (hashlib drops the GIL for them).
-_PARALLEL_SIZE = 1 << 16
 
 
 @attrs.frozen
@@ -378,31 +376,49 @@ class BuildContext:
         return hashlib.sha256(f"other\0{entry.mode:o}".encode()).hexdigest()
 
     def _hash_files(self, files: list[ContextEntry]) -> None:
+        """Hash ``files``, each directory opened once (beneath the root, no symlinks) and
+        its files opened relative to it; directories are shared out to worker threads (the
+        reads and the hashing of large buffers run without the GIL)."""
         if not files:
             return
-        big = [e for e in files if e.size >= _PARALLEL_SIZE]
-        small = [e for e in files if e.size < _PARALLEL_SIZE]
-        results: dict[str, str] = {}
-        if len(big) > 1:
-            with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-                for entry, digest in zip(big, pool.map(self._file_digest, big), strict=True):
-                    results[entry.path] = digest
+        by_dir: dict[str, list[ContextEntry]] = {}
+        for entry in files:
+            by_dir.setdefault(posixpath.dirname(entry.path) or ".", []).append(entry)
+        groups = list(by_dir.items())
+        workers = min(4, os.cpu_count() or 1, len(groups))
+        if workers > 1 and len(files) > 64:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                for result in pool.map(self._hash_dir, groups):
+                    self._digests.update(result)
         else:
-            small = files
-        for entry in small:
-            results[entry.path] = self._file_digest(entry)
-        self._digests.update(results)
+            for group in groups:
+                self._digests.update(self._hash_dir(group))
 
-    def _file_digest(self, entry: ContextEntry) -> str:
+    def _hash_dir(self, group: tuple[str, list[ContextEntry]]) -> dict[str, str]:
+        parent, entries = group
+        try:
+            dfd = open_beneath(self.root, parent, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            raise BuildError(f"cannot read {parent} in the build context: "
+                             f"{exc.strerror or exc}") from exc
+        try:
+            return {e.path: self._file_digest(e, dfd) for e in entries}
+        finally:
+            os.close(dfd)
+
+    def _file_digest(self, entry: ContextEntry, dir_fd: int) -> str:
         h = hashlib.sha256(f"file\0{stat.S_IMODE(entry.mode):o}\0".encode())
         try:
-            fd = open_beneath(self.root, entry.path)
+            fd = os.open(posixpath.basename(entry.path),
+                         os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
         except OSError as exc:
             raise BuildError(f"cannot read {entry.path} in the build context: "
                              f"{exc.strerror or exc}") from exc
-        with os.fdopen(fd, "rb", buffering=0) as f:
-            while chunk := f.read(_CHUNK):
+        try:
+            while chunk := os.read(fd, _CHUNK):
                 h.update(chunk)
+        finally:
+            os.close(fd)
         return h.hexdigest()
 
     def open_file(self, path: str) -> int:

@@ -21,7 +21,7 @@ import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
-from typing import IO, Any, Protocol, runtime_checkable
+from typing import IO, TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import attrs
 
@@ -30,15 +30,7 @@ from isolate.image._disk import remove_tree
 from isolate.image.build.cache import BuildCache
 from isolate.image.build.context import BuildContext
 from isolate.image.build.errors import BuildError, DockerfileError, SourceLocation, StepFailed
-from isolate.image.build.files import (
-    LayerFiles,
-    SourceItem,
-    fetch_url,
-    is_archive,
-    resolve_chown,
-)
 from isolate.image.build.instructions import parse_stages
-from isolate.image.build.layer import LayerWriter
 from isolate.image.build.parser import parse
 from isolate.image.build.plan import (
     DEFAULT_PATH,
@@ -52,11 +44,17 @@ from isolate.image.build.plan import (
     make_plan,
 )
 from isolate.image.build.state import ImageState, LayerRef
-from isolate.image.build.tree import ImageTree, parse_id_file
 from isolate.image.config import Image
 from isolate.image.oci import OCI_LAYER_GZIP
 from isolate.image.reference import Reference
 from isolate.image.store import Store
+
+if TYPE_CHECKING:
+    from isolate.image.build.files import LayerFiles, SourceItem
+    from isolate.image.build.tree import ImageTree
+
+# What only a step that runs needs (writing layers, reading image trees, downloads) is imported
+# when a step runs: a build that the cache answers whole starts faster without it.
 
 __all__ = [
     "BuildEvent",
@@ -400,11 +398,15 @@ class _Run:
         return known
 
     def tree(self, state: ImageState) -> ImageTree:
+        from isolate.image.build.tree import ImageTree
+
         if not state.layers:
             return ImageTree([])
         return ImageTree(self.store.layer_dirs(self.image(state)))
 
     def source_tree(self, plan: CopyPlan | MountPlan) -> ImageTree:
+        from isolate.image.build.tree import ImageTree
+
         if plan.from_stage is not None:
             return self.tree(self.results[plan.from_stage])
         assert plan.from_image is not None
@@ -423,6 +425,9 @@ class _Run:
     # -- WORKDIR ------------------------------------------------------------------------
 
     def workdir(self, step: Step, state: ImageState) -> ImageState:
+        from isolate.image.build.files import LayerFiles
+        from isolate.image.build.layer import LayerWriter
+
         assert step.workdir is not None
         tree = self.tree(state)
         if tree.lookup(step.workdir) is not None:
@@ -444,6 +449,9 @@ class _Run:
     # -- COPY / ADD ---------------------------------------------------------------------
 
     def copy(self, step: Step, state: ImageState) -> ImageState:
+        from isolate.image.build.files import LayerFiles, SourceItem, fetch_url, resolve_chown
+        from isolate.image.build.layer import LayerWriter
+
         cp = step.copy
         assert cp is not None
         loc = step.location
@@ -511,6 +519,8 @@ class _Run:
 
     @staticmethod
     def _is_archive(item: SourceItem) -> bool:
+        from isolate.image.build.files import is_archive
+
         assert item.opener is not None
         with item.opener() as f:
             return is_archive(f.read(512))
@@ -534,6 +544,7 @@ class _Run:
                        src: ImageTree, owner: tuple[int, int] | None,
                        loc: SourceLocation | None) -> None:
         from isolate.image.build.context import glob_regex, has_glob
+        from isolate.image.build.files import SourceItem
 
         matches: list[tuple[str, str]] = []
         if has_glob(path):
@@ -677,6 +688,8 @@ class _Run:
 
     def materialize(self, m: MountPlan, path: str, loc: SourceLocation | None) -> None:
         """A private copy of what a bind mount shows (so a writable one changes nothing)."""
+        from isolate.image.build.files import SourceItem
+
         if m.from_stage is None and m.from_image is None:
             assert self.ctx is not None
             entry = self.ctx.entry(m.source)
@@ -729,6 +742,8 @@ def _unlink(path: str) -> None:
 def _user(spec: str, tree: ImageTree, location: SourceLocation | None
           ) -> tuple[int, int, str]:
     """USER as (uid, gid, home), names from the image's own passwd/group files."""
+    from isolate.image.build.tree import parse_id_file
+
     user, _, group = spec.partition(":")
     home = ""
     if user.isdigit():
