@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from isolate import errors
 
 if TYPE_CHECKING:
+    from isolate._sandbox_runner import SandboxStepRunner, build
     from isolate.cgroups import CGroup, Limits
     from isolate.fs.mounts import Bind, Tmpfs
     from isolate.image import Image, Reference, Store
@@ -32,8 +33,10 @@ __all__ = [
     "Sandbox",
     "SandboxConfig",
     "SandboxResult",
+    "SandboxStepRunner",
     "Store",
     "Tmpfs",
+    "build",
     "errors",
 ]
 __version__ = "0.1.0"
@@ -52,6 +55,8 @@ _LAZY = {
     "Image": "isolate.image",
     "Reference": "isolate.image",
     "Store": "isolate.image",
+    "build": "isolate._sandbox_runner",
+    "SandboxStepRunner": "isolate._sandbox_runner",
 }
 
 

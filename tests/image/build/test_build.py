@@ -13,6 +13,7 @@ import tarfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -485,6 +486,33 @@ def test_a_missing_base_image_is_a_clear_error(build: Build) -> None:
     with pytest.raises((BuildError, ImageError),
                        match=re.escape("Dockerfile:1:1: base image 127.0.0.1:1/no/such:1")):
         build("FROM 127.0.0.1:1/no/such:1\n")
+
+
+def test_an_unknown_stage_is_a_clear_error(build: Build) -> None:
+    with pytest.raises(BuildError, match=r"Dockerfile:2:1: COPY --from=127\.0\.0\.1:1/nope: "
+                       "no build stage has that name"):
+        build(f"FROM {BASE}\nCOPY --from=127.0.0.1:1/nope /x /y\n")
+
+
+@pytest.mark.registry
+def test_base_images_are_pulled_when_missing_and_always_with_pull(
+        build: Build, store: Store, base: Image, registry: Any, busybox_tree: Path,
+        tmp_path: Path) -> None:
+    ref = f"{registry.host}/build/base:{os.urandom(4).hex()}"
+    store.push(BASE, ref)
+    other = Store(tmp_path / "other")
+    img = build(f"FROM {ref}\nRUN echo pulled > /p\n").image  # not in the store: pulled
+    assert read(store, img, "/p") == b"pulled\n"
+    # the registry's image changes; without --pull the stored one is used, with it the new
+    changed = tmp_path / "changed"
+    import shutil
+    shutil.copytree(busybox_tree, changed, symlinks=True)
+    (changed / "etc" / "motd").write_text("new base\n")
+    other.from_directory(changed, "local/changed:1")
+    other.push("local/changed:1", ref)
+    text = f"FROM {ref}\nRUN cat /etc/motd > /seen\n"
+    assert read(store, build(text).image, "/seen") == b"welcome\n"
+    assert read(store, build(text, pull=True).image, "/seen") == b"new base\n"
 
 
 def test_onbuild_triggers_run_in_the_child_build(build: Build, store: Store) -> None:

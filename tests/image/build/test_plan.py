@@ -245,6 +245,7 @@ def test_labels_option_goes_on_the_final_image() -> None:
     ("FROM base\nADD --checksum=md5:1 http://x/y /z\n", "sha256"),
     ("FROM base\nADD --checksum=sha256:" + "0" * 64 + " local /z\n", "only supported for HTTP"),
     ("FROM base\nADD git@github.com:x/y.git /z\n", "git sources"),
+    ("FROM base\nCOPY --exclude=*.md . /z/\n", "not supported"),
 ])
 def test_bad_values_found_while_planning(text: str, message: str, tmp_path: Path) -> None:
     (tmp_path / "a").write_text("a")

@@ -908,6 +908,9 @@ class _StagePlanner:
         loc = item.location
         look = self.lookup()
         kw = item.keyword
+        if item.excludes or (isinstance(item, ins.Copy) and item.parents):
+            raise DockerfileError(f"{kw} --exclude and --parents are not supported by isolate",
+                                  loc)
         chown = self.p._word(item.chown, look, loc) if item.chown else None
         chmod = None
         if item.chmod:
@@ -936,7 +939,11 @@ class _StagePlanner:
             name = self.p._word(item.from_, self.p.meta.get, loc)
             from_stage = self.p._stage_ref(name, self.stage.index, loc, "COPY --from")
             if from_stage is None:
-                from_image = self.p.image(name, loc)
+                try:
+                    from_image = self.p.image(name, loc)
+                except BuildError as exc:
+                    raise BuildError(f"COPY --from={name}: no build stage has that name, and "
+                                     f"it is no image either ({exc.reason})", loc) from None
         checksum = None
         if isinstance(item, ins.Add) and item.checksum:
             checksum = self.p._word(item.checksum, look, loc)
