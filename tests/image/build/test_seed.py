@@ -106,7 +106,8 @@ RUN pip install --no-index --no-cache-dir --break-system-packages \\
         /wheels/hello_isolate-1.0-py3-none-any.whl
 WORKDIR /app
 ENV APP_MODE=test
-CMD ["python3", "-c", "import hello_isolate, os; print(hello_isolate.GREETING, os.environ['APP_MODE'])"]
+CMD ["python3", "-c", \
+     "import hello_isolate, os; print(hello_isolate.GREETING, os.environ['APP_MODE'])"]
 """
 
 # Files whose content records when it was made (logs, dpkg's backup of its status,
