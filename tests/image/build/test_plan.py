@@ -4,6 +4,7 @@ image configs, and cache keys that change exactly when they should. Nothing runs
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -356,3 +357,35 @@ def test_globs_match_context_entries(tmp_path: Path) -> None:
     assert [s.path for s in copy.sources] == ["a.txt", "b.txt", "dir/x.txt"]
     with pytest.raises(BuildError, match="no source files"):
         plan("FROM base\nCOPY *.nothing /out/\n", tmp_path)
+
+
+def test_remembered_digests_are_used_only_while_a_file_is_unchanged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from isolate.image.build import context
+
+    # Files made by this test are seconds old at most: let them count as settled.
+    monkeypatch.setattr(context, "_RACY_SECONDS", 0.0)
+    app(tmp_path)
+    old = time.time() - 60
+    time.sleep(0.01)
+    first = BuildContext.open(tmp_path)
+    digest = first.digest("app")
+    remembered = first.remembered()
+    assert set(remembered) == {"app/main.c", "app/run.sh"}
+    # a second build reads nothing it remembers...
+    second = BuildContext.open(tmp_path)
+    second.known = {k: [*v[:-1], "0" * 64] for k, v in remembered.items()}  # poisoned
+    assert second.digest("app") != digest  # proves the remembered value was used
+    # ...unless the file changed (same size, same mtime: the ctime still moves)
+    (tmp_path / "app" / "main.c").write_text("int main(){}")
+    os.utime(tmp_path / "app" / "main.c", (old, old))  # the ctime moved all the same
+    third = BuildContext.open(tmp_path)
+    third.known = {k: [*v[:-1], "0" * 64] for k, v in remembered.items()}
+    assert third.digest("app/main.c") == first.digest("app/main.c")
+
+
+def test_a_file_changed_just_now_is_not_remembered(tmp_path: Path) -> None:
+    app(tmp_path)
+    ctx = BuildContext.open(tmp_path)
+    ctx.digest("app")
+    assert ctx.remembered() == {}

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+from typing import Any
 
 import attrs
 
@@ -100,6 +101,30 @@ class BuildCache:
         return [n[:-5] for n in os.listdir(self.steps) if n.endswith(".json")
                 and _KEY.match(n[:-5])]
 
+    # -- context file digests -----------------------------------------------------------------
+
+    def _context_file(self, root: str) -> str:
+        name = hashlib.sha256(os.fsencode(root)).hexdigest()
+        return os.path.join(self.root, "context", name + ".json")
+
+    def context_digests(self, root: str) -> dict[str, list[Any]]:
+        """File digests a build of the context at ``root`` remembered (path -> fingerprint +
+        digest); empty if none or unreadable."""
+        try:
+            with open(self._context_file(root), "rb") as f:
+                data = json.loads(f.read())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(data, dict):
+            return {}
+        return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, list)}
+
+    def save_context_digests(self, root: str, digests: dict[str, list[Any]]) -> None:
+        """Remember ``digests`` for the next build of the context at ``root``."""
+        path = self._context_file(root)
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        self.store.tmp.write_bytes(path, json.dumps(digests, separators=(",", ":")).encode())
+
     # -- cache mounts -----------------------------------------------------------------------
 
     def mount_path(self, cache_id: str) -> str:
@@ -167,6 +192,7 @@ class BuildCache:
                     freed += os.lstat(path).st_size
                     os.unlink(path)
                     entries += 1
+            remove_tree(os.path.join(self.root, "context"))
             if mounts:
                 for name in os.listdir(self.mounts):
                     path = os.path.join(self.mounts, name)

@@ -16,8 +16,10 @@ import os
 import posixpath
 import re
 import stat
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import attrs
 
@@ -28,6 +30,7 @@ __all__ = ["BuildContext", "ContextEntry", "glob_regex", "has_glob", "open_benea
 
 _CHUNK = 1 << 20
 _MAX_SYMLINKS = 40
+_RACY_SECONDS = 2.0
 
 
 @attrs.frozen
@@ -41,6 +44,13 @@ class ContextEntry:
     size: int
     mtime_ns: int
     link: str | None = None
+    ctime_ns: int = 0
+    ino: int = 0
+
+    def fingerprint(self) -> list[int]:
+        """What must stay the same for a remembered file digest to hold: size, times, inode,
+        mode (a write changes ctime, which no one can set)."""
+        return [self.size, self.mtime_ns, self.ctime_ns, self.ino, self.mode]
 
     @property
     def name(self) -> str:
@@ -139,6 +149,11 @@ class BuildContext:
         self._entries: dict[str, ContextEntry] | None = None
         self._children: dict[str, list[str]] = {}
         self._digests: dict[str, str] = {}
+        #: File digests from an earlier build: path -> [*fingerprint, digest]. One is used
+        #: only while the file's fingerprint is unchanged.
+        self.known: dict[str, list[Any]] = {}
+        self._learned: dict[str, list[Any]] = {}
+        self._opened = time.time()
 
     @classmethod
     def open(cls, root: str | os.PathLike[str], dockerfile: str | None = None
@@ -192,7 +207,7 @@ class BuildContext:
             kind = _kind(st.st_mode)
             link = os.readlink(child.path) if kind == "symlink" else None
             entry = ContextEntry(crel, kind, st.st_mode, st.st_size if kind == "file" else 0,
-                                 st.st_mtime_ns, link)
+                                 st.st_mtime_ns, link, st.st_ctime_ns, st.st_ino)
             if kind == "dir":
                 if excluded and not ignores.has_exceptions:
                     continue
@@ -383,16 +398,29 @@ class BuildContext:
             return
         by_dir: dict[str, list[ContextEntry]] = {}
         for entry in files:
+            known = self.known.get(entry.path)
+            if known is not None and known[:-1] == entry.fingerprint():
+                self._digests[entry.path] = known[-1]
+                self._learned[entry.path] = known
+                continue
             by_dir.setdefault(posixpath.dirname(entry.path) or ".", []).append(entry)
         groups = list(by_dir.items())
         workers = min(4, os.cpu_count() or 1, len(groups))
+        results: list[dict[str, str]] = []
         if workers > 1 and len(files) > 64:
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                for result in pool.map(self._hash_dir, groups):
-                    self._digests.update(result)
+                results = list(pool.map(self._hash_dir, groups))
         else:
-            for group in groups:
-                self._digests.update(self._hash_dir(group))
+            results = [self._hash_dir(group) for group in groups]
+        # A file changed within the last seconds may change again within the timestamp
+        # granularity without its fingerprint changing ("racy" as git calls it): such digests
+        # are used for this build but not remembered.
+        settled = (self._opened - _RACY_SECONDS) * 1e9
+        for (_parent, entries), result in zip(groups, results, strict=True):
+            self._digests.update(result)
+            for entry in entries:
+                if max(entry.mtime_ns, entry.ctime_ns) < settled:
+                    self._learned[entry.path] = [*entry.fingerprint(), result[entry.path]]
 
     def _hash_dir(self, group: tuple[str, list[ContextEntry]]) -> dict[str, str]:
         parent, entries = group
@@ -420,6 +448,11 @@ class BuildContext:
         finally:
             os.close(fd)
         return h.hexdigest()
+
+    def remembered(self) -> dict[str, list[Any]]:
+        """The file digests worth keeping for the next build of this context (see
+        :attr:`known`): those of files this build hashed or reused."""
+        return dict(self._learned)
 
     def open_file(self, path: str) -> int:
         """An fd of the regular file at ``path``, opened beneath the root without following

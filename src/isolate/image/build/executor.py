@@ -239,6 +239,9 @@ class Builder:
         """
         started = time.monotonic()
         tags = [_reference(t) for t in request.tags]  # a bad name fails before any work
+        # A context directory's file digests are remembered for its next build (an unpacked
+        # tar is new every time).
+        remember = request.context is not None and request.context_tar is None
         with self.store.using(), contextlib.ExitStack() as cleanup:
             if request.context_tar is not None:
                 tmp = self._unpack(request.context_tar, cleanup)
@@ -248,12 +251,16 @@ class Builder:
                 request = attrs.evolve(request, context=tmp, context_tar=None,
                                        dockerfile=dockerfile)
             ctx = self._context(request)
+            if ctx is not None and remember:
+                ctx.known = self.cache.context_digests(ctx.root)
             text, name = self._dockerfile(request, ctx)
             parsed = parse_stages(parse(text, name))
             pull = request.options.pull
             plan = make_plan(parsed, ctx, request.options,
                              lambda name, loc: self._resolve_image(name, loc, pull=pull),
                              self._read_config)
+            if ctx is not None and remember and ctx.remembered() != ctx.known:
+                self.cache.save_context_digests(ctx.root, ctx.remembered())
             run = _Run(self, plan, ctx, request.options)
             final = run.execute()
             image = final.commit(self.store, tags)
@@ -361,7 +368,8 @@ class _Run:
             state = self.results[sp.base_stage]
         else:
             state = ImageState(sp.platform)
-        state = attrs.evolve(state, config=first.config, author=first.author)
+        state = attrs.evolve(state, config=first.config,
+                             author=first.author if first.author is not None else state.author)
         label = self.label(sp, first)
         self.b.progress(StepStarted(first, label))
         self.b.progress(StepFinished(first, label, True, 0.0))
