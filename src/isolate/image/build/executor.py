@@ -265,7 +265,8 @@ class Builder:
             final = run.execute()
             image = final.commit(self.store, tags)
         self.progress(BuildFinished(image, time.monotonic() - started))
-        return BuildResult(image, plan, run.cached, run.executed, plan.warnings)
+        return BuildResult(image, plan, run.cached, run.executed,
+                           (*parsed.dockerfile.warnings, *plan.warnings))
 
     def _unpack(self, stream: IO[bytes], cleanup: contextlib.ExitStack) -> str:
         """Unpack a context tar into the store's temp space (removed after the build)."""
