@@ -1,8 +1,8 @@
 """Benchmark ``isolate build`` against ``podman build`` (buildah), and context hashing
 against ``tar -c``.
 
-Not a test: prints Markdown tables. Run as root from the worktree:
-    PYTHONPATH=src python benchmarks/bench_build.py [--rounds N] [--files N]
+Not a test: prints Markdown tables. Run as root:
+    python benchmarks/bench_build.py [--rounds N] [--files N] [--no-podman]
 
 1. The same 10-step Dockerfile (busybox base, present in both stores; COPY, RUN, ENV,
    WORKDIR, LABEL, CMD), built from a whole process each time: cold (``--no-cache``, so
@@ -24,8 +24,8 @@ import tempfile
 import time
 
 from _harness import Candidate, command_line, interleave, machine_notes, table
+from _isolate_path import child_env, describe, pythonpath_prefix
 
-import isolate
 from isolate.image import Store
 from isolate.image.build import BuildContext
 
@@ -99,8 +99,7 @@ def bench_builds(rounds: int, work: str) -> None:
     penv = podman_env(os.path.join(work, "podman"))
     run(["podman", "load", "-i", archive], penv)
     # The isolate this script imported (src/ built in place, or an installed one).
-    ienv = dict(os.environ, ISOLATE_STORE=store_dir,
-                PYTHONPATH=os.path.dirname(os.path.dirname(isolate.__file__)))
+    ienv = child_env(ISOLATE_STORE=store_dir)
     iso = [sys.executable, "-m", "isolate.cli", "build", "-q", "-t", "bench/app:1", ctx]
     pod = ["podman", "build", "-q", "--network=none", "--pull=never", "--layers", "-t",
            "bench/app:1", ctx]
@@ -169,7 +168,8 @@ def main() -> None:
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="isolate-bench-build-")
     try:
-        print(f"`{command_line()}` -- {machine_notes()}\n")
+        print(f"`{command_line(pythonpath_prefix())}` -- {machine_notes()}\n")
+        print(f"timed: {describe()}\n")
         if args.no_podman or shutil.which("podman") is None:
             print("(podman build: skipped)")
         else:

@@ -27,13 +27,12 @@ from typing import Literal, overload
 import attrs
 
 from isolate import _plan, _sys, lowlevel
-from isolate._plan import Mode, Op, OpKind, Plan
+from isolate._plan import MNT_DETACH, MS_BIND, MS_PRIVATE, MS_REC, MS_SLAVE, Mode, Op, Plan
 from isolate.errors import (
     ConfigError,
     IsolateOSError,
     MountError,
     NamespaceError,
-    SpawnError,
     UnsupportedError,
     errno_name,
 )
@@ -56,12 +55,6 @@ NS_GET_PARENT = 0xB702
 NS_GET_NSTYPE = 0xB703
 NS_GET_OWNER_UID = 0xB704
 NS_GET_MNTNS_ID = 0x8008B705  # _IOR(0xb7, 5, __u64), Linux 6.10+
-
-MS_BIND = 0x1000
-MS_REC = 0x4000
-MS_PRIVATE = 0x40000
-MS_SLAVE = 0x80000
-MNT_DETACH = 2
 
 #: The kernel accepts at most this many lines in a uid_map / gid_map (Linux 4.15+).
 MAX_MAP_LINES = 340
@@ -115,6 +108,8 @@ class NamespaceKind(enum.Enum):
 
     @classmethod
     def from_flag(cls, flag: int) -> NamespaceKind:
+        """The kind whose ``CLONE_NEW*`` flag is ``flag``. Raises ConfigError for any other
+        value (also a combination of flags)."""
         for kind, f in _FLAGS.items():
             if f == flag:
                 return kind
@@ -226,6 +221,7 @@ class IdMap:
         return check_id_map(lines, f"sub{which} map")
 
     def line(self) -> str:
+        """The line for /proc/PID/uid_map or gid_map: ``"INSIDE OUTSIDE COUNT"``."""
         return f"{self.inside} {self.outside} {self.count}"
 
 
@@ -412,6 +408,21 @@ def _os_error(exc: OSError, message: str, path: str | None = None,
     return NamespaceError(exc.errno or errno.EIO, message, path, step=step, pid=pid)
 
 
+_CAP_SYS_ADMIN = 21
+
+
+def _has_cap_sys_admin() -> bool:
+    """Whether CAP_SYS_ADMIN is in this process's effective set (what mounting needs)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> _CAP_SYS_ADMIN & 1)
+    except (OSError, ValueError):
+        pass
+    return True  # unknown: let the kernel say
+
+
 def _thread_count() -> int:
     try:
         return len(os.listdir("/proc/self/task"))
@@ -571,12 +582,15 @@ class Namespace:
 
     # -- fd lifetime ------------------------------------------------------------------------
     def fileno(self) -> int:
+        """The handle's fd (``/proc/PID/ns/KIND``, O_CLOEXEC), for setns and select-style
+        APIs; it stays owned by the handle. Raises ValueError once the handle is closed."""
         if self._fd < 0:
             raise ValueError(f"the {self.kind.value} namespace handle is closed")
         return self._fd
 
     @property
     def closed(self) -> bool:
+        """Whether :meth:`close` was called (the fd is released)."""
         return self._fd < 0
 
     def close(self) -> None:
@@ -590,9 +604,11 @@ class Namespace:
             keeper.close()
 
     def __enter__(self) -> Namespace:
+        """Return the handle itself; leaving the ``with`` block closes it."""
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """:meth:`close` the handle; exceptions from the block propagate."""
         self.close()
 
     def __del__(self) -> None:
@@ -630,12 +646,15 @@ class Namespace:
         list/tuple/set of kinds a :class:`NamespaceSet` (made together, so with ``"user"``
         in the set the others belong to the new user namespace -- the rootless way).
 
-        A short-lived child makes them and exits; the handles keep them alive. pid and time
-        namespaces are made with unshare, so no process is in them yet: the first process to
-        join a new pid namespace becomes its pid 1 (it dies with that process), and a time
-        namespace takes its ``offsets`` (``{"monotonic": secs, "boottime": secs}``) before
-        anyone enters. A new mount namespace has its mounts made ``propagation`` (default
-        private, like unshare(1)) so nothing mounted in it reaches the host.
+        A short-lived child makes them and exits; the handles keep them alive. A pid namespace
+        is the exception: the kernel takes new processes only while its pid 1 lives, so the
+        child stays as that pid 1 (a tiny keeper that reaps orphans) until the handle is
+        closed (or, when persisted, removed) -- processes that join are pid 2 and up, and
+        closing the handle ends them too. A time namespace is made with unshare, so no
+        process is in it yet and it takes its ``offsets`` (``{"monotonic": secs,
+        "boottime": secs}``) before anyone enters. A new mount namespace has its mounts made
+        ``propagation`` (default private, like unshare(1)) so nothing mounted in it reaches
+        the host.
 
         ``uid_map``/``gid_map`` (user only) default to mapping our own ids to root; as root
         any map works, otherwise other ids need newuidmap/newgidmap with /etc/subuid ranges
@@ -720,6 +739,14 @@ class Namespace:
         try:
             os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444))
         except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.EACCES) and not _has_cap_sys_admin():
+                # The bind mount would be refused anyway: say so, not just the missing path.
+                raise NamespaceError(
+                    errno.EPERM, f"persist {self!r} on {p}: needs CAP_SYS_ADMIN over the "
+                    f"current mount namespace, which this process lacks (as an ordinary "
+                    f"user, persist from inside a user and mount namespace of your own); "
+                    f"besides, {os.path.dirname(p)}: {os.strerror(exc.errno)}", p,
+                    step="persist") from exc
             raise _os_error(exc, f"create {p} to persist {self!r} on", p,
                             step="persist") from exc
         try:
@@ -1087,7 +1114,7 @@ def _create(kinds: list[NamespaceKind], uids: tuple[IdMap, ...] | None,
     keep = NamespaceKind.PID in kinds
     p = Plan(clone_flags, Mode.FORK)
     if NamespaceKind.TIME in kinds:
-        p.add(Op(OpKind.UNSHARE, a=_plan.CLONE_NEWTIME, note="unshare a new time namespace"))
+        p.add(_plan.unshare(_plan.CLONE_NEWTIME, note="unshare a new time namespace"))
     if offsets:
         p.add(_plan.write_file("/proc/self/timens_offsets", offsets))
     if NamespaceKind.MNT in kinds and propagation != "unchanged":
@@ -1101,7 +1128,7 @@ def _create(kinds: list[NamespaceKind], uids: tuple[IdMap, ...] | None,
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
     fds += [ready_r, ready_w]
     p.add(_plan.write_file(f"/proc/self/fd/{ready_w}", b"R"))
-    p.add(Op(OpKind.WAIT_PARENT, note="wait for the parent to open the namespaces"))
+    p.add(_plan.wait_parent(note="wait for the parent to open the namespaces"))
     keeper_w = -1
     if keep:
         keeper_r, keeper_w = os.pipe2(os.O_CLOEXEC)
@@ -1136,12 +1163,13 @@ def _create(kinds: list[NamespaceKind], uids: tuple[IdMap, ...] | None,
         else:
             with child:
                 child.wait()
-    except SpawnError as exc:
+    except IsolateOSError as exc:
         for h in handles.values():
             h.close()
         if keeper_w >= 0:
             os.close(keeper_w)
-        if exc.step == "clone":
+        # A time namespace is made by unshare after the clone: its refusal is the same one.
+        if exc.step == "clone" or (exc.step == "unshare" and NamespaceKind.TIME in kinds):
             raise _clone_error(exc, kinds) from exc
         raise
     except BaseException:
@@ -1153,7 +1181,7 @@ def _create(kinds: list[NamespaceKind], uids: tuple[IdMap, ...] | None,
     return handles
 
 
-def _clone_error(exc: SpawnError, kinds: list[NamespaceKind]) -> IsolateOSError | \
+def _clone_error(exc: IsolateOSError, kinds: list[NamespaceKind]) -> IsolateOSError | \
         UnsupportedError:
     names = ", ".join(k.value for k in kinds)
     code = exc.errno or errno.EIO
@@ -1167,7 +1195,7 @@ def _clone_error(exc: SpawnError, kinds: list[NamespaceKind]) -> IsolateOSError 
     hint = ""
     if code == errno.EPERM and os.geteuid() != 0:
         hint = "; as an ordinary user, create them together with a new user namespace ('user')"
-    return NamespaceError(code, f"create {names} namespace(s){hint}", step="clone")
+    return NamespaceError(code, f"create {names} namespace(s){hint}", step=exc.step)
 
 
 class NamespaceSet(Mapping[NamespaceKind, Namespace]):
@@ -1183,6 +1211,7 @@ class NamespaceSet(Mapping[NamespaceKind, Namespace]):
         return self._handles[NamespaceKind.parse(key)]
 
     def __iter__(self) -> Iterator[NamespaceKind]:
+        """The kinds in the set, in the order they were given."""
         return iter(self._handles)
 
     def __len__(self) -> int:
@@ -1211,20 +1240,28 @@ class NamespaceSet(Mapping[NamespaceKind, Namespace]):
         return done
 
     def close(self) -> None:
+        """Close every handle of the set (see :meth:`Namespace.close`)."""
         for handle in self._handles.values():
             handle.close()
 
     def __enter__(self) -> NamespaceSet:
+        """Return the set itself; leaving the ``with`` block closes every handle."""
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """:meth:`close` the set; exceptions from the block propagate."""
         self.close()
 
 
 # -- joining from a child -----------------------------------------------------------------------
 
-def join_ops(namespaces: Iterable[Namespace] | Mapping[KindLike, Namespace]
-             ) -> tuple[list[Op], Mode]:
+#: Namespaces to join: handles, or a mapping by kind such as a :class:`NamespaceSet`.
+#: (Mapping is invariant in its key type, hence one member per kind of key.)
+Namespaces = (Iterable[Namespace] | Mapping[NamespaceKind, Namespace] | Mapping[str, Namespace]
+              | Mapping[KindLike, Namespace])
+
+
+def join_ops(namespaces: Namespaces) -> tuple[list[Op], Mode]:
     """The plan operations that make a child join ``namespaces``, and the clone mode it needs.
 
     In the kernel's order: user first (joining it grants the capabilities for the rest; our
@@ -1258,17 +1295,15 @@ def join_ops(namespaces: Iterable[Namespace] | Mapping[KindLike, Namespace]
                 if ours == h:
                     continue
         if kind is NamespaceKind.PID:
-            ops.append(Op(OpKind.FORK_INTO_PIDNS, a=h.fileno(),
-                          note=f"fork into pid namespace {h.inode}"))
+            ops.append(_plan.fork_into_pidns(h, note=f"fork into pid namespace {h.inode}"))
             continue
         if kind is NamespaceKind.TIME:
             mode = Mode.FORK
-        ops.append(Op(OpKind.SETNS, a=h.fileno(), b=kind.flag,
-                      note=f"join {kind.value} namespace {h.inode}"))
+        ops.append(_plan.setns(h, kind.flag, note=f"join {kind.value} namespace {h.inode}"))
     return ops, mode
 
 
-def spawn_in(namespaces: Iterable[Namespace] | Mapping[KindLike, Namespace],
+def spawn_in(namespaces: Namespaces,
              argv: Sequence[str], env: Mapping[str, str] | None = None, *,
              cwd: str | None = None, uid: int | None = None, gid: int | None = None,
              stdin: int | None = None, stdout: int | None = None, stderr: int | None = None,
@@ -1278,7 +1313,7 @@ def spawn_in(namespaces: Iterable[Namespace] | Mapping[KindLike, Namespace],
     ``env`` defaults to ours; ``argv[0]`` is looked up in its PATH. ``uid``/``gid`` switch the
     credentials after joining (e.g. ``uid=0, gid=0`` to be root in a joined user namespace
     whose map does not contain our own id); by default they are kept. ``stdin``/``stdout``/
-    ``stderr`` are fds to give the child; when one is given, every other fd but 0-2 is closed.
+    ``stderr`` are fds to give the child (default: ours); every other fd is closed in it.
     The child is the caller's to wait for and close (it is a context manager).
 
     Raises ConfigError, NamespaceError (a join refused, with the step and errno), SpawnError.
@@ -1289,11 +1324,11 @@ def spawn_in(namespaces: Iterable[Namespace] | Mapping[KindLike, Namespace],
     p = Plan(0, mode)
     p.extend(ops)
     if gid is not None:
-        p.add(Op(OpKind.SETRESGID, a=gid, note=f"setresgid {gid}"))
+        p.add(_plan.setresgid(gid))
     if uid is not None:
-        p.add(Op(OpKind.SETRESUID, a=uid, note=f"setresuid {uid}"))
+        p.add(_plan.setresuid(uid))
     if cwd is not None:
-        p.add(Op(OpKind.CHDIR, s2=_plan.fsencode(cwd, "cwd"), note=f"chdir {cwd}"))
+        p.add(_plan.chdir(cwd))
     if stdin is not None or stdout is not None or stderr is not None:
         std = [0 if stdin is None else stdin, 1 if stdout is None else stdout,
                2 if stderr is None else stderr]

@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
-from isolate import _plan, lowlevel
-from isolate._plan import Mode, Op, OpFlag, OpKind, Plan
+from isolate import lowlevel, runtime
+from isolate._plan import Op, Plan
+from isolate._units import parse_seconds
 from isolate.cgroups import CGroup, Limits
 from isolate.cgroups.cgroup import add_note
 from isolate.errors import (
@@ -38,20 +39,13 @@ from isolate.errors import (
     UnsupportedError,
 )
 from isolate.fs.mounts import (
-    MOUNT_ATTR_RDONLY,
-    MS_BIND,
-    MS_NODEV,
-    MS_NOEXEC,
-    MS_NOSUID,
-    MS_RDONLY,
-    MS_REC,
-    MS_SLAVE,
-    MS_STRICTATIME,
     Bind,
     Tmpfs,
     check_container_path,
 )
+from isolate.namespaces import NamespaceKind
 from isolate.process import SandboxedPopen
+from isolate.runtime import RuntimeConfig
 
 if TYPE_CHECKING:
     from isolate import security
@@ -139,9 +133,9 @@ def _id(value: int | None) -> int | None:
 def _timeout(value: float | None) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ConfigError(f"timeout must be a positive number of seconds, not {value!r}")
-    return float(value)
+    if isinstance(value, str):  # a number, not text: SandboxConfig takes no units
+        raise ConfigError(f"timeout: expected a number of seconds, got {value!r}")
+    return parse_seconds(value, name="timeout")
 
 
 def _rootfs(value: str | os.PathLike[str] | None) -> str | None:
@@ -229,198 +223,19 @@ class SandboxConfig:
         return os.geteuid() != 0
 
 
-# -- compiling a config into a plan ----------------------------------------------------------
+# -- the preset: a SandboxConfig as a runtime config ---------------------------------------------
 
-def _needs_spliced_root(cfg: SandboxConfig) -> bool:
-    """Whether a host-root sandbox mounts something where the host has nothing.
+def runtime_config(cfg: SandboxConfig) -> RuntimeConfig:
+    """``cfg`` as the :class:`isolate.runtime.RuntimeConfig` its processes run with: the
+    sandbox's strict defaults (no capabilities unless asked, no_new_privs, the default seccomp
+    profile, Docker's masked and read-only paths, a private /tmp per process) filled in.
 
-    The read-only host root cannot grow a mount point, so then the root becomes a tmpfs with
-    each top-level entry of the host bound into it (as bubblewrap builds roots), where new
-    top-level directories can be made. Otherwise the whole host tree is bound at once.
+    Raises:
+        ConfigError: what the runtime config refuses.
     """
-    if cfg.rootfs is not None or cfg.image is not None or not cfg.readonly:
-        return False
-    targets = [b.target for b in cfg.binds] + [t.target for t in cfg.tmpfs]
-    missing = [t for t in targets if not os.path.lexists(t)]
-    for target in missing:
-        top = "/" + target.split("/")[1]
-        if os.path.lexists(top) and top != target:
-            raise ConfigError(
-                f"mount target {target} does not exist in the read-only host root, and only "
-                f"new top-level directories can be made ({top} exists); use a target that "
-                "exists, a new top-level path, or readonly=False")
-    return bool(missing)
+    from isolate import runtime, security  # imported when first needed
+    from isolate.namespaces import IdMap, NamespaceKind
 
-
-def _root_ops(cfg: SandboxConfig, root: Op | None = None) -> tuple[list[Op], list[Op]]:
-    """Mount namespace set-up, in two parts.
-
-    The first part is what all processes of a sandbox can share: the new root, /dev, /sys,
-    binds, extra tmpfs mounts, pivot_root. The second is what each process needs for itself,
-    run after the pivot with plain paths: a /proc for its pid namespace (with its masked and
-    read-only paths) and a private /tmp.
-
-    ``root`` is an op that puts the new root's tree in slot 0 (an image's overlay) instead of
-    a clone of ``cfg.rootfs`` or the host root."""
-    from isolate import security  # imported when first needed
-    P = _plan
-    spliced = _needs_spliced_root(cfg)
-    before: list[Op] = [
-        Op(OpKind.MOUNT, a=MS_REC | MS_SLAVE, s2=b"/",
-           note="keep mounts from propagating out (rslave /)"),
-    ]
-    if root is not None:
-        before.append(root)
-    elif not spliced:
-        before.append(P.open_tree(cfg.rootfs or "/", 0))
-    own_root = cfg.rootfs is not None or root is not None
-    inside: list[Op] = []
-    slot = 1
-    for dev in _DEVICES:
-        before.append(P.open_tree(f"/dev/{dev}", slot, recursive=False, optional=True))
-        slot += 1
-    bind_ops = []
-    for bind in cfg.binds:
-        opening, attaching = bind.ops(slot)
-        before.extend(opening)
-        bind_ops.extend(attaching)
-        slot += 1
-    if spliced:
-        for name in sorted(os.listdir("/")):
-            path = "/" + name
-            if name in ("proc", "sys", "dev", "tmp"):
-                inside.append(P.mkdir(path))
-            elif os.path.islink(path):
-                inside.append(P.symlink(os.readlink(path), path))
-            else:
-                before.append(P.open_tree(path, slot))
-                inside.append(P.move_mount(slot, path, is_file=not os.path.isdir(path),
-                                           source=path))
-                slot += 1
-        for target in [b.target for b in cfg.binds] + [t.target for t in cfg.tmpfs]:
-            if not os.path.lexists(target):
-                source = next((b.source for b in cfg.binds if b.target == target), None)
-                is_file = source is not None and not os.path.isdir(source)
-                inside.append(P.mkdir(target, is_file=is_file))
-    if slot > 64:
-        raise ConfigError(f"too many binds: {slot - 1 - len(_DEVICES)} (the limit is "
-                          f"{64 - 1 - len(_DEVICES)}, counting the host's top-level entries)")
-
-    if spliced:
-        attach_root = P.mount("tmpfs", _NEWROOT, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755",
-                              note="mount a tmpfs as the new root")
-    else:
-        attach_root = P.move_mount(
-            0, _NEWROOT, in_root=False, create=False,
-            source="the image" if root is not None else cfg.rootfs or "/")
-    staging = [
-        P.mount("tmpfs", _STAGING, "tmpfs", MS_NOSUID | MS_NODEV, "mode=700,size=16k"),
-        P.mkdir(_NEWROOT, in_root=False),
-        P.mkdir(_EMPTY, in_root=False),
-        attach_root,
-        Op(OpKind.ROOT, s2=_NEWROOT.encode(), note="open the new root"),
-    ]
-    ro_root = [P.setattr_("/", MOUNT_ATTR_RDONLY, in_root=True, recursive=True,
-                          what="make the root read-only")] if cfg.readonly else []
-    if own_root:
-        # Mount points must exist before the root turns read-only; in a host root they do.
-        mountpoints = ["/proc", "/dev", "/sys", "/tmp"]
-        mountpoints += [t.target for t in cfg.tmpfs]
-        pre = [P.mkdir(m) for m in mountpoints]
-        pre += [P.mkdir(b.target, is_file=not os.path.isdir(b.source)) for b in cfg.binds]
-        inside.extend(pre)
-        if cfg.rootless:
-            # In a user namespace the kernel mounts a new proc only where one is already fully
-            # visible (mount_too_revealing). A host root brings the host's /proc along; an own
-            # root gets it bound here, and each process covers it with a proc of its own.
-            before.append(P.open_tree("/proc", slot))
-            inside.append(P.move_mount(slot, "/proc", create=False, source="/proc"))
-            slot += 1
-    inside.extend(ro_root)
-
-    inside.append(P.mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME,
-                          "mode=755,size=65536k", in_root=True, mkdir=True))
-    for i, dev in enumerate(_DEVICES, start=1):
-        op = P.move_mount(i, f"/dev/{dev}", is_file=True, source=f"/dev/{dev}")
-        inside.append(attrs.evolve(op, flags=op.flags | OpFlag.OPTIONAL))
-    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
-                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"),
-                         ("ptmx", "pts/ptmx"), ("core", "/proc/kcore")):
-        inside.append(P.symlink(target, f"/dev/{name}"))
-    inside.append(P.mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
-                          "newinstance,ptmxmode=0666,mode=620", in_root=True, mkdir=True))
-    inside.append(P.mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                          "mode=1777", in_root=True, mkdir=True))
-    inside.append(P.mount("mqueue", "/dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                          in_root=True, mkdir=True))
-    if not cfg.network:
-        # A fresh sysfs shows only this network namespace's devices.
-        sys_flags = MS_NOSUID | MS_NODEV | MS_NOEXEC
-        if not cfg.privileged:
-            sys_flags |= MS_RDONLY
-        inside.append(P.mount("sysfs", "/sys", "sysfs", sys_flags, in_root=True, mkdir=True))
-    elif own_root:
-        before.append(P.open_tree("/sys", slot))
-        inside.append(P.move_mount(slot, "/sys", source="/sys"))
-        if not cfg.privileged:
-            inside.append(P.setattr_("/sys", MOUNT_ATTR_RDONLY, in_root=True, recursive=True,
-                                     what="make /sys read-only"))
-    elif not cfg.privileged and not cfg.readonly:
-        inside.append(P.setattr_("/sys", MOUNT_ATTR_RDONLY, in_root=True, recursive=True,
-                                 what="make /sys read-only"))
-    for t in cfg.tmpfs:
-        inside.extend(t.ops())
-    inside.extend(bind_ops)
-
-    if not cfg.privileged:
-        # /sys masks go in before the pivot, while the staging tmpfs can lend them one empty
-        # read-only directory: a bind of it is cheaper than a tmpfs per masked path.
-        sys_masks = [m for m in security.DEFAULT_MASKED_PATHS
-                     if m.startswith("/sys/") and os.path.exists(m)]
-        if sys_masks:
-            inside.append(P.mount(_EMPTY, _EMPTY, None, MS_BIND))
-            inside.append(P.setattr_(_EMPTY, MOUNT_ATTR_RDONLY,
-                                     what="make the mask read-only"))
-        for path in sys_masks:
-            inside.append(Op(OpKind.MASK, OpFlag.IN_ROOT, s1=_EMPTY.encode(),
-                             s2=path.encode(), note=f"mask {path}"))
-    after: list[Op] = [Op(OpKind.PIVOT_ROOT, OpFlag.IN_ROOT, s2=b"/",
-                          note="pivot_root into the new root")]
-    return before + staging + inside + after, _process_ops(cfg)
-
-
-def _process_ops(cfg: SandboxConfig) -> list[Op]:
-    """A fresh /proc (masked as Docker masks it) and a private /tmp, for one process.
-
-    Paths a kernel does not have are left out when the plan is made: the host's /proc shows
-    what a fresh one will (same kernel), and each left-out path is one mount less per process.
-    """
-    from isolate import security  # imported when first needed
-    P = _plan
-    ops = [
-        P.mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                note="mount a fresh /proc"),
-        P.mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777",
-                note="mount a private /tmp"),
-    ]
-    if cfg.privileged:
-        return ops
-    for path in security.DEFAULT_MASKED_PATHS:
-        if path.startswith("/proc/") and os.path.exists(path):
-            ops.append(Op(OpKind.MASK, s2=path.encode(), note=f"mask {path}"))
-    for path in security.DEFAULT_READONLY_PATHS:
-        if os.path.exists(path):
-            ops.append(P.mount(path, path, None, MS_BIND | MS_REC, optional=True,
-                               note=f"bind {path} for read-only"))
-            ops.append(P.setattr_(path, MOUNT_ATTR_RDONLY, recursive=True, optional=True,
-                                  what=f"make {path} read-only"))
-    return ops
-
-
-def _identity_ops(cfg: SandboxConfig) -> list[Op]:
-    """User namespace maps (rootless), credentials and privileges, in the kernel's order."""
-    from isolate import security  # imported when first needed
-    ops: list[Op] = []
     if cfg.privileged:
         # Not simply all(): a caller whose own bounding set lacks one (a container, a
         # supervisor that dropped some) cannot grant it, and capset would fail with EPERM.
@@ -431,21 +246,44 @@ def _identity_ops(cfg: SandboxConfig) -> list[Op]:
         keep = security.CapabilitySet.none()
     uid = cfg.uid if cfg.uid is not None else 0
     gid = cfg.gid if cfg.gid is not None else (uid if cfg.uid is not None else 0)
-    ops.append(Op(OpKind.CAPBSET, a=keep.mask, note="drop capabilities from the bounding set"))
-    if uid != 0 and keep.mask:
-        ops.append(Op(OpKind.KEEPCAPS, a=1, note="keep capabilities across setuid"))
-    if not cfg.rootless:
-        ops.append(_plan.setgroups([gid] if cfg.gid is not None or cfg.uid is not None else []))
-    if gid != 0 or not cfg.rootless:
-        ops.append(Op(OpKind.SETRESGID, a=gid, note=f"setresgid {gid}"))
-    if uid != 0 or not cfg.rootless:
-        ops.append(Op(OpKind.SETRESUID, a=uid, note=f"setresuid {uid}"))
-    ambient = keep.mask if uid != 0 else 0
-    ops.append(Op(OpKind.CAPS, a=keep.mask, b=ambient, c=ambient,
-                  note="set capabilities"))
-    if not cfg.privileged:
-        ops.append(Op(OpKind.NO_NEW_PRIVS, note="set no_new_privs"))
-    return ops
+    chosen = cfg.uid is not None or cfg.gid is not None
+    # An unprivileged command keeps the capabilities it was given across its exec only as
+    # ambient ones.
+    carried = keep if uid != 0 else security.CapabilitySet.none()
+    process = runtime.Process(
+        cwd=cfg.cwd or "/",
+        user=runtime.User(uid, gid, (gid,) if chosen else ()),
+        capabilities=runtime.Capabilities(keep, keep, keep, carried, carried),
+        no_new_privileges=not cfg.privileged)
+    kinds = [NamespaceKind.MNT, NamespaceKind.PID, NamespaceKind.UTS, NamespaceKind.IPC]
+    if not cfg.network:
+        kinds.append(NamespaceKind.NET)
+    if cfg.cgroupns:
+        kinds.append(NamespaceKind.CGROUP)
+    uid_map: tuple[IdMap, ...] = ()
+    gid_map: tuple[IdMap, ...] = ()
+    if cfg.rootless:
+        kinds.insert(0, NamespaceKind.USER)
+        uid_map, gid_map = (IdMap.self_map("uid"),), (IdMap.self_map("gid"),)
+    host_root = cfg.rootfs is None and cfg.image is None
+    mounts = runtime.standard_mounts(own_network=not cfg.network,
+                                     sysfs_writable=cfg.privileged, private_tmp=True)
+    if cfg.network and host_root and (cfg.readonly or cfg.privileged):
+        # The host root brings its /sys along, read-only with the rest of it.
+        mounts = [m for m in mounts if m.destination != "/sys"]
+    mounts += [runtime.Mount.from_tmpfs(t) for t in cfg.tmpfs]
+    mounts += [runtime.Mount.from_bind(b) for b in cfg.binds]
+    seccomp = None
+    if cfg.seccomp is not False and not cfg.privileged:
+        seccomp = (cfg.seccomp if isinstance(cfg.seccomp, security.SeccompProfile)
+                   else security.SeccompProfile.default())
+    return runtime.RuntimeConfig(
+        process=process, root=runtime.Root(cfg.rootfs, cfg.readonly), hostname=cfg.hostname,
+        mounts=mounts, namespaces=kinds, uid_mappings=uid_map, gid_mappings=gid_map,
+        masked_paths=() if cfg.privileged else security.DEFAULT_MASKED_PATHS,
+        readonly_paths=() if cfg.privileged else security.DEFAULT_READONLY_PATHS,
+        seccomp=seccomp, sysfs_readonly=not cfg.privileged,
+        die_with_parent=cfg.die_with_parent, init=cfg.init)
 
 
 def _controllers_for(limits: Limits, cgroup: CGroup) -> set[str]:
@@ -462,151 +300,27 @@ def _controllers_for(limits: Limits, cgroup: CGroup) -> set[str]:
     return wanted
 
 
-_SHARED_KINDS = ("user", "net", "uts", "ipc", "mnt")
-_NSTYPE = {"user": _plan.CLONE_NEWUSER, "net": _plan.CLONE_NEWNET,
-           "uts": _plan.CLONE_NEWUTS, "ipc": _plan.CLONE_NEWIPC, "mnt": _plan.CLONE_NEWNS}
-
-
-def _make_shared_namespaces(cfg: SandboxConfig, root: Sequence[Op] = ()) -> dict[str, int]:
+def _make_shared_namespaces(rc: RuntimeConfig, root: Sequence[Op] = ()
+                            ) -> dict[NamespaceKind, int]:
     """Create the namespaces all processes of one sandbox share and return fds that keep
     them alive: user (when rootless), net (unless host networking), uts, ipc, and -- when
     ``root`` ops are given -- a mount namespace with the sandbox's root built once.
 
-    One short-lived child makes them all. It shares our fd table (VFORK mode, CLONE_FILES), so
-    the ``/proc/self/ns/*`` files it opens are ours; then it sets the hostname, brings ``lo``
-    up, builds the root and exits without exec'ing. Holding the fds (not a process, not a bind
-    mount) keeps the namespaces alive, and closing them frees them: nothing can outlive the
-    sandbox.
+    One short-lived child makes them all (:func:`isolate.runtime.shared_plan`), sets the
+    hostname, brings ``lo`` up, builds the root and exits without exec'ing. Holding the fds
+    (not a process, not a bind mount) keeps the namespaces alive, and closing them frees
+    them: nothing can outlive the sandbox.
     """
-    kinds = ["uts", "ipc"]
-    if not cfg.network:
-        kinds.append("net")
-    if root:
-        kinds.append("mnt")
-    if cfg.rootless:
-        kinds.insert(0, "user")
-    p = Plan(sum(_NSTYPE[k] for k in kinds), Mode.VFORK, share_files=True)
-    # Opened first, before the root changes: the namespace is the same whatever is mounted.
-    p.extend(_plan.open_(f"/proc/self/ns/{k}", note=f"open the {k} namespace") for k in kinds)
-    if cfg.rootless:
-        if cfg.uid not in (None, 0) or cfg.gid not in (None, 0):
-            raise ConfigError("a rootless sandbox maps only uid 0 (your own user); "
-                              f"uid={cfg.uid} gid={cfg.gid} cannot be used")
-        uid, gid = os.geteuid(), os.getegid()
-        p.extend([
-            _plan.write_file("/proc/self/setgroups", b"deny"),
-            _plan.write_file("/proc/self/uid_map", f"0 {uid} 1".encode()),
-            _plan.write_file("/proc/self/gid_map", f"0 {gid} 1".encode()),
-        ])
-    p.add(Op(OpKind.SETHOSTNAME, s1=_plan.fsencode(cfg.hostname, "hostname"),
-             note=f"sethostname {cfg.hostname}"))
-    if not cfg.network:
-        p.add(Op(OpKind.LOOPBACK_UP, note="bring up lo"))
-    if root:
-        p.extend(root)
-        # Nothing mounted later in a process's copy may propagate back into the shared tree.
-        p.add(Op(OpKind.MOUNT, a=MS_REC | MS_SLAVE, s2=b"/",
-                 note="make the shared root a slave tree"))
-    with lowlevel.spawn(p) as child:
-        child.wait()
-        opened = child.opened
-    return {kind: opened[i] for i, kind in enumerate(kinds)}
+    from isolate import runtime
 
-
-class _Compiled:
-    """The parts of a sandbox's plan that do not change from one run to the next."""
-
-    def __init__(self, cfg: SandboxConfig, shared: Mapping[str, int],
-                 cgroup_fds: Sequence[int] = (), image_root: ImageRoot | None = None,
-                 parent_pidfd: int = -1) -> None:
-        from isolate import security  # imported when first needed
-        # Into the cgroup first: no instruction of the workload runs outside its limits.
-        cgroup = [Op(OpKind.CGROUP_JOIN, a=fd, note="join the sandbox's cgroup")
-                  for fd in cgroup_fds]
-        joins = [Op(OpKind.SETNS, a=shared[k], b=_NSTYPE[k], note=f"join the sandbox's {k} "
-                    "namespace") for k in _SHARED_KINDS if k in shared]
-        # With a shared root (a mount namespace made at enter), each process joins it and
-        # unshares a copy of its own; otherwise it builds its root itself.
-        self.shared_root = "mnt" in shared
-        # A fuse-overlayfs root is a mount in a namespace of its own: join it, then unshare
-        # (below) to work on a copy. It goes after the user namespace if it belongs to it.
-        mnt_join, after_user = (image_root.mount_join() if image_root is not None
-                                else (None, False))
-        if mnt_join is not None:
-            joins.insert(1 if after_user else 0, mnt_join)
-        if cfg.rootless or cfg.init:
-            # Rootless, our mount and pid namespaces must belong to the sandbox's user
-            # namespace, so they are made after joining it: unshare the mount namespace, and
-            # fork into a new pid namespace (the grandchild is pid 1 there, and our child as
-            # Python's). With an init, pid 1 outlives the command's exec, so it must be a
-            # process of its own, not a vfork child in our memory: the fork makes it one.
-            flags = 0
-            joins.append(Op(OpKind.UNSHARE, a=_plan.CLONE_NEWNS, note="unshare mount namespace"))
-            joins.append(Op(OpKind.FORK_INTO_PIDNS, a=-1, note="fork into a new pid namespace"))
-        elif self.shared_root or mnt_join is not None:
-            flags = _plan.CLONE_NEWPID
-            joins.append(Op(OpKind.UNSHARE, a=_plan.CLONE_NEWNS, note="unshare mount namespace"))
-        else:
-            flags = _plan.CLONE_NEWNS | _plan.CLONE_NEWPID
-        if cfg.cgroupns:
-            # After joining the cgroup, so that it becomes the namespace's root ("/").
-            joins.append(Op(OpKind.UNSHARE, a=_plan.CLONE_NEWCGROUP,
-                            note="unshare cgroup namespace"))
-        p = Plan(flags, Mode.VFORK)
-        p.extend(cgroup)
-        p.extend(joins)
-        if parent_pidfd >= 0:
-            # If the caller dies (even SIGKILLed), its sandboxed processes die with it: each
-            # is pid 1 of its pid namespace (or its init is), so its whole tree goes too.
-            p.add(Op(OpKind.PDEATHSIG, a=signal.SIGKILL, b=parent_pidfd,
-                     note="die with the parent"))
-        # kill(0, sig) reaches the caller's whole process group, pid namespace or not.
-        p.add(Op(OpKind.SETSID, note="start a new session"))
-        self.cfg = cfg
-        self.image_root = image_root
-        # A writable image root with a kernel overlay gets a throwaway upper dir per process,
-        # so each process builds its whole root; other image roots are built by each process
-        # from the same ops (encoded once); every other root was built once, at enter.
-        self.per_process_root = (image_root is not None and not cfg.readonly
-                                 and image_root.upper_per_process)
-        if self.shared_root:
-            p.extend(_process_ops(cfg))
-        elif not self.per_process_root:
-            shared_ops, own_ops = _root_ops(
-                cfg, image_root.overlay_op(0) if image_root else None)
-            p.extend(shared_ops + own_ops)
-        self.base = p.freeze()
-        self.identity = _identity_ops(cfg)
-        # The init forks the command after the credentials are dropped, so it keeps none the
-        # command lacks; it runs outside the seccomp filter (a custom profile could deny what
-        # it needs: wait4, kill), so it makes itself non-dumpable against ptrace.
-        if cfg.init:
-            self.identity.append(_plan.init())
-        self.seccomp: Op | None = None
-        if cfg.seccomp is not False and not cfg.privileged:
-            profile = (cfg.seccomp if isinstance(cfg.seccomp, security.SeccompProfile)
-                       else security.SeccompProfile.default())
-            self.seccomp = _plan.seccomp(profile.compile())
-        self._cwd: dict[str, Op] = {}
-
-    def plan(self, argv: Sequence[str], env: Mapping[str, str], cwd: str,
-             fds: Sequence[tuple[int, int]], upper: tuple[str, str] | None = None) -> Plan:
-        chdir = self._cwd.get(cwd)
-        if chdir is None:
-            chdir = Op(OpKind.CHDIR, s2=_plan.fsencode(cwd, "cwd"), note=f"chdir {cwd}")
-            self._cwd[cwd] = chdir
-        root: list[Op] = []
-        if self.per_process_root:
-            # A writable image root: a throwaway upper dir per process, so the whole root is
-            # built by each process.
-            assert self.image_root is not None and upper is not None
-            shared, own = _root_ops(self.cfg, self.image_root.overlay_op(0, upper))
-            root = shared + own
-        tail = [*root, chdir, *self.identity, _plan.fds([(s, d, False) for s, d in fds])]
-        if self.seccomp is not None:
-            tail.append(self.seccomp)
-        tail.append(_plan.exec_(argv[0], argv, env))
-        return self.base.extended(tail)
+    shared = runtime.shared_plan(rc, root)
+    try:
+        with lowlevel.spawn(shared.plan, parent_step=shared.parent_step
+                            if shared.needs_parent else None) as child:
+            child.wait()
+            return shared.collect(child.opened)
+    finally:
+        shared.close()
 
 
 def _explain_overlay_failure(exc: MountError, cfg: SandboxConfig) -> None:
@@ -668,7 +382,9 @@ class Sandbox:
         if config is not None and options:
             raise ConfigError("pass a SandboxConfig or keyword options, not both")
         self.config = config if config is not None else SandboxConfig(**options)
-        self._compiled: _Compiled | None = None
+        self._compiled: runtime.ProcessTemplate | None = None
+        self._runtime: RuntimeConfig | None = None
+        self._runtime_of: SandboxConfig | None = None
         # Strong references: a Popen the caller dropped is still ours to end at close.
         self._procs: set[subprocess.Popen[Any]] = set()
         self._lock = threading.Lock()
@@ -678,7 +394,7 @@ class Sandbox:
         self._timer: threading.Timer | None = None
         self._expired = False  # the sandbox's timeout has killed its processes
         self._caller: Any = None
-        self._namespaces: dict[str, int] = {}
+        self._namespaces: dict[NamespaceKind, int] = {}
         self.cgroup: CGroup | None = None
         self._cgroup_fds: list[int] = []
         self._image_root: ImageRoot | None = None
@@ -686,6 +402,14 @@ class Sandbox:
 
     # -- lifetime -----------------------------------------------------------------------------
     def __enter__(self) -> Sandbox:
+        """Start the sandbox: check its config, create its cgroup (with ``limits``), prepare
+        an image's root, and make the namespaces and root every process shares. Returns the
+        sandbox; leaving the ``with`` block closes it (:meth:`close`).
+
+        Raises StateError when entered twice or after close, ConfigError, UnsupportedError
+        (the host lacks what the config asks for), and MountError, NamespaceError,
+        CgroupError or ImageError when setting up fails; nothing is left behind then.
+        """
         self._check_open()
         if self._compiled is not None:
             raise StateError("the sandbox was entered already", current="open",
@@ -694,7 +418,8 @@ class Sandbox:
             self._make_cgroup()
             self._open_image()
             image_root = self._image_root
-            shared_root: list[Op] = []
+            rc = self.runtime
+            shared_root: tuple[Op, ...] = ()
             chosen = False
             if image_root is not None and not self.config.rootless and self.config.readonly:
                 # Without a user namespace the choice needs none: make it now, so that a
@@ -704,20 +429,28 @@ class Sandbox:
             if image_root is None or (chosen and image_root.fuse is None):
                 # The root is the same for every process: build it once, here. (Otherwise an
                 # image's overlay is chosen below, once the user namespace exists.)
-                shared_root = _root_ops(
-                    self.config, image_root.overlay_op(0) if image_root else None)[0]
+                shared_root = runtime.root_ops(
+                    rc, image_root.overlay_op(0) if image_root else None).shared
             try:
-                self._namespaces = _make_shared_namespaces(self.config, shared_root)
+                self._namespaces = _make_shared_namespaces(rc, shared_root)
             except MountError as exc:
                 _explain_overlay_failure(exc, self.config)
                 raise
             if image_root is not None and not chosen:
-                image_root.choose_overlay(self.config.overlay, self._namespaces.get("user"),
+                image_root.choose_overlay(self.config.overlay,
+                                          self._namespaces.get(NamespaceKind.USER),
                                           writable=not self.config.readonly)
             if self.config.die_with_parent:
                 self._parent_pidfd = os.pidfd_open(os.getpid())
-            self._compiled = _Compiled(self.config, self._namespaces, self._cgroup_fds,
-                                       image_root, self._parent_pidfd)
+            mount_join, after_user = (image_root.mount_join() if image_root is not None
+                                      else (None, False))
+            self._compiled = runtime.ProcessTemplate(
+                rc, self._namespaces, cgroup_fds=self._cgroup_fds, mount_join=mount_join,
+                join_after_user=after_user,
+                root=image_root.overlay_op(0) if image_root is not None else None,
+                per_process_root=(image_root is not None and not self.config.readonly
+                                  and image_root.upper_per_process),
+                parent_pidfd=self._parent_pidfd)
         except BaseException as exc:
             self._release(exc)
             raise
@@ -729,6 +462,7 @@ class Sandbox:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """:meth:`close` the sandbox; exceptions from the block propagate."""
         self.close()
 
     def close(self) -> None:
@@ -773,9 +507,7 @@ class Sandbox:
             return
         from isolate._image_root import ImageRoot, check_rootless_user
 
-        mountpoints = [(m, False) for m in ("/proc", "/dev", "/sys", "/tmp")]
-        mountpoints += [(t.target, False) for t in cfg.tmpfs]
-        mountpoints += [(b.target, not os.path.isdir(b.source)) for b in cfg.binds]
+        mountpoints = runtime.mountpoints(runtime_config(cfg))
         root = ImageRoot.open(cfg.image, cfg.store, mountpoints=mountpoints,
                               rootless=cfg.rootless)
         self._image_root = root
@@ -791,6 +523,15 @@ class Sandbox:
                                     root.image)
             changes["uid"], changes["gid"] = defaults["uid"], defaults["gid"]
         self.config = attrs.evolve(cfg, **changes)
+
+    @property
+    def runtime(self) -> RuntimeConfig:
+        """The :class:`isolate.runtime.RuntimeConfig` the sandbox's processes run with (with
+        an image, complete once the sandbox is entered and the image's defaults applied)."""
+        if self._runtime is None or self._runtime_of is not self.config:
+            self._runtime = runtime_config(self.config)
+            self._runtime_of = self.config
+        return self._runtime
 
     @property
     def image(self) -> Image | None:
@@ -918,8 +659,12 @@ class Sandbox:
         if compiled.per_process_root and self._image_root is not None:
             upper = self._image_root.new_upper()
 
+        image_root = self._image_root
+        root = (image_root.overlay_op(0, upper)
+                if upper is not None and image_root is not None else None)
+
         def factory(fds: list[tuple[int, int]]) -> Plan:
-            return compiled.plan(argv, environment, workdir, fds, upper)
+            return compiled.plan(argv, environment, workdir, fds, root)
 
         with self._lock:
             self._check_open()
