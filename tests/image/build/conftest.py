@@ -4,7 +4,6 @@ with configuration of the test's own (never a bridge on the machine: ``--network
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import shutil
@@ -219,9 +218,9 @@ class Podman:
         return proc
 
     def build(self, context: Path, tag: str, *extra: str) -> None:
-        # Never a bridge on the machine: no network, pull nothing.
-        self("build", "--network=none", "--pull=never", "--layers", "-t", tag, *extra,
-             str(context))
+        # Never a bridge on the machine: no network, pull nothing; runc's state is ours too.
+        self("build", "--network=none", "--pull=never", "--layers",
+             f"--runtime-flag=root={self.root}/runc", "-t", tag, *extra, str(context))
 
     def load_into(self, store: Store, tag: str, work: Path) -> Image:
         """Save podman's image and load it into an isolate store, to read it the same way."""
@@ -239,12 +238,16 @@ def _podman_config(work: Path) -> dict[str, str]:
     (work / "run").mkdir()
     (work / "tmp").mkdir()
     (work / "cni").mkdir()
-    # netns none and a network config dir of our own: podman never touches the machine's
-    # network (not even a lock file in /etc/cni).
+    (work / "runc").mkdir()
+    # netns none, and every directory podman and runc keep state in is ours: podman never
+    # touches the machine's network (not even a lock file in /etc/cni), /run/libpod or
+    # /var/lib/containers.
     (work / "containers.conf").write_text(
         '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]\n'
         'netns = "none"\n[engine]\ncgroup_manager = "cgroupfs"\nruntime = "runc"\n'
-        f'events_logger = "none"\n[network]\nnetwork_config_dir = "{work}/cni"\n')
+        f'events_logger = "none"\ntmp_dir = "{work}/libpod"\n'
+        f'static_dir = "{work}/storage/libpod"\nvolume_path = "{work}/storage/volumes"\n'
+        f'[network]\nnetwork_config_dir = "{work}/cni"\n')
     (work / "storage.conf").write_text(
         f'[storage]\ndriver = "overlay"\ngraphroot = "{work}/storage"\n'
         f'runroot = "{work}/run"\n')
@@ -267,10 +270,9 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
     try:
         yield pm
     finally:
-        # Everything podman made is below work/: remove its images, unmount what its overlay
-        # driver left mounted, then remove its storage.
-        with contextlib.suppress(Exception):
-            pm("rmi", "--all", "--force", check=False, timeout=300)
+        # Everything podman made is below work/: unmount what its overlay driver left mounted,
+        # then remove its storage. (Not 'podman rmi --all': podman 4.3 then takes a lock file
+        # in the machine's /etc/cni/net.d whatever network_config_dir says.)
         for line in reversed(Path("/proc/self/mountinfo").read_text().splitlines()):
             mountpoint = line.split()[4]
             if mountpoint.startswith(str(work)):
