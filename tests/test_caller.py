@@ -167,14 +167,17 @@ def test_a_call_from_a_virtualenv_below_tmp_runs_its_interpreter_and_modules(
         with Sandbox() as sb:
             print(*sb.call(isolate_venv_probe.where), sep="\\n")
             # Bound read-only, and the rest of /tmp stays private.
-            print(sb.run(["sh", "-c", "touch $0/x || echo refused; ls /tmp | wc -l",
+            print(sb.run(["sh", "-c", "touch $0/x || echo refused; ls /tmp",
                           isolate_venv_probe.__file__], capture_output=True, text=True).stdout)
     """, executable=str(tmp_venv / "bin" / "python"), capture_output=True)
     assert r.returncode == 0, r.stderr
-    executable, _, module, exists, *rest = r.stdout.split()
+    executable, _, module, exists, refused, *tmp = r.stdout.split()
     assert executable == str(tmp_venv / "bin" / "python") and exists == "True"
     assert module.startswith(str(tmp_venv)) and module.endswith("isolate_venv_probe.py")
-    assert rest == ["refused", "1"]
+    assert refused == "refused"
+    assert tmp_venv.parent.name in tmp
+    assert not set(tmp) - {p.split("/")[2] for p in [*sys.path, sys.prefix]
+                           if p.startswith("/tmp/")} - {tmp_venv.parent.name}
 
 
 def test_a_call_whose_interpreter_the_root_lacks_says_which_and_how_to_expose_it(

@@ -137,15 +137,25 @@ def list_tmp() -> list[str]:
     return sorted(os.listdir("/tmp"))
 
 
+def _bound_below_tmp(box: Sandbox) -> list[str]:
+    """What a fresh /tmp shows: the top entries of binds below it (those for sb.call when
+    this interpreter lives below /tmp, say)."""
+    return sorted({m.destination.split("/")[2] for m in box.runtime.mounts
+                   if m.destination.startswith("/tmp/")})
+
+
 def test_each_run_gets_a_fresh_tmp_and_the_calls_share_the_helpers() -> None:
     with Sandbox() as box:
+        fresh = _bound_below_tmp(box)
         script = "ls /tmp; touch /tmp/from-run"
-        assert box.run(["sh", "-c", script], capture_output=True).stdout == b""
-        assert box.run(["sh", "-c", script], capture_output=True).stdout == b""
+        assert box.run(["sh", "-c", script], capture_output=True, text=True).stdout.split() \
+            == fresh
+        assert box.run(["sh", "-c", script], capture_output=True, text=True).stdout.split() \
+            == fresh
         assert "a.txt" in box.call(write_tmp, "a.txt")
         assert "a.txt" in box.call(list_tmp)  # a later call sees it: one helper, one /tmp
         assert "from-run" not in box.call(list_tmp)
-        assert box.run(["ls", "/tmp"], capture_output=True).stdout == b""
+        assert box.run(["ls", "/tmp"], capture_output=True, text=True).stdout.split() == fresh
 
 
 # -- binds below /tmp -------------------------------------------------------------------------
