@@ -140,7 +140,7 @@ class ImageRoot:
             top = os.path.join(scratch, "mountpoints")
             os.mkdir(top, 0o755)
             for path, is_file in mountpoints:
-                _make_mountpoint(top, path, is_file)
+                make_mountpoint(top, path, is_file)
             # overlayfs needs a lower dir for an image without layers too: the top one is it.
             lowers = [*lowers, top]
         except BaseException:
@@ -251,7 +251,8 @@ class ImageRoot:
         return out
 
 
-def _make_mountpoint(top: str, path: str, is_file: bool) -> None:
+def make_mountpoint(top: str, path: str, is_file: bool) -> None:
+    """Make ``path`` (a file when ``is_file``) and its missing parents in the layer ``top``."""
     parts = [p for p in path.split("/") if p]
     cur = top
     for i, part in enumerate(parts):

@@ -211,6 +211,11 @@ def _env(value: Mapping[str, str] | Iterable[tuple[str, str]] | Iterable[str]
     return tuple(out.items())
 
 
+#: ``process.env`` as the config takes it (a mapping, pairs or ``KEY=VALUE`` strings, later
+#: keys win), for front-ends that take environments too. Raises ConfigError.
+parse_env = _env
+
+
 def _cwd(value: str) -> str:
     return check_container_path(value, "cwd")
 
@@ -265,13 +270,28 @@ def _root_path(value: str | os.PathLike[str] | None) -> str | None:
     return os.path.abspath(raw)
 
 
+def _root_options(value: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    return tuple(value)
+
+
 @attrs.frozen
 class Root:
     """``root``: the root filesystem. ``path=None`` is the caller's own root (a sandbox's
-    default); a compiled image overlay is passed to the compiler as an op instead."""
+    default); a compiled image overlay is passed to the compiler as an op instead.
+    ``options`` (isolate's, not the spec's) are flags for the root mount itself: ``nodev``,
+    ``nosuid``, ``noexec`` (a container's root is ``nodev``: no device node in an image can be
+    opened)."""
 
     path: str | None = attrs.field(default=None, converter=_root_path)
     readonly: bool = True
+    options: tuple[str, ...] = attrs.field(default=(), converter=_root_options)
+
+    def __attrs_post_init__(self) -> None:
+        for o in self.options:
+            if o not in ("nodev", "nosuid", "noexec"):
+                raise ConfigError(f"root option {o!r} is not one of nodev, nosuid, noexec")
 
 
 _MOUNT_TYPES: Final = frozenset({"bind", "tmpfs", "proc", "sysfs", "devpts", "mqueue",
