@@ -30,11 +30,11 @@ LAYERS: dict[str, float] = {
     "isolate.net": 3,
     "isolate.process": 4,
     "isolate.image": 4,
-    "isolate.container": 4,
     "isolate._caller": 4,
     "isolate.runtime": 4.2,  # the runtime config and its compiler: uses the L3 blocks
     "isolate._fuse_root": 4.4,  # fuse-overlayfs fallback for image roots: uses lowlevel
     "isolate._image_root": 4.5,  # image roots for the sandbox: uses image/ and fs/
+    "isolate.container": 4.6,  # containers: a preset of the runtime config, state on disk
     "isolate.sandbox": 5,
     "isolate.cli": 6,
     "isolate.api": 6,

@@ -15,6 +15,7 @@ from isolate import errors
 
 if TYPE_CHECKING:
     from isolate.cgroups import CGroup, Limits
+    from isolate.container import Container, ContainerConfig, Volume
     from isolate.fs.mounts import Bind, Tmpfs
     from isolate.image import Image, Reference, Store
     from isolate.namespaces import IdMap, Namespace, NamespaceKind
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
 __all__ = [
     "Bind",
     "CGroup",
+    "Container",
+    "ContainerConfig",
     "IdMap",
     "Image",
     "Limits",
@@ -34,6 +37,7 @@ __all__ = [
     "SandboxResult",
     "Store",
     "Tmpfs",
+    "Volume",
     "errors",
 ]
 __version__ = "0.1.0"
@@ -52,6 +56,9 @@ _LAZY = {
     "Image": "isolate.image",
     "Reference": "isolate.image",
     "Store": "isolate.image",
+    "Container": "isolate.container",
+    "ContainerConfig": "isolate.container",
+    "Volume": "isolate.container",
 }
 
 

@@ -1,0 +1,1491 @@
+"""``isolate.Container``: containers that outlive the process that made them.
+
+Owns a container's state dir (``containers/<id>/`` under the image store's root), the
+containers' names (``containers/names/<name>``, reserved under ``containers/names.lock``), and
+the lifecycle: every method takes the container's lock (``containers/<id>/lock``), *refreshes*
+(observes the supervisor's files and the processes), checks the :class:`Status` guard, acts and
+persists ``state.json`` (temp, fsync, rename), so two processes acting on one container never
+lose an update. Nothing of a container is held in memory only: another process (or the CLI)
+sees and manages what this one made. Readers clean what a crash left: a container whose
+supervisor died is reported dead with the reason, and its cgroup is reclaimed; a half-made or
+half-removed container is finished off.
+
+It builds on the public lower layers: the preset (:mod:`isolate.container.preset`) makes the
+runtime config, :mod:`isolate.runtime` the plan; the supervisor (``isolate-shim``, or the
+in-process one where the shim is not built) runs it.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import re
+import secrets
+import select
+import signal
+import socket
+import stat
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import IO, Any, BinaryIO
+
+import attrs
+
+from isolate import _plan, lowlevel
+from isolate._image_root import make_mountpoint
+from isolate.cgroups import CGroup, Stats
+from isolate.cgroups.cgroup import add_note, host_layout
+from isolate.container import network as net
+from isolate.container._inprocess import InProcessSupervisor
+from isolate.container.config import BindMount, ContainerConfig, VolumeMount, parse_signal
+from isolate.container.preset import Resolved, command_for, runtime_config
+from isolate.container.state import (
+    State,
+    Status,
+    clean_temp_files,
+    format_time,
+    now,
+    read_state,
+    write_json,
+    write_state,
+)
+from isolate.container.users import ImageUser, find, resolve_user
+from isolate.container.volumes import VolumeStore, seed
+from isolate.errors import (
+    AmbiguousError,
+    ConfigError,
+    ConflictError,
+    ImageError,
+    IsolateError,
+    IsolateOSError,
+    NotFoundError,
+    StateError,
+    UnsupportedError,
+)
+from isolate.image import Image, ImageConfig, Store
+from isolate.image._disk import FileLock, remove_tree
+from isolate.namespaces import IdMap, NamespaceKind
+from isolate.runtime import RuntimeConfig, container_plan, exec_plan, mountpoints
+
+__all__ = ["Container", "ContainerStore", "Exec", "ExitStatus"]
+
+_ID_RE = re.compile(r"^[0-9a-f]{64}$")
+_HEX_RE = re.compile(r"^[0-9a-f]+$")
+# How long a reader waits for the supervisor to record an exit it has seen happen.
+_RECORD_WAIT = 10.0
+
+
+@attrs.frozen
+class ExitStatus:
+    """How a container's last run ended: Docker's exit code (the code, or 128 + N for signal
+    N), whether the OOM killer ended it, when, and the error (why it is dead, or why its
+    start failed)."""
+
+    exit_code: int
+    oom_killed: bool = False
+    finished_at: str = ""
+    error: str = ""
+
+
+def _read_json(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read())
+    except (FileNotFoundError, NotADirectoryError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _cgroup_at(dirs: Mapping[str, str]) -> CGroup | None:
+    """The cgroup whose directories (by hierarchy) are ``dirs``, or None when it is gone.
+    (The directories are stored: another process may sit elsewhere in the v1 hierarchies.)"""
+    cg = CGroup(host_layout(), dirs)
+    return cg if any(os.path.isdir(d) for d in dirs.values()) else None
+
+
+_ADJECTIVES = ("brave", "calm", "eager", "fond", "gentle", "happy", "jolly", "keen", "lucid",
+               "merry", "nifty", "proud", "quiet", "sharp", "tender", "vivid", "witty", "zen")
+_NOUNS = ("bell", "cohen", "curie", "darwin", "euler", "gauss", "hopper", "kepler",
+          "lovelace", "noether", "pascal", "ritchie", "shannon", "thompson", "turing", "wing")
+
+
+def _random_name() -> str:
+    return f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NOUNS)}"
+
+
+class ContainerStore:
+    """The containers of one image store (default: :class:`isolate.image.Store`'s default
+    root: ``/var/lib/isolate`` as root, ``$XDG_DATA_HOME/isolate`` otherwise).
+
+    Raises:
+        ImageError: the store cannot be opened.
+    """
+
+    def __init__(self, store: Store | None = None) -> None:
+        self.images = store if store is not None else Store()
+        self.root = os.path.join(self.images.root, "containers")
+        self.names = os.path.join(self.root, "names")
+        os.makedirs(self.names, mode=0o711, exist_ok=True)
+        self.volumes = VolumeStore(self.images)
+
+    def __repr__(self) -> str:
+        return f"ContainerStore({self.images.root!r})"
+
+    def path(self, cid: str) -> str:
+        return os.path.join(self.root, cid)
+
+    # -- finding -------------------------------------------------------------------------------
+    def ids(self) -> builtins.list[str]:
+        """The ids of every container (made and not removed), oldest first is not promised."""
+        out = []
+        for name in os.listdir(self.root):
+            if _ID_RE.match(name) and os.path.exists(os.path.join(self.root, name,
+                                                                  "config.json")):
+                out.append(name)
+        return sorted(out)
+
+    def _name_owner(self, name: str) -> str | None:
+        try:
+            with open(os.path.join(self.names, name)) as f:
+                cid = f.read().strip()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+        return cid if _ID_RE.match(cid) and os.path.isdir(self.path(cid)) else None
+
+    def resolve(self, ref: str) -> str:
+        """The id of the container ``ref`` names: a full id, a name (``/name`` too), or a
+        unique id prefix, tried in that order, as Docker does.
+
+        Raises:
+            NotFoundError: no such container ("No such container: REF").
+            AmbiguousError: the prefix matches several.
+        """
+        if not isinstance(ref, str) or not ref:
+            raise NotFoundError(f"No such container: {ref!r}", kind="container", ref=str(ref))
+        if _ID_RE.match(ref) and os.path.exists(os.path.join(self.path(ref), "config.json")):
+            return ref
+        name = ref.removeprefix("/")
+        if "/" not in name and name not in (".", ".."):
+            owner = self._name_owner(name)
+            if owner is not None:
+                return owner
+        if _HEX_RE.match(ref):
+            matches = [i for i in self.ids() if i.startswith(ref)]
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise AmbiguousError(f"Multiple IDs found with provided prefix: {ref}")
+        raise NotFoundError(f"No such container: {ref}", kind="container", ref=ref)
+
+    def get(self, ref: str) -> Container:
+        """The container ``ref`` names (see :meth:`resolve`).
+
+        Raises:
+            NotFoundError, AmbiguousError.
+        """
+        cid = self.resolve(ref)
+        try:
+            return Container._load(self, cid)
+        except FileNotFoundError:
+            raise NotFoundError(f"No such container: {ref}", kind="container", ref=ref) \
+                from None
+
+    def list(self, *, all: bool = False) -> builtins.list[Container]:
+        """The running containers (every container with ``all``), newest first, as ``docker
+        ps`` lists them. Cleans leftovers of crashes on the way (half-removed containers;
+        removed ``auto_remove`` containers that exited)."""
+        self._clean_leftovers()
+        out = []
+        for cid in self.ids():
+            try:
+                c = Container._load(self, cid)
+            except FileNotFoundError:
+                continue  # removed meanwhile
+            st = c.state
+            if st.status is Status.REMOVING and c._finish_crashed_removal():
+                continue
+            if c.config.auto_remove and st.status in (Status.EXITED, Status.DEAD):
+                with contextlib.suppress(IsolateError):
+                    c._auto_remove()
+                continue
+            if all or st.status.running:
+                out.append(c)
+        out.sort(key=lambda c: c.created, reverse=True)
+        return out
+
+    def _clean_leftovers(self) -> None:
+        for name in os.listdir(self.root):
+            if name.startswith(".removing-"):
+                remove_tree(os.path.join(self.root, name))
+
+    # -- creating ------------------------------------------------------------------------------
+    def create(self, config: ContainerConfig, *, pull: bool = True) -> Container:
+        """Create a container of ``config``: its root prepared (an empty upper dir over the
+        image's layers), its volumes made and seeded, its name reserved, its state
+        ``created``; nothing runs.
+
+        Raises:
+            ConfigError: a bad value (a user the image lacks, a missing bind source, a bad
+                seccomp file), before anything is made.
+            ConflictError: the name is in use (Docker's message).
+            ImageError: the image is not in the store (and cannot be pulled).
+            UnsupportedError: rootless, and the image's user cannot be mapped.
+        """
+        if not isinstance(config, ContainerConfig):
+            raise ConfigError(f"create takes a ContainerConfig, not {config!r}")
+        images = self.images
+        try:
+            img = images.get(config.image)
+        except ImageError:
+            if not pull or config.image.startswith("sha256:"):
+                raise
+            img = images.pull(config.image)
+        for m in config.mounts:
+            if isinstance(m, BindMount) and not m.create and not os.path.exists(m.source):
+                raise ConfigError(f"invalid mount config for type \"bind\": bind source path "
+                                  f"does not exist: {m.source}")
+        seccomp_json = None
+        if config.seccomp not in ("default", "unconfined"):
+            try:
+                with open(config.seccomp, encoding="utf-8") as f:
+                    seccomp_json = f.read()
+            except OSError as exc:
+                raise ConfigError(f"opening seccomp profile ({config.seccomp}) failed: "
+                                  f"{exc.strerror}") from None
+        cid = secrets.token_hex(32)
+        holder = f"container-{cid}"
+        images.hold(img, holder, for_process=True)
+        build = images.tmp.name("container")
+        made_volumes: list[str] = []
+        try:
+            lowers = images.layer_dirs(img)
+            record = self._prepare(config, img, cid, build, lowers, seccomp_json)
+            with self.volumes.locked():
+                record["volumes"], made_volumes = self._volumes(
+                    config, img, record, lowers, os.path.join(build, "mountpoints"))
+                write_json(os.path.join(build, "config.json"), record)
+                self._publish(cid, build, record["name"], config.name is not None)
+            # A hold of its own now, not of this process: the container outlives us.
+            with images.using():
+                images.release(holder)
+                images.hold(img, holder)
+        except BaseException as exc:
+            remove_tree(build)
+            with contextlib.suppress(IsolateError, OSError):
+                images.release(holder)
+            if made_volumes:
+                try:
+                    self.volumes.remove_unused(made_volumes)
+                except (IsolateError, OSError) as cleanup:
+                    add_note(exc, f"while removing the volumes made for it: {cleanup}")
+            raise
+        return Container._load(self, cid)
+
+    def _prepare(self, config: ContainerConfig, img: Image, cid: str, build: str,
+                 lowers: Sequence[str], seccomp_json: str | None) -> dict[str, Any]:
+        """Fill the build dir (upper/work, the mount-point layer, hostname and hosts) and
+        return the record for config.json."""
+        command = command_for(config, img.config)
+        spec = config.user if config.user is not None else img.config.user
+        user = resolve_user(spec, config.group_add, lowers)
+        uid_map, gid_map = _rootless_maps(user, img)
+        hostname = config.hostname or (socket.gethostname() if config.network == "host"
+                                       else cid[:12])
+        os.mkdir(build, 0o711)
+        for sub in ("upper", "work", "mountpoints"):
+            os.mkdir(os.path.join(build, sub), 0o755 if sub != "work" else 0o700)
+        with open(os.path.join(build, "hostname"), "w") as f:
+            f.write(hostname + "\n")
+        for name in ("hosts", "resolv.conf"):
+            open(os.path.join(build, name), "w").close()
+        name = config.name or _random_name()
+        record: dict[str, Any] = {
+            "id": cid, "created": now(), "name": name, "image": img.id,
+            "image_ref": config.image, "config": config.to_json(),
+            "command": list(command), "user": attrs.asdict(user), "hostname": hostname,
+            "uid_map": [[m.inside, m.outside, m.count] for m in uid_map],
+            "gid_map": [[m.inside, m.outside, m.count] for m in gid_map],
+            "userxattr": os.geteuid() != 0, "seccomp_json": seccomp_json,
+            "stop_signal": _stop_signal(config, img.config),
+            "stop_timeout": config.stop_timeout if config.stop_timeout is not None else 10,
+        }
+        # Validate the whole runtime config now (a bad combination fails create, not start),
+        # and make the mount points the image lacks, so that a read-only root needs no writes.
+        resolved = _resolved(record, build, {m.target: "/" for m in config.mounts
+                                             if isinstance(m, VolumeMount)}, None)
+        rc = runtime_config(config, img.config, resolved)
+        _make_mountpoints(os.path.join(build, "mountpoints"), lowers, rc, config)
+        return record
+
+    def _volumes(self, config: ContainerConfig, img: Image, record: Mapping[str, Any],
+                 lowers: Sequence[str], mountpoint_layer: str
+                 ) -> tuple[dict[str, str], builtins.list[str]]:
+        """Under the volumes lock: make the named volumes that do not exist yet and one
+        anonymous volume for each ``-v /path`` and each image Volume no mount covers; seed the
+        empty new ones from the image. Returns (target -> volume name, names made)."""
+        targets = {m.target for m in config.mounts}
+        wanted: list[VolumeMount] = [m for m in config.mounts if isinstance(m, VolumeMount)]
+        for path in img.config.volumes:
+            norm = os.path.normpath(path)
+            if norm not in targets:
+                wanted.append(VolumeMount(None, norm))
+        out: dict[str, str] = {}
+        made: list[str] = []
+        seeds: list[tuple[str, str]] = []
+        for m in wanted:
+            existed = m.name is not None and self._volume_exists(m.name)
+            vol = self.volumes._create(m.name, {}, m.name is None)
+            if not existed:
+                made.append(vol.name)
+            out[m.target] = vol.name
+            if not m.nocopy and not os.listdir(vol.mountpoint):
+                seeds.append((m.target, vol.mountpoint))
+        if seeds:
+            # The mount-point layer is a second lower dir, which overlayfs needs for a
+            # one-layer image without an upper dir.
+            with open_image_view([*lowers, mountpoint_layer],
+                                 userxattr=bool(record["userxattr"])) as view:
+                for target, data in seeds:
+                    seed(view, target, data)
+        return out, made
+
+    def _volume_exists(self, name: str) -> bool:
+        try:
+            self.volumes.get(name)
+        except NotFoundError:
+            return False
+        return True
+
+    def _publish(self, cid: str, build: str, name: str, explicit: bool) -> None:
+        """Reserve ``name`` and move the built dir into place, at once (under the names
+        lock), so that no name ever points at a container that does not exist."""
+        with FileLock(os.path.join(self.root, "names.lock")).hold():
+            owner = self._name_owner(name)
+            while owner is not None and not explicit:
+                name = f"{_random_name()}_{secrets.token_hex(2)}"
+                owner = self._name_owner(name)
+            if owner is not None:
+                raise ConflictError(f'Conflict. The container name "/{name}" is already in '
+                                    f'use by container "{owner}". You have to remove (or '
+                                    "rename) that container to be able to reuse that name.")
+            if not explicit:
+                record = _read_json(os.path.join(build, "config.json")) or {}
+                record["name"] = name
+                write_json(os.path.join(build, "config.json"), record)
+            self._write_name(name, cid)
+            try:
+                os.rename(build, self.path(cid))
+            except BaseException:
+                os.unlink(os.path.join(self.names, name))
+                raise
+            write_state(os.path.join(self.path(cid), "state.json"), State())
+
+    def _write_name(self, name: str, cid: str) -> None:
+        path = os.path.join(self.names, name)
+        tmp = f"{path}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        with open(tmp, "w") as f:
+            f.write(cid + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, path)
+
+
+def _stop_signal(config: ContainerConfig, image: ImageConfig) -> int:
+    if config.stop_signal is not None:
+        return config.stop_signal
+    if image.stop_signal:
+        try:
+            return parse_signal(image.stop_signal)
+        except ConfigError:
+            pass
+    return int(signal.SIGTERM)
+
+
+def _rootless_maps(user: ImageUser, img: Image) -> tuple[tuple[IdMap, ...], tuple[IdMap, ...]]:
+    """The id maps of a rootless container's user namespace: the user's subordinate ranges
+    (through newuidmap) when /etc/subuid and /etc/subgid grant some, else just our own ids as
+    root. As root: none (no user namespace).
+
+    Raises:
+        UnsupportedError: the container's user is not mapped (a single-id map has only root).
+    """
+    if os.geteuid() == 0:
+        return (), ()
+    from isolate.namespaces import IdMap as _IdMap
+
+    try:
+        import shutil
+
+        if shutil.which("newuidmap") is None or shutil.which("newgidmap") is None:
+            raise UnsupportedError("no newuidmap", missing="newuidmap")
+        uids = _IdMap.subordinate_map("uid")
+        gids = _IdMap.subordinate_map("gid")
+    except UnsupportedError:
+        uids, gids = (_IdMap.self_map("uid"),), (_IdMap.self_map("gid"),)
+    for what, value, maps in (("uid", user.uid, uids), ("gid", user.gid, gids)):
+        if not any(m.inside <= value < m.inside + m.count for m in maps):
+            raise UnsupportedError(
+                f"image {img.short_id} runs as {what} {value}, which this rootless container "
+                f"cannot map (mapped: {_ranges(maps)}); "
+                "add subordinate ids for your user (/etc/subuid, /etc/subgid) or run as root "
+                "(--user 0)", missing=f"a {what} map for {value}")
+    return uids, gids
+
+
+def _ranges(maps: Sequence[IdMap]) -> str:
+    return ", ".join(f"{m.inside}-{m.inside + m.count - 1}" for m in maps)
+
+
+def _make_mountpoints(top: str, lowers: Sequence[str], rc: RuntimeConfig,
+                      config: ContainerConfig) -> None:
+    """Make, in the mount-point layer ``top``, each mount point (and the working dir) the
+    image lacks, so that a read-only root needs no writes. Only what is missing is made: an
+    existing directory on the way is copied with the image's mode and owner (the topmost
+    layer decides what the merged one shows), and a path through something that is not a
+    directory in the image (a symlink) is left to the start, which makes it in the root."""
+    targets = {m.target for m in config.mounts}
+    wanted = [(p, f) for p, f in mountpoints(rc) if p != "/tmp" or "/tmp" in targets]
+    if rc.process.cwd != "/":
+        wanted.append((rc.process.cwd, False))
+    for path, is_file in wanted:
+        parts = [p for p in path.split("/") if p]
+        missing = None
+        for i in range(len(parts)):
+            found = find(lowers, "/" + "/".join(parts[:i + 1]), follow=False)
+            if found is None:
+                missing = i
+                break
+            if not stat.S_ISDIR(found[1].st_mode):
+                break  # a file there already, or a symlink on the way
+        if missing is None:
+            continue
+        dest = top
+        for i, part in enumerate(parts[:missing]):
+            dest = os.path.join(dest, part)
+            if not os.path.isdir(dest):
+                found = find(lowers, "/" + "/".join(parts[:i + 1]), follow=False)
+                os.mkdir(dest)
+                if found is not None:
+                    os.chmod(dest, stat.S_IMODE(found[1].st_mode))
+                    if os.geteuid() == 0:
+                        os.chown(dest, found[1].st_uid, found[1].st_gid)
+        make_mountpoint(top, path, is_file)
+
+
+def _resolved(record: Mapping[str, Any], state_dir: str, volume_dirs: Mapping[str, str],
+              network: Any) -> Resolved:
+    user = ImageUser(**{**record["user"],
+                        "additional_gids": tuple(record["user"]["additional_gids"])})
+    etc = {"/etc/hostname": os.path.join(state_dir, "hostname"),
+           "/etc/hosts": os.path.join(state_dir, "hosts"),
+           "/etc/resolv.conf": os.path.join(state_dir, "resolv.conf")}
+    return Resolved(
+        command=tuple(record["command"]), user=user, hostname=record["hostname"],
+        etc_files=etc, volume_dirs=volume_dirs, network=network,
+        uid_map=tuple(IdMap(*m) for m in record.get("uid_map") or ()),
+        gid_map=tuple(IdMap(*m) for m in record.get("gid_map") or ()),
+        seccomp_json=record.get("seccomp_json"))
+
+
+@contextlib.contextmanager
+def open_image_view(lowers: Sequence[str], *, userxattr: bool,
+                    upper: tuple[str, str] | None = None, writable: bool = False
+                    ) -> Iterator[int]:
+    """An fd of the merged tree of ``lowers`` (and ``upper``); see
+    :func:`isolate.container.files.open_view`."""
+    from isolate.container.files import open_view
+
+    with open_view(lowers, upper, userxattr=userxattr, writable=writable) as fd:
+        yield fd
+
+
+class Exec:
+    """A process started in a running container by :meth:`Container.exec`: its ``pid``
+    (in the caller's pid namespace) and, once it ended, ``returncode`` (Docker's exit code:
+    128 + N for signal N). Use it as a context manager, or call :meth:`wait`."""
+
+    def __init__(self, child: lowlevel.Child) -> None:
+        self._child = child
+        self.pid = child.pid
+        self.returncode: int | None = None
+
+    def fileno(self) -> int:
+        return self._child.fileno()
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            code = self._child.poll()
+            if code is not None:
+                self.returncode = code if code >= 0 else 128 - code
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the process; its exit code.
+
+        Raises:
+            TimeoutError: it still runs after ``timeout`` seconds.
+        """
+        if timeout is not None and self.returncode is None:
+            poller = select.poll()
+            poller.register(self._child.fileno(), select.POLLIN)
+            if not poller.poll(timeout * 1000):
+                raise TimeoutError(f"exec process {self.pid} still runs after {timeout} s")
+        code = self._child.wait()
+        self.returncode = code if code >= 0 else 128 - code
+        return self.returncode
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        self._child.send_signal(sig)
+
+    def close(self) -> None:
+        self._child.close()
+
+    def __enter__(self) -> Exec:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.returncode is None and self._child.poll() is None:
+            self.kill()
+            self.wait()
+        self.close()
+
+
+class Container:
+    """A container in a store: its id, name, config, and the lifecycle verbs.
+
+    Get one with :meth:`create`, :meth:`get` or :meth:`list` (the constructor is not
+    public). The handle holds nothing but the id: every property is read from disk, every
+    verb takes the container's lock, so handles in several processes agree.
+    """
+
+    def __init__(self, store: ContainerStore, cid: str, record: dict[str, Any]) -> None:
+        self.store = store
+        self.id = cid
+        self.dir = store.path(cid)
+        self._record = record
+        self._config: ContainerConfig | None = None
+
+    @classmethod
+    def _load(cls, store: ContainerStore, cid: str) -> Container:
+        with open(os.path.join(store.path(cid), "config.json"), "rb") as f:
+            record = json.loads(f.read())
+        return cls(store, cid, record)
+
+    # -- the friendly constructors ---------------------------------------------------------------
+    @classmethod
+    def create(cls, image: str | Image | ContainerConfig, command: Sequence[str] | None = None,
+               *, store: Store | None = None, **options: Any) -> Container:
+        """Create a container (``docker create``): of a :class:`ContainerConfig`, or of
+        ``image`` with ``command`` and the config's fields as keyword options.
+
+        Raises:
+            ConfigError, ConflictError, ImageError, UnsupportedError: see
+                :meth:`ContainerStore.create`.
+        """
+        if isinstance(image, ContainerConfig):
+            if command is not None or options:
+                raise ConfigError("pass a ContainerConfig or an image with options, not both")
+            config = image
+        else:
+            config = ContainerConfig(image, command, **options)
+        return ContainerStore(store).create(config)
+
+    @classmethod
+    def run(cls, image: str | Image | ContainerConfig, command: Sequence[str] | None = None,
+            *, store: Store | None = None, **options: Any) -> Container:
+        """Create and start a container (``docker run -d``); returns it running.
+
+        Raises:
+            what :meth:`create` and :meth:`start` raise (a container whose start failed is
+            removed again when it was made with ``auto_remove``).
+        """
+        c = cls.create(image, command, store=store, **options)
+        try:
+            c.start()
+        except BaseException:
+            if c.config.auto_remove:
+                with contextlib.suppress(IsolateError, OSError):
+                    c.remove(force=True)
+            raise
+        return c
+
+    @classmethod
+    def get(cls, ref: str, *, store: Store | None = None) -> Container:
+        """The container named by id, name or unique id prefix.
+
+        Raises:
+            NotFoundError, AmbiguousError.
+        """
+        return ContainerStore(store).get(ref)
+
+    @classmethod
+    def list(cls, *, all: bool = False, store: Store | None = None) -> builtins.list[Container]:
+        """Running containers (every one with ``all``), newest first."""
+        return ContainerStore(store).list(all=all)
+
+    # -- what it is ------------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        return f"<Container {self.short_id} {self.name!r}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Container) and other.id == self.id and \
+            other.store.root == self.store.root
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
+    def name(self) -> str:
+        """The name (without Docker's leading ``/``), as it is now on disk."""
+        record = _read_json(os.path.join(self.dir, "config.json"))
+        if record is not None:
+            self._record = record
+        return str(self._record["name"])
+
+    @property
+    def config(self) -> ContainerConfig:
+        """The :class:`ContainerConfig` it was created with."""
+        if self._config is None:
+            self._config = ContainerConfig.from_json(self._record["config"])
+        return self._config
+
+    @property
+    def image_id(self) -> str:
+        return str(self._record["image"])
+
+    @property
+    def image(self) -> Image:
+        """The image it was made of.
+
+        Raises:
+            ImageError: the image is no longer in the store."""
+        return self.store.images.get(self.image_id)
+
+    @property
+    def created(self) -> str:
+        return str(self._record["created"])
+
+    @property
+    def command(self) -> tuple[str, ...]:
+        return tuple(self._record["command"])
+
+    @property
+    def hostname(self) -> str:
+        return str(self._record["hostname"])
+
+    @property
+    def volumes(self) -> dict[str, str]:
+        """Mount target -> volume name, for every volume it uses."""
+        return dict(self._record.get("volumes") or {})
+
+    @property
+    def log_path(self) -> str:
+        return os.path.join(self.dir, "container.log")
+
+    @property
+    def upper_dir(self) -> str:
+        """The overlay upper dir: everything the container changed in its image."""
+        return os.path.join(self.dir, "upper")
+
+    # -- observing -------------------------------------------------------------------------------
+    @property
+    def state(self) -> State:
+        """The state as it is now (observed, not only as last recorded).
+
+        Raises:
+            NotFoundError: the container was removed."""
+        st = read_state(os.path.join(self.dir, "state.json"))
+        if st is None:
+            raise NotFoundError(f"No such container: {self.id}", kind="container", ref=self.id)
+        return self._observe(st)
+
+    @property
+    def status(self) -> Status:
+        """The status as it is now.
+
+        Raises:
+            NotFoundError: the container was removed."""
+        return self.state.status
+
+    def _supervisor_alive(self) -> bool:
+        """Whether a supervisor holds ``shim.lock`` (a lock cannot outlive its holder, a pid
+        can be reused)."""
+        try:
+            fd = os.open(os.path.join(self.dir, "shim.lock"), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    def _observe(self, st: State) -> State:
+        """``st`` brought up to date with the supervisor's files: a run that ended is
+        exited (restarting, if the supervisor will start it again); a run whose supervisor
+        died without recording its end is dead."""
+        if not st.status.running:
+            return st
+        alive = self._supervisor_alive()
+        start = _read_json(os.path.join(self.dir, "start.json"))
+        exit_ = _read_json(os.path.join(self.dir, "exit.json"))
+        pid = int(start["pid"]) if start and start.get("pid") else st.pid
+        restarts = int(start.get("restart_count", st.restart_count)) if start else \
+            st.restart_count
+        started = str(start.get("started_at", st.started_at)) if start else st.started_at
+        if exit_ is not None and int(exit_.get("pid", -1)) == pid:
+            code = int(exit_.get("exit_code", 0))
+            error = exit_.get("error")
+            ended = attrs.evolve(
+                st, exit_code=code, oom_killed=bool(exit_.get("oom_killed")),
+                finished_at=str(exit_.get("finished_at", "")), pid=pid,
+                restart_count=int(exit_.get("restart_count", restarts)), started_at=started,
+                error=f"restart failed: {os.strerror(int(error.get('errno', 0)))}" if error
+                else st.error)
+            if exit_.get("restarting") and alive:
+                return attrs.evolve(ended, status=Status.RESTARTING)
+            return attrs.evolve(ended, status=Status.EXITED)
+        if alive:
+            status = st.status if st.status is not Status.RESTARTING else Status.RUNNING
+            return attrs.evolve(st, status=status, pid=pid, restart_count=restarts,
+                                started_at=started)
+        return attrs.evolve(st, status=Status.DEAD, exit_code=-1, finished_at=now(),
+                            error=f"the container's supervisor ({st.supervisor} pid "
+                                  f"{st.supervisor_pid}) died without recording its end")
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[State]:
+        """Hold the container's lock for the body, which gets the refreshed state (settled:
+        persisted, and a finished run's cgroup reclaimed).
+
+        Raises:
+            NotFoundError: the container was removed (before or while we waited)."""
+        try:
+            fd = os.open(os.path.join(self.dir, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                         0o600)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFoundError(f"No such container: {self.id}", kind="container",
+                                ref=self.id) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            st = read_state(os.path.join(self.dir, "state.json"))
+            if st is None or not os.path.exists(os.path.join(self.dir, "config.json")):
+                raise NotFoundError(f"No such container: {self.id}", kind="container",
+                                    ref=self.id)
+            clean_temp_files(self.dir)
+            yield self._settle(st)
+        finally:
+            os.close(fd)
+
+    def _settle(self, recorded: State) -> State:
+        """Under the lock: persist what observing found, and release what an ended run held
+        (its cgroup, its network)."""
+        st = self._observe(recorded)
+        if not st.status.running and st.cgroup is not None:
+            self._release_run(st)
+            st = attrs.evolve(st, cgroup=None)
+        if st != recorded:
+            write_state(os.path.join(self.dir, "state.json"), st)
+        return st
+
+    def _release_run(self, st: State, error: BaseException | None = None) -> None:
+        """Kill what is left of a run and remove its cgroup and network (idempotent)."""
+        if st.cgroup:
+            cg = _cgroup_at(st.cgroup)
+            if cg is not None:
+                try:
+                    cg.delete()
+                except IsolateError as exc:
+                    if error is None:
+                        raise
+                    add_note(error, f"while removing the container's cgroup: {exc}")
+        facts = self._read_network_facts()
+        if facts is not None:
+            with contextlib.suppress(IsolateError, OSError):
+                net.driver_for(self.config.network).release(self._network_request(), facts)
+
+    def _write(self, st: State) -> None:
+        write_state(os.path.join(self.dir, "state.json"), st)
+
+    def reload(self) -> Container:
+        """Re-read the record (after a rename in another process)."""
+        record = _read_json(os.path.join(self.dir, "config.json"))
+        if record is None:
+            raise NotFoundError(f"No such container: {self.id}", kind="container", ref=self.id)
+        self._record = record
+        self._config = None
+        return self
+
+    # -- starting ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the container's first process under its supervisor.
+
+        Raises:
+            StateError: it is running (or dead, or being removed).
+            NotFoundError: it was removed.
+            SpawnError, MountError, CgroupError...: the start failed; the error is also kept
+                in the state (``State.error``) and nothing of the run is left behind.
+            UnsupportedError: limits were asked for where cgroups are not delegated.
+        """
+        with self._locked() as st:
+            st.status.check("start", self.id)
+            self._start_locked(st)
+
+    def _network_request(self) -> net.NetworkRequest:
+        def lookup(ref: str) -> int:
+            other = self.store.get(ref)
+            ost = other.state
+            if ost.status is not Status.RUNNING:
+                raise StateError(f"cannot join the network of container {ref}: it is "
+                                 f"{ost.status.value}", current=ost.status.value,
+                                 requested="start")
+            return ost.pid
+        return net.NetworkRequest(self.id, self.name, self.hostname, self.config.network,
+                                  self.dir, lookup)
+
+    def _read_network_facts(self) -> Mapping[str, object] | None:
+        return _read_json(os.path.join(self.dir, "network.json"))
+
+    def _make_cgroup(self) -> CGroup | None:
+        limits = self.config.limits
+        try:
+            return CGroup.create(self.id, limits=limits)
+        except UnsupportedError as exc:
+            if limits is not None:
+                raise UnsupportedError(
+                    f"cannot limit this container's resources: {exc} (rootless containers "
+                    "get limits only where a cgroup is delegated to the user, e.g. by "
+                    "systemd's Delegate=yes)", missing=exc.missing) from exc
+            if os.geteuid() == 0:
+                raise
+            return None  # rootless without delegation: no cgroup, no limits (inspect says)
+
+    def _start_locked(self, st: State) -> None:
+        record, cfg = self._record, self.config
+        images = self.store.images
+        img = images.get(self.image_id)
+        lowers = [*images.layer_dirs(img), os.path.join(self.dir, "mountpoints")]
+        cgroup: CGroup | None = None
+        cgroup_fds: list[int] = []
+        parent = -1
+        request = self._network_request()
+        driver = net.driver_for(cfg.network)
+        setup: net.NetworkSetup | None = None
+        try:
+            cgroup = self._make_cgroup()
+            setup = driver.prepare(request)
+            write_json(os.path.join(self.dir, "network.json"), dict(setup.facts))
+            self._write_etc(setup)
+            volume_dirs = {t: self.store.volumes.get(n).mountpoint
+                           for t, n in self.volumes.items()}
+            resolved = _resolved(record, self.dir, volume_dirs, setup.namespace)
+            rc = runtime_config(cfg, img.config, resolved)
+            root = _plan.overlay(lowers, upper=self.upper_dir,
+                                 work=os.path.join(self.dir, "work"), slot=0,
+                                 options=("userxattr",) if record.get("userxattr") else (),
+                                 note=f"mount the root of container {self.short_id}")
+            if cgroup is not None:
+                for path in cgroup.procs_files():
+                    cgroup_fds.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
+            parent = os.pidfd_open(os.getpid())  # closed below, once the child is running
+            oom_dir = None
+            if cgroup is not None:
+                oom_dir = cgroup.dirs.get("memory") or cgroup.dirs.get("unified")
+
+            def make_plan(fds: Sequence[tuple[int, int]]) -> Any:
+                return container_plan(rc, root=root, cgroup_fds=cgroup_fds, fds=fds,
+                                      parent_pidfd=parent)
+
+            started_ns = time.time_ns()
+            pid, sup_pid = InProcessSupervisor(self.dir).start(
+                make_plan, log=self.log_path, oom_cgroup=oom_dir)
+        except BaseException as exc:
+            failed = attrs.evolve(st, error=str(exc), exit_code=_start_exit_code(exc))
+            self._release_run(attrs.evolve(failed, cgroup=cgroup.dirs if cgroup else None),
+                              exc)
+            with contextlib.suppress(OSError):
+                self._write(failed)
+            raise
+        finally:
+            for fd in cgroup_fds:
+                os.close(fd)
+            if parent >= 0:
+                os.close(parent)
+        self._write(State(Status.RUNNING, pid=pid, run=st.run + 1, started_at=format_time(
+            started_ns), restart_count=0, supervisor="inprocess", supervisor_pid=sup_pid,
+            cgroup=dict(cgroup.dirs) if cgroup is not None else None))
+
+    def _write_etc(self, setup: net.NetworkSetup) -> None:
+        from isolate.image._disk import fsync_dir  # noqa: F401 - the writes below are small
+
+        hosts = net.hosts_file(self.hostname, [self.name], setup.addresses,
+                               self.config.extra_hosts)
+        for name, text in (("hosts", hosts), ("resolv.conf", setup.resolv_conf)):
+            # Rewritten in place: a running container's bind mount holds the inode.
+            with open(os.path.join(self.dir, name), "w") as f:
+                f.write(text)
+
+    # -- signals, stop, wait -----------------------------------------------------------------------
+    def _pidfd(self, st: State) -> int | None:
+        """A pidfd of the current run's first process, or None when it is gone."""
+        try:
+            fd = os.pidfd_open(st.pid)
+        except (ProcessLookupError, OSError):
+            return None
+        # The pid could have been reused once the run ended: only trust it while the run's
+        # supervisor is alive and has recorded no end of it.
+        exit_ = _read_json(os.path.join(self.dir, "exit.json"))
+        if not self._supervisor_alive() or (exit_ is not None and
+                                            int(exit_.get("pid", -1)) == st.pid):
+            os.close(fd)
+            return None
+        return fd
+
+    def _signal(self, st: State, sig: int) -> None:
+        fd = self._pidfd(st)
+        if fd is None:
+            return
+        try:
+            lowlevel.pidfd_send_signal(fd, sig)
+        except IsolateOSError as exc:
+            if exc.errno != errno.ESRCH:
+                raise
+        finally:
+            os.close(fd)
+
+    def _wait_exit(self, st: State, timeout: float | None) -> State:
+        """Wait (without the lock being needed) until the run of ``st`` has ended and its end
+        is recorded, or ``timeout`` passes; the observed state."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        fd = self._pidfd(st)
+        if fd is not None:
+            try:
+                poller = select.poll()
+                poller.register(fd, select.POLLIN)
+                while True:
+                    left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                    if poller.poll(None if left is None else left * 1000):
+                        break
+                    if deadline is not None and time.monotonic() >= deadline:
+                        return self._observe(st)
+            finally:
+                os.close(fd)
+        # The process is gone: the supervisor records its end in a moment.
+        limit = time.monotonic() + _RECORD_WAIT
+        delay = 0.0005
+        while True:
+            now_st = self._observe(st)
+            if not now_st.status.running or now_st.pid != st.pid or time.monotonic() > limit:
+                return now_st
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
+
+    def kill(self, sig: int | str = "KILL") -> None:
+        """Send ``sig`` to the container's first process (``docker kill``); SIGKILL or the
+        stop signal also means "stopped" for the restart policy.
+
+        Raises:
+            ConfigError: not a signal.
+            StateError: it is not running (Docker's message).
+        """
+        number = parse_signal(sig)
+        with self._locked() as st:
+            st.status.check("kill", self.id)
+            if number in (signal.SIGKILL, self._record.get("stop_signal")):
+                st = attrs.evolve(st, stopped=True)
+                self._write(st)
+            self._signal(st, number)
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop the container (``docker stop``): its stop signal, then SIGKILL after
+        ``timeout`` seconds (default: its stop timeout, else 10). A container that is not
+        running is left alone; returns whether it was running.
+
+        Raises:
+            StateError: it is dead or being removed.
+        """
+        with self._locked() as st:
+            if st.status in (Status.DEAD, Status.REMOVING):
+                st.status.check("stop", self.id)
+            if not st.status.can_stop():
+                return False
+            self._stop_locked(st, timeout)
+            return True
+
+    def _stop_locked(self, st: State, timeout: float | None) -> State:
+        if timeout is None:
+            timeout = float(self._record.get("stop_timeout", 10))
+        st = attrs.evolve(st, stopped=True)
+        self._write(st)
+        self._signal(st, int(self._record.get("stop_signal", signal.SIGTERM)))
+        if st.status is Status.PAUSED:
+            self._thaw(st)
+        ended = self._wait_exit(st, timeout)
+        if ended.status.running:
+            self._signal(st, signal.SIGKILL)
+            if st.cgroup:
+                cg = _cgroup_at(st.cgroup)
+                if cg is not None:
+                    cg.kill()
+            ended = self._wait_exit(st, None)
+        return self._settle(attrs.evolve(ended, stopped=True))
+
+    def restart(self, timeout: float | None = None) -> None:
+        """Stop (as :meth:`stop`) and start again.
+
+        Raises:
+            StateError: it is dead or being removed.
+            what :meth:`start` raises.
+        """
+        with self._locked() as st:
+            st.status.check("restart", self.id)
+            if st.status.can_stop():
+                st = self._stop_locked(st, timeout)
+            self._start_locked(st)
+
+    def wait(self, timeout: float | None = None) -> ExitStatus:
+        """Wait until the container is not running (``docker wait``); how it ended. An
+        ``auto_remove`` container is removed once it has ended.
+
+        Raises:
+            TimeoutError: it still runs after ``timeout`` seconds.
+            NotFoundError: it was removed.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            st = self.state
+            if not st.status.running:
+                result = ExitStatus(st.exit_code, st.oom_killed, st.finished_at, st.error)
+                if self.config.auto_remove and st.status in (Status.EXITED, Status.DEAD):
+                    with contextlib.suppress(NotFoundError):
+                        self._auto_remove()
+                return result
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutError(f"container {self.short_id} still runs after {timeout} s")
+            # Wake up now and then: a restart makes a new first process.
+            self._wait_exit(st, 1.0 if left is None else min(left, 1.0))
+
+    def _auto_remove(self) -> None:
+        with contextlib.suppress(StateError):
+            self.remove(volumes=True)
+
+    # -- pause -------------------------------------------------------------------------------------
+    def _cgroup(self, st: State, what: str) -> CGroup:
+        cg = _cgroup_at(st.cgroup) if st.cgroup else None
+        if cg is None:
+            raise UnsupportedError(f"cannot {what} container {self.short_id}: it has no cgroup "
+                                   "(a rootless container gets one only where cgroups are "
+                                   "delegated to the user)", missing="a delegated cgroup")
+        return cg
+
+    def pause(self) -> None:
+        """Freeze every process of the container (``docker pause``).
+
+        Raises:
+            StateError: it is not running, or already paused.
+            UnsupportedError: no freezer (no cgroup).
+        """
+        with self._locked() as st:
+            st.status.check("pause", self.id)
+            self._cgroup(st, "pause").freeze()
+            self._write(attrs.evolve(st, status=Status.PAUSED))
+
+    def unpause(self) -> None:
+        """Let a paused container run again.
+
+        Raises:
+            StateError: it is not paused.
+        """
+        with self._locked() as st:
+            st.status.check("unpause", self.id)
+            self._thaw(st)
+            self._write(attrs.evolve(st, status=Status.RUNNING))
+
+    def _thaw(self, st: State) -> None:
+        self._cgroup(st, "unpause").thaw()
+
+    # -- removing, renaming ------------------------------------------------------------------------
+    def remove(self, *, force: bool = False, volumes: bool = False) -> None:
+        """Remove the container (``docker rm``): ``force`` kills a running one first;
+        ``volumes`` also removes its anonymous volumes (named ones are kept).
+
+        Raises:
+            StateError: it runs (or is paused) and ``force`` is false (Docker's message).
+            NotFoundError: it is gone already.
+        """
+        with self._locked() as st:
+            st.status.check("remove", self.id, force=force)
+            if st.status.running:
+                if st.status is Status.PAUSED:
+                    self._signal(st, signal.SIGKILL)
+                    self._thaw(st)
+                else:
+                    self._signal(st, signal.SIGKILL)
+                if st.cgroup:
+                    cg = _cgroup_at(st.cgroup)
+                    if cg is not None:
+                        cg.kill()
+                st = self._settle(self._wait_exit(st, None))
+            self._write(attrs.evolve(st, status=Status.REMOVING))
+            self._remove_locked(st, volumes)
+
+    def _remove_locked(self, st: State, volumes: bool) -> None:
+        self._release_run(st)
+        name = self.name
+        with FileLock(os.path.join(self.store.root, "names.lock")).hold():
+            path = os.path.join(self.store.names, name)
+            try:
+                with open(path) as f:
+                    if f.read().strip() == self.id:
+                        os.unlink(path)
+            except FileNotFoundError:
+                pass
+        with contextlib.suppress(IsolateError):
+            self.store.images.release(f"container-{self.id}")
+        anonymous = [n for n in self.volumes.values() if self._anonymous_volume(n)]
+        trash = os.path.join(self.store.root, f".removing-{self.id}")
+        os.rename(self.dir, trash)
+        remove_tree(trash)
+        if volumes and anonymous:
+            self.store.volumes.remove_unused(anonymous)
+
+    def _anonymous_volume(self, name: str) -> bool:
+        try:
+            return self.store.volumes.get(name).anonymous
+        except NotFoundError:
+            return False
+
+    def _finish_crashed_removal(self) -> bool:
+        """A removal whose remover died: finish it (when no one holds the lock)."""
+        try:
+            fd = os.open(os.path.join(self.dir, "lock"), os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return True
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False  # a live remover is at it
+            st = read_state(os.path.join(self.dir, "state.json"))
+            if st is None or st.status is not Status.REMOVING:
+                return st is None
+            self._remove_locked(st, False)
+            return True
+        finally:
+            os.close(fd)
+
+    def rename(self, new_name: str) -> None:
+        """Give the container another name (``docker rename``).
+
+        Raises:
+            ConfigError: not a valid name.
+            ConflictError: the name is in use.
+        """
+        from isolate.container.config import _name
+
+        name = _name(new_name)
+        assert name is not None
+        with self._locked() as st:
+            st.status.check("rename", self.id)
+            old = self.name
+            if name == old:
+                return
+            with FileLock(os.path.join(self.store.root, "names.lock")).hold():
+                owner = self.store._name_owner(name)
+                if owner is not None:
+                    raise ConflictError(f'Error when allocating new name: Conflict. The '
+                                        f'container name "/{name}" is already in use by '
+                                        f'container "{owner}". You have to remove (or rename) '
+                                        "that container to be able to reuse that name.")
+                self.store._write_name(name, self.id)
+                record = dict(self._record, name=name)
+                record["config"] = dict(record["config"], name=name)
+                write_json(os.path.join(self.dir, "config.json"), record)
+                self._record, self._config = record, None
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(self.store.names, old))
+            # The container's /etc/hosts names it: keep that true for a running one.
+            with open(os.path.join(self.dir, "hosts"), "r+") as f:
+                text = f.read().replace(f" {old}\n", f" {name}\n")
+                f.seek(0)
+                f.write(text)
+                f.truncate()
+
+    # -- exec --------------------------------------------------------------------------------------
+    def _namespaces(self, st: State) -> dict[NamespaceKind, int]:
+        kinds = [NamespaceKind.MNT, NamespaceKind.UTS, NamespaceKind.IPC, NamespaceKind.NET,
+                 NamespaceKind.CGROUP, NamespaceKind.PID]
+        if self._record.get("uid_map"):
+            kinds.insert(0, NamespaceKind.USER)
+        out: dict[NamespaceKind, int] = {}
+        try:
+            for kind in kinds:
+                out[kind] = os.open(f"/proc/{st.pid}/ns/{kind.value}", os.O_RDONLY | os.O_CLOEXEC)
+        except BaseException:
+            for fd in out.values():
+                os.close(fd)
+            raise
+        return out
+
+    def exec(self, command: Sequence[str], *, user: str | None = None,
+             env: Mapping[str, str] | Sequence[str] | None = None, workdir: str | None = None,
+             stdin: int | None = None, stdout: int | None = None, stderr: int | None = None,
+             privileged: bool = False) -> Exec:
+        """Start ``command`` in the running container (``docker exec``): in all its
+        namespaces and its cgroup, its root, as its user (or ``user``: uid, uid:gid or a name
+        from the container's /etc/passwd), with its environment plus ``env``, in its working
+        dir (or ``workdir``), with its capabilities, seccomp profile and no_new_privs.
+        ``stdin``/``stdout``/``stderr`` are fds of ours (default: /dev/null for stdin, ours
+        for the others). Returns an :class:`Exec` handle.
+
+        Raises:
+            StateError: it is not running or paused (Docker's messages).
+            ConfigError: a bad command, user or env.
+            SpawnError: the command cannot be run (``exec`` step: 126/127 in the CLI).
+        """
+        from isolate.container.config import _env
+        from isolate.fs.mounts import check_container_path
+
+        if isinstance(command, (str, bytes)) or not command:
+            raise ConfigError("exec needs a command: a non-empty list of arguments")
+        extra_env = dict(_env(env))
+        cwd = check_container_path(workdir, "working directory") if workdir else None
+        with self._locked() as st:
+            st.status.check("exec", self.id)
+            cfg = self.config
+            if privileged:
+                cfg = attrs.evolve(cfg, privileged=True)
+            img = self.store.images.get(self.image_id)
+            resolved = _resolved(self._record, self.dir, {t: "/" for t in self.volumes}, None)
+            if user is not None:
+                layers = [*self.store.images.layer_dirs(img), self.upper_dir]
+                resolved = attrs.evolve(resolved, user=resolve_user(user, (), layers))
+            rc = runtime_config(cfg, img.config, resolved)
+            proc_env = dict(rc.process.env)
+            if user is not None:
+                proc_env["HOME"] = resolved.user.home if "HOME" not in cfg.env_dict else \
+                    proc_env["HOME"]
+            proc_env.update(extra_env)
+            rc = attrs.evolve(rc, process=attrs.evolve(
+                rc.process, args=tuple(command), env=proc_env,
+                cwd=cwd or rc.process.cwd))
+            namespaces = self._namespaces(st)
+            cgroup_fds: list[int] = []
+            null = -1
+            try:
+                if st.cgroup:
+                    cg = _cgroup_at(st.cgroup)
+                    if cg is not None:
+                        cgroup_fds = [os.open(p, os.O_WRONLY | os.O_CLOEXEC)
+                                      for p in cg.procs_files()]
+                if stdin is None:
+                    null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+                fds = [(stdin if stdin is not None else null, 0),
+                       (stdout if stdout is not None else 1, 1),
+                       (stderr if stderr is not None else 2, 2)]
+                plan = exec_plan(rc, namespaces, cgroup_fds=cgroup_fds, fds=fds)
+                child = lowlevel.spawn(plan)
+            finally:
+                for fd in [*namespaces.values(), *cgroup_fds]:
+                    os.close(fd)
+                if null >= 0:
+                    os.close(null)
+            return Exec(child)
+
+    def exec_run(self, command: Sequence[str], *, input: bytes | None = None,
+                 timeout: float | None = None, **options: Any) -> tuple[int, bytes, bytes]:
+        """Run ``command`` in the container to its end (as :meth:`exec`); returns (exit
+        code, stdout, stderr).
+
+        Raises:
+            TimeoutError: it did not end in ``timeout`` seconds (it is killed).
+            what :meth:`exec` raises.
+        """
+        import subprocess
+        import threading
+
+        in_r = in_w = -1
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        if input is not None:
+            in_r, in_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            proc = self.exec(command, stdin=in_r if in_r >= 0 else None, stdout=out_w,
+                             stderr=err_w, **options)
+        except BaseException:
+            for fd in (out_r, err_r, in_w):
+                if fd >= 0:
+                    os.close(fd)
+            raise
+        finally:
+            for fd in (out_w, err_w, in_r):
+                if fd >= 0:
+                    os.close(fd)
+        chunks: dict[int, list[bytes]] = {out_r: [], err_r: []}
+
+        def feed() -> None:
+            with contextlib.suppress(OSError), os.fdopen(in_w, "wb") as f:
+                f.write(input or b"")
+
+        feeder = threading.Thread(target=feed, daemon=True) if in_w >= 0 else None
+        if feeder is not None:
+            feeder.start()
+        with proc:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            poller = select.poll()
+            for fd in chunks:
+                poller.register(fd, select.POLLIN)
+            open_fds = set(chunks)
+            try:
+                while open_fds:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        proc.kill()
+                        raise subprocess.TimeoutExpired(list(command), timeout or 0)
+                    for fd, _ in poller.poll(None if left is None else left * 1000):
+                        data = os.read(fd, 65536)
+                        if data:
+                            chunks[fd].append(data)
+                        else:
+                            poller.unregister(fd)
+                            open_fds.discard(fd)
+            finally:
+                for fd in chunks:
+                    os.close(fd)
+            code = proc.wait()
+        return code, b"".join(chunks[out_r]), b"".join(chunks[err_r])
+
+    # -- files -------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _root(self, *, writable: bool = False) -> Iterator[int]:
+        """An fd of the container's root for the body: a running container's own (through
+        /proc/PID/root, so what its mounts show), else a view of its overlay."""
+        st = self.state
+        if st.status.running:
+            fd = self._pidfd(st)
+            if fd is not None:
+                try:
+                    root = os.open(f"/proc/{st.pid}/root", os.O_PATH | os.O_DIRECTORY
+                                   | os.O_CLOEXEC)
+                finally:
+                    os.close(fd)
+                try:
+                    yield root
+                finally:
+                    os.close(root)
+                return
+        img = self.store.images.get(self.image_id)
+        lowers = [*self.store.images.layer_dirs(img), os.path.join(self.dir, "mountpoints")]
+        with open_image_view(lowers, userxattr=bool(self._record.get("userxattr")),
+                             upper=(self.upper_dir, os.path.join(self.dir, "work")),
+                             writable=writable) as fd:
+            yield fd
+
+    def get_archive(self, path: str, out: BinaryIO) -> None:
+        """Write ``path`` of the container (running or not) to ``out`` as a tar, as ``docker
+        cp CONTAINER:PATH -`` does; symlinks in the container never lead outside it.
+
+        Raises:
+            NotFoundError: the container or the path does not exist.
+        """
+        from isolate.container.files import get_archive
+
+        with self._root() as root:
+            get_archive(root, path, out)
+
+    def put_archive(self, path: str, archive: IO[bytes] | str) -> None:
+        """Unpack the tar ``archive`` into the directory ``path`` of the container (running
+        or not), as ``docker cp - CONTAINER:PATH`` does.
+
+        Raises:
+            NotFoundError: the path does not exist in the container.
+            ConfigError: it is not a directory.
+            UnsafeArchive: a hostile entry.
+        """
+        from isolate.container.files import put_archive
+
+        if self.state.status.running:
+            with self._root() as root:
+                put_archive(root, path, archive)
+            return
+        with self._locked() as st:
+            if st.status.running:
+                raise StateError(f"container {self.short_id} started meanwhile",
+                                 current=st.status.value, requested="cp")
+            with self._root(writable=True) as root:
+                put_archive(root, path, archive)
+
+    def export(self, out: BinaryIO) -> None:
+        """Write the container's whole root (image and changes, flattened; not its volumes
+        or other mounts) to ``out`` as a tar (``docker export``)."""
+        from isolate.fs import layers as fslayers
+
+        img = self.store.images.get(self.image_id)
+        lowers = [*self.store.images.layer_dirs(img), os.path.join(self.dir, "mountpoints")]
+        with open_image_view(lowers, userxattr=bool(self._record.get("userxattr")),
+                             upper=(self.upper_dir, os.path.join(self.dir, "work"))) as fd:
+            fslayers.write_tar(f"/proc/self/fd/{fd}", out, whiteouts="keep")
+
+    def diff(self) -> builtins.list[Any]:
+        """What the container changed in its image (``docker diff``): :class:`Change`
+        records (A, C, D), sorted by path."""
+        from isolate.container.files import changes
+
+        img = self.store.images.get(self.image_id)
+        return changes(self.upper_dir, self.store.images.layer_dirs(img))
+
+    # -- logs, commit, stats, inspect --------------------------------------------------------------
+    def logs(self, **options: Any) -> Iterator[Any]:
+        """The container's output as :class:`isolate.container.logs.LogRecord` (see
+        :func:`isolate.container.logs.read_logs` for ``tail``, ``since``, ``until``,
+        ``follow``, ``stdout``, ``stderr``)."""
+        from isolate.container.logs import read_logs
+
+        return read_logs(self, **options)
+
+    def commit(self, ref: str | None = None, *, author: str = "", message: str = "",
+               changes: Sequence[str] = (), pause: bool = True) -> Image:
+        """A new image of the container's changes on top of its image (``docker commit``);
+        see :func:`isolate.container.commit.commit`."""
+        from isolate.container.commit import commit
+
+        return commit(self, ref, author=author, message=message, changes=changes,
+                      pause=pause)
+
+    def stats(self) -> Stats:
+        """Resource use now, from the container's cgroup.
+
+        Raises:
+            StateError: it is not running.
+            UnsupportedError: it has no cgroup (rootless without delegation)."""
+        st = self.state
+        if not st.status.running:
+            raise StateError(f"Container {self.id} is not running", current=st.status.value,
+                             requested="stats")
+        return self._cgroup(st, "read the stats of").stats()
+
+    def inspect(self) -> dict[str, Any]:
+        """``docker inspect``'s object for the container."""
+        from isolate.container.inspect import inspect
+
+        return inspect(self)
+
+
+def _start_exit_code(exc: BaseException) -> int:
+    """Docker's exit code for a start that failed: 127 for a command not found, 126 for one
+    that cannot be executed, 128 for any other failure."""
+    if isinstance(exc, IsolateOSError) and exc.step == "exec":
+        return 127 if exc.errno == errno.ENOENT else 126
+    return 128
+

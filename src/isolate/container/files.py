@@ -1,0 +1,255 @@
+"""A container's files from outside: ``cp`` both ways, ``export``, ``diff``, and the views
+they work through.
+
+Owns getting at a container's root without mounting anything where anyone else sees it: a
+running container's through ``/proc/PID/root`` (its own mount namespace), a stopped one's
+through a *view*, an overlay mounted by a short-lived child in a namespace of its own and held
+by one fd (:func:`isolate.runtime.view_plan`). Every path is resolved inside that root
+(``RESOLVE_IN_ROOT``), so a symlink in the container never leads out of it; what is written
+into it is unpacked by :func:`isolate.fs.layers.extract`, which follows no symlink at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+import tarfile
+from collections.abc import Iterator, Sequence
+from typing import IO, BinaryIO, cast
+
+import attrs
+
+from isolate import _plan, lowlevel
+from isolate.errors import ConfigError, IsolateOSError, NotFoundError
+from isolate.fs import layers as fslayers
+from isolate.namespaces import IdMap
+from isolate.runtime import view_plan
+
+__all__ = ["Change", "changes", "get_archive", "open_view", "put_archive", "resolve_in"]
+
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_IN_ROOT = 0x10
+
+
+@contextlib.contextmanager
+def open_view(lowers: Sequence[str], upper: tuple[str, str] | None = None, *,
+              userxattr: bool = False, writable: bool = False) -> Iterator[int]:
+    """An ``O_PATH`` fd of the overlay of ``lowers`` (lowest first) for the ``with`` body.
+
+    Read-only, an ``upper`` dir is stacked as the topmost lower (its whiteouts and opaque
+    dirs mean the same there), so the work dir is never touched; with ``writable`` it is the
+    overlay's upper dir (``(upper, work)``), for writes into a stopped container. Rootless,
+    the child maps our own ids in a user namespace of its own.
+
+    Raises:
+        MountError: the overlay cannot be mounted.
+    """
+    if upper is not None and not writable:
+        lowers, upper = [*lowers, upper[0]], None
+    up, work = upper if upper is not None else (None, None)
+    op = _plan.overlay(list(lowers), upper=up, work=work, slot=0,
+                       options=("userxattr",) if userxattr else (),
+                       note="mount the container's files")
+    self_map = None
+    if os.geteuid() != 0:
+        self_map = (IdMap.self_map("uid"), IdMap.self_map("gid"))
+    with lowlevel.spawn(view_plan(op, self_map=self_map)) as child:
+        child.wait()
+        opened = dict(child.opened)
+    fd = next(iter(opened.values()))
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def resolve_in(root_fd: int, path: str, flags: int = os.O_PATH) -> int:
+    """Open ``path`` inside the root ``root_fd`` (symlinks resolved as the container would,
+    never above its root; no magic links).
+
+    Raises:
+        NotFoundError: the path does not exist in the container (Docker's words).
+        IsolateOSError: another failure.
+    """
+    rel = path.lstrip("/") or "."
+    try:
+        return lowlevel.openat2(root_fd, rel, flags | os.O_CLOEXEC, 0,
+                                RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+    except IsolateOSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise NotFoundError(f"Could not find the file {path} in container",
+                                kind="path", ref=path) from None
+        raise
+
+
+def _split(path: str) -> tuple[str, str]:
+    norm = os.path.normpath("/" + path.lstrip("/"))
+    if norm == "/":
+        return "/", "."
+    return os.path.dirname(norm), os.path.basename(norm)
+
+
+def get_archive(root_fd: int, path: str, out: BinaryIO) -> tarfile.TarInfo:
+    """Write ``path`` of the container (a file, or a directory with all below it) to ``out``
+    as a tar whose entries are named from the path's last component, as ``docker cp`` makes
+    it; returns the entry of ``path`` itself. The parent directories are resolved inside the
+    root; the last component and everything below it are not followed (a symlink is copied
+    as a symlink).
+
+    Raises:
+        NotFoundError: no such path in the container.
+        IsolateOSError: reading failed.
+    """
+    parent, base = _split(path)
+    pfd = resolve_in(root_fd, parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if base == ".":
+            name = "."
+            st = os.fstat(pfd)
+            fd = os.dup(pfd)
+        else:
+            try:
+                fd = os.open(base, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+            except FileNotFoundError:
+                raise NotFoundError(f"Could not find the file {path} in container",
+                                    kind="path", ref=path) from None
+            st = os.fstat(fd)
+            name = base
+        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            try:
+                top = _add(tar, fd, st, name, pfd, base)
+            finally:
+                os.close(fd)
+        return top
+    except OSError as exc:
+        if isinstance(exc, IsolateOSError):
+            raise
+        raise IsolateOSError(exc.errno or errno.EIO, f"cannot read {path} of the container",
+                             path, step="get_archive") from exc
+    finally:
+        os.close(pfd)
+
+
+def _tarinfo(name: str, st: os.stat_result) -> tarfile.TarInfo:
+    ti = tarfile.TarInfo(name)
+    ti.mode = stat.S_IMODE(st.st_mode)
+    ti.uid, ti.gid = st.st_uid, st.st_gid
+    ti.mtime = int(st.st_mtime)
+    ti.uname = ti.gname = ""
+    return ti
+
+
+def _add(tar: tarfile.TarFile, fd: int, st: os.stat_result, name: str, parent_fd: int,
+         base: str) -> tarfile.TarInfo:
+    """Add the O_PATH ``fd`` (``base`` in ``parent_fd``) as ``name``, recursing into a
+    directory through fds only."""
+    ti = _tarinfo(name, st)
+    mode = st.st_mode
+    if stat.S_ISDIR(mode):
+        ti.type = tarfile.DIRTYPE
+        tar.addfile(ti)
+        dfd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd) \
+            if base == "." else os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                                        | os.O_CLOEXEC, dir_fd=parent_fd)
+        try:
+            for entry in sorted(os.listdir(dfd)):
+                cfd = os.open(entry, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+                try:
+                    _add(tar, cfd, os.fstat(cfd), f"{name}/{entry}" if name != "." else entry,
+                         dfd, entry)
+                finally:
+                    os.close(cfd)
+        finally:
+            os.close(dfd)
+    elif stat.S_ISREG(mode):
+        ti.size = st.st_size
+        rfd = os.open(base, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                      dir_fd=parent_fd)
+        with os.fdopen(rfd, "rb") as f:
+            tar.addfile(ti, f)
+    elif stat.S_ISLNK(mode):
+        ti.type = tarfile.SYMTYPE
+        ti.linkname = os.readlink("", dir_fd=fd)
+        tar.addfile(ti)
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        ti.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
+        ti.devmajor, ti.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        tar.addfile(ti)
+    elif stat.S_ISFIFO(mode):
+        ti.type = tarfile.FIFOTYPE
+        tar.addfile(ti)
+    return ti
+
+
+def put_archive(root_fd: int, path: str, archive: IO[bytes] | str) -> None:
+    """Unpack the tar ``archive`` (a stream or a file's path) into the directory ``path`` of
+    the container, as ``docker cp`` (and the Engine API's ``PUT /archive``) does. The
+    directory is resolved inside the root; the archive's entries are unpacked without
+    following any symlink, so neither can reach outside the container.
+
+    Raises:
+        NotFoundError: ``path`` does not exist in the container.
+        ConfigError: ``path`` is not a directory.
+        UnsafeArchive: a hostile entry (``..``, absolute, through a symlink).
+        IsolateOSError: writing failed.
+    """
+    fd = resolve_in(root_fd, path, os.O_RDONLY)
+    try:
+        if not stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise ConfigError(f"extraction point is not a directory: {path}")
+        fslayers.extract(archive if isinstance(archive, str) else cast(BinaryIO, archive),
+                         f"/proc/self/fd/{fd}", whiteouts="keep")
+    finally:
+        os.close(fd)
+
+
+@attrs.frozen
+class Change:
+    """One line of ``docker diff``: ``kind`` is ``"A"`` (added), ``"C"`` (changed) or
+    ``"D"`` (deleted)."""
+
+    kind: str
+    path: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.path}"
+
+
+def _in_lowers(lowers: Sequence[str], rel: str) -> bool:
+    from isolate.container.users import image_path_exists
+
+    return image_path_exists(lowers, rel)
+
+
+def changes(upper: str, lowers: Sequence[str]) -> list[Change]:
+    """What a container changed in its image, from its overlay upper dir: a whiteout is
+    ``D``, a path the image has is ``C`` (directories that hold a change too, as Docker
+    lists them), anything else ``A``; sorted by path.
+
+    Raises:
+        IsolateOSError: the upper dir cannot be read.
+    """
+    out: list[Change] = []
+
+    def walk(dirpath: str, rel: str) -> None:
+        try:
+            names = sorted(os.listdir(dirpath))
+        except OSError as exc:
+            raise IsolateOSError(exc.errno or errno.EIO, "cannot read the container's "
+                                 "changes", dirpath, step="diff") from exc
+        for name in names:
+            full = os.path.join(dirpath, name)
+            path = f"{rel}/{name}"
+            st = os.lstat(full)
+            if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                out.append(Change("D", path))
+                continue
+            existed = _in_lowers(lowers, path)
+            out.append(Change("C" if existed else "A", path))
+            if stat.S_ISDIR(st.st_mode):
+                walk(full, path)
+
+    walk(upper, "")
+    return sorted(out, key=lambda c: c.path)

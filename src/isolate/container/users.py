@@ -1,0 +1,225 @@
+"""Users and groups as an image defines them: ``--user`` names turned into numbers.
+
+Owns the reading of an image's ``/etc/passwd`` and ``/etc/group`` **inside the image only**
+(each layer opened as a root with ``RESOLVE_IN_ROOT``, so a hostile symlink cannot reach a host
+file) and Docker's (runc's) rules for what ``user``, ``uid:gid``, ``name:group`` and
+``--group-add`` mean. It never reads the host's user database.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Sequence
+
+import attrs
+
+from isolate import lowlevel
+from isolate.errors import ConfigError, IsolateOSError
+
+__all__ = ["ImageUser", "find", "image_path_exists", "read_image_file", "resolve_user"]
+
+_RESOLVE_NO_MAGICLINKS = 0x02
+_RESOLVE_IN_ROOT = 0x10
+_MAX_FILE = 4 << 20
+_OPAQUE = ("trusted.overlay.opaque", "user.overlay.opaque")
+
+
+def _open_in(layer_fd: int, path: str, flags: int) -> int | None:
+    try:
+        return lowlevel.openat2(layer_fd, path.lstrip("/") or ".", flags | os.O_CLOEXEC, 0,
+                                _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
+    except IsolateOSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EXDEV):
+            return None
+        raise
+
+
+def _opaque_parent(layer_fd: int, path: str) -> bool:
+    """Whether a directory on the way to ``path`` is opaque in this layer (hides the layers
+    below it), or a whiteout ends the way."""
+    parts = [p for p in path.split("/") if p][:-1]
+    cur = ""
+    for part in parts:
+        cur += "/" + part
+        fd = _open_in(layer_fd, cur, os.O_PATH | os.O_NOFOLLOW)
+        if fd is None:
+            return False
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                return True
+            if stat.S_ISDIR(st.st_mode):
+                dfd = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                try:
+                    for name in _OPAQUE:
+                        try:
+                            if os.getxattr(dfd, name) == b"y":
+                                return True
+                        except OSError:
+                            pass
+                finally:
+                    os.close(dfd)
+        finally:
+            os.close(fd)
+    return False
+
+
+def find(layers: Sequence[str], path: str, *, follow: bool = True,
+         depth: int = 0) -> tuple[str, os.stat_result] | None:
+    """The layer (and stat) that shows ``path`` in the overlay of ``layers`` (lowest first),
+    symlinks resolved inside the image (the last component's only with ``follow``): None when
+    no layer has it or a whiteout hides it."""
+    if depth > 40:
+        return None
+    for layer in reversed(layers):
+        try:
+            layer_fd = os.open(layer, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        try:
+            fd = _open_in(layer_fd, path, os.O_PATH | os.O_NOFOLLOW)
+            if fd is None:
+                if _opaque_parent(layer_fd, path):
+                    return None
+                continue
+            try:
+                st = os.fstat(fd)
+                if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                    return None  # a whiteout: deleted in this layer
+                if stat.S_ISLNK(st.st_mode) and follow:
+                    target = os.readlink("", dir_fd=fd)
+                    base = os.path.dirname("/" + path.lstrip("/"))
+                    resolved = os.path.normpath(os.path.join(base, target))
+                    return find(layers, resolved, depth=depth + 1)
+                return layer, st
+            finally:
+                os.close(fd)
+        finally:
+            os.close(layer_fd)
+    return None
+
+
+def image_path_exists(layers: Sequence[str], path: str) -> bool:
+    """Whether ``path`` exists in the image made of ``layers`` (lowest first)."""
+    return find(layers, path) is not None
+
+
+def read_image_file(layers: Sequence[str], path: str) -> bytes | None:
+    """The content of the regular file ``path`` as the image of ``layers`` (lowest first,
+    an upper dir may be the last) shows it, or None. Every open is confined to a layer.
+
+    This is the one place that reads an image's files for identity lookups: swap it for the
+    store's root-confined reader when there is one.
+
+    Raises:
+        IsolateOSError: a layer cannot be read for another reason than a missing file.
+    """
+    found = find(layers, path)
+    if found is None or not stat.S_ISREG(found[1].st_mode):
+        return None
+    layer = found[0]
+    layer_fd = os.open(layer, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = _open_in(layer_fd, path, os.O_RDONLY | os.O_NONBLOCK)
+    finally:
+        os.close(layer_fd)
+    if fd is None:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, _MAX_FILE)
+    finally:
+        os.close(fd)
+
+
+@attrs.frozen
+class ImageUser:
+    """Who a container's process is: numeric ids, supplementary groups, and HOME."""
+
+    uid: int
+    gid: int
+    additional_gids: tuple[int, ...] = ()
+    home: str = "/"
+    name: str | None = None
+
+
+def _entries(data: bytes | None, fields: int) -> list[list[str]]:
+    out = []
+    for line in (data or b"").decode("utf-8", "replace").splitlines():
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split(":")
+        if len(parts) < fields:
+            parts += [""] * (fields - len(parts))
+        out.append(parts)
+    return out
+
+
+def _int(text: str) -> int | None:
+    return int(text) if text.isdigit() and int(text) < 2**32 - 1 else None
+
+
+def _group_id(group: str, groups: Sequence[Sequence[str]], word: str) -> int:
+    """A gid given as a number or a name of the image's /etc/group (runc's message, whose
+    first word differs between --user and --group-add)."""
+    number = _int(group)
+    if number is not None:
+        return number
+    match = next((e for e in groups if e[0] == group), None)
+    found = _int(match[2]) if match is not None else None
+    if found is None:
+        raise ConfigError(f"{word} to find group {group}: no matching entries in group file")
+    return found
+
+
+def resolve_user(spec: str | None, group_add: Sequence[str], layers: Sequence[str]) -> ImageUser:
+    """Turn ``--user`` (and ``--group-add``) into ids as runc does, reading the image's own
+    ``/etc/passwd`` and ``/etc/group``.
+
+    An empty spec is root. A name must be in passwd; a numeric uid need not be (then gid 0
+    and HOME ``/``). With a name and no group, the user's primary group is the gid and every
+    group listing the name is a supplementary group; an explicit group replaces both.
+    ``group_add`` entries (names or numbers) are added to the supplementary groups.
+
+    Raises:
+        ConfigError: a name or group the image does not define, in runc's words.
+    """
+    user_part, _, group_part = (spec or "").partition(":")
+    passwd = _entries(read_image_file(layers, "/etc/passwd"), 7)
+    need_groups = bool(group_part and _int(group_part) is None) or bool(group_add) \
+        or not group_part
+    groups = _entries(read_image_file(layers, "/etc/group"), 4) if need_groups else []
+    uid, gid, home, name = 0, 0, "/", None
+    numeric = _int(user_part) if user_part else 0
+    entry = None
+    for p in passwd:
+        if (numeric is None and p[0] == user_part) or (
+                numeric is not None and _int(p[2]) == numeric):
+            entry = p
+            break
+    if numeric is None and entry is None:
+        raise ConfigError(f"unable to find user {user_part}: no matching entries in passwd file")
+    if entry is not None:
+        uid = _int(entry[2]) or 0
+        gid = _int(entry[3]) or 0
+        home = entry[5] or "/"
+        name = entry[0]
+    elif numeric is not None:
+        uid = numeric
+    supplementary: list[int] = []
+    if group_part:
+        gid = _group_id(group_part, groups, "unable")
+    elif name is not None:
+        for e in groups:
+            members = [m.strip() for m in e[3].split(",") if m.strip()]
+            gnum = _int(e[2])
+            if name in members and gnum is not None and gnum not in supplementary:
+                supplementary.append(gnum)
+    for extra in group_add:
+        g = _group_id(extra, groups, "Unable")
+        if g not in supplementary:
+            supplementary.append(g)
+    return ImageUser(uid, gid, tuple(supplementary), home, name)
