@@ -108,7 +108,7 @@ def test_pause_freezes_and_unpause_thaws(containers: ContainerStore) -> None:
     c.start()
     c.pause()
     assert c.status is Status.PAUSED
-    code, out1, _ = _exec_fails_paused(c)
+    code, _out1, _ = _exec_fails_paused(c)
     assert code
     with pytest.raises(StateError) as err:
         c.pause()
@@ -179,7 +179,11 @@ def test_names_are_unique_and_ids_resolve_by_prefix(containers: ContainerStore) 
     assert containers.get(a.id) == a
     b = make(containers, ["true"])
     assert b.name and b.name != a.name  # a generated name
-    common = os.path.commonprefix([a.id, b.id])
+    common = ""
+    for x, y in zip(a.id, b.id, strict=True):
+        if x != y:
+            break
+        common += x
     if common:
         with pytest.raises(AmbiguousError, match="Multiple IDs"):
             containers.get(common)

@@ -37,7 +37,7 @@ import attrs
 
 from isolate import _plan, lowlevel
 from isolate._image_root import make_mountpoint
-from isolate.cgroups import CGroup, Stats
+from isolate.cgroups import CGroup
 from isolate.cgroups.cgroup import add_note, host_layout
 from isolate.container import network as net
 from isolate.container._inprocess import InProcessSupervisor
@@ -1169,9 +1169,10 @@ class Container:
     def _finish_crashed_removal(self) -> bool:
         """A removal whose remover died: finish it (when no one holds the lock)."""
         try:
-            fd = os.open(os.path.join(self.dir, "lock"), os.O_RDWR | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return True
+            fd = os.open(os.path.join(self.dir, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                         0o600)
+        except (FileNotFoundError, NotADirectoryError):
+            return True  # removed meanwhile
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -1463,17 +1464,34 @@ class Container:
         return commit(self, ref, author=author, message=message, changes=changes,
                       pause=pause)
 
-    def stats(self) -> Stats:
-        """Resource use now, from the container's cgroup.
+    def stats(self, interval: float = 0.5) -> Any:
+        """One :class:`isolate.container.stats.ContainerStats` reading (``docker stats
+        --no-stream``), the cpu % measured over ``interval`` seconds.
 
         Raises:
             StateError: it is not running.
             UnsupportedError: it has no cgroup (rootless without delegation)."""
-        st = self.state
-        if not st.status.running:
-            raise StateError(f"Container {self.id} is not running", current=st.status.value,
-                             requested="stats")
-        return self._cgroup(st, "read the stats of").stats()
+        from isolate.container.stats import stats
+
+        return stats(self, interval)
+
+    def stats_stream(self, interval: float = 1.0) -> Iterator[Any]:
+        """A reading every ``interval`` seconds until the container stops (``docker stats``).
+
+        Raises:
+            UnsupportedError: it has no cgroup."""
+        from isolate.container.stats import stats_stream
+
+        return stats_stream(self, interval)
+
+    def top(self) -> tuple[builtins.list[str], builtins.list[builtins.list[str]]]:
+        """Its processes as ``docker top`` shows them: (titles, rows).
+
+        Raises:
+            StateError: it is not running."""
+        from isolate.container.stats import top
+
+        return top(self)
 
     def inspect(self) -> dict[str, Any]:
         """``docker inspect``'s object for the container."""

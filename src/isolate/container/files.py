@@ -22,6 +22,7 @@ from typing import IO, BinaryIO, cast
 import attrs
 
 from isolate import _plan, lowlevel
+from isolate.container.users import open_in_root
 from isolate.errors import ConfigError, IsolateOSError, NotFoundError
 from isolate.fs import layers as fslayers
 from isolate.namespaces import IdMap
@@ -29,8 +30,6 @@ from isolate.runtime import view_plan
 
 __all__ = ["Change", "changes", "get_archive", "open_view", "put_archive", "resolve_in"]
 
-RESOLVE_NO_MAGICLINKS = 0x02
-RESOLVE_IN_ROOT = 0x10
 
 
 @contextlib.contextmanager
@@ -57,12 +56,12 @@ def open_view(lowers: Sequence[str], upper: tuple[str, str] | None = None, *,
         self_map = (IdMap.self_map("uid"), IdMap.self_map("gid"))
     with lowlevel.spawn(view_plan(op, self_map=self_map)) as child:
         child.wait()
-        opened = dict(child.opened)
-    fd = next(iter(opened.values()))
+        opened = [fd for _, fd in sorted(child.opened.items())]
     try:
-        yield fd
+        yield opened[0]  # the tree; opened[1], its namespace, keeps it attached
     finally:
-        os.close(fd)
+        for fd in opened:
+            os.close(fd)
 
 
 def resolve_in(root_fd: int, path: str, flags: int = os.O_PATH) -> int:
@@ -73,10 +72,8 @@ def resolve_in(root_fd: int, path: str, flags: int = os.O_PATH) -> int:
         NotFoundError: the path does not exist in the container (Docker's words).
         IsolateOSError: another failure.
     """
-    rel = path.lstrip("/") or "."
     try:
-        return lowlevel.openat2(root_fd, rel, flags | os.O_CLOEXEC, 0,
-                                RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+        return open_in_root(root_fd, path, flags)
     except IsolateOSError as exc:
         if exc.errno in (errno.ENOENT, errno.ENOTDIR):
             raise NotFoundError(f"Could not find the file {path} in container",

@@ -18,7 +18,8 @@ import attrs
 from isolate import lowlevel
 from isolate.errors import ConfigError, IsolateOSError
 
-__all__ = ["ImageUser", "find", "image_path_exists", "read_image_file", "resolve_user"]
+__all__ = ["ImageUser", "find", "image_path_exists", "open_in_root", "read_image_file",
+           "resolve_user"]
 
 _RESOLVE_NO_MAGICLINKS = 0x02
 _RESOLVE_IN_ROOT = 0x10
@@ -26,10 +27,30 @@ _MAX_FILE = 4 << 20
 _OPAQUE = ("trusted.overlay.opaque", "user.overlay.opaque")
 
 
+def open_in_root(root_fd: int, path: str, flags: int) -> int:
+    """Open ``path`` with ``root_fd`` as its root: symlinks (and ``..``) resolved as in a
+    chroot there, never above it, no magic links (openat2 ``RESOLVE_IN_ROOT``). The kernel
+    refuses with EAGAIN when a rename or a mount anywhere raced with a ``..`` of the lookup;
+    that is retried.
+
+    Raises:
+        IsolateOSError: the open failed (ENOENT, ENOTDIR...).
+    """
+    rel = path.lstrip("/") or "."
+    for _ in range(1000):
+        try:
+            return lowlevel.openat2(root_fd, rel, flags | os.O_CLOEXEC, 0,
+                                    _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
+        except IsolateOSError as exc:
+            if exc.errno != errno.EAGAIN:
+                raise
+    return lowlevel.openat2(root_fd, rel, flags | os.O_CLOEXEC, 0,
+                            _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
+
+
 def _open_in(layer_fd: int, path: str, flags: int) -> int | None:
     try:
-        return lowlevel.openat2(layer_fd, path.lstrip("/") or ".", flags | os.O_CLOEXEC, 0,
-                                _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
+        return open_in_root(layer_fd, path, flags)
     except IsolateOSError as exc:
         if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EXDEV):
             return None

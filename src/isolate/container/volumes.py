@@ -274,15 +274,14 @@ def seed(view_fd: int, target: str, data_dir: str) -> bool:
     Raises:
         IsolateOSError: reading or writing failed.
     """
-    from isolate import lowlevel
+    from isolate.container.users import open_in_root
     from isolate.errors import IsolateOSError
     from isolate.fs import layers
 
     if os.listdir(data_dir):
         return False
     try:
-        src = lowlevel.openat2(view_fd, target.lstrip("/") or ".",
-                               os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, 0, 0x10 | 0x02)
+        src = open_in_root(view_fd, target, os.O_PATH | os.O_DIRECTORY)
     except IsolateOSError:
         return False
     try:

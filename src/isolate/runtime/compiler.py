@@ -780,14 +780,17 @@ def exec_plan(cfg: RuntimeConfig, namespaces: Mapping[NamespaceKind, int], *,
 
 def view_plan(root: Op, *, self_map: tuple[IdMap, IdMap] | None = None) -> Plan:
     """The plan of a short-lived child that mounts ``root`` (an op putting a tree in slot 0,
-    such as an image overlay) in a mount namespace of its own, opens it for the caller and
-    exits without exec'ing. Spawn it, wait for it, and take the fd from ``Child.opened``: the
-    mount lives as long as that fd (the namespace dies with the child, so nothing is ever
-    mounted where others see it). ``self_map``: (uid, gid) maps of our own ids for a new user
-    namespace, when an ordinary user mounts an overlay.
+    such as an image overlay) in a mount namespace of its own, opens the tree and that
+    namespace for the caller and exits without exec'ing. Spawn it, wait for it, and take the
+    two fds from ``Child.opened`` (the tree's first): the mount lives as long as they do, in a
+    namespace no process is in, so nothing is ever mounted where others see it.
+    ``self_map``: (uid, gid) maps of our own ids for a new user namespace, when an ordinary
+    user mounts an overlay.
 
-    The fd is an ``O_PATH`` directory; open what is under it with ``RESOLVE_IN_ROOT`` so that
-    the tree's symlinks stay inside it.
+    The tree's fd is an ``O_PATH`` directory; open what is under it with ``RESOLVE_IN_ROOT``
+    so that the tree's symlinks stay inside it. Keep the namespace's fd as long: in a tree no
+    namespace holds any more, the kernel refuses (EAGAIN) every such lookup that follows a
+    symlink with ``..`` in it.
     """
     target = _STAGING + "/.isolate-view"
     flags = _plan.CLONE_NEWNS | (_plan.CLONE_NEWUSER if self_map else 0)
@@ -800,5 +803,6 @@ def view_plan(root: Op, *, self_map: tuple[IdMap, IdMap] | None = None) -> Plan:
     p.extend([_plan.mount("tmpfs", _STAGING, "tmpfs", MS_NOSUID | MS_NODEV, "mode=700,size=16k"),
               _plan.mkdir(target, in_root=False),
               _plan.move_mount(0, target, in_root=False, create=False, source="the tree"),
-              _plan.open_(target, os.O_PATH | os.O_DIRECTORY, note="open the mounted tree")])
+              _plan.open_(target, os.O_PATH | os.O_DIRECTORY, note="open the mounted tree"),
+              _plan.open_("/proc/self/ns/mnt", note="open the mount namespace")])
     return p
