@@ -67,7 +67,7 @@ from isolate.errors import (
     UnsupportedError,
 )
 from isolate.image import Image, ImageConfig, Store
-from isolate.image._disk import FileLock, remove_tree
+from isolate.image._disk import FileLock, fsync_dir, remove_tree
 from isolate.namespaces import IdMap, NamespaceKind
 from isolate.runtime import RuntimeConfig, container_plan, exec_plan, mountpoints
 
@@ -150,9 +150,8 @@ class ContainerStore:
 
     def _name_owner(self, name: str) -> str | None:
         try:
-            with open(os.path.join(self.names, name)) as f:
-                cid = f.read().strip()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            cid = os.readlink(os.path.join(self.names, name))
+        except OSError:
             return None
         return cid if _ID_RE.match(cid) and os.path.isdir(self.path(cid)) else None
 
@@ -218,9 +217,41 @@ class ContainerStore:
         return out
 
     def _clean_leftovers(self) -> None:
+        """Dispose of the trash dirs whose remover died (a live one holds its lock)."""
         for name in os.listdir(self.root):
-            if name.startswith(".removing-"):
-                remove_tree(os.path.join(self.root, name))
+            if not name.startswith(".removing-"):
+                continue
+            trash = os.path.join(self.root, name)
+            try:
+                fd = os.open(os.path.join(trash, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                             0o600)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            finally:
+                os.close(fd)
+            self._dispose(trash)
+
+    def _dispose(self, trash: str) -> None:
+        """Finish a removal past its point of removal: the name, the image hold, the files
+        (and a cgroup a crash left, from the state)."""
+        record = _read_json(os.path.join(trash, "config.json")) or {}
+        cid = str(record.get("id") or os.path.basename(trash).removeprefix(".removing-"))
+        st = read_state(os.path.join(trash, "state.json"))
+        if st is not None and st.cgroup:
+            cg = _cgroup_at(st.cgroup)
+            if cg is not None:
+                with contextlib.suppress(IsolateError):
+                    cg.delete()
+        if record.get("name"):
+            with FileLock(os.path.join(self.root, "names.lock")).hold():
+                self._unlink_name(str(record["name"]), cid)
+        with contextlib.suppress(IsolateError):
+            self.images.release(f"container-{cid}")
+        remove_tree(trash)
 
     # -- creating ------------------------------------------------------------------------------
     def create(self, config: ContainerConfig, *, pull: bool = True) -> Container:
@@ -257,32 +288,29 @@ class ContainerStore:
                 raise ConfigError(f"opening seccomp profile ({config.seccomp}) failed: "
                                   f"{exc.strerror}") from None
         cid = secrets.token_hex(32)
-        holder = f"container-{cid}"
-        images.hold(img, holder, for_process=True)
-        build = images.tmp.name("container")
+        build = images.tmp.name(f"container-{cid[:12]}")
         made_volumes: list[str] = []
-        try:
-            lowers = images.layer_dirs(img)
-            record = self._prepare(config, img, cid, build, lowers, seccomp_json)
-            with self.volumes.locked():
-                record["volumes"], made_volumes = self._volumes(
-                    config, img, record, lowers, os.path.join(build, "mountpoints"))
-                write_json(os.path.join(build, "config.json"), record)
-                self._publish(cid, build, record["name"], config.name is not None)
-            # A hold of its own now, not of this process: the container outlives us.
-            with images.using():
-                images.release(holder)
-                images.hold(img, holder)
-        except BaseException as exc:
-            remove_tree(build)
-            with contextlib.suppress(IsolateError, OSError):
-                images.release(holder)
-            if made_volumes:
-                try:
-                    self.volumes.remove_unused(made_volumes)
-                except (IsolateError, OSError) as cleanup:
-                    add_note(exc, f"while removing the volumes made for it: {cleanup}")
-            raise
+        # The shared gc lock keeps a gc out from looking up the image to holding it.
+        with images.using():
+            try:
+                lowers = images.layer_dirs(img)
+                record = self._prepare(config, img, cid, build, lowers, seccomp_json)
+                with self.volumes.locked():
+                    record["volumes"], made_volumes = self._volumes(
+                        config, img, record, lowers, os.path.join(build, "mountpoints"))
+                    write_json(os.path.join(build, "config.json"), record, sync_dir=False)
+                    self._publish(cid, build, record, config.name is not None)
+            except BaseException as exc:
+                remove_tree(build)
+                if made_volumes:
+                    try:
+                        self.volumes.remove_unused(made_volumes)
+                    except (IsolateError, OSError) as cleanup:
+                        add_note(exc, f"while removing the volumes made for it: {cleanup}")
+                raise
+            # A crash before this line leaves a container without a hold: starting it
+            # takes the hold again (see Container._hold).
+            images.hold(img, f"container-{cid}")
         return Container._load(self, cid)
 
     def _prepare(self, config: ContainerConfig, img: Image, cid: str, build: str,
@@ -298,10 +326,6 @@ class ContainerStore:
         os.mkdir(build, 0o711)
         for sub in ("upper", "work", "mountpoints"):
             os.mkdir(os.path.join(build, sub), 0o755 if sub != "work" else 0o700)
-        with open(os.path.join(build, "hostname"), "w") as f:
-            f.write(hostname + "\n")
-        for name in ("hosts", "resolv.conf"):
-            open(os.path.join(build, name), "w").close()
         name = config.name or _random_name()
         record: dict[str, Any] = {
             "id": cid, "created": now(), "name": name, "image": img.id,
@@ -360,9 +384,10 @@ class ContainerStore:
             return False
         return True
 
-    def _publish(self, cid: str, build: str, name: str, explicit: bool) -> None:
-        """Reserve ``name`` and move the built dir into place, at once (under the names
+    def _publish(self, cid: str, build: str, record: dict[str, Any], explicit: bool) -> None:
+        """Reserve the name and move the built dir into place, at once (under the names
         lock), so that no name ever points at a container that does not exist."""
+        name = str(record["name"])
         with FileLock(os.path.join(self.root, "names.lock")).hold():
             owner = self._name_owner(name)
             while owner is not None and not explicit:
@@ -372,26 +397,38 @@ class ContainerStore:
                 raise ConflictError(f'Conflict. The container name "/{name}" is already in '
                                     f'use by container "{owner}". You have to remove (or '
                                     "rename) that container to be able to reuse that name.")
-            if not explicit:
-                record = _read_json(os.path.join(build, "config.json")) or {}
+            if name != record["name"]:
                 record["name"] = name
-                write_json(os.path.join(build, "config.json"), record)
+                write_json(os.path.join(build, "config.json"), record, sync_dir=False)
+            write_state(os.path.join(build, "state.json"), State(), sync_dir=False)
+            fsync_dir(build)
             self._write_name(name, cid)
             try:
                 os.rename(build, self.path(cid))
             except BaseException:
-                os.unlink(os.path.join(self.names, name))
+                self._unlink_name(name, cid)
                 raise
-            write_state(os.path.join(self.path(cid), "state.json"), State())
+            fsync_dir(self.root)
 
     def _write_name(self, name: str, cid: str) -> None:
+        """``names/NAME``: a symlink whose text is the id (made at once, or not at all),
+        replacing a stale one (a name whose container is gone). Under the names lock."""
         path = os.path.join(self.names, name)
-        tmp = f"{path}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-        with open(tmp, "w") as f:
-            f.write(cid + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
+        try:
+            os.symlink(cid, path)
+        except FileExistsError:
+            os.unlink(path)  # stale: _name_owner found no container behind it
+            os.symlink(cid, path)
+        fsync_dir(self.names)
+
+    def _unlink_name(self, name: str, cid: str) -> None:
+        """Drop ``names/NAME`` if it still names ``cid``. Under the names lock."""
+        path = os.path.join(self.names, name)
+        try:
+            if os.readlink(path) == cid:
+                os.unlink(path)
+        except (FileNotFoundError, OSError):
+            pass
 
 
 def _stop_signal(config: ContainerConfig, image: ImageConfig) -> int:
@@ -883,8 +920,10 @@ class Container:
         setup: net.NetworkSetup | None = None
         try:
             cgroup = self._make_cgroup()
+            self._hold(img)
             setup = driver.prepare(request)
-            write_json(os.path.join(self.dir, "network.json"), dict(setup.facts))
+            if setup.facts:
+                write_json(os.path.join(self.dir, "network.json"), dict(setup.facts))
             self._write_etc(setup)
             volume_dirs = {t: self.store.volumes.get(n).mountpoint
                            for t, n in self.volumes.items()}
@@ -925,12 +964,18 @@ class Container:
             started_ns), restart_count=0, supervisor="inprocess", supervisor_pid=sup_pid,
             cgroup=dict(cgroup.dirs) if cgroup is not None else None))
 
-    def _write_etc(self, setup: net.NetworkSetup) -> None:
-        from isolate.image._disk import fsync_dir  # noqa: F401 - the writes below are small
+    def _hold(self, img: Image) -> None:
+        """Make sure the store keeps the image for this container (a create that crashed
+        right after publishing it took no hold)."""
+        holder = f"container-{self.id}"
+        if not os.path.exists(os.path.join(self.store.images.root, "holds", holder)):
+            self.store.images.hold(img, holder)
 
+    def _write_etc(self, setup: net.NetworkSetup) -> None:
         hosts = net.hosts_file(self.hostname, [self.name], setup.addresses,
                                self.config.extra_hosts)
-        for name, text in (("hosts", hosts), ("resolv.conf", setup.resolv_conf)):
+        for name, text in (("hostname", self.hostname + "\n"), ("hosts", hosts),
+                           ("resolv.conf", setup.resolv_conf)):
             # Rewritten in place: a running container's bind mount holds the inode.
             with open(os.path.join(self.dir, name), "w") as f:
                 f.write(text)
@@ -1026,7 +1071,8 @@ class Container:
         if timeout is None:
             timeout = float(self._record.get("stop_timeout", 10))
         st = attrs.evolve(st, stopped=True)
-        self._write(st)
+        if self.config.restart.enabled:
+            self._write(st)  # before the signal: the policy must not restart it
         self._signal(st, int(self._record.get("stop_signal", signal.SIGTERM)))
         if st.status is Status.PAUSED:
             self._thaw(st)
@@ -1137,26 +1183,17 @@ class Container:
                     if cg is not None:
                         cg.kill()
                 st = self._settle(self._wait_exit(st, None))
-            self._write(attrs.evolve(st, status=Status.REMOVING))
             self._remove_locked(st, volumes)
 
     def _remove_locked(self, st: State, volumes: bool) -> None:
         self._release_run(st)
-        name = self.name
-        with FileLock(os.path.join(self.store.root, "names.lock")).hold():
-            path = os.path.join(self.store.names, name)
-            try:
-                with open(path) as f:
-                    if f.read().strip() == self.id:
-                        os.unlink(path)
-            except FileNotFoundError:
-                pass
-        with contextlib.suppress(IsolateError):
-            self.store.images.release(f"container-{self.id}")
         anonymous = [n for n in self.volumes.values() if self._anonymous_volume(n)]
         trash = os.path.join(self.store.root, f".removing-{self.id}")
+        # The moment of removal: from here on no one finds it, and a crash leaves only a
+        # trash dir, which the next list() disposes of.
         os.rename(self.dir, trash)
-        remove_tree(trash)
+        fsync_dir(self.store.root)
+        self.store._dispose(trash)
         if volumes and anonymous:
             self.store.volumes.remove_unused(anonymous)
 
@@ -1167,7 +1204,8 @@ class Container:
             return False
 
     def _finish_crashed_removal(self) -> bool:
-        """A removal whose remover died: finish it (when no one holds the lock)."""
+        """A removal whose remover died before the point of removal: finish it (when no one
+        holds the lock); whether it is gone."""
         try:
             fd = os.open(os.path.join(self.dir, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
                          0o600)
@@ -1214,10 +1252,10 @@ class Container:
                 record["config"] = dict(record["config"], name=name)
                 write_json(os.path.join(self.dir, "config.json"), record)
                 self._record, self._config = record, None
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(self.store.names, old))
+                self.store._unlink_name(old, self.id)
             # The container's /etc/hosts names it: keep that true for a running one.
-            with open(os.path.join(self.dir, "hosts"), "r+") as f:
+            with contextlib.suppress(FileNotFoundError), \
+                    open(os.path.join(self.dir, "hosts"), "r+") as f:
                 text = f.read().replace(f" {old}\n", f" {name}\n")
                 f.seek(0)
                 f.write(text)

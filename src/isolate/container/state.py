@@ -225,9 +225,10 @@ def read_state(path: str) -> State | None:
         return None
 
 
-def write_json(path: str, data: Mapping[str, Any]) -> None:
+def write_json(path: str, data: Mapping[str, Any], *, sync_dir: bool = True) -> None:
     """Atomically replace ``path`` with ``data`` as JSON: a temp file beside it (named for
-    this process), fsync, rename, fsync of the directory."""
+    this process), fsync, rename, fsync of the directory (``sync_dir=False``: the caller
+    syncs the directory once for several files, as a directory not yet visible needs)."""
     directory, base = os.path.split(path)
     tmp = os.path.join(directory, f".{base}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     payload = json.dumps(data, indent=1, sort_keys=True).encode() + b"\n"
@@ -245,12 +246,13 @@ def write_json(path: str, data: Mapping[str, Any]) -> None:
         except FileNotFoundError:
             pass
         raise
-    fsync_dir(directory)
+    if sync_dir:
+        fsync_dir(directory)
 
 
-def write_state(path: str, state: State) -> None:
+def write_state(path: str, state: State, *, sync_dir: bool = True) -> None:
     """Persist ``state`` at ``path`` atomically."""
-    write_json(path, state.to_json())
+    write_json(path, state.to_json(), sync_dir=sync_dir)
 
 
 def clean_temp_files(directory: str) -> None:
