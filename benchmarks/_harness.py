@@ -90,5 +90,6 @@ def machine_notes() -> str:
             f"{platform.release()}; Python {platform.python_version()} ({sys.executable})")
 
 
-def command_line() -> str:
-    return "PYTHONPATH=src python " + " ".join([os.path.relpath(sys.argv[0]), *sys.argv[1:]])
+def command_line(prefix: str = "") -> str:
+    """How this benchmark was started (``prefix``: environment, e.g. ``PYTHONPATH=src ``)."""
+    return f"{prefix}python " + " ".join([os.path.relpath(sys.argv[0]), *sys.argv[1:]])

@@ -1,7 +1,8 @@
 """Benchmark cgroup life cycles per backend, and what limits add to a sandbox's start-up.
 
-Not a test: prints Markdown tables (medians, p90). Run as root from the worktree:
-    PYTHONPATH=src python benchmarks/bench_cgroups.py [--rounds N]
+Not a test: prints Markdown tables (medians, p90). Run as root, against the installed package
+or a source tree built in place (see docs/performance.md):
+    python benchmarks/bench_cgroups.py [--rounds N]
 Per backend this host can act as (hybrid = what it is; v1 alone; v2 alone, which here has only
 its core files and no controllers, so no limits), one cycle is: create (with the default
 ``isolate`` parent, as Sandbox does) + set limits + attach a running process + delete (which
@@ -20,6 +21,7 @@ import time
 from collections.abc import Callable
 
 from _harness import Candidate, Result, command_line, interleave, machine_notes, ms, table
+from _isolate_path import describe, pythonpath_prefix
 
 from isolate.cgroups import BackendKind, CGroup, Layout, Limits, host_layout
 from isolate.sandbox import Sandbox
@@ -152,8 +154,8 @@ def main() -> None:
     if os.geteuid() != 0:
         sys.exit("run as root: cgroups are created under this process's own cgroup")
     t0 = time.monotonic()
-    print(f"## bench_cgroups\n\nCommand: `{command_line()}`\n")
-    print(f"Host layout: {host_layout().kind.value}\n")
+    print(f"## bench_cgroups\n\nCommand: `{command_line(pythonpath_prefix())}`\n")
+    print(f"Timed: {describe()}; host layout: {host_layout().kind.value}\n")
     print(cycle_tables(args.rounds), end="\n\n", flush=True)
     print(sandbox_table(args.rounds), end="\n\n", flush=True)
     print(f"Machine: {machine_notes()}; took {time.monotonic() - t0:.0f} s")

@@ -1,7 +1,8 @@
 """Benchmark layer extraction against GNU ``tar -x`` and the commit step (diff) of 10k files.
 
-Not a test: prints medians and ratios. Run as root from the worktree:
-    PYTHONPATH=src python benchmarks/bench_layers.py [--source DIR] [--files N] [--runs N]
+Not a test: prints medians and ratios. Run as root, against the installed package or a source
+tree built in place (see docs/performance.md):
+    python benchmarks/bench_layers.py [--source DIR] [--files N] [--runs N]
         [--dir DIR ...]
 The layer is built from ``--source`` (default: a synthetic tree of mixed file sizes) with
 ``write_tar``, so both extractors read the very same bytes (plain and gzip). Each ``--dir``
@@ -20,6 +21,8 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+
+from _isolate_path import describe
 
 from isolate.fs import diff, extract, write_tar
 
@@ -110,6 +113,7 @@ def main() -> None:
     args = parser.parse_args()
     bases = args.dir or [tempfile.gettempdir()] + (["/dev/shm"] if os.path.isdir("/dev/shm")
                                                    else [])
+    print(f"timed: {describe()}")
     scratch = tempfile.mkdtemp(prefix="isolate-bench-src-")
     try:
         src = args.source

@@ -3,7 +3,7 @@
 Not a test. Starts ``docker-registry`` on 127.0.0.1 (a free port, temp storage), pushes an
 image of several layers (busybox + random data) with skopeo, then times, each into a fresh
 destination: ``Store.pull`` and ``skopeo copy docker://... oci:DIR``. Prints medians and the
-ratio. Usage: ``PYTHONPATH=src python benchmarks/bench_pull.py [--runs N] [--mib M]``.
+ratio. Usage: ``python benchmarks/bench_pull.py [--runs N] [--mib M]``.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ import shutil
 import socket
 import statistics
 import subprocess
-import sys
 import tarfile
 import tempfile
 import time
+
+from _isolate_path import describe
 
 from isolate.image import ImageConfig, Store
 
@@ -97,6 +98,7 @@ def main() -> None:
             theirs.append(time.perf_counter() - t0)
             shutil.rmtree(dest)
         a, b = statistics.median(ours), statistics.median(theirs)
+        print(f"timed: {describe()}")
         print(f"image: 4 layers, {args.mib} MiB random data, {args.runs} runs")
         print(f"isolate Store.pull     median {a * 1000:8.1f} ms")
         print(f"skopeo copy -> oci:DIR median {b * 1000:8.1f} ms")
@@ -108,4 +110,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

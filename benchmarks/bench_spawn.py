@@ -1,7 +1,8 @@
 """Benchmark sandbox start-up against bwrap, unshare and bare /bin/true; sb.call; import; memory.
 
-Not a test: prints Markdown tables (medians, p90, ratios). Run as root from the worktree:
-    PYTHONPATH=src python benchmarks/bench_spawn.py [--rounds N] [--skip-memory] ...
+Not a test: prints Markdown tables (medians, p90, ratios). Run as root, against the installed
+package or a source tree built in place (see docs/performance.md):
+    python benchmarks/bench_spawn.py [--rounds N] [--skip-memory] ...
 Every candidate runs /bin/true to its exit. All spawn candidates are sampled round-robin in one
 loop, so machine noise hits each alike and ratios within one run are comparable. Tools that are
 missing (bwrap, unshare, crun) are skipped with a note.
@@ -23,6 +24,7 @@ import time
 from collections.abc import Callable
 
 from _harness import Candidate, Result, command_line, interleave, machine_notes, table
+from _isolate_path import child_env, describe, pythonpath_prefix
 
 from isolate import lowlevel
 from isolate._plan import Mode, Op, OpKind, Plan
@@ -30,14 +32,13 @@ from isolate.sandbox import Sandbox
 
 TRUE = "/bin/true"
 PY = sys.executable  # the real interpreter, never a pyenv shim (which adds ~70 ms per start)
-SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 # Bytecode caching on, in a private prefix: this machine's environment sets
 # PYTHONDONTWRITEBYTECODE, which makes every import compile from source -- not what an installed
 # package costs its users. The prefix keeps .pyc files out of the worktree.
 PYCACHE = tempfile.mkdtemp(prefix="isolate-bench-pyc-")
-ENV = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
-       "PYTHONPATH": SRC, "PYTHONPYCACHEPREFIX": PYCACHE}
-COLD_ENV = {**os.environ, "PYTHONPATH": SRC, "PYTHONDONTWRITEBYTECODE": "1"}
+ENV = child_env({k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+                PYTHONPYCACHEPREFIX=PYCACHE)
+COLD_ENV = child_env(PYTHONDONTWRITEBYTECODE="1")
 
 BWRAP = ["bwrap", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--ro-bind", "/", "/",
          "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev"]
@@ -495,7 +496,8 @@ def main() -> None:
             shutil.rmtree(PYCACHE, ignore_errors=True)
         return
     t0 = time.monotonic()
-    print(f"## bench_spawn\n\nCommand: `{command_line()}`\n")
+    print(f"## bench_spawn\n\nCommand: `{command_line(pythonpath_prefix())}`; timed: "
+          f"{describe()}\n")
     sections: list[tuple[str, Callable[[], str]]] = [
         ("spawn", lambda: spawn_tables(args.rounds, args.whole_every)),
         ("crun", lambda: crun_table(args.rounds) if args.crun else "crun: not asked (--crun)"),

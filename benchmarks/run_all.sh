@@ -1,13 +1,20 @@
 #!/bin/sh
 # Run every benchmark and print their Markdown tables. Installs nothing: a benchmark whose
 # anchor tool is missing (bwrap, unshare, crun, tar, skopeo) skips those rows with a note.
-# Usage, as root from the worktree:  sh benchmarks/run_all.sh [ROUNDS]  > results.md
+# Usage, as root:  sh benchmarks/run_all.sh [ROUNDS]  > results.md
+# Times the isolate the interpreter imports: the installed package (pip install .), or this
+# tree's src when its C core is built in place (python setup.py build_ext --inplace).
+# PYTHON names the interpreter (default: python3's real executable).
 set -u
 cd "$(dirname "$0")/.." || exit 1
 ROUNDS=${1:-100}
 # The real interpreter, not a pyenv shim (which adds ~70 ms to every start).
-PY=$(python3 -c 'import sys; print(sys.executable)')
-export PYTHONPATH=src
+PY=${PYTHON:-$(python3 -c 'import sys; print(sys.executable)')}
+if ls src/isolate/_native/_isolate*.so >/dev/null 2>&1; then
+    export PYTHONPATH=src
+else
+    unset PYTHONPATH
+fi
 status=0
 run() {
     echo

@@ -112,10 +112,11 @@ def test_with_init_an_exec_failure_exits_as_without() -> None:
         assert plain.returncode == code
 
 
-def test_timeout_kills_the_command_tree() -> None:
+def test_timeout_kills_the_command_tree_and_says_so() -> None:
     mark = marker()
     result = cli("--timeout", "0.5", "--", "sh", "-c", f"sleep {mark} & sleep {mark}")
     assert result.returncode == 128 + signal.SIGKILL
+    assert result.stderr == "isolate: killed: --timeout of 0.5 s reached\n"
     assert pids_with_argv("sleep", mark) == []
 
 
@@ -138,6 +139,77 @@ def test_bad_input_gets_one_line_on_stderr_and_exit_125(args: tuple[str, ...]) -
     assert result.stdout == ""
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--cpus", "1e308"), "--cpus: 1e+308 is more than the kernel's largest cpu quota"),
+    (("--cpus", "nan"), "--cpus: expected a number of cpus"),
+    (("--timeout", "nan"), "--timeout: expected a number of seconds, got 'nan'"),
+    (("--memory", "0"), "--memory: '0' is below the smallest memory limit, 6M"),
+    (("--memory", "1"), "--memory: '1' is below the smallest memory limit, 6M"),
+    (("--memory", "4096"), "--memory: '4096' is below the smallest memory limit, 6M"),
+    (("--memory", "99999999999999999999999T"), "--memory: '99999999999999999999999T' is more "
+     "than the kernel's largest size"),
+    (("--timeout", "-1"), "--timeout: must be at least 0.001 seconds, got '-1'"),
+    (("--timeout", "0"), "--timeout: must be at least 0.001 seconds, got '0'"),
+    (("--timeout", "1e-300"), "--timeout: must be at least 0.001 seconds, got '1e-300'"),
+    (("--memory", "64M", "--memory-swap", "32M"), "--memory-swap 32M is less than --memory 64M"),
+    (("--memory-swap", "1G"), "--memory-swap needs --memory as well"),
+    (("--stop-timeout", "-1"), "--stop-timeout: must be 0 or at least 0.001 seconds"),
+    (("--stop-timeout", "nan"), "--stop-timeout: expected a number of seconds"),
+    (("--user", "1_000"), "uid: expected a number of digits 0-9, got '1_000'"),
+    (("--user", "\u0663"), "uid: expected a number of digits 0-9, got '\u0663'"),
+    (("--user", "0:1_0"), "gid: expected a number of digits 0-9"),
+    (("--user", "4294967295"), "uid: must be at most 4294967294"),
+    (("--pids-limit", "0"), "--pids-limit: must be between 1 and 4194304, got 0"),
+    (("--pids-limit", "1_0"), "--pids-limit: expected a number of digits 0-9"),
+])
+def test_values_out_of_range_get_one_line_naming_the_option_and_exit_125(
+    args: tuple[str, ...], message: str,
+) -> None:
+    result = cli(*args, "--", "true")
+    assert (result.returncode, result.stdout) == (125, ""), result.stderr
+    assert result.stderr.startswith("isolate run: ") and message in result.stderr, \
+        result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize(("value", "library", "option"), [
+    ("nan", dict(timeout=float("nan")), "--timeout"),
+    ("0", dict(timeout=0), "--timeout"),
+    ("1e-300", dict(timeout=1e-300), "--timeout"),
+    ("1e300", dict(timeout=1e300), "--timeout"),
+    ("4096", dict(limits=dict(memory_max=4096)), "--memory"),
+    ("1e308", dict(limits=dict(cpus=1e308)), "--cpus"),
+    ("0.0001", dict(limits=dict(cpus=0.0001)), "--cpus"),
+])
+def test_the_library_and_the_command_line_refuse_the_same_values(
+    value: str, library: dict[str, object], option: str,
+) -> None:
+    options = dict(library)
+    if isinstance(options.get("limits"), dict):
+        with pytest.raises(isolate.errors.ConfigError):
+            isolate.Limits(**options["limits"])  # type: ignore[arg-type]
+    else:
+        with pytest.raises(isolate.errors.ConfigError):
+            isolate.SandboxConfig(**options)  # type: ignore[arg-type]
+    result = cli(option, value, "--", "true")
+    assert result.returncode == 125 and option in result.stderr, result.stderr
+
+
+def test_memory_swap_counts_memory_and_swap_together_as_docker_does() -> None:
+    from isolate.cli import build_parser
+    from isolate.cli.run import _limits
+
+    def limits(*args: str) -> isolate.Limits | None:
+        return _limits(build_parser().parse_args(["run", *args, "--", "true"]))
+
+    assert limits("-m", "64M", "--memory-swap", "96M") == isolate.Limits(
+        memory_max="64M", memory_swap_max="32M")
+    assert limits("-m", "64M", "--memory-swap", "64M") == isolate.Limits(
+        memory_max="64M", memory_swap_max=0)
+    assert limits("-m", "64M", "--memory-swap", "-1") == isolate.Limits(memory_max="64M")
+    assert limits("--pids-limit", "-1") is None
 
 
 def test_a_command_not_found_exits_127() -> None:
@@ -195,3 +267,64 @@ def test_isolate_run_works_for_an_unprivileged_user() -> None:
             "'echo pid $$ uid $(id -u) on $(hostname); touch /etc/x 2>/dev/null || echo ro']))")
     result = rootless.run_unprivileged(code)
     assert result.stdout.splitlines() == ["pid 1 uid 0 on sandbox", "ro"], result.stderr
+
+
+def test_limits_as_an_unprivileged_user_say_why_and_best_effort_runs_without_them() -> None:
+    import rootless
+    from isolate.cgroups import BackendKind, host_layout
+
+    def code(argv: list[str]) -> str:
+        return f"import sys\nfrom isolate.cli import main\nsys.exit(main({argv!r}))"
+
+    argv = ["run", "-m", "64M", "--pids-limit", "32", "--", "sh", "-c", "echo ran"]
+    refused = rootless.run_unprivileged(code(argv), check=False)
+    assert (refused.returncode, refused.stdout) == (125, ""), refused.stderr
+    assert len(refused.stderr.splitlines()) == 1, refused.stderr
+    if host_layout().kind is BackendKind.V2:
+        assert "Delegate=yes" in refused.stderr
+    else:
+        assert f"this host is {host_layout().kind.value}" in refused.stderr
+        assert "systemd delegation does not help" in refused.stderr
+    assert "--best-effort" in refused.stderr
+    best = rootless.run_unprivileged(code([*argv[:1], "--best-effort", *argv[1:]]))
+    assert best.stdout == "ran\n"
+    assert best.stderr.startswith("isolate: warning: sandbox runs without resource limits: ")
+    assert len(best.stderr.splitlines()) == 1, best.stderr
+
+
+# -- version ---------------------------------------------------------------------------------
+
+def isolate_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "isolate.cli", *args], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": SRC, **env}, timeout=120,
+                          check=False)
+
+
+def test_version_flag_prints_one_line() -> None:
+    result = isolate_cli("--version")
+    assert (result.returncode, result.stdout, result.stderr) == (
+        0, f"isolate version {isolate.__version__}\n", "")
+
+
+def test_version_command_reports_isolate_python_kernel_cgroups_and_store(tmp_path: str) -> None:
+    import json
+    import platform
+
+    from isolate.cgroups import host_layout
+
+    result = isolate_cli("version", ISOLATE_STORE=f"{tmp_path}/store")
+    assert result.returncode == 0, result.stderr
+    lines = dict(line.split(":", 1) for line in result.stdout.splitlines())
+    assert lines["isolate"].split()[0] == isolate.__version__
+    assert lines["Python"].split()[0] == platform.python_version()
+    assert os.uname().release in lines["Kernel"]
+    assert lines["Cgroups"].split(";")[0].strip() == host_layout().kind.value
+    assert lines["User namespaces"].strip() == "available"
+    assert lines["Store"].strip() == f"{tmp_path}/store (from ISOLATE_STORE)"
+    as_json = json.loads(isolate_cli("version", "--format", "json", "--store",
+                                     f"{tmp_path}/other").stdout)
+    assert as_json["isolate"]["version"] == isolate.__version__
+    assert as_json["kernel"]["release"] == os.uname().release
+    assert as_json["cgroups"]["layout"] == host_layout().kind.value
+    assert as_json["store"] == {"path": f"{tmp_path}/other", "from": "--store"}
+    assert not os.path.exists(f"{tmp_path}/store"), "version only reads"

@@ -1,34 +1,125 @@
-"""Human units for sizes (``"512M"``): one parser for every layer that takes a size.
+"""Human input: sizes (``"512M"``), durations in seconds and decimal ids, one parser each for
+every layer that takes them, so the library and the command line accept the same things.
 
 Imports nothing from isolate but its errors; makes no system calls.
 """
 
 from __future__ import annotations
 
+import math
 import re
 
 from isolate.errors import ConfigError
 
-__all__ = ["parse_size"]
+__all__ = ["MAX_SECONDS", "MAX_SIZE", "human_size", "parse_decimal", "parse_number",
+           "parse_seconds", "parse_size"]
 
-_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?\s*$", re.IGNORECASE)
+#: The largest size the kernel takes: it counts bytes in a signed 64-bit number (and reads a
+#: larger value modulo 2**64, so 16E would become a limit of 0).
+MAX_SIZE = 2**63 - 1
+#: The longest duration taken, about 31 years (threads cannot wait much longer: TIMEOUT_MAX).
+MAX_SECONDS = 1e9
+
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50,
+          "e": 1 << 60}
+_SIZE_RE = re.compile(r"^\s*([0-9]+)(?:\.([0-9]+))?\s*([kmgtpe]?)(?:i?b)?\s*$",
+                      re.IGNORECASE | re.ASCII)
+# More digits than any size up to MAX_SIZE needs (and well below int()'s digit limit).
+_MAX_DIGITS = 40
+# What float() takes, in ASCII only (float() also takes "1_0", other scripts' digits, "nan").
+_NUMBER_RE = re.compile(r"^\s*[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\s*$",
+                        re.ASCII)
+
+
+def _shown(value: object) -> str:
+    """``repr(value)``, cut short when it is long (a 400-digit number in an error message)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...{text[-8:]} ({len(text)} characters)"
+
+
+def _too_large(name: str, value: object) -> ConfigError:
+    return ConfigError(f"{name}: {_shown(value)} is more than the kernel's largest size, "
+                       f"{MAX_SIZE} bytes (8E - 1)")
+
+
+def human_size(n: int) -> str:
+    """``n`` bytes in the largest binary unit that divides it: ``"6M"``, ``"1536K"``."""
+    for unit in "EPTGMK":
+        scale = _UNITS[unit.lower()]
+        if n and n % scale == 0:
+            return f"{n // scale}{unit}"
+    return f"{n}B"
 
 
 def parse_size(value: int | str, *, name: str = "size") -> int:
     """Parse a byte count: an int, or a string such as ``"512M"``, ``"1.5G"``, ``"64KiB"``.
 
-    Units are binary (K = 1024). Raises :class:`ConfigError` naming ``name`` when the value is
-    not a non-negative size.
+    Units are binary (K = 1024, up to E); a fraction is exact and rounded down to whole bytes.
+    Raises :class:`ConfigError` naming ``name`` when the value is not a size from 0 to
+    :data:`MAX_SIZE`.
     """
     if isinstance(value, bool):
         raise ConfigError(f"{name}: expected a size, got {value!r}")
     if isinstance(value, int):
-        if value < 0:
-            raise ConfigError(f"{name}: size must not be negative, got {value!r}")
-        return value
-    if isinstance(value, str):
-        m = _SIZE_RE.match(value)
-        if m:
-            return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
-    raise ConfigError(f"{name}: expected a size like 512M or 1G, got {value!r}")
+        size = value
+    elif isinstance(value, str) and (m := _SIZE_RE.match(value)) is not None:
+        whole, fraction, unit = m.group(1), m.group(2) or "", m.group(3).lower()
+        if len(whole) + len(fraction) > _MAX_DIGITS:
+            raise _too_large(name, value)
+        scale = _UNITS[unit]
+        size = int(whole) * scale + int(fraction or "0") * scale // 10 ** len(fraction)
+    else:
+        raise ConfigError(f"{name}: expected a size like 512M or 1G, got {_shown(value)}")
+    if size < 0:
+        raise ConfigError(f"{name}: size must not be negative, got {_shown(value)}")
+    if size > MAX_SIZE:
+        raise _too_large(name, value)
+    return size
+
+
+def parse_number(value: float | str, *, name: str, what: str) -> float:
+    """An int, a float or an ASCII decimal string (``"1.5"``, ``"2e3"``) as a float; NaN and
+    infinities are kept for the caller to judge. Raises :class:`ConfigError` naming ``name``
+    (expected "a number of ``what``") for anything else, bools included."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)) or (
+            isinstance(value, str) and not _NUMBER_RE.match(value)):
+        raise ConfigError(f"{name}: expected a number of {what}, got {_shown(value)}")
+    try:
+        return float(value)
+    except OverflowError:  # an int too large for a float
+        return math.inf
+
+
+def parse_seconds(value: float | str, *, name: str = "timeout", minimum: float = 0.001,
+                  zero: bool = False) -> float:
+    """Parse a duration in seconds (see :func:`parse_number`).
+
+    It must be finite, at least ``minimum`` (default 1 ms: no timer is finer) or exactly 0
+    where ``zero`` allows it, and at most :data:`MAX_SECONDS`. Raises :class:`ConfigError`
+    naming ``name`` otherwise.
+    """
+    seconds = parse_number(value, name=name, what="seconds")
+    if math.isnan(seconds):
+        raise ConfigError(f"{name}: expected a number of seconds, got {_shown(value)}")
+    if zero and seconds == 0:
+        return 0.0
+    if seconds < minimum:
+        least = "0 or at least" if zero else "at least"
+        raise ConfigError(f"{name}: must be {least} {minimum:g} seconds, got {_shown(value)}")
+    if seconds > MAX_SECONDS:
+        raise ConfigError(f"{name}: must be at most {MAX_SECONDS:g} seconds (about 31 years), "
+                          f"got {_shown(value)}")
+    return seconds
+
+
+def parse_decimal(text: str, *, name: str, maximum: int) -> int:
+    """Parse a non-negative decimal number of ASCII digits only (no sign, ``_``, spaces or
+    other scripts' digits, which ``int()`` would take), from 0 to ``maximum``.
+
+    Raises :class:`ConfigError` naming ``name`` otherwise.
+    """
+    if not (isinstance(text, str) and text.isascii() and text.isdigit()):
+        raise ConfigError(f"{name}: expected a number of digits 0-9, got {_shown(text)}")
+    if len(text.lstrip("0")) > len(str(maximum)) or int(text) > maximum:
+        raise ConfigError(f"{name}: must be at most {maximum}, got {_shown(text)}")
+    return int(text)

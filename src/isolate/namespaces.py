@@ -33,7 +33,6 @@ from isolate.errors import (
     IsolateOSError,
     MountError,
     NamespaceError,
-    SpawnError,
     UnsupportedError,
     errno_name,
 )
@@ -115,6 +114,8 @@ class NamespaceKind(enum.Enum):
 
     @classmethod
     def from_flag(cls, flag: int) -> NamespaceKind:
+        """The kind whose ``CLONE_NEW*`` flag is ``flag``. Raises ConfigError for any other
+        value (also a combination of flags)."""
         for kind, f in _FLAGS.items():
             if f == flag:
                 return kind
@@ -226,6 +227,7 @@ class IdMap:
         return check_id_map(lines, f"sub{which} map")
 
     def line(self) -> str:
+        """The line for /proc/PID/uid_map or gid_map: ``"INSIDE OUTSIDE COUNT"``."""
         return f"{self.inside} {self.outside} {self.count}"
 
 
@@ -412,6 +414,21 @@ def _os_error(exc: OSError, message: str, path: str | None = None,
     return NamespaceError(exc.errno or errno.EIO, message, path, step=step, pid=pid)
 
 
+_CAP_SYS_ADMIN = 21
+
+
+def _has_cap_sys_admin() -> bool:
+    """Whether CAP_SYS_ADMIN is in this process's effective set (what mounting needs)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> _CAP_SYS_ADMIN & 1)
+    except (OSError, ValueError):
+        pass
+    return True  # unknown: let the kernel say
+
+
 def _thread_count() -> int:
     try:
         return len(os.listdir("/proc/self/task"))
@@ -571,12 +588,15 @@ class Namespace:
 
     # -- fd lifetime ------------------------------------------------------------------------
     def fileno(self) -> int:
+        """The handle's fd (``/proc/PID/ns/KIND``, O_CLOEXEC), for setns and select-style
+        APIs; it stays owned by the handle. Raises ValueError once the handle is closed."""
         if self._fd < 0:
             raise ValueError(f"the {self.kind.value} namespace handle is closed")
         return self._fd
 
     @property
     def closed(self) -> bool:
+        """Whether :meth:`close` was called (the fd is released)."""
         return self._fd < 0
 
     def close(self) -> None:
@@ -590,9 +610,11 @@ class Namespace:
             keeper.close()
 
     def __enter__(self) -> Namespace:
+        """Return the handle itself; leaving the ``with`` block closes it."""
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """:meth:`close` the handle; exceptions from the block propagate."""
         self.close()
 
     def __del__(self) -> None:
@@ -720,6 +742,14 @@ class Namespace:
         try:
             os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444))
         except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.EACCES) and not _has_cap_sys_admin():
+                # The bind mount would be refused anyway: say so, not just the missing path.
+                raise NamespaceError(
+                    errno.EPERM, f"persist {self!r} on {p}: needs CAP_SYS_ADMIN over the "
+                    f"current mount namespace, which this process lacks (as an ordinary "
+                    f"user, persist from inside a user and mount namespace of your own); "
+                    f"besides, {os.path.dirname(p)}: {os.strerror(exc.errno)}", p,
+                    step="persist") from exc
             raise _os_error(exc, f"create {p} to persist {self!r} on", p,
                             step="persist") from exc
         try:
@@ -1136,12 +1166,13 @@ def _create(kinds: list[NamespaceKind], uids: tuple[IdMap, ...] | None,
         else:
             with child:
                 child.wait()
-    except SpawnError as exc:
+    except IsolateOSError as exc:
         for h in handles.values():
             h.close()
         if keeper_w >= 0:
             os.close(keeper_w)
-        if exc.step == "clone":
+        # A time namespace is made by unshare after the clone: its refusal is the same one.
+        if exc.step == "clone" or (exc.step == "unshare" and NamespaceKind.TIME in kinds):
             raise _clone_error(exc, kinds) from exc
         raise
     except BaseException:
@@ -1153,7 +1184,7 @@ def _create(kinds: list[NamespaceKind], uids: tuple[IdMap, ...] | None,
     return handles
 
 
-def _clone_error(exc: SpawnError, kinds: list[NamespaceKind]) -> IsolateOSError | \
+def _clone_error(exc: IsolateOSError, kinds: list[NamespaceKind]) -> IsolateOSError | \
         UnsupportedError:
     names = ", ".join(k.value for k in kinds)
     code = exc.errno or errno.EIO
@@ -1167,7 +1198,7 @@ def _clone_error(exc: SpawnError, kinds: list[NamespaceKind]) -> IsolateOSError 
     hint = ""
     if code == errno.EPERM and os.geteuid() != 0:
         hint = "; as an ordinary user, create them together with a new user namespace ('user')"
-    return NamespaceError(code, f"create {names} namespace(s){hint}", step="clone")
+    return NamespaceError(code, f"create {names} namespace(s){hint}", step=exc.step)
 
 
 class NamespaceSet(Mapping[NamespaceKind, Namespace]):
@@ -1183,6 +1214,7 @@ class NamespaceSet(Mapping[NamespaceKind, Namespace]):
         return self._handles[NamespaceKind.parse(key)]
 
     def __iter__(self) -> Iterator[NamespaceKind]:
+        """The kinds in the set, in the order they were given."""
         return iter(self._handles)
 
     def __len__(self) -> int:
@@ -1211,13 +1243,16 @@ class NamespaceSet(Mapping[NamespaceKind, Namespace]):
         return done
 
     def close(self) -> None:
+        """Close every handle of the set (see :meth:`Namespace.close`)."""
         for handle in self._handles.values():
             handle.close()
 
     def __enter__(self) -> NamespaceSet:
+        """Return the set itself; leaving the ``with`` block closes every handle."""
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """:meth:`close` the set; exceptions from the block propagate."""
         self.close()
 
 

@@ -27,6 +27,7 @@ import attrs
 
 from isolate import lowlevel, runtime
 from isolate._plan import Op, Plan
+from isolate._units import parse_seconds
 from isolate.cgroups import CGroup, Limits
 from isolate.cgroups.cgroup import add_note
 from isolate.errors import (
@@ -132,9 +133,9 @@ def _id(value: int | None) -> int | None:
 def _timeout(value: float | None) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ConfigError(f"timeout must be a positive number of seconds, not {value!r}")
-    return float(value)
+    if isinstance(value, str):  # a number, not text: SandboxConfig takes no units
+        raise ConfigError(f"timeout: expected a number of seconds, got {value!r}")
+    return parse_seconds(value, name="timeout")
 
 
 def _rootfs(value: str | os.PathLike[str] | None) -> str | None:
@@ -401,6 +402,14 @@ class Sandbox:
 
     # -- lifetime -----------------------------------------------------------------------------
     def __enter__(self) -> Sandbox:
+        """Start the sandbox: check its config, create its cgroup (with ``limits``), prepare
+        an image's root, and make the namespaces and root every process shares. Returns the
+        sandbox; leaving the ``with`` block closes it (:meth:`close`).
+
+        Raises StateError when entered twice or after close, ConfigError, UnsupportedError
+        (the host lacks what the config asks for), and MountError, NamespaceError,
+        CgroupError or ImageError when setting up fails; nothing is left behind then.
+        """
         self._check_open()
         if self._compiled is not None:
             raise StateError("the sandbox was entered already", current="open",
@@ -453,6 +462,7 @@ class Sandbox:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """:meth:`close` the sandbox; exceptions from the block propagate."""
         self.close()
 
     def close(self) -> None:

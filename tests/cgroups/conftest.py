@@ -69,6 +69,17 @@ def layout_name(request: pytest.FixtureRequest, parents: dict[str, CGroup]) -> s
 
 
 @pytest.fixture
+def private(parents: dict[str, CGroup]) -> Iterator[CGroup]:
+    """A cgroup whose ``isolate`` base only this test uses (for processes placed in it, see
+    ``cgroup_helpers``); it and everything below it are removed at the end."""
+    cg = CGroup.create(f"private-{os.getpid()}-{secrets.token_hex(3)}", parent=parents["host"])
+    try:
+        yield cg
+    finally:
+        cg.delete(timeout=30)
+
+
+@pytest.fixture
 def make_cgroup(parents: dict[str, CGroup]) -> Iterator[Callable[..., CGroup]]:
     """Factory: CGroup.create below the private parent of a layout; deleted after the test."""
     made: list[CGroup] = []

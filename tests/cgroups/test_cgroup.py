@@ -13,7 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from isolate._units import MAX_SIZE
 from isolate.cgroups import CGroup, IoDeviceLimit, Limits
+from isolate.cgroups._backend import write_file
+from isolate.cgroups.limits import MAX_CPU_QUOTA, MAX_PIDS
 from isolate.errors import CgroupError, ConfigError, UnsupportedError
 
 MakeCgroup = Callable[..., CGroup]
@@ -355,6 +358,29 @@ def test_limits_land_in_the_v1_files(make_cgroup: MakeCgroup, parents: dict[str,
     assert read("memory", "memory.memsw.limit_in_bytes") == f"{200 << 20}\n"
     cg.set_limits(Limits(memory_max="32M", memory_swap_max="0"))
     assert read("memory", "memory.limit_in_bytes") == f"{32 << 20}\n"
+
+
+def test_the_largest_limits_limits_takes_are_the_largest_the_kernel_keeps(
+    make_cgroup: MakeCgroup, parents: dict[str, CGroup],
+) -> None:
+    # Beyond these the kernel does not refuse, it silently caps (quota), wraps to 0 (memory
+    # from 2**64 on) or, for pids, refuses with EINVAL: so Limits stops at them.
+    if "v1" not in parents:
+        pytest.skip("no v1 hierarchies here (v2 has no controllers on this host)")
+    cg = make_cgroup("v1", limits=Limits(memory_max=MAX_SIZE, cpu_quota=MAX_CPU_QUOTA,
+                                         pids_max=MAX_PIDS))
+    page = os.sysconf("SC_PAGE_SIZE")
+    assert cg.read_control("memory", "memory.limit_in_bytes") == f"{MAX_SIZE // page * page}\n"
+    assert cg.read_control("cpu", "cpu.cfs_quota_us") == f"{MAX_CPU_QUOTA}\n"
+    assert cg.read_control("pids", "pids.max") == f"{MAX_PIDS}\n"
+    pids_dir = cg.dirs[next(h.key for h in cg.layout.v1 if "pids" in h.controllers)]
+    with pytest.raises(CgroupError) as err:
+        write_file(os.path.join(pids_dir, "pids.max"), str(MAX_PIDS + 1))
+    assert err.value.errno == errno.EINVAL
+    for too_much in (dict(memory_max=MAX_SIZE + 1), dict(cpu_quota=MAX_CPU_QUOTA + 1),
+                     dict(pids_max=MAX_PIDS + 1)):
+        with pytest.raises(ConfigError):
+            Limits(**too_much)  # type: ignore[arg-type]
 
 
 def test_a_group_refuses_to_kill_or_delete_the_process_that_asks(

@@ -23,10 +23,37 @@ def test_parse_size_accepts_human_units(text: int | str, expected: int) -> None:
     assert Limits.parse_size(text) == expected
 
 
-@pytest.mark.parametrize("bad", ["", "12X", "-1", "M", -5, True, 1.5, "1e3"])
-def test_parse_size_rejects_garbage(bad: object) -> None:
+@pytest.mark.parametrize("bad", ["", "12X", "-1", "M", -5, True, 1.5, "1e3", "1_000", "\u0663",
+                                 "5\u212a", "8E", 2**63, "99999999999999999999999T", "9" * 5000])
+def test_parse_size_rejects_garbage_and_sizes_beyond_the_kernels(bad: object) -> None:
     with pytest.raises(ConfigError):
         parse_size(bad)  # type: ignore[arg-type]
+
+
+def test_parse_size_is_exact_up_to_the_largest_size() -> None:
+    assert parse_size("7.5E") == 15 << 59
+    assert parse_size(str(2**63 - 1)) == 2**63 - 1
+    assert parse_size("0.5K") == 512 and parse_size("0.0001K") == 0
+
+
+@pytest.mark.parametrize(("limits", "message"), [
+    (dict(memory_max=0), "below the smallest memory limit, 6M"),
+    (dict(memory_max="4096"), "below the smallest memory limit, 6M"),
+    (dict(memory_max="6M", memory_swap_max=2**63 - 1), "kernel's largest size"),
+    (dict(cpus=1e308), "largest cpu quota"),
+    (dict(cpus=10**400), "cpus: must be a positive number"),
+    (dict(cpus=20_000_000, cpu_period=1_000_000), "17592186 cpus at a period of 1000000"),
+    (dict(cpus="1_0"), "expected a number of cpus"),
+    (dict(cpus="nan"), "expected a number of cpus"),
+    (dict(cpu_quota=2**44), "between 1000 and 17592186044415"),
+    (dict(pids_max=2**22 + 1), "between 1 and 4194304"),
+])
+def test_limits_beyond_what_the_kernel_takes_are_config_errors(
+    limits: dict[str, object], message: str,
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Limits(**limits)  # type: ignore[arg-type]
+    assert Limits(memory_max="6M").memory_max == 6 << 20
 
 
 def test_errors_name_the_attribute_and_value() -> None:
@@ -57,7 +84,7 @@ def test_conflicting_or_incomplete_limits_are_rejected() -> None:
     with pytest.raises(ConfigError, match="needs memory_max"):
         Limits(memory_swap_max="1G")
     with pytest.raises(ConfigError, match="above memory_max"):
-        Limits(memory_max="1M", memory_high="2M")
+        Limits(memory_max="8M", memory_high="9M")
     with pytest.raises(ConfigError, match="more than once"):
         Limits(io_devices=[IoDeviceLimit("8:0"), IoDeviceLimit((8, 0))])
     with pytest.raises(ConfigError, match="MAJOR:MINOR"):

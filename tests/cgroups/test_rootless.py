@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+import attrs
 import pytest
 
-from isolate.cgroups import CGroup, host_layout
+from isolate.cgroups import BackendKind, CGroup, Layout, host_layout
 from isolate.cgroups.cgroup import BASE_NAME
 
 NOBODY = 65534
@@ -43,15 +44,28 @@ def run_as_nobody(fn: Callable[[], str], join: str | None = None) -> str:
 def test_without_delegation_create_is_unsupported_and_says_what_is_missing(
     parents: dict[str, CGroup],
 ) -> None:
-    def attempt() -> str:
-        CGroup.create(layout=host_layout())
-        return "created"
+    def attempt(layout: Layout) -> Callable[[], str]:
+        def go() -> str:
+            CGroup.create(layout=layout)
+            return "created"
+        return go
 
-    out = run_as_nobody(attempt)
-    assert out.startswith("UnsupportedError missing=cgroup delegation"), out
-    assert "Delegate=yes" in out
-    # Nothing was made by the failed attempt.
-    for h in host_layout().hierarchies:
+    host = host_layout()
+    if host.v2 is not None:
+        # Driven as pure v2: delegation is what would help.
+        v2 = attrs.evolve(host, kind=BackendKind.V2, v1=())
+        out = run_as_nobody(attempt(v2))
+        assert out.startswith("UnsupportedError missing=cgroup delegation"), out
+        assert "Delegate=yes" in out
+    if host.kind is not BackendKind.V2:
+        # A hybrid (or v1) host: the controllers are v1, which no delegation can hand over.
+        out = run_as_nobody(attempt(host))
+        assert out.startswith("UnsupportedError missing=cgroup v2 controllers"), out
+        assert f"this host is {host.kind.value}" in out
+        assert "memory" in out and "cannot be delegated" in out
+        assert "--best-effort" in out and "unified_cgroup_hierarchy=1" in out
+    # Nothing was made by the failed attempts.
+    for h in host.hierarchies:
         base = h.dir_of(f"{h.self_path.rstrip('/')}/{BASE_NAME}")
         assert not any(n.startswith("cg-") for n in os.listdir(base)), base
 

@@ -9,10 +9,22 @@ from __future__ import annotations
 from isolate.cgroups._backend import Events, Stats
 from isolate.cgroups.cgroup import BASE_NAME, CGroup, host_layout
 from isolate.cgroups.detect import BackendKind, Hierarchy, Layout, detect
-from isolate.cgroups.limits import IoDeviceLimit, Limits, parse_size
+from isolate.cgroups.limits import (
+    MAX_CPU_QUOTA,
+    MAX_PIDS,
+    MAX_SIZE,
+    MIN_MEMORY,
+    IoDeviceLimit,
+    Limits,
+    parse_size,
+)
 
 __all__ = [
     "BASE_NAME",
+    "MAX_CPU_QUOTA",
+    "MAX_PIDS",
+    "MAX_SIZE",
+    "MIN_MEMORY",
     "BackendKind",
     "CGroup",
     "Events",

@@ -3,17 +3,28 @@
 Owns where isolate's cgroups live (an ``isolate`` sub-tree of the calling process's cgroup in
 each hierarchy) and the lifecycle rules; the backends own the control files. It never
 creates, writes or removes a cgroup outside the tree it is pointed at.
+
+Many processes share one ``isolate`` base without a lock of their own: a delete removes the base
+once it is empty (rmdir refuses while any group is in it), and a create that finds the base gone
+between making it and making its group in it makes it again. A group with a generated name is
+held by its creator (a shared flock on each of its directories, kept until it is deleted or the
+process ends), so a sweep from any process, in any pid namespace, tells an orphan from a group
+in use by trying for the lock -- and sweeps each hierarchy on its own, since v1 hierarchies may
+place two processes in different cgroups.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import functools
 import os
 import re
 import secrets
 import select
 import signal
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from types import TracebackType
@@ -65,7 +76,18 @@ def add_note(exc: BaseException, note: str) -> None:
     notes.append(note)
 
 
-_GENERATED = re.compile(r"^cg-(\d+)-[0-9a-f]{12}$")
+#: Generated names, ``cg-<creator pid>-<16 hex digits>``: held by their creator's flock.
+_GENERATED = re.compile(r"^cg-\d+-[0-9a-f]{16}$")
+#: Generated names from before the lock (12 hex digits): judged by the creator pid they carry.
+_UNLOCKED = re.compile(r"^cg-(\d+)-[0-9a-f]{12}$")
+#: How often create makes a default base again that concurrent deletes keep pruning.
+_ATTEMPTS = 64
+
+# Directory -> an fd of it holding this process's shared flock, for each generated group this
+# process made and has not deleted. Per process, not per CGroup object: a group stays held
+# while its creator lives, whatever became of the object.
+_held: dict[str, int] = {}
+_held_lock = threading.Lock()
 
 
 def _check_name(name: str) -> str:
@@ -78,7 +100,7 @@ def _check_name(name: str) -> str:
     return "/".join(parts)
 
 
-def _mkdir(path: str) -> bool:
+def _mkdir(path: str, layout: Layout) -> bool:
     """mkdir one cgroup; True if made, False if it existed. Maps refusals to UnsupportedError."""
     try:
         os.mkdir(path, 0o755)
@@ -87,14 +109,31 @@ def _mkdir(path: str) -> bool:
         return False
     except OSError as e:
         if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            raise UnsupportedError(
-                f"cannot create cgroup {path}: {os.strerror(e.errno)} for uid {os.geteuid()}; "
-                "without root, cgroups need cgroup v2 and a delegated cgroup the user owns "
-                "(e.g. systemd-run --user --scope -p Delegate=yes)",
-                missing="cgroup delegation",
-            ) from e
+            raise _refused(path, e.errno, layout) from e
         raise CgroupError(e.errno or errno.EIO, f"cannot create cgroup {path}", path,
                           step="create") from e
+
+
+def _refused(path: str, code: int, layout: Layout) -> UnsupportedError:
+    """Why this process may not make a cgroup at ``path``, and what would work."""
+    what = f"cannot create cgroup {path}: {os.strerror(code)} for uid {os.geteuid()}"
+    if os.geteuid() == 0:
+        return UnsupportedError(f"{what} (the cgroup file system is read-only or "
+                                "not ours here)", missing="write access to cgroups")
+    if layout.kind is BackendKind.V2:
+        return UnsupportedError(
+            f"{what}; without root, cgroups need a delegated cgroup the user owns "
+            "(e.g. systemd-run --user --scope -p Delegate=yes)",
+            missing="cgroup delegation")
+    v1 = ", ".join(sorted({c for h in layout.v1 for c in h.controllers} &
+                          {"memory", "pids", "cpu", "cpuset", "blkio", "io"}))
+    return UnsupportedError(
+        f"{what}; this host is {layout.kind.value} (its {v1 or 'resource'} controllers are "
+        "cgroup v1), and v1 controllers cannot be delegated to an ordinary user, so systemd "
+        "delegation does not help here. What works: run as root, or boot with cgroup v2 only "
+        "(systemd.unified_cgroup_hierarchy=1) and a delegated cgroup, or run without limits "
+        "(best_effort=True; isolate run --best-effort)",
+        missing="cgroup v2 controllers")
 
 
 def _rmdir(path: str) -> None:
@@ -105,6 +144,105 @@ def _rmdir(path: str) -> None:
     except OSError as e:
         raise CgroupError(e.errno or errno.EIO, f"cannot remove cgroup {path}", path,
                           step="delete") from e
+
+
+def _base_of(h: Hierarchy) -> str:
+    """The default base of hierarchy ``h``: ``isolate`` below the caller's cgroup there."""
+    return h.dir_of(f"{h.self_path.rstrip('/')}/{BASE_NAME}")
+
+
+def _make_base(h: Hierarchy, d: str, layout: Layout) -> None:
+    """Make the base ``d`` of ``h`` unless it exists; on v1 cpuset, fill its cpus and mems
+    (also when another creator made it and has not filled them yet)."""
+    _mkdir(d, layout)
+    if h.version == 1 and "cpuset" in h.controllers:
+        _copy_cpuset(os.path.dirname(d), d)
+
+
+def _hold(d: str) -> bool:
+    """Take this process's shared flock on the cgroup ``d`` just made. False when ``d`` was
+    removed before the lock was held (a sweep took the empty group for an orphan)."""
+    try:
+        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        raise CgroupError(e.errno or errno.EIO, f"cannot open cgroup {d}", d,
+                          step="create") from e
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        held = os.fstat(fd)
+        try:
+            now: os.stat_result | None = os.stat(d)
+        except FileNotFoundError:
+            now = None
+    except BaseException:
+        os.close(fd)
+        raise
+    if now is None or (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
+        os.close(fd)
+        return False
+    with _held_lock:
+        old = _held.pop(d, None)
+        _held[d] = fd
+    if old is not None:
+        os.close(old)
+    return True
+
+
+def _let_go(dirs: Iterable[str]) -> None:
+    """Drop this process's flock on each of ``dirs`` (those it holds)."""
+    with _held_lock:
+        fds = [_held.pop(d) for d in dirs if d in _held]
+    for fd in fds:
+        os.close(fd)
+
+
+def _subdirs(d: str) -> list[str]:
+    """The child cgroups of ``d`` (none if it is gone or unreadable)."""
+    try:
+        with os.scandir(d) as entries:
+            return [e.path for e in entries if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
+
+
+def _remove_empty_tree(d: str) -> bool:
+    """rmdir ``d`` and the cgroups below it, deepest first; False (and the rest kept) as soon
+    as one holds processes, is held by its creator, or cannot be removed."""
+    for sub in _subdirs(d):
+        if _GENERATED.match(os.path.basename(sub)):
+            if not _remove_if_unheld(sub):
+                return False
+        elif not _remove_empty_tree(sub):
+            return False
+    try:
+        os.rmdir(d)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False
+    return True
+
+
+def _remove_if_unheld(d: str) -> bool:
+    """Remove the generated group ``d`` (and empty groups below it) if no process holds its
+    lock: its creator is gone. One that still has processes is left alone. True if it is
+    gone now."""
+    try:
+        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False  # its creator lives, or another sweep is removing it
+        return _remove_empty_tree(d)
+    finally:
+        os.close(fd)
 
 
 def _copy_cpuset(parent: str, child: str) -> None:
@@ -149,16 +287,17 @@ class CGroup:
     def default_parent(cls, *, layout: Layout | None = None) -> CGroup:
         """The ``isolate`` cgroup below this process's own cgroup, created if missing.
 
+        Groups made by other processes share it, and the last one deleted removes it (so a
+        concurrent delete may remove it again once it is empty; :meth:`create` without a
+        parent makes it again as needed).
+
         Raises :class:`UnsupportedError` when the process may not create it (rootless
         without delegation), :class:`CgroupError` for other failures.
         """
         layout = layout or host_layout()
-        dirs = {h.key: h.dir_of(f"{h.self_path.rstrip('/')}/{BASE_NAME}")
-                for h in layout.hierarchies}
+        dirs = {h.key: _base_of(h) for h in layout.hierarchies}
         for h in layout.hierarchies:
-            d = dirs[h.key]
-            if _mkdir(d) and h.version == 1 and "cpuset" in h.controllers:
-                _copy_cpuset(os.path.dirname(d), d)
+            _make_base(h, dirs[h.key], layout)
         return cls(layout, dirs)
 
     @classmethod
@@ -173,37 +312,37 @@ class CGroup:
     ) -> CGroup:
         """Create a new cgroup ``name`` (random if omitted) below ``parent`` and apply ``limits``.
 
-        ``parent`` defaults to :meth:`default_parent`. With ``best_effort``, limits the host
-        cannot honour are skipped and listed in :attr:`skipped_limits` instead of raising.
+        ``parent`` defaults to :meth:`default_parent`; then groups whose creator process is
+        gone are removed first (see :meth:`_sweep_orphans`). With ``best_effort``, limits the
+        host cannot honour are skipped and listed in :attr:`skipped_limits` instead of raising.
+        Safe to call from many threads and processes at once.
 
         Raises :class:`ConfigError` for a bad name, :class:`CgroupError` (EEXIST if it exists
         already), :class:`UnsupportedError` when a limit's controller is missing or not
         delegated, or cgroups cannot be created by this user. Nothing is left behind on error.
         """
-        # A generated name carries our pid, so a later create can tell a group whose creator
-        # was killed before it could delete it (see _sweep_orphans) from one still in use.
-        generated = f"cg-{os.getpid()}-{secrets.token_hex(6)}"
-        name = _check_name(name) if name is not None else generated
+        # A generated name is held by this process (see _hold) until it deletes the group, so
+        # a later create anywhere can tell a group whose creator was killed before it could
+        # delete it from one still in use; the pid in it is for people reading the tree.
+        name = _check_name(name) if name is not None else \
+            f"cg-{os.getpid()}-{secrets.token_hex(8)}"
+        held = _GENERATED.match(name) is not None  # also a name given in that form
         if limits is not None and not isinstance(limits, Limits):
             raise ConfigError(f"limits: expected a Limits, got {limits!r}")
+        own_base = parent is None
         if parent is None:
-            parent = cls.default_parent(layout=layout)
+            # The default base, made below as each hierarchy needs it (again, if a concurrent
+            # delete prunes it meanwhile).
+            layout = layout or host_layout()
+            parent = cls(layout, {h.key: _base_of(h) for h in layout.hierarchies})
             parent._sweep_orphans()
         cg = cls(parent._layout, {k: os.path.join(d, name) for k, d in parent._dirs.items()})
         made: list[str] = []
         try:
             for h in cg._layout.hierarchies:
                 d = cg._dirs[h.key]
-                if cg.kind is BackendKind.V2:
-                    # Only pure v2 takes controllers from v2; enabling them on a hybrid host
-                    # would just forbid processes in parents ("no internal processes").
-                    _enable_v2_controllers(os.path.dirname(d))
-                if not _mkdir(d):
-                    raise CgroupError(errno.EEXIST, f"cgroup {d} already exists", d,
-                                      step="create")
+                cg._make_dir(h, d, remake_base=own_base, hold=held)
                 made.append(d)
-                if h.version == 1 and "cpuset" in h.controllers:
-                    _copy_cpuset(os.path.dirname(d), d)
             if limits is not None:
                 cg.skipped_limits = cg._backend.apply(limits, best_effort)
         except BaseException as e:
@@ -212,8 +351,52 @@ class CGroup:
                     _rmdir(d)
                 except CgroupError as cleanup:
                     add_note(e, f"while removing the half-made cgroup: {cleanup}")
+            _let_go(made)
             raise
         return cg
+
+    def _make_dir(self, h: Hierarchy, d: str, *, remake_base: bool, hold: bool) -> None:
+        """Make this group's directory ``d`` in hierarchy ``h`` (and hold it).
+
+        With ``remake_base`` the parent is the shared default base, which a concurrent delete
+        removes whenever it happens to be empty: it is then made again and the group with it.
+        A held group that a sweep removed before we held it (it was empty and unheld for a
+        moment) is made again too.
+        """
+        parent = os.path.dirname(d)
+        for _ in range(_ATTEMPTS):
+            try:
+                if remake_base:
+                    _make_base(h, parent, self._layout)
+                if self.kind is BackendKind.V2:
+                    # Only pure v2 takes controllers from v2; enabling them on a hybrid host
+                    # would just forbid processes in parents ("no internal processes").
+                    _enable_v2_controllers(parent)
+                if not _mkdir(d, self._layout):
+                    raise CgroupError(errno.EEXIST, f"cgroup {d} already exists", d,
+                                      step="create")
+            except CgroupError as e:
+                # ENOENT: the base was gone; ENODEV: it went while we read its files.
+                if remake_base and e.errno in (errno.ENOENT, errno.ENODEV):
+                    continue
+                raise
+            try:
+                if hold and not _hold(d):
+                    continue
+                if h.version == 1 and "cpuset" in h.controllers:
+                    if remake_base:
+                        # The base may be a new one, made by another creator that has not
+                        # filled it yet; with our group in it, it stays now.
+                        _copy_cpuset(os.path.dirname(parent), parent)
+                    _copy_cpuset(parent, d)
+            except BaseException:
+                _let_go([d])
+                with contextlib.suppress(OSError):
+                    os.rmdir(d)
+                raise
+            return
+        raise CgroupError(errno.EAGAIN, f"cannot create cgroup {d}: it or its parent was "
+                          f"removed {_ATTEMPTS} times while being made", d, step="create")
 
     @classmethod
     def open(cls, path: str, *, parent: CGroup | None = None,
@@ -282,6 +465,7 @@ class CGroup:
 
     @property
     def layout(self) -> Layout:
+        """The cgroup layout this group is driven by (see :func:`detect`)."""
         return self._layout
 
     def _primary(self) -> Hierarchy:
@@ -464,15 +648,17 @@ class CGroup:
         Raises :class:`CgroupError`: EBUSY if processes remain after ``timeout`` seconds,
         EPERM for a hierarchy's root cgroup, EDEADLK if the calling process is in the group.
         """
-        deadline = time.monotonic() + timeout
         self._refuse_to_harm_caller("kill")
+        self._kill(time.monotonic() + timeout, timeout)
+
+    def _kill(self, deadline: float, timeout: float) -> None:
         if not self._backend.populated():
             return
         if not self._backend.kill_all():
             self._kill_by_signal(deadline)
         if not self.wait_empty(max(0.0, deadline - time.monotonic())):
             raise CgroupError(errno.EBUSY, f"processes {self.procs()} are still in cgroup "
-                              f"{self.path} {timeout} s after SIGKILL", step="kill")
+                              f"{self.path} {timeout:.3g} s after SIGKILL", step="kill")
 
     def _refuse_to_harm_caller(self, action: str) -> None:
         # A group opened by path or pid may be a hierarchy root or hold the caller itself;
@@ -549,7 +735,9 @@ class CGroup:
         Raises :class:`CgroupError` (EPERM for a root cgroup, EDEADLK if the calling process
         is in the group, see :meth:`kill`).
         """
-        deadline = time.monotonic() + timeout
+        self._delete(time.monotonic() + timeout, prune=True)
+
+    def _delete(self, deadline: float, *, prune: bool) -> None:
         if not any(os.path.isdir(d) for d in self._dirs.values()):
             return
         errors: list[BaseException] = []
@@ -557,58 +745,81 @@ class CGroup:
         if os.path.isdir(self._dirs[self._primary().key]):
             for child in self.children():
                 try:
-                    child.delete(max(0.0, deadline - time.monotonic()))
+                    # Not pruned: when this group is an isolate base, it is still being
+                    # deleted (and its caller's base is pruned by the caller).
+                    child._delete(deadline, prune=False)
                 except CgroupError as e:
                     errors.append(e)
             try:
-                self.kill(max(0.0, deadline - time.monotonic()))
+                self._kill(deadline, max(0.0, deadline - time.monotonic()))
             except (CgroupError, UnsupportedError) as e:
                 errors.append(e)
+        primary = self._dirs[self._primary().key]
+        gone: list[str] = []
         for d in self._dirs.values():
             delay = 0.001
             while True:
                 try:
                     _rmdir(d)
+                    gone.append(d)
                     break
                 except CgroupError as e:
+                    if e.errno == errno.EBUSY and d != primary and _subdirs(d):
+                        # Groups below this one that only this hierarchy shows (left by a
+                        # sweep that ran from another cgroup of it): remove them too.
+                        for sub in _subdirs(d):
+                            _remove_empty_tree(sub)
                     # EBUSY for a moment while exiting tasks are still being released.
                     if e.errno != errno.EBUSY or time.monotonic() >= deadline:
                         errors.append(e)
                         break
                     time.sleep(delay)
                     delay = min(delay * 2, 0.05)
+        _let_go(gone)
         if errors:
             first = errors[0]
             for other in errors[1:]:
                 add_note(first, f"also: {other}")
             raise first
-        self._prune_base()
+        if prune:
+            self._prune_base()
 
     def _sweep_orphans(self) -> None:
-        """Remove empty groups with generated names whose creator process is gone.
+        """Remove the groups with generated names below this one whose creator is gone.
 
         A process killed before its ``delete`` ran (SIGKILL, a crash) leaves its group behind;
-        the next create cleans up after it. Groups of live creators, and groups that still
-        hold processes, are never touched.
+        the next create cleans up after it. Each hierarchy is swept on its own: a v1 hierarchy
+        may place the sweeper elsewhere than the creator, so one sweep may see only some of an
+        orphan's directories, and a later one (by a process placed as the creator was) the
+        rest. A group is an orphan when no process holds its lock (see :meth:`create`); one
+        named before the lock existed, when the pid in its name is gone. Groups of live
+        creators, and groups that still hold processes, are never touched.
         """
-        primary = self._dirs[self._primary().key]
-        try:
-            names = os.listdir(primary)
-        except OSError:
-            return
-        for name in names:
-            match = _GENERATED.match(name)
-            if match is None or pid_alive(int(match.group(1))):
-                continue
-            orphan = CGroup(self._layout, {k: os.path.join(d, name)
-                                           for k, d in self._dirs.items()})
+        primary = self._primary().key
+        for h in self._layout.hierarchies:  # the primary one first
+            base = self._dirs[h.key]
             try:
-                if not orphan._all_procs():
-                    for d in orphan._dirs.values():
-                        if os.path.isdir(d):
-                            _rmdir(d)
-            except (CgroupError, OSError):
-                pass  # raced with another sweeper, or not ours to remove after all
+                names = os.listdir(base)
+            except OSError:
+                continue
+            for name in names:
+                if _GENERATED.match(name):
+                    _remove_if_unheld(os.path.join(base, name))
+                    continue
+                match = _UNLOCKED.match(name)
+                if match is None or pid_alive(int(match.group(1))):
+                    continue
+                if h.key == primary:
+                    orphan = CGroup(self._layout, {k: os.path.join(d, name)
+                                                   for k, d in self._dirs.items()})
+                    try:
+                        if not orphan._all_procs():
+                            for d in orphan._dirs.values():
+                                _remove_empty_tree(d)
+                    except (CgroupError, OSError):
+                        pass  # raced with another sweeper, or not ours to remove after all
+                elif not os.path.isdir(os.path.join(self._dirs[primary], name)):
+                    _remove_empty_tree(os.path.join(base, name))  # what a sweep left
 
     def _prune_base(self) -> None:
         """Remove the ``isolate`` directories made to hold default groups, once empty, so a
@@ -622,10 +833,13 @@ class CGroup:
                     pass  # not empty (another group lives there) or already gone
 
     def __enter__(self) -> CGroup:
+        """Return the group itself; leaving the ``with`` block deletes it."""
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        """:meth:`delete` the group (raising what it raises); exceptions from the block
+        propagate."""
         self.delete()
 
     def __repr__(self) -> str:

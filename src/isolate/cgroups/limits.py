@@ -12,13 +12,30 @@ from typing import Any
 
 import attrs
 
-from isolate._units import parse_size
+from isolate._units import MAX_SIZE, human_size, parse_number, parse_size
 from isolate.errors import ConfigError
 
-__all__ = ["DEFAULT_CPU_PERIOD", "IoDeviceLimit", "Limits", "parse_cpuset", "parse_size"]
+__all__ = [
+    "DEFAULT_CPU_PERIOD",
+    "MAX_CPU_QUOTA",
+    "MAX_PIDS",
+    "MAX_SIZE",
+    "MIN_MEMORY",
+    "IoDeviceLimit",
+    "Limits",
+    "parse_cpuset",
+    "parse_size",
+]
 
 #: The kernel's default CFS period (100 ms), used when only ``cpus`` or a quota is given.
 DEFAULT_CPU_PERIOD = 100_000
+#: The largest cpu quota the kernel keeps, in microseconds (2**44 - 1; it silently caps larger
+#: ones on v1). With the default period that is about 176 million cpus.
+MAX_CPU_QUOTA = 2**44 - 1
+#: The smallest memory limit a process can start in; docker run refuses less too.
+MIN_MEMORY = 6 << 20
+#: The largest pids limit the kernel takes (its most pids, PID_MAX_LIMIT).
+MAX_PIDS = 1 << 22
 
 _CPUSET_RE = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
 _DEVICE_RE = re.compile(r"^(\d+):(\d+)$")
@@ -49,7 +66,11 @@ def _optional_size(value: int | str | None, name: str) -> int | None:
 # One named converter per field, so an error names the attribute (and mypy's attrs plugin,
 # which only understands named converters, can type the constructor).
 def _memory_max(value: int | str | None) -> int | None:
-    return _optional_size(value, "memory_max")
+    size = _optional_size(value, "memory_max")
+    if size is not None and size < MIN_MEMORY:
+        raise ConfigError(f"memory_max: {value!r} is below the smallest memory limit, "
+                          f"{human_size(MIN_MEMORY)} (a process needs more to start)")
+    return size
 
 
 def _memory_high(value: int | str | None) -> int | None:
@@ -153,12 +174,9 @@ def _io_devices(value: Iterable[IoDeviceLimit] | None) -> tuple[IoDeviceLimit, .
 def _cpus(value: object) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+    if not isinstance(value, (int, float, str)):
         raise ConfigError(f"cpus: expected a number of cpus like 1.5, got {value!r}")
-    try:
-        cpus = float(value)
-    except ValueError:
-        raise ConfigError(f"cpus: expected a number of cpus like 1.5, got {value!r}") from None
+    cpus = parse_number(value, name="cpus", what="cpus like 1.5")
     if not cpus > 0 or cpus != cpus or cpus == float("inf"):
         raise ConfigError(f"cpus: must be a positive number, got {value!r}")
     return cpus
@@ -168,10 +186,12 @@ def _cpus(value: object) -> float | None:
 class Limits:
     """Resource limits; ``None`` leaves a limit at the kernel's default (unlimited).
 
-    Sizes accept ints or human units (``"512M"``). ``cpus=1.5`` is shorthand for a quota of
-    1.5 periods; give it or ``cpu_quota``, not both. Weights use the cgroup v2 range
-    1..10000 (mapped to ``cpu.shares`` / ``blkio.weight`` on v1). ``memory_swap_max`` is swap
-    alone, as on v2 (on v1 it becomes ``memsw = memory_max + memory_swap_max``).
+    Sizes accept ints or human units (``"512M"``), up to the kernel's largest (2**63 - 1
+    bytes); ``memory_max`` is at least 6M. ``cpus=1.5`` is shorthand for a quota of 1.5
+    periods; give it or ``cpu_quota``, not both (either is 1 ms to 2**44 - 1 us).
+    ``pids_max`` is 1 to 2**22. Weights use the cgroup v2 range 1..10000 (mapped to
+    ``cpu.shares`` / ``blkio.weight`` on v1). ``memory_swap_max`` is swap alone, as on v2 (on
+    v1 it becomes ``memsw = memory_max + memory_swap_max``).
 
     Raises :class:`ConfigError`, naming the attribute and the bad value, before any I/O.
     """
@@ -182,12 +202,12 @@ class Limits:
         default=None, converter=_memory_swap_max
     )
     cpus: float | None = attrs.field(default=None, converter=_cpus)
-    cpu_quota: int | None = attrs.field(default=None, validator=_int_range(1000))
+    cpu_quota: int | None = attrs.field(default=None, validator=_int_range(1000, MAX_CPU_QUOTA))
     cpu_period: int | None = attrs.field(default=None, validator=_int_range(1000, 1_000_000))
     cpu_weight: int | None = attrs.field(default=None, validator=_int_range(1, 10_000))
     cpuset_cpus: str | None = attrs.field(default=None, validator=_cpuset_str)
     cpuset_mems: str | None = attrs.field(default=None, validator=_cpuset_str)
-    pids_max: int | None = attrs.field(default=None, validator=_int_range(1))
+    pids_max: int | None = attrs.field(default=None, validator=_int_range(1, MAX_PIDS))
     io_weight: int | None = attrs.field(default=None, validator=_int_range(1, 10_000))
     io_devices: tuple[IoDeviceLimit, ...] = attrs.field(default=(), converter=_io_devices)
 
@@ -196,12 +216,22 @@ class Limits:
             raise ConfigError(
                 f"cpus={self.cpus!r} and cpu_quota={self.cpu_quota!r}: give one, not both"
             )
-        quota = self.quota_period()[0]
-        if self.cpus is not None and quota is not None and quota < 1000:
-            raise ConfigError(f"cpus: {self.cpus!r} is below the kernel minimum quota of 1 ms")
+        if self.cpus is not None:
+            period = self.cpu_period or DEFAULT_CPU_PERIOD
+            if self.cpus * period > MAX_CPU_QUOTA:
+                raise ConfigError(f"cpus: {self.cpus!r} is more than the kernel's largest cpu "
+                                  f"quota ({MAX_CPU_QUOTA} us, {MAX_CPU_QUOTA // period} cpus "
+                                  f"at a period of {period} us)")
+            if round(self.cpus * period) < 1000:
+                raise ConfigError(f"cpus: {self.cpus!r} is below the kernel minimum quota "
+                                  "of 1 ms")
         if self.memory_swap_max is not None and self.memory_max is None:
             # v1 can only express swap as memory+swap, so the memory part must be known.
             raise ConfigError("memory_swap_max: needs memory_max as well")
+        if self.memory_swap_max is not None and self.memory_max is not None and \
+                self.memory_max + self.memory_swap_max > MAX_SIZE:
+            raise ConfigError(f"memory_swap_max: memory_max + memory_swap_max is more than the "
+                              f"kernel's largest size, {MAX_SIZE} bytes")
         if (
             self.memory_high is not None
             and self.memory_max is not None

@@ -33,14 +33,18 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from isolate.cli import images, login, run
+    """The ``isolate`` argument parser with every subcommand registered."""
+    from isolate.cli import images, login, run, version
 
     parser = _Parser(prog="isolate", description="Run commands in isolation.")
+    parser.add_argument("--version", action="version", version=version.version_line(),
+                        help="print isolate's version and exit (more: isolate version)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     run.register(sub)
     images.register(sub)
     login.register(sub)
+    version.register(sub)
     return parser
 
 
@@ -54,7 +58,8 @@ def exit_code_for(exc: IsolateError) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``isolate`` command; returns the exit status."""
+    """Entry point of the ``isolate`` command; returns the exit status (never raises for bad
+    input or an isolate error: they are one line on stderr)."""
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -66,6 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except IsolateError as exc:
         print(f"isolate: {exc}", file=sys.stderr)
         return exit_code_for(exc)
+    except SystemExit as exc:  # --help, --version: argparse has printed and is done
+        return exc.code if isinstance(exc.code, int) else 0
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -73,4 +80,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry() -> NoReturn:
+    """The ``isolate`` console script: :func:`main` with ``sys.argv``, then exit."""
     sys.exit(main())

@@ -11,13 +11,18 @@ dies by them as it would outside a sandbox.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
 import time
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
+from isolate._units import human_size, parse_decimal, parse_seconds, parse_size
 from isolate.cgroups import Limits
+from isolate.cgroups.limits import MAX_PIDS
 from isolate.cli import UsageError
 from isolate.cli.images import add_store_option, open_store, progress_for
 from isolate.errors import ConfigError
@@ -28,6 +33,7 @@ __all__ = ["register"]
 _FORWARD = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
             signal.SIGINT, signal.SIGWINCH)
 _STOPPING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+MAX_ID = 2**32 - 2  # uid/gid (2**32 - 1 is the kernel's "no id")
 
 
 def register(sub: Any) -> None:
@@ -71,13 +77,19 @@ def register(sub: Any) -> None:
                    help="keep capabilities, no seccomp, no masked paths")
     p.add_argument("--cap-add", metavar="CAP", action="append", default=[],
                    help="keep this capability")
-    p.add_argument("--memory", "-m", metavar="SIZE", help="memory limit, e.g. 256M")
-    p.add_argument("--memory-swap", metavar="SIZE", help="memory + swap limit")
-    p.add_argument("--cpus", type=float, help="CPU quota in CPUs, e.g. 0.5")
-    p.add_argument("--pids-limit", type=int, metavar="N", help="most processes at once")
-    p.add_argument("--timeout", type=float, metavar="SECONDS",
+    p.add_argument("--memory", "-m", metavar="SIZE",
+                   help="memory limit, e.g. 256M (at least 6M)")
+    p.add_argument("--memory-swap", metavar="SIZE",
+                   help="memory + swap limit, at least --memory (-1: unlimited swap)")
+    p.add_argument("--cpus", metavar="N", help="CPU quota in CPUs, e.g. 0.5")
+    p.add_argument("--pids-limit", metavar="N",
+                   help="most processes at once (-1: unlimited)")
+    p.add_argument("--best-effort", action="store_true",
+                   help="apply the limits this host can honour and warn about the others "
+                   "(default: a limit the host cannot honour is an error)")
+    p.add_argument("--timeout", metavar="SECONDS",
                    help="kill the command's whole process tree after this long")
-    p.add_argument("--stop-timeout", type=float, default=10.0, metavar="SECONDS",
+    p.add_argument("--stop-timeout", default="10", metavar="SECONDS",
                    help="after a forwarded SIGTERM/SIGINT, kill after this long (default 10)")
     p.add_argument("--init", action="store_true",
                    help="run a tiny init as pid 1 that reaps zombies and forwards signals; "
@@ -89,13 +101,12 @@ def register(sub: Any) -> None:
 def _parse_user(value: str | None) -> tuple[int | None, int | None]:
     if value is None:
         return None, None
-    uid_s, _, gid_s = value.partition(":")
+    uid_s, sep, gid_s = value.partition(":")
     try:
-        uid = int(uid_s)
-        gid = int(gid_s) if gid_s else None
-    except ValueError:
-        raise UsageError(
-            f"isolate run: --user must be UID[:GID] in numbers, not {value!r}") from None
+        uid = parse_decimal(uid_s, name="uid", maximum=MAX_ID)
+        gid = parse_decimal(gid_s, name="gid", maximum=MAX_ID) if sep else None
+    except ConfigError as exc:
+        raise UsageError(f"isolate run: --user must be UID[:GID] in numbers; {exc}") from None
     return uid, gid
 
 
@@ -113,16 +124,42 @@ def _parse_env(items: list[str]) -> dict[str, str]:
     return env
 
 
+# Each limit's option, by the Limits field that its errors name.
+_LIMIT_OPTIONS = {"memory_max": "--memory", "memory_swap_max": "--memory-swap",
+                  "cpus": "--cpus", "pids_max": "--pids-limit"}
+
+
 def _limits(args: argparse.Namespace) -> Limits | None:
+    try:
+        return _make_limits(args)
+    except ConfigError as exc:
+        # Name the option, not the library's field: "--memory: ..." for "memory_max: ...".
+        field, sep, rest = str(exc).partition(": ")
+        if sep and field in _LIMIT_OPTIONS:
+            raise UsageError(f"isolate run: {_LIMIT_OPTIONS[field]}: {rest}") from None
+        raise UsageError(f"isolate run: {exc}") from None
+
+
+def _make_limits(args: argparse.Namespace) -> Limits | None:
     values: dict[str, Any] = {}
     if args.memory is not None:
         values["memory_max"] = args.memory
-    if args.memory_swap is not None:
-        values["memory_swap_max"] = args.memory_swap
+    if args.memory_swap is not None and args.memory_swap != "-1":
+        # docker run's --memory-swap counts memory and swap together; Limits counts swap.
+        if args.memory is None:
+            raise ConfigError("--memory-swap needs --memory as well")
+        memory = parse_size(args.memory, name="--memory")
+        total = parse_size(args.memory_swap, name="--memory-swap")
+        if total < memory:
+            raise ConfigError(f"--memory-swap {args.memory_swap} is less than --memory "
+                              f"{args.memory} (it limits memory and swap together, as in "
+                              "docker run)")
+        values["memory_swap_max"] = total - memory
     if args.cpus is not None:
         values["cpus"] = args.cpus
-    if args.pids_limit is not None:
-        values["pids_max"] = args.pids_limit
+    if args.pids_limit is not None and args.pids_limit != "-1":
+        values["pids_max"] = parse_decimal(args.pids_limit, name="--pids-limit",
+                                           maximum=MAX_PIDS)
     return Limits(**values) if values else None
 
 
@@ -171,10 +208,12 @@ def run_command(args: argparse.Namespace) -> int:
     if args.rootfs is not None and not os.path.isdir(args.rootfs):
         raise ConfigError(f"rootfs {args.rootfs!r} is not a directory")
     uid, gid = _parse_user(args.user)
+    timeout = _seconds(args.timeout, "--timeout") if args.timeout is not None else None
+    stop_timeout = _seconds(args.stop_timeout, "--stop-timeout", zero=True)
     options: dict[str, Any] = dict(
         rootfs=args.rootfs, binds=args.bind, tmpfs=args.tmpfs, hostname=args.hostname,
         network=args.net == "host", uid=uid, gid=gid, readonly=not args.rw,
-        privileged=args.privileged, limits=_limits(args),
+        privileged=args.privileged, limits=_limits(args), best_effort=args.best_effort,
         capabilities=args.cap_add or None, init=args.init,
     )
     if image is not None:
@@ -184,7 +223,11 @@ def run_command(args: argparse.Namespace) -> int:
     if args.workdir is not None:
         options["cwd"] = args.workdir
     extra_env = _parse_env(args.env)
-    with Sandbox(**options) as sb:
+    with contextlib.ExitStack() as stack:
+        with _warnings_as_lines():
+            sb = stack.enter_context(Sandbox(**options))
+        for skipped in sb.cgroup.skipped_limits if sb.cgroup is not None else ():
+            print(f"isolate: warning: limit not applied: {skipped}", file=sys.stderr)
         if image is not None:
             if args.entrypoint is not None:
                 command = ([args.entrypoint] if args.entrypoint else []) + command
@@ -194,7 +237,26 @@ def run_command(args: argparse.Namespace) -> int:
                 command = sb.image_command(command)
         env = sb.environment()
         env.update(extra_env)
-        return _supervise(sb, command, env, args.timeout, args.stop_timeout)
+        return _supervise(sb, command, env, timeout, stop_timeout)
+
+
+def _seconds(text: str, option: str, *, zero: bool = False) -> float:
+    try:
+        return parse_seconds(text, name=option, zero=zero)
+    except ConfigError as exc:
+        raise UsageError(f"isolate run: {exc}") from None
+
+
+@contextlib.contextmanager
+def _warnings_as_lines() -> Iterator[None]:
+    """Show the library's warnings (limits dropped under --best-effort) as one line each."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        try:
+            yield
+        finally:
+            for w in caught:
+                print(f"isolate: warning: {w.message}", file=sys.stderr)
 
 
 def _supervise(sb: Sandbox, command: list[str], env: dict[str, str],
@@ -207,6 +269,7 @@ def _supervise(sb: Sandbox, command: list[str], env: dict[str, str],
         proc = sb.popen(command, env=env)
         deadline = None if timeout is None else time.monotonic() + timeout
         kill_at: float | None = None
+        timed_out = False
         while proc.poll() is None:
             wake = [t for t in (deadline, kill_at) if t is not None]
             wait = max(min(wake) - time.monotonic(), 0.0) if wake else 1.0
@@ -219,8 +282,8 @@ def _supervise(sb: Sandbox, command: list[str], env: dict[str, str],
                 proc.send_signal(sig)
                 if sig in _STOPPING and kill_at is None:
                     kill_at = now + stop_timeout
-            if (deadline is not None and now >= deadline) or (
-                    kill_at is not None and now >= kill_at):
+            timed_out = deadline is not None and now >= deadline
+            if timed_out or (kill_at is not None and now >= kill_at):
                 proc.kill()
                 proc.wait()
         status = proc.wait()
@@ -229,17 +292,10 @@ def _supervise(sb: Sandbox, command: list[str], env: dict[str, str],
     if status < 0:
         if status == -signal.SIGKILL and sb.oom_kills() > oom_before:
             limit = sb.config.limits.memory_max if sb.config.limits else None
-            what = f" (limit {_human(limit)})" if limit else ""
+            what = f" (limit {human_size(limit)})" if limit else ""
             print(f"isolate: killed: out of memory{what}", file=sys.stderr)
+        elif status == -signal.SIGKILL and timed_out:
+            print(f"isolate: killed: --timeout of {timeout:g} s reached", file=sys.stderr)
         return 128 - status
     return status
-
-
-def _human(n: int | None) -> str:
-    if n is None:
-        return "?"
-    for unit, scale in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
-        if n % scale == 0:
-            return f"{n // scale}{unit}"
-    return f"{n}B"
 

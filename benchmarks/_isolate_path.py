@@ -1,0 +1,56 @@
+"""Which isolate the benchmarks time, and how the processes they start find the same one.
+
+A benchmark imports isolate as its interpreter finds it: the installed package (``pip install
+.``), or a source tree on ``PYTHONPATH`` whose C core was built in place. Importing this module
+first turns a tree without its C core into one line saying what to do, and ``child_env`` puts
+the directory isolate came from on the ``PYTHONPATH`` of child processes, so
+``python -m isolate.cli`` and import probes time the very same code.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import isolate
+
+__all__ = ["PACKAGE_DIR", "child_env", "describe", "pythonpath_prefix"]
+
+#: The directory that holds the ``isolate`` package being timed.
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(isolate.__file__)))
+_WORKTREE_SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+
+try:
+    import isolate._sys  # needs the built C core, isolate._native._isolate
+except ModuleNotFoundError as exc:
+    if "_native" not in str(exc):
+        raise
+    sys.exit(f"isolate from {PACKAGE_DIR} has no built C core ({exc}): run the benchmarks "
+             "against the installed package (pip install . ; no PYTHONPATH=src), or build "
+             "the tree in place first (python setup.py build_ext --inplace)")
+
+
+def child_env(base: dict[str, str] | None = None, **extra: str) -> dict[str, str]:
+    """``base`` (default: this environment) with isolate's directory on ``PYTHONPATH``."""
+    env = dict(os.environ if base is None else base)
+    env["PYTHONPATH"] = PACKAGE_DIR
+    env.update(extra)
+    return env
+
+
+def _from_worktree() -> bool:
+    try:
+        return os.path.samefile(PACKAGE_DIR, _WORKTREE_SRC)
+    except OSError:
+        return False
+
+
+def pythonpath_prefix() -> str:
+    """``"PYTHONPATH=src "`` when the worktree's source is timed, else nothing."""
+    return "PYTHONPATH=src " if _from_worktree() else ""
+
+
+def describe() -> str:
+    """Where the timed isolate lives, for the report."""
+    where = "this worktree's src, built in place" if _from_worktree() else "installed"
+    return f"isolate {isolate.__version__} from {PACKAGE_DIR} ({where})"

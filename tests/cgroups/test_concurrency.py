@@ -1,0 +1,107 @@
+"""Many creators and deleters at once share one ``isolate`` base: none of them may ever see it
+vanish under its feet (a delete prunes the base once empty, while another creator is between
+making the base and making its group in it), in threads of one process and across processes.
+
+Each test runs in a private cgroup of its own, so the base it hammers is the test's alone.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+from cgroup_helpers import argv_in, layout_below, python_in
+
+import isolate
+from isolate.cgroups import BASE_NAME, CGroup, Limits
+
+pytestmark = pytest.mark.root
+
+SRC = os.path.dirname(os.path.dirname(isolate.__file__))
+ENV = dict(os.environ, PYTHONPATH=SRC)
+LIMITS = Limits(memory_max="64M", pids_max=32)
+
+
+def _base_is_gone(cg: CGroup) -> None:
+    """The last delete pruned the base in every hierarchy (nothing else is left in it)."""
+    left = {d: sorted(os.listdir(d)) for d in (os.path.join(c, BASE_NAME)
+                                               for c in cg.dirs.values()) if os.path.isdir(d)}
+    assert not left, f"the isolate base is still there: {left}"
+
+
+def test_threads_creating_and_deleting_limited_groups_never_lose_the_base(
+    private: CGroup,
+) -> None:
+    layout = layout_below(private)
+    errors: list[str] = []
+    made = 0
+    lock = threading.Lock()
+
+    def churn() -> None:
+        nonlocal made
+        for _ in range(150):
+            try:
+                with CGroup.create(limits=LIMITS, best_effort=True, layout=layout), lock:
+                    made += 1
+            except Exception as exc:  # every failure counts, whatever its type
+                with lock:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=churn) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, f"{len(errors)} of 600 creates failed, e.g. {errors[:3]}"
+    assert made == 600
+    _base_is_gone(private)
+
+
+_CHURN = textwrap.dedent("""
+    from isolate.cgroups import CGroup, Limits
+    limits = Limits(memory_max="64M", pids_max=32)
+    failed = []
+    for _ in range(ROUNDS):
+        try:
+            CGroup.create(limits=limits, best_effort=True).delete()
+        except Exception as exc:
+            failed.append(f"{type(exc).__name__}: {exc}")
+    print(len(failed), *failed[:3], sep="\\n")
+""")
+
+
+def test_processes_creating_and_deleting_limited_groups_never_lose_the_base(
+    private: CGroup,
+) -> None:
+    code = _CHURN.replace("ROUNDS", "300")
+    procs = [subprocess.Popen(python_in(private, code), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=ENV) for _ in range(3)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err
+        assert out.splitlines()[0] == "0", f"creates failed in a process:\n{out}"
+    _base_is_gone(private)
+
+
+def test_concurrent_isolate_run_with_limits_all_succeed(private: CGroup) -> None:
+    # What the users saw: several `isolate run -m 64M --pids-limit 32` at once. (The
+    # process test above is the sharp reproducer; this one is the same race end to end.)
+    loop = textwrap.dedent(f"""
+        import subprocess, sys
+        argv = [{sys.executable!r}, "-m", "isolate.cli", "run", "-m", "64M",
+                "--pids-limit", "32", "--best-effort", "--", "/bin/true"]
+        for _ in range(8):
+            r = subprocess.run(argv, capture_output=True, text=True)
+            if r.returncode != 0 or r.stderr:
+                print(r.returncode, r.stderr.strip())
+    """)
+    procs = [subprocess.Popen(argv_in(private, [sys.executable, "-c", loop]),
+                              stdout=subprocess.PIPE, text=True, env=ENV) for _ in range(3)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert outs == ["", "", ""], outs
+    _base_is_gone(private)

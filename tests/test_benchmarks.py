@@ -1,0 +1,60 @@
+"""The benchmarks run against the installed package (not only from a tree built in place):
+their child processes import the same isolate they do, and a tree without its C core is one
+line saying what to do. A smoke run with two rounds each; the numbers are not checked (no timed
+assertions), only that every table comes out."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+import isolate
+
+pytestmark = pytest.mark.root
+
+BENCH = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _run(tmp_path: pathlib.Path, *args: str,
+         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run([sys.executable, *args], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=600, check=False)
+
+
+def test_bench_cgroups_runs_against_the_installed_package(tmp_path: pathlib.Path) -> None:
+    result = _run(tmp_path, str(BENCH / "bench_cgroups.py"), "--rounds", "2")
+    assert result.returncode == 0, result.stderr
+    package_dir = os.path.dirname(os.path.dirname(isolate.__file__))
+    assert f"Timed: isolate {isolate.__version__} from {package_dir}" in result.stdout
+    assert "### Cgroup life cycle per backend" in result.stdout
+    assert "### What limits add to a sandbox" in result.stdout
+
+
+def test_bench_spawn_children_import_the_same_isolate(tmp_path: pathlib.Path) -> None:
+    # Its whole-process rows run `python -m isolate.cli run` and import probes in children.
+    result = _run(tmp_path, str(BENCH / "bench_spawn.py"), "--rounds", "2", "--whole-every",
+                  "1", "--skip", "memory", "--skip", "breakdown", "--skip", "call",
+                  "--skip", "import")
+    assert result.returncode == 0, result.stderr
+    assert "| whole process: isolate run |" in result.stdout, result.stdout
+
+
+def test_a_source_tree_without_its_c_core_is_one_line_saying_what_to_do(
+    tmp_path: pathlib.Path,
+) -> None:
+    tree = tmp_path / "src"
+    (tree / "isolate" / "_native").mkdir(parents=True)
+    package = pathlib.Path(isolate.__file__).parent
+    for name in ("__init__.py", "errors.py", "_sys.py", "_native/__init__.py"):
+        (tree / "isolate" / name).write_text((package / name).read_text())
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    result = _run(tmp_path, str(BENCH / "bench_cgroups.py"), "--rounds", "2", env=env)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"isolate from {tree} has no built C core"), result.stderr
+    assert "pip install ." in result.stderr and len(result.stderr.splitlines()) == 1

@@ -1,0 +1,57 @@
+"""Errors an ordinary user meets say what is wrong and what would work (real runs as uid
+65534 through ``rootless.run_unprivileged``). The cgroup and ``isolate run --best-effort``
+messages are tested in tests/cgroups/test_rootless.py and tests/test_cli.py."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+import rootless
+
+pytestmark = [pytest.mark.root, pytest.mark.userns]
+
+
+def test_a_time_namespace_alone_says_to_add_a_user_namespace() -> None:
+    out = rootless.run_unprivileged(textwrap.dedent("""
+        from isolate.errors import NamespaceError
+        from isolate.namespaces import Namespace
+        try:
+            Namespace.create("time")
+        except NamespaceError as exc:
+            print(exc.errno, exc)
+        with Namespace.create(["user", "time"]):
+            print("with user: made")
+    """)).stdout.splitlines()
+    assert out[0].startswith("1 create time namespace(s); as an ordinary user, create them "
+                             "together with a new user namespace ('user')"), out
+    assert out[1:] == ["with user: made"]
+
+
+def test_persisting_into_a_missing_directory_names_the_missing_privilege_first() -> None:
+    out = rootless.run_unprivileged(textwrap.dedent("""
+        from isolate.errors import NamespaceError
+        from isolate.namespaces import Namespace
+        with Namespace.create(["user", "net"]) as nss:
+            for persist in (lambda: nss["net"].persist("/nonexistent-isolate/dir/net"),
+                            lambda: nss.persist("/nonexistent-isolate/dir")):
+                try:
+                    persist()
+                except NamespaceError as exc:
+                    print(exc.errno, exc)
+    """)).stdout.splitlines()
+    assert len(out) == 2, out
+    for line in out:
+        assert line.startswith("1 persist <Namespace "), line  # EPERM, not ENOENT
+        assert "needs CAP_SYS_ADMIN over the current mount namespace" in line
+        assert "/nonexistent-isolate/dir: No such file or directory" in line
+
+
+def test_persisting_into_a_missing_directory_as_root_still_says_enoent(tmp_path: object) -> None:
+    from isolate.errors import NamespaceError
+    from isolate.namespaces import Namespace
+
+    with Namespace.create("uts") as ns, pytest.raises(NamespaceError) as err:
+        ns.persist(f"{tmp_path}/missing/uts")
+    assert err.value.errno == 2 and "create" in str(err.value)
