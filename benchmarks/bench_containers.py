@@ -6,7 +6,7 @@ crun 1.8 refuses this hybrid cgroup host, so the whole benchmark runs in a priva
 namespace where the v2 mount is unmounted (the machine's own mounts stay as they are): every
 candidate sees the same host. Run as root:
 
-    PYTHONPATH=src python benchmarks/bench_containers.py --rounds 40
+    python benchmarks/bench_containers.py --rounds 40
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ import tempfile
 import time
 from collections.abc import Callable
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from _harness import Candidate, command_line, interleave, machine_notes, ms, table  # noqa: E402
+from _harness import Candidate, command_line, interleave, machine_notes, ms, table
+from _isolate_path import child_env, describe, pythonpath_prefix
 
 BUSYBOX = "/bin/busybox"
 
@@ -218,7 +217,8 @@ def hundred_table(tmp: str, count: int = 100) -> str:
         whole = []
         for _ in range(5):
             t = time.perf_counter()
-            subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+            subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                           env=child_env())
             whole.append(time.perf_counter() - t)
         py = []
         for _ in range(5):
@@ -248,7 +248,8 @@ def inside(args: argparse.Namespace) -> None:
     tmp = tempfile.mkdtemp(prefix="isolate-bench-ctr-")
     try:
         print("## Containers (bench_containers)\n")
-        print(f"`{command_line()}` -- {machine_notes()}\n")
+        print(f"`{command_line(pythonpath_prefix())}` -- {machine_notes()}\n")
+        print(f"Timed: {describe()}\n")
         print("### create + start + wait of /bin/true\n")
         print(start_table(args.rounds, tmp))
         print("\n### exec latency\n")
@@ -272,7 +273,7 @@ def main() -> None:
         return
     proc = subprocess.run(["unshare", "-m", "--propagation", "private", "--", sys.executable,
                            os.path.abspath(__file__), "--inside", "--rounds", str(args.rounds),
-                           "--many", str(args.many)])
+                           "--many", str(args.many)], env=child_env())
     sys.exit(proc.returncode)
 
 

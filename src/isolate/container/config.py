@@ -612,10 +612,12 @@ class ContainerConfig:
     # -- conveniences ----------------------------------------------------------------------
     @property
     def env_dict(self) -> dict[str, str]:
+        """``env`` as a dict."""
         return dict(self.env)
 
     @property
     def labels_dict(self) -> dict[str, str]:
+        """``labels`` as a dict."""
         return dict(self.labels)
 
     def to_json(self) -> dict[str, Any]:

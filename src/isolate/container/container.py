@@ -136,6 +136,7 @@ class ContainerStore:
         return f"ContainerStore({self.images.root!r})"
 
     def path(self, cid: str) -> str:
+        """The state dir of container ``cid``."""
         return os.path.join(self.root, cid)
 
     # -- finding -------------------------------------------------------------------------------
@@ -551,9 +552,11 @@ class Exec:
         self.returncode: int | None = None
 
     def fileno(self) -> int:
+        """A pidfd of the process: readable once it has ended (for event loops)."""
         return self._child.fileno()
 
     def poll(self) -> int | None:
+        """Its exit code if it has ended, else None."""
         if self.returncode is None:
             code = self._child.poll()
             if code is not None:
@@ -576,15 +579,19 @@ class Exec:
         return self.returncode
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` (through the pidfd: never a recycled pid)."""
         self._child.send_signal(sig)
 
     def close(self) -> None:
+        """Release the pidfd."""
         self._child.close()
 
     def __enter__(self) -> Exec:
+        """The handle itself; leaving the block kills a process still running and waits."""
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Kill the process if it still runs, wait for it, release the pidfd."""
         if self.returncode is None and self._child.poll() is None:
             self.kill()
             self.wait()
@@ -666,6 +673,7 @@ class Container:
 
     # -- what it is ------------------------------------------------------------------------------
     def __repr__(self) -> str:
+        """``<Container SHORT_ID 'name'>``."""
         return f"<Container {self.short_id} {self.name!r}>"
 
     def __eq__(self, other: object) -> bool:
@@ -677,6 +685,7 @@ class Container:
 
     @property
     def short_id(self) -> str:
+        """The first 12 hex digits of the id, as ``docker ps`` shows it."""
         return self.id[:12]
 
     @property
@@ -696,6 +705,7 @@ class Container:
 
     @property
     def image_id(self) -> str:
+        """The id (``sha256:...``) of the image it was made of."""
         return str(self._record["image"])
 
     @property
@@ -708,14 +718,17 @@ class Container:
 
     @property
     def created(self) -> str:
+        """When it was created (RFC 3339, nanoseconds)."""
         return str(self._record["created"])
 
     @property
     def command(self) -> tuple[str, ...]:
+        """The command its first process runs (Entrypoint + Cmd as resolved at create)."""
         return tuple(self._record["command"])
 
     @property
     def hostname(self) -> str:
+        """Its hostname (by default its short id)."""
         return str(self._record["hostname"])
 
     @property
@@ -725,6 +738,7 @@ class Container:
 
     @property
     def log_path(self) -> str:
+        """Its json-file log (rotated files get ``.1``, ``.2`` ...)."""
         return os.path.join(self.dir, "container.log")
 
     @property
@@ -1128,6 +1142,7 @@ class Container:
 
     # -- pause -------------------------------------------------------------------------------------
     def _cgroup(self, st: State, what: str) -> CGroup:
+        """The run's cgroup, or UnsupportedError saying that there is none."""
         cg = _cgroup_at(st.cgroup) if st.cgroup else None
         if cg is None:
             raise UnsupportedError(f"cannot {what} container {self.short_id}: it has no cgroup "
@@ -1263,6 +1278,7 @@ class Container:
 
     # -- exec --------------------------------------------------------------------------------------
     def _namespaces(self, st: State) -> dict[NamespaceKind, int]:
+        """Open fds of the running first process's namespaces, for exec to join."""
         kinds = [NamespaceKind.MNT, NamespaceKind.UTS, NamespaceKind.IPC, NamespaceKind.NET,
                  NamespaceKind.CGROUP, NamespaceKind.PID]
         if self._record.get("uid_map"):

@@ -52,6 +52,7 @@ class Volume:
 
     @property
     def driver(self) -> str:
+        """Always ``"local"``: a directory in the store."""
         return "local"
 
     @classmethod
@@ -144,6 +145,7 @@ class VolumeStore:
         return self._load(name)
 
     def list(self) -> builtins.list[Volume]:
+        """Every volume, by name."""
         out = []
         for name in sorted(os.listdir(self.root)):
             if name.startswith("."):
