@@ -948,7 +948,7 @@ class Container:
                                  options=("userxattr",) if record.get("userxattr") else (),
                                  note=f"mount the root of container {self.short_id}")
             if cgroup is not None:
-                for path in cgroup.procs_files():
+                for path in cgroup.procs_files(_joined_controllers(cfg)):
                     cgroup_fds.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
             parent = os.pidfd_open(os.getpid())  # closed below, once the child is running
             oom_dir = None
@@ -1343,7 +1343,7 @@ class Container:
                     cg = _cgroup_at(st.cgroup)
                     if cg is not None:
                         cgroup_fds = [os.open(p, os.O_WRONLY | os.O_CLOEXEC)
-                                      for p in cg.procs_files()]
+                                      for p in cg.procs_files(_joined_controllers(cfg))]
                 if stdin is None:
                     null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
                 fds = [(stdin if stdin is not None else null, 0),
@@ -1552,6 +1552,19 @@ class Container:
         from isolate.container.inspect import inspect
 
         return inspect(self)
+
+
+def _joined_controllers(cfg: ContainerConfig) -> set[str]:
+    """The v1 hierarchies a container's processes join (the v2 one always): those its limits
+    use, and those that count what it uses or stop it (memory and OOM kills, pids, cpu, block
+    I/O, the freezer). Each is a migration per process on a v1 host, and cpuset's and
+    devices' cost several milliseconds each: they are joined only when a limit needs them."""
+    wanted = {"memory", "pids", "cpu", "cpuacct", "blkio", "io", "freezer"}
+    limits = cfg.limits
+    if limits is not None and (limits.cpuset_cpus is not None or
+                               limits.cpuset_mems is not None):
+        wanted.add("cpuset")
+    return wanted
 
 
 def _start_exit_code(exc: BaseException) -> int:
