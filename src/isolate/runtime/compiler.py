@@ -699,7 +699,8 @@ def container_plan(cfg: RuntimeConfig, *, root: Op | None = None,
     later = (NamespaceKind.CGROUP, NamespaceKind.TIME)
     clone = [] if late else [k for k in new if k not in later]
     by_parent = NamespaceKind.USER in new and not _child_maps_itself(cfg)
-    mode = Mode.FORK if (by_parent or NamespaceKind.TIME in new) else Mode.VFORK
+    # An init stays behind after the command's exec: it must be a process of its own.
+    mode = Mode.FORK if (by_parent or NamespaceKind.TIME in new or cfg.init) else Mode.VFORK
     p = Plan(sum(k.flag for k in clone), mode)
     if by_parent:
         p.add(Op(OpKind.WAIT_PARENT, note="wait for the user namespace's maps"))
