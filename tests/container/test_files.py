@@ -163,3 +163,38 @@ def test_change_lines_are_dockers() -> None:
     for bad in ("RUN echo", "WORKDIR relative", "STOPSIGNAL NOPE"):
         with pytest.raises(ConfigError):
             apply_changes(base, [bad])
+
+
+def test_cp_path_rules_are_dockers(containers: ContainerStore, tmp_path: Path) -> None:
+    c = ran(containers, "mkdir -p /srv/d/sub; echo f > /srv/d/f; echo s > /srv/d/sub/s; "
+            "echo one > /srv/one")
+    out = tmp_path / "out"
+    out.mkdir()
+    c.copy_from("/srv/one", str(out))                       # into an existing dir
+    c.copy_from("/srv/one", str(out / "renamed"))           # to a new name
+    c.copy_from("/srv/d", str(out / "newdir"))              # a dir to a new name
+    c.copy_from("/srv/d", str(out))                         # a dir into an existing dir
+    (out / "contents").mkdir()
+    c.copy_from("/srv/d/.", str(out / "contents"))          # a dir's contents
+    assert (out / "one").read_text() == "one\n" and (out / "renamed").read_text() == "one\n"
+    assert (out / "newdir" / "sub" / "s").read_text() == "s\n"
+    assert (out / "d" / "f").read_text() == "f\n"
+    assert sorted(os.listdir(out / "contents")) == ["f", "sub"]
+    with pytest.raises(ConfigError, match="cannot copy a directory to a file"):
+        c.copy_from("/srv/d", str(out / "one"))
+    with pytest.raises(ConfigError, match="must exist"):
+        c.copy_from("/srv/one", str(out / "missing") + "/")
+    # And into it, stopped here, the same rules.
+    host = tmp_path / "host"
+    (host / "tree").mkdir(parents=True)
+    (host / "tree" / "x").write_text("x\n")
+    (host / "file").write_text("file\n")
+    c.copy_to(str(host / "file"), "/srv")
+    c.copy_to(str(host / "file"), "/srv/file2")
+    c.copy_to(str(host / "tree"), "/srv/copied-tree")
+    c.copy_to(str(host / "tree") + "/.", "/srv/d")
+    got = archive_of(c, "/srv")
+    assert got["srv/file"] == b"file\n" and got["srv/file2"] == b"file\n"
+    assert got["srv/copied-tree/x"] == b"x\n" and got["srv/d/x"] == b"x\n"
+    with pytest.raises(NotFoundError):
+        c.copy_to(str(host / "file"), "/no/such/dir/file")

@@ -272,3 +272,31 @@ def _wait_for_output(c: Container, text: str, timeout: float = 60) -> None:
             break
         time.sleep(0.02)
     raise AssertionError(f"{text!r} never appeared; log: {output(c)!r}, {c.state}")
+
+
+def test_init_is_pid_1_and_the_command_pid_2(containers: ContainerStore) -> None:
+    c = make(containers, ["sh", "-c", "echo $$; cat /proc/1/comm; exit 4"], init=True)
+    c.start()
+    assert c.wait(timeout=60).exit_code == 4
+    assert output(c).split() == ["2", "isolate-init"]
+
+
+def test_an_oom_kill_is_reported(containers: ContainerStore) -> None:
+    from isolate.cgroups import Limits
+
+    c = make(containers, ["dd", "if=/dev/zero", "of=/dev/null", "bs=256M", "count=1"],
+             limits=Limits(memory_max="32M", memory_swap_max=0))
+    c.start()
+    result = c.wait(timeout=120)
+    assert result.exit_code == 137 and result.oom_killed
+    assert c.inspect()["State"]["OOMKilled"] is True
+
+
+def test_prune_removes_what_is_not_running(containers: ContainerStore) -> None:
+    done = make(containers, ["true"])
+    running = make(containers, ["sleep", "100000"])
+    running.start()
+    removed = containers.prune()
+    assert done.id in removed and running.id not in removed
+    assert running.status is Status.RUNNING
+    running.remove(force=True)

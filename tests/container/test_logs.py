@@ -86,3 +86,18 @@ def test_long_lines_are_split_as_docker_splits_them(containers: ContainerStore) 
     texts = [r.text for r in c.logs()]
     assert [len(t) for t in texts] == [16384, 16384, 40000 - 32768 + 1]
     assert "".join(texts) == "x" * 40000 + "\n"
+
+
+def test_rotated_files_are_read_oldest_first(containers: ContainerStore) -> None:
+    c = finished(containers, "echo current")
+    def record(text: str, second: int) -> str:
+        return json.dumps({"log": text, "stream": "stdout",
+                           "time": f"2020-01-01T00:00:{second:02d}.000000001Z"}) + "\n"
+    with open(c.log_path + ".2", "w") as f:
+        f.write(record("oldest\n", 1))
+    with open(c.log_path + ".1", "w") as f:
+        f.write(record("older\n", 2) + '{"torn": ')
+    texts = [r.text for r in c.logs()]
+    assert texts == ["oldest\n", "older\n", "current\n"]
+    assert [r.text for r in c.logs(tail=2)] == ["older\n", "current\n"]
+    assert [r.text for r in c.logs(follow=True)] == texts

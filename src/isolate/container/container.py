@@ -217,6 +217,19 @@ class ContainerStore:
         out.sort(key=lambda c: c.created, reverse=True)
         return out
 
+    def prune(self) -> builtins.list[str]:
+        """Remove every container that is not running (``docker container prune``); their
+        ids. Anonymous volumes stay (``volume prune`` removes them)."""
+        removed = []
+        for c in self.list(all=True):
+            try:
+                if not c.status.running:
+                    c.remove()
+                    removed.append(c.id)
+            except (StateError, NotFoundError):
+                continue  # started or removed meanwhile
+        return removed
+
     def _clean_leftovers(self) -> None:
         """Dispose of the trash dirs whose remover died (a live one holds its lock)."""
         for name in os.listdir(self.root):
@@ -1480,6 +1493,40 @@ class Container:
                                  current=st.status.value, requested="cp")
             with self._root(writable=True) as root:
                 put_archive(root, path, archive)
+
+    def copy_from(self, src: str, dst: str) -> None:
+        """``docker cp CONTAINER:SRC DST`` with Docker's path rules (see
+        :func:`isolate.container.files.copy_out`); running or not.
+
+        Raises:
+            NotFoundError: ``SRC`` is not in the container.
+            ConfigError: a directory onto a file, a missing destination directory.
+        """
+        from isolate.container.files import copy_out
+
+        with self._root() as root:
+            copy_out(root, src, dst)
+
+    def copy_to(self, src: str, dst: str) -> None:
+        """``docker cp SRC CONTAINER:DST`` with Docker's path rules (see
+        :func:`isolate.container.files.copy_in`); running or not.
+
+        Raises:
+            ConfigError: ``SRC`` is missing, a directory onto a file.
+            NotFoundError: the destination's parent is not in the container.
+        """
+        from isolate.container.files import copy_in
+
+        if self.state.status.running:
+            with self._root() as root:
+                copy_in(root, src, dst)
+            return
+        with self._locked() as st:
+            if st.status.running:
+                raise StateError(f"container {self.short_id} started meanwhile",
+                                 current=st.status.value, requested="cp")
+            with self._root(writable=True) as root:
+                copy_in(root, src, dst)
 
     def export(self, out: BinaryIO) -> None:
         """Write the container's whole root (image and changes, flattened; not its volumes

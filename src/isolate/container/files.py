@@ -250,3 +250,123 @@ def changes(upper: str, lowers: Sequence[str]) -> list[Change]:
 
     walk(upper, "")
     return sorted(out, key=lambda c: c.path)
+
+
+# -- docker cp's path rules -------------------------------------------------------------------
+
+def _stat_in(root_fd: int, path: str) -> os.stat_result | None:
+    """lstat of ``path`` in the root (its parents resolved inside it), or None."""
+    parent, base = _split(path)
+    try:
+        pfd = resolve_in(root_fd, parent, os.O_PATH | os.O_DIRECTORY)
+    except NotFoundError:
+        return None
+    try:
+        if base == ".":
+            return os.fstat(pfd)
+        try:
+            return os.stat(base, dir_fd=pfd, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+    finally:
+        os.close(pfd)
+
+
+def _renamed(src: IO[bytes], out: IO[bytes], top: str | None) -> None:
+    """Copy the tar ``src`` to ``out`` with its first component renamed to ``top`` (None:
+    dropped, so the contents of the top directory land where it would have)."""
+    with tarfile.open(fileobj=src, mode="r|") as tin, \
+            tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tout:
+        for member in tin:
+            _, _, rest = member.name.partition("/")
+            if top is None:
+                if not rest:
+                    continue  # the top directory itself: its target exists already
+                member.name = rest
+            else:
+                member.name = top + ("/" + rest if rest else "")
+            data = tin.extractfile(member) if member.isfile() else None
+            tout.addfile(member, data)
+
+
+def copy_out(root_fd: int, src: str, dst: str) -> None:
+    """``docker cp CONTAINER:SRC DST``: a file becomes ``DST`` (or ``DST/name`` when ``DST``
+    is a directory); a directory becomes ``DST`` when ``DST`` does not exist, else
+    ``DST/name``; ``SRC/.`` copies a directory's contents into ``DST``. Symlinks are copied
+    as symlinks; nothing of the container is followed out of it.
+
+    Raises:
+        NotFoundError: ``SRC`` is not in the container.
+        ConfigError: a directory onto a file; ``DST/`` for a file when no such directory.
+    """
+    import tempfile
+
+    st = _stat_in(root_fd, src)
+    if st is None:
+        raise NotFoundError(f"Could not find the file {src} in container", kind="path",
+                            ref=src)
+    src_dir = stat.S_ISDIR(st.st_mode)
+    contents = src_dir and (src.endswith("/.") or src == ".")
+    base = os.path.basename(os.path.normpath("/" + src.lstrip("/"))) or "."
+    if os.path.isdir(dst):
+        target_dir, top = dst, (None if contents else base)
+    elif os.path.lexists(dst):
+        if src_dir:
+            raise ConfigError(f"cannot copy a directory to a file: {dst}")
+        # extract() replaces the file (unlinks it first, never writes through a link).
+        target_dir, top = os.path.dirname(os.path.abspath(dst)) or "/", os.path.basename(dst)
+    else:
+        if dst.endswith("/") and not src_dir:
+            raise ConfigError(f"destination directory {dst} must exist")
+        parent = os.path.dirname(os.path.abspath(dst.rstrip("/"))) or "/"
+        if not os.path.isdir(parent):
+            raise ConfigError(f"destination directory {parent} must exist")
+        target_dir, top = parent, os.path.basename(dst.rstrip("/"))
+        if contents:
+            os.mkdir(os.path.join(parent, top), stat.S_IMODE(st.st_mode))
+            target_dir, top = os.path.join(parent, top), None
+    with tempfile.TemporaryFile() as raw, tempfile.TemporaryFile() as renamed:
+        get_archive(root_fd, src, raw)  # type: ignore[arg-type]
+        raw.seek(0)
+        _renamed(raw, renamed, top)
+        renamed.seek(0)
+        fslayers.extract(cast(BinaryIO, renamed), target_dir, whiteouts="keep")
+
+
+def copy_in(root_fd: int, src: str, dst: str) -> None:
+    """``docker cp SRC CONTAINER:DST``, with the same rules as :func:`copy_out` the other
+    way: resolved and written inside the container only.
+
+    Raises:
+        ConfigError: ``SRC`` is missing, a directory onto a file, a missing parent.
+        NotFoundError: the parent of ``DST`` is not in the container.
+    """
+    import tempfile
+
+    if not os.path.lexists(src):
+        raise ConfigError(f"could not find the file {src} (no such file or directory)")
+    src_dir = os.path.isdir(src) and not os.path.islink(src)
+    contents = src_dir and (src.endswith("/.") or src == ".")
+    base = os.path.basename(os.path.normpath(src))
+    st = _stat_in(root_fd, dst)
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        target, name = dst, (None if contents else base)
+    elif st is not None:
+        if src_dir:
+            raise ConfigError(f"cannot copy a directory to a file: {dst}")
+        target, name = os.path.dirname(os.path.normpath("/" + dst.lstrip("/"))), \
+            os.path.basename(os.path.normpath(dst))
+    else:
+        if dst.endswith("/") and not src_dir:
+            raise ConfigError(f"destination directory {dst} must exist")
+        norm = os.path.normpath("/" + dst.lstrip("/"))
+        target, name = os.path.dirname(norm), os.path.basename(norm)
+    with tempfile.TemporaryFile() as buf:
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            if name is None:
+                for entry in sorted(os.listdir(src)):
+                    tar.add(os.path.join(src, entry), arcname=entry)
+            else:
+                tar.add(src, arcname=name)
+        buf.seek(0)
+        put_archive(root_fd, target, cast(IO[bytes], buf))
