@@ -95,6 +95,9 @@ def test_bind_mounts_read_only_and_read_write(containers: ContainerStore,
               mounts=[f"{host}:/ro:ro", BindMount(str(host), "/rw")])
     assert out == "host file\nro\n"
     assert (host / "out.txt").read_text() == "written\n"
+    made = tmp_path / "made-by-v"
+    run(containers, "touch /m/x", mounts=[f"{made}:/m"])  # -v makes a missing host dir
+    assert (made / "x").exists()
     with pytest.raises(ConfigError, match="bind source path does not exist"):
         containers.create(ContainerConfig("busybox", ["true"], mounts=[
             BindMount(str(tmp_path / "missing"), "/m")]))

@@ -290,9 +290,11 @@ class ContainerStore:
                 raise
             img = images.pull(config.image)
         for m in config.mounts:
-            if isinstance(m, BindMount) and not m.create and not os.path.exists(m.source):
-                raise ConfigError(f"invalid mount config for type \"bind\": bind source path "
-                                  f"does not exist: {m.source}")
+            if isinstance(m, BindMount) and not os.path.exists(m.source):
+                if not m.create:
+                    raise ConfigError(f"invalid mount config for type \"bind\": bind source "
+                                      f"path does not exist: {m.source}")
+                os.makedirs(m.source, 0o755, exist_ok=True)  # as -v does
         seccomp_json = None
         if config.seccomp not in ("default", "unconfined"):
             try:
