@@ -96,6 +96,42 @@ def _works(fn: Callable[[], object]) -> str | None:
     return None
 
 
+def _podman(tmp: str, cs: object) -> Callable[[], object] | str:
+    """``podman run --rm --network=none`` of the same image, in a storage and config of our
+    own (runc, cgroupfs, rlimits root may set here), or why it cannot run."""
+    if shutil.which("podman") is None:
+        return "podman: not installed"
+    base = os.path.join(tmp, "podman")
+    os.makedirs(os.path.join(base, "run"))
+    with open(os.path.join(base, "containers.conf"), "w") as f:
+        f.write('[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\n'
+                'events_logger = "file"\n[containers]\n'
+                'default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]\n')
+    with open(os.path.join(base, "storage.conf"), "w") as f:
+        f.write(f'[storage]\ndriver = "overlay"\ngraphroot = "{base}/storage"\n'
+                f'runroot = "{base}/run"\n')
+    env = dict(os.environ, CONTAINERS_CONF=os.path.join(base, "containers.conf"),
+               CONTAINERS_STORAGE_CONF=os.path.join(base, "storage.conf"),
+               TMPDIR=os.path.join(base, "run"))
+    archive = os.path.join(tmp, "busybox.tar")
+    cs.images.save("busybox:latest", archive)  # type: ignore[attr-defined]
+    load = subprocess.run(["podman", "load", "-i", archive], env=env, capture_output=True,
+                          text=True)
+    if load.returncode != 0:
+        return f"podman: skipped, load failed: {load.stderr.strip()[-200:]}"
+
+    def fn() -> None:
+        subprocess.run(["podman", "run", "--rm", "--network=none", "busybox:latest",
+                        "/bin/true"], env=env, check=True, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    err = _works(fn)
+    if err:
+        return f"podman: skipped, it failed here: {err}"
+    fn.cleanup = lambda: subprocess.run(  # type: ignore[attr-defined]
+        ["podman", "system", "reset", "--force"], env=env, capture_output=True)
+    return fn
+
+
 def start_table(rounds: int, tmp: str) -> str:
     from isolate.container import ContainerConfig, ContainerStore
     from isolate.image import ImageConfig, Store
@@ -148,11 +184,21 @@ def start_table(rounds: int, tmp: str) -> str:
         cands.append(Candidate(f"{tool} run", fn, "same rootfs read-only (bind), same "
                                "namespaces, mounts, caps, masks; no seccomp; "
                                f"{'no cgroup (disabled)' if tool == 'crun' else 'own cgroup'}"))
+    podman = _podman(tmp, disk_store)
+    if isinstance(podman, str):
+        notes.append(podman)
+    else:
+        cands.append(Candidate("podman run --rm --network=none", podman,
+                               "the same image (loaded from a docker-archive isolate saved); "
+                               "runc, cgroupfs; its own defaults", every=4))
     results = interleave(cands, rounds)
     for c in pending:
         c.remove()  # type: ignore[attr-defined]
     shutil.rmtree(stores["tmpfs"][1], ignore_errors=True)
+    if not isinstance(podman, str):
+        podman.cleanup()  # type: ignore[attr-defined]
     anchors = [(f"x {t} run", f"{t} run") for t in ("crun", "runc")]
+    anchors.append(("x podman", "podman run --rm --network=none"))
     out = table(results, anchors)
     return out + ("\n\n" + "\n".join(f"- {n}" for n in notes) if notes else "")
 

@@ -197,7 +197,8 @@ def test_rm_of_running_auto_remove_and_a_starter_that_exits(
     # A container whose starting process has ended: with the in-process supervisor it ended
     # with it (dead); with isolate-shim it outlives it. Either way it is reported as it is
     # and removable.
-    c = containers.create(ContainerConfig("busybox", ["sleep", "100000"], name="outlived"))
+    c = containers.create(ContainerConfig("busybox", ["sh", "-c", "echo from-run; "
+                                                      "exec sleep 100000"], name="outlived"))
     code = f"""
 from isolate.image import Store
 from isolate.container import ContainerStore
@@ -207,6 +208,11 @@ ContainerStore(Store({image_store.root!r})).get("outlived").start()
     st = c.state
     if st.supervisor == "shim":
         assert st.status is Status.RUNNING
+        # The log outlives the process that started the container.
+        deadline = time.monotonic() + 60
+        while not list(c.logs()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert [r.text for r in c.logs()] == ["from-run\n"]
     else:
         deadline = time.monotonic() + 60
         while c.state.status is Status.RUNNING and time.monotonic() < deadline:
