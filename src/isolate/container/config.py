@@ -14,16 +14,16 @@ import os
 import re
 import signal
 from collections.abc import Iterable, Mapping
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import attrs
 
 from isolate.cgroups import Limits
 from isolate.errors import ConfigError
 from isolate.fs.mounts import check_container_path
-from isolate.runtime import Rlimit
-from isolate.runtime.config import parse_env
-from isolate.security import Capability
+
+if TYPE_CHECKING:
+    from isolate.runtime import Rlimit
 
 __all__ = [
     "BindMount",
@@ -114,6 +114,8 @@ def _stop_signal(value: str | int | None) -> int | None:
 
 
 def _env(value: Mapping[str, str] | Iterable[str] | None) -> tuple[tuple[str, str], ...]:
+    from isolate.runtime.config import parse_env
+
     return () if value is None else parse_env(value)
 
 
@@ -135,6 +137,8 @@ def _labels(value: Mapping[str, str] | Iterable[str] | None) -> tuple[tuple[str,
 
 
 def _caps(value: Iterable[str] | str | None) -> tuple[str, ...]:
+    from isolate.security import Capability
+
     if value is None:
         return ()
     if isinstance(value, str):
@@ -154,6 +158,8 @@ def _caps(value: Iterable[str] | str | None) -> tuple[str, ...]:
 
 
 def _rlimits(value: Iterable[Rlimit | str] | None) -> tuple[Rlimit, ...]:
+    from isolate.runtime import Rlimit
+
     out: dict[str, Rlimit] = {}
     for item in value or ():
         r = item if isinstance(item, Rlimit) else Rlimit.parse(item)
@@ -650,6 +656,7 @@ class ContainerConfig:
             ConfigError: the data does not make a valid config.
         """
         from isolate.cgroups import IoDeviceLimit
+        from isolate.runtime import Rlimit
 
         kw = dict(data)
         mounts = []

@@ -31,18 +31,13 @@ import socket
 import stat
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import IO, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 import attrs
 
-from isolate import _plan, lowlevel
-from isolate._image_root import make_mountpoint
 from isolate.cgroups import CGroup
 from isolate.cgroups.cgroup import add_note, host_layout
-from isolate.container import network as net
-from isolate.container._inprocess import InProcessSupervisor
 from isolate.container.config import BindMount, ContainerConfig, VolumeMount, parse_signal
-from isolate.container.preset import Resolved, command_for, runtime_config
 from isolate.container.state import (
     State,
     Status,
@@ -53,8 +48,7 @@ from isolate.container.state import (
     write_json,
     write_state,
 )
-from isolate.container.users import ImageUser, find, resolve_user
-from isolate.container.volumes import VolumeStore, seed
+from isolate.container.volumes import VolumeStore
 from isolate.errors import (
     AmbiguousError,
     ConfigError,
@@ -68,8 +62,17 @@ from isolate.errors import (
 )
 from isolate.image import Image, ImageConfig, Store
 from isolate.image._disk import FileLock, fsync_dir, remove_tree
-from isolate.namespaces import IdMap, NamespaceKind
-from isolate.runtime import RuntimeConfig, container_plan, exec_plan, mountpoints
+
+if TYPE_CHECKING:
+    from isolate import lowlevel
+    from isolate.container import network as net
+    from isolate.container.preset import Resolved
+    from isolate.container.users import ImageUser
+    from isolate.namespaces import IdMap, NamespaceKind
+    from isolate.runtime import RuntimeConfig
+
+# What only creating, starting and exec need (the runtime, the compiler, the preset, the C
+# core) is imported where it is used: listing and inspecting stay cheap to import.
 
 __all__ = ["Container", "ContainerStore", "Exec", "ExitStatus"]
 
@@ -333,6 +336,9 @@ class ContainerStore:
                  lowers: Sequence[str], seccomp_json: str | None) -> dict[str, Any]:
         """Fill the build dir (upper/work, the mount-point layer, hostname and hosts) and
         return the record for config.json."""
+        from isolate.container.preset import command_for, runtime_config
+        from isolate.container.users import resolve_user
+
         command = command_for(config, img.config)
         spec = config.user if config.user is not None else img.config.user
         user = resolve_user(spec, config.group_add, lowers)
@@ -367,6 +373,8 @@ class ContainerStore:
         """Under the volumes lock: make the named volumes that do not exist yet and one
         anonymous volume for each ``-v /path`` and each image Volume no mount covers; seed the
         empty new ones from the image. Returns (target -> volume name, names made)."""
+        from isolate.container.volumes import seed
+
         targets = {m.target for m in config.mounts}
         wanted: list[VolumeMount] = [m for m in config.mounts if isinstance(m, VolumeMount)]
         for path in img.config.volumes:
@@ -500,6 +508,10 @@ def _make_mountpoints(top: str, lowers: Sequence[str], rc: RuntimeConfig,
     existing directory on the way is copied with the image's mode and owner (the topmost
     layer decides what the merged one shows), and a path through something that is not a
     directory in the image (a symlink) is left to the start, which makes it in the root."""
+    from isolate._image_root import make_mountpoint
+    from isolate.container.users import find
+    from isolate.runtime import mountpoints
+
     targets = {m.target for m in config.mounts}
     wanted = [(p, f) for p, f in mountpoints(rc) if p != "/tmp" or "/tmp" in targets]
     if rc.process.cwd != "/":
@@ -531,6 +543,10 @@ def _make_mountpoints(top: str, lowers: Sequence[str], rc: RuntimeConfig,
 
 def _resolved(record: Mapping[str, Any], state_dir: str, volume_dirs: Mapping[str, str],
               network: Any) -> Resolved:
+    from isolate.container.preset import Resolved
+    from isolate.container.users import ImageUser
+    from isolate.namespaces import IdMap
+
     user = ImageUser(**{**record["user"],
                         "additional_gids": tuple(record["user"]["additional_gids"])})
     etc = {"/etc/hostname": os.path.join(state_dir, "hostname"),
@@ -866,6 +882,8 @@ class Container:
 
     def _release_run(self, st: State, error: BaseException | None = None) -> None:
         """Kill what is left of a run and remove its cgroup and network (idempotent)."""
+        from isolate.container import network as net
+
         if st.cgroup:
             cg = _cgroup_at(st.cgroup)
             if cg is not None:
@@ -908,6 +926,8 @@ class Container:
             self._start_locked(st)
 
     def _network_request(self) -> net.NetworkRequest:
+        from isolate.container import network as net
+
         def lookup(ref: str) -> int:
             other = self.store.get(ref)
             ost = other.state
@@ -937,6 +957,12 @@ class Container:
             return None  # rootless without delegation: no cgroup, no limits (inspect says)
 
     def _start_locked(self, st: State) -> None:
+        from isolate import _plan
+        from isolate.container import network as net
+        from isolate.container._inprocess import InProcessSupervisor
+        from isolate.container.preset import runtime_config
+        from isolate.runtime import container_plan
+
         record, cfg = self._record, self.config
         images = self.store.images
         img = images.get(self.image_id)
@@ -1001,6 +1027,8 @@ class Container:
             self.store.images.hold(img, holder)
 
     def _write_etc(self, setup: net.NetworkSetup) -> None:
+        from isolate.container import network as net
+
         hosts = net.hosts_file(self.hostname, [self.name], setup.addresses,
                                self.config.extra_hosts)
         for name, text in (("hostname", self.hostname + "\n"), ("hosts", hosts),
@@ -1026,6 +1054,8 @@ class Container:
         return fd
 
     def _signal(self, st: State, sig: int) -> None:
+        from isolate import lowlevel
+
         fd = self._pidfd(st)
         if fd is None:
             return
@@ -1294,6 +1324,8 @@ class Container:
     # -- exec --------------------------------------------------------------------------------------
     def _namespaces(self, st: State) -> dict[NamespaceKind, int]:
         """Open fds of the running first process's namespaces, for exec to join."""
+        from isolate.namespaces import NamespaceKind
+
         kinds = [NamespaceKind.MNT, NamespaceKind.UTS, NamespaceKind.IPC, NamespaceKind.NET,
                  NamespaceKind.CGROUP, NamespaceKind.PID]
         if self._record.get("uid_map"):
@@ -1324,8 +1356,12 @@ class Container:
             ConfigError: a bad command, user or env.
             SpawnError: the command cannot be run (``exec`` step: 126/127 in the CLI).
         """
+        from isolate import lowlevel
         from isolate.container.config import _env
+        from isolate.container.preset import runtime_config
+        from isolate.container.users import resolve_user
         from isolate.fs.mounts import check_container_path
+        from isolate.runtime import exec_plan
 
         if isinstance(command, (str, bytes)) or not command:
             raise ConfigError("exec needs a command: a non-empty list of arguments")
