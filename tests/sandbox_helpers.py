@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -64,6 +65,16 @@ def pids_with_argv(*argv: str) -> list[int]:
             continue
         if args[:len(want)] == want:
             found.append(int(entry))
+    return found
+
+
+def started_with_argv(*argv: str, timeout: float = 30.0) -> list[int]:
+    """:func:`pids_with_argv`, waiting for the first: a spawn returns once the exec is past its
+    point of no return, a moment before the kernel shows the new command line. The timeout
+    (generous: the machine may be busy) only bounds a process that never comes."""
+    deadline = time.monotonic() + timeout
+    while not (found := pids_with_argv(*argv)) and time.monotonic() < deadline:
+        time.sleep(0.01)
     return found
 
 

@@ -128,9 +128,8 @@ def test_init_makes_the_program_pid_2_under_pid_1_and_passes_its_status_on(
 
 def test_init_in_a_vfork_child_is_refused_as_it_would_hold_us_suspended() -> None:
     p = Plan(_plan.CLONE_NEWPID, Mode.VFORK).extend([_plan.init(), exec_op("/bin/true")])
-    with pytest.raises(SpawnError) as info:
+    with pytest.raises(ConfigError, match="INIT outlives the exec"):
         lowlevel.spawn(p)
-    assert (info.value.errno, info.value.step) == (errno.EINVAL, "init")
 
 
 def test_an_init_killed_itself_reports_its_own_status() -> None:
@@ -293,3 +292,203 @@ def test_feature_probes_answer_for_this_kernel() -> None:
     # Linux 6.18 here: clone3 exists; as root a user namespace can always be made.
     assert lowlevel.clone3_works() is True
     assert lowlevel.userns_available() is True
+
+
+# -- a child that did not run never looks like one that did -----------------------------------
+
+def exited_pidfd() -> int:
+    """A pidfd of a process that has exited (and been reaped)."""
+    child = subprocess.Popen(["/bin/true"])
+    fd = os.pidfd_open(child.pid)
+    child.wait()
+    return fd
+
+
+def test_pdeathsig_with_a_parent_that_already_died_is_an_error_not_an_exec() -> None:
+    dead = exited_pidfd()
+    try:
+        p = Plan().extend([_plan.pdeathsig(signal.SIGKILL, parent_pidfd=dead),
+                           exec_op("/bin/true")])
+        with pytest.raises(SpawnError) as info:
+            lowlevel.spawn(p)
+    finally:
+        os.close(dead)
+    err = info.value
+    assert (err.errno, err.step, err.op_index) == (errno.ESRCH, "pdeathsig", 0)
+    assert "the parent had already exited" in str(err)
+    assert err.pid is not None and not alive(err.pid)
+
+
+def test_a_raw_pdeathsig_op_with_b_left_at_0_says_fd_0_is_not_a_pidfd() -> None:
+    # b=0 is fd 0: stdin, never a pidfd. It used to _exit(137) and look like an exec.
+    with pytest.raises(SpawnError) as info:
+        lowlevel.spawn(Plan().extend([Op(OpKind.PDEATHSIG, a=signal.SIGKILL),
+                                      exec_op("/bin/true")]))
+    assert (info.value.errno, info.value.step) == (errno.EBADF, "pdeathsig")
+    assert "not a pidfd" in str(info.value)
+
+
+@pytest.mark.parametrize("how", ["clone", "fork_into_pidns"])
+def test_pdeathsig_without_a_pidfd_in_a_new_pid_namespace_says_it_cannot_tell(
+        how: str) -> None:
+    # There getppid() is 0, so the old check always "found" the parent dead.
+    if how == "clone":
+        p = Plan(_plan.CLONE_NEWPID)
+    else:
+        p = Plan(0, Mode.FORK).add(_plan.fork_into_pidns())
+    p.extend([_plan.pdeathsig(), exec_op("/bin/true")])
+    with pytest.raises(SpawnError) as info:
+        lowlevel.spawn(p)
+    assert (info.value.errno, info.value.step) == (errno.EINVAL, "pdeathsig")
+    assert "pass parent_pidfd" in str(info.value)
+
+
+def test_pdeathsig_with_a_live_parent_runs_the_program_in_and_out_of_a_pid_namespace() -> None:
+    me = os.pidfd_open(os.getpid())
+    try:
+        for p in (Plan().add(_plan.pdeathsig()),
+                  Plan(_plan.CLONE_NEWPID).add(_plan.pdeathsig(parent_pidfd=me))):
+            p.add(exec_op("/bin/sh", "-c", "exit 5"))
+            with lowlevel.spawn(p) as child:
+                assert child.wait() == 5
+    finally:
+        os.close(me)
+
+
+@pytest.mark.parametrize("mode", [Mode.FORK, Mode.VFORK], ids=["fork", "vfork"])
+def test_a_failure_after_fork_into_pidns_or_under_an_init_is_reported(mode: Mode) -> None:
+    for p in (Plan(0, mode).add(_plan.fork_into_pidns()), init_plan(mode)):
+        p.add(exec_op("/no/such/program"))
+        with pytest.raises(SpawnError) as info:
+            lowlevel.spawn(p)
+        # The index is the caller's: spawn's own KEEP_FDS op before the exec is not counted.
+        assert (info.value.errno, info.value.step, info.value.op_index) == (
+            errno.ENOENT, "exec", len(p.ops) - 1)
+        assert info.value.pid is not None and not alive(info.value.pid)
+
+
+def test_a_hand_made_op_with_a_wrong_field_is_refused_before_anything_runs() -> None:
+    with pytest.raises(ConfigError, match=r"op 0: CHDIR op: chdir does not use s1"):
+        lowlevel.spawn(Plan().extend([Op(OpKind.CHDIR, s1=b"/"), exec_op("/bin/true")]))
+
+
+# -- the caller's fds stay with the caller unless passed ----------------------------------------
+
+def fds_seen(**spawn_args: object) -> set[int]:
+    """The fds a spawned program has open once it runs (read from its /proc/PID/fd)."""
+    p = Plan().add(exec_op("/bin/sleep", "1000"))  # sleep opens nothing of its own
+    with lowlevel.spawn(p, **spawn_args) as child:  # type: ignore[arg-type]
+        try:
+            return {int(fd) for fd in os.listdir(f"/proc/{child.pid}/fd")}
+        finally:
+            child.kill()
+            child.wait()
+
+
+def test_spawn_closes_the_callers_inheritable_fds_unless_passed() -> None:
+    leaked = os.open("/etc/hostname", os.O_RDONLY)
+    os.set_inheritable(leaked, True)
+    passed = os.open("/etc/hostname", os.O_RDONLY)  # not inheritable: pass_fds makes it so
+    try:
+        assert fds_seen(pass_fds=[passed]) == {0, 1, 2, passed}
+        assert fds_seen() == {0, 1, 2}
+        assert leaked in fds_seen(close_fds=False)
+    finally:
+        os.close(leaked)
+        os.close(passed)
+
+
+def test_pass_fds_is_refused_where_the_plan_decides_itself() -> None:
+    with pytest.raises(ConfigError, match="its own FDS or KEEP_FDS op"):
+        lowlevel.spawn(Plan().extend([_plan.fds([(1, 1, False)]), exec_op("/bin/true")]),
+                       pass_fds=[1])
+    with pytest.raises(ConfigError, match="pass_fds needs close_fds=True"):
+        lowlevel.spawn(Plan().add(exec_op("/bin/true")), pass_fds=[1], close_fds=False)
+
+
+def test_an_fd_to_keep_that_is_not_open_is_an_error_naming_pass_fds() -> None:
+    closed = 987
+    with pytest.raises(OSError):
+        os.fstat(closed)
+    with pytest.raises(SpawnError) as info:
+        lowlevel.spawn(Plan().add(exec_op("/bin/true")), pass_fds=[closed])
+    assert (info.value.errno, info.value.step, info.value.op_index) == (
+        errno.EBADF, "keep_fds", None)
+    assert "pass_fds" in str(info.value)
+
+
+# -- the builders on the real kernel ----------------------------------------------------------
+
+def test_umount_removes_a_mount_made_earlier_in_the_plan(tmp_dir: str) -> None:
+    def plan(unmount: bool) -> Plan:
+        p = Plan(_plan.CLONE_NEWNS).extend([
+            _plan.mount(None, "/", flags=_plan.MS_REC | _plan.MS_PRIVATE),
+            _plan.mount("tmpfs", tmp_dir, "tmpfs"),
+            _plan.write_file(f"{tmp_dir}/on-tmpfs", b"x", create=True)])
+        if unmount:
+            p.add(_plan.umount(tmp_dir))
+        return p.add(exec_op("/bin/sh", "-c", f"test -e {tmp_dir}/on-tmpfs"))
+
+    for unmount, status in ((False, 0), (True, 1)):
+        with lowlevel.spawn(plan(unmount)) as child:
+            assert child.wait() == status
+    assert os.listdir(tmp_dir) == []
+
+
+def test_an_effective_set_without_setuid_makes_the_id_change_fail() -> None:
+    from isolate import security
+
+    every = security.read_process_caps().permitted
+    without = every - security.CapabilitySet(["CAP_SETUID"])
+    for effective, error in ((None, None), (without, errno.EPERM)):
+        p = Plan().extend([_plan.capabilities(every, effective=effective),
+                           _plan.setresuid(65534), exec_op("/bin/true")])
+        if error is None:
+            with lowlevel.spawn(p) as child:
+                assert child.wait() == 0
+        else:
+            with pytest.raises(SpawnError) as info:
+                lowlevel.spawn(p)
+            assert (info.value.errno, info.value.step, info.value.op_index) == (
+                error, "setresuid", 1)
+
+
+def test_ids_capabilities_rlimits_and_no_new_privs_reach_the_program() -> None:
+    from isolate import security
+
+    chown = security.CapabilitySet(["CAP_CHOWN"])
+    p = Plan().extend([
+        _plan.rlimit("nofile", 64, 128),
+        _plan.bounding_set(chown),
+        _plan.keep_caps(),
+        _plan.setgroups([65533]),
+        _plan.setresgid(65534),
+        _plan.setresuid(65534),
+        _plan.capabilities(chown, ambient=chown),
+        _plan.no_new_privs(),
+    ])
+    script = ("echo $(id -u) $(id -g) $(id -G) $(ulimit -n) $(ulimit -Hn); "
+              "grep -E '^(CapEff|CapBnd|CapAmb|NoNewPrivs)' /proc/self/status")
+    status, out = output_of(p, [exec_op("/bin/sh", "-c", script)])
+    assert status == 0, out
+    lines = out.decode().splitlines()
+    assert lines[0] == "65534 65534 65534 65533 64 128"  # id -G: the gid, then the groups
+    fields = dict(line.split(":\t") for line in lines[1:])
+    assert fields == {"CapEff": "0000000000000001", "CapBnd": "0000000000000001",
+                      "CapAmb": "0000000000000001", "NoNewPrivs": "1"}
+
+
+def test_mknod_makes_a_working_device_node_with_its_mode_and_owner(tmp_dir: str) -> None:
+    node = f"{tmp_dir}/null"
+    p = Plan(_plan.CLONE_NEWNS).extend([
+        _plan.mount(None, "/", flags=_plan.MS_REC | _plan.MS_PRIVATE),
+        # Not the tmpfs default 1777: the kernel refuses O_CREAT opens of another user's
+        # device node in a sticky world-writable directory.
+        _plan.mount("tmpfs", tmp_dir, "tmpfs", 0, "mode=755"),
+        _plan.umask(0o077),  # does not apply: the mode is set exactly
+        _plan.mknod(node, "c", 1, 3, mode=0o666, uid=65534, gid=65533, in_root=False),
+    ])
+    script = f"stat -c '%t:%T %a %u:%g %F' {node} && echo data > {node}"
+    status, out = output_of(p, [exec_op("/bin/sh", "-c", script)])
+    assert (status, out) == (0, b"1:3 666 65534:65533 character special file\n")
+    assert os.listdir(tmp_dir) == []  # it was made on the child's own tmpfs

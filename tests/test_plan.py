@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import enum
 import re
+import stat
+import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -59,6 +62,8 @@ CSTR = st.binary(max_size=40).map(lambda b: b.replace(b"\0", b"x"))
 OPT_CSTR = st.none() | CSTR
 FLAGS = st.integers(min_value=0, max_value=127).map(OpFlag)
 NONEMPTY = CSTR.filter(bool)
+CLONE_NEW = [_plan.CLONE_NEWNS, _plan.CLONE_NEWUTS, _plan.CLONE_NEWIPC, _plan.CLONE_NEWPID,
+             _plan.CLONE_NEWNET, _plan.CLONE_NEWUSER, _plan.CLONE_NEWCGROUP, _plan.CLONE_NEWTIME]
 
 
 @st.composite
@@ -77,10 +82,12 @@ def ops(draw: st.DrawFn) -> Op:
     elif kind is OpKind.WRITE_FILE:
         s3 = draw(st.binary(max_size=64))  # file content: any bytes, NUL included
         a = len(s3)
-    elif kind in (OpKind.SECCOMP, OpKind.FDS, OpKind.SETGROUPS):
-        width = {OpKind.SECCOMP: 8, OpKind.FDS: 12, OpKind.SETGROUPS: 4}[kind]
-        a = draw(st.integers(min_value=0, max_value=6))
+    elif kind in (OpKind.SECCOMP, OpKind.FDS, OpKind.SETGROUPS, OpKind.KEEP_FDS):
+        width = {OpKind.SECCOMP: 8, OpKind.FDS: 12, OpKind.SETGROUPS: 4, OpKind.KEEP_FDS: 4}[kind]
+        a = draw(st.integers(min_value=1 if kind is OpKind.SECCOMP else 0, max_value=6))
         s1 = draw(st.binary(min_size=width * a, max_size=width * a))
+    elif kind is OpKind.CAPS:
+        s1 = draw(st.none() | st.binary(min_size=8, max_size=8))  # the effective mask
     elif kind is OpKind.OVERLAY:
         # NUL-separated lists whose lengths travel in a (lower dirs) and c (options).
         lowers = draw(st.lists(NONEMPTY, min_size=1, max_size=4))
@@ -92,13 +99,42 @@ def ops(draw: st.DrawFn) -> Op:
     return Op(kind, flags, a, b, c, s1, s2, s3, s4, argv, envp)
 
 
+@st.composite
+def valid_ops(draw: st.DrawFn) -> Op:
+    """An op whose fields fit its kind (what Op.check accepts), other values arbitrary."""
+    op = draw(ops())
+    uses = _plan._USES[op.kind]
+    fields = {name: getattr(op, name) for name in _plan._FIELDS if name in uses}
+    k = op.kind
+    if k in (OpKind.OPEN_TREE, OpKind.MOVE_MOUNT):
+        fields["a"] = draw(st.integers(min_value=0, max_value=63))
+    elif k is OpKind.SETNS:
+        fields["a"] = draw(st.integers(min_value=-1, max_value=2**31 - 1))
+        fields["s2"] = draw(NONEMPTY) if fields["a"] < 0 else None
+    elif k is OpKind.UNSHARE:
+        fields["a"] = draw(st.lists(st.sampled_from(CLONE_NEW), min_size=1, unique=True)
+                           .map(sum))
+    elif k is OpKind.PDEATHSIG:
+        fields["a"] = draw(st.integers(min_value=1, max_value=64))
+        fields["b"] = draw(st.integers(min_value=-1, max_value=2**31 - 1))
+    elif k is OpKind.EXEC:
+        fields["c"] = draw(st.integers(min_value=0, max_value=2**31 - 1))
+    elif k is OpKind.MKNOD:
+        fields["a"] = draw(st.sampled_from([stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO])) | \
+            draw(st.integers(min_value=0, max_value=0o7777))
+    for name in _plan._NEEDS.get(k, ()):
+        if fields.get(name) is None:
+            fields[name] = draw(NONEMPTY)
+    return Op(k, op.flags, **fields).check()
+
+
 def without_notes(items: list[Op]) -> list[Op]:
     return [Op(o.kind, o.flags, o.a, o.b, o.c, o.s1, o.s2, o.s3, o.s4, o.argv, o.envp)
             for o in items]
 
 
 PLAN_ARGS = dict(
-    clone_flags=st.integers(min_value=0, max_value=2**64 - 1),
+    clone_flags=st.lists(st.sampled_from(CLONE_NEW), unique=True).map(sum),
     mode=st.sampled_from(list(Mode)),
     reset=st.booleans(),
     status_fd=st.integers(min_value=-1, max_value=2**31 - 1),
@@ -130,14 +166,14 @@ def test_encode_then_decode_gives_back_every_op_and_header_field(
 
 
 @settings(max_examples=60, deadline=None)
-@given(prefix=st.lists(ops(), max_size=8), tail=st.lists(ops(), max_size=8),
+@given(prefix=st.lists(valid_ops(), max_size=8), tail=st.lists(ops(), max_size=8),
        tail2=st.lists(ops(), max_size=4))
 def test_frozen_prefix_encodes_byte_for_byte_like_a_plain_plan(
         prefix: list[Op], tail: list[Op], tail2: list[Op]) -> None:
-    base = Plan(_plan.CLONE_NEWNS, Mode.VFORK).extend(prefix).freeze()
+    base = Plan(_plan.CLONE_NEWNS, Mode.FORK).extend(prefix).freeze()
     for extra in (tail, tail2):  # one frozen base serves many plans
         extended = base.extended(extra)
-        plain = Plan(_plan.CLONE_NEWNS, Mode.VFORK).extend([*prefix, *extra])
+        plain = Plan(_plan.CLONE_NEWNS, Mode.FORK).extend([*prefix, *extra])
         buf = extended.encode(5, 6)
         assert buf == plain.encode(5, 6)
         assert _plan.decode(buf)[1] == without_notes([*prefix, *extra])
@@ -185,3 +221,207 @@ def test_builders_refuse_empty_argv_too_many_fds_and_ragged_seccomp() -> None:
         _plan.seccomp(b"1234567")
     with pytest.raises(ConfigError, match="seccomp"):
         _plan.seccomp(b"")
+
+
+# -- every op kind has a documented, validating builder ----------------------------------------
+
+BUILDER_OF = {kind: kind.name.lower() for kind in OpKind} | {
+    OpKind.CAPBSET: "bounding_set", OpKind.CAPS: "capabilities", OpKind.KEEPCAPS: "keep_caps",
+    OpKind.MOUNT_SETATTR: "mount_setattr", OpKind.PDEATHSIG: "pdeathsig",
+    OpKind.EXEC: "exec_", OpKind.OPEN: "open_",
+}
+
+
+@pytest.mark.parametrize("kind", list(OpKind), ids=lambda k: k.name)
+def test_every_op_kind_has_a_public_documented_builder(kind: OpKind) -> None:
+    name = BUILDER_OF[kind]
+    builder = getattr(_plan, name)
+    assert name in _plan.__all__
+    doc = " ".join((builder.__doc__ or "").split())
+    assert len(doc) > 40, f"{name} needs a docstring saying what it does"
+    if "ConfigError" not in doc:
+        assert "Raises nothing" in doc, f"{name}'s docstring says which errors it raises"
+    assert kind.name in OpKind.__doc__ or name == kind.name.lower()
+
+
+def test_a_plan_of_one_op_of_each_kind_from_the_builders_passes_check_and_decodes() -> None:
+    from isolate import security
+
+    made = [
+        _plan.wait_parent(), _plan.setns(3, _plan.CLONE_NEWNET), _plan.unshare(_plan.CLONE_NEWNS),
+        _plan.sethostname("box"), _plan.setdomainname("dom"),
+        _plan.mount("tmpfs", "/tmp", "tmpfs", _plan.MS_NOSUID, "mode=755", in_root=True),
+        _plan.mount_setattr("/", _plan.MOUNT_ATTR_RDONLY, recursive=True),
+        _plan.open_tree("/usr", 3), _plan.move_mount(3, "/usr"), _plan.mkdir("/x"),
+        _plan.symlink("a", "/b"), _plan.write_file("/f", b"\0data"), _plan.mask("/proc/kcore"),
+        _plan.root("/new"), _plan.pivot_root(), _plan.chroot("/"), _plan.chdir("/tmp"),
+        _plan.rlimit("nofile", 64), _plan.setgroups([1, 2]), _plan.setresgid(5),
+        _plan.setresuid(5), _plan.bounding_set(security.CapabilitySet(["chown"])),
+        _plan.capabilities(security.CapabilitySet.all(), effective=0,
+                           ambient=security.CapabilitySet(["chown"])),
+        _plan.keep_caps(), _plan.no_new_privs(), _plan.seccomp(b"\6\0\0\0\0\0\xff\x7f"),
+        _plan.fds([(5, 1, False)]), _plan.keep_fds([9, 7]), _plan.setsid(), _plan.ctty(0),
+        _plan.loopback_up(), _plan.cgroup_join(9), _plan.umask(0o22),
+        _plan.pdeathsig(parent_pidfd=4), _plan.fork_into_pidns(), _plan.init(),
+        _plan.overlay(["/l1", "/l2"], "/merged", "/u", "/w"), _plan.open_("/proc/self/ns/net"),
+        _plan.umount("/mnt"), _plan.mknod("/dev/null", "c", 1, 3, uid=0, gid=5),
+        _plan.exec_("sh", ["sh", "-c", "x"], {}),
+    ]
+    assert {op.kind for op in made} == set(OpKind)
+    p = Plan(0, Mode.FORK).extend(made).check()
+    assert _plan.decode(p.encode(3))[1] == without_notes(made)
+    described = p.describe().splitlines()
+    assert len(described) == len(made) + 1 and not any("invalid" in line for line in described)
+
+
+def test_describe_says_what_an_op_does_with_its_arguments() -> None:
+    assert _plan.chdir("/srv").describe() == "change the working directory to /srv"
+    text = _plan.mount("tmpfs", "/dev", "tmpfs", _plan.MS_NOSUID | _plan.MS_STRICTATIME,
+                       "mode=755", in_root=True, mkdir=True).describe()
+    assert text == ("mount tmpfs 'tmpfs' on /dev inside the root, creating it "
+                    "(flags MS_NOSUID|MS_STRICTATIME, data 'mode=755')")
+    assert _plan.rlimit("RLIMIT_NOFILE", 64, _plan.RLIM_INFINITY).describe() == (
+        "set RLIMIT_NOFILE to soft 64, hard unlimited")
+    assert _plan.rlimit("RLIMIT_NOFILE", 64).describe() == (
+        "set RLIMIT_NOFILE to soft 64, hard 64")
+    assert _plan.setresuid(1000).describe() == "set the real, effective and saved uid to 1000"
+    assert "slot 2" in _plan.overlay(["/l"], slot=2).describe()
+    assert _plan.mknod("/dev/tty", "c", 5, 0, mode=0o620, gid=5).describe() == (
+        "create the character device 5:0 /dev/tty inside the root, mode 0620, owned by -:5")
+
+
+@settings(max_examples=100, deadline=None)
+@given(op=ops())
+def test_describe_never_raises_whatever_the_fields(op: Op) -> None:
+    assert op.describe()
+
+
+@settings(max_examples=100, deadline=None)
+@given(op=valid_ops())
+def test_ops_whose_fields_fit_their_kind_pass_check(op: Op) -> None:
+    assert op.check() is op
+    assert "invalid" not in op.describe()
+
+
+def test_a_field_the_kind_does_not_use_is_refused_naming_the_field_it_reads() -> None:
+    # The guess that used to fail in the child as "chdir: EFAULT (Bad address)".
+    bad = Op(OpKind.CHDIR, s1=b"/srv")
+    with pytest.raises(ConfigError, match=r"chdir does not use s1 .* takes s2 = directory"):
+        bad.check()
+    assert "invalid: chdir does not use s1" in bad.describe()
+    with pytest.raises(ConfigError, match=r"op 1: CHDIR op"):
+        Plan().extend([_plan.chdir("/"), bad]).check()
+    with pytest.raises(ConfigError, match=r"mount needs s2 \(target\)"):
+        Op(OpKind.MOUNT, a=_plan.MS_BIND, s1=b"/a").check()
+    with pytest.raises(ConfigError, match="SETGROUPS op: s1 must hold a=2 records"):
+        Op(OpKind.SETGROUPS, a=2, s1=b"\0\0\0\0").check()  # two gids announced, one given
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda: _plan.chdir(""), "working directory must not be empty"),
+    (lambda: _plan.chdir(7), "working directory must be a str, bytes or path, not 7"),  # type: ignore[arg-type]
+    (lambda: _plan.setresuid(-1), r"uid must be in \[0, 4294967294\], not -1"),
+    (lambda: _plan.setresgid(2**32 - 1), r"gid must be in \[0, 4294967294\]"),
+    (lambda: _plan.setresuid(True), "uid must be an integer, not True"),
+    (lambda: _plan.setgroups([0, -2]), r"gid must be in .*not -2"),
+    (lambda: _plan.rlimit("nofiles", 1), "unknown rlimit resource 'nofiles'"),
+    (lambda: _plan.rlimit(99, 1), r"rlimit resource must be in \[0, 15\], not 99"),
+    (lambda: _plan.rlimit("nofile", 10, 5), "soft limit 10 is above the hard limit 5"),
+    (lambda: _plan.rlimit("nofile", -5), r"soft limit must be in \[0, .*not -5"),
+    (lambda: _plan.capabilities(1, effective=2), "effective capabilities 0x2 are not within"),
+    (lambda: _plan.capabilities(1, ambient=3), "ambient capabilities 0x3 are not within"),
+    (lambda: _plan.bounding_set(2**64), "bounding set must be in"),
+    (lambda: _plan.pdeathsig(0), r"pdeathsig signal must be in \[1, 64\], not 0"),
+    (lambda: _plan.pdeathsig(parent_pidfd=-3), "parent_pidfd must be in .*not -3"),
+    (lambda: _plan.setns(-1), r"setns fd must be in \[0, .*not -1"),
+    (lambda: _plan.setns(3, 123), "setns nstype must be 0 or one CLONE_NEW"),
+    (lambda: _plan.unshare(0), r"unshare flags must be in \[1"),
+    (lambda: _plan.unshare(0x100), "unshare flags must be CLONE_NEW.*0x100"),
+    (lambda: _plan.sethostname("h" * 65), "hostname must be 1 to 64 bytes"),
+    (lambda: _plan.sethostname(""), "hostname must be 1 to 64 bytes"),
+    (lambda: _plan.umask(0o1000), r"umask must be in \[0, 511\]"),
+    (lambda: _plan.umount("/m", 0, in_root=True), "umount in_root needs MNT_DETACH"),
+    (lambda: _plan.umount("/m", 0x10), r"umount flags must be in \[0, 15\]"),
+    (lambda: _plan.open_tree("/a", 64), r"slot must be in \[0, 63\], not 64"),
+    (lambda: _plan.move_mount(-1, "/a"), r"slot must be in \[0, 63\], not -1"),
+    (lambda: _plan.setattr_("/", propagation=_plan.MS_REC), "propagation must be 0, MS_PRIVATE"),
+    (lambda: _plan.mount("tmpfs", "/t", "tmpfs", -1), r"mount flags must be in \[0"),
+    (lambda: _plan.write_file("/f", "text"), "write_file content must be bytes, not str"),  # type: ignore[arg-type]
+    (lambda: _plan.write_file("/f", b"", mode=0o10000), r"file mode must be in \[0, 4095\]"),
+    (lambda: _plan.fds([(3, 1, False), (4, 1, False)]), "fd 1 is a target twice"),
+    (lambda: _plan.fds([(3, 1)]), r"an fd mapping is \(source, target, cloexec\)"),  # type: ignore[list-item]
+    (lambda: _plan.keep_fds([5, -1]), r"fd to keep must be in \[0, .*not -1"),
+    (lambda: _plan.seccomp(b"\0" * 8 * 4097), "at most 4096 instructions"),
+    (lambda: _plan.overlay("/lower", "/t"), "a list of lower directories, not '/lower'"),  # type: ignore[arg-type]
+    (lambda: _plan.exec_("sh", "sh -c x", {}), "argv must be a non-empty list"),
+    (lambda: _plan.exec_("", ["x"], {}), "program must not be empty"),
+    (lambda: _plan.mknod("/dev/x", "s"), "mknod kind must be 'c', 'u', 'b' or 'p', not 's'"),
+    (lambda: _plan.mknod("/dev/x", mode=0o10000), r"device mode must be in \[0, 4095\]"),
+    (lambda: _plan.mknod("/dev/x", major=-1), r"device major must be in \[0"),
+])
+def test_builders_refuse_bad_arguments_naming_the_argument_and_value(
+        make: Callable[[], Op], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        make()
+
+
+def test_builders_take_namespace_handles_capability_sets_and_resource_names() -> None:
+    from isolate import security
+
+    class Handle:
+        def fileno(self) -> int:
+            return 42
+
+    assert _plan.setns(Handle(), _plan.CLONE_NEWNET).a == 42
+    assert _plan.fork_into_pidns(Handle()).a == 42
+    caps = security.CapabilitySet(["CAP_NET_BIND_SERVICE", "chown"])
+    op = _plan.capabilities(caps, ambient=caps)
+    assert (op.a, op.b, op.c, op.s1) == (caps.mask, 0, caps.mask, None)
+    assert _plan.capabilities(caps, effective=security.CapabilitySet(["chown"])).s1 == (
+        struct.pack("=Q", 1))
+    full = security.CapabilitySet.all()
+    assert _plan.bounding_set(full).a == full.mask
+    import resource
+    assert _plan.rlimit(resource.RLIMIT_NOFILE, 8).a == _plan.rlimit("nofile", 8).a == 7
+    inf = _plan.rlimit("core", resource.RLIM_INFINITY)
+    assert (inf.b, inf.c) == (-1, -1)
+    assert _plan.keep_fds([9, 3, 9, 1]).s1 == struct.pack("=2i", 3, 9)  # stdio is always kept
+
+
+def test_plan_check_refuses_combinations_the_kernel_or_the_child_would() -> None:
+    with pytest.raises(ConfigError, match="op 0: an INIT outlives the exec"):
+        Plan(0, Mode.VFORK).add(_plan.init()).check()
+    Plan(0, Mode.VFORK).extend([_plan.fork_into_pidns(), _plan.init()]).check()
+    Plan(0, Mode.FORK).add(_plan.init()).check()
+    with pytest.raises(ConfigError, match="unshare a user namespace while memory is shared"):
+        Plan(0, Mode.VFORK).add(_plan.unshare(_plan.CLONE_NEWUSER)).check()
+    with pytest.raises(ConfigError, match=r"share_files plan .* KEEP_FDS"):
+        Plan(0, Mode.VFORK, share_files=True).add(_plan.keep_fds()).check()
+    with pytest.raises(ConfigError, match=r"share_files needs Mode\.VFORK"):
+        Plan(0, Mode.FORK, share_files=True)
+    with pytest.raises(ConfigError, match="clone_flags must be CLONE_NEW"):
+        Plan(0x100)
+    with pytest.raises(ConfigError, match="a plan holds Op records"):
+        Plan().add("chdir /")  # type: ignore[arg-type]
+
+
+def _header_constants(path: Path, prefix: str) -> dict[str, int]:
+    found = {}
+    for name, value in re.findall(rf"^#define\s+({prefix}\w+)\s+(\S+)", path.read_text(), re.M):
+        value = value.strip("()")
+        shift = re.fullmatch(r"1<<(\d+)", value.replace(" ", ""))
+        try:
+            found[name] = 1 << int(shift.group(1)) if shift else int(value, 0)
+        except ValueError:
+            continue  # an expression of other names
+    return found
+
+
+def test_mount_constants_match_the_kernel_headers() -> None:
+    header = Path("/usr/include/linux/mount.h")
+    if not header.exists():
+        pytest.skip("no kernel headers (/usr/include/linux/mount.h; Debian: linux-libc-dev)")
+    for prefix in ("MS_", "MOUNT_ATTR_"):
+        ours = {name: getattr(_plan, name) for name in _plan.__all__ if name.startswith(prefix)}
+        theirs = _header_constants(header, prefix)
+        assert ours and {name: theirs.get(name) for name in ours} == ours

@@ -63,8 +63,12 @@ def test_the_init_keeps_no_fd_the_commands_reader_waits_on(sb: Sandbox) -> None:
         assert proc.stdout is not None
         assert proc.stdout.read() == b""
         assert proc.poll() is None
-        # An init holds one fd: the pipe it reports the command's end on.
-        assert len(out(sb, "ls /proc/1/fd").split()) == 1
+        # An init holds one fd: the pipe it reports the command's end on. It closes the rest
+        # once the command has exec'd, so the command may look a moment too early: it waits
+        # (up to 30 s, for a busy machine) until the count is down, and shows what is left.
+        script = ("i=0; while [ $(ls /proc/1/fd | wc -l) != 1 ] && [ $i -lt 600 ]; do "
+                  "sleep 0.05; i=$((i + 1)); done; ls /proc/1/fd")
+        assert len(out(sb, script).split()) == 1
         proc.kill()
 
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 
 from isolate import _plan, lowlevel
-from isolate._plan import Mode, Op, OpKind, Plan
+from isolate._plan import Mode, Op, Plan
 from isolate.errors import ConfigError, MountError, UnsupportedError
 from isolate.fs.mounts import MS_REC, MS_SLAVE
 
@@ -46,9 +46,9 @@ def kernel_overlay_works(overlay: Op, userns_fd: int | None, options: Sequence[s
         return _probed[key]
     p = Plan(0, Mode.VFORK)
     if userns_fd is not None:
-        p.add(Op(OpKind.SETNS, a=userns_fd, b=_plan.CLONE_NEWUSER,
-                 note="join the sandbox's user namespace"))
-    p.add(Op(OpKind.UNSHARE, a=_plan.CLONE_NEWNS, note="unshare mount namespace"))
+        p.add(_plan.setns(userns_fd, _plan.CLONE_NEWUSER,
+                          note="join the sandbox's user namespace"))
+    p.add(_plan.unshare(_plan.CLONE_NEWNS, note="unshare mount namespace"))
     p.add(overlay)  # no EXEC: the child exits once the mount is made (and dropped)
     try:
         with lowlevel.spawn(p) as child:
@@ -145,14 +145,14 @@ class FuseRoot:
         argv = [binary, "-f", "-o", ",".join(opts), _option_path(merged, "mount point")]
         p = Plan(0, Mode.VFORK)
         if userns_fd is not None:
-            p.add(Op(OpKind.SETNS, a=userns_fd, b=_plan.CLONE_NEWUSER,
-                     note="join the sandbox's user namespace"))
-        p.add(Op(OpKind.UNSHARE, a=_plan.CLONE_NEWNS, note="unshare mount namespace"))
+            p.add(_plan.setns(userns_fd, _plan.CLONE_NEWUSER,
+                              note="join the sandbox's user namespace"))
+        p.add(_plan.unshare(_plan.CLONE_NEWNS, note="unshare mount namespace"))
         p.add(_plan.mount(None, "/", None, MS_REC | MS_SLAVE,
                           note="keep the fuse mount from propagating out (rslave /)"))
         # Its own session: a Ctrl-C to the caller's process group must not end the root
         # under the sandbox's processes; close() ends it.
-        p.add(Op(OpKind.SETSID, note="start a new session"))
+        p.add(_plan.setsid())
         null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
@@ -178,14 +178,13 @@ class FuseRoot:
 
     def join_op(self) -> Op:
         """The op that joins the mount namespace holding the fuse mount."""
-        return Op(OpKind.SETNS, a=self.mnt_fd, b=_plan.CLONE_NEWNS,
-                  note="join the fuse-overlayfs root's mount namespace")
+        return _plan.setns(self.mnt_fd, _plan.CLONE_NEWNS,
+                           note="join the fuse-overlayfs root's mount namespace")
 
     def root_op(self, slot: int, note: str = "") -> Op:
         """The op that clones the fuse mount into ``slot`` (after :meth:`join_op`)."""
-        op = _plan.open_tree(self.merged, slot)
-        return Op(op.kind, op.flags, a=op.a, s1=op.s1,
-                  note=note or f"open the {FUSE_OVERLAYFS} root {self.merged}")
+        return _plan.open_tree(self.merged, slot,
+                               note=note or f"open the {FUSE_OVERLAYFS} root {self.merged}")
 
     def close(self) -> None:
         """Kill and reap fuse-overlayfs and drop its mount namespace (so its mount)."""

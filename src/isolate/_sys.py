@@ -51,25 +51,40 @@ def _fail(cls: type[IsolateOSError], message: str, filename: Any = None,
 
 
 def setns(fd: int, nstype: int = 0) -> None:
-    """Join the namespace behind ``fd`` (this thread only, for most kinds)."""
+    """setns(2): join the namespace behind ``fd`` (this thread only, for most kinds);
+    ``nstype`` is the ``CLONE_NEW*`` kind the kernel checks it against (0: any).
+
+    Raises NamespaceError (``step="setns"``) with the errno.
+    """
     if _lib.iso_setns(fd, nstype) < 0:
         raise _fail(NamespaceError, f"setns fd {fd}", step="setns")
 
 
 def unshare(flags: int) -> None:
-    """Move the calling thread into new namespaces."""
+    """unshare(2): move the calling thread into new namespaces (``CLONE_NEW*`` flags).
+
+    Raises NamespaceError (``step="unshare"``) with the errno.
+    """
     if _lib.iso_unshare(flags) < 0:
         raise _fail(NamespaceError, f"unshare {flags:#x}", step="unshare")
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
+    """pivot_root(2) of the calling process's mount namespace: ``new_root`` becomes ``/``,
+    the old root is moved to ``put_old`` (below ``new_root``).
+
+    Raises MountError (``step="pivot_root"``) with the errno.
+    """
     if _lib.iso_pivot_root(_path(new_root), _path(put_old)) < 0:
         raise _fail(MountError, f"pivot_root to {new_root}", new_root, step="pivot_root")
 
 
 def mount(source: str | None, target: str | os.PathLike[str], fstype: str | None = None,
           flags: int = 0, data: str | None = None) -> None:
-    """mount(2). Raises MountError naming the filesystem, the target and the options."""
+    """mount(2) in the calling process's mount namespace (``MS_*`` flags).
+
+    Raises MountError (``step="mount"``) naming the filesystem, the target and the options.
+    """
     if _lib.iso_mount(_path(source), _path(target), _path(fstype), flags, _path(data)) < 0:
         what = fstype or "bind"
         extra = f" ({data})" if data else ""
@@ -78,13 +93,18 @@ def mount(source: str | None, target: str | os.PathLike[str], fstype: str | None
 
 
 def umount2(target: str | os.PathLike[str], flags: int = 0) -> None:
+    """umount2(2) of ``target`` (``MNT_*`` flags). Raises MountError (``step="umount"``)."""
     if _lib.iso_umount2(_path(target), flags) < 0:
         raise _fail(MountError, f"umount {os.fsdecode(target)}", target, step="umount")
 
 
 def mount_setattr(target: str | os.PathLike[str] | int, *, attr_set: int = 0,
                   attr_clr: int = 0, propagation: int = 0, recursive: bool = False) -> None:
-    """mount_setattr(2) on a path, or on an fd (AT_EMPTY_PATH)."""
+    """mount_setattr(2) on a path, or on an fd (AT_EMPTY_PATH): set ``attr_set``, clear
+    ``attr_clr`` (``MOUNT_ATTR_*``), change ``propagation`` (``MS_PRIVATE`` ...).
+
+    Raises MountError (``step="mount_setattr"``) with the errno.
+    """
     flags = 0x8000 if recursive else 0  # AT_RECURSIVE
     if isinstance(target, int):
         r = _lib.iso_mount_setattr(target, b"", flags | 0x1000, attr_set, attr_clr,
@@ -96,6 +116,11 @@ def mount_setattr(target: str | os.PathLike[str] | int, *, attr_set: int = 0,
 
 
 def open_tree(path: str | os.PathLike[str], flags: int) -> int:
+    """open_tree(2): an fd of the mount at ``path`` (``OPEN_TREE_CLONE`` = 1 for a detached
+    copy, ``AT_RECURSIVE`` = 0x8000 with the mounts below). The caller closes it.
+
+    Raises MountError (``step="open_tree"``) with the errno.
+    """
     fd = int(_lib.iso_open_tree(-100, _path(path), flags))
     if fd < 0:
         raise _fail(MountError, f"open_tree {os.fsdecode(path)}", path, step="open_tree")
@@ -103,6 +128,11 @@ def open_tree(path: str | os.PathLike[str], flags: int) -> int:
 
 
 def move_mount(from_fd: int, to_path: str | os.PathLike[str], *, to_fd: int = -100) -> None:
+    """move_mount(2): attach the mount tree ``from_fd`` (from :func:`open_tree` or
+    :func:`fsmount`) at ``to_path`` (relative to ``to_fd``).
+
+    Raises MountError (``step="move_mount"``) with the errno.
+    """
     flags = 0x4  # MOVE_MOUNT_F_EMPTY_PATH
     if _lib.iso_move_mount(from_fd, b"", to_fd, _path(to_path), flags) < 0:
         raise _fail(MountError, f"attach mount on {os.fsdecode(to_path)}", to_path,
@@ -124,6 +154,10 @@ FSCONFIG_CMD_CREATE = 6
 
 def fsconfig(fd: int, cmd: int, key: str | None = None, value: str | bytes | None = None,
              aux: int = 0, *, what: str = "") -> None:
+    """fsconfig(2) on an :func:`fsopen` fd (``FSCONFIG_*`` command, key, value).
+
+    Raises MountError (``step="fsconfig"``) naming ``what`` (or the key and value).
+    """
     raw: Any = ffi.NULL if value is None else (value if isinstance(value, bytes)
                                                else value.encode())
     k: Any = ffi.NULL if key is None else key.encode()
@@ -133,6 +167,10 @@ def fsconfig(fd: int, cmd: int, key: str | None = None, value: str | bytes | Non
 
 
 def fsmount(fd: int, flags: int = 0x1, attr_flags: int = 0) -> int:
+    """fsmount(2): a detached mount fd of a configured filesystem (FSMOUNT_CLOEXEC default).
+
+    Raises MountError (``step="fsmount"``) with the errno.
+    """
     mfd = int(_lib.iso_fsmount(fd, flags, attr_flags))
     if mfd < 0:
         raise _fail(MountError, "fsmount", step="fsmount")
@@ -141,6 +179,11 @@ def fsmount(fd: int, flags: int = 0x1, attr_flags: int = 0) -> int:
 
 def openat2(dir_fd: int, path: str | os.PathLike[str], flags: int, mode: int = 0,
             resolve: int = 0) -> int:
+    """openat2(2): open ``path`` relative to ``dir_fd`` with ``RESOLVE_*`` restrictions
+    (``RESOLVE_IN_ROOT`` = 0x10 keeps symlinks inside ``dir_fd``). The caller closes the fd.
+
+    Raises IsolateOSError (``step="openat2"``) with the errno and the path.
+    """
     fd = int(_lib.iso_openat2(dir_fd, _path(path), flags, mode, resolve))
     if fd < 0:
         raise _fail(IsolateOSError, f"open {os.fsdecode(path)}", path, step="openat2")
@@ -148,6 +191,8 @@ def openat2(dir_fd: int, path: str | os.PathLike[str], flags: int, mode: int = 0
 
 
 def pidfd_open(pid: int, flags: int = 0) -> int:
+    """pidfd_open(2): a close-on-exec fd that refers to process ``pid`` (readable once it
+    has exited; never a recycled pid). Raises IsolateOSError (``step="pidfd_open"``)."""
     fd = int(_lib.iso_pidfd_open(pid, flags))
     if fd < 0:
         raise _fail(IsolateOSError, f"pidfd_open {pid}", step="pidfd_open")
@@ -155,17 +200,26 @@ def pidfd_open(pid: int, flags: int = 0) -> int:
 
 
 def pidfd_send_signal(pidfd: int, sig: int) -> None:
+    """pidfd_send_signal(2): signal the process behind ``pidfd``.
+
+    Raises IsolateOSError (``step="pidfd_send_signal"``; ESRCH once it has been reaped).
+    """
     if _lib.iso_pidfd_send_signal(pidfd, sig, 0) < 0:
         raise _fail(IsolateOSError, f"send signal {sig}", step="pidfd_send_signal")
 
 
 def sethostname(name: str) -> None:
+    """sethostname(2) in the calling thread's uts namespace.
+
+    Raises NamespaceError (``step="sethostname"``) with the errno.
+    """
     raw = name.encode()
     if _lib.iso_sethostname(raw, len(raw)) < 0:
         raise _fail(NamespaceError, f"sethostname {name!r}", step="sethostname")
 
 
 def clone3_works() -> bool:
+    """Whether the kernel has clone3 (asks it once per call). Raises nothing."""
     return bool(_lib.iso_clone3_works())
 
 

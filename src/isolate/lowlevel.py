@@ -1,9 +1,19 @@
 """Hazardous low-level API: spawn a child from a plan, raw system calls, feature probes.
 
+A :class:`Plan` lists the set-up operations a child runs between clone and exec; the builders
+that make them are in :mod:`isolate.lowlevel.plan` (``from isolate.lowlevel import plan as P``:
+``P.mount``, ``P.pivot_root``, ``P.setresuid``, ``P.capabilities``, ``P.seccomp``,
+``P.exec_`` ... one per :class:`OpKind`), and so are the kernel's ``CLONE_*``, ``MS_*``,
+``MOUNT_ATTR_*`` and ``MNT_*`` constants; :func:`spawn` runs a plan and returns a
+:class:`Child`.
+
+The functions named after system calls (:func:`setns`, :func:`unshare`, :func:`pivot_root`,
+:func:`mount` ...) act on the *calling* process or thread, hence the name: misuse can break
+the caller. The friendly API is :class:`isolate.Sandbox`.
+
 Owns the parent's half of the spawn protocol (status pipe, sync socket, parent steps, turning
 the child's error report into a typed exception). It makes no choices about isolation: the plan
-says what the child does. Misuse can break the calling process (``setns``, ``unshare``,
-``pivot_root`` act on the caller), hence the name -- the friendly API is :class:`isolate.Sandbox`.
+says what the child does.
 """
 
 from __future__ import annotations
@@ -16,10 +26,10 @@ import signal
 import socket
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from isolate import _plan, _sys
-from isolate._plan import Mode, Op, OpKind, Plan, Report
+from isolate._plan import Mode, Op, OpFlag, OpKind, Plan, Report, Step
 from isolate._sys import (
     mount,
     mount_setattr,
@@ -47,8 +57,11 @@ __all__ = [
     "Child",
     "Mode",
     "Op",
+    "OpFlag",
     "OpKind",
     "Plan",
+    "Report",
+    "Step",
     "clone3_works",
     "command_status",
     "mount",
@@ -68,7 +81,10 @@ __all__ = [
     "userns_available",
 ]
 
-plan = _plan  # the op builders: lowlevel.plan.mount(...), lowlevel.plan.exec_(...)
+#: The op builders and plan types (the module :mod:`isolate._plan`, public under this name):
+#: ``lowlevel.plan.mount(...)``, ``lowlevel.plan.exec_(...)``; ``help(lowlevel.plan)`` lists
+#: them all.
+plan = _plan
 
 _ERROR_CLASS: dict[OpKind, type[IsolateOSError]] = {
     OpKind.SETNS: NamespaceError,
@@ -152,9 +168,11 @@ class Child:
                     raise
 
     def kill(self) -> None:
+        """Send SIGKILL (see :meth:`send_signal`)."""
         self.send_signal(signal.SIGKILL)
 
     def close(self) -> None:
+        """Release the pidfd (and an INIT's exit pipe); the process is not waited for."""
         if self._pidfd >= 0:
             os.close(self._pidfd)
             self._pidfd = -1
@@ -222,6 +240,18 @@ def _reap(pid: int) -> None:
         pass
 
 
+# What an errno means for the few ops whose failure is not the syscall's own.
+_HINTS: dict[tuple[OpKind, int], str] = {
+    (OpKind.PDEATHSIG, errno.ESRCH): "the parent had already exited",
+    (OpKind.PDEATHSIG, errno.EINVAL): "the child is outside its parent's pid namespace, where "
+                                      "getppid() says 0: pass parent_pidfd to pdeathsig()",
+    (OpKind.PDEATHSIG, errno.EBADF): "parent_pidfd is not a pidfd",
+    (OpKind.WAIT_PARENT, errno.ECANCELED): "the parent closed the sync socket without go",
+    (OpKind.KEEP_FDS, errno.EBADF): "an fd to keep (pass_fds) is not open",
+    (OpKind.INIT, errno.EINVAL): "an init cannot run in the caller's memory (VFORK)",
+}
+
+
 def error_for(p: Plan, err: int, step: int, op_index: int, pid: int | None) -> IsolateOSError:
     """Turn a child's error report into the exception that names the failing step."""
     if 0 <= op_index < len(p.ops):
@@ -232,35 +262,84 @@ def error_for(p: Plan, err: int, step: int, op_index: int, pid: int | None) -> I
             filename = os.fsdecode(op.argv[0] if op.argv else op.s1 or b"")
             message = f"exec {filename}"
         else:
-            message = op.describe()
+            message = op.note or op.describe()
             if op.s2 is not None:
                 filename = os.fsdecode(op.s2)
+        hint = _HINTS.get((op.kind, err))
+        if hint:
+            message += f" ({hint})"
         return cls(err, message, filename, step=op.kind.name.lower(), pid=pid,
                    op_index=op_index)
     name = _plan.Step(step).name.lower() if step in _plan.Step._value2member_map_ else str(step)
     return SpawnError(err, f"child set-up step {name}", step=name, pid=pid)
 
 
-def spawn(p: Plan, *, parent_step: Callable[[int], None] | None = None) -> Child:
+def spawn(p: Plan, *, parent_step: Callable[[int], None] | None = None,
+          close_fds: bool = True, pass_fds: Iterable[int] = ()) -> Child:
     """Clone a child that runs plan ``p`` and wait until it has exec'd.
 
     ``parent_step(pid)`` runs in the parent while the child waits at its ``WAIT_PARENT``
     operation (the plan must be in FORK mode): write uid/gid maps, move it into a cgroup, move
     a network device into its namespace.
 
+    File descriptors: like :mod:`subprocess`, the child keeps only stdio and ``pass_fds``
+    (``close_fds=True``, the default): a plan with an EXEC and no ``FDS`` or ``KEEP_FDS`` op
+    gets a :func:`~isolate.lowlevel.plan.keep_fds` op of ``pass_fds`` right before its exec
+    (before a seccomp op that directly precedes it), on a copy -- ``p`` is not changed, and
+    error op indexes refer to ``p``. A plan that has an ``FDS`` op decides itself: that op
+    closes every fd it does not map (list the fds to pass there, not in ``pass_fds``); so
+    does a plan with its own ``KEEP_FDS``. ``close_fds=False`` leaves every inheritable fd of
+    the caller open in the child. A ``share_files`` plan shares our fd table and closes
+    nothing.
+
     The kernel sends a ``PDEATHSIG`` signal when the *thread* that cloned the child ends, not
     the process. So that the signal means "the caller's process died", a plan with a
     ``PDEATHSIG`` op asked for from any thread but the main one is cloned by a daemon thread
     that lives as long as the process (``parent_step`` then runs there too).
 
-    Raises :class:`SpawnError` (or :class:`MountError`, :class:`NamespaceError`,
-    :class:`CgroupError` for those steps) naming the operation that failed, with the child's
-    errno; nothing of the child is left running.
+    A child that fails before its exec always reports why: this raises instead of returning.
+    Only a child killed outright by a signal before exec (``SIGKILL``, a seccomp filter that
+    kills) cannot say so: its wait status tells.
+
+    Raises:
+        ConfigError: the plan does not pass :meth:`Plan.check`; WAIT_PARENT without
+            Mode.FORK or without ``parent_step``; ``pass_fds`` with ``close_fds=False``, with
+            a plan that has an FDS or KEEP_FDS op, or with one without EXEC.
+        SpawnError: (or :class:`MountError`, :class:`NamespaceError`, :class:`CgroupError`
+            for those steps) naming the operation that failed (``op_index``, ``step``), with
+            the child's errno; nothing of the child is left running.
     """
-    if threading.current_thread() is not threading.main_thread() and any(
-            op.kind is OpKind.PDEATHSIG for op in p.ops):
-        return _LastingThread.call(functools.partial(_spawn, p, parent_step))
-    return _spawn(p, parent_step)
+    p.check()
+    run, inserted = _with_fds_closed(p, close_fds, tuple(pass_fds))
+    if threading.current_thread() is not threading.main_thread() and run.has(
+            OpKind.PDEATHSIG):
+        return _LastingThread.call(functools.partial(_spawn, run, parent_step, inserted))
+    return _spawn(run, parent_step, inserted)
+
+
+def _with_fds_closed(p: Plan, close_fds: bool, pass_fds: tuple[int, ...]
+                     ) -> tuple[Plan, int]:
+    """``p``, or a copy with a KEEP_FDS op before its exec; and where that op went (-1)."""
+    owns_fds = p.has(OpKind.FDS) or p.has(OpKind.KEEP_FDS)
+    execs = [i for i, op in enumerate(p.ops) if op.kind is OpKind.EXEC]
+    if pass_fds:
+        if not close_fds:
+            raise ConfigError("pass_fds needs close_fds=True (without it every inheritable "
+                              "fd is passed anyway)")
+        if owns_fds:
+            raise ConfigError("the plan has its own FDS or KEEP_FDS op, which decides what "
+                              "the child keeps: list the fds there, not in pass_fds")
+        if not execs:
+            raise ConfigError("pass_fds: the plan has no EXEC to pass fds to")
+    if not close_fds or owns_fds or p.share_files or not execs:
+        return p, -1
+    at = execs[-1]
+    while at > 0 and p.ops[at - 1].kind is OpKind.SECCOMP:
+        at -= 1  # the filter may not allow what closing needs
+    keep = _plan.keep_fds(pass_fds)
+    run = Plan(p.clone_flags, p.mode, p.reset_signals, p.share_files, cgroup_fd=p.cgroup_fd)
+    run.ops = [*p.ops[:at], keep, *p.ops[at:]]
+    return run, at
 
 
 class _LastingThread:
@@ -312,10 +391,7 @@ class _LastingThread:
 os.register_at_fork(after_in_child=_LastingThread._after_fork_in_child)
 
 
-def _spawn(p: Plan, parent_step: Callable[[int], None] | None) -> Child:
-    if p.share_files and (p.mode is not Mode.VFORK or any(
-            op.kind is OpKind.FDS for op in p.ops)):
-        raise ConfigError("share_files needs Mode.VFORK and no FDS op (it would close our fds)")
+def _spawn(p: Plan, parent_step: Callable[[int], None] | None, inserted: int = -1) -> Child:
     if p.needs_sync and p.mode is not Mode.FORK:
         raise ConfigError("a plan that waits for its parent needs Mode.FORK")
     if p.needs_sync and parent_step is None:
@@ -380,6 +456,12 @@ def _spawn(p: Plan, parent_step: Callable[[int], None] | None) -> Child:
             opened[op_index] = int(value)
         elif kind == Report.ERROR and error is None:
             error = error_for(p, err, step, op_index, pid)
+            if inserted >= 0 and error.op_index is not None:
+                # Indexes of the caller's plan, which has no KEEP_FDS op of ours.
+                if error.op_index == inserted:
+                    error.op_index = None
+                elif error.op_index > inserted:
+                    error.op_index -= 1
     if error is not None:
         for fd in opened.values():
             os.close(fd)

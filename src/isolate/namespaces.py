@@ -27,7 +27,7 @@ from typing import Literal, overload
 import attrs
 
 from isolate import _plan, _sys, lowlevel
-from isolate._plan import Mode, Op, OpKind, Plan
+from isolate._plan import MNT_DETACH, MS_BIND, MS_PRIVATE, MS_REC, MS_SLAVE, Mode, Op, Plan
 from isolate.errors import (
     ConfigError,
     IsolateOSError,
@@ -55,12 +55,6 @@ NS_GET_PARENT = 0xB702
 NS_GET_NSTYPE = 0xB703
 NS_GET_OWNER_UID = 0xB704
 NS_GET_MNTNS_ID = 0x8008B705  # _IOR(0xb7, 5, __u64), Linux 6.10+
-
-MS_BIND = 0x1000
-MS_REC = 0x4000
-MS_PRIVATE = 0x40000
-MS_SLAVE = 0x80000
-MNT_DETACH = 2
 
 #: The kernel accepts at most this many lines in a uid_map / gid_map (Linux 4.15+).
 MAX_MAP_LINES = 340
@@ -652,12 +646,15 @@ class Namespace:
         list/tuple/set of kinds a :class:`NamespaceSet` (made together, so with ``"user"``
         in the set the others belong to the new user namespace -- the rootless way).
 
-        A short-lived child makes them and exits; the handles keep them alive. pid and time
-        namespaces are made with unshare, so no process is in them yet: the first process to
-        join a new pid namespace becomes its pid 1 (it dies with that process), and a time
-        namespace takes its ``offsets`` (``{"monotonic": secs, "boottime": secs}``) before
-        anyone enters. A new mount namespace has its mounts made ``propagation`` (default
-        private, like unshare(1)) so nothing mounted in it reaches the host.
+        A short-lived child makes them and exits; the handles keep them alive. A pid namespace
+        is the exception: the kernel takes new processes only while its pid 1 lives, so the
+        child stays as that pid 1 (a tiny keeper that reaps orphans) until the handle is
+        closed (or, when persisted, removed) -- processes that join are pid 2 and up, and
+        closing the handle ends them too. A time namespace is made with unshare, so no
+        process is in it yet and it takes its ``offsets`` (``{"monotonic": secs,
+        "boottime": secs}``) before anyone enters. A new mount namespace has its mounts made
+        ``propagation`` (default private, like unshare(1)) so nothing mounted in it reaches
+        the host.
 
         ``uid_map``/``gid_map`` (user only) default to mapping our own ids to root; as root
         any map works, otherwise other ids need newuidmap/newgidmap with /etc/subuid ranges
@@ -1117,7 +1114,7 @@ def _create(kinds: list[NamespaceKind], uids: tuple[IdMap, ...] | None,
     keep = NamespaceKind.PID in kinds
     p = Plan(clone_flags, Mode.FORK)
     if NamespaceKind.TIME in kinds:
-        p.add(Op(OpKind.UNSHARE, a=_plan.CLONE_NEWTIME, note="unshare a new time namespace"))
+        p.add(_plan.unshare(_plan.CLONE_NEWTIME, note="unshare a new time namespace"))
     if offsets:
         p.add(_plan.write_file("/proc/self/timens_offsets", offsets))
     if NamespaceKind.MNT in kinds and propagation != "unchanged":
@@ -1131,7 +1128,7 @@ def _create(kinds: list[NamespaceKind], uids: tuple[IdMap, ...] | None,
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
     fds += [ready_r, ready_w]
     p.add(_plan.write_file(f"/proc/self/fd/{ready_w}", b"R"))
-    p.add(Op(OpKind.WAIT_PARENT, note="wait for the parent to open the namespaces"))
+    p.add(_plan.wait_parent(note="wait for the parent to open the namespaces"))
     keeper_w = -1
     if keep:
         keeper_r, keeper_w = os.pipe2(os.O_CLOEXEC)
@@ -1258,8 +1255,13 @@ class NamespaceSet(Mapping[NamespaceKind, Namespace]):
 
 # -- joining from a child -----------------------------------------------------------------------
 
-def join_ops(namespaces: Iterable[Namespace] | Mapping[KindLike, Namespace]
-             ) -> tuple[list[Op], Mode]:
+#: Namespaces to join: handles, or a mapping by kind such as a :class:`NamespaceSet`.
+#: (Mapping is invariant in its key type, hence one member per kind of key.)
+Namespaces = (Iterable[Namespace] | Mapping[NamespaceKind, Namespace] | Mapping[str, Namespace]
+              | Mapping[KindLike, Namespace])
+
+
+def join_ops(namespaces: Namespaces) -> tuple[list[Op], Mode]:
     """The plan operations that make a child join ``namespaces``, and the clone mode it needs.
 
     In the kernel's order: user first (joining it grants the capabilities for the rest; our
@@ -1293,17 +1295,15 @@ def join_ops(namespaces: Iterable[Namespace] | Mapping[KindLike, Namespace]
                 if ours == h:
                     continue
         if kind is NamespaceKind.PID:
-            ops.append(Op(OpKind.FORK_INTO_PIDNS, a=h.fileno(),
-                          note=f"fork into pid namespace {h.inode}"))
+            ops.append(_plan.fork_into_pidns(h, note=f"fork into pid namespace {h.inode}"))
             continue
         if kind is NamespaceKind.TIME:
             mode = Mode.FORK
-        ops.append(Op(OpKind.SETNS, a=h.fileno(), b=kind.flag,
-                      note=f"join {kind.value} namespace {h.inode}"))
+        ops.append(_plan.setns(h, kind.flag, note=f"join {kind.value} namespace {h.inode}"))
     return ops, mode
 
 
-def spawn_in(namespaces: Iterable[Namespace] | Mapping[KindLike, Namespace],
+def spawn_in(namespaces: Namespaces,
              argv: Sequence[str], env: Mapping[str, str] | None = None, *,
              cwd: str | None = None, uid: int | None = None, gid: int | None = None,
              stdin: int | None = None, stdout: int | None = None, stderr: int | None = None,
@@ -1313,7 +1313,7 @@ def spawn_in(namespaces: Iterable[Namespace] | Mapping[KindLike, Namespace],
     ``env`` defaults to ours; ``argv[0]`` is looked up in its PATH. ``uid``/``gid`` switch the
     credentials after joining (e.g. ``uid=0, gid=0`` to be root in a joined user namespace
     whose map does not contain our own id); by default they are kept. ``stdin``/``stdout``/
-    ``stderr`` are fds to give the child; when one is given, every other fd but 0-2 is closed.
+    ``stderr`` are fds to give the child (default: ours); every other fd is closed in it.
     The child is the caller's to wait for and close (it is a context manager).
 
     Raises ConfigError, NamespaceError (a join refused, with the step and errno), SpawnError.
@@ -1324,11 +1324,11 @@ def spawn_in(namespaces: Iterable[Namespace] | Mapping[KindLike, Namespace],
     p = Plan(0, mode)
     p.extend(ops)
     if gid is not None:
-        p.add(Op(OpKind.SETRESGID, a=gid, note=f"setresgid {gid}"))
+        p.add(_plan.setresgid(gid))
     if uid is not None:
-        p.add(Op(OpKind.SETRESUID, a=uid, note=f"setresuid {uid}"))
+        p.add(_plan.setresuid(uid))
     if cwd is not None:
-        p.add(Op(OpKind.CHDIR, s2=_plan.fsencode(cwd, "cwd"), note=f"chdir {cwd}"))
+        p.add(_plan.chdir(cwd))
     if stdin is not None or stdout is not None or stderr is not None:
         std = [0 if stdin is None else stdin, 1 if stdout is None else stdout,
                2 if stderr is None else stderr]

@@ -18,7 +18,7 @@
 #include <sys/types.h>
 /* CDEF-BEGIN */
 #define ISO_PLAN_MAGIC 1230197553
-#define ISO_PLAN_VERSION 2
+#define ISO_PLAN_VERSION 3
 
 /* Clone modes. */
 #define ISO_MODE_VFORK 1   /* CLONE_VM|CLONE_VFORK: parent resumes at exec or exit */
@@ -49,7 +49,8 @@
 #define ISO_OP_SETRESGID 20      /* a = gid */
 #define ISO_OP_SETRESUID 21      /* a = uid */
 #define ISO_OP_CAPBSET 22        /* a = mask of capabilities to keep in the bounding set */
-#define ISO_OP_CAPS 23           /* a = permitted+effective, b = inheritable, c = ambient */
+#define ISO_OP_CAPS 23           /* a = permitted, b = inheritable, c = ambient, s1 = effective
+                                    (8 bytes; 0: the permitted set) */
 #define ISO_OP_KEEPCAPS 24       /* a = 0/1 */
 #define ISO_OP_NO_NEW_PRIVS 25
 #define ISO_OP_SECCOMP 26        /* s1 = offset of sock_filter[], a = instruction count */
@@ -59,13 +60,20 @@
 #define ISO_OP_LOOPBACK_UP 30
 #define ISO_OP_CGROUP_JOIN 31    /* a = fd of a cgroup.procs file: the child writes "0" */
 #define ISO_OP_UMASK 32          /* a = mask */
-#define ISO_OP_PDEATHSIG 33      /* a = signal, b = parent's pidfd or -1: exit if it died */
+#define ISO_OP_PDEATHSIG 33      /* a = signal, b = parent's pidfd or -1 (getppid()): fail with
+                                    ESRCH if it died already, EINVAL if it cannot tell */
 #define ISO_OP_FORK_INTO_PIDNS 34 /* a = pid ns fd (-1: a new one): the rest runs in a grandchild */
 #define ISO_OP_EXEC 35           /* s1 file, a = argv table, b = envp table, c = fd (EXEC_FD) */
 #define ISO_OP_OVERLAY 36       /* s1 lowers (a, top first), s3 upper+work, s4 opts (c); s2 target/slot b */
 #define ISO_OP_OPEN 37           /* s2 path, a = open flags: report the fd (ISO_REPORT_FD) */
 #define ISO_OP_INIT 38           /* the rest runs in a child (the command); we stay as its init */
-#define ISO_OP__MAX 39
+#define ISO_OP_KEEP_FDS 39       /* s1 = int32 fds, ascending (a): at exec close all but 0-2 and
+                                    these (marked close-on-exec now; these made inheritable) */
+#define ISO_OP_UMOUNT 40         /* s2 target, a = umount2 flags */
+#define ISO_OP_MKNOD 41          /* s2 path, a = mode (S_IFCHR/S_IFBLK/S_IFIFO | perms, not
+                                    masked by the umask), b = device number,
+                                    c = uid << 32 | gid ((uint32_t)-1: unchanged) */
+#define ISO_OP__MAX 42
 
 #define ISO_STEP_CLONE 100
 #define ISO_STEP_SIGNALS 101

@@ -32,9 +32,16 @@
  *   read(exit_fd)  <----------------------------  {EXIT, wait status of the command}, then
  *                                                   _exit(code, or 128 + signal)
  *
- *   EOF without an ERROR report means the exec succeeded. An init cannot die by a signal sent
- *   from inside its pid namespace, so the EXIT report is how the caller learns that the
- *   command was killed by signal N; its own exit status says 128 + N.
+ *   EOF without an ERROR report means the exec succeeded (or a plan without EXEC ran to its
+ *   end and exited 0). Every other way out of the child before exec writes an ERROR record
+ *   first, so a child that never ran never looks like one that did: a failed op, the parent
+ *   found gone by PDEATHSIG (ESRCH, or EINVAL where it cannot tell), the sync socket closed
+ *   without GO (ECANCELED), a FORK_INTO_PIDNS or INIT child that could not be made, the
+ *   command under an INIT failing. Only a signal that kills the child outright (SIGKILL, a
+ *   seccomp filter that kills) leaves no record; the caller then gets its wait status.
+ *   An init cannot die by a signal sent from inside its pid namespace, so the EXIT report is
+ *   how the caller learns that the command was killed by signal N; its own exit status says
+ *   128 + N.
  *
  * In VFORK mode the child shares the parent's memory (CLONE_VM) and the calling thread is
  * suspended until the child execs or exits, so there is no page-table copy; ops that need a
@@ -63,6 +70,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -103,6 +111,12 @@
 #ifndef SYS_close_range
 #define SYS_close_range 436
 #endif
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+/* The filesystems a pidfd lives on: pidfs (Linux 6.9+), anonymous inodes before. */
+#define ISO_PIDFS_MAGIC 0x50494446
+#define ISO_ANON_INODE_FS_MAGIC 0x09041934
 #ifndef CLONE_PIDFD
 #define CLONE_PIDFD 0x00001000
 #endif
@@ -666,32 +680,69 @@ static int do_write_file(const struct child_state *st, const struct iso_op *op)
     return 0;
 }
 
+/* Resolve the parent of the path in buf inside the root (made if missing), so that an entry
+ * can be created in it by its last component, *name (pointing into buf). Returns an O_PATH fd
+ * or -1 with errno. */
+static int open_parent_in_root(const struct child_state *st, char *buf, const char **name)
+{
+    char *slash = strrchr(buf, '/');
+    *name = buf;
+    if (!slash)
+        return open_in_root(st, "/", 0);
+    *slash = '\0';
+    *name = slash + 1;
+    return open_in_root(st, buf[0] ? buf : "/", ISO_F_MKDIR);
+}
+
 static int do_symlink(const struct child_state *st, const struct iso_op *op)
 {
     const char *link = str_at(st, op->s2);
     if (!(op->flags & ISO_F_IN_ROOT))
         return symlink(str_at(st, op->s1), link) < 0 ? errno : 0;
-    /* Resolve the parent in the root, create the link in it by its last component. */
     char buf[ISO_PATH_MAX];
+    const char *name;
     int e = copy_str(buf, sizeof buf, link);
     if (e)
         return e;
-    char *slash = strrchr(buf, '/');
-    const char *name = buf;
-    int parent;
-    if (slash) {
-        *slash = '\0';
-        name = slash + 1;
-        parent = open_in_root(st, buf[0] ? buf : "/", ISO_F_MKDIR);
-    } else {
-        parent = open_in_root(st, "/", 0);
-    }
+    int parent = open_parent_in_root(st, buf, &name);
     if (parent < 0)
         return errno;
     int r = symlinkat(str_at(st, op->s1), parent, name);
     e = errno;
     close(parent);
     return (r < 0 && e != EEXIST) ? e : 0;
+}
+
+/* A device node or FIFO with exactly the op's mode (the umask is lifted for the call: the
+ * child is single-threaded here), then its owner when the op names one. */
+static int do_mknod(const struct child_state *st, const struct iso_op *op)
+{
+    const char *path = str_at(st, op->s2);
+    char buf[ISO_PATH_MAX];
+    int dfd = AT_FDCWD;
+    const char *name = path;
+    if (op->flags & ISO_F_IN_ROOT) {
+        int e = copy_str(buf, sizeof buf, path);
+        if (e)
+            return e;
+        dfd = open_parent_in_root(st, buf, &name);
+        if (dfd < 0)
+            return errno;
+    }
+    uid_t uid = (uid_t)((uint64_t)op->c >> 32);
+    gid_t gid = (gid_t)((uint64_t)op->c & 0xffffffffu);
+    mode_t old = umask(0);
+    int r = mknodat(dfd, name, (mode_t)op->a, (dev_t)op->b);
+    int e = errno;
+    umask(old);
+    if (r == 0 && (uid != (uid_t)-1 || gid != (gid_t)-1) &&
+        fchownat(dfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0) {
+        r = -1;
+        e = errno;
+    }
+    if (dfd >= 0)
+        close(dfd);
+    return r < 0 ? e : 0;
 }
 
 static int do_pivot_root(struct child_state *st, const struct iso_op *op)
@@ -729,13 +780,17 @@ static int do_root(struct child_state *st, const struct iso_op *op)
     return 0;
 }
 
-static int do_caps(const struct iso_op *op)
+static int do_caps(const struct child_state *st, const struct iso_op *op)
 {
     struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
     struct __user_cap_data_struct data[2];
-    uint64_t prm = (uint64_t)op->a, inh = (uint64_t)op->b, amb = (uint64_t)op->c;
-    data[0].effective = data[0].permitted = (uint32_t)prm;
-    data[1].effective = data[1].permitted = (uint32_t)(prm >> 32);
+    uint64_t prm = (uint64_t)op->a, inh = (uint64_t)op->b, amb = (uint64_t)op->c, eff = prm;
+    if (op->s1)
+        memcpy(&eff, st->plan + op->s1, sizeof eff);
+    data[0].permitted = (uint32_t)prm;
+    data[1].permitted = (uint32_t)(prm >> 32);
+    data[0].effective = (uint32_t)eff;
+    data[1].effective = (uint32_t)(eff >> 32);
     data[0].inheritable = (uint32_t)(inh | amb);
     data[1].inheritable = (uint32_t)((inh | amb) >> 32);
     if (syscall(SYS_capset, &hdr, data) < 0)
@@ -829,6 +884,95 @@ static int do_fds(struct child_state *st, const struct iso_op *op)
         st->slots[i] = -1;
     st->root_fd = -1;
     return 0;
+}
+
+/* Mark fds from..to close-on-exec (CLOSE_RANGE_CLOEXEC, Linux 5.11; one by one before). */
+static int set_cloexec_range(unsigned from, unsigned to)
+{
+    if (from > to)
+        return 0;
+    if (syscall(SYS_close_range, from, to, CLOSE_RANGE_CLOEXEC) == 0)
+        return 0;
+    if (errno != ENOSYS && errno != EINVAL)
+        return errno;
+    struct rlimit rl;
+    unsigned lim = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536
+                       ? (unsigned)rl.rlim_cur : 65536;
+    if (to >= lim)
+        to = lim - 1;
+    for (unsigned fd = from; fd <= to && fd < lim; fd++) {
+        int fl = fcntl((int)fd, F_GETFD);
+        if (fl >= 0 && !(fl & FD_CLOEXEC))
+            fcntl((int)fd, F_SETFD, fl | FD_CLOEXEC);
+    }
+    return 0;
+}
+
+/* KEEP_FDS: every fd above 2 but the listed ones is closed by the exec; the listed ones are
+ * made inheritable. Marking instead of closing keeps the status fd (close-on-exec already)
+ * for a failing exec to report on. */
+static int do_keep_fds(const struct child_state *st, const struct iso_op *op)
+{
+    const int32_t *keep = (const int32_t *)(st->plan + op->s1);
+    unsigned from = 3;
+    for (int64_t i = 0; i < op->a; i++) {
+        int fd = keep[i];
+        if (fd < 3 || (unsigned)fd < from)
+            return EINVAL; /* not ascending: Python sorts them */
+        int e = set_cloexec_range(from, (unsigned)fd - 1);
+        if (e)
+            return e;
+        int fl = fcntl(fd, F_GETFD);
+        if (fl < 0 || fcntl(fd, F_SETFD, fl & ~FD_CLOEXEC) < 0)
+            return errno; /* EBADF: an fd to keep is not open */
+        from = (unsigned)fd + 1;
+    }
+    return set_cloexec_range(from, ~0U);
+}
+
+static int do_umount(const struct child_state *st, const struct iso_op *op)
+{
+    char pathbuf[32];
+    const char *target;
+    int fd = resolve_target(st, op, pathbuf, &target);
+    if (fd == -1)
+        return errno;
+    int r = umount2(target, (int)op->a);
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    return r < 0 ? e : 0;
+}
+
+/* PDEATHSIG, once the kernel has the signal: had the parent ended already? 0: no. ESRCH: it
+ * had. EBADF: op->b is not a pidfd. EINVAL: there is no telling -- without a pidfd the check
+ * is getppid(), which says 0 when the parent is outside our pid namespace. Never a silent
+ * exit: the caller learns why the child did not run. */
+static int parent_gone(const struct child_state *st, const struct iso_op *op)
+{
+    if (op->b >= 0) {
+        int fd = (int)op->b;
+        struct statfs sfs;
+        if (fstatfs(fd, &sfs) < 0)
+            return errno;
+        if (sfs.f_type != ISO_PIDFS_MAGIC && sfs.f_type != ISO_ANON_INODE_FS_MAGIC)
+            return EBADF;
+        /* A pidfd turns readable when its process has exited. */
+        struct pollfd pfd = {fd, POLLIN, 0};
+        int r;
+        do
+            r = poll(&pfd, 1, 0);
+        while (r < 0 && errno == EINTR);
+        if (r < 0)
+            return errno;
+        if (pfd.revents & POLLNVAL)
+            return EBADF;
+        return (r > 0 && (pfd.revents & (POLLIN | POLLHUP))) ? ESRCH : 0;
+    }
+    pid_t pp = getppid();
+    if (pp == 0)
+        return EINVAL;
+    return pp == st->parent ? 0 : ESRCH;
 }
 
 static int loopback_up(void)
@@ -1089,6 +1233,7 @@ static int do_init(struct child_state *st, uint32_t index)
     struct child_state cst = *st;
     cst.next_op = index + 1;
     cst.shares_vm = 1;
+    cst.parent = getpid(); /* the command's parent, as PDEATHSIG after this op sees it */
     /* Block everything first: a signal or the command's end from now on waits for the loop. */
     uint64_t all = ~(uint64_t)0;
     if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &cst.command_mask, sizeof all) < 0)
@@ -1252,7 +1397,7 @@ static int run_ops(struct child_state *st)
             e = do_capbset(op);
             break;
         case ISO_OP_CAPS:
-            e = do_caps(op);
+            e = do_caps(st, op);
             break;
         case ISO_OP_KEEPCAPS:
             if (prctl(PR_SET_KEEPCAPS, (unsigned long)op->a, 0, 0, 0) < 0)
@@ -1271,6 +1416,15 @@ static int run_ops(struct child_state *st)
         }
         case ISO_OP_FDS:
             e = do_fds(st, op);
+            break;
+        case ISO_OP_KEEP_FDS:
+            e = do_keep_fds(st, op);
+            break;
+        case ISO_OP_UMOUNT:
+            e = do_umount(st, op);
+            break;
+        case ISO_OP_MKNOD:
+            e = do_mknod(st, op);
             break;
         case ISO_OP_SETSID:
             if (setsid() < 0)
@@ -1291,18 +1445,12 @@ static int run_ops(struct child_state *st)
             umask((mode_t)op->a);
             break;
         case ISO_OP_PDEATHSIG:
-            if (prctl(PR_SET_PDEATHSIG, (unsigned long)op->a, 0, 0, 0) < 0) {
+            /* The parent may have died before prctl: its pidfd (opened by the parent before
+             * clone; works across pid namespaces) is readable once it has. */
+            if (prctl(PR_SET_PDEATHSIG, (unsigned long)op->a, 0, 0, 0) < 0)
                 e = errno;
-            } else if (op->b >= 0) {
-                /* The parent may have died before prctl: its pidfd (opened by the parent
-                 * before clone) is readable once it has. Works across pid namespaces, where
-                 * getppid() says 0. */
-                struct pollfd pfd = {(int)op->b, POLLIN, 0};
-                if (poll(&pfd, 1, 0) > 0)
-                    _exit(128 + (int)op->a);
-            } else if (getppid() != st->parent) {
-                _exit(128 + (int)op->a);
-            }
+            else
+                e = parent_gone(st, op);
             break;
         case ISO_OP_FORK_INTO_PIDNS:
             e = do_fork_into_pidns(st, op, i);

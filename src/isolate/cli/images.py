@@ -24,12 +24,14 @@ __all__ = ["ProgressBars", "add_store_option", "open_store", "progress_for", "re
 
 
 def add_store_option(p: argparse.ArgumentParser) -> None:
+    """Add ``--store DIR`` to a subcommand's parser."""
     p.add_argument("--store", metavar="DIR", default=None,
                    help="image store (default: $ISOLATE_STORE, else /var/lib/isolate as root, "
                    "$XDG_DATA_HOME/isolate otherwise)")
 
 
 def open_store(args: argparse.Namespace) -> Store:
+    """The store ``--store`` names, else ``$ISOLATE_STORE``, else the default one."""
     from isolate.image import Store
     root = args.store or os.environ.get("ISOLATE_STORE") or None
     return Store(os.path.abspath(root) if root else None)
@@ -78,6 +80,7 @@ class ProgressBars:
         self.stream.flush()
 
     def close(self) -> None:
+        """Draw the bars a last time."""
         with self.lock:
             if self.lines:
                 self._draw()

@@ -37,6 +37,7 @@ MAX_ID = 2**32 - 2  # uid/gid (2**32 - 1 is the kernel's "no id")
 
 
 def register(sub: Any) -> None:
+    """Add the ``run`` subcommand to the CLI's subparsers."""
     p = sub.add_parser("run", help="run a command in a sandbox",
                        usage="isolate run [OPTIONS] IMAGE [CMD [ARG...]]\n"
                              "       isolate run [OPTIONS] --image IMAGE [CMD [ARG...]]\n"

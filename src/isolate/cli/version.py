@@ -25,6 +25,7 @@ def version_line() -> str:
 
 
 def register(sub: Any) -> None:
+    """Add the ``version`` command to the ``isolate`` parser."""
     p = sub.add_parser("version", help="show isolate's version and what it finds on this host",
                        description="Show the version of isolate and of what it runs on: "
                        "Python, the kernel, the cgroup layout, user namespaces and the image "

@@ -13,26 +13,48 @@ from typing import Any
 import attrs
 
 from isolate import _plan
-from isolate._plan import Op
+from isolate._plan import (
+    MOUNT_ATTR_NODEV,
+    MOUNT_ATTR_NOEXEC,
+    MOUNT_ATTR_NOSUID,
+    MOUNT_ATTR_RDONLY,
+    MS_BIND,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_PRIVATE,
+    MS_RDONLY,
+    MS_REC,
+    MS_SLAVE,
+    MS_STRICTATIME,
+    Op,
+)
 from isolate._units import parse_size
 from isolate.errors import ConfigError
 
-__all__ = ["Bind", "Mount", "Tmpfs", "check_container_path", "parse_size"]
+# The kernel's MS_*/MOUNT_ATTR_* constants are defined once, in the plan module (public as
+# isolate.lowlevel.plan); the ones mount records use are re-exported here.
+__all__ = [
+    "MOUNT_ATTR_NODEV",
+    "MOUNT_ATTR_NOEXEC",
+    "MOUNT_ATTR_NOSUID",
+    "MOUNT_ATTR_RDONLY",
+    "MS_BIND",
+    "MS_NODEV",
+    "MS_NOEXEC",
+    "MS_NOSUID",
+    "MS_PRIVATE",
+    "MS_RDONLY",
+    "MS_REC",
+    "MS_SLAVE",
+    "MS_STRICTATIME",
+    "Bind",
+    "Mount",
+    "Tmpfs",
+    "check_container_path",
+    "parse_size",
+]
 
-MS_RDONLY = 0x1
-MS_NOSUID = 0x2
-MS_NODEV = 0x4
-MS_NOEXEC = 0x8
-MS_BIND = 0x1000
-MS_REC = 0x4000
-MS_SLAVE = 0x80000
-MS_PRIVATE = 0x40000
-MS_STRICTATIME = 0x1000000
-
-MOUNT_ATTR_RDONLY = 0x1
-MOUNT_ATTR_NOSUID = 0x2
-MOUNT_ATTR_NODEV = 0x4
-MOUNT_ATTR_NOEXEC = 0x8
 
 def check_container_path(path: str | os.PathLike[str], what: str) -> str:
     """Validate a path inside a sandbox: absolute, no ``..``, no NUL; returns it normalised."""
@@ -114,6 +136,7 @@ class Tmpfs:
     mode: int = 0o1777
 
     def ops(self) -> list[Op]:
+        """The operation that mounts it, inside the new root (target created)."""
         data = f"mode={self.mode:o}"
         if self.size is not None:
             data += f",size={self.size}"

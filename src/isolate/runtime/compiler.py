@@ -208,18 +208,22 @@ def root_ops(cfg: RuntimeConfig, root: Op | None = None) -> RootOps:
     inside: list[Op] = []
     slot = 1
     device_slots: list[tuple[int, str, str]] = []
+    # Past the last slot, sources are only counted (and refused below, all at once).
     for dev in cfg.devices:
         assert dev.source is not None
-        before.append(P.open_tree(dev.source, slot, recursive=False, optional=dev.optional))
-        device_slots.append((slot, dev.path, dev.source))
+        if slot < _SLOTS:
+            before.append(P.open_tree(dev.source, slot, recursive=False,
+                                      optional=dev.optional))
+            device_slots.append((slot, dev.path, dev.source))
         slot += 1
     shared_mounts = [m for m in cfg.mounts if not m.per_process]
     bind_slots: dict[int, int] = {}
     for i, m in enumerate(shared_mounts):
         if m.type == "bind":
             assert m.source is not None
-            before.append(P.open_tree(m.source, slot, recursive="bind" not in m.options))
-            bind_slots[i] = slot
+            if slot < _SLOTS:
+                before.append(P.open_tree(m.source, slot, recursive="bind" not in m.options))
+                bind_slots[i] = slot
             slot += 1
     if spliced:
         for name in sorted(os.listdir("/")):
@@ -229,9 +233,10 @@ def root_ops(cfg: RuntimeConfig, root: Op | None = None) -> RootOps:
             elif os.path.islink(path):
                 inside.append(P.symlink(os.readlink(path), path))
             else:
-                before.append(P.open_tree(path, slot))
-                inside.append(P.move_mount(slot, path, is_file=not os.path.isdir(path),
-                                           source=path))
+                if slot < _SLOTS:
+                    before.append(P.open_tree(path, slot))
+                    inside.append(P.move_mount(slot, path, is_file=not os.path.isdir(path),
+                                               source=path))
                 slot += 1
         for m in _uncovered(cfg.mounts):
             if not os.path.lexists(m.destination):
@@ -242,8 +247,9 @@ def root_ops(cfg: RuntimeConfig, root: Op | None = None) -> RootOps:
         # In a user namespace the kernel mounts a new proc only where one is already fully
         # visible (mount_too_revealing). A host root brings the host's /proc along; an own
         # root gets it bound here, and each process covers it with a proc of its own.
-        before.append(P.open_tree("/proc", slot))
-        proc_slot = slot
+        if slot < _SLOTS:
+            before.append(P.open_tree("/proc", slot))
+            proc_slot = slot
         slot += 1
     if slot > _SLOTS:
         raise ConfigError(f"too many binds: {slot - 1 - len(cfg.devices)} (the limit is "
@@ -477,6 +483,7 @@ class SharedNamespaces:
 
     @property
     def needs_parent(self) -> bool:
+        """Whether the child waits for :meth:`parent_step` (pass it to ``lowlevel.spawn``)."""
         return self.plan.needs_sync
 
     def parent_step(self, pid: int) -> None:
@@ -501,6 +508,7 @@ class SharedNamespaces:
         return {kind: child_opened[i] for i, kind in enumerate(self.kinds)}
 
     def close(self) -> None:
+        """Close the namespace fds not yet handed over by :meth:`collect`."""
         for fd in self.opened.values():
             os.close(fd)
         self.opened.clear()
@@ -638,6 +646,7 @@ class ContainerPlan:
 
     @property
     def needs_parent(self) -> bool:
+        """Whether the child waits for :meth:`parent_step` (pass it to ``lowlevel.spawn``)."""
         return self.plan.needs_sync
 
     def parent_step(self, pid: int) -> None:

@@ -258,6 +258,7 @@ class Process:
 
     @property
     def env_dict(self) -> dict[str, str]:
+        """``env`` as a dict."""
         return dict(self.env)
 
 
@@ -350,6 +351,7 @@ class Mount:
 
     @property
     def readonly(self) -> bool:
+        """Whether the mount is read-only (the ``ro`` option)."""
         return "ro" in self.options
 
     def option(self, key: str) -> str | None:
@@ -443,6 +445,7 @@ class NamespaceSpec:
 
     @property
     def joins(self) -> bool:
+        """Whether an existing namespace is joined (a path or fd) rather than made."""
         return self.path is not None or self.fd is not None
 
 
