@@ -235,7 +235,7 @@ def _rss_kib(pid: int) -> int:
 
 
 def hundred_table(tmp: str, count: int = 100) -> str:
-    from isolate.container import ContainerConfig, ContainerStore, ps_row
+    from isolate.container import ContainerConfig, ContainerStore
     from isolate.image import Store
 
     cs = ContainerStore(Store(os.path.join(tmp, "store")))
@@ -254,12 +254,12 @@ def hundred_table(tmp: str, count: int = 100) -> str:
         times = []
         for _ in range(10):
             t = time.perf_counter()
-            rows = [ps_row(c) for c in cs.list()]
+            rows = cs.ps()
             times.append(time.perf_counter() - t)
         assert len(rows) == count
-        code = ("from isolate.image import Store\nfrom isolate.container import ContainerStore, "
-                f"ps_row\ncs = ContainerStore(Store({cs.images.root!r}))\n"
-                "print(len([ps_row(c) for c in cs.list()]))")
+        code = ("from isolate.image import Store\nfrom isolate.container import ContainerStore\n"
+                f"cs = ContainerStore(Store({cs.images.root!r}))\n"
+                "print(len([r.fields() for r in cs.ps()]))")
         whole = []
         for _ in range(5):
             t = time.perf_counter()

@@ -300,3 +300,24 @@ def test_prune_removes_what_is_not_running(containers: ContainerStore) -> None:
     assert done.id in removed and running.id not in removed
     assert running.status is Status.RUNNING
     running.remove(force=True)
+
+
+def test_ps_rows_and_filters_are_dockers(containers: ContainerStore) -> None:
+    up = make(containers, ["sleep", "100000"], name="ps-up", labels={"tier": "web"})
+    down = make(containers, ["sh", "-c", "exit 3"], name="ps-down", labels={"tier": "db"})
+    up.start()
+    down.start()
+    down.wait(timeout=60)
+    rows = {r.names: r for r in containers.ps(all=True)}
+    assert rows["ps-up"].state == "running" and rows["ps-up"].status.startswith("Up ")
+    assert rows["ps-down"].status.startswith("Exited (3) ")
+    assert rows["ps-up"].fields()["ID"] == up.id[:12]
+    assert rows["ps-up"].fields()["Labels"] == "tier=web"
+    assert [r.names for r in containers.ps(filters={"name": ["ps-"]})] == ["ps-up"]
+    assert [r.names for r in containers.ps(filters={"status": ["exited"],
+                                                    "label": ["tier=db"]})] == ["ps-down"]
+    assert [r.names for r in containers.ps(all=True, filters={"exited": ["3"]})] == \
+        ["ps-down"]
+    with pytest.raises(ValueError, match="invalid filter"):
+        containers.ps(filters={"bogus": ["x"]})
+    up.stop(timeout=0)

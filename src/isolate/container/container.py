@@ -201,14 +201,17 @@ class ContainerStore:
         """The running containers (every container with ``all``), newest first, as ``docker
         ps`` lists them. Cleans leftovers of crashes on the way (half-removed containers;
         removed ``auto_remove`` containers that exited)."""
+        return [c for c, _ in self._listed(all=all)]
+
+    def _listed(self, *, all: bool) -> builtins.list[tuple[Container, State]]:
         self._clean_leftovers()
         out = []
         for cid in self.ids():
             try:
                 c = Container._load(self, cid)
-            except FileNotFoundError:
+                st = c.state
+            except (FileNotFoundError, NotFoundError):
                 continue  # removed meanwhile
-            st = c.state
             if st.status is Status.REMOVING and c._finish_crashed_removal():
                 continue
             if c.config.auto_remove and st.status in (Status.EXITED, Status.DEAD):
@@ -216,9 +219,27 @@ class ContainerStore:
                     c._auto_remove()
                 continue
             if all or st.status.running:
-                out.append(c)
-        out.sort(key=lambda c: c.created, reverse=True)
+                out.append((c, st))
+        out.sort(key=lambda item: item[0].created, reverse=True)
         return out
+
+    def ps(self, *, all: bool = False, filters: Mapping[str, Sequence[str]] | None = None
+           ) -> builtins.list[Any]:
+        """``docker ps``: a :class:`isolate.container.PsRow` for each running container
+        (each one with ``all``) that passes ``filters`` (see
+        :func:`isolate.container.matches`), newest first; each container observed once.
+
+        Raises:
+            ValueError: an unknown filter.
+        """
+        from isolate.container.inspect import matches, ps_row
+
+        rows = []
+        for c, st in self._listed(all=all or bool(filters and "status" in filters)):
+            if filters and not matches(c, filters, st):
+                continue
+            rows.append(ps_row(c, st))
+        return rows
 
     def prune(self) -> builtins.list[str]:
         """Remove every container that is not running (``docker container prune``); their

@@ -120,7 +120,8 @@ def ps_row(container: Container, state: State | None = None) -> PsRow:
         id=container.id, image=str(container._record.get("image_ref") or container.image_id),
         command=_command_text(container.command), created_at=created,
         running_for=f"{human_duration(_ago(container.created))} ago", state=st.status.value,
-        status=status_text(st), names=container.name, labels=container.config.labels_dict,
+        status=status_text(st), names=str(container._record["name"]),
+        labels=container.config.labels_dict,
         mounts=tuple(container.volumes.values()),
         networks=container.config.network)
 
