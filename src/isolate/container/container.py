@@ -214,7 +214,8 @@ class ContainerStore:
                 continue  # removed meanwhile
             if st.status is Status.REMOVING and c._finish_crashed_removal():
                 continue
-            if c.config.auto_remove and st.status in (Status.EXITED, Status.DEAD):
+            if c._record["config"].get("auto_remove") and st.status in (Status.EXITED,
+                                                                        Status.DEAD):
                 with contextlib.suppress(IsolateError):
                     c._auto_remove()
                 continue

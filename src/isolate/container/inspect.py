@@ -121,9 +121,10 @@ def ps_row(container: Container, state: State | None = None) -> PsRow:
         command=_command_text(container.command), created_at=created,
         running_for=f"{human_duration(_ago(container.created))} ago", state=st.status.value,
         status=status_text(st), names=str(container._record["name"]),
-        labels=container.config.labels_dict,
+        # From the record as stored: a listing need not build each container's config.
+        labels=dict(tuple(kv) for kv in container._record["config"].get("labels", ())),
         mounts=tuple(container.volumes.values()),
-        networks=container.config.network)
+        networks=str(container._record["config"].get("network", "none")))
 
 
 def matches(container: Container, filters: Mapping[str, Iterable[str]],
