@@ -73,17 +73,27 @@ def test_a_rootless_container_runs_execs_and_is_removed(tmp_path: Path) -> None:
         root = store.root
         c.stop(timeout=0)
         st = c.state
+        # A stopped container's files, through a view in a user namespace of our own.
+        import io, tarfile
+        buf = io.BytesIO()
+        c.get_archive("/tmp/w", buf)
+        buf.seek(0)
+        with tarfile.open(fileobj=buf) as tar:
+            copied = tar.extractfile("w").read().decode()
+        changes = [str(x) for x in c.diff()]
         c.remove(volumes=True)
         print(json.dumps({"log": out(c) if False else None, "first": st.exit_code,
                           "exec": [code, exec_out.decode()], "note": info["Isolate"]["Note"],
                           "cgroup": info["Isolate"]["Cgroup"], "root": root,
                           "left": os.listdir(os.path.join(root, "containers")),
-                          "status": str(st.status.value)}))
+                          "status": str(st.status.value), "copied": copied,
+                          "changes": changes}))
     """)
     assert r["root"] == str(tmp_path / "xdg" / "isolate")
     assert r["exec"] == [0, "0\nw\n"] and r["first"] == 137 and r["status"] == "exited"
     assert r["cgroup"] is None and "not delegated" in str(r["note"])
     assert sorted(r["left"]) == ["names", "names.lock"]  # type: ignore[arg-type]
+    assert r["copied"] == "w\n" and "A /tmp/w" in r["changes"]  # type: ignore[operator]
 
 
 def test_rootless_output_and_what_needs_a_cgroup(tmp_path: Path) -> None:
