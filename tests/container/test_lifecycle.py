@@ -321,3 +321,15 @@ def test_ps_rows_and_filters_are_dockers(containers: ContainerStore) -> None:
     with pytest.raises(ValueError, match="invalid filter"):
         containers.ps(filters={"bogus": ["x"]})
     up.stop(timeout=0)
+
+
+def test_what_needs_the_shim_is_refused_without_it(containers: ContainerStore) -> None:
+    from isolate.errors import UnsupportedError
+
+    c = make(containers, ["true"], restart="always")
+    with pytest.raises(UnsupportedError, match="isolate-shim"):
+        c.start()
+    assert c.status is Status.CREATED
+    d = make(containers, ["true"], tty=True, open_stdin=True)
+    with pytest.raises(UnsupportedError, match="a tty and an open stdin"):
+        d.start()

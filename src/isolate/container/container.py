@@ -986,6 +986,14 @@ class Container:
         from isolate.runtime import container_plan
 
         record, cfg = self._record, self.config
+        missing = [what for what, asked in (("a restart policy", cfg.restart.enabled),
+                                            ("a tty", cfg.tty), ("an open stdin", cfg.open_stdin))
+                   if asked]
+        if missing:
+            raise UnsupportedError(
+                f"container {self.short_id} asks for {' and '.join(missing)}, which need the "
+                "supervisor isolate-shim; this isolate supervises containers in-process "
+                "(isolate-shim is not built)", missing="isolate-shim")
         images = self.store.images
         img = images.get(self.image_id)
         lowers = [*images.layer_dirs(img), os.path.join(self.dir, "mountpoints")]
