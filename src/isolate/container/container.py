@@ -261,18 +261,19 @@ class ContainerStore:
             if not name.startswith(".removing-"):
                 continue
             trash = os.path.join(self.root, name)
+            # The remover holds a lock on the directory itself (its files go one by one).
             try:
-                fd = os.open(os.path.join(trash, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-                             0o600)
+                fd = os.open(trash, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             except (FileNotFoundError, NotADirectoryError):
                 continue
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                self._dispose(trash)
             finally:
                 os.close(fd)
-            self._dispose(trash)
 
     def _dispose(self, trash: str) -> None:
         """Finish a removal past its point of removal: the name, the image hold, the files
@@ -290,7 +291,8 @@ class ContainerStore:
                 self._unlink_name(str(record["name"]), cid)
         with contextlib.suppress(IsolateError):
             self.images.release(f"container-{cid}")
-        remove_tree(trash)
+        if os.path.lexists(trash):
+            remove_tree(trash)
 
     # -- creating ------------------------------------------------------------------------------
     def create(self, config: ContainerConfig, *, pull: bool = True) -> Container:
@@ -1306,11 +1308,17 @@ class Container:
         self._release_run(st)
         anonymous = [n for n in self.volumes.values() if self._anonymous_volume(n)]
         trash = os.path.join(self.store.root, f".removing-{self.id}")
-        # The moment of removal: from here on no one finds it, and a crash leaves only a
-        # trash dir, which the next list() disposes of.
-        os.rename(self.dir, trash)
-        fsync_dir(self.store.root)
-        self.store._dispose(trash)
+        # Held over the rename: no lister disposes of the trash while we do.
+        dirfd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(dirfd, fcntl.LOCK_EX)
+            # The moment of removal: from here on no one finds it, and a crash leaves only a
+            # trash dir, which the next list() disposes of.
+            os.rename(self.dir, trash)
+            fsync_dir(self.store.root)
+            self.store._dispose(trash)
+        finally:
+            os.close(dirfd)
         if volumes and anonymous:
             self.store.volumes.remove_unused(anonymous)
 
