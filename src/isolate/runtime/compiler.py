@@ -49,6 +49,7 @@ __all__ = [
     "root_ops",
     "shared_plan",
     "standard_mounts",
+    "view_plan",
 ]
 
 _STAGING = "/tmp"
@@ -463,7 +464,10 @@ def _child_maps_itself(cfg: RuntimeConfig) -> bool:
 
 
 def _self_map_ops(cfg: RuntimeConfig) -> list[Op]:
-    uid, gid = cfg.uid_mappings[0], cfg.gid_mappings[0]
+    return _write_self_maps(cfg.uid_mappings[0], cfg.gid_mappings[0])
+
+
+def _write_self_maps(uid: IdMap, gid: IdMap) -> list[Op]:
     return [
         _plan.write_file("/proc/self/setgroups", b"deny"),
         _plan.write_file("/proc/self/uid_map", uid.line().encode()),
@@ -832,4 +836,36 @@ def exec_plan(cfg: RuntimeConfig, namespaces: Mapping[NamespaceKind, int], *,
     p.extend(extra)
     identity = identity_ops(cfg, user)
     p.extend(_tail(cfg, proc.args, proc.env_dict, proc.cwd, fds, identity, _seccomp_op(cfg)))
+    return p
+
+
+# -- views: a tree mounted for the caller to read or write through an fd ------------------------
+
+def view_plan(root: Op, *, self_map: tuple[IdMap, IdMap] | None = None) -> Plan:
+    """The plan of a short-lived child that mounts ``root`` (an op putting a tree in slot 0,
+    such as an image overlay) in a mount namespace of its own, opens the tree and that
+    namespace for the caller and exits without exec'ing. Spawn it, wait for it, and take the
+    two fds from ``Child.opened`` (the tree's first): the mount lives as long as they do, in a
+    namespace no process is in, so nothing is ever mounted where others see it.
+    ``self_map``: (uid, gid) maps of our own ids for a new user namespace, when an ordinary
+    user mounts an overlay.
+
+    The tree's fd is an ``O_PATH`` directory; open what is under it with ``RESOLVE_IN_ROOT``
+    so that the tree's symlinks stay inside it. Keep the namespace's fd as long: in a tree no
+    namespace holds any more, the kernel refuses (EAGAIN) every such lookup that follows a
+    symlink with ``..`` in it.
+    """
+    target = _STAGING + "/.isolate-view"
+    flags = _plan.CLONE_NEWNS | (_plan.CLONE_NEWUSER if self_map else 0)
+    p = Plan(flags, Mode.VFORK, share_files=True)
+    if self_map is not None:
+        p.extend(_write_self_maps(*self_map))
+    p.add(Op(OpKind.MOUNT, a=MS_REC | MS_SLAVE, s2=b"/",
+             note="keep mounts from propagating out (rslave /)"))
+    p.add(root)
+    p.extend([_plan.mount("tmpfs", _STAGING, "tmpfs", MS_NOSUID | MS_NODEV, "mode=700,size=16k"),
+              _plan.mkdir(target, in_root=False),
+              _plan.move_mount(0, target, in_root=False, create=False, source="the tree"),
+              _plan.open_(target, os.O_PATH | os.O_DIRECTORY, note="open the mounted tree"),
+              _plan.open_("/proc/self/ns/mnt", note="open the mount namespace")])
     return p
