@@ -74,7 +74,7 @@ if TYPE_CHECKING:
 # What only creating, starting and exec need (the runtime, the compiler, the preset, the C
 # core) is imported where it is used: listing and inspecting stay cheap to import.
 
-__all__ = ["Container", "ContainerStore", "Exec", "ExitStatus"]
+__all__ = ["Container", "ContainerStore", "Exec", "ExitStatus", "rootless_maps"]
 
 _ID_RE = re.compile(r"^[0-9a-f]{64}$")
 _HEX_RE = re.compile(r"^[0-9a-f]+$")
@@ -516,12 +516,24 @@ def _stop_signal(config: ContainerConfig, image: ImageConfig) -> int:
 
 
 def _rootless_maps(user: ImageUser, img: Image) -> tuple[tuple[IdMap, ...], tuple[IdMap, ...]]:
-    """The id maps of a rootless container's user namespace: the user's subordinate ranges
-    (through newuidmap) when /etc/subuid and /etc/subgid grant some, else just our own ids as
-    root. As root: none (no user namespace).
+    """The id maps of a rootless container's user namespace (:func:`rootless_maps`).
 
     Raises:
         UnsupportedError: the container's user is not mapped (a single-id map has only root).
+    """
+    return rootless_maps(user.uid, user.gid, subject=f"image {img.short_id}",
+                         holder="this rootless container", advice="run as root (--user 0)")
+
+
+def rootless_maps(uid: int, gid: int, *, subject: str, holder: str, advice: str
+                  ) -> tuple[tuple[IdMap, ...], tuple[IdMap, ...]]:
+    """The id maps of a user namespace for ``uid``/``gid`` when we are not root: the user's
+    subordinate ranges (through newuidmap) when /etc/subuid and /etc/subgid grant some, else
+    just our own ids as root. As root: none (no user namespace). ``subject`` (what runs),
+    ``holder`` (who maps) and ``advice`` go into the error.
+
+    Raises:
+        UnsupportedError: ``uid`` or ``gid`` is not mapped (a single-id map has only root).
     """
     if os.geteuid() == 0:
         return (), ()
@@ -536,13 +548,12 @@ def _rootless_maps(user: ImageUser, img: Image) -> tuple[tuple[IdMap, ...], tupl
         gids = _IdMap.subordinate_map("gid")
     except UnsupportedError:
         uids, gids = (_IdMap.self_map("uid"),), (_IdMap.self_map("gid"),)
-    for what, value, maps in (("uid", user.uid, uids), ("gid", user.gid, gids)):
+    for what, value, maps in (("uid", uid, uids), ("gid", gid, gids)):
         if not any(m.inside <= value < m.inside + m.count for m in maps):
             raise UnsupportedError(
-                f"image {img.short_id} runs as {what} {value}, which this rootless container "
-                f"cannot map (mapped: {_ranges(maps)}); "
-                "add subordinate ids for your user (/etc/subuid, /etc/subgid) or run as root "
-                "(--user 0)", missing=f"a {what} map for {value}")
+                f"{subject} runs as {what} {value}, which {holder} cannot map (mapped: "
+                f"{_ranges(maps)}); add subordinate ids for your user (/etc/subuid, "
+                f"/etc/subgid) or {advice}", missing=f"a {what} map for {value}")
     return uids, gids
 
 
