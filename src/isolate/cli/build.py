@@ -1,6 +1,6 @@
 """``isolate build``, ``isolate history`` and ``isolate builder prune``: Dockerfile builds.
 
-Thin adapters over :class:`isolate.image.build.Builder` (with sandboxed RUN steps) and the
+Thin adapters over :class:`isolate.image.build.Builder` (RUN steps in containers) and the
 image store. ``build`` prints one line per step to stderr (``[2/5] RUN ...``), the RUN
 output as it comes, ``CACHED`` or the time each step took, and the image id last, alone, on
 stdout; a failed build prints one error line and exits 1.
@@ -28,8 +28,7 @@ def register(sub: Any) -> None:
                        usage="isolate build [OPTIONS] PATH | -",
                        description="Build an image from the Dockerfile in PATH (the build "
                        "context), or from a context tar read from stdin ('-'). RUN steps run "
-                       "in sandboxes of the image so far, as root with Docker's default "
-                       "capabilities.")
+                       "in containers of the image so far, as docker build runs them.")
     p.add_argument("context", metavar="PATH", help="the build context directory, or - for a "
                    "tar on stdin")
     p.add_argument("-t", "--tag", action="append", default=[], metavar="NAME[:TAG]",
@@ -151,7 +150,7 @@ class _Printer:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from isolate._sandbox_runner import SandboxStepRunner
+    from isolate._container_runner import ContainerStepRunner
     from isolate.image.build import Builder, BuildOptions, BuildRequest, StepFailed
 
     if args.context == "-" and args.file == "-":
@@ -174,7 +173,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             dockerfile = None
         elif args.file is not None and args.context != "-":
             dockerfile = os.path.abspath(args.file)
-        builder = Builder(store, SandboxStepRunner(), progress=printer)
+        builder = Builder(store, ContainerStepRunner(), progress=printer)
         if args.context == "-":
             result = builder.build(BuildRequest(
                 context_tar=sys.stdin.buffer, dockerfile=dockerfile,

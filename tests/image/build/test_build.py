@@ -1,5 +1,5 @@
 """Builds end to end on a busybox base: every instruction and form, COPY/ADD rules, RUN
-mounts, secrets, multi-stage, and the cache. RUN steps run in real sandboxes."""
+mounts, secrets, multi-stage, and the cache. RUN steps run in real containers."""
 
 from __future__ import annotations
 
@@ -44,6 +44,49 @@ def test_run_runs_as_root_with_dockers_capabilities(build: Build, store: Store) 
     snap = snapshot(store, img)
     assert (snap["f"].uid, snap["f"].gid, snap["f"].mode) == (1000, 50, 0o4750)
     assert read(store, img, "/uid") == b"0\n"
+
+
+# Docker's default capability set (docker run alpine grep CapEff /proc/self/status).
+DOCKER_CAPS = "00000000a80425fb"
+
+
+def test_run_is_a_docker_container_not_a_sandbox(build: Build, store: Store) -> None:
+    img = build(f"FROM {BASE}\n"
+                "RUN grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status "
+                "> /status && chroot / true && echo chrooted >> /status\n"
+                "RUN echo kept > /tmp/left-by-a-step && hostname > /host && "
+                "grep buildkitsandbox /etc/hosts > /hosts\n").image
+    status = dict(line.split(":\t") for line in
+                  (read(store, img, "/status") or b"").decode().splitlines()[:-1])
+    # Docker's 14 capabilities, no no_new_privs, a seccomp filter that is Docker's profile:
+    # chroot with CAP_SYS_CHROOT works there (isolate's sandbox profile refuses it).
+    assert status == {"CapEff": DOCKER_CAPS, "CapBnd": DOCKER_CAPS, "NoNewPrivs": "0",
+                      "Seccomp": "2"}
+    assert (read(store, img, "/status") or b"").endswith(b"chrooted\n")
+    # /tmp is the image's own: a file left there is in the step's layer, as with Docker.
+    assert read(store, img, "/tmp/left-by-a-step") == b"kept\n"
+    assert read(store, img, "/host") == b"buildkitsandbox\n"
+    assert read(store, img, "/hosts") == b"127.0.0.1\tlocalhost buildkitsandbox\n"
+    # Nothing of the container's own mounts is in a layer.
+    assert [p for p in snapshot(store, img) if p.startswith(("dev/", "proc/", "sys/"))] == []
+
+
+def test_run_gets_supplementary_groups_and_home_as_docker_sets_them(build: Build,
+                                                                    store: Store) -> None:
+    groups = "grep ^Groups: /proc/self/status | cut -f2"
+    img = build(f"FROM {BASE}\nRUN {groups} > /root-groups && echo $HOME >> /root-groups\n"
+                f"USER app\nRUN {groups} > /tmp/app && echo $HOME >> /tmp/app\n"
+                f"USER app:app\nRUN {groups} > /tmp/explicit\n"
+                f"USER 1000\nRUN {groups} > /tmp/numeric\n"
+                "USER 4321\nRUN echo $HOME > /tmp/unknown\n").image
+    # The primary group (the kernel sorts the list), as Docker and podman set them ...
+    assert read(store, img, "/root-groups") == b"0 \n/root\n"
+    # ... then, for a user named (or found by uid), every group that lists it (staff, 50);
+    assert read(store, img, "/tmp/app") == b"50 1000 \n/home/app\n"
+    assert read(store, img, "/tmp/numeric") == b"50 1000 \n"
+    # an explicit group replaces them; a uid the image lacks has HOME /.
+    assert read(store, img, "/tmp/explicit") == b"1000 \n"
+    assert read(store, img, "/tmp/unknown") == b"/\n"
 
 
 def test_user_and_workdir_apply_to_run(build: Build, store: Store) -> None:

@@ -225,7 +225,7 @@ def test_an_interrupted_build_leaves_nothing_and_the_next_reuses_what_was_done(
     if how == signal.SIGINT:
         assert proc.returncode == 130
     # the step's container went with the build (its whole pid namespace)
-    _wait_for(lambda: not _processes_with(marker), "the sandboxed sleep to end")
+    _wait_for(lambda: not _processes_with(marker), "the step's sleep to end")
     # a fresh open of the store clears the dead build's temp space; nothing is half-written
     fresh = Store(store.root)
     assert os.listdir(os.path.join(fresh.root, "tmp")) == []

@@ -5,7 +5,7 @@ directives, heredocs), :mod:`~isolate.image.build.instructions` (typed records),
 :mod:`~isolate.image.build.shell` (variable substitution) and
 :mod:`~isolate.image.build.dockerignore`; then :mod:`~isolate.image.build.plan` (stages,
 cache keys) and :mod:`~isolate.image.build.executor` (:class:`Builder`, which runs RUN steps
-through a :class:`StepRunner`). ``isolate.build`` is the one-call form with sandboxed steps.
+through a :class:`StepRunner`). ``isolate.build`` is the one-call form (RUN steps in containers).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Owns the order of work (stages after the stages they need, steps in order), the cache
 lookups and records, ``COPY``/``ADD`` layers written directly, ``WORKDIR`` directories,
 and ``RUN`` steps handed to a :class:`StepRunner` -- a small interface of its own, so that the
-runner (today a sandbox of the image so far, later a container) can change without this
-module changing. The mounts of a ``RUN`` (cache directories kept in the store, secrets,
+runner (a container of the image so far: ``isolate.ContainerStepRunner``) can change without
+this module changing. The mounts of a ``RUN`` (cache directories kept in the store, secrets,
 binds from the context or another stage, tmpfs) are prepared here, host-side, and removed
 after the step; secrets never reach a layer, the history or a cache key.
 """
@@ -91,8 +91,9 @@ class RunMount:
 @attrs.frozen(eq=False)
 class RunRequest:
     """What a RUN step runs: ``argv`` in a writable container of ``image`` (recorded in
-    ``store``), as ``uid``/``gid`` with Docker's default capabilities, in ``workdir`` with
-    exactly ``env``, on ``network`` (``none`` or ``host``), with ``mounts``."""
+    ``store``), as ``uid``/``gid`` with the supplementary ``groups`` and Docker's default
+    capabilities, in ``workdir`` with exactly ``env`` (HOME and PATH already set as runc
+    sets them), on ``network`` (``none`` or ``host``), with ``mounts``, named ``hostname``."""
 
     image: Image
     store: Store
@@ -104,6 +105,7 @@ class RunRequest:
     network: str
     mounts: tuple[RunMount, ...] = ()
     hostname: str = "buildkitsandbox"
+    groups: tuple[int, ...] = ()
 
 
 @attrs.frozen
@@ -443,8 +445,8 @@ class _Run:
             return state.then(config=step.config, history=self.history(step))
         owner = (0, 0)
         if step.user:
-            uid, gid, _home = _user(step.user, tree, step.location)
-            owner = (uid, gid)
+            who = _user(step.user, tree, step.location)
+            owner = (who.uid, who.gid)
         with LayerWriter(self.store) as writer:
             files = LayerFiles(writer, tree, new_owner=owner, location=step.location,
                                what="WORKDIR")
@@ -591,11 +593,10 @@ class _Run:
         loc = step.location
         image = self.image(state)
         tree = self.tree(state)
-        uid, gid, home = _user(rp.user, tree, loc) if rp.user else (0, 0, "/root")
+        who = _user(rp.user, tree, loc)
         env = dict(rp.env)
         env.setdefault("PATH", DEFAULT_PATH)
-        if "HOME" not in env:
-            env["HOME"] = home or ("/root" if uid == 0 else "/")
+        env.setdefault("HOME", who.home)  # as runc sets it
         tail = bytearray()
 
         def output(data: bytes) -> None:
@@ -605,8 +606,9 @@ class _Run:
 
         with contextlib.ExitStack() as stack:
             mounts = self.mounts(rp, tree, env, stack, loc)
-            request = RunRequest(image, self.store, rp.argv, tuple(env.items()), uid, gid,
-                                 rp.workdir, rp.network, tuple(mounts))
+            request = RunRequest(image, self.store, rp.argv, tuple(env.items()), who.uid,
+                                 who.gid, rp.workdir, rp.network, tuple(mounts),
+                                 groups=who.groups)
             with self.b.runner.run(request, output) as outcome:
                 if outcome.exit_code != 0:
                     raise StepFailed(" ".join(rp.argv), outcome.exit_code, loc,
@@ -648,11 +650,12 @@ class _Run:
             return private
 
         if rp.network == "host":
-            for name in ("resolv.conf", "hosts"):
-                host = os.path.join("/etc", name)
-                entry = tree.lookup(f"/etc/{name}", follow=False)
-                if os.path.isfile(host) and (entry is None or stat.S_ISREG(entry.st.st_mode)):
-                    out.append(RunMount("bind", f"/etc/{name}", host, True))
+            # The host's resolver, as BuildKit gives it; /etc/hosts is the runner's (localhost
+            # and the step's hostname, whatever the network).
+            entry = tree.lookup("/etc/resolv.conf", follow=False)
+            if os.path.isfile("/etc/resolv.conf") and (entry is None
+                                                       or stat.S_ISREG(entry.st.st_mode)):
+                out.append(RunMount("bind", "/etc/resolv.conf", "/etc/resolv.conf", True))
         if rp.script is not None:
             name, text = rp.script
             pipes = os.path.join(scratch(), "pipes")
@@ -748,26 +751,36 @@ def _unlink(path: str) -> None:
         os.unlink(path)
 
 
-def _user(spec: str, tree: ImageTree, location: SourceLocation | None
-          ) -> tuple[int, int, str]:
-    """USER as (uid, gid, home), names from the image's own passwd/group files."""
+@attrs.frozen
+class _User:
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+    home: str
+
+
+def _user(spec: str, tree: ImageTree, location: SourceLocation | None) -> _User:
+    """USER as Docker reads it, from the image's own passwd/group files: the ids, the
+    supplementary groups (the primary one, then every group listing the user's name unless a
+    group was given), and HOME (the passwd entry's, else ``/``). An empty spec is root."""
     from isolate.image.build.tree import parse_id_file
 
-    user, _, group = spec.partition(":")
-    home = ""
-    if user.isdigit():
-        uid, gid = int(user), 0
-        for fields in parse_id_file(tree.read("/etc/passwd")):
-            if len(fields) > 3 and fields[2] == user and fields[3].isdigit():
-                gid = int(fields[3])
-                home = fields[5] if len(fields) > 5 else ""
-                break
-    else:
-        found = tree.user(user)
-        if found is None:
-            raise BuildError(f"USER {spec}: unable to find user {user}: no matching entries "
-                             "in the image's passwd file", location)
-        uid, gid, home = found
+    user, _, group = (spec or "0").partition(":")
+    entry: list[str] | None = None
+    for fields in parse_id_file(tree.read("/etc/passwd")):
+        if len(fields) > 3 and (fields[2] == user if user.isdigit() else fields[0] == user):
+            entry = fields
+            break
+    if entry is None and not user.isdigit():
+        raise BuildError(f"USER {spec}: unable to find user {user}: no matching entries "
+                         "in the image's passwd file", location)
+    uid, gid, home, name = int(user) if user.isdigit() else 0, 0, "/", None
+    if entry is not None:
+        uid = int(entry[2]) if entry[2].isdigit() else uid
+        gid = int(entry[3]) if entry[3].isdigit() else 0
+        home = (entry[5] if len(entry) > 5 else "") or "/"
+        name = entry[0]
+    groups: list[int] = []  # after the primary group, which Docker and podman list first
     if group:
         if group.isdigit():
             gid = int(group)
@@ -777,5 +790,9 @@ def _user(spec: str, tree: ImageTree, location: SourceLocation | None
                 raise BuildError(f"USER {spec}: unable to find group {group}: no matching "
                                  "entries in the image's group file", location)
             gid = g
-    return uid, gid, home
-
+    elif name is not None:
+        for fields in parse_id_file(tree.read("/etc/group")):
+            if len(fields) > 3 and fields[2].isdigit() and int(fields[2]) not in groups \
+                    and name in (m.strip() for m in fields[3].split(",")):
+                groups.append(int(fields[2]))
+    return _User(uid, gid, (gid, *(g for g in groups if g != gid)), home)
