@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
+import signal
 import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -21,6 +23,7 @@ from isolate.errors import IsolateOSError
 from isolate.image import Store
 from isolate.image._disk import remove_tree
 from isolate.image.build import (
+    BuildCancelled,
     Builder,
     BuildOptions,
     BuildRequest,
@@ -61,6 +64,7 @@ class ContainerStepRunner:
         Raises:
             IsolateError: the container could not be made (not: the command failed -- that
                 is the outcome's exit code; a command that cannot be executed is 126/127).
+            BuildCancelled: the request's ``cancel_fd`` turned readable (the step is killed).
             UnsupportedError: rootless, and the step's user cannot be mapped.
         """
         store = request.store
@@ -69,7 +73,7 @@ class ContainerStepRunner:
         try:
             upper = os.path.join(scratch, "upper")
             rc, root = self._prepare(request, scratch)
-            yield RunOutcome(_run(rc, root, output), upper)
+            yield RunOutcome(_run(rc, root, output, request.cancel_fd), upper)
         finally:
             remove_tree(scratch)
 
@@ -157,10 +161,12 @@ def _make_mountpoints(top: str, lowers: Sequence[str], rc: RuntimeConfig,
                 break
 
 
-def _run(rc: RuntimeConfig, root: Any, output: Callable[[bytes], None]) -> int:
+def _run(rc: RuntimeConfig, root: Any, output: Callable[[bytes], None], cancel_fd: int
+         ) -> int:
     """Spawn the container of ``rc`` (root op ``root``), stream its stdout and stderr (one
     pipe, interleaved as written) to ``output``, and return its exit code (``128 + N`` for
-    signal N; 126/127 when the command cannot be executed)."""
+    signal N; 126/127 when the command cannot be executed). When ``cancel_fd`` turns
+    readable, the container is killed and :class:`BuildCancelled` raised."""
     from isolate import lowlevel
     from isolate.runtime import container_plan
 
@@ -188,17 +194,39 @@ def _run(rc: RuntimeConfig, root: Any, output: Callable[[bytes], None]) -> int:
             os.close(write_end)
             fds.remove(write_end)
             try:
-                while chunk := os.read(read_end, 1 << 16):
-                    output(chunk)
+                _stream(child, read_end, output, cancel_fd)
                 status = child.wait()
             except BaseException:
-                child.send_signal(9)
+                child.send_signal(signal.SIGKILL)
                 child.wait()
                 raise
         return 128 - status if status < 0 else status
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def _stream(child: Any, read_end: int, output: Callable[[bytes], None], cancel_fd: int
+            ) -> None:
+    """Pass what ``read_end`` gives to ``output`` until the pipe is closed and the child has
+    exited; raise :class:`BuildCancelled` once ``cancel_fd`` is readable."""
+    poller = select.poll()
+    poller.register(read_end, select.POLLIN)
+    poller.register(child.fileno(), select.POLLIN)
+    if cancel_fd >= 0:
+        poller.register(cancel_fd, select.POLLIN)
+    open_ends = {read_end, child.fileno()}
+    while open_ends:
+        for fd, _events in poller.poll():
+            if fd == cancel_fd:
+                raise BuildCancelled("the build was stopped while this step ran")
+            if fd == read_end:
+                chunk = os.read(read_end, 1 << 16)
+                if chunk:
+                    output(chunk)
+                    continue
+            poller.unregister(fd)
+            open_ends.discard(fd)
 
 
 def build(context: str | os.PathLike[str] | None = ".", *, tags: Sequence[str] = (),

@@ -525,6 +525,57 @@ COPY --from=0 /out /out-dir
     assert read(store, img, "/out/app") == b"built\n"
 
 
+def _waiting_run(name: str, wait_for: str, log: str = "log", then: str = "") -> str:
+    """A RUN that writes NAME-start to a cache mount shared by the build's stages, waits
+    (at most 60 s) until WAIT_FOR is there too, and writes NAME-end (or runs THEN)."""
+    return (f"RUN --mount=type=cache,id=shared,target=/shared "
+            f"echo {name}-start >> /shared/{log} && i=0 && "
+            f"while ! grep -q {wait_for} /shared/{log} && [ $i -lt 600 ]; "
+            f"do sleep 0.1; i=$((i + 1)); done && {then or f'echo {name}-end >> /shared/{log}'}")
+
+
+def test_independent_stages_are_built_at_the_same_time(build: Build, store: Store) -> None:
+    # Each stage's step waits until the other one has started: built one after the other,
+    # the first would give up waiting and end before the second started.
+    text = f"""FROM {BASE} AS a
+{_waiting_run("a", "b-start")}
+RUN echo a > /a
+FROM {BASE} AS b
+{_waiting_run("b", "a-start")}
+RUN echo b > /b
+FROM {BASE}
+COPY --from=a /a /a
+COPY --from=b /b /b
+RUN --mount=type=cache,id=shared,target=/shared cp /shared/log /log
+"""
+    img = build(text).image
+    log = (read(store, img, "/log") or b"").decode().split()
+    assert sorted(log[:2]) == ["a-start", "b-start"] and sorted(log[2:]) == ["a-end", "b-end"]
+    assert read(store, img, "/a") == b"a\n" and read(store, img, "/b") == b"b\n"
+    # Both stages' steps were recorded in the cache, safely: the next build does no work.
+    again = build(text)
+    assert again.image.id == img.id and again.executed == 0
+
+
+def test_a_failing_stage_stops_the_stages_built_beside_it(build: Build, store: Store) -> None:
+    # "slow" would run for a minute; "failing" fails once slow has started: slow is killed.
+    text = f"""FROM {BASE} AS slow
+{_waiting_run("slow", "never-written")}
+FROM {BASE} AS failing
+{_waiting_run("failing", "slow-start", then="exit 3")}
+FROM {BASE}
+COPY --from=slow /etc/motd /s
+COPY --from=failing /etc/motd /f
+"""
+    with pytest.raises(StepFailed) as info:
+        build(text)
+    assert info.value.exit_code == 3 and str(info.value).startswith("Dockerfile:4:1:")
+    log = (Path(BuildCache(store).mount_path("shared")) / "log").read_text().split()
+    assert sorted(log) == ["failing-start", "slow-start"]  # slow never got to its end
+    assert "COPY --from=slow /etc/motd /s" not in build.last.ran()
+    assert os.listdir(os.path.join(store.root, "tmp")) == []
+
+
 def test_a_missing_base_image_is_a_clear_error(build: Build) -> None:
     with pytest.raises((BuildError, ImageError),
                        match=re.escape("Dockerfile:1:1: base image 127.0.0.1:1/no/such:1")):

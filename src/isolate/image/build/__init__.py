@@ -13,7 +13,13 @@ from __future__ import annotations
 from isolate.image.build.cache import BuildCache, PruneReport
 from isolate.image.build.context import BuildContext
 from isolate.image.build.dockerignore import Ignores, read_patterns
-from isolate.image.build.errors import BuildError, DockerfileError, SourceLocation, StepFailed
+from isolate.image.build.errors import (
+    BuildCancelled,
+    BuildError,
+    DockerfileError,
+    SourceLocation,
+    StepFailed,
+)
 from isolate.image.build.executor import (
     Builder,
     BuildFinished,
@@ -35,6 +41,7 @@ from isolate.image.build.state import ImageState
 
 __all__ = [
     "BuildCache",
+    "BuildCancelled",
     "BuildContext",
     "BuildError",
     "BuildFinished",
