@@ -50,7 +50,7 @@ def test_build_prints_steps_output_and_the_id_last(store: Store, ctx: Path) -> N
     assert lines[0] == f"[1/5] FROM {BASE}"
     assert "[2/5] COPY hello.txt /" in lines and "[3/5] RUN echo from-run && cat /hello.txt" \
         " > /copy" in lines
-    assert "from-run" in lines  # the RUN's own output, streamed
+    assert "[3/5] from-run" in lines  # the RUN's own output, streamed after its label
     assert any(line.startswith("[3/5] DONE ") and line.endswith("s") for line in lines)
     assert "Successfully tagged docker.io/test/cli:1" in lines
     image_id = proc.stdout.decode().strip()
@@ -125,6 +125,31 @@ def test_a_failing_run_shows_its_command_and_exits_1(store: Store, ctx: Path) ->
     assert last == ("isolate: Dockerfile:3:1: process '/bin/sh -c echo oops; exit 4' did not "
                     "complete successfully: exit code 4")
     assert proc.stdout == b""
+
+
+def test_stages_built_at_once_print_each_line_after_its_step(store: Store, tmp_path: Path,
+                                                             base: Image) -> None:
+    path = tmp_path / "par"
+    path.mkdir()
+    # Each stage prints half a line, waits until the other has started (through a cache
+    # mount both see), then ends its line: interleaved output, but every line whole.
+    wait = ("while ! [ -e /shared/{0} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done")
+    (path / "Dockerfile").write_text(f"""FROM {BASE} AS a
+RUN --mount=type=cache,id=s,target=/shared i=0; printf 'from-a '; touch /shared/a; \
+    {wait.format("b")}; echo done-a; echo second-a
+FROM {BASE} AS b
+RUN --mount=type=cache,id=s,target=/shared i=0; printf 'from-b '; touch /shared/b; \
+    {wait.format("a")}; echo done-b
+FROM {BASE}
+COPY --from=a /etc/motd /a
+COPY --from=b /etc/motd /b
+""")
+    proc = isolate(store, "build", "--progress", "plain", str(path))
+    assert proc.returncode == 0, proc.stderr.decode()
+    lines = proc.stderr.decode().splitlines()
+    assert "[a 2/2] from-a done-a" in lines and "[a 2/2] second-a" in lines
+    assert "[b 2/2] from-b done-b" in lines
+    assert "[a 2/2] DONE" in " ".join(lines) and "[b 2/2] DONE" in " ".join(lines)
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -237,3 +262,26 @@ def test_an_interrupted_build_leaves_nothing_and_the_next_reuses_what_was_done(
     err = again.stderr.decode()
     assert again.returncode == 0, err
     assert "[2/4] CACHED" in err and "[3/4] CACHED" in err and "[4/4] DONE" in err
+
+
+def test_ctrl_c_while_stages_build_at_once_stops_both(store: Store, ctx: Path) -> None:
+    marker = f"8{os.getpid()}.5"
+    (ctx / "Dockerfile").write_text(
+        f"FROM {BASE} AS one\nRUN sleep {marker}1\nFROM {BASE} AS two\nRUN sleep {marker}2\n"
+        f"FROM {BASE}\nCOPY --from=one /etc/motd /1\nCOPY --from=two /etc/motd /2\n")
+    env = dict(os.environ, PYTHONPATH=SRC, ISOLATE_STORE=store.root)
+    proc = subprocess.Popen([sys.executable, "-m", "isolate.cli", "build", "-q", str(ctx)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_for(lambda: len(_processes_with(marker)) == 2, "both stages' sleeps")
+        os.kill(proc.pid, signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stderr is not None
+        proc.stderr.close()
+    assert proc.returncode == 130
+    _wait_for(lambda: not _processes_with(marker), "both sleeps to end")
+    assert os.listdir(os.path.join(Store(store.root).root, "tmp")) == []
