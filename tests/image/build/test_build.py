@@ -11,15 +11,26 @@ import os
 import re
 import tarfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from isolate._container_runner import ContainerStepRunner
 from isolate.errors import ImageError
 from isolate.image import Image, Store
-from isolate.image.build import BuildCache, BuildError, DockerfileError, StepFailed
+from isolate.image.build import (
+    BuildCache,
+    Builder,
+    BuildError,
+    BuildRequest,
+    DockerfileError,
+    RunOutcome,
+    RunRequest,
+    StepFailed,
+)
 
 from .conftest import BASE, Build, config_of, history_of, layer_bytes, read, snapshot
 
@@ -428,6 +439,31 @@ def test_run_network_none_has_only_loopback(build: Build, store: Store) -> None:
     assert read(store, img, "/nets") == b"lo\n"
 
 
+def test_run_network_host_shares_the_hosts_network_namespace(build: Build,
+                                                             store: Store) -> None:
+    img = build(f"FROM {BASE}\nRUN --network=host readlink /proc/self/ns/net > /host && "
+                "cat /etc/resolv.conf > /resolv\n"
+                "RUN readlink /proc/self/ns/net > /default\n"
+                "RUN --network=none readlink /proc/self/ns/net > /own\n").image
+    ours = f"{os.readlink('/proc/self/ns/net')}\n".encode()
+    assert read(store, img, "/host") == ours
+    assert read(store, img, "/default") == ours  # the build's default network is host
+    own = read(store, img, "/own")
+    assert own is not None and own.startswith(b"net:[") and own != ours
+    # The host's resolver was bound for that step only: it is not in the image.
+    with open("/etc/resolv.conf", "rb") as f:
+        assert read(store, img, "/resolv") == f.read()
+    assert "etc/resolv.conf" not in snapshot(store, img)
+
+
+def test_the_build_wide_network_option_applies_to_every_run(build: Build,
+                                                            store: Store) -> None:
+    img = build(f"FROM {BASE}\nRUN ls /sys/class/net > /nets\n"
+                "RUN --network=host readlink /proc/self/ns/net > /ns\n", network="none").image
+    assert read(store, img, "/nets") == b"lo\n"
+    assert read(store, img, "/ns") == f"{os.readlink('/proc/self/ns/net')}\n".encode()
+
+
 def test_cache_mounts_persist_between_builds_and_stay_out_of_layers(
         build: Build, store: Store) -> None:
     text = (f"FROM {BASE}\nARG N\nRUN --mount=type=cache,target=/root/.cache "
@@ -626,13 +662,41 @@ RUN echo $V > /v
 """
 
 
+class _CountingRunner(ContainerStepRunner):
+    """The real runner, counting the steps it is asked to run."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def run(self, request: RunRequest, output: Callable[[bytes], None]
+            ) -> AbstractContextManager[RunOutcome]:
+        self.calls += 1
+        return super().run(request, output)
+
+
+def _store_files(store: Store) -> dict[str, int]:
+    """Every file of the store but its locks, with its mtime (ns)."""
+    out = {}
+    for dirpath, _dirs, files in os.walk(store.root):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            if "/locks" not in path[len(store.root):]:
+                out[path] = os.lstat(path).st_mtime_ns
+    return out
+
+
 def test_a_second_build_does_no_work(build: Build, store: Store) -> None:
     build.file("app/a", "a")
     first = build(DF).image
     assert build.last.ran() == ["COPY app /app", "RUN cat /app/* > /all", "RUN echo $V > /v"]
-    again = build(DF).image
-    assert build.last.ran() == []
-    assert again.id == first.id
+    before = _store_files(store)
+    runner = _CountingRunner()
+    again = Builder(store, runner, progress=build.last).build(BuildRequest(
+        context=str(build.context), tags=("test/built:1",)))
+    # Nothing but lookups: no container, no layer, no cache entry, no record written.
+    assert runner.calls == 0 and again.executed == 0 and again.cached == 3
+    assert again.image.id == first.id
+    assert _store_files(store) == before
 
 
 def test_a_changed_file_reruns_from_its_copy(build: Build, store: Store) -> None:
@@ -687,11 +751,22 @@ def test_cache_entries_whose_layers_were_collected_are_dropped(build: Build,
                                                                store: Store) -> None:
     build.file("app/a", "a")
     build(DF, tags=())
-    store.gc()  # nothing references the image: its layers go
     cache = BuildCache(store)
-    assert cache.drop_dangling() >= 1 or all(cache.get(k) is None for k in cache.step_keys())
+    assert len(cache.step_keys()) == 3
+    report = store.gc()  # nothing references the image: its layers go
+    assert report.images >= 1 and report.blobs >= 3  # the record and the three layers
+    assert cache.drop_dangling() == 3 and cache.step_keys() == []
     build(DF, tags=())
     assert build.last.cached() == []
+
+
+def test_gc_keeps_the_cache_of_images_that_are_tagged(build: Build, store: Store) -> None:
+    build.file("app/a", "a")
+    build(DF)
+    store.gc()
+    assert BuildCache(store).drop_dangling() == 0
+    build(DF)
+    assert build.last.ran() == []
 
 
 def test_builder_prune_empties_the_cache(build: Build, store: Store) -> None:

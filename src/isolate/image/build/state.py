@@ -9,6 +9,7 @@ back as a state with every config field kept (``Healthcheck``, ``Shell``, ``OnBu
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -123,8 +124,14 @@ class ImageState:
             ImageError: a layer blob is missing.
         """
         blob = self.config_blob()
-        digest = store.put_bytes(blob)
-        return store.commit_image(self.manifest(blob, digest), OCI_MANIFEST, tags=list(tags))
+        digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+        manifest = self.manifest(blob, digest)
+        tags = list(tags)
+        same = _recorded(store, digest, manifest, tags)
+        if same is not None:
+            return same  # a rebuild the cache answered: nothing to write
+        store.put_bytes(blob)
+        return store.commit_image(manifest, OCI_MANIFEST, tags=tags)
 
     def has_blobs(self, store: Store) -> bool:
         """Whether every layer blob is (still) in ``store``."""
@@ -174,3 +181,19 @@ class ImageState:
         return cls(image.platform, layers, json.loads(json.dumps(config)),
                    tuple(dict(h) for h in history if isinstance(h, dict)),
                    author if isinstance(author, str) else None, image.created)
+
+
+def _recorded(store: Store, image_id: str, manifest: bytes, tags: Sequence[Reference]
+              ) -> Image | None:
+    """The image ``image_id`` when the store already records it with ``manifest`` and every
+    one of ``tags`` names it (so committing it again would change nothing), else None."""
+    if not store.has_blob(image_id):
+        return None
+    try:
+        image = store.get(image_id)
+    except ImageError:
+        return None
+    if image.manifest_digest != "sha256:" + hashlib.sha256(manifest).hexdigest():
+        return None
+    names = set(image.tags)
+    return image if all(str(ref) in names for ref in tags) else None
