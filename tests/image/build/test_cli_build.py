@@ -197,6 +197,26 @@ def test_builder_prune(store: Store, ctx: Path) -> None:
     assert BuildCache(store).step_keys() == []
 
 
+def test_rmi_prune_frees_the_cache_of_an_image_nothing_names(store: Store, ctx: Path) -> None:
+    assert isolate(store, "build", "-q", "-t", "test/g:1", str(ctx)).returncode == 0
+    keys = BuildCache(store).step_keys()
+    assert len(keys) == 2
+    # While the image is named, the gc keeps what its cache entries use.
+    other = isolate(store, "build", "-q", "-t", "test/other:1", str(ctx))
+    assert other.returncode == 0
+    assert isolate(store, "rmi", "--prune", "test/other:1").returncode == 0
+    again = isolate(store, "build", "--progress", "plain", "-t", "test/g:1", str(ctx))
+    assert "[2/5] CACHED" in again.stderr.decode() and "[3/5] CACHED" in again.stderr.decode()
+    proc = isolate(store, "rmi", "--prune", "test/g:1")
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert "Untagged: docker.io/test/g:1" in proc.stdout.decode()
+    # The layers went with the image: the entries that named them are misses.
+    last = isolate(store, "build", "--progress", "plain", str(ctx))
+    err = last.stderr.decode()
+    assert last.returncode == 0, err
+    assert "CACHED" not in err and "[2/5] DONE" in err and "[3/5] DONE" in err
+
+
 def _wait_for(predicate: object, what: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
