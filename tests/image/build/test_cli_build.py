@@ -4,6 +4,7 @@ real processes, real output; and what Ctrl-C and SIGKILL in the middle of a buil
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -188,6 +189,19 @@ def test_history(store: Store, ctx: Path) -> None:
     assert quiet[0] == image_id and set(quiet[1:]) == {"<missing>"}
 
 
+def test_history_gives_each_layer_its_size(store: Store, ctx: Path) -> None:
+    assert isolate(store, "build", "-q", "-t", "test/h:1", str(ctx)).returncode == 0
+    image = store.get("test/h:1")
+    rows = json.loads(isolate(store, "history", "--format", "json", "test/h:1").stdout)
+    # newest first: CMD, ENV (no layer), RUN, COPY, then the base's one entry
+    assert [r["created_by"].split()[0] for r in rows[:4]] == ["CMD", "ENV", "RUN", "COPY"]
+    with_files = [r["size"] for r in rows if r["size"]]
+    assert with_files == [d.size for d in reversed(image.layers)]
+    assert rows[0]["size"] == rows[1]["size"] == 0 and all(s > 0 for s in with_files)
+    table = isolate(store, "history", "--no-human", "test/h:1").stdout.decode().splitlines()
+    assert table[3].split()[-3] == str(image.layers[-1].size)  # the RUN's layer
+
+
 def test_builder_prune(store: Store, ctx: Path) -> None:
     isolate(store, "build", "-q", str(ctx))
     assert BuildCache(store).step_keys()
@@ -271,6 +285,10 @@ def test_an_interrupted_build_leaves_nothing_and_the_next_reuses_what_was_done(
         assert proc.returncode == 130
     # the step's container went with the build (its whole pid namespace)
     _wait_for(lambda: not _processes_with(marker), "the step's sleep to end")
+    # no mount of the step's was made where this process can see it (its root and binds
+    # were in the container's own mount namespace, gone with it)
+    with open("/proc/self/mountinfo") as f:
+        assert [line for line in f if store.root in line] == []
     # a fresh open of the store clears the dead build's temp space; nothing is half-written
     fresh = Store(store.root)
     assert os.listdir(os.path.join(fresh.root, "tmp")) == []
