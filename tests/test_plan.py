@@ -228,7 +228,7 @@ def test_builders_refuse_empty_argv_too_many_fds_and_ragged_seccomp() -> None:
 BUILDER_OF = {kind: kind.name.lower() for kind in OpKind} | {
     OpKind.CAPBSET: "bounding_set", OpKind.CAPS: "capabilities", OpKind.KEEPCAPS: "keep_caps",
     OpKind.MOUNT_SETATTR: "mount_setattr", OpKind.PDEATHSIG: "pdeathsig",
-    OpKind.EXEC: "exec_", OpKind.OPEN: "open_",
+    OpKind.EXEC: "exec_", OpKind.OPEN: "open_", OpKind.SOCKET: "socket_",
 }
 
 
@@ -265,6 +265,7 @@ def test_a_plan_of_one_op_of_each_kind_from_the_builders_passes_check_and_decode
         _plan.pdeathsig(parent_pidfd=4), _plan.fork_into_pidns(), _plan.init(),
         _plan.overlay(["/l1", "/l2"], "/merged", "/u", "/w"), _plan.open_("/proc/self/ns/net"),
         _plan.umount("/mnt"), _plan.mknod("/dev/null", "c", 1, 3, uid=0, gid=5),
+        _plan.socket_(16, 2),
         _plan.exec_("sh", ["sh", "-c", "x"], {}),
     ]
     assert {op.kind for op in made} == set(OpKind)

@@ -128,6 +128,7 @@ __all__ = [
     "setresgid",
     "setresuid",
     "setsid",
+    "socket_",
     "symlink",
     "umask",
     "umount",
@@ -231,7 +232,8 @@ class OpKind(enum.IntEnum):
     Each kind has a builder of the same name in lowercase (``OpKind.CHDIR`` -> :func:`chdir`),
     except ``CAPBSET`` (:func:`bounding_set`), ``CAPS`` (:func:`capabilities`), ``KEEPCAPS``
     (:func:`keep_caps`), ``MOUNT_SETATTR`` (:func:`mount_setattr`), ``PDEATHSIG``
-    (:func:`pdeathsig`), ``EXEC`` (:func:`exec_`) and ``OPEN`` (:func:`open_`).
+    (:func:`pdeathsig`), ``EXEC`` (:func:`exec_`), ``OPEN`` (:func:`open_`) and ``SOCKET``
+    (:func:`socket_`).
     """
 
     WAIT_PARENT = 1
@@ -275,6 +277,7 @@ class OpKind(enum.IntEnum):
     KEEP_FDS = 39
     UMOUNT = 40
     MKNOD = 41
+    SOCKET = 42
 
 
 class Step(enum.IntEnum):
@@ -466,6 +469,7 @@ _USES: dict[OpKind, dict[str, str]] = {
     OpKind.UMOUNT: {"a": "MNT_* flags", "s2": "target"},
     OpKind.MKNOD: {"a": "file type and mode", "b": "device number",
                    "c": "uid << 32 | gid, all ones: unchanged", "s2": "path"},
+    OpKind.SOCKET: {"a": "address family", "b": "socket type", "c": "protocol"},
 }
 _NEEDS: dict[OpKind, tuple[str, ...]] = {
     OpKind.SETHOSTNAME: ("s1",), OpKind.SETDOMAINNAME: ("s1",), OpKind.MOUNT: ("s2",),
@@ -756,6 +760,8 @@ _DESCRIBE: dict[OpKind, Callable[[Op], str]] = {
     OpKind.EXEC: _d_exec,
     OpKind.OVERLAY: _d_overlay,
     OpKind.OPEN: lambda op: f"open {_text(op.s2)} (flags {op.a:#o}) and report the fd",
+    OpKind.SOCKET: lambda op: (f"create a socket (family {op.a}, type {op.b}, protocol {op.c}) "
+                               "in the child's network namespace and report the fd"),
     OpKind.INIT: lambda op: "stay behind as the init and run the rest of the plan in a child",
     OpKind.UMOUNT: lambda op: (f"unmount {_text(op.s2)}{_where(op)} "
                                f"(flags {_names(op.a, _UMOUNT_NAMES)})"),
@@ -1544,6 +1550,20 @@ def open_(path: PathArg, flags: int = os.O_RDONLY, *, note: str = "") -> Op:
     _int(flags, "open flags", 0, 2**31 - 1)
     p = _path(path, "path")
     return Op(OpKind.OPEN, a=flags, s2=p, note=note or f"open {os.fsdecode(p)}")
+
+
+def socket_(family: int, type_: int, proto: int = 0, *, note: str = "") -> Op:
+    """Make a socket in the child's network namespace and report the fd (with a
+    ``share_files`` plan it is ours: a socket of another namespace, without entering it).
+
+    Raises:
+        ConfigError: a value outside 32 bits.
+    """
+    _int(family, "socket family", 0, 2**31 - 1)
+    _int(type_, "socket type", 0, 2**31 - 1)
+    _int(proto, "socket protocol", 0, 2**31 - 1)
+    return Op(OpKind.SOCKET, a=family, b=type_, c=proto,
+              note=note or f"create a socket (family {family}, type {type_})")
 
 
 def overlay(lowers: Sequence[PathArg], target: PathArg | None = None,

@@ -73,7 +73,8 @@
 #define ISO_OP_MKNOD 41          /* s2 path, a = mode (S_IFCHR/S_IFBLK/S_IFIFO | perms, not
                                     masked by the umask), b = device number,
                                     c = uid << 32 | gid ((uint32_t)-1: unchanged) */
-#define ISO_OP__MAX 42
+#define ISO_OP_SOCKET 42         /* a = domain, b = type, c = protocol: report the fd (ISO_REPORT_FD) */
+#define ISO_OP__MAX 43
 
 #define ISO_STEP_CLONE 100
 #define ISO_STEP_SIGNALS 101

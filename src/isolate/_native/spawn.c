@@ -1466,6 +1466,16 @@ static int run_ops(struct child_state *st)
                 report(st, ISO_REPORT_FD, 0, ISO_OP_OPEN, (int32_t)i, fd);
             break;
         }
+        case ISO_OP_SOCKET: {
+            /* A socket belongs to the network namespace it is made in: after a SETNS this
+             * is how a caller gets one of another namespace without ever changing its own. */
+            int fd = socket((int)op->a, (int)op->b | SOCK_CLOEXEC, (int)op->c);
+            if (fd < 0)
+                e = errno;
+            else
+                report(st, ISO_REPORT_FD, 0, ISO_OP_SOCKET, (int32_t)i, fd);
+            break;
+        }
         case ISO_OP_EXEC: {
             char *const *argv = (char *const *)(st->plan + op->a);
             char *const *envp = (char *const *)(st->plan + op->b);

@@ -1,0 +1,250 @@
+"""Benchmark isolate.net: endpoint set-up + tear-down, and TCP throughput through a published
+port against the host's loopback.
+
+Not a test: prints Markdown tables. Run as root from the worktree:
+    PYTHONPATH=src python benchmarks/bench_net.py [--rounds N] [--mib M]
+Everything happens inside network namespaces this script makes (one plays the host), and they
+go when it ends. The anchor for set-up is CNI's bridge plugin (what podman 4 on Debian runs per
+container), driven directly in the same kind of namespace with host-local IPAM in a temp dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+from _harness import Result, command_line, machine_notes, table
+
+from isolate.net import NetNamespace, Networks
+
+CNI_DIR = "/usr/lib/cni"
+OTHER = "10.99.0.1"
+
+RECEIVER = """
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(8)
+sys.stdout.write("ready\\n"); sys.stdout.flush()
+buf = bytearray(1 << 20)
+while True:
+    c, _ = s.accept()
+    n = 0
+    while True:
+        k = c.recv_into(buf)
+        if not k:
+            break
+        n += k
+    c.sendall(str(n).encode()); c.close()
+"""
+
+
+def make_host() -> NetNamespace:
+    host = NetNamespace.create()
+    with host.netlink() as ipr:
+        ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+        ipr.link("add", ifname="uplink0", kind="veth", peer="uplink0p")
+        ipr.addr("add", index=ipr.link_lookup(ifname="uplink0")[0], address=OTHER,
+                 prefixlen=24)
+        for name in ("uplink0", "uplink0p"):
+            ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
+    return host
+
+
+def wait_gone(host: NetNamespace, ifname: str) -> None:
+    while True:
+        with host.netlink() as ipr:
+            if not ipr.link_lookup(ifname=ifname):
+                return
+        time.sleep(0.001)
+
+
+class Setup:
+    """Per-endpoint cycles; each keeps the time of its isolate.net calls only (making and
+    dropping the container's namespace is the container's cost, not the network's)."""
+
+    def __init__(self, nets: Networks, host: NetNamespace) -> None:
+        self.nets, self.host = nets, host
+        self.ns = NetNamespace.create()
+
+    def running(self) -> float:
+        """connect, then disconnect while the namespace lives (the veth is deleted)."""
+        t0 = time.perf_counter()
+        ep = self.nets.connect("bench", self.ns, owner="bench", name="web")
+        self.nets.disconnect(ep)
+        return time.perf_counter() - t0
+
+    def stopped(self) -> float:
+        """connect, the container ends (its namespace and veth go), release from records."""
+        ns = NetNamespace.create()
+        t0 = time.perf_counter()
+        ep = self.nets.connect("bench", ns, owner="bench", name="web")
+        t1 = time.perf_counter()
+        ns.close()
+        wait_gone(self.host, ep.host_ifname)
+        t2 = time.perf_counter()
+        self.nets.release("bench")
+        return (t1 - t0) + (time.perf_counter() - t2)
+
+    def with_port(self) -> float:
+        t0 = time.perf_counter()
+        ep = self.nets.connect("bench", self.ns, owner="bench", ports=["9090:80"])
+        self.nets.disconnect(ep)
+        return time.perf_counter() - t0
+
+
+class Cni:
+    """CNI's bridge plugin (with host-local IPAM and ipMasq) ADD then DEL, as podman 4 does."""
+
+    def __init__(self, host: NetNamespace, tmp: str) -> None:
+        self.host = host
+        self.ns = NetNamespace.create()
+        self.conf = json.dumps({
+            "cniVersion": "1.0.0", "name": "bench", "type": "bridge", "bridge": "cni-bench",
+            "isGateway": True, "ipMasq": True, "hairpinMode": True,
+            "ipam": {"type": "host-local", "dataDir": os.path.join(tmp, "cni"),
+                     "ranges": [[{"subnet": "10.89.0.0/16"}]],
+                     "routes": [{"dst": "0.0.0.0/0"}]}}).encode()
+
+    def _run(self, command: str) -> None:
+        env = {"PATH": os.environ["PATH"], "CNI_COMMAND": command, "CNI_CONTAINERID": "bench",
+               "CNI_NETNS": f"/proc/{os.getpid()}/fd/{self.ns.fileno()}", "CNI_IFNAME": "eth0",
+               "CNI_PATH": CNI_DIR}
+        res = self.host.run([os.path.join(CNI_DIR, "bridge")], self.conf, env=env)
+        if res.returncode:
+            raise RuntimeError(res.stdout.decode() + res.stderr.decode())
+
+    def cycle(self) -> float:
+        t0 = time.perf_counter()
+        self._run("ADD")
+        self._run("DEL")
+        return time.perf_counter() - t0
+
+
+def sample(cands: list[tuple[str, Callable[[], float]]], rounds: int,
+           warmup: int = 3) -> list[Result]:
+    """The harness's round-robin, rotated each round, but each sample is the time the
+    candidate reports (its network calls only)."""
+    samples: dict[str, list[float]] = {name: [] for name, _ in cands}
+    for r in range(-warmup, rounds):
+        k = r % len(cands)
+        for name, fn in [*cands[k:], *cands[:k]]:
+            t = fn()
+            if r >= 0:
+                samples[name].append(t)
+    return [Result(name, "", tuple(samples[name])) for name, _ in cands]
+
+
+def throughput(host: NetNamespace, nets: Networks, mib: int, rounds: int) -> str:
+    """MiB/s of one TCP stream host -> server: on the host's loopback directly, and into a
+    container through the published port (DNAT: loopback and other address; the proxy)."""
+    c = NetNamespace.create()
+    procs = []
+    try:
+        null = os.open(os.devnull, os.O_RDWR)
+        servers = {}
+        for ns, port in ((host, 7000), (c, 80)):
+            r, w = os.pipe()
+            child = ns.spawn([sys.executable, "-I", "-S", "-c", RECEIVER, str(port)],
+                             fds=(null, w, null))
+            os.close(w)
+            os.read(r, 6)
+            os.close(r)
+            procs.append(child)
+            servers[port] = child
+        nets.connect("bench", c, owner="tp", ports=["9090:80", "[::1]:9091:80"])
+        chunk = b"x" * (1 << 20)
+        paths = [("host loopback, no container (anchor)", socket.AF_INET, "127.0.0.1", 7000),
+                 ("published port via 127.0.0.1 (DNAT in output)", socket.AF_INET, "127.0.0.1",
+                  9090),
+                 ("published port via the host's other address (DNAT)", socket.AF_INET, OTHER,
+                  9090),
+                 ("published port via [::1] (userland proxy)", socket.AF_INET6, "::1", 9091)]
+        rates: dict[str, list[float]] = {p[0]: [] for p in paths}
+        for _ in range(rounds):
+            for name, fam, addr, port in paths:
+                with host.socket(fam) as s:
+                    s.connect((addr, port))
+                    t0 = time.perf_counter()
+                    for _ in range(mib):
+                        s.sendall(chunk)
+                    s.shutdown(socket.SHUT_WR)
+                    got = int(s.recv(64))
+                    dt = time.perf_counter() - t0
+                assert got == mib << 20, (name, got)
+                rates[name].append(mib / dt)
+        anchor = sorted(rates[paths[0][0]])[rounds // 2]
+        lines = ["| path | median MiB/s | vs loopback |", "|---|---|---|"]
+        for name, _, _, _ in paths:
+            med = sorted(rates[name])[rounds // 2]
+            lines.append(f"| {name} | {med:.0f} | {med / anchor:.2f}x |")
+        return "\n".join(lines)
+    finally:
+        for child in procs:
+            child.kill()
+            child.wait()
+            child.close()
+        nets.release("tp")
+        c.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=100)
+    parser.add_argument("--mib", type=int, default=512, help="MiB sent per throughput sample")
+    parser.add_argument("--tp-rounds", type=int, default=5)
+    parser.add_argument("--store", default=None,
+                        help="where the networks directory goes (default: a temp dir; "
+                             "/dev/shm shows the cost without the disk's fsyncs)")
+    parser.add_argument("--no-throughput", action="store_true")
+    parser.add_argument("--mtu", type=int, default=1500)
+    args = parser.parse_args()
+    tmp = tempfile.mkdtemp(prefix="isolate-bench-net-", dir=args.store)
+    host = make_host()
+    try:
+        with Networks(os.path.join(tmp, "networks"), host=host, upstream=[]) as nets:
+            nets.create("bench", subnet="172.30.0.0/16", mtu=args.mtu)
+            # One endpoint stays for the whole run, as other containers would: the network's
+            # resolver then runs throughout, and each cycle only updates its names.
+            keeper = NetNamespace.create()
+            nets.connect("bench", keeper, owner="keeper", name="keeper")
+            setup = Setup(nets, host)
+            cands: list[tuple[str, Callable[[], float]]] = [
+                ("connect + disconnect, namespace alive (veth deleted)", setup.running),
+                ("connect + release after the container ended", setup.stopped),
+                ("connect with -p 9090:80 + disconnect", setup.with_port)]
+            cni = None
+            if os.path.exists(os.path.join(CNI_DIR, "bridge")) and shutil.which("iptables"):
+                cni = Cni(host, tmp)
+                cands.append(("CNI bridge plugin ADD + DEL (podman 4's per-container work)",
+                              cni.cycle))
+            results = sample(cands, args.rounds)
+            print("## bench_net: endpoint set-up + tear-down\n")
+            print(command_line() + "\n")
+            print(table(results, [("vs CNI", cands[-1][0])] if cni else []))
+            print("\n(isolate rows: whole-call times of connect + disconnect/release; the "
+                  "'stopped' row excludes the kernel's asynchronous removal of the namespace)\n")
+            print(f"(networks directory on {os.path.dirname(tmp)})\n")
+            if not args.no_throughput:
+                print("## bench_net: TCP throughput host -> container\n")
+                print(throughput(host, nets, args.mib, args.tp_rounds))
+            print("\n" + machine_notes())
+            nets.release("keeper")
+            keeper.close()
+            nets.remove("bench")
+            setup.ns.close()
+            if cni is not None:
+                cni.ns.close()
+    finally:
+        host.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
