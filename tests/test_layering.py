@@ -63,12 +63,14 @@ def module_name(path: pathlib.Path) -> str:
     return ".".join(parts)
 
 
-def isolate_imports(path: pathlib.Path) -> set[str]:
+def isolate_imports(path: pathlib.Path, *, typing: bool = False) -> set[str]:
+    """The isolate modules ``path`` imports (at any level of the file); with ``typing``, also
+    those imported for type checkers only (``if TYPE_CHECKING:``)."""
     tree = ast.parse(path.read_text())
     # Imports only for type checkers (if TYPE_CHECKING:) are not dependencies at run time.
     typing_only = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+        if not typing and isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
             typing_only |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
     found = set()
     for node in ast.walk(tree):
@@ -81,9 +83,15 @@ def isolate_imports(path: pathlib.Path) -> set[str]:
             found.add(node.module)
             for a in node.names:
                 sub = f"{node.module}.{a.name}"
-                if any(sub == k or sub.startswith(k + ".") for k in LAYERS if k != "isolate"):
+                if any(sub == k or sub.startswith(k + ".") for k in LAYERS if k != "isolate") \
+                        or _is_module(sub):
                     found.add(sub)
     return found
+
+
+def _is_module(name: str) -> bool:
+    path = SRC.parent.joinpath(*name.split("."))
+    return path.with_suffix(".py").exists() or (path / "__init__.py").exists()
 
 
 def modules() -> list[pathlib.Path]:
@@ -120,3 +128,53 @@ def test_only_sys_imports_the_native_extension() -> None:
                 name not in NATIVE_IMPORTERS):
             offenders.append(name)
     assert not offenders, f"only isolate._sys may import isolate._native: {offenders}"
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """module -> the isolate modules it imports, type-only imports included (a cycle through
+    one is still two modules that each need the other). A module and its own packages are not
+    edges: Python runs a package's __init__ before its submodules whichever way they import."""
+    graph = {}
+    for path in modules():
+        name = module_name(path)
+        graph[name] = {i for i in isolate_imports(path, typing=True)
+                       if not (i == name or name.startswith(i + ".") or i.startswith(name + "."))}
+    return graph
+
+
+def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every cycle a depth-first search meets, each as [a, b, ..., a]; iterative."""
+    cycles: list[list[str]] = []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for start in sorted(graph):
+        if start in state:
+            continue
+        path = [start]
+        todo = [iter(sorted(graph[start]))]
+        state[start] = 1
+        while todo:
+            nxt = next(todo[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                todo.pop()
+            elif nxt not in graph or state.get(nxt) == 2:
+                continue
+            elif state.get(nxt) == 1:
+                cycles.append([*path[path.index(nxt):], nxt])
+            else:
+                state[nxt] = 1
+                path.append(nxt)
+                todo.append(iter(sorted(graph[nxt])))
+    return cycles
+
+
+def test_no_two_modules_import_each_other_even_for_type_checking() -> None:
+    cycles = find_cycles(_import_graph())
+    assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_cycle_finder_finds_cycles() -> None:
+    # The check above is only as good as this: a graph with cycles must show them.
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"d2"}, "d2": {"d"}, "e": {"a"}}
+    found = {tuple(c) for c in find_cycles(graph)}
+    assert found == {("a", "b", "c", "a"), ("d", "d2", "d")}

@@ -20,11 +20,37 @@ def _mounts() -> frozenset[str]:
     return frozenset(out)
 
 
+def _own_cgroup_dirs() -> list[str]:
+    """This process's cgroup directory in every mounted hierarchy: everything isolate makes by
+    default lives below it (``<own>/isolate/...``), and what other sessions on the machine make
+    at the same time lives elsewhere."""
+    root = "/sys/fs/cgroup"
+    dirs = []
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return dirs
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers.startswith("name="):
+            continue
+        if not controllers:  # the unified hierarchy
+            candidates = [os.path.join(root, "unified"), root]
+        else:
+            candidates = [os.path.join(root, c) for c in controllers.split(",")]
+            candidates.append(os.path.join(root, controllers))
+        for base in candidates:
+            d = os.path.join(base, path.lstrip("/"))
+            if os.path.isdir(d) and d not in dirs:
+                dirs.append(d)
+                break
+    return dirs
+
+
 def _cgroups() -> frozenset[str]:
     found = set()
-    root = "/sys/fs/cgroup"
-    for top in os.listdir(root) if os.path.isdir(root) else ():
-        base = os.path.join(root, top)
+    for base in _own_cgroup_dirs():
         for dirpath, dirnames, _ in os.walk(base):
             depth = dirpath[len(base):].count("/")
             if depth >= 4:

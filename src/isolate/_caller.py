@@ -19,17 +19,22 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 import cloudpickle  # type: ignore[import-untyped]
 
 from isolate.errors import CallError
 
-if TYPE_CHECKING:
-    from isolate.sandbox import Sandbox
-
 __all__ = ["Caller"]
+
+
+class Spawner(Protocol):
+    """Where the zygote runs: what :class:`isolate.Sandbox` offers (its ``popen``), so that
+    this module needs nothing of the sandbox module, which builds on it."""
+
+    def popen(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
+              cwd: str | None = None, **popen_kwargs: Any) -> subprocess.Popen[Any]: ...
 
 _BY_VALUE_LOCK = threading.Lock()  # cloudpickle's by-value registry is process-wide
 
@@ -127,7 +132,7 @@ def _recv_exact(sock: socket.socket, n: int, deadline: float | None) -> bytes:
 class Caller:
     """The zygote of one sandbox and the caller's end of its control socket."""
 
-    def __init__(self, sandbox: Sandbox) -> None:
+    def __init__(self, sandbox: Spawner) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._lock = threading.Lock()
         self._by_value: set[str] = set()  # modules the sandbox cannot import: sent by value

@@ -19,6 +19,7 @@ from isolate._fuse_root import FuseRoot, kernel_overlay_works
 from isolate._plan import Op
 from isolate.errors import ConfigError, ImageError, UnsupportedError
 from isolate.image import Image, Store
+from isolate.image._binfmt import check_runnable
 from isolate.image._disk import remove_tree
 
 __all__ = ["DEFAULT_PATH", "ImageRoot", "image_command"]
@@ -122,6 +123,7 @@ class ImageRoot:
             ConfigError: a bad reference.
             ImageError (ImageNotFound, Unauthorized, RegistryUnreachable, DigestMismatch ...):
                 the image cannot be found, pulled or extracted.
+            UnsupportedError: the image is for a platform this host cannot run.
         """
         store = store if store is not None else Store()
         if isinstance(image, Image):
@@ -131,6 +133,7 @@ class ImageRoot:
                 img = store.get(image)
             except ImageError:
                 img = store.pull(image)
+        check_runnable(img.platform)
         holder = f"sandbox-{os.getpid()}-{secrets.token_hex(6)}"
         store.hold(img, holder, for_process=True)
         scratch = store.tmp.name("sandbox")

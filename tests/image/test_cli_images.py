@@ -103,6 +103,28 @@ def test_push_pull_save_load_against_a_loopback_registry(
 
 
 @pytest.mark.registry
+def test_a_pulled_tag_is_one_row_and_load_prints_only_the_archives_names(
+        cli_store: Path, rootfs_tar: Path, registry: Registry, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    cli(cli_store, "import", str(rootfs_tar), "local/rows:1", capsys=capsys)
+    target = f"{registry.host}/cli/rows:{os.urandom(3).hex()}"
+    assert cli(cli_store, "push", "local/rows:1", target, capsys=capsys)[0] == 0
+    other = tmp_path / "other"
+    assert cli(other, "pull", target, capsys=capsys)[0] == 0
+    # The pull recorded repo@digest too; docker images shows no <none> row for it.
+    _, out, _ = cli(other, "images", capsys=capsys)
+    repo, tag = target.rsplit(":", 1)
+    assert [line.split()[:2] for line in out.splitlines()[1:]] == [[repo, tag]]
+
+    assert cli(other, "tag", target, "local/alias:1", capsys=capsys)[0] == 0
+    archive = tmp_path / "rows.tar"
+    assert cli(other, "save", "-o", str(archive), target, capsys=capsys)[0] == 0
+    code, out, err = cli(other, "load", "-i", str(archive), capsys=capsys)
+    assert code == 0, err
+    assert out == f"Loaded image: {target}\n"  # not the alias, nor the digest name
+
+
+@pytest.mark.registry
 def test_pull_draws_progress_bars_on_a_terminal(
         cli_store: Path, rootfs_tar: Path, registry: Registry, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -176,7 +198,7 @@ def test_save_formats_are_read_by_skopeo_and_umoci(cli_store: Path, rootfs_tar: 
     archive = tmp_path / "oci.tar"
     assert cli(cli_store, "save", "local/fmt:1", "-o", str(archive), "--format",
                "oci-archive", capsys=capsys)[0] == 0
-    info = json.loads(skopeo("inspect", f"oci-archive:{archive}:1").stdout)
+    info = json.loads(skopeo("inspect", f"oci-archive:{archive}:docker.io/local/fmt:1").stdout)
     assert len(info["Layers"]) == 1
     layout = tmp_path / "layout"
     assert cli(cli_store, "save", "local/fmt:1", "-o", str(layout), "--format", "oci",
@@ -184,7 +206,7 @@ def test_save_formats_are_read_by_skopeo_and_umoci(cli_store: Path, rootfs_tar: 
     umoci = need("umoci")
     listed = subprocess.run([umoci, "ls", "--layout", str(layout)], check=True,
                             capture_output=True, text=True)
-    assert listed.stdout.split() == ["1"]
+    assert listed.stdout.split() == ["docker.io/local/fmt:1"]
 
 
 def test_run_image_with_the_fuse_overlay_flag(run_store: Path) -> None:

@@ -35,7 +35,7 @@ def seeded(registry: Registry, rootfs_tar: Path, tmp_path_factory: pytest.TempPa
     arm = store.import_tarball(rootfs_tar, "seed/arm:1", config=ImageConfig(cmd=["arm64"]),
                                platform="linux/arm64/v8")
     store.save("seed/amd:1", work / "single", format="oci")
-    skopeo("copy", "--dest-tls-verify=false", f"oci:{work / 'single'}:1",
+    skopeo("copy", "--dest-tls-verify=false", f"oci:{work / 'single'}:docker.io/seed/amd:1",
            f"docker://{registry.host}/test/busybox:1")
     store.save(["seed/amd:1", "seed/arm:1"], work / "multi", format="oci")
     # Our layout holds two manifests; make them one index for skopeo copy --all.
@@ -215,3 +215,53 @@ def test_basic_auth_needs_credentials(auth_registry: Registry, rootfs_tar: Path,
     with pytest.raises(Unauthorized):
         other.pull(ref, auth_file=nobody)
     assert other.pull(ref, auth_file=good).id == img.id
+
+
+# ---- zstd layers with a default install (issue 8, item 12)
+
+
+@pytest.fixture(scope="module")
+def zstd_image(registry: Registry, rootfs: Path, tmp_path_factory: pytest.TempPathFactory
+               ) -> str:
+    """A one-layer image whose layer is zstd-compressed, pushed to the registry."""
+    src = Store(tmp_path_factory.mktemp("zstdsrc") / "store")
+    img = src.commit(None, rootfs, "local/zstd:1", compression="zstd")
+    assert img.layers[0].media_type == "application/vnd.oci.image.layer.v1.tar+zstd"
+    target = f"{registry.host}/test/zstd:{os.urandom(3).hex()}"
+    src.push(img, target)
+    return target
+
+
+def test_a_default_install_pulls_and_unpacks_zstd_layers(zstd_image: str, store: Store) -> None:
+    import importlib.metadata
+
+    # Installed without extras, the distribution brings zstandard where Python lacks zstd.
+    requires = importlib.metadata.requires("isolate-linux") or []
+    assert any(r.startswith("zstandard") and "python_version" in r and "3.14" in r
+               for r in requires), requires
+    img = store.pull(zstd_image)
+    [layer] = store.layer_dirs(img)
+    assert Path(layer, "etc", "marker").read_text() == "isolate test image\n"
+
+
+def test_without_zstd_support_a_zstd_pull_fails_at_pull_not_at_run(zstd_image: str,
+                                                                 tmp_path: Path) -> None:
+    code = """
+import os, sys
+sys.modules["zstandard"] = None  # as if neither were installed
+sys.modules["compression.zstd"] = None
+from isolate.errors import UnsupportedError
+from isolate.image import Store
+store = Store(sys.argv[1])
+try:
+    store.pull(sys.argv[2])
+except UnsupportedError as exc:
+    print("refused:", exc)
+print("images:", len(store.images()), "blobs:", len(os.listdir(sys.argv[1] + "/blobs/sha256")))
+"""
+    child = python_child(code, str(tmp_path / "store"), zstd_image)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 0, err.decode()
+    lines = out.decode().splitlines()
+    assert lines[0].startswith("refused:") and "zstd" in lines[0]
+    assert lines[1] == "images: 0 blobs: 0"  # nothing fetched: no layer, not even the config

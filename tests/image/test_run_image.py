@@ -155,12 +155,14 @@ def _mountinfo() -> list[str]:
 
 def test_overlay_mounts_leave_no_trace_in_the_callers_namespace(store: Store, image: Image
                                                                  ) -> None:
-    before = _mountinfo()
+    before = set(_mountinfo())
     with Sandbox(image=image, store=store, readonly=False) as sb:
         sb.run(["true"], check=True)
         assert not [line for line in _mountinfo() if " overlay " in line
                     and store.root in line]
-    assert _mountinfo() == before
+    # Only mounts of this sandbox count (all name the store: its layers, its scratch dirs):
+    # other programs on the machine mount things too.
+    assert not [line for line in set(_mountinfo()) - before if store.root in line]
 
 
 def _layer_tar(name: str, data: bytes) -> bytes:
@@ -244,7 +246,8 @@ def test_commit_round_trip_with_whiteouts_and_opaque_dirs(store: Store, committe
     layout = tmp_path / "layout"
     store.save("local/committed:1", layout, format="oci")
     bundle = tmp_path / "bundle"
-    subprocess.run([umoci, "unpack", "--rootless", "--image", f"{layout}:1", str(bundle)],
+    subprocess.run([umoci, "unpack", "--rootless", "--image",
+                    f"{layout}:docker.io/local/committed:1", str(bundle)],
                    check=True, capture_output=True)
     rootfs = bundle / "rootfs"
     assert not (rootfs / "etc" / "marker").exists()

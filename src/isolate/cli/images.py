@@ -149,13 +149,18 @@ def cmd_push(args: argparse.Namespace) -> int:
 def _rows(images: list[Image]) -> list[tuple[str, str, str, str, str]]:
     rows = []
     for img in reversed(images):  # newest first, as docker images lists them
-        names = sorted(img.tags) or [""]
-        for name in names:
-            repo, tag = "<none>", "<none>"
-            if name:
-                ref = _parse_reference(name)
-                familiar = ref.with_tag("x").familiar.rsplit(":", 1)[0]
-                repo, tag = familiar, ref.tag or "<none>"
+        refs = [_parse_reference(name) for name in sorted(img.tags)]
+        # A repo@digest name (a pull by tag records one) is shown as docker images shows it:
+        # not at all beside a tag of the same repository, else as REPO <none>.
+        tagged = {r.name for r in refs if r.tag is not None}
+        shown: list[tuple[str, str]] = []
+        for ref in refs:
+            if ref.tag is None and ref.name in tagged:
+                continue
+            repo = ref.with_tag("x").familiar.rsplit(":", 1)[0]
+            if (repo, ref.tag or "<none>") not in shown:
+                shown.append((repo, ref.tag or "<none>"))
+        for repo, tag in shown or [("<none>", "<none>")]:
             rows.append((repo, tag, img.short_id, _since(img.created), _size(img.size)))
     return rows
 
@@ -227,8 +232,8 @@ def cmd_save(args: argparse.Namespace) -> int:
 
 def cmd_load(args: argparse.Namespace) -> int:
     store = open_store(args)
-    for img in store.load(args.input, args.ref):
-        names = sorted(img.tags)
+    for img in store.load(args.input, args.ref, platform=args.platform):
+        names = sorted(img.tags)  # the names this load gave it
         if names:
             for name in names:
                 print(f"Loaded image: {name}")
@@ -268,10 +273,12 @@ def _command_form(value: str) -> list[str]:
     if value.lstrip().startswith("["):
         try:
             parsed = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: arrays nested too deep
             parsed = None
         if not isinstance(parsed, list) or not all(isinstance(v, str) for v in parsed):
-            raise argparse.ArgumentTypeError(f"{value!r} is not a JSON array of strings")
+            shown = repr(value) if len(value) <= 80 else (
+                f"{value[:60]!r}... ({len(value)} characters)")
+            raise argparse.ArgumentTypeError(f"{shown} is not a JSON array of strings")
         return parsed
     return ["/bin/sh", "-c", value]
 
@@ -290,9 +297,11 @@ def register(sub: Any) -> None:
         p.add_argument("--auth-file", metavar="FILE", default=None,
                        help="Docker config.json with credentials")
 
+    platform_help = "os/arch[/variant] (default: this host's)"
+
     p = add("pull", "pull an image from a registry", cmd_pull)
     p.add_argument("ref", metavar="NAME[:TAG|@DIGEST]")
-    p.add_argument("--platform", default="linux/amd64")
+    p.add_argument("--platform", default=None, help=platform_help)
     registry_options(p)
 
     p = add("push", "push an image to a registry", cmd_push)
@@ -319,7 +328,8 @@ def register(sub: Any) -> None:
     p = add("import", "make an image from a root filesystem tarball", cmd_import)
     p.add_argument("file", metavar="FILE", help="tar, tar.gz or tar.zst of a root filesystem")
     p.add_argument("ref", metavar="NAME[:TAG]", nargs="?", default=None)
-    p.add_argument("--platform", default="linux/amd64")
+    p.add_argument("--platform", default=None,
+                   help="the platform the image is recorded for (default: this host's)")
     p.add_argument("--cmd", default=None, metavar="CMD", type=_command_form,
                    help="the image's Cmd: a JSON array, or a string run by /bin/sh -c")
     p.add_argument("--entrypoint", default=None, metavar="CMD", type=_command_form,
@@ -337,7 +347,11 @@ def register(sub: Any) -> None:
     p = add("load", "read images from an archive or OCI layout", cmd_load)
     p.add_argument("-i", "--input", required=True, metavar="FILE")
     p.add_argument("ref", metavar="NAME[:TAG]", nargs="?", default=None,
-                   help="name for the image of a one-image archive")
+                   help="name for the image of a one-image archive; for several, a repository "
+                   "(no tag) under which each keeps its own tag")
+    p.add_argument("--platform", default=None,
+                   help="of an image that comes for several platforms, the one to load "
+                   "(default: this host's)")
 
     p = add("inspect", "show images as JSON", cmd_inspect)
     p.add_argument("images", metavar="IMAGE", nargs="+")

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         Layer,
         LayerStats,
         UnsafeArchive,
+        check,
         diff,
         diff_layer,
         extract,
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 _FROM = {
     **dict.fromkeys(["MEDIA_TYPE_TAR", "MEDIA_TYPE_TAR_GZIP", "MEDIA_TYPE_TAR_ZSTD",
-                     "CorruptLayer", "Layer", "LayerStats", "UnsafeArchive", "diff",
+                     "CorruptLayer", "Layer", "LayerStats", "UnsafeArchive", "check", "diff",
                      "diff_layer", "extract", "pack", "write_tar"], "isolate.fs.layers"),
     **dict.fromkeys(["Bind", "Mount", "Tmpfs", "check_container_path"], "isolate.fs.mounts"),
 }
@@ -48,6 +49,7 @@ __all__ = [
     "Mount",
     "Tmpfs",
     "UnsafeArchive",
+    "check",
     "check_container_path",
     "diff",
     "diff_layer",

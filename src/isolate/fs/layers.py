@@ -8,11 +8,11 @@ fast path for extraction is reached through ``isolate._sys``).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gzip
 import hashlib
 import os
-import re
 import stat
 import struct
 import tarfile
@@ -25,7 +25,9 @@ from typing import Any, BinaryIO, Literal, Union
 import attrs
 
 from isolate import _sys
-from isolate.errors import ConfigError, ImageError, IsolateOSError, UnsupportedError
+from isolate.errors import ConfigError, IsolateOSError, UnsupportedError
+from isolate.fs import _compress, _tree
+from isolate.fs._tar import CorruptLayer, Entry, TarStream, UnsafeArchive
 
 __all__ = [
     "MEDIA_TYPE_TAR",
@@ -35,6 +37,7 @@ __all__ = [
     "Layer",
     "LayerStats",
     "UnsafeArchive",
+    "check",
     "diff",
     "diff_layer",
     "extract",
@@ -55,35 +58,14 @@ _WH_PREFIX = ".wh."
 _WH_OPAQUE = ".wh..wh..opq"
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-# Extended headers (pax records, GNU long names) are read into memory whole; a real one is a
-# few hundred bytes, so a larger one is an attempt to exhaust memory.
-_MAX_EXTENDED_HEADER = 1 << 20
 _CHUNK = 1 << 20
-# Directory fds kept open while extracting; past this the cache is emptied (fd limits are low
-# for some callers, and layers with more directories than this are rare).
+# Directory fds kept open while extracting; past this the least recently used is closed (fd
+# limits are low for some callers).
 _MAX_CACHED_DIRS = 512
 _DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 _SKIPPED_XATTRS = ("security.selinux",)
-
-
-class UnsafeArchive(ImageError):
-    """A layer entry would write outside the destination, or is otherwise hostile.
-
-    ``entry`` is the name of the offending tar member as it appears in the archive, ``reason``
-    says what is wrong with it (``"absolute name"``, ``"'..' component"``, ``"parent is a
-    symlink"``, ``"hardlink target outside the root"``, ``"header too large"``...).
-    """
-
-    def __init__(self, entry: str, reason: str) -> None:
-        super().__init__(f"unsafe layer entry {entry!r}: {reason}")
-        self.entry = entry
-        self.reason = reason
-
-
-class CorruptLayer(ImageError):
-    """A layer is not a readable tar stream (bad header, truncated, unknown compression)."""
 
 
 @attrs.frozen
@@ -187,11 +169,11 @@ class _StreamHash:
 
 
 class _TarReader:
-    """What tarfile reads from: the (decompressed) stream, hashed, in big chunks.
+    """What the tar reader reads from: the (decompressed) stream, hashed, in big chunks.
 
-    Gives tarfile a file object with ``tell`` and forward-only ``seek`` so it can run in its
-    plain read mode; its stream mode re-slices a small buffer on every read, which cost more
-    than parsing. Every byte is hashed once, as it arrives: that is the diff id.
+    A forward-only stream with ``tell`` and ``seek`` over 1 MiB chunks, whose buffer the C
+    fast path also unpacks from in place. Every byte is hashed once, as it arrives: that is
+    the diff id.
     """
 
     def __init__(self, raw: Any) -> None:
@@ -211,13 +193,7 @@ class _TarReader:
         self._at = 0
         return True
 
-    def read(self, size: int = -1) -> bytes:
-        if size < 0:
-            while self._fill():
-                pass
-            data = self._buf[self._at :]
-            self._at = len(self._buf)
-            return data
+    def read(self, size: int) -> bytes:
         while len(self._buf) - self._at < size and self._fill():
             pass
         data = self._buf[self._at : self._at + size]
@@ -227,8 +203,8 @@ class _TarReader:
     def tell(self) -> int:
         return self._base + self._at
 
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        if whence != os.SEEK_SET or offset < self.tell():
+    def seek(self, offset: int) -> int:
+        if offset < self.tell():
             raise CorruptLayer("layer stream would need to be read backwards")
         while offset > self._base + len(self._buf):
             self._at = len(self._buf)
@@ -272,131 +248,10 @@ def _decompressed(raw: Any) -> Any:
     if head.startswith(_GZIP_MAGIC):
         return gzip.GzipFile(fileobj=prefixed, mode="rb")  # type: ignore[call-overload]
     if head == _ZSTD_MAGIC:
-        zstd = _zstandard()
-        return zstd.ZstdDecompressor().stream_reader(prefixed, read_across_frames=True)
+        return _compress.zstd_reader(prefixed)
     if head[:3] == b"BZh" or head == b"\xfd7zX":
         raise CorruptLayer("layer is bzip2/xz compressed; only plain, gzip and zstd are supported")
     return prefixed
-
-
-def _zstandard() -> Any:
-    try:
-        import zstandard
-    except ImportError:
-        raise UnsupportedError(
-            "zstd layers need the 'zstandard' package (pip install isolate-linux[zstd])",
-            missing="zstandard",
-        ) from None
-    return zstandard
-
-
-# Not in typeshed's tarfile stubs, but public names of the module since Python 3.2.
-_InvalidHeaderError: type[Exception] = tarfile.InvalidHeaderError  # type: ignore[attr-defined]
-_TruncatedHeaderError: type[Exception] = tarfile.TruncatedHeaderError  # type: ignore[attr-defined]
-
-
-class _GuardedTarInfo(tarfile.TarInfo):
-    """TarInfo that refuses memory bombs and does not read garbage as end-of-archive."""
-
-    @classmethod
-    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> _GuardedTarInfo:
-        try:
-            fast = cls._frombuf_fast(buf, encoding, errors)
-            if fast is not None:
-                return fast
-            return super().frombuf(buf, encoding, errors)  # type: ignore[return-value]
-        except (_InvalidHeaderError, _TruncatedHeaderError) as e:
-            # tarfile treats a bad header after the first one as the end of the archive,
-            # which would silently drop the rest of a corrupt layer.
-            raise CorruptLayer(f"bad tar header: {e}") from None
-
-    @classmethod
-    def _frombuf_fast(
-        cls, buf: bytes | bytearray, encoding: str, errors: str
-    ) -> _GuardedTarInfo | None:
-        """Parse a common header (octal numbers, unsigned checksum, not sparse) in one go.
-
-        Header parsing is most of tarfile's per-member cost; this gives the same result as
-        ``TarInfo.frombuf`` for those headers and None for anything else (base-256 numbers,
-        signed checksums, old GNU sparse, end-of-archive and short blocks), which then takes
-        tarfile's own path.
-        """
-        if len(buf) != tarfile.BLOCKSIZE or buf[156:157] == tarfile.GNUTYPE_SPARSE:
-            return None
-        name, type_, linkname, uname, gname, prefix = _USTAR_STRINGS.unpack(buf)
-        common = _COMMON_NUMBERS.fullmatch(buf, 100, 156)
-        if common is not None and buf[329:345] == _NO_DEVICE:
-            # What ustar writers put there: digits and a NUL, read as tarfile's nti() would.
-            mode, uid, gid, size, mtime, checksum = (int(n, 8) for n in common.groups())
-            devmajor = devminor = 0
-        else:
-            try:
-                # tarfile's nti(): up to the first NUL, stripped, octal. Base-256 numbers
-                # raise ValueError here and take tarfile's own path.
-                mode, uid, gid, size, mtime, checksum, devmajor, devminor = [
-                    int(field.split(b"\0", 1)[0].strip() or b"0", 8)
-                    for field in _USTAR_NUMBERS.unpack(buf)
-                ]
-            except ValueError:
-                return None
-        if checksum != 256 + _byte_sum(buf) - _byte_sum(buf[148:156]):
-            return None
-        obj = cls()
-        obj.mode, obj.uid, obj.gid, obj.size, obj.mtime = mode, uid, gid, size, mtime
-        obj.devmajor, obj.devminor = devmajor, devminor
-        obj.chksum = checksum
-        obj.type = type_
-        obj.name = _nts(name, encoding, errors)
-        obj.linkname = _nts(linkname, encoding, errors)
-        obj.uname = _nts(uname, encoding, errors) if uname[0] else ""
-        obj.gname = _nts(gname, encoding, errors) if gname[0] else ""
-        if obj.type == tarfile.AREGTYPE and obj.name.endswith("/"):
-            obj.type = tarfile.DIRTYPE  # old V7 tars mark directories with a slash only
-        if obj.type == tarfile.DIRTYPE:
-            obj.name = obj.name.rstrip("/")
-        if prefix[0] and obj.type not in tarfile.GNU_TYPES:
-            obj.name = _nts(prefix, encoding, errors) + "/" + obj.name
-        return obj
-
-    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
-        if self.type in _EXTENDED_TYPES and self.size > _MAX_EXTENDED_HEADER:
-            raise UnsafeArchive(
-                self.name, f"extended header of {self.size} bytes (limit {_MAX_EXTENDED_HEADER})"
-            )
-        result: tarfile.TarInfo = super()._proc_member(tarfile_)  # type: ignore[misc]
-        return result
-
-
-# The string fields of a ustar header: name, type, linkname, uname, gname, prefix.
-_USTAR_STRINGS = struct.Struct("100s56xc100s8x32s32s16x155s12x")
-# Its numbers: mode, uid, gid, size, mtime, chksum, devmajor, devminor.
-_USTAR_NUMBERS = struct.Struct("100x8s8s8s12s12s8s173x8s8s167x")
-# mode uid gid size mtime chksum as most writers format them.
-_COMMON_NUMBERS = re.compile(rb"([0-7]{7})\0([0-7]{7})\0([0-7]{7})\0([0-7]{11})\0([0-7]{11})\0"
-                             rb"([0-7]{6})\0 ")
-_NO_DEVICE = b"\0" * 16
-
-
-def _byte_sum(data: bytes | bytearray) -> int:
-    """sum(data) for up to 512 bytes, in C: adler32's low half is 1 + the byte sum modulo
-    65521, exact for 256 bytes (at most 65280)."""
-    total = 0
-    for i in range(0, len(data), 256):
-        total += (zlib.adler32(data[i : i + 256]) & 0xFFFF) - 1
-    return total
-
-
-def _nts(field: bytes, encoding: str, errors: str) -> str:
-    return field.split(b"\0", 1)[0].decode(encoding, errors)
-
-
-_EXTENDED_TYPES = (
-    tarfile.XHDTYPE,
-    tarfile.XGLTYPE,
-    tarfile.SOLARIS_XHDTYPE,
-    tarfile.GNUTYPE_LONGNAME,
-    tarfile.GNUTYPE_LONGLINK,
-)
 
 
 def _split_name(entry: str, name: str, what: str = "name") -> tuple[str, ...]:
@@ -413,16 +268,9 @@ def _split_name(entry: str, name: str, what: str = "name") -> tuple[str, ...]:
     return parts
 
 
-def _mtime_ns(member: tarfile.TarInfo) -> int:
-    mtime = member.mtime
-    if isinstance(mtime, int):
-        return mtime * 1_000_000_000
-    return round(mtime * 1e9)
-
-
-def _member_xattrs(member: tarfile.TarInfo) -> list[tuple[str, bytes]]:
+def _member_xattrs(member: Entry) -> list[tuple[str, bytes]]:
     result = []
-    for key, value in member.pax_headers.items():
+    for key, value in member.pax.items():
         if not key.startswith("SCHILY.xattr."):
             continue
         name = key[len("SCHILY.xattr.") :]
@@ -456,7 +304,10 @@ class _Extractor:
         self.chown = os.geteuid() == 0
         self.opaque_xattr = f"{xattr_ns}.overlay.opaque"
         self.dirs: dict[tuple[str, ...], _DirMeta] = {}
+        # Open directory fds by path, least recently used first; at most _MAX_CACHED_DIRS.
         self.cache: dict[tuple[str, ...], int] = {}
+        self.held: set[int] = set()  # fds dir_fd handed out since the last entry_done()
+        self.retired: list[int] = []  # of those, the ones evicted from the cache
         # Paths this archive created: whiteouts only hide or delete what earlier layers made.
         self.created: set[tuple[str, ...]] = set()
         self.track_created = whiteouts != "keep"
@@ -467,9 +318,8 @@ class _Extractor:
         self.native: _sys.LayerUnpacker | None = None
 
     def close(self) -> None:
-        for fd in self.cache.values():
-            os.close(fd)
-        self.cache.clear()
+        self._close_cache()
+        self.entry_done()
         if self.native is not None:
             self.native.close()
 
@@ -504,13 +354,41 @@ class _Extractor:
     def dir_fd(self, parts: tuple[str, ...], entry: str, *, create: bool = True) -> int:
         if not parts:
             return self.root_fd
-        fd = self.cache.get(parts)
-        if fd is not None:
-            return fd
-        parent = self.dir_fd(parts[:-1], entry, create=create)
+        fd = self.cache.pop(parts, None)
+        if fd is None:
+            # Down from the deepest directory already open, one component at a time (a loop,
+            # not recursion: a layer may nest directories deeper than the recursion limit).
+            depth = len(parts) - 1
+            while depth and parts[:depth] not in self.cache:
+                depth -= 1
+            fd = self.cache[parts[:depth]] if depth else self.root_fd
+            while depth < len(parts) - 1:
+                depth += 1
+                fd = self._cache(parts[:depth], self._open_child(fd, parts[:depth], entry,
+                                                                  create))
+            fd = self._open_child(fd, parts, entry, create)
+        self._cache(parts, fd)  # the most recently used, evicted last
+        self.held.add(fd)
+        return fd
+
+    def _cache(self, parts: tuple[str, ...], fd: int) -> int:
+        if len(self.cache) >= _MAX_CACHED_DIRS:
+            self._retire(self.cache.pop(next(iter(self.cache))))  # the least recently used
+        self.cache[parts] = fd
+        return fd
+
+    def _retire(self, fd: int) -> None:
+        # An fd handed out for the current entry stays open until the entry is done: closing
+        # it could let its number be reused for something else while a caller holds it.
+        if fd in self.held:
+            self.retired.append(fd)
+        else:
+            os.close(fd)
+
+    def _open_child(self, parent: int, parts: tuple[str, ...], entry: str, create: bool) -> int:
         name = parts[-1]
         try:
-            fd = os.open(name, _DIR_OPEN, dir_fd=parent)
+            return os.open(name, _DIR_OPEN, dir_fd=parent)
         except FileNotFoundError:
             if not create:
                 raise CorruptLayer(
@@ -519,7 +397,7 @@ class _Extractor:
             os.mkdir(name, 0o755, dir_fd=parent)
             if self.track_created:
                 self.created.add(parts)
-            fd = os.open(name, _DIR_OPEN, dir_fd=parent)
+            return os.open(name, _DIR_OPEN, dir_fd=parent)
         except OSError as e:
             if e.errno not in (errno.ENOTDIR, errno.ELOOP):
                 raise _os_error(e, f"cannot open directory for {entry!r}", "/".join(parts)) from e
@@ -530,19 +408,21 @@ class _Extractor:
                 os.unlink(name, dir_fd=parent)
                 os.mkdir(name, 0o755, dir_fd=parent)
                 self._opaque_if_whiteout(parent, name, st, entry)
-                fd = os.open(name, _DIR_OPEN, dir_fd=parent)
-                self.cache[parts] = fd
-                return fd
+                return os.open(name, _DIR_OPEN, dir_fd=parent)
             kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a directory"
             raise UnsafeArchive(entry, f"parent {'/'.join(parts)!r} is {kind}") from None
-        self.cache[parts] = fd
-        return fd
 
-    def trim_cache(self) -> None:
-        # Only between entries: within one, callers hold fds from the cache (a hardlink holds
-        # two), and closing one could let its number be reused for something else.
-        if len(self.cache) >= _MAX_CACHED_DIRS:
-            self.close()
+    def entry_done(self) -> None:
+        """Between entries: fds handed out for the last one may be closed now."""
+        for fd in self.retired:
+            os.close(fd)
+        self.retired.clear()
+        self.held.clear()
+
+    def _close_cache(self) -> None:
+        for fd in self.cache.values():
+            os.close(fd)
+        self.cache.clear()
 
     def remove(self, pfd: int, parts: tuple[str, ...]) -> None:
         """Remove whatever is at ``parts`` (a tree, if a directory); absent is fine."""
@@ -556,13 +436,13 @@ class _Extractor:
             pass
         n = len(parts)
         for key in [k for k in self.cache if k[:n] == parts]:
-            os.close(self.cache.pop(key))
-        _remove_tree(pfd, name)
+            self._retire(self.cache.pop(key))
+        _tree.remove_tree_at(pfd, name)
 
     # ---- entries
 
-    def add(self, tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
-        self.trim_cache()
+    def add(self, tf: TarStream, m: Entry) -> None:
+        self.entry_done()
         entry = m.name
         parts = _split_name(entry, entry)
         if not parts:
@@ -611,7 +491,7 @@ class _Extractor:
             self.created.add(parts)
 
     def _regular(
-        self, tf: tarfile.TarFile, pfd: int, parts: tuple[str, ...], m: tarfile.TarInfo
+        self, tf: TarStream, pfd: int, parts: tuple[str, ...], m: Entry
     ) -> None:
         # As _create, written out: this is the hot path.
         try:
@@ -624,29 +504,22 @@ class _Extractor:
         try:
             if m.size:
                 self._copy_data(tf, m, fd)
-            self._meta_fd(fd, m, _member_xattrs(m) if m.pax_headers else [])
+            self._meta_fd(fd, m, _member_xattrs(m) if m.pax else [])
         finally:
             os.close(fd)
 
-    def _copy_data(self, tf: tarfile.TarFile, m: tarfile.TarInfo, fd: int) -> None:
-        if m.issparse():
-            src: Any = tf.extractfile(m)
+    def _copy_data(self, tf: TarStream, m: Entry, fd: int) -> None:
+        if m.sparse is None:
+            _copy_region(tf, m, fd, None, m.size)
         else:
-            # The reader is at the member's data; reading it straight from there skips the
-            # per-member file object tarfile would build.
-            src = tf.fileobj
-        remaining = m.size
-        while remaining:
-            chunk = src.read(min(remaining, _CHUNK))
-            if not chunk:
-                raise CorruptLayer(f"layer entry {m.name!r}: data truncated")
-            remaining -= len(chunk)
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view) :]
+            # Only the data regions are written, each where it belongs: the holes between
+            # them stay holes, as GNU tar leaves them (the file's size is set at the end).
+            for offset, length in m.sparse:
+                _copy_region(tf, m, fd, offset, length)
+            os.ftruncate(fd, m.size)
         self.bytes += m.size
 
-    def _hardlink(self, pfd: int, parts: tuple[str, ...], m: tarfile.TarInfo) -> None:
+    def _hardlink(self, pfd: int, parts: tuple[str, ...], m: Entry) -> None:
         target = _split_name(m.name, m.linkname, "hardlink target")
         if not target:
             raise UnsafeArchive(m.name, "hardlink to the root")
@@ -667,7 +540,7 @@ class _Extractor:
         self._create(pfd, parts, lambda: os.link(
             target[-1], parts[-1], src_dir_fd=tpfd, dst_dir_fd=pfd, follow_symlinks=False))
 
-    def _mkdir(self, pfd: int, parts: tuple[str, ...], m: tarfile.TarInfo) -> None:
+    def _mkdir(self, pfd: int, parts: tuple[str, ...], m: Entry) -> None:
         name = parts[-1]
         try:
             # Owner-only until the end: children are still to be written, also unprivileged.
@@ -694,7 +567,7 @@ class _Extractor:
             finally:
                 os.close(fd)
 
-    def _whiteout(self, m: tarfile.TarInfo, parts: tuple[str, ...]) -> None:
+    def _whiteout(self, m: Entry, parts: tuple[str, ...]) -> None:
         self.take_native_created()
         base = parts[-1]
         pfd = self.dir_fd(parts[:-1], m.name)
@@ -722,28 +595,26 @@ class _Extractor:
 
     # ---- metadata
 
-    def _dir_meta(self, m: tarfile.TarInfo) -> _DirMeta:
-        return _DirMeta(m.name, m.mode & 0o7777, m.uid, m.gid, _mtime_ns(m), _member_xattrs(m))
+    def _dir_meta(self, m: Entry) -> _DirMeta:
+        return _DirMeta(m.name, m.mode & 0o7777, m.uid, m.gid, m.mtime_ns, _member_xattrs(m))
 
-    def _meta_fd(self, fd: int, m: tarfile.TarInfo, xattrs: list[tuple[str, bytes]]) -> None:
+    def _meta_fd(self, fd: int, m: Entry, xattrs: list[tuple[str, bytes]]) -> None:
         # Order matters: chown clears set-id bits and file capabilities, so it goes first.
         if self.chown:
             os.fchown(fd, m.uid, m.gid)
         os.fchmod(fd, m.mode & 0o7777)
         for name, value in xattrs:
             self._xattr(fd, name, value, m.name)
-        mtime = _mtime_ns(m)
-        os.utime(fd, ns=(mtime, mtime))
+        os.utime(fd, ns=(m.mtime_ns, m.mtime_ns))
 
-    def _meta_at(self, pfd: int, name: str, m: tarfile.TarInfo) -> None:
+    def _meta_at(self, pfd: int, name: str, m: Entry) -> None:
         # Symlinks, devices and fifos cannot be opened for writing metadata safely; use the
         # *at calls without following links. (xattrs on these are not restored.)
         if self.chown:
             os.chown(name, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
         if not m.issym():
             os.chmod(name, m.mode & 0o7777, dir_fd=pfd)
-        mtime = _mtime_ns(m)
-        os.utime(name, ns=(mtime, mtime), dir_fd=pfd, follow_symlinks=False)
+        os.utime(name, ns=(m.mtime_ns, m.mtime_ns), dir_fd=pfd, follow_symlinks=False)
 
     def _xattr(self, fd: int, name: str, value: bytes, entry: str) -> None:
         try:
@@ -759,7 +630,7 @@ class _Extractor:
         # Deepest first, so a parent made unsearchable does not block its children.
         for parts in sorted(self.dirs, key=len, reverse=True):
             meta = self.dirs[parts]
-            self.trim_cache()
+            self.entry_done()
             try:
                 fd = self.dir_fd(parts, meta.entry, create=False) if parts else self.root_fd
             except (UnsafeArchive, CorruptLayer):
@@ -780,23 +651,8 @@ def _set_xattr(setter: Any, fd: int, name: str, value: bytes, entry: str) -> Non
 
 
 def _decode(name: bytes) -> str:
-    # As tarfile decodes member names, so paths from C and from tarfile compare equal.
-    return name.decode(tarfile.ENCODING, "surrogateescape")
-
-
-def _remove_tree(pfd: int, name: str) -> None:
-    fd = os.open(name, _DIR_OPEN, dir_fd=pfd)
-    try:
-        with os.scandir(fd) as it:
-            entries = list(it)
-        for child in entries:
-            if child.is_dir(follow_symlinks=False):
-                _remove_tree(fd, child.name)
-            else:
-                os.unlink(child.name, dir_fd=fd)
-    finally:
-        os.close(fd)
-    os.rmdir(name, dir_fd=pfd)
+    # As the tar reader decodes member names, so paths from C and from Python compare equal.
+    return name.decode("utf-8", "surrogateescape")
 
 
 def extract(
@@ -836,14 +692,18 @@ def extract(
     picks ``trusted`` or ``user`` overlay xattrs (default: ``trusted`` when privileged, else
     ``user``, as overlayfs mounted with ``userxattr`` wants). Overlay xattrs carried in the
     archive itself are dropped (they could redirect lookups); so is ``security.selinux``.
-    xattrs on symlinks, devices and fifos are not restored.
+    xattrs on symlinks, devices and fifos are not restored. GNU sparse files are written
+    sparse (the holes are not written).
 
     On error, ``dest`` is left as far as extraction got: callers extract into a temporary
     directory and rename it into place on success (the image store does).
 
     Raises:
         UnsafeArchive: a hostile entry (see above) or an oversized extended header.
-        CorruptLayer: the stream is not a tar (or not one we can decompress), or is truncated.
+        CorruptLayer: the stream is not a tar (or not one we can decompress), is truncated
+            (also at a header, without the end-of-archive block), has a bad header or pax
+            record after good ones, or holds an id, device number or time out of range
+            (see :mod:`isolate.fs._tar`).
         ConfigError: a bad argument (unknown ``whiteouts``/``xattr_namespace``, ``dest`` not a
             directory).
         IsolateOSError: a filesystem call failed (errno and file kept, ``step="extract"``).
@@ -875,6 +735,32 @@ def _extract(
         privileged = _default_privileged()
     xattr_ns = xattr_namespace or ("trusted" if privileged else "user")
 
+    try:
+        # dest itself is the caller's choice and may be reached through a symlink.
+        root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        raise _os_error(e, "cannot open extraction root", dest) from e
+    ex = _Extractor(root_fd, whiteouts=whiteouts, privileged=privileged, xattr_ns=xattr_ns)
+    try:
+        with _layer_stream(source) as reader:
+            _extract_members(reader, ex, native=native)
+            reader.drain()
+            ex.finish_dirs()
+    finally:
+        ex.close()
+        os.close(root_fd)
+    return LayerStats(
+        files=ex.files,
+        bytes=ex.bytes,
+        diff_id="sha256:" + reader.hash.hexdigest(),
+        skipped=ex.skipped,
+    )
+
+
+@contextlib.contextmanager
+def _layer_stream(source: Source) -> Iterator[_TarReader]:
+    """The decompressed, hashed stream of the layer at a path or in a stream; damage found
+    by the decompressor, here or in the body, is CorruptLayer. A path is closed after."""
     if isinstance(source, (str, os.PathLike)):
         try:
             raw: Any = open(source, "rb")  # noqa: SIM115 - closed in the finally below
@@ -883,20 +769,10 @@ def _extract(
         owns_raw = True
     else:
         raw, owns_raw = source, False
-    try:
-        # dest itself is the caller's choice and may be reached through a symlink.
-        root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError as e:
-        if owns_raw:
-            raw.close()
-        raise _os_error(e, "cannot open extraction root", dest) from e
-    ex = _Extractor(root_fd, whiteouts=whiteouts, privileged=privileged, xattr_ns=xattr_ns)
     reader: _TarReader | None = None
     try:
         reader = _TarReader(_decompressed(raw))
-        _extract_members(reader, ex, native=native)
-        reader.drain()
-        ex.finish_dirs()
+        yield reader
     except _CORRUPT_STREAM as e:
         raise CorruptLayer(f"layer is not a readable tar stream: {e}") from e
     except Exception as e:
@@ -906,65 +782,103 @@ def _extract(
     finally:
         if reader is not None:
             reader.hash.close()
-        ex.close()
-        os.close(root_fd)
         if owns_raw:
             raw.close()
-    return LayerStats(
-        files=ex.files,
-        bytes=ex.bytes,
-        diff_id="sha256:" + reader.hash.hexdigest(),
-        skipped=ex.skipped,
-    )
 
 
-# What decompressors and tarfile raise for a damaged stream (BadGzipFile is an OSError).
-_CORRUPT_STREAM = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
+def check(source: Source) -> LayerStats:
+    """Read a layer through without extracting it: is it one :func:`extract` would unpack?
+
+    Every header is read and judged as :func:`extract` judges it (the stream's compression,
+    its tar structure, names that would leave the root, hardlink targets, whiteout names, entry
+    types); file data is skipped, not written. Returns what an extraction would count
+    (``files``, ``bytes``) and the diff id. What only the filesystem can tell (a symlink in
+    the way, a hardlink to a missing file) is left to :func:`extract`.
+
+    Raises:
+        CorruptLayer, UnsafeArchive: as :func:`extract`.
+        IsolateOSError: ``source`` cannot be opened or read.
+        UnsupportedError: zstd data and no zstd support.
+    """
+    files = data = 0
+    with _layer_stream(source) as reader:
+        members = TarStream(reader)
+        while (m := members.next()) is not None:
+            parts = _split_name(m.name, m.name)
+            if not parts and not m.isdir():
+                raise UnsafeArchive(m.name, "non-directory entry for the root")
+            base = parts[-1] if parts else ""
+            if base.startswith(_WH_PREFIX) and base != _WH_OPAQUE:
+                name = base[len(_WH_PREFIX) :]
+                if name in ("", ".", "..") or name.startswith(_WH_PREFIX):
+                    raise UnsafeArchive(m.name, "whiteout of an invalid name")
+            elif m.islnk():
+                if not _split_name(m.name, m.linkname, "hardlink target"):
+                    raise UnsafeArchive(m.name, "hardlink to the root")
+            elif not (m.isdir() or m.isreg() or m.issym() or m.ischr() or m.isblk()
+                      or m.isfifo()):
+                raise CorruptLayer(f"layer entry {m.name!r}: unsupported tar type {m.type!r}")
+            if m.isreg():
+                data += m.size
+            files += 1
+        reader.drain()
+    return LayerStats(files=files, bytes=data, diff_id="sha256:" + reader.hash.hexdigest())
+
+
+# What decompressors raise for a damaged stream (BadGzipFile is an OSError).
+_CORRUPT_STREAM = (EOFError, zlib.error, gzip.BadGzipFile)
 
 
 def _extract_members(reader: _TarReader, ex: _Extractor, *, native: bool) -> None:
     if native:
         ex.native = _sys.LayerUnpacker(ex.root_fd, chown=ex.chown,
                                        track_created=ex.track_created)
-    tf: Any = None  # a TarFile, typed loosely: its reading state is used as CPython has it
+    members = TarStream(reader)
     try:
         while True:
             if ex.native is not None:
                 _unpack_native(reader, ex.native)
                 ex.native.forget_dirs()  # Python may replace directories from here on
                 ex.take_native_dirs()
-            if tf is None:
-                # Opened where the first header Python handles starts; it reads that member
-                # (None: the archive ended there).
-                tf = tarfile.TarFile(fileobj=reader, mode="r",  # type: ignore[arg-type]
-                                     tarinfo=_GuardedTarInfo)
-                member, tf.firstmember = tf.firstmember, None
-            else:
-                if ex.native is not None:
-                    tf.offset = reader.tell()
-                member = tf.next()
+                members.offset = reader.tell()  # C took everything up to here
+            member = members.next()
             if member is None:
                 break
-            # TarFile keeps every member; an extraction only needs the current one.
-            tf.members.clear()
             try:
-                ex.add(tf, member)
+                ex.add(members, member)
             except OSError as e:
                 if isinstance(e, (IsolateOSError, *_CORRUPT_STREAM)):
                     raise
                 raise _os_error(e, f"cannot extract layer entry {member.name!r}",
                                 member.name) from e
             if ex.native is not None:
-                if tf.pax_headers:
-                    # A global pax header changes every later member: tarfile's job alone.
+                if members.global_pax:
+                    # A global pax header changes every later member: Python's job alone.
                     ex.stop_native()
-                elif reader.seek(tf.offset) != tf.offset:
+                elif reader.seek(members.offset) != members.offset:
                     raise CorruptLayer("layer is not a readable tar stream: "
                                        "unexpected end of data")
     finally:
-        if tf is not None:
-            tf.close()
         ex.stop_native()
+
+
+def _copy_region(tf: TarStream, m: Entry, fd: int, offset: int | None, length: int) -> None:
+    """Copy ``length`` bytes of the entry's data to ``fd``: at its position, or at
+    ``offset``."""
+    remaining = length
+    while remaining:
+        chunk = tf.read(min(remaining, _CHUNK))
+        if not chunk:
+            raise CorruptLayer(f"layer entry {m.name!r}: data truncated")
+        remaining -= len(chunk)
+        view = memoryview(chunk)
+        while view:
+            if offset is None:
+                view = view[os.write(fd, view) :]
+            else:
+                written = os.pwrite(fd, view, offset)
+                offset += written
+                view = view[written:]
 
 
 def _unpack_native(reader: _TarReader, native: _sys.LayerUnpacker) -> None:
@@ -976,7 +890,7 @@ def _unpack_native(reader: _TarReader, native: _sys.LayerUnpacker) -> None:
             return
         if reader._fill():
             continue
-        # End of the stream: inside an entry it is truncated; at a header, tarfile decides.
+        # End of the stream: inside an entry it is truncated; at a header, Python decides.
         if native.data_pending:
             raise CorruptLayer(f"layer entry {native.entry!r}: data truncated")
         if native.padding_pending:
@@ -1104,17 +1018,27 @@ def _is_opaque(xattrs: dict[str, bytes]) -> bool:
     return any(xattrs.get(p + "opaque") == b"y" for p in _OVERLAY_XATTR_PREFIXES)
 
 
+def _sorted_children(path: str) -> Iterator[os.DirEntry[str]]:
+    with os.scandir(path) as it:
+        return iter(sorted(it, key=lambda e: e.name))
+
+
 def _walk_sorted(root: str) -> Iterator[tuple[str, str, os.stat_result]]:
     """Yield (archive name, path, lstat) under ``root``: sorted, each directory followed by
-    its whole subtree (recursion depth is the tree's depth, which is small)."""
-    with os.scandir(root) as it:
-        children = sorted(it, key=lambda e: e.name)
-    for child in children:
+    its whole subtree. A loop over a stack, not recursion: trees may be deeper than Python's
+    recursion limit."""
+    stack = [("", _sorted_children(root))]
+    while stack:
+        prefix, children = stack[-1]
+        child = next(children, None)
+        if child is None:
+            stack.pop()
+            continue
         st = child.stat(follow_symlinks=False)
-        yield child.name, child.path, st
+        name = prefix + child.name
+        yield name, child.path, st
         if stat.S_ISDIR(st.st_mode):
-            for name, path, sub in _walk_sorted(child.path):
-                yield child.name + "/" + name, path, sub
+            stack.append((name + "/", _sorted_children(child.path)))
 
 
 def _tarinfo(name: str, st: os.stat_result) -> tarfile.TarInfo:
@@ -1208,15 +1132,13 @@ def _write(
         # No file name and mtime 0 in the gzip header: the same tree gives the same blob.
         compressor = gzip.GzipFile(filename="", mode="wb", compresslevel=6, fileobj=out, mtime=0)
     elif compression == "zstd":
-        compressor = _zstandard().ZstdCompressor(level=3).stream_writer(out, closefd=False)
+        compressor = _compress.zstd_writer(out)
     writer = _TarWriter(compressor if compressor is not None else out)
     try:
         _write_tree(src, writer, whiteouts=whiteouts, for_diff=for_diff)
         writer.close()
         if compressor is not None:
-            if compression == "zstd":
-                compressor.flush(_zstandard().FLUSH_FRAME)
-            compressor.close()
+            compressor.close()  # ends the gzip member or zstd frame; out stays open
     except OSError as e:
         if isinstance(e, IsolateOSError):
             raise

@@ -11,14 +11,13 @@ import contextlib
 import fcntl
 import os
 import secrets
-import shutil
-import stat
 import time
 from collections.abc import Iterator
 from typing import BinaryIO
 
 from isolate._procs import pid_alive
 from isolate.errors import ImageError
+from isolate.fs import _tree
 
 __all__ = ["FileLock", "TempSpace", "fsync_dir", "fsync_tree", "remove_tree"]
 
@@ -33,42 +32,22 @@ def fsync_dir(path: str) -> None:
 
 
 def fsync_tree(path: str) -> None:
-    """fsync every regular file and directory below ``path`` (before it is renamed visible)."""
-    for dirpath, _dirs, files in os.walk(path):
-        for name in files:
-            full = os.path.join(dirpath, name)
-            st = os.lstat(full)
-            if stat.S_ISREG(st.st_mode):
-                fd = os.open(full, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-        fsync_dir(dirpath)
+    """fsync every regular file and directory below ``path`` (before it is renamed visible),
+    at any depth (see :mod:`isolate.fs._tree`)."""
+    _tree.fsync_tree(path)
 
 
 def remove_tree(path: str) -> None:
-    """Remove a file or tree, also when extracted modes made directories unwritable."""
-    if not os.path.lexists(path):
-        return
-    if not os.path.isdir(path) or os.path.islink(path):
-        os.unlink(path)
-        return
+    """Remove a file or tree, also when extracted modes made directories unwritable, and at
+    any depth (a layer may nest directories deeper than Python's recursion limit).
 
-    def fix(func: object, p: str, _exc: object) -> None:
-        # A layer may contain 0500 directories; make the parent writable and retry once.
-        parent = os.path.dirname(p)
-        with contextlib.suppress(OSError):
-            os.chmod(parent, 0o700)
-        if os.path.isdir(p) and not os.path.islink(p):
-            with contextlib.suppress(OSError):
-                os.chmod(p, 0o700)
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(p)
-
-    shutil.rmtree(path, onerror=fix)
+    Raises:
+        ImageError: something in the tree could not be removed (errno kept as the cause).
+    """
+    try:
+        _tree.remove_tree(path)
+    except OSError as exc:
+        raise ImageError(f"cannot remove {path}: {exc.strerror or exc}") from exc
 
 
 class FileLock:
@@ -148,7 +127,10 @@ class TempSpace:
                         continue
             elif pid_text.isdigit() and pid_alive(int(pid_text)):
                 continue
-            remove_tree(path)
+            try:
+                remove_tree(path)
+            except ImageError:
+                continue  # not ours to remove after all (another user's): left for its owner
             removed += 1
         return removed
 

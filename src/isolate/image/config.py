@@ -190,8 +190,9 @@ def parse_config_blob(data: bytes) -> tuple[ImageConfig, Platform, tuple[str, ..
 
 
 def build_config_blob(config: ImageConfig, platform: Platform, diff_ids: list[str],
-                      created: str, history: list[dict[str, Any]] | None = None) -> bytes:
-    """Encode a new OCI image config blob."""
+                      created: str, history: list[dict[str, Any]] | None = None, *,
+                      author: str | None = None) -> bytes:
+    """Encode a new OCI image config blob (``history`` defaults to an entry per layer)."""
     doc: dict[str, Any] = {
         "created": created,
         "architecture": platform.architecture,
@@ -203,4 +204,6 @@ def build_config_blob(config: ImageConfig, platform: Platform, diff_ids: list[st
     }
     if platform.variant:
         doc["variant"] = platform.variant
+    if author:
+        doc["author"] = author
     return canonical_json(doc)

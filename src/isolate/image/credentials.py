@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 
 from isolate.errors import ConfigError, ImageError, IsolateOSError
-from isolate.image.reference import _DOMAIN, DEFAULT_REGISTRY, DOCKER_HUB_API_HOST
+from isolate.image.reference import DEFAULT_REGISTRY, DOCKER_HUB_API_HOST, is_registry_host
 
 __all__ = [
     "DOCKER_HUB_KEY",
@@ -103,8 +103,9 @@ def registry_key(registry: str) -> str:
         ConfigError: ``registry`` is not a host[:port] or URL of one.
     """
     host = _host_of(registry)
-    if not _DOMAIN.match(host):
-        raise ConfigError(f"registry: {registry!r} is not a registry host[:port]")
+    if not is_registry_host(host):
+        raise ConfigError(f"registry: {registry!r} is not a registry host[:port] (a port is 1 "
+                          "to 65535)")
     return DOCKER_HUB_KEY if host == DEFAULT_REGISTRY else host
 
 
@@ -114,7 +115,7 @@ def _read_config(path: str) -> dict[str, Any]:
             doc = json.loads(f.read())
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise ImageError(f"cannot read registry credentials from {path}: {exc}") from None
     if not isinstance(doc, dict):
         raise ImageError(f"{path}: not a Docker config (the top level is not a JSON object)")
@@ -250,7 +251,7 @@ def _helper_get(helper: str, key: str, timeout: float) -> Credentials | None:
         user, secret = answer.get("Username", ""), answer.get("Secret", "")
         if not isinstance(user, str) or not isinstance(secret, str):
             raise ValueError("Username and Secret must be strings")
-    except (ValueError, AttributeError) as exc:
+    except (ValueError, AttributeError, RecursionError) as exc:
         raise CredentialHelperError(f"docker-credential-{helper}", "get",
                                     f"answered something that is not its JSON: {exc}"
                                     ) from None

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
 
-from isolate.errors import ImageError
+from isolate.errors import ImageError, UnsupportedError
+from isolate.fs._compress import zstd_available
 from isolate.image.reference import Platform, is_digest
 
 __all__ = [
@@ -39,6 +40,8 @@ DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
+DOCKER_LAYER_ZSTD = "application/vnd.docker.image.rootfs.diff.tar.zstd"
+ZSTD_LAYER_TYPES = (OCI_LAYER_ZSTD, DOCKER_LAYER_ZSTD)
 
 INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
 MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
@@ -72,6 +75,8 @@ def load_json(data: bytes, what: str) -> dict[str, Any]:
         obj = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ImageError(f"{what}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ImageError(f"{what}: JSON nested too deep") from None
     if not isinstance(obj, dict):
         raise ImageError(f"{what}: expected a JSON object, got {type(obj).__name__}")
     return obj
@@ -224,8 +229,22 @@ def layer_compression(media_type: str) -> str | None:
     """
     if media_type in (OCI_LAYER_GZIP, DOCKER_LAYER_GZIP):
         return "gzip"
-    if media_type == OCI_LAYER_ZSTD:
+    if media_type in ZSTD_LAYER_TYPES:
         return "zstd"
     if media_type in (OCI_LAYER, DOCKER_LAYER):
         return None
     raise ImageError(f"layer media type {media_type!r} is not a tar layer we can unpack")
+
+
+def require_layer_support(layers: Iterable[Descriptor], what: str) -> None:
+    """Refuse, before anything is fetched, an image whose layers this install cannot unpack
+    (zstd without zstd support), rather than failing at its first run.
+
+    Raises:
+        UnsupportedError: a zstd layer and neither compression.zstd nor zstandard.
+    """
+    if any(d.media_type in ZSTD_LAYER_TYPES for d in layers) and not zstd_available():
+        raise UnsupportedError(f"{what} has zstd-compressed layers, and this Python has "
+                               "neither compression.zstd nor the zstandard package "
+                               "(reinstall isolate-linux, which depends on it)",
+                               missing="zstandard")

@@ -1,11 +1,13 @@
 """Image references (``registry/repo:tag@sha256:...``) and platforms (``linux/arm64/v8``).
 
 Owns parsing and normalising names by the Docker reference grammar, with Docker's defaults
-(``docker.io``, ``library/``, ``latest``). Pure values: no I/O, no network, no store access.
+(``docker.io``, ``library/``, ``latest``), and naming the host's platform. Pure values: no I/O
+beyond ``uname``, no network, no store access.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -13,7 +15,8 @@ import attrs
 
 from isolate.errors import ConfigError
 
-__all__ = ["DEFAULT_REGISTRY", "Platform", "Reference", "is_digest"]
+__all__ = ["DEFAULT_REGISTRY", "Platform", "Reference", "host_platform", "is_digest",
+           "is_registry_host"]
 
 DEFAULT_REGISTRY = "docker.io"
 DEFAULT_TAG = "latest"
@@ -26,7 +29,7 @@ _SEP = r"(?:[._]|__|-+)"
 _PATH_COMPONENT = re.compile(rf"{_ALNUM}(?:{_SEP}{_ALNUM})*\Z")
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN = re.compile(
-    rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?\Z"
+    rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::([0-9]+))?\Z"
 )
 _TAG = re.compile(r"[\w][\w.-]{0,127}\Z")
 _DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}\Z")
@@ -38,9 +41,16 @@ def is_digest(value: str) -> bool:
     return bool(_SHA256.match(value))
 
 
+def is_registry_host(value: str) -> bool:
+    """True if ``value`` is a ``host[:port]`` a registry can have (a port from 1 to 65535)."""
+    match = _DOMAIN.match(value)
+    return match is not None and (match.group(1) is None or 0 < int(match.group(1)) < 65536)
+
+
 def _check_registry(_inst: object, attribute: attrs.Attribute[str], value: str) -> None:
-    if not _DOMAIN.match(value):
-        raise ConfigError(f"{attribute.name}: {value!r} is not a registry host[:port]")
+    if not is_registry_host(value):
+        raise ConfigError(f"{attribute.name}: {value!r} is not a registry host[:port] "
+                          "(a port is 1 to 65535)")
 
 
 def _check_repository(_inst: object, attribute: attrs.Attribute[str], value: str) -> None:
@@ -124,8 +134,9 @@ class Reference:
             registry = DEFAULT_REGISTRY
         if registry == DEFAULT_REGISTRY and "/" not in path:
             path = f"library/{path}"
-        if not _DOMAIN.match(registry):
-            raise ConfigError(f"image reference {text!r}: {registry!r} is not a registry host")
+        if not is_registry_host(registry):
+            raise ConfigError(f"image reference {text!r}: {registry!r} is not a registry host "
+                              "(a port is 1 to 65535)")
         if not all(_PATH_COMPONENT.match(p) for p in path.split("/")):
             raise ConfigError(
                 f"image reference {text!r}: repository {path!r} must be lowercase letters and "
@@ -170,6 +181,23 @@ class Reference:
 
 
 _OS_ARCH = re.compile(r"[a-z0-9_.-]+\Z")
+# uname -m -> (OCI architecture, variant), as Docker and containerd name them.
+_MACHINES: dict[str, tuple[str, str | None]] = {
+    "x86_64": ("amd64", None), "amd64": ("amd64", None),
+    "aarch64": ("arm64", "v8"), "arm64": ("arm64", "v8"),
+    "armv7l": ("arm", "v7"), "armv8l": ("arm", "v7"), "armv6l": ("arm", "v6"),
+    "i386": ("386", None), "i486": ("386", None), "i586": ("386", None), "i686": ("386", None),
+    "ppc64le": ("ppc64le", None), "s390x": ("s390x", None), "riscv64": ("riscv64", None),
+    "mips64": ("mips64", None), "loongarch64": ("loong64", None),
+}
+
+
+def host_platform() -> Platform:
+    """The platform this machine runs natively: ``linux/amd64`` on x86-64, ``linux/arm64/v8``
+    on aarch64... (another machine name is used as the architecture as it is)."""
+    machine = os.uname().machine
+    arch, variant = _MACHINES.get(machine, (machine.lower(), None))
+    return Platform("linux", arch, variant)
 
 
 def _check_platform_part(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:

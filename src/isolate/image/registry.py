@@ -1,7 +1,8 @@
 """Registry client (OCI distribution spec): pull and push images, with Docker's auth flows.
 
 Owns HTTP to registries (standard library ``http.client``: we need control over redirects so
-credentials never follow a blob redirect to another host, and Range requests for resuming),
+credentials never follow a blob redirect to another host, and Range requests for resuming;
+proxies from the environment, see :mod:`isolate.image._proxy`, tunnel HTTPS with CONNECT),
 the WWW-Authenticate challenge (Basic and Bearer), credentials from the Docker config, and the
 pull/push algorithms. Writes to disk only through the :class:`~isolate.image.store.Store`.
 """
@@ -13,19 +14,21 @@ import concurrent.futures
 import contextlib
 import hashlib
 import http.client
-import ipaddress
 import json
 import os
 import re
+import socket
 import ssl
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 import attrs
 
-from isolate.errors import ConfigError, DigestMismatch, ImageError
+from isolate.errors import ConfigError, DigestMismatch, ImageError, UnsupportedError
+from isolate.image._proxy import Proxy, ProxySettings, is_loopback_host
+from isolate.image._storage import BlobStore
 from isolate.image.config import Image
 from isolate.image.credentials import (
     DOCKER_HUB_KEY,
@@ -43,13 +46,11 @@ from isolate.image.oci import (
     media_type_of,
     parse_index,
     parse_manifest,
+    require_layer_support,
     select_platform,
     sha256_digest,
 )
-from isolate.image.reference import DOCKER_HUB_API_HOST, Platform, Reference
-
-if TYPE_CHECKING:
-    from isolate.image.store import Store
+from isolate.image.reference import DOCKER_HUB_API_HOST, Platform, Reference, is_registry_host
 
 __all__ = [
     "ImageNotFound",
@@ -65,6 +66,7 @@ __all__ = [
 
 _CHUNK = 1 << 20
 _MAX_MANIFEST = 4 << 20
+_MAX_LINE = 65536
 
 
 class ImageNotFound(ImageError):
@@ -96,17 +98,6 @@ class Progress:
     total: int
 
 
-def _is_loopback(host: str) -> bool:
-    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    name = name.strip("[]")
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
 def _split_host(host: str) -> tuple[str, int | None]:
     parsed = urllib.parse.urlsplit("//" + host)
     return parsed.hostname or host, parsed.port
@@ -124,10 +115,48 @@ def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
 
 
 def _error_text(body: bytes) -> str:
-    with contextlib.suppress(ValueError, AttributeError, TypeError):
+    with contextlib.suppress(ValueError, AttributeError, TypeError, RecursionError):
         errors = json.loads(body).get("errors") or []
         return "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors)
     return body[:200].decode("utf-8", "replace")
+
+
+class _TunnelledHTTPS(http.client.HTTPSConnection):
+    """HTTPS to a registry through an HTTP proxy: a CONNECT tunnel, then TLS end to end
+    inside it, the certificate checked against the registry's name (not the proxy's).
+
+    The CONNECT is isolate's own rather than ``set_tunnel``'s: that one leaves its response
+    unclosed when the proxy refuses (a ResourceWarning later) and does not bracket IPv6
+    hosts.
+    """
+
+    def __init__(self, proxy: Proxy, host: str, port: int, *, timeout: float,
+                 context: ssl.SSLContext) -> None:
+        super().__init__(host, port, timeout=timeout, context=context)
+        self._proxy = proxy
+        self._tls = context
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self._proxy.host, self._proxy.port), self.timeout)
+        try:
+            host = f"[{self.host}]" if ":" in self.host else self.host
+            target = f"{host}:{self.port}"
+            lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}",
+                     *(f"{k}: {v}" for k, v in self._proxy.headers.items()), "", ""]
+            sock.sendall("\r\n".join(lines).encode("latin-1"))
+            # Unbuffered: not a byte past the proxy's answer may be taken from the socket.
+            with sock.makefile("rb", buffering=0) as answer:
+                status = answer.readline(_MAX_LINE)
+                while answer.readline(_MAX_LINE) not in (b"\r\n", b"\n", b""):
+                    pass  # the headers of the proxy's answer: nothing we need
+            parts = status.decode("latin-1").split(None, 2)
+            if len(parts) < 2 or parts[1] != "200":
+                raise OSError(f"the proxy refused CONNECT {target}: "
+                              f"{status.decode('latin-1').strip() or 'no answer'}")
+            self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise
 
 
 class RegistryClient:
@@ -143,9 +172,15 @@ class RegistryClient:
 
     def __init__(self, host: str, *, insecure: tuple[str, ...] = (),
                  auth_file: str | None = None, timeout: float = 60.0,
-                 credentials: Credentials | None = None) -> None:
+                 credentials: Credentials | None = None,
+                 proxies: ProxySettings | None = None) -> None:
+        if not is_registry_host(host):
+            raise ConfigError(f"registry: {host!r} is not a registry host[:port] (a port is 1 "
+                              "to 65535)")
         self.host = host
-        self.allow_http = host in insecure or _is_loopback(host)
+        #: Proxies for this registry and its token server (default: from the environment).
+        self.proxies = proxies if proxies is not None else ProxySettings.from_environ()
+        self.allow_http = host in insecure or is_loopback_host(host)
         self.scheme: str | None = None
         self.timeout = timeout
         self._auth_file = auth_file
@@ -170,19 +205,41 @@ class RegistryClient:
 
     # -- transport -------------------------------------------------------------------------
 
-    def _connect(self, scheme: str, host: str) -> http.client.HTTPConnection:
+    def _connect(self, scheme: str, host: str
+                 ) -> tuple[http.client.HTTPConnection, Proxy | None]:
+        """A connection for ``scheme://host``, and the proxy plain HTTP must be sent to in
+        absolute form (None: direct, or an HTTPS tunnel through the proxy with CONNECT)."""
         hostname, port = _split_host(host)
+        proxy = self.proxies.proxy_for(scheme, host)
         if scheme == "https":
-            return http.client.HTTPSConnection(hostname, port, timeout=self.timeout,
-                                               context=ssl.create_default_context())
-        return http.client.HTTPConnection(hostname, port, timeout=self.timeout)
+            context = ssl.create_default_context()
+            if proxy is None:
+                return http.client.HTTPSConnection(hostname, port, timeout=self.timeout,
+                                                   context=context), None
+            return _TunnelledHTTPS(proxy, hostname, port or 443, timeout=self.timeout,
+                                   context=context), None
+        if proxy is None:
+            return http.client.HTTPConnection(hostname, port, timeout=self.timeout), None
+        return http.client.HTTPConnection(proxy.host, proxy.port, timeout=self.timeout), proxy
+
+    def _via(self, url: str) -> str:
+        """`` through proxy URL`` for messages about ``url``, if it goes through one."""
+        parts = urllib.parse.urlsplit(url)
+        try:
+            proxy = self.proxies.proxy_for(parts.scheme, parts.netloc)
+        except (ConfigError, UnsupportedError):
+            return ""
+        return f" (through proxy {proxy})" if proxy is not None else ""
 
     def _send(self, method: str, url: str, headers: dict[str, str],
               body: bytes | IO[bytes] | None) -> tuple[http.client.HTTPConnection,
                                                          http.client.HTTPResponse]:
         parts = urllib.parse.urlsplit(url)
-        conn = self._connect(parts.scheme, parts.netloc)
+        conn, proxy = self._connect(parts.scheme, parts.netloc)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
+        if proxy is not None:  # plain HTTP through a proxy: the request names the registry
+            target = f"{parts.scheme}://{parts.netloc}{target}"
+            headers = {**headers, **proxy.headers}
         try:
             conn.request(method, target, body=body, headers=headers)
             return conn, conn.getresponse()
@@ -208,7 +265,8 @@ class RegistryClient:
                 return scheme
             except (OSError, http.client.HTTPException) as exc:
                 last = exc
-        raise RegistryUnreachable(f"registry {self.host} is unreachable: {last}") from last
+        raise RegistryUnreachable(f"registry {self.host} is unreachable: {last}"
+                                  f"{self._via(f'https://{self.host}/')}") from last
 
     @contextlib.contextmanager
     def request(self, method: str, path: str, *, scope: str,
@@ -235,7 +293,7 @@ class RegistryClient:
                     conn, resp = self._send(method, url, h, data)
                 except (OSError, http.client.HTTPException) as exc:
                     raise RegistryUnreachable(f"registry {self.host}: {method} {url} failed: "
-                                              f"{exc}") from exc
+                                              f"{exc}{self._via(url)}") from exc
                 finally:
                     if callable(body) and data is not None and hasattr(data, "close"):
                         data.close()  # type: ignore[union-attr]
@@ -252,6 +310,11 @@ class RegistryClient:
                     if resp.status == 303:
                         method, body = "GET", None
                     continue
+                if resp.status == 407:
+                    resp.read()
+                    raise RegistryUnreachable(
+                        f"registry {self.host}: the proxy wants credentials (407){self._via(url)}"
+                        ": put them in the proxy's URL (http://user:password@host:port)")
                 if resp.status not in ok:
                     text = _error_text(resp.read())
                     what = f"{method} {urllib.parse.urlsplit(url).path}"
@@ -291,7 +354,7 @@ class RegistryClient:
         realm = params["realm"]
         parts = urllib.parse.urlsplit(realm)
         if parts.scheme != "https" and not (parts.scheme == "http" and (
-                _is_loopback(parts.netloc) or parts.netloc == self.host or self.allow_http)):
+                is_loopback_host(parts.netloc) or parts.netloc == self.host or self.allow_http)):
             raise Unauthorized(f"registry {self.host}: refusing token realm {realm!r} over "
                                "plain HTTP")
         if creds is not None and creds.identity_token is not None:
@@ -311,12 +374,12 @@ class RegistryClient:
             conn.close()
         except (OSError, http.client.HTTPException) as exc:
             raise RegistryUnreachable(f"token server {realm} for {self.host} is unreachable: "
-                                      f"{exc}") from exc
+                                      f"{exc}{self._via(url)}") from exc
         if resp.status != 200:
             raise Unauthorized(f"token server {realm} refused {scope or 'login'!r} "
                                f"({resp.status}): {_error_text(data)}")
         token: Any = None
-        with contextlib.suppress(ValueError, AttributeError):
+        with contextlib.suppress(ValueError, AttributeError, RecursionError):
             doc = json.loads(data)
             token = doc.get("token") or doc.get("access_token")
         if not isinstance(token, str) or not token:
@@ -365,7 +428,7 @@ def _verify_file(path: str, digest: str, size: int | None, what: str) -> None:
                              expected=digest, actual=actual)
 
 
-def _fetch_blob(client: RegistryClient, store: Store, ref: Reference, desc: Descriptor,
+def _fetch_blob(client: RegistryClient, store: BlobStore, ref: Reference, desc: Descriptor,
                 kind: str, scope: str, progress: Callable[[Progress], None] | None) -> None:
     """Download one blob into the store under its lock, resuming a partial download."""
     def report(state: str, done: int) -> None:
@@ -415,7 +478,7 @@ def _fetch_blob(client: RegistryClient, store: Store, ref: Reference, desc: Desc
         report("done", desc.size)
 
 
-def pull_image(store: Store, ref: Reference, *, platform: Platform,
+def pull_image(store: BlobStore, ref: Reference, *, platform: Platform,
                insecure: tuple[str, ...], progress: Callable[[Progress], None] | None,
                auth_file: str | None, max_workers: int = 4) -> Image:
     """Pull ``ref`` into ``store`` (see :meth:`isolate.image.Store.pull`)."""
@@ -433,6 +496,7 @@ def pull_image(store: Store, ref: Reference, *, platform: Platform,
     if progress is not None:
         progress(Progress(digest, "manifest", "done", len(data), len(data)))
     manifest = parse_manifest(data, media_type)
+    require_layer_support(manifest.layers, str(ref))
     with store.using():
         _fetch_blob(client, store, ref, manifest.config, "config", scope, progress)
         if index is None:
@@ -457,12 +521,12 @@ def pull_image(store: Store, ref: Reference, *, platform: Platform,
         return store.commit_image(data, media_type, tags=tags, index=index)
 
 
-def _config_facts(store: Store, digest: str) -> Any:
+def _config_facts(store: BlobStore, digest: str) -> Any:
     from isolate.image.config import parse_config_blob
     return parse_config_blob(store.read_blob(digest))
 
 
-def push_image(store: Store, image: Image, ref: Reference, *, insecure: tuple[str, ...],
+def push_image(store: BlobStore, image: Image, ref: Reference, *, insecure: tuple[str, ...],
                progress: Callable[[Progress], None] | None, auth_file: str | None) -> str:
     """Push ``image`` as ``ref`` (see :meth:`isolate.image.Store.push`); return the digest."""
     client = RegistryClient(ref.api_host, insecure=insecure, auth_file=auth_file)
@@ -483,7 +547,7 @@ def push_image(store: Store, image: Image, ref: Reference, *, insecure: tuple[st
     return digest
 
 
-def _push_blob(client: RegistryClient, store: Store, ref: Reference, desc: Descriptor,
+def _push_blob(client: RegistryClient, store: BlobStore, ref: Reference, desc: Descriptor,
                kind: str, scope: str, progress: Callable[[Progress], None] | None) -> None:
     try:
         with client.request("HEAD", f"/v2/{ref.repository}/blobs/{desc.digest}",

@@ -20,13 +20,15 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import IO, Any, BinaryIO
 
 import attrs
 
 from isolate.errors import ConfigError, DigestMismatch, ImageError
+from isolate.fs import _tree
 from isolate.image._disk import FileLock, TempSpace, fsync_dir, fsync_tree, remove_tree
+from isolate.image._storage import HashingReader
 from isolate.image.config import Image, ImageConfig, build_config_blob, parse_config_blob
 from isolate.image.oci import (
     OCI_CONFIG,
@@ -37,7 +39,7 @@ from isolate.image.oci import (
     parse_manifest,
     sha256_digest,
 )
-from isolate.image.reference import Platform, Reference, is_digest
+from isolate.image.reference import Platform, Reference, host_platform, is_digest
 
 __all__ = ["DiskUsage", "GcReport", "Store", "default_root"]
 
@@ -58,6 +60,19 @@ def _hex(digest: str) -> str:
     if not is_digest(digest):
         raise ConfigError(f"digest {digest!r} is not 'sha256:' and 64 lowercase hex digits")
     return digest[len("sha256:"):]
+
+
+def _changed(config: ImageConfig, changes: Mapping[str, Any]) -> ImageConfig:
+    """``config`` with the fields named in ``changes`` replaced (validated as a new one)."""
+    fields = {f.name for f in attrs.fields(ImageConfig)}
+    unknown = sorted(set(changes) - fields)
+    if unknown:
+        raise ConfigError(f"commit changes: ImageConfig has no field {', '.join(unknown)} "
+                          f"(it has {', '.join(sorted(fields))})")
+    try:
+        return attrs.evolve(config, **changes)
+    except TypeError as exc:
+        raise ConfigError(f"commit changes: {exc}") from None
 
 
 def _now() -> str:
@@ -94,41 +109,10 @@ class DiskUsage:
 
 def _tree_bytes(path: str, seen: set[tuple[int, int]]) -> int:
     """Bytes used below ``path``; a hardlinked inode counts once across all calls with ``seen``."""
-    total = 0
-    for dirpath, dirs, files in os.walk(path):
-        for name in dirs + files:
-            try:
-                st = os.lstat(os.path.join(dirpath, name))
-            except FileNotFoundError:
-                continue
-            if (st.st_dev, st.st_ino) in seen:
-                continue
-            seen.add((st.st_dev, st.st_ino))
-            total += st.st_blocks * 512 if st.st_blocks else st.st_size
-    return total
-
-
-class HashingReader:
-    """Wraps a binary stream and hashes (and counts) what is read through it."""
-
-    def __init__(self, raw: IO[bytes]) -> None:
-        self.raw = raw
-        self.hash = hashlib.sha256()
-        self.count = 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.raw.read(n)
-        self.hash.update(data)
-        self.count += len(data)
-        return data
-
-    def drain(self) -> None:
-        while self.read(_CHUNK):
-            pass
-
-    @property
-    def digest(self) -> str:
-        return "sha256:" + self.hash.hexdigest()
+    try:
+        return _tree.tree_bytes(path, seen)
+    except FileNotFoundError:  # removed by a concurrent gc
+        return 0
 
 
 class Store:
@@ -504,15 +488,25 @@ class Store:
     # -- creating images locally -----------------------------------------------------------
 
     def _new_image(self, layers: list[tuple[str, str, int, str]], ref: str | Reference | None,
-                   config: ImageConfig | None, platform: Platform | str,
-                   created_by: str) -> Image:
-        """Write config + OCI manifest for stored layer blobs (diff_id, digest, size, type)."""
-        plat = Platform.parse(platform)
+                   config: ImageConfig | None, platform: Platform | str | None,
+                   created_by: str, *, history: list[dict[str, Any]] | None = None,
+                   author: str | None = None, comment: str | None = None) -> Image:
+        """Write config + OCI manifest for stored layer blobs (diff_id, digest, size, type).
+
+        The config's history is ``history`` (the base's, for a commit) plus one entry for the
+        last layer, made by ``created_by``.
+        """
+        plat = host_platform() if platform is None else Platform.parse(platform)
         tags = [ref if isinstance(ref, Reference) else Reference.parse(ref)] if ref else []
         created = _now()
+        entry: dict[str, Any] = {"created": created, "created_by": created_by}
+        if author:
+            entry["author"] = author
+        if comment:
+            entry["comment"] = comment
         config_blob = build_config_blob(config or ImageConfig(), plat,
                                         [layer[0] for layer in layers], created,
-                                        [{"created": created, "created_by": created_by}])
+                                        [*(history or []), entry], author=author)
         config_digest = self.put_bytes(config_blob)
         manifest = canonical_json({
             "schemaVersion": 2,
@@ -526,8 +520,9 @@ class Store:
 
     def from_directory(self, directory: str | os.PathLike[str], ref: str | Reference | None,
                        *, config: ImageConfig | None = None,
-                       platform: Platform | str = "linux/amd64") -> Image:
+                       platform: Platform | str | None = None) -> Image:
         """Make a one-layer image of the tree at ``directory`` (gzip layer); tag it ``ref``.
+        ``platform`` is what the image is recorded for (default: the host's).
 
         Raises:
             ConfigError: ``directory`` is not a directory, or ``ref`` is malformed.
@@ -558,14 +553,19 @@ class Store:
 
     def import_tarball(self, path: str | os.PathLike[str], ref: str | Reference | None, *,
                        config: ImageConfig | None = None,
-                       platform: Platform | str = "linux/amd64") -> Image:
-        """Make a one-layer image from a root filesystem tarball (plain, gzip or zstd).
+                       platform: Platform | str | None = None) -> Image:
+        """Make a one-layer image from a root filesystem tarball (plain, gzip or zstd; bzip2
+        and xz are stored decompressed) for ``platform`` (default: the host's).
 
-        The tarball becomes the layer blob as it is; its diff id is computed by decompressing.
+        The tarball becomes the layer blob as it is, once read through with
+        :func:`isolate.fs.layers.check` (which also gives its diff id): what extraction would
+        refuse is refused here, and no image is made.
 
         Raises:
-            ConfigError: ``ref`` is malformed.
-            ImageError: the file is missing or not a tar in a supported compression.
+            ConfigError: ``ref`` or ``platform`` is malformed.
+            ImageError: the file is missing or not a regular file.
+            CorruptLayer, UnsafeArchive: not a tar, or one extraction would refuse.
+            UnsupportedError: zstd data and no zstd support.
         """
         from isolate.image.archive import add_layer_file
 
@@ -578,16 +578,27 @@ class Store:
 
     def commit(self, base: str | Reference | Image | None, upperdir: str | os.PathLike[str],
                ref: str | Reference | None, *, config: ImageConfig | None = None,
-               compression: str | None = "gzip") -> Image:
+               compression: str | None = "gzip", author: str | None = None,
+               message: str | None = None, created_by: str | None = None,
+               changes: Mapping[str, Any] | None = None) -> Image:
         """Make an image of ``base``'s layers plus one layer holding the changes in
         ``upperdir`` (an overlay upper dir, as a container left it): ``docker commit``.
 
         Deletions (0/0 character devices) and replaced directories (``overlay.opaque``)
         become OCI whiteouts (see :func:`isolate.fs.layers.diff`). ``config`` defaults to
-        the base image's; ``base=None`` makes a one-layer image.
+        the base image's; ``changes`` then overrides fields of it by name, as
+        ``attrs.evolve`` would (``{"cmd": ["sh"], "env": [...]}``; ``docker commit
+        --change`` in Python terms). ``base=None`` makes a one-layer image.
+
+        The new image's history is the base's whole history (empty-layer entries included,
+        so ``podman history`` and ``umoci stat`` still line up with the layers) plus one entry
+        for the new layer: ``created_by`` (default ``"isolate commit"``), ``author`` and
+        ``message`` (its ``comment``). ``author`` is also the config's ``author``. A base
+        whose history lists fewer layers than it has gets entries for the missing ones first.
 
         Raises:
-            ConfigError: ``upperdir`` is not a directory, or ``ref`` is malformed.
+            ConfigError: ``upperdir`` is not a directory, ``ref`` is malformed, or ``changes``
+                names a field ImageConfig does not have or gives it a bad value.
             ImageError: ``base`` is not in the store.
             UnsupportedError: the upper dir uses redirect_dir/metacopy.
             IsolateOSError: reading the tree failed.
@@ -622,8 +633,21 @@ class Store:
             layers.append((layer.diff_id, layer.digest, layer.size, layer.media_type))
             if config is None and img is not None:
                 config = img.config
-            platform: Platform | str = img.platform if img is not None else "linux/amd64"
-            return self._new_image(layers, ref, config, platform, "isolate commit")
+            if changes:
+                config = _changed(config or ImageConfig(), changes)
+            platform: Platform | str = img.platform if img is not None else host_platform()
+            history = self._history(img) if img is not None else []
+            return self._new_image(layers, ref, config, platform,
+                                   created_by or "isolate commit", history=history,
+                                   author=author, comment=message)
+
+    def _history(self, img: Image) -> list[dict[str, Any]]:
+        """``img``'s config history, with entries added for layers it does not account for."""
+        raw = load_json(self.read_blob(img.id), f"image config {img.id}").get("history")
+        history = [dict(h) for h in raw if isinstance(h, dict)] if isinstance(raw, list) else []
+        missing = len(img.layers) - sum(1 for h in history if not h.get("empty_layer"))
+        filler = {"created": img.created} if img.created else {}
+        return [*(dict(filler) for _ in range(max(0, missing))), *history]
 
     # -- extracted layers ------------------------------------------------------------------
 
@@ -773,10 +797,13 @@ class Store:
 
     # -- registry and archives -------------------------------------------------------------
 
-    def pull(self, ref: str | Reference, *, platform: Platform | str = "linux/amd64",
+    def pull(self, ref: str | Reference, *, platform: Platform | str | None = None,
              insecure: Iterable[str] = (), progress: Callable[[Any], None] | None = None,
              auth_file: str | None = None, max_workers: int = 4) -> Image:
         """Pull ``ref`` from its registry into the store and tag it; return the Image.
+
+        From a multi-platform index the manifest for ``platform`` is taken (default: the
+        host's, :func:`isolate.image.reference.host_platform`).
 
         Blobs already stored are not fetched again; a download a killed process left behind
         in ``partial/`` is resumed (HTTP Range) and the whole blob verified. ``progress`` is
@@ -800,7 +827,7 @@ class Store:
         from isolate.image.registry import pull_image
 
         r = ref if isinstance(ref, Reference) else Reference.parse(ref)
-        plat = Platform.parse(platform)
+        plat = host_platform() if platform is None else Platform.parse(platform)
         return pull_image(self, r, platform=plat, insecure=tuple(insecure), progress=progress,
                           auth_file=auth_file, max_workers=max_workers)
 
@@ -827,31 +854,54 @@ class Store:
         return push_image(self, img, r, insecure=tuple(insecure), progress=progress,
                           auth_file=auth_file)
 
-    def load(self, path: str | os.PathLike[str], ref: str | Reference | None = None
-             ) -> list[Image]:
+    def load(self, path: str | os.PathLike[str], ref: str | Reference | None = None, *,
+             platform: Platform | str | None = None) -> list[Image]:
         """Import an OCI layout directory, an oci-archive or a docker-archive (auto-detected).
 
-        Images are tagged with the names the archive carries; ``ref`` overrides the name for
-        an archive holding one image.
+        Images are tagged with the names the archive carries. ``ref`` names the image of an
+        archive holding one; for an archive of several it is a repository (``x/y``, no tag),
+        under which each image keeps its own tag. An image that comes for several platforms
+        (a nested multi-platform index, as ``skopeo copy --all`` and ``docker buildx`` write
+        it) is loaded for ``platform`` only (default: the host's), as :meth:`pull` does.
+
+        Returns the images loaded, each with the names *this load* gave it as its ``tags``
+        (names it already had in the store are not listed; :meth:`get` has them all).
 
         Raises:
-            ImageError: not a recognised format, or a broken archive.
+            ConfigError: a bad ``ref`` or ``platform``; or ``ref`` has a tag and the archive
+                holds several images.
+            ImageError: not a regular file or directory, not a recognised format, a broken
+                archive, or no manifest for ``platform``.
             DigestMismatch: a blob does not hash to its digest.
+            CorruptLayer, UnsafeArchive: a docker-archive layer extraction would refuse.
         """
         from isolate.image.archive import load
 
+        has_tag = True
+        if isinstance(ref, str):
+            # Only a tag the caller wrote counts: "x/y" parses to x/y:latest.
+            has_tag = ":" in ref.rsplit("/", 1)[-1].split("@", 1)[0]
         r = ref if ref is None or isinstance(ref, Reference) else Reference.parse(ref)
+        plat = None if platform is None else Platform.parse(platform)
         with self.using():
-            return load(self, os.fspath(path), r)
+            return load(self, os.fspath(path), r, ref_has_tag=has_tag, platform=plat)
 
     def save(self, ref: str | Reference | Image | list[str | Reference | Image],
              path: str | os.PathLike[str], format: str = "docker-archive") -> None:
         """Export images as ``docker-archive`` (a tar, as ``docker save`` writes), ``oci``
         (an OCI image layout directory) or ``oci-archive`` (that layout as a tar).
 
+        An archive is written beside ``path`` and renamed over it when complete (or written
+        straight into a device or pipe there, such as ``/dev/stdout``); a layout is made
+        beside ``path`` and renamed to it. In OCI layouts each image's
+        ``org.opencontainers.image.ref.name`` is its full reference
+        (``docker.io/library/busybox:1``), so two images with one tag stay two names.
+
         Raises:
-            ConfigError: unknown format.
-            ImageError: no such image; ``path`` exists (for an archive).
+            ConfigError: unknown format, or an empty ``path``.
+            ImageError: no such image; ``path`` is a directory (for an archive), a file or a
+                non-empty directory (for ``oci``), in a directory that does not exist, or
+                cannot be written (the errno's text in the message).
         """
         from isolate.image.archive import save
 
