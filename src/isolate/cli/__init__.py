@@ -12,7 +12,7 @@ import argparse
 import errno
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from isolate.errors import IsolateError, IsolateOSError
 
@@ -32,19 +32,60 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``isolate`` argument parser with every subcommand registered."""
-    from isolate.cli import images, login, run, version
+class _Unused:
+    """Stands in for the parser of a command that is not being run: takes every call and
+    builds nothing (building every command's parser would slow down each start)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return self
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self
+
+    def __getitem__(self, key: object) -> Any:
+        return self
+
+    def __iter__(self) -> Any:
+        return iter(())
+
+    def __contains__(self, key: object) -> bool:
+        return False
+
+
+class _OneCommand:
+    """Subparsers that build only ``wanted``'s parser (and pass the rest through)."""
+
+    def __init__(self, sub: Any, wanted: str) -> None:
+        self._sub = sub
+        self._wanted = wanted
+
+    def add_parser(self, name: str, **kwargs: Any) -> Any:
+        if name == self._wanted or self._wanted in kwargs.get("aliases", ()):
+            return self._sub.add_parser(name, **kwargs)
+        return _Unused()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sub, name)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``isolate`` argument parser with every subcommand registered (only ``command``'s,
+    when it is given: the one about to run)."""
+    from isolate.cli import containers, images, login, run, version
 
     parser = _Parser(prog="isolate", description="Run commands in isolation.")
     parser.add_argument("--version", action="version", version=version.version_line(),
                         help="print isolate's version and exit (more: isolate version)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
+    real = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    real.required = True
+    sub: Any = real if command is None else _OneCommand(real, command)
     run.register(sub)
     images.register(sub)
     login.register(sub)
     version.register(sub)
+    containers.register(sub)  # after run and images: it extends their 'run' and 'inspect'
+    if command is not None and command not in real.choices:
+        return build_parser()  # not a command: the whole parser says so (and lists them)
     return parser
 
 
@@ -61,8 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``isolate`` command; returns the exit status (never raises for bad
     input or an isolate error: they are one line on stderr)."""
     try:
-        parser = build_parser()
-        args = parser.parse_args(argv)
+        words = list(sys.argv[1:] if argv is None else argv)
+        first = words[0] if words and not words[0].startswith("-") else None
+        parser = build_parser(first)
+        args = parser.parse_args(words)
         status: int = args.handler(args)
         return status
     except UsageError as exc:
@@ -77,6 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 141
+    except OSError as exc:  # what the host refused outside the library (a file of ours)
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"isolate: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_ISOLATE
 
 
 def entry() -> NoReturn:
