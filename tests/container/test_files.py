@@ -4,6 +4,7 @@ symlink of the container out of its root; export; diff; commit (and run what it 
 from __future__ import annotations
 
 import io
+import json
 import os
 import tarfile
 from pathlib import Path
@@ -125,8 +126,9 @@ def test_diff_lists_added_changed_and_deleted(containers: ContainerStore) -> Non
 def test_commit_makes_an_image_that_runs_with_the_change(containers: ContainerStore,
                                                          image_store: Store) -> None:
     c = ran(containers, "echo baked > /baked; rm /etc/marker", env={"FROM_RUN": "1"})
-    img = c.commit("committed:v1", changes=["ENV COMMITTED=yes", "CMD [\"cat\", \"/baked\"]",
-                                            "LABEL stage=test", "WORKDIR /srv"])
+    img = c.commit("committed:v1", author="Ada <ada@example.org>", message="baked in",
+                   changes=["ENV COMMITTED=yes", "CMD [\"cat\", \"/baked\"]",
+                            "LABEL stage=test", "WORKDIR /srv"])
     try:
         base = image_store.get("busybox")
         assert img.diff_ids[:-1] == base.diff_ids and len(img.diff_ids) == len(base.diff_ids) + 1
@@ -134,6 +136,12 @@ def test_commit_makes_an_image_that_runs_with_the_change(containers: ContainerSt
         env = img.config.env_dict
         assert env["COMMITTED"] == "yes" and env["FROM_RUN"] == "1"
         assert img.config.labels["stage"] == "test"
+        history = json.loads(image_store.read_blob(img.id))["history"]
+        base_history = json.loads(image_store.read_blob(base.id))["history"]
+        assert history[:-1] == base_history
+        assert history[-1]["author"] == "Ada <ada@example.org>"
+        assert history[-1]["comment"] == "baked in"
+        assert "echo baked > /baked" in history[-1]["created_by"]
         d = containers.create(ContainerConfig("committed:v1"))
         d.start()
         assert d.wait(timeout=60).exit_code == 0

@@ -333,3 +333,19 @@ def test_what_needs_the_shim_is_refused_without_it(containers: ContainerStore) -
     d = make(containers, ["true"], tty=True, open_stdin=True)
     with pytest.raises(UnsupportedError, match="a tty and an open stdin"):
         d.start()
+
+
+def test_a_waiter_of_an_auto_remove_container_gets_its_exit_code_while_others_list(
+        containers: ContainerStore) -> None:
+    import threading
+
+    c = make(containers, ["sh", "-c", "sleep 0.3; exit 6"], auto_remove=True)
+    c.start()
+    got: list[int] = []
+    waiter = threading.Thread(target=lambda: got.append(c.wait(timeout=60).exit_code))
+    waiter.start()
+    while waiter.is_alive():
+        containers.list(all=True)  # a lister would remove it, but someone waits for it
+    waiter.join()
+    assert got == [6]
+    assert not os.path.exists(c.dir)

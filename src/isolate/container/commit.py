@@ -23,7 +23,7 @@ from isolate.errors import ConfigError, UnsupportedError
 from isolate.image import Image, ImageConfig
 
 if TYPE_CHECKING:
-    from isolate.container.container import Container
+    from isolate.container._view import ContainerView
 
 __all__ = ["apply_changes", "commit", "container_image_config"]
 
@@ -31,7 +31,7 @@ _CHANGES = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "USER", "VOLUME", "WO
             "STOPSIGNAL")
 
 
-def container_image_config(container: Container) -> ImageConfig:
+def container_image_config(container: ContainerView) -> ImageConfig:
     """The image config a commit of ``container`` starts from: the image's, with the
     container's command, entrypoint, environment (the image's plus its own), working dir,
     user, labels and stop signal."""
@@ -131,13 +131,13 @@ def apply_changes(config: ImageConfig, changes: Sequence[str]) -> ImageConfig:
                         volumes=tuple(dict.fromkeys(volumes)), **kw)
 
 
-def commit(container: Container, ref: str | None = None, *, author: str = "",
+def commit(container: ContainerView, ref: str | None = None, *, author: str = "",
            message: str = "", changes: Sequence[str] = (), pause: bool = True) -> Image:
     """Make an image of ``container``'s image plus one layer of its changes, its config the
     container's with ``changes`` applied, tagged ``ref`` (None: untagged). A running
     container is paused for the moment of the diff unless ``pause`` is false (then the layer
-    may mix moments). ``author`` and ``message`` are recorded in the image's history where the
-    store supports it.
+    may mix moments). The image's history is the base's plus one entry: created by the
+    container's command, with ``author`` and ``message``.
 
     Raises:
         ConfigError: a bad ``ref`` or change.
@@ -156,8 +156,10 @@ def commit(container: Container, ref: str | None = None, *, author: str = "",
         except UnsupportedError:
             frozen = False  # no freezer (rootless without a cgroup): commit as it is
     try:
-        # The store records the history (author and message as it learns to take them).
-        return store.commit(container.image, container.upper_dir, ref, config=config)
+        image: Image = store.commit(
+            container.image, container.upper_dir, ref, config=config, author=author or None,
+            message=message or None, created_by=" ".join(container.command))
+        return image
     finally:
         if frozen:
             container.unpause()

@@ -266,6 +266,7 @@ class RestartPolicy:
 
     @property
     def enabled(self) -> bool:
+        """Whether the supervisor ever starts the container again (any policy but ``no``)."""
         return self.name != "no"
 
     def __str__(self) -> str:
@@ -327,6 +328,7 @@ class BindMount:
 
     @property
     def type(self) -> Literal["bind"]:
+        """``"bind"``, as ``--mount type=`` names it."""
         return "bind"
 
 
@@ -343,6 +345,7 @@ class VolumeMount:
 
     @property
     def type(self) -> Literal["volume"]:
+        """``"volume"``, as ``--mount type=`` names it."""
         return "volume"
 
 
@@ -368,6 +371,7 @@ class TmpfsMount:
 
     @property
     def type(self) -> Literal["tmpfs"]:
+        """``"tmpfs"``, as ``--mount type=`` names it."""
         return "tmpfs"
 
 

@@ -214,8 +214,8 @@ class ContainerStore:
                 continue  # removed meanwhile
             if st.status is Status.REMOVING and c._finish_crashed_removal():
                 continue
-            if c._record["config"].get("auto_remove") and st.status in (Status.EXITED,
-                                                                        Status.DEAD):
+            if c._record["config"].get("auto_remove") and st.status in (
+                    Status.EXITED, Status.DEAD) and not c._awaited():
                 with contextlib.suppress(IsolateError):
                     c._auto_remove()
                 continue
@@ -261,18 +261,19 @@ class ContainerStore:
             if not name.startswith(".removing-"):
                 continue
             trash = os.path.join(self.root, name)
+            # The remover holds a lock on the directory itself (its files go one by one).
             try:
-                fd = os.open(os.path.join(trash, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-                             0o600)
+                fd = os.open(trash, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             except (FileNotFoundError, NotADirectoryError):
                 continue
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                self._dispose(trash)
             finally:
                 os.close(fd)
-            self._dispose(trash)
 
     def _dispose(self, trash: str) -> None:
         """Finish a removal past its point of removal: the name, the image hold, the files
@@ -290,7 +291,8 @@ class ContainerStore:
                 self._unlink_name(str(record["name"]), cid)
         with contextlib.suppress(IsolateError):
             self.images.release(f"container-{cid}")
-        remove_tree(trash)
+        if os.path.lexists(trash):
+            remove_tree(trash)
 
     # -- creating ------------------------------------------------------------------------------
     def create(self, config: ContainerConfig, *, pull: bool = True) -> Container:
@@ -1197,19 +1199,46 @@ class Container:
             NotFoundError: it was removed.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            st = self.state
-            if not st.status.running:
-                result = ExitStatus(st.exit_code, st.oom_killed, st.finished_at, st.error)
-                if self.config.auto_remove and st.status in (Status.EXITED, Status.DEAD):
-                    with contextlib.suppress(NotFoundError):
-                        self._auto_remove()
-                return result
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                raise TimeoutError(f"container {self.short_id} still runs after {timeout} s")
-            # Wake up now and then: a restart makes a new first process.
-            self._wait_exit(st, 1.0 if left is None else min(left, 1.0))
+        # While we wait, a lister leaves an auto_remove container that ended to us: we read
+        # how it ended before it goes.
+        try:
+            held = os.open(os.path.join(self.dir, "wait.lock"),
+                           os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFoundError(f"No such container: {self.id}", kind="container",
+                                ref=self.id) from None
+        try:
+            fcntl.flock(held, fcntl.LOCK_SH)
+            while True:
+                st = self.state
+                if not st.status.running:
+                    result = ExitStatus(st.exit_code, st.oom_killed, st.finished_at, st.error)
+                    if self.config.auto_remove and st.status in (Status.EXITED, Status.DEAD):
+                        with contextlib.suppress(NotFoundError):
+                            self._auto_remove()
+                    return result
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError(f"container {self.short_id} still runs after "
+                                       f"{timeout} s")
+                # Wake up now and then: a restart makes a new first process.
+                self._wait_exit(st, 1.0 if left is None else min(left, 1.0))
+        finally:
+            os.close(held)
+
+    def _awaited(self) -> bool:
+        """Whether someone waits for this container (holds ``wait.lock``)."""
+        try:
+            fd = os.open(os.path.join(self.dir, "wait.lock"), os.O_RDONLY | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
 
     def _auto_remove(self) -> None:
         with contextlib.suppress(StateError):
@@ -1279,11 +1308,17 @@ class Container:
         self._release_run(st)
         anonymous = [n for n in self.volumes.values() if self._anonymous_volume(n)]
         trash = os.path.join(self.store.root, f".removing-{self.id}")
-        # The moment of removal: from here on no one finds it, and a crash leaves only a
-        # trash dir, which the next list() disposes of.
-        os.rename(self.dir, trash)
-        fsync_dir(self.store.root)
-        self.store._dispose(trash)
+        # Held over the rename: no lister disposes of the trash while we do.
+        dirfd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(dirfd, fcntl.LOCK_EX)
+            # The moment of removal: from here on no one finds it, and a crash leaves only a
+            # trash dir, which the next list() disposes of.
+            os.rename(self.dir, trash)
+            fsync_dir(self.store.root)
+            self.store._dispose(trash)
+        finally:
+            os.close(dirfd)
         if volumes and anonymous:
             self.store.volumes.remove_unused(anonymous)
 

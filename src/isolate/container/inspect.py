@@ -19,7 +19,7 @@ from isolate.container.config import BindMount, TmpfsMount, VolumeMount
 from isolate.container.state import ZERO_TIME, State, Status, parse_time
 
 if TYPE_CHECKING:
-    from isolate.container.container import Container
+    from isolate.container._view import ContainerView
 
 __all__ = ["PsRow", "human_duration", "inspect", "matches", "ps_row"]
 
@@ -111,7 +111,7 @@ class PsRow:
                 "LocalVolumes": str(len(self.mounts))}
 
 
-def ps_row(container: Container, state: State | None = None) -> PsRow:
+def ps_row(container: ContainerView, state: State | None = None) -> PsRow:
     """The ``ps`` row of ``container`` (``state``: one already observed)."""
     st = state if state is not None else container.state
     created_ns = parse_time(container.created)
@@ -127,7 +127,7 @@ def ps_row(container: Container, state: State | None = None) -> PsRow:
         networks=str(container._record["config"].get("network", "none")))
 
 
-def matches(container: Container, filters: Mapping[str, Iterable[str]],
+def matches(container: ContainerView, filters: Mapping[str, Iterable[str]],
             state: State | None = None) -> bool:
     """Whether ``container`` passes ``docker ps -f`` filters: ``id`` (prefix), ``name``
     (substring), ``label`` (``KEY`` or ``KEY=VALUE``), ``status``, ``exited`` (exit code),
@@ -172,7 +172,7 @@ def _label_ok(labels: Mapping[str, str], spec: str) -> bool:
     return key in labels and (not sep or labels[key] == value)
 
 
-def _mounts(container: Container) -> list[dict[str, Any]]:
+def _mounts(container: ContainerView) -> list[dict[str, Any]]:
     out = []
     cfg = container.config
     volumes = container.volumes
@@ -196,7 +196,7 @@ def _mounts(container: Container) -> list[dict[str, Any]]:
     return out
 
 
-def inspect(container: Container) -> dict[str, Any]:
+def inspect(container: ContainerView) -> dict[str, Any]:
     """``docker inspect``'s object for ``container`` (the fields isolate has, named and
     shaped as Docker names them)."""
     from isolate.container.preset import capabilities_for

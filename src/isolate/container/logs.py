@@ -24,7 +24,7 @@ from isolate.container.state import parse_time
 from isolate.errors import ConfigError
 
 if TYPE_CHECKING:
-    from isolate.container.container import Container
+    from isolate.container._view import ContainerView
 
 __all__ = ["LogRecord", "parse_log_time", "read_logs", "read_records"]
 
@@ -46,6 +46,7 @@ class LogRecord:
 
     @property
     def data(self) -> bytes:
+        """``text`` as bytes (what the container wrote, invalid UTF-8 as U+FFFD)."""
         return self.text.encode("utf-8", "surrogateescape")
 
 
@@ -103,7 +104,7 @@ def read_records(path: str) -> Iterator[LogRecord]:
         yield from _records_of(name)
 
 
-def read_logs(container: Container, *, stdout: bool = True, stderr: bool = True,
+def read_logs(container: ContainerView, *, stdout: bool = True, stderr: bool = True,
               tail: int | None = None, since: str | float | None = None,
               until: str | float | None = None, follow: bool = False
               ) -> Iterator[LogRecord]:

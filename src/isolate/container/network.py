@@ -69,9 +69,13 @@ class NetworkDriver(Protocol):
     veth, an address lease); ``release`` undoes them after the container ended (also after a
     crash, from ``facts`` alone) and must not fail when there is nothing left."""
 
-    def prepare(self, request: NetworkRequest) -> NetworkSetup: ...
+    def prepare(self, request: NetworkRequest) -> NetworkSetup:
+        """Get the network of ``request``'s container ready; what its start uses."""
+        ...
 
-    def release(self, request: NetworkRequest, facts: Mapping[str, object]) -> None: ...
+    def release(self, request: NetworkRequest, facts: Mapping[str, object]) -> None:
+        """Undo what :meth:`prepare` made, from ``facts`` alone; nothing left is no error."""
+        ...
 
 
 def host_resolv_conf() -> str:

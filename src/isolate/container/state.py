@@ -40,33 +40,44 @@ class Status(enum.Enum):
 
     # -- guards --------------------------------------------------------------------------------
     def can_start(self) -> bool:
+        """Whether :meth:`Container.start` may run now (created or exited)."""
         return self in (Status.CREATED, Status.EXITED)
 
     def can_stop(self) -> bool:
+        """Whether there is something to stop (running, paused or restarting)."""
         return self in (Status.RUNNING, Status.PAUSED, Status.RESTARTING)
 
     def can_kill(self) -> bool:
+        """Whether a signal can be sent (running or restarting; not paused, as Docker)."""
         return self in (Status.RUNNING, Status.RESTARTING)
 
     def can_pause(self) -> bool:
+        """Whether the container can be frozen (running)."""
         return self is Status.RUNNING
 
     def can_unpause(self) -> bool:
+        """Whether the container can be thawed (paused)."""
         return self is Status.PAUSED
 
     def can_exec(self) -> bool:
+        """Whether a process can be started in it (running)."""
         return self is Status.RUNNING
 
     def can_restart(self) -> bool:
+        """Whether it can be stopped and started again (not dead, not being removed)."""
         return self not in (Status.DEAD, Status.REMOVING)
 
     def can_rename(self) -> bool:
+        """Whether it can get another name (not while being removed)."""
         return self is not Status.REMOVING
 
     def can_commit(self) -> bool:
+        """Whether an image can be made of it (not dead, not being removed)."""
         return self not in (Status.DEAD, Status.REMOVING)
 
     def can_remove(self, *, force: bool = False) -> bool:
+        """Whether it can be removed: when it runs not at all, or with ``force`` (which kills it
+        first) unless it is being removed already."""
         if force:
             return self is not Status.REMOVING
         return self in (Status.CREATED, Status.EXITED, Status.DEAD)
@@ -208,6 +219,7 @@ class State:
     stopped: bool = False
 
     def to_json(self) -> dict[str, Any]:
+        """The record as JSON values (what ``state.json`` holds)."""
         out = attrs.asdict(self)
         out["status"] = self.status.value
         out["cgroup"] = dict(self.cgroup) if self.cgroup is not None else None
@@ -215,6 +227,11 @@ class State:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> State:
+        """The record of ``state.json``'s values (unknown keys are ignored).
+
+        Raises:
+            ValueError: a value of the wrong kind (an unknown status).
+        """
         known = {f.name for f in attrs.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 

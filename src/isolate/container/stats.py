@@ -18,7 +18,7 @@ import attrs
 from isolate.errors import StateError
 
 if TYPE_CHECKING:
-    from isolate.container.container import Container
+    from isolate.container._view import ContainerView
 
 __all__ = ["ContainerStats", "processes", "stats", "stats_stream", "top"]
 
@@ -42,6 +42,7 @@ class ContainerStats:
 
     @property
     def memory_percent(self) -> float:
+        """Memory use as a percentage of the limit, as ``docker stats`` shows it."""
         return 100.0 * self.memory_usage / self.memory_limit if self.memory_limit else 0.0
 
 
@@ -49,7 +50,7 @@ def _host_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def _memory_limit(container: Container) -> int:
+def _memory_limit(container: ContainerView) -> int:
     st = container.state
     cg = container._cgroup(st, "read the stats of")
     for controller, name in (("memory", "memory.max"), ("memory", "memory.limit_in_bytes")):
@@ -66,7 +67,7 @@ def _memory_limit(container: Container) -> int:
     return _host_memory()
 
 
-def _sample(container: Container) -> tuple[float, int, ContainerStats]:
+def _sample(container: ContainerView) -> tuple[float, int, ContainerStats]:
     st = container.state
     if not st.status.running:
         raise StateError(f"Container {container.id} is not running", current=st.status.value,
@@ -81,7 +82,7 @@ def _sample(container: Container) -> tuple[float, int, ContainerStats]:
         block_read=raw.io_read_bytes or 0, block_write=raw.io_write_bytes or 0)
 
 
-def stats(container: Container, interval: float = 0.5) -> ContainerStats:
+def stats(container: ContainerView, interval: float = 0.5) -> ContainerStats:
     """One reading, the cpu % measured over ``interval`` seconds (``docker stats
     --no-stream``).
 
@@ -96,7 +97,7 @@ def stats(container: Container, interval: float = 0.5) -> ContainerStats:
     return attrs.evolve(now, cpu_percent=round(pct, 2))
 
 
-def stats_stream(container: Container, interval: float = 1.0) -> Iterator[ContainerStats]:
+def stats_stream(container: ContainerView, interval: float = 1.0) -> Iterator[ContainerStats]:
     """A reading every ``interval`` seconds (``docker stats``), until the container stops.
 
     Raises:
@@ -117,7 +118,7 @@ def stats_stream(container: Container, interval: float = 1.0) -> Iterator[Contai
         t0, u0 = t1, u1
 
 
-def processes(container: Container) -> list[int]:
+def processes(container: ContainerView) -> list[int]:
     """The pids (in our pid namespace) of every process of the running container: those of
     its cgroup, or -- without one -- those in its pid namespace or below."""
     st = container.state
@@ -180,7 +181,7 @@ def _boot_time() -> float:
     return 0.0
 
 
-def top(container: Container) -> tuple[list[str], list[list[str]]]:
+def top(container: ContainerView) -> tuple[list[str], list[list[str]]]:
     """The container's processes as ``docker top`` shows them (``ps -ef``'s columns: UID PID
     PPID C STIME TTY TIME CMD; host pids and user names).
 
