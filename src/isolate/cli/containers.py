@@ -986,12 +986,10 @@ def register(sub: Any) -> None:
                    "confirmation")
     p.add_argument("--filter", metavar="KEY=VALUE", action="append", default=[],
                    help="label=..., until=...")
-    if run is not None:
-        p = _Adder(gsub)("run", "create and run a new container from an image", _run_in_group,
-                         usage="isolate container run [OPTIONS] IMAGE [COMMAND] [ARG...]")
-        add_create_options(p, run=True)
-        p.add_argument("command", nargs=argparse.REMAINDER,
-                       metavar="IMAGE [COMMAND [ARG...]]")
+    p = _Adder(gsub)("run", "create and run a new container from an image", _run_in_group,
+                     usage="isolate container run [OPTIONS] IMAGE [COMMAND] [ARG...]")
+    add_create_options(p, run=True)
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="IMAGE [COMMAND [ARG...]]")
     volumes.register(sub)
 
 
