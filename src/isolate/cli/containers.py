@@ -463,11 +463,23 @@ _PS_TABLE: Final = ("table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{
                     "{{.Ports}}\t{{.Names}}")
 
 
+#: The ``ps -f`` keys isolate.container.matches knows, and Docker's statuses.
+_PS_FILTERS: Final = ("id", "name", "label", "status", "exited", "ancestor", "volume")
+_STATUSES: Final = ("created", "restarting", "running", "removing", "paused", "exited",
+                    "dead")
+
+
 def cmd_ps(args: argparse.Namespace) -> int:
     from isolate.cli.formatting import print_rows
 
     store = _store(args)
     filters = parse_filters(args.filter)
+    for key, values in filters.items():
+        if key not in _PS_FILTERS:
+            raise ConfigError(f"invalid filter '{key}'")
+        bad = [v for v in values if key == "status" and v not in _STATUSES]
+        if bad:
+            raise ConfigError(f"invalid filter 'status={bad[0]}'")
     latest = 1 if args.latest else args.last
     everything = args.all or (latest is not None and latest >= 0)
     try:

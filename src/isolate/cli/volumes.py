@@ -85,6 +85,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
     store = _volumes(args)
     filters = parse_filters(args.filter)
+    unknown = set(filters) - {"dangling", "name", "label", "driver"}
+    if unknown:
+        raise ConfigError(f"invalid filter '{sorted(unknown)[0]}'")
     vols = [v for v in store.list() if _keep(store, v, filters)]
     if args.quiet and args.format is None:
         for v in vols:
