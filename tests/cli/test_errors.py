@@ -137,7 +137,8 @@ def test_a_bad_run_is_one_line_and_makes_nothing(isolate_cli: Isolate,
 
 BAD_COMMANDS = [
     ["ps", "--format", "{{.ID"], ["ps", "-a", "--format", "{{.Nope.Deeper}}"],
-    ["ps", "-f", "x"], ["ps", "-f", "colour=blue"], ["ps", "-f", "status=sleeping"], ["ps", "-n", "x"], ["inspect", "-f", "{{if}}", "busybox"],
+    ["ps", "-f", "x"], ["ps", "-f", "colour=blue"], ["ps", "-f", "status=sleeping"],
+    ["ps", "-n", "x"], ["inspect", "-f", "{{if}}", "busybox"],
     ["inspect", "--type", "network", "x"], ["logs", "--tail", "x", "c"],
     ["logs", "--since", "yesterday", "probe"], ["stop", "-t", "x", "probe"],
     ["kill", "-s", "SIGNOPE", "probe"], ["volume", "create", "bad name"],
