@@ -1,6 +1,6 @@
 #!/bin/sh
 # Run every benchmark and print their Markdown tables. Installs nothing: a benchmark whose
-# anchor tool is missing (bwrap, unshare, crun, tar, skopeo) skips those rows with a note.
+# anchor tool is missing (bwrap, unshare, crun, tar, skopeo, conmon) skips those rows with a note.
 # Usage, as root:  sh benchmarks/run_all.sh [ROUNDS]  > results.md
 # Times the isolate the interpreter imports: the installed package (pip install .), or this
 # tree's src when its C core is built in place (python setup.py build_ext --inplace).
@@ -22,6 +22,7 @@ run() {
 }
 run benchmarks/bench_spawn.py --rounds "$ROUNDS" --crun
 run benchmarks/bench_cgroups.py --rounds "$((ROUNDS / 2 > 10 ? ROUNDS / 2 : 10))"
+run benchmarks/bench_shim.py --rounds "$ROUNDS"
 run benchmarks/bench_containers.py --rounds "$((ROUNDS / 2 > 10 ? ROUNDS / 2 : 10))"
 if command -v tar >/dev/null; then
     printf '\n## bench_layers\n'

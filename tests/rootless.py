@@ -42,8 +42,8 @@ def staged_pythonpath() -> Iterator[str]:
             for name in dirnames:
                 os.chmod(os.path.join(dirpath, name), 0o755)
             for name in filenames:
-                os.chmod(os.path.join(dirpath, name), 0o644 if not name.endswith(".so")
-                         else 0o755)
+                executable = name.endswith(".so") or name == "isolate-shim"
+                os.chmod(os.path.join(dirpath, name), 0o755 if executable else 0o644)
         yield root
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from isolate import _plan
-from isolate._plan import Mode, Op, OpFlag, OpKind, Plan, Report, Step
+from isolate._plan import Fd, Mode, Op, OpFlag, OpKind, Plan, Report, Step
 from isolate.errors import ConfigError
 
 HEADER = Path(_plan.__file__).parent / "_native" / "isolate.h"
@@ -30,7 +30,7 @@ def header_defines() -> dict[str, int]:
 
 @pytest.mark.parametrize(("enum_cls", "prefix"), [
     (OpKind, "ISO_OP_"), (Step, "ISO_STEP_"), (Report, "ISO_REPORT_"),
-    (Mode, "ISO_MODE_"), (OpFlag, "ISO_F_"),
+    (Mode, "ISO_MODE_"), (OpFlag, "ISO_F_"), (Fd, "ISO_FD_"),
 ])
 def test_python_enums_match_the_c_header_numbers(enum_cls: type[enum.IntEnum],
                                                  prefix: str) -> None:
@@ -265,7 +265,7 @@ def test_a_plan_of_one_op_of_each_kind_from_the_builders_passes_check_and_decode
         _plan.pdeathsig(parent_pidfd=4), _plan.fork_into_pidns(), _plan.init(),
         _plan.overlay(["/l1", "/l2"], "/merged", "/u", "/w"), _plan.open_("/proc/self/ns/net"),
         _plan.umount("/mnt"), _plan.mknod("/dev/null", "c", 1, 3, uid=0, gid=5),
-        _plan.socket_(16, 2),
+        _plan.socket_(16, 2), _plan.console(rows=24, cols=80),
         _plan.exec_("sh", ["sh", "-c", "x"], {}),
     ]
     assert {op.kind for op in made} == set(OpKind)
@@ -426,3 +426,54 @@ def test_mount_constants_match_the_kernel_headers() -> None:
         ours = {name: getattr(_plan, name) for name in _plan.__all__ if name.startswith(prefix)}
         theirs = _header_constants(header, prefix)
         assert ours and {name: theirs.get(name) for name in ours} == ours
+
+
+# -- placeholders, exec_tail, console ---------------------------------------------------------
+
+def fds_sources(buf: bytes | bytearray) -> list[int]:
+    (op,) = [o for o in _plan.decode(buf)[1] if o.kind is OpKind.FDS]
+    return [src for src, _, _ in struct.iter_unpack("=iii", op.s1 or b"")]
+
+
+def test_placeholder_fds_are_filled_in_by_encode_or_left_for_the_shim() -> None:
+    p = Plan().extend([_plan.fds([(Fd.STATUS, 5, False), (Fd.EXIT, 6, False), (7, 7, False),
+                                  (Fd.PARENT, 8, False)])])
+    assert p.reports_exit and not p.has_init
+    assert fds_sources(p.encode(10, 11, 12)) == [10, 12, 7, Fd.PARENT]
+    # Encoded with the placeholders themselves (the shim's plan file), they stay.
+    assert fds_sources(p.encode(Fd.STATUS, Fd.SYNC, Fd.EXIT)) == [Fd.STATUS, Fd.EXIT, 7,
+                                                                  Fd.PARENT]
+    # In a frozen prefix too.
+    frozen = p.freeze().extended([_plan.exec_("true", ["true"], {})])
+    assert frozen.reports_exit
+    assert fds_sources(frozen.encode(20, 21, 22)) == [20, 22, 7, Fd.PARENT]
+    assert not Plan().extend([_plan.fds([(3, 3, False)])]).reports_exit
+
+
+def test_exec_tail_with_an_init_runs_the_command_under_it_and_names_its_op() -> None:
+    command = _plan.exec_("sh", ["sh", "-c", "exit 3"], {"PATH": "/bin"})
+    seccomp = _plan.seccomp(b"\x06\0\0\0\0\0\xff\x7f")
+    plain = _plan.exec_tail(command, [(0, 0, False), (4, 9, False)], seccomp)
+    assert [o.kind for o in plain] == [OpKind.FDS, OpKind.SECCOMP, OpKind.EXEC]
+    ops = _plan.exec_tail(command, [(0, 0, False), (4, 9, False)], seccomp, init_fd=30,
+                          index=7)
+    assert [o.kind for o in ops] == [OpKind.FDS, OpKind.SECCOMP, OpKind.EXEC, OpKind.EXEC]
+    fds_op, _, init, last = ops
+    # The init's fds go above the highest target: status 10, exit 11, the program 12.
+    triples = list(struct.iter_unpack("=iii", fds_op.s1 or b""))
+    assert triples[2:] == [(Fd.STATUS, 10, 0), (Fd.EXIT, 11, 0), (30, 12, 1)]
+    assert init.flags & OpFlag.EXEC_FD and init.c == 12 and init.envp == command.envp
+    # The command's own op (index 7 + 3) is what the init's report names.
+    assert init.argv == (b"isolate-init", b"--status-fd", b"10", b"--exit-fd", b"11",
+                         b"--report-op", b"10", b"--", b"sh", b"-c", b"exit 3")
+    assert last is command
+    with pytest.raises(ConfigError):
+        _plan.exec_tail(_plan.exec_("/bin/sh", ["sh"], {}), [], init_fd=3)
+
+
+def test_console_takes_a_size_and_refuses_a_bad_one() -> None:
+    op = _plan.console(rows=24, cols=80)
+    assert (op.kind, op.a, op.b, op.s2) == (OpKind.CONSOLE, Fd.CONSOLE, 24 << 16 | 80,
+                                            b"/dev/pts/ptmx")
+    with pytest.raises(ConfigError):
+        _plan.console(rows=70000)

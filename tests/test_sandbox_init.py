@@ -56,6 +56,20 @@ def test_the_init_shows_nothing_of_the_caller(sb: Sandbox) -> None:
         assert sb.run(["sh", "-c", f"{probe} > /dev/null"]).returncode != 0, probe
 
 
+def test_pid_1_is_the_exec_d_isolate_init_not_a_copy_of_the_caller(sb: Sandbox) -> None:
+    from isolate import _shim
+
+    init = _shim.init_binary()
+    if init is None:
+        pytest.skip("isolate-shim is not statically linked here: the fork-based init is used")
+    with sb.popen(["sleep", "1000"]) as proc:
+        # Seen from outside: pid 1 runs the init program itself, with its own small memory.
+        assert os.readlink(f"/proc/{proc.pid}/exe") == os.path.realpath(init)
+        with open(f"/proc/{proc.pid}/cmdline", "rb") as f:
+            assert f.read().rstrip(b"\0") == b"isolate-init"
+        proc.kill()
+
+
 def test_the_init_keeps_no_fd_the_commands_reader_waits_on(sb: Sandbox) -> None:
     # The command closes its stdout and lives on: the reader sees EOF now, not at the end.
     proc = sb.popen(["sh", "-c", "exec >&-; exec sleep 1000"], stdout=subprocess.PIPE)
@@ -198,3 +212,24 @@ def test_rootless_sandbox_with_init() -> None:
     )
     lines = run_unprivileged(code).stdout.splitlines()
     assert lines == ["2 0 isolate-init", f"status {-signal.SIGTERM}"]
+
+
+@pytest.mark.userns
+def test_rootless_proc_1_cmdline_shows_no_caller_command_line() -> None:
+    from rootless import run_unprivileged
+
+    code = (
+        "from isolate import Sandbox\n"
+        "with Sandbox(init=True) as sb:\n"
+        "    r = sb.run(['cat', '/proc/1/cmdline'], capture_output=True)\n"
+        "    print(repr(r.stdout.rstrip(b'\\0')))\n"
+        "    print(sb.run(['sh', '-c', 'cat /proc/1/environ; readlink /proc/1/exe'],\n"
+        "                 capture_output=True).returncode)\n"
+        "    with sb.popen(['sleep', '1000']) as p:\n"
+        "        print(os.path.basename(os.readlink(f'/proc/{p.pid}/exe')))\n"
+        "        p.kill()\n"
+    )
+    out = run_unprivileged("import os\n" + code).stdout
+    # The caller's command line (python -c CODE) shows nowhere; its environment and exe are
+    # closed to the command; the init is the exec'd program, not a copy of the caller.
+    assert out.splitlines() == ["b'isolate-init'", "1", "isolate-shim"]

@@ -56,9 +56,24 @@ def _cgroups() -> frozenset[str]:
             if depth >= 4:
                 dirnames[:] = []
             for d in dirnames:
-                if "isolate" in d.lower():
-                    found.add(os.path.join(dirpath, d))
+                if "isolate" not in d.lower():
+                    continue
+                path = os.path.join(dirpath, d)
+                # The shared ``isolate`` base goes when its last group goes; while it holds
+                # groups (ours are listed on their own; others' belong to other sessions on
+                # the machine) it is not a trace of ours.
+                if d == "isolate" and _has_subdirs(path):
+                    continue
+                found.add(path)
     return frozenset(found)
+
+
+def _has_subdirs(path: str) -> bool:
+    try:
+        with os.scandir(path) as entries:
+            return any(e.is_dir(follow_symlinks=False) for e in entries)
+    except OSError:
+        return False
 
 
 def _children() -> frozenset[str]:

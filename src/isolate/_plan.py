@@ -81,6 +81,7 @@ __all__ = [
     "MS_UNBINDABLE",
     "RLIM_INFINITY",
     "UMOUNT_NOFOLLOW",
+    "Fd",
     "Mode",
     "Op",
     "OpFlag",
@@ -95,9 +96,11 @@ __all__ = [
     "cgroup_join",
     "chdir",
     "chroot",
+    "console",
     "ctty",
     "decode",
     "exec_",
+    "exec_tail",
     "fds",
     "fork_into_pidns",
     "fsencode",
@@ -233,7 +236,7 @@ class OpKind(enum.IntEnum):
     except ``CAPBSET`` (:func:`bounding_set`), ``CAPS`` (:func:`capabilities`), ``KEEPCAPS``
     (:func:`keep_caps`), ``MOUNT_SETATTR`` (:func:`mount_setattr`), ``PDEATHSIG``
     (:func:`pdeathsig`), ``EXEC`` (:func:`exec_`), ``OPEN`` (:func:`open_`) and ``SOCKET``
-    (:func:`socket_`).
+    (:func:`socket_`); ``CONSOLE`` is :func:`console`.
     """
 
     WAIT_PARENT = 1
@@ -278,6 +281,7 @@ class OpKind(enum.IntEnum):
     UMOUNT = 40
     MKNOD = 41
     SOCKET = 42
+    CONSOLE = 43
 
 
 class Step(enum.IntEnum):
@@ -295,6 +299,22 @@ class Report(enum.IntEnum):
     PID = 2
     FD = 3
     EXIT = 4  #: from an INIT, on the exit fd: the command's wait status
+
+
+class Fd(enum.IntEnum):
+    """Placeholder fd numbers (``ISO_FD_*``): where a plan names one (an ``FDS`` source,
+    ``PDEATHSIG``'s ``b``, ``CONSOLE``'s ``a``), the spawner puts an fd of its own.
+
+    :func:`isolate.lowlevel.spawn` fills in ``STATUS``, ``SYNC`` and ``EXIT`` (its status pipe,
+    sync socket and exit pipe); the container supervisor (``isolate-shim``) all five, in a plan
+    encoded with them left in (``plan.encode(Fd.STATUS, Fd.SYNC, Fd.EXIT)``).
+    """
+
+    STATUS = -2  #: the status pipe: an init exec'd by the plan reports exec errors there
+    SYNC = -3  #: the child's end of the sync socket
+    EXIT = -4  #: the exit report pipe: an init exec'd by the plan reports the command's end
+    PARENT = -5  #: a pidfd of the spawning process, for PDEATHSIG
+    CONSOLE = -6  #: the socket a CONSOLE op sends the pty master to
 
 
 class OpFlag(enum.IntFlag):
@@ -470,6 +490,8 @@ _USES: dict[OpKind, dict[str, str]] = {
     OpKind.MKNOD: {"a": "file type and mode", "b": "device number",
                    "c": "uid << 32 | gid, all ones: unchanged", "s2": "path"},
     OpKind.SOCKET: {"a": "address family", "b": "socket type", "c": "protocol"},
+    OpKind.CONSOLE: {"a": "socket for the pty master (SCM_RIGHTS)",
+                     "b": "rows << 16 | cols (0: as is)", "s2": "ptmx path"},
 }
 _NEEDS: dict[OpKind, tuple[str, ...]] = {
     OpKind.SETHOSTNAME: ("s1",), OpKind.SETDOMAINNAME: ("s1",), OpKind.MOUNT: ("s2",),
@@ -760,6 +782,9 @@ _DESCRIBE: dict[OpKind, Callable[[Op], str]] = {
     OpKind.EXEC: _d_exec,
     OpKind.OVERLAY: _d_overlay,
     OpKind.OPEN: lambda op: f"open {_text(op.s2)} (flags {op.a:#o}) and report the fd",
+    OpKind.CONSOLE: lambda op: (f"open a terminal of {_text(op.s2) if op.s2 else '/dev/pts/ptmx'}"
+                                f" as stdio and controlling terminal, sending its master over "
+                                f"fd {op.a}"),
     OpKind.SOCKET: lambda op: (f"create a socket (family {op.a}, type {op.b}, protocol {op.c}) "
                                "in the child's network namespace and report the fd"),
     OpKind.INIT: lambda op: "stay behind as the init and run the rest of the plan in a child",
@@ -828,6 +853,7 @@ class Plan:
         self.cgroup_fd = cgroup_fd
         self._frozen: tuple[int, bytes, list[bytes]] | None = None
         self._frozen_kinds: frozenset[OpKind] = frozenset()
+        self._frozen_fds: tuple[int, ...] = ()
 
     def __repr__(self) -> str:
         return (f"<Plan {_clone_names(self.clone_flags)} {self.mode.name} "
@@ -865,6 +891,23 @@ class Plan:
     def has(self, kind: OpKind) -> bool:
         """Whether the plan holds an op of ``kind``."""
         return self._has(kind)
+
+    @property
+    def reports_exit(self) -> bool:
+        """Whether something of the plan reports the command's end on the exit fd: an ``INIT``
+        op, or an init it execs, handed ``Fd.EXIT`` by an ``FDS`` op."""
+        return self.has_init or any(Fd.EXIT in _fd_sources(op) for _, op in self._fds_ops())
+
+    def _fds_ops(self) -> Iterable[tuple[int, Op]]:
+        # The FDS ops and their indices; those of a frozen prefix were found once.
+        start = 0
+        if self._frozen is not None and self._frozen[0] <= len(self.ops):
+            start = self._frozen[0]
+            for i in self._frozen_fds:
+                yield i, self.ops[i]
+        for i in range(start, len(self.ops)):
+            if self.ops[i].kind is OpKind.FDS:
+                yield i, self.ops[i]
 
     def _has(self, kind: OpKind) -> bool:
         # A frozen prefix was scanned once; only the ops after it are looked at.
@@ -932,6 +975,7 @@ class Plan:
         records = _encode_ops(self.ops, blob)
         self._frozen = (len(self.ops), bytes(blob), records)
         self._frozen_kinds = frozenset(op.kind for op in self.ops)
+        self._frozen_fds = tuple(i for i, op in enumerate(self.ops) if op.kind is OpKind.FDS)
         return self
 
     def extended(self, ops: Iterable[Op]) -> Plan:
@@ -942,6 +986,7 @@ class Plan:
         p.extend(ops)
         p._frozen = self._frozen
         p._frozen_kinds = self._frozen_kinds
+        p._frozen_fds = self._frozen_fds
         return p
 
     def encode(self, status_fd: int, sync_fd: int = -1, exit_fd: int = -1) -> bytearray:
@@ -974,7 +1019,24 @@ class Plan:
         buf = bytearray(header)
         buf += blob
         buf += b"".join(records)
+        fill: dict[int, int] = {Fd.STATUS: status_fd, Fd.SYNC: sync_fd, Fd.EXIT: exit_fd}
+        for i, _ in self._fds_ops():
+            _fill_fd_sources(buf, ops_offset + i * _OP.size, fill)
         return buf
+
+
+def _fd_sources(op: Op) -> list[int]:
+    return [src for src, _, _ in struct.iter_unpack("=iii", op.s1 or b"")]
+
+
+def _fill_fd_sources(buf: bytearray, record: int, fill: Mapping[int, int]) -> None:
+    """Put the spawner's fds where the FDS op at ``record`` names a placeholder (left as it is
+    when the spawner passes the placeholder itself, as for the shim's plan file)."""
+    _, _, count, _, _, s1, _, _, _ = _OP.unpack_from(buf, record)
+    for k in range(count):
+        (src,) = struct.unpack_from("=i", buf, s1 + 12 * k)
+        if src in fill:
+            struct.pack_into("=i", buf, s1 + 12 * k, fill[src])
 
 
 def _encode_ops(ops: Sequence[Op], blob: bytearray) -> list[bytes]:
@@ -1276,10 +1338,14 @@ def pdeathsig(signal: int = _signal.SIGKILL, *, parent_pidfd: int | None = None,
     :func:`setresgid`/:func:`setresuid`.
 
     Raises:
-        ConfigError: ``signal`` not in [1, 64], a negative ``parent_pidfd``.
+        ConfigError: ``signal`` not in [1, 64], a negative ``parent_pidfd`` (but
+            ``Fd.PARENT``, which the container supervisor fills in with its own pidfd).
     """
     _int(signal, "pdeathsig signal", 1, _SIGRTMAX)
-    fd = -1 if parent_pidfd is None else _int(parent_pidfd, "parent_pidfd", 0, 2**31 - 1)
+    if isinstance(parent_pidfd, Fd):
+        fd = int(parent_pidfd)  # Fd.PARENT: the supervisor puts its own pidfd there
+    else:
+        fd = -1 if parent_pidfd is None else _int(parent_pidfd, "parent_pidfd", 0, 2**31 - 1)
     return Op(OpKind.PDEATHSIG, a=int(signal), b=fd,
               note=note or f"die by {_signame(signal)} with the parent")
 
@@ -1761,7 +1827,8 @@ def fds(mapping: Sequence[tuple[int, int, bool]], *, note: str = "") -> Op:
     :func:`isolate.lowlevel.spawn`: the mapping is the whole list of what the child keeps.
 
     Raises:
-        ConfigError: more than 256 entries, a negative fd, a target listed twice.
+        ConfigError: more than 256 entries, a negative fd (but an :class:`Fd` placeholder as a
+            source, which the spawner fills in), a target listed twice.
     """
     if len(mapping) > _MAX_FDS:
         raise ConfigError(f"at most {_MAX_FDS} fds can be passed, not {len(mapping)}")
@@ -1773,7 +1840,8 @@ def fds(mapping: Sequence[tuple[int, int, bool]], *, note: str = "") -> Op:
         except (TypeError, ValueError):
             raise ConfigError(f"an fd mapping is (source, target, cloexec), not {entry!r}"
                               ) from None
-        src = _int(s, "source fd", 0, 2**31 - 1)
+        # A placeholder (Fd) is filled in by the spawner: lowlevel.spawn or the shim.
+        src = int(s) if isinstance(s, Fd) else _int(s, "source fd", 0, 2**31 - 1)
         dst = _int(d, "target fd", 0, 2**31 - 1)
         if dst in seen:
             raise ConfigError(f"fd {dst} is a target twice")
@@ -1831,3 +1899,58 @@ def exec_(file: str | bytes, argv: Sequence[str | bytes], env: Mapping[str, str]
     prog = _path(file, "program")
     return Op(OpKind.EXEC, flags, c=fd if fd >= 0 else 0, s1=prog, argv=args,
               envp=tuple(envp), note=note or f"exec {os.fsdecode(prog)}")
+
+
+def console(socket_fd: int = Fd.CONSOLE, *, ptmx: str = "/dev/pts/ptmx", rows: int = 0,
+            cols: int = 0) -> Op:
+    """Give the child a pseudo-terminal from the devpts whose ``ptmx`` is given (the child's
+    own, mounted by the plan before this op, e.g. ``devpts`` on ``/dev/pts`` with
+    ``newinstance,ptmxmode=0666``): its peer becomes fds 0, 1, 2 and the controlling terminal
+    (a new session unless the child leads one already), with ``rows`` x ``cols`` as its size
+    (0: as the kernel makes it), and the master is sent over ``socket_fd`` (SCM_RIGHTS) -- by
+    default the socket the container supervisor fills in. Put it before the ``FDS`` op, which
+    must then keep 0, 1 and 2.
+
+    Raises:
+        ConfigError: a size outside 0..65535.
+    """
+    if not (0 <= rows <= 0xFFFF and 0 <= cols <= 0xFFFF):
+        raise ConfigError(f"a terminal size is 0..65535 rows and columns, not {rows}x{cols}")
+    return Op(OpKind.CONSOLE, a=socket_fd, b=rows << 16 | cols, s2=fsencode(ptmx, "ptmx path"),
+              note=f"open a terminal of {ptmx}")
+
+
+def exec_tail(command: Op, fd_map: Sequence[tuple[int, int, bool]],
+              seccomp_op: Op | None = None, *, init_fd: int = -1, index: int = 0) -> list[Op]:
+    """The last ops of a plan: arrange fds (:func:`fds`), load the seccomp filter, exec
+    ``command`` (an ``EXEC`` op of :func:`exec_`).
+
+    With ``init_fd`` (an fd of the isolate-init program, e.g. ``os.open(path, O_PATH)``,
+    opened before the root changes) the plan execs the init instead, through that fd, and the
+    init runs the command as its child. It gets the status and exit fds (``Fd.STATUS``,
+    ``Fd.EXIT``) above the highest target of ``fd_map``; the command's own ``EXEC`` op follows
+    the init's, never run by the plan but named by the init's report when the command cannot
+    be exec'd, so the error is the one the plan would raise without an init. ``index`` is where
+    these ops start in the plan. The init runs under the seccomp filter (as ``docker run
+    --init`` does), so a profile must allow what it needs (clone, wait4, kill).
+
+    Raises:
+        ConfigError: with ``init_fd``, a command whose program is not its ``argv[0]``.
+    """
+    if init_fd < 0:
+        return [fds(fd_map), *([seccomp_op] if seccomp_op else []), command]
+    if command.kind is not OpKind.EXEC or not command.argv or command.s1 != command.argv[0]:
+        raise ConfigError("an init runs argv[0]: the command's program must be its argv[0]")
+    base = max([2, *(target for _, target, _ in fd_map)]) + 1
+    status_fd, exit_fd, program_fd = base, base + 1, base + 2
+    ops = [fds([*fd_map, (Fd.STATUS, status_fd, False), (Fd.EXIT, exit_fd, False),
+                (init_fd, program_fd, True)])]
+    if seccomp_op is not None:
+        ops.append(seccomp_op)
+    command_index = index + len(ops) + 1
+    argv = (b"isolate-init", b"--status-fd", b"%d" % status_fd, b"--exit-fd", b"%d" % exit_fd,
+            b"--report-op", b"%d" % command_index, b"--", *command.argv)
+    ops.append(Op(OpKind.EXEC, OpFlag.EXEC_FD, c=program_fd, s1=b"isolate-init", argv=argv,
+                  envp=command.envp, note="exec isolate-init"))
+    ops.append(command)
+    return ops

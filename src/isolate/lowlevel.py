@@ -400,7 +400,7 @@ def _spawn(p: Plan, parent_step: Callable[[int], None] | None, inserted: int = -
     sync_parent: socket.socket | None = None
     sync_child = -1
     # An init reports the command's end here; read (without blocking) once it is reaped.
-    exit_r, exit_w = os.pipe2(os.O_CLOEXEC) if p.has_init else (-1, -1)
+    exit_r, exit_w = os.pipe2(os.O_CLOEXEC) if p.reports_exit else (-1, -1)
     if exit_r >= 0:
         os.set_blocking(exit_r, False)
     try:

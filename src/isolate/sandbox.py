@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
-from isolate import lowlevel, runtime
+from isolate import _shim, lowlevel, runtime
 from isolate._plan import Op, Plan
 from isolate._units import parse_seconds
 from isolate.cgroups import CGroup, Limits
@@ -399,6 +399,7 @@ class Sandbox:
         self._cgroup_fds: list[int] = []
         self._image_root: ImageRoot | None = None
         self._parent_pidfd = -1
+        self._init_fd = -1
 
     # -- lifetime -----------------------------------------------------------------------------
     def __enter__(self) -> Sandbox:
@@ -442,6 +443,10 @@ class Sandbox:
                                           writable=not self.config.readonly)
             if self.config.die_with_parent:
                 self._parent_pidfd = os.pidfd_open(os.getpid())
+            init_path = _shim.init_binary() if self.config.init else None
+            if init_path is not None:
+                # Opened here, before any root changes: the static init runs in any root.
+                self._init_fd = os.open(init_path, os.O_PATH | os.O_CLOEXEC)
             mount_join, after_user = (image_root.mount_join() if image_root is not None
                                       else (None, False))
             self._compiled = runtime.ProcessTemplate(
@@ -450,7 +455,7 @@ class Sandbox:
                 root=image_root.overlay_op(0) if image_root is not None else None,
                 per_process_root=(image_root is not None and not self.config.readonly
                                   and image_root.upper_per_process),
-                parent_pidfd=self._parent_pidfd)
+                parent_pidfd=self._parent_pidfd, init_fd=self._init_fd)
         except BaseException as exc:
             self._release(exc)
             raise
@@ -565,6 +570,9 @@ class Sandbox:
         if self._parent_pidfd >= 0:
             fds.append(self._parent_pidfd)
             self._parent_pidfd = -1
+        if self._init_fd >= 0:
+            fds.append(self._init_fd)
+            self._init_fd = -1
         for fd in [*namespaces.values(), *fds]:
             os.close(fd)
         image_root, self._image_root = self._image_root, None

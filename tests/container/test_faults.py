@@ -38,12 +38,12 @@ def _mounts_of(path: str) -> list[str]:
         return [line for line in f if path in line]
 
 
-def _start_in_subprocess(store: Store, name: str) -> subprocess.Popen[str]:
+def _start_in_subprocess(store: Store, name: str, supervisor: str) -> subprocess.Popen[str]:
     code = f"""
 import sys, time
 from isolate.image import Store
 from isolate.container import ContainerStore
-c = ContainerStore(Store({store.root!r})).get({name!r})
+c = ContainerStore(Store({store.root!r}), supervisor={supervisor!r}).get({name!r})
 c.start()
 print("started", c.state.pid, flush=True)
 time.sleep(100000)
@@ -51,21 +51,26 @@ time.sleep(100000)
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
 
 
+@pytest.mark.parametrize("supervisor", ["shim", "inprocess"])
 def test_a_killed_supervisor_is_reported_and_reclaimed(containers: ContainerStore,
-                                                       image_store: Store) -> None:
+                                                       image_store: Store,
+                                                       supervisor: str) -> None:
     mark = marker()
     c = containers.create(ContainerConfig("busybox", ["sleep", mark], name="orphaned"))
-    starter = _start_in_subprocess(image_store, "orphaned")
+    starter = _start_in_subprocess(image_store, "orphaned", supervisor)
     try:
         assert starter.stdout is not None
         line = starter.stdout.readline()
         assert line.startswith("started"), line
         pid = int(line.split()[1])
-        assert c.status is Status.RUNNING and c.state.pid == pid
+        st = c.state
+        assert st.status is Status.RUNNING and st.pid == pid and st.supervisor == supervisor
         cgroups = _cgroup_dirs(c.id)
         assert cgroups
-        starter.send_signal(signal.SIGKILL)
+        # The supervisor (the shim, or the process that supervises in-process) SIGKILLed.
+        os.kill(st.supervisor_pid, signal.SIGKILL)
     finally:
+        starter.kill()
         starter.wait()
         if starter.stdout is not None:
             starter.stdout.close()

@@ -326,6 +326,7 @@ def test_ps_rows_and_filters_are_dockers(containers: ContainerStore) -> None:
 def test_what_needs_the_shim_is_refused_without_it(containers: ContainerStore) -> None:
     from isolate.errors import UnsupportedError
 
+    containers = ContainerStore(containers.images, supervisor="inprocess")
     c = make(containers, ["true"], restart="always")
     with pytest.raises(UnsupportedError, match="isolate-shim"):
         c.start()

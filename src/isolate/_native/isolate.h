@@ -74,7 +74,10 @@
                                     masked by the umask), b = device number,
                                     c = uid << 32 | gid ((uint32_t)-1: unchanged) */
 #define ISO_OP_SOCKET 42         /* a = domain, b = type, c = protocol: report the fd (ISO_REPORT_FD) */
-#define ISO_OP__MAX 43
+#define ISO_OP_CONSOLE 43        /* a = socket, b = rows << 16 | cols (0: as is), s2 = ptmx (NULL:
+                                    /dev/pts/ptmx): a pty of that devpts becomes stdio and the
+                                    controlling terminal; its master goes over a (SCM_RIGHTS) */
+#define ISO_OP__MAX 44
 
 #define ISO_STEP_CLONE 100
 #define ISO_STEP_SIGNALS 101
@@ -88,6 +91,15 @@
 #define ISO_F_RECURSIVE 16       /* OPEN_TREE/MOUNT_SETATTR: whole subtree */
 #define ISO_F_SEARCH_PATH 32     /* EXEC: search PATH from the new environment, like execvp */
 #define ISO_F_EXEC_FD 64         /* EXEC: execveat(c, "", AT_EMPTY_PATH) */
+
+/* Placeholder fds: where a plan names one of these (an FDS source, PDEATHSIG's b, CONSOLE's a),
+ * the spawner puts an fd of its own before the clone: lowlevel.spawn its status pipe, sync
+ * socket and exit pipe; isolate-shim all five. isolate/_plan.py: Fd. */
+#define ISO_FD_STATUS -2         /* the status pipe (an exec'd init reports exec errors there) */
+#define ISO_FD_SYNC -3           /* the child's end of the sync socket */
+#define ISO_FD_EXIT -4           /* the write end of the exit report pipe */
+#define ISO_FD_PARENT -5         /* a pidfd of the spawning process (PDEATHSIG's b) */
+#define ISO_FD_CONSOLE -6        /* the socket the pty master goes to (CONSOLE's a) */
 
 /* Plan flags. */
 #define ISO_PLAN_RESET_SIGNALS 1 /* restore default dispositions, empty mask before exec */
@@ -209,4 +221,10 @@ int iso_extract_feed(struct iso_extract *x, const uint8_t *buf, uint64_t len,
 void iso_extract_forget_dirs(struct iso_extract *x);
 void iso_extract_release(struct iso_extract *x);
 /* CDEF-END */
+
+/* For isolate-shim's init (C only): execve file, searching PATH of envp when it has no '/', as
+ * execvp does but without malloc; returns the errno to report (ENOENT, EACCES ...). */
+int iso_exec_search(const char *file, char *const argv[], char *const envp[]);
+/* Close every fd but keep (-1: all of them). */
+void iso_close_all_but(int keep);
 #endif

@@ -975,6 +975,72 @@ static int parent_gone(const struct child_state *st, const struct iso_op *op)
     return pp == st->parent ? 0 : ESRCH;
 }
 
+#ifndef TIOCGPTPEER
+#define TIOCGPTPEER 0x5441
+#endif
+
+static int send_fd(int sock, int fd)
+{
+    char byte = 0;
+    struct iovec iov = {&byte, 1};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    memset(&control, 0, sizeof control);
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.buf;
+    msg.msg_controllen = sizeof control.buf;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    ssize_t n;
+    do
+        n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    return n < 0 ? errno : 0;
+}
+
+/* CONSOLE: a pty of the devpts whose ptmx is s2 (the container's own, mounted by the plan)
+ * becomes stdio and the controlling terminal; the master goes to the supervisor over socket a.
+ * The peer is opened from the master (TIOCGPTPEER), never by a path of the container's. */
+static int do_console(const struct child_state *st, const struct iso_op *op)
+{
+    const char *ptmx = op->s2 ? str_at(st, op->s2) : "/dev/pts/ptmx";
+    int master = open(ptmx, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0)
+        return errno;
+    int unlock = 0, e = 0, peer = -1;
+    if (ioctl(master, TIOCSPTLCK, &unlock) < 0)
+        e = errno;
+    if (!e && (peer = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0)
+        e = errno;
+    if (!e && op->b > 0) {
+        struct winsize ws = {(unsigned short)(op->b >> 16), (unsigned short)op->b, 0, 0};
+        if (ioctl(peer, TIOCSWINSZ, &ws) < 0)
+            e = errno;
+    }
+    /* A controlling terminal needs a session of our own: ours already (SETSID), or a new one. */
+    if (!e && getsid(0) != getpid() && setsid() < 0)
+        e = errno;
+    if (!e && ioctl(peer, TIOCSCTTY, 0) < 0)
+        e = errno;
+    if (!e)
+        e = send_fd((int)op->a, master);
+    close(master);
+    for (int fd = 0; !e && fd < 3; fd++)
+        if ((fd != peer && dup2(peer, fd) < 0) || fcntl(fd, F_SETFD, 0) < 0)
+            e = errno;
+    if (peer > 2)
+        close(peer);
+    return e;
+}
+
 static int loopback_up(void)
 {
     int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -994,7 +1060,7 @@ static int loopback_up(void)
 }
 
 /* execvp without malloc: PATH comes from the new environment. */
-static int exec_search(const char *file, char *const argv[], char *const envp[])
+int iso_exec_search(const char *file, char *const argv[], char *const envp[])
 {
     if (strchr(file, '/')) {
         execve(file, argv, envp);
@@ -1106,7 +1172,7 @@ static int do_fork_into_pidns(struct child_state *st, const struct iso_op *op, u
 /* ---- INIT: a tiny init as pid 1, like tini or `docker run --init` ---------------------------- */
 
 /* Close every fd but keep (-1: all of them). */
-static void close_all_but(int keep)
+void iso_close_all_but(int keep)
 {
     int done = keep < 0 ? syscall(SYS_close_range, 0U, ~0U, 0) == 0
                         : (keep == 0 || syscall(SYS_close_range, 0U, (unsigned)keep - 1, 0) == 0) &&
@@ -1184,7 +1250,7 @@ __attribute__((noreturn)) static void init_main(const struct child_state *st, pi
     int exit_fd = st->hdr->exit_fd;
     /* Nothing of the command's (stdio, pipes, the status pipe) stays open here, so its
      * readers see EOF when it ends, and the caller's status read ends at its exec. */
-    close_all_but(exit_fd);
+    iso_close_all_but(exit_fd);
     /* The command has exec'd (or failed): no one shares this memory now. */
     hide_caller_cmdline(1);
     uint64_t all = ~(uint64_t)0;
@@ -1458,6 +1524,9 @@ static int run_ops(struct child_state *st)
         case ISO_OP_INIT:
             e = do_init(st, i);
             break;
+        case ISO_OP_CONSOLE:
+            e = do_console(st, op);
+            break;
         case ISO_OP_OPEN: {
             int fd = open(str_at(st, op->s2), (int)op->a | O_CLOEXEC);
             if (fd < 0)
@@ -1488,7 +1557,7 @@ static int run_ops(struct child_state *st)
                 syscall(SYS_execveat, (int)op->c, "", argv, envp, AT_EMPTY_PATH);
                 e = errno;
             } else if (op->flags & ISO_F_SEARCH_PATH) {
-                e = exec_search(str_at(st, op->s1), argv, envp);
+                e = iso_exec_search(str_at(st, op->s1), argv, envp);
             } else {
                 execve(str_at(st, op->s1), argv, envp);
                 e = errno;

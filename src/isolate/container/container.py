@@ -128,7 +128,14 @@ class ContainerStore:
         ImageError: the store cannot be opened.
     """
 
-    def __init__(self, store: Store | None = None) -> None:
+    def __init__(self, store: Store | None = None, *, supervisor: str = "auto") -> None:
+        if supervisor not in ("auto", "shim", "inprocess"):
+            raise ConfigError(f"supervisor must be 'auto', 'shim' or 'inprocess', not "
+                              f"{supervisor!r}")
+        #: Who supervises the containers this store starts: ``"shim"`` (isolate-shim, which
+        #: outlives the caller), ``"inprocess"`` (a thread of this process; the containers
+        #: die with it: for hosts without isolate-shim), or ``"auto"``: the shim when built.
+        self.supervisor = supervisor
         self.images = store if store is not None else Store()
         self.root = os.path.join(self.images.root, "containers")
         self.names = os.path.join(self.root, "names")
@@ -137,6 +144,24 @@ class ContainerStore:
 
     def __repr__(self) -> str:
         return f"ContainerStore({self.images.root!r})"
+
+    def supervisor_for_start(self) -> str:
+        """``"shim"`` or ``"inprocess"``: who supervises a container started now.
+
+        Raises:
+            UnsupportedError: ``supervisor="shim"`` was asked and isolate-shim is not built.
+        """
+        if self.supervisor == "inprocess":
+            return "inprocess"
+        from isolate import _shim
+
+        try:
+            _shim.binary()
+        except UnsupportedError:
+            if self.supervisor == "shim":
+                raise
+            return "inprocess"
+        return "shim"
 
     def path(self, cid: str) -> str:
         """The state dir of container ``cid``."""
@@ -209,7 +234,7 @@ class ContainerStore:
         for cid in self.ids():
             try:
                 c = Container._load(self, cid)
-                st = c.state
+                st = c._settled_if_idle()
             except (FileNotFoundError, NotFoundError):
                 continue  # removed meanwhile
             if st.status is Status.REMOVING and c._finish_crashed_removal():
@@ -601,10 +626,13 @@ class Exec:
     (in the caller's pid namespace) and, once it ended, ``returncode`` (Docker's exit code:
     128 + N for signal N). Use it as a context manager, or call :meth:`wait`."""
 
-    def __init__(self, child: lowlevel.Child) -> None:
+    def __init__(self, child: lowlevel.Child, pty: int = -1) -> None:
         self._child = child
         self.pid = child.pid
         self.returncode: int | None = None
+        #: With ``tty=True``: the master of the process's pseudo-terminal (a pty of the
+        #: container's own devpts), ours to read, write, resize and close; else -1.
+        self.pty = pty
 
     def fileno(self) -> int:
         """A pidfd of the process: readable once it has ended (for event loops)."""
@@ -637,9 +665,27 @@ class Exec:
         """Send ``sig`` (through the pidfd: never a recycled pid)."""
         self._child.send_signal(sig)
 
+    def resize(self, rows: int, cols: int) -> None:
+        """Set the size of the process's terminal (with ``tty=True``).
+
+        Raises:
+            StateError: it has no terminal.
+        """
+        import fcntl as _fcntl
+        import struct
+        import termios
+
+        if self.pty < 0:
+            raise StateError("this exec process has no terminal", current="no tty",
+                             requested="resize")
+        _fcntl.ioctl(self.pty, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
     def close(self) -> None:
-        """Release the pidfd."""
+        """Release the pidfd (and the terminal's master)."""
         self._child.close()
+        if self.pty >= 0:
+            os.close(self.pty)
+            self.pty = -1
 
     def __enter__(self) -> Exec:
         """The handle itself; leaving the block kills a process still running and waits."""
@@ -869,6 +915,34 @@ class Container:
                             error=f"the container's supervisor ({st.supervisor} pid "
                                   f"{st.supervisor_pid}) died without recording its end")
 
+    def _settled_if_idle(self) -> State:
+        """The state as it is now; a run that ended since it was recorded is settled (its
+        cgroup reclaimed, its end persisted) when no one holds the lock, so that listing
+        cleans up after containers that ended on their own, as Docker's daemon would.
+
+        Raises:
+            NotFoundError: the container was removed."""
+        recorded = read_state(os.path.join(self.dir, "state.json"))
+        if recorded is None:
+            raise NotFoundError(f"No such container: {self.id}", kind="container", ref=self.id)
+        st = self._observe(recorded)
+        if st.status.running or not recorded.status.running:
+            return st
+        try:
+            fd = os.open(os.path.join(self.dir, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                         0o600)
+        except (FileNotFoundError, NotADirectoryError):
+            return st
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return st  # someone is acting on it; they settle it
+        else:
+            again = read_state(os.path.join(self.dir, "state.json"))
+            return self._settle(again) if again is not None else st
+        finally:
+            os.close(fd)
+
     @contextlib.contextmanager
     def _locked(self) -> Iterator[State]:
         """Hold the container's lock for the body, which gets the refreshed state (settled:
@@ -983,28 +1057,26 @@ class Container:
     def _start_locked(self, st: State) -> None:
         from isolate import _plan
         from isolate.container import network as net
-        from isolate.container._inprocess import InProcessSupervisor
         from isolate.container.preset import runtime_config
-        from isolate.runtime import container_plan
 
         record, cfg = self._record, self.config
-        missing = [what for what, asked in (("a restart policy", cfg.restart.enabled),
-                                            ("a tty", cfg.tty), ("an open stdin", cfg.open_stdin))
-                   if asked]
-        if missing:
-            raise UnsupportedError(
-                f"container {self.short_id} asks for {' and '.join(missing)}, which need the "
-                "supervisor isolate-shim; this isolate supervises containers in-process "
-                "(isolate-shim is not built)", missing="isolate-shim")
+        supervisor = self.store.supervisor_for_start()
+        if supervisor == "inprocess":
+            missing = [what for what, asked in (
+                ("a restart policy", cfg.restart.enabled), ("a tty", cfg.tty),
+                ("an open stdin", cfg.open_stdin)) if asked]
+            if missing:
+                raise UnsupportedError(
+                    f"container {self.short_id} asks for {' and '.join(missing)}, which need "
+                    "the supervisor isolate-shim; this store supervises containers in-process",
+                    missing="isolate-shim")
         images = self.store.images
         img = images.get(self.image_id)
         lowers = [*images.layer_dirs(img), os.path.join(self.dir, "mountpoints")]
         cgroup: CGroup | None = None
-        cgroup_fds: list[int] = []
-        parent = -1
+        fds: list[int] = []  # ours to close once the first process runs
         request = self._network_request()
         driver = net.driver_for(cfg.network)
-        setup: net.NetworkSetup | None = None
         try:
             cgroup = self._make_cgroup()
             self._hold(img)
@@ -1020,21 +1092,19 @@ class Container:
                                  work=os.path.join(self.dir, "work"), slot=0,
                                  options=("userxattr",) if record.get("userxattr") else (),
                                  note=f"mount the root of container {self.short_id}")
+            cgroup_fds: list[int] = []
             if cgroup is not None:
                 for path in cgroup.procs_files(_joined_controllers(cfg)):
                     cgroup_fds.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
-            parent = os.pidfd_open(os.getpid())  # closed below, once the child is running
+                    fds.append(cgroup_fds[-1])
             oom_dir = None
             if cgroup is not None:
                 oom_dir = cgroup.dirs.get("memory") or cgroup.dirs.get("unified")
-
-            def make_plan(fds: Sequence[tuple[int, int]]) -> Any:
-                return container_plan(rc, root=root, cgroup_fds=cgroup_fds, fds=fds,
-                                      parent_pidfd=parent)
-
             started_ns = time.time_ns()
-            pid, sup_pid = InProcessSupervisor(self.dir).start(
-                make_plan, log=self.log_path, oom_cgroup=oom_dir)
+            if supervisor == "shim":
+                pid, sup_pid = self._start_shim(rc, root, cgroup_fds, fds, oom_dir)
+            else:
+                pid, sup_pid = self._start_inprocess(rc, root, cgroup_fds, fds, oom_dir)
         except BaseException as exc:
             failed = attrs.evolve(st, error=str(exc), exit_code=_start_exit_code(exc))
             self._release_run(attrs.evolve(failed, cgroup=cgroup.dirs if cgroup else None),
@@ -1043,13 +1113,69 @@ class Container:
                 self._write(failed)
             raise
         finally:
-            for fd in cgroup_fds:
+            for fd in fds:
                 os.close(fd)
-            if parent >= 0:
-                os.close(parent)
         self._write(State(Status.RUNNING, pid=pid, run=st.run + 1, started_at=format_time(
-            started_ns), restart_count=0, supervisor="inprocess", supervisor_pid=sup_pid,
+            started_ns), restart_count=0, supervisor=supervisor, supervisor_pid=sup_pid,
             cgroup=dict(cgroup.dirs) if cgroup is not None else None))
+
+    def _start_inprocess(self, rc: RuntimeConfig, root: Any, cgroup_fds: Sequence[int],
+                         fds: builtins.list[int], oom_dir: str | None) -> tuple[int, int]:
+        """The first process as a child of this process (dies with it)."""
+        from isolate.container._inprocess import InProcessSupervisor
+        from isolate.runtime import container_plan
+
+        parent = os.pidfd_open(os.getpid())
+        fds.append(parent)
+
+        def make_plan(stdio: Sequence[tuple[int, int]]) -> Any:
+            return container_plan(rc, root=root, cgroup_fds=cgroup_fds, fds=stdio,
+                                  parent_pidfd=parent)
+
+        return InProcessSupervisor(self.dir).start(make_plan, log=self.log_path,
+                                                   oom_cgroup=oom_dir)
+
+    def _start_shim(self, rc: RuntimeConfig, root: Any, cgroup_fds: Sequence[int],
+                    fds: builtins.list[int], oom_dir: str | None) -> tuple[int, int]:
+        """The first process as a child of a new isolate-shim, which outlives us: it keeps
+        the cgroup fds (and isolate-init's) for every restart, holds the stdio or the pty,
+        writes the log and applies the restart policy."""
+        from isolate import _plan, _shim
+        from isolate._plan import Fd
+        from isolate.runtime import container_plan
+
+        cfg = self.config
+        keep = [*cgroup_fds]
+        init_fd = -1
+        if cfg.init:
+            init = _shim.init_binary()
+            if init is not None:
+                init_fd = os.open(init, os.O_PATH | os.O_CLOEXEC)
+                fds.append(init_fd)
+                keep.append(init_fd)
+        for ns in rc.namespaces:
+            if ns.fd is not None:
+                keep.append(ns.fd)  # a network driver's namespace, joined at every start
+        extra = [_plan.console()] if cfg.tty else []
+        cp = container_plan(rc, root=root, cgroup_fds=cgroup_fds, parent_pidfd=Fd.PARENT,
+                            extra=extra, init_fd=init_fd)
+        maps: dict[str, Any] = {}
+        if cp.needs_parent:
+            if os.geteuid() == 0:
+                maps = {"uid_map": "\n".join(m.line() for m in cp.uid_map),
+                        "gid_map": "\n".join(m.line() for m in cp.gid_map)}
+            else:
+                maps = {"newuidmap": [n for m in cp.uid_map
+                                      for n in (m.inside, m.outside, m.count)],
+                        "newgidmap": [n for m in cp.gid_map
+                                      for n in (m.inside, m.outside, m.count)]}
+        started = _shim.start(cp.plan, _shim.ShimConfig(
+            self.dir, log_path=self.log_path, log_max_size=cfg.log_max_size or 0,
+            log_max_file=cfg.log_max_file, tty=cfg.tty, stdin=cfg.open_stdin,
+            restart=_shim.RestartPolicy(cfg.restart.name, cfg.restart.max_retries),
+            stop_signal=int(self._record.get("stop_signal", signal.SIGTERM)),
+            oom_cgroup=oom_dir, keep_fds=keep, **maps))  # type: ignore[arg-type]
+        return started.pid, started.shim_pid
 
     def _hold(self, img: Image) -> None:
         """Make sure the store keeps the image for this container (a create that crashed
@@ -1126,6 +1252,45 @@ class Container:
             time.sleep(delay)
             delay = min(delay * 2, 0.02)
 
+    def _tell_shim(self, st: State, verb: str, sig: int, timeout: float | None = None) -> bool:
+        """Send ``stop`` or ``kill`` to the run's isolate-shim; False when it has none (or
+        cannot be reached, and signals must do)."""
+        if st.supervisor != "shim" or not self._supervisor_alive():
+            return False
+        from isolate import _shim
+
+        try:
+            with _shim.AttachClient.connect(self.dir) as client:
+                if verb == "stop":
+                    client.stop(sig, timeout)
+                else:
+                    client.kill(sig)
+        except (IsolateOSError, OSError):
+            return False
+        return True
+
+    def _wait_supervisor(self, st: State) -> State:
+        """Wait until the run's supervisor has ended (with a restart policy, the container
+        has ended for good); the observed state."""
+        from isolate import _shim
+
+        pid = _shim.read_pid(self.dir) or 0
+        fd = -1
+        try:
+            fd = os.pidfd_open(pid) if pid > 0 else -1
+        except OSError:
+            fd = -1
+        try:
+            if fd >= 0 and self._supervisor_alive():
+                poller = select.poll()
+                poller.register(fd, select.POLLIN)
+                poller.poll()
+        finally:
+            if fd >= 0:
+                os.close(fd)
+        _shim.wait_exit(self.dir)  # the lock goes just after the process (or its pid reused)
+        return self._observe(st)
+
     def kill(self, sig: int | str = "KILL") -> None:
         """Send ``sig`` to the container's first process (``docker kill``); SIGKILL or the
         stop signal also means "stopped" for the restart policy.
@@ -1140,7 +1305,8 @@ class Container:
             if number in (signal.SIGKILL, self._record.get("stop_signal")):
                 st = attrs.evolve(st, stopped=True)
                 self._write(st)
-            self._signal(st, number)
+            if not self._tell_shim(st, "kill", number):
+                self._signal(st, number)
 
     def stop(self, timeout: float | None = None) -> bool:
         """Stop the container (``docker stop``): its stop signal, then SIGKILL after
@@ -1164,6 +1330,12 @@ class Container:
         st = attrs.evolve(st, stopped=True)
         if self.config.restart.enabled:
             self._write(st)  # before the signal: the policy must not restart it
+        if self._tell_shim(st, "stop", 0, timeout):
+            # The shim sends the stop signal, SIGKILL after the timeout, and restarts nothing
+            # more: it ends once the container has.
+            if st.status is Status.PAUSED:
+                self._thaw(st)
+            return self._settle(attrs.evolve(self._wait_supervisor(st), stopped=True))
         self._signal(st, int(self._record.get("stop_signal", signal.SIGTERM)))
         if st.status is Status.PAUSED:
             self._thaw(st)
@@ -1292,16 +1464,17 @@ class Container:
         with self._locked() as st:
             st.status.check("remove", self.id, force=force)
             if st.status.running:
+                shim = self._tell_shim(st, "kill", signal.SIGKILL)
+                if not shim:
+                    self._signal(st, signal.SIGKILL)
                 if st.status is Status.PAUSED:
-                    self._signal(st, signal.SIGKILL)
                     self._thaw(st)
-                else:
-                    self._signal(st, signal.SIGKILL)
                 if st.cgroup:
                     cg = _cgroup_at(st.cgroup)
                     if cg is not None:
                         cg.kill()
-                st = self._settle(self._wait_exit(st, None))
+                st = self._settle(self._wait_supervisor(st) if shim else
+                                  self._wait_exit(st, None))
             self._remove_locked(st, volumes)
 
     def _remove_locked(self, st: State, volumes: bool) -> None:
@@ -1408,13 +1581,16 @@ class Container:
     def exec(self, command: Sequence[str], *, user: str | None = None,
              env: Mapping[str, str] | Sequence[str] | None = None, workdir: str | None = None,
              stdin: int | None = None, stdout: int | None = None, stderr: int | None = None,
-             privileged: bool = False) -> Exec:
+             privileged: bool = False, tty: bool = False, rows: int = 0,
+             cols: int = 0) -> Exec:
         """Start ``command`` in the running container (``docker exec``): in all its
         namespaces and its cgroup, its root, as its user (or ``user``: uid, uid:gid or a name
         from the container's /etc/passwd), with its environment plus ``env``, in its working
         dir (or ``workdir``), with its capabilities, seccomp profile and no_new_privs.
         ``stdin``/``stdout``/``stderr`` are fds of ours (default: /dev/null for stdin, ours
-        for the others). Returns an :class:`Exec` handle.
+        for the others); with ``tty`` the process gets a pseudo-terminal of the container's own
+        devpts instead (``rows`` x ``cols``), as its stdio and controlling terminal, whose
+        master is :attr:`Exec.pty`. Returns an :class:`Exec` handle.
 
         Raises:
             StateError: it is not running or paused (Docker's messages).
@@ -1454,6 +1630,14 @@ class Container:
             namespaces = self._namespaces(st)
             cgroup_fds: list[int] = []
             null = -1
+            ours = theirs = None
+            extra = []
+            if tty:
+                from isolate import _plan
+
+                ours, theirs = socket.socketpair(socket.AF_UNIX,
+                                                 socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+                extra = [_plan.console(theirs.fileno(), rows=rows, cols=cols)]
             try:
                 if st.cgroup:
                     cg = _cgroup_at(st.cgroup)
@@ -1462,17 +1646,67 @@ class Container:
                                       for p in cg.procs_files(_joined_controllers(cfg))]
                 if stdin is None:
                     null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
-                fds = [(stdin if stdin is not None else null, 0),
-                       (stdout if stdout is not None else 1, 1),
-                       (stderr if stderr is not None else 2, 2)]
-                plan = exec_plan(rc, namespaces, cgroup_fds=cgroup_fds, fds=fds)
+                if tty:
+                    fds = [(0, 0), (1, 1), (2, 2)]  # the pty the CONSOLE op made
+                else:
+                    fds = [(stdin if stdin is not None else null, 0),
+                           (stdout if stdout is not None else 1, 1),
+                           (stderr if stderr is not None else 2, 2)]
+                plan = exec_plan(rc, namespaces, cgroup_fds=cgroup_fds, fds=fds, extra=extra)
                 child = lowlevel.spawn(plan)
+                pty = -1
+                if ours is not None:
+                    try:
+                        _, received, _, _ = socket.recv_fds(ours, 16, 1, socket.MSG_DONTWAIT)
+                    except BlockingIOError:
+                        received = []
+                    if not received:
+                        child.kill()
+                        child.wait()
+                        child.close()
+                        raise IsolateOSError(errno.EIO, "the exec process's terminal did not "
+                                             "come from its CONSOLE op", step="console")
+                    pty = received[0]
             finally:
                 for fd in [*namespaces.values(), *cgroup_fds]:
                     os.close(fd)
                 if null >= 0:
                     os.close(null)
-            return Exec(child)
+                for sock in (ours, theirs):
+                    if sock is not None:
+                        sock.close()
+            return Exec(child, pty)
+
+    def attach(self) -> Any:
+        """A connection to the running container's supervisor (``docker attach``): an
+        :class:`isolate._shim.AttachClient` to ask for its output (``attach()``, then
+        ``read_frame()``, or ``read_raw()`` with a tty), write its stdin, resize its terminal,
+        stop or kill it. Close it when done.
+
+        Raises:
+            StateError: it is not running.
+            UnsupportedError: it is supervised in-process (no socket).
+        """
+        from isolate import _shim
+
+        st = self.state
+        if not st.status.running:
+            raise StateError("You cannot attach to a stopped container, start it first",
+                             current=st.status.value, requested="attach")
+        if st.supervisor != "shim":
+            raise UnsupportedError("attaching needs the supervisor isolate-shim; this "
+                                   "container is supervised in-process", missing="isolate-shim")
+        return _shim.AttachClient.connect(self.dir)
+
+    def resize(self, rows: int, cols: int) -> None:
+        """Set the size of the container's terminal (a ``tty`` container).
+
+        Raises:
+            StateError: it is not running.
+            UnsupportedError: it is supervised in-process.
+        """
+        with self.attach() as client:
+            client.resize(rows, cols)
 
     def exec_run(self, command: Sequence[str], *, input: bytes | None = None,
                  timeout: float | None = None, **options: Any) -> tuple[int, bytes, bytes]:

@@ -389,8 +389,11 @@ def _self_map(lines: Sequence[IdMap], own: int) -> bool:
 
 
 def _tail(cfg: RuntimeConfig, argv: Sequence[str], env: Mapping[str, str], cwd: str,
-          fds: Sequence[tuple[int, int]], identity: Sequence[Op], seccomp: Op | None,
-          ) -> list[Op]:
+          fds: Sequence[tuple[int, int]], identity: Sequence[Op], seccomp: Op | None, *,
+          init_fd: int = -1, start: int = 0) -> list[Op]:
+    """The per-process end of a plan: cwd, umask, rlimits, identity, fds, seccomp, exec.
+    With ``init_fd`` (an O_PATH fd of isolate-init) the plan execs the init, which runs the
+    command as its child; ``start`` is the index in the plan where these ops begin."""
     tail = [Op(OpKind.CHDIR, s2=_plan.fsencode(cwd, "cwd"), note=f"chdir {cwd}")]
     if cfg.process.user.umask is not None:
         tail.append(Op(OpKind.UMASK, a=cfg.process.user.umask, note="set umask"))
@@ -404,10 +407,8 @@ def _tail(cfg: RuntimeConfig, argv: Sequence[str], env: Mapping[str, str], cwd: 
         tail.append(seccomp)
         seccomp = None
     tail.extend(identity)
-    tail.append(_plan.fds([(s, d, False) for s, d in fds]))
-    if seccomp is not None:
-        tail.append(seccomp)
-    tail.append(_plan.exec_(argv[0], argv, env))
+    tail += _plan.exec_tail(_plan.exec_(argv[0], argv, env), [(s, d, False) for s, d in fds],
+                            seccomp, init_fd=init_fd, index=start + len(tail))
     return tail
 
 
@@ -564,7 +565,8 @@ class ProcessTemplate:
     def __init__(self, cfg: RuntimeConfig, shared: Mapping[NamespaceKind, int], *,
                  cgroup_fds: Sequence[int] = (), mount_join: Op | None = None,
                  join_after_user: bool = False, root: Op | None = None,
-                 per_process_root: bool = False, parent_pidfd: int = -1) -> None:
+                 per_process_root: bool = False, parent_pidfd: int = -1,
+                 init_fd: int = -1) -> None:
         cgroup = [Op(OpKind.CGROUP_JOIN, a=fd, note="join the sandbox's cgroup")
                   for fd in cgroup_fds]
         joins = [Op(OpKind.SETNS, a=shared[k], b=k.flag,
@@ -573,12 +575,16 @@ class ProcessTemplate:
         self.shared_root = NamespaceKind.MNT in shared
         if mount_join is not None:
             joins.insert(1 if join_after_user else 0, mount_join)
-        if cfg.in_user_namespace or cfg.init:
+        # With isolate-init (init_fd), pid 1 execs the init, which runs the command; without
+        # it, the fork-based INIT op stays pid 1 and must not be a vfork child in our memory.
+        self.init_fd = init_fd
+        fork_init = cfg.init and init_fd < 0
+        if cfg.in_user_namespace or fork_init:
             # In a user namespace our mount and pid namespaces must belong to it, so they are
             # made after joining it: unshare the mount namespace, and fork into a new pid
             # namespace (the grandchild is pid 1 there, and our child as Python's). With an
-            # init, pid 1 outlives the command's exec, so it must be a process of its own, not
-            # a vfork child in our memory: the fork makes it one.
+            # INIT op, pid 1 outlives the command's exec, so it must be a process of its own,
+            # not a vfork child in our memory: the fork makes it one.
             flags = 0
             joins.append(Op(OpKind.UNSHARE, a=_plan.CLONE_NEWNS, note="unshare mount namespace"))
             joins.append(Op(OpKind.FORK_INTO_PIDNS, a=-1, note="fork into a new pid namespace"))
@@ -610,10 +616,11 @@ class ProcessTemplate:
             p.extend(ops.shared + ops.own)
         self.base = p.freeze()
         self.identity = identity_ops(cfg)
-        # The init forks the command after the credentials are dropped, so it keeps none the
-        # command lacks; it runs outside the seccomp filter (a custom profile could deny what
-        # it needs: wait4, kill), so it makes itself non-dumpable against ptrace.
-        if cfg.init:
+        # The fork-based init forks the command after the credentials are dropped, so it keeps
+        # none the command lacks; it runs outside the seccomp filter (a custom profile could
+        # deny what it needs: wait4, kill), so it makes itself non-dumpable against ptrace.
+        # The exec'd init runs under the filter, as docker run --init's does.
+        if fork_init:
             self.identity.append(_plan.init())
         self.seccomp = _seccomp_op(cfg)
 
@@ -628,8 +635,10 @@ class ProcessTemplate:
                 raise ConfigError("this template builds each process's root: pass root=")
             ops = root_ops(self.cfg, root)
             head = [*ops.shared, *ops.own]
+        start = len(self.base.ops) + len(head)
         return self.base.extended([*head, *_tail(self.cfg, argv, env, cwd, fds,
-                                                 self.identity, self.seccomp)])
+                                                 self.identity, self.seccomp,
+                                                 init_fd=self.init_fd, start=start)])
 
 
 # -- containers: one plan builds everything in the first process ----------------------------------
@@ -676,7 +685,8 @@ def _join_ops(cfg: RuntimeConfig) -> list[Op]:
 def container_plan(cfg: RuntimeConfig, *, root: Op | None = None,
                    cgroup_fds: Sequence[int] = (),
                    fds: Sequence[tuple[int, int]] = ((0, 0), (1, 1), (2, 2)),
-                   parent_pidfd: int = -1, extra: Sequence[Op] = ()) -> ContainerPlan:
+                   parent_pidfd: int = -1, extra: Sequence[Op] = (),
+                   init_fd: int = -1) -> ContainerPlan:
     """The plan of a container's first process.
 
     It is cloned into the new namespaces (user first, with its maps), joins the configured
@@ -685,7 +695,10 @@ def container_plan(cfg: RuntimeConfig, *, root: Op | None = None,
     such as an image overlay; else ``cfg.root.path``) and the mounts, drops to
     ``cfg.process``'s identity and execs ``cfg.process.args``. ``extra`` ops run right before
     the credentials change (a console for a terminal, say). ``parent_pidfd``: a pidfd of the
-    parent, whose death then kills the container (-1: none).
+    parent, whose death then kills the container (-1: none; ``Fd.PARENT`` for the
+    supervisor's own). ``init_fd``: with ``cfg.init``, an O_PATH fd of isolate-init (the
+    static init of ``isolate._shim.init_binary()``) that the plan execs as pid 1; without one
+    the fork-based INIT op is pid 1.
 
     Raises:
         ConfigError: no ``process.args``, a joined pid namespace, or what :func:`root_ops`
@@ -708,8 +721,9 @@ def container_plan(cfg: RuntimeConfig, *, root: Op | None = None,
     later = (NamespaceKind.CGROUP, NamespaceKind.TIME)
     clone = [] if late else [k for k in new if k not in later]
     by_parent = NamespaceKind.USER in new and not _child_maps_itself(cfg)
-    # An init stays behind after the command's exec: it must be a process of its own.
-    mode = Mode.FORK if (by_parent or NamespaceKind.TIME in new or cfg.init) else Mode.VFORK
+    # A fork-based init stays alive after the exec: never in our memory (VFORK).
+    fork_init = cfg.init and init_fd < 0
+    mode = Mode.FORK if (by_parent or NamespaceKind.TIME in new or fork_init) else Mode.VFORK
     p = Plan(sum(k.flag for k in clone), mode)
     if by_parent:
         p.add(Op(OpKind.WAIT_PARENT, note="wait for the user namespace's maps"))
@@ -731,7 +745,7 @@ def container_plan(cfg: RuntimeConfig, *, root: Op | None = None,
                  s2=b"/proc/self/ns/time_for_children", note="enter the new time namespace"))
     if late and NamespaceKind.PID in new:
         p.add(Op(OpKind.FORK_INTO_PIDNS, a=-1, note="fork into a new pid namespace"))
-    if parent_pidfd >= 0:
+    if parent_pidfd != -1:
         p.add(Op(OpKind.PDEATHSIG, a=signal.SIGKILL, b=parent_pidfd,
                  note="die with the supervisor"))
     p.add(Op(OpKind.SETSID, note="start a new session"))
@@ -744,9 +758,10 @@ def container_plan(cfg: RuntimeConfig, *, root: Op | None = None,
         p.extend(ops.shared + ops.own)
     p.extend(extra)
     identity = identity_ops(cfg)
-    if cfg.init:
+    if cfg.init and init_fd < 0:
         identity.append(_plan.init())
-    p.extend(_tail(cfg, proc.args, proc.env_dict, proc.cwd, fds, identity, _seccomp_op(cfg)))
+    p.extend(_tail(cfg, proc.args, proc.env_dict, proc.cwd, fds, identity, _seccomp_op(cfg),
+                   init_fd=init_fd if cfg.init else -1, start=len(p.ops)))
     if by_parent:
         return ContainerPlan(p, cfg.uid_mappings, cfg.gid_mappings)
     return ContainerPlan(p)
