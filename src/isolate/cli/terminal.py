@@ -4,9 +4,10 @@ Owns what ``docker run``/``start -a``/``attach``/``exec`` do on the client's sid
 terminal put in raw mode for a container with a tty and restored on every way out (errors and
 signals too), the window size passed at the start and on SIGWINCH, the detach keys (ctrl-p
 ctrl-q, ``--detach-keys``) that leave the container running, signals proxied to a container
-without a tty, and the exit status. The streams come from the library: an attachment of the
-container's supervisor where it has one (:data:`Attachment`), else its json-file log, followed
-(output only). Nothing here acts on the container but through its public methods.
+without a tty, and the exit status. The streams come from the library: the client of the
+container's supervisor (:meth:`isolate.container.Container.attach`), the terminal of an exec'd
+process (:attr:`isolate.container.Exec.pty`), and the json-file log. Nothing here acts on the
+container but through its public methods.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import tty as ttymod
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from isolate.errors import IsolateError, StateError, UnsupportedError
+from isolate.cli import UsageError
+from isolate.errors import IsolateError
 
 if TYPE_CHECKING:
     from isolate.container import Container
@@ -33,6 +35,7 @@ __all__ = [
     "Attachment",
     "DetachScanner",
     "PtyAttachment",
+    "SocketAttachment",
     "exec_attached",
     "raw_terminal",
     "relay",
@@ -267,14 +270,55 @@ def _write_all(fd: int, data: bytes) -> None:
 
 # -- attached runs ----------------------------------------------------------------------------
 
-def _library_attachment(c: Container, stdin: bool) -> Attachment | None:
-    """The supervisor's attachment of ``c``, where the library offers one
-    (``Container.attach(stdin=...)``), else None."""
-    attach = getattr(c, "attach", None)
-    if attach is None:
-        return None
-    att: Attachment = attach(stdin=stdin)
-    return att
+#: Frame kinds of the supervisor's socket: Docker's multiplexed streams (docs/shim.md).
+_STREAMS: Final = {1: "stdout", 2: "stderr", 3: "stderr"}
+
+
+class SocketAttachment:
+    """An :class:`Attachment` over the client of a container's supervisor
+    (:meth:`isolate.container.Container.attach`): frames of stdout and stderr, or the raw
+    bytes of its terminal with a tty; stdin, EOF of stdin and resizes the other way."""
+
+    def __init__(self, client: Any, *, tty: bool, stdout: bool = True,
+                 stderr: bool = True) -> None:
+        self.client = client
+        self.tty = tty
+        if stdout or stderr:
+            client.attach(stdout=stdout, stderr=stderr)
+
+    def fileno(self) -> int:
+        """The socket's fd."""
+        return int(self.client.fileno())
+
+    def read(self) -> tuple[str, bytes] | None:
+        """The next output (None once the supervisor has gone: the container ended)."""
+        if self.tty:
+            data = self.client.read_raw()
+            return ("stdout", data) if data else None
+        frame = self.client.read_frame()
+        if frame is None:
+            return None
+        kind, payload = frame
+        return _STREAMS.get(int(kind), "stderr"), payload
+
+    def write(self, data: bytes) -> None:
+        """Send ``data`` to the container's stdin."""
+        self.client.write_stdin(data)
+
+    def close_stdin(self) -> None:
+        """The container's stdin reads EOF (without a tty; with one, ^D is typed)."""
+        if self.tty:
+            self.client.write_stdin(b"\x04")
+        else:
+            self.client.close_stdin()
+
+    def resize(self, rows: int, cols: int) -> None:
+        """Set the container's terminal size."""
+        self.client.resize(rows, cols)
+
+    def close(self) -> None:
+        """Detach: the container runs on."""
+        self.client.close()
 
 
 @contextlib.contextmanager
@@ -302,21 +346,45 @@ def _proxying(c: Container, enabled: bool) -> Iterator[None]:
                 signal.signal(sig, handler)
 
 
+def _exit_code(status: Any) -> int:
+    code = int(status.exit_code)
+    return code if 0 <= code <= 255 else 125
+
+
+def _check_input_tty(tty: bool, stdin: bool) -> None:
+    if tty and stdin and not os.isatty(0):
+        raise UsageError("isolate: the input device is not a TTY")
+
+
 def run_attached(c: Container, *, streams: set[str], tty: bool, detach_keys: bytes | None,
                  sig_proxy: bool, start: bool) -> int:
-    """Start ``c`` (with ``start``) and stay attached to it until it ends; its exit code, or
-    0 when the user detached (the container keeps running).
+    """Start ``c`` (with ``start``) and stay attached to it until it ends: its exit code,
+    or 0 when the user typed the detach keys (it runs on).
+
+    Without a tty the output comes from the container's log, followed from the moment of
+    the start, so that nothing it writes before this command is attached is lost (stdin
+    goes through the supervisor's socket); with a tty, the terminal's bytes come through
+    the socket, attached right after the start.
 
     Raises:
-        UnsupportedError: a tty or stdin is asked for and the library has no attachment.
-        what :meth:`Container.start` raises.
+        UsageError: ``-i -t`` and our stdin is not a terminal.
+        what :meth:`Container.start` and :meth:`Container.attach` raise.
     """
+    from isolate.cli.container_options import parse_detach_keys
+
     want_stdin = "stdin" in streams
-    if tty or want_stdin:
-        return _run_with_attachment(c, streams, tty, detach_keys, sig_proxy, start)
+    _check_input_tty(tty, want_stdin)
+    if tty or not start:
+        keys = detach_keys if detach_keys is not None else parse_detach_keys(None)
+        if start:
+            c.start()
+        att = SocketAttachment(c.attach(), tty=tty, stdout="stdout" in streams,
+                               stderr="stderr" in streams)
+        return _relayed(c, att, stdin=want_stdin, tty=tty, keys=keys,
+                        sig_proxy=sig_proxy and not tty)
     since = time.time()
-    if start:
-        c.start()
+    c.start()
+    feeder = _StdinFeeder(c) if want_stdin else None
     with _proxying(c, sig_proxy):
         records = c.logs(follow=True, since=since, stdout="stdout" in streams,
                          stderr="stderr" in streams)
@@ -327,57 +395,89 @@ def run_attached(c: Container, *, streams: set[str], tty: bool, detach_keys: byt
             close = getattr(records, "close", None)
             if close is not None:
                 close()
+            if feeder is not None:
+                feeder.close()
         status = c.wait()
     return _exit_code(status)
 
 
-def _exit_code(status: Any) -> int:
-    code = int(status.exit_code)
-    return code if 0 <= code <= 255 else 125
+class _StdinFeeder:
+    """Our stdin to a container's, through its supervisor's socket, from a thread (the main
+    thread follows the log); EOF here is EOF there."""
+
+    def __init__(self, c: Container) -> None:
+        import threading
+
+        self.att = SocketAttachment(c.attach(), tty=False, stdout=False, stderr=False)
+        self.stop_r, self.stop_w = os.pipe2(os.O_CLOEXEC)
+        self.thread = threading.Thread(target=self._pump, name="isolate-stdin", daemon=True)
+        self.thread.start()
+
+    def _pump(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                ready, _, _ = select.select([0, self.stop_r], [], [])
+                if self.stop_r in ready:
+                    return
+                data = os.read(0, 65536)
+                if not data:
+                    self.att.close_stdin()
+                    return
+                self.att.write(data)
+
+    def close(self) -> None:
+        os.write(self.stop_w, b"x")
+        self.thread.join()
+        for fd in (self.stop_r, self.stop_w):
+            os.close(fd)
+        self.att.close()
 
 
-def _run_with_attachment(c: Container, streams: set[str], tty: bool,
-                         detach_keys: bytes | None, sig_proxy: bool, start: bool) -> int:
-    from isolate.cli.container_options import parse_detach_keys
-
-    keys = detach_keys if detach_keys is not None else parse_detach_keys(None)
-    if not hasattr(c, "attach"):
-        what = "a terminal (-t)" if tty else "stdin (-i)"
-        raise UnsupportedError(
-            f"attaching {what} to container {c.short_id} needs its supervisor's attach "
-            "socket, which this isolate's container library does not offer yet "
-            "(Container.attach)", missing="Container.attach")
-    if start:
-        c.start()
-    att = _library_attachment(c, "stdin" in streams)
-    assert att is not None
-    local_tty = tty and os.isatty(0)
+def _relayed(c: Container, att: Attachment, *, stdin: bool, tty: bool, keys: bytes,
+             sig_proxy: bool) -> int:
+    """Relay ``att`` (raw mode on our terminal with a tty) until it ends or is detached."""
+    local_tty = tty and stdin and os.isatty(0)
     try:
         with raw_terminal(0) if local_tty else contextlib.nullcontext(False), \
-                _proxying(c, sig_proxy and not tty):
-            how = relay(att, stdin="stdin" in streams, tty=tty, detach_keys=keys)
+                _proxying(c, sig_proxy):
+            how = relay(att, stdin=stdin, tty=tty, detach_keys=keys if tty else None)
     finally:
         att.close()
     if how == "detached":
-        return 0  # the container runs on
+        return 0  # it runs on
     return _exit_code(c.wait())
 
 
 def exec_attached(c: Container, command: Sequence[str], options: dict[str, Any], *,
                   interactive: bool, tty: bool, detach: bool,
                   detach_keys: bytes | None) -> int:
-    """``isolate exec``: run ``command`` in ``c``; its exit code (0 with ``detach``).
+    """``isolate exec``: run ``command`` in ``c``; its exit code (0 with ``detach``, or
+    when the user typed the detach keys: it runs on).
 
     Raises:
         StateError: the container is not running (Docker's message).
-        UnsupportedError: ``-t`` and the library cannot give an exec'd process a terminal.
+        UsageError: ``-i -t`` and our stdin is not a terminal.
         SpawnError: the command cannot be run (126/127).
     """
-    if tty and "tty" not in _exec_parameters(c):
-        raise UnsupportedError(
-            "exec -t needs a terminal made inside the container, which this isolate's "
-            "container library does not offer yet (Container.exec(..., tty=True))",
-            missing="Container.exec(tty=True)")
+    from isolate.cli.container_options import parse_detach_keys
+
+    _check_input_tty(tty and not detach, interactive)
+    if tty and not detach:
+        rows, cols = window_size(1) or window_size(0) or (24, 80)
+        proc = c.exec(list(command), tty=True, rows=rows, cols=cols, **options)
+        keys = detach_keys if detach_keys is not None else parse_detach_keys(None)
+        att = PtyAttachment(proc.pty)
+        local_tty = interactive and os.isatty(0)
+        try:
+            with raw_terminal(0) if local_tty else contextlib.nullcontext(False):
+                how = relay(att, stdin=interactive, tty=True, detach_keys=keys)
+            if how == "detached":
+                return 0
+            return int(proc.wait())
+        finally:
+            proc.pty = -1  # closed with the attachment
+            att.close()
+            proc.close()
     stdin = 0 if interactive and not detach else None
     out = None if not detach else _devnull()
     try:
@@ -396,15 +496,3 @@ def exec_attached(c: Container, command: Sequence[str], options: dict[str, Any],
 
 def _devnull() -> int:
     return os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
-
-
-def _exec_parameters(c: Container) -> set[str]:
-    import inspect
-
-    try:
-        return set(inspect.signature(c.exec).parameters)
-    except (TypeError, ValueError):
-        return set()
-
-
-_ = StateError  # documented in exec_attached's Raises
