@@ -386,3 +386,53 @@ def test_the_container_group_has_the_same_commands(isolate_cli: Isolate) -> None
     assert isolate_cli.ok("container", "ls", "-a", "-q", "-f", "name=grp") == cid[:12] + "\n"
     assert isolate_cli.ok("container", "run", "--rm", "busybox", "echo", "hi") == "hi\n"
     assert isolate_cli.ok("container", "rm", "grp") == "grp\n"
+
+
+# -- run: a container or a sandbox ----------------------------------------------------------
+
+def test_run_dashdash_and_image_flag_stay_the_throwaway_sandbox(isolate_cli: Isolate) -> None:
+    before = isolate_cli.ok("ps", "-a", "-q")
+    assert isolate_cli.ok("run", "--", "sh", "-c", "echo $$ $(hostname)") == "1 sandbox\n"
+    assert isolate_cli.ok("run", "--image", "busybox", "cat", "/etc/marker") == \
+        "isolate test image\n"
+    assert isolate_cli.ok("ps", "-a", "-q") == before  # no container was made
+    proc = isolate_cli("run", "-d", "--name", "x", "--", "true")
+    assert proc.returncode == 125 and proc.stderr.count("\n") == 1
+    assert "is for containers" in proc.stderr
+
+
+def test_cidfile_gets_the_id_and_is_never_overwritten(isolate_cli: Isolate,
+                                                      tmp_path: Path) -> None:
+    cidfile = tmp_path / "cid"
+    isolate_cli.ok("run", "--cidfile", str(cidfile), "busybox", "true")
+    cid = cidfile.read_text()
+    assert len(cid) == 64 and isolate_cli.status(cid) == "exited"
+    proc = isolate_cli("create", "--cidfile", str(cidfile), "busybox")
+    assert proc.returncode == 125 and "Container ID file found" in proc.stderr
+    assert cidfile.read_text() == cid
+
+
+def test_logs_since_and_until(isolate_cli: Isolate) -> None:
+    isolate_cli.ok("run", "--name", "timed", "busybox", "sh", "-c",
+                   "echo early; sleep 1.5; echo late")
+    stamped = isolate_cli.ok("logs", "-t", "timed").splitlines()
+    late_at = stamped[1].split(" ")[0]
+    assert isolate_cli.ok("logs", "--since", late_at, "timed") == "late\n"
+    assert isolate_cli.ok("logs", "--until", late_at, "timed") == "early\n"
+    assert isolate_cli.ok("logs", "--since", "10m", "timed") == "early\nlate\n"
+    assert isolate_cli.ok("logs", "--tail", "0", "timed") == ""
+
+
+def test_stats_streams_until_the_container_stops(isolate_cli: Isolate) -> None:
+    with foreground(isolate_cli, "streamed") as fg:
+        proc = isolate_cli.popen("stats", "--format", "{{.Name}} {{.PIDs}}", "streamed",
+                                 stdout=subprocess.PIPE)
+        try:
+            read_until(proc, "streamed 1")
+            read_until(proc, "streamed 1")  # a second reading
+            isolate_cli.ok("stop", "-t", "0", "streamed")
+            assert proc.wait(timeout=WAIT) == 0
+        finally:
+            assert proc.stdout is not None
+            proc.stdout.close()
+        fg.wait(timeout=WAIT)

@@ -958,6 +958,20 @@ def register(sub: Any) -> None:
 
     run = _run_parser(sub)
     if run is not None:
+        run.usage = ("isolate run [OPTIONS] IMAGE [COMMAND] [ARG...]          (a container)\n"
+                     "       isolate run [OPTIONS] [--rootfs DIR] -- CMD [ARG...]  (a sandbox)\n"
+                     "       isolate run [OPTIONS] --image IMAGE [CMD [ARG...]]   (a sandbox)")
+        run.description = (
+            "Create and run a new container from IMAGE, as docker run does (attached until it "
+            "ends, unless -d). After '--', or with --rootfs DIR or --image IMAGE, run CMD in a "
+            "throwaway sandbox instead: private /tmp, fresh /proc, minimal /dev, no network, "
+            "no capabilities, the host's root (or DIR, or a writable overlay of IMAGE) "
+            "read-only.")
+        _set_help(sub, "run", "create and run a new container (or a throwaway sandbox)")
+        for action in run._actions:
+            if action.dest == "image":
+                action.help = ("a throwaway sandbox in this image (a writable overlay of its "
+                               "layers, gone at exit) instead of a container")
         add_create_options(run, run=True)
         # The sandbox defaults that both kinds share, marked so that a container can tell
         # a flag left alone from one given.
@@ -980,6 +994,8 @@ def register(sub: Any) -> None:
             "volumes"
         _inspect_flags(inspect)
         inspect.set_defaults(handler=cmd_inspect)
+        _set_help(sub, "inspect", "return low-level information on containers, images or "
+                  "volumes")
         _define_without(plain, {"inspect"})
     else:
         _define(plain)
@@ -1003,6 +1019,13 @@ def register(sub: Any) -> None:
     add_create_options(p, run=True)
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="IMAGE [COMMAND [ARG...]]")
     volumes.register(sub)
+
+
+def _set_help(sub: Any, name: str, text: str) -> None:
+    """The line ``isolate --help`` shows for ``name``."""
+    for action in getattr(sub, "_choices_actions", []):
+        if getattr(action, "dest", None) == name:
+            action.help = text
 
 
 def _run_in_group(args: argparse.Namespace) -> int:
