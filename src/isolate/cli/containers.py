@@ -339,6 +339,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         if unknown:
             raise ConfigError(f"invalid filter '{sorted(unknown)[0]}'")
     removed = []
+    freed = 0
     from isolate.container import matches
 
     for c in store.list(all=True):
@@ -349,16 +350,18 @@ def cmd_prune(args: argparse.Namespace) -> int:
                 continue
             if "until" in filters and not _created_before(c, filters["until"]):
                 continue
+            size = tree_size(c.upper_dir)
             c.remove()
         except IsolateError:
             continue
         removed.append(c.id)
+        freed += size
     if removed:
         print("Deleted Containers:")
         for cid in removed:
             print(cid)
         print()
-    print("Total reclaimed space: 0B")
+    print(f"Total reclaimed space: {decimal_size(freed)}")
     return 0
 
 
