@@ -199,11 +199,16 @@ def shim_supervises(cli: Isolate) -> bool:
         cli("rm", "-f", cid)
 
 
+_SHIM: dict[str, bool] = {}
+
+
 @pytest.fixture
 def detachable(isolate_cli: Isolate) -> Isolate:
     """``isolate_cli``, where a container started by one command outlives it (skips where
     it does not: without isolate-shim a container is supervised by its starter)."""
-    if not shim_supervises(isolate_cli):
+    if "shim" not in _SHIM:
+        _SHIM["shim"] = shim_supervises(isolate_cli)
+    if not _SHIM["shim"]:
         pytest.skip("containers are supervised in-process here (isolate-shim is not used by "
                     "isolate.container yet): one started by a command ends with it")
     return isolate_cli

@@ -73,62 +73,83 @@ def test_run_proxies_signals_to_the_container(isolate_cli: Isolate) -> None:
 
 # -- the everyday loop ------------------------------------------------------------------------
 
-def test_ps_logs_exec_stop_start_rm_from_other_processes(isolate_cli: Isolate) -> None:
+def test_run_d_ps_logs_exec_stop_start_rm_each_a_command_of_its_own(
+        detachable: Isolate) -> None:
+    cli = detachable
     script = "echo line1; echo warn >&2; while :; do sleep 0.1; done"
-    with foreground(isolate_cli, "loop", "-e", "MODE=demo", "-l", "tier=web",
-                    script=script) as fg:
+    cid = cli.ok("run", "-d", "--name", "loop", "-e", "MODE=demo", "-l", "tier=web", "busybox",
+                 "sh", "-c", script).strip()
+    assert len(cid) == 64
+    follower = cli.popen("logs", "-f", "loop", stdout=subprocess.PIPE)
+    try:
+        read_until(follower, "line1")
         # ps: Docker's table, the short id, names, filters, formats.
-        table = isolate_cli.ok("ps").splitlines()
+        table = cli.ok("ps").splitlines()
         assert table[0].split() == ["CONTAINER", "ID", "IMAGE", "COMMAND", "CREATED", "STATUS",
                                     "PORTS", "NAMES"]
         mine = [line for line in table[1:] if line.endswith(" loop")]
-        assert len(mine) == 1 and " Up " in mine[0] and mine[0].split()[1] == "busybox"
-        short = isolate_cli.ok("ps", "-q", "-f", "name=loop").strip()
-        full = isolate_cli.ok("inspect", "-f", "{{.Id}}", "loop").strip()
-        assert len(short) == 12 and len(full) == 64 and full.startswith(short)
-        assert isolate_cli.ok("ps", "-q", "--no-trunc", "-f", "label=tier=web") == full + "\n"
-        assert isolate_cli.ok("ps", "-q", "-f", "label=tier=db") == ""
-        assert isolate_cli.ok("ps", "-q", "-f", "status=running", "-f", "name=loop") == \
-            short + "\n"
-        row = json.loads(isolate_cli.ok("ps", "--format", "json", "-f", "name=loop"))
+        assert len(mine) == 1 and " Up " in mine[0] and mine[0].split()[:2] == [cid[:12],
+                                                                              "busybox"]
+        assert cli.ok("ps", "-q", "--no-trunc", "-f", "label=tier=web") == cid + "\n"
+        assert cli.ok("ps", "-q", "-f", "label=tier=db") == ""
+        assert cli.ok("ps", "-q", "-f", "status=running", "-f", "name=loop") == cid[:12] + "\n"
+        row = json.loads(cli.ok("ps", "--format", "json", "-f", "name=loop"))
         assert (row["ID"], row["Names"], row["State"], row["Labels"]) == (
-            short, "loop", "running", "tier=web")
+            cid[:12], "loop", "running", "tier=web")
         # logs: the streams apart; -t timestamps.
-        logs = isolate_cli("logs", "loop")
-        assert (logs.stdout, logs.stderr) == ("ready\nline1\n", "warn\n")
-        stamped = isolate_cli("logs", "-t", "--tail", "2", "loop")  # of both streams
+        logs = cli("logs", "loop")
+        assert (logs.stdout, logs.stderr) == ("line1\n", "warn\n")
+        stamped = cli("logs", "-t", "--tail", "2", "loop")  # of both streams
         when, _, text = stamped.stdout.partition(" ")
         assert text == "line1\n" and when.endswith("Z") and when[:4].isdigit()
         assert stamped.stderr.partition(" ")[2] == "warn\n"
-        # logs -f follows until the container ends.
-        follower = isolate_cli.popen("logs", "-f", "loop", stdout=subprocess.PIPE)
-        read_until(follower, "line1")
-        # exec: the container's environment, hostname, stdin with -i.
-        assert isolate_cli.ok("exec", "loop", "sh", "-c", "echo $MODE $(hostname)") == \
-            f"demo {short}\n"
-        assert isolate_cli.ok("exec", "-i", "loop", "cat", input="via stdin\n") == \
-            "via stdin\n"
-        assert isolate_cli("exec", "loop", "sh", "-c", "exit 5").returncode == 5
-        assert isolate_cli.ok("exec", "-u", "app", "-w", "/tmp", "-e", "X=1", "loop", "sh",
-                              "-c", "echo $(id -u) $(pwd) $X") == "1000 /tmp 1\n"
-        # stop: SIGTERM, the shell ignores it as pid 1 with no trap: SIGKILL after -t.
-        assert isolate_cli.ok("stop", "-t", "1", "loop") == "loop\n"
-        assert fg.wait(timeout=WAIT) == 137
-        assert follower.wait(timeout=WAIT) == 0
-        assert follower.stdout is not None and follower.stdout.read() == ""
+        # exec: the container's environment, hostname, stdin with -i, user, dir.
+        assert cli.ok("exec", "loop", "sh", "-c", "echo $MODE $(hostname)") == \
+            f"demo {cid[:12]}\n"
+        assert cli.ok("exec", "-i", "loop", "cat", input="via stdin\n") == "via stdin\n"
+        assert cli("exec", "loop", "sh", "-c", "exit 5").returncode == 5
+        assert cli.ok("exec", "-u", "app", "-w", "/tmp", "-e", "X=1", "loop", "sh", "-c",
+                      "echo $(id -u) $(pwd) $X") == "1000 /tmp 1\n"
+        # stop: SIGTERM, which the shell ignores as pid 1 with no trap: SIGKILL after -t.
+        assert cli.ok("stop", "-t", "1", "loop") == "loop\n"
+        assert follower.wait(timeout=WAIT) == 0  # logs -f ends with the container
+    finally:
+        assert follower.stdout is not None
         follower.stdout.close()
-        assert isolate_cli.ok("ps", "-a", "-f", "name=loop", "--format", "{{.Status}}"
-                              ).startswith("Exited (137)")
-    # start again, attached (-a), a second run of the same container; then rm.
-    proc = isolate_cli.popen("start", "-a", "loop", stdout=subprocess.PIPE)
-    read_until(proc, "ready")
-    assert isolate_cli.ok("kill", "loop") == "loop\n"
-    assert proc.wait(timeout=WAIT) == 137
-    assert proc.stdout is not None
-    proc.stdout.close()
-    assert isolate_cli.ok("logs", "loop").count("ready\n") == 2
-    assert isolate_cli.ok("rm", "loop") == "loop\n"
-    assert isolate_cli("inspect", "loop").returncode == 125
+    assert cli.ok("ps", "-a", "-f", "name=loop", "--format", "{{.Status}}"
+                  ).startswith("Exited (137)")
+    assert cli.ok("wait", "loop") == "137\n"
+    # start again: a second run of the same container, detached.
+    assert cli.ok("start", "loop") == "loop\n"
+    assert cli.status("loop") == "running"
+    deadline = time.monotonic() + WAIT
+    while cli.ok("logs", "loop").count("line1") < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert cli("rm", "loop").returncode == 125  # running
+    assert cli.ok("rm", "-f", "loop") == "loop\n"
+    assert cli("inspect", "loop").returncode == 125
+
+
+def test_foreground_containers_are_managed_from_other_processes(isolate_cli: Isolate) -> None:
+    """The same loop where each container is supervised by the command that started it (an
+    attached run): works with either supervisor."""
+    with foreground(isolate_cli, "fgloop", "-e", "MODE=demo") as fg:
+        assert isolate_cli.ok("ps", "-q", "-f", "name=fgloop") != ""
+        assert isolate_cli.ok("exec", "fgloop", "sh", "-c", "echo $MODE") == "demo\n"
+        assert isolate_cli.ok("logs", "fgloop") == "ready\n"
+        assert isolate_cli.ok("stop", "-t", "1", "fgloop") == "fgloop\n"
+        assert fg.wait(timeout=WAIT) == 137
+    proc = isolate_cli.popen("start", "-a", "fgloop", stdout=subprocess.PIPE)
+    try:
+        read_until(proc, "ready")
+        assert isolate_cli.ok("kill", "fgloop") == "fgloop\n"
+        assert proc.wait(timeout=WAIT) == 137
+    finally:
+        assert proc.stdout is not None
+        proc.stdout.close()
+    assert isolate_cli.ok("logs", "fgloop").count("ready\n") == 2
+    assert isolate_cli.ok("rm", "fgloop") == "fgloop\n"
 
 
 def test_wait_rename_pause_unpause_kill_signal(isolate_cli: Isolate) -> None:
