@@ -1308,35 +1308,38 @@ class Container:
             if not self._tell_shim(st, "kill", number):
                 self._signal(st, number)
 
-    def stop(self, timeout: float | None = None) -> bool:
-        """Stop the container (``docker stop``): its stop signal, then SIGKILL after
-        ``timeout`` seconds (default: its stop timeout, else 10). A container that is not
-        running is left alone; returns whether it was running.
+    def stop(self, timeout: float | None = None, sig: int | str | None = None) -> bool:
+        """Stop the container (``docker stop``): its stop signal (or ``sig``, as ``docker
+        stop --signal``), then SIGKILL after ``timeout`` seconds (default: its stop timeout,
+        else 10). A container that is not running is left alone; returns whether it was
+        running.
 
         Raises:
+            ConfigError: ``sig`` is not a signal.
             StateError: it is dead or being removed.
         """
+        number = parse_signal(sig) if sig is not None else None
         with self._locked() as st:
             if st.status in (Status.DEAD, Status.REMOVING):
                 st.status.check("stop", self.id)
             if not st.status.can_stop():
                 return False
-            self._stop_locked(st, timeout)
+            self._stop_locked(st, timeout, number)
             return True
 
-    def _stop_locked(self, st: State, timeout: float | None) -> State:
+    def _stop_locked(self, st: State, timeout: float | None, sig: int | None = None) -> State:
         if timeout is None:
             timeout = float(self._record.get("stop_timeout", 10))
         st = attrs.evolve(st, stopped=True)
         if self.config.restart.enabled:
             self._write(st)  # before the signal: the policy must not restart it
-        if self._tell_shim(st, "stop", 0, timeout):
+        if self._tell_shim(st, "stop", sig or 0, timeout):
             # The shim sends the stop signal, SIGKILL after the timeout, and restarts nothing
             # more: it ends once the container has.
             if st.status is Status.PAUSED:
                 self._thaw(st)
             return self._settle(attrs.evolve(self._wait_supervisor(st), stopped=True))
-        self._signal(st, int(self._record.get("stop_signal", signal.SIGTERM)))
+        self._signal(st, sig or int(self._record.get("stop_signal", signal.SIGTERM)))
         if st.status is Status.PAUSED:
             self._thaw(st)
         ended = self._wait_exit(st, timeout)
