@@ -178,6 +178,14 @@ def test_stop_honours_the_images_stop_signal(isolate_cli: Isolate) -> None:
     assert isolate_cli.ok("inspect", "-f", "{{.Config.StopSignal}}", "stopsig") == "SIGUSR1\n"
 
 
+def test_stop_with_a_signal_sends_that_one_instead(isolate_cli: Isolate) -> None:
+    script = "trap 'echo usr1' USR1; trap 'echo term; exit 4' TERM; while :; do sleep 0.1; done"
+    with foreground(isolate_cli, "stop-s", script=script) as fg:
+        assert isolate_cli.ok("stop", "-s", "USR1", "-t", "2", "stop-s") == "stop-s\n"
+        assert fg.wait(timeout=WAIT) == 137  # USR1 handled, then SIGKILL: never TERM
+    assert isolate_cli.ok("logs", "stop-s") == "ready\nusr1\n"
+
+
 def test_top_and_stats_of_a_running_container(isolate_cli: Isolate) -> None:
     with foreground(isolate_cli, "watched", "-m", "64m"):
         top = isolate_cli.ok("top", "watched").splitlines()

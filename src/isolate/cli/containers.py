@@ -277,15 +277,8 @@ def _starting(store: ContainerStore, refs: Sequence[str],
 def cmd_stop(args: argparse.Namespace) -> int:
     store = _store(args)
     timeout = _seconds_flag(args.timeout, "--timeout")
-    if args.signal is not None:
-        _signal_number(args.signal)
-
-    def stop(ref: str) -> None:
-        c = store.get(ref)
-        if args.signal is not None and c.status.running:
-            c.kill(args.signal)
-        c.stop(timeout=timeout)
-    return each(args.containers, stop)
+    sig = _signal_number(args.signal) if args.signal is not None else None
+    return each(args.containers, lambda ref: store.get(ref).stop(timeout=timeout, sig=sig))
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
