@@ -1009,19 +1009,25 @@ class Container:
         return self
 
     # -- starting ----------------------------------------------------------------------------------
-    def start(self) -> None:
-        """Start the container's first process under its supervisor.
+    def start(self, *, rows: int = 0, cols: int = 0) -> None:
+        """Start the container's first process under its supervisor; a ``tty`` container's
+        terminal is ``rows`` x ``cols`` from its start (0: as the kernel makes it), as
+        Docker's console size.
 
         Raises:
+            ConfigError: a terminal size outside 0..65535.
             StateError: it is running (or dead, or being removed).
             NotFoundError: it was removed.
             SpawnError, MountError, CgroupError...: the start failed; the error is also kept
                 in the state (``State.error``) and nothing of the run is left behind.
             UnsupportedError: limits were asked for where cgroups are not delegated.
         """
+        if not all(isinstance(n, int) and 0 <= n <= 0xFFFF for n in (rows, cols)):
+            raise ConfigError(f"a terminal size is 0..65535 rows and columns, not "
+                              f"{rows!r}x{cols!r}")
         with self._locked() as st:
             st.status.check("start", self.id)
-            self._start_locked(st)
+            self._start_locked(st, (rows, cols))
 
     def _network_request(self) -> net.NetworkRequest:
         from isolate.container import network as net
@@ -1054,7 +1060,7 @@ class Container:
                 raise
             return None  # rootless without delegation: no cgroup, no limits (inspect says)
 
-    def _start_locked(self, st: State) -> None:
+    def _start_locked(self, st: State, size: tuple[int, int] = (0, 0)) -> None:
         from isolate import _plan
         from isolate.container import network as net
         from isolate.container.preset import runtime_config
@@ -1102,7 +1108,7 @@ class Container:
                 oom_dir = cgroup.dirs.get("memory") or cgroup.dirs.get("unified")
             started_ns = time.time_ns()
             if supervisor == "shim":
-                pid, sup_pid = self._start_shim(rc, root, cgroup_fds, fds, oom_dir)
+                pid, sup_pid = self._start_shim(rc, root, cgroup_fds, fds, oom_dir, size)
             else:
                 pid, sup_pid = self._start_inprocess(rc, root, cgroup_fds, fds, oom_dir)
         except BaseException as exc:
@@ -1136,7 +1142,8 @@ class Container:
                                                    oom_cgroup=oom_dir)
 
     def _start_shim(self, rc: RuntimeConfig, root: Any, cgroup_fds: Sequence[int],
-                    fds: builtins.list[int], oom_dir: str | None) -> tuple[int, int]:
+                    fds: builtins.list[int], oom_dir: str | None,
+                    size: tuple[int, int] = (0, 0)) -> tuple[int, int]:
         """The first process as a child of a new isolate-shim, which outlives us: it keeps
         the cgroup fds (and isolate-init's) for every restart, holds the stdio or the pty,
         writes the log and applies the restart policy."""
@@ -1156,7 +1163,7 @@ class Container:
         for ns in rc.namespaces:
             if ns.fd is not None:
                 keep.append(ns.fd)  # a network driver's namespace, joined at every start
-        extra = [_plan.console()] if cfg.tty else []
+        extra = [_plan.console(rows=size[0], cols=size[1])] if cfg.tty else []
         cp = container_plan(rc, root=root, cgroup_fds=cgroup_fds, parent_pidfd=Fd.PARENT,
                             extra=extra, init_fd=init_fd)
         maps: dict[str, Any] = {}
