@@ -242,3 +242,27 @@ def test_the_container_survives_a_sigkilled_cli(detachable: Isolate) -> None:
     finally:
         if attached.stdout is not None:
             attached.stdout.close()
+
+
+def test_a_shells_prompt_is_shown_at_run_and_at_attach(detachable: Isolate) -> None:
+    with terminal(detachable, "run", "-it", "--name", "prompt", "busybox", "sh",
+                  rows=25, cols=90) as t:
+        t.expect(b"/ # ")  # nothing typed: drawn (again) once we are attached
+        t.type(b"\x10\x11")
+        assert t.wait() == 0
+    with terminal(detachable, "attach", "prompt") as t:
+        t.expect(b"/ # ")
+        t.type(b"exit 6\r")
+        assert t.wait() == 6
+
+
+def test_the_terminal_has_its_size_from_the_start(detachable: Isolate) -> None:
+    # Printed before anything is typed (perhaps before the CLI is attached): the log has it.
+    with terminal(detachable, "run", "-it", "--name", "sized", "busybox", "sh", "-c",
+                  "stty size; read x", rows=31, cols=101) as t:
+        deadline = time.monotonic() + WAIT
+        while "31 101" not in detachable("logs", "sized").stdout:  # (once it exists)
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        t.type(b"\r")
+        assert t.wait() == 0

@@ -377,7 +377,8 @@ def run_attached(c: Container, *, streams: set[str], tty: bool, detach_keys: byt
     if tty or not start:
         keys = detach_keys if detach_keys is not None else parse_detach_keys(None)
         if start:
-            c.start()
+            rows, cols = (window_size(1) or window_size(0) or (0, 0)) if tty else (0, 0)
+            c.start(rows=rows, cols=cols)
         att = SocketAttachment(c.attach(), tty=tty, stdout="stdout" in streams,
                                stderr="stderr" in streams)
         return _relayed(c, att, stdin=want_stdin, tty=tty, keys=keys,
@@ -437,6 +438,12 @@ def _relayed(c: Container, att: Attachment, *, stdin: bool, tty: bool, keys: byt
              sig_proxy: bool) -> int:
     """Relay ``att`` (raw mode on our terminal with a tty) until it ends or is detached."""
     local_tty = tty and stdin and os.isatty(0)
+    size = window_size(1) or window_size(0)
+    if tty and size is not None:
+        # What the container showed before we were attached (a shell's prompt) is not sent
+        # again: a size one larger, then the real one (relay sets it), makes a line editor
+        # draw it anew -- Docker's client does the same when it attaches.
+        att.resize(size[0] + 1, size[1] + 1)
     try:
         with raw_terminal(0) if local_tty else contextlib.nullcontext(False), \
                 _proxying(c, sig_proxy):
