@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from isolate import process as process
     from isolate import sandbox as sandbox
     from isolate import security as security
+    from isolate._sandbox_runner import SandboxStepRunner, build
     from isolate.cgroups import CGroup, Limits
     from isolate.container import Container, ContainerConfig, Volume
     from isolate.fs.mounts import Bind, Tmpfs
@@ -48,9 +49,11 @@ __all__ = [
     "Sandbox",
     "SandboxConfig",
     "SandboxResult",
+    "SandboxStepRunner",
     "Store",
     "Tmpfs",
     "Volume",
+    "build",
     "errors",
 ]
 __version__ = "0.1.0"
@@ -76,6 +79,8 @@ _LAZY = {
     "Container": "isolate.container",
     "ContainerConfig": "isolate.container",
     "Volume": "isolate.container",
+    "build": "isolate._sandbox_runner",
+    "SandboxStepRunner": "isolate._sandbox_runner",
 }
 
 

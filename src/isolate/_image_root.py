@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import stat
 from collections.abc import Iterable, Sequence
 
 from isolate import _plan
@@ -143,7 +144,7 @@ class ImageRoot:
             top = os.path.join(scratch, "mountpoints")
             os.mkdir(top, 0o755)
             for path, is_file in mountpoints:
-                make_mountpoint(top, path, is_file)
+                _make_mountpoint(top, path, is_file, lowers)
             # overlayfs needs a lower dir for an image without layers too: the top one is it.
             lowers = [*lowers, top]
         except BaseException:
@@ -254,8 +255,11 @@ class ImageRoot:
         return out
 
 
-def make_mountpoint(top: str, path: str, is_file: bool) -> None:
-    """Make ``path`` (a file when ``is_file``) and its missing parents in the layer ``top``."""
+def _make_mountpoint(top: str, path: str, is_file: bool, lowers: Sequence[str] = ()) -> None:
+    """Make ``path`` (and its parents) in the mount-point layer ``top``. A directory the
+    image already has gets the image's mode, owner and times: this layer lies above the
+    image's, so overlayfs shows (and copies up) its directories' metadata, and a mount
+    point below ``/root`` must not turn the image's 0700 ``/root`` into 0755."""
     parts = [p for p in path.split("/") if p]
     cur = top
     for i, part in enumerate(parts):
@@ -266,8 +270,27 @@ def make_mountpoint(top: str, path: str, is_file: bool) -> None:
                 os.close(os.open(cur, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC,
                                  0o644))
         else:
-            with contextlib.suppress(FileExistsError):
+            try:
                 os.mkdir(cur, 0o755)
+            except FileExistsError:
+                continue
+            _copy_dir_metadata(cur, "/".join(parts[:i + 1]), lowers)
+
+
+def _copy_dir_metadata(made: str, rel: str, lowers: Sequence[str]) -> None:
+    """Give ``made`` the metadata of directory ``rel`` in the topmost layer that has it."""
+    for layer in reversed(lowers):
+        try:
+            st = os.lstat(os.path.join(layer, rel))
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            return  # a file, symlink or whiteout hides what lies below
+        with contextlib.suppress(OSError):
+            os.chown(made, st.st_uid, st.st_gid)
+            os.chmod(made, stat.S_IMODE(st.st_mode))
+            os.utime(made, ns=(st.st_atime_ns, st.st_mtime_ns))
+        return
 
 
 def check_rootless_user(uid: int | None, gid: int | None, image: Image) -> None:

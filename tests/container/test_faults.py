@@ -191,7 +191,10 @@ def test_two_hundred_cycles_leave_nothing_behind(containers: ContainerStore) -> 
     after = snapshot()
     assert sorted(os.listdir(containers.root)) == store_before
     assert after.children == before.children and after.fds == before.fds
-    assert after.mounts == before.mounts
+    # Mounts of this store's (other work on the machine mounts and unmounts meanwhile).
+    ours = [m for m in after.mounts - before.mounts
+            if containers.images.root in m or any(cid in m for cid in ids)]
+    assert not ours
     leaked = [d for cid in ids for d in _cgroup_dirs(cid)]
     assert not leaked
     assert not pids_with_argv("sleep", "100000")

@@ -87,6 +87,7 @@ def test_a_rootless_container_runs_execs_and_is_removed(tmp_path: Path) -> None:
                           "cgroup": info["Isolate"]["Cgroup"], "root": root,
                           "left": os.listdir(os.path.join(root, "containers")),
                           "status": str(st.status.value), "copied": copied,
+                          "supervisor": st.supervisor,
                           "changes": changes}))
     """)
     assert r["root"] == str(tmp_path / "xdg" / "isolate")
@@ -94,6 +95,15 @@ def test_a_rootless_container_runs_execs_and_is_removed(tmp_path: Path) -> None:
     assert r["cgroup"] is None and "not delegated" in str(r["note"])
     assert sorted(r["left"]) == ["names", "names.lock"]  # type: ignore[arg-type]
     assert r["copied"] == "w\n" and "A /tmp/w" in r["changes"]  # type: ignore[operator]
+    from isolate import _shim
+    from isolate.errors import UnsupportedError
+
+    try:
+        _shim.binary()
+        expected = "shim"
+    except UnsupportedError:
+        expected = "inprocess"
+    assert r["supervisor"] == expected
 
 
 def test_rootless_output_and_what_needs_a_cgroup(tmp_path: Path) -> None:

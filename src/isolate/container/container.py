@@ -557,7 +557,7 @@ def _make_mountpoints(top: str, lowers: Sequence[str], rc: RuntimeConfig,
     existing directory on the way is copied with the image's mode and owner (the topmost
     layer decides what the merged one shows), and a path through something that is not a
     directory in the image (a symlink) is left to the start, which makes it in the root."""
-    from isolate._image_root import make_mountpoint
+    from isolate._image_root import _make_mountpoint
     from isolate.container.users import find
     from isolate.runtime import mountpoints
 
@@ -577,17 +577,8 @@ def _make_mountpoints(top: str, lowers: Sequence[str], rc: RuntimeConfig,
                 break  # a file there already, or a symlink on the way
         if missing is None:
             continue
-        dest = top
-        for i, part in enumerate(parts[:missing]):
-            dest = os.path.join(dest, part)
-            if not os.path.isdir(dest):
-                found = find(lowers, "/" + "/".join(parts[:i + 1]), follow=False)
-                os.mkdir(dest)
-                if found is not None:
-                    os.chmod(dest, stat.S_IMODE(found[1].st_mode))
-                    if os.geteuid() == 0:
-                        os.chown(dest, found[1].st_uid, found[1].st_gid)
-        make_mountpoint(top, path, is_file)
+        # Parents the image has get its metadata (the layer above decides what shows).
+        _make_mountpoint(top, path, is_file, lowers)
 
 
 def _resolved(record: Mapping[str, Any], state_dir: str, volume_dirs: Mapping[str, str],
