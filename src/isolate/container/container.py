@@ -330,7 +330,8 @@ class ContainerStore:
                 seccomp file), before anything is made.
             ConflictError: the name is in use (Docker's message).
             ImageError: the image is not in the store (and cannot be pulled).
-            UnsupportedError: rootless, and the image's user cannot be mapped.
+            UnsupportedError: rootless, and the image's user cannot be mapped; or the image
+                is for another OS or architecture this host cannot run.
         """
         if not isinstance(config, ContainerConfig):
             raise ConfigError(f"create takes a ContainerConfig, not {config!r}")
@@ -341,6 +342,9 @@ class ContainerStore:
             if not pull or config.image.startswith("sha256:"):
                 raise
             img = images.pull(config.image)
+        from isolate.image._binfmt import check_runnable
+
+        check_runnable(img.platform)  # an image of another architecture fails here, saying so
         for m in config.mounts:
             if isinstance(m, BindMount) and not os.path.exists(m.source):
                 if not m.create:
