@@ -412,6 +412,9 @@ def test_container_prune_removes_the_stopped_ones(isolate_cli: Isolate) -> None:
 def test_the_container_group_has_the_same_commands(isolate_cli: Isolate) -> None:
     cid = isolate_cli.ok("container", "create", "--name", "grp", "busybox").strip()
     assert isolate_cli.ok("container", "inspect", "-f", "{{.Id}}", "grp") == cid + "\n"
+    # Containers only, as docker container inspect.
+    assert isolate_cli("container", "inspect", "busybox").stderr == \
+        "isolate: No such container: busybox\n"
     assert isolate_cli.ok("container", "ls", "-a", "-q", "-f", "name=grp") == cid[:12] + "\n"
     assert isolate_cli.ok("container", "run", "--rm", "busybox", "echo", "hi") == "hi\n"
     assert isolate_cli.ok("container", "rm", "grp") == "grp\n"
@@ -465,3 +468,29 @@ def test_stats_streams_until_the_container_stops(isolate_cli: Isolate) -> None:
             assert proc.stdout is not None
             proc.stdout.close()
         fg.wait(timeout=WAIT)
+
+
+def test_the_flags_reach_the_container(isolate_cli: Isolate, tmp_path: Path) -> None:
+    (tmp_path / "shared.txt").write_text("from the host\n")
+    script = ("touch /x 2>/dev/null || echo ro; touch /scratch/x && echo scratch; "
+              "grep CapEff /proc/self/status; ulimit -n; cat /proc/1/comm; cat /m/shared.txt; "
+              "touch /m/y 2>/dev/null || echo m-ro; grep db /etc/hosts; echo $HOME")
+    out = isolate_cli.ok("run", "--rm", "--read-only", "--tmpfs", "/scratch:size=1m",
+                         "--cap-drop", "ALL", "--ulimit", "nofile=100:200", "--init",
+                         "--mount", f"type=bind,source={tmp_path},target=/m,readonly",
+                         "--add-host", "db:10.0.0.5", "busybox", "sh", "-c", script)
+    assert out.splitlines() == ["ro", "scratch", "CapEff:\t0000000000000000", "100",
+                                "isolate-init", "from the host", "m-ro", "10.0.0.5\tdb",
+                                "/root"]
+    host = os.uname().nodename
+    assert isolate_cli.ok("run", "--rm", "--network", "host", "busybox", "hostname") == \
+        host + "\n"
+
+
+def test_a_restart_policy_restarts_a_failing_container(detachable: Isolate) -> None:
+    detachable.ok("run", "-d", "--name", "flaky", "--restart", "on-failure:2", "busybox", "sh",
+                  "-c", "echo run; exit 1")
+    assert detachable.ok("wait", "flaky") == "1\n"
+    assert detachable.ok("logs", "flaky") == "run\nrun\nrun\n"
+    assert detachable.ok("inspect", "-f", "{{.RestartCount}} {{.HostConfig.RestartPolicy.Name}}",
+                         "flaky") == "2 on-failure\n"

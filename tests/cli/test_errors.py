@@ -114,6 +114,7 @@ BAD_RUNS = [
     ["--name", "bad name"], ["--name", "x"], ["-h", "bad_host!"], ["--network", "bridge"],
     ["--network", "container:"], ["--network", "host", "-h", "box"], ["-p", "80"],
     ["-p", "99999:80"], ["--dns", "not-an-ip"], ["--add-host", "nohost"],
+    ["--add-host", "gw:host-gateway"],
     ["--log-driver", "syslog"], ["--log-opt", "max-file=3"], ["--log-opt", "colour=red"],
     ["--env-file", "/no/such/env"], ["-e", "=x"], ["--label-file", "/no/such"],
     ["--sysctl", "novalue"], ["--cidfile", "/no/such/dir/cid"], ["-a", "stdweird"],

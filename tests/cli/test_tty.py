@@ -188,9 +188,11 @@ def test_exec_it_gets_a_terminal_of_its_own(detachable: Isolate) -> None:
 
 
 def test_it_refuses_a_stdin_that_is_not_a_terminal(isolate_cli: Isolate) -> None:
-    proc = isolate_cli("run", "-it", "--rm", "busybox", "true", input="")
+    before = isolate_cli.ok("ps", "-a", "-q")
+    proc = isolate_cli("run", "-it", "busybox", "true", input="")
     assert proc.returncode == 125
     assert proc.stderr == "isolate: the input device is not a TTY\n"
+    assert isolate_cli.ok("ps", "-a", "-q") == before  # refused before anything was made
 
 
 def test_i_without_t_streams_stdin_and_its_end(detachable: Isolate) -> None:

@@ -327,7 +327,9 @@ def _network(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     hosts = [netopts.parse_add_host(h) for h in args.add_host]
     if hosts:
-        out["extra_hosts"] = [f"{h.name}:{h.ip}" for h in hosts]
+        # host-gateway needs a network's gateway: refused (ConfigError) where there is none.
+        out["extra_hosts"] = [f"{h.name}:{h.resolve(None) if not mode.joins_network else h.ip}"
+                              for h in hosts]
     for item in args.dns:
         netopts.parse_dns(item)
     for item in args.dns_search:

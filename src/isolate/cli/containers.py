@@ -90,12 +90,13 @@ def _warn_if_supervised_here(c: Container) -> None:
 
 # -- create and run -----------------------------------------------------------------------
 
-def _split_command(command: Sequence[str]) -> tuple[str, list[str]]:
+def _split_command(command: Sequence[str], verb: str) -> tuple[str, list[str]]:
     words = list(command)
     if words[:1] == ["--"]:
         words = words[1:]
     if not words:
-        raise UsageError("isolate: \"create\" requires at least 1 argument (IMAGE [CMD...])")
+        raise UsageError(f"isolate: \"{verb}\" requires at least 1 argument (IMAGE "
+                         "[COMMAND] [ARG...])")
     image, rest = words[0], words[1:]
     if rest[:1] == ["--"]:
         rest = rest[1:]
@@ -145,7 +146,7 @@ def _create(args: argparse.Namespace, image: str, command: Sequence[str]) -> Con
 
 
 def cmd_create(args: argparse.Namespace) -> int:
-    image, command = _split_command(args.command)
+    image, command = _split_command(args.command, "create")
     c = _create(args, image, command)
     print(c.id)
     return 0
@@ -184,7 +185,7 @@ def wants_container(args: argparse.Namespace) -> bool:
         dest = kw.get("dest") or flags[-1].lstrip("-").replace("-", "_")
         if dest in _SANDBOX_ACCEPTS:
             continue
-        if given(getattr(args, dest, None)) and not (dest == "pull"):
+        if given(getattr(args, dest, None)):
             raise UsageError(f"isolate run: {flags[-1]} is for containers ('isolate run "
                              "IMAGE ...'); 'isolate run -- CMD' runs a throwaway sandbox")
     return False
@@ -201,12 +202,14 @@ def run_container(args: argparse.Namespace) -> int:
     stay attached until the container ends, exiting with its status."""
     from isolate.cli import terminal
 
-    image, command = _split_command(args.command)
+    image, command = _split_command(args.command, "run")
     detach = args.detach
     streams = _attach_streams(args)
-    if detach and streams - {"stdin"} and args.attach:
+    if detach and args.attach:
         raise UsageError("isolate: Conflicting options: -a and -d")
     keys = parse_detach_keys(args.detach_keys) if args.detach_keys is not None else None
+    if not detach:
+        terminal.check_input_tty(args.tty, "stdin" in streams)  # before anything is made
     c = _create(args, image, command)
     try:
         if detach:
@@ -755,7 +758,9 @@ def _containers_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("containers", metavar="CONTAINER", nargs="+")
 
 
-def _define(add: _Adder) -> None:
+def _define(add: _Adder, *, group: bool = False) -> None:
+    """Define the container commands with ``add`` (``group``: as ``isolate container ...``,
+    where ``inspect`` inspects containers only, as ``docker container inspect``)."""
     p = add("create", "create a new container", cmd_create,
             usage="isolate create [OPTIONS] IMAGE [COMMAND] [ARG...]")
     add_create_options(p)
@@ -863,9 +868,11 @@ def _define(add: _Adder) -> None:
     p.add_argument("--format", metavar="FORMAT", default=None,
                    help="table, table TEMPLATE, json, or a Go template")
 
-    p = add("inspect", "return low-level information on containers, images or volumes",
-            cmd_inspect)
+    p = add("inspect", "display detailed information on one or more containers" if group
+            else "return low-level information on containers, images or volumes", cmd_inspect)
     _inspect_flags(p)
+    if group:
+        p.set_defaults(type="container")
 
     p = add("top", "display the running processes of a container", cmd_top)
     p.add_argument("container", metavar="CONTAINER")
@@ -1000,7 +1007,7 @@ def register(sub: Any) -> None:
     gsub = group.add_subparsers(dest="container_command", metavar="COMMAND",
                                 parser_class=type(group))
     gsub.required = True
-    _define(_Adder(gsub))
+    _define(_Adder(gsub), group=True)
     p = _Adder(gsub)("ls", "list containers", cmd_ps)
     ps = getattr(gsub, "choices", {}).get("ps")
     if isinstance(ps, argparse.ArgumentParser):

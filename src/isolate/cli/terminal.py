@@ -36,6 +36,7 @@ __all__ = [
     "DetachScanner",
     "PtyAttachment",
     "SocketAttachment",
+    "check_input_tty",
     "exec_attached",
     "raw_terminal",
     "relay",
@@ -351,7 +352,12 @@ def _exit_code(status: Any) -> int:
     return code if 0 <= code <= 255 else 125
 
 
-def _check_input_tty(tty: bool, stdin: bool) -> None:
+def check_input_tty(tty: bool, stdin: bool) -> None:
+    """Refuse ``-i -t`` when our stdin is not a terminal, as Docker does.
+
+    Raises:
+        UsageError: "the input device is not a TTY".
+    """
     if tty and stdin and not os.isatty(0):
         raise UsageError("isolate: the input device is not a TTY")
 
@@ -373,7 +379,7 @@ def run_attached(c: Container, *, streams: set[str], tty: bool, detach_keys: byt
     from isolate.cli.container_options import parse_detach_keys
 
     want_stdin = "stdin" in streams
-    _check_input_tty(tty, want_stdin)
+    check_input_tty(tty, want_stdin)
     if tty or not start:
         keys = detach_keys if detach_keys is not None else parse_detach_keys(None)
         if start:
@@ -468,7 +474,7 @@ def exec_attached(c: Container, command: Sequence[str], options: dict[str, Any],
     """
     from isolate.cli.container_options import parse_detach_keys
 
-    _check_input_tty(tty and not detach, interactive)
+    check_input_tty(tty and not detach, interactive)
     if tty and not detach:
         rows, cols = window_size(1) or window_size(0) or (24, 80)
         proc = c.exec(list(command), tty=True, rows=rows, cols=cols, **options)
