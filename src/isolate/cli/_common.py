@@ -9,11 +9,10 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from isolate.cli.container_options import read_env_file
 from isolate.errors import ConfigError, IsolateError
 
 __all__ = ["binary_size", "confirm", "decimal_size", "each", "env_items", "parse_filters",
-           "tree_size"]
+           "read_env_file", "tree_size"]
 
 EXIT_ISOLATE = 125
 
@@ -87,6 +86,41 @@ def decimal_size(n: float) -> str:
 def binary_size(n: float) -> str:
     """Docker's BytesSize: binary units, 4 significant digits ("1.5MiB", "23.44GiB")."""
     return _human(n, 1024, ("B", "KiB", "MiB", "GiB", "TiB", "PiB"), 4)
+
+
+def read_env_file(path: str, what: str = "env") -> list[str]:
+    """The ``K=V`` lines of a Docker env file: blank lines and ``#`` comments skipped, leading
+    whitespace dropped, ``K`` alone taken from this environment (skipped when unset).
+
+    Raises:
+        ConfigError: the file cannot be read, or a name contains whitespace.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise ConfigError(f"open {path}: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: invalid utf8 bytes at line 1") from None
+    out = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.lstrip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not key:
+            raise ConfigError(f"{path}:{number}: no variable name on line '{raw}'")
+        if any(c.isspace() for c in key):
+            raise ConfigError(f"variable '{key}' contains whitespaces")
+        if sep:
+            out.append(f"{key}={value}")
+        elif what == "env" and key in os.environ:
+            out.append(f"{key}={os.environ[key]}")
+        elif what != "env":
+            out.append(key)
+    return out
 
 
 def env_items(env: Sequence[str], env_files: Sequence[str]) -> list[str]:

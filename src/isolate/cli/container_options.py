@@ -13,10 +13,10 @@ as Docker refuses an unknown network). Every value the library validates is left
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
+from isolate.cli._common import env_items, read_env_file
 from isolate.errors import ConfigError, UnsupportedError
 
 if TYPE_CHECKING:
@@ -31,7 +31,6 @@ __all__ = [
     "config_from_args",
     "given",
     "parse_detach_keys",
-    "read_env_file",
 ]
 
 #: Docker's detach keys: ctrl-p ctrl-q.
@@ -174,41 +173,6 @@ def add_create_options(p: argparse.ArgumentParser, *, run: bool = False) -> None
 
 
 # -- files ----------------------------------------------------------------------------------
-
-def read_env_file(path: str, what: str = "env") -> list[str]:
-    """The ``K=V`` lines of a Docker env file: blank lines and ``#`` comments skipped, leading
-    whitespace dropped, ``K`` alone taken from this environment (skipped when unset).
-
-    Raises:
-        ConfigError: the file cannot be read, or a name contains whitespace.
-    """
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise ConfigError(f"open {path}: {exc.strerror or exc}") from None
-    try:
-        text = data.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: invalid utf8 bytes at line 1") from None
-    out = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.lstrip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, value = line.partition("=")
-        if not key:
-            raise ConfigError(f"{path}:{number}: no variable name on line '{raw}'")
-        if any(c.isspace() for c in key):
-            raise ConfigError(f"variable '{key}' contains whitespaces")
-        if sep:
-            out.append(f"{key}={value}")
-        elif what == "env" and key in os.environ:
-            out.append(f"{key}={os.environ[key]}")
-        elif what != "env":
-            out.append(key)
-    return out
-
 
 def _labels(args: argparse.Namespace) -> dict[str, str]:
     labels: dict[str, str] = {}
@@ -429,7 +393,6 @@ def config_from_args(args: argparse.Namespace, image: str,
         ConfigError: a bad flag value (the library's message where it judges the value).
         UnsupportedError: a flag this isolate cannot honour yet (bridge networks, -p).
     """
-    from isolate.cli._common import env_items
     from isolate.container import ContainerConfig, parse_mount, parse_tmpfs, parse_volume
 
     mounts: list[Any] = [parse_volume(v) for v in args.bind]
