@@ -13,19 +13,51 @@ import contextlib
 import os
 import secrets
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from isolate import _plan
 from isolate._fuse_root import FuseRoot, kernel_overlay_works
 from isolate._plan import Op
-from isolate.errors import ConfigError, ImageError, UnsupportedError
+from isolate.errors import ConfigError, ImageError, IsolateOSError, UnsupportedError
+from isolate.fs import inroot
 from isolate.image import Image, Store
 from isolate.image._binfmt import check_runnable
 from isolate.image._disk import remove_tree
 
-__all__ = ["DEFAULT_PATH", "ImageRoot", "image_command"]
+__all__ = ["DEFAULT_PATH", "ImageRoot", "find_image", "image_command", "open_store"]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def open_store(root: str | os.PathLike[str] | None = None) -> Store:
+    """The store at ``root``, else at ``$ISOLATE_STORE``, else the default one
+    (``/var/lib/isolate`` as root, ``$XDG_DATA_HOME/isolate`` otherwise): the one the CLI and
+    a ``Sandbox(image=...)`` without ``store=`` use."""
+    path = root or os.environ.get("ISOLATE_STORE") or None
+    return Store(os.path.abspath(path) if path else None)
+
+
+def find_image(store: Store, image: Image | str, pull: str = "missing",
+               progress: Callable[[Any], None] | None = None) -> Image:
+    """``image`` from ``store``: an :class:`Image` as it is there; a name (or id) pulled from
+    its registry as ``pull`` says -- when the store lacks it (``"missing"``), always, or never
+    (then a missing image is an error). ``progress`` gets the pull's events.
+
+    Raises:
+        ConfigError: a bad reference.
+        ImageError (ImageNotFound, Unauthorized, RegistryUnreachable, DigestMismatch ...):
+            the image is not in the store and cannot be pulled (or may not be).
+    """
+    if isinstance(image, Image):
+        return store.get(image.id)
+    if pull != "always" or image.startswith("sha256:"):
+        try:
+            return store.get(image)
+        except ImageError:
+            if pull == "never" or image.startswith("sha256:"):
+                raise
+    return store.pull(image, progress=progress)
 
 
 def image_command(image: Image, argv: Sequence[str] | None) -> list[str]:
@@ -44,25 +76,24 @@ def image_command(image: Image, argv: Sequence[str] | None) -> list[str]:
 
 
 def _lookup(lowers: Sequence[str], table: str, name: str) -> tuple[int, int] | None:
-    """(id, primary gid) of ``name`` in the image's ``/etc/passwd`` or ``/etc/group``: the
-    topmost layer that has the file decides, as the merged overlay would show it."""
-    for layer in reversed(lowers):
-        path = os.path.join(layer, "etc", table)
-        if os.path.islink(path):
-            return None  # pointing somewhere in the image: not worth resolving here
-        try:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                lines = f.read().splitlines()
-        except FileNotFoundError:
-            continue
-        except OSError:
-            return None
-        for line in lines:
-            fields = line.split(":")
-            if len(fields) >= 3 and fields[0] == name and fields[2].isdigit():
-                gid = fields[3] if table == "passwd" and len(fields) > 3 else fields[2]
-                return int(fields[2]), int(gid) if gid.isdigit() else int(fields[2])
+    """(id, primary gid) of ``name`` in the image's ``/etc/passwd`` or ``/etc/group``, read as
+    the merged overlay shows it, never outside the image (see :mod:`isolate.fs.inroot`).
+
+    Raises:
+        ImageError: the file is there but cannot be read: a FIFO, device or directory, too
+            big, a symlink loop.
+    """
+    try:
+        data = inroot.read_file(lowers, f"/etc/{table}")
+    except IsolateOSError as exc:
+        raise ImageError(f"cannot read the image's /etc/{table}: {exc}") from exc
+    if data is None:
         return None
+    for line in data.decode("utf-8", "replace").splitlines():
+        fields = line.split(":")
+        if len(fields) >= 3 and fields[0] == name and fields[2].isdigit():
+            gid = fields[3] if table == "passwd" and len(fields) > 3 else fields[2]
+            return int(fields[2]), int(gid) if gid.isdigit() else int(fields[2])
     return None
 
 
@@ -73,7 +104,8 @@ def parse_user(spec: str, lowers: Sequence[str]) -> tuple[int, int | None]:
     and no group, the user's primary group is used, as Docker does.
 
     Raises:
-        ImageError: a name the image does not define.
+        ImageError: a name the image does not define, or a passwd/group file that is not a
+            regular file (a FIFO, a device ...).
     """
     user, _, group = spec.partition(":")
     gid: int | None = None
@@ -116,9 +148,11 @@ class ImageRoot:
 
     @classmethod
     def open(cls, image: Image | str, store: Store | None, *,
-             mountpoints: Iterable[tuple[str, bool]], rootless: bool) -> ImageRoot:
-        """Look ``image`` up (pulling a name the store lacks), hold it, extract its layers and
-        make the scratch dir. ``mountpoints`` are ``(path, is_file)`` to exist in the root.
+             mountpoints: Iterable[tuple[str, bool]], rootless: bool,
+             pull: str = "missing") -> ImageRoot:
+        """Look ``image`` up in ``store`` (default: :func:`open_store`'s), pulling a name as
+        ``pull`` says (:func:`find_image`), hold it, extract its layers and make the scratch
+        dir. ``mountpoints`` are ``(path, is_file)`` to exist in the root.
 
         Raises:
             ConfigError: a bad reference.
@@ -126,14 +160,8 @@ class ImageRoot:
                 the image cannot be found, pulled or extracted.
             UnsupportedError: the image is for a platform this host cannot run.
         """
-        store = store if store is not None else Store()
-        if isinstance(image, Image):
-            img = store.get(image.id)
-        else:
-            try:
-                img = store.get(image)
-            except ImageError:
-                img = store.pull(image)
+        store = store if store is not None else open_store()
+        img = find_image(store, image, pull)
         check_runnable(img.platform)
         holder = f"sandbox-{os.getpid()}-{secrets.token_hex(6)}"
         store.hold(img, holder, for_process=True)
@@ -156,13 +184,15 @@ class ImageRoot:
         options = ("userxattr",) if rootless and os.geteuid() != 0 else ()
         return cls(store, img, holder, lowers, scratch, options)
 
-    def choose_overlay(self, mode: str, userns_fd: int | None, *, writable: bool) -> None:
+    def choose_overlay(self, mode: str, userns_fd: int | None, *, writable: bool,
+                       die_with_parent: bool = True) -> None:
         """Pick who mounts the root: ``"kernel"`` (overlayfs in each process's mount
         namespace), ``"fuse"`` (one fuse-overlayfs process for the sandbox, started now), or
         ``"auto"``: the kernel, unless it refuses overlayfs in the user namespace
         ``userns_fd`` (a rootless sandbox), then fuse-overlayfs. As root, without a user
         namespace, "auto" never needs to ask. ``writable``: fuse-overlayfs gets one upper dir
-        for the whole sandbox (the kernel path makes one per process).
+        for the whole sandbox (the kernel path makes one per process). ``die_with_parent``:
+        fuse-overlayfs ends when the calling process does (as the sandbox's processes do).
 
         Raises:
             UnsupportedError: fuse-overlayfs is needed but not installed.
@@ -181,7 +211,8 @@ class ImageRoot:
         # initial user namespace can read. Unprivileged it must run inside to mount at all.
         inside = userns_fd if os.geteuid() != 0 else None
         self.fuse = FuseRoot.start(self.lowers, merged, upper=upper, userns_fd=inside,
-                                   log=os.path.join(self.scratch, "fuse-overlayfs.log"))
+                                   log=os.path.join(self.scratch, "fuse-overlayfs.log"),
+                                   die_with_parent=die_with_parent)
 
     def mount_join(self) -> tuple[Op | None, bool]:
         """With fuse-overlayfs: the op joining the mount namespace that holds its mount, and

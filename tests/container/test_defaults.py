@@ -163,3 +163,22 @@ def test_environment_is_dockers(containers: ContainerStore) -> None:
     env = dict(line.split("=", 1) for line in out.splitlines())
     assert env["PATH"] == "/bin" and env["MINE"] == "1" and env["IMAGE_ENV"] == "overridden"
     assert env["HOME"] == "/root" and env["HOSTNAME"]
+
+
+def test_the_cgroup_holds_dockers_device_list(containers: ContainerStore) -> None:
+    import os
+
+    c = containers.create(ContainerConfig("busybox", ["sleep", "100000"]))
+    c.start()
+    try:
+        cg = c.state.cgroup or {}
+        devices = cg.get("devices")
+        if devices is None:
+            pytest.skip("no v1 devices hierarchy here (the v2 device program is not readable)")
+        with open(os.path.join(devices, "devices.list")) as f:
+            rules = f.read().split("\n")
+        assert "a *:* rwm" not in rules and "c 1:3 rwm" in rules  # /dev/null, not everything
+        with open(os.path.join(devices, "cgroup.procs")) as f:
+            assert str(c.state.pid) in f.read().split()
+    finally:
+        c.remove(force=True)

@@ -18,15 +18,16 @@ import sys
 import time
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from isolate._units import human_size, parse_decimal, parse_seconds, parse_size
-from isolate.cgroups import Limits
-from isolate.cgroups.limits import MAX_PIDS
 from isolate.cli import UsageError
 from isolate.cli.images import add_store_option, open_store, progress_for
 from isolate.errors import ConfigError
 from isolate.sandbox import Sandbox
+
+if TYPE_CHECKING:
+    from isolate.cgroups import Limits
 
 __all__ = ["register"]
 
@@ -62,8 +63,12 @@ def register(sub: Any) -> None:
     add_store_option(p)
     p.add_argument("--rootfs", metavar="DIR", help="root filesystem directory (default: the "
                    "host's, read-only)")
-    p.add_argument("--bind", "-v", metavar="SRC:DST[:ro|rw]", action="append", default=[],
-                   help="bind a host path (read-only unless :rw)")
+    p.add_argument("--bind", "-v", metavar="SRC:DST[:ro|rw][,dev]", action="append",
+                   default=[], help="bind a host path (read-only unless :rw; device nodes "
+                   "in it unusable unless dev)")
+    p.add_argument("--device", metavar="HOST[:CONTAINER][:rwm]", action="append", default=[],
+                   help="give the sandbox a host device node (at the same path below /dev "
+                   "unless CONTAINER); less than rwm makes a device cgroup enforce it")
     p.add_argument("--tmpfs", metavar="DST", action="append", default=[],
                    help="mount a fresh tmpfs")
     p.add_argument("--hostname", default="sandbox")
@@ -159,9 +164,15 @@ def _make_limits(args: argparse.Namespace) -> Limits | None:
     if args.cpus is not None:
         values["cpus"] = args.cpus
     if args.pids_limit is not None and args.pids_limit != "-1":
+        from isolate.cgroups.limits import MAX_PIDS
+
         values["pids_max"] = parse_decimal(args.pids_limit, name="--pids-limit",
                                            maximum=MAX_PIDS)
-    return Limits(**values) if values else None
+    if not values:
+        return None  # without limits, the cgroup code is never loaded
+    from isolate.cgroups import Limits
+
+    return Limits(**values)
 
 
 def _split_image(args: argparse.Namespace) -> tuple[str | None, list[str]]:
@@ -185,18 +196,14 @@ def _split_image(args: argparse.Namespace) -> tuple[str | None, list[str]]:
 
 
 def _image(args: argparse.Namespace, name: str) -> Any:
-    from isolate.image import ImageError
+    """(store, image): ``name`` found or pulled as ``--pull`` says, the way a Sandbox does it
+    (the same code), with progress bars on a terminal."""
+    from isolate._image_root import find_image
 
     store = open_store(args)
-    if args.pull != "always":
-        try:
-            return store, store.get(name)
-        except ImageError:
-            if args.pull == "never":
-                raise
     bars = progress_for(f"Pulling {name}")
     try:
-        return store, store.pull(name, progress=bars)
+        return store, find_image(store, name, args.pull, progress=bars)
     finally:
         if bars is not None:
             bars.close()
@@ -218,7 +225,8 @@ def run_command(args: argparse.Namespace) -> int:
     timeout = _seconds(args.timeout, "--timeout") if args.timeout is not None else None
     stop_timeout = _seconds(args.stop_timeout, "--stop-timeout", zero=True)
     options: dict[str, Any] = dict(
-        rootfs=args.rootfs, binds=args.bind, tmpfs=args.tmpfs, hostname=args.hostname,
+        rootfs=args.rootfs, binds=args.bind, devices=args.device, tmpfs=args.tmpfs,
+        hostname=args.hostname,
         network=args.net == "host", uid=uid, gid=gid, readonly=not args.rw,
         privileged=args.privileged, limits=_limits(args), best_effort=args.best_effort,
         capabilities=args.cap_add or None, init=args.init,

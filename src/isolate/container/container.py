@@ -577,7 +577,7 @@ def _make_mountpoints(top: str, lowers: Sequence[str], rc: RuntimeConfig,
             if found is None:
                 missing = i
                 break
-            if not stat.S_ISDIR(found[1].st_mode):
+            if not stat.S_ISDIR(found.mode):
                 break  # a file there already, or a symlink on the way
         if missing is None:
             continue
@@ -1080,6 +1080,7 @@ class Container:
         driver = net.driver_for(cfg.network)
         try:
             cgroup = self._make_cgroup()
+            devices = cgroup is not None and not cfg.privileged and _device_policy(cgroup)
             self._hold(img)
             setup = driver.prepare(request)
             if setup.facts:
@@ -1095,7 +1096,7 @@ class Container:
                                  note=f"mount the root of container {self.short_id}")
             cgroup_fds: list[int] = []
             if cgroup is not None:
-                for path in cgroup.procs_files(_joined_controllers(cfg)):
+                for path in cgroup.procs_files(_joined_controllers(cfg, devices)):
                     cgroup_fds.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
                     fds.append(cgroup_fds[-1])
             oom_dir = None
@@ -1648,7 +1649,8 @@ class Container:
                     cg = _cgroup_at(st.cgroup)
                     if cg is not None:
                         cgroup_fds = [os.open(p, os.O_WRONLY | os.O_CLOEXEC)
-                                      for p in cg.procs_files(_joined_controllers(cfg))]
+                                      for p in cg.procs_files(_joined_controllers(
+                                          cfg, not cfg.privileged))]
                 if stdin is None:
                     null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
                 if tty:
@@ -1943,12 +1945,27 @@ class Container:
         return inspect(self)
 
 
-def _joined_controllers(cfg: ContainerConfig) -> set[str]:
+def _device_policy(cgroup: CGroup) -> bool:
+    """Docker's device allow-list on the container's cgroup (a second line behind the nodev
+    mounts); False where the host cannot set one (rootless, or no devices controller)."""
+    from isolate.cgroups import DEFAULT_RULES
+
+    try:
+        cgroup.set_devices(DEFAULT_RULES)
+    except UnsupportedError:
+        return False
+    return True
+
+
+def _joined_controllers(cfg: ContainerConfig, devices: bool) -> set[str]:
     """The v1 hierarchies a container's processes join (the v2 one always): those its limits
-    use, and those that count what it uses or stop it (memory and OOM kills, pids, cpu, block
-    I/O, the freezer). Each is a migration per process on a v1 host, and cpuset's and
-    devices' cost several milliseconds each: they are joined only when a limit needs them."""
+    use, those that count what it uses or stop it (memory and OOM kills, pids, cpu, block
+    I/O, the freezer), and ``devices`` where its device policy lives. Each is a migration per
+    process on a v1 host, and cpuset's costs milliseconds: it is joined only for a cpuset
+    limit."""
     wanted = {"memory", "pids", "cpu", "cpuacct", "blkio", "io", "freezer"}
+    if devices:
+        wanted.add("devices")
     limits = cfg.limits
     if limits is not None and (limits.cpuset_cpus is not None or
                                limits.cpuset_mems is not None):

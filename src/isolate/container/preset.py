@@ -144,7 +144,7 @@ def _user_mounts(cfg: ContainerConfig, resolved: Resolved) -> list[Mount]:
     """The caller's mounts and the image's anonymous volumes, parents before children (as
     Docker sorts them: by the number of path components)."""
     out: list[tuple[int, Mount]] = []
-    nodev = () if cfg.privileged else ("nodev",)
+    nodev = ("dev",) if cfg.privileged else ("nodev",)
     for m in cfg.mounts:
         depth = m.target.count("/")
         if isinstance(m, BindMount):
@@ -204,7 +204,7 @@ def runtime_config(cfg: ContainerConfig, image: ImageConfig, resolved: Resolved
         seccomp = SeccompProfile.from_docker_json(resolved.seccomp_json, capabilities=caps)
     return RuntimeConfig(
         process=process,
-        root=Root(None, readonly=cfg.read_only, options=() if cfg.privileged else ("nodev",)),
+        root=Root(None, readonly=cfg.read_only, nodev=not cfg.privileged),
         hostname=resolved.hostname, domainname=cfg.domainname,
         mounts=mounts, namespaces=namespaces,
         uid_mappings=resolved.uid_map, gid_mappings=resolved.gid_map,

@@ -1,30 +1,28 @@
 """Users and groups as an image defines them: ``--user`` names turned into numbers.
 
-Owns the reading of an image's ``/etc/passwd`` and ``/etc/group`` **inside the image only**
-(each layer opened as a root with ``RESOLVE_IN_ROOT``, so a hostile symlink cannot reach a host
-file) and Docker's (runc's) rules for what ``user``, ``uid:gid``, ``name:group`` and
-``--group-add`` mean. It never reads the host's user database.
+Owns Docker's (runc's) rules for what ``user``, ``uid:gid``, ``name:group`` and
+``--group-add`` mean, reading the image's ``/etc/passwd`` and ``/etc/group`` **inside the image
+only** (through :mod:`isolate.fs.inroot`, so a hostile symlink cannot reach a host file). It
+never reads the host's user database.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import stat
 from collections.abc import Sequence
 
 import attrs
 
 from isolate import lowlevel
 from isolate.errors import ConfigError, IsolateOSError
+from isolate.fs import inroot
 
 __all__ = ["ImageUser", "find", "image_path_exists", "open_in_root", "read_image_file",
            "resolve_user"]
 
 _RESOLVE_NO_MAGICLINKS = 0x02
 _RESOLVE_IN_ROOT = 0x10
-_MAX_FILE = 4 << 20
-_OPAQUE = ("trusted.overlay.opaque", "user.overlay.opaque")
 
 
 def open_in_root(root_fd: int, path: str, flags: int) -> int:
@@ -48,78 +46,10 @@ def open_in_root(root_fd: int, path: str, flags: int) -> int:
                             _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
 
 
-def _open_in(layer_fd: int, path: str, flags: int) -> int | None:
-    try:
-        return open_in_root(layer_fd, path, flags)
-    except IsolateOSError as exc:
-        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EXDEV):
-            return None
-        raise
-
-
-def _opaque_parent(layer_fd: int, path: str) -> bool:
-    """Whether a directory on the way to ``path`` is opaque in this layer (hides the layers
-    below it), or a whiteout ends the way."""
-    parts = [p for p in path.split("/") if p][:-1]
-    cur = ""
-    for part in parts:
-        cur += "/" + part
-        fd = _open_in(layer_fd, cur, os.O_PATH | os.O_NOFOLLOW)
-        if fd is None:
-            return False
-        try:
-            st = os.fstat(fd)
-            if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
-                return True
-            if stat.S_ISDIR(st.st_mode):
-                dfd = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-                try:
-                    for name in _OPAQUE:
-                        try:
-                            if os.getxattr(dfd, name) == b"y":
-                                return True
-                        except OSError:
-                            pass
-                finally:
-                    os.close(dfd)
-        finally:
-            os.close(fd)
-    return False
-
-
-def find(layers: Sequence[str], path: str, *, follow: bool = True,
-         depth: int = 0) -> tuple[str, os.stat_result] | None:
-    """The layer (and stat) that shows ``path`` in the overlay of ``layers`` (lowest first),
-    symlinks resolved inside the image (the last component's only with ``follow``): None when
-    no layer has it or a whiteout hides it."""
-    if depth > 40:
-        return None
-    for layer in reversed(layers):
-        try:
-            layer_fd = os.open(layer, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            continue
-        try:
-            fd = _open_in(layer_fd, path, os.O_PATH | os.O_NOFOLLOW)
-            if fd is None:
-                if _opaque_parent(layer_fd, path):
-                    return None
-                continue
-            try:
-                st = os.fstat(fd)
-                if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
-                    return None  # a whiteout: deleted in this layer
-                if stat.S_ISLNK(st.st_mode) and follow:
-                    target = os.readlink("", dir_fd=fd)
-                    base = os.path.dirname("/" + path.lstrip("/"))
-                    resolved = os.path.normpath(os.path.join(base, target))
-                    return find(layers, resolved, depth=depth + 1)
-                return layer, st
-            finally:
-                os.close(fd)
-        finally:
-            os.close(layer_fd)
-    return None
+def find(layers: Sequence[str], path: str, *, follow: bool = True) -> inroot.Found | None:
+    """What ``path`` is in the image of ``layers`` (lowest first), as the merged overlay shows
+    it (:func:`isolate.fs.inroot.lookup`: resolved inside the image only), or None."""
+    return inroot.lookup(list(layers), path, follow=follow)
 
 
 def image_path_exists(layers: Sequence[str], path: str) -> bool:
@@ -129,31 +59,18 @@ def image_path_exists(layers: Sequence[str], path: str) -> bool:
 
 def read_image_file(layers: Sequence[str], path: str) -> bytes | None:
     """The content of the regular file ``path`` as the image of ``layers`` (lowest first,
-    an upper dir may be the last) shows it, or None. Every open is confined to a layer.
-
-    This is the one place that reads an image's files for identity lookups: swap it for the
-    store's root-confined reader when there is one.
+    an upper dir may be the last) shows it, or None (no such file, or not a regular file):
+    read with :func:`isolate.fs.inroot.read_file`, which never leaves the image.
 
     Raises:
-        IsolateOSError: a layer cannot be read for another reason than a missing file.
+        IsolateOSError: a layer cannot be read for another reason.
     """
-    found = find(layers, path)
-    if found is None or not stat.S_ISREG(found[1].st_mode):
-        return None
-    layer = found[0]
-    layer_fd = os.open(layer, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        fd = _open_in(layer_fd, path, os.O_RDONLY | os.O_NONBLOCK)
-    finally:
-        os.close(layer_fd)
-    if fd is None:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        return inroot.read_file(list(layers), path)
+    except IsolateOSError as exc:
+        if exc.errno in (errno.EISDIR, errno.EINVAL, errno.ELOOP, errno.ENOTDIR):
             return None
-        return os.read(fd, _MAX_FILE)
-    finally:
-        os.close(fd)
+        raise
 
 
 @attrs.frozen

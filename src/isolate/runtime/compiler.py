@@ -197,10 +197,9 @@ def root_ops(cfg: RuntimeConfig, root: Op | None = None) -> RootOps:
     P = _plan
     spliced = root is None and _needs_spliced_root(cfg)
     own_root = cfg.root.path is not None or root is not None
-    before: list[Op] = [
-        Op(OpKind.MOUNT, a=MS_REC | MS_SLAVE, s2=b"/",
-           note="keep mounts from propagating out (rslave /)"),
-    ]
+    # The caller's root becomes its namespace copy's root (a chrooted caller's copy holds
+    # what lies above it), and nothing mounted from here on propagates out.
+    before: list[Op] = [P.reroot()]
     if root is not None:
         before.append(root)
     elif not spliced:
@@ -216,7 +215,9 @@ def root_ops(cfg: RuntimeConfig, root: Op | None = None) -> RootOps:
                                       optional=dev.optional))
             device_slots.append((slot, dev.path, dev.source))
         slot += 1
-    shared_mounts = [m for m in cfg.mounts if not m.per_process]
+    # A per-process mount with shared mounts below it is made once here too: their mount
+    # points live in it, and each process takes them over into its own (_process_ops).
+    shared_mounts = [m for m in cfg.mounts if not m.per_process or _shared_below(cfg, m)]
     bind_slots: dict[int, int] = {}
     for i, m in enumerate(shared_mounts):
         if m.type == "bind":
@@ -228,7 +229,9 @@ def root_ops(cfg: RuntimeConfig, root: Op | None = None) -> RootOps:
     if spliced:
         for name in sorted(os.listdir("/")):
             path = "/" + name
-            if name in ("proc", "sys", "dev", "tmp"):
+            if name in ("proc", "sys", "dev", "tmp") and not (
+                    name == "proc" and cfg.in_user_namespace):
+                # (A user namespace needs the host's /proc shown to mount one: bound below.)
                 inside.append(P.mkdir(path))
             elif os.path.islink(path):
                 inside.append(P.symlink(os.readlink(path), path))
@@ -275,12 +278,15 @@ def root_ops(cfg: RuntimeConfig, root: Op | None = None) -> RootOps:
         inside.extend(P.mkdir(path, is_file=is_file) for path, is_file in mountpoints(cfg))
         if proc_slot >= 0:
             inside.append(P.move_mount(proc_slot, "/proc", create=False, source="/proc"))
-    if cfg.root.readonly:
-        inside.append(P.setattr_("/", MOUNT_ATTR_RDONLY, in_root=True, recursive=True,
-                                 what="make the root read-only"))
-    if cfg.root.options:
-        inside.append(P.setattr_("/", _attrs(cfg.root.options), in_root=True,
-                                 what=f"make the root {' '.join(cfg.root.options)}"))
+    # Before /dev and the mounts, which bring their own flags: no device node in the root is
+    # usable unless the config says so (a read-only mount does not stop writes to one).
+    root_attr = ((MOUNT_ATTR_RDONLY if cfg.root.readonly else 0)
+                 | (MOUNT_ATTR_NODEV if cfg.root.nodev else 0))
+    if root_attr:
+        what = ", ".join(w for w, on in (("read-only", cfg.root.readonly),
+                                         ("nodev", cfg.root.nodev)) if on)
+        inside.append(P.setattr_("/", root_attr, in_root=True, recursive=True,
+                                 what=f"make the root {what}"))
     for i, m in enumerate(shared_mounts):
         if m.type == "bind":
             inside.extend(_bind_attach(m, bind_slots[i]))
@@ -313,6 +319,17 @@ def _dev_ops(device_slots: Sequence[tuple[int, str, str]]) -> list[Op]:
     return out
 
 
+def _shared_below(cfg: RuntimeConfig, per_process: Mount) -> list[Mount]:
+    """The shared mounts right below a per-process one (not below each other)."""
+    prefix = per_process.destination.rstrip("/") + "/"
+    out: list[Mount] = []
+    for m in cfg.mounts:
+        if not m.per_process and m.destination.startswith(prefix) and not any(
+                m.destination.startswith(o.destination.rstrip("/") + "/") for o in out):
+            out.append(m)
+    return out
+
+
 def _process_ops(cfg: RuntimeConfig) -> list[Op]:
     """After the pivot, for one process: a fresh /proc (masked as Docker masks it), the
     per-process mounts, the sysctls.
@@ -329,9 +346,18 @@ def _process_ops(cfg: RuntimeConfig) -> list[Op]:
         if m.per_process:
             if m.type == "bind":
                 raise ConfigError(f"a per-process bind ({m.destination}) is not supported")
+            # Shared mounts below it (a bind of a test's temp dir under a private /tmp) are
+            # cloned before it covers them and attached again on top of it.
+            below = list(enumerate(_shared_below(cfg, m), start=_SLOTS - len(cfg.mounts)))
+            ops.extend(P.open_tree(s.destination, slot, note=f"keep {s.destination}")
+                       for slot, s in below)
             op = _mount_op(m, in_root=False)
             ops.append(attrs.evolve(op, note=f"mount a private {m.destination}"
                                     if m.destination == "/tmp" else op.note))
+            for slot, s in below:
+                is_file = s.type == "bind" and not os.path.isdir(s.source or "/")
+                ops.append(P.move_mount(slot, s.destination, in_root=False, is_file=is_file,
+                                        source=s.destination))
     for path in cfg.masked_paths:
         if path.startswith("/proc/") and os.path.exists(path):
             ops.append(Op(OpKind.MASK, s2=path.encode(), note=f"mask {path}"))
@@ -373,6 +399,14 @@ def identity_ops(cfg: RuntimeConfig, user: User | None = None) -> list[Op]:
     if proc.no_new_privileges:
         ops.append(Op(OpKind.NO_NEW_PRIVS, note="set no_new_privs"))
     return ops
+
+
+def _pdeathsig_again(parent_pidfd: int) -> Op:
+    """The parent-death signal once more, after the credentials: the kernel clears it when
+    the uid or gid changes, and the parent may have died in between (its pidfd says so)."""
+    # A raw op: the fd may be a placeholder (Fd.PARENT) the supervisor fills in.
+    return Op(OpKind.PDEATHSIG, a=signal.SIGKILL, b=parent_pidfd,
+              note="die with the parent (set again after the credentials change)")
 
 
 def _may_setgroups(cfg: RuntimeConfig) -> bool:
@@ -616,6 +650,8 @@ class ProcessTemplate:
             p.extend(ops.shared + ops.own)
         self.base = p.freeze()
         self.identity = identity_ops(cfg)
+        if parent_pidfd >= 0:
+            self.identity.append(_pdeathsig_again(parent_pidfd))
         # The fork-based init forks the command after the credentials are dropped, so it keeps
         # none the command lacks; it runs outside the seccomp filter (a custom profile could
         # deny what it needs: wait4, kill), so it makes itself non-dumpable against ptrace.
@@ -758,6 +794,8 @@ def container_plan(cfg: RuntimeConfig, *, root: Op | None = None,
         p.extend(ops.shared + ops.own)
     p.extend(extra)
     identity = identity_ops(cfg)
+    if parent_pidfd != -1:
+        identity.append(_pdeathsig_again(parent_pidfd))
     if cfg.init and init_fd < 0:
         identity.append(_plan.init())
     p.extend(_tail(cfg, proc.args, proc.env_dict, proc.cwd, fds, identity, _seccomp_op(cfg),
