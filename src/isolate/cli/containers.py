@@ -105,19 +105,11 @@ def _split_command(command: Sequence[str], verb: str) -> tuple[str, list[str]]:
 
 def _pull(args: argparse.Namespace, store: ContainerStore, ref: str) -> None:
     """``--pull``: missing (pull when the store lacks it), always, never."""
-    from isolate.errors import ImageError
+    from isolate._image_root import find_image
 
-    policy = str(args.pull)
-    if policy != "always":
-        try:
-            store.images.get(ref)
-            return
-        except ImageError:
-            if policy == "never" or ref.startswith("sha256:"):
-                raise
     bars = progress_for(f"Pulling {ref}")
     try:
-        store.images.pull(ref, progress=bars)
+        find_image(store.images, ref, str(args.pull), progress=bars)
     finally:
         if bars is not None:
             bars.close()
