@@ -280,13 +280,21 @@ def _limits(args: argparse.Namespace) -> Limits | None:
 def _network(args: argparse.Namespace) -> dict[str, Any]:
     """The network part of the config; flags that need networks isolate has not got yet are
     refused, saying so."""
-    from isolate.container.network import driver_for
-    from isolate.net import options as netopts
-
     raw = getattr(args, "network", None)
     if not given(raw):
         raw = getattr(args, "net", None)
     text = str(raw) if raw is not None else "none"
+    network_flags = ("add_host", "dns", "dns_search", "dns_option", "network_alias", "ip",
+                     "ip6", "publish", "publish_all", "expose")
+    if text in ("none", "host") and not any(given(getattr(args, f, None))
+                                             for f in network_flags):
+        # The default: nothing to parse (isolate.net, a package of its own, stays unloaded).
+        if text == "host" and given(args.hostname):
+            raise ConfigError("Conflicting options: hostname and the network mode")
+        return {"network": text}
+    from isolate.container.network import driver_for
+    from isolate.net import options as netopts
+
     mode = netopts.parse_network(text)
     out: dict[str, Any] = {}
     hosts = [netopts.parse_add_host(h) for h in args.add_host]
