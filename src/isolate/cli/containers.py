@@ -770,7 +770,7 @@ def _define(add: _Adder, *, group: bool = False) -> None:
     p.add_argument("-t", "--timeout", "--time", metavar="SECONDS", default=None,
                    help="seconds to wait before killing (default: the container's, 10)")
     p.add_argument("-s", "--signal", metavar="SIGNAL", default=None,
-                   help="signal to send first (default: the container's stop signal)")
+                   help="signal to stop it with (default: the container's stop signal)")
     _containers_arg(p)
 
     p = add("kill", "kill one or more running containers", cmd_kill)
@@ -781,7 +781,6 @@ def _define(add: _Adder, *, group: bool = False) -> None:
     p = add("restart", "restart one or more containers", cmd_restart)
     p.add_argument("-t", "--timeout", "--time", metavar="SECONDS", default=None,
                    help="seconds to wait for the stop before killing")
-    p.add_argument("-s", "--signal", metavar="SIGNAL", default=None, help=argparse.SUPPRESS)
     _containers_arg(p)
 
     p = add("pause", "pause all processes within one or more containers", cmd_pause)
