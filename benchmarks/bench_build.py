@@ -111,7 +111,7 @@ def bench_builds(rounds: int, work: str) -> None:
         run(pod, penv)
         cands = [
             Candidate("isolate build (cold, --no-cache)", lambda: run([*iso, "--no-cache"], ienv),
-                      "whole process; RUN steps in sandboxes"),
+                      "whole process; RUN steps in containers"),
             Candidate("podman build (cold, --no-cache)", lambda: run([*pod, "--no-cache"], penv),
                       "whole process; runc, overlay storage"),
             Candidate("isolate build (cached)", lambda: run(iso, ienv), "every step cached"),

@@ -253,6 +253,18 @@ def _processes_with(marker: str) -> list[int]:
     return pids
 
 
+def _wait_or_dump(proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    """Wait for the interrupted build to end; if it does not, fail with the tracebacks of
+    its threads (faulthandler, on SIGABRT) and what it printed."""
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGABRT)
+        proc.wait()
+        assert proc.stderr is not None
+        pytest.fail(f"the build did not stop:\n{proc.stderr.read().decode()[-8000:]}")
+
+
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT])
 def test_an_interrupted_build_leaves_nothing_and_the_next_reuses_what_was_done(
         store: Store, ctx: Path, how: signal.Signals) -> None:
@@ -260,7 +272,7 @@ def test_an_interrupted_build_leaves_nothing_and_the_next_reuses_what_was_done(
     (ctx / "Dockerfile").write_text(
         f"FROM {BASE}\nCOPY hello.txt /\nRUN echo step-two > /two\n"
         f"RUN echo sleeping; sleep {marker}\n")
-    env = dict(os.environ, PYTHONPATH=SRC, ISOLATE_STORE=store.root)
+    env = dict(os.environ, PYTHONPATH=SRC, ISOLATE_STORE=store.root, PYTHONFAULTHANDLER="1")
     proc = subprocess.Popen([sys.executable, "-m", "isolate.cli", "build", "--progress",
                              "plain", str(ctx)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
@@ -273,7 +285,7 @@ def test_an_interrupted_build_leaves_nothing_and_the_next_reuses_what_was_done(
             seen += chunk
         _wait_for(lambda: _processes_with(marker), "the RUN step's sleep")
         os.kill(proc.pid, how)
-        proc.wait(timeout=60)
+        _wait_or_dump(proc)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -307,13 +319,13 @@ def test_ctrl_c_while_stages_build_at_once_stops_both(store: Store, ctx: Path) -
     (ctx / "Dockerfile").write_text(
         f"FROM {BASE} AS one\nRUN sleep {marker}1\nFROM {BASE} AS two\nRUN sleep {marker}2\n"
         f"FROM {BASE}\nCOPY --from=one /etc/motd /1\nCOPY --from=two /etc/motd /2\n")
-    env = dict(os.environ, PYTHONPATH=SRC, ISOLATE_STORE=store.root)
+    env = dict(os.environ, PYTHONPATH=SRC, ISOLATE_STORE=store.root, PYTHONFAULTHANDLER="1")
     proc = subprocess.Popen([sys.executable, "-m", "isolate.cli", "build", "-q", str(ctx)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         _wait_for(lambda: len(_processes_with(marker)) == 2, "both stages' sleeps")
         os.kill(proc.pid, signal.SIGINT)
-        proc.wait(timeout=60)
+        _wait_or_dump(proc)
     finally:
         if proc.poll() is None:
             proc.kill()
