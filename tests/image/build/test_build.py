@@ -37,6 +37,28 @@ from .conftest import BASE, Build, config_of, history_of, layer_bytes, read, sna
 pytestmark = pytest.mark.root
 
 
+def test_a_build_records_one_image_its_result(build: Build, store: Store,
+                                              base: Image) -> None:
+    # Each step runs on the image so far, and a stage is read by COPY --from; none of them
+    # becomes an image record of its own (BuildKit leaves none: `images` shows no <none>).
+    build.file("a", "a")
+    result = build(f"""FROM {BASE} AS first
+RUN echo one > /one
+RUN echo two > /two
+FROM {BASE}
+COPY a /a
+RUN cat /a > /b
+COPY --from=first /one /one
+RUN echo three > /three
+""")
+    assert sorted(i.id for i in store.images()) == sorted({base.id, result.image.id})
+    assert read(store, result.image, "/one") == b"one\n"
+    # The cache still answers the next build, from the step states alone.
+    again = build(build.context.joinpath("Dockerfile").read_text())
+    assert again.executed == 0 and again.image.id == result.image.id
+    assert sorted(i.id for i in store.images()) == sorted({base.id, result.image.id})
+
+
 def test_run_changes_become_a_layer_and_the_image_is_tagged(build: Build, store: Store,
                                                             base: Image) -> None:
     result = build(f"FROM {BASE}\nRUN echo extra >> /etc/motd && mkdir -p /srv/data\n",

@@ -99,10 +99,11 @@ class RunMount:
 
 @attrs.frozen(eq=False)
 class RunRequest:
-    """What a RUN step runs: ``argv`` in a writable container of ``image`` (recorded in
-    ``store``), as ``uid``/``gid`` with the supplementary ``groups`` and Docker's default
-    capabilities, in ``workdir`` with exactly ``env`` (HOME and PATH already set as runc
-    sets them), on ``network`` (``none`` or ``host``), with ``mounts``, named ``hostname``.
+    """What a RUN step runs: ``argv`` in a writable container of ``image`` (the state so far
+    as an image value: its layer blobs are in ``store``, which has no record of it), as
+    ``uid``/``gid`` with the supplementary ``groups`` and Docker's default capabilities, in
+    ``workdir`` with exactly ``env`` (HOME and PATH already set as runc sets them), on
+    ``network`` (``none`` or ``host``), with ``mounts``, named ``hostname``.
     ``cancel_fd`` (-1: none) turns readable when the build is stopped: the runner then kills
     the step and raises :class:`BuildCancelled`."""
 
@@ -524,11 +525,12 @@ class _Run:
     # -- helpers ------------------------------------------------------------------------
 
     def image(self, state: ImageState) -> Image:
-        """``state`` recorded as an (untagged) image, so that its layers can be read and run."""
+        """``state`` as an image value, so that its layers can be read and run; not recorded
+        in the store (the build's result is its only image, as BuildKit's)."""
         digest = hashlib.sha256(state.config_blob()).hexdigest()
         known = self.images.get(digest)
         if known is None:
-            known = state.commit(self.store)
+            known = state.as_image()
             self.images[digest] = known
         return known
 

@@ -17,8 +17,8 @@ from typing import Any
 import attrs
 
 from isolate.errors import ImageError
-from isolate.image.config import Image
-from isolate.image.oci import OCI_CONFIG, OCI_MANIFEST, canonical_json, load_json
+from isolate.image.config import Image, parse_config_blob
+from isolate.image.oci import OCI_CONFIG, OCI_MANIFEST, Descriptor, canonical_json, load_json
 from isolate.image.reference import Platform, Reference
 from isolate.image.store import Store
 
@@ -132,6 +132,20 @@ class ImageState:
             return same  # a rebuild the cache answered: nothing to write
         store.put_bytes(blob)
         return store.commit_image(manifest, OCI_MANIFEST, tags=tags)
+
+    def as_image(self) -> Image:
+        """This state as an :class:`~isolate.image.Image` value that no store records: what
+        a build step runs and reads (``Store.layer_dirs`` takes it, its layer blobs must be
+        stored), without leaving an untagged image behind for each step as a record would."""
+        blob = self.config_blob()
+        config, platform, diff_ids, created = parse_config_blob(blob)
+        digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+        manifest = self.manifest(blob, digest)
+        return Image(id=digest, manifest_digest="sha256:" + hashlib.sha256(manifest).hexdigest(),
+                     manifest_media_type=OCI_MANIFEST, config=config, platform=platform,
+                     layers=tuple(Descriptor(la.media_type, la.digest, la.size)
+                                  for la in self.layers),
+                     diff_ids=diff_ids, created=created)
 
     def has_blobs(self, store: Store) -> bool:
         """Whether every layer blob is (still) in ``store``."""
