@@ -89,6 +89,11 @@ _NEEDS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Commands of a group (``isolate image history``) that another module than the group's defines:
+# group -> {command: module}.
+_GROUPED: dict[str, dict[str, str]] = {"image": {"history": "build"}}
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The ``isolate`` argument parser with every subcommand registered (only ``command``'s,
     when it is given: the one about to run)."""
@@ -106,6 +111,15 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     for name in _MODULES:
         if name in needed:
             importlib.import_module(f"isolate.cli.{name}").register(sub)
+    for group, commands in _GROUPED.items():  # a group's commands that other modules define
+        group_parser = real.choices.get(group)
+        if group_parser is None:
+            continue
+        (group_sub,) = (a for a in group_parser._actions
+                        if isinstance(a, argparse._SubParsersAction))
+        for name, module in commands.items():
+            importlib.import_module(f"isolate.cli.{module}").register(
+                _OneCommand(group_sub, name))
     if command is not None and command not in real.choices:
         return build_parser()  # not a command: the whole parser says so (and lists them)
     return parser

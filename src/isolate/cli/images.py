@@ -472,16 +472,14 @@ def _command_form(value: str) -> list[str]:
 
 def register(sub: Any) -> None:
     """Add the image subcommands to the ``isolate`` parser's subparsers, and Docker's
-    ``image`` group of the same commands (``image ls``, ``image rm``, ``image prune``...)."""
-    from isolate.cli import _OneCommand, build
-
+    ``image`` group of the same commands (``image ls``, ``image rm``, ``image prune``...;
+    ``image history`` is build's, added to the group by :func:`isolate.cli.build_parser`)."""
     _define(_adder(sub))
     group = sub.add_parser("image", help="manage images", description="Manage images")
     gsub = group.add_subparsers(dest="image_command", metavar="COMMAND",
                                 parser_class=type(group))
     gsub.required = True
     _define(_adder(gsub), group=True)
-    build.register(_OneCommand(gsub, "history"))
 
 
 def _adder(sub: Any) -> Any:
