@@ -122,6 +122,7 @@ def test_rmi_deletes_untagged_parents_and_says_so(store: Store, rootfs_tar: Path
     assert out.splitlines() == ["Untagged: docker.io/library/kept:1", f"Deleted: {keep_top.id}"]
     _, out, _ = cli(Path(store.root), "images", "-q", capsys=capsys)
     assert _ids(out) == [keep_middle.short_id]
+    store.get(keep_base.id)
 
 
 def test_rmi_goes_on_past_a_failure(store: Store, rootfs_tar: Path,
