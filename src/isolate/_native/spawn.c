@@ -58,6 +58,7 @@
 #include <linux/seccomp.h>
 #include <net/if.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stddef.h>
@@ -272,7 +273,18 @@ struct child_state {
     uint32_t init_op;   /* index of the last INIT op, or UINT32_MAX */
     uint64_t command_mask;             /* INIT: the signal mask the command gets back */
     struct sigaction command_sigchld;  /* INIT: the SIGCHLD disposition it gets back */
+    int dumpable;       /* the caller's own dumpability (see caller_dumpable_enter) */
+    int dumpable_fd;    /* closed once that is ours too, for a parent that waits on it */
 };
+
+/* A copy of the caller's memory takes the caller's own dumpability, not what a vfork sibling's
+ * change of credentials left in that memory for the moment (see caller_dumpable_enter). */
+static void take_caller_dumpability(const struct child_state *st)
+{
+    if ((st->dumpable == 0 || st->dumpable == 1) &&
+        prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != st->dumpable)
+        prctl(PR_SET_DUMPABLE, st->dumpable, 0, 0, 0);
+}
 
 static const char *str_at(const struct child_state *st, uint32_t off)
 {
@@ -1160,8 +1172,10 @@ static int do_fork_into_pidns(struct child_state *st, const struct iso_op *op, u
     } else {
         gst.shares_vm = 0;
         pid = (pid_t)syscall(SYS_clone, CLONE_PARENT, 0, NULL, NULL, 0);
-        if (pid == 0)
+        if (pid == 0) {
+            take_caller_dumpability(&gst);
             _exit(run_ops(&gst));
+        }
     }
     if (pid < 0)
         return errno;
@@ -1581,6 +1595,11 @@ static int run_ops(struct child_state *st)
 static int child_main(void *arg)
 {
     struct child_state *st = arg;
+    if (!st->shares_vm) {
+        take_caller_dumpability(st);
+        if (st->dumpable_fd >= 0)
+            close(st->dumpable_fd);
+    }
     if (st->hdr->flags & ISO_PLAN_RESET_SIGNALS)
         reset_signals();
     return run_ops(st);
@@ -1601,6 +1620,36 @@ static int fixup_table(uint8_t *plan, size_t len, uint64_t off)
         *t = (uint64_t)(uintptr_t)(plan + *t);
     }
     return EINVAL;
+}
+
+/* A VFORK child runs in the caller's memory, so when it changes its credentials (setresuid to
+ * a uid of the sandbox) the kernel makes that memory -- the caller's own -- non-dumpable, as it
+ * must while a process with other ids runs in it. The kernel leaves it so after the exec: an
+ * unprivileged caller would then find its /proc files owned by root and pass that on to every
+ * process it forks, which newuidmap refuses to map ("owned by a different user") and whose
+ * namespaces the caller may no longer open. So the caller's dumpability is put back once no
+ * child runs in its memory any more (so never while one with other ids does), and a FORK
+ * child takes the caller's own dumpability, not the one a vfork sibling left for the moment. */
+static pthread_mutex_t vm_lock = PTHREAD_MUTEX_INITIALIZER;
+static int vm_children; /* VFORK children running in our memory */
+static int vm_dumpable; /* our dumpability before the first of them started */
+
+static int caller_dumpable_enter(int vfork)
+{
+    pthread_mutex_lock(&vm_lock);
+    int d = vm_children ? vm_dumpable : prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+    if (vfork && vm_children++ == 0)
+        vm_dumpable = d;
+    pthread_mutex_unlock(&vm_lock);
+    return d;
+}
+
+static void caller_dumpable_leave(void)
+{
+    pthread_mutex_lock(&vm_lock);
+    if (--vm_children == 0 && vm_dumpable == 1 && prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 1)
+        prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+    pthread_mutex_unlock(&vm_lock);
 }
 
 int iso_spawn(uint8_t *plan, size_t len, struct iso_spawn_result *out)
@@ -1625,6 +1674,7 @@ int iso_spawn(uint8_t *plan, size_t len, struct iso_spawn_result *out)
     st.parent = getpid();
     st.shares_vm = h->mode == ISO_MODE_VFORK;
     st.init_op = UINT32_MAX;
+    st.dumpable_fd = -1;
     for (int i = 0; i < ISO_SLOTS; i++)
         st.slots[i] = -1;
     for (uint32_t i = 0; i < h->n_ops; i++) {
@@ -1657,12 +1707,23 @@ int iso_spawn(uint8_t *plan, size_t len, struct iso_spawn_result *out)
             return -1;
         }
         st.grand_stack = stack + ISO_STACK_SIZE;
+        st.dumpable = caller_dumpable_enter(1);
+        /* Returns once the child (and a grandchild in our memory) exec'd or exited. */
         pid = clone(child_main, stack + ISO_STACK_SIZE,
                     CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD | (int)h->clone_flags |
                         ((h->flags & ISO_PLAN_SHARE_FILES) ? CLONE_FILES : 0),
                     &st, &pidfd);
         out->err = errno;
+        caller_dumpable_leave();
     } else {
+        st.dumpable = caller_dumpable_enter(0);
+        /* A vfork sibling with other ids runs in our memory right now, so the copy starts
+         * non-dumpable: wait below until the child has made itself ours, or a parent step
+         * (newuidmap, opening its namespaces) would find it closed. */
+        int fixing[2] = {-1, -1};
+        if (st.dumpable != prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) &&
+            pipe2(fixing, O_CLOEXEC) == 0)
+            st.dumpable_fd = fixing[1];
         struct iso_clone_args args;
         memset(&args, 0, sizeof args);
         args.flags = CLONE_PIDFD | h->clone_flags;
@@ -1679,6 +1740,13 @@ int iso_spawn(uint8_t *plan, size_t len, struct iso_spawn_result *out)
         out->err = errno;
         if (pid == 0)
             child_main(&st); /* never returns */
+        if (fixing[0] >= 0) {
+            close(fixing[1]);
+            char c;
+            while (pid > 0 && read(fixing[0], &c, 1) < 0 && errno == EINTR)
+                ; /* EOF: the child closed its end (or died) */
+            close(fixing[0]);
+        }
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (stack)
