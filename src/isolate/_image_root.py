@@ -17,10 +17,11 @@ from collections.abc import Iterable, Sequence
 from isolate import _plan
 from isolate._fuse_root import FuseRoot, kernel_overlay_works
 from isolate._plan import Op
-from isolate.errors import ConfigError, ImageError, UnsupportedError
+from isolate.errors import ConfigError, ImageError
 from isolate.image import Image, Store
 from isolate.image._binfmt import check_runnable
 from isolate.image._disk import remove_tree
+from isolate.namespaces import IdMaps
 
 __all__ = ["DEFAULT_PATH", "ImageRoot", "image_command"]
 
@@ -102,22 +103,27 @@ class ImageRoot:
     """
 
     def __init__(self, store: Store, image: Image, holder: str, lowers: list[str],
-                 scratch: str, options: tuple[str, ...]) -> None:
+                 scratch: str, options: tuple[str, ...], maps: IdMaps | None = None) -> None:
         self.store = store
         self.image = image
         self.holder = holder
         self.lowers = lowers
         self.scratch = scratch
         self.options = options
+        #: The id maps of the user namespace the layers were extracted for (None: none).
+        self.maps = maps
         self._count = 0
         #: The fuse-overlayfs process serving this root, when :meth:`choose_overlay` picked it.
         self.fuse: FuseRoot | None = None
 
     @classmethod
     def open(cls, image: Image | str, store: Store | None, *,
-             mountpoints: Iterable[tuple[str, bool]], rootless: bool) -> ImageRoot:
+             mountpoints: Iterable[tuple[str, bool]], rootless: bool,
+             maps: IdMaps | None = None) -> ImageRoot:
         """Look ``image`` up (pulling a name the store lacks), hold it, extract its layers and
         make the scratch dir. ``mountpoints`` are ``(path, is_file)`` to exist in the root.
+        ``maps``: the maps of the sandbox's user namespace, for which the layers are
+        extracted (owners kept, see :meth:`Store.layer_dirs`).
 
         Raises:
             ConfigError: a bad reference.
@@ -138,7 +144,7 @@ class ImageRoot:
         store.hold(img, holder, for_process=True)
         scratch = store.tmp.name("sandbox")
         try:
-            lowers = store.layer_dirs(img)
+            lowers = store.layer_dirs(img, maps=maps)
             os.mkdir(scratch, 0o700)
             top = os.path.join(scratch, "mountpoints")
             os.mkdir(top, 0o755)
@@ -151,9 +157,11 @@ class ImageRoot:
             store.release(holder)
             raise
         # Rootless, layers were extracted with user.overlay.* xattrs and overlayfs must read
-        # (and write) those; as root they are trusted.overlay.*.
-        options = ("userxattr",) if rootless and os.geteuid() != 0 else ()
-        return cls(store, img, holder, lowers, scratch, options)
+        # (and write) those; as root they are trusted.overlay.*, unless a helper extracted
+        # them in a user namespace for the maps.
+        mapped = maps is not None and maps.subordinate
+        options = ("userxattr",) if rootless and (os.geteuid() != 0 or mapped) else ()
+        return cls(store, img, holder, lowers, scratch, options, maps if mapped else None)
 
     def choose_overlay(self, mode: str, userns_fd: int | None, *, writable: bool) -> None:
         """Pick who mounts the root: ``"kernel"`` (overlayfs in each process's mount
@@ -230,9 +238,23 @@ class ImageRoot:
                 fuse.close()
         finally:
             try:
-                remove_tree(self.scratch)
+                self._remove_scratch()
             finally:
                 self.store.release(self.holder)
+
+    def _remove_scratch(self) -> None:
+        """Remove the scratch dir. The upper dirs of an id-mapped root hold files of the
+        mapped owners (what uid 1000 wrote inside), which only a helper in a user namespace
+        with the same maps may remove."""
+        try:
+            remove_tree(self.scratch)
+        except ImageError:
+            if self.maps is None:
+                raise
+            from isolate.image._unpack import MappedWorker
+
+            with MappedWorker(self.maps) as worker:
+                worker.remove([self.scratch])
 
     def defaults(self) -> dict[str, object]:
         """Run defaults from the image config: ``env`` (with PATH and HOME when the image
@@ -269,9 +291,12 @@ def _make_mountpoint(top: str, path: str, is_file: bool) -> None:
                 os.mkdir(cur, 0o755)
 
 
-def check_rootless_user(uid: int | None, gid: int | None, image: Image) -> None:
-    """A rootless sandbox maps one uid; an image that wants another cannot run as it."""
-    if uid not in (None, 0) or gid not in (None, 0):
-        raise UnsupportedError(
-            f"image {image.short_id} runs as User {image.config.user!r}, but a rootless "
-            "sandbox maps only uid 0 (your own user); pass uid=0 to run it as that")
+def check_rootless_user(uid: int | None, gid: int | None, image: Image, maps: IdMaps) -> None:
+    """A rootless sandbox maps the ids of ``maps`` (its user namespace's); an image whose User
+    is another id cannot run as it.
+
+    Raises:
+        UnsupportedError: ``uid`` or ``gid`` is not mapped; the message says how to map it, or
+            to run as uid 0 instead.
+    """
+    maps.check(uid, gid, f"image {image.short_id} (User {image.config.user!r})")

@@ -43,7 +43,7 @@ from isolate.fs.mounts import (
     Tmpfs,
     check_container_path,
 )
-from isolate.namespaces import NamespaceKind
+from isolate.namespaces import NamespaceKind, rootless_maps
 from isolate.process import SandboxedPopen
 from isolate.runtime import RuntimeConfig
 
@@ -230,11 +230,16 @@ def runtime_config(cfg: SandboxConfig) -> RuntimeConfig:
     sandbox's strict defaults (no capabilities unless asked, no_new_privs, the default seccomp
     profile, Docker's masked and read-only paths, a private /tmp per process) filled in.
 
+    Rootless, the user namespace maps ids as :func:`isolate.namespaces.rootless_maps` does
+    (0 is the caller, 1.. its subordinate ranges where it has them).
+
     Raises:
         ConfigError: what the runtime config refuses.
+        UnsupportedError: rootless, ``uid``/``gid`` is not mapped (no subordinate range, or
+            one too small).
     """
     from isolate import runtime, security  # imported when first needed
-    from isolate.namespaces import IdMap, NamespaceKind
+    from isolate.namespaces import IdMap, NamespaceKind, rootless_maps
 
     if cfg.privileged:
         # Not simply all(): a caller whose own bounding set lacks one (a container, a
@@ -264,7 +269,9 @@ def runtime_config(cfg: SandboxConfig) -> RuntimeConfig:
     gid_map: tuple[IdMap, ...] = ()
     if cfg.rootless:
         kinds.insert(0, NamespaceKind.USER)
-        uid_map, gid_map = (IdMap.self_map("uid"),), (IdMap.self_map("gid"),)
+        maps = rootless_maps()
+        maps.check(uid, gid, "the sandbox's process")
+        uid_map, gid_map = maps.uid_map, maps.gid_map
     host_root = cfg.rootfs is None and cfg.image is None
     mounts = runtime.standard_mounts(own_network=not cfg.network,
                                      sysfs_writable=cfg.privileged, private_tmp=True)
@@ -512,9 +519,11 @@ class Sandbox:
             return
         from isolate._image_root import ImageRoot, check_rootless_user
 
-        mountpoints = runtime.mountpoints(runtime_config(cfg))
-        root = ImageRoot.open(cfg.image, cfg.store, mountpoints=mountpoints,
-                              rootless=cfg.rootless)
+        # The layers are extracted for the maps the sandbox's user namespace gets.
+        maps = rootless_maps() if cfg.rootless else None
+        root = ImageRoot.open(cfg.image, cfg.store,
+                              mountpoints=runtime.mountpoints(runtime_config(cfg)),
+                              rootless=cfg.rootless, maps=maps)
         self._image_root = root
         defaults = root.defaults()
         env: dict[str, str] = dict(defaults["env"])  # type: ignore[call-overload]
@@ -523,9 +532,9 @@ class Sandbox:
         if cfg.cwd is None and "cwd" in defaults:
             changes["cwd"] = defaults["cwd"]
         if cfg.uid is None and cfg.gid is None and "uid" in defaults:
-            if cfg.rootless:
+            if maps is not None:
                 check_rootless_user(defaults["uid"], defaults["gid"],  # type: ignore[arg-type]
-                                    root.image)
+                                    root.image, maps)
             changes["uid"], changes["gid"] = defaults["uid"], defaults["gid"]
         self.config = attrs.evolve(cfg, **changes)
 
