@@ -35,4 +35,11 @@ if command -v skopeo >/dev/null && command -v docker-registry >/dev/null; then
 else
     echo "bench_pull: skipped, skopeo or docker-registry (its anchors) is missing"
 fi
+if command -v podman >/dev/null && command -v runc >/dev/null; then
+    printf '\n## bench_build\n'
+    run benchmarks/bench_build.py --rounds "$((ROUNDS / 10 > 5 ? ROUNDS / 10 : 5))"
+else
+    printf '\n## bench_build\n'
+    run benchmarks/bench_build.py --rounds 5 --no-podman
+fi
 exit $status

@@ -31,12 +31,28 @@ LAYERS: dict[str, float] = {
     "isolate.net": 3,
     "isolate.process": 4,
     "isolate.image": 4,
+    # The Dockerfile build, in BuildKit's order: each part imports only the ones above it.
+    "isolate.image.build.errors": 4.01,
+    "isolate.image.build.shell": 4.02,
+    "isolate.image.build.parser": 4.03,
+    "isolate.image.build.instructions": 4.04,
+    "isolate.image.build.dockerignore": 4.04,
+    "isolate.image.build.state": 4.04,
+    "isolate.image.build.tree": 4.04,
+    "isolate.image.build.context": 4.05,
+    "isolate.image.build.layer": 4.05,
+    "isolate.image.build.cache": 4.05,
+    "isolate.image.build.files": 4.06,
+    "isolate.image.build.plan": 4.06,
+    "isolate.image.build.executor": 4.07,
+    "isolate.image.build": 4.08,  # the package's __init__ re-exports the parts
     "isolate.container": 4,
     "isolate._caller": 4,
     "isolate.runtime": 4.2,  # the runtime config and its compiler: uses the L3 blocks
     "isolate._fuse_root": 4.4,  # fuse-overlayfs fallback for image roots: uses lowlevel
     "isolate._image_root": 4.5,  # image roots for the sandbox: uses image/ and fs/
     "isolate.sandbox": 5,
+    "isolate._sandbox_runner": 5.5,  # build RUN steps in sandboxes: uses sandbox and build
     "isolate.cli": 6,
     "isolate.api": 6,
     "isolate.oci": 6,

@@ -266,7 +266,7 @@ def test_a_plan_of_one_op_of_each_kind_from_the_builders_passes_check_and_decode
         _plan.overlay(["/l1", "/l2"], "/merged", "/u", "/w"), _plan.open_("/proc/self/ns/net"),
         _plan.umount("/mnt"), _plan.mknod("/dev/null", "c", 1, 3, uid=0, gid=5),
         _plan.socket_(16, 2), _plan.console(rows=24, cols=80),
-        _plan.exec_("sh", ["sh", "-c", "x"], {}),
+        _plan.reroot(), _plan.exec_("sh", ["sh", "-c", "x"], {}),
     ]
     assert {op.kind for op in made} == set(OpKind)
     p = Plan(0, Mode.FORK).extend(made).check()

@@ -34,5 +34,7 @@ def test_a_sandbox_process_joins_its_cgroup_where_limits_and_accounting_live() -
             elif h.controllers & {"memory", "pids"}:
                 key = ",".join(sorted(h.controllers))
                 assert by_controllers[key].endswith(name), key
-            elif "devices" in h.controllers:
-                assert not by_controllers["devices"].endswith(name)
+            elif "devices" in h.controllers:  # where its device allow-list lives
+                assert by_controllers["devices"].endswith(name)
+            elif "blkio" in h.controllers:  # nothing to limit or count there: not joined
+                assert not by_controllers["blkio"].endswith(name)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from isolate import process as process
     from isolate import sandbox as sandbox
     from isolate import security as security
+    from isolate._sandbox_runner import SandboxStepRunner, build
     from isolate.cgroups import CGroup, Limits
     from isolate.fs.mounts import Bind, Tmpfs
     from isolate.image import Image, Reference, Store
@@ -45,8 +46,10 @@ __all__ = [
     "Sandbox",
     "SandboxConfig",
     "SandboxResult",
+    "SandboxStepRunner",
     "Store",
     "Tmpfs",
+    "build",
     "errors",
 ]
 __version__ = "0.1.0"
@@ -69,6 +72,8 @@ _LAZY = {
     "Image": "isolate.image",
     "Reference": "isolate.image",
     "Store": "isolate.image",
+    "build": "isolate._sandbox_runner",
+    "SandboxStepRunner": "isolate._sandbox_runner",
 }
 
 

@@ -11,13 +11,13 @@ import errno
 import os
 import select
 import shutil
+import signal
 import time
 from collections.abc import Sequence
 
 from isolate import _plan, lowlevel
 from isolate._plan import Mode, Op, Plan
 from isolate.errors import ConfigError, MountError, UnsupportedError
-from isolate.fs.mounts import MS_REC, MS_SLAVE
 
 __all__ = ["FUSE_OVERLAYFS", "FuseRoot", "kernel_overlay_works"]
 
@@ -104,8 +104,10 @@ class FuseRoot:
     """
 
     def __init__(self, child: lowlevel.Child, mnt_fd: int, merged: str, upper: str | None,
-                 in_userns: bool) -> None:
+                 in_userns: bool, pid: int | None = None) -> None:
+        #: The process we started: fuse-overlayfs itself, or the init it runs under.
         self.child = child
+        self._pid = child.pid if pid is None else pid
         self.mnt_fd = mnt_fd
         self.merged = merged
         self.upper = upper
@@ -115,16 +117,20 @@ class FuseRoot:
 
     @property
     def pid(self) -> int:
-        return self.child.pid
+        """The pid of fuse-overlayfs (in the caller's pid namespace)."""
+        return self._pid
 
     @classmethod
     def start(cls, lowers: Sequence[str], merged: str, *,
               upper: tuple[str, str] | None = None, userns_fd: int | None = None,
-              log: str) -> FuseRoot:
+              log: str, die_with_parent: bool = True) -> FuseRoot:
         """Mount ``lowers`` (lowest first; with ``upper`` = (upper, work) writable) on the
         existing empty directory ``merged`` with fuse-overlayfs, in a new mount namespace
         (inside the user namespace ``userns_fd`` when given); return once it is mounted.
-        fuse-overlayfs writes its messages to the file ``log``.
+        fuse-overlayfs writes its messages to the file ``log``. With ``die_with_parent`` it
+        ends when the calling process dies (also SIGKILLed), as the sandbox processes that use
+        its mount do: it runs under a tiny init, pid 1 of a pid namespace of its own, which
+        gets the parent-death signal (:attr:`pid` is then the init's).
 
         Raises:
             ConfigError: a path fuse-overlayfs cannot take (with ',' or ':').
@@ -148,14 +154,27 @@ class FuseRoot:
             p.add(_plan.setns(userns_fd, _plan.CLONE_NEWUSER,
                               note="join the sandbox's user namespace"))
         p.add(_plan.unshare(_plan.CLONE_NEWNS, note="unshare mount namespace"))
-        p.add(_plan.mount(None, "/", None, MS_REC | MS_SLAVE,
-                          note="keep the fuse mount from propagating out (rslave /)"))
+        # The caller's root (also a chroot's) is the namespace's root, where the sandbox's
+        # processes land when they join it; the fuse mount does not propagate out.
+        p.add(_plan.reroot())
         # Its own session: a Ctrl-C to the caller's process group must not end the root
         # under the sandbox's processes; close() ends it.
         p.add(_plan.setsid())
         null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        parent = os.pidfd_open(os.getpid()) if die_with_parent else -1
         try:
+            if parent >= 0:
+                # fuse-overlayfs changes its credentials as it serves requests (setfsuid),
+                # and each change clears a parent-death signal: so the signal goes to a tiny
+                # init that never changes them, pid 1 of a pid namespace of its own, and the
+                # kernel ends fuse-overlayfs with that namespace. Set in the forked init
+                # (a fork does not inherit it), after the user namespace is joined; the
+                # pidfd tells whether the caller died before.
+                p.add(_plan.fork_into_pidns())
+                p.add(_plan.pdeathsig(signal.SIGKILL, parent_pidfd=parent,
+                                      note="die with the parent"))
+                p.add(_plan.init())
             p.add(_plan.fds([(null, 0, False), (out, 1, False), (out, 2, False)]))
             p.add(_plan.exec_(binary, argv, {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
                               search_path=False))
@@ -163,9 +182,14 @@ class FuseRoot:
         finally:
             os.close(null)
             os.close(out)
+            if parent >= 0:
+                os.close(parent)
         mnt_fd = -1
         try:
-            mnt_fd = os.open(f"/proc/{child.pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+            # Under an init, the command is its only child, exec'd by now. (The init is not
+            # dumpable, so its namespace files are not ours to open when we are not root.)
+            pid = _only_child(child.pid) if parent >= 0 else child.pid
+            mnt_fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
             _wait_mounted(child, merged, log)
         except BaseException:
             if mnt_fd >= 0:
@@ -174,7 +198,8 @@ class FuseRoot:
             child.wait()
             child.close()
             raise
-        return cls(child, mnt_fd, merged, upper[0] if upper else None, userns_fd is not None)
+        return cls(child, mnt_fd, merged, upper[0] if upper else None, userns_fd is not None,
+                   pid)
 
     def join_op(self) -> Op:
         """The op that joins the mount namespace holding the fuse mount."""
@@ -195,6 +220,24 @@ class FuseRoot:
             self.child.kill()
         self.child.wait()
         self.child.close()
+
+
+def _only_child(pid: int) -> int:
+    """The one child of ``pid`` (an init whose command has exec'd).
+
+    Raises:
+        MountError: it has none (the command exited already) or more than one.
+    """
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as f:
+            children = [int(c) for c in f.read().split()]
+    except OSError as exc:
+        raise MountError(exc.errno or errno.EIO, f"cannot find {FUSE_OVERLAYFS} under its "
+                         f"init {pid}", step="fuse-overlayfs", pid=pid) from exc
+    if len(children) != 1:
+        raise MountError(errno.ESRCH, f"{FUSE_OVERLAYFS} is not running under its init {pid} "
+                         f"(children: {children})", step="fuse-overlayfs", pid=pid)
+    return children[0]
 
 
 def _wait_mounted(child: lowlevel.Child, merged: str, log: str) -> None:

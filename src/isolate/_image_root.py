@@ -12,12 +12,14 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import stat
 from collections.abc import Iterable, Sequence
 
 from isolate import _plan
 from isolate._fuse_root import FuseRoot, kernel_overlay_works
 from isolate._plan import Op
-from isolate.errors import ConfigError, ImageError
+from isolate.errors import ConfigError, ImageError, IsolateOSError
+from isolate.fs import inroot
 from isolate.image import Image, Store
 from isolate.image._binfmt import check_runnable
 from isolate.image._disk import remove_tree
@@ -44,25 +46,24 @@ def image_command(image: Image, argv: Sequence[str] | None) -> list[str]:
 
 
 def _lookup(lowers: Sequence[str], table: str, name: str) -> tuple[int, int] | None:
-    """(id, primary gid) of ``name`` in the image's ``/etc/passwd`` or ``/etc/group``: the
-    topmost layer that has the file decides, as the merged overlay would show it."""
-    for layer in reversed(lowers):
-        path = os.path.join(layer, "etc", table)
-        if os.path.islink(path):
-            return None  # pointing somewhere in the image: not worth resolving here
-        try:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                lines = f.read().splitlines()
-        except FileNotFoundError:
-            continue
-        except OSError:
-            return None
-        for line in lines:
-            fields = line.split(":")
-            if len(fields) >= 3 and fields[0] == name and fields[2].isdigit():
-                gid = fields[3] if table == "passwd" and len(fields) > 3 else fields[2]
-                return int(fields[2]), int(gid) if gid.isdigit() else int(fields[2])
+    """(id, primary gid) of ``name`` in the image's ``/etc/passwd`` or ``/etc/group``, read as
+    the merged overlay shows it, never outside the image (see :mod:`isolate.fs.inroot`).
+
+    Raises:
+        ImageError: the file is there but cannot be read: a FIFO, device or directory, too
+            big, a symlink loop.
+    """
+    try:
+        data = inroot.read_file(lowers, f"/etc/{table}")
+    except IsolateOSError as exc:
+        raise ImageError(f"cannot read the image's /etc/{table}: {exc}") from exc
+    if data is None:
         return None
+    for line in data.decode("utf-8", "replace").splitlines():
+        fields = line.split(":")
+        if len(fields) >= 3 and fields[0] == name and fields[2].isdigit():
+            gid = fields[3] if table == "passwd" and len(fields) > 3 else fields[2]
+            return int(fields[2]), int(gid) if gid.isdigit() else int(fields[2])
     return None
 
 
@@ -73,7 +74,8 @@ def parse_user(spec: str, lowers: Sequence[str]) -> tuple[int, int | None]:
     and no group, the user's primary group is used, as Docker does.
 
     Raises:
-        ImageError: a name the image does not define.
+        ImageError: a name the image does not define, or a passwd/group file that is not a
+            regular file (a FIFO, a device ...).
     """
     user, _, group = spec.partition(":")
     gid: int | None = None
@@ -149,7 +151,7 @@ class ImageRoot:
             top = os.path.join(scratch, "mountpoints")
             os.mkdir(top, 0o755)
             for path, is_file in mountpoints:
-                _make_mountpoint(top, path, is_file)
+                _make_mountpoint(top, path, is_file, lowers)
             # overlayfs needs a lower dir for an image without layers too: the top one is it.
             lowers = [*lowers, top]
         except BaseException:
@@ -163,13 +165,15 @@ class ImageRoot:
         options = ("userxattr",) if rootless and (os.geteuid() != 0 or mapped) else ()
         return cls(store, img, holder, lowers, scratch, options, maps if mapped else None)
 
-    def choose_overlay(self, mode: str, userns_fd: int | None, *, writable: bool) -> None:
+    def choose_overlay(self, mode: str, userns_fd: int | None, *, writable: bool,
+                       die_with_parent: bool = True) -> None:
         """Pick who mounts the root: ``"kernel"`` (overlayfs in each process's mount
         namespace), ``"fuse"`` (one fuse-overlayfs process for the sandbox, started now), or
         ``"auto"``: the kernel, unless it refuses overlayfs in the user namespace
         ``userns_fd`` (a rootless sandbox), then fuse-overlayfs. As root, without a user
         namespace, "auto" never needs to ask. ``writable``: fuse-overlayfs gets one upper dir
-        for the whole sandbox (the kernel path makes one per process).
+        for the whole sandbox (the kernel path makes one per process). ``die_with_parent``:
+        fuse-overlayfs ends when the calling process does (as the sandbox's processes do).
 
         Raises:
             UnsupportedError: fuse-overlayfs is needed but not installed.
@@ -188,7 +192,8 @@ class ImageRoot:
         # initial user namespace can read. Unprivileged it must run inside to mount at all.
         inside = userns_fd if os.geteuid() != 0 else None
         self.fuse = FuseRoot.start(self.lowers, merged, upper=upper, userns_fd=inside,
-                                   log=os.path.join(self.scratch, "fuse-overlayfs.log"))
+                                   log=os.path.join(self.scratch, "fuse-overlayfs.log"),
+                                   die_with_parent=die_with_parent)
 
     def mount_join(self) -> tuple[Op | None, bool]:
         """With fuse-overlayfs: the op joining the mount namespace that holds its mount, and
@@ -276,7 +281,11 @@ class ImageRoot:
         return out
 
 
-def _make_mountpoint(top: str, path: str, is_file: bool) -> None:
+def _make_mountpoint(top: str, path: str, is_file: bool, lowers: Sequence[str] = ()) -> None:
+    """Make ``path`` (and its parents) in the mount-point layer ``top``. A directory the
+    image already has gets the image's mode, owner and times: this layer lies above the
+    image's, so overlayfs shows (and copies up) its directories' metadata, and a mount
+    point below ``/root`` must not turn the image's 0700 ``/root`` into 0755."""
     parts = [p for p in path.split("/") if p]
     cur = top
     for i, part in enumerate(parts):
@@ -287,8 +296,27 @@ def _make_mountpoint(top: str, path: str, is_file: bool) -> None:
                 os.close(os.open(cur, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC,
                                  0o644))
         else:
-            with contextlib.suppress(FileExistsError):
+            try:
                 os.mkdir(cur, 0o755)
+            except FileExistsError:
+                continue
+            _copy_dir_metadata(cur, "/".join(parts[:i + 1]), lowers)
+
+
+def _copy_dir_metadata(made: str, rel: str, lowers: Sequence[str]) -> None:
+    """Give ``made`` the metadata of directory ``rel`` in the topmost layer that has it."""
+    for layer in reversed(lowers):
+        try:
+            st = os.lstat(os.path.join(layer, rel))
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            return  # a file, symlink or whiteout hides what lies below
+        with contextlib.suppress(OSError):
+            os.chown(made, st.st_uid, st.st_gid)
+            os.chmod(made, stat.S_IMODE(st.st_mode))
+            os.utime(made, ns=(st.st_atime_ns, st.st_mtime_ns))
+        return
 
 
 def check_rootless_user(uid: int | None, gid: int | None, image: Image, maps: IdMaps) -> None:

@@ -120,6 +120,7 @@ __all__ = [
     "overlay",
     "pdeathsig",
     "pivot_root",
+    "reroot",
     "rlimit",
     "root",
     "seccomp",
@@ -282,6 +283,7 @@ class OpKind(enum.IntEnum):
     MKNOD = 41
     SOCKET = 42
     CONSOLE = 43
+    REROOT = 44
 
 
 class Step(enum.IntEnum):
@@ -492,6 +494,7 @@ _USES: dict[OpKind, dict[str, str]] = {
     OpKind.SOCKET: {"a": "address family", "b": "socket type", "c": "protocol"},
     OpKind.CONSOLE: {"a": "socket for the pty master (SCM_RIGHTS)",
                      "b": "rows << 16 | cols (0: as is)", "s2": "ptmx path"},
+    OpKind.REROOT: {},
 }
 _NEEDS: dict[OpKind, tuple[str, ...]] = {
     OpKind.SETHOSTNAME: ("s1",), OpKind.SETDOMAINNAME: ("s1",), OpKind.MOUNT: ("s2",),
@@ -791,6 +794,8 @@ _DESCRIBE: dict[OpKind, Callable[[Op], str]] = {
     OpKind.UMOUNT: lambda op: (f"unmount {_text(op.s2)}{_where(op)} "
                                f"(flags {_names(op.a, _UMOUNT_NAMES)})"),
     OpKind.MKNOD: _d_mknod,
+    OpKind.REROOT: lambda op: ("make the caller's root the root of the mount namespace (a "
+                               "chroot's too) and every mount a slave"),
 }
 assert set(_DESCRIBE) == set(OpKind) == set(_USES)
 
@@ -1361,6 +1366,21 @@ def init(*, note: str = "") -> Op:
 
 
 # -- builders: files and mounts ----------------------------------------------------------------
+
+def reroot(*, note: str = "") -> Op:
+    """Make the calling process's root the root of its (new, private) mount namespace, and
+    every mount in it a slave (nothing mounted later propagates out). Raises nothing.
+
+    A process chrooted into a mount point that is not its namespace's root has, in a copy of
+    that namespace, everything above its root still there, and ``setns(2)`` into the copy
+    lands on that, not on the root: this pivots the root to the top and detaches the rest.
+    Where the root is the namespace's already, it only makes the mounts slaves. A root that
+    is not a mount point at all (a chroot into a plain directory) fails with EINVAL before
+    anything changes: what lies above it cannot be told apart from what belongs to it.
+    """
+    return Op(OpKind.REROOT, note=note or "make the caller's root the root of the mount "
+              "namespace")
+
 
 def mount(source: PathArg | None, target: PathArg, fstype: str | None = None, flags: int = 0,
           data: str | None = None, *, in_root: bool = False, mkdir: bool = False,

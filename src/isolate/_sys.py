@@ -16,6 +16,8 @@ from isolate.errors import IsolateOSError, MountError, NamespaceError, SpawnErro
 
 __all__ = [
     "LayerUnpacker",
+    "bpf_prog_attach",
+    "bpf_prog_load",
     "clone3_works",
     "fsconfig",
     "fsmount",
@@ -216,6 +218,55 @@ def sethostname(name: str) -> None:
     raw = name.encode()
     if _lib.iso_sethostname(raw, len(raw)) < 0:
         raise _fail(NamespaceError, f"sethostname {name!r}", step="sethostname")
+
+
+_BPF_PROG_LOAD = 5
+_BPF_PROG_ATTACH = 8
+_BPF_LOG_SIZE = 1 << 16
+
+
+def _address(buf: Any) -> int:
+    return int(ffi.cast("uintptr_t", buf))
+
+
+def bpf_prog_load(prog_type: int, insns: bytes, license: str = "GPL") -> int:
+    """bpf(BPF_PROG_LOAD): load ``insns`` (``struct bpf_insn[]``) as a ``prog_type`` program;
+    returns its fd (O_CLOEXEC, as the kernel makes every BPF fd). A program the verifier
+    rejects is tried once more to put the verifier's log in the error.
+
+    Raises:
+        IsolateOSError: the kernel refused it (EPERM without the capability, EINVAL with the
+            verifier's reason), ``step="bpf"``.
+    """
+    code = ffi.new("char[]", insns)
+    lic = ffi.new("char[]", license.encode())
+    log = ffi.new("char[]", _BPF_LOG_SIZE)
+    for log_level in (0, 1):
+        # union bpf_attr for BPF_PROG_LOAD, up to expected_attach_type (72 bytes).
+        attr = bytearray(72)
+        struct.pack_into("=IIQQIIQ", attr, 0, prog_type, len(insns) // 8, _address(code),
+                         _address(lic), log_level, _BPF_LOG_SIZE if log_level else 0,
+                         _address(log) if log_level else 0)
+        fd = int(_lib.iso_bpf(_BPF_PROG_LOAD, ffi.from_buffer(attr), len(attr)))
+        if fd >= 0:
+            return fd
+        err = ffi.errno
+        if err != 22 or log_level:  # EINVAL: ask the verifier why
+            text = ffi.string(log).decode(errors="replace").strip() if log_level else ""
+            raise IsolateOSError(err, "load BPF program" + (f" ({text[-500:]})" if text
+                                                            else ""), step="bpf")
+    raise AssertionError("unreachable")
+
+
+def bpf_prog_attach(target_fd: int, prog_fd: int, attach_type: int, flags: int = 0) -> None:
+    """bpf(BPF_PROG_ATTACH): attach program ``prog_fd`` to ``target_fd`` (a cgroup dir).
+
+    Raises:
+        IsolateOSError: the kernel refused it, ``step="bpf"``.
+    """
+    attr = bytearray(struct.pack("=IIIII", target_fd, prog_fd, attach_type, flags, 0))
+    if _lib.iso_bpf(_BPF_PROG_ATTACH, ffi.from_buffer(attr), len(attr)) < 0:
+        raise _fail(IsolateOSError, "attach BPF program", step="bpf")
 
 
 def clone3_works() -> bool:

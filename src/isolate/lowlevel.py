@@ -99,6 +99,7 @@ _ERROR_CLASS: dict[OpKind, type[IsolateOSError]] = {
     OpKind.MKDIR: MountError,
     OpKind.SYMLINK: MountError,
     OpKind.PIVOT_ROOT: MountError,
+    OpKind.REROOT: MountError,
     OpKind.CGROUP_JOIN: CgroupError,
 }
 

@@ -28,13 +28,15 @@ import attrs
 from isolate import _shim, lowlevel, runtime
 from isolate._plan import Op, Plan
 from isolate._units import parse_seconds
-from isolate.cgroups import CGroup, Limits
+from isolate.cgroups import DEFAULT_RULES, CGroup, Limits
 from isolate.cgroups.cgroup import add_note
+from isolate.cgroups.devices import rule_for_node
 from isolate.errors import (
     CallError,
     ConfigError,
     IsolateError,
     MountError,
+    SpawnError,
     StateError,
     UnsupportedError,
 )
@@ -67,6 +69,12 @@ def _binds(value: Iterable[Bind | str]) -> tuple[Bind, ...]:
     if isinstance(value, (str, Bind)):
         value = [value]
     return tuple(b if isinstance(b, Bind) else Bind.parse(b) for b in value)
+
+
+def _devices(value: Iterable[runtime.Device | str]) -> tuple[runtime.Device, ...]:
+    if isinstance(value, (str, runtime.Device)):
+        value = [value]
+    return tuple(d if isinstance(d, runtime.Device) else runtime.Device.parse(d) for d in value)
 
 
 def _tmpfs(value: Iterable[Tmpfs | str]) -> tuple[Tmpfs, ...]:
@@ -175,6 +183,9 @@ class SandboxConfig:
     readonly: bool = True
     binds: tuple[Bind, ...] = attrs.field(default=(), converter=_binds)
     tmpfs: tuple[Tmpfs, ...] = attrs.field(default=(), converter=_tmpfs)
+    #: Host device nodes given to the sandbox (``isolate.runtime.Device`` or
+    #: ``"HOST[:CONTAINER][:rwm]"``, as ``docker run --device`` takes them).
+    devices: tuple[runtime.Device, ...] = attrs.field(default=(), converter=_devices)
     env: tuple[tuple[str, str], ...] | None = attrs.field(default=None, converter=_env)
     cwd: str | None = attrs.field(default=None, converter=_cwd)
     hostname: str = attrs.field(default="sandbox", converter=_hostname)
@@ -210,6 +221,8 @@ class SandboxConfig:
         for bind in self.binds:
             if not os.path.lexists(bind.source):
                 raise ConfigError(f"bind source {bind.source!r} does not exist")
+        for device in self.devices:
+            rule_for_node(device.source or device.path, device.access)  # a node, or ConfigError
         targets = [b.target for b in self.binds] + [t.target for t in self.tmpfs]
         for target in targets:
             if target == "/":
@@ -285,7 +298,8 @@ def runtime_config(cfg: SandboxConfig) -> RuntimeConfig:
         seccomp = (cfg.seccomp if isinstance(cfg.seccomp, security.SeccompProfile)
                    else security.SeccompProfile.default())
     return runtime.RuntimeConfig(
-        process=process, root=runtime.Root(cfg.rootfs, cfg.readonly), hostname=cfg.hostname,
+        process=process, root=runtime.Root(cfg.rootfs, cfg.readonly, nodev=not cfg.privileged),
+        hostname=cfg.hostname, devices=(*runtime.DEFAULT_DEVICES, *cfg.devices),
         mounts=mounts, namespaces=kinds, uid_mappings=uid_map, gid_mappings=gid_map,
         masked_paths=() if cfg.privileged else security.DEFAULT_MASKED_PATHS,
         readonly_paths=() if cfg.privileged else security.DEFAULT_READONLY_PATHS,
@@ -293,14 +307,18 @@ def runtime_config(cfg: SandboxConfig) -> RuntimeConfig:
         die_with_parent=cfg.die_with_parent, init=cfg.init)
 
 
-def _controllers_for(limits: Limits, cgroup: CGroup) -> set[str]:
-    """The v1 controllers a sandbox's processes join: those its limits use, and those that
-    account for what it uses (memory and OOM kills, cpu, pids). Each is one write per process
-    on a v1 host; devices, blkio without io limits, and the like are left out."""
+def _controllers_for(limits: Limits | None, cgroup: CGroup, devices: bool) -> set[str]:
+    """The v1 controllers a sandbox's processes join: those its limits use, those that
+    account for what it uses (memory and OOM kills, cpu, pids), and ``devices`` when it has a
+    device policy. Each is one write per process on a v1 host; blkio without io limits and
+    the like are left out."""
     wanted = {"memory", "pids", "cpu", "cpuacct"}
-    if limits.cpuset_cpus is not None or limits.cpuset_mems is not None:
+    if devices:
+        wanted.add("devices")
+    if limits is not None and (limits.cpuset_cpus is not None
+                               or limits.cpuset_mems is not None):
         wanted.add("cpuset")
-    if limits.io_weight is not None or limits.io_devices:
+    if limits is not None and (limits.io_weight is not None or limits.io_devices):
         wanted |= {"blkio", "io"}
     if not any(h.version == 2 for h in cgroup.layout.hierarchies):
         wanted.add("freezer")  # kill() freezes first where there is no cgroup.kill
@@ -328,6 +346,27 @@ def _make_shared_namespaces(rc: RuntimeConfig, root: Sequence[Op] = ()
             return shared.collect(child.opened)
     finally:
         shared.close()
+
+
+def _explain_root_failure(exc: MountError) -> None:
+    """A caller chrooted into a plain directory (not a mount point) is refused, and told why."""
+    if exc.step == "reroot" and exc.errno == errno.EINVAL:
+        raise MountError(
+            errno.EINVAL, "the calling process's root directory is not a mount point (it was "
+            "chrooted into a plain directory), so what lies above it in its mount namespace "
+            "cannot be kept out of the sandbox; make that directory a mount point before "
+            "chrooting (mount --bind DIR DIR), or run outside the chroot", "/",
+            step="reroot") from exc
+
+
+def _explain_userns_failure(exc: SpawnError, cfg: SandboxConfig) -> None:
+    """A kernel that refuses the rootless sandbox its user namespace says only EPERM."""
+    if cfg.rootless and exc.step == "clone" and exc.errno == errno.EPERM:
+        raise UnsupportedError(
+            "the kernel refused a user namespace for this rootless sandbox (EPERM): it "
+            "refuses one to a process in a chroot, and where unprivileged user namespaces are "
+            "turned off (user.max_user_namespaces=0, kernel.unprivileged_userns_clone=0, an "
+            "LSM policy)", missing="user namespaces") from exc
 
 
 def _explain_overlay_failure(exc: MountError, cfg: SandboxConfig) -> None:
@@ -369,7 +408,8 @@ class Sandbox:
     """A place to run untrusted commands and functions, safe by default also for root callers.
 
     ``Sandbox(**options)`` takes the fields of :class:`SandboxConfig`: ``rootfs``, ``readonly``,
-    ``binds`` (``Bind`` or ``"SRC:DST[:ro|rw]"``), ``tmpfs``, ``env``, ``cwd``, ``hostname``,
+    ``binds`` (``Bind`` or ``"SRC:DST[:ro|rw][,dev]"``), ``devices`` (``"HOST[:CONTAINER][:rwm]"``
+    or :class:`isolate.runtime.Device`), ``tmpfs``, ``env``, ``cwd``, ``hostname``,
     ``network`` (False: only ``lo``; True: the host's network), ``uid``/``gid``, ``timeout``
     (seconds, for the whole sandbox), ``privileged``, ``capabilities`` (names kept),
     ``seccomp`` (True, False or a :class:`isolate.security.SeccompProfile`),
@@ -432,7 +472,8 @@ class Sandbox:
             if image_root is not None and not self.config.rootless and self.config.readonly:
                 # Without a user namespace the choice needs none: make it now, so that a
                 # read-only kernel overlay can be mounted once, like any other shared root.
-                image_root.choose_overlay(self.config.overlay, None, writable=False)
+                image_root.choose_overlay(self.config.overlay, None, writable=False,
+                                          die_with_parent=self.config.die_with_parent)
                 chosen = True
             if image_root is None or (chosen and image_root.fuse is None):
                 # The root is the same for every process: build it once, here. (Otherwise an
@@ -442,12 +483,17 @@ class Sandbox:
             try:
                 self._namespaces = _make_shared_namespaces(rc, shared_root)
             except MountError as exc:
+                _explain_root_failure(exc)
                 _explain_overlay_failure(exc, self.config)
+                raise
+            except SpawnError as exc:
+                _explain_userns_failure(exc, self.config)
                 raise
             if image_root is not None and not chosen:
                 image_root.choose_overlay(self.config.overlay,
                                           self._namespaces.get(NamespaceKind.USER),
-                                          writable=not self.config.readonly)
+                                          writable=not self.config.readonly,
+                                          die_with_parent=self.config.die_with_parent)
             if self.config.die_with_parent:
                 self._parent_pidfd = os.pidfd_open(os.getpid())
             init_path = _shim.init_binary() if self.config.init else None
@@ -497,19 +543,49 @@ class Sandbox:
         self._release()
 
     def _make_cgroup(self) -> None:
+        """The sandbox's cgroup, when it has limits or a device asks for less than ``rwm``
+        (only a device cgroup can narrow that), with Docker's device allow-list plus
+        ``devices``. Raises UnsupportedError (unless ``best_effort``), CgroupError."""
         cfg = self.config
-        if cfg.limits is None:
+        narrowed = [d.path for d in cfg.devices if d.access != "rwm"]
+        if cfg.limits is None and not narrowed:
             return
+        if narrowed and os.geteuid() != 0:
+            raise UnsupportedError(
+                f"devices {', '.join(narrowed)} ask for less access than rwm, which only a "
+                "device cgroup enforces, and only root may give a cgroup a device policy",
+                missing="a device cgroup")
         try:
             self.cgroup = CGroup.create(limits=cfg.limits, best_effort=cfg.best_effort)
         except UnsupportedError as exc:
-            if not cfg.best_effort:
+            if not cfg.best_effort or narrowed:
                 raise
             warnings.warn(f"sandbox runs without resource limits: {exc}", RuntimeWarning,
                           stacklevel=3)
             return
-        for path in self.cgroup.procs_files(_controllers_for(cfg.limits, self.cgroup)):
+        policy = not cfg.privileged and self._set_device_policy()
+        for path in self.cgroup.procs_files(_controllers_for(cfg.limits, self.cgroup, policy)):
             self._cgroup_fds.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
+
+    def _set_device_policy(self) -> bool:
+        """Docker's device allow-list plus the sandbox's devices, on its cgroup; False where
+        the host cannot (not root: the kernel gives device policies to root only, and a
+        rootless sandbox cannot make or open device nodes of its own anyway)."""
+        cfg = self.config
+        assert self.cgroup is not None
+        rules = [*DEFAULT_RULES, *(rule_for_node(d.source or d.path, d.access)
+                                   for d in cfg.devices)]
+        try:
+            self.cgroup.set_devices(rules)
+        except UnsupportedError as exc:
+            if os.geteuid() != 0 and not any(d.access != "rwm" for d in cfg.devices):
+                return False
+            if not cfg.best_effort:
+                raise
+            warnings.warn(f"sandbox runs without a device policy: {exc}", RuntimeWarning,
+                          stacklevel=4)
+            return False
+        return True
 
     def _open_image(self) -> None:
         """With ``image=``: prepare its root and make its config the run defaults (env is
@@ -688,6 +764,7 @@ class Sandbox:
             try:
                 proc = SandboxedPopen(argv, plan_factory=factory, **popen_kwargs)
             except MountError as exc:
+                _explain_root_failure(exc)
                 _explain_overlay_failure(exc, self.config)
                 raise
             # Forget the ones already reaped, so a long-lived sandbox does not collect them.

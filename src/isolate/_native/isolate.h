@@ -77,7 +77,8 @@
 #define ISO_OP_CONSOLE 43        /* a = socket, b = rows << 16 | cols (0: as is), s2 = ptmx (NULL:
                                     /dev/pts/ptmx): a pty of that devpts becomes stdio and the
                                     controlling terminal; its master goes over a (SCM_RIGHTS) */
-#define ISO_OP__MAX 44
+#define ISO_OP_REROOT 44         /* make our root the root of our mount namespace; rslave it all */
+#define ISO_OP__MAX 45
 
 #define ISO_STEP_CLONE 100
 #define ISO_STEP_SIGNALS 101
@@ -178,6 +179,7 @@ int iso_fsconfig(int fd, unsigned int cmd, const char *key, const void *value, i
 int iso_fsmount(int fd, unsigned int flags, unsigned int attr_flags);
 int iso_openat2(int dfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve);
 int iso_clone3_works(void);
+int iso_bpf(int cmd, void *attr, unsigned int size);
 /* Layer extraction fast path (extract.c). Python reads and decompresses the stream and feeds
  * it here in big chunks; C unpacks the common entries (plain ustar/GNU regular files,
  * directories and symlinks) itself and hands every other entry back to Python, untouched, by

@@ -250,6 +250,10 @@ int iso_openat2(int dfd, const char *path, uint64_t flags, uint64_t mode, uint64
     struct iso_open_how how = {flags, mode, resolve};
     return (int)syscall(SYS_openat2, dfd, path, &how, sizeof how);
 }
+int iso_bpf(int cmd, void *attr, unsigned int size)
+{
+    return (int)syscall(SYS_bpf, cmd, attr, size);
+}
 int iso_clone3_works(void)
 {
     /* An invalid (too small) size gets EINVAL where clone3 exists, ENOSYS where it does not. */
@@ -273,12 +277,12 @@ struct child_state {
     uint32_t init_op;   /* index of the last INIT op, or UINT32_MAX */
     uint64_t command_mask;             /* INIT: the signal mask the command gets back */
     struct sigaction command_sigchld;  /* INIT: the SIGCHLD disposition it gets back */
-    int dumpable;       /* the caller's own dumpability (see caller_dumpable_enter) */
+    int dumpable;       /* the caller's own dumpability (see caller_dumpable) */
     int dumpable_fd;    /* closed once that is ours too, for a parent that waits on it */
 };
 
 /* A copy of the caller's memory takes the caller's own dumpability, not what a vfork sibling's
- * change of credentials left in that memory for the moment (see caller_dumpable_enter). */
+ * change of credentials left in that memory for the moment (see caller_dumpable). */
 static void take_caller_dumpability(const struct child_state *st)
 {
     if ((st->dumpable == 0 || st->dumpable == 1) &&
@@ -779,6 +783,45 @@ static int do_pivot_root(struct child_state *st, const struct iso_op *op)
         close(st->root_fd);
     st->root_fd = -1;
     return 0;
+}
+
+/* REROOT: make our root the root of our mount namespace. A copy of a namespace whose caller
+ * was chrooted into a mount point keeps everything above that root, and setns(2) into the
+ * copy (how a sandbox's processes join the root built for them) lands on it. So: check that
+ * the root is a mount point (a plain chroot fails closed here, nothing changed); setns into
+ * our own namespace, which puts us at its root; make every mount a slave; and unless that
+ * root is ours already, pivot ours to the top and detach the rest. */
+static int do_reroot(void)
+{
+    struct statx sx;
+    if (statx(AT_FDCWD, "/", AT_NO_AUTOMOUNT, STATX_MNT_ID, &sx) < 0)
+        return errno;
+    if (!(sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT))
+        return ENOSYS; /* before Linux 5.8: cannot tell */
+    if (!(sx.stx_attributes & STATX_ATTR_MOUNT_ROOT))
+        return EINVAL;
+    int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root < 0)
+        return errno;
+    int e = 0;
+    int self = (int)syscall(SYS_pidfd_open, (pid_t)syscall(SYS_getpid), 0);
+    if (self < 0 || syscall(SYS_setns, self, CLONE_NEWNS) < 0)
+        e = errno;
+    if (self >= 0)
+        close(self);
+    if (!e && mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
+        e = errno;
+    struct statx top;
+    if (!e && statx(AT_FDCWD, "/", AT_NO_AUTOMOUNT, STATX_MNT_ID | STATX_INO, &top) < 0)
+        e = errno;
+    if (!e && (top.stx_mnt_id != sx.stx_mnt_id || top.stx_ino != sx.stx_ino)) {
+        /* As at the end of a sandbox's set-up: the old top ends up on "." and goes. */
+        if (fchdir(root) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 ||
+            umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
+            e = errno;
+    }
+    close(root);
+    return e;
 }
 
 static int do_root(struct child_state *st, const struct iso_op *op)
@@ -1541,6 +1584,9 @@ static int run_ops(struct child_state *st)
         case ISO_OP_CONSOLE:
             e = do_console(st, op);
             break;
+        case ISO_OP_REROOT:
+            e = do_reroot();
+            break;
         case ISO_OP_OPEN: {
             int fd = open(str_at(st, op->s2), (int)op->a | O_CLOEXEC);
             if (fd < 0)
@@ -1622,34 +1668,42 @@ static int fixup_table(uint8_t *plan, size_t len, uint64_t off)
     return EINVAL;
 }
 
-/* A VFORK child runs in the caller's memory, so when it changes its credentials (setresuid to
- * a uid of the sandbox) the kernel makes that memory -- the caller's own -- non-dumpable, as it
- * must while a process with other ids runs in it. The kernel leaves it so after the exec: an
- * unprivileged caller would then find its /proc files owned by root and pass that on to every
- * process it forks, which newuidmap refuses to map ("owned by a different user") and whose
- * namespaces the caller may no longer open. So the caller's dumpability is put back once no
- * child runs in its memory any more (so never while one with other ids does), and a FORK
- * child takes the caller's own dumpability, not the one a vfork sibling left for the moment. */
-static pthread_mutex_t vm_lock = PTHREAD_MUTEX_INITIALIZER;
-static int vm_children; /* VFORK children running in our memory */
-static int vm_dumpable; /* our dumpability before the first of them started */
+/* A child that shares our memory (VFORK mode) and changes its uid or gid makes the kernel set
+ * that memory non-dumpable (commit_creds): right while the child runs as another user with our
+ * memory mapped (nobody of that uid may ptrace it), wrong for us once it has exec'd. While any
+ * such child runs, dumpable stays as the kernel left it; when the last one is done, the
+ * value from before the first is given back. */
+static pthread_mutex_t dumpable_lock = PTHREAD_MUTEX_INITIALIZER;
+static int dumpable_spawns;
+static int dumpable_before;
 
-static int caller_dumpable_enter(int vfork)
+static void shared_vm_begin(void)
 {
-    pthread_mutex_lock(&vm_lock);
-    int d = vm_children ? vm_dumpable : prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
-    if (vfork && vm_children++ == 0)
-        vm_dumpable = d;
-    pthread_mutex_unlock(&vm_lock);
-    return d;
+    pthread_mutex_lock(&dumpable_lock);
+    if (dumpable_spawns++ == 0)
+        dumpable_before = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+    pthread_mutex_unlock(&dumpable_lock);
 }
 
-static void caller_dumpable_leave(void)
+static void shared_vm_end(void)
 {
-    pthread_mutex_lock(&vm_lock);
-    if (--vm_children == 0 && vm_dumpable == 1 && prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 1)
-        prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
-    pthread_mutex_unlock(&vm_lock);
+    pthread_mutex_lock(&dumpable_lock);
+    if (--dumpable_spawns == 0 && (dumpable_before == 0 || dumpable_before == 1) &&
+        prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != dumpable_before)
+        prctl(PR_SET_DUMPABLE, (unsigned long)dumpable_before, 0, 0, 0);
+    pthread_mutex_unlock(&dumpable_lock);
+}
+
+/* The caller's own dumpability: while such a child runs, the value from before it. A FORK child
+ * made meanwhile is a copy of memory the kernel made non-dumpable for the moment; it takes this
+ * value instead (take_caller_dumpability), or newuidmap would refuse to map it ("owned by a
+ * different user") and the parent could not open its namespaces. */
+static int caller_dumpable(void)
+{
+    pthread_mutex_lock(&dumpable_lock);
+    int d = dumpable_spawns ? dumpable_before : prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+    pthread_mutex_unlock(&dumpable_lock);
+    return d;
 }
 
 int iso_spawn(uint8_t *plan, size_t len, struct iso_spawn_result *out)
@@ -1707,16 +1761,16 @@ int iso_spawn(uint8_t *plan, size_t len, struct iso_spawn_result *out)
             return -1;
         }
         st.grand_stack = stack + ISO_STACK_SIZE;
-        st.dumpable = caller_dumpable_enter(1);
-        /* Returns once the child (and a grandchild in our memory) exec'd or exited. */
+        st.dumpable = caller_dumpable();
+        shared_vm_begin();
         pid = clone(child_main, stack + ISO_STACK_SIZE,
                     CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD | (int)h->clone_flags |
                         ((h->flags & ISO_PLAN_SHARE_FILES) ? CLONE_FILES : 0),
                     &st, &pidfd);
         out->err = errno;
-        caller_dumpable_leave();
+        shared_vm_end();
     } else {
-        st.dumpable = caller_dumpable_enter(0);
+        st.dumpable = caller_dumpable();
         /* A vfork sibling with other ids runs in our memory right now, so the copy starts
          * non-dumpable: wait below until the child has made itself ours, or a parent step
          * (newuidmap, opening its namespaces) would find it closed. */

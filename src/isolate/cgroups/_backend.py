@@ -10,11 +10,12 @@ from __future__ import annotations
 import abc
 import errno
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import attrs
 
 from isolate.cgroups.detect import V2_KEY, BackendKind, Layout
+from isolate.cgroups.devices import DeviceRule, attach_program
 from isolate.cgroups.limits import Limits
 from isolate.errors import CgroupError, UnsupportedError
 
@@ -232,6 +233,11 @@ class Backend(abc.ABC):
     def limit_writes(self, limits: Limits) -> list[LimitWrite]: ...
 
     @abc.abstractmethod
+    def set_devices(self, rules: Sequence[DeviceRule]) -> None:
+        """Allow the group's processes only the devices ``rules`` name (see
+        :mod:`isolate.cgroups.devices`)."""
+
+    @abc.abstractmethod
     def controller_dir(self, controller: str) -> str:
         """Directory holding ``controller``'s files; raises UnsupportedError saying why not."""
 
@@ -343,6 +349,9 @@ class V2Backend(Backend):
             io_read_ops=io_read_ops,
             io_write_ops=io_write_ops,
         )
+
+    def set_devices(self, rules: Sequence[DeviceRule]) -> None:
+        attach_program(self.dir, rules)
 
     def controller_dir(self, controller: str) -> str:
         have = read_file(self._file("cgroup.controllers"), "limits").split()
@@ -473,6 +482,13 @@ class V1Backend(Backend):
             io_write_ops=wops,
         )
 
+    def set_devices(self, rules: Sequence[DeviceRule]) -> None:
+        # Deny all, then allow each rule (a child group can only narrow its parent's).
+        d = self.controller_dir("devices")
+        write_file(os.path.join(d, "devices.deny"), "a", step="devices")
+        for rule in rules:
+            write_file(os.path.join(d, "devices.allow"), rule.v1(), step="devices")
+
     def controller_dir(self, controller: str) -> str:
         name = "blkio" if controller == "io" else controller
         d = self._dir_for(name)
@@ -570,6 +586,18 @@ class HybridBackend(Backend):
 
     def limit_writes(self, limits: Limits) -> list[LimitWrite]:
         return self.ctl.limit_writes(limits)
+
+    def set_devices(self, rules: Sequence[DeviceRule]) -> None:
+        # The kernel checks both: the v1 controller where it is mounted, and the program of
+        # the task's v2 cgroup whatever controllers that hierarchy has.
+        has_v1 = self.layout.v1_for("devices") is not None
+        if has_v1:
+            self.ctl.set_devices(rules)
+        try:
+            self.core.set_devices(rules)
+        except (UnsupportedError, CgroupError):
+            if not has_v1:
+                raise
 
 
 _BACKENDS: dict[BackendKind, Callable[[Layout, Mapping[str, str]], Backend]] = {

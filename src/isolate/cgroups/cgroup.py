@@ -26,8 +26,9 @@ import select
 import signal
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from isolate._procs import pid_alive
 from isolate.cgroups._backend import (
@@ -49,6 +50,9 @@ from isolate.cgroups.detect import (
 )
 from isolate.cgroups.limits import Limits
 from isolate.errors import CgroupError, ConfigError, UnsupportedError
+
+if TYPE_CHECKING:
+    from isolate.cgroups.devices import DeviceRule
 
 __all__ = ["BASE_NAME", "CGroup", "host_layout"]
 
@@ -716,6 +720,17 @@ class CGroup:
         skipped = self._backend.apply(limits, best_effort)
         self.skipped_limits = skipped
         return skipped
+
+    def set_devices(self, rules: Sequence[DeviceRule]) -> None:
+        """Let the group's processes open and create only the devices ``rules`` allow
+        (:data:`isolate.cgroups.devices.DEFAULT_RULES` is Docker's list): the v1 ``devices``
+        controller, a device program on the v2 cgroup, both on a hybrid host. Set it before
+        the first process joins.
+
+        Raises :class:`UnsupportedError` when the host cannot (no devices controller on v1,
+        no BPF permission on v2), :class:`CgroupError` when the kernel refuses a rule.
+        """
+        self._backend.set_devices(rules)
 
     def read_control(self, controller: str, filename: str) -> str | None:
         """Raw text of a control file of ``controller`` in this group, or None if absent.

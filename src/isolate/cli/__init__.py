@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     images.register(sub)
     login.register(sub)
     version.register(sub)
+    __import__("isolate.cli.build", fromlist=["register"]).register(sub)  # build, history
     return parser
 
 

@@ -62,8 +62,12 @@ def register(sub: Any) -> None:
     add_store_option(p)
     p.add_argument("--rootfs", metavar="DIR", help="root filesystem directory (default: the "
                    "host's, read-only)")
-    p.add_argument("--bind", "-v", metavar="SRC:DST[:ro|rw]", action="append", default=[],
-                   help="bind a host path (read-only unless :rw)")
+    p.add_argument("--bind", "-v", metavar="SRC:DST[:ro|rw][,dev]", action="append",
+                   default=[], help="bind a host path (read-only unless :rw; device nodes "
+                   "in it unusable unless dev)")
+    p.add_argument("--device", metavar="HOST[:CONTAINER][:rwm]", action="append", default=[],
+                   help="give the sandbox a host device node (at the same path below /dev "
+                   "unless CONTAINER); less than rwm makes a device cgroup enforce it")
     p.add_argument("--tmpfs", metavar="DST", action="append", default=[],
                    help="mount a fresh tmpfs")
     p.add_argument("--hostname", default="sandbox")
@@ -212,7 +216,8 @@ def run_command(args: argparse.Namespace) -> int:
     timeout = _seconds(args.timeout, "--timeout") if args.timeout is not None else None
     stop_timeout = _seconds(args.stop_timeout, "--stop-timeout", zero=True)
     options: dict[str, Any] = dict(
-        rootfs=args.rootfs, binds=args.bind, tmpfs=args.tmpfs, hostname=args.hostname,
+        rootfs=args.rootfs, binds=args.bind, devices=args.device, tmpfs=args.tmpfs,
+        hostname=args.hostname,
         network=args.net == "host", uid=uid, gid=gid, readonly=not args.rw,
         privileged=args.privileged, limits=_limits(args), best_effort=args.best_effort,
         capabilities=args.cap_add or None, init=args.init,

@@ -92,37 +92,49 @@ def _target(value: Any) -> str:
     return check_container_path(value, "mount target")
 
 
+_BIND_OPTIONS = ("ro", "rw", "dev", "nodev")
+
+
 @attrs.frozen
 class Bind:
     """Bind ``source`` (a host path) to ``target`` inside; read-only unless ``readonly=False``.
 
     The whole subtree is bound (like ``--rbind``); the target is created when missing (in a
     writable root) and resolved inside the new root, so a symlink there cannot redirect it.
+    Device nodes in it cannot be opened (``nodev``; a read-only mount does not stop writes to
+    a device) unless ``dev=True``; a sandbox with a device cgroup still allows only its list.
     """
 
     source: str = attrs.field(converter=_host_path)
     target: str = attrs.field(converter=_target)
     readonly: bool = True
+    dev: bool = False
 
     @classmethod
     def parse(cls, spec: str) -> Bind:
-        """``SRC:DST[:ro|rw]`` as in ``docker run -v`` (read-only unless ``:rw``)."""
+        """``SRC:DST[:OPTIONS]`` as in ``docker run -v``; OPTIONS is a comma-separated list
+        of ``ro`` (the default), ``rw``, ``dev`` (device nodes usable) and ``nodev``."""
         parts = spec.split(":")
-        if len(parts) == 2:
-            parts.append("ro")
-        if len(parts) != 3 or parts[2] not in ("ro", "rw") or not parts[0] or not parts[1]:
-            raise ConfigError(f"bind must look like SRC:DST[:ro|rw], not {spec!r}")
-        return cls(parts[0], parts[1], readonly=parts[2] == "ro")
+        options = parts[2].split(",") if len(parts) == 3 else []
+        if (len(parts) not in (2, 3) or not parts[0] or not parts[1]
+                or any(o not in _BIND_OPTIONS for o in options)
+                or len(set(options)) != len(options)
+                or {"ro", "rw"} <= set(options) or {"dev", "nodev"} <= set(options)):
+            raise ConfigError(f"bind must look like SRC:DST[:ro|rw][,dev], not {spec!r}")
+        return cls(parts[0], parts[1], readonly="rw" not in options, dev="dev" in options)
 
     def ops(self, slot: int) -> tuple[list[Op], list[Op]]:
         """Operations before the staging mount (open the source) and inside the new root."""
         is_file = not os.path.isdir(self.source)
         before = [_plan.open_tree(self.source, slot)]
         inside = [_plan.move_mount(slot, self.target, is_file=is_file, source=self.source)]
-        if self.readonly:
-            inside.append(_plan.setattr_(self.target, MOUNT_ATTR_RDONLY, in_root=True,
-                                         recursive=True,
-                                         what=f"make {self.target} read-only"))
+        attr = (MOUNT_ATTR_RDONLY if self.readonly else 0) | (0 if self.dev else
+                                                               MOUNT_ATTR_NODEV)
+        if attr:
+            what = ", ".join(w for w, on in (("read-only", self.readonly),
+                                             ("nodev", not self.dev)) if on)
+            inside.append(_plan.setattr_(self.target, attr, in_root=True, recursive=True,
+                                         what=f"make {self.target} {what}"))
         return before, inside
 
 

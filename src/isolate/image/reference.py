@@ -16,7 +16,7 @@ import attrs
 from isolate.errors import ConfigError
 
 __all__ = ["DEFAULT_REGISTRY", "Platform", "Reference", "host_platform", "is_digest",
-           "is_registry_host"]
+           "is_registry_host", "name_to_give"]
 
 DEFAULT_REGISTRY = "docker.io"
 DEFAULT_TAG = "latest"
@@ -178,6 +178,26 @@ class Reference:
 
     def __str__(self) -> str:
         return self.name + self._suffix()
+
+
+def name_to_give(ref: str | Reference, what: str) -> Reference:
+    """Parse ``ref`` as a name to give an image, refusing one that carries a digest.
+
+    A digest is a content address, the sha256 of the manifest it names: it is computed from
+    the content and checked against it, never given to content. So ``tag``, ``import`` and
+    ``load`` take names with a tag only; a reference with a digest resolves to the manifest
+    that hashes to it, or to nothing. ``what`` names the argument in the error.
+
+    Raises:
+        ConfigError: ``ref`` is malformed or carries a digest.
+    """
+    r = ref if isinstance(ref, Reference) else Reference.parse(ref)
+    if r.digest is not None:
+        raise ConfigError(
+            f"{what}: {r} carries a digest; a digest is the address of the content it names "
+            "(the sha256 of its manifest), checked when the image is looked up or pulled, "
+            "never given to an image: use a tag")
+    return r
 
 
 _OS_ARCH = re.compile(r"[a-z0-9_.-]+\Z")

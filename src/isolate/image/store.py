@@ -40,7 +40,7 @@ from isolate.image.oci import (
     parse_manifest,
     sha256_digest,
 )
-from isolate.image.reference import Platform, Reference, host_platform, is_digest
+from isolate.image.reference import Platform, Reference, host_platform, is_digest, name_to_give
 
 if TYPE_CHECKING:
     from isolate.fs.layers import Layer
@@ -320,6 +320,8 @@ class Store:
         hold :meth:`using` across fetching the blobs and this call.
 
         Raises:
+            ConfigError: a name in ``tags`` carries a digest that is neither the manifest's
+                nor the index's.
             ImageError: the manifest is malformed or a blob it names is missing.
         """
         man = parse_manifest(manifest, media_type)
@@ -327,6 +329,14 @@ class Store:
             if not self.has_blob(d.digest):
                 raise ImageError(f"cannot record image: blob {d.digest} is missing")
         parse_config_blob(self.read_blob(man.config.digest))
+        # A name with a digest is kept only where the digest is this content's own address.
+        own = {sha256_digest(manifest)} | ({sha256_digest(index)} if index is not None else set())
+        tags = list(tags)
+        for ref in tags:
+            if ref.digest is not None and ref.digest not in own:
+                raise ConfigError(f"cannot name image {man.config.digest} {ref}: its manifest "
+                                  f"is {sha256_digest(manifest)}, and a digest is never given, "
+                                  "only checked")
         manifest_digest = self.put_bytes(manifest)
         record: dict[str, Any] = {"manifest": manifest_digest, "media_type": man.media_type}
         if index is not None:
@@ -370,17 +380,55 @@ class Store:
                 if ref.startswith("sha256:"):
                     raise ImageError(f"no image with id {ref} in the store")
             ref = Reference.parse(ref)
+        if ref.digest is not None:
+            return self._by_digest(ref, tags)
         image_id = tags.get(str(ref))
         if image_id is None:
             raise ImageError(f"no image {ref} in the store {self.root}")
         return image_id
 
+    def _by_digest(self, ref: Reference, tags: dict[str, str]) -> str:
+        """The image whose manifest, or the index it was chosen from, is ``ref.digest``.
+
+        A digest is a content address, so it is matched against content (the stored blob,
+        whose hash is checked here), never looked up as a name: a name that claims a digest
+        cannot point anywhere else.
+        """
+        digest = ref.digest
+        assert digest is not None
+        exact: list[str] = []
+        via_index: list[str] = []
+        for image_id in self._record_ids():
+            with contextlib.suppress(ImageError):
+                record = self._read_record(image_id)
+                if record.get("manifest") == digest:
+                    exact.append(image_id)
+                elif record.get("index") == digest:
+                    via_index.append(image_id)
+        found = exact or via_index
+        if not found:
+            raise ImageError(f"no image {ref} in the store {self.root}")
+        self.read_blob(digest)  # DigestMismatch unless the stored bytes hash to it
+        if len(found) == 1:
+            return found[0]
+        # One index, several platforms pulled from it: the one pulled under this very name.
+        named = tags.get(str(ref))
+        if named in found:
+            return named
+        raise ImageError(f"{ref} is an index of which the store holds {len(found)} platforms: "
+                         "give the image id")
+
     def get(self, ref: str | Reference | Image) -> Image:
         """Look up an image by reference (``busybox``), id (``sha256:...``) or id prefix.
+
+        A reference with a digest (``busybox@sha256:...``) finds only the image whose stored
+        manifest (or the index it was chosen from) hashes to that digest, whatever names
+        the store holds.
 
         Raises:
             ConfigError: ``ref`` is not a valid reference.
             ImageError: no such image in the store.
+            DigestMismatch: the stored manifest of a digest reference is corrupt.
         """
         tags = self._tags()
         return self._image(self._resolve_id(ref, tags), tags)
@@ -398,10 +446,11 @@ class Store:
         """Give ``image`` the (additional) name ``ref``; an existing ``ref`` moves.
 
         Raises:
-            ConfigError: ``ref`` is not a valid reference.
+            ConfigError: ``ref`` is not a valid reference, or carries a digest (a digest is
+                the content's own address: never given, only checked).
             ImageError: ``image`` is not in the store.
         """
-        new = ref if isinstance(ref, Reference) else Reference.parse(ref)
+        new = name_to_give(ref, "tag")
         with self._meta():
             tags = self._tags()
             image_id = self._resolve_id(image, tags)
@@ -431,6 +480,8 @@ class Store:
                 removed = [t for t, i in tags.items() if i == image_id]
             else:
                 key = str(ref if isinstance(ref, Reference) else Reference.parse(str(ref)))
+                if key not in tags:  # a digest found by content, not under this name
+                    raise ImageError(f"no image name {key} in the store {self.root}")
                 removed = [key]
             for t in removed:
                 del tags[t]
@@ -522,7 +573,7 @@ class Store:
         last layer, made by ``created_by``.
         """
         plat = host_platform() if platform is None else Platform.parse(platform)
-        tags = [ref if isinstance(ref, Reference) else Reference.parse(ref)] if ref else []
+        tags = [name_to_give(ref, "image name")] if ref else []
         created = _now()
         entry: dict[str, Any] = {"created": created, "created_by": created_by}
         if author:
@@ -552,15 +603,16 @@ class Store:
         recorded as the user namespace of ``maps`` sees them (as :meth:`commit` does).
 
         Raises:
-            ConfigError: ``directory`` is not a directory, or ``ref`` is malformed.
+            ConfigError: ``directory`` is not a directory, or ``ref`` is malformed or carries
+                a digest.
             IsolateOSError: reading the tree failed.
             NamespaceError, UnsupportedError: as for :meth:`layer_dirs`.
         """
         path = os.fspath(directory)
         if not os.path.isdir(path):
             raise ConfigError(f"from_directory: {path!r} is not a directory")
-        if ref is not None and not isinstance(ref, Reference):
-            ref = Reference.parse(ref)
+        if ref is not None:
+            ref = name_to_give(ref, "from_directory")
         with self.using():
             layer = self._pack(path, diff=False, compression="gzip", maps=maps)
             return self._new_image([(layer.diff_id, layer.digest, layer.size,
@@ -578,15 +630,15 @@ class Store:
         refuse is refused here, and no image is made.
 
         Raises:
-            ConfigError: ``ref`` or ``platform`` is malformed.
+            ConfigError: ``ref`` or ``platform`` is malformed, or ``ref`` carries a digest.
             ImageError: the file is missing or not a regular file.
             CorruptLayer, UnsafeArchive: not a tar, or one extraction would refuse.
             UnsupportedError: zstd data and no zstd support.
         """
         from isolate.image.archive import add_layer_file
 
-        if ref is not None and not isinstance(ref, Reference):
-            ref = Reference.parse(ref)
+        if ref is not None:
+            ref = name_to_give(ref, "import")
         with self.using():
             layer = add_layer_file(self, os.fspath(path))
             return self._new_image([layer], ref, config, platform,
@@ -620,8 +672,9 @@ class Store:
         whose history lists fewer layers than it has gets entries for the missing ones first.
 
         Raises:
-            ConfigError: ``upperdir`` is not a directory, ``ref`` is malformed, or ``changes``
-                names a field ImageConfig does not have or gives it a bad value.
+            ConfigError: ``upperdir`` is not a directory, ``ref`` is malformed or carries
+                a digest, or ``changes`` names a field ImageConfig does not have or gives it
+                a bad value.
             ImageError: ``base`` is not in the store.
             UnsupportedError: the upper dir uses redirect_dir/metacopy; or, with subordinate
                 maps, newuidmap is missing.
@@ -631,8 +684,8 @@ class Store:
         path = os.fspath(upperdir)
         if not os.path.isdir(path):
             raise ConfigError(f"commit: {path!r} is not a directory")
-        if ref is not None and not isinstance(ref, Reference):
-            ref = Reference.parse(ref)
+        if ref is not None:
+            ref = name_to_give(ref, "commit")
         if compression not in (None, "gzip", "zstd"):
             raise ConfigError(f"commit compression: {compression!r} is not None, 'gzip' or "
                               "'zstd'")
@@ -652,6 +705,30 @@ class Store:
             return self._new_image(layers, ref, config, platform,
                                    created_by or "isolate commit", history=history,
                                    author=author, comment=message)
+
+    def put_layer(self, path: str | os.PathLike[str], *, changes: bool = True,
+                  compression: str | None = "gzip", maps: IdMaps | None = None) -> Layer:
+        """Store the layer blob of the tree at ``path`` and return it (the blob is kept by
+        :meth:`gc` only once an image references it: hold :meth:`using` until then).
+
+        ``changes``: ``path`` is an overlay upper dir and the layer holds its changes, as
+        :meth:`commit` records them (deletions as whiteouts); else the whole tree, as
+        :meth:`from_directory` packs it. Owners are recorded as the user namespace of ``maps``
+        sees them (default: the caller's; see :meth:`commit`).
+
+        Raises:
+            ConfigError: ``path`` is not a directory, or a bad ``compression``.
+            UnsupportedError: the upper dir uses redirect_dir/metacopy; newuidmap is missing.
+            IsolateOSError: reading the tree failed.
+            NamespaceError: newuidmap refused the maps.
+        """
+        tree = os.fspath(path)
+        if not os.path.isdir(tree):
+            raise ConfigError(f"put_layer: {tree!r} is not a directory")
+        if compression not in (None, "gzip", "zstd"):
+            raise ConfigError(f"layer compression: {compression!r} is not None, 'gzip' or "
+                              "'zstd'")
+        return self._pack(tree, diff=changes, compression=compression, maps=maps)
 
     def _pack(self, path: str, *, diff: bool, compression: str | None,
               maps: IdMaps | None) -> Layer:
@@ -1005,8 +1082,9 @@ class Store:
         (names it already had in the store are not listed; :meth:`get` has them all).
 
         Raises:
-            ConfigError: a bad ``ref`` or ``platform``; or ``ref`` has a tag and the archive
-                holds several images.
+            ConfigError: a bad ``ref`` or ``platform``; ``ref`` carries a digest, or has a
+                tag and the archive holds several images; or a name the archive carries claims
+                a digest that is not its image's.
             ImageError: not a regular file or directory, not a recognised format, a broken
                 archive, or no manifest for ``platform``.
             DigestMismatch: a blob does not hash to its digest.
@@ -1018,7 +1096,7 @@ class Store:
         if isinstance(ref, str):
             # Only a tag the caller wrote counts: "x/y" parses to x/y:latest.
             has_tag = ":" in ref.rsplit("/", 1)[-1].split("@", 1)[0]
-        r = ref if ref is None or isinstance(ref, Reference) else Reference.parse(ref)
+        r = None if ref is None else name_to_give(ref, "load")
         plat = None if platform is None else Platform.parse(platform)
         with self.using():
             return load(self, os.fspath(path), r, ref_has_tag=has_tag, platform=plat)

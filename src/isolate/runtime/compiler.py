@@ -196,10 +196,9 @@ def root_ops(cfg: RuntimeConfig, root: Op | None = None) -> RootOps:
     P = _plan
     spliced = root is None and _needs_spliced_root(cfg)
     own_root = cfg.root.path is not None or root is not None
-    before: list[Op] = [
-        Op(OpKind.MOUNT, a=MS_REC | MS_SLAVE, s2=b"/",
-           note="keep mounts from propagating out (rslave /)"),
-    ]
+    # The caller's root becomes its namespace copy's root (a chrooted caller's copy holds
+    # what lies above it), and nothing mounted from here on propagates out.
+    before: list[Op] = [P.reroot()]
     if root is not None:
         before.append(root)
     elif not spliced:
@@ -227,7 +226,9 @@ def root_ops(cfg: RuntimeConfig, root: Op | None = None) -> RootOps:
     if spliced:
         for name in sorted(os.listdir("/")):
             path = "/" + name
-            if name in ("proc", "sys", "dev", "tmp"):
+            if name in ("proc", "sys", "dev", "tmp") and not (
+                    name == "proc" and cfg.in_user_namespace):
+                # (A user namespace needs the host's /proc shown to mount one: bound below.)
                 inside.append(P.mkdir(path))
             elif os.path.islink(path):
                 inside.append(P.symlink(os.readlink(path), path))
@@ -275,9 +276,15 @@ def root_ops(cfg: RuntimeConfig, root: Op | None = None) -> RootOps:
         inside.extend(P.mkdir(path, is_file=is_file) for path, is_file in mountpoints(cfg))
     if proc_slot >= 0:
         inside.append(P.move_mount(proc_slot, "/proc", create=False, source="/proc"))
-    if cfg.root.readonly:
-        inside.append(P.setattr_("/", MOUNT_ATTR_RDONLY, in_root=True, recursive=True,
-                                 what="make the root read-only"))
+    # Before /dev and the mounts, which bring their own flags: no device node in the root is
+    # usable unless the config says so (a read-only mount does not stop writes to one).
+    root_attr = ((MOUNT_ATTR_RDONLY if cfg.root.readonly else 0)
+                 | (MOUNT_ATTR_NODEV if cfg.root.nodev else 0))
+    if root_attr:
+        what = ", ".join(w for w, on in (("read-only", cfg.root.readonly),
+                                         ("nodev", cfg.root.nodev)) if on)
+        inside.append(P.setattr_("/", root_attr, in_root=True, recursive=True,
+                                 what=f"make the root {what}"))
     for i, m in enumerate(shared_mounts):
         if m.type == "bind":
             inside.extend(_bind_attach(m, bind_slots[i]))
@@ -370,6 +377,14 @@ def identity_ops(cfg: RuntimeConfig, user: User | None = None) -> list[Op]:
     if proc.no_new_privileges:
         ops.append(Op(OpKind.NO_NEW_PRIVS, note="set no_new_privs"))
     return ops
+
+
+def _pdeathsig_again(parent_pidfd: int) -> Op:
+    """The parent-death signal once more, after the credentials: the kernel clears it when
+    the uid or gid changes, and the parent may have died in between (its pidfd says so)."""
+    # A raw op: the fd may be a placeholder (Fd.PARENT) the supervisor fills in.
+    return Op(OpKind.PDEATHSIG, a=signal.SIGKILL, b=parent_pidfd,
+              note="die with the parent (set again after the credentials change)")
 
 
 def _may_setgroups(cfg: RuntimeConfig) -> bool:
@@ -610,6 +625,8 @@ class ProcessTemplate:
             p.extend(ops.shared + ops.own)
         self.base = p.freeze()
         self.identity = identity_ops(cfg)
+        if parent_pidfd >= 0:
+            self.identity.append(_pdeathsig_again(parent_pidfd))
         # The fork-based init forks the command after the credentials are dropped, so it keeps
         # none the command lacks; it runs outside the seccomp filter (a custom profile could
         # deny what it needs: wait4, kill), so it makes itself non-dumpable against ptrace.
@@ -752,6 +769,8 @@ def container_plan(cfg: RuntimeConfig, *, root: Op | None = None,
         p.extend(ops.shared + ops.own)
     p.extend(extra)
     identity = identity_ops(cfg)
+    if parent_pidfd != -1:
+        identity.append(_pdeathsig_again(parent_pidfd))
     if cfg.init and init_fd < 0:
         identity.append(_plan.init())
     p.extend(_tail(cfg, proc.args, proc.env_dict, proc.cwd, fds, identity, _seccomp_op(cfg),

@@ -269,10 +269,17 @@ def _root_path(value: str | os.PathLike[str] | None) -> str | None:
 @attrs.frozen
 class Root:
     """``root``: the root filesystem. ``path=None`` is the caller's own root (a sandbox's
-    default); a compiled image overlay is passed to the compiler as an op instead."""
+    default); a compiled image overlay is passed to the compiler as an op instead.
+
+    ``nodev`` (isolate's, not the spec's): no device node anywhere in the root can be opened
+    (the host's disks, an image's nodes; a read-only root does not stop writes to a device);
+    ``/dev`` gets the config's ``devices`` on a mount of its own. Off only for a privileged
+    process tree.
+    """
 
     path: str | None = attrs.field(default=None, converter=_root_path)
     readonly: bool = True
+    nodev: bool = True
 
 
 _MOUNT_TYPES: Final = frozenset({"bind", "tmpfs", "proc", "sysfs", "devpts", "mqueue",
@@ -350,9 +357,10 @@ class Mount:
 
     @classmethod
     def from_bind(cls, bind: Bind) -> Mount:
-        """A mount record for a :class:`isolate.Bind`."""
-        return cls(bind.target, "bind", bind.source,
-                   ("rbind", "ro") if bind.readonly else ("rbind",))
+        """A mount record for a :class:`isolate.Bind` (``nodev`` unless it asks for ``dev``)."""
+        options = ("rbind", *(("ro",) if bind.readonly else ()),
+                   *(() if bind.dev else ("nodev",)))
+        return cls(bind.target, "bind", bind.source, options)
 
     @classmethod
     def from_tmpfs(cls, tmpfs: Tmpfs, *, per_process: bool = False) -> Mount:
@@ -384,6 +392,23 @@ class Device:
             object.__setattr__(self, "source", self.path)
         elif "\0" in self.source:
             raise ConfigError(f"device source contains a NUL byte: {self.source!r}")
+
+    @classmethod
+    def parse(cls, spec: str) -> Device:
+        """``HOST[:CONTAINER][:ACCESS]`` as ``docker run --device`` takes it (``/dev/fuse``,
+        ``/dev/sdb:/dev/xvdb:r``, ``/dev/kvm:rw``).
+
+        Raises ConfigError."""
+        parts = spec.split(":") if isinstance(spec, str) else []
+        if len(parts) == 2 and parts[1] and not parts[1].startswith("/"):
+            parts = [parts[0], parts[0], parts[1]]
+        if not 1 <= len(parts) <= 3 or not all(parts) or not parts[0].startswith("/"):
+            raise ConfigError(f"device must look like HOST[:CONTAINER][:rwm], not {spec!r}")
+        host, inside = parts[0], parts[1] if len(parts) > 1 else parts[0]
+        access = parts[2] if len(parts) == 3 else "rwm"
+        if len(set(access)) != len(access):
+            raise ConfigError(f"device access must be letters of 'rwm', not {access!r}")
+        return cls(inside, host, access)
 
 
 #: The device nodes every sandbox and container gets (Docker's, but for the console, which
