@@ -360,8 +360,17 @@ def _explain_root_failure(exc: MountError) -> None:
 
 
 def _explain_userns_failure(exc: SpawnError, cfg: SandboxConfig) -> None:
-    """A kernel that refuses the rootless sandbox its user namespace says only EPERM."""
-    if cfg.rootless and exc.step == "clone" and exc.errno == errno.EPERM:
+    """A kernel that refuses the rootless sandbox its user namespace says only EPERM; so
+    does one that refuses an ordinary user namespaces without one."""
+    if exc.step != "clone" or exc.errno != errno.EPERM:
+        return
+    if not cfg.rootless and os.geteuid() != 0:
+        raise UnsupportedError(
+            "an ordinary user may create namespaces only inside a user namespace of its own, "
+            "and this sandbox has none (user_namespace=False): leave user_namespace unset "
+            "(the default when not root), or run as root (clone: EPERM)",
+            missing="CAP_SYS_ADMIN") from exc
+    if cfg.rootless:
         raise UnsupportedError(
             "the kernel refused a user namespace for this rootless sandbox (EPERM): it "
             "refuses one to a process in a chroot, and where unprivileged user namespaces are "
