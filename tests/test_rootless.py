@@ -284,6 +284,17 @@ def test_leftovers_of_a_killed_helper_are_removed_by_the_next_extraction(
     assert out == [f"{SUBID_START + 999} True", "[]"]
 
 
+def test_a_mount_below_an_image_users_private_home_keeps_its_owner(images: Path) -> None:
+    # The mount-point layer lies above the image's: its copy of /home/app must be app's 0700
+    # directory still, though only a helper in the namespace may give it that owner.
+    out = lines("""
+        with Sandbox(image=img, store=store, readonly=False, tmpfs=["/home/app/scratch"]) as sb:
+            print(sh(sb, "stat -c '%a %u:%g' /home/app; touch /home/app/new && echo wrote"),
+                  end="")
+    """, images=images, subids=True)
+    assert out == ["700 1000:1000", "wrote"]
+
+
 # -- what the mapped owners write: commit, close, gc ---------------------------------------------
 
 def test_commit_records_owners_as_the_sandbox_saw_them(images: Path) -> None:

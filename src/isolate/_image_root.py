@@ -150,8 +150,16 @@ class ImageRoot:
             os.mkdir(scratch, 0o700)
             top = os.path.join(scratch, "mountpoints")
             os.mkdir(top, 0o755)
+            deferred: list[tuple[str, str]] = []
             for path, is_file in mountpoints:
-                _make_mountpoint(top, path, is_file, lowers)
+                _make_mountpoint(top, path, is_file, lowers, deferred)
+            if deferred and maps is not None and maps.subordinate:
+                # Directories of a mapped owner (an image user's home): only a helper in
+                # the namespace may give our copies their owner.
+                from isolate.image._unpack import MappedWorker
+
+                with MappedWorker(maps) as worker:
+                    worker.copy_metadata(deferred)
             # overlayfs needs a lower dir for an image without layers too: the top one is it.
             lowers = [*lowers, top]
         except BaseException:
@@ -281,11 +289,14 @@ class ImageRoot:
         return out
 
 
-def _make_mountpoint(top: str, path: str, is_file: bool, lowers: Sequence[str] = ()) -> None:
+def _make_mountpoint(top: str, path: str, is_file: bool, lowers: Sequence[str] = (),
+                     deferred: list[tuple[str, str]] | None = None) -> None:
     """Make ``path`` (and its parents) in the mount-point layer ``top``. A directory the
     image already has gets the image's mode, owner and times: this layer lies above the
     image's, so overlayfs shows (and copies up) its directories' metadata, and a mount
-    point below ``/root`` must not turn the image's 0700 ``/root`` into 0755."""
+    point below ``/root`` must not turn the image's 0700 ``/root`` into 0755. A directory
+    whose owner we may not give (a mapped owner's, rootless) is left to the caller:
+    ``(made, the image's directory)`` is added to ``deferred``."""
     parts = [p for p in path.split("/") if p]
     cur = top
     for i, part in enumerate(parts):
@@ -300,20 +311,30 @@ def _make_mountpoint(top: str, path: str, is_file: bool, lowers: Sequence[str] =
                 os.mkdir(cur, 0o755)
             except FileExistsError:
                 continue
-            _copy_dir_metadata(cur, "/".join(parts[:i + 1]), lowers)
+            _copy_dir_metadata(cur, "/".join(parts[:i + 1]), lowers, deferred)
 
 
-def _copy_dir_metadata(made: str, rel: str, lowers: Sequence[str]) -> None:
-    """Give ``made`` the metadata of directory ``rel`` in the topmost layer that has it."""
+def _copy_dir_metadata(made: str, rel: str, lowers: Sequence[str],
+                       deferred: list[tuple[str, str]] | None = None) -> None:
+    """Give ``made`` the metadata of directory ``rel`` in the topmost layer that has it (or,
+    when its owner may not be given here, add the pair to ``deferred``)."""
     for layer in reversed(lowers):
+        source = os.path.join(layer, rel)
         try:
-            st = os.lstat(os.path.join(layer, rel))
+            st = os.lstat(source)
         except OSError:
             continue
         if not stat.S_ISDIR(st.st_mode):
             return  # a file, symlink or whiteout hides what lies below
-        with contextlib.suppress(OSError):
+        try:
             os.chown(made, st.st_uid, st.st_gid)
+        except PermissionError:
+            if deferred is not None:
+                deferred.append((made, source))
+            return
+        except OSError:
+            return
+        with contextlib.suppress(OSError):
             os.chmod(made, stat.S_IMODE(st.st_mode))
             os.utime(made, ns=(st.st_atime_ns, st.st_mtime_ns))
         return

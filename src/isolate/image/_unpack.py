@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import signal
+import stat
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from isolate.fs.layers import Layer
     from isolate.namespaces import IdMaps
 
-__all__ = ["MappedWorker", "pack_layer", "unpack_layer"]
+__all__ = ["MappedWorker", "copy_metadata", "pack_layer", "unpack_layer"]
 
 
 def unpack_layer(blob: str, tmp: str, final: str, diff_id: str, digest: str) -> None:
@@ -91,6 +92,15 @@ def pack_layer(src: str, out: str, *, diff: bool, compression: str | None) -> La
     return layer
 
 
+def copy_metadata(pairs: Sequence[tuple[str, str]]) -> None:
+    """Give each ``made`` of ``(made, source)`` the owner, mode and times of ``source``."""
+    for made, source in pairs:
+        st = os.lstat(source)
+        os.chown(made, st.st_uid, st.st_gid, follow_symlinks=False)
+        os.chmod(made, stat.S_IMODE(st.st_mode))
+        os.utime(made, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
 def _remove(paths: Sequence[str]) -> None:
     errors = []
     for path in paths:
@@ -139,8 +149,11 @@ def serve() -> None:
     def remove(job: dict[str, Any]) -> None:
         _remove(job["paths"])
 
+    def metadata(job: dict[str, Any]) -> None:
+        copy_metadata([(made, source) for made, source in job["pairs"]])
+
     jobs: dict[str, Callable[[dict[str, Any]], Any]] = {
-        "unpack": unpack, "pack": pack, "remove": remove}
+        "unpack": unpack, "pack": pack, "remove": remove, "metadata": metadata}
     out = sys.stdout
     for line in sys.stdin:
         job = json.loads(line)
@@ -289,6 +302,17 @@ class MappedWorker:
 
         return Layer(**self._call({"job": "pack", "src": src, "out": out, "diff": diff,
                                    "compression": compression}))
+
+    def copy_metadata(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """:func:`copy_metadata` in the user namespace, where a mapped owner may be given.
+
+        Raises:
+            IsolateOSError: a chown, chmod or utime failed.
+            ImageError: the helper died.
+            NamespaceError, UnsupportedError: the helper could not be started.
+        """
+        if pairs:
+            self._call({"job": "metadata", "pairs": [list(p) for p in pairs]})
 
     def remove(self, paths: Sequence[str]) -> None:
         """Remove each tree of ``paths`` (missing ones are fine) in the user namespace.
