@@ -265,7 +265,7 @@ def test_leftovers_of_a_killed_helper_are_removed_by_the_next_extraction(
         images: Path) -> None:
     out = lines("""
         from isolate.image._disk import TempSpace
-        from isolate.image._unpack import MappedWorker
+        from isolate._mapped import MappedWorker
         maps = rootless_maps()
         base = store._mapped_root(maps)
         # What a helper killed mid-extraction leaves: a temp dir of a pid that is gone (one

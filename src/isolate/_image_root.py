@@ -156,7 +156,7 @@ class ImageRoot:
             if deferred and maps is not None and maps.subordinate:
                 # Directories of a mapped owner (an image user's home): only a helper in
                 # the namespace may give our copies their owner.
-                from isolate.image._unpack import MappedWorker
+                from isolate._mapped import MappedWorker
 
                 with MappedWorker(maps) as worker:
                     worker.copy_metadata(deferred)
@@ -264,7 +264,7 @@ class ImageRoot:
         except ImageError:
             if self.maps is None:
                 raise
-            from isolate.image._unpack import MappedWorker
+            from isolate._mapped import MappedWorker
 
             with MappedWorker(self.maps) as worker:
                 worker.remove([self.scratch])

@@ -25,11 +25,11 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 import attrs
 
+from isolate._mapped import pack_layer, unpack_layer
 from isolate.errors import ConfigError, DigestMismatch, ImageError, IsolateError
 from isolate.fs import _tree
 from isolate.image._disk import FileLock, TempSpace, fsync_dir, remove_tree
 from isolate.image._storage import HashingReader
-from isolate.image._unpack import pack_layer, unpack_layer
 from isolate.image.config import Image, ImageConfig, build_config_blob, parse_config_blob
 from isolate.image.oci import (
     OCI_CONFIG,
@@ -43,8 +43,8 @@ from isolate.image.oci import (
 from isolate.image.reference import Platform, Reference, host_platform, is_digest, name_to_give
 
 if TYPE_CHECKING:
+    from isolate._mapped import MappedWorker
     from isolate.fs.layers import Layer
-    from isolate.image._unpack import MappedWorker
     from isolate.namespaces import IdMaps
 
 __all__ = ["DiskUsage", "GcReport", "Store", "default_root"]
@@ -738,7 +738,7 @@ class Store:
         tmp = self.tmp.name("layer")
         try:
             if maps is not None and maps.subordinate:
-                from isolate.image._unpack import MappedWorker
+                from isolate._mapped import MappedWorker
 
                 with MappedWorker(maps) as worker:
                     layer = worker.pack(path, tmp, diff=diff, compression=compression)
@@ -795,7 +795,7 @@ class Store:
             worker: list[MappedWorker] = []
 
             def helper() -> MappedWorker:
-                from isolate.image._unpack import MappedWorker
+                from isolate._mapped import MappedWorker
 
                 if not worker:
                     assert maps is not None
@@ -924,7 +924,7 @@ class Store:
         """Remove ``paths`` of the id-mapped cache ``base`` (and its dead helpers' temp
         dirs) in a user namespace with its maps: only there may the caller remove what the
         mapped owners own."""
-        from isolate.image._unpack import MappedWorker
+        from isolate._mapped import MappedWorker
         from isolate.namespaces import IdMaps
 
         paths = paths + TempSpace(os.path.join(base, "tmp")).leftovers()

@@ -1,12 +1,14 @@
-"""Layers unpacked into the store, as the caller or as root of a user namespace with an id map.
+"""Trees of an image store as the caller sees them, or as root of a user namespace with an
+id map sees them: layers unpacked and packed, directory metadata copied, trees removed.
 
 Owns the one way a layer becomes an extracted directory (extract into a temp dir, check its
 diff id, fsync, rename into place; remove the temp dir on failure), and the helper process that
-does it, and removes such trees, inside a fresh user namespace with given maps (subordinate
-ranges written with newuidmap/newgidmap), where owners the maps cover are kept -- what rootless
+does that, and the rest, inside a fresh user namespace with given maps (subordinate ranges
+written with newuidmap/newgidmap), where owners the maps cover are kept -- what rootless
 podman's storage does under ``podman unshare``. The calling process never changes its own
 namespaces: the helper is a fresh interpreter, exec'd, that takes one job per line of JSON.
-Knows nothing of the store's layout (the store passes paths).
+Knows nothing of the store's layout (the store passes paths), and imports only the building
+blocks, so that the helper starts without the image package.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from isolate.errors import (
     IsolateOSError,
     UnsupportedError,
 )
-from isolate.image._disk import fsync_dir, fsync_tree, remove_tree
+from isolate.fs import _tree
 
 if TYPE_CHECKING:
     from isolate import lowlevel
@@ -59,11 +61,11 @@ def unpack_layer(blob: str, tmp: str, final: str, diff_id: str, digest: str) -> 
             raise DigestMismatch(
                 f"layer {digest} unpacks to {stats.diff_id}, but the image config says "
                 f"{diff_id}", expected=diff_id, actual=stats.diff_id)
-        fsync_tree(tmp)
+        _tree.fsync_tree(tmp)
         os.rename(tmp, final)
-        fsync_dir(os.path.dirname(final))
+        _fsync_dir(os.path.dirname(final))
     except BaseException:
-        remove_tree(tmp)
+        _remove_tree(tmp)
         raise
 
 
@@ -92,6 +94,21 @@ def pack_layer(src: str, out: str, *, diff: bool, compression: str | None) -> La
     return layer
 
 
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_tree(path: str) -> None:
+    try:
+        _tree.remove_tree(path)
+    except OSError as exc:
+        raise ImageError(f"cannot remove {path}: {exc.strerror or exc}") from exc
+
+
 def copy_metadata(pairs: Sequence[tuple[str, str]]) -> None:
     """Give each ``made`` of ``(made, source)`` the owner, mode and times of ``source``."""
     for made, source in pairs:
@@ -107,7 +124,7 @@ def _remove(paths: Sequence[str]) -> None:
         if not os.path.lexists(path):
             continue
         try:
-            remove_tree(path)
+            _remove_tree(path)
         except ImageError as exc:
             errors.append(str(exc))
     if errors:
@@ -193,7 +210,7 @@ def _rebuild(err: dict[str, Any]) -> IsolateError:
 # or site-packages but what the caller itself imports from.
 _HELPER = ("import json, sys\n"
            "sys.path[:] = json.loads(sys.argv[1])\n"
-           "from isolate.image._unpack import serve\n"
+           "from isolate._mapped import serve\n"
            "serve()\n")
 
 
