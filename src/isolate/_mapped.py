@@ -63,7 +63,7 @@ def unpack_layer(blob: str, tmp: str, final: str, diff_id: str, digest: str) -> 
                 f"{diff_id}", expected=diff_id, actual=stats.diff_id)
         _tree.fsync_tree(tmp)
         os.rename(tmp, final)
-        _fsync_dir(os.path.dirname(final))
+        _tree.fsync_dir(os.path.dirname(final))
     except BaseException:
         _remove_tree(tmp)
         raise
@@ -92,14 +92,6 @@ def pack_layer(src: str, out: str, *, diff: bool, compression: str | None) -> La
             os.unlink(out)
         raise
     return layer
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _remove_tree(path: str) -> None:

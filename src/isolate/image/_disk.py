@@ -24,11 +24,7 @@ __all__ = ["FileLock", "TempSpace", "fsync_dir", "fsync_tree", "remove_tree"]
 
 def fsync_dir(path: str) -> None:
     """fsync a directory so a rename or unlink inside it survives a crash."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _tree.fsync_dir(path)
 
 
 def fsync_tree(path: str) -> None:
