@@ -72,17 +72,20 @@ def staged_pythonpath() -> Iterator[str]:
 
 
 def _open_to_others(path: str) -> bool:
-    """Whether any uid may run ``path``: it and every directory above it open to others."""
+    """Whether any uid may run ``path``: the program open to others, and every directory on
+    the way to it (the path as given, and where its symlinks lead)."""
     real = os.path.realpath(path)
     if not os.stat(real).st_mode & 0o001:
         return False
-    d = os.path.dirname(real)
-    while True:
-        if not os.stat(d).st_mode & 0o001:
-            return False
-        if d == "/":
-            return True
-        d = os.path.dirname(d)
+    for start in (os.path.abspath(path), real):
+        d = os.path.dirname(start)
+        while True:
+            if not os.stat(d).st_mode & 0o001:
+                return False
+            if d == "/":
+                break
+            d = os.path.dirname(d)
+    return True
 
 
 @functools.cache
