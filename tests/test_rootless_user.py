@@ -89,7 +89,19 @@ def prelude(images: Path) -> str:
         from isolate.image import ImageConfig, Store
         from isolate.namespaces import rootless_maps
         work = tempfile.mkdtemp()
-        atexit.register(lambda: os.path.exists(work) and shutil.rmtree(work))
+        def _remove_work():
+            # As the user would: remove the images, gc, then the directory -- which fails
+            # if anything of a mapped owner was left behind.
+            try:
+                if os.path.exists(work):
+                    for image in store.images():
+                        store.rmi(image.id, force=True)
+                    store.gc()
+                    shutil.rmtree(work)
+            except OSError as exc:   # a file of a mapped owner was left: the test fails
+                print("left behind:", exc, flush=True)
+                os._exit(3)
+        atexit.register(_remove_work)
         store = Store(os.path.join(work, "store"))
         img = store.import_tarball({str(images / "owned.tar")!r}, "local/owned:1",
                                    config=ImageConfig(user="app", cmd=["sh"]))
@@ -339,6 +351,25 @@ def test_close_and_gc_remove_what_the_mapped_owners_own(images: Path) -> None:
         print("removed")
     """, images=images, subids=True)
     assert out == ["[]", "1", "[]", "removed"]
+
+
+def test_a_rootless_container_runs_as_its_image_user_and_is_removed_with_its_files(
+        images: Path) -> None:
+    # A container takes its maps where a sandbox does; what its user makes in its upper dir
+    # belongs to a subordinate id, and removing the container removes that too.
+    out = lines("""
+        from isolate.container import ContainerConfig, ContainerStore
+        cs = ContainerStore(store)
+        c = cs.create(ContainerConfig("local/owned:1", ["sh", "-c",
+            "id -un; stat -c %u:%g /home/app/secret; mkdir -m 700 /home/app/d && "
+            "touch /home/app/d/x && stat -c %u /home/app/d/x"]))
+        c.start()
+        c.wait(timeout=120)
+        print("".join(r.text for r in c.logs()), end="")
+        c.remove()
+        print(cs.list(all=True))
+    """, images=images, subids=True)
+    assert out == ["app", "1000:1000", "1000", "[]"]
 
 
 # -- -u 1000, chown, su --------------------------------------------------------------------------

@@ -285,15 +285,9 @@ class ImageRoot:
         """Remove the scratch dir. The upper dirs of an id-mapped root hold files of the
         mapped owners (what uid 1000 wrote inside), which only a helper in a user namespace
         with the same maps may remove."""
-        try:
-            remove_tree(self.scratch)
-        except ImageError:
-            if self.maps is None:
-                raise
-            from isolate._mapped import MappedWorker
+        from isolate._mapped import remove_tree as remove_mapped
 
-            with MappedWorker(self.maps) as worker:
-                worker.remove([self.scratch])
+        remove_mapped(self.scratch, self.maps)
 
     def defaults(self) -> dict[str, object]:
         """Run defaults from the image config: ``env`` (with PATH and HOME when the image

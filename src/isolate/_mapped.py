@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from isolate.fs.layers import Layer
     from isolate.namespaces import IdMaps
 
-__all__ = ["MappedWorker", "copy_metadata", "pack_layer", "unpack_layer"]
+__all__ = ["MappedWorker", "copy_metadata", "pack_layer", "remove_tree", "unpack_layer"]
 
 
 def unpack_layer(blob: str, tmp: str, final: str, diff_id: str, digest: str) -> None:
@@ -121,6 +121,24 @@ def _remove(paths: Sequence[str]) -> None:
             errors.append(str(exc))
     if errors:
         raise ImageError("; ".join(errors))
+
+
+def remove_tree(path: str, maps: IdMaps | None = None) -> None:
+    """Remove the file or tree at ``path`` (absent is fine); with subordinate ``maps``, what
+    only the mapped owners may remove (what uid 1000 made in a rootless sandbox's or
+    container's upper dir) is removed by a helper in a user namespace with those maps.
+
+    Raises:
+        ImageError: something could not be removed, or the helper died.
+        NamespaceError, UnsupportedError: the helper could not be started.
+    """
+    try:
+        _remove_tree(path)
+    except ImageError:
+        if maps is None or not maps.subordinate:
+            raise
+        with MappedWorker(maps) as worker:
+            worker.remove([path])
 
 
 # -- the helper's side ----------------------------------------------------------------------------
