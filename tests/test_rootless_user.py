@@ -454,6 +454,54 @@ def test_init_hides_the_command_line_rootless_inside_and_on_the_host() -> None:
     assert out == ["0 ['isolate-init', 'isolate-init'] ", "b'isolate-init'"]
 
 
+@pytest.mark.parametrize("uid", [0, 1000])
+def test_the_fork_based_init_hides_the_command_line_rootless(uid: int) -> None:
+    # Where isolate-shim could not be linked statically, init_binary() is None and the C
+    # core's init, a fork of the caller, is pid 1: its copy of the caller's argument area is
+    # overwritten, though rootless and non-dumpable it may not open its own /proc/self/mem.
+    out = lines(rf"""
+        import os
+        from isolate import Sandbox, _shim
+        _shim.init_binary = lambda: None        # the path of a build without libc.a
+        with Sandbox(init=True, uid={uid}) as sb:
+            r = sb.run(["sh", "-c", "tr '\\0' ' ' < /proc/1/cmdline; echo; cat /proc/1/comm"],
+                       capture_output=True, text=True, check=True)
+            print(r.stdout.split())
+            with sb.popen(["sleep", "60"]) as p:
+                try:   # the host sees no command line of ours either
+                    print(open(f"/proc/{{p.pid}}/cmdline", "rb").read().rstrip(b"\0"))
+                finally:
+                    p.kill()
+    """, subids=True)
+    assert out == ["['isolate-init', 'isolate-init']", "b'isolate-init'"]
+
+
+def test_a_fork_based_init_that_cannot_hide_the_command_line_fails() -> None:
+    # Without a /proc the caller cannot learn where its argument area lies: the init is
+    # refused, never started showing the caller's command line.
+    if os.geteuid() != 0:
+        pytest.skip("unmounting /proc in a private mount namespace needs root")
+    code = textwrap.dedent("""
+        from isolate import _plan, lowlevel
+        from isolate._plan import Mode, Plan
+        from isolate.errors import SpawnError
+        p = Plan(0, Mode.FORK).extend([_plan.init(),
+                                       _plan.exec_("true", ["true"], {"PATH": "/bin"})])
+        try:
+            lowlevel.spawn(p).wait()
+        except SpawnError as exc:
+            print(exc.step, exc)
+    """)
+    env = dict(os.environ, PYTHONPATH=str(Path(isolate.__file__).resolve().parent.parent))
+    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                           'umount -l /proc && exec "$@"', "sh", sys.executable, "-c", code],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "init start the init (pid 1), hide the caller's command line and fork the command: "
+        "ENOENT (No such file or directory)"]
+
+
 # -- 7: the docs' examples that claim rootless support -------------------------------------------
 
 ROOTLESS_PAGES = ["README.md", "docs/sandbox.md", "docs/images.md", "docs/namespaces.md",
