@@ -493,8 +493,11 @@ def test_a_fork_based_init_that_cannot_hide_the_command_line_fails() -> None:
             print(exc.step, exc)
     """)
     env = dict(os.environ, PYTHONPATH=str(Path(isolate.__file__).resolve().parent.parent))
+    # An empty tmpfs over /proc: unmounting could uncover another proc below (CI's run in a
+    # pid namespace of its own mounts one over the host's).
     proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                           'umount -l /proc && exec "$@"', "sh", sys.executable, "-c", code],
+                           'mount -t tmpfs -o size=4k none /proc && exec "$@"', "sh",
+                           sys.executable, "-c", code],
                           capture_output=True, text=True, env=env, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [
