@@ -375,16 +375,21 @@ def test_a_rootless_container_runs_as_its_image_user_and_is_removed_with_its_fil
 # -- -u 1000, chown, su --------------------------------------------------------------------------
 
 def test_isolate_run_u_1000_and_an_image_user_work_rootless(images: Path) -> None:
+    # 'isolate run IMAGE' is docker run: a container, kept unless --rm; 'isolate rm' then
+    # removes what its user made (an overlay work dir the user may not list, for one).
     out = lines("""
         import subprocess, sys
-        for args in (["-u", "1000"], ["-u", "1234:5678"], []):
-            r = subprocess.run([sys.executable, "-m", "isolate", "run", "--store", store.root,
-                                *args, "local/owned:1", "sh", "-c", "id -u; id -g; id -un"],
-                               capture_output=True, text=True)
-            print(r.returncode, r.stdout.split(), r.stderr)
+        def isolate(*args):
+            r = subprocess.run([sys.executable, "-m", "isolate", *args], capture_output=True,
+                               text=True, env=dict(os.environ, ISOLATE_STORE=store.root))
+            return f"{r.returncode} {r.stdout.split()} {r.stderr}"
+        for args in (["--rm", "-u", "1000"], ["--rm", "-u", "1234:5678"], ["--name", "kept"]):
+            print(isolate("run", *args, "local/owned:1", "sh", "-c", "id -u; id -g; id -un"))
+        print(isolate("rm", "kept"))
+        print(isolate("ps", "-aq"))
     """, images=images, subids=True)
     assert out == ["0 ['1000', '1000', 'app'] ", "0 ['1234', '5678', 'other'] ",
-                   "0 ['1000', '1000', 'app'] "]
+                   "0 ['1000', '1000', 'app'] ", "0 ['kept'] ", "0 [] "]
 
 
 def test_chown_and_su_to_an_image_user_work_rootless(images: Path) -> None:
