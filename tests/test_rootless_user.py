@@ -459,6 +459,20 @@ def test_init_hides_the_command_line_rootless_inside_and_on_the_host() -> None:
     assert out == ["0 ['isolate-init', 'isolate-init'] ", "b'isolate-init'"]
 
 
+def test_init_of_a_rootless_container_is_isolate_init(images: Path) -> None:
+    # 'isolate run --init IMAGE' is a container (docker run --init): its pid 1 too.
+    out = lines(r"""
+        import subprocess, sys
+        r = subprocess.run([sys.executable, "-m", "isolate", "run", "--rm", "--init",
+                            "local/owned:1", "sh", "-c",
+                            "tr '\\0' ' ' < /proc/1/cmdline; echo; cat /proc/1/comm; echo $$"],
+                           capture_output=True, text=True,
+                           env=dict(os.environ, ISOLATE_STORE=store.root))
+        print(r.returncode, r.stdout.split(), r.stderr)
+    """, images=images, subids=True)
+    assert out == ["0 ['isolate-init', 'isolate-init', '2'] "]
+
+
 @pytest.mark.parametrize("uid", [0, 1000])
 def test_the_fork_based_init_hides_the_command_line_rootless(uid: int) -> None:
     # Where isolate-shim could not be linked statically, init_binary() is None and the C
