@@ -52,7 +52,7 @@ class ContainerStepRunner:
     host's (``host``), ``/etc/hosts`` naming ``localhost`` and the step's hostname (the host's
     own with ``host``, bound by the executor), and the step's mounts. As an ordinary user the
     container also gets a user namespace (see
-    :func:`isolate.container.container.rootless_maps`).
+    :func:`isolate.namespaces.rootless_maps`, as a rootless container's).
     """
 
     @contextlib.contextmanager
@@ -84,7 +84,6 @@ class ContainerStepRunner:
 
         from isolate import _plan
         from isolate.container.config import BindMount, ContainerConfig, TmpfsMount
-        from isolate.container.container import rootless_maps
         from isolate.container.preset import Resolved, runtime_config
         from isolate.container.users import ImageUser
 
@@ -111,9 +110,7 @@ class ContainerStepRunner:
         cfg = ContainerConfig(image.id, command=request.argv, entrypoint=(),
                               workdir=request.workdir, network=request.network,
                               mounts=mounts)
-        uid_map, gid_map = rootless_maps(
-            request.uid, request.gid, subject=f"a RUN step of image {image.short_id}",
-            holder="a rootless build", advice="build as root")
+        uid_map, gid_map = _rootless_maps(request)
         user = ImageUser(request.uid, request.gid, request.groups,
                          dict(request.env).get("HOME", "/"))
         resolved = Resolved(command=request.argv, user=user, hostname=request.hostname,
@@ -128,6 +125,23 @@ class ContainerStepRunner:
                              options=("userxattr",) if uid_map else (),
                              note=f"mount the root of a build step ({image.short_id})")
         return rc, root
+
+
+def _rootless_maps(request: RunRequest) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """The id maps of the step's user namespace: none as root; else the rootless maps
+    (:func:`isolate.namespaces.rootless_maps`), which must map the step's user.
+
+    Raises:
+        UnsupportedError: the step's uid or gid is not mapped (the message says how to get a
+            range).
+    """
+    if os.geteuid() == 0:
+        return (), ()
+    from isolate.namespaces import rootless_maps
+
+    maps = rootless_maps()
+    maps.check(request.uid, request.gid, f"a RUN step of image {request.image.short_id}")
+    return maps.uid_map, maps.gid_map
 
 
 def _is_file_or_missing(lowers: Sequence[str], path: str) -> bool:

@@ -44,6 +44,14 @@ store.from_directory(tree, "local/rl:1", config=ImageConfig(env=["PATH=/bin"]))
 def dockerfile(text):
     with open(os.path.join(ctx, "Dockerfile"), "w") as f:
         f.write("FROM local/rl:1\\n" + text)
+def owners(image, n):  # (name, uid, gid) of each entry of layer n, as its tar records it
+    import gzip, io, tarfile
+    with store.open_blob(image.layers[n].digest) as f:
+        data = f.read()
+    if data[:2] == bytes([0x1f, 0x8b]):
+        data = gzip.decompress(data)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return sorted((m.name, m.uid, m.gid) for m in tar.getmembers())
 def read(image, path):
     data = ImageTree(store.layer_dirs(image)).read(path)
     return None if data is None else data.decode()
@@ -119,10 +127,14 @@ def test_subordinate_ranges_let_a_step_run_as_the_images_other_users(tmp_path: P
                    ">> /tmp/id\\n")
         img = build(ctx, tags=["local/app:1"], store=store).image
         print(json.dumps({"id": read(img, "/tmp/id"), "map": read(img, "/tmp/map"),
-                          "tmp": os.listdir(os.path.join(store.root, "tmp"))}))
+                          "tmp": os.listdir(os.path.join(store.root, "tmp")),
+                          "owners": owners(img, 1)}))
     """, binds={str(sub): "/etc/subuid", str(subgid): "/etc/subgid"}, keep_bounding_set=True)
     lines = str(r["map"]).splitlines()
     assert lines[0].split() == ["0", "65534", "1"] and lines[1].split() == ["1", "300000",
                                                                              "65536"]
     assert r["id"] == "1000\n1000\n"
     assert r["tmp"] == []
+    # As the step saw them: what app made is app's in the layer (not a subordinate host id).
+    owners = {name: (uid, gid) for name, uid, gid in r["owners"]}  # type: ignore[attr-defined]
+    assert owners["tmp/made"] == (1000, 1000) and owners["tmp/id"] == (1000, 1000)
