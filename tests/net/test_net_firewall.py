@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
 
@@ -16,10 +17,14 @@ OTHER_NET = NetworkRules("b" * 64, "isobbbbbbbbbbbb", ("172.31.0.0/24",), intern
 
 
 @pytest.fixture
-def fw(host: NetNamespace) -> NftablesFirewall:
+def fw(host: NetNamespace) -> Iterator[NftablesFirewall]:
     if not have("nft"):
         pytest.skip("nft is not installed")
-    return NftablesFirewall(host)
+    firewall = NftablesFirewall(host)
+    try:
+        yield firewall
+    finally:
+        firewall.close()
 
 
 def elements(fw: NftablesFirewall, name: str) -> list[object]:
