@@ -6,6 +6,10 @@ Not a test: prints Markdown tables. Run as root from the worktree:
 Everything happens inside network namespaces this script makes (one plays the host), and they
 go when it ends. The anchor for set-up is CNI's bridge plugin (what podman 4 on Debian runs per
 container), driven directly in the same kind of namespace with host-local IPAM in a temp dir.
+Throughput is sampled on two networks of the same MTU side by side: one with isolate's default
+link MTU (bridge and veths at 65520, the network MTU on the containers' default route), one
+with ``link_mtu=mtu`` (Docker's interfaces exactly). ``--cc`` sets the sender's congestion
+control per socket (default: the kernel's, which is what the anchor uses too).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import sys
 import tempfile
 import time
@@ -23,6 +28,7 @@ from collections.abc import Callable
 from _harness import Result, command_line, machine_notes, table
 
 from isolate.net import NetNamespace, Networks
+from isolate.net.network import DEFAULT_LINK_MTU
 
 CNI_DIR = "/usr/lib/cni"
 OTHER = "10.99.0.1"
@@ -93,10 +99,23 @@ class Setup:
         return (t1 - t0) + (time.perf_counter() - t2)
 
     def with_port(self) -> float:
+        """connect publishing a port, disconnect while the namespace lives."""
         t0 = time.perf_counter()
         ep = self.nets.connect("bench", self.ns, owner="bench", ports=["9090:80"])
         self.nets.disconnect(ep)
         return time.perf_counter() - t0
+
+    def stopped_with_port(self) -> float:
+        """The container path with a published port: connect, the container ends, release."""
+        ns = NetNamespace.create()
+        t0 = time.perf_counter()
+        ep = self.nets.connect("bench", ns, owner="bench", name="web", ports=["9090:80"])
+        t1 = time.perf_counter()
+        ns.close()
+        wait_gone(self.host, ep.host_ifname)
+        t2 = time.perf_counter()
+        self.nets.release("bench")
+        return (t1 - t0) + (time.perf_counter() - t2)
 
 
 class Cni:
@@ -141,15 +160,19 @@ def sample(cands: list[tuple[str, Callable[[], float]]], rounds: int,
     return [Result(name, "", tuple(samples[name])) for name, _ in cands]
 
 
-def throughput(host: NetNamespace, nets: Networks, mib: int, rounds: int) -> str:
+def throughput(host: NetNamespace, nets: Networks, mib: int, rounds: int, mtu: int,
+               cc: str | None) -> str:
     """MiB/s of one TCP stream host -> server: on the host's loopback directly, and into a
-    container through the published port (DNAT: loopback and other address; the proxy)."""
-    c = NetNamespace.create()
+    container through its published port (DNAT from the loopback and from the host's other
+    address; the proxy for [::1]), on a network with the default link MTU and on one whose
+    links have the network's MTU. Samples interleaved, medians."""
+    nets.create("tp-link", mtu=mtu)
+    nets.create("tp-docker", mtu=mtu, link_mtu=mtu)
+    c1, c2 = NetNamespace.create(), NetNamespace.create()
     procs = []
+    null = os.open(os.devnull, os.O_RDWR)
     try:
-        null = os.open(os.devnull, os.O_RDWR)
-        servers = {}
-        for ns, port in ((host, 7000), (c, 80)):
+        for ns, port in ((host, 7000), (c1, 80), (c2, 80)):
             r, w = os.pipe()
             child = ns.spawn([sys.executable, "-I", "-S", "-c", RECEIVER, str(port)],
                              fds=(null, w, null))
@@ -157,19 +180,26 @@ def throughput(host: NetNamespace, nets: Networks, mib: int, rounds: int) -> str
             os.read(r, 6)
             os.close(r)
             procs.append(child)
-            servers[port] = child
-        nets.connect("bench", c, owner="tp", ports=["9090:80", "[::1]:9091:80"])
+        nets.connect("tp-link", c1, owner="tp", ports=["9090:80", "[::1]:9091:80"])
+        nets.connect("tp-docker", c2, owner="tp", ports=["9092:80"])
         chunk = b"x" * (1 << 20)
+        link = f"link MTU {DEFAULT_LINK_MTU}, network MTU {mtu}"
+        docker = f"link MTU = network MTU = {mtu} (Docker's interfaces)"
         paths = [("host loopback, no container (anchor)", socket.AF_INET, "127.0.0.1", 7000),
-                 ("published port via 127.0.0.1 (DNAT in output)", socket.AF_INET, "127.0.0.1",
+                 (f"{link}: via 127.0.0.1 (DNAT in output)", socket.AF_INET, "127.0.0.1",
                   9090),
-                 ("published port via the host's other address (DNAT)", socket.AF_INET, OTHER,
+                 (f"{link}: via the host's other address (DNAT)", socket.AF_INET, OTHER,
                   9090),
-                 ("published port via [::1] (userland proxy)", socket.AF_INET6, "::1", 9091)]
+                 (f"{docker}: via 127.0.0.1", socket.AF_INET, "127.0.0.1", 9092),
+                 (f"{docker}: via the host's other address", socket.AF_INET, OTHER, 9092),
+                 (f"{link}: via [::1] (userland proxy)", socket.AF_INET6, "::1", 9091)]
         rates: dict[str, list[float]] = {p[0]: [] for p in paths}
-        for _ in range(rounds):
-            for name, fam, addr, port in paths:
+        for r in range(rounds):
+            k = r % len(paths)
+            for name, fam, addr, port in [*paths[k:], *paths[:k]]:
                 with host.socket(fam) as s:
+                    if cc:
+                        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, cc.encode())
                     s.connect((addr, port))
                     t0 = time.perf_counter()
                     for _ in range(mib):
@@ -179,31 +209,41 @@ def throughput(host: NetNamespace, nets: Networks, mib: int, rounds: int) -> str
                     dt = time.perf_counter() - t0
                 assert got == mib << 20, (name, got)
                 rates[name].append(mib / dt)
-        anchor = sorted(rates[paths[0][0]])[rounds // 2]
-        lines = ["| path | median MiB/s | vs loopback |", "|---|---|---|"]
+        anchor = statistics.median(rates[paths[0][0]])
+        used = cc or host.read_sysctl("net.ipv4.tcp_congestion_control")
+        lines = [f"(one stream of {mib} MiB per sample, {rounds} samples per path, sender "
+                 f"congestion control {used})", "",
+                 "| path | median MiB/s | vs loopback |", "|---|---|---|"]
         for name, _, _, _ in paths:
-            med = sorted(rates[name])[rounds // 2]
+            med = statistics.median(rates[name])
             lines.append(f"| {name} | {med:.0f} | {med / anchor:.2f}x |")
         return "\n".join(lines)
     finally:
+        os.close(null)
         for child in procs:
             child.kill()
             child.wait()
             child.close()
         nets.release("tp")
-        c.close()
+        nets.remove("tp-link")
+        nets.remove("tp-docker")
+        c1.close()
+        c2.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=100,
+                        help="set-up samples per candidate (0: throughput only)")
     parser.add_argument("--mib", type=int, default=512, help="MiB sent per throughput sample")
     parser.add_argument("--tp-rounds", type=int, default=5)
     parser.add_argument("--store", default=None,
                         help="where the networks directory goes (default: a temp dir; "
                              "/dev/shm shows the cost without the disk's fsyncs)")
     parser.add_argument("--no-throughput", action="store_true")
-    parser.add_argument("--mtu", type=int, default=1500)
+    parser.add_argument("--mtu", type=int, default=1500, help="the networks' MTU")
+    parser.add_argument("--cc", default=None,
+                        help="the sender's TCP congestion control (default: the kernel's)")
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="isolate-bench-net-", dir=args.store)
     host = make_host()
@@ -211,29 +251,33 @@ def main() -> None:
         with Networks(os.path.join(tmp, "networks"), host=host, upstream=[]) as nets:
             nets.create("bench", subnet="172.30.0.0/16", mtu=args.mtu)
             # One endpoint stays for the whole run, as other containers would: the network's
-            # resolver then runs throughout, and each cycle only updates its names.
+            # resolver then runs throughout (it reads each cycle's record itself).
             keeper = NetNamespace.create()
             nets.connect("bench", keeper, owner="keeper", name="keeper")
             setup = Setup(nets, host)
             cands: list[tuple[str, Callable[[], float]]] = [
-                ("connect + disconnect, namespace alive (veth deleted)", setup.running),
                 ("connect + release after the container ended", setup.stopped),
-                ("connect with -p 9090:80 + disconnect", setup.with_port)]
+                ("connect with -p 9090:80 + release after the container ended",
+                 setup.stopped_with_port),
+                ("connect + disconnect, namespace alive (veth deleted)", setup.running),
+                ("connect with -p 9090:80 + disconnect, namespace alive", setup.with_port)]
             cni = None
             if os.path.exists(os.path.join(CNI_DIR, "bridge")) and shutil.which("iptables"):
                 cni = Cni(host, tmp)
                 cands.append(("CNI bridge plugin ADD + DEL (podman 4's per-container work)",
                               cni.cycle))
-            results = sample(cands, args.rounds)
-            print("## bench_net: endpoint set-up + tear-down\n")
             print(command_line() + "\n")
-            print(table(results, [("vs CNI", cands[-1][0])] if cni else []))
-            print("\n(isolate rows: whole-call times of connect + disconnect/release; the "
-                  "'stopped' row excludes the kernel's asynchronous removal of the namespace)\n")
-            print(f"(networks directory on {os.path.dirname(tmp)})\n")
+            if args.rounds > 0:
+                results = sample(cands, args.rounds)
+                print("## bench_net: endpoint set-up + tear-down\n")
+                print(table(results, [("vs CNI", cands[-1][0])] if cni else []))
+                print("\n(isolate rows: whole-call times of connect + disconnect/release; the "
+                      "'after the container ended' rows exclude the kernel's asynchronous "
+                      "removal of the namespace)\n")
+                print(f"(networks directory on {os.path.dirname(tmp)})\n")
             if not args.no_throughput:
                 print("## bench_net: TCP throughput host -> container\n")
-                print(throughput(host, nets, args.mib, args.tp_rounds))
+                print(throughput(host, nets, args.mib, args.tp_rounds, args.mtu, args.cc))
             print("\n" + machine_notes())
             nets.release("keeper")
             keeper.close()

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from typing import Any
 
 __all__ = ["NLM_F_ACK", "NLM_F_CREATE", "NLM_F_EXCL", "NLM_F_REQUEST", "configure_interface",
-           "delete_link", "link_index", "replies", "rtnl_message", "transact"]
+           "delete_link", "link_index", "link_peer", "make_veth", "peer_reachable", "replies",
+           "rtnl_message", "set_hairpin", "transact"]
 
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
@@ -35,6 +36,8 @@ _SOL_NETLINK = 270
 _NETLINK_ADD_MEMBERSHIP = 1
 _RTNLGRP_LINK = 1
 _RTM_DELLINK = 17
+_IFLA_LINK, _IFLA_LINK_NETNSID = 5, 37
+_BRIDGE_MODE_HAIRPIN = 1
 
 
 def replies(sock: socket.socket) -> list[tuple[int, int, bytes]]:
@@ -83,16 +86,16 @@ def rtnl_message(msg: Any, kind: int, flags: int, seq: int) -> bytes:
     return bytes(msg.data)
 
 
-def link_index(sock: socket.socket, name: str, seq: int = 1) -> int:
-    """The ifindex of the interface ``name`` in the socket's namespace (one ``RTM_GETLINK``).
-
-    Raises OSError (ENODEV: no such interface).
-    """
+def _getlink(sock: socket.socket, attrs: list[tuple[str, Any]], index: int = 0,
+             seq: int = 1) -> bytes:
+    """The payload (``struct ifinfomsg`` and attributes) of the answer to one
+    ``RTM_GETLINK``. Raises OSError (ENODEV: no such interface)."""
     from pyroute2.netlink.rtnl import RTM_GETLINK
     from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
     msg = ifinfmsg()
-    msg["attrs"] = [("IFLA_IFNAME", name)]
+    msg["index"] = index
+    msg["attrs"] = attrs
     sock.send(rtnl_message(msg, RTM_GETLINK, NLM_F_REQUEST, seq))
     for kind, got, payload in replies(sock):
         if got != seq:
@@ -100,11 +103,107 @@ def link_index(sock: socket.socket, name: str, seq: int = 1) -> int:
         if kind == NLMSG_ERROR:
             (code,) = struct.unpack_from("=i", payload)
             if code:
-                raise OSError(-code, f"{name}: {os.strerror(-code)}")
-        elif len(payload) >= 8:
-            (index,) = struct.unpack_from("=i", payload, 4)  # struct ifinfomsg
-            return int(index)
-    raise OSError(errno.EIO, f"no answer about interface {name}")
+                raise OSError(-code, os.strerror(-code))
+        elif len(payload) >= 16:
+            return payload
+    raise OSError(errno.EIO, "no answer to RTM_GETLINK")
+
+
+def link_index(sock: socket.socket, name: str, seq: int = 1) -> int:
+    """The ifindex of the interface ``name`` in the socket's namespace (one ``RTM_GETLINK``).
+
+    Raises OSError (ENODEV: no such interface).
+    """
+    payload = _getlink(sock, [("IFLA_IFNAME", name)], seq=seq)
+    (index,) = struct.unpack_from("=i", payload, 4)  # struct ifinfomsg
+    return int(index)
+
+
+def link_peer(sock: socket.socket, name: str) -> tuple[int, int, int] | None:
+    """``(ifindex, the peer's ifindex, the peer namespace's id)`` of the veth ``name`` (ids
+    -1 when unknown), or None when there is no such interface."""
+    try:
+        payload = _getlink(sock, [("IFLA_IFNAME", name)])
+    except OSError as exc:
+        if exc.errno == errno.ENODEV:
+            return None
+        raise
+    (index,) = struct.unpack_from("=i", payload, 4)
+    peer = nsid = -1
+    off = 16
+    while off + 4 <= len(payload):
+        length, kind = struct.unpack_from("=HH", payload, off)
+        if length < 4:
+            break
+        kind &= 0x3FFF
+        if kind == _IFLA_LINK and length >= 8:
+            (peer,) = struct.unpack_from("=i", payload, off + 4)
+        elif kind == _IFLA_LINK_NETNSID and length >= 8:
+            (nsid,) = struct.unpack_from("=i", payload, off + 4)
+        off += length + (-length % 4)
+    return int(index), int(peer), int(nsid)
+
+
+def peer_reachable(sock: socket.socket, peer: int, nsid: int) -> bool:
+    """Whether link ``peer`` of the namespace the socket's namespace knows as ``nsid`` can be
+    reached: a namespace being destroyed no longer can (EINVAL), nor a link that is gone."""
+    try:
+        _getlink(sock, [("IFLA_IF_NETNSID", nsid)], index=peer)
+    except OSError as exc:
+        if exc.errno in (errno.EINVAL, errno.ENODEV):
+            return False
+        raise
+    return True
+
+
+def make_veth(sock: socket.socket, name: str, peer: str, netns_fd: int, mtu: int,
+              master: int, hairpin: bool) -> None:
+    """A veth pair in one batch: ``name`` in the socket's namespace, up on the bridge with
+    ifindex ``master`` (in hairpin mode with ``hairpin``), and ``peer`` made in the namespace
+    of ``netns_fd`` (down: a veth end cannot be opened before the pair is linked), both with
+    ``mtu``.
+
+    Raises OSError (EEXIST: a name is taken).
+    """
+    from pyroute2.netlink.rtnl import RTM_NEWLINK
+    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
+    msg = ifinfmsg()
+    msg["flags"], msg["change"] = _IFF_UP, _IFF_UP
+    msg["attrs"] = [
+        ("IFLA_IFNAME", name), ("IFLA_MTU", mtu), ("IFLA_MASTER", master),
+        ("IFLA_LINKINFO", {"attrs": [
+            ("IFLA_INFO_KIND", "veth"),
+            ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", {"attrs": [
+                ("IFLA_IFNAME", peer), ("IFLA_NET_NS_FD", netns_fd), ("IFLA_MTU", mtu)]})]})]})]
+    msgs = [rtnl_message(msg, RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE |
+                         NLM_F_EXCL, 1)]
+    if hairpin:
+        msgs.append(_hairpin_message(name, 2))
+    results = transact(sock, msgs, list(range(1, len(msgs) + 1)))
+    for seq, what in ((1, f"create veth {name}"), (2, f"set hairpin mode on {name}")):
+        if seq <= len(msgs) and results.get(seq, errno.EIO):
+            code = results.get(seq, errno.EIO)
+            raise OSError(code, f"{what}: {os.strerror(code)}")
+
+
+def set_hairpin(sock: socket.socket, name: str) -> None:
+    """Put the bridge port ``name`` in hairpin mode. Raises OSError."""
+    results = transact(sock, [_hairpin_message(name, 1)], [1])
+    code = results.get(1, errno.EIO)
+    if code:
+        raise OSError(code, f"set hairpin mode on {name}: {os.strerror(code)}")
+
+
+def _hairpin_message(name: str, seq: int) -> bytes:
+    from pyroute2.netlink.rtnl import RTM_NEWLINK
+    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
+    msg = ifinfmsg()
+    msg["attrs"] = [("IFLA_IFNAME", name), ("IFLA_LINKINFO", {"attrs": [
+        ("IFLA_INFO_SLAVE_KIND", "bridge"),
+        ("IFLA_INFO_SLAVE_DATA", {"attrs": [("IFLA_BRPORT_MODE", _BRIDGE_MODE_HAIRPIN)]})]})]
+    return rtnl_message(msg, RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq)
 
 
 def configure_interface(sock: socket.socket, ifname: str,

@@ -60,8 +60,6 @@ VETH_PREFIX = "isov"
 #: as large as loopback's; the network's ``mtu`` bounds what goes out (a route metric).
 DEFAULT_LINK_MTU = 65520
 _IFA_F_NODAD = 0x02
-_IFF_UP = 0x1
-_BRIDGE_MODE_HAIRPIN = 1
 
 
 def process_owner(pid: int) -> str:
@@ -278,6 +276,10 @@ class Networks:
         # keep per-thread state. Other threads open one per operation.
         self._ipr: IPRoute | None = None
         self._owner_thread = threading.get_ident()
+        # A raw rtnetlink socket there for the batched requests of the hot paths (any thread,
+        # one at a time).
+        self._rtnl: socket.socket | None = None
+        self._rtnl_lock = threading.Lock()
         try:
             self.firewall = make_firewall(firewall, self.host)
         except BaseException:
@@ -289,6 +291,9 @@ class Networks:
         ipr, self._ipr = self._ipr, None
         if ipr is not None:
             ipr.close()
+        rtnl, self._rtnl = self._rtnl, None
+        if rtnl is not None:
+            rtnl.close()
         self.firewall.close()
         self.host.close()
 
@@ -301,6 +306,14 @@ class Networks:
         if self._ipr is None:
             self._ipr = self.host.netlink()
         yield self._ipr
+
+    @contextlib.contextmanager
+    def _host_rtnl(self) -> Iterator[socket.socket]:
+        with self._rtnl_lock:
+            if self._rtnl is None:
+                self._rtnl = self.host.socket(socket.AF_NETLINK, socket.SOCK_RAW,
+                                              socket.NETLINK_ROUTE)
+            yield self._rtnl
 
     def __enter__(self) -> Networks:
         return self
@@ -632,27 +645,21 @@ class Networks:
         deleting either end takes both, and a namespace that ends deletes its devices -- so a
         veth whose container namespace is going is left to it (deleting it here would wait for
         RCU grace periods, tens of milliseconds under load, for nothing)."""
-        from pyroute2.netlink.exceptions import NetlinkError
-
-        with self._host_netlink() as ipr:
+        with self._host_rtnl() as sock:
             try:
-                (link,) = ipr.link("get", ifname=name)
-            except NetlinkError as exc:
-                if exc.code == errno.ENODEV:
+                found = _netlink_batch.link_peer(sock, name)
+                if found is None:
                     return  # gone with its namespace already
-                raise _nl_error(exc, f"look up {name}") from exc
-            nsid = link.get_attr("IFLA_LINK_NETNSID")
-            peer = link.get_attr("IFLA_LINK")
-            if nsid is not None and nsid >= 0 and peer:
-                try:
-                    # Through the host's id of the peer's namespace: a namespace that is
-                    # being destroyed can no longer be reached by its id (EINVAL).
-                    ipr.link("get", index=peer, if_netnsid=nsid)
-                except NetlinkError as exc:
-                    if exc.code in (errno.EINVAL, errno.ENODEV):
-                        return
-                    raise _nl_error(exc, f"look up the peer of {name}") from exc
-        self._delete_unlisted(link["index"], name)
+                index, peer, nsid = found
+                # Through the host's id of the peer's namespace: one that is being destroyed
+                # can no longer be reached by its id.
+                if peer > 0 and nsid >= 0 and \
+                        not _netlink_batch.peer_reachable(sock, peer, nsid):
+                    return
+            except OSError as exc:
+                raise NetworkError(exc.errno or errno.EIO, f"look up {name}",
+                                   step="netlink") from exc
+        self._delete_unlisted(index, name)
 
     def _delete_unlisted(self, index: int, name: str) -> None:
         """Delete the veth with host-side ``index``, returning once the kernel has unlisted it
@@ -802,31 +809,30 @@ class Networks:
         return self._forward(net, ep, held)
 
     def _make_veth(self, net: Network, ep: Endpoint, inner: NetNamespace) -> None:
-        """The veth pair, the host end up on the bridge: one request (the bridge made again
-        first if it is missing -- after a reboot the record outlives it)."""
-        with self._host_netlink() as ipr:
-            with _netlink(f"look up bridge {net.bridge}"):
-                bridge = ipr.link_lookup(ifname=net.bridge)
-            if not bridge:
-                self._build_network(net)
-                with _netlink(f"look up bridge {net.bridge}"):
-                    bridge = ipr.link_lookup(ifname=net.bridge)
-            with _netlink(f"create veth {ep.host_ifname} for {ep.ifname}"):
-                ipr.link("add", ifname=ep.host_ifname, kind="veth", mtu=net.device_mtu,
-                         master=bridge[0], flags=_IFF_UP, change=_IFF_UP,
-                         peer={"ifname": ep.ifname, "net_ns_fd": inner.fileno(),
-                               "mtu": net.device_mtu})
-            if ep.ports:
-                self._hairpin(ipr, ep)
-
-    @staticmethod
-    def _hairpin(ipr: IPRoute, ep: Endpoint) -> None:
-        # A container reaching its own published port through a host address: with
-        # br_netfilter the DNAT'ed frame is bridged back out of the port it came in by, which
-        # a bridge port does only in hairpin mode.
-        with _netlink(f"set hairpin mode on {ep.host_ifname}"):
-            idx = ipr.link_lookup(ifname=ep.host_ifname)[0]
-            ipr.brport("set", index=idx, mode=_BRIDGE_MODE_HAIRPIN)
+        """The veth pair, the host end up on the bridge (in hairpin mode when the endpoint
+        publishes ports): one batch, after the bridge's lookup -- the bridge made again first
+        if it is missing (after a reboot the record outlives it)."""
+        with self._host_rtnl() as sock:
+            try:
+                try:
+                    bridge = _netlink_batch.link_index(sock, net.bridge)
+                except OSError as exc:
+                    if exc.errno != errno.ENODEV:
+                        raise
+                    self._build_network(net)
+                    bridge = _netlink_batch.link_index(sock, net.bridge)
+            except OSError as exc:
+                raise NetworkError(exc.errno or errno.EIO, f"look up bridge {net.bridge}",
+                                   step="netlink") from exc
+            try:
+                # A container reaching its own published port through a host address: with
+                # br_netfilter the DNAT'ed frame is bridged back out of the port it came in
+                # by, which a bridge port does only in hairpin mode.
+                _netlink_batch.make_veth(sock, ep.host_ifname, ep.ifname, inner.fileno(),
+                                         net.device_mtu, bridge, hairpin=bool(ep.ports))
+            except OSError as exc:
+                raise NetworkError(exc.errno or errno.EIO, f"create veth {ep.host_ifname} for "
+                                   f"{ep.ifname}", step="netlink") from exc
 
     def publish(self, endpoint: Endpoint | str, ports: Sequence[str | PortMapping]
                 ) -> Endpoint:
@@ -848,8 +854,9 @@ class Networks:
                 self.dir.write(ep.to_json(), net.id, "endpoints", ep.id + ".json",
                                durable=False)
                 if bindings and not old.ports:
-                    with self._host_netlink() as ipr:
-                        self._hairpin(ipr, ep)
+                    with self._host_rtnl() as sock, _netlink(f"set hairpin mode on "
+                                                             f"{ep.host_ifname}"):
+                        _netlink_batch.set_hairpin(sock, ep.host_ifname)
                 ep = self._forward(net, ep, held, only=tuple(bindings))
             except BaseException:
                 for s in held.values():
