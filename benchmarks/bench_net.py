@@ -79,43 +79,32 @@ class Setup:
         self.nets, self.host = nets, host
         self.ns = NetNamespace.create()
 
-    def running(self) -> float:
+    def running(self, ports: tuple[str, ...] = ()) -> float:
         """connect, then disconnect while the namespace lives (the veth is deleted)."""
         t0 = time.perf_counter()
-        ep = self.nets.connect("bench", self.ns, owner="bench", name="web")
+        ep = self.nets.connect("bench", self.ns, owner="bench", name="web", ports=ports)
         self.nets.disconnect(ep)
         return time.perf_counter() - t0
 
-    def stopped(self) -> float:
+    def stopped(self, ports: tuple[str, ...] = ()) -> float:
         """connect, the container ends (its namespace and veth go), release from records."""
         ns = NetNamespace.create()
         t0 = time.perf_counter()
-        ep = self.nets.connect("bench", ns, owner="bench", name="web")
+        ep = self.nets.connect("bench", ns, owner="bench", name="web", ports=ports)
         t1 = time.perf_counter()
         ns.close()
         wait_gone(self.host, ep.host_ifname)
         t2 = time.perf_counter()
         self.nets.release("bench")
         return (t1 - t0) + (time.perf_counter() - t2)
+
+    def stopped_with_port(self) -> float:
+        """The container path with a published port."""
+        return self.stopped(("9090:80",))
 
     def with_port(self) -> float:
         """connect publishing a port, disconnect while the namespace lives."""
-        t0 = time.perf_counter()
-        ep = self.nets.connect("bench", self.ns, owner="bench", ports=["9090:80"])
-        self.nets.disconnect(ep)
-        return time.perf_counter() - t0
-
-    def stopped_with_port(self) -> float:
-        """The container path with a published port: connect, the container ends, release."""
-        ns = NetNamespace.create()
-        t0 = time.perf_counter()
-        ep = self.nets.connect("bench", ns, owner="bench", name="web", ports=["9090:80"])
-        t1 = time.perf_counter()
-        ns.close()
-        wait_gone(self.host, ep.host_ifname)
-        t2 = time.perf_counter()
-        self.nets.release("bench")
-        return (t1 - t0) + (time.perf_counter() - t2)
+        return self.running(("9090:80",))
 
 
 class Cni:
