@@ -26,7 +26,7 @@ from collections.abc import Callable
 from _harness import Candidate, Result, command_line, interleave, machine_notes, table
 from _isolate_path import child_env, describe, pythonpath_prefix
 
-from isolate import lowlevel
+from isolate import Limits, lowlevel
 from isolate._plan import Mode, Op, OpKind, Plan
 from isolate.sandbox import Sandbox
 
@@ -50,6 +50,7 @@ SB_ISOLATION = ("root-owned read-only host root, tmpfs /tmp, fresh /proc, tmpfs 
                 "device binds + devpts + shm + mqueue, masked /proc paths, caps dropped, "
                 "no_new_privs, seccomp")
 ISOLATE_RUN = [PY, "-m", "isolate.cli", "run"]
+FRESH_LIMITS = Limits(memory_max="256M", pids_max=64)
 
 
 def _run(argv: list[str], env: dict[str, str] | None = None) -> Callable[[], object]:
@@ -209,6 +210,9 @@ def spawn_tables(rounds: int, whole_every: int) -> str:
                       "process (pid 1) + a vfork for the command"),
             Candidate("fresh Sandbox per run (default, net ns)", _fresh(),
                       "enter (make net+uts+ipc, lo up, build the root) + run + exit"),
+            Candidate("fresh Sandbox per run, Limits(memory_max, pids_max)",
+                      _fresh(limits=FRESH_LIMITS),
+                      "as above + create a cgroup (memory 256M, pids 64), join it, delete it"),
             Candidate("whole process: isolate run", _run(
                 [*ISOLATE_RUN, "--", TRUE], ENV), "python -m isolate.cli, net ns",
                 whole_every),
@@ -245,6 +249,12 @@ def _targets(results: list[Result]) -> str:
             lines.append(f"- fresh Sandbox per run / bwrap --unshare-net = {fresh / bw:.2f}x "
                          f"(same target, stricter reading): "
                          f"{'met' if fresh / bw <= 0.6 else 'NOT met'}")
+    limited = by.get("fresh Sandbox per run, Limits(memory_max, pids_max)")
+    if limited is not None and fresh is not None:
+        extra = (limited - fresh) * 1000
+        lines.append(f"- a fresh sandbox with Limits(memory_max, pids_max) costs {extra:.2f} ms "
+                     f"more than one without (target < 1 ms): "
+                     f"{'met' if extra < 1 else 'NOT met'}")
     if sb is not None:
         lines.append(f"- Sandbox.run (warm, with net ns) / subprocess.run /bin/true = "
                      f"{sb / bare:.2f}x (target <= 3x): {'met' if sb / bare <= 3 else 'NOT met'}")

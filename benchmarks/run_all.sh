@@ -21,8 +21,10 @@ run() {
     "$PY" "$@" || { echo "**$1 failed (exit $?)**"; status=1; }
 }
 run benchmarks/bench_spawn.py --rounds "$ROUNDS" --crun
+run benchmarks/bench_startup.py --rounds "$((ROUNDS / 2 > 10 ? ROUNDS / 2 : 10))"
 run benchmarks/bench_cgroups.py --rounds "$((ROUNDS / 2 > 10 ? ROUNDS / 2 : 10))"
 run benchmarks/bench_shim.py --rounds "$ROUNDS"
+run benchmarks/bench_containers.py --rounds "$((ROUNDS / 2 > 10 ? ROUNDS / 2 : 10))"
 if command -v tar >/dev/null; then
     printf '\n## bench_layers\n'
     run benchmarks/bench_layers.py

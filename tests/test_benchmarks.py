@@ -45,6 +45,17 @@ def test_bench_spawn_children_import_the_same_isolate(tmp_path: pathlib.Path) ->
     assert "| whole process: isolate run |" in result.stdout, result.stdout
 
 
+def test_bench_startup_runs_against_the_installed_package(tmp_path: pathlib.Path) -> None:
+    # Its candidates are child processes (python -m isolate.cli, import probes): they must
+    # import the same isolate, and every table and target line must come out.
+    result = _run(tmp_path, str(BENCH / "bench_startup.py"), "--rounds", "2", "--no-podman")
+    assert result.returncode == 0, result.stderr
+    assert "| isolate run -- /bin/true |" in result.stdout, result.stdout
+    assert "| isolate run --image IMAGE /bin/true |" in result.stdout
+    assert "- isolate run -- /bin/true / python -c pass = " in result.stdout
+    assert "| import isolate.sandbox |" in result.stdout
+
+
 def test_a_source_tree_without_its_c_core_is_one_line_saying_what_to_do(
     tmp_path: pathlib.Path,
 ) -> None:

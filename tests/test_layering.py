@@ -46,11 +46,11 @@ LAYERS: dict[str, float] = {
     "isolate.image.build.plan": 4.06,
     "isolate.image.build.executor": 4.07,
     "isolate.image.build": 4.08,  # the package's __init__ re-exports the parts
-    "isolate.container": 4,
     "isolate._caller": 4,
     "isolate.runtime": 4.2,  # the runtime config and its compiler: uses the L3 blocks
     "isolate._fuse_root": 4.4,  # fuse-overlayfs fallback for image roots: uses lowlevel
     "isolate._image_root": 4.5,  # image roots for the sandbox: uses image/ and fs/
+    "isolate.container": 4.6,  # containers: a preset of the runtime config, state on disk
     "isolate.sandbox": 5,
     "isolate._sandbox_runner": 5.5,  # build RUN steps in sandboxes: uses sandbox and build
     "isolate.cli": 6,

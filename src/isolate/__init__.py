@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from isolate import security as security
     from isolate._sandbox_runner import SandboxStepRunner, build
     from isolate.cgroups import CGroup, Limits
+    from isolate.container import Container, ContainerConfig, Volume
     from isolate.fs.mounts import Bind, Tmpfs
     from isolate.image import Image, Reference, Store
     from isolate.namespaces import IdMap, Namespace, NamespaceKind
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 __all__ = [
     "Bind",
     "CGroup",
+    "Container",
+    "ContainerConfig",
     "IdMap",
     "Image",
     "Limits",
@@ -49,6 +52,7 @@ __all__ = [
     "SandboxStepRunner",
     "Store",
     "Tmpfs",
+    "Volume",
     "build",
     "errors",
 ]
@@ -72,6 +76,9 @@ _LAZY = {
     "Image": "isolate.image",
     "Reference": "isolate.image",
     "Store": "isolate.image",
+    "Container": "isolate.container",
+    "ContainerConfig": "isolate.container",
+    "Volume": "isolate.container",
     "build": "isolate._sandbox_runner",
     "SandboxStepRunner": "isolate._sandbox_runner",
 }

@@ -5,6 +5,10 @@ threads, so a sandbox starts one helper interpreter inside itself (the "zygote")
 call. The zygote is single-threaded, so it may fork; each call runs in a fresh fork of it and
 the result (or the exception and its traceback text) travels back pickled. The zygote sends the
 caller a pidfd of each call's process, so a timeout kills exactly that process.
+
+A call's process ends with ``os._exit`` (the zygote's atexit handlers are not the call's), so it
+flushes ``sys.stdout`` and ``sys.stderr`` itself before it answers: what the function printed
+is written out, to a pipe or a file too, before the caller has the result.
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ from typing import Any, Protocol
 
 import cloudpickle  # type: ignore[import-untyped]
 
-from isolate.errors import CallError
+from isolate.errors import CallError, SpawnError
 
-__all__ = ["Caller"]
+__all__ = ["CallDied", "Caller"]
 
 
 class Spawner(Protocol):
@@ -35,6 +39,20 @@ class Spawner(Protocol):
 
     def popen(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
               cwd: str | None = None, **popen_kwargs: Any) -> subprocess.Popen[Any]: ...
+
+
+class CallDied(CallError):
+    """A call's process ended without an answer; ``status`` is its wait status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def signal(self) -> int | None:
+        """The signal that killed the process, or None when it exited."""
+        return os.WTERMSIG(self.status) if os.WIFSIGNALED(self.status) else None
+
 
 _BY_VALUE_LOCK = threading.Lock()  # cloudpickle's by-value registry is process-wide
 
@@ -64,12 +82,21 @@ def reply(s, result):
         data = pickle.dumps(("err", RuntimeError("cannot send the result back: %r" % (exc,)),
                              traceback.format_exc()))
     s.sendall(struct.pack("=Q", len(data)) + data)
+def flush():
+    # os._exit skips the interpreter's own flush: a pipe or file behind sys.stdout is
+    # block-buffered, and what the call printed would be lost.
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
 def run(s, request):
     try:
         fn, args, kwargs = request
         result = ("ok", fn(*args, **kwargs))
     except BaseException as exc:
         result = ("err", exc, traceback.format_exc())
+    flush()
     reply(s, result)
 for name in init["preload"]:
     try:
@@ -142,6 +169,16 @@ class Caller:
                 [sys.executable, "-S", "-c", _ZYGOTE, str(child.fileno())],
                 stdin=subprocess.DEVNULL, pass_fds=[child.fileno()],
                 env=self._environment())
+        except SpawnError as exc:
+            parent.close()
+            if exc.step == "exec":
+                prefix = sys.prefix
+                raise CallError(
+                    f"the sandbox cannot run this Python interpreter, {sys.executable} "
+                    f"({exc}): its root does not have it at that path. Give a rootfs or image "
+                    "that has this interpreter there, or bind it and its prefix in "
+                    f"(binds=[\"{prefix}:{prefix}:ro\"])") from exc
+            raise
         except BaseException:
             parent.close()
             raise
@@ -169,8 +206,17 @@ class Caller:
                 env[key] = os.environ[key]
         return env
 
+    def alive(self) -> bool:
+        """Whether the zygote still runs."""
+        return self._proc.poll() is None
+
     def call(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
              timeout: float | None) -> Any:
+        """``fn(*args, **kwargs)`` in a fork of the zygote, its result or exception.
+
+        Raises CallDied (the process died without an answer), CallError (the zygote is gone,
+        the call cannot be pickled), TimeoutError (``timeout`` ran out: the process was
+        killed)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             kind, error, tb = self._attempt(fn, args, kwargs, deadline, timeout)
@@ -216,10 +262,13 @@ class Caller:
             mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             pidfd = -1
             try:
-                socket.send_fds(self._sock, [b"C"], [theirs.fileno()])
-                theirs.close()
-                mine.sendall(struct.pack("=Q", len(payload)) + payload)
-                msg, fds, _, _ = socket.recv_fds(self._sock, 16, 1)
+                try:
+                    socket.send_fds(self._sock, [b"C"], [theirs.fileno()])
+                    theirs.close()
+                    mine.sendall(struct.pack("=Q", len(payload)) + payload)
+                    msg, fds, _, _ = socket.recv_fds(self._sock, 16, 1)
+                except OSError as exc:
+                    raise CallError(f"the sandbox's Python helper is gone ({exc})") from None
                 if msg != b"P" or not fds:
                     raise CallError("the sandbox's Python helper is gone")
                 pidfd = fds[0]
@@ -230,14 +279,15 @@ class Caller:
                     signal.pidfd_send_signal(pidfd, signal.SIGKILL)
                     self._status()
                     raise TimeoutError(f"sandboxed call of {fn!r} timed out after "
-                                       f"{timeout} s; its process was killed") from None
-                except EOFError:
+                                       f"{timeout:g} s; its process was killed") from None
+                except (EOFError, ConnectionResetError):
                     status = self._status()
-                    raise CallError(f"sandboxed call of {fn!r} died without a result "
-                                    f"({_describe(status)})") from None
+                    raise CallDied(f"sandboxed call of {fn!r} died without a result "
+                                   f"({_describe(status)})", status) from None
                 self._status()
             finally:
                 mine.close()
+                theirs.close()
                 if pidfd >= 0:
                     os.close(pidfd)
         kind, *rest = pickle.loads(reply)

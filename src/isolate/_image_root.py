@@ -13,7 +13,8 @@ import contextlib
 import os
 import secrets
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from isolate import _plan
 from isolate._fuse_root import FuseRoot, kernel_overlay_works
@@ -24,9 +25,39 @@ from isolate.image import Image, Store
 from isolate.image._binfmt import check_runnable
 from isolate.image._disk import remove_tree
 
-__all__ = ["DEFAULT_PATH", "ImageRoot", "image_command"]
+__all__ = ["DEFAULT_PATH", "ImageRoot", "find_image", "image_command", "open_store"]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def open_store(root: str | os.PathLike[str] | None = None) -> Store:
+    """The store at ``root``, else at ``$ISOLATE_STORE``, else the default one
+    (``/var/lib/isolate`` as root, ``$XDG_DATA_HOME/isolate`` otherwise): the one the CLI and
+    a ``Sandbox(image=...)`` without ``store=`` use."""
+    path = root or os.environ.get("ISOLATE_STORE") or None
+    return Store(os.path.abspath(path) if path else None)
+
+
+def find_image(store: Store, image: Image | str, pull: str = "missing",
+               progress: Callable[[Any], None] | None = None) -> Image:
+    """``image`` from ``store``: an :class:`Image` as it is there; a name (or id) pulled from
+    its registry as ``pull`` says -- when the store lacks it (``"missing"``), always, or never
+    (then a missing image is an error). ``progress`` gets the pull's events.
+
+    Raises:
+        ConfigError: a bad reference.
+        ImageError (ImageNotFound, Unauthorized, RegistryUnreachable, DigestMismatch ...):
+            the image is not in the store and cannot be pulled (or may not be).
+    """
+    if isinstance(image, Image):
+        return store.get(image.id)
+    if pull != "always" or image.startswith("sha256:"):
+        try:
+            return store.get(image)
+        except ImageError:
+            if pull == "never" or image.startswith("sha256:"):
+                raise
+    return store.pull(image, progress=progress)
 
 
 def image_command(image: Image, argv: Sequence[str] | None) -> list[str]:
@@ -117,9 +148,11 @@ class ImageRoot:
 
     @classmethod
     def open(cls, image: Image | str, store: Store | None, *,
-             mountpoints: Iterable[tuple[str, bool]], rootless: bool) -> ImageRoot:
-        """Look ``image`` up (pulling a name the store lacks), hold it, extract its layers and
-        make the scratch dir. ``mountpoints`` are ``(path, is_file)`` to exist in the root.
+             mountpoints: Iterable[tuple[str, bool]], rootless: bool,
+             pull: str = "missing") -> ImageRoot:
+        """Look ``image`` up in ``store`` (default: :func:`open_store`'s), pulling a name as
+        ``pull`` says (:func:`find_image`), hold it, extract its layers and make the scratch
+        dir. ``mountpoints`` are ``(path, is_file)`` to exist in the root.
 
         Raises:
             ConfigError: a bad reference.
@@ -127,14 +160,8 @@ class ImageRoot:
                 the image cannot be found, pulled or extracted.
             UnsupportedError: the image is for a platform this host cannot run.
         """
-        store = store if store is not None else Store()
-        if isinstance(image, Image):
-            img = store.get(image.id)
-        else:
-            try:
-                img = store.get(image)
-            except ImageError:
-                img = store.pull(image)
+        store = store if store is not None else open_store()
+        img = find_image(store, image, pull)
         check_runnable(img.platform)
         holder = f"sandbox-{os.getpid()}-{secrets.token_hex(6)}"
         store.hold(img, holder, for_process=True)

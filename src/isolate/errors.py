@@ -11,9 +11,11 @@ import errno as _errno
 import os
 
 __all__ = [
+    "AmbiguousError",
     "CallError",
     "CgroupError",
     "ConfigError",
+    "ConflictError",
     "DigestMismatch",
     "ImageError",
     "IsolateError",
@@ -21,6 +23,7 @@ __all__ = [
     "MountError",
     "NamespaceError",
     "NetworkError",
+    "NotFoundError",
     "SpawnError",
     "StateError",
     "UnsupportedError",
@@ -143,3 +146,23 @@ class DigestMismatch(ImageError):
         super().__init__(message)
         self.expected = expected
         self.actual = actual
+
+
+class NotFoundError(IsolateError, LookupError):
+    """No container, volume (or other named thing) answers to a name or id (``kind``,
+    ``ref``): Docker's "No such container"."""
+
+    def __init__(self, message: str, *, kind: str | None = None,
+                 ref: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.ref = ref
+
+
+class AmbiguousError(IsolateError, LookupError):
+    """An id prefix matches more than one container (or volume): give more of it."""
+
+
+class ConflictError(IsolateError):
+    """The request collides with what exists: a name in use, a volume in use by a
+    container (Docker's 409 Conflict)."""

@@ -23,10 +23,10 @@ import functools
 import os
 import queue
 import signal
-import socket
 import threading
 import warnings
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from isolate import _plan, _sys
 from isolate._plan import Mode, Op, OpFlag, OpKind, Plan, Report, Step
@@ -52,6 +52,9 @@ from isolate.errors import (
     NamespaceError,
     SpawnError,
 )
+
+if TYPE_CHECKING:
+    import socket
 
 __all__ = [
     "Child",
@@ -406,6 +409,8 @@ def _spawn(p: Plan, parent_step: Callable[[int], None] | None, inserted: int = -
         os.set_blocking(exit_r, False)
     try:
         if p.needs_sync:
+            import socket  # only plans with parent steps need it (start-up cost)
+
             sync_parent, child_sock = socket.socketpair(
                 socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
             sync_child = child_sock.detach()

@@ -14,23 +14,21 @@ process the sandbox started, and with them every mount and namespace they held.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import signal
+import stat
 import subprocess
+import sys
 import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import attrs
 
-from isolate import _shim, lowlevel, runtime
-from isolate._plan import Op, Plan
 from isolate._units import parse_seconds
-from isolate.cgroups import DEFAULT_RULES, CGroup, Limits
-from isolate.cgroups.cgroup import add_note
-from isolate.cgroups.devices import rule_for_node
 from isolate.errors import (
     CallError,
     ConfigError,
@@ -40,19 +38,19 @@ from isolate.errors import (
     StateError,
     UnsupportedError,
 )
-from isolate.fs.mounts import (
-    Bind,
-    Tmpfs,
-    check_container_path,
-)
-from isolate.namespaces import NamespaceKind
-from isolate.process import SandboxedPopen
-from isolate.runtime import RuntimeConfig
 
 if TYPE_CHECKING:
-    from isolate import security
+    # The building blocks are imported where they are first used (entering a sandbox, the
+    # first Bind, limits): 'import isolate.sandbox' stays cheap, and a sandbox without limits
+    # never loads the cgroup code.
+    from isolate import runtime, security
     from isolate._image_root import ImageRoot
+    from isolate._plan import Op, Plan
+    from isolate.cgroups import CGroup, Layout, Limits
+    from isolate.fs.mounts import Bind, Tmpfs
     from isolate.image import Image, Store
+    from isolate.namespaces import NamespaceKind
+    from isolate.runtime import RuntimeConfig
 
 __all__ = ["Sandbox", "SandboxConfig", "SandboxResult"]
 
@@ -66,18 +64,26 @@ _EMPTY = "/tmp/.isolate-empty"
 
 
 def _binds(value: Iterable[Bind | str]) -> tuple[Bind, ...]:
+    from isolate.fs.mounts import Bind
+
     if isinstance(value, (str, Bind)):
         value = [value]
     return tuple(b if isinstance(b, Bind) else Bind.parse(b) for b in value)
 
 
 def _devices(value: Iterable[runtime.Device | str]) -> tuple[runtime.Device, ...]:
+    if not value:
+        return ()
+    from isolate import runtime
+
     if isinstance(value, (str, runtime.Device)):
         value = [value]
     return tuple(d if isinstance(d, runtime.Device) else runtime.Device.parse(d) for d in value)
 
 
 def _tmpfs(value: Iterable[Tmpfs | str]) -> tuple[Tmpfs, ...]:
+    from isolate.fs.mounts import Tmpfs
+
     if isinstance(value, (str, Tmpfs)):
         value = [value]
     return tuple(t if isinstance(t, Tmpfs) else Tmpfs(t) for t in value)
@@ -97,7 +103,11 @@ def _env(value: Mapping[str, str] | None) -> tuple[tuple[str, str], ...] | None:
 
 
 def _cwd(value: str | None) -> str | None:
-    return None if value is None else check_container_path(value, "cwd")
+    if value is None:
+        return None
+    from isolate.fs.mounts import check_container_path
+
+    return check_container_path(value, "cwd")
 
 
 def _image(value: Image | str | None) -> Image | str | None:
@@ -160,6 +170,42 @@ def _overlay_mode(_: object, attribute: attrs.Attribute[str], value: object) -> 
         raise ConfigError(f"{attribute.name} must be 'auto', 'kernel' or 'fuse', not {value!r}")
 
 
+def _limits(value: Limits | Mapping[str, Any] | None) -> Limits | None:
+    """A :class:`Limits`, or a mapping of its fields (``{"memory_max": "64M"}``)."""
+    if value is None:
+        return None
+    from isolate.cgroups import Limits  # imported when first needed
+
+    if isinstance(value, Limits):
+        return value
+    if isinstance(value, Mapping):
+        names = {f.name for f in attrs.fields(Limits)}
+        unknown = sorted(str(k) for k in value if k not in names)
+        if unknown:
+            raise ConfigError(f"limits: unknown limit {_names(unknown)}"
+                              f"{_close_match(unknown[0], names)} (the fields of "
+                              "isolate.Limits: " + ", ".join(sorted(names)) + ")")
+        return Limits(**value)
+    raise ConfigError(f"limits must be an isolate.Limits or a mapping of its fields, not "
+                      f"{value!r}")
+
+
+def _pull(_: object, attribute: attrs.Attribute[str], value: object) -> None:
+    if value not in ("missing", "always", "never"):
+        raise ConfigError(f"pull must be 'missing', 'always' or 'never', not {value!r}")
+
+
+def _names(names: Sequence[str]) -> str:
+    return ", ".join(repr(n) for n in names)
+
+
+def _close_match(name: str, known: Iterable[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def _caps(value: Iterable[str] | security.CapabilitySet | None
           ) -> security.CapabilitySet | None:
     from isolate import security  # imported when first needed
@@ -197,8 +243,7 @@ class SandboxConfig:
     capabilities: security.CapabilitySet | None = attrs.field(default=None, converter=_caps)
     seccomp: security.SeccompProfile | bool = True
     user_namespace: bool | None = None
-    limits: Limits | None = attrs.field(default=None, validator=attrs.validators.optional(
-        attrs.validators.instance_of(Limits)))
+    limits: Limits | None = attrs.field(default=None, converter=_limits)
     best_effort: bool = False
     cgroupns: bool = True
     die_with_parent: bool = True
@@ -210,19 +255,27 @@ class SandboxConfig:
     #: Who mounts an image's overlay: "kernel", "fuse" (fuse-overlayfs) or "auto" (the
     #: kernel, falling back to fuse-overlayfs where it refuses a rootless overlay).
     overlay: str = attrs.field(default="auto", validator=_overlay_mode)
+    #: When to pull an image given by name, as ``isolate run --pull``: "missing" (when the
+    #: store lacks it), "always" (before each start), "never" (a missing image is an error).
+    pull: str = attrs.field(default="missing", validator=_pull)
 
     def __attrs_post_init__(self) -> None:
         if self.image is not None and self.rootfs is not None:
             raise ConfigError("give an image or a rootfs, not both")
         if self.store is not None and self.image is None:
             raise ConfigError("store is only used with image=")
+        if self.pull != "missing" and self.image is None:
+            raise ConfigError("pull is only used with image=")
         if self.rootfs is not None and not os.path.isdir(self.rootfs):
             raise ConfigError(f"rootfs {self.rootfs!r} is not a directory")
         for bind in self.binds:
             if not os.path.lexists(bind.source):
                 raise ConfigError(f"bind source {bind.source!r} does not exist")
-        for device in self.devices:
-            rule_for_node(device.source or device.path, device.access)  # a node, or ConfigError
+        if self.devices:
+            from isolate.cgroups.devices import rule_for_node
+
+            for device in self.devices:  # each a device node, or a ConfigError
+                rule_for_node(device.source or device.path, device.access)
         targets = [b.target for b in self.binds] + [t.target for t in self.tmpfs]
         for target in targets:
             if target == "/":
@@ -236,16 +289,39 @@ class SandboxConfig:
         return os.geteuid() != 0
 
 
+_OPTIONS = frozenset(f.name for f in attrs.fields(SandboxConfig))
+#: Where the memory controller counts OOM kills ("oom_kill N"): v2's file, then v1's.
+_OOM_FILES = ("memory.events", "memory.oom_control")
+
+
 # -- the preset: a SandboxConfig as a runtime config ---------------------------------------------
 
 def runtime_config(cfg: SandboxConfig) -> RuntimeConfig:
     """``cfg`` as the :class:`isolate.runtime.RuntimeConfig` its processes run with: the
     sandbox's strict defaults (no capabilities unless asked, no_new_privs, the default seccomp
-    profile, Docker's masked and read-only paths, a private /tmp per process) filled in.
+    profile, Docker's masked and read-only paths, a private /tmp per process) filled in, and
+    the read-only binds ``Sandbox.call`` needs (see ``_with_call_binds``).
 
     Raises:
         ConfigError: what the runtime config refuses.
     """
+    if cfg.image is None:
+        # The same config gives the same runtime config (records are frozen): a fresh sandbox
+        # per run reuses it. What it depends on besides cfg is in the key.
+        try:
+            return _cached_runtime_config(cfg, tuple(sys.path), sys.executable, os.geteuid())
+        except TypeError:  # an unhashable value somewhere (a custom profile's mapping)
+            pass
+    return _runtime_config(cfg)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_runtime_config(cfg: SandboxConfig, path: tuple[str, ...], executable: str,
+                           euid: int) -> RuntimeConfig:
+    return _runtime_config(cfg)
+
+
+def _runtime_config(cfg: SandboxConfig) -> RuntimeConfig:
     from isolate import runtime, security  # imported when first needed
     from isolate.namespaces import IdMap, NamespaceKind
 
@@ -285,7 +361,7 @@ def runtime_config(cfg: SandboxConfig) -> RuntimeConfig:
         # The host root brings its /sys along, read-only with the rest of it.
         mounts = [m for m in mounts if m.destination != "/sys"]
     mounts += [runtime.Mount.from_tmpfs(t) for t in cfg.tmpfs]
-    mounts += [runtime.Mount.from_bind(b) for b in cfg.binds]
+    mounts += [runtime.Mount.from_bind(b) for b in _with_call_binds(cfg)]
     seccomp = None
     if cfg.seccomp is not False and not cfg.privileged:
         seccomp = (cfg.seccomp if isinstance(cfg.seccomp, security.SeccompProfile)
@@ -300,7 +376,108 @@ def runtime_config(cfg: SandboxConfig) -> RuntimeConfig:
         die_with_parent=cfg.die_with_parent, init=cfg.init)
 
 
-def _controllers_for(limits: Limits | None, cgroup: CGroup, devices: bool) -> set[str]:
+def _with_call_binds(cfg: SandboxConfig) -> list[Bind]:
+    """``cfg.binds`` and, with the host's root, read-only binds of what ``Sandbox.call``'s
+    interpreter needs where the sandbox would hide it: this Python, its prefixes and its
+    ``sys.path`` entries below the private ``/tmp`` (a virtualenv of tox, nox or pytest) or
+    below a tmpfs or bind of ``cfg``. Each goes before the binds below it, so those stay on
+    top. Nothing is added in the usual case, where the interpreter lives in ``/usr``."""
+    from isolate.fs.mounts import Bind
+
+    binds = list(cfg.binds)
+    if cfg.rootfs is not None or cfg.image is not None:
+        return binds  # another root: the interpreter must be in it (Caller says so if not)
+    # What each path shows: the last mount above it decides (a hider, or a bind's source).
+    covers: list[tuple[str, str | None]] = [("/tmp", None)]
+    covers += [(t.target, None) for t in cfg.tmpfs]
+    covers += [(b.target, b.source) for b in cfg.binds]
+    # Only strings are compared here (this runs for every sandbox); the file system is asked
+    # only about the few paths that would be hidden.
+    hidden = sorted({p for p in _call_paths(sys.executable, sys.prefix, sys.exec_prefix,
+                                            sys.base_prefix, sys.base_exec_prefix,
+                                            tuple(sys.path))
+                     if not _shown(p, covers) and os.path.exists(p)})
+    added: list[str] = []
+    for path in hidden:
+        if not any(_below(path, a) for a in added):
+            added.append(path)
+    for path in added:
+        bind = Bind(path, path, readonly=True)
+        at = next((i for i, b in enumerate(binds) if _below(b.target, path)), len(binds))
+        binds.insert(at, bind)
+    return binds
+
+
+@functools.lru_cache(maxsize=8)
+def _call_paths(executable: str, *prefixes_and_path: str | tuple[str, ...]) -> frozenset[str]:
+    """The absolute paths a call's interpreter needs: the executable (and where its symlinks
+    lead), the prefixes and the ``sys.path`` entries."""
+    raw: list[str] = [executable, os.path.realpath(executable)]
+    for item in prefixes_and_path:
+        raw.extend([item] if isinstance(item, str) else item)
+    return frozenset(os.path.normpath(p) for p in raw if p and os.path.isabs(p))
+
+
+def _below(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip("/") + "/")
+
+
+def _shown(path: str, covers: Sequence[tuple[str, str | None]]) -> bool:
+    """Whether the sandbox shows the host's ``path`` at ``path``. A path that is itself a
+    hider (``/tmp``) counts as shown: binding it would undo the sandbox's own mount."""
+    for target, source in reversed(covers):
+        if path == target and source is None:
+            return True
+        if _below(path, target):
+            return source is not None and os.path.normpath(
+                os.path.join(source, os.path.relpath(path, target))) == path
+    return True
+
+
+# -- compiled once per config ----------------------------------------------------------------
+# A fresh sandbox per run (the way tests and CI jobs use one) would compile the same root and
+# the same process plan each time. Both are immutable, so they are kept per config, and per
+# what of the host they were compiled against (_host_view): a change there compiles anew.
+
+def _host_view(rc: RuntimeConfig) -> tuple[object, ...]:
+    """What a compiled root depends on of the host, at the cost of a few lstat calls: the
+    top-level entries (a spliced root binds them), which mount targets exist, and whether
+    each bind source is a file or a directory."""
+    def kind(path: str) -> int | None:
+        try:
+            return stat.S_IFMT(os.stat(path).st_mode)
+        except OSError:
+            return None
+
+    view: list[object] = [os.stat("/").st_mtime_ns]
+    for m in rc.mounts:
+        view.append(os.path.lexists(m.destination))
+        if m.type == "bind" and m.source is not None:
+            view.append(kind(m.source))
+    return tuple(view)
+
+
+@functools.lru_cache(maxsize=16)
+def _shared_root(rc: RuntimeConfig, host: tuple[object, ...]) -> tuple[Op, ...]:
+    from isolate import runtime
+
+    return runtime.root_ops(rc).shared
+
+
+@functools.lru_cache(maxsize=16)
+def _template(rc: RuntimeConfig, namespaces: tuple[tuple[NamespaceKind, int], ...],
+              cgroup_fds: tuple[int, ...], parent_pidfd: int, init_fd: int,
+              host: tuple[object, ...]) -> runtime.ProcessTemplate:
+    """The process plan of a sandbox whose shared namespaces (and cgroup files, pidfd of the
+    caller, init binary) are at these fd numbers: a later sandbox gets the same numbers when
+    the last one closed its fds, so a fresh sandbox per run reuses it."""
+    from isolate import runtime
+
+    return runtime.ProcessTemplate(rc, dict(namespaces), cgroup_fds=cgroup_fds,
+                                   parent_pidfd=parent_pidfd, init_fd=init_fd)
+
+
+def _controllers_for(limits: Limits | None, layout: Layout, devices: bool) -> set[str]:
     """The v1 controllers a sandbox's processes join: those its limits use, those that
     account for what it uses (memory and OOM kills, cpu, pids), and ``devices`` when it has a
     device policy. Each is one write per process on a v1 host; blkio without io limits and
@@ -313,9 +490,22 @@ def _controllers_for(limits: Limits | None, cgroup: CGroup, devices: bool) -> se
         wanted.add("cpuset")
     if limits is not None and (limits.io_weight is not None or limits.io_devices):
         wanted |= {"blkio", "io"}
-    if not any(h.version == 2 for h in cgroup.layout.hierarchies):
+    if layout.v2 is None:
         wanted.add("freezer")  # kill() freezes first where there is no cgroup.kill
     return wanted
+
+
+def _sandbox_layout(limits: Limits | None, *, devices: bool) -> tuple[Layout, set[str]]:
+    """The host's cgroup layout cut to the hierarchies a sandbox's processes join (and the
+    controllers they are): its group is made, limited and removed in those only, not in
+    every v1 hierarchy of a hybrid host (4 of 9 here), which halves what a limited sandbox
+    adds to its start and end."""
+    from isolate.cgroups import host_layout
+
+    layout = host_layout()
+    wanted = _controllers_for(limits, layout, devices)
+    return attrs.evolve(layout, v1=tuple(h for h in layout.v1 if h.controllers & wanted)), \
+        wanted
 
 
 def _make_shared_namespaces(rc: RuntimeConfig, root: Sequence[Op] = ()
@@ -329,7 +519,7 @@ def _make_shared_namespaces(rc: RuntimeConfig, root: Sequence[Op] = ()
     (not a process, not a bind mount) keeps the namespaces alive, and closing them frees
     them: nothing can outlive the sandbox.
     """
-    from isolate import runtime
+    from isolate import lowlevel, runtime
 
     shared = runtime.shared_plan(rc, root)
     try:
@@ -372,6 +562,12 @@ def _explain_overlay_failure(exc: MountError, cfg: SandboxConfig) -> None:
             "(fuse-overlayfs), or run as root") from exc
 
 
+def _add_note(error: BaseException, note: str) -> None:
+    from isolate.cgroups.cgroup import add_note
+
+    add_note(error, note)
+
+
 def _kill_all(procs: Iterable[subprocess.Popen[Any]]) -> None:
     """SIGKILL each process still running: as each is pid 1 of its own pid namespace, its
     whole tree goes with it."""
@@ -400,28 +596,66 @@ class SandboxResult(subprocess.CompletedProcess):  # type: ignore[type-arg]
 class Sandbox:
     """A place to run untrusted commands and functions, safe by default also for root callers.
 
-    ``Sandbox(**options)`` takes the fields of :class:`SandboxConfig`: ``rootfs``, ``readonly``,
-    ``binds`` (``Bind`` or ``"SRC:DST[:ro|rw][,dev]"``), ``devices`` (``"HOST[:CONTAINER][:rwm]"``
-    or :class:`isolate.runtime.Device`), ``tmpfs``, ``env``, ``cwd``, ``hostname``,
-    ``network`` (False: only ``lo``; True: the host's network), ``uid``/``gid``, ``timeout``
-    (seconds, for the whole sandbox), ``privileged``, ``capabilities`` (names kept),
-    ``seccomp`` (True, False or a :class:`isolate.security.SeccompProfile`),
-    ``user_namespace`` (default: only when not root), ``image``/``store``, ``overlay``
-    (who mounts an image: ``"auto"``, ``"kernel"`` or ``"fuse"`` for fuse-overlayfs),
-    ``limits`` (a :class:`isolate.Limits`), ``best_effort``, ``cgroupns``,
+    ``Sandbox(**options)`` takes the fields of :class:`SandboxConfig` as keyword arguments
+    (or one ``SandboxConfig``): ``rootfs``, ``readonly``, ``binds`` (``Bind`` or
+    ``"SRC:DST[:ro|rw][,dev]"``), ``devices`` (``"HOST[:CONTAINER][:rwm]"`` or
+    :class:`isolate.runtime.Device`), ``tmpfs``, ``env``, ``cwd``, ``hostname``, ``network``
+    (False: only ``lo``; True: the host's network), ``uid``/``gid``, ``timeout`` (seconds, for
+    the whole sandbox: past it the sandbox takes no new work), ``privileged``, ``capabilities``
+    (names kept), ``seccomp`` (True, False or a :class:`isolate.security.SeccompProfile`),
+    ``user_namespace`` (default: only when not root), ``image`` (an ``Image`` or a name),
+    ``store`` (default: ``$ISOLATE_STORE``, else the default store, as the CLI), ``pull``
+    (``"missing"``, ``"always"``, ``"never"``), ``overlay`` (who mounts an image:
+    ``"auto"``, ``"kernel"`` or ``"fuse"`` for fuse-overlayfs), ``limits`` (a
+    :class:`isolate.Limits` or a mapping of its fields), ``best_effort``, ``cgroupns``,
     ``die_with_parent`` (default True: a process gets SIGKILL when the caller's process ends,
     even SIGKILLed, so nothing outlives a crashed caller; the thread that started it may end
     before it), and ``init`` (default False: each process is pid 1 of its pid namespace;
     True: a tiny init is pid 1, reaps orphans, forwards signals, and the process is pid 2).
 
     Use it as a context manager; leaving the block ends every process the sandbox started.
-    Raises :class:`ConfigError` for bad options, before anything is started.
+    Raises :class:`ConfigError` for bad or unknown options, before anything is started.
     """
 
-    def __init__(self, config: SandboxConfig | None = None, /, **options: Any) -> None:
-        if config is not None and options:
+    def __init__(self, config: SandboxConfig | None = None, /, *,
+                 rootfs: str | os.PathLike[str] | None = None,
+                 readonly: bool = True,
+                 binds: Iterable[Bind | str] | Bind | str = (),
+                 tmpfs: Iterable[Tmpfs | str] | Tmpfs | str = (),
+                 devices: Iterable[runtime.Device | str] | runtime.Device | str = (),
+                 env: Mapping[str, str] | None = None,
+                 cwd: str | None = None,
+                 hostname: str = "sandbox",
+                 network: bool = False,
+                 uid: int | None = None,
+                 gid: int | None = None,
+                 timeout: float | None = None,
+                 privileged: bool = False,
+                 capabilities: Iterable[str] | security.CapabilitySet | None = None,
+                 seccomp: security.SeccompProfile | bool = True,
+                 user_namespace: bool | None = None,
+                 limits: Limits | Mapping[str, Any] | None = None,
+                 best_effort: bool = False,
+                 cgroupns: bool = True,
+                 die_with_parent: bool = True,
+                 init: bool = False,
+                 image: Image | str | None = None,
+                 store: Store | None = None,
+                 overlay: str = "auto",
+                 pull: str = "missing",
+                 **unknown: NoReturn) -> None:
+        # The keywords mirror SandboxConfig's fields (a test keeps them in step), so that a
+        # type checker catches a misspelt option; at run time it is a ConfigError naming it.
+        if unknown:
+            names = sorted(unknown)
+            raise ConfigError(f"unknown Sandbox option {_names(names)}"
+                              f"{_close_match(names[0], _OPTIONS)}")
+        options = {name: value for name, value in locals().items() if name in _OPTIONS}
+        if config is None:
+            config = SandboxConfig(**options)
+        elif any(options[f.name] != f.default for f in attrs.fields(SandboxConfig)):
             raise ConfigError("pass a SandboxConfig or keyword options, not both")
-        self.config = config if config is not None else SandboxConfig(**options)
+        self.config = config
         self._compiled: runtime.ProcessTemplate | None = None
         self._runtime: RuntimeConfig | None = None
         self._runtime_of: SandboxConfig | None = None
@@ -455,11 +689,15 @@ class Sandbox:
         if self._compiled is not None:
             raise StateError("the sandbox was entered already", current="open",
                              requested="enter")
+        from isolate import runtime
+        from isolate.namespaces import NamespaceKind
+
         try:
             self._make_cgroup()
             self._open_image()
             image_root = self._image_root
             rc = self.runtime
+            host = _host_view(rc) if image_root is None else ()
             shared_root: tuple[Op, ...] = ()
             chosen = False
             if image_root is not None and not self.config.rootless and self.config.readonly:
@@ -468,11 +706,12 @@ class Sandbox:
                 image_root.choose_overlay(self.config.overlay, None, writable=False,
                                           die_with_parent=self.config.die_with_parent)
                 chosen = True
-            if image_root is None or (chosen and image_root.fuse is None):
-                # The root is the same for every process: build it once, here. (Otherwise an
-                # image's overlay is chosen below, once the user namespace exists.)
-                shared_root = runtime.root_ops(
-                    rc, image_root.overlay_op(0) if image_root else None).shared
+            if image_root is None:
+                # The root is the same for every process: build it once, here.
+                shared_root = _shared_root(rc, host)
+            elif chosen and image_root.fuse is None:
+                # (Otherwise an image's overlay is chosen below, once the user namespace exists.)
+                shared_root = runtime.root_ops(rc, image_root.overlay_op(0)).shared
             try:
                 self._namespaces = _make_shared_namespaces(rc, shared_root)
             except MountError as exc:
@@ -489,19 +728,25 @@ class Sandbox:
                                           die_with_parent=self.config.die_with_parent)
             if self.config.die_with_parent:
                 self._parent_pidfd = os.pidfd_open(os.getpid())
-            init_path = _shim.init_binary() if self.config.init else None
-            if init_path is not None:
-                # Opened here, before any root changes: the static init runs in any root.
-                self._init_fd = os.open(init_path, os.O_PATH | os.O_CLOEXEC)
-            mount_join, after_user = (image_root.mount_join() if image_root is not None
-                                      else (None, False))
-            self._compiled = runtime.ProcessTemplate(
-                rc, self._namespaces, cgroup_fds=self._cgroup_fds, mount_join=mount_join,
-                join_after_user=after_user,
-                root=image_root.overlay_op(0) if image_root is not None else None,
-                per_process_root=(image_root is not None and not self.config.readonly
-                                  and image_root.upper_per_process),
-                parent_pidfd=self._parent_pidfd, init_fd=self._init_fd)
+            if self.config.init:
+                from isolate import _shim
+
+                init_path = _shim.init_binary()
+                if init_path is not None:
+                    # Opened here, before any root changes: the static init runs in any root.
+                    self._init_fd = os.open(init_path, os.O_PATH | os.O_CLOEXEC)
+            if image_root is None:
+                self._compiled = _template(rc, tuple(self._namespaces.items()),
+                                           tuple(self._cgroup_fds), self._parent_pidfd,
+                                           self._init_fd, host)
+            else:
+                mount_join, after_user = image_root.mount_join()
+                self._compiled = runtime.ProcessTemplate(
+                    rc, self._namespaces, cgroup_fds=self._cgroup_fds, mount_join=mount_join,
+                    join_after_user=after_user, root=image_root.overlay_op(0),
+                    per_process_root=(not self.config.readonly
+                                      and image_root.upper_per_process),
+                    parent_pidfd=self._parent_pidfd, init_fd=self._init_fd)
         except BaseException as exc:
             self._release(exc)
             raise
@@ -548,16 +793,22 @@ class Sandbox:
                 f"devices {', '.join(narrowed)} ask for less access than rwm, which only a "
                 "device cgroup enforces, and only root may give a cgroup a device policy",
                 missing="a device cgroup")
+        from isolate.cgroups import CGroup
+
+        # Where a device policy may go, the devices hierarchy too (joined only if it does).
+        layout, controllers = _sandbox_layout(cfg.limits, devices=not cfg.privileged)
         try:
-            self.cgroup = CGroup.create(limits=cfg.limits, best_effort=cfg.best_effort)
+            self.cgroup = CGroup.create(limits=cfg.limits, best_effort=cfg.best_effort,
+                                        layout=layout)
         except UnsupportedError as exc:
             if not cfg.best_effort or narrowed:
                 raise
             warnings.warn(f"sandbox runs without resource limits: {exc}", RuntimeWarning,
                           stacklevel=3)
             return
-        policy = not cfg.privileged and self._set_device_policy()
-        for path in self.cgroup.procs_files(_controllers_for(cfg.limits, self.cgroup, policy)):
+        if not cfg.privileged and not self._set_device_policy():
+            controllers.discard("devices")
+        for path in self.cgroup.procs_files(controllers):
             self._cgroup_fds.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
 
     def _set_device_policy(self) -> bool:
@@ -566,6 +817,9 @@ class Sandbox:
         rootless sandbox cannot make or open device nodes of its own anyway)."""
         cfg = self.config
         assert self.cgroup is not None
+        from isolate.cgroups import DEFAULT_RULES
+        from isolate.cgroups.devices import rule_for_node
+
         rules = [*DEFAULT_RULES, *(rule_for_node(d.source or d.path, d.access)
                                    for d in cfg.devices)]
         try:
@@ -586,11 +840,12 @@ class Sandbox:
         cfg = self.config
         if cfg.image is None:
             return
+        from isolate import runtime
         from isolate._image_root import ImageRoot, check_rootless_user
 
         mountpoints = runtime.mountpoints(runtime_config(cfg))
         root = ImageRoot.open(cfg.image, cfg.store, mountpoints=mountpoints,
-                              rootless=cfg.rootless)
+                              rootless=cfg.rootless, pull=cfg.pull)
         self._image_root = root
         defaults = root.defaults()
         env: dict[str, str] = dict(defaults["env"])  # type: ignore[call-overload]
@@ -658,7 +913,7 @@ class Sandbox:
             except (OSError, IsolateError) as exc:
                 if error is None:
                     raise
-                add_note(error, f"while removing the sandbox's image scratch dir: {exc}")
+                _add_note(error, f"while removing the sandbox's image scratch dir: {exc}")
         cgroup, self.cgroup = self.cgroup, None
         if cgroup is None:
             return
@@ -667,7 +922,7 @@ class Sandbox:
         except IsolateError as exc:
             if error is None:
                 raise
-            add_note(error, f"while removing the sandbox's cgroup: {exc}")
+            _add_note(error, f"while removing the sandbox's cgroup: {exc}")
 
     def _expire(self) -> None:
         with self._lock:
@@ -680,20 +935,41 @@ class Sandbox:
             warnings.warn("an isolate.Sandbox was not closed; leave its with block or call "
                           "close()", ResourceWarning, stacklevel=2, source=self)
 
-    def _check_open(self) -> None:
+    def _check_open(self, requested: str = "run") -> None:
+        """Refuse work once closed, or once the sandbox's timeout has passed: an expired
+        sandbox has killed its processes (the call helper too) and takes nothing new, the same
+        way whichever thread notices first (the deadline, not the timer, decides)."""
         if self._closed:
-            raise StateError("the sandbox is closed", current="closed", requested="run")
+            raise StateError("the sandbox is closed", current="closed", requested=requested)
+        self._remaining(None, requested)
 
-    def _remaining(self, timeout: float | None) -> float | None:
+    def _remaining(self, timeout: float | None, requested: str = "run") -> float | None:
+        """``timeout`` cut to what is left of the sandbox's own; StateError when none is."""
         if self._deadline is None:
             return timeout
-        left = max(self._deadline - time.monotonic(), 0.001)
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise StateError(f"the sandbox's timeout of {self.config.timeout:g} s has expired; "
+                             "it ended its processes and takes no new work", current="expired",
+                             requested=requested)
         return left if timeout is None else min(timeout, left)
 
     def oom_kills(self) -> int:
         """How many processes of this sandbox the OOM killer has killed (0 without limits)."""
         if self.cgroup is None:
             return 0
+        # Read before and after every run: the memory controller's one counter, not every
+        # event of every hierarchy (a fifth of the cost).
+        for name in _OOM_FILES:
+            try:
+                text = self.cgroup.read_control("memory", name)
+            except UnsupportedError:
+                break
+            if text is not None:
+                for line in text.splitlines():
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill" and value.strip().isdigit():
+                        return int(value)
         return self.cgroup.events().oom_kill
 
     # -- running commands ---------------------------------------------------------------------
@@ -723,10 +999,11 @@ class Sandbox:
         closed, and :class:`isolate.errors.SpawnError` (or ``MountError``...) naming the set-up
         step or the program that failed.
         """
-        self._check_open()
         if self._compiled is None:
+            self._check_open()
             raise StateError("use the sandbox in a with block (or call __enter__) first",
                              current="new", requested="run")
+        self._check_open()
         if isinstance(argv, (str, bytes)):
             raise ConfigError("argv must be a sequence of arguments, not a string")
         argv = [os.fsdecode(a) for a in argv]
@@ -736,8 +1013,7 @@ class Sandbox:
             if popen_kwargs.get(bad):
                 raise ConfigError(f"{bad} is not supported in a sandbox")
         environment = self.environment(env)
-        workdir = (check_container_path(cwd, "cwd") if cwd is not None
-                   else self.config.cwd or "/")
+        workdir = _cwd(cwd) or self.config.cwd or "/"
         compiled = self._compiled
         upper = None
         if compiled.per_process_root and self._image_root is not None:
@@ -753,6 +1029,8 @@ class Sandbox:
         with self._lock:
             self._check_open()
             try:
+                from isolate.process import SandboxedPopen
+
                 proc = SandboxedPopen(argv, plan_factory=factory, **popen_kwargs)
             except MountError as exc:
                 _explain_root_failure(exc)
@@ -816,27 +1094,81 @@ class Sandbox:
     def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run ``fn(*args, **kwargs)`` in the sandbox and return its result.
 
-        ``fn``, its arguments and its result must be picklable (a module-level function).
-        An exception raised by ``fn`` is re-raised here, with the child's traceback text
-        attached as a note. The sandbox must be able to run this Python interpreter (the
-        default host root can; a custom ``rootfs`` needs it inside).
+        ``fn``, its arguments and its result must be picklable by cloudpickle (functions of
+        ``__main__``, lambdas and closures go by value). An exception raised by ``fn`` is
+        re-raised here, with the child's traceback text attached as a note. The sandbox must be
+        able to run this Python interpreter: with the host's root it can (the interpreter, its
+        prefix and ``sys.path`` are bound in read-only where the sandbox would hide them, as a
+        virtualenv under ``/tmp``); a custom ``rootfs`` or image needs it inside. What ``fn``
+        prints reaches the caller's stdout and stderr before ``call`` returns. For a timeout of
+        this call alone, use :meth:`call_with`.
 
-        Raises :class:`isolate.errors.CallError` (a :class:`RuntimeError`) when the child
-        dies without answering, :class:`TimeoutError` when the sandbox's timeout ends it.
+        Raises:
+            CallError: (a :class:`RuntimeError`) the call's process died without answering
+                (the message says when the OOM killer ended it), or the helper interpreter
+                cannot start.
+            TimeoutError: the sandbox's timeout ended the call.
+            StateError: the sandbox is closed, or its timeout had passed already.
         """
-        self._check_open()
-        from isolate._caller import Caller
+        return self.call_with(fn, args, kwargs)
+
+    def call_with(self, fn: Callable[..., T], /, args: Sequence[Any] = (),
+                  kwargs: Mapping[str, Any] | None = None, *,
+                  timeout: float | None = None) -> T:
+        """:meth:`call` with options: run ``fn(*args, **kwargs)`` in the sandbox.
+
+        ``fn``'s arguments come as a tuple and a dict (as ``threading.Thread(target, args,
+        kwargs)`` and ``multiprocessing.Pool.apply`` take them), so that isolate's own
+        keywords cannot collide with ``fn``'s. ``timeout`` (seconds) limits this call: when it
+        runs out, the call's process is killed and :class:`TimeoutError` raised, and the
+        sandbox stays usable; the sandbox's own timeout applies as well.
+
+        Raises what :meth:`call` raises, and ConfigError for a bad ``timeout``.
+        """
+        timeout = _timeout(timeout)
+        self._check_open("call")
+        if self._compiled is None:
+            raise StateError("use the sandbox in a with block (or call __enter__) first",
+                             current="new", requested="call")
+        from isolate._caller import CallDied, Caller
 
         with self._caller_lock:
-            if self._caller is None:
-                self._caller = Caller(self)
             caller = self._caller
+            if caller is None or not caller.alive():
+                # The helper is started on the first call, and again if it died (an OOM kill
+                # may pick it rather than the call's process).
+                self._caller = None
+                if caller is not None:
+                    caller.close()
+                caller = self._caller = Caller(self)
+        left = self._remaining(timeout, "call")
+        # Which deadline comes first decides whose timeout a TimeoutError reports.
+        by_sandbox = left is not None and (timeout is None or left < timeout)
+        expired = TimeoutError(f"sandboxed call of {fn!r} ended by the sandbox's timeout of "
+                               f"{self.config.timeout} s")
+        oom_before = self.oom_kills()
         try:
-            result: T = caller.call(fn, args, kwargs, self._remaining(None))
+            result: T = caller.call(fn, tuple(args), dict(kwargs or {}), left)
         except CallError as exc:
-            # The sandbox's timer may end the helper a moment before the call's own deadline.
+            # The sandbox's timer may end the call (and the helper) a moment before the
+            # call's own deadline.
             if self._deadline is not None and time.monotonic() >= self._deadline:
-                raise TimeoutError(f"sandboxed call of {fn!r} ended by the sandbox's timeout "
-                                   f"of {self.config.timeout} s") from exc
+                raise expired from exc
+            if (isinstance(exc, CallDied) and exc.signal == signal.SIGKILL
+                    and self.oom_kills() > oom_before):
+                raise CallError(f"sandboxed call of {fn!r} was killed by the OOM killer: out of "
+                                f"memory{self._memory_limit_text()}") from exc
+            raise
+        except TimeoutError:
+            if by_sandbox:
+                raise expired from None
             raise
         return result
+
+    def _memory_limit_text(self) -> str:
+        from isolate._units import human_size
+
+        limits = self.config.limits
+        if limits is None or limits.memory_max is None:
+            return ""
+        return f" (the sandbox's memory limit is {human_size(limits.memory_max)})"

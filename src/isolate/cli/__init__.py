@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import gc
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -82,4 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def entry() -> NoReturn:
     """The ``isolate`` console script: :func:`main` with ``sys.argv``, then exit."""
-    sys.exit(main())
+    status = main()
+    # The process ends now: what it made lives until then anyway, so the collector need not
+    # walk it at exit (for 'isolate run' that walk costs more than the sandbox did). Exit is
+    # otherwise the usual one: threads are joined, atexit handlers and finalizers run.
+    gc.freeze()
+    sys.exit(status)

@@ -7,9 +7,7 @@ name prints (ids, names, a table, JSON). Progress bars go to stderr, and only to
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
 import sys
 import threading
 import time
@@ -31,10 +29,11 @@ def add_store_option(p: argparse.ArgumentParser) -> None:
 
 
 def open_store(args: argparse.Namespace) -> Store:
-    """The store ``--store`` names, else ``$ISOLATE_STORE``, else the default one."""
-    from isolate.image import Store
-    root = args.store or os.environ.get("ISOLATE_STORE") or None
-    return Store(os.path.abspath(root) if root else None)
+    """The store ``--store`` names, else ``$ISOLATE_STORE``, else the default one (the one a
+    ``Sandbox(image=...)`` uses, by the same code)."""
+    from isolate._image_root import open_store as store_at
+
+    return store_at(args.store)
 
 
 class ProgressBars:
@@ -107,6 +106,8 @@ def _since(created: str | None) -> str:
     if not created:
         return "N/A"
     try:
+        import datetime  # only 'isolate images' shows ages
+
         when = datetime.datetime.fromisoformat(created.replace("Z", "+00:00"))
     except ValueError:
         return created

@@ -8,7 +8,6 @@ option, since a command line is visible to every user of the machine (``/proc/PI
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 from typing import Any
 
@@ -38,6 +37,8 @@ def _read_password(args: argparse.Namespace) -> str:
         return sys.stdin.read().rstrip("\r\n")
     if not sys.stdin.isatty():
         raise _LoginInputError("no terminal to ask for a password on: use --password-stdin")
+    import getpass  # (and termios) only when asking
+
     return getpass.getpass("Password: ")
 
 

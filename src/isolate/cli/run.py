@@ -18,15 +18,16 @@ import sys
 import time
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from isolate._units import human_size, parse_decimal, parse_seconds, parse_size
-from isolate.cgroups import Limits
-from isolate.cgroups.limits import MAX_PIDS
 from isolate.cli import UsageError
 from isolate.cli.images import add_store_option, open_store, progress_for
 from isolate.errors import ConfigError
 from isolate.sandbox import Sandbox
+
+if TYPE_CHECKING:
+    from isolate.cgroups import Limits
 
 __all__ = ["register"]
 
@@ -163,9 +164,15 @@ def _make_limits(args: argparse.Namespace) -> Limits | None:
     if args.cpus is not None:
         values["cpus"] = args.cpus
     if args.pids_limit is not None and args.pids_limit != "-1":
+        from isolate.cgroups.limits import MAX_PIDS
+
         values["pids_max"] = parse_decimal(args.pids_limit, name="--pids-limit",
                                            maximum=MAX_PIDS)
-    return Limits(**values) if values else None
+    if not values:
+        return None  # without limits, the cgroup code is never loaded
+    from isolate.cgroups import Limits
+
+    return Limits(**values)
 
 
 def _split_image(args: argparse.Namespace) -> tuple[str | None, list[str]]:
@@ -189,18 +196,14 @@ def _split_image(args: argparse.Namespace) -> tuple[str | None, list[str]]:
 
 
 def _image(args: argparse.Namespace, name: str) -> Any:
-    from isolate.image import ImageError
+    """(store, image): ``name`` found or pulled as ``--pull`` says, the way a Sandbox does it
+    (the same code), with progress bars on a terminal."""
+    from isolate._image_root import find_image
 
     store = open_store(args)
-    if args.pull != "always":
-        try:
-            return store, store.get(name)
-        except ImageError:
-            if args.pull == "never":
-                raise
     bars = progress_for(f"Pulling {name}")
     try:
-        return store, store.pull(name, progress=bars)
+        return store, find_image(store, name, args.pull, progress=bars)
     finally:
         if bars is not None:
             bars.close()

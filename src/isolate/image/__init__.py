@@ -7,20 +7,25 @@ spawns or touches namespaces.
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from isolate.errors import DigestMismatch, ImageError
 from isolate.image.config import Image, ImageConfig
-from isolate.image.credentials import CredentialHelperError, Credentials
 from isolate.image.oci import Descriptor
 from isolate.image.reference import Platform, Reference
-from isolate.image.registry import (
-    ImageNotFound,
-    Progress,
-    RegistryUnreachable,
-    Unauthorized,
-    login,
-    logout,
-)
 from isolate.image.store import DiskUsage, GcReport, Store
+
+if TYPE_CHECKING:
+    from isolate.image.credentials import CredentialHelperError, Credentials
+    from isolate.image.registry import (
+        ImageNotFound,
+        Progress,
+        RegistryUnreachable,
+        Unauthorized,
+        login,
+        logout,
+    )
 
 __all__ = [
     "CredentialHelperError",
@@ -42,3 +47,34 @@ __all__ = [
     "login",
     "logout",
 ]
+
+# The registry client (http.client, ssl, email) and the credential helpers load when first
+# used: running an image that is in the store needs neither.
+_LAZY = {
+    "CredentialHelperError": "isolate.image.credentials",
+    "Credentials": "isolate.image.credentials",
+    "ImageNotFound": "isolate.image.registry",
+    "Progress": "isolate.image.registry",
+    "RegistryUnreachable": "isolate.image.registry",
+    "Unauthorized": "isolate.image.registry",
+    "login": "isolate.image.registry",
+    "logout": "isolate.image.registry",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Load a name of the registry client or the credential helpers when first used.
+
+    Raises AttributeError for a name the package does not have.
+    """
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'isolate.image' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """The module's names, the lazy ones among them (what ``help(isolate.image)`` lists)."""
+    return sorted({*globals(), *_LAZY})

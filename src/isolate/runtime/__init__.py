@@ -21,6 +21,7 @@ from isolate.runtime.compiler import (
     root_ops,
     shared_plan,
     standard_mounts,
+    view_plan,
 )
 from isolate.runtime.config import (
     DEFAULT_DEVICES,
@@ -59,4 +60,5 @@ __all__ = [
     "root_ops",
     "shared_plan",
     "standard_mounts",
+    "view_plan",
 ]

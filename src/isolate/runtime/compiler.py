@@ -49,6 +49,7 @@ __all__ = [
     "root_ops",
     "shared_plan",
     "standard_mounts",
+    "view_plan",
 ]
 
 _STAGING = "/tmp"
@@ -214,7 +215,9 @@ def root_ops(cfg: RuntimeConfig, root: Op | None = None) -> RootOps:
                                       optional=dev.optional))
             device_slots.append((slot, dev.path, dev.source))
         slot += 1
-    shared_mounts = [m for m in cfg.mounts if not m.per_process]
+    # A per-process mount with shared mounts below it is made once here too: their mount
+    # points live in it, and each process takes them over into its own (_process_ops).
+    shared_mounts = [m for m in cfg.mounts if not m.per_process or _shared_below(cfg, m)]
     bind_slots: dict[int, int] = {}
     for i, m in enumerate(shared_mounts):
         if m.type == "bind":
@@ -316,6 +319,17 @@ def _dev_ops(device_slots: Sequence[tuple[int, str, str]]) -> list[Op]:
     return out
 
 
+def _shared_below(cfg: RuntimeConfig, per_process: Mount) -> list[Mount]:
+    """The shared mounts right below a per-process one (not below each other)."""
+    prefix = per_process.destination.rstrip("/") + "/"
+    out: list[Mount] = []
+    for m in cfg.mounts:
+        if not m.per_process and m.destination.startswith(prefix) and not any(
+                m.destination.startswith(o.destination.rstrip("/") + "/") for o in out):
+            out.append(m)
+    return out
+
+
 def _process_ops(cfg: RuntimeConfig) -> list[Op]:
     """After the pivot, for one process: a fresh /proc (masked as Docker masks it), the
     per-process mounts, the sysctls.
@@ -332,9 +346,18 @@ def _process_ops(cfg: RuntimeConfig) -> list[Op]:
         if m.per_process:
             if m.type == "bind":
                 raise ConfigError(f"a per-process bind ({m.destination}) is not supported")
+            # Shared mounts below it (a bind of a test's temp dir under a private /tmp) are
+            # cloned before it covers them and attached again on top of it.
+            below = list(enumerate(_shared_below(cfg, m), start=_SLOTS - len(cfg.mounts)))
+            ops.extend(P.open_tree(s.destination, slot, note=f"keep {s.destination}")
+                       for slot, s in below)
             op = _mount_op(m, in_root=False)
             ops.append(attrs.evolve(op, note=f"mount a private {m.destination}"
                                     if m.destination == "/tmp" else op.note))
+            for slot, s in below:
+                is_file = s.type == "bind" and not os.path.isdir(s.source or "/")
+                ops.append(P.move_mount(slot, s.destination, in_root=False, is_file=is_file,
+                                        source=s.destination))
     for path in cfg.masked_paths:
         if path.startswith("/proc/") and os.path.exists(path):
             ops.append(Op(OpKind.MASK, s2=path.encode(), note=f"mask {path}"))
@@ -441,7 +464,10 @@ def _child_maps_itself(cfg: RuntimeConfig) -> bool:
 
 
 def _self_map_ops(cfg: RuntimeConfig) -> list[Op]:
-    uid, gid = cfg.uid_mappings[0], cfg.gid_mappings[0]
+    return _write_self_maps(cfg.uid_mappings[0], cfg.gid_mappings[0])
+
+
+def _write_self_maps(uid: IdMap, gid: IdMap) -> list[Op]:
     return [
         _plan.write_file("/proc/self/setgroups", b"deny"),
         _plan.write_file("/proc/self/uid_map", uid.line().encode()),
@@ -810,4 +836,36 @@ def exec_plan(cfg: RuntimeConfig, namespaces: Mapping[NamespaceKind, int], *,
     p.extend(extra)
     identity = identity_ops(cfg, user)
     p.extend(_tail(cfg, proc.args, proc.env_dict, proc.cwd, fds, identity, _seccomp_op(cfg)))
+    return p
+
+
+# -- views: a tree mounted for the caller to read or write through an fd ------------------------
+
+def view_plan(root: Op, *, self_map: tuple[IdMap, IdMap] | None = None) -> Plan:
+    """The plan of a short-lived child that mounts ``root`` (an op putting a tree in slot 0,
+    such as an image overlay) in a mount namespace of its own, opens the tree and that
+    namespace for the caller and exits without exec'ing. Spawn it, wait for it, and take the
+    two fds from ``Child.opened`` (the tree's first): the mount lives as long as they do, in a
+    namespace no process is in, so nothing is ever mounted where others see it.
+    ``self_map``: (uid, gid) maps of our own ids for a new user namespace, when an ordinary
+    user mounts an overlay.
+
+    The tree's fd is an ``O_PATH`` directory; open what is under it with ``RESOLVE_IN_ROOT``
+    so that the tree's symlinks stay inside it. Keep the namespace's fd as long: in a tree no
+    namespace holds any more, the kernel refuses (EAGAIN) every such lookup that follows a
+    symlink with ``..`` in it.
+    """
+    target = _STAGING + "/.isolate-view"
+    flags = _plan.CLONE_NEWNS | (_plan.CLONE_NEWUSER if self_map else 0)
+    p = Plan(flags, Mode.VFORK, share_files=True)
+    if self_map is not None:
+        p.extend(_write_self_maps(*self_map))
+    p.add(Op(OpKind.MOUNT, a=MS_REC | MS_SLAVE, s2=b"/",
+             note="keep mounts from propagating out (rslave /)"))
+    p.add(root)
+    p.extend([_plan.mount("tmpfs", _STAGING, "tmpfs", MS_NOSUID | MS_NODEV, "mode=700,size=16k"),
+              _plan.mkdir(target, in_root=False),
+              _plan.move_mount(0, target, in_root=False, create=False, source="the tree"),
+              _plan.open_(target, os.O_PATH | os.O_DIRECTORY, note="open the mounted tree"),
+              _plan.open_("/proc/self/ns/mnt", note="open the mount namespace")])
     return p

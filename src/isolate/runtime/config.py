@@ -211,6 +211,11 @@ def _env(value: Mapping[str, str] | Iterable[tuple[str, str]] | Iterable[str]
     return tuple(out.items())
 
 
+#: ``process.env`` as the config takes it (a mapping, pairs or ``KEY=VALUE`` strings, later
+#: keys win), for front-ends that take environments too. Raises ConfigError.
+parse_env = _env
+
+
 def _cwd(value: str) -> str:
     return check_container_path(value, "cwd")
 

@@ -1,0 +1,179 @@
+"""The in-process supervisor: a container's first process as a child of this Python process.
+
+Used where ``isolate-shim`` (the C supervisor that outlives its caller) is not built. It keeps
+the shim's files in the state dir (``shim.lock`` held while it supervises, ``shim.pid``,
+``container.pid``, ``start.json``, ``exit.json``, the json-file log), so every reader treats
+both alike. The container dies with this process (a parent-death signal): a reader then finds
+the lock free and no exit record, and reports it dead. No restart policies, no attach.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import select
+import threading
+from collections.abc import Callable, Sequence
+
+from isolate import lowlevel
+from isolate.container.state import format_time, now, write_json
+from isolate.runtime import ContainerPlan
+
+__all__ = ["InProcessSupervisor"]
+
+_LINE_MAX = 16384
+
+
+def _oom_kills(cgroup_dir: str | None) -> int:
+    if cgroup_dir is None:
+        return -1
+    for name in ("memory.events", "memory.oom_control"):
+        try:
+            with open(os.path.join(cgroup_dir, name), encoding="ascii") as f:
+                for line in f:
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+        except (OSError, ValueError):
+            continue
+    return -1
+
+
+class _Log:
+    """Docker's json-file format, one record per line of output (16 KiB at most)."""
+
+    def __init__(self, path: str | None) -> None:
+        self.fd = -1 if path is None else os.open(
+            path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        self.partial = {"stdout": b"", "stderr": b""}
+
+    def _record(self, stream: str, data: bytes) -> None:
+        if self.fd < 0:
+            return
+        rec = json.dumps({"log": data.decode("utf-8", "replace"), "stream": stream,
+                          "time": now()}, ensure_ascii=False)
+        try:
+            os.write(self.fd, rec.encode() + b"\n")
+        except OSError:
+            pass  # a full disk never stops the container
+
+    def data(self, stream: str, data: bytes) -> None:
+        buf = self.partial[stream] + data
+        while True:
+            nl = buf.find(b"\n")
+            if nl < 0 or nl >= _LINE_MAX:
+                break
+            self._record(stream, buf[:nl + 1])
+            buf = buf[nl + 1:]
+        while len(buf) >= _LINE_MAX:
+            self._record(stream, buf[:_LINE_MAX])
+            buf = buf[_LINE_MAX:]
+        self.partial[stream] = buf
+
+    def flush(self) -> None:
+        for stream, rest in self.partial.items():
+            if rest:
+                self._record(stream, rest)
+            self.partial[stream] = b""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class InProcessSupervisor:
+    """Start one run of a container and watch it from a daemon thread of this process."""
+
+    def __init__(self, state_dir: str) -> None:
+        self.dir = state_dir
+
+    def start(self, make_plan: Callable[[Sequence[tuple[int, int]]], ContainerPlan], *,
+              log: str | None, oom_cgroup: str | None) -> tuple[int, int]:
+        """Spawn the first process of ``make_plan(fds)`` (the fds are stdio for it) and
+        return (its pid, the supervisor's pid).
+
+        Raises:
+            StateError: another supervisor holds the container.
+            what :func:`isolate.lowlevel.spawn` raises.
+        """
+        from isolate.errors import StateError
+
+        lock = os.open(os.path.join(self.dir, "shim.lock"),
+                       os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lock)
+            raise StateError("another supervisor holds the container", current="running",
+                             requested="start") from None
+        fds: list[int] = []
+        try:
+            for name in ("exit.json", "start.json", "container.pid"):
+                try:
+                    os.unlink(os.path.join(self.dir, name))
+                except FileNotFoundError:
+                    pass
+            with open(os.path.join(self.dir, "shim.pid"), "w") as f:
+                f.write(f"{os.getpid()}\n")
+            null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+            out_r, out_w = os.pipe2(os.O_CLOEXEC)
+            err_r, err_w = os.pipe2(os.O_CLOEXEC)
+            fds = [null, out_r, out_w, err_r, err_w]
+            started_ns = 0
+            plan = make_plan([(null, 0), (out_w, 1), (err_w, 2)])
+            oom_before = _oom_kills(oom_cgroup)
+            import time
+            started_ns = time.time_ns()
+            child = lowlevel.spawn(plan.plan,
+                                   parent_step=plan.parent_step if plan.needs_parent else None)
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            os.close(lock)
+            raise
+        for fd in (null, out_w, err_w):
+            os.close(fd)
+        started = format_time(started_ns)
+        with open(os.path.join(self.dir, "container.pid"), "w") as f:
+            f.write(f"{child.pid}\n")
+        write_json(os.path.join(self.dir, "start.json"),
+                   {"pid": child.pid, "started_at": started, "restart_count": 0})
+        threading.Thread(target=self._watch, name=f"isolate-ctr-{child.pid}", daemon=True,
+                         args=(child, lock, out_r, err_r, log, oom_cgroup, oom_before,
+                               started)).start()
+        return child.pid, os.getpid()
+
+    def _watch(self, child: lowlevel.Child, lock: int, out_r: int, err_r: int,
+               log_path: str | None, oom_cgroup: str | None, oom_before: int,
+               started: str) -> None:
+        log = _Log(log_path)
+        streams = {out_r: "stdout", err_r: "stderr"}
+        try:
+            poller = select.poll()
+            for fd in streams:
+                poller.register(fd, select.POLLIN)
+            while streams:
+                for fd, _ in poller.poll():
+                    data = os.read(fd, 65536)
+                    if data:
+                        log.data(streams[fd], data)
+                        continue
+                    poller.unregister(fd)
+                    os.close(fd)
+                    del streams[fd]
+            status = child.wait()
+            log.flush()
+            code = status if status >= 0 else 128 - status
+            oom = oom_before >= 0 and _oom_kills(oom_cgroup) > oom_before
+            write_json(os.path.join(self.dir, "exit.json"), {
+                "pid": child.pid, "status": status, "exit_code": code,
+                "signal": -status if status < 0 else 0, "oom_killed": oom,
+                "started_at": started, "finished_at": now(), "restart_count": 0,
+                "restarting": False, "stopped": False, "error": None})
+        except OSError:
+            pass  # the state dir was removed under us (a forced remove): nothing to record
+        finally:
+            for fd in streams:
+                os.close(fd)
+            child.close()
+            os.close(lock)
