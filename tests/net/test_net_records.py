@@ -1,11 +1,11 @@
 """What the networks directory survives: a crash at each step of connect and disconnect, torn
 and garbled files, and a reboot (records of another boot, a network whose bridge is gone).
 
-Endpoint records, the resolver's record and the lock file's state are written without fsync
-(they describe only what dies with the kernel); these tests hold the code to what that
-decision needs: a record of another boot or a torn one is dropped without touching the
-kernel, a garbled lock file costs only the round-robin hint, and a network outlives its
-bridge.
+Every record is written temp, fsync, rename; an endpoint being made is ``<id>.creating`` until
+it is complete. These tests hold the code to what that needs: a crash in the middle of connect
+is rolled back from that record, a record of another boot or a torn one is dropped without
+touching the kernel, a lost or garbled hint costs only the round-robin, and a network outlives
+its bridge.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ import sys
 from pathlib import Path
 
 import dns.rcode
+import pytest
 from net_helpers import http_get
 from test_net_dns import addresses_of, query, resolver_of
 
 from conftest import Containers, eventually, links, nft_table
-from isolate.net import NetNamespace, Networks
-from isolate.net._helpers import boot_id
+from isolate.net import NetNamespace, Network, Networks
 
 _CRASH_AT = """
 import os, sys
@@ -31,10 +31,23 @@ from isolate.net._store import Directory
 store, host_fd, ns_fd, where = sys.argv[1:5]
 with Networks(store, host=int(host_fd), upstream=[]) as nets:
     write, remove = Directory.write, Directory.remove
-    def crash_write(self, data, *parts, **kw):
+    def crash_write(self, data, *parts):
         if where == "record" and parts[-2:-1] == ("endpoints",):
-            os._exit(9)  # the lock file says pending; no record yet
-        return write(self, data, *parts, **kw)
+            os._exit(9)  # the hint is written; no record yet
+        return write(self, data, *parts)
+    def crash_fsync(fd):
+        os._exit(9)  # the record is written, not yet renamed into place
+    if where == "fsync-record":
+        def crash_write(self, data, *parts, write=write):
+            if parts[-2:-1] == ("endpoints",):
+                os.fsync = crash_fsync
+            return write(self, data, *parts)
+    rename = Directory.rename
+    def crash_rename(self, old, new):
+        if where == "made":
+            os._exit(9)  # everything is made; the record still says it is being made
+        return rename(self, old, new)
+    Directory.rename = crash_rename
     def crash_remove(self, *parts):
         if where == "unlink" and parts[-2:-1] == ("endpoints",):
             os._exit(9)  # the veth is gone; its record is not
@@ -57,24 +70,50 @@ def _record_files(nets: Networks, net_id: str) -> list[str]:
         if os.path.isdir(nets.dir.file(net_id, "endpoints")) else []
 
 
-def _lock_state(store: Path) -> dict[str, object]:
-    data: dict[str, object] = json.loads((store / ".lock").read_bytes().split(b"\n")[0])
-    return data
-
-
-def test_a_crash_before_the_record_is_written_leaves_a_mark_the_next_change_clears(
-        nets: Networks, host: NetNamespace, containers: Containers, store: Path) -> None:
+def _crashed_connect(nets: Networks, host: NetNamespace, containers: Containers, store: Path,
+                     where: str) -> tuple[Network, NetNamespace, list[str]]:
+    """A network, and a connect to it that crashed at ``where``; the records it left."""
     net = nets.create("n", subnet="172.30.0.0/24")
     ns = containers.new()
-    _crash(store, host, ns, "record")
-    state = _lock_state(store)
-    assert state["pending"] and state["boot"] == boot_id()
+    _crash(store, host, ns, where)
+    return net, ns, _record_files(nets, net.id)
+
+
+def test_a_crash_before_the_record_is_written_leaves_nothing_made(
+        nets: Networks, host: NetNamespace, containers: Containers, store: Path) -> None:
+    net, ns, files = _crashed_connect(nets, host, containers, store, "record")
+    assert files == []
     ep = nets.connect("n", containers.new(), owner="next")
-    assert _lock_state(store)["pending"] == []
     assert [e.owner for e in nets.endpoints()] == ["next"]
     assert _record_files(nets, net.id) == [ep.id + ".json"]
     assert "eth0" not in links(ns)
-    assert not [f for f in os.listdir(nets.dir.file(net.id, "endpoints")) if f.startswith(".")]
+
+
+def test_a_crash_before_the_record_is_renamed_into_place_leaves_only_a_temp_file(
+        nets: Networks, host: NetNamespace, containers: Containers, store: Path) -> None:
+    net, ns, (temp,) = _crashed_connect(nets, host, containers, store, "fsync-record")
+    assert temp.startswith(".")  # invisible to readers; nothing was made from it
+    assert nets.endpoints() == [] and "eth0" not in links(ns)
+    assert "9090" not in nft_table(host)
+    nets.prune()
+    assert _record_files(nets, net.id) == []
+
+
+def test_a_crash_in_the_middle_of_connect_is_rolled_back_by_the_next_change(
+        nets: Networks, host: NetNamespace, containers: Containers, store: Path) -> None:
+    net, ns, (name,) = _crashed_connect(nets, host, containers, store, "made")
+    assert name.endswith(".creating")
+    ep = json.loads(Path(nets.dir.file(net.id, "endpoints", name)).read_text())
+    # Everything was made: the veth, the address, the port forward.
+    assert ep["host_ifname"] in links(host) and "eth0" in links(ns)
+    assert "9090" in nft_table(host)
+    assert nets.endpoints() == []  # not an endpoint anyone sees
+    # The next change (here: a connect of the same host port) rolls it back first.
+    again = nets.connect("n", containers.new(), owner="next", ports=["9090:80"])
+    assert _record_files(nets, net.id) == [again.id + ".json"]
+    assert ep["host_ifname"] not in links(host)
+    assert eventually(lambda: "eth0" not in links(ns))
+    assert again.ipv4 != ep["ipv4"]  # round-robin: its address is not given at once
 
 
 def test_a_crash_between_deleting_the_veth_and_its_record_is_pruned(
@@ -100,8 +139,8 @@ def test_a_torn_endpoint_record_is_dropped_and_everything_else_goes_on(
     a, b = containers.new(), containers.new()
     ea = nets.connect("app", a, owner="a", name="web")
     eb = nets.connect("app", b, owner="b", name="db")
-    # What a power loss can leave of a record renamed into place without fsync (put there as
-    # isolate puts files: a new inode renamed over the old).
+    # What a disk error or a hand can leave of a record (put there as isolate puts files: a
+    # new inode renamed over the old).
     path = Path(nets.dir.file(net.id, "endpoints", eb.id + ".json"))
     torn = path.with_name(".torn")
     torn.write_bytes(path.read_bytes()[:40])
@@ -118,21 +157,29 @@ def test_a_torn_endpoint_record_is_dropped_and_everything_else_goes_on(
     assert ec.ipv4 == eb.ipv4  # its lease went with it
 
 
-def test_a_garbled_lock_file_costs_only_the_round_robin_hint(
-        nets: Networks, containers: Containers, store: Path) -> None:
-    nets.create("n", subnet="172.30.0.0/24")
+@pytest.mark.parametrize("damage", ["garbled", "lost", "foreign"])
+def test_a_damaged_hint_costs_only_the_round_robin(
+        nets: Networks, containers: Containers, store: Path, damage: str) -> None:
+    net = nets.create("n", subnet="172.30.0.0/24")
     e2 = nets.connect("n", containers.new(), owner="a")
     e3 = nets.connect("n", containers.new(), owner="b")
     e4 = nets.connect("n", containers.new(), owner="c")
     nets.disconnect(e4)
-    assert nets.connect("n", containers.new(), owner="d").ipv4 == "172.30.0.5"  # the hint
-    (store / ".lock").write_bytes(b'{"boot": "x", "hin\x00\xff garbage')
+    e5 = nets.connect("n", containers.new(), owner="d")
+    assert e5.ipv4 == "172.30.0.5"  # the hint: .4 is not given again at once
+    nets.disconnect(e5)
+    hint = Path(nets.dir.file(net.id, "hint"))
+    assert os.readlink(hint) == "172.30.0.5,"
+    hint.unlink()
+    if damage == "garbled":
+        hint.symlink_to("\x01 not, an address")
+    elif damage == "foreign":
+        hint.symlink_to("10.1.2.3,")  # not of this network
     # Rebuilt from the records: after the highest address in use, and nothing twice.
     e6 = nets.connect("n", containers.new(), owner="e")
-    assert e6.ipv4 == "172.30.0.6"
-    assert len({e.ipv4 for e in nets.endpoints()}) == 4 and {e2.ipv4, e3.ipv4} < {
-        e.ipv4 for e in nets.endpoints()}
-    assert _lock_state(store)["boot"] == boot_id()
+    assert e6.ipv4 == "172.30.0.4"
+    assert {e.ipv4 for e in nets.endpoints()} == {e2.ipv4, e3.ipv4, e6.ipv4}
+    assert os.readlink(hint) == "172.30.0.4,"
 
 
 def test_after_a_reboot_old_records_are_dropped_and_the_network_is_built_again(
@@ -142,7 +189,7 @@ def test_after_a_reboot_old_records_are_dropped_and_the_network_is_built_again(
     resolver = resolver_of(nets, "app")
     assert resolver is not None
     # What a reboot does: every device, rule, process and sysctl of the kernel is gone; the
-    # files written without fsync come back as they were, from another boot.
+    # files come back as they were, from another boot.
     resolver.stop()
     with host.netlink() as ipr:
         for name in (old.host_ifname, net.bridge):
@@ -152,9 +199,7 @@ def test_after_a_reboot_old_records_are_dropped_and_the_network_is_built_again(
     for parts in ((net.id, "endpoints", old.id + ".json"), (net.id, "resolver.json"),
                   ("host.json",)):
         data = nets.dir.read(*parts)
-        nets.dir.write({**data, "boot": "a-previous-boot"}, *parts, durable=False)
-    state = _lock_state(store)
-    (store / ".lock").write_text(json.dumps({**state, "boot": "a-previous-boot"}) + "\n")
+        nets.dir.write({**data, "boot": "a-previous-boot"}, *parts)
     assert nets.endpoints() == []  # nothing of that boot exists
     web = containers.new()
     ep = nets.connect("app", web, owner="new", name="new", ports=["9090:80"])

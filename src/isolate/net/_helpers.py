@@ -24,8 +24,9 @@ _BOOT: list[str] = []
 
 
 def boot_id() -> str:
-    """This boot's id (``/proc/sys/kernel/random/boot_id``): what volatile records carry, so
-    that one written before a reboot is known to describe nothing that still exists."""
+    """This boot's id (``/proc/sys/kernel/random/boot_id``): what records of the kernel's
+    state carry, so that one written before a reboot is known to describe nothing that still
+    exists."""
     if not _BOOT:
         try:
             with open("/proc/sys/kernel/random/boot_id") as f:

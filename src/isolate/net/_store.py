@@ -2,29 +2,21 @@
 
 Owns the on-disk form of networks, endpoints and address leases under the directory the caller
 gives (the container layer passes its store's ``networks/``). Every change happens under one
-``flock`` on ``DIR/.lock`` -- across threads (each takes its own open file) and processes.
-Every file is written to a temp name and renamed, so a reader sees the old or the new content,
-never half; temp files a crash left are invisible (their names start with a dot) and removed by
-recovery.
+``flock`` on ``DIR/.lock`` -- across threads (each takes its own open file) and processes; the
+lock file holds nothing. Every file is written to a temp name, fsync'ed and renamed, so a
+reader sees the old or the new content, never half, also after a power loss; temp files a crash
+left are invisible (their names start with a dot) and removed by recovery.
 
-Two kinds of files, and what a crash can do to each:
+Files that describe only what dies with the kernel -- an endpoint's veth, rules and helper
+processes, a resolver's pid -- also carry the boot they were written in (:func:`boot_id`): one
+of another boot describes nothing that exists and is dropped without touching the kernel, and
+one that cannot be parsed is :class:`Torn` and dropped the same way (nothing isolate writes
+makes one; a disk or a hand can).
 
-- **Durable** files (a network's definition, the host's sysctls before isolate) are fsync'ed
-  before the rename: they must survive a power loss.
-- **Volatile** files describe only what dies with the kernel -- an endpoint's veth, rules and
-  helper processes, a resolver's pid. They are renamed into place without fsync: a process
-  crash cannot tear them (the page cache outlives the process, and rename is atomic), and the
-  only thing that can -- a power loss or kernel crash -- also takes every device, rule and
-  process they describe. So each carries the boot it was written in (:func:`boot_id`): one of
-  another boot describes nothing that exists and is dropped without touching the kernel, and
-  an unreadable one (empty or cut short: only a machine crash makes those) is :class:`Torn`
-  and dropped the same way.
-
-The lock file also holds a little state of its own (:class:`LockState`), rewritten in place
-under the lock and never fsync'ed: the endpoints being made right now (so the next holder rolls
-back what a crashed one left) and each network's round-robin address hint. Garbled or another
-boot's, it is ignored: the hint is rebuilt from the records, and an endpoint whose record exists
-is torn down from it later (its owner gone, or prune).
+The one thing not written so is a **hint** (:meth:`Directory.write_hint`): a symlink whose
+target is the value, made under a temp name and renamed over the old one -- atomic, with no
+content that could be torn, and not fsync'ed, because losing it costs nothing (the round-robin
+address hint is rebuilt from the records).
 """
 
 from __future__ import annotations
@@ -40,58 +32,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from isolate.errors import NetworkError
-from isolate.net._helpers import boot_id
 
-__all__ = ["Directory", "LockState", "Torn"]
+__all__ = ["Directory", "Torn"]
 
 _TMP = ".tmp-"
 
 
 class Torn(NetworkError):
-    """A volatile file that cannot be parsed (empty or cut short by a machine crash)."""
-
-
-class LockState:
-    """What the lock file holds: endpoints being made (``pending``: ``[network id, endpoint
-    id]`` pairs) and round-robin hints (``hints[network id]["4"|"6"]``: the last address
-    given). Changed only under the lock; :meth:`save` writes it back in place."""
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self.pending: list[list[str]] = []
-        self.hints: dict[str, dict[str, str | None]] = {}
-        self._size = 0
-        try:
-            raw = os.pread(fd, 65536, 0)
-        except OSError:
-            raw = b""
-        self._size = len(raw)
-        try:
-            data = json.loads(raw.split(b"\n", 1)[0] or b"{}")
-        except ValueError:
-            data = {}  # garbled: nothing to trust in it
-        if isinstance(data, dict) and data.get("boot") == boot_id():
-            pending = data.get("pending")
-            hints = data.get("hints")
-            if isinstance(pending, list):
-                self.pending = [list(map(str, p)) for p in pending
-                                if isinstance(p, list) and len(p) == 2]
-            if isinstance(hints, dict):
-                self.hints = {str(k): dict(v) for k, v in hints.items() if isinstance(v, dict)}
-
-    def save(self) -> None:
-        """Write the state back (one ``pwrite``; what follows the first newline is ignored,
-        so a shorter content needs no truncation to be read right)."""
-        data = json.dumps({"boot": boot_id(), "pending": self.pending, "hints": self.hints},
-                          separators=(",", ":"), sort_keys=True).encode() + b"\n"
-        try:
-            os.pwrite(self._fd, data, 0)
-            if len(data) < self._size:
-                os.ftruncate(self._fd, len(data))
-        except OSError as exc:
-            raise NetworkError(exc.errno or errno.EIO, "write the networks lock file",
-                               step="store") from exc
-        self._size = len(data)
+    """A record that cannot be parsed (empty or cut short: a disk error, or a hand)."""
 
 
 class _Cached:
@@ -113,7 +61,6 @@ class Directory:
         self.path = os.path.abspath(os.fspath(path))
         self._cache: dict[str, _Cached] = {}
         self._cache_lock = threading.Lock()
-        self._local = threading.local()
 
     def _mkdir(self, path: str) -> None:
         try:
@@ -123,9 +70,8 @@ class Directory:
                                step="store") from exc
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[LockState]:
-        """Hold the directory's lock (exclusive) for the block; yields the lock file's state
-        (save it after changing it)."""
+    def locked(self) -> Iterator[None]:
+        """Hold the directory's lock (exclusive) for the block."""
         self._mkdir(self.path)
         lock = os.path.join(self.path, ".lock")
         try:
@@ -135,19 +81,9 @@ class Directory:
                                step="lock") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            self._local.state = state = LockState(fd)
-            yield state
+            yield
         finally:
-            self._local.state = None
             os.close(fd)  # releases the lock
-
-    @property
-    def state(self) -> LockState:
-        """The lock file's state of the block holding the lock (in this thread)."""
-        state: LockState | None = getattr(self._local, "state", None)
-        if state is None:
-            raise RuntimeError("the networks directory is not locked by this thread")
-        return state
 
     def remove_temps(self) -> None:
         """Remove the temp files crashed writers left (under the lock)."""
@@ -198,12 +134,13 @@ class Directory:
             self._cache[path] = _Cached(stamp, data)
         return data
 
-    def write(self, data: object, *parts: str, durable: bool = True) -> None:
-        """Write ``data`` as JSON to ``DIR/parts...``: temp file, fsync (``durable``), rename.
-        A reader sees the old or the new content. ``durable=False`` skips the fsync, for the
-        volatile files of the module docs (the caller adds the boot). The directory itself is
-        not fsync'ed: after a power loss an older version of a durable file may come back,
-        which the records tolerate like a crash."""
+    def write(self, data: object, *parts: str) -> None:
+        """Write ``data`` as JSON to ``DIR/parts...``: temp file, fsync, rename. A reader sees
+        the old or the new content. The directory itself is not fsync'ed: after a power loss
+        an older version of a file may come back (or a new one be missing), which the records
+        tolerate like a crash.
+
+        Raises NetworkError (cannot write)."""
         path = self.file(*parts)
         parent = os.path.dirname(path)
         tmp = os.path.join(parent, f"{_TMP}{os.getpid()}-{secrets.token_hex(4)}")
@@ -222,8 +159,7 @@ class Directory:
         try:
             try:
                 os.write(fd, raw)
-                if durable:
-                    os.fsync(fd)
+                os.fsync(fd)
             finally:
                 os.close(fd)
             os.rename(tmp, path)
@@ -232,6 +168,47 @@ class Directory:
                 os.unlink(tmp)
             raise NetworkError(exc.errno or errno.EIO, f"write {path}", path,
                                step="store") from exc
+
+    def rename(self, old: tuple[str, ...], new: tuple[str, ...]) -> None:
+        """Give a file written by :meth:`write` another name in the same directory (atomic).
+
+        Raises NetworkError (no such file, or cannot rename)."""
+        src, dst = self.file(*old), self.file(*new)
+        try:
+            os.rename(src, dst)
+        except OSError as exc:
+            raise NetworkError(exc.errno or errno.EIO, f"rename {src} to {dst}", src,
+                               step="store") from exc
+        with self._cache_lock:
+            hit = self._cache.pop(src, None)
+            if hit is not None:
+                self._cache[dst] = hit  # same inode, same content
+
+    def write_hint(self, value: str, *parts: str) -> None:
+        """Replace the hint ``DIR/parts...`` with ``value`` (a symlink to it, renamed into
+        place: atomic, nothing to tear, not fsync'ed -- a hint lost is rebuilt).
+
+        Raises NetworkError (cannot write)."""
+        path = self.file(*parts)
+        tmp = os.path.join(os.path.dirname(path), f"{_TMP}{os.getpid()}-{secrets.token_hex(4)}")
+        try:
+            os.symlink(value, tmp)
+            try:
+                os.rename(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+        except OSError as exc:
+            raise NetworkError(exc.errno or errno.EIO, f"write {path}", path,
+                               step="store") from exc
+
+    def read_hint(self, *parts: str) -> str | None:
+        """The hint's value, or None (none written, or not a hint)."""
+        try:
+            return os.readlink(self.file(*parts))
+        except OSError:
+            return None
 
     def remove(self, *parts: str) -> None:
         """Delete a file or a directory tree; missing is fine."""

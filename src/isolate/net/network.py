@@ -14,7 +14,8 @@ ask little of it: one child makes the container's netlink socket and sets its sy
 is made on the bridge and up in one request, port forwards are one nfnetlink batch, and a veth
 whose container namespace is already going is left to the kernel (its namespace's end deletes
 it; deleting it ourselves would wait for RCU grace periods). Records are written once per
-change and never fsync'ed: they describe only what dies with the kernel (see ``_store``).
+change (temp, fsync, rename; see ``_store``), and an endpoint being made has a record of its
+own name (``<id>.creating``) until it is complete: one rename then, no second write.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import datetime
 import errno
 import ipaddress
 import os
+import queue
 import secrets
 import socket
 import sys
@@ -60,6 +62,9 @@ VETH_PREFIX = "isov"
 #: as large as loopback's; the network's ``mtu`` bounds what goes out (a route metric).
 DEFAULT_LINK_MTU = 65520
 _IFA_F_NODAD = 0x02
+_READY = ".json"
+_CREATING = ".creating"
+_HINT = "hint"  # DIR/<net>/hint: the last addresses given, "IPV4,IPV6" (see _pools)
 
 
 def process_owner(pid: int) -> str:
@@ -333,10 +338,15 @@ class Networks:
         return out
 
     def _endpoints(self, net_id: str) -> list[Endpoint]:
-        """The network's endpoint records. A torn one, or one of another boot, describes
-        nothing that still exists (see ``_store``): it is dropped here, touching nothing."""
+        """The network's endpoint records; one still being made (``<id>.creating``: under the
+        lock, what a crashed connect left) has state ``creating``. A torn one, or one of
+        another boot, describes nothing that still exists (see ``_store``): it is dropped
+        here, touching nothing."""
         out = []
         for name in self.dir.list(net_id, "endpoints"):
+            creating = name.endswith(_CREATING)
+            if not creating and not name.endswith(_READY):
+                continue
             try:
                 data = self.dir.read(net_id, "endpoints", name)
             except Torn:
@@ -346,11 +356,15 @@ class Networks:
             if not data or data.get("boot") not in (None, boot_id()):
                 self.dir.remove(net_id, "endpoints", name)
                 continue
-            out.append(Endpoint.from_json(data))
+            ep = Endpoint.from_json(data)
+            out.append(attrs.evolve(ep, state="creating") if creating else ep)
         return out
 
-    def _pending(self) -> set[str]:
-        return {eid for _nid, eid in self.dir.state.pending}
+    def _write_record(self, ep: Endpoint) -> None:
+        """Write an endpoint's record (under the name its state gives it)."""
+        suffix = _READY if ep.state == "ready" else _CREATING
+        self.dir.write(attrs.evolve(ep, state="ready").to_json(), ep.network, "endpoints",
+                       ep.id + suffix)
 
     def networks(self) -> list[Network]:
         """Every network, by name."""
@@ -383,9 +397,7 @@ class Networks:
         """Endpoints, optionally of one network and/or one owner."""
         with self.dir.locked():
             nets = [self._get(network)] if network is not None else self._all_networks()
-            pending = self._pending()
-            eps = [e for n in nets for e in self._endpoints(n.id)
-                   if e.state == "ready" and e.id not in pending]
+            eps = [e for n in nets for e in self._endpoints(n.id) if e.state == "ready"]
         return [e for e in eps if owner is None or e.owner == owner]
 
     # -- networks ---------------------------------------------------------------------------
@@ -619,9 +631,6 @@ class Networks:
             steps.run(self._restore_forwarding, "restoring the host's forwarding sysctls")
         steps.done()
         self.dir.remove(n.id)
-        state = self.dir.state
-        if state.hints.pop(n.id, None) is not None:
-            state.save()
 
     def _restore_forwarding(self) -> None:
         state = self.dir.read("host.json") or {}
@@ -741,27 +750,20 @@ class Networks:
             prefixlen6=ipaddress.ip_network(net.subnet6).prefixlen if net.subnet6 else 64,
             gateway6=None if net.internal else net.gateway6, name=name, aliases=aliases,
             netns=inner.path, ports=tuple(bindings), dns=servers, netns_id=netns_id,
-            boot=boot_id())
-        state = self.dir.state
+            state="creating", boot=boot_id())
         try:
-            # Said before anything is made: a crash from here on is rolled back by the next
-            # holder of the lock, from the record written next.
-            state.pending.append([net.id, eid])
-            state.hints[net.id] = {"4": pool4.last, "6": pool6.last if pool6 else None}
-            state.save()
-            self.dir.write(ep.to_json(), net.id, "endpoints", eid + ".json", durable=False)
+            self.dir.write_hint(f"{pool4.last or ''},{(pool6.last if pool6 else None) or ''}",
+                                net.id, _HINT)
             ep = self._make_endpoint(net, ep, inner, held, auto_name)
-            state.pending.remove([net.id, eid])
-            state.save()
+            self.dir.rename((net.id, "endpoints", eid + _CREATING),
+                            (net.id, "endpoints", eid + _READY))
+            ep = attrs.evolve(ep, state="ready")
             self._resolver_sync(net)
         except BaseException as exc:
             for s in held.values():
                 s.close()
             try:
                 self._teardown(net, ep)
-                if [net.id, eid] in state.pending:
-                    state.pending.remove([net.id, eid])
-                    state.save()
             except Exception as undo:
                 _note(exc, f"undoing the endpoint also failed: {undo}")
             raise
@@ -769,7 +771,7 @@ class Networks:
 
     def _make_endpoint(self, net: Network, ep: Endpoint, inner: NetNamespace,
                        held: dict[PortBinding, socket.socket], auto_name: bool) -> Endpoint:
-        """The kernel's part of an endpoint whose record exists: veth, addresses, routes,
+        """The record (``<id>.creating``), then the kernel's part: veth, addresses, routes,
         sysctls, port forwards, proxy. Returns the endpoint as it ends up (its interface name
         when the chosen one was taken, its proxy)."""
         # Set before the interface exists, so that it takes them from ``default``: the one
@@ -779,8 +781,21 @@ class Networks:
         if ep.ipv6:
             sysctls["net.ipv6.conf.default.accept_ra"] = "0"
             sysctls["net.ipv6.conf.default.disable_ipv6"] = "0"
-        (sock,) = inner.sockets([(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)],
-                                sysctls=sysctls)
+        # The record is written (and fsync'ed) while that child runs: nothing it does needs
+        # undoing (the sysctls are the container's namespace's own), and nothing that does is
+        # made before the record exists -- a crash from then on is rolled back from it.
+        writer = _Background(lambda: self._write_record(ep))
+        try:
+            (sock,) = inner.sockets([(socket.AF_NETLINK, socket.SOCK_RAW,
+                                      socket.NETLINK_ROUTE)], sysctls=sysctls)
+        except BaseException as exc:
+            writer.join(exc)
+            raise
+        try:
+            writer.join()
+        except BaseException:
+            sock.close()
+            raise
         with sock:
             try:
                 self._make_veth(net, ep, inner)
@@ -790,8 +805,7 @@ class Networks:
                 # The namespace has an interface of that name that no record of ours names.
                 with inner.netlink() as cipr:
                     ep = attrs.evolve(ep, ifname=self._free_ifname(cipr))
-                self.dir.write(ep.to_json(), net.id, "endpoints", ep.id + ".json",
-                               durable=False)
+                self._write_record(ep)
                 self._make_veth(net, ep, inner)
             if net.sysctls:
                 inner.write_sysctls({k.replace("IFNAME", ep.ifname): v
@@ -851,8 +865,7 @@ class Networks:
                 if old.proxy is not None:
                     old.proxy.stop()
                 ep = attrs.evolve(ep, ports=ep.ports + tuple(bindings), proxy=None)
-                self.dir.write(ep.to_json(), net.id, "endpoints", ep.id + ".json",
-                               durable=False)
+                self._write_record(ep)
                 if bindings and not old.ports:
                     with self._host_rtnl() as sock, _netlink(f"set hairpin mode on "
                                                              f"{ep.host_ifname}"):
@@ -902,12 +915,12 @@ class Networks:
                ) -> tuple[AddressPool, AddressPool | None]:
         """The network's address pools. The leases are the endpoint records themselves (one
         truth: a record written is an address taken, a record removed an address freed); the
-        lock file remembers the last address given, for the round-robin -- without it (the
-        lock file garbled), it resumes after the highest address leased."""
+        network's hint remembers the last address given, for the round-robin -- without it
+        (lost, or not an address), it resumes after the highest address leased."""
         if eps is None:
             eps = self._endpoints(net.id)
-        state = getattr(self.dir._local, "state", None)
-        hints = state.hints.get(net.id, {}) if state is not None else {}
+        hint4, _, hint6 = (self.dir.read_hint(net.id, _HINT) or "").partition(",")
+        hints = {"4": _address_in(hint4, net.subnet), "6": _address_in(hint6, net.subnet6)}
         leases4 = {e.ipv4: e.id for e in eps}
         pool4 = AddressPool(ipaddress.ip_network(net.subnet), ipaddress.ip_address(net.gateway),
                             leases4, hints.get("4") or _highest(leases4))
@@ -1047,7 +1060,7 @@ class Networks:
             return ep
         proxy = self._start_proxy(net, ep, held)
         ep = attrs.evolve(ep, proxy=proxy)
-        self.dir.write(ep.to_json(), net.id, "endpoints", ep.id + ".json", durable=False)
+        self._write_record(ep)
         return ep
 
     def _bind_again(self, b: PortBinding) -> socket.socket:
@@ -1120,9 +1133,7 @@ class Networks:
         itself, so a change writes nothing for it."""
         if not net.dns:
             return
-        pending = self._pending()
-        if not any(e.state == "ready" and e.id not in pending
-                   for e in self._endpoints(net.id)):
+        if not any(e.state == "ready" for e in self._endpoints(net.id)):
             self._stop_resolver(net)
             return
         resolver = self._resolver(net)
@@ -1170,8 +1181,7 @@ class Networks:
                 s.close()
         helper = HelperProcess.of(child.pid, f"resolver of network {net.name}")
         child.close()
-        self.dir.write({**helper.to_json(), "boot": boot_id()}, net.id, "resolver.json",
-                       durable=False)
+        self.dir.write({**helper.to_json(), "boot": boot_id()}, net.id, "resolver.json")
 
     def _stop_resolver(self, net: Network) -> None:
         resolver = self._resolver(net)
@@ -1193,35 +1203,24 @@ class Networks:
                 PortForward(net.rules, ep.ipv4, ep.ipv6, dnat)), "removing the port forwards")
         steps.run(lambda: self._remove_veth(ep.host_ifname), "deleting the veth")
         steps.done()
-        self.dir.remove(net.id, "endpoints", ep.id + ".json")  # frees its addresses
+        for suffix in (_CREATING, _READY):  # frees its addresses
+            self.dir.remove(net.id, "endpoints", ep.id + suffix)
         self._resolver_sync(net)
 
     def _recover(self) -> list[str]:
         """Under the lock: roll back what a crashed operation left half-made, and remove the
         endpoints whose owner is gone. Returns descriptions of what was removed."""
         done = []
-        state = self.dir.state
         nets = self._all_networks()
-        if state.pending:
-            by_id = {n.id: n for n in nets}
-            for nid, eid in list(state.pending):
-                net = by_id.get(nid)
-                ep = next((e for e in self._endpoints(nid) if e.id == eid), None) \
-                    if net is not None else None
-                if net is not None and ep is not None:
-                    self._teardown(net, ep)
-                    done.append(f"half-made endpoint {eid[:12]} on {net.name}")
-                state.pending.remove([nid, eid])
-            state.save()
-            self.dir.remove_temps()
         for net in nets:
             if net.state != "ready":
                 self._remove_network(net, [n for n in nets if n.id != net.id])
                 done.append(f"half-made network {net.name}")
                 continue
             for ep in self._endpoints(net.id):
-                if ep.state != "ready":
+                if ep.state != "ready":  # its connect crashed: the lock was held throughout
                     self._teardown(net, ep)
+                    self.dir.remove_temps()
                     done.append(f"half-made endpoint {ep.id[:12]} on {net.name}")
                 elif not self._alive(ep.owner):
                     self._teardown(net, ep)
@@ -1293,6 +1292,56 @@ class Networks:
         resolv = resolv_conf(resolver=resolver, dns=[parse_dns(d) for d in dns],
                              search=dns_search, options=dns_options, host=host_resolv)
         return hosts, resolv
+
+
+class _Background:
+    """``fn`` run from now on the process's one worker thread (started on first use, again
+    in a forked child); :meth:`join` waits for it and raises its error."""
+
+    _queue: queue.SimpleQueue[_Background] | None = None
+    _pid = 0
+    _start_lock = threading.Lock()
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        self._fn = fn
+        self._error: BaseException | None = None
+        self._done = threading.Event()
+        with _Background._start_lock:
+            if _Background._queue is None or _Background._pid != os.getpid():
+                _Background._queue = queue.SimpleQueue()
+                _Background._pid = os.getpid()
+                threading.Thread(target=_Background._serve, args=(_Background._queue,),
+                                 name="isolate.net writer", daemon=True).start()
+            _Background._queue.put(self)
+
+    @staticmethod
+    def _serve(jobs: queue.SimpleQueue[_Background]) -> None:
+        while True:
+            job = jobs.get()
+            try:
+                job._fn()
+            except BaseException as exc:  # handed to join's caller
+                job._error = exc
+            job._done.set()
+
+    def join(self, pending: BaseException | None = None) -> None:
+        """Wait for ``fn``; raise its error (or, with ``pending``, note it there)."""
+        self._done.wait()
+        if self._error is not None:
+            if pending is not None:
+                _note(pending, f"also failed: {self._error}")
+                return
+            raise self._error
+
+
+def _address_in(text: str, subnet: str | None) -> str | None:
+    """``text`` if it is an address of ``subnet``, else None (a hint is only a hint)."""
+    if not text or subnet is None:
+        return None
+    try:
+        return text if ipaddress.ip_address(text) in ipaddress.ip_network(subnet) else None
+    except ValueError:
+        return None
 
 
 def _highest(leases: Mapping[str, str]) -> str | None:
