@@ -4,8 +4,11 @@ port against the host's loopback.
 Not a test: prints Markdown tables. Run as root from the worktree:
     PYTHONPATH=src python benchmarks/bench_net.py [--rounds N] [--mib M]
 Everything happens inside network namespaces this script makes (one plays the host), and they
-go when it ends. The anchor for set-up is CNI's bridge plugin (what podman 4 on Debian runs per
-container), driven directly in the same kind of namespace with host-local IPAM in a temp dir.
+go when it ends. The anchor for set-up is what podman 4 runs per container on Debian (CNI:
+the plugins of its default conflist, each an exec), driven directly in the same kind of
+namespace with host-local IPAM in a temp dir: podman itself is run on this machine only with
+--network=none or --network=host (its CNI set-up acts in whatever namespace it runs in, and
+its netns files go to the machine's /run), so its network part is run as podman runs it.
 Throughput is sampled on two networks of the same MTU side by side: one with isolate's default
 link MTU (bridge and veths at 65520, the network MTU on the containers' default route), one
 with ``link_mtu=mtu`` (Docker's interfaces exactly). ``--cc`` sets the sender's congestion
@@ -108,31 +111,59 @@ class Setup:
 
 
 class Cni:
-    """CNI's bridge plugin (with host-local IPAM and ipMasq) ADD then DEL, as podman 4 does."""
+    """What podman 4 (CNI backend; Debian's 4.3 has no netavark) runs per container: the
+    plugins of its default network's conflist (``/etc/cni/net.d/87-podman-bridge.conflist``:
+    bridge with host-local IPAM and ipMasq, portmap, firewall, tuning), each an exec, ADD in
+    order with the previous plugin's result, DEL in reverse with the ADD's result -- what
+    libcni does. ``plugins=("bridge",)`` is the bridge plugin alone."""
 
-    def __init__(self, host: NetNamespace, tmp: str) -> None:
-        self.host = host
+    CHAIN = ("bridge", "portmap", "firewall", "tuning")
+
+    def __init__(self, host: NetNamespace, tmp: str, plugins: tuple[str, ...] = CHAIN) -> None:
+        self.host, self.plugins = host, plugins
         self.ns = NetNamespace.create()
-        self.conf = json.dumps({
-            "cniVersion": "1.0.0", "name": "bench", "type": "bridge", "bridge": "cni-bench",
-            "isGateway": True, "ipMasq": True, "hairpinMode": True,
-            "ipam": {"type": "host-local", "dataDir": os.path.join(tmp, "cni"),
-                     "ranges": [[{"subnet": "10.89.0.0/16"}]],
-                     "routes": [{"dst": "0.0.0.0/0"}]}}).encode()
+        self.conf: dict[str, dict[str, object]] = {
+            "bridge": {"type": "bridge", "bridge": "cni-bench", "isGateway": True,
+                       "ipMasq": True, "hairpinMode": True,
+                       "ipam": {"type": "host-local", "dataDir": os.path.join(tmp, "cni"),
+                                "routes": [{"dst": "0.0.0.0/0"}],
+                                "ranges": [[{"subnet": "10.89.0.0/16",
+                                             "gateway": "10.89.0.1"}]]}},
+            "portmap": {"type": "portmap", "capabilities": {"portMappings": True}},
+            "firewall": {"type": "firewall"},
+            "tuning": {"type": "tuning"}}
 
-    def _run(self, command: str) -> None:
+    def _run(self, command: str, plugin: str, prev: object, ports: tuple[int, ...]) -> object:
+        conf: dict[str, object] = {"cniVersion": "0.4.0", "name": "bench",
+                                   **self.conf[plugin]}
+        if prev is not None:
+            conf["prevResult"] = prev
+        if plugin == "portmap":
+            conf["runtimeConfig"] = {"portMappings": [
+                {"hostPort": p, "containerPort": 80, "protocol": "tcp"} for p in ports]}
         env = {"PATH": os.environ["PATH"], "CNI_COMMAND": command, "CNI_CONTAINERID": "bench",
                "CNI_NETNS": f"/proc/{os.getpid()}/fd/{self.ns.fileno()}", "CNI_IFNAME": "eth0",
                "CNI_PATH": CNI_DIR}
-        res = self.host.run([os.path.join(CNI_DIR, "bridge")], self.conf, env=env)
+        res = self.host.run([os.path.join(CNI_DIR, plugin)], json.dumps(conf).encode(),
+                            env=env, check=False)
         if res.returncode:
-            raise RuntimeError(res.stdout.decode() + res.stderr.decode())
+            raise RuntimeError(f"{plugin} {command}: {res.stdout.decode()}"
+                               f"{res.stderr.decode()}")
+        return json.loads(res.stdout) if command == "ADD" else None
 
-    def cycle(self) -> float:
+    def cycle(self, ports: tuple[int, ...] = ()) -> float:
+        """ADD then DEL; seconds."""
         t0 = time.perf_counter()
-        self._run("ADD")
-        self._run("DEL")
+        result = None
+        for plugin in self.plugins:
+            result = self._run("ADD", plugin, result, ports)
+        for plugin in reversed(self.plugins):
+            self._run("DEL", plugin, result, ports)
         return time.perf_counter() - t0
+
+    def cycle_with_port(self) -> float:
+        """The chain publishing 9091 -> 80 (portmap's DNAT rules)."""
+        return self.cycle((9091,))
 
 
 def sample(cands: list[tuple[str, Callable[[], float]]], rounds: int,
@@ -250,16 +281,20 @@ def main() -> None:
                  setup.stopped_with_port),
                 ("connect + disconnect, namespace alive (veth deleted)", setup.running),
                 ("connect with -p 9090:80 + disconnect, namespace alive", setup.with_port)]
-            cni = None
-            if os.path.exists(os.path.join(CNI_DIR, "bridge")) and shutil.which("iptables"):
-                cni = Cni(host, tmp)
-                cands.append(("CNI bridge plugin ADD + DEL (podman 4's per-container work)",
-                              cni.cycle))
+            cnis: list[Cni] = []
+            anchor = "podman 4's CNI chain ADD + DEL (bridge, portmap, firewall, tuning)"
+            anchor_p = "podman 4's CNI chain with -p 9091:80"
+            if all(os.path.exists(os.path.join(CNI_DIR, p)) for p in Cni.CHAIN) and \
+                    shutil.which("iptables"):
+                cnis = [Cni(host, tmp), Cni(host, tmp, ("bridge",))]
+                cands += [(anchor, cnis[0].cycle), (anchor_p, cnis[0].cycle_with_port),
+                          ("CNI bridge plugin alone ADD + DEL", cnis[1].cycle)]
             print(command_line() + "\n")
             if args.rounds > 0:
                 results = sample(cands, args.rounds)
                 print("## bench_net: endpoint set-up + tear-down\n")
-                print(table(results, [("vs CNI", cands[-1][0])] if cni else []))
+                print(table(results, [("vs podman's CNI", anchor),
+                                      ("vs podman's CNI with -p", anchor_p)]))
                 print("\n(isolate rows: whole-call times of connect + disconnect/release; the "
                       "'after the container ended' rows exclude the kernel's asynchronous "
                       "removal of the namespace)\n")
@@ -272,7 +307,7 @@ def main() -> None:
             keeper.close()
             nets.remove("bench")
             setup.ns.close()
-            if cni is not None:
+            for cni in cnis:
                 cni.ns.close()
     finally:
         host.close()

@@ -22,4 +22,7 @@ def test_bench_net_prints_its_tables(tmp_path: pathlib.Path) -> None:
     assert "| connect + release after the container ended |" in out, out
     assert "| host loopback, no container (anchor) |" in out, out
     assert "via the host's other address (DNAT)" in out and "(userland proxy)" in out, out
+    if all(os.path.exists(f"/usr/lib/cni/{p}") for p in ("bridge", "portmap", "firewall",
+                                                          "tuning")):
+        assert "| podman 4's CNI chain with -p 9091:80 |" in out, out
     assert os.listdir(tmp_path) == []  # its networks directory went with it

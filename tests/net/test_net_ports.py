@@ -15,6 +15,7 @@ from conftest import Containers, Upstream, cleanup, have, links, nft_table
 from isolate.errors import ConfigError
 from isolate.net import NetNamespace, Networks, parse_publish
 from isolate.net._helpers import start_time
+from isolate.net.firewall import NetworkRules
 
 
 def test_a_published_port_answers_on_loopback_other_address_and_to_containers(
@@ -201,6 +202,31 @@ def test_teardown_leaves_no_veth_rule_address_or_proxy(
     assert nets._pools(nets.get("n"))[0].leases == {}
     nets.remove("n")
     assert links(host) == before and nft_table(host) == ""
+
+
+def test_prune_removes_port_forwards_and_rules_that_no_record_names(
+        nets: Networks, host: NetNamespace, containers: Containers) -> None:
+    net = nets.create("n")
+    web, gone = containers.new(), containers.new()
+    nets.connect("n", web, owner="web", ports=["9090:80"])
+    lost = nets.connect("n", gone, owner="gone", ports=["9091:80"])
+    containers.httpd(web, 80, "kept")
+    containers.httpd(gone, 80, "lost")
+    assert http_get(host, OTHER, 9091) == "lost"
+    # Its record lost (by hand; a crash cannot lose a record that was fsync'ed), and the
+    # chains of a network that has none: what only prune can find.
+    os.unlink(nets.dir.file(net.id, "endpoints", lost.id + ".json"))
+    nets.firewall.setup_network(NetworkRules("c" * 64, "isobccccccccccc", ("172.31.9.0/24",)))
+    done = nets.prune()
+    assert f"port forward tcp 9091 to {lost.ipv4}" in done
+    assert "firewall chain n-cccccccccccc-fwd" in done
+    assert f"device {lost.host_ifname}" in done
+    with pytest.raises(OSError):
+        http_get(host, OTHER, 9091, timeout=2)
+    assert http_get(host, OTHER, 9090) == "kept"  # what a record names stays
+    table = nft_table(host)
+    assert "9091" not in table and "cccccccccccc" not in table and "9090" in table
+    assert nets.prune() == []
 
 
 def test_the_proxy_serves_ipv6_loopback(nets: Networks, host: NetNamespace,

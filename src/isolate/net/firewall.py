@@ -28,7 +28,7 @@ import shutil
 import socket
 import struct
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -86,6 +86,10 @@ class Firewall(Protocol):
     def teardown_port_forward(self, pf: PortForward) -> None:
         """Remove what :meth:`setup_port_forward` added (also if it was only partly there)."""
 
+    def sweep(self, networks: Sequence[NetworkRules], addresses: Collection[str]) -> list[str]:
+        """For prune: remove what no record names -- the rules of networks not in
+        ``networks``, port forwards to addresses not in ``addresses``. Returns descriptions."""
+
     def close(self) -> None:
         """Release what the backend holds (a netlink socket); idempotent."""
 
@@ -111,6 +115,10 @@ class NoFirewall:
     def teardown_port_forward(self, pf: PortForward) -> None:
         """Remove the rules of one published port; absent ones are fine."""
         pass
+
+    def sweep(self, networks: Sequence[NetworkRules], addresses: Collection[str]) -> list[str]:
+        """There is nothing to sweep: []."""
+        return []
 
     def close(self) -> None:
         """Nothing to release."""
@@ -477,6 +485,65 @@ class NftablesFirewall:
                 raise NetworkError(exc.errno or errno.EIO, f"remove the port forwards of "
                                    f"{pf.ipv4 or pf.ipv6} from table inet {TABLE}",
                                    step="nftables") from exc
+
+    def sweep(self, networks: Sequence[NetworkRules], addresses: Collection[str]) -> list[str]:
+        """Remove from isolate's table what no record names: port forwards (DNAT map
+        elements) to an address in ``addresses`` none, and the chains and map elements of
+        bridges of no network in ``networks``; one transaction. Returns descriptions of what
+        went ([] when there is no table). Raises NetworkError."""
+        items = self.ruleset()
+        keep = {_canonical(a) for a in addresses}
+        bridges = {n.bridge for n in networks}
+        chains = {c for n in networks for c in _network_chains(n)}
+        maps = {i["map"]["name"]: i["map"] for i in items if "map" in i}
+        cmds: list[dict[str, Any]] = []
+        done: list[str] = []
+
+        def drop(name: str, key: object) -> None:
+            cmds.append({"delete": {"element": {**_T, "name": name, "elem": [key]}}})
+
+        for name, m in maps.items():
+            for elem in m.get("elem", []):
+                if not isinstance(elem, list) or len(elem) != 2:
+                    continue
+                key, value = elem
+                if name.startswith("pf") and name.endswith("_addr"):
+                    if _canonical(value) not in keep:
+                        drop(name, key)
+                        if any(e[0] == key for e in maps.get(name[:-5] + "_port", {})
+                               .get("elem", []) if isinstance(e, list)):
+                            drop(name[:-5] + "_port", key)
+                        done.append(f"port forward {_describe(key)} to {value}")
+                elif name in ("fwd_from", "fwd_to", "nat_from", "nat_to") and \
+                        key not in bridges:
+                    drop(name, key)
+        for item in items:
+            if "set" in item and item["set"]["name"] == "bridges":
+                for br in item["set"].get("elem", []):
+                    if br not in bridges:
+                        drop("bridges", br)
+                        done.append(f"the rules of bridge {br}")
+        for item in items:
+            name = item.get("chain", {}).get("name", "")
+            if name.startswith("n-") and name not in chains:
+                cmds.append({"flush": {"chain": {**_T, "name": name}}})
+                cmds.append({"delete": {"chain": {**_T, "name": name}}})
+                done.append(f"firewall chain {name}")
+        self.apply(cmds)
+        return done
+
+
+def _canonical(address: object) -> str:
+    try:
+        return str(ipaddress.ip_address(str(address)))
+    except ValueError:
+        return str(address)
+
+
+def _describe(key: object) -> str:
+    """A DNAT map key as nft lists it (``{"concat": [addr?, proto, port]}``), as text."""
+    parts = key.get("concat", [key]) if isinstance(key, dict) else [key]
+    return " ".join(str(p) for p in parts)
 
 
 def make_firewall(kind: str, host: NetNamespace) -> Firewall:

@@ -1230,7 +1230,8 @@ class Networks:
     def prune(self, *, networks: bool = False) -> list[str]:
         """Remove what crashes left: half-made networks and endpoints, endpoints whose owner
         is gone or whose namespace vanished (their veth is gone) with their leases, records
-        of another boot, resolvers without endpoints, isolate's devices that no record names;
+        of another boot, resolvers without endpoints, isolate's devices and firewall rules
+        (port forwards, a network's chains) that no record names;
         with ``networks=True`` also every unused network but the default one (Docker's
         ``network prune``). Returns descriptions of what was removed. Raises NetworkError."""
         with self.dir.locked():
@@ -1256,6 +1257,9 @@ class Networks:
                         nets.remove(net)
                         self._remove_network(net, nets)
                         done.append(f"network {net.name}")
+            # Rules no record names (a record lost by hand or a disk, an older version's).
+            forwarded = {a for n in nets for e in self._endpoints(n.id) for a in e.addresses}
+            done += self.firewall.sweep([n.rules for n in nets], forwarded)
             known = {n.bridge for n in nets} | {
                 e.host_ifname for n in nets for e in self._endpoints(n.id)}
             for link in sorted(links):
