@@ -751,10 +751,9 @@ class Networks:
             gateway6=None if net.internal else net.gateway6, name=name, aliases=aliases,
             netns=inner.path, ports=tuple(bindings), dns=servers, netns_id=netns_id,
             state="creating", boot=boot_id())
+        hint = f"{pool4.last or ''},{(pool6.last if pool6 else None) or ''}"
         try:
-            self.dir.write_hint(f"{pool4.last or ''},{(pool6.last if pool6 else None) or ''}",
-                                net.id, _HINT)
-            ep = self._make_endpoint(net, ep, inner, held, auto_name)
+            ep = self._make_endpoint(net, ep, inner, held, auto_name, hint)
             self.dir.rename((net.id, "endpoints", eid + _CREATING),
                             (net.id, "endpoints", eid + _READY))
             ep = attrs.evolve(ep, state="ready")
@@ -770,10 +769,11 @@ class Networks:
         return ep
 
     def _make_endpoint(self, net: Network, ep: Endpoint, inner: NetNamespace,
-                       held: dict[PortBinding, socket.socket], auto_name: bool) -> Endpoint:
-        """The record (``<id>.creating``), then the kernel's part: veth, addresses, routes,
-        sysctls, port forwards, proxy. Returns the endpoint as it ends up (its interface name
-        when the chosen one was taken, its proxy)."""
+                       held: dict[PortBinding, socket.socket], auto_name: bool,
+                       hint: str) -> Endpoint:
+        """The network's address hint and the record (``<id>.creating``), then the kernel's
+        part: veth, addresses, routes, sysctls, port forwards, proxy. Returns the endpoint as
+        it ends up (its interface name when the chosen one was taken, its proxy)."""
         # Set before the interface exists, so that it takes them from ``default``: the one
         # child that makes the container's netlink socket sets these.
         sysctls = {"net.ipv4.conf.all.accept_redirects": "0",
@@ -781,10 +781,15 @@ class Networks:
         if ep.ipv6:
             sysctls["net.ipv6.conf.default.accept_ra"] = "0"
             sysctls["net.ipv6.conf.default.disable_ipv6"] = "0"
-        # The record is written (and fsync'ed) while that child runs: nothing it does needs
-        # undoing (the sysctls are the container's namespace's own), and nothing that does is
-        # made before the record exists -- a crash from then on is rolled back from it.
-        writer = _Background(lambda: self._write_record(ep))
+        # The hint and the record are written (the record fsync'ed) while that child runs:
+        # nothing it does needs undoing (the sysctls are the container's namespace's own),
+        # and nothing that does is made before the record exists -- a crash from then on is
+        # rolled back from it.
+        def write() -> None:
+            self.dir.write_hint(hint, net.id, _HINT)
+            self._write_record(ep)
+
+        writer = _Background(write)
         try:
             (sock,) = inner.sockets([(socket.AF_NETLINK, socket.SOCK_RAW,
                                       socket.NETLINK_ROUTE)], sysctls=sysctls)
