@@ -83,6 +83,31 @@ def test_the_host_s_own_traffic_to_a_published_port_comes_from_the_gateway(
     assert eo.ipv4 != ep.ipv4
 
 
+def test_another_machine_reaches_a_published_port_and_is_seen_as_itself(
+        nets: Networks, host: NetNamespace, containers: Containers, bridge_nf: str) -> None:
+    nets.create("n")
+    web, lan = containers.new(), containers.new()  # lan: a machine on the host's LAN
+    nets.connect("n", web, owner="web", ports=["9090:80", "9091:81"])
+    with host.netlink() as ipr:
+        ipr.link("add", ifname="lan0", kind="veth",
+                 peer={"ifname": "eth0", "net_ns_fd": lan.fileno()})
+        idx = ipr.link_lookup(ifname="lan0")[0]
+        ipr.addr("add", index=idx, address="10.98.0.1", prefixlen=24)
+        ipr.link("set", index=idx, state="up")
+    with lan.netlink() as ipr:
+        for name in ("lo", "eth0"):
+            ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
+        ipr.addr("add", index=ipr.link_lookup(ifname="eth0")[0], address="10.98.0.2",
+                 prefixlen=24)
+    containers.httpd(web, 80, "from afar")
+    # DNAT in prerouting; the container sees the machine's own address, as with Docker (only
+    # the host's and the network's own traffic is masqueraded).
+    assert http_get(lan, "10.98.0.1", 9090) == "from afar"
+    assert _peer_of_a_connection(web, lan, "10.98.0.1", 9091, cport=81) == "10.98.0.2"
+    with pytest.raises(OSError):  # what is not published is not reachable
+        http_get(lan, "10.98.0.1", 80, timeout=2)
+
+
 def test_ipv6_published_ports_are_dnated_for_the_host_other_containers_and_itself(
         nets: Networks, host: NetNamespace, containers: Containers, bridge_nf: str) -> None:
     net = nets.create("dual", ipv6=True)
