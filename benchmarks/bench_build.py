@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 
-from _harness import Candidate, command_line, interleave, machine_notes, table
+from _harness import Candidate, Result, command_line, interleave, machine_notes, table
 from _isolate_path import child_env, describe, pythonpath_prefix
 
 from isolate.image import Store
@@ -111,7 +111,7 @@ def bench_builds(rounds: int, work: str) -> None:
         run(pod, penv)
         cands = [
             Candidate("isolate build (cold, --no-cache)", lambda: run([*iso, "--no-cache"], ienv),
-                      "whole process; RUN steps in sandboxes"),
+                      "whole process; RUN steps in containers"),
             Candidate("podman build (cold, --no-cache)", lambda: run([*pod, "--no-cache"], penv),
                       "whole process; runc, overlay storage"),
             Candidate("isolate build (cached)", lambda: run(iso, ienv), "every step cached"),
@@ -122,6 +122,7 @@ def bench_builds(rounds: int, work: str) -> None:
         print(table(results[:2], [("vs podman", "podman build (cold, --no-cache)")]))
         print()
         print(table(results[2:], [("vs podman", "podman build (cached)")]))
+        print(targets(results))
     finally:
         # No 'podman rmi --all': podman 4.3 then takes a lock file in /etc/cni/net.d whatever
         # network_config_dir says. Its storage goes with the work dir.
@@ -130,6 +131,21 @@ def bench_builds(rounds: int, work: str) -> None:
         for mountpoint in reversed(mounts):
             if mountpoint.startswith(os.path.join(work, "podman")):
                 subprocess.run(["umount", "-l", mountpoint], check=False)
+
+
+def targets(results: list[Result]) -> str:
+    """The issue's targets, checked against this run's medians."""
+    by = {r.name: r.median for r in results}
+    cold = by["isolate build (cold, --no-cache)"] / by["podman build (cold, --no-cache)"]
+    cached_ms = by["isolate build (cached)"] * 1000
+    cached = by["isolate build (cached)"] / by["podman build (cached)"]
+    ok = {True: "met", False: "NOT met"}
+    return "\n".join([
+        "", "Targets (medians of this run):",
+        f"- cold build / podman = {cold:.2f}x (target <= 0.7x): {ok[cold <= 0.7]}",
+        f"- cached rebuild / podman = {cached:.2f}x (target <= 0.2x): {ok[cached <= 0.2]}",
+        f"- cached rebuild of 10 steps = {cached_ms:.0f} ms (target < 500 ms): "
+        f"{ok[cached_ms < 500]}"])
 
 
 def bench_context(rounds: int, files: int, work: str) -> None:
@@ -157,11 +173,12 @@ def bench_context(rounds: int, files: int, work: str) -> None:
                        "walk + .dockerignore + sha256 of every file"),
              Candidate("the same, digests remembered from a build", rebuild,
                        "walk + .dockerignore + stat checks (a rebuild)"),
-             Candidate("tar -c | cat", lambda: subprocess.run(["sh", "-c", tar], check=True),
+             Candidate("tar -c, into a pipe",
+                       lambda: subprocess.run(["sh", "-c", tar], check=True),
                        "GNU tar reading the same files into a pipe")]
     results = interleave(cands, rounds)
     print(f"\n### Hashing a {files}-file build context\n")
-    print(table(results, [("vs tar -c", "tar -c | cat")]))
+    print(table(results, [("vs tar -c", "tar -c, into a pipe")]))
 
 
 def main() -> None:

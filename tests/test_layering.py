@@ -52,8 +52,8 @@ LAYERS: dict[str, float] = {
     "isolate._fuse_root": 4.4,  # fuse-overlayfs fallback for image roots: uses lowlevel
     "isolate._image_root": 4.5,  # image roots for the sandbox: uses image/ and fs/
     "isolate.container": 4.6,  # containers: a preset of the runtime config, state on disk
+    "isolate._container_runner": 4.7,  # build RUN steps in containers: the container preset
     "isolate.sandbox": 5,
-    "isolate._sandbox_runner": 5.5,  # build RUN steps in sandboxes: uses sandbox and build
     "isolate.cli": 6,
     "isolate.api": 6,
     "isolate.oci": 6,

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from isolate import process as process
     from isolate import sandbox as sandbox
     from isolate import security as security
-    from isolate._sandbox_runner import SandboxStepRunner, build
+    from isolate._container_runner import ContainerStepRunner, build
     from isolate.cgroups import CGroup, Limits
     from isolate.container import Container, ContainerConfig, Volume
     from isolate.fs.mounts import Bind, Tmpfs
@@ -40,6 +40,7 @@ __all__ = [
     "CGroup",
     "Container",
     "ContainerConfig",
+    "ContainerStepRunner",
     "IdMap",
     "Image",
     "Limits",
@@ -49,7 +50,6 @@ __all__ = [
     "Sandbox",
     "SandboxConfig",
     "SandboxResult",
-    "SandboxStepRunner",
     "Store",
     "Tmpfs",
     "Volume",
@@ -79,8 +79,8 @@ _LAZY = {
     "Container": "isolate.container",
     "ContainerConfig": "isolate.container",
     "Volume": "isolate.container",
-    "build": "isolate._sandbox_runner",
-    "SandboxStepRunner": "isolate._sandbox_runner",
+    "build": "isolate._container_runner",
+    "ContainerStepRunner": "isolate._container_runner",
 }
 
 

@@ -1,6 +1,6 @@
 """``isolate build``, ``isolate history`` and ``isolate builder prune``: Dockerfile builds.
 
-Thin adapters over :class:`isolate.image.build.Builder` (with sandboxed RUN steps) and the
+Thin adapters over :class:`isolate.image.build.Builder` (RUN steps in containers) and the
 image store. ``build`` prints one line per step to stderr (``[2/5] RUN ...``), the RUN
 output as it comes, ``CACHED`` or the time each step took, and the image id last, alone, on
 stdout; a failed build prints one error line and exits 1.
@@ -28,8 +28,7 @@ def register(sub: Any) -> None:
                        usage="isolate build [OPTIONS] PATH | -",
                        description="Build an image from the Dockerfile in PATH (the build "
                        "context), or from a context tar read from stdin ('-'). RUN steps run "
-                       "in sandboxes of the image so far, as root with Docker's default "
-                       "capabilities.")
+                       "in containers of the image so far, as docker build runs them.")
     p.add_argument("context", metavar="PATH", help="the build context directory, or - for a "
                    "tar on stdin")
     p.add_argument("-t", "--tag", action="append", default=[], metavar="NAME[:TAG]",
@@ -107,23 +106,35 @@ def _pairs(items: list[str], what: str, *, from_env: bool) -> dict[str, str]:
 
 
 class _Printer:
-    """Renders build events on ``stream`` (plain lines, or with colours for a terminal)."""
+    """Renders build events on ``stream`` (plain lines, or with colours for a terminal).
+
+    RUN output is printed a line at a time, each line after its step's label, so that the
+    output of stages built at the same time stays readable (a line a step has not finished
+    yet is printed when it does, or when the step ends).
+    """
 
     def __init__(self, stream: IO[str], *, tty: bool, quiet: bool) -> None:
         self.stream = stream
         self.tty = tty
         self.quiet = quiet
-        self.at_line_start = True
-
-    def _write(self, text: str) -> None:
-        self.stream.write(text)
-        self.stream.flush()
+        self.partial: dict[int, tuple[str, bytes]] = {}
 
     def _line(self, text: str) -> None:
-        if not self.at_line_start:
-            self._write("\n")
-            self.at_line_start = True
-        self._write(text + "\n")
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def _output(self, label: str, lines: list[bytes]) -> None:
+        for raw in lines:
+            text = raw.decode("utf-8", "replace")
+            self.stream.write(f"{label} \x1b[2m{text}\x1b[0m\n" if self.tty
+                              else f"{label} {text}\n")
+        self.stream.flush()
+
+    def flush(self) -> None:
+        """Print the unfinished lines of steps that did not end (a failed build)."""
+        for label, rest in self.partial.values():
+            self._output(label, [rest])
+        self.partial.clear()
 
     def __call__(self, event: Any) -> None:
         from isolate.image.build import StepFinished, StepOutput, StepStarted
@@ -134,15 +145,16 @@ class _Printer:
             text = f"{event.label} {event.step.text}"
             self._line(f"\x1b[1m{text}\x1b[0m" if self.tty else text)
         elif isinstance(event, StepOutput):
-            data = event.data.decode("utf-8", "replace")
-            if self.tty:
-                data = "\x1b[2m" + data + "\x1b[0m"
-            self._write(data)
-            self.at_line_start = event.data.endswith(b"\n")
+            _label, before = self.partial.pop(id(event.step), ("", b""))
+            lines = (before + event.data).split(b"\n")
+            if lines[-1]:
+                self.partial[id(event.step)] = (event.label, lines[-1])
+            self._output(event.label, lines[:-1])
         elif isinstance(event, StepFinished):
-            if event.step.kind in ("from", "config") and not event.cached:
-                return
-            if event.step.kind == "from":
+            label, rest = self.partial.pop(id(event.step), ("", b""))
+            if rest:
+                self._output(label, [rest])
+            if event.step.kind in ("from", "config"):
                 return
             what = "CACHED" if event.cached else f"DONE {event.seconds:.1f}s"
             if self.tty:
@@ -151,7 +163,7 @@ class _Printer:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from isolate._sandbox_runner import SandboxStepRunner
+    from isolate._container_runner import ContainerStepRunner
     from isolate.image.build import Builder, BuildOptions, BuildRequest, StepFailed
 
     if args.context == "-" and args.file == "-":
@@ -174,7 +186,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             dockerfile = None
         elif args.file is not None and args.context != "-":
             dockerfile = os.path.abspath(args.file)
-        builder = Builder(store, SandboxStepRunner(), progress=printer)
+        builder = Builder(store, ContainerStepRunner(), progress=printer)
         if args.context == "-":
             result = builder.build(BuildRequest(
                 context_tar=sys.stdin.buffer, dockerfile=dockerfile,
@@ -184,11 +196,13 @@ def cmd_build(args: argparse.Namespace) -> int:
                 context=args.context, dockerfile=dockerfile, dockerfile_text=dockerfile_text,
                 tags=tuple(args.tag), options=options))
     except StepFailed as exc:
+        printer.flush()
         if args.quiet and exc.output_tail:
             sys.stderr.write(exc.output_tail)
         printer._line(f"isolate: {exc}")
         return 1
     except IsolateError as exc:
+        printer.flush()
         printer._line(f"isolate: {exc}")
         return 1
     image = result.image

@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 import pytest
 
-from isolate._sandbox_runner import SandboxStepRunner
+from isolate._container_runner import ContainerStepRunner
 from isolate.image import Image, Store
 from isolate.image.build import (
     Builder,
@@ -124,7 +124,7 @@ class Build:
                  **options: Any) -> BuildResult:
         self.file("Dockerfile", dockerfile)
         self.last = Recorder()
-        builder = Builder(self.store, SandboxStepRunner(), progress=self.last)
+        builder = Builder(self.store, ContainerStepRunner(), progress=self.last)
         return builder.build(BuildRequest(context=str(self.context), tags=tags,
                                           options=BuildOptions(**options)))
 

@@ -1,5 +1,5 @@
 """Builds end to end on a busybox base: every instruction and form, COPY/ADD rules, RUN
-mounts, secrets, multi-stage, and the cache. RUN steps run in real sandboxes."""
+mounts, secrets, multi-stage, and the cache. RUN steps run in real containers."""
 
 from __future__ import annotations
 
@@ -11,19 +11,52 @@ import os
 import re
 import tarfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from isolate._container_runner import ContainerStepRunner
 from isolate.errors import ImageError
 from isolate.image import Image, Store
-from isolate.image.build import BuildCache, BuildError, DockerfileError, StepFailed
+from isolate.image.build import (
+    BuildCache,
+    Builder,
+    BuildError,
+    BuildRequest,
+    DockerfileError,
+    RunOutcome,
+    RunRequest,
+    StepFailed,
+)
 
 from .conftest import BASE, Build, config_of, history_of, layer_bytes, read, snapshot
 
 pytestmark = pytest.mark.root
+
+
+def test_a_build_records_one_image_its_result(build: Build, store: Store,
+                                              base: Image) -> None:
+    # Each step runs on the image so far, and a stage is read by COPY --from; none of them
+    # becomes an image record of its own (BuildKit leaves none: `images` shows no <none>).
+    build.file("a", "a")
+    result = build(f"""FROM {BASE} AS first
+RUN echo one > /one
+RUN echo two > /two
+FROM {BASE}
+COPY a /a
+RUN cat /a > /b
+COPY --from=first /one /one
+RUN echo three > /three
+""")
+    assert sorted(i.id for i in store.images()) == sorted({base.id, result.image.id})
+    assert read(store, result.image, "/one") == b"one\n"
+    # The cache still answers the next build, from the step states alone.
+    again = build(build.context.joinpath("Dockerfile").read_text())
+    assert again.executed == 0 and again.image.id == result.image.id
+    assert sorted(i.id for i in store.images()) == sorted({base.id, result.image.id})
 
 
 def test_run_changes_become_a_layer_and_the_image_is_tagged(build: Build, store: Store,
@@ -44,6 +77,49 @@ def test_run_runs_as_root_with_dockers_capabilities(build: Build, store: Store) 
     snap = snapshot(store, img)
     assert (snap["f"].uid, snap["f"].gid, snap["f"].mode) == (1000, 50, 0o4750)
     assert read(store, img, "/uid") == b"0\n"
+
+
+# Docker's default capability set (docker run alpine grep CapEff /proc/self/status).
+DOCKER_CAPS = "00000000a80425fb"
+
+
+def test_run_is_a_docker_container_not_a_sandbox(build: Build, store: Store) -> None:
+    img = build(f"FROM {BASE}\n"
+                "RUN grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status "
+                "> /status && chroot / true && echo chrooted >> /status\n"
+                "RUN echo kept > /tmp/left-by-a-step && hostname > /host && "
+                "grep buildkitsandbox /etc/hosts > /hosts\n").image
+    status = dict(line.split(":\t") for line in
+                  (read(store, img, "/status") or b"").decode().splitlines()[:-1])
+    # Docker's 14 capabilities, no no_new_privs, a seccomp filter that is Docker's profile:
+    # chroot with CAP_SYS_CHROOT works there (isolate's sandbox profile refuses it).
+    assert status == {"CapEff": DOCKER_CAPS, "CapBnd": DOCKER_CAPS, "NoNewPrivs": "0",
+                      "Seccomp": "2"}
+    assert (read(store, img, "/status") or b"").endswith(b"chrooted\n")
+    # /tmp is the image's own: a file left there is in the step's layer, as with Docker.
+    assert read(store, img, "/tmp/left-by-a-step") == b"kept\n"
+    assert read(store, img, "/host") == b"buildkitsandbox\n"
+    assert read(store, img, "/hosts") == b"127.0.0.1\tlocalhost buildkitsandbox\n"
+    # Nothing of the container's own mounts is in a layer.
+    assert [p for p in snapshot(store, img) if p.startswith(("dev/", "proc/", "sys/"))] == []
+
+
+def test_run_gets_supplementary_groups_and_home_as_docker_sets_them(build: Build,
+                                                                    store: Store) -> None:
+    groups = "grep ^Groups: /proc/self/status | cut -f2"
+    img = build(f"FROM {BASE}\nRUN {groups} > /root-groups && echo $HOME >> /root-groups\n"
+                f"USER app\nRUN {groups} > /tmp/app && echo $HOME >> /tmp/app\n"
+                f"USER app:app\nRUN {groups} > /tmp/explicit\n"
+                f"USER 1000\nRUN {groups} > /tmp/numeric\n"
+                "USER 4321\nRUN echo $HOME > /tmp/unknown\n").image
+    # The primary group (the kernel sorts the list), as Docker and podman set them ...
+    assert read(store, img, "/root-groups") == b"0 \n/root\n"
+    # ... then, for a user named (or found by uid), every group that lists it (staff, 50);
+    assert read(store, img, "/tmp/app") == b"50 1000 \n/home/app\n"
+    assert read(store, img, "/tmp/numeric") == b"50 1000 \n"
+    # an explicit group replaces them; a uid the image lacks has HOME /.
+    assert read(store, img, "/tmp/explicit") == b"1000 \n"
+    assert read(store, img, "/tmp/unknown") == b"/\n"
 
 
 def test_user_and_workdir_apply_to_run(build: Build, store: Store) -> None:
@@ -385,6 +461,31 @@ def test_run_network_none_has_only_loopback(build: Build, store: Store) -> None:
     assert read(store, img, "/nets") == b"lo\n"
 
 
+def test_run_network_host_shares_the_hosts_network_namespace(build: Build,
+                                                             store: Store) -> None:
+    img = build(f"FROM {BASE}\nRUN --network=host readlink /proc/self/ns/net > /host && "
+                "cat /etc/resolv.conf > /resolv\n"
+                "RUN readlink /proc/self/ns/net > /default\n"
+                "RUN --network=none readlink /proc/self/ns/net > /own\n").image
+    ours = f"{os.readlink('/proc/self/ns/net')}\n".encode()
+    assert read(store, img, "/host") == ours
+    assert read(store, img, "/default") == ours  # the build's default network is host
+    own = read(store, img, "/own")
+    assert own is not None and own.startswith(b"net:[") and own != ours
+    # The host's resolver was bound for that step only: it is not in the image.
+    with open("/etc/resolv.conf", "rb") as f:
+        assert read(store, img, "/resolv") == f.read()
+    assert "etc/resolv.conf" not in snapshot(store, img)
+
+
+def test_the_build_wide_network_option_applies_to_every_run(build: Build,
+                                                            store: Store) -> None:
+    img = build(f"FROM {BASE}\nRUN ls /sys/class/net > /nets\n"
+                "RUN --network=host readlink /proc/self/ns/net > /ns\n", network="none").image
+    assert read(store, img, "/nets") == b"lo\n"
+    assert read(store, img, "/ns") == f"{os.readlink('/proc/self/ns/net')}\n".encode()
+
+
 def test_cache_mounts_persist_between_builds_and_stay_out_of_layers(
         build: Build, store: Store) -> None:
     text = (f"FROM {BASE}\nARG N\nRUN --mount=type=cache,target=/root/.cache "
@@ -482,6 +583,57 @@ COPY --from=0 /out /out-dir
     assert read(store, img, "/out/app") == b"built\n"
 
 
+def _waiting_run(name: str, wait_for: str, log: str = "log", then: str = "") -> str:
+    """A RUN that writes NAME-start to a cache mount shared by the build's stages, waits
+    (at most 60 s) until WAIT_FOR is there too, and writes NAME-end (or runs THEN)."""
+    return (f"RUN --mount=type=cache,id=shared,target=/shared "
+            f"echo {name}-start >> /shared/{log} && i=0 && "
+            f"while ! grep -q {wait_for} /shared/{log} && [ $i -lt 600 ]; "
+            f"do sleep 0.1; i=$((i + 1)); done && {then or f'echo {name}-end >> /shared/{log}'}")
+
+
+def test_independent_stages_are_built_at_the_same_time(build: Build, store: Store) -> None:
+    # Each stage's step waits until the other one has started: built one after the other,
+    # the first would give up waiting and end before the second started.
+    text = f"""FROM {BASE} AS a
+{_waiting_run("a", "b-start")}
+RUN echo a > /a
+FROM {BASE} AS b
+{_waiting_run("b", "a-start")}
+RUN echo b > /b
+FROM {BASE}
+COPY --from=a /a /a
+COPY --from=b /b /b
+RUN --mount=type=cache,id=shared,target=/shared cp /shared/log /log
+"""
+    img = build(text).image
+    log = (read(store, img, "/log") or b"").decode().split()
+    assert sorted(log[:2]) == ["a-start", "b-start"] and sorted(log[2:]) == ["a-end", "b-end"]
+    assert read(store, img, "/a") == b"a\n" and read(store, img, "/b") == b"b\n"
+    # Both stages' steps were recorded in the cache, safely: the next build does no work.
+    again = build(text)
+    assert again.image.id == img.id and again.executed == 0
+
+
+def test_a_failing_stage_stops_the_stages_built_beside_it(build: Build, store: Store) -> None:
+    # "slow" would run for a minute; "failing" fails once slow has started: slow is killed.
+    text = f"""FROM {BASE} AS slow
+{_waiting_run("slow", "never-written")}
+FROM {BASE} AS failing
+{_waiting_run("failing", "slow-start", then="exit 3")}
+FROM {BASE}
+COPY --from=slow /etc/motd /s
+COPY --from=failing /etc/motd /f
+"""
+    with pytest.raises(StepFailed) as info:
+        build(text)
+    assert info.value.exit_code == 3 and str(info.value).startswith("Dockerfile:4:1:")
+    log = (Path(BuildCache(store).mount_path("shared")) / "log").read_text().split()
+    assert sorted(log) == ["failing-start", "slow-start"]  # slow never got to its end
+    assert "COPY --from=slow /etc/motd /s" not in build.last.ran()
+    assert os.listdir(os.path.join(store.root, "tmp")) == []
+
+
 def test_a_missing_base_image_is_a_clear_error(build: Build) -> None:
     with pytest.raises((BuildError, ImageError),
                        match=re.escape("Dockerfile:1:1: base image 127.0.0.1:1/no/such:1")):
@@ -532,13 +684,41 @@ RUN echo $V > /v
 """
 
 
+class _CountingRunner(ContainerStepRunner):
+    """The real runner, counting the steps it is asked to run."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def run(self, request: RunRequest, output: Callable[[bytes], None]
+            ) -> AbstractContextManager[RunOutcome]:
+        self.calls += 1
+        return super().run(request, output)
+
+
+def _store_files(store: Store) -> dict[str, int]:
+    """Every file of the store but its locks, with its mtime (ns)."""
+    out = {}
+    for dirpath, _dirs, files in os.walk(store.root):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            if "/locks" not in path[len(store.root):]:
+                out[path] = os.lstat(path).st_mtime_ns
+    return out
+
+
 def test_a_second_build_does_no_work(build: Build, store: Store) -> None:
     build.file("app/a", "a")
     first = build(DF).image
     assert build.last.ran() == ["COPY app /app", "RUN cat /app/* > /all", "RUN echo $V > /v"]
-    again = build(DF).image
-    assert build.last.ran() == []
-    assert again.id == first.id
+    before = _store_files(store)
+    runner = _CountingRunner()
+    again = Builder(store, runner, progress=build.last).build(BuildRequest(
+        context=str(build.context), tags=("test/built:1",)))
+    # Nothing but lookups: no container, no layer, no cache entry, no record written.
+    assert runner.calls == 0 and again.executed == 0 and again.cached == 3
+    assert again.image.id == first.id
+    assert _store_files(store) == before
 
 
 def test_a_changed_file_reruns_from_its_copy(build: Build, store: Store) -> None:
@@ -593,11 +773,22 @@ def test_cache_entries_whose_layers_were_collected_are_dropped(build: Build,
                                                                store: Store) -> None:
     build.file("app/a", "a")
     build(DF, tags=())
-    store.gc()  # nothing references the image: its layers go
     cache = BuildCache(store)
-    assert cache.drop_dangling() >= 1 or all(cache.get(k) is None for k in cache.step_keys())
+    assert len(cache.step_keys()) == 3
+    report = store.gc()  # nothing references the image: its layers go
+    assert report.images >= 1 and report.blobs >= 3  # the record and the three layers
+    assert cache.drop_dangling() == 3 and cache.step_keys() == []
     build(DF, tags=())
     assert build.last.cached() == []
+
+
+def test_gc_keeps_the_cache_of_images_that_are_tagged(build: Build, store: Store) -> None:
+    build.file("app/a", "a")
+    build(DF)
+    store.gc()
+    assert BuildCache(store).drop_dangling() == 0
+    build(DF)
+    assert build.last.ran() == []
 
 
 def test_builder_prune_empties_the_cache(build: Build, store: Store) -> None:

@@ -4,6 +4,7 @@ real processes, real output; and what Ctrl-C and SIGKILL in the middle of a buil
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -50,7 +51,7 @@ def test_build_prints_steps_output_and_the_id_last(store: Store, ctx: Path) -> N
     assert lines[0] == f"[1/5] FROM {BASE}"
     assert "[2/5] COPY hello.txt /" in lines and "[3/5] RUN echo from-run && cat /hello.txt" \
         " > /copy" in lines
-    assert "from-run" in lines  # the RUN's own output, streamed
+    assert "[3/5] from-run" in lines  # the RUN's own output, streamed after its label
     assert any(line.startswith("[3/5] DONE ") and line.endswith("s") for line in lines)
     assert "Successfully tagged docker.io/test/cli:1" in lines
     image_id = proc.stdout.decode().strip()
@@ -127,6 +128,31 @@ def test_a_failing_run_shows_its_command_and_exits_1(store: Store, ctx: Path) ->
     assert proc.stdout == b""
 
 
+def test_stages_built_at_once_print_each_line_after_its_step(store: Store, tmp_path: Path,
+                                                             base: Image) -> None:
+    path = tmp_path / "par"
+    path.mkdir()
+    # Each stage prints half a line, waits until the other has started (through a cache
+    # mount both see), then ends its line: interleaved output, but every line whole.
+    wait = ("while ! [ -e /shared/{0} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done")
+    (path / "Dockerfile").write_text(f"""FROM {BASE} AS a
+RUN --mount=type=cache,id=s,target=/shared i=0; printf 'from-a '; touch /shared/a; \
+    {wait.format("b")}; echo done-a; echo second-a
+FROM {BASE} AS b
+RUN --mount=type=cache,id=s,target=/shared i=0; printf 'from-b '; touch /shared/b; \
+    {wait.format("a")}; echo done-b
+FROM {BASE}
+COPY --from=a /etc/motd /a
+COPY --from=b /etc/motd /b
+""")
+    proc = isolate(store, "build", "--progress", "plain", str(path))
+    assert proc.returncode == 0, proc.stderr.decode()
+    lines = proc.stderr.decode().splitlines()
+    assert "[a 2/2] from-a done-a" in lines and "[a 2/2] second-a" in lines
+    assert "[b 2/2] from-b done-b" in lines
+    assert "[a 2/2] DONE" in " ".join(lines) and "[b 2/2] DONE" in " ".join(lines)
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--platform", "linux/s390x"], "isolate builds only for the host platform"),
     (["-t", "Bad Name"], "invalid tag"),
@@ -163,6 +189,19 @@ def test_history(store: Store, ctx: Path) -> None:
     assert quiet[0] == image_id and set(quiet[1:]) == {"<missing>"}
 
 
+def test_history_gives_each_layer_its_size(store: Store, ctx: Path) -> None:
+    assert isolate(store, "build", "-q", "-t", "test/h:1", str(ctx)).returncode == 0
+    image = store.get("test/h:1")
+    rows = json.loads(isolate(store, "history", "--format", "json", "test/h:1").stdout)
+    # newest first: CMD, ENV (no layer), RUN, COPY, then the base's one entry
+    assert [r["created_by"].split()[0] for r in rows[:4]] == ["CMD", "ENV", "RUN", "COPY"]
+    with_files = [r["size"] for r in rows if r["size"]]
+    assert with_files == [d.size for d in reversed(image.layers)]
+    assert rows[0]["size"] == rows[1]["size"] == 0 and all(s > 0 for s in with_files)
+    table = isolate(store, "history", "--no-human", "test/h:1").stdout.decode().splitlines()
+    assert table[3].split()[-3] == str(image.layers[-1].size)  # the RUN's layer
+
+
 def test_builder_prune(store: Store, ctx: Path) -> None:
     isolate(store, "build", "-q", str(ctx))
     assert BuildCache(store).step_keys()
@@ -170,6 +209,26 @@ def test_builder_prune(store: Store, ctx: Path) -> None:
     assert proc.returncode == 0
     assert proc.stdout.decode().startswith("Deleted build cache: 2 step(s), 0 cache mount(s)")
     assert BuildCache(store).step_keys() == []
+
+
+def test_rmi_prune_frees_the_cache_of_an_image_nothing_names(store: Store, ctx: Path) -> None:
+    assert isolate(store, "build", "-q", "-t", "test/g:1", str(ctx)).returncode == 0
+    keys = BuildCache(store).step_keys()
+    assert len(keys) == 2
+    # While the image is named, the gc keeps what its cache entries use.
+    other = isolate(store, "build", "-q", "-t", "test/other:1", str(ctx))
+    assert other.returncode == 0
+    assert isolate(store, "rmi", "--prune", "test/other:1").returncode == 0
+    again = isolate(store, "build", "--progress", "plain", "-t", "test/g:1", str(ctx))
+    assert "[2/5] CACHED" in again.stderr.decode() and "[3/5] CACHED" in again.stderr.decode()
+    proc = isolate(store, "rmi", "--prune", "test/g:1")
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert "Untagged: docker.io/test/g:1" in proc.stdout.decode()
+    # The layers went with the image: the entries that named them are misses.
+    last = isolate(store, "build", "--progress", "plain", str(ctx))
+    err = last.stderr.decode()
+    assert last.returncode == 0, err
+    assert "CACHED" not in err and "[2/5] DONE" in err and "[3/5] DONE" in err
 
 
 def _wait_for(predicate: object, what: str, timeout: float = 60) -> None:
@@ -194,6 +253,18 @@ def _processes_with(marker: str) -> list[int]:
     return pids
 
 
+def _wait_or_dump(proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    """Wait for the interrupted build to end; if it does not, fail with the tracebacks of
+    its threads (faulthandler, on SIGABRT) and what it printed."""
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGABRT)
+        proc.wait()
+        assert proc.stderr is not None
+        pytest.fail(f"the build did not stop:\n{proc.stderr.read().decode()[-8000:]}")
+
+
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT])
 def test_an_interrupted_build_leaves_nothing_and_the_next_reuses_what_was_done(
         store: Store, ctx: Path, how: signal.Signals) -> None:
@@ -201,7 +272,7 @@ def test_an_interrupted_build_leaves_nothing_and_the_next_reuses_what_was_done(
     (ctx / "Dockerfile").write_text(
         f"FROM {BASE}\nCOPY hello.txt /\nRUN echo step-two > /two\n"
         f"RUN echo sleeping; sleep {marker}\n")
-    env = dict(os.environ, PYTHONPATH=SRC, ISOLATE_STORE=store.root)
+    env = dict(os.environ, PYTHONPATH=SRC, ISOLATE_STORE=store.root, PYTHONFAULTHANDLER="1")
     proc = subprocess.Popen([sys.executable, "-m", "isolate.cli", "build", "--progress",
                              "plain", str(ctx)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
@@ -214,7 +285,7 @@ def test_an_interrupted_build_leaves_nothing_and_the_next_reuses_what_was_done(
             seen += chunk
         _wait_for(lambda: _processes_with(marker), "the RUN step's sleep")
         os.kill(proc.pid, how)
-        proc.wait(timeout=60)
+        _wait_or_dump(proc)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -225,7 +296,11 @@ def test_an_interrupted_build_leaves_nothing_and_the_next_reuses_what_was_done(
     if how == signal.SIGINT:
         assert proc.returncode == 130
     # the step's container went with the build (its whole pid namespace)
-    _wait_for(lambda: not _processes_with(marker), "the sandboxed sleep to end")
+    _wait_for(lambda: not _processes_with(marker), "the step's sleep to end")
+    # no mount of the step's was made where this process can see it (its root and binds
+    # were in the container's own mount namespace, gone with it)
+    with open("/proc/self/mountinfo") as f:
+        assert [line for line in f if store.root in line] == []
     # a fresh open of the store clears the dead build's temp space; nothing is half-written
     fresh = Store(store.root)
     assert os.listdir(os.path.join(fresh.root, "tmp")) == []
@@ -237,3 +312,26 @@ def test_an_interrupted_build_leaves_nothing_and_the_next_reuses_what_was_done(
     err = again.stderr.decode()
     assert again.returncode == 0, err
     assert "[2/4] CACHED" in err and "[3/4] CACHED" in err and "[4/4] DONE" in err
+
+
+def test_ctrl_c_while_stages_build_at_once_stops_both(store: Store, ctx: Path) -> None:
+    marker = f"8{os.getpid()}.5"
+    (ctx / "Dockerfile").write_text(
+        f"FROM {BASE} AS one\nRUN sleep {marker}1\nFROM {BASE} AS two\nRUN sleep {marker}2\n"
+        f"FROM {BASE}\nCOPY --from=one /etc/motd /1\nCOPY --from=two /etc/motd /2\n")
+    env = dict(os.environ, PYTHONPATH=SRC, ISOLATE_STORE=store.root, PYTHONFAULTHANDLER="1")
+    proc = subprocess.Popen([sys.executable, "-m", "isolate.cli", "build", "-q", str(ctx)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_for(lambda: len(_processes_with(marker)) == 2, "both stages' sleeps")
+        os.kill(proc.pid, signal.SIGINT)
+        _wait_or_dump(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stderr is not None
+        proc.stderr.close()
+    assert proc.returncode == 130
+    _wait_for(lambda: not _processes_with(marker), "both sleeps to end")
+    assert os.listdir(os.path.join(Store(store.root).root, "tmp")) == []

@@ -14,7 +14,7 @@ import pytest
 
 from isolate.image import Image, Store
 
-from .conftest import BASE, Build, FileInfo, Podman, config_of, history_of, snapshot
+from .conftest import BASE, Build, FileInfo, Podman, config_of, history_of, read, snapshot
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -148,3 +148,26 @@ COPY --from=builder --chown=0:0 /out/bin/tool /root/tool
                                             "test/multistage:1")
     problems = compare_trees(snapshot(store, ours), snapshot(theirs_store, theirs))
     assert not problems, "\n".join(problems)
+
+
+def test_run_steps_see_what_podman_build_gives_them(build: Build, podman: Podman,
+                                                    podman_base: str, store: Store,
+                                                    tmp_path: Path) -> None:
+    # The identity, HOME, /tmp and privileges a RUN step has, written into files that both
+    # builds must agree on (capabilities differ by design: podman grants 11, Docker 14).
+    dockerfile = f"""FROM {BASE}
+RUN id > /id-root && echo "$HOME" >> /id-root && echo t > /tmp/left && \\
+    grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status > /status
+USER app
+RUN id > /tmp/id-app && echo "$HOME" >> /tmp/id-app && touch /tmp/app-made
+USER 1000:1000
+RUN id > /tmp/id-numeric
+"""
+    ours, theirs, theirs_store = build_both(build, podman, dockerfile, tmp_path,
+                                            "test/runenv:1")
+    for path in ("/id-root", "/status", "/tmp/id-app", "/tmp/id-numeric"):
+        assert read(store, ours, path) == read(theirs_store, theirs, path), path
+    a, b = snapshot(store, ours), snapshot(theirs_store, theirs)
+    problems = compare_trees(a, b)
+    assert not problems, "\n".join(problems)
+    assert a["tmp/left"].kind == "file" and a["tmp/app-made"].uid == 1000

@@ -5,7 +5,7 @@ directives, heredocs), :mod:`~isolate.image.build.instructions` (typed records),
 :mod:`~isolate.image.build.shell` (variable substitution) and
 :mod:`~isolate.image.build.dockerignore`; then :mod:`~isolate.image.build.plan` (stages,
 cache keys) and :mod:`~isolate.image.build.executor` (:class:`Builder`, which runs RUN steps
-through a :class:`StepRunner`). ``isolate.build`` is the one-call form with sandboxed steps.
+through a :class:`StepRunner`). ``isolate.build`` is the one-call form (RUN steps in containers).
 """
 
 from __future__ import annotations
@@ -13,7 +13,13 @@ from __future__ import annotations
 from isolate.image.build.cache import BuildCache, PruneReport
 from isolate.image.build.context import BuildContext
 from isolate.image.build.dockerignore import Ignores, read_patterns
-from isolate.image.build.errors import BuildError, DockerfileError, SourceLocation, StepFailed
+from isolate.image.build.errors import (
+    BuildCancelled,
+    BuildError,
+    DockerfileError,
+    SourceLocation,
+    StepFailed,
+)
 from isolate.image.build.executor import (
     Builder,
     BuildFinished,
@@ -35,6 +41,7 @@ from isolate.image.build.state import ImageState
 
 __all__ = [
     "BuildCache",
+    "BuildCancelled",
     "BuildContext",
     "BuildError",
     "BuildFinished",

@@ -18,7 +18,6 @@ import re
 import stat
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import attrs
@@ -408,6 +407,8 @@ class BuildContext:
         workers = min(4, os.cpu_count() or 1, len(groups))
         results: list[dict[str, str]] = []
         if workers > 1 and len(files) > 64:
+            from concurrent.futures import ThreadPoolExecutor  # (a rebuild rarely needs it)
+
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 results = list(pool.map(self._hash_dir, groups))
         else:

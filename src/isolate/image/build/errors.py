@@ -11,7 +11,7 @@ import attrs
 
 from isolate.errors import ConfigError, ImageError
 
-__all__ = ["BuildError", "DockerfileError", "SourceLocation", "StepFailed"]
+__all__ = ["BuildCancelled", "BuildError", "DockerfileError", "SourceLocation", "StepFailed"]
 
 
 @attrs.frozen
@@ -73,3 +73,9 @@ class StepFailed(BuildError):
         self.command = command
         self.exit_code = exit_code
         self.output_tail = output_tail
+
+
+class BuildCancelled(BuildError):
+    """The build was stopped while this stage or step ran: another stage failed, or the
+    build was interrupted. A step runner raises it when the build's cancel fd turns readable
+    (after killing the step); the build then raises the error that stopped it, not this."""

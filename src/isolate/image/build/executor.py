@@ -3,8 +3,8 @@
 Owns the order of work (stages after the stages they need, steps in order), the cache
 lookups and records, ``COPY``/``ADD`` layers written directly, ``WORKDIR`` directories,
 and ``RUN`` steps handed to a :class:`StepRunner` -- a small interface of its own, so that the
-runner (today a sandbox of the image so far, later a container) can change without this
-module changing. The mounts of a ``RUN`` (cache directories kept in the store, secrets,
+runner (a container of the image so far: ``isolate.ContainerStepRunner``) can change without
+this module changing. The mounts of a ``RUN`` (cache directories kept in the store, secrets,
 binds from the context or another stage, tmpfs) are prepared here, host-side, and removed
 after the step; secrets never reach a layer, the history or a cache key.
 """
@@ -18,6 +18,7 @@ import os
 import posixpath
 import shutil
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
@@ -29,7 +30,13 @@ from isolate.errors import ConfigError, ImageError
 from isolate.image._disk import remove_tree
 from isolate.image.build.cache import BuildCache
 from isolate.image.build.context import BuildContext
-from isolate.image.build.errors import BuildError, DockerfileError, SourceLocation, StepFailed
+from isolate.image.build.errors import (
+    BuildCancelled,
+    BuildError,
+    DockerfileError,
+    SourceLocation,
+    StepFailed,
+)
 from isolate.image.build.instructions import parse_stages
 from isolate.image.build.parser import parse
 from isolate.image.build.plan import (
@@ -50,6 +57,8 @@ from isolate.image.reference import Reference
 from isolate.image.store import Store
 
 if TYPE_CHECKING:
+    import concurrent.futures
+
     from isolate.image.build.files import LayerFiles, SourceItem
     from isolate.image.build.tree import ImageTree
 
@@ -90,9 +99,13 @@ class RunMount:
 
 @attrs.frozen(eq=False)
 class RunRequest:
-    """What a RUN step runs: ``argv`` in a writable container of ``image`` (recorded in
-    ``store``), as ``uid``/``gid`` with Docker's default capabilities, in ``workdir`` with
-    exactly ``env``, on ``network`` (``none`` or ``host``), with ``mounts``."""
+    """What a RUN step runs: ``argv`` in a writable container of ``image`` (the state so far
+    as an image value: its layer blobs are in ``store``, which has no record of it), as
+    ``uid``/``gid`` with the supplementary ``groups`` and Docker's default capabilities, in
+    ``workdir`` with exactly ``env`` (HOME and PATH already set as runc sets them), on
+    ``network`` (``none`` or ``host``), with ``mounts``, named ``hostname``.
+    ``cancel_fd`` (-1: none) turns readable when the build is stopped: the runner then kills
+    the step and raises :class:`BuildCancelled`."""
 
     image: Image
     store: Store
@@ -104,6 +117,8 @@ class RunRequest:
     network: str
     mounts: tuple[RunMount, ...] = ()
     hostname: str = "buildkitsandbox"
+    groups: tuple[int, ...] = ()
+    cancel_fd: int = -1
 
 
 @attrs.frozen
@@ -145,10 +160,11 @@ class StepStarted:
 
 @attrs.frozen(eq=False)
 class StepOutput:
-    """Bytes a RUN step wrote to stdout/stderr."""
+    """Bytes a RUN step wrote to stdout/stderr (``label`` as its :class:`StepStarted`'s)."""
 
     step: Step
     data: bytes
+    label: str = ""
 
 
 @attrs.frozen(eq=False)
@@ -215,7 +231,8 @@ def _exit_code(status: int) -> int:
 class Builder:
     """Builds Dockerfiles into ``store``, running RUN steps with ``runner``.
 
-    ``progress`` receives :data:`BuildEvent` values as the build goes (from this thread).
+    ``progress`` receives :data:`BuildEvent` values as the build goes, one call at a time
+    (from the build's threads: stages that need nothing of each other are built at once).
     """
 
     def __init__(self, store: Store, runner: StepRunner, *,
@@ -262,7 +279,10 @@ class Builder:
             if ctx is not None and remember and ctx.remembered() != ctx.known:
                 self.cache.save_context_digests(ctx.root, ctx.remembered())
             run = _Run(self, plan, ctx, request.options)
-            final = run.execute()
+            try:
+                final = run.execute()
+            finally:
+                run.cancel.close()
             image = final.commit(self.store, tags)
         self.progress(BuildFinished(image, time.monotonic() - started))
         return BuildResult(image, plan, run.cached, run.executed,
@@ -333,6 +353,54 @@ def _reference(tag: str) -> Reference:
         raise DockerfileError(f"invalid tag {tag!r}: {exc}") from None
 
 
+class Cancel:
+    """A build's stop signal. :meth:`fileno` is an eventfd that turns readable, and stays so,
+    once :meth:`set` was called: a step runner waits on it beside its step's output."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._set = False
+        self._fd = -1
+
+    def is_set(self) -> bool:
+        """Whether the build was stopped."""
+        return self._set
+
+    def set(self) -> None:
+        """Stop the build: every step waiting on :meth:`fileno` sees it."""
+        with self._lock:
+            self._set = True
+            if self._fd >= 0:
+                os.eventfd_write(self._fd, 1)
+
+    def fileno(self) -> int:
+        """The eventfd (made on first use; closed by :meth:`close`)."""
+        with self._lock:
+            if self._fd < 0:
+                self._fd = os.eventfd(1 if self._set else 0, os.EFD_CLOEXEC)
+            return self._fd
+
+    def close(self) -> None:
+        """Close the eventfd (once no step runs any more)."""
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+
+
+def _settle(running: Iterable[concurrent.futures.Future[Any]]) -> None:
+    """Wait for every one of ``running`` to end, whatever it raises, also through further
+    interrupts (its step is being killed: it ends soon)."""
+    import concurrent.futures
+
+    pending = set(running)
+    while pending:
+        try:
+            _done, pending = concurrent.futures.wait(pending)
+        except KeyboardInterrupt:
+            continue
+
+
 class _Run:
     """The state of one build while it runs."""
 
@@ -348,15 +416,70 @@ class _Run:
         self.cached = 0
         self.executed = 0
         self.secrets = {s.id: s for s in options.secrets}
+        self.lock = threading.Lock()
+        self.cancel = Cancel()
 
     def label(self, stage: StagePlan, step: Step) -> str:
         if len(self.plan.stages) > 1:
             return f"[{stage.label} {step.number}/{step.total}]"
         return f"[{step.number}/{step.total}]"
 
+    def emit(self, event: BuildEvent) -> None:
+        """Hand ``event`` to the builder's progress callback, one call at a time."""
+        with self.lock:
+            self.b.progress(event)
+
     def execute(self) -> ImageState:
-        for stage in self.plan.stages:
-            self.results[stage.index] = self.stage(stage)
+        """Build every stage of the plan, each once its needs are built; stages that need
+        nothing of each other at the same time, in threads (as BuildKit does). A failing
+        stage cancels the others (their running steps are killed), and its error is raised
+        once they stopped; so does an interrupt (KeyboardInterrupt) of the calling thread.
+        A stage that is alone to run runs in the calling thread."""
+        waiting = {sp.index: sp for sp in self.plan.stages}
+        running: dict[concurrent.futures.Future[ImageState], int] = {}
+        first: BaseException | None = None
+        pool: concurrent.futures.ThreadPoolExecutor | None = None
+        try:
+            while waiting or running:
+                ready = [sp for sp in waiting.values() if sp.needs <= self.results.keys()]
+                if first is None and len(ready) == 1 and not running:
+                    sp = waiting.pop(ready[0].index)
+                    self.results[sp.index] = self.stage(sp)
+                    continue
+                if first is None:
+                    for sp in ready:
+                        del waiting[sp.index]
+                        if pool is None:
+                            import concurrent.futures  # (only where stages run at once)
+
+                            pool = concurrent.futures.ThreadPoolExecutor(
+                                len(self.plan.stages), thread_name_prefix="isolate-build")
+                        running[pool.submit(self.stage, sp)] = sp.index
+                if not running:
+                    break  # cancelled: what waits never starts
+                done, _ = concurrent.futures.wait(
+                    running, return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in done:
+                    index = running.pop(future)
+                    exc = future.exception()
+                    if exc is None:
+                        self.results[index] = future.result()
+                    elif first is None:
+                        first = exc
+                        self.cancel.set()
+                    elif not isinstance(exc, BuildCancelled):
+                        from isolate.cgroups.cgroup import add_note
+
+                        add_note(first, f"another stage failed too: {exc}")
+        except BaseException:  # an interrupt: stop the stages, then let it go on
+            self.cancel.set()
+            _settle(running)
+            raise
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
+        if first is not None:
+            raise first
         return self.results[self.plan.target]
 
     def stage(self, sp: StagePlan) -> ImageState:
@@ -372,37 +495,42 @@ class _Run:
         state = attrs.evolve(state, config=first.config,
                              author=first.author if first.author is not None else state.author)
         label = self.label(sp, first)
-        self.b.progress(StepStarted(first, label))
-        self.b.progress(StepFinished(first, label, True, 0.0))
+        self.emit(StepStarted(first, label))
+        self.emit(StepFinished(first, label, True, 0.0))
         for step in sp.steps[1:]:
+            if self.cancel.is_set():
+                raise BuildCancelled("the build was stopped", step.location)
             label = self.label(sp, step)
             began = time.monotonic()
-            self.b.progress(StepStarted(step, label))
+            self.emit(StepStarted(step, label))
             if step.kind == "config":
                 history = {"created_by": step.created_by} if step.created_by else None
                 state = state.then(config=step.config, history=history, author=step.author)
-                self.b.progress(StepFinished(step, label, False, time.monotonic() - began))
+                self.emit(StepFinished(step, label, False, time.monotonic() - began))
                 continue
             cached = None if self.options.no_cache else self.b.cache.get(step.key)
             if cached is not None:
                 state = cached
-                self.cached += 1
-                self.b.progress(StepFinished(step, label, True, time.monotonic() - began))
+                with self.lock:
+                    self.cached += 1
+                self.emit(StepFinished(step, label, True, time.monotonic() - began))
                 continue
-            state = self.step(step, state)
+            state = self.step(step, state, label)
             self.b.cache.put(step.key, state)
-            self.executed += 1
-            self.b.progress(StepFinished(step, label, False, time.monotonic() - began))
+            with self.lock:
+                self.executed += 1
+            self.emit(StepFinished(step, label, False, time.monotonic() - began))
         return state
 
     # -- helpers ------------------------------------------------------------------------
 
     def image(self, state: ImageState) -> Image:
-        """``state`` recorded as an (untagged) image, so that its layers can be read and run."""
+        """``state`` as an image value, so that its layers can be read and run; not recorded
+        in the store (the build's result is its only image, as BuildKit's)."""
         digest = hashlib.sha256(state.config_blob()).hexdigest()
         known = self.images.get(digest)
         if known is None:
-            known = state.commit(self.store)
+            known = state.as_image()
             self.images[digest] = known
         return known
 
@@ -424,12 +552,12 @@ class _Run:
     def history(self, step: Step) -> dict[str, Any]:
         return {"created_by": step.created_by or step.text, "comment": "isolate build"}
 
-    def step(self, step: Step, state: ImageState) -> ImageState:
+    def step(self, step: Step, state: ImageState, label: str) -> ImageState:
         if step.kind == "workdir":
             return self.workdir(step, state)
         if step.kind == "copy":
             return self.copy(step, state)
-        return self.run(step, state)
+        return self.run(step, state, label)
 
     # -- WORKDIR ------------------------------------------------------------------------
 
@@ -443,8 +571,8 @@ class _Run:
             return state.then(config=step.config, history=self.history(step))
         owner = (0, 0)
         if step.user:
-            uid, gid, _home = _user(step.user, tree, step.location)
-            owner = (uid, gid)
+            who = _user(step.user, tree, step.location)
+            owner = (who.uid, who.gid)
         with LayerWriter(self.store) as writer:
             files = LayerFiles(writer, tree, new_owner=owner, location=step.location,
                                what="WORKDIR")
@@ -585,28 +713,28 @@ class _Run:
 
     # -- RUN ----------------------------------------------------------------------------
 
-    def run(self, step: Step, state: ImageState) -> ImageState:
+    def run(self, step: Step, state: ImageState, label: str) -> ImageState:
         rp = step.run
         assert rp is not None
         loc = step.location
         image = self.image(state)
         tree = self.tree(state)
-        uid, gid, home = _user(rp.user, tree, loc) if rp.user else (0, 0, "/root")
+        who = _user(rp.user, tree, loc)
         env = dict(rp.env)
         env.setdefault("PATH", DEFAULT_PATH)
-        if "HOME" not in env:
-            env["HOME"] = home or ("/root" if uid == 0 else "/")
+        env.setdefault("HOME", who.home)  # as runc sets it
         tail = bytearray()
 
         def output(data: bytes) -> None:
             tail.extend(data)
             del tail[:-_TAIL]
-            self.b.progress(StepOutput(step, data))
+            self.emit(StepOutput(step, data, label))
 
         with contextlib.ExitStack() as stack:
             mounts = self.mounts(rp, tree, env, stack, loc)
-            request = RunRequest(image, self.store, rp.argv, tuple(env.items()), uid, gid,
-                                 rp.workdir, rp.network, tuple(mounts))
+            request = RunRequest(image, self.store, rp.argv, tuple(env.items()), who.uid,
+                                 who.gid, rp.workdir, rp.network, tuple(mounts),
+                                 groups=who.groups, cancel_fd=self.cancel.fileno())
             with self.b.runner.run(request, output) as outcome:
                 if outcome.exit_code != 0:
                     raise StepFailed(" ".join(rp.argv), outcome.exit_code, loc,
@@ -638,11 +766,12 @@ class _Run:
             return private
 
         if rp.network == "host":
-            for name in ("resolv.conf", "hosts"):
-                host = os.path.join("/etc", name)
-                entry = tree.lookup(f"/etc/{name}", follow=False)
-                if os.path.isfile(host) and (entry is None or stat.S_ISREG(entry.st.st_mode)):
-                    out.append(RunMount("bind", f"/etc/{name}", host, True))
+            # The host's resolver, as BuildKit gives it; /etc/hosts is the runner's (localhost
+            # and the step's hostname, whatever the network).
+            entry = tree.lookup("/etc/resolv.conf", follow=False)
+            if os.path.isfile("/etc/resolv.conf") and (entry is None
+                                                       or stat.S_ISREG(entry.st.st_mode)):
+                out.append(RunMount("bind", "/etc/resolv.conf", "/etc/resolv.conf", True))
         if rp.script is not None:
             name, text = rp.script
             pipes = os.path.join(scratch(), "pipes")
@@ -738,26 +867,36 @@ def _unlink(path: str) -> None:
         os.unlink(path)
 
 
-def _user(spec: str, tree: ImageTree, location: SourceLocation | None
-          ) -> tuple[int, int, str]:
-    """USER as (uid, gid, home), names from the image's own passwd/group files."""
+@attrs.frozen
+class _User:
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+    home: str
+
+
+def _user(spec: str, tree: ImageTree, location: SourceLocation | None) -> _User:
+    """USER as Docker reads it, from the image's own passwd/group files: the ids, the
+    supplementary groups (the primary one, then every group listing the user's name unless a
+    group was given), and HOME (the passwd entry's, else ``/``). An empty spec is root."""
     from isolate.image.build.tree import parse_id_file
 
-    user, _, group = spec.partition(":")
-    home = ""
-    if user.isdigit():
-        uid, gid = int(user), 0
-        for fields in parse_id_file(tree.read("/etc/passwd")):
-            if len(fields) > 3 and fields[2] == user and fields[3].isdigit():
-                gid = int(fields[3])
-                home = fields[5] if len(fields) > 5 else ""
-                break
-    else:
-        found = tree.user(user)
-        if found is None:
-            raise BuildError(f"USER {spec}: unable to find user {user}: no matching entries "
-                             "in the image's passwd file", location)
-        uid, gid, home = found
+    user, _, group = (spec or "0").partition(":")
+    entry: list[str] | None = None
+    for fields in parse_id_file(tree.read("/etc/passwd")):
+        if len(fields) > 3 and (fields[2] == user if user.isdigit() else fields[0] == user):
+            entry = fields
+            break
+    if entry is None and not user.isdigit():
+        raise BuildError(f"USER {spec}: unable to find user {user}: no matching entries "
+                         "in the image's passwd file", location)
+    uid, gid, home, name = int(user) if user.isdigit() else 0, 0, "/", None
+    if entry is not None:
+        uid = int(entry[2]) if entry[2].isdigit() else uid
+        gid = int(entry[3]) if entry[3].isdigit() else 0
+        home = (entry[5] if len(entry) > 5 else "") or "/"
+        name = entry[0]
+    groups: list[int] = []  # after the primary group, which Docker and podman list first
     if group:
         if group.isdigit():
             gid = int(group)
@@ -767,5 +906,9 @@ def _user(spec: str, tree: ImageTree, location: SourceLocation | None
                 raise BuildError(f"USER {spec}: unable to find group {group}: no matching "
                                  "entries in the image's group file", location)
             gid = g
-    return uid, gid, home
-
+    elif name is not None:
+        for fields in parse_id_file(tree.read("/etc/group")):
+            if len(fields) > 3 and fields[2].isdigit() and int(fields[2]) not in groups \
+                    and name in (m.strip() for m in fields[3].split(",")):
+                groups.append(int(fields[2]))
+    return _User(uid, gid, (gid, *(g for g in groups if g != gid)), home)

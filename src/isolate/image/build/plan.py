@@ -274,6 +274,20 @@ class StagePlan:
         """The cache key of the stage's last step."""
         return self.steps[-1].key
 
+    @property
+    def needs(self) -> frozenset[int]:
+        """The stages that must be built before this one: its base stage and the stages its
+        ``COPY --from`` and ``RUN --mount=from=`` read. Stages that need nothing of each
+        other may be built at the same time."""
+        out = {self.base_stage} if self.base_stage is not None else set()
+        for step in self.steps:
+            if step.copy is not None and step.copy.from_stage is not None:
+                out.add(step.copy.from_stage)
+            for m in step.run.mounts if step.run is not None else ():
+                if m.from_stage is not None:
+                    out.add(m.from_stage)
+        return frozenset(out)
+
 
 @attrs.frozen(eq=False)
 class BuildPlan:

@@ -9,6 +9,7 @@ back as a state with every config field kept (``Healthcheck``, ``Shell``, ``OnBu
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -16,8 +17,8 @@ from typing import Any
 import attrs
 
 from isolate.errors import ImageError
-from isolate.image.config import Image
-from isolate.image.oci import OCI_CONFIG, OCI_MANIFEST, canonical_json, load_json
+from isolate.image.config import Image, parse_config_blob
+from isolate.image.oci import OCI_CONFIG, OCI_MANIFEST, Descriptor, canonical_json, load_json
 from isolate.image.reference import Platform, Reference
 from isolate.image.store import Store
 
@@ -123,8 +124,28 @@ class ImageState:
             ImageError: a layer blob is missing.
         """
         blob = self.config_blob()
-        digest = store.put_bytes(blob)
-        return store.commit_image(self.manifest(blob, digest), OCI_MANIFEST, tags=list(tags))
+        digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+        manifest = self.manifest(blob, digest)
+        tags = list(tags)
+        same = _recorded(store, digest, manifest, tags)
+        if same is not None:
+            return same  # a rebuild the cache answered: nothing to write
+        store.put_bytes(blob)
+        return store.commit_image(manifest, OCI_MANIFEST, tags=tags)
+
+    def as_image(self) -> Image:
+        """This state as an :class:`~isolate.image.Image` value that no store records: what
+        a build step runs and reads (``Store.layer_dirs`` takes it, its layer blobs must be
+        stored), without leaving an untagged image behind for each step as a record would."""
+        blob = self.config_blob()
+        config, platform, diff_ids, created = parse_config_blob(blob)
+        digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+        manifest = self.manifest(blob, digest)
+        return Image(id=digest, manifest_digest="sha256:" + hashlib.sha256(manifest).hexdigest(),
+                     manifest_media_type=OCI_MANIFEST, config=config, platform=platform,
+                     layers=tuple(Descriptor(la.media_type, la.digest, la.size)
+                                  for la in self.layers),
+                     diff_ids=diff_ids, created=created)
 
     def has_blobs(self, store: Store) -> bool:
         """Whether every layer blob is (still) in ``store``."""
@@ -174,3 +195,19 @@ class ImageState:
         return cls(image.platform, layers, json.loads(json.dumps(config)),
                    tuple(dict(h) for h in history if isinstance(h, dict)),
                    author if isinstance(author, str) else None, image.created)
+
+
+def _recorded(store: Store, image_id: str, manifest: bytes, tags: Sequence[Reference]
+              ) -> Image | None:
+    """The image ``image_id`` when the store already records it with ``manifest`` and every
+    one of ``tags`` names it (so committing it again would change nothing), else None."""
+    if not store.has_blob(image_id):
+        return None
+    try:
+        image = store.get(image_id)
+    except ImageError:
+        return None
+    if image.manifest_digest != "sha256:" + hashlib.sha256(manifest).hexdigest():
+        return None
+    names = set(image.tags)
+    return image if all(str(ref) in names for ref in tags) else None

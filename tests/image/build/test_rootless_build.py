@@ -1,0 +1,140 @@
+"""Builds as an ordinary user: the store under $XDG_DATA_HOME, each RUN in a container with a
+user namespace of the rootless maps (our own id as root, or the subordinate ranges through
+newuidmap), and a step whose user those maps lack refused with the reason."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import rootless
+
+pytestmark = [pytest.mark.root, pytest.mark.userns]
+
+_SETUP = """
+import json, os, shutil, subprocess
+base = os.environ["XDG_DATA_HOME"]
+tree = os.path.join(base, "tree")
+for d in ("bin", "etc", "tmp", "root", "home/app", "proc", "sys", "dev"):
+    os.makedirs(os.path.join(tree, d))
+os.chmod(os.path.join(tree, "tmp"), 0o1777)
+shutil.copy("/bin/busybox", os.path.join(tree, "bin", "busybox"))
+for a in subprocess.run(["/bin/busybox", "--list"], capture_output=True,
+                        text=True).stdout.split():
+    if not os.path.lexists(os.path.join(tree, "bin", a)):
+        os.symlink("busybox", os.path.join(tree, "bin", a))
+with open(os.path.join(tree, "etc", "passwd"), "w") as f:
+    f.write("root:x:0:0:root:/root:/bin/sh\\napp:x:1000:1000::/home/app:/bin/sh\\n")
+with open(os.path.join(tree, "etc", "group"), "w") as f:
+    f.write("root:x:0:\\napp:x:1000:\\n")
+ctx = os.path.join(base, "ctx")
+os.makedirs(ctx)
+with open(os.path.join(ctx, "hello.txt"), "w") as f:
+    f.write("hello\\n")
+from isolate.image import ImageConfig, Store
+from isolate.image.build import ImageState
+from isolate.image.build.tree import ImageTree
+from isolate._container_runner import build
+store = Store()
+store.from_directory(tree, "local/rl:1", config=ImageConfig(env=["PATH=/bin"]))
+def dockerfile(text):
+    with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+        f.write("FROM local/rl:1\\n" + text)
+def owners(image, n):  # (name, uid, gid) of each entry of layer n, as its tar records it
+    import gzip, io, tarfile
+    with store.open_blob(image.layers[n].digest) as f:
+        data = f.read()
+    if data[:2] == bytes([0x1f, 0x8b]):
+        data = gzip.decompress(data)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return sorted((m.name, m.uid, m.gid) for m in tar.getmembers())
+def read(image, path):
+    data = ImageTree(store.layer_dirs(image)).read(path)
+    return None if data is None else data.decode()
+"""
+
+
+def _run(tmp_path: Path, body: str, **kw: object) -> dict[str, object]:
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    home = tmp_path / "xdg"
+    home.mkdir()
+    shutil.chown(home, 65534, 65534)
+    for d in (tmp_path, *tmp_path.parents):
+        if d == Path("/"):
+            break
+        d.chmod(d.stat().st_mode | 0o005)
+    code = _SETUP + textwrap.dedent(body)
+    proc = rootless.run_unprivileged(code, extra_env={"XDG_DATA_HOME": str(home)},
+                                     **kw)  # type: ignore[arg-type]
+    result: dict[str, object] = json.loads(proc.stdout.splitlines()[-1])
+    return result
+
+
+def test_an_ordinary_user_builds_with_its_own_id_as_root(tmp_path: Path) -> None:
+    r = _run(tmp_path, """
+        dockerfile("COPY hello.txt /hello.txt\\n"
+                   "RUN echo appended >> /etc/passwd && id -u > /id && id -g >> /id && "
+                   "tr -s ' ' < /proc/self/uid_map > /map && cat /hello.txt > /copy\\n"
+                   "RUN --network=none ls /sys/class/net > /nets\\n"
+                   "ENV DONE=1\\n")
+        first = build(ctx, tags=["local/built:1"], store=store)
+        again = build(ctx, tags=["local/built:1"], store=store)
+        img = first.image
+        dockerfile("USER app\\nRUN id -u > /id\\n")
+        try:
+            build(ctx, store=store)
+            refused = None
+        except Exception as exc:
+            refused = [type(exc).__name__, str(exc)]
+        print(json.dumps({
+            "root": store.root, "layers": len(img.layers), "env": img.config.env,
+            "passwd": read(img, "/etc/passwd"), "id": read(img, "/id"),
+            "map": read(img, "/map"), "copy": read(img, "/copy"), "nets": read(img, "/nets"),
+            "history": [h.get("created_by", "") for h in
+                        ImageState.from_image(store, img).history],
+            "again": [again.image.id == img.id, again.executed, again.cached],
+            "refused": refused, "tmp": os.listdir(os.path.join(store.root, "tmp"))}))
+    """)
+    assert r["root"] == str(tmp_path / "xdg" / "isolate")
+    assert r["passwd"] == ("root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh"
+                           "\nappended\n")
+    # Inside, the step is root; outside, it is the user that built (a single-id map).
+    assert r["id"] == "0\n0\n" and str(r["map"]).split() == ["0", "65534", "1"]
+    assert r["copy"] == "hello\n" and r["nets"] == "lo\n"
+    assert r["layers"] == 4 and "DONE=1" in r["env"]  # type: ignore[operator]
+    assert any("echo appended" in h for h in r["history"])  # type: ignore[union-attr]
+    assert r["again"] == [True, 0, 3]  # a rebuild does no work but lookups, rootless too
+    refused = r["refused"]
+    assert isinstance(refused, list) and refused[0] == "UnsupportedError", refused
+    assert "runs as uid 1000" in refused[1] and "/etc/subuid" in refused[1]
+    assert r["tmp"] == []
+
+
+@pytest.mark.skipif(shutil.which("newuidmap") is None, reason="newuidmap (uidmap) missing")
+def test_subordinate_ranges_let_a_step_run_as_the_images_other_users(tmp_path: Path) -> None:
+    sub, subgid = tmp_path / "subuid", tmp_path / "subgid"
+    for f in (sub, subgid):
+        f.write_text("nobody:300000:65536\n")
+        f.chmod(0o644)
+    r = _run(tmp_path, """
+        dockerfile("USER app\\nRUN id -u > /tmp/id && tr -s ' ' < /proc/self/uid_map "
+                   "> /tmp/map && touch /tmp/made && stat -c %u /tmp/made "
+                   ">> /tmp/id\\n")
+        img = build(ctx, tags=["local/app:1"], store=store).image
+        print(json.dumps({"id": read(img, "/tmp/id"), "map": read(img, "/tmp/map"),
+                          "tmp": os.listdir(os.path.join(store.root, "tmp")),
+                          "owners": owners(img, 1)}))
+    """, binds={str(sub): "/etc/subuid", str(subgid): "/etc/subgid"}, keep_bounding_set=True)
+    lines = str(r["map"]).splitlines()
+    assert lines[0].split() == ["0", "65534", "1"] and lines[1].split() == ["1", "300000",
+                                                                             "65536"]
+    assert r["id"] == "1000\n1000\n"
+    assert r["tmp"] == []
+    # As the step saw them: what app made is app's in the layer (not a subordinate host id).
+    owners = {name: (uid, gid) for name, uid, gid in r["owners"]}  # type: ignore[attr-defined]
+    assert owners["tmp/made"] == (1000, 1000) and owners["tmp/id"] == (1000, 1000)
