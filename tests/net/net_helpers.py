@@ -8,9 +8,27 @@ import time
 
 from isolate.net import NetNamespace
 
-__all__ = ["OTHER", "fetch", "http_get"]
+__all__ = ["OTHER", "fetch", "http_get", "make_host"]
 
 OTHER = "10.99.0.1"  # the host's "other address" (not loopback)
+
+
+def make_host() -> NetNamespace:
+    """A fresh network namespace playing the host: lo up, ``OTHER``/24 on a veth pair whose
+    both ends stay in it (a host with a real interface). The caller closes it."""
+    ns = NetNamespace.create()
+    try:
+        with ns.netlink() as ipr:
+            ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+            ipr.link("add", ifname="uplink0", kind="veth", peer="uplink0p")
+            idx = ipr.link_lookup(ifname="uplink0")[0]
+            ipr.addr("add", index=idx, address=OTHER, prefixlen=24)
+            for name in ("uplink0", "uplink0p"):
+                ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
+    except BaseException:
+        ns.close()
+        raise
+    return ns
 
 
 def http_get(ns: NetNamespace, addr: str, port: int, timeout: float = 10) -> str:

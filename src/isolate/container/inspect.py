@@ -124,7 +124,27 @@ def ps_row(container: ContainerView, state: State | None = None) -> PsRow:
         # From the record as stored: a listing need not build each container's config.
         labels=dict(tuple(kv) for kv in container._record["config"].get("labels", ())),
         mounts=tuple(container.volumes.values()),
-        networks=str(container._record["config"].get("network", "none")))
+        networks=str(container._record["config"].get("network", "none")),
+        ports=_ports_text(container, st))
+
+
+def _ports_text(container: ContainerView, st: State) -> str:
+    """The ports column: what the current run publishes (nothing once it ended)."""
+    if not st.status.running:
+        return ""
+    from isolate.container.netdriver import format_ports, published_ports
+
+    return format_ports(published_ports(container.dir))
+
+
+def _network_settings(container: ContainerView, st: State) -> dict[str, Any]:
+    from isolate.container.netdriver import network_settings
+
+    settings: dict[str, Any] = {"Networks": {}, "SandboxKey": "", "Ports": {}}
+    if st.status.running:
+        settings.update(network_settings(container.dir))
+        settings["SandboxKey"] = f"/proc/{st.pid}/ns/net"
+    return settings
 
 
 def matches(container: ContainerView, filters: Mapping[str, Iterable[str]],
@@ -298,7 +318,7 @@ def inspect(container: ContainerView) -> dict[str, Any]:
             "StopSignal": _signal_name(int(rec.get("stop_signal", 15))),
             "StopTimeout": rec.get("stop_timeout", 10),
         },
-        "NetworkSettings": {"Networks": {}, "SandboxKey": "", "Ports": {}},
+        "NetworkSettings": _network_settings(container, st),
         "Isolate": {
             "Supervisor": st.supervisor, "SupervisorPid": st.supervisor_pid,
             "Capabilities": caps.names(),
