@@ -449,3 +449,31 @@ def test_two_networks_at_create(cs: ContainerStore, host: NetNamespace) -> None:
     addrs = _exec(c, "ip -4 -o addr")[1]
     assert "172.30.1.50/24" in addrs and "172.30.2." in addrs
     assert "172.30.1.1\tgw" in _exec(c, "cat /etc/hosts")[1]
+
+
+def test_pasta_as_root_publishes_a_port(cs: ContainerStore, host: NetNamespace) -> None:
+    if not _have("pasta"):
+        pytest.skip("pasta (Debian package passt) is not installed")
+    with host.netlink() as ipr:   # pasta copies the host's default route and address
+        ipr.route("add", dst="default", gateway="10.99.0.254")
+    web = run(cs, HTTPD, network="pasta", ports=["9090:80"])
+    assert fetch(host, "127.0.0.1", 9090).startswith("hello from")
+    assert netdriver.format_ports(netdriver.published_ports(web.dir)) == \
+        "0.0.0.0:9090->80/tcp"
+    web.stop(timeout=1)
+    with pytest.raises(OSError):
+        http_get(host, "127.0.0.1", 9090, timeout=2)
+
+
+def test_a_missing_user_mode_program_is_named_and_nothing_is_left(
+        cs: ContainerStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from isolate.errors import UnsupportedError
+
+    monkeypatch.setattr("isolate.net.rootless._default_env", lambda: {"PATH": "/nonexistent"})
+    c = cs.create(ContainerConfig("busybox", ["true"], network="pasta", ports=["9090:80"]))
+    fds = set(os.listdir("/proc/self/fd"))
+    with pytest.raises(UnsupportedError, match="pasta or slirp4netns") as info:
+        c.start()
+    assert info.value.missing == "pasta or slirp4netns"
+    assert set(os.listdir("/proc/self/fd")) == fds
+    assert "pasta" in (c.state.error or "")

@@ -3,12 +3,15 @@ file for code it runs as an ordinary user)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import time
+from collections.abc import Iterator
 
 from isolate.net import NetNamespace
 
-__all__ = ["OTHER", "fetch", "http_get", "make_host"]
+__all__ = ["OTHER", "fetch", "http_get", "make_host", "staged_extras"]
 
 OTHER = "10.99.0.1"  # the host's "other address" (not loopback)
 
@@ -59,3 +62,43 @@ def fetch(ns: NetNamespace, addr: str, port: int, timeout: float = 30) -> str:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def staged_extras() -> Iterator[dict[str, str]]:
+    """For code run as an ordinary user (needs root to set up): world-readable copies of what
+    it imports beyond isolate and attrs (pyroute2, this file as ``tests/net_helpers.py``), a
+    ``www`` dir with a page, and a tun device node it may open (the machine's /dev/net/tun
+    may be root's only: bind ours over it in the run's private mount namespace). Yields the
+    paths: ``extra`` (for sys.path), ``tests``, ``www``, ``tun``."""
+    import shutil
+    import stat
+    import tempfile
+
+    import pyroute2
+
+    extra = tempfile.mkdtemp(prefix="isolate-net-rootless-")
+    try:
+        os.chmod(extra, 0o755)
+        shutil.copytree(os.path.dirname(pyroute2.__file__ or ""),
+                        os.path.join(extra, "pyroute2"),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        tests = os.path.join(extra, "tests")
+        os.mkdir(tests)
+        shutil.copy(__file__, os.path.join(tests, "net_helpers.py"))
+        www = os.path.join(extra, "www")
+        os.mkdir(www)
+        with open(os.path.join(www, "index.html"), "w") as f:
+            f.write("rootless")
+        tun = os.path.join(extra, "tun")
+        os.mknod(tun, 0o666 | stat.S_IFCHR, os.makedev(10, 200))
+        os.chmod(tun, 0o666)
+        for dirpath, dirnames, filenames in os.walk(extra):
+            for d in dirnames:
+                os.chmod(os.path.join(dirpath, d), 0o755)
+            for name in filenames:
+                if name != "tun":
+                    os.chmod(os.path.join(dirpath, name), 0o644)
+        yield {"extra": extra, "tests": tests, "www": www, "tun": tun}
+    finally:
+        shutil.rmtree(extra, ignore_errors=True)

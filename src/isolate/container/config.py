@@ -639,7 +639,8 @@ class ContainerConfig:
     ``"pasta[:OPTS]"`` or ``"slirp4netns[:OPTS]"`` (user-mode networking, the rootless way),
     or ``"ns:PATH"`` (join a network namespace file). Left out, it is ``"bridge"`` when ports
     are published and ``"none"`` otherwise (Docker's default is always ``bridge``; isolate
-    makes no bridge in the host's namespace unless asked). ``extra_networks`` are further
+    makes no bridge in the host's namespace unless asked; for an ordinary user it is
+    ``"pasta"``, as in podman). ``extra_networks`` are further
     networks (``--network`` given again); ``network_aliases``, ``ip`` and ``ip6`` apply to the
     first one; ``ports`` are ``-p`` specs and ``publish_all`` (``-P``) publishes the image's
     ExposedPorts on ephemeral ports; ``dns``, ``dns_search``, ``dns_options`` and
@@ -714,7 +715,10 @@ class ContainerConfig:
         """The network options together, as Docker checks them (its words where it has
         them); the default network mode is filled in here."""
         if not self.network:
-            object.__setattr__(self, "network", "bridge" if self.ports or self.publish_all
+            # Published ports need a network: the default bridge, or -- for an ordinary user,
+            # who cannot make one in the host's namespace -- pasta, as podman does.
+            default = "bridge" if os.geteuid() == 0 else "pasta"
+            object.__setattr__(self, "network", default if self.ports or self.publish_all
                                else "none")
         kind = self.network_mode_kind
         if kind == "host" and self.hostname is not None:

@@ -17,6 +17,7 @@ networks connected or disconnected after create).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -34,7 +35,14 @@ from isolate.errors import ConfigError, StateError
 
 if TYPE_CHECKING:
     from isolate.container.config import ContainerConfig
-    from isolate.net import Endpoint, NetnsLike, NetworkMode, Networks, PortBinding
+    from isolate.net import (
+        Endpoint,
+        NetNamespace,
+        NetnsLike,
+        NetworkMode,
+        Networks,
+        PortBinding,
+    )
 
 __all__ = [
     "HOST_ENV",
@@ -303,50 +311,122 @@ class NetDriver:
     # -- user-mode networks ----------------------------------------------------------------
     def _user_mode(self, request: NetworkRequest, cfg: ContainerConfig,
                    mode: NetworkMode) -> NetworkSetup:
-        from isolate.namespaces import Namespace
         from isolate.net import NetNamespace, attach_user_mode, loopback_up
+        from isolate.net.rootless import find_program
         from isolate.runtime import NamespaceSpec
 
         ports = _port_specs(cfg, request.exposed_ports)
         extra = list(mode.options)
-        if mode.kind == "pasta" and not any(o.startswith("--dns-forward") for o in extra):
+        # pasta, or slirp4netns where pasta is missing; a program given options is forced.
+        program = find_program(mode.kind if extra or mode.kind != "pasta" else None)[0]
+        if program == "pasta" and not any(o.startswith("--dns-forward") for o in extra):
             extra += ["--dns-forward", _PASTA_DNS]
+        host = NetNamespace.of(_host(request.host))
         user_fd = -1
-        if os.geteuid() != 0:
-            # The container's own user namespace, made now with its maps, owns the network
-            # namespace: the container joins both (pasta acts as root of it, and the
-            # container can mount its sysfs).
-            nss = Namespace.create(["user", "net"], uid_map=request.uid_map or None,
-                                   gid_map=request.gid_map or None)
-            try:
-                user_fd, net_fd = os.dup(nss["user"].fileno()), os.dup(nss["net"].fileno())
-            finally:
-                nss.close()
-            ns = NetNamespace.of(net_fd, userns=user_fd)
-        else:
-            ns = NetNamespace.create()
-            net_fd = os.dup(ns.fileno())
+        try:
+            if os.geteuid() != 0:
+                # The container's own user namespace, made now with its maps, owns the network
+                # namespace: the container joins both (pasta acts as root of it, and the
+                # container can mount its sysfs).
+                user_fd, net_fd = _rootless_namespaces(host, request)
+                ns = NetNamespace.of(net_fd, userns=user_fd)
+            else:
+                ns = NetNamespace.create()
+                net_fd = os.dup(ns.fileno())
+        except BaseException:
+            host.close()
+            raise
         fds = (net_fd,) if user_fd < 0 else (user_fd, net_fd)
         try:
             loopback_up(ns)
-            um = attach_user_mode(ns, ports=ports, host=_host(request.host),
-                                  program=mode.kind, extra_args=extra)
+            um = attach_user_mode(ns, ports=ports, host=host, program=program,
+                                  extra_args=extra)
         except BaseException:
             for fd in fds:
                 os.close(fd)
             raise
         finally:
             ns.close()
-        if mode.kind == "pasta":
-            resolv = _resolv_with(_PASTA_DNS, cfg)
-        else:
-            resolv = _resolv_with(_SLIRP_DNS, cfg)
-        facts = {"driver": mode.kind, "user_mode": um.to_json(),
+            host.close()
+        resolv = _resolv_with(_PASTA_DNS if program == "pasta" else _SLIRP_DNS, cfg)
+        facts = {"driver": program, "user_mode": um.to_json(),
                  "ports": _binding_facts(um.ports)}
         return NetworkSetup(NamespaceSpec("net", fd=net_fd),
                             user_namespace=NamespaceSpec("user", fd=user_fd)
                             if user_fd >= 0 else None,
                             resolv_conf=resolv, facts=facts, fds=fds)
+
+
+def _rootless_namespaces(host: NetNamespace, request: NetworkRequest) -> tuple[int, int]:
+    """``(user fd, net fd)``: a new user namespace with the container's maps and a network
+    namespace it owns. Where the host is itself a user namespace of ours (a test's, or a
+    rootless "host" holding bridges), they are made inside it, mapping its ids one to one --
+    so that helpers running there (pasta) may join them."""
+    if host.userns_fd < 0:
+        from isolate.namespaces import Namespace
+
+        nss = Namespace.create(["user", "net"], uid_map=request.uid_map or None,
+                               gid_map=request.gid_map or None)
+        try:
+            return os.dup(nss["user"].fileno()), os.dup(nss["net"].fileno())
+        finally:
+            nss.close()
+    return _nested_namespaces(host)
+
+
+def _nested_namespaces(host: NetNamespace) -> tuple[int, int]:
+    from isolate import _plan, lowlevel
+    from isolate._plan import Mode, Op, OpKind, Plan
+    from isolate.errors import IsolateOSError, NamespaceError
+
+    # What the host's user namespace maps (the inside ranges, read from inside it).
+    maps = {}
+    for which in ("uid", "gid"):
+        text = host.run(["cat", f"/proc/self/{which}_map"]).stdout.decode()
+        maps[which] = "".join(f"{f[0]} {f[0]} {f[2]}\n" for f in
+                              (line.split() for line in text.splitlines()) if len(f) == 3)
+    join_user = Op(OpKind.SETNS, a=host.userns_fd, b=_plan.CLONE_NEWUSER,
+                   note="join the host's user namespace")
+    p = Plan(0, Mode.FORK)
+    p.add(join_user)
+    p.add(_plan.unshare(_plan.CLONE_NEWUSER | _plan.CLONE_NEWNET,
+                        note="unshare the container's user and network namespaces"))
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    pipe = [ready_r, ready_w]
+    p.add(_plan.write_file(f"/proc/self/fd/{ready_w}", b"R"))
+    p.add(_plan.wait_parent(note="wait for the maps"))
+    got: list[int] = []
+
+    def step(pid: int) -> None:
+        # Only a process of the host's user namespace may write the new one's maps.
+        pipe.remove(ready_w)
+        os.close(ready_w)
+        if not os.read(ready_r, 1):
+            return   # it failed: its error follows
+        for kind in ("user", "net"):
+            got.append(os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC))
+        writer = Plan(0, Mode.VFORK)
+        writer.add(join_user)
+        for which in ("uid", "gid"):
+            writer.add(_plan.write_file(f"/proc/{pid}/{which}_map", maps[which].encode()))
+        with lowlevel.spawn(writer) as w:
+            w.wait()
+    try:
+        try:
+            with lowlevel.spawn(p, parent_step=step) as child:
+                child.wait()
+        finally:
+            for fd in pipe:
+                os.close(fd)
+    except BaseException as exc:
+        for fd in got:
+            os.close(fd)
+        if isinstance(exc, IsolateOSError):
+            raise NamespaceError(exc.errno or errno.EIO, f"make a rootless container's user "
+                                 f"and network namespaces: {exc.message}",
+                                 step="userns") from exc
+        raise
+    return got[0], got[1]
 
 
 def _resolv_with(server: str, cfg: ContainerConfig) -> str:
