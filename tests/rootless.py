@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import pytest
 
 import isolate
 
-__all__ = ["run_unprivileged", "staged_pythonpath"]
+__all__ = ["run_unprivileged", "staged_pythonpath", "xdg_home"]
 
 
 @contextlib.contextmanager
@@ -67,6 +68,19 @@ def _command(code: str, uid: int, gid: int, binds: Mapping[str, str],
     script += f' && shift {len(args)} && exec "$@"'
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
             *args, *cmd]
+
+
+def xdg_home(tmp_path: pathlib.Path, uid: int = 65534) -> pathlib.Path:
+    """``tmp_path/xdg``, owned by ``uid``, for its ``$XDG_DATA_HOME`` (its store); the dirs
+    above made searchable for it."""
+    home = tmp_path / "xdg"
+    home.mkdir()
+    shutil.chown(home, uid, uid)
+    for d in (tmp_path, *tmp_path.parents):
+        if d == pathlib.Path("/"):
+            break
+        d.chmod(d.stat().st_mode | 0o005)
+    return home
 
 
 def run_unprivileged(code: str, uid: int = 65534, gid: int | None = None, *,

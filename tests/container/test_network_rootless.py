@@ -36,8 +36,7 @@ sys.path.insert(0, {tests!r})
 from isolate.container import ContainerConfig, ContainerStore, netdriver
 from isolate.image import ImageConfig, Store
 from isolate.namespaces import Namespace
-from isolate.net import NetNamespace
-from net_helpers import OTHER, fetch
+from net_helpers import OTHER, fetch, make_host
 
 base = os.environ["XDG_DATA_HOME"]
 tree = os.path.join(base, "tree")
@@ -51,17 +50,9 @@ with open(os.path.join(tree, "etc", "passwd"), "w") as f:
 store = Store()
 store.from_directory(tree, "busybox:latest", config=ImageConfig(env=["PATH=/bin"]))
 
-# The host: a user and network namespace of ours, with an uplink and a default route (pasta
-# copies its addresses and routes from the host's default interface).
-nss = Namespace.create(["user", "net"])
-host = NetNamespace.of(nss["net"], userns=nss["user"])
-with host.netlink() as ipr:
-    ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
-    ipr.link("add", ifname="uplink0", kind="veth", peer="uplink0p")
-    ipr.addr("add", index=ipr.link_lookup(ifname="uplink0")[0], address=OTHER, prefixlen=24)
-    for name in ("uplink0", "uplink0p"):
-        ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
-    ipr.route("add", dst="default", gateway="10.99.0.254")
+# The host: a user and network namespace of ours, with an uplink and a default route.
+nss = Namespace.create("user")
+host = make_host(nss, default_route=True)
 
 cs = ContainerStore(network_host=host)
 out = {{}}
@@ -102,13 +93,7 @@ def test_a_rootless_container_publishes_a_port(tmp_path: Path,
         pytest.skip("this machine has no /dev/net/tun")
     if not os.path.exists("/bin/busybox"):
         pytest.skip("busybox-static is not installed (/bin/busybox)")
-    home = tmp_path / "xdg"
-    home.mkdir()
-    shutil.chown(home, 65534, 65534)
-    for d in (tmp_path, *tmp_path.parents):
-        if d == Path("/"):
-            break
-        d.chmod(d.stat().st_mode | 0o005)
+    home = rootless.xdg_home(tmp_path)
     code = textwrap.dedent(CODE).format(extra=rootless_env["extra"],
                                         tests=rootless_env["tests"], program=program)
     # An ordinary user's capability bounding set is full (the container's root binds port 80

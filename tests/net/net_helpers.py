@@ -16,10 +16,12 @@ __all__ = ["OTHER", "fetch", "http_get", "make_host", "staged_extras"]
 OTHER = "10.99.0.1"  # the host's "other address" (not loopback)
 
 
-def make_host() -> NetNamespace:
+def make_host(userns: object = None, *, default_route: bool = False) -> NetNamespace:
     """A fresh network namespace playing the host: lo up, ``OTHER``/24 on a veth pair whose
-    both ends stay in it (a host with a real interface). The caller closes it."""
-    ns = NetNamespace.create()
+    both ends stay in it (a host with a real interface); with ``default_route``, a default
+    route through that interface (pasta copies the host's). ``userns``: the user namespace to
+    make it in (an ordinary user's). The caller closes it."""
+    ns = NetNamespace.create(userns=userns)
     try:
         with ns.netlink() as ipr:
             ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
@@ -28,6 +30,8 @@ def make_host() -> NetNamespace:
             ipr.addr("add", index=idx, address=OTHER, prefixlen=24)
             for name in ("uplink0", "uplink0p"):
                 ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
+            if default_route:
+                ipr.route("add", dst="default", gateway="10.99.0.254")
     except BaseException:
         ns.close()
         raise

@@ -25,18 +25,11 @@ sys.path.insert(0, {extra!r})
 sys.path.insert(0, {tests!r})
 from isolate.namespaces import Namespace
 from isolate.net import NetNamespace, attach_user_mode, loopback_up
-from net_helpers import fetch, OTHER
+from net_helpers import fetch, make_host, OTHER
 
 assert os.geteuid() != 0
 nss = Namespace.create(["user", "net"])
-host = NetNamespace.of(nss["net"], userns=nss["user"])
-with host.netlink() as ipr:
-    ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
-    ipr.link("add", ifname="uplink0", kind="veth", peer="uplink0p")
-    ipr.addr("add", index=ipr.link_lookup(ifname="uplink0")[0], address=OTHER, prefixlen=24)
-    for name in ("uplink0", "uplink0p"):
-        ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
-    ipr.route("add", dst="default", gateway="10.99.0.254")
+host = make_host(nss["user"], default_route=True)
 container = NetNamespace.create(userns=nss["user"])
 null = os.open(os.devnull, os.O_RDWR)
 server = container.spawn(["busybox", "httpd", "-f", "-p", "80", "-h", {www!r}],
