@@ -46,7 +46,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HOST_ENV",
+    "NamespaceAttachment",
     "NetDriver",
+    "attach_namespace",
     "connect",
     "container_alive",
     "disconnect",
@@ -459,6 +461,94 @@ def _undo(exc: BaseException, fn: Callable[[], object], what: str) -> None:
     except Exception as undo:  # the first error is the one to see
         if hasattr(exc, "add_note"):
             exc.add_note(f"{what} also failed: {undo}")
+
+
+# -- a namespace of a sandbox ------------------------------------------------------------------
+
+class NamespaceAttachment:
+    """What :func:`attach_namespace` made for one network namespace: ``hosts`` and
+    ``resolv_conf`` (the files' text), ``ports`` (the bindings, as :func:`published_ports`
+    gives them); :meth:`release` undoes it (idempotent)."""
+
+    def __init__(self, hosts: str, resolv_conf: str, ports: list[dict[str, object]],
+                 release: Callable[[], None]) -> None:
+        self.hosts = hosts
+        self.resolv_conf = resolv_conf
+        self.ports = ports
+        self._release: Callable[[], None] | None = release
+
+    def release(self) -> None:
+        """Disconnect the endpoint (or stop the user-mode helper).
+
+        Raises:
+            NetworkError: a rule or device could not be removed (prune retries)."""
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+
+def attach_namespace(netns: int, mode: str, *, store_root: str, hostname: str,
+                     host: NetnsLike = None, userns: int = -1, ports: Sequence[str] = (),
+                     owner: str | None = None) -> NamespaceAttachment:
+    """Attach a network namespace that already exists (a sandbox's: ``netns`` an fd, owned by
+    ``userns`` when rootless) to ``mode`` -- ``bridge``, a network's name, ``pasta`` or
+    ``slirp4netns`` -- publishing ``ports``. ``owner`` (default: this process, so a crash is
+    reclaimed by prune) holds the endpoint.
+
+    Raises:
+        ConfigError: an unknown network, a malformed or busy port.
+        UnsupportedError: nft, pasta or slirp4netns missing; a bridge for an ordinary user.
+        NetworkError: the kernel or a helper refused (nothing is left).
+    """
+    from isolate.net import (
+        NetNamespace,
+        attach_user_mode,
+        hosts_file,
+        parse_network,
+        process_owner,
+        resolv_conf,
+    )
+
+    m = parse_network(mode)
+    if m.kind in ("pasta", "slirp4netns"):
+        from isolate.net.rootless import find_program
+
+        program = find_program(m.kind if m.options or m.kind != "pasta" else None)[0]
+        extra = list(m.options)
+        if program == "pasta":
+            extra += ["--dns-forward", _PASTA_DNS]
+        with NetNamespace.of(netns, userns=userns if userns >= 0 else None) as ns:
+            um = attach_user_mode(ns, ports=ports, host=_host(host), program=program,
+                                  extra_args=extra)
+        server = _PASTA_DNS if program == "pasta" else _SLIRP_DNS
+        return NamespaceAttachment(hosts_file(hostname), resolv_conf(dns=[server]),
+                                   _binding_facts(um.ports), um.stop)
+    if not m.joins_network:
+        raise ConfigError(f"a namespace is attached to a bridge network, pasta or "
+                          f"slirp4netns, not {mode!r}")
+    if os.geteuid() != 0:
+        from isolate.errors import UnsupportedError
+
+        raise UnsupportedError(f"bridge network {m.network!r}: an ordinary user's sandboxes "
+                               "reach the network through pasta or slirp4netns",
+                               missing="rootless bridge networks")
+    who = owner or process_owner(os.getpid())
+    with open_networks(store_root, host) as nets:
+        ep = nets.connect(m.network, netns, owner=who,
+                          name=hostname if m.kind == "network" else None, aliases=m.aliases,
+                          ip=m.ip, ip6=m.ip6, ports=ports)
+        net = nets.get(ep.network)
+    # Its network's resolver (it forwards other names), else the host's servers.
+    resolv = resolv_conf(resolver=net.gateway if net.dns else None)
+
+    def release() -> None:
+        with open_networks(store_root, host) as nets:
+            try:
+                nets.disconnect(ep.id)
+            except ConfigError:
+                pass  # gone already (pruned)
+    return NamespaceAttachment(hosts_file(hostname, ep.addresses, gateway=ep.gateway),
+                               resolv, _binding_facts(ep.ports), release)
 
 
 # -- connect / disconnect of a container ------------------------------------------------------
