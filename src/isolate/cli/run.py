@@ -72,8 +72,14 @@ def register(sub: Any) -> None:
     p.add_argument("--tmpfs", metavar="DST", action="append", default=[],
                    help="mount a fresh tmpfs")
     p.add_argument("--hostname", default="sandbox")
-    p.add_argument("--net", choices=("none", "host"), default="none",
-                   help="none: only lo (default); host: the host's network")
+    p.add_argument("--net", "--network", dest="net", metavar="MODE", default=None,
+                   help="none: only lo (default); host: the host's network; bridge or a "
+                   "network's name (isolate network create): an address on it; pasta or "
+                   "slirp4netns: user-mode networking (rootless)")
+    p.add_argument("-p", "--publish", metavar="[IP:][HOST:]CTR[/PROTO]", action="append",
+                   default=[], dest="publish",
+                   help="publish a port of the sandbox on the host (needs --net bridge, a "
+                   "network or pasta)")
     p.add_argument("--env", "-e", metavar="K=V", action="append", default=[],
                    help="set an environment variable (K alone: take it from here)")
     p.add_argument("--workdir", "-w", metavar="DIR", default=None)
@@ -221,7 +227,8 @@ def run_command(args: argparse.Namespace) -> int:
     options: dict[str, Any] = dict(
         rootfs=args.rootfs, binds=args.bind, devices=args.device, tmpfs=args.tmpfs,
         hostname=args.hostname,
-        network=args.net == "host", uid=uid, gid=gid, readonly=not args.rw,
+        network=args.net or "none", ports=args.publish, uid=uid, gid=gid,
+        readonly=not args.rw,
         privileged=args.privileged, limits=_limits(args), best_effort=args.best_effort,
         capabilities=args.cap_add or None, init=args.init,
     )
@@ -231,6 +238,9 @@ def run_command(args: argparse.Namespace) -> int:
         options["overlay"] = args.overlay
     if args.workdir is not None:
         options["cwd"] = args.workdir
+    if "store" not in options and args.net not in (None, "none", "host") \
+            and not args.net.startswith(("pasta", "slirp4netns")):
+        options["store"] = open_store(args)  # whose networks it joins
     extra_env = _parse_env(args.env)
     with contextlib.ExitStack() as stack:
         with _warnings_as_lines():
