@@ -155,7 +155,9 @@ def test_isolate_run_as_uid_1000_dies_with_its_killed_caller(image: bool, store:
                                                              tmp_path: Path) -> None:
     mark = marker()
     argv = [sys.executable, "-m", "isolate", "run", "--store", store.root]
-    argv += ["--user", "1000", uid_image] if image else ["--user", "1000", "--"]
+    # --image: the image as a sandbox's root ('run IMAGE' makes a container, which outlives
+    # its caller by design).
+    argv += ["--user", "1000", "--image", uid_image] if image else ["--user", "1000", "--"]
     assert _owner_killed([*argv, "sleep", mark], mark, tmp_path / "owner.log") == []
 
 
@@ -253,7 +255,7 @@ def test_fuse_overlayfs_ends_with_a_killed_isolate_run(store: Store, uid_image: 
         pytest.skip("fuse-overlayfs or /dev/fuse is missing")
     mark = marker()
     argv = [sys.executable, "-m", "isolate", "run", "--store", store.root, "--overlay", "fuse",
-            uid_image, "sleep", mark]
+            "--image", uid_image, "sleep", mark]
     log = tmp_path / "owner.log"
     owner = _start_owner(argv, log)
     try:
@@ -406,7 +408,7 @@ def test_a_fifo_at_the_images_passwd_is_an_error_not_a_hang(store: Store, tmp_pa
     image = _user_image(store, tmp_path / "tree", "fifo")
     # A hang is the bug: the timeout only keeps it from hanging the suite.
     result = subprocess.run([sys.executable, "-m", "isolate", "run", "--store", store.root,
-                             image], capture_output=True, text=True, timeout=120,
+                             "--image", image], capture_output=True, text=True, timeout=120,
                             env=dict(os.environ, PYTHONPATH=SITE))
     assert result.returncode == 125
     assert "/etc/passwd is a FIFO, not a regular file" in result.stderr

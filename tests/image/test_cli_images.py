@@ -69,7 +69,7 @@ def test_import_images_tag_inspect_rmi(cli_store: Path, rootfs_tar: Path,
 def test_errors_are_one_line_and_exit_125(cli_store: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = cli(cli_store, "inspect", "not/here:1", capsys=capsys)
-    assert code == 125 and out == ""
+    assert code == 125 and out == "[]\n"  # the objects found (none), as docker inspect
     assert len(err.splitlines()) == 1 and err.startswith("isolate: ")
     code, _, err = cli(cli_store, "tag", "Bad Ref", "x", capsys=capsys)
     assert code == 125 and len(err.splitlines()) == 1
@@ -212,7 +212,8 @@ def test_save_formats_are_read_by_skopeo_and_umoci(cli_store: Path, rootfs_tar: 
 def test_run_image_with_the_fuse_overlay_flag(run_store: Path) -> None:
     if shutil.which("fuse-overlayfs") is None:
         pytest.skip("fuse-overlayfs (Debian package fuse-overlayfs) is not installed")
-    r = isolate_cmd("run", "--store", str(run_store), "--overlay", "fuse", "local/runme:1",
-                    "sh", "-c", "grep ' / / ' /proc/self/mountinfo; cat marker")
+    # --image: the image as a throwaway sandbox's root ('run IMAGE' makes a container).
+    r = isolate_cmd("run", "--store", str(run_store), "--overlay", "fuse", "--image",
+                    "local/runme:1", "sh", "-c", "grep ' / / ' /proc/self/mountinfo; cat marker")
     assert r.returncode == 0, r.stderr
     assert "fuse" in r.stdout and r.stdout.endswith("isolate test image\n")

@@ -13,7 +13,7 @@ import errno
 import gc
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from isolate.errors import IsolateError, IsolateOSError
 
@@ -33,20 +33,80 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``isolate`` argument parser with every subcommand registered."""
-    from isolate.cli import images, login, run, version
+class _Unused:
+    """Stands in for the parser of a command that is not being run: takes every call and
+    builds nothing (building every command's parser would slow down each start)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return self
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self
+
+    def __getitem__(self, key: object) -> Any:
+        return self
+
+    def __iter__(self) -> Any:
+        return iter(())
+
+    def __contains__(self, key: object) -> bool:
+        return False
+
+
+class _OneCommand:
+    """Subparsers that build only ``wanted``'s parser (and pass the rest through)."""
+
+    def __init__(self, sub: Any, wanted: str) -> None:
+        self._sub = sub
+        self._wanted = wanted
+
+    def add_parser(self, name: str, **kwargs: Any) -> Any:
+        if name == self._wanted or self._wanted in kwargs.get("aliases", ()):
+            return self._sub.add_parser(name, **kwargs)
+        return _Unused()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sub, name)
+
+
+# The modules that register commands, in the order they must register (containers extends
+# the 'run' of run and the 'inspect' of images).
+_MODULES = ("run", "images", "login", "version", "build", "containers")
+_IMAGE_COMMANDS = ("pull", "push", "images", "rmi", "tag", "import", "save", "load")
+_CONTAINER_COMMANDS = ("create", "start", "stop", "kill", "restart", "pause", "unpause", "wait",
+                       "rm", "rename", "exec", "attach", "logs", "ps", "top", "stats", "port",
+                       "cp", "diff", "commit", "export", "container", "volume")
+# Which modules a command needs, so that starting one imports no other command's module
+# (run.py imports the sandbox: 40 ms a 'ps' need not pay). A command not listed here gets
+# every module.
+_NEEDS: dict[str, tuple[str, ...]] = {
+    "run": ("run", "containers"), "inspect": ("images", "containers"),
+    "login": ("login",), "logout": ("login",), "version": ("version",),
+    "build": ("build",), "history": ("build",), "builder": ("build",),
+    **{c: ("images",) for c in _IMAGE_COMMANDS},
+    **{c: ("containers",) for c in _CONTAINER_COMMANDS},
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``isolate`` argument parser with every subcommand registered (only ``command``'s,
+    when it is given: the one about to run)."""
+    import importlib
+
+    from isolate.cli import version
 
     parser = _Parser(prog="isolate", description="Run commands in isolation.")
     parser.add_argument("--version", action="version", version=version.version_line(),
                         help="print isolate's version and exit (more: isolate version)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
-    run.register(sub)
-    images.register(sub)
-    login.register(sub)
-    version.register(sub)
-    __import__("isolate.cli.build", fromlist=["register"]).register(sub)  # build, history
+    real = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    real.required = True
+    sub: Any = real if command is None else _OneCommand(real, command)
+    needed = _NEEDS.get(command or "", _MODULES)
+    for name in _MODULES:
+        if name in needed:
+            importlib.import_module(f"isolate.cli.{name}").register(sub)
+    if command is not None and command not in real.choices:
+        return build_parser()  # not a command: the whole parser says so (and lists them)
     return parser
 
 
@@ -63,8 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``isolate`` command; returns the exit status (never raises for bad
     input or an isolate error: they are one line on stderr)."""
     try:
-        parser = build_parser()
-        args = parser.parse_args(argv)
+        words = list(sys.argv[1:] if argv is None else argv)
+        first = words[0] if words and not words[0].startswith("-") else None
+        parser = build_parser(first)
+        args = parser.parse_args(words)
         status: int = args.handler(args)
         return status
     except UsageError as exc:
@@ -79,6 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 141
+    except OSError as exc:  # what the host refused outside the library (a file of ours)
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"isolate: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_ISOLATE
 
 
 def entry() -> NoReturn:

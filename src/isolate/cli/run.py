@@ -216,6 +216,12 @@ def _image(args: argparse.Namespace, name: str) -> Any:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from isolate.cli import containers
+
+    # 'isolate run IMAGE ...' is docker run (a container); '-- CMD', --rootfs and --image are
+    # the throwaway sandbox below.
+    if containers.wants_container(args):
+        return containers.run_container(args)
     image, command = _split_image(args)
     if image is None and not command:
         raise UsageError("isolate run: no command given (isolate run [OPTIONS] -- CMD [ARG...])")

@@ -336,7 +336,8 @@ class ContainerStore:
                 seccomp file), before anything is made.
             ConflictError: the name is in use (Docker's message).
             ImageError: the image is not in the store (and cannot be pulled).
-            UnsupportedError: rootless, and the image's user cannot be mapped.
+            UnsupportedError: rootless, and the image's user cannot be mapped; or the image
+                is for another OS or architecture this host cannot run.
         """
         if not isinstance(config, ContainerConfig):
             raise ConfigError(f"create takes a ContainerConfig, not {config!r}")
@@ -347,6 +348,9 @@ class ContainerStore:
             if not pull or config.image.startswith("sha256:"):
                 raise
             img = images.pull(config.image)
+        from isolate.image._binfmt import check_runnable
+
+        check_runnable(img.platform)  # an image of another architecture fails here, saying so
         for m in config.mounts:
             if isinstance(m, BindMount) and not os.path.exists(m.source):
                 if not m.create:
@@ -1002,19 +1006,25 @@ class Container:
         return self
 
     # -- starting ----------------------------------------------------------------------------------
-    def start(self) -> None:
-        """Start the container's first process under its supervisor.
+    def start(self, *, rows: int = 0, cols: int = 0) -> None:
+        """Start the container's first process under its supervisor; a ``tty`` container's
+        terminal is ``rows`` x ``cols`` from its start (0: as the kernel makes it), as
+        Docker's console size.
 
         Raises:
+            ConfigError: a terminal size outside 0..65535.
             StateError: it is running (or dead, or being removed).
             NotFoundError: it was removed.
             SpawnError, MountError, CgroupError...: the start failed; the error is also kept
                 in the state (``State.error``) and nothing of the run is left behind.
             UnsupportedError: limits were asked for where cgroups are not delegated.
         """
+        if not all(isinstance(n, int) and 0 <= n <= 0xFFFF for n in (rows, cols)):
+            raise ConfigError(f"a terminal size is 0..65535 rows and columns, not "
+                              f"{rows!r}x{cols!r}")
         with self._locked() as st:
             st.status.check("start", self.id)
-            self._start_locked(st)
+            self._start_locked(st, (rows, cols))
 
     def _network_request(self) -> net.NetworkRequest:
         from isolate.container import network as net
@@ -1058,7 +1068,7 @@ class Container:
                 raise
             return None  # rootless without delegation: no cgroup, no limits (inspect says)
 
-    def _start_locked(self, st: State) -> None:
+    def _start_locked(self, st: State, size: tuple[int, int] = (0, 0)) -> None:
         from isolate import _plan
         from isolate.container.preset import runtime_config
 
@@ -1109,7 +1119,7 @@ class Container:
                 oom_dir = cgroup.dirs.get("memory") or cgroup.dirs.get("unified")
             started_ns = time.time_ns()
             if supervisor == "shim":
-                pid, sup_pid = self._start_shim(rc, root, cgroup_fds, fds, oom_dir)
+                pid, sup_pid = self._start_shim(rc, root, cgroup_fds, fds, oom_dir, size)
             else:
                 pid, sup_pid = self._start_inprocess(rc, root, cgroup_fds, fds, oom_dir)
         except BaseException as exc:
@@ -1143,7 +1153,8 @@ class Container:
                                                    oom_cgroup=oom_dir)
 
     def _start_shim(self, rc: RuntimeConfig, root: Any, cgroup_fds: Sequence[int],
-                    fds: builtins.list[int], oom_dir: str | None) -> tuple[int, int]:
+                    fds: builtins.list[int], oom_dir: str | None,
+                    size: tuple[int, int] = (0, 0)) -> tuple[int, int]:
         """The first process as a child of a new isolate-shim, which outlives us: it keeps
         the cgroup fds (and isolate-init's) for every restart, holds the stdio or the pty,
         writes the log and applies the restart policy."""
@@ -1163,7 +1174,7 @@ class Container:
         for ns in rc.namespaces:
             if ns.fd is not None:
                 keep.append(ns.fd)  # a network driver's namespace, joined at every start
-        extra = [_plan.console()] if cfg.tty else []
+        extra = [_plan.console(rows=size[0], cols=size[1])] if cfg.tty else []
         cp = container_plan(rc, root=root, cgroup_fds=cgroup_fds, parent_pidfd=Fd.PARENT,
                             extra=extra, init_fd=init_fd)
         maps: dict[str, Any] = {}
@@ -1315,35 +1326,38 @@ class Container:
             if not self._tell_shim(st, "kill", number):
                 self._signal(st, number)
 
-    def stop(self, timeout: float | None = None) -> bool:
-        """Stop the container (``docker stop``): its stop signal, then SIGKILL after
-        ``timeout`` seconds (default: its stop timeout, else 10). A container that is not
-        running is left alone; returns whether it was running.
+    def stop(self, timeout: float | None = None, sig: int | str | None = None) -> bool:
+        """Stop the container (``docker stop``): its stop signal (or ``sig``, as ``docker
+        stop --signal``), then SIGKILL after ``timeout`` seconds (default: its stop timeout,
+        else 10). A container that is not running is left alone; returns whether it was
+        running.
 
         Raises:
+            ConfigError: ``sig`` is not a signal.
             StateError: it is dead or being removed.
         """
+        number = parse_signal(sig) if sig is not None else None
         with self._locked() as st:
             if st.status in (Status.DEAD, Status.REMOVING):
                 st.status.check("stop", self.id)
             if not st.status.can_stop():
                 return False
-            self._stop_locked(st, timeout)
+            self._stop_locked(st, timeout, number)
             return True
 
-    def _stop_locked(self, st: State, timeout: float | None) -> State:
+    def _stop_locked(self, st: State, timeout: float | None, sig: int | None = None) -> State:
         if timeout is None:
             timeout = float(self._record.get("stop_timeout", 10))
         st = attrs.evolve(st, stopped=True)
         if self.config.restart.enabled:
             self._write(st)  # before the signal: the policy must not restart it
-        if self._tell_shim(st, "stop", 0, timeout):
+        if self._tell_shim(st, "stop", sig or 0, timeout):
             # The shim sends the stop signal, SIGKILL after the timeout, and restarts nothing
             # more: it ends once the container has.
             if st.status is Status.PAUSED:
                 self._thaw(st)
             return self._settle(attrs.evolve(self._wait_supervisor(st), stopped=True))
-        self._signal(st, int(self._record.get("stop_signal", signal.SIGTERM)))
+        self._signal(st, sig or int(self._record.get("stop_signal", signal.SIGTERM)))
         if st.status is Status.PAUSED:
             self._thaw(st)
         ended = self._wait_exit(st, timeout)

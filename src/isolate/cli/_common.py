@@ -1,0 +1,144 @@
+"""What several commands share: acting on each of several objects, ``--filter`` values, the
+confirmation prompt of the prune commands, sizes written as Docker writes them, ``-e`` and
+``--env-file``."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from isolate.errors import ConfigError, IsolateError
+
+__all__ = ["binary_size", "confirm", "decimal_size", "each", "env_items", "parse_filters",
+           "read_env_file", "tree_size"]
+
+EXIT_ISOLATE = 125
+
+
+def each(refs: Sequence[str], act: Callable[[str], object], *, echo: bool = True) -> int:
+    """Do ``act`` for each of ``refs``, printing each one done (as Docker echoes them) and
+    one line for each that failed; 125 if any failed (the others are still done)."""
+    failed = False
+    for ref in refs:
+        try:
+            act(ref)
+        except IsolateError as exc:
+            print(f"isolate: {exc}", file=sys.stderr)
+            failed = True
+            continue
+        if echo:
+            print(ref, flush=True)
+    return EXIT_ISOLATE if failed else 0
+
+
+def confirm(warning: str) -> bool:
+    """Ask, as Docker's prune commands do; whether the answer (a line of stdin) is yes."""
+    sys.stdout.write(f"{warning}\nAre you sure you want to continue? [y/N] ")
+    sys.stdout.flush()
+    try:
+        answer = sys.stdin.readline()
+    except (OSError, ValueError):
+        answer = ""
+    return answer.strip().lower() in ("y", "yes")
+
+
+def parse_filters(items: Sequence[str]) -> dict[str, list[str]]:
+    """``-f KEY=VALUE`` flags as {key: [values]}.
+
+    Raises:
+        ConfigError: an item without ``=`` (Docker's message).
+    """
+    out: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"bad format of filter (expected name=value): {item}")
+        out.setdefault(key.strip().lower(), []).append(value)
+    return out
+
+
+def tree_size(path: str) -> int:
+    """The bytes of the files under ``path`` (what Docker's SizeRw counts)."""
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+    return total
+
+
+def _human(n: float, base: int, units: Sequence[str], digits: int) -> str:
+    i = 0
+    value = float(n)
+    while value >= base and i < len(units) - 1:
+        value /= base
+        i += 1
+    return f"{value:.{digits}g}{units[i]}"
+
+
+def decimal_size(n: float) -> str:
+    """Docker's HumanSize: decimal units, 3 significant digits ("4.3MB", "0B")."""
+    return _human(n, 1000, ("B", "kB", "MB", "GB", "TB", "PB"), 3)
+
+
+def binary_size(n: float) -> str:
+    """Docker's BytesSize: binary units, 4 significant digits ("1.5MiB", "23.44GiB")."""
+    return _human(n, 1024, ("B", "KiB", "MiB", "GiB", "TiB", "PiB"), 4)
+
+
+def read_env_file(path: str, what: str = "env") -> list[str]:
+    """The ``K=V`` lines of a Docker env file: blank lines and ``#`` comments skipped, leading
+    whitespace dropped, ``K`` alone taken from this environment (skipped when unset).
+
+    Raises:
+        ConfigError: the file cannot be read, or a name contains whitespace.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise ConfigError(f"open {path}: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: invalid utf8 bytes at line 1") from None
+    out = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.lstrip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not key:
+            raise ConfigError(f"{path}:{number}: no variable name on line '{raw}'")
+        if any(c.isspace() for c in key):
+            raise ConfigError(f"variable '{key}' contains whitespaces")
+        if sep:
+            out.append(f"{key}={value}")
+        elif what == "env" and key in os.environ:
+            out.append(f"{key}={os.environ[key]}")
+        elif what != "env":
+            out.append(key)
+    return out
+
+
+def env_items(env: Sequence[str], env_files: Sequence[str]) -> list[str]:
+    """``--env-file`` files, then ``-e`` values, as ``K=V`` items: ``-e K`` alone takes this
+    environment's value (and is skipped where it has none), as Docker does.
+
+    Raises:
+        ConfigError: an empty name, or an env file that cannot be read.
+    """
+    items: list[str] = []
+    for path in env_files:
+        items.extend(read_env_file(path))
+    for item in env:
+        key, sep, _ = item.partition("=")
+        if not key:
+            raise ConfigError(f"invalid environment variable: {item}")
+        if sep:
+            items.append(item)
+        elif key in os.environ:
+            items.append(f"{key}={os.environ[key]}")
+    return items
