@@ -72,7 +72,8 @@ def register(sub: Any) -> None:
     p.add_argument("--tmpfs", metavar="DST", action="append", default=[],
                    help="mount a fresh tmpfs")
     p.add_argument("--hostname", default="sandbox")
-    p.add_argument("--net", "--network", dest="net", metavar="MODE", default=None,
+    p.add_argument("--net", "--network", dest="net", metavar="MODE", action="append",
+                   default=None,
                    help="none: only lo (default); host: the host's network; bridge or a "
                    "network's name (isolate network create): an address on it; pasta or "
                    "slirp4netns: user-mode networking (rootless)")
@@ -215,6 +216,13 @@ def _image(args: argparse.Namespace, name: str) -> Any:
             bars.close()
 
 
+def _sandbox_network(values: list[str] | None) -> str:
+    if values and len(values) > 1:
+        raise ConfigError("a sandbox joins one network (--net given more than once); "
+                          "'isolate run IMAGE' makes a container, which can join more")
+    return values[0] if values else "none"
+
+
 def run_command(args: argparse.Namespace) -> int:
     from isolate.cli import containers
 
@@ -233,7 +241,7 @@ def run_command(args: argparse.Namespace) -> int:
     options: dict[str, Any] = dict(
         rootfs=args.rootfs, binds=args.bind, devices=args.device, tmpfs=args.tmpfs,
         hostname=args.hostname,
-        network=args.net or "none", ports=args.publish, uid=uid, gid=gid,
+        network=_sandbox_network(args.net), ports=args.publish, uid=uid, gid=gid,
         readonly=not args.rw,
         privileged=args.privileged, limits=_limits(args), best_effort=args.best_effort,
         capabilities=args.cap_add or None, init=args.init,
@@ -244,8 +252,8 @@ def run_command(args: argparse.Namespace) -> int:
         options["overlay"] = args.overlay
     if args.workdir is not None:
         options["cwd"] = args.workdir
-    if "store" not in options and args.net not in (None, "none", "host") \
-            and not args.net.startswith(("pasta", "slirp4netns")):
+    if "store" not in options and options["network"] not in ("none", "host") \
+            and not options["network"].startswith(("pasta", "slirp4netns")):
         options["store"] = open_store(args)  # whose networks it joins
     extra_env = _parse_env(args.env)
     with contextlib.ExitStack() as stack:

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
         Endpoint,
         NetNamespace,
         NetnsLike,
+        Network,
         NetworkMode,
         Networks,
         PortBinding,
@@ -53,10 +54,13 @@ __all__ = [
     "container_alive",
     "disconnect",
     "format_ports",
+    "network_doc",
+    "network_row",
     "network_settings",
     "open_networks",
     "owner_of",
     "published_ports",
+    "require_networks",
 ]
 
 #: The environment variable naming the network namespace that plays the host (a path such as
@@ -551,6 +555,29 @@ def attach_namespace(netns: int, mode: str, *, store_root: str, hostname: str,
                                resolv, _binding_facts(ep.ports), release)
 
 
+def require_networks(store_root: str, cfg: ContainerConfig, host: Any = None) -> None:
+    """Check that the user-defined networks ``cfg`` names exist (as ``docker create`` does:
+    an unknown network fails the create, not the first start). Opens the networks only when
+    ``cfg`` names one.
+
+    Raises:
+        ConfigError: no such network.
+        UnsupportedError: nft is missing.
+    """
+    from isolate.net import parse_network
+
+    if cfg.network_mode_kind not in ("bridge", "network"):
+        return
+    wanted = [m.network for m in map(parse_network, (cfg.network, *cfg.extra_networks))
+              if m.kind == "network"]
+    if not wanted:
+        return
+    with open_networks(store_root, host) as nets:
+        for name in wanted:
+            if name != "bridge":
+                nets.get(name)
+
+
 # -- connect / disconnect of a container ------------------------------------------------------
 
 def connect(request: NetworkRequest, pid: int | None, network: str, *,
@@ -720,6 +747,46 @@ def network_settings(state_dir: str) -> dict[str, Any]:
     return {"Ports": ports, "Networks": networks,
             "IPAddress": default.get("IPAddress", ""), "Gateway": default.get("Gateway", ""),
             "IPPrefixLen": default.get("IPPrefixLen", 0)}
+
+
+# -- what network ls and network inspect show -------------------------------------------------
+
+def network_row(net: Network, *, no_trunc: bool = False) -> dict[str, str]:
+    """A row of ``network ls``: ``ID`` (12 characters unless ``no_trunc``), ``Name``,
+    ``Driver``, ``Scope``, ``IPv6``, ``Internal``, ``Labels``, ``CreatedAt``."""
+    return {"ID": net.id if no_trunc else net.id[:12], "Name": net.name,
+            "Driver": net.driver, "Scope": "local", "IPv6": str(bool(net.subnet6)).lower(),
+            "Internal": str(net.internal).lower(),
+            "Labels": ",".join(f"{k}={v}" for k, v in sorted(net.labels.items())),
+            "CreatedAt": net.created}
+
+
+def network_doc(net: Network, endpoints: Sequence[Endpoint],
+                name_of: Callable[[str], str | None] = lambda owner: None) -> dict[str, Any]:
+    """``docker network inspect``'s document of ``net`` with its ``endpoints``:
+    ``Containers`` keyed by container id (for a container's endpoint; the owner string for
+    others, such as a sandbox's), ``name_of(container_id)`` naming those without a name on
+    the network (the default bridge's)."""
+    ipam = [{"Subnet": net.subnet, "Gateway": net.gateway}]
+    if net.subnet6:
+        ipam.append({"Subnet": net.subnet6, "Gateway": net.gateway6 or ""})
+    members: dict[str, Any] = {}
+    for ep in endpoints:
+        kind, _, cid = ep.owner.partition(":")
+        key = cid if kind == "container" and cid else ep.owner
+        members[key] = {
+            "Name": ep.name or (name_of(cid) if kind == "container" else None) or ep.owner,
+            "EndpointID": ep.id,
+            "IPv4Address": f"{ep.ipv4}/{ep.prefixlen}" if ep.ipv4 else "",
+            "IPv6Address": f"{ep.ipv6}/{ep.prefixlen6}" if ep.ipv6 else ""}
+    options = {"com.docker.network.bridge.name": net.bridge,
+               "com.docker.network.driver.mtu": str(net.mtu)}
+    return {"Name": net.name, "Id": net.id, "Created": net.created, "Scope": "local",
+            "Driver": net.driver, "EnableIPv6": bool(net.subnet6),
+            "IPAM": {"Driver": "default", "Options": {}, "Config": ipam},
+            "Internal": net.internal, "Attachable": False, "Ingress": False,
+            "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": members,
+            "Options": options, "Labels": dict(net.labels)}
 
 
 _DRIVER: NetworkDriver = NetDriver()
