@@ -25,7 +25,7 @@ from isolate.net import NetNamespace
 from .conftest import WAIT, Isolate
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "net"))
-from net_helpers import OTHER, fetch, make_host
+from net_helpers import OTHER, fetch, helper_pids, make_host
 
 pytestmark = [pytest.mark.root, pytest.mark.network]
 
@@ -90,6 +90,10 @@ def net(detachable: Isolate) -> Iterator[NetCli]:
         left = set(isolate_cli.ok("ps", "-a", "-q", "--no-trunc").split()) - before
         if left:
             isolate_cli("rm", "-f", "-v", *sorted(left))
+        # With its last member gone, a network has no resolver and no proxy left.
+        helpers = helper_pids(os.path.join(str(isolate_cli.store), "networks"))
+        for pid in helpers:
+            os.kill(pid, signal.SIGKILL)
         try:
             with netdriver.open_networks(str(isolate_cli.store), host) as nets:
                 endpoints = [e.name or e.owner for e in nets.endpoints()]
@@ -100,6 +104,7 @@ def net(detachable: Isolate) -> Iterator[NetCli]:
             rules = _nft(host)
         finally:
             host.close()
+        assert not helpers, f"helper processes left after the containers went: {helpers}"
         assert not endpoints, f"endpoints left after the containers went: {endpoints}"
         assert not links, links
         assert "isolate" not in rules, rules
@@ -257,6 +262,22 @@ def test_network_given_twice_and_connect_disconnect_of_a_running_container(
     assert "not connected" in net.fails("network", "disconnect", "green", "two")
     net.ok("network", "disconnect", "-f", "green", "two")
     assert "nosuch" in net.fails("network", "connect", "nosuch", "two")
+
+
+def test_dns_add_host_and_hostname_shape_the_etc_files(net: NetCli) -> None:
+    out = net.ok("run", "--rm", "--network", "bridge", "--hostname", "box", "--dns",
+                 "10.1.2.3", "--dns-search", "example.com", "--dns-option", "ndots:2",
+                 "--add-host", "db:10.0.0.5", "--add-host", "gw:host-gateway", "busybox",
+                 "sh", "-c", "hostname; cat /etc/resolv.conf /etc/hosts")
+    lines = out.splitlines()
+    assert lines[0] == "box"
+    assert "nameserver 10.1.2.3" in lines and "search example.com" in lines, out
+    assert "options ndots:2" in lines, out
+    hosts = [line.split() for line in lines if line and line[0].isdigit()]
+    assert ["10.0.0.5", "db"] in hosts, out
+    gateway = next(h for h in hosts if h[1:] == ["gw"])[0]
+    assert gateway.startswith("172."), out  # the host's address on the default bridge
+    assert any("box" in h[1:] for h in hosts), out
 
 
 # -- bad input ----------------------------------------------------------------------------------

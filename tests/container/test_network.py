@@ -27,7 +27,7 @@ from isolate.image import Store
 from isolate.net import NetNamespace
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "net"))
-from net_helpers import OTHER, http_get, make_host
+from net_helpers import OTHER, helper_pids, http_get, make_host
 
 pytestmark = [pytest.mark.root, pytest.mark.network]
 
@@ -51,20 +51,6 @@ def host() -> Iterator[NetNamespace]:
         yield ns
     finally:
         ns.close()
-
-
-def _helpers_of(directory: str) -> list[int]:
-    """Pids of processes whose command line names ``directory`` (resolvers, proxies)."""
-    found = []
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    if directory.encode() in f.read():
-                        found.append(int(pid))
-            except OSError:
-                continue
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +96,7 @@ def cs(image_store: Store, host: NetNamespace) -> Iterator[ContainerStore]:
             for net in nets.networks():
                 nets.remove(net.id)
             nets.prune(networks=True)
-        helpers = _helpers_of(directory)
+        helpers = helper_pids(directory)
         for pid in helpers:
             os.kill(pid, signal.SIGKILL)
         shutil.rmtree(directory, ignore_errors=True)
@@ -350,11 +336,11 @@ def test_stop_and_rm_leave_no_veth_rule_address_proxy_or_resolver(
     assert fetch(host, "::1", 9091).startswith("hello")
     assert len(_links(host) - before) == 1                    # its veth
     assert "9090" in _nft(host)
-    assert len(_helpers_of(directory)) == 2                   # the resolver and the proxy
+    assert len(helper_pids(directory)) == 2                   # the resolver and the proxy
     web.stop(timeout=1)
     assert _links(host) == before
     assert "9090" not in _nft(host)
-    assert _helpers_of(directory) == []
+    assert helper_pids(directory) == []
     with netdriver.open_networks(cs.images.root, host) as nets:
         assert nets.endpoints() == []
     with pytest.raises(OSError):
@@ -362,7 +348,7 @@ def test_stop_and_rm_leave_no_veth_rule_address_proxy_or_resolver(
     web.start()   # the same ports again, and the same network
     assert fetch(host, "127.0.0.1", 9090).startswith("hello")
     web.remove(force=True)
-    assert _links(host) == before and _helpers_of(directory) == []
+    assert _links(host) == before and helper_pids(directory) == []
     with netdriver.open_networks(cs.images.root, host) as nets:
         assert nets.endpoints() == []
         nets.remove(net.id)
@@ -388,7 +374,7 @@ def test_a_container_whose_supervisor_was_sigkilled_is_reclaimed(
         done = nets.prune()
     assert any(web.id[:12] in d or "gone" in d for d in done), done
     assert "9090" not in _nft(host)
-    assert _helpers_of(directory) == []
+    assert helper_pids(directory) == []
     # The next start (another one) gets the port at once.
     run(cs, HTTPD, name="again", ports=["9090:80"])
     assert fetch(host, "127.0.0.1", 9090).startswith("hello")

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from isolate.net import NetNamespace
 
-__all__ = ["OTHER", "fetch", "http_get", "make_host", "staged_extras"]
+__all__ = ["OTHER", "fetch", "helper_pids", "http_get", "make_host", "staged_extras"]
 
 OTHER = "10.99.0.1"  # the host's "other address" (not loopback)
 
@@ -106,3 +106,18 @@ def staged_extras() -> Iterator[dict[str, str]]:
         yield {"extra": extra, "tests": tests, "www": www, "tun": tun}
     finally:
         shutil.rmtree(extra, ignore_errors=True)
+
+
+def helper_pids(directory: str) -> list[int]:
+    """Pids of processes whose command line names ``directory`` (a store's networks dir: its
+    resolvers and proxies)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if directory.encode() in f.read():
+                        found.append(int(pid))
+            except OSError:
+                continue
+    return found
