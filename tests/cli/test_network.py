@@ -152,6 +152,16 @@ def test_an_ephemeral_host_port_on_one_address(net: NetCli) -> None:
         fetch(net.host, OTHER, int(port), timeout=1)
 
 
+def test_publish_all_publishes_the_expose_ports(net: NetCli) -> None:
+    net.ok("run", "-d", "--name", "web", "-P", "--expose", "8080", "busybox", "sh", "-c",
+           HTTPD.replace("-p 80", "-p 8080"))
+    assert net.cli.inspect("web")["Config"]["ExposedPorts"] == {  # type: ignore[index]
+        "8080/tcp": {}}
+    ip, _, port = net.ok("port", "web", "8080").strip().rpartition(":")
+    assert ip == "0.0.0.0" and int(port) > 0
+    assert fetch(net.host, "127.0.0.1", int(port)).startswith("hello from")
+
+
 # -- networks -----------------------------------------------------------------------------------
 
 def test_network_create_ls_inspect_rm_and_prune(net: NetCli) -> None:

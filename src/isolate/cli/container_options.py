@@ -318,6 +318,8 @@ def _network(args: argparse.Namespace) -> dict[str, Any]:
         out["ports"] = [str(p) for p in ports]
     if getattr(args, "publish_all", False):
         out["publish_all"] = True
+    if args.expose:
+        out["expose"] = list(args.expose)
     return out
 
 
@@ -325,12 +327,6 @@ def _ports(args: argparse.Namespace) -> list[Any]:
     from isolate.net.ports import parse_publish
 
     out = [parse_publish(spec) for spec in args.publish]
-    for spec in args.expose:
-        port, _, proto = spec.partition("/")
-        lo, _, hi = port.partition("-")
-        if not lo.isdigit() or (hi and not hi.isdigit()) or proto not in ("", "tcp", "udp",
-                                                                            "sctp"):
-            raise ConfigError(f"invalid range format for --expose: {spec}")
     return out
 
 

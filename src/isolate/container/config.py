@@ -265,6 +265,21 @@ def _ports(value: Iterable[str] | str | None) -> tuple[str, ...]:
     return tuple(str(p if isinstance(p, PortMapping) else parse_publish(p)) for p in items)
 
 
+def _expose(value: Iterable[str] | str | None) -> tuple[str, ...]:
+    """``--expose PORT[-END][/PROTO]`` as ``PORT/PROTO`` items (a range one by one)."""
+    items = [value] if isinstance(value, str) else list(value or ())
+    out = []
+    for spec in items:
+        port, _, proto = str(spec).partition("/")
+        lo, sep, hi = port.partition("-")
+        if not lo.isdigit() or (sep and not hi.isdigit()) or \
+                proto not in ("", "tcp", "udp", "sctp") or \
+                not 0 < int(lo) <= int(hi or lo) <= 65535:
+            raise ConfigError(f"invalid range format for --expose: {spec}")
+        out += [f"{p}/{proto or 'tcp'}" for p in range(int(lo), int(hi or lo) + 1)]
+    return tuple(dict.fromkeys(out))
+
+
 def _dns_values(value: Iterable[str] | str | None, kind: str) -> tuple[str, ...]:
     items = [value] if isinstance(value, str) else list(value or ())
     if not items:
@@ -643,9 +658,9 @@ class ContainerConfig:
     ``"pasta"``, as in podman). ``extra_networks`` are further
     networks (``--network`` given again); ``network_aliases``, ``ip`` and ``ip6`` apply to the
     first one; ``ports`` are ``-p`` specs and ``publish_all`` (``-P``) publishes the image's
-    ExposedPorts on ephemeral ports; ``dns``, ``dns_search``, ``dns_options`` and
-    ``extra_hosts`` (``NAME:IP``, IP may be ``host-gateway``) shape ``/etc/resolv.conf`` and
-    ``/etc/hosts``.
+    ExposedPorts and ``expose`` (``--expose``: ``PORT[-END][/PROTO]``) on ephemeral ports;
+    ``dns``, ``dns_search``, ``dns_options`` and ``extra_hosts`` (``NAME:IP``, IP may be
+    ``host-gateway``) shape ``/etc/resolv.conf`` and ``/etc/hosts``.
 
     Raises:
         ConfigError: a bad value or combination, in Docker's words where it has them.
@@ -690,6 +705,7 @@ class ContainerConfig:
     ip6: str | None = attrs.field(default=None, converter=_ip6)
     ports: tuple[str, ...] = attrs.field(default=(), converter=_ports)
     publish_all: bool = False
+    expose: tuple[str, ...] = attrs.field(default=(), converter=_expose)
     dns: tuple[str, ...] = attrs.field(default=(), converter=_dns)
     dns_search: tuple[str, ...] = attrs.field(default=(), converter=_dns_search)
     dns_options: tuple[str, ...] = attrs.field(default=(), converter=_dns_options)

@@ -1089,7 +1089,8 @@ class Container:
         cgroup: CGroup | None = None
         fds: list[int] = []  # ours to close once the first process runs
         request = attrs.evolve(self._network_request(),
-                               exposed_ports=tuple(img.config.exposed_ports))
+                               exposed_ports=tuple(dict.fromkeys(
+                                   (*img.config.exposed_ports, *self.config.expose))))
         driver = self._network_driver()
         try:
             cgroup = self._make_cgroup()

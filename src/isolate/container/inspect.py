@@ -269,6 +269,7 @@ def inspect(container: ContainerView) -> dict[str, Any]:
             "Binds": [f"{m.source}:{m.target}{':ro' if m.readonly else ''}"
                       for m in cfg.mounts if isinstance(m, BindMount)] or None,
             "NetworkMode": cfg.network,
+            "PublishAllPorts": cfg.publish_all,
             "RestartPolicy": {"Name": cfg.restart.name,
                               "MaximumRetryCount": cfg.restart.max_retries},
             "AutoRemove": cfg.auto_remove,
@@ -310,6 +311,8 @@ def inspect(container: ContainerView) -> dict[str, Any]:
                 else None),
             "Image": str(rec.get("image_ref") or container.image_id),
             "Volumes": {t: {} for t in container.volumes} or None,
+            "ExposedPorts": {p: {} for p in (*(image_cfg.exposed_ports if image_cfg else ()),
+                                             *cfg.expose)} or None,
             "WorkingDir": cfg.workdir or (image_cfg.working_dir if image_cfg else ""),
             "Entrypoint": list(cfg.entrypoint) if cfg.entrypoint is not None else (
                 list(image_cfg.entrypoint) if image_cfg is not None and image_cfg.entrypoint
