@@ -184,12 +184,13 @@ def test_network_create_ls_inspect_rm_and_prune(net: NetCli) -> None:
     assert "nosuch" in net.fails("network", "inspect", "nosuch")
     assert "nosuch" in net.fails("network", "rm", "nosuch")
     # In use: refused; once the container is gone, removed.
-    net.ok("create", "--name", "member", "--network", "app", "busybox", "sleep", "100")
+    net.ok("create", "--name", "member", "--network", "app", "--ip", "172.30.5.50", "busybox",
+           "sleep", "100")
     net.ok("start", "member")
     assert "in use" in net.fails("network", "rm", "app")
     [doc] = json.loads(net.ok("network", "inspect", "app"))
     [member] = doc["Containers"].values()
-    assert member["Name"] == "member" and member["IPv4Address"].startswith("172.30.5.")
+    assert member["Name"] == "member" and member["IPv4Address"] == "172.30.5.50/24"
     net.ok("rm", "-f", "member")
     assert net.ok("network", "rm", "app").strip() == "app"
     assert net.ok("network", "prune", "-f").splitlines() == ["Deleted Networks:", "sealed"]
