@@ -11,16 +11,18 @@ from collections.abc import Iterator
 
 from isolate.net import NetNamespace
 
-__all__ = ["OTHER", "fetch", "helper_pids", "http_get", "make_host", "staged_extras"]
+__all__ = ["OTHER", "OTHER6", "fetch", "helper_pids", "http_get", "make_host", "staged_extras"]
 
 OTHER = "10.99.0.1"  # the host's "other address" (not loopback)
+OTHER6 = "fd99::1"  # and its IPv6 one
 
 
-def make_host(userns: object = None, *, default_route: bool = False) -> NetNamespace:
-    """A fresh network namespace playing the host: lo up, ``OTHER``/24 on a veth pair whose
-    both ends stay in it (a host with a real interface); with ``default_route``, a default
-    route through that interface (pasta copies the host's). ``userns``: the user namespace to
-    make it in (an ordinary user's). The caller closes it."""
+def make_host(userns: object = None, *, default_route: bool = False,
+              ipv6: bool = False) -> NetNamespace:
+    """A fresh network namespace playing the host: lo up, ``OTHER``/24 (and with ``ipv6``
+    ``OTHER6``/64) on a veth pair whose both ends stay in it (a host with a real interface);
+    with ``default_route``, a default route through that interface (pasta copies the host's).
+    ``userns``: the user namespace to make it in (an ordinary user's). The caller closes it."""
     ns = NetNamespace.create(userns=userns)
     try:
         with ns.netlink() as ipr:
@@ -28,6 +30,8 @@ def make_host(userns: object = None, *, default_route: bool = False) -> NetNames
             ipr.link("add", ifname="uplink0", kind="veth", peer="uplink0p")
             idx = ipr.link_lookup(ifname="uplink0")[0]
             ipr.addr("add", index=idx, address=OTHER, prefixlen=24)
+            if ipv6:
+                ipr.addr("add", index=idx, address=OTHER6, prefixlen=64, flags=0x02)  # no DAD
             for name in ("uplink0", "uplink0p"):
                 ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
             if default_route:
