@@ -50,6 +50,28 @@ def session_leaves_no_trace() -> Iterator[None]:
                     pytrace=False)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def network_sink(session_leaves_no_trace: None) -> Iterator[None]:
+    """As root: point ``$ISOLATE_NETWORK_NS`` (the namespace that plays the host for bridge
+    networks) at a namespace of the session's own, so that a test that forgets to give one
+    -- a CLI run with ``-p`` -- builds its bridge and rules there, never in the machine's own
+    network namespace. Tests that check networks give a host namespace of their own."""
+    from isolate.container.netdriver import HOST_ENV
+
+    if os.geteuid() != 0 or HOST_ENV in os.environ:
+        yield
+        return
+    from isolate.net import NetNamespace
+
+    sink = NetNamespace.create()
+    os.environ[HOST_ENV] = f"/proc/{os.getpid()}/fd/{sink.fileno()}"
+    try:
+        yield
+    finally:
+        del os.environ[HOST_ENV]
+        sink.close()
+
+
 @pytest.fixture
 def sb() -> Iterator[Sandbox]:
     """A default Sandbox, open for the test (modules may override it, e.g. with an init)."""

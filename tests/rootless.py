@@ -19,6 +19,7 @@ import contextlib
 import functools
 import importlib.util
 import os
+import pathlib
 import pwd
 import shutil
 import subprocess
@@ -33,7 +34,7 @@ import pytest
 
 import isolate
 
-__all__ = ["SUBID_COUNT", "SUBID_START", "run_unprivileged", "staged_pythonpath"]
+__all__ = ["SUBID_COUNT", "SUBID_START", "run_unprivileged", "staged_pythonpath", "xdg_home"]
 
 #: The subordinate range ``subids=True`` grants: ids 1..SUBID_COUNT inside map to
 #: SUBID_START.. outside (podman's default size; far above the machine's own users).
@@ -123,6 +124,19 @@ def _command(code: str, uid: int, gid: int, binds: Mapping[str, str],
     script += f' && shift {len(args)} && exec "$@"'
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
             *args, *cmd]
+
+
+def xdg_home(tmp_path: pathlib.Path, uid: int = 65534) -> pathlib.Path:
+    """``tmp_path/xdg``, owned by ``uid``, for its ``$XDG_DATA_HOME`` (its store); the dirs
+    above made searchable for it."""
+    home = tmp_path / "xdg"
+    home.mkdir()
+    shutil.chown(home, uid, uid)
+    for d in (tmp_path, *tmp_path.parents):
+        if d == pathlib.Path("/"):
+            break
+        d.chmod(d.stat().st_mode | 0o005)
+    return home
 
 
 @contextlib.contextmanager

@@ -130,7 +130,10 @@ def test_timeout_kills_the_command_tree_and_says_so() -> None:
     ("--user", "alice", "--", "true"),
     ("--env", "=value", "--", "true"),
     ("--workdir", "relative/dir", "--", "true"),
-    ("--net", "bridge", "--", "true"),
+    ("--net", "container:x", "--", "true"),
+    ("--net", "no such network!", "--", "true"),
+    ("-p", "80", "--", "true"),
+    ("--net", "pasta", "-p", "80:80:80", "--", "true"),
     (),
 ])
 def test_bad_input_gets_one_line_on_stderr_and_exit_125(args: tuple[str, ...]) -> None:

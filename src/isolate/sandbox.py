@@ -140,6 +140,34 @@ def _hostname(value: str) -> str:
     return value
 
 
+def _network(value: bool | str) -> str:
+    """``network``: False/``"none"`` (only ``lo``), True/``"host"``, ``"bridge"`` or a
+    network's name (Docker's long form too), ``"pasta[:OPTS]"``, ``"slirp4netns[:OPTS]"``."""
+    if value is False or value == "none":
+        return "none"
+    if value is True or value == "host":
+        return "host"
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"network must be True, False, 'none', 'host', a network's name, "
+                          f"'pasta' or 'slirp4netns', not {value!r}")
+    from isolate.net import parse_network
+
+    mode = parse_network(value)
+    if not (mode.joins_network or mode.kind in ("pasta", "slirp4netns")):
+        raise ConfigError(f"a sandbox's network is none, host, a network's name, pasta or "
+                          f"slirp4netns, not {value!r}")
+    return value
+
+
+def _ports(value: Iterable[str] | str) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else list(value)
+    if not items:
+        return ()
+    from isolate.net import parse_publish
+
+    return tuple(str(parse_publish(p)) for p in items)
+
+
 def _id(value: int | None) -> int | None:
     if value is None:
         return None
@@ -235,7 +263,16 @@ class SandboxConfig:
     env: tuple[tuple[str, str], ...] | None = attrs.field(default=None, converter=_env)
     cwd: str | None = attrs.field(default=None, converter=_cwd)
     hostname: str = attrs.field(default="sandbox", converter=_hostname)
-    network: bool = False
+    #: ``"none"`` (or False: only ``lo``), ``"host"`` (or True: the host's network),
+    #: ``"bridge"`` or a network's name (the store's networks: an endpoint in the sandbox's
+    #: network namespace, its /etc/hosts and resolv.conf bound in), ``"pasta"`` or
+    #: ``"slirp4netns"`` (user-mode networking, the rootless way).
+    network: str = attrs.field(default="none", converter=_network)
+    #: ``-p`` specs published from the sandbox's network (not with none or host).
+    ports: tuple[str, ...] = attrs.field(default=(), converter=_ports)
+    #: The network namespace that plays the host for bridge networks and pasta (a path, fd
+    #: or :class:`isolate.net.NetNamespace`); None: ``$ISOLATE_NETWORK_NS``, else ours.
+    network_host: Any = attrs.field(default=None, eq=False, hash=False)
     uid: int | None = attrs.field(default=None, converter=_id)
     gid: int | None = attrs.field(default=None, converter=_id)
     timeout: float | None = attrs.field(default=None, converter=_timeout)
@@ -262,8 +299,11 @@ class SandboxConfig:
     def __attrs_post_init__(self) -> None:
         if self.image is not None and self.rootfs is not None:
             raise ConfigError("give an image or a rootfs, not both")
-        if self.store is not None and self.image is None:
-            raise ConfigError("store is only used with image=")
+        if self.store is not None and self.image is None and not self.attaches_network:
+            raise ConfigError("store is only used with image= or a network's name")
+        if self.ports and self.network in ("none", "host"):
+            raise ConfigError(f"ports are published only from a network of the sandbox's own "
+                              f"(a network's name, pasta), not with network={self.network!r}")
         if self.pull != "missing" and self.image is None:
             raise ConfigError("pull is only used with image=")
         if self.rootfs is not None and not os.path.isdir(self.rootfs):
@@ -280,6 +320,17 @@ class SandboxConfig:
         for target in targets:
             if target == "/":
                 raise ConfigError("cannot mount over the sandbox's root directory '/'")
+
+    @property
+    def host_network(self) -> bool:
+        """Whether the sandbox shares the caller's network namespace."""
+        return self.network == "host"
+
+    @property
+    def attaches_network(self) -> bool:
+        """Whether the sandbox's network namespace is attached to a network (a bridge network
+        or a user-mode one) rather than left with only ``lo`` or shared with the host."""
+        return self.network not in ("none", "host")
 
     @property
     def rootless(self) -> bool:
@@ -350,7 +401,7 @@ def _runtime_config(cfg: SandboxConfig) -> RuntimeConfig:
         capabilities=runtime.Capabilities(keep, keep, keep, carried, carried),
         no_new_privileges=not cfg.privileged)
     kinds = [NamespaceKind.MNT, NamespaceKind.PID, NamespaceKind.UTS, NamespaceKind.IPC]
-    if not cfg.network:
+    if not cfg.host_network:
         kinds.append(NamespaceKind.NET)
     if cfg.cgroupns:
         kinds.append(NamespaceKind.CGROUP)
@@ -362,9 +413,9 @@ def _runtime_config(cfg: SandboxConfig) -> RuntimeConfig:
         maps.check(uid, gid, "the sandbox's process")
         uid_map, gid_map = maps.uid_map, maps.gid_map
     host_root = cfg.rootfs is None and cfg.image is None
-    mounts = runtime.standard_mounts(own_network=not cfg.network,
+    mounts = runtime.standard_mounts(own_network=not cfg.host_network,
                                      sysfs_writable=cfg.privileged, private_tmp=True)
-    if cfg.network and host_root and (cfg.readonly or cfg.privileged):
+    if cfg.host_network and host_root and (cfg.readonly or cfg.privileged):
         # The host root brings its /sys along, read-only with the rest of it.
         mounts = [m for m in mounts if m.destination != "/sys"]
     mounts += [runtime.Mount.from_tmpfs(t) for t in cfg.tmpfs]
@@ -616,7 +667,11 @@ class Sandbox:
     (or one ``SandboxConfig``): ``rootfs``, ``readonly``, ``binds`` (``Bind`` or
     ``"SRC:DST[:ro|rw][,dev]"``), ``devices`` (``"HOST[:CONTAINER][:rwm]"`` or
     :class:`isolate.runtime.Device`), ``tmpfs``, ``env``, ``cwd``, ``hostname``, ``network``
-    (False: only ``lo``; True: the host's network), ``uid``/``gid``, ``timeout`` (seconds, for
+    (False or ``"none"``: only ``lo``; True or ``"host"``: the host's network; ``"bridge"`` or
+    a network's name: an endpoint on that network of the store, with its /etc/hosts and
+    resolv.conf; ``"pasta"``/``"slirp4netns"``: user-mode networking), ``ports`` (``-p``
+    specs, with a network of its own), ``network_host`` (the namespace playing the host for
+    those; default ``$ISOLATE_NETWORK_NS``, else ours), ``uid``/``gid``, ``timeout`` (seconds, for
     the whole sandbox: past it the sandbox takes no new work), ``privileged``, ``capabilities``
     (names kept), ``seccomp`` (True, False or a :class:`isolate.security.SeccompProfile`),
     ``user_namespace`` (default: only when not root), ``image`` (an ``Image`` or a name),
@@ -642,7 +697,9 @@ class Sandbox:
                  env: Mapping[str, str] | None = None,
                  cwd: str | None = None,
                  hostname: str = "sandbox",
-                 network: bool = False,
+                 network: bool | str = "none",
+                 ports: Iterable[str] | str = (),
+                 network_host: Any = None,
                  uid: int | None = None,
                  gid: int | None = None,
                  timeout: float | None = None,
@@ -690,6 +747,8 @@ class Sandbox:
         self._image_root: ImageRoot | None = None
         self._parent_pidfd = -1
         self._init_fd = -1
+        self._etc_dir: str | None = None
+        self._attachment: Any = None
 
     # -- lifetime -----------------------------------------------------------------------------
     def __enter__(self) -> Sandbox:
@@ -710,6 +769,7 @@ class Sandbox:
 
         try:
             self._make_cgroup()
+            self._prepare_network_files()
             self._open_image()
             image_root = self._image_root
             rc = self.runtime
@@ -737,6 +797,7 @@ class Sandbox:
             except SpawnError as exc:
                 _explain_userns_failure(exc, self.config)
                 raise
+            self._attach_network()
             if image_root is not None and not chosen:
                 image_root.choose_overlay(self.config.overlay,
                                           self._namespaces.get(NamespaceKind.USER),
@@ -795,6 +856,53 @@ class Sandbox:
                 if stream is not None:
                     stream.close()
         self._release()
+
+    def _prepare_network_files(self) -> None:
+        """With a network to attach: files for /etc/hosts and /etc/resolv.conf, bound in
+        (their text is written once the endpoint exists: the binds hold the inodes)."""
+        if not self.config.attaches_network:
+            return
+        import tempfile
+
+        from isolate.fs.mounts import Bind
+
+        self._etc_dir = tempfile.mkdtemp(prefix="isolate-sandbox-net-")
+        binds = []
+        for name in ("hosts", "resolv.conf"):
+            path = os.path.join(self._etc_dir, name)
+            with open(path, "w"):
+                pass
+            os.chmod(path, 0o644)
+            binds.append(Bind(path, f"/etc/{name}", readonly=True))
+        os.chmod(self._etc_dir, 0o755)
+        self.config = attrs.evolve(self.config, binds=(*self.config.binds, *binds))
+
+    def _attach_network(self) -> None:
+        """Attach the shared network namespace to the configured network, and write the
+        sandbox's /etc/hosts and resolv.conf."""
+        cfg = self.config
+        if not cfg.attaches_network:
+            return
+        from isolate._image_root import open_store
+        from isolate.container.netdriver import attach_namespace
+        from isolate.namespaces import NamespaceKind
+
+        store = cfg.store if cfg.store is not None else open_store(None)
+        self._attachment = attach_namespace(
+            self._namespaces[NamespaceKind.NET], cfg.network, store_root=store.root,
+            hostname=cfg.hostname, host=cfg.network_host,
+            userns=self._namespaces.get(NamespaceKind.USER, -1), ports=cfg.ports)
+        assert self._etc_dir is not None
+        for name, text in (("hosts", self._attachment.hosts),
+                           ("resolv.conf", self._attachment.resolv_conf)):
+            with open(os.path.join(self._etc_dir, name), "w") as f:
+                f.write(text)
+
+    @property
+    def ports(self) -> list[dict[str, object]]:
+        """The ports the sandbox publishes (``protocol``, ``host_ip``, ``host_port``,
+        ``container_port`` each): ephemeral host ports are known once it is entered."""
+        return list(self._attachment.ports) if self._attachment is not None else []
 
     def _make_cgroup(self) -> None:
         """The sandbox's cgroup, when it has limits or a device asks for less than ``rwm``
@@ -915,6 +1023,32 @@ class Sandbox:
     def _release(self, error: BaseException | None = None) -> None:
         """Free namespaces, the image root and the cgroup; a failure is raised, or noted on
         ``error``."""
+        try:
+            self._release_resources(error)
+        except BaseException as exc:
+            self._release_network(exc)
+            raise
+        self._release_network(error)
+
+    def _release_network(self, error: BaseException | None) -> None:
+        """Disconnect the sandbox's endpoint (or stop its user-mode helper) and remove its
+        /etc files; a failure is raised, or noted on ``error``."""
+        etc_dir, self._etc_dir = self._etc_dir, None
+        if etc_dir is not None:
+            import shutil
+
+            shutil.rmtree(etc_dir, ignore_errors=True)
+        attachment, self._attachment = self._attachment, None
+        if attachment is None:
+            return
+        try:
+            attachment.release()
+        except (OSError, IsolateError) as exc:
+            if error is None:
+                raise
+            _add_note(error, f"while releasing the sandbox's network: {exc}")
+
+    def _release_resources(self, error: BaseException | None) -> None:
         namespaces, self._namespaces = self._namespaces, {}
         fds, self._cgroup_fds = self._cgroup_fds, []
         if self._parent_pidfd >= 0:

@@ -46,11 +46,19 @@ from isolate.security import CapabilitySet, SeccompAction, SeccompProfile
     ({"log_max_file": 3}, "max-file cannot be set without max-size"),
     ({"rlimits": ["nofile"]}, "--ulimit"),
     ({"network": "host", "hostname": "x1"}, "Conflicting options"),
+    ({"expose": ["80/icmp"]}, "invalid range format for --expose: 80/icmp"),
+    ({"expose": ["90-80"]}, "invalid range format for --expose: 90-80"),
 ])
 def test_bad_configs_are_refused_before_anything_happens(options: dict[str, object],
                                                          message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         ContainerConfig("busybox", **options)  # type: ignore[arg-type]
+
+
+def test_expose_takes_dockers_ranges_and_survives_the_json_form() -> None:
+    cfg = ContainerConfig("busybox", expose=["8000-8002/udp", "80", "80/tcp"])
+    assert cfg.expose == ("8000/udp", "8001/udp", "8002/udp", "80/tcp")
+    assert ContainerConfig.from_json(cfg.to_json()) == cfg
 
 
 def test_a_config_survives_its_json_form() -> None:

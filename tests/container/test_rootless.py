@@ -43,13 +43,7 @@ def out(c):
 def _run(tmp_path: Path, body: str, **kw: object) -> dict[str, object]:
     if shutil.which("setpriv") is None:
         pytest.skip("setpriv (util-linux) is not installed")
-    home = tmp_path / "xdg"
-    home.mkdir()
-    shutil.chown(home, 65534, 65534)
-    for d in (tmp_path, *tmp_path.parents):
-        if d == Path("/"):
-            break
-        d.chmod(d.stat().st_mode | 0o005)
+    home = rootless.xdg_home(tmp_path)
     code = _SETUP + textwrap.dedent(body)
     proc = rootless.run_unprivileged(code, extra_env={"XDG_DATA_HOME": str(home)},
                                      **kw)  # type: ignore[arg-type]

@@ -24,7 +24,7 @@ from pathlib import Path
 import dns.message
 import dns.rrset
 import pytest
-from net_helpers import OTHER, OTHER6
+from net_helpers import OTHER, make_host
 
 from isolate import lowlevel
 from isolate._plan import CLONE_NEWNS, Mode, Op, OpKind, Plan
@@ -54,16 +54,8 @@ def have(program: str) -> bool:
 def host() -> Iterator[NetNamespace]:
     """A fresh network namespace playing the host: lo up, ``OTHER``/24 and ``OTHER6``/64 on a
     veth."""
-    ns = NetNamespace.create()
+    ns = make_host(ipv6=True)
     try:
-        with ns.netlink() as ipr:
-            ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
-            ipr.link("add", ifname="uplink0", kind="veth", peer="uplink0p")
-            idx = ipr.link_lookup(ifname="uplink0")[0]
-            ipr.addr("add", index=idx, address=OTHER, prefixlen=24)
-            ipr.addr("add", index=idx, address=OTHER6, prefixlen=64, flags=0x02)  # no DAD
-            for name in ("uplink0", "uplink0p"):
-                ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
         yield ns
     finally:
         ns.close()

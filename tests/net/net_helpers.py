@@ -3,15 +3,43 @@ file for code it runs as an ordinary user)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import time
+from collections.abc import Iterator
 
 from isolate.net import NetNamespace
 
-__all__ = ["OTHER", "OTHER6", "fetch", "http_get"]
+__all__ = ["OTHER", "OTHER6", "fetch", "helper_pids", "http_get", "make_host", "staged_extras"]
 
 OTHER = "10.99.0.1"  # the host's "other address" (not loopback)
 OTHER6 = "fd99::1"  # and its IPv6 one
+
+
+def make_host(userns: object = None, *, default_route: bool = False,
+              ipv6: bool = False) -> NetNamespace:
+    """A fresh network namespace playing the host: lo up, ``OTHER``/24 (and with ``ipv6``
+    ``OTHER6``/64) on a veth pair whose both ends stay in it (a host with a real interface);
+    with ``default_route``, a default route through that interface (pasta copies the host's).
+    ``userns``: the user namespace to make it in (an ordinary user's). The caller closes it."""
+    ns = NetNamespace.create(userns=userns)
+    try:
+        with ns.netlink() as ipr:
+            ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+            ipr.link("add", ifname="uplink0", kind="veth", peer="uplink0p")
+            idx = ipr.link_lookup(ifname="uplink0")[0]
+            ipr.addr("add", index=idx, address=OTHER, prefixlen=24)
+            if ipv6:
+                ipr.addr("add", index=idx, address=OTHER6, prefixlen=64, flags=0x02)  # no DAD
+            for name in ("uplink0", "uplink0p"):
+                ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
+            if default_route:
+                ipr.route("add", dst="default", gateway="10.99.0.254")
+    except BaseException:
+        ns.close()
+        raise
+    return ns
 
 
 def http_get(ns: NetNamespace, addr: str, port: int, timeout: float = 10) -> str:
@@ -42,3 +70,58 @@ def fetch(ns: NetNamespace, addr: str, port: int, timeout: float = 30) -> str:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def staged_extras() -> Iterator[dict[str, str]]:
+    """For code run as an ordinary user (needs root to set up): world-readable copies of what
+    it imports beyond isolate and attrs (pyroute2, this file as ``tests/net_helpers.py``), a
+    ``www`` dir with a page, and a tun device node it may open (the machine's /dev/net/tun
+    may be root's only: bind ours over it in the run's private mount namespace). Yields the
+    paths: ``extra`` (for sys.path), ``tests``, ``www``, ``tun``."""
+    import shutil
+    import stat
+    import tempfile
+
+    import pyroute2
+
+    extra = tempfile.mkdtemp(prefix="isolate-net-rootless-")
+    try:
+        os.chmod(extra, 0o755)
+        shutil.copytree(os.path.dirname(pyroute2.__file__ or ""),
+                        os.path.join(extra, "pyroute2"),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        tests = os.path.join(extra, "tests")
+        os.mkdir(tests)
+        shutil.copy(__file__, os.path.join(tests, "net_helpers.py"))
+        www = os.path.join(extra, "www")
+        os.mkdir(www)
+        with open(os.path.join(www, "index.html"), "w") as f:
+            f.write("rootless")
+        tun = os.path.join(extra, "tun")
+        os.mknod(tun, 0o666 | stat.S_IFCHR, os.makedev(10, 200))
+        os.chmod(tun, 0o666)
+        for dirpath, dirnames, filenames in os.walk(extra):
+            for d in dirnames:
+                os.chmod(os.path.join(dirpath, d), 0o755)
+            for name in filenames:
+                if name != "tun":
+                    os.chmod(os.path.join(dirpath, name), 0o644)
+        yield {"extra": extra, "tests": tests, "www": www, "tun": tun}
+    finally:
+        shutil.rmtree(extra, ignore_errors=True)
+
+
+def helper_pids(directory: str) -> list[int]:
+    """Pids of processes whose command line names ``directory`` (a store's networks dir: its
+    resolvers and proxies)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if directory.encode() in f.read():
+                        found.append(int(pid))
+            except OSError:
+                continue
+    return found

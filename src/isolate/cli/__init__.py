@@ -71,7 +71,7 @@ class _OneCommand:
 
 # The modules that register commands, in the order they must register (containers extends
 # the 'run' of run and the 'inspect' of images).
-_MODULES = ("run", "images", "login", "version", "build", "containers")
+_MODULES = ("run", "images", "login", "version", "build", "containers", "network")
 _IMAGE_COMMANDS = ("pull", "push", "images", "rmi", "tag", "import", "save", "load")  # + "image"
 _CONTAINER_COMMANDS = ("create", "start", "stop", "kill", "restart", "pause", "unpause", "wait",
                        "rm", "rename", "exec", "attach", "logs", "ps", "top", "stats", "port",
@@ -83,7 +83,7 @@ _NEEDS: dict[str, tuple[str, ...]] = {
     "run": ("run", "containers"), "inspect": ("images", "containers"),
     "login": ("login",), "logout": ("login",), "version": ("version",),
     "build": ("build",), "history": ("build",), "builder": ("build",),
-    "image": ("images", "build"),
+    "image": ("images", "build"), "network": ("network",),
     **{c: ("images",) for c in _IMAGE_COMMANDS},
     **{c: ("containers",) for c in _CONTAINER_COMMANDS},
 }

@@ -4,10 +4,12 @@ confirmation prompt of the prune commands, sizes written as Docker writes them, 
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from isolate.errors import ConfigError, IsolateError
 
@@ -142,3 +144,25 @@ def env_items(env: Sequence[str], env_files: Sequence[str]) -> list[str]:
         elif key in os.environ:
             items.append(f"{key}={os.environ[key]}")
     return items
+
+
+def command_group(sub: Any, name: str, help: str,
+                  each_parser: Callable[[argparse.ArgumentParser], None]
+                  ) -> Callable[..., argparse.ArgumentParser]:
+    """Add ``isolate NAME COMMAND ...`` (``volume``, ``network``) to the subparsers ``sub``;
+    returns ``add(command, help, handler, aliases=())``, which adds one command's parser
+    (its description the help, ``each_parser`` applied to it) and returns it."""
+    group = sub.add_parser(name, help=help, description=help[:1].upper() + help[1:])
+    commands = group.add_subparsers(dest=f"{name}_command", metavar="COMMAND",
+                                    parser_class=type(group))
+    commands.required = True
+
+    def add(command: str, help: str, handler: Callable[[argparse.Namespace], int],
+            aliases: Sequence[str] = ()) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = commands.add_parser(
+            command, help=help, description=help[:1].upper() + help[1:],
+            aliases=list(aliases))
+        each_parser(p)
+        p.set_defaults(handler=handler)
+        return p
+    return add

@@ -121,8 +121,9 @@ CREATE_OPTIONS: Final = [
        help="pull the image before creating: missing (default), always, never"),
     _o("--log-driver", metavar="DRIVER", default=None, help="json-file (the only one)"),
     _o("--log-opt", **_many("K=V", "log driver options: max-size=10m, max-file=3")),
-    _o("--network", "--net", metavar="MODE", default=None, dest="network",
-       help="none (default), host, container:NAME"),
+    _o("--network", "--net", metavar="MODE", action="append", default=None, dest="network",
+       help="none (the default without -p), host, container:NAME, bridge (the default "
+            "with -p), a network's name (again: one more network), pasta, slirp4netns"),
     _o("--add-host", **_many("HOST:IP", "add a line to /etc/hosts")),
     _o("--dns", **_many("IP", "a DNS server (needs a network of its own)")),
     _o("--dns-search", **_many("DOMAIN", "a DNS search domain")),
@@ -278,65 +279,47 @@ def _limits(args: argparse.Namespace) -> Limits | None:
 # -- the network ----------------------------------------------------------------------------
 
 def _network(args: argparse.Namespace) -> dict[str, Any]:
-    """The network part of the config; flags that need networks isolate has not got yet are
-    refused, saying so."""
+    """The network part of the config: ``--network`` (given again: more networks),
+    ``--network-alias``, ``--ip``, ``--ip6``, ``-p``, ``-P``, ``--dns*``, ``--add-host``;
+    without ``--network`` the config picks the default (bridge with ports, else none)."""
     raw = getattr(args, "network", None)
     if not given(raw):
         raw = getattr(args, "net", None)
-    text = str(raw) if raw is not None else "none"
+    texts = [str(t) for t in raw] if isinstance(raw, list) else \
+        ([str(raw)] if raw is not None else [])
     network_flags = ("add_host", "dns", "dns_search", "dns_option", "network_alias", "ip",
                      "ip6", "publish", "publish_all", "expose")
-    if text in ("none", "host") and not any(given(getattr(args, f, None))
-                                             for f in network_flags):
+    if all(t in ("none", "host") for t in texts[:1]) and len(texts) <= 1 and \
+            not any(given(getattr(args, f, None)) for f in network_flags):
         # The default: nothing to parse (isolate.net, a package of its own, stays unloaded).
-        if text == "host" and given(args.hostname):
+        if texts == ["host"] and given(args.hostname):
             raise ConfigError("Conflicting options: hostname and the network mode")
-        return {"network": text}
-    from isolate.container.network import driver_for
+        return {"network": texts[0] if texts else "none"}
     from isolate.net import options as netopts
 
-    mode = netopts.parse_network(text)
     out: dict[str, Any] = {}
-    hosts = [netopts.parse_add_host(h) for h in args.add_host]
-    if hosts:
-        # host-gateway needs a network's gateway: refused (ConfigError) where there is none.
-        out["extra_hosts"] = [f"{h.name}:{h.resolve(None) if not mode.joins_network else h.ip}"
-                              for h in hosts]
-    for item in args.dns:
-        netopts.parse_dns(item)
-    for item in args.dns_search:
-        netopts.parse_dns_search(item)
-    for item in args.dns_option:
-        netopts.parse_dns_option(item)
-    for item in args.network_alias:
-        netopts.parse_network_alias(item)
+    if texts:
+        netopts.parse_network(texts[0])  # the first flag's error first
+        out["network"] = texts[0]  # the config parses it; a long form keeps its aliases
+        if len(texts) > 1:
+            out["extra_networks"] = texts[1:]
+    if args.add_host:
+        out["extra_hosts"] = list(args.add_host)
+    for flag, field in (("dns", "dns"), ("dns_search", "dns_search"),
+                        ("dns_option", "dns_options"), ("network_alias", "network_aliases")):
+        if getattr(args, flag):
+            out[field] = list(getattr(args, flag))
     if args.ip is not None:
-        netopts.parse_ip(args.ip, 4)
+        out["ip"] = netopts.parse_ip(args.ip, 4)
     if args.ip6 is not None:
-        netopts.parse_ip(args.ip6, 6)
+        out["ip6"] = netopts.parse_ip(args.ip6, 6)
     ports = _ports(args)
-    if mode.kind == "container":
-        name = f"container:{mode.name}"
-    elif mode.kind in ("none", "host"):
-        name = mode.kind
-    else:
-        name = mode.network if mode.joins_network else mode.kind
-    if mode.kind == "host" and given(args.hostname):
-        raise ConfigError("Conflicting options: hostname and the network mode")
-    own_network = mode.joins_network or mode.kind in ("pasta", "slirp4netns")
-    unsupported = [flag for flag, used in (
-        ("--dns", args.dns), ("--dns-search", args.dns_search),
-        ("--dns-option", args.dns_option), ("--network-alias", args.network_alias),
-        ("--ip", args.ip), ("--ip6", args.ip6), ("-p", ports),
-        ("-P", getattr(args, "publish_all", False))) if used]
-    if unsupported and not own_network:
-        raise ConfigError(f"{', '.join(unsupported)}: the network mode {text!r} has no "
-                          "network of its own (Conflicting options)")
-    driver_for(name)  # an unknown mode fails at create, as Docker's unknown network
-    if unsupported:
-        raise UnsupportedError(f"{', '.join(unsupported)} with --network {text}: not "
-                               "available in this isolate yet", missing="bridge networks")
-    out["network"] = name
+    if ports:
+        out["ports"] = [str(p) for p in ports]
+    if getattr(args, "publish_all", False):
+        out["publish_all"] = True
+    if args.expose:
+        out["expose"] = list(args.expose)
     return out
 
 
@@ -344,12 +327,6 @@ def _ports(args: argparse.Namespace) -> list[Any]:
     from isolate.net.ports import parse_publish
 
     out = [parse_publish(spec) for spec in args.publish]
-    for spec in args.expose:
-        port, _, proto = spec.partition("/")
-        lo, _, hi = port.partition("-")
-        if not lo.isdigit() or (hi and not hi.isdigit()) or proto not in ("", "tcp", "udp",
-                                                                            "sctp"):
-            raise ConfigError(f"invalid range format for --expose: {spec}")
     return out
 
 
@@ -399,7 +376,7 @@ def config_from_args(args: argparse.Namespace, image: str,
 
     Raises:
         ConfigError: a bad flag value (the library's message where it judges the value).
-        UnsupportedError: a flag this isolate cannot honour yet (bridge networks, -p).
+        UnsupportedError: a flag this isolate cannot honour yet.
     """
     from isolate.container import ContainerConfig, parse_mount, parse_tmpfs, parse_volume
 

@@ -121,6 +121,10 @@ def _create(args: argparse.Namespace, image: str, command: Sequence[str]) -> Con
         raise ConfigError(f"Container ID file found, make sure the other container isn't "
                           f"running or delete {args.cidfile}")
     config = config_from_args(args, image, command)
+    if config.network_mode_kind == "network" or config.extra_networks:
+        from isolate.container.netdriver import require_networks
+
+        require_networks(store.images.root, config, store.network_host)
     _pull(args, store, image)
     c = store.create(config, pull=False)
     if args.cidfile:
@@ -149,7 +153,7 @@ def cmd_create(args: argparse.Namespace) -> int:
 _SANDBOX_ONLY: Final = (("rw", "--rw"), ("overlay", "--overlay"), ("best_effort",
                         "--best-effort"), ("timeout", "--timeout"))
 _SANDBOX_ACCEPTS: Final = {"rm", "interactive", "tty", "pull", "hostname", "stop_timeout",
-                           "net", "network", "bind", "tmpfs", "env", "workdir", "user",
+                           "net", "network", "publish", "bind", "tmpfs", "env", "workdir", "user",
                            "privileged", "cap_add", "memory", "memory_swap", "cpus",
                            "pids_limit", "init", "entrypoint", "read_only", "store",
                            "command", "handler", "image", "rootfs", "sig_proxy"}

@@ -72,8 +72,15 @@ def register(sub: Any) -> None:
     p.add_argument("--tmpfs", metavar="DST", action="append", default=[],
                    help="mount a fresh tmpfs")
     p.add_argument("--hostname", default="sandbox")
-    p.add_argument("--net", choices=("none", "host"), default="none",
-                   help="none: only lo (default); host: the host's network")
+    p.add_argument("--net", "--network", dest="net", metavar="MODE", action="append",
+                   default=None,
+                   help="none: only lo (default); host: the host's network; bridge or a "
+                   "network's name (isolate network create): an address on it; pasta or "
+                   "slirp4netns: user-mode networking (rootless)")
+    p.add_argument("-p", "--publish", metavar="[IP:][HOST:]CTR[/PROTO]", action="append",
+                   default=[], dest="publish",
+                   help="publish a port of the sandbox on the host (needs --net bridge, a "
+                   "network or pasta)")
     p.add_argument("--env", "-e", metavar="K=V", action="append", default=[],
                    help="set an environment variable (K alone: take it from here)")
     p.add_argument("--workdir", "-w", metavar="DIR", default=None)
@@ -209,6 +216,13 @@ def _image(args: argparse.Namespace, name: str) -> Any:
             bars.close()
 
 
+def _sandbox_network(values: list[str] | None) -> str:
+    if values and len(values) > 1:
+        raise ConfigError("a sandbox joins one network (--net given more than once); "
+                          "'isolate run IMAGE' makes a container, which can join more")
+    return values[0] if values else "none"
+
+
 def run_command(args: argparse.Namespace) -> int:
     from isolate.cli import containers
 
@@ -227,7 +241,8 @@ def run_command(args: argparse.Namespace) -> int:
     options: dict[str, Any] = dict(
         rootfs=args.rootfs, binds=args.bind, devices=args.device, tmpfs=args.tmpfs,
         hostname=args.hostname,
-        network=args.net == "host", uid=uid, gid=gid, readonly=not args.rw,
+        network=_sandbox_network(args.net), ports=args.publish, uid=uid, gid=gid,
+        readonly=not args.rw,
         privileged=args.privileged, limits=_limits(args), best_effort=args.best_effort,
         capabilities=args.cap_add or None, init=args.init,
     )
@@ -237,6 +252,9 @@ def run_command(args: argparse.Namespace) -> int:
         options["overlay"] = args.overlay
     if args.workdir is not None:
         options["cwd"] = args.workdir
+    if "store" not in options and options["network"] not in ("none", "host") \
+            and not options["network"].startswith(("pasta", "slirp4netns")):
+        options["store"] = open_store(args)  # whose networks it joins
     extra_env = _parse_env(args.env)
     with contextlib.ExitStack() as stack:
         with _warnings_as_lines():

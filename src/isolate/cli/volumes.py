@@ -7,7 +7,14 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any, Final
 
-from isolate.cli._common import confirm, decimal_size, each, parse_filters, tree_size
+from isolate.cli._common import (
+    command_group,
+    confirm,
+    decimal_size,
+    each,
+    parse_filters,
+    tree_size,
+)
 from isolate.cli.images import add_store_option, open_store
 from isolate.errors import ConfigError, IsolateError, UnsupportedError
 
@@ -146,18 +153,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add ``isolate volume ...`` to the CLI's subparsers."""
-    group = sub.add_parser("volume", help="manage volumes", description="Manage volumes")
-    vsub = group.add_subparsers(dest="volume_command", metavar="COMMAND",
-                                parser_class=type(group))
-    vsub.required = True
-
-    def add(name: str, help: str, handler: Any, aliases: tuple[str, ...] = ()
-            ) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = vsub.add_parser(
-            name, help=help, description=help[:1].upper() + help[1:], aliases=list(aliases))
-        add_store_option(p)
-        p.set_defaults(handler=handler)
-        return p
+    add = command_group(sub, "volume", "manage volumes", add_store_option)
 
     p = add("create", "create a volume", cmd_create)
     p.add_argument("-d", "--driver", default="local", help="volume driver (local)")

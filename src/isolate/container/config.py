@@ -198,7 +198,7 @@ def _sysctls(value: Mapping[str, str] | Iterable[tuple[str, str]] | None
     return tuple(out)
 
 
-def _extra_hosts(value: Iterable[str] | None) -> tuple[tuple[str, str], ...]:
+def _extra_hosts(value: Iterable[str | tuple[str, str]] | None) -> tuple[tuple[str, str], ...]:
     out = []
     for item in value or ():
         if isinstance(item, tuple):
@@ -211,8 +211,96 @@ def _extra_hosts(value: Iterable[str] | None) -> tuple[tuple[str, str], ...]:
         if not host or not address or any(c.isspace() for c in host + address):
             raise ConfigError(f"invalid argument \"{item}\" for \"--add-host\" flag: bad "
                               "format for add-host")
-        out.append((host, address))
+        from isolate.net.options import parse_add_host
+
+        parsed = parse_add_host(f"{host}={address}")  # NAME:IP, IP may be host-gateway
+        out.append((parsed.name, parsed.ip))
     return tuple(out)
+
+
+# -- network options (parsed by isolate.net's parsers, imported only when used) -----------------
+
+def _network_mode(value: str) -> Any:
+    from isolate.net.options import parse_network
+
+    return parse_network(value)
+
+
+def _extra_networks(value: Iterable[str] | str | None) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else list(value or ())
+    for item in items:
+        if not isinstance(item, str) or not _network_mode(item).joins_network:
+            raise ConfigError(f"a further network must be a bridge network's name, not "
+                              f"{item!r}")
+    return tuple(items)
+
+
+def _aliases(value: Iterable[str] | str | None) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else list(value or ())
+    if not items:
+        return ()
+    from isolate.net.options import parse_network_alias
+
+    return tuple(dict.fromkeys(parse_network_alias(a) for a in items))
+
+
+def _ip4(value: str | None) -> str | None:
+    from isolate.net.options import parse_ip
+
+    return None if value is None else parse_ip(value, 4)
+
+
+def _ip6(value: str | None) -> str | None:
+    from isolate.net.options import parse_ip
+
+    return None if value is None else parse_ip(value, 6)
+
+
+def _ports(value: Iterable[str] | str | None) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else list(value or ())
+    if not items:
+        return ()
+    from isolate.net.ports import PortMapping, parse_publish
+
+    return tuple(str(p if isinstance(p, PortMapping) else parse_publish(p)) for p in items)
+
+
+def _expose(value: Iterable[str] | str | None) -> tuple[str, ...]:
+    """``--expose PORT[-END][/PROTO]`` as ``PORT/PROTO`` items (a range one by one)."""
+    items = [value] if isinstance(value, str) else list(value or ())
+    out = []
+    for spec in items:
+        port, _, proto = str(spec).partition("/")
+        lo, sep, hi = port.partition("-")
+        if not lo.isdigit() or (sep and not hi.isdigit()) or \
+                proto not in ("", "tcp", "udp", "sctp") or \
+                not 0 < int(lo) <= int(hi or lo) <= 65535:
+            raise ConfigError(f"invalid range format for --expose: {spec}")
+        out += [f"{p}/{proto or 'tcp'}" for p in range(int(lo), int(hi or lo) + 1)]
+    return tuple(dict.fromkeys(out))
+
+
+def _dns_values(value: Iterable[str] | str | None, kind: str) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else list(value or ())
+    if not items:
+        return ()
+    from isolate.net import options
+
+    parse = {"dns": options.parse_dns, "search": options.parse_dns_search,
+             "option": options.parse_dns_option}[kind]
+    return tuple(parse(v) for v in items)
+
+
+def _dns(value: Iterable[str] | str | None) -> tuple[str, ...]:
+    return _dns_values(value, "dns")
+
+
+def _dns_search(value: Iterable[str] | str | None) -> tuple[str, ...]:
+    return _dns_values(value, "search")
+
+
+def _dns_options(value: Iterable[str] | str | None) -> tuple[str, ...]:
+    return _dns_values(value, "option")
 
 
 def _positive_int(what: str, *, allow_none: bool = True) -> Any:
@@ -524,11 +612,15 @@ def _image(value: object) -> str:
     return value
 
 
-def _network(value: str) -> str:
-    if not isinstance(value, str) or not value:
+def _network(value: str | None) -> str:
+    if value is None or value == "":
+        return ""  # the default: decided once the other fields are known
+    if not isinstance(value, str):
         raise ConfigError(f"network must be a mode or network name, not {value!r}")
     if value.startswith("container:") and not value.partition(":")[2]:
         raise ConfigError("--network container: needs a container name or id")
+    if value not in ("none", "host") and not value.startswith("container:"):
+        _network_mode(value)  # a malformed mode or name is a ConfigError now
     return value
 
 
@@ -553,10 +645,22 @@ class ContainerConfig:
     id. ``mounts`` are :class:`BindMount`, :class:`VolumeMount`, :class:`TmpfsMount` (or
     ``-v`` strings); the image's ``Volumes`` become anonymous volumes unless a mount covers
     them. ``seccomp`` is ``"default"`` (Docker's profile), ``"unconfined"`` or a path to a
-    Docker JSON profile (read when the container is created). ``network`` is ``"none"``
-    (a network namespace with only ``lo``, the default until bridge networks exist),
-    ``"host"`` or ``"container:NAME"``. ``stop_signal`` and ``stop_timeout`` default to the
-    image's StopSignal (else SIGTERM) and 10 s.
+    Docker JSON profile (read when the container is created). ``stop_signal`` and
+    ``stop_timeout`` default to the image's StopSignal (else SIGTERM) and 10 s.
+
+    Networking (``docs/networking.md``): ``network`` is ``"none"`` (a network namespace with
+    only ``lo``), ``"host"``, ``"container:NAME"``, ``"bridge"`` (the default network), a
+    user-defined network's name (or Docker's long form ``name=N,alias=A,ip=X``),
+    ``"pasta[:OPTS]"`` or ``"slirp4netns[:OPTS]"`` (user-mode networking, the rootless way),
+    or ``"ns:PATH"`` (join a network namespace file). Left out, it is ``"bridge"`` when ports
+    are published and ``"none"`` otherwise (Docker's default is always ``bridge``; isolate
+    makes no bridge in the host's namespace unless asked; for an ordinary user it is
+    ``"pasta"``, as in podman). ``extra_networks`` are further
+    networks (``--network`` given again); ``network_aliases``, ``ip`` and ``ip6`` apply to the
+    first one; ``ports`` are ``-p`` specs and ``publish_all`` (``-P``) publishes the image's
+    ExposedPorts and ``expose`` (``--expose``: ``PORT[-END][/PROTO]``) on ephemeral ports;
+    ``dns``, ``dns_search``, ``dns_options`` and ``extra_hosts`` (``NAME:IP``, IP may be
+    ``host-gateway``) shape ``/etc/resolv.conf`` and ``/etc/hosts``.
 
     Raises:
         ConfigError: a bad value or combination, in Docker's words where it has them.
@@ -592,9 +696,19 @@ class ContainerConfig:
     restart: RestartPolicy = attrs.field(default=None, converter=_restart)
     auto_remove: bool = False
     init: bool = False
-    network: str = attrs.field(default="none", converter=_network)
+    network: str = attrs.field(default="", converter=_network)
     extra_hosts: tuple[tuple[str, str], ...] = attrs.field(default=(),
                                                            converter=_extra_hosts)
+    extra_networks: tuple[str, ...] = attrs.field(default=(), converter=_extra_networks)
+    network_aliases: tuple[str, ...] = attrs.field(default=(), converter=_aliases)
+    ip: str | None = attrs.field(default=None, converter=_ip4)
+    ip6: str | None = attrs.field(default=None, converter=_ip6)
+    ports: tuple[str, ...] = attrs.field(default=(), converter=_ports)
+    publish_all: bool = False
+    expose: tuple[str, ...] = attrs.field(default=(), converter=_expose)
+    dns: tuple[str, ...] = attrs.field(default=(), converter=_dns)
+    dns_search: tuple[str, ...] = attrs.field(default=(), converter=_dns_search)
+    dns_options: tuple[str, ...] = attrs.field(default=(), converter=_dns_options)
     shm_size: int = attrs.field(default=DEFAULT_SHM_SIZE, converter=_shm_size)
     log_max_size: int | None = attrs.field(default=None, converter=_log_size)
     log_max_file: int = attrs.field(default=1, validator=_positive_int("log max-file",
@@ -611,13 +725,59 @@ class ContainerConfig:
             raise ConfigError("max-file cannot be less than 1")
         if self.log_max_file > 1 and self.log_max_size is None:
             raise ConfigError("max-file cannot be set without max-size")
-        if self.network == "host" and self.hostname is not None:
+        self._check_network()
+
+    def _check_network(self) -> None:
+        """The network options together, as Docker checks them (its words where it has
+        them); the default network mode is filled in here."""
+        if not self.network:
+            # Published ports need a network: the default bridge, or -- for an ordinary user,
+            # who cannot make one in the host's namespace -- pasta, as podman does.
+            default = "bridge" if os.geteuid() == 0 else "pasta"
+            object.__setattr__(self, "network", default if self.ports or self.publish_all
+                               else "none")
+        kind = self.network_mode_kind
+        if kind == "host" and self.hostname is not None:
             raise ConfigError("Conflicting options: hostname and the network mode")
-        if self.network == "host" and self.extra_hosts:
-            pass  # Docker adds them to the host-mode /etc/hosts copy too
-        if self.network != "none" and any(k.startswith("net.") for k, _ in self.sysctls) \
-                and self.network == "host":
+        if any(k.startswith("net.") for k, _ in self.sysctls) and kind == "host":
             raise ConfigError("sysctl net.* is not allowed when the network mode is host")
+        if kind == "container":
+            for given, what in ((self.hostname is not None, "hostname and the network mode"),
+                                (bool(self.dns or self.dns_search or self.dns_options),
+                                 "dns and the network mode"),
+                                (bool(self.ports or self.publish_all),
+                                 "port publishing and the container type network mode"),
+                                (bool(self.extra_hosts),
+                                 "custom host-to-IP mapping and the network mode")):
+                if given:
+                    raise ConfigError(f"Conflicting options: {what}")
+        bridged = kind in ("bridge", "network")
+        if (self.ports or self.publish_all) and kind in ("none", "host"):
+            raise ConfigError(f"ports are published only from a network of the container's "
+                              f"own (bridge, a network's name, pasta), not with --network "
+                              f"{self.network}")
+        if self.extra_networks and not bridged:
+            raise ConfigError(f"container cannot be connected to multiple networks with one "
+                              f"of the networks in {self.network} mode")
+        if (self.network_aliases or self.ip or self.ip6) and kind != "network":
+            what = "network-scoped aliases are" if self.network_aliases else \
+                "user specified IP address is"
+            raise ConfigError(f"{what} supported only for containers in user defined "
+                              "networks")
+        if any(ip == "host-gateway" for _, ip in self.extra_hosts) and not bridged:
+            raise ConfigError("--add-host NAME:host-gateway needs a bridge network (the "
+                              "host's address on it)")
+
+    @property
+    def network_mode_kind(self) -> str:
+        """What ``network`` is: ``none``, ``host``, ``container``, ``ns``, ``bridge`` (the
+        default network), ``network`` (a user-defined one), ``pasta`` or ``slirp4netns``."""
+        if self.network in ("none", "host"):
+            return self.network
+        head = self.network.partition(":")[0]
+        if head in ("container", "ns"):
+            return head
+        return str(_network_mode(self.network).kind)
 
     # -- conveniences ----------------------------------------------------------------------
     @property

@@ -43,6 +43,7 @@ from isolate.container.state import (
     Status,
     clean_temp_files,
     format_time,
+    lock_held,
     now,
     read_state,
     write_json,
@@ -128,7 +129,8 @@ class ContainerStore:
         ImageError: the store cannot be opened.
     """
 
-    def __init__(self, store: Store | None = None, *, supervisor: str = "auto") -> None:
+    def __init__(self, store: Store | None = None, *, supervisor: str = "auto",
+                 network_host: object = None) -> None:
         if supervisor not in ("auto", "shim", "inprocess"):
             raise ConfigError(f"supervisor must be 'auto', 'shim' or 'inprocess', not "
                               f"{supervisor!r}")
@@ -136,6 +138,10 @@ class ContainerStore:
         #: outlives the caller), ``"inprocess"`` (a thread of this process; the containers
         #: die with it: for hosts without isolate-shim), or ``"auto"``: the shim when built.
         self.supervisor = supervisor
+        #: The network namespace that plays the host for this store's bridge networks (a
+        #: path, fd or :class:`isolate.net.NetNamespace`); None: ``$ISOLATE_NETWORK_NS``,
+        #: else the caller's own. Every process acting on the store's networks must agree.
+        self.network_host = network_host
         self.images = store if store is not None else Store()
         self.root = os.path.join(self.images.root, "containers")
         self.names = os.path.join(self.root, "names")
@@ -579,7 +585,7 @@ def _make_mountpoints(top: str, lowers: Sequence[str], rc: RuntimeConfig,
 
 
 def _resolved(record: Mapping[str, Any], state_dir: str, volume_dirs: Mapping[str, str],
-              network: Any) -> Resolved:
+              network: Any, user_namespace: Any = None) -> Resolved:
     from isolate.container.preset import Resolved
     from isolate.container.users import ImageUser
     from isolate.namespaces import IdMap
@@ -594,7 +600,7 @@ def _resolved(record: Mapping[str, Any], state_dir: str, volume_dirs: Mapping[st
         etc_files=etc, volume_dirs=volume_dirs, network=network,
         uid_map=tuple(IdMap(*m) for m in record.get("uid_map") or ()),
         gid_map=tuple(IdMap(*m) for m in record.get("gid_map") or ()),
-        seccomp_json=record.get("seccomp_json"))
+        seccomp_json=record.get("seccomp_json"), user_namespace=user_namespace)
 
 
 @contextlib.contextmanager
@@ -858,17 +864,7 @@ class Container:
     def _supervisor_alive(self) -> bool:
         """Whether a supervisor holds ``shim.lock`` (a lock cannot outlive its holder, a pid
         can be reused)."""
-        try:
-            fd = os.open(os.path.join(self.dir, "shim.lock"), os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
-        return False
+        return lock_held(os.path.join(self.dir, "shim.lock"))
 
     def _observe(self, st: State) -> State:
         """``st`` brought up to date with the supervisor's files: a run that ended is
@@ -959,7 +955,8 @@ class Container:
         """Under the lock: persist what observing found, and release what an ended run held
         (its cgroup, its network)."""
         st = self._observe(recorded)
-        if not st.status.running and st.cgroup is not None:
+        if not st.status.running and (st.cgroup is not None or os.path.exists(
+                os.path.join(self.dir, "network.json"))):
             self._release_run(st)
             st = attrs.evolve(st, cgroup=None)
         if st != recorded:
@@ -968,8 +965,6 @@ class Container:
 
     def _release_run(self, st: State, error: BaseException | None = None) -> None:
         """Kill what is left of a run and remove its cgroup and network (idempotent)."""
-        from isolate.container import network as net
-
         if st.cgroup:
             cg = _cgroup_at(st.cgroup)
             if cg is not None:
@@ -981,8 +976,15 @@ class Container:
                     add_note(error, f"while removing the container's cgroup: {exc}")
         facts = self._read_network_facts()
         if facts is not None:
-            with contextlib.suppress(IsolateError, OSError):
-                net.driver_for(self.config.network).release(self._network_request(), facts)
+            try:
+                self._network_driver().release(self._network_request(), facts)
+            except (IsolateError, OSError) as exc:
+                if error is None:
+                    raise
+                add_note(error, f"while releasing the container's network: {exc}")
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(self.dir, "network.json"))
 
     def _write(self, st: State) -> None:
         write_state(os.path.join(self.dir, "state.json"), st)
@@ -1019,6 +1021,7 @@ class Container:
 
     def _network_request(self) -> net.NetworkRequest:
         from isolate.container import network as net
+        from isolate.namespaces import IdMap
 
         def lookup(ref: str) -> int:
             other = self.store.get(ref)
@@ -1028,8 +1031,18 @@ class Container:
                                  f"{ost.status.value}", current=ost.status.value,
                                  requested="start")
             return ost.pid
-        return net.NetworkRequest(self.id, self.name, self.hostname, self.config.network,
-                                  self.dir, lookup)
+        return net.NetworkRequest(
+            self.id, self.name, self.hostname, self.config.network, self.dir, lookup,
+            config=self.config, store_root=self.store.images.root,
+            host=self.store.network_host,
+            uid_map=tuple(IdMap(*m) for m in self._record.get("uid_map") or ()),
+            gid_map=tuple(IdMap(*m) for m in self._record.get("gid_map") or ()))
+
+    def _network_driver(self) -> net.NetworkDriver:
+        from isolate.container import netdriver  # noqa: F401  (registers isolate.net's modes)
+        from isolate.container import network as net
+
+        return net.driver_for(self.config.network)
 
     def _read_network_facts(self) -> Mapping[str, object] | None:
         return _read_json(os.path.join(self.dir, "network.json"))
@@ -1050,7 +1063,6 @@ class Container:
 
     def _start_locked(self, st: State, size: tuple[int, int] = (0, 0)) -> None:
         from isolate import _plan
-        from isolate.container import network as net
         from isolate.container.preset import runtime_config
 
         record, cfg = self._record, self.config
@@ -1069,19 +1081,23 @@ class Container:
         lowers = [*images.layer_dirs(img), os.path.join(self.dir, "mountpoints")]
         cgroup: CGroup | None = None
         fds: list[int] = []  # ours to close once the first process runs
-        request = self._network_request()
-        driver = net.driver_for(cfg.network)
+        request = attrs.evolve(self._network_request(),
+                               exposed_ports=tuple(dict.fromkeys(
+                                   (*img.config.exposed_ports, *self.config.expose))))
+        driver = self._network_driver()
         try:
             cgroup = self._make_cgroup()
             devices = cgroup is not None and not cfg.privileged and _device_policy(cgroup)
             self._hold(img)
             setup = driver.prepare(request)
+            fds.extend(setup.fds)
             if setup.facts:
                 write_json(os.path.join(self.dir, "network.json"), dict(setup.facts))
             self._write_etc(setup)
             volume_dirs = {t: self.store.volumes.get(n).mountpoint
                            for t, n in self.volumes.items()}
-            resolved = _resolved(record, self.dir, volume_dirs, setup.namespace)
+            resolved = _resolved(record, self.dir, volume_dirs, setup.namespace,
+                                 setup.user_namespace)
             rc = runtime_config(cfg, img.config, resolved)
             root = _plan.overlay(lowers, upper=self.upper_dir,
                                  work=os.path.join(self.dir, "work"), slot=0,
@@ -1183,8 +1199,8 @@ class Container:
     def _write_etc(self, setup: net.NetworkSetup) -> None:
         from isolate.container import network as net
 
-        hosts = net.hosts_file(self.hostname, [self.name], setup.addresses,
-                               self.config.extra_hosts)
+        hosts = setup.hosts if setup.hosts is not None else net.hosts_file(
+            self.hostname, [self.name], setup.addresses, self.config.extra_hosts)
         for name, text in (("hostname", self.hostname + "\n"), ("hosts", hosts),
                            ("resolv.conf", setup.resolv_conf)):
             # Rewritten in place: a running container's bind mount holds the inode.
@@ -1520,6 +1536,38 @@ class Container:
             return True
         finally:
             os.close(fd)
+
+    # -- networks ----------------------------------------------------------------------------------
+    def connect(self, network: str, *, aliases: Sequence[str] = (), ip: str | None = None,
+                ip6: str | None = None) -> None:
+        """Attach the container to one more bridge network (``docker network connect``): at
+        once when it runs (a new interface; its ``/etc/hosts`` and ``resolv.conf`` follow),
+        and at every later start.
+
+        Raises:
+            ConfigError: an unknown network, a bad alias or address, already connected.
+            StateError: its network mode is not a bridge network (none, host, pasta...).
+            NetworkError: the kernel or nft refused.
+        """
+        from isolate.container import netdriver
+
+        with self._locked() as st:
+            netdriver.connect(self._network_request(), st.pid if st.status.running else None,
+                              network, aliases=aliases, ip=ip, ip6=ip6)
+
+    def disconnect(self, network: str, *, force: bool = False) -> None:
+        """Detach the container from a network (``docker network disconnect``), now and for
+        later starts.
+
+        Raises:
+            ConfigError: it is not connected to that network (unless ``force``).
+            NetworkError: a rule or device could not be removed.
+        """
+        from isolate.container import netdriver
+
+        with self._locked() as st:
+            netdriver.disconnect(self._network_request(),
+                                 st.pid if st.status.running else None, network, force=force)
 
     def rename(self, new_name: str) -> None:
         """Give the container another name (``docker rename``).

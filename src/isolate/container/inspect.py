@@ -95,7 +95,27 @@ def ps_row(container: ContainerView, state: State | None = None) -> PsRow:
         # From the record as stored: a listing need not build each container's config.
         labels=dict(tuple(kv) for kv in container._record["config"].get("labels", ())),
         mounts=tuple(container.volumes.values()),
-        networks=str(container._record["config"].get("network", "none")))
+        networks=str(container._record["config"].get("network", "none")),
+        ports=_ports_text(container, st))
+
+
+def _ports_text(container: ContainerView, st: State) -> str:
+    """The ports column: what the current run publishes (nothing once it ended)."""
+    if not st.status.running:
+        return ""
+    from isolate.container.netdriver import format_ports, published_ports
+
+    return format_ports(published_ports(container.dir))
+
+
+def _network_settings(container: ContainerView, st: State) -> dict[str, Any]:
+    from isolate.container.netdriver import network_settings
+
+    settings: dict[str, Any] = {"Networks": {}, "SandboxKey": "", "Ports": {}}
+    if st.status.running:
+        settings.update(network_settings(container.dir))
+        settings["SandboxKey"] = f"/proc/{st.pid}/ns/net"
+    return settings
 
 
 def matches(container: ContainerView, filters: Mapping[str, Iterable[str]],
@@ -220,6 +240,7 @@ def inspect(container: ContainerView) -> dict[str, Any]:
             "Binds": [f"{m.source}:{m.target}{':ro' if m.readonly else ''}"
                       for m in cfg.mounts if isinstance(m, BindMount)] or None,
             "NetworkMode": cfg.network,
+            "PublishAllPorts": cfg.publish_all,
             "RestartPolicy": {"Name": cfg.restart.name,
                               "MaximumRetryCount": cfg.restart.max_retries},
             "AutoRemove": cfg.auto_remove,
@@ -261,6 +282,8 @@ def inspect(container: ContainerView) -> dict[str, Any]:
                 else None),
             "Image": str(rec.get("image_ref") or container.image_id),
             "Volumes": {t: {} for t in container.volumes} or None,
+            "ExposedPorts": {p: {} for p in (*(image_cfg.exposed_ports if image_cfg else ()),
+                                             *cfg.expose)} or None,
             "WorkingDir": cfg.workdir or (image_cfg.working_dir if image_cfg else ""),
             "Entrypoint": list(cfg.entrypoint) if cfg.entrypoint is not None else (
                 list(image_cfg.entrypoint) if image_cfg is not None and image_cfg.entrypoint
@@ -269,7 +292,7 @@ def inspect(container: ContainerView) -> dict[str, Any]:
             "StopSignal": _signal_name(int(rec.get("stop_signal", 15))),
             "StopTimeout": rec.get("stop_timeout", 10),
         },
-        "NetworkSettings": {"Networks": {}, "SandboxKey": "", "Ports": {}},
+        "NetworkSettings": _network_settings(container, st),
         "Isolate": {
             "Supervisor": st.supervisor, "SupervisorPid": st.supervisor_pid,
             "Capabilities": caps.names(),

@@ -4,19 +4,24 @@
 Owns the interface a network driver implements (:class:`NetworkDriver`: ``prepare`` before the
 container's first process exists, ``release`` once it is gone, from persisted facts only) and
 the built-in modes: ``none`` (a network namespace of its own with only ``lo``), ``host`` (the
-host's) and ``container:NAME`` (another running container's). Bridge networks plug in here
-(:func:`register_driver`); nothing else in the container layer knows about networking.
+host's) and ``container:NAME`` (another running container's). Bridge networks, ``pasta`` and
+``slirp4netns`` plug in here (:func:`register_driver`; :mod:`isolate.container.netdriver`
+registers them); nothing else in the container layer knows about networking.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
 from isolate.errors import ConfigError, UnsupportedError
-from isolate.runtime import NamespaceSpec
+
+if TYPE_CHECKING:
+    from isolate.container.config import ContainerConfig
+    from isolate.namespaces import IdMap
+    from isolate.runtime import NamespaceSpec
 
 __all__ = [
     "NetworkDriver",
@@ -34,7 +39,14 @@ class NetworkRequest:
     """What a driver is told about the container it prepares: its id, name, hostname, the
     mode it asked for (``--network``), its state dir (for files the driver keeps), and
     ``lookup``, which gives the pid of another container's first process by name or id (for
-    ``container:NAME``)."""
+    ``container:NAME``).
+
+    For the drivers of :mod:`isolate.net`: ``config`` (its network options: further
+    networks, aliases, addresses, ports, DNS, extra hosts), ``exposed_ports`` (the image's
+    ExposedPorts, for ``publish_all``), ``store_root`` (the store whose ``networks/`` holds
+    the networks), ``host`` (the network namespace that plays the host: a path, fd or handle;
+    None: ``$ISOLATE_NETWORK_NS``, else the caller's own), and the container's ``uid_map`` and
+    ``gid_map`` (rootless: the driver may make the container's user namespace with them)."""
 
     container_id: str
     name: str
@@ -42,20 +54,36 @@ class NetworkRequest:
     mode: str
     state_dir: str
     lookup: Callable[[str], int] = attrs.field(eq=False, repr=False)
+    config: ContainerConfig | None = attrs.field(default=None, eq=False, repr=False)
+    exposed_ports: tuple[str, ...] = ()
+    store_root: str = ""
+    host: Any = attrs.field(default=None, eq=False)
+    uid_map: tuple[IdMap, ...] = ()
+    gid_map: tuple[IdMap, ...] = ()
 
 
 @attrs.frozen
 class NetworkSetup:
     """A driver's answer: ``namespace`` (None: a new network namespace made with the
     container; ``"host"``: the caller's; a :class:`~isolate.runtime.NamespaceSpec` to join,
-    e.g. a namespace a bridge driver made and persisted), ``addresses`` (the container's own
-    address per name, for its ``/etc/hosts``), ``resolv_conf`` (the file's text) and ``facts``
-    (what :meth:`NetworkDriver.release` needs later, persisted in ``state.json``)."""
+    e.g. a namespace a bridge driver made and holds by fd), ``addresses`` (the container's own
+    address per name, for its ``/etc/hosts``), ``resolv_conf`` (the file's text), ``facts``
+    (what :meth:`NetworkDriver.release` needs later, persisted in ``network.json``).
+
+    ``user_namespace``: a user namespace the container joins instead of making one (a
+    rootless driver makes it, with the container's maps, to own the network namespace);
+    ``hosts``: the whole ``/etc/hosts`` text when the driver writes it (else it is made from
+    ``addresses``); ``fds``: fds the setup holds (its namespaces) -- the container layer
+    hands them to the supervisor, which keeps them for restarts, and closes its own copies
+    once the first process runs (or the start failed)."""
 
     namespace: NamespaceSpec | str | None = None
     addresses: tuple[str, ...] = ()
     resolv_conf: str = ""
     facts: Mapping[str, object] = attrs.field(factory=dict)
+    user_namespace: NamespaceSpec | None = None
+    hosts: str | None = None
+    fds: tuple[int, ...] = ()
 
     @property
     def own_namespace(self) -> bool:
@@ -142,6 +170,8 @@ class _ContainerNetwork:
     """``container:NAME``: join the network namespace of another running container."""
 
     def prepare(self, request: NetworkRequest) -> NetworkSetup:
+        from isolate.runtime import NamespaceSpec
+
         other = request.mode.partition(":")[2]
         pid = request.lookup(other)
         return NetworkSetup(NamespaceSpec("net", path=f"/proc/{pid}/ns/net"), (),
@@ -153,11 +183,13 @@ class _ContainerNetwork:
 
 _DRIVERS: dict[str, NetworkDriver] = {"none": _NoNetwork(), "host": _HostNetwork(),
                                       "container": _ContainerNetwork()}
+_FALLBACK: list[NetworkDriver] = []
 
 
-def register_driver(name: str, driver: NetworkDriver) -> None:
+def register_driver(name: str, driver: NetworkDriver, *, fallback: bool = False) -> None:
     """Make ``--network NAME`` (and ``--network NAME:...``) use ``driver``: the bridge
-    networks of :mod:`isolate.net` register themselves here.
+    networks of :mod:`isolate.net` register themselves here. With ``fallback``, ``driver``
+    also serves every mode no driver is registered for (the names of user-defined networks).
 
     Raises:
         ConfigError: ``name`` is one of the built-in modes.
@@ -165,17 +197,28 @@ def register_driver(name: str, driver: NetworkDriver) -> None:
     if name in ("none", "host", "container"):
         raise ConfigError(f"network mode {name!r} is built in")
     _DRIVERS[name] = driver
+    if fallback:
+        _FALLBACK[:] = [driver]
 
 
 def driver_for(mode: str) -> NetworkDriver:
-    """The driver for ``--network MODE``.
+    """The driver for ``--network MODE`` (Docker's long form ``name=N,alias=A`` goes to the
+    driver of ``N``).
 
     Raises:
         UnsupportedError: no driver knows the mode (e.g. ``bridge`` before bridge networks
             are installed).
     """
+    if "=" in mode and not mode.startswith(("container:", "ns:")):
+        for item in mode.split(","):
+            key, _, value = item.partition("=")
+            if key.strip() == "name":
+                mode = value.strip()
+                break
     key = mode.partition(":")[0]
     driver = _DRIVERS.get(key) or _DRIVERS.get(mode)
+    if driver is None and key not in ("none", "host", "container") and _FALLBACK:
+        driver = _FALLBACK[0]
     if driver is None:
         raise UnsupportedError(
             f"network {mode!r} not found: this isolate knows the modes none, host and "

@@ -109,8 +109,9 @@ class Resolved:
     hostname, hosts, resolv.conf); ``volume_dirs`` (mount target -> the volume's host dir);
     the ``network`` namespace (None: a new one; ``"host"``; a spec to join); the root
     ``overlay`` is passed to the compiler separately. Rootless: ``uid_map``/``gid_map`` of
-    the container's user namespace. ``seccomp_json``: the text of a profile file read at
-    create."""
+    the container's user namespace, or ``user_namespace``, one to join (a network driver
+    made it, with those maps, to own the network namespace it made). ``seccomp_json``: the
+    text of a profile file read at create."""
 
     command: tuple[str, ...]
     user: ImageUser
@@ -121,6 +122,7 @@ class Resolved:
     uid_map: tuple[IdMap, ...] = ()
     gid_map: tuple[IdMap, ...] = ()
     seccomp_json: str | None = None
+    user_namespace: NamespaceSpec | None = None
 
 
 def _system_mounts(cfg: ContainerConfig, own_network: bool) -> list[Mount]:
@@ -193,7 +195,11 @@ def runtime_config(cfg: ContainerConfig, image: ImageConfig, resolved: Resolved
         namespaces.append(resolved.network)
     elif resolved.network is None:
         namespaces.append("net")
-    if resolved.uid_map:
+    uid_map, gid_map = resolved.uid_map, resolved.gid_map
+    if resolved.user_namespace is not None:
+        namespaces.insert(0, resolved.user_namespace)
+        uid_map = gid_map = ()  # written already, by whoever made it
+    elif uid_map:
         namespaces.insert(0, "user")
     seccomp: SeccompProfile | None = None
     if not cfg.privileged and cfg.seccomp == "default":
@@ -207,7 +213,7 @@ def runtime_config(cfg: ContainerConfig, image: ImageConfig, resolved: Resolved
         root=Root(None, readonly=cfg.read_only, nodev=not cfg.privileged),
         hostname=resolved.hostname, domainname=cfg.domainname,
         mounts=mounts, namespaces=namespaces,
-        uid_mappings=resolved.uid_map, gid_mappings=resolved.gid_map,
+        uid_mappings=uid_map, gid_mappings=gid_map,
         masked_paths=() if cfg.privileged else DEFAULT_MASKED_PATHS,
         readonly_paths=() if cfg.privileged else DEFAULT_READONLY_PATHS,
         seccomp=seccomp, sysctl=cfg.sysctls, sysfs_readonly=not cfg.privileged,

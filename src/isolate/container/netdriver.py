@@ -1,0 +1,796 @@
+"""Container networking on :mod:`isolate.net`: the driver of the network hook for bridge
+networks (the default ``bridge`` and user-defined ones), user-mode networks (``pasta``,
+``slirp4netns``) and ``ns:PATH``.
+
+Owns how a container's network options become endpoints: the network namespace made before
+its first process (held by fd -- the supervisor keeps it for restarts, and it goes with the
+supervisor), the endpoints connected in it under the container's name, aliases, addresses and
+published ports, the ``/etc/hosts`` and ``/etc/resolv.conf`` that go with them, and their
+release: when the container stops, or -- after a crash -- at the next change of any network
+(whose owner-liveness check is the container's own state) or by prune. Also ``network
+connect``/``disconnect`` of a container, the ports and networks ``ps``/``port``/``inspect``
+show, and which network namespace plays the host (a store option, else
+``$ISOLATE_NETWORK_NS``, else the caller's own). It never enters a namespace, and of the
+container's state dir writes only ``network.json`` (its facts) and ``attachments.json`` (the
+networks connected or disconnected after create).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from isolate.container.network import (
+    NetworkDriver,
+    NetworkRequest,
+    NetworkSetup,
+    host_resolv_conf,
+    register_driver,
+)
+from isolate.container.state import lock_held, write_json
+from isolate.errors import ConfigError, StateError
+
+if TYPE_CHECKING:
+    from isolate.container.config import ContainerConfig
+    from isolate.net import (
+        Endpoint,
+        NetNamespace,
+        NetnsLike,
+        Network,
+        NetworkMode,
+        Networks,
+        PortBinding,
+    )
+
+__all__ = [
+    "HOST_ENV",
+    "NamespaceAttachment",
+    "NetDriver",
+    "attach_namespace",
+    "connect",
+    "container_alive",
+    "disconnect",
+    "format_ports",
+    "network_doc",
+    "network_row",
+    "network_settings",
+    "open_networks",
+    "owner_of",
+    "published_ports",
+    "require_networks",
+]
+
+#: The environment variable naming the network namespace that plays the host (a path such as
+#: ``/proc/PID/ns/net`` or ``/run/netns/NAME``) when the store gives none: a testing and
+#: advanced knob, so that a test (or a lab) builds every bridge and rule inside a namespace
+#: of its own. Every process acting on one store's networks must agree on it.
+HOST_ENV = "ISOLATE_NETWORK_NS"
+_FACTS = "network.json"
+_ATTACHMENTS = "attachments.json"
+_PASTA_DNS = "169.254.1.1"  # where pasta answers DNS (forwarded to the host's resolvers)
+_SLIRP_DNS = "10.0.2.3"
+
+
+def owner_of(container_id: str) -> str:
+    """The owner string of a container's endpoints (``container:<id>``)."""
+    return f"container:{container_id}"
+
+
+def container_alive(containers_dir: str) -> Callable[[str], bool]:
+    """The liveness check of endpoint owners for one store's containers: a container owns
+    its endpoints while someone acts on it (holds its lock: it is being started, say) or its
+    supervisor lives (holds ``shim.lock``); a removed container owns nothing. Owners that are
+    not containers (a sandbox's process) go to :func:`isolate.net.default_alive`. It takes no
+    lock and never blocks, so it may run under the networks' lock."""
+    from isolate.net import default_alive
+
+    def alive(owner: str) -> bool:
+        kind, _, cid = owner.partition(":")
+        if kind != "container":
+            return default_alive(owner)
+        state_dir = os.path.join(containers_dir, cid)
+        if not cid or "/" in cid or not os.path.isdir(state_dir):
+            return False
+        return lock_held(os.path.join(state_dir, "lock")) or \
+            lock_held(os.path.join(state_dir, "shim.lock"))
+    return alive
+
+
+def _host(host: NetnsLike) -> NetnsLike:
+    """The namespace playing the host: ``host``, else ``$ISOLATE_NETWORK_NS``, else None
+    (the caller's own)."""
+    if host is not None:
+        return host
+    return os.environ.get(HOST_ENV) or None
+
+
+def open_networks(store_root: str, host: NetnsLike = None) -> Networks:
+    """The networks of the store at ``store_root`` (``STORE/networks``), built in ``host``
+    (see :data:`HOST_ENV`), with the containers' liveness check. The caller closes it.
+
+    The first use records which namespace the store's networks live in; opening them from
+    another one (a test's host namespace forgotten, ``$ISOLATE_NETWORK_NS`` unset) is refused
+    while any network exists, so that nothing is torn down or made in the wrong namespace.
+
+    Raises:
+        ConfigError: the networks live in another namespace.
+        UnsupportedError: nft is missing.
+        NetworkError: the namespace cannot be opened.
+    """
+    from isolate.net import Networks
+
+    directory = os.path.join(store_root, "networks")
+    nets = Networks(directory, host=_host(host),
+                    alive=container_alive(os.path.join(store_root, "containers")))
+    try:
+        _check_host(nets, directory)
+    except BaseException:
+        nets.close()
+        raise
+    return nets
+
+
+def _check_host(nets: Networks, directory: str) -> None:
+    path = os.path.join(directory, "namespace.json")
+    ino = os.fstat(nets.host.fileno()).st_ino
+    try:
+        with open(path, encoding="utf-8") as f:
+            recorded = int(json.load(f)["inode"])
+    except (OSError, ValueError, KeyError, TypeError):
+        recorded = None
+    if recorded == ino:
+        return
+    if recorded is not None and nets.networks():
+        raise ConfigError(
+            f"the networks of this store live in network namespace net:[{recorded}], and this "
+            f"process acts in net:[{ino}]: point ${HOST_ENV} (or the store's network_host) at "
+            f"the namespace they were made in")
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    write_json(path, {"inode": ino})
+
+
+# -- what a container asks for -----------------------------------------------------------------
+
+def _modes(cfg: ContainerConfig, state_dir: str) -> list[NetworkMode]:
+    """The networks a start attaches, in order: the config's (``network`` and
+    ``extra_networks``, the first with ``network_aliases``/``ip``/``ip6``), then those
+    connected later, less those disconnected."""
+    import attrs
+
+    from isolate.net import parse_network
+
+    first = parse_network(cfg.network)
+    if first.kind == "network":
+        first = attrs.evolve(first, aliases=(*first.aliases, *cfg.network_aliases),
+                             ip=first.ip or cfg.ip, ip6=first.ip6 or cfg.ip6)
+    modes = [first, *(parse_network(n) for n in cfg.extra_networks)]
+    if not first.joins_network:
+        return modes
+    att = _read(os.path.join(state_dir, _ATTACHMENTS)) or {}
+    gone = set(att.get("disconnected") or ())
+    modes = [m for m in modes if m.network not in gone]
+    for extra in att.get("connected") or ():
+        mode = parse_network(str(extra["network"]))
+        if all(m.network != mode.network for m in modes):
+            modes.append(attrs.evolve(mode, aliases=tuple(extra.get("aliases") or ()),
+                                      ip=extra.get("ip"), ip6=extra.get("ip6")))
+    return modes
+
+
+def _port_specs(cfg: ContainerConfig, exposed: Sequence[str]) -> list[str]:
+    """``-p`` specs, plus with ``-P`` one ephemeral host port for every exposed port no
+    ``-p`` publishes."""
+    specs = list(cfg.ports)
+    if cfg.publish_all:
+        from isolate.net import parse_publish
+
+        taken = {(p, m.protocol) for m in map(parse_publish, specs) for p in m.container_ports}
+        for item in exposed:
+            port, _, proto = item.partition("/")
+            if port.isdigit() and (int(port), proto or "tcp") not in taken:
+                specs.append(f"{port}/{proto or 'tcp'}")
+    return specs
+
+
+def _read(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _binding_facts(bindings: Sequence[PortBinding]) -> list[dict[str, object]]:
+    return [b.to_json() for b in bindings]
+
+
+def _endpoint_facts(ep: Endpoint) -> dict[str, object]:
+    return {"network": ep.network, "endpoint": ep.id, "ifname": ep.ifname, "ipv4": ep.ipv4,
+            "prefixlen": ep.prefixlen, "gateway": ep.gateway, "ipv6": ep.ipv6,
+            "prefixlen6": ep.prefixlen6 if ep.ipv6 else 0, "gateway6": ep.gateway6,
+            "aliases": [a for a in (ep.name, *ep.aliases) if a]}
+
+
+# -- the driver ---------------------------------------------------------------------------------
+
+class NetDriver:
+    """The network driver for ``bridge``, user-defined networks, ``pasta``, ``slirp4netns``
+    and ``ns:PATH`` (registered with the network hook when this module is imported)."""
+
+    def prepare(self, request: NetworkRequest) -> NetworkSetup:
+        """Make the container's network namespace and attach it (see the module's text).
+
+        Raises:
+            ConfigError: an unknown network, an address in use, a malformed or busy port (
+                nothing is made).
+            UnsupportedError: nft, pasta or slirp4netns missing; a bridge network asked for
+                by an ordinary user.
+            NetworkError: the kernel or a helper refused (what was made is undone).
+        """
+        from isolate.runtime import NamespaceSpec
+
+        cfg = request.config
+        if cfg is None:
+            raise ConfigError("the network driver needs the container's config")
+        if request.mode.startswith("ns:"):
+            return NetworkSetup(NamespaceSpec("net", path=request.mode[3:]),
+                                resolv_conf=host_resolv_conf())
+        modes = _modes(cfg, request.state_dir)
+        first = modes[0]
+        if first.kind in ("pasta", "slirp4netns"):
+            return self._user_mode(request, cfg, first)
+        if os.geteuid() != 0:
+            from isolate.errors import UnsupportedError
+
+            raise UnsupportedError(
+                f"bridge network {first.network!r}: an ordinary user's containers reach the "
+                "network through pasta or slirp4netns (--network pasta)",
+                missing="rootless bridge networks")
+        return self._bridge(request, cfg, modes)
+
+    def release(self, request: NetworkRequest, facts: Mapping[str, object]) -> None:
+        """Undo :meth:`prepare` from ``facts``: stop a user-mode helper, release the
+        container's endpoints (rules, proxy, address, veth). Nothing left is no error.
+
+        Raises:
+            NetworkError: a rule or device could not be removed (its record stays, and the
+                next change or prune tries again).
+        """
+        user_mode = facts.get("user_mode")
+        if isinstance(user_mode, dict):
+            from isolate.net import UserModeNetwork
+
+            UserModeNetwork.from_json(user_mode).stop()
+        if facts.get("driver") == "bridge":
+            with open_networks(request.store_root, request.host) as nets:
+                nets.release(owner_of(request.container_id))
+
+    # -- bridges ---------------------------------------------------------------------------
+    def _bridge(self, request: NetworkRequest, cfg: ContainerConfig,
+                modes: Sequence[NetworkMode]) -> NetworkSetup:
+        from isolate.net import NetNamespace
+        from isolate.runtime import NamespaceSpec
+
+        owner = owner_of(request.container_id)
+        ports = _port_specs(cfg, request.exposed_ports)
+        with open_networks(request.store_root, request.host) as nets:
+            # What an earlier run left (its supervisor SIGKILLed before anyone noticed).
+            nets.release(owner)
+            ns = NetNamespace.create()
+            try:
+                eps = [self._attach(nets, ns, request, cfg, mode, ports if i == 0 else ())
+                       for i, mode in enumerate(modes)]
+                if not eps:
+                    from isolate.net import loopback_up
+
+                    loopback_up(ns)
+                hosts, resolv = _etc_files(nets, request, cfg, eps)
+                fd = os.dup(ns.fileno())
+            except BaseException as exc:
+                _undo(exc, lambda: nets.release(owner), "releasing its endpoints")
+                raise
+            finally:
+                ns.close()
+        facts = {"driver": "bridge", "owner": owner,
+                 "ports": _binding_facts([b for e in eps for b in e.ports]),
+                 "endpoints": {e.network_name: _endpoint_facts(e) for e in eps}}
+        return NetworkSetup(NamespaceSpec("net", fd=fd),
+                            addresses=tuple(a for e in eps for a in e.addresses),
+                            resolv_conf=resolv, hosts=hosts, facts=facts, fds=(fd,))
+
+    @staticmethod
+    def _attach(nets: Networks, netns: NetnsLike, request: NetworkRequest, cfg: ContainerConfig,
+                mode: NetworkMode, ports: Sequence[str]) -> Endpoint:
+        user_defined = mode.kind == "network"
+        # On a user-defined network its name, short id and aliases resolve (Docker's
+        # DNSNames); the default bridge has no resolver.
+        aliases = (*mode.aliases, request.container_id[:12]) if user_defined else ()
+        return nets.connect(mode.network, netns, owner=owner_of(request.container_id),
+                            name=request.name if user_defined else None,
+                            aliases=tuple(dict.fromkeys(aliases)), ip=mode.ip, ip6=mode.ip6,
+                            ports=ports, dns=cfg.dns)
+
+    # -- user-mode networks ----------------------------------------------------------------
+    def _user_mode(self, request: NetworkRequest, cfg: ContainerConfig,
+                   mode: NetworkMode) -> NetworkSetup:
+        from isolate.net import NetNamespace, attach_user_mode, loopback_up
+        from isolate.net.rootless import find_program
+        from isolate.runtime import NamespaceSpec
+
+        ports = _port_specs(cfg, request.exposed_ports)
+        extra = list(mode.options)
+        # pasta, or slirp4netns where pasta is missing; a program given options is forced.
+        program = find_program(mode.kind if extra or mode.kind != "pasta" else None)[0]
+        if program == "pasta" and not any(o.startswith("--dns-forward") for o in extra):
+            extra += ["--dns-forward", _PASTA_DNS]
+        host = NetNamespace.of(_host(request.host))
+        user_fd = -1
+        try:
+            if os.geteuid() != 0:
+                # The container's own user namespace, made now with its maps, owns the network
+                # namespace: the container joins both (pasta acts as root of it, and the
+                # container can mount its sysfs).
+                user_fd, net_fd = _rootless_namespaces(host, request)
+                ns = NetNamespace.of(net_fd, userns=user_fd)
+            else:
+                ns = NetNamespace.create()
+                net_fd = os.dup(ns.fileno())
+        except BaseException:
+            host.close()
+            raise
+        fds = (net_fd,) if user_fd < 0 else (user_fd, net_fd)
+        try:
+            loopback_up(ns)
+            um = attach_user_mode(ns, ports=ports, host=host, program=program,
+                                  extra_args=extra)
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        finally:
+            ns.close()
+            host.close()
+        resolv = _resolv_with(_PASTA_DNS if program == "pasta" else _SLIRP_DNS, cfg)
+        facts = {"driver": program, "user_mode": um.to_json(),
+                 "ports": _binding_facts(um.ports)}
+        return NetworkSetup(NamespaceSpec("net", fd=net_fd),
+                            user_namespace=NamespaceSpec("user", fd=user_fd)
+                            if user_fd >= 0 else None,
+                            resolv_conf=resolv, facts=facts, fds=fds)
+
+
+def _rootless_namespaces(host: NetNamespace, request: NetworkRequest) -> tuple[int, int]:
+    """``(user fd, net fd)``: a new user namespace with the container's maps and a network
+    namespace it owns. Where the host is itself a user namespace of ours (a test's, or a
+    rootless "host" holding bridges), they are made inside it, mapping its ids one to one --
+    so that helpers running there (pasta) may join them."""
+    if host.userns_fd < 0:
+        from isolate.namespaces import Namespace
+
+        nss = Namespace.create(["user", "net"], uid_map=request.uid_map or None,
+                               gid_map=request.gid_map or None)
+        try:
+            return os.dup(nss["user"].fileno()), os.dup(nss["net"].fileno())
+        finally:
+            nss.close()
+    return _nested_namespaces(host)
+
+
+def _nested_namespaces(host: NetNamespace) -> tuple[int, int]:
+    from isolate import _plan, lowlevel
+    from isolate._plan import Mode, Op, OpKind, Plan
+    from isolate.errors import IsolateOSError, NamespaceError
+
+    # What the host's user namespace maps (the inside ranges, read from inside it).
+    maps = {}
+    for which in ("uid", "gid"):
+        text = host.run(["cat", f"/proc/self/{which}_map"]).stdout.decode()
+        maps[which] = "".join(f"{f[0]} {f[0]} {f[2]}\n" for f in
+                              (line.split() for line in text.splitlines()) if len(f) == 3)
+    join_user = Op(OpKind.SETNS, a=host.userns_fd, b=_plan.CLONE_NEWUSER,
+                   note="join the host's user namespace")
+    p = Plan(0, Mode.FORK)
+    p.add(join_user)
+    p.add(_plan.unshare(_plan.CLONE_NEWUSER | _plan.CLONE_NEWNET,
+                        note="unshare the container's user and network namespaces"))
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    pipe = [ready_r, ready_w]
+    p.add(_plan.write_file(f"/proc/self/fd/{ready_w}", b"R"))
+    p.add(_plan.wait_parent(note="wait for the maps"))
+    got: list[int] = []
+
+    def step(pid: int) -> None:
+        # Only a process of the host's user namespace may write the new one's maps.
+        pipe.remove(ready_w)
+        os.close(ready_w)
+        if not os.read(ready_r, 1):
+            return   # it failed: its error follows
+        for kind in ("user", "net"):
+            got.append(os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC))
+        writer = Plan(0, Mode.VFORK)
+        writer.add(join_user)
+        for which in ("uid", "gid"):
+            writer.add(_plan.write_file(f"/proc/{pid}/{which}_map", maps[which].encode()))
+        with lowlevel.spawn(writer) as w:
+            w.wait()
+    try:
+        try:
+            with lowlevel.spawn(p, parent_step=step) as child:
+                child.wait()
+        finally:
+            for fd in pipe:
+                os.close(fd)
+    except BaseException as exc:
+        for fd in got:
+            os.close(fd)
+        if isinstance(exc, IsolateOSError):
+            raise NamespaceError(exc.errno or errno.EIO, f"make a rootless container's user "
+                                 f"and network namespaces: {exc.message}",
+                                 step="userns") from exc
+        raise
+    return got[0], got[1]
+
+
+def _resolv_with(server: str, cfg: ContainerConfig) -> str:
+    from isolate.net import resolv_conf
+
+    return resolv_conf(dns=list(cfg.dns) or [server], search=list(cfg.dns_search) or None,
+                       options=list(cfg.dns_options) or None)
+
+
+def _etc_files(nets: Networks, request: NetworkRequest, cfg: ContainerConfig,
+               eps: Sequence[Endpoint]) -> tuple[str, str]:
+    """``/etc/hosts`` (the container's addresses under its hostname and name) and
+    ``/etc/resolv.conf`` (the first resolver of its networks, or the host's servers)."""
+    from isolate.net import ExtraHost, hosts_file
+
+    extra = [ExtraHost(h, ip) for h, ip in cfg.extra_hosts]
+    _, resolv = nets.container_files(owner_of(request.container_id), request.hostname,
+                                     dns=cfg.dns, dns_search=list(cfg.dns_search) or None,
+                                     dns_options=list(cfg.dns_options) or None)
+    gateway = next((e.gateway for e in eps if e.gateway), None)
+    hosts = hosts_file(request.hostname, [a for e in eps for a in e.addresses], extra=extra,
+                       gateway=gateway,
+                       aliases=[request.name] if request.name != request.hostname else ())
+    return hosts, resolv
+
+
+def _undo(exc: BaseException, fn: Callable[[], object], what: str) -> None:
+    try:
+        fn()
+    except Exception as undo:  # the first error is the one to see
+        if hasattr(exc, "add_note"):
+            exc.add_note(f"{what} also failed: {undo}")
+
+
+# -- a namespace of a sandbox ------------------------------------------------------------------
+
+class NamespaceAttachment:
+    """What :func:`attach_namespace` made for one network namespace: ``hosts`` and
+    ``resolv_conf`` (the files' text), ``ports`` (the bindings, as :func:`published_ports`
+    gives them); :meth:`release` undoes it (idempotent)."""
+
+    def __init__(self, hosts: str, resolv_conf: str, ports: list[dict[str, object]],
+                 release: Callable[[], None]) -> None:
+        self.hosts = hosts
+        self.resolv_conf = resolv_conf
+        self.ports = ports
+        self._release: Callable[[], None] | None = release
+
+    def release(self) -> None:
+        """Disconnect the endpoint (or stop the user-mode helper).
+
+        Raises:
+            NetworkError: a rule or device could not be removed (prune retries)."""
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+
+def attach_namespace(netns: int, mode: str, *, store_root: str, hostname: str,
+                     host: NetnsLike = None, userns: int = -1, ports: Sequence[str] = (),
+                     owner: str | None = None) -> NamespaceAttachment:
+    """Attach a network namespace that already exists (a sandbox's: ``netns`` an fd, owned by
+    ``userns`` when rootless) to ``mode`` -- ``bridge``, a network's name, ``pasta`` or
+    ``slirp4netns`` -- publishing ``ports``. ``owner`` (default: this process, so a crash is
+    reclaimed by prune) holds the endpoint.
+
+    Raises:
+        ConfigError: an unknown network, a malformed or busy port.
+        UnsupportedError: nft, pasta or slirp4netns missing; a bridge for an ordinary user.
+        NetworkError: the kernel or a helper refused (nothing is left).
+    """
+    from isolate.net import (
+        NetNamespace,
+        attach_user_mode,
+        hosts_file,
+        parse_network,
+        process_owner,
+        resolv_conf,
+    )
+
+    m = parse_network(mode)
+    if m.kind in ("pasta", "slirp4netns"):
+        from isolate.net.rootless import find_program
+
+        program = find_program(m.kind if m.options or m.kind != "pasta" else None)[0]
+        extra = list(m.options)
+        if program == "pasta":
+            extra += ["--dns-forward", _PASTA_DNS]
+        with NetNamespace.of(netns, userns=userns if userns >= 0 else None) as ns:
+            um = attach_user_mode(ns, ports=ports, host=_host(host), program=program,
+                                  extra_args=extra)
+        server = _PASTA_DNS if program == "pasta" else _SLIRP_DNS
+        return NamespaceAttachment(hosts_file(hostname), resolv_conf(dns=[server]),
+                                   _binding_facts(um.ports), um.stop)
+    if not m.joins_network:
+        raise ConfigError(f"a namespace is attached to a bridge network, pasta or "
+                          f"slirp4netns, not {mode!r}")
+    if os.geteuid() != 0:
+        from isolate.errors import UnsupportedError
+
+        raise UnsupportedError(f"bridge network {m.network!r}: an ordinary user's sandboxes "
+                               "reach the network through pasta or slirp4netns",
+                               missing="rootless bridge networks")
+    who = owner or process_owner(os.getpid())
+    with open_networks(store_root, host) as nets:
+        ep = nets.connect(m.network, netns, owner=who,
+                          name=hostname if m.kind == "network" else None, aliases=m.aliases,
+                          ip=m.ip, ip6=m.ip6, ports=ports)
+        net = nets.get(ep.network)
+    # Its network's resolver (it forwards other names), else the host's servers.
+    resolv = resolv_conf(resolver=net.gateway if net.dns else None)
+
+    def release() -> None:
+        with open_networks(store_root, host) as nets:
+            try:
+                nets.disconnect(ep.id)
+            except ConfigError:
+                pass  # gone already (pruned)
+    return NamespaceAttachment(hosts_file(hostname, ep.addresses, gateway=ep.gateway),
+                               resolv, _binding_facts(ep.ports), release)
+
+
+def require_networks(store_root: str, cfg: ContainerConfig, host: Any = None) -> None:
+    """Check that the user-defined networks ``cfg`` names exist (as ``docker create`` does:
+    an unknown network fails the create, not the first start). Opens the networks only when
+    ``cfg`` names one.
+
+    Raises:
+        ConfigError: no such network.
+        UnsupportedError: nft is missing.
+    """
+    from isolate.net import parse_network
+
+    if cfg.network_mode_kind not in ("bridge", "network"):
+        return
+    wanted = [m.network for m in map(parse_network, (cfg.network, *cfg.extra_networks))
+              if m.kind == "network"]
+    if not wanted:
+        return
+    with open_networks(store_root, host) as nets:
+        for name in wanted:
+            if name != "bridge":
+                nets.get(name)
+
+
+# -- connect / disconnect of a container ------------------------------------------------------
+
+def connect(request: NetworkRequest, pid: int | None, network: str, *,
+            aliases: Sequence[str] = (), ip: str | None = None, ip6: str | None = None) -> None:
+    """``docker network connect``: attach the container of ``request`` (its lock held;
+    ``pid``: its first process while it runs, else None) to ``network`` -- at once when it
+    runs (a new interface; its facts, ``/etc/hosts`` and ``resolv.conf`` follow), and at every
+    later start.
+
+    Raises:
+        ConfigError: a bad alias or address, an unknown network, already connected.
+        StateError: its network mode has no bridge (none, host, container:, pasta).
+        NetworkError: the kernel or nft refused.
+    """
+    import attrs
+
+    from isolate.net import parse_ip, parse_network, parse_network_alias
+
+    cfg = _config(request)
+    mode = parse_network(network)
+    if not mode.joins_network:
+        raise ConfigError(f"cannot connect a container to {network!r}: not a bridge network")
+    alias_list = [parse_network_alias(a) for a in aliases]
+    ip = parse_ip(ip, 4) if ip is not None else None
+    ip6 = parse_ip(ip6, 6) if ip6 is not None else None
+    if cfg.network_mode_kind not in ("bridge", "network"):
+        raise StateError(f"container {request.container_id[:12]} cannot be connected to "
+                         f"network {network!r}: its network mode is {cfg.network}",
+                         current=cfg.network, requested="connect")
+    with open_networks(request.store_root, request.host) as nets:
+        net = nets.get(mode.network) if mode.network != "bridge" else nets.ensure_default()
+        if any(_same(nets, m.network, net.id) for m in _modes(cfg, request.state_dir)):
+            raise ConfigError(f"endpoint with name {request.name} already exists in network "
+                              f"{net.name}")
+        if (alias_list or ip or ip6) and net.default:
+            raise ConfigError("network-scoped aliases and user specified IP addresses are "
+                              "supported only for containers in user defined networks")
+        if pid is not None:
+            m = attrs.evolve(mode, aliases=(*mode.aliases, *alias_list), ip=mode.ip or ip,
+                             ip6=mode.ip6 or ip6)
+            ep = NetDriver._attach(nets, f"/proc/{pid}/ns/net", request, cfg, m, ())
+            try:
+                _refresh(nets, request, cfg, extra_endpoint=ep)
+            except BaseException as exc:
+                _undo(exc, lambda: nets.disconnect(ep), "disconnecting it again")
+                raise
+        _record_attachment(request.state_dir, net.name, connect={
+            "network": net.name, "aliases": alias_list, "ip": ip, "ip6": ip6})
+
+
+def disconnect(request: NetworkRequest, pid: int | None, network: str, *,
+               force: bool = False) -> None:
+    """``docker network disconnect``: detach the container of ``request`` (its lock held;
+    ``pid`` while it runs) from ``network``, now and for later starts.
+
+    Raises:
+        ConfigError: it is not connected to that network (unless ``force``).
+        NetworkError: a rule or device could not be removed.
+    """
+    cfg = _config(request)
+    with open_networks(request.store_root, request.host) as nets:
+        try:
+            net = nets.get(network) if network != "bridge" else nets.ensure_default()
+        except ConfigError:
+            if force:
+                return
+            raise
+        if not any(_same(nets, m.network, net.id) for m in _modes(cfg, request.state_dir)):
+            if force:
+                return
+            raise ConfigError(f"container {request.container_id[:12]} is not connected to "
+                              f"network {net.name}")
+        if pid is not None:
+            for ep in nets.endpoints(network=net.id, owner=owner_of(request.container_id)):
+                nets.disconnect(ep)
+            _refresh(nets, request, cfg)
+        _record_attachment(request.state_dir, net.name, disconnect=True)
+
+
+def _config(request: NetworkRequest) -> ContainerConfig:
+    if request.config is None:
+        raise ConfigError("the network driver needs the container's config")
+    return request.config
+
+
+def _same(nets: Networks, ref: str, net_id: str) -> bool:
+    try:
+        found = nets.ensure_default() if ref == "bridge" else nets.get(ref)
+    except ConfigError:
+        return False
+    return found.id == net_id
+
+
+def _record_attachment(state_dir: str, name: str, *, connect: dict[str, Any] | None = None,
+                       disconnect: bool = False) -> None:
+    path = os.path.join(state_dir, _ATTACHMENTS)
+    att = _read(path) or {}
+    connected = [c for c in att.get("connected") or () if c.get("network") != name]
+    gone = [n for n in att.get("disconnected") or () if n != name]
+    if connect is not None:
+        connected.append(connect)
+    if disconnect:
+        gone.append(name)
+    write_json(path, {"connected": connected, "disconnected": gone})
+
+
+def _refresh(nets: Networks, request: NetworkRequest, cfg: ContainerConfig,
+             extra_endpoint: Endpoint | None = None) -> None:
+    """Rewrite a running container's facts, /etc/hosts and resolv.conf from its endpoints."""
+    owner = owner_of(request.container_id)
+    eps = nets.endpoints(owner=owner)
+    if extra_endpoint is not None and all(e.id != extra_endpoint.id for e in eps):
+        eps.append(extra_endpoint)
+    hosts, resolv = _etc_files(nets, request, cfg, eps)
+    facts_path = os.path.join(request.state_dir, _FACTS)
+    facts = _read(facts_path) or {"driver": "bridge", "owner": owner}
+    facts["ports"] = _binding_facts([b for e in eps for b in e.ports])
+    facts["endpoints"] = {e.network_name: _endpoint_facts(e) for e in eps}
+    write_json(facts_path, facts)
+    for name, text in (("hosts", hosts), ("resolv.conf", resolv)):
+        # In place: the running container's bind mount holds the inode.
+        with open(os.path.join(request.state_dir, name), "w") as f:
+            f.write(text)
+
+
+# -- what ps, port and inspect show ------------------------------------------------------------
+
+def published_ports(state_dir: str) -> list[dict[str, object]]:
+    """The ports a container's current run publishes (from its facts, so reading them needs
+    neither the host's namespace nor isolate.net): ``protocol``, ``host_ip``, ``host_port``,
+    ``container_port`` each; [] when it publishes none or is not running."""
+    facts = _read(os.path.join(state_dir, _FACTS)) or {}
+    return [p for p in facts.get("ports") or () if isinstance(p, dict)]
+
+
+def format_ports(ports: Sequence[Mapping[str, object]]) -> str:
+    """Ports as ``docker ps`` shows them: ``0.0.0.0:9090->80/tcp, [::]:53->53/udp``."""
+    out = []
+    for p in ports:
+        ip = str(p.get("host_ip") or "0.0.0.0")
+        if ":" in ip:
+            ip = f"[{ip}]"
+        out.append(f"{ip}:{p['host_port']}->{p['container_port']}/{p['protocol']}")
+    return ", ".join(out)
+
+
+def network_settings(state_dir: str) -> dict[str, Any]:
+    """Docker's ``NetworkSettings`` of ``inspect`` from the container's facts: ``Ports``
+    (``{"80/tcp": [{"HostIp": ..., "HostPort": ...}]}``), ``Networks`` (per network: its id,
+    the endpoint's id, addresses, gateway, aliases), ``IPAddress``/``Gateway`` of the default
+    bridge."""
+    facts = _read(os.path.join(state_dir, _FACTS)) or {}
+    ports: dict[str, list[dict[str, str]]] = {}
+    for p in published_ports(state_dir):
+        ports.setdefault(f"{p['container_port']}/{p['protocol']}", []).append(
+            {"HostIp": str(p.get("host_ip") or "0.0.0.0"), "HostPort": str(p["host_port"])})
+    networks = {}
+    for name, e in (facts.get("endpoints") or {}).items():
+        networks[name] = {
+            "NetworkID": e.get("network"), "EndpointID": e.get("endpoint"),
+            "Gateway": e.get("gateway") or "", "IPAddress": e.get("ipv4") or "",
+            "IPPrefixLen": e.get("prefixlen") or 0, "IPv6Gateway": e.get("gateway6") or "",
+            "GlobalIPv6Address": e.get("ipv6") or "",
+            "GlobalIPv6PrefixLen": e.get("prefixlen6") or 0,
+            "Aliases": e.get("aliases") or None, "DNSNames": e.get("aliases") or None}
+    default = networks.get("bridge", {})
+    return {"Ports": ports, "Networks": networks,
+            "IPAddress": default.get("IPAddress", ""), "Gateway": default.get("Gateway", ""),
+            "IPPrefixLen": default.get("IPPrefixLen", 0)}
+
+
+# -- what network ls and network inspect show -------------------------------------------------
+
+def network_row(net: Network, *, no_trunc: bool = False) -> dict[str, str]:
+    """A row of ``network ls``: ``ID`` (12 characters unless ``no_trunc``), ``Name``,
+    ``Driver``, ``Scope``, ``IPv6``, ``Internal``, ``Labels``, ``CreatedAt``."""
+    return {"ID": net.id if no_trunc else net.id[:12], "Name": net.name,
+            "Driver": net.driver, "Scope": "local", "IPv6": str(bool(net.subnet6)).lower(),
+            "Internal": str(net.internal).lower(),
+            "Labels": ",".join(f"{k}={v}" for k, v in sorted(net.labels.items())),
+            "CreatedAt": net.created}
+
+
+def network_doc(net: Network, endpoints: Sequence[Endpoint],
+                name_of: Callable[[str], str | None] = lambda owner: None) -> dict[str, Any]:
+    """``docker network inspect``'s document of ``net`` with its ``endpoints``:
+    ``Containers`` keyed by container id (for a container's endpoint; the owner string for
+    others, such as a sandbox's), ``name_of(container_id)`` naming those without a name on
+    the network (the default bridge's)."""
+    ipam = [{"Subnet": net.subnet, "Gateway": net.gateway}]
+    if net.subnet6:
+        ipam.append({"Subnet": net.subnet6, "Gateway": net.gateway6 or ""})
+    members: dict[str, Any] = {}
+    for ep in endpoints:
+        kind, _, cid = ep.owner.partition(":")
+        key = cid if kind == "container" and cid else ep.owner
+        members[key] = {
+            "Name": ep.name or (name_of(cid) if kind == "container" else None) or ep.owner,
+            "EndpointID": ep.id,
+            "IPv4Address": f"{ep.ipv4}/{ep.prefixlen}" if ep.ipv4 else "",
+            "IPv6Address": f"{ep.ipv6}/{ep.prefixlen6}" if ep.ipv6 else ""}
+    options = {"com.docker.network.bridge.name": net.bridge,
+               "com.docker.network.driver.mtu": str(net.mtu)}
+    return {"Name": net.name, "Id": net.id, "Created": net.created, "Scope": "local",
+            "Driver": net.driver, "EnableIPv6": bool(net.subnet6),
+            "IPAM": {"Driver": "default", "Options": {}, "Config": ipam},
+            "Internal": net.internal, "Attachable": False, "Ingress": False,
+            "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": members,
+            "Options": options, "Labels": dict(net.labels)}
+
+
+_DRIVER: NetworkDriver = NetDriver()
+for _mode in ("bridge", "pasta", "slirp4netns", "ns"):
+    register_driver(_mode, _DRIVER, fallback=_mode == "bridge")
+del _mode
+
