@@ -160,6 +160,8 @@ def test_the_protocol_limits_match_shim_h() -> None:
     assert d["SHIM_STOP_NO_TIMEOUT"] == _shim.STOP_NO_TIMEOUT
     assert d["SHIM_LOG_LINE_MAX"] == _shim.LOG_LINE_MAX
     assert d["SHIM_STDIN_QUEUE_MAX"] == _shim.STDIN_QUEUE_MAX
+    assert d["SHIM_MAX_CGROUPS"] == _shim._MAX_CGROUPS
+    assert d["SHIM_MAX_EXIT_ARGS"] == _shim._MAX_EXIT_ARGS
     # (256 * 1024) in C
     assert "(256 * 1024)" in SHIM_H.read_text() and _shim.CLIENT_QUEUE_MAX == 256 * 1024
     assert _shim.ReportKind.ERROR == _plan.Report.ERROR
@@ -396,6 +398,46 @@ def test_an_oom_kill_is_recorded(supervise: Supervise) -> None:
     assert killed.oom_killed and (killed.signal, killed.exit_code) == (signal.SIGKILL, 137)
     # The same cgroup, no OOM kill this time: not reported as one.
     assert not fine.oom_killed and fine.exit_code == 0
+
+
+def test_at_the_end_the_shim_removes_the_cgroup_then_runs_the_exit_command(
+        supervise: Supervise, tmp_path: Path) -> None:
+    from isolate.cgroups import CGroup
+
+    cg = CGroup.create(f"shimend-{os.getpid()}")
+    try:
+        dirs = sorted(set(cg.dirs.values()))
+        fds = [os.open(f, os.O_WRONLY | os.O_CLOEXEC) for f in cg.procs_files()]
+        done = tmp_path / "exit-command-ran"
+        # The command runs once the lock is free: it sees the shim gone and the cgroup removed.
+        check = ("import os, sys; from isolate import _shim; "
+                 "open(sys.argv[1], 'w').write(repr((_shim.is_alive(sys.argv[2]), "
+                 "[os.path.exists(d) for d in sys.argv[3:]])))")
+        try:
+            join = [Op(OpKind.CGROUP_JOIN, a=fd, note="join the cgroup") for fd in fds]
+            # A child that outlives the container's first process for a moment (the pid
+            # namespace's end kills it): the cgroup is busy until it is reaped too.
+            state, _ = supervise(
+                container("sleep 100 & sleep 0.2; exit 5", first=join), keep_fds=fds,
+                cgroups=dirs,
+                exit_command=[sys.executable, "-c", check, str(done), str(tmp_path / "c0"),
+                              *dirs])
+        finally:
+            for fd in fds:
+                os.close(fd)
+        assert finished(state).exit_code == 5
+        eventually(lambda: done.exists() and done.read_text() != "", "the exit command")
+        assert done.read_text() == repr((False, [False] * len(dirs)))
+        assert not any(os.path.exists(d) for d in dirs)
+    finally:
+        cg.delete()
+
+
+def test_an_exit_command_must_be_an_absolute_path() -> None:
+    with pytest.raises(ConfigError, match="absolute path"):
+        ShimConfig("/tmp", exit_command=["python3", "-c", "pass"])
+    with pytest.raises(ConfigError, match="non-empty"):
+        ShimConfig("/tmp", cgroups=[""])
 
 
 @pytest.fixture

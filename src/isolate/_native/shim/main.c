@@ -7,7 +7,7 @@
  *
  * One file per duty: main.c (this: options, daemon, event loop), start.c (the plan, parent
  * steps), logging.c (json-file), exit.c (state files, OOM), attach.c (the socket), console.c
- * (the pty), restart.c (policies, back-off), init.c (init mode), util.c.
+ * (the pty), restart.c (policies, back-off), cleanup.c (the end), init.c (init mode), util.c.
  *
  * Command line (isolate/_shim.py builds it):
  *
@@ -16,6 +16,7 @@
  *       [--restart no|on-failure[:N]|always|unless-stopped] [--stop-signal N]
  *       [--oom-cgroup DIR] [--setgroups TEXT] [--uid-map TEXT] [--gid-map TEXT]
  *       [--newuidmap "IN OUT COUNT ..."] [--newgidmap "IN OUT COUNT ..."]
+ *       [--cgroup DIR]... [--exit-command PATH [--exit-arg ARG]...]
  *   isolate-shim init [--exit-fd N] [--status-fd N] [--report-op I] [--] COMMAND ARG...
  *   (argv[0] "isolate-init": init mode too)
  *
@@ -57,7 +58,8 @@
  * stdin, resize, stop, kill; SIGCHLD -> reap every child (the shim is a subreaper), and for the
  * container: record the exit (exit.json), restart after the back-off or leave; SIGTERM, SIGINT,
  * SIGHUP -> a stop request. The shim exits once the container has exited for good: exit.json
- * has "restarting": false, the socket is removed, clients see EOF, the lock is free.
+ * has "restarting": false, the socket is removed, clients see EOF, the cgroup dirs go, the
+ * lock is free, the exit command starts (cleanup.c).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -133,6 +135,12 @@ static int parse_options(int argc, char **argv, struct shim_options *o)
             o->newuidmap = v;
         else if (strcmp(a, "--newgidmap") == 0)
             o->newgidmap = v;
+        else if (strcmp(a, "--cgroup") == 0 && *v && o->ncgroups < SHIM_MAX_CGROUPS)
+            o->cgroups[o->ncgroups++] = v;
+        else if (strcmp(a, "--exit-command") == 0 && *v == '/' && o->nexit == 0)
+            o->exit_argv[o->nexit++] = v;
+        else if (strcmp(a, "--exit-arg") == 0 && o->nexit > 0 && o->nexit < SHIM_MAX_EXIT_ARGS)
+            o->exit_argv[o->nexit++] = v;
         else if (strcmp(a, "--ready-fd") == 0 && parse_u64(v, &n) == 0 && n < 1 << 20)
             o->ready_fd = (int)n;
         else
@@ -591,6 +599,7 @@ static int run(int argc, char **argv)
 
     attach_close_all(s);
     unlinkat(s->dirfd, "attach.sock", 0);
+    shim_cleanup(s);
     return 0;
 }
 
