@@ -846,6 +846,8 @@ def test_an_idle_shim_holds_only_its_own_fds_and_nothing_is_left(supervise: Supe
 
     before = snapshot()
     state, started = supervise(container("cat"), stdin=True)
+    # (The run's files are written just after the start is reported.)
+    eventually(lambda: _shim.read_start(state) is not None, "start.json")
     held = fd_flags(started.shim_pid)
     # The pipes: stdout and stderr read ends, stdin's write end -- never a write end of
     # the container's output, or its readers would never see EOF.

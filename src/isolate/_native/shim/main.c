@@ -30,8 +30,8 @@
  *   ------                          -------------         -----------                ---------
  *   write DIR/plan
  *   pipe(ready); spawn the shim ->  read + check the plan
- *     in a new session, keeping     fork --------------> setsid, fork --------+
- *     ready fd + the plan's fds     _exit(0)             _exit(0)             |
+ *     in a new session, keeping     fork --------------> (not a session leader:
+ *     ready fd + the plan's fds     _exit(0)              setsid, fork, _exit) |
  *   waitpid(shim) <-----------------+                                         v
  *                                                        subreaper; flock DIR/shim.lock
  *                                                        write DIR/shim.pid; listen on
@@ -44,11 +44,11 @@
  *                                                          then GO ---------------------> ...
  *                                                        status pipe <------------------- EOF: exec'd
  *                                                        [--tty] the pty master <-------- CONSOLE op
- *                                                        write container.pid, start.json
  *                  <----------------------------------- {STARTED, pid}
  *                                                        or {ERROR, errno, step, op_index}
  *                                                        or {FAILED, errno, SHIM_STEP_*}, exit
  *   EOF: the report is complete                          close the ready fd
+ *                                                        write container.pid, start.json
  *
  * Records are 24 bytes, laid out as struct iso_report {kind, err, step, op_index, value}; the
  * kinds and steps are in shim.h. An ERROR is the container's own set-up report, so Python
@@ -531,19 +531,24 @@ static int run(int argc, char **argv)
     if (s->dirfd < 0)
         die(ready, errno, SHIM_STEP_STATE);
 
-    /* The daemon: not the caller's child, not a session leader, in a session of its own. */
+    /* The daemon: not the caller's child, not a session leader, in a session of its own.
+     * Started as a session leader (isolate._shim.start does so), one fork is enough: the
+     * child is in that session and leads none. */
+    int leader = getsid(0) == getpid();
     pid_t pid = fork();
     if (pid < 0)
         die(ready, errno, SHIM_STEP_DAEMON);
     if (pid > 0)
         _exit(0);
-    if (setsid() < 0)
-        die(ready, errno, SHIM_STEP_DAEMON);
-    pid = fork();
-    if (pid < 0)
-        die(ready, errno, SHIM_STEP_DAEMON);
-    if (pid > 0)
-        _exit(0);
+    if (!leader) {
+        if (setsid() < 0)
+            die(ready, errno, SHIM_STEP_DAEMON);
+        pid = fork();
+        if (pid < 0)
+            die(ready, errno, SHIM_STEP_DAEMON);
+        if (pid > 0)
+            _exit(0);
+    }
 
     prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     s->null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -591,9 +596,12 @@ static int run(int argc, char **argv)
         unlinkat(s->dirfd, "attach.sock", 0);
         give_up(s, e.kind, e.err, e.step, e.op_index, e.value);
     }
-    record_start(s);
+    /* The caller goes on at once; the run's files are written (and synced) meanwhile, and
+     * before anything else happens: a reader that finds none yet has the pid from the
+     * caller's own record. */
     report(ready, SHIM_REPORT_STARTED, 0, 0, -1, s->pid);
     close(ready);
+    record_start(s);
 
     loop(s);
 
