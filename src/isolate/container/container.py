@@ -1161,7 +1161,7 @@ class Container:
                                   parent_pidfd=parent)
 
         return InProcessSupervisor(self.dir).start(make_plan, log=self.log_path,
-                                                   oom_cgroup=oom_dir)
+                                                   oom_cgroup=oom_dir, on_end=self._after_end)
 
     def _start_shim(self, rc: RuntimeConfig, root: Any, cgroup_fds: Sequence[int],
                     fds: builtins.list[int], oom_dir: str | None,
@@ -1519,10 +1519,11 @@ class Container:
         return False
 
     def _after_end(self) -> None:
-        """What the supervisor's exit command does (:mod:`._cleanup`) once the container has
-        ended for good: settle the run (its cgroup and network released, its end recorded)
-        and remove an ``auto_remove`` container -- after everyone who waits for it (holds
-        ``wait.lock``, see :meth:`awaiting`) has read how it ended; they may remove it first.
+        """What the supervisor's exit command does (:mod:`._cleanup`; the in-process
+        supervisor's thread calls it) once the container has ended for good: settle the run
+        (its cgroup and network released, its end recorded) and remove an ``auto_remove``
+        container -- after everyone who waits for it (holds ``wait.lock``, see
+        :meth:`awaiting`) has read how it ended; they may remove it first.
 
         Raises:
             NotFoundError: it is gone already.
