@@ -202,9 +202,9 @@ def test_two_hundred_cycles_leave_nothing_behind(containers: ContainerStore) -> 
         else:
             c.remove(force=True)
     # The last exit command may still be on its way out.
-    from isolate.container import _cleanup
+    from isolate.container.container import _CLEANUP
 
-    cleanup = (sys.executable, "-S", "-c", _cleanup.BOOTSTRAP, containers.images.root)
+    cleanup = (sys.executable, "-S", "-c", _CLEANUP, containers.images.root)
     deadline = time.monotonic() + 60
     while pids_with_argv(*cleanup) and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -3,7 +3,8 @@
 its end -- and remove an ``auto_remove`` container, so that ``run -d --rm`` leaves nothing
 once its container ends, whether or not anyone looks at the store again.
 
-It runs as ``python -S -c BOOTSTRAP STORE_ROOT ID PATH...`` in a process of its own (the
+It runs as ``python -S -c _CLEANUP STORE_ROOT ID PATH...`` (``_CLEANUP`` in
+:mod:`isolate.container.container`) in a process of its own (the
 shim does not wait for it), with stdio on /dev/null: whatever fails is left for the next
 reader of the store, which settles and removes as this does.
 """
@@ -12,12 +13,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-
-#: The ``-c`` program: our caller's ``sys.path`` comes after the two arguments (``-S`` skips
-#: ``site``: no ``.pth`` files at start-up, and the shim's environment has only PATH).
-BOOTSTRAP = ("import sys; sys.path[:0] = sys.argv[3:]; "
-             "from isolate.container._cleanup import main; "
-             "raise SystemExit(main(sys.argv[1:3]))")
 
 
 def main(argv: Sequence[str]) -> int:

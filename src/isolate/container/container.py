@@ -24,10 +24,8 @@ import fcntl
 import json
 import os
 import re
-import secrets
 import select
 import signal
-import socket
 import stat
 import sys
 import time
@@ -36,8 +34,6 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 import attrs
 
-from isolate.cgroups import CGroup
-from isolate.cgroups.cgroup import add_note, host_layout
 from isolate.container.config import BindMount, ContainerConfig, VolumeMount, parse_signal
 from isolate.container.state import (
     State,
@@ -66,6 +62,7 @@ from isolate.image._disk import FileLock, fsync_dir, remove_tree
 
 if TYPE_CHECKING:
     from isolate import lowlevel
+    from isolate.cgroups import CGroup
     from isolate.container import network as net
     from isolate.container.preset import Resolved
     from isolate.container.users import ImageUser
@@ -81,6 +78,12 @@ _ID_RE = re.compile(r"^[0-9a-f]{64}$")
 _HEX_RE = re.compile(r"^[0-9a-f]+$")
 # How long a reader waits for the supervisor to record an exit it has seen happen.
 _RECORD_WAIT = 10.0
+#: The ``-c`` program of the supervisor's exit command (:mod:`._cleanup`): the caller's
+#: ``sys.path`` comes after the two arguments (``-S`` skips ``site``: no ``.pth`` files at
+#: start-up, and the shim's environment has only PATH).
+_CLEANUP = ("import sys; sys.path[:0] = sys.argv[3:]; "
+           "from isolate.container._cleanup import main; "
+           "raise SystemExit(main(sys.argv[1:3]))")
 #: ``wait``'s conditions, as the Engine API names them.
 _WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 
@@ -116,6 +119,9 @@ def _read_json(path: str) -> dict[str, Any] | None:
 
 
 def _cgroup_at(dirs: Mapping[str, str]) -> CGroup | None:
+    from isolate.cgroups import CGroup
+    from isolate.cgroups.cgroup import host_layout
+
     """The cgroup whose directories (by hierarchy) are ``dirs``, or None when it is gone.
     (The directories are stored: another process may sit elsewhere in the v1 hierarchies.)"""
     cg = CGroup(host_layout(), dirs)
@@ -129,6 +135,8 @@ _NOUNS = ("bell", "cohen", "curie", "darwin", "euler", "gauss", "hopper", "keple
 
 
 def _random_name() -> str:
+    import secrets
+
     return f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NOUNS)}"
 
 
@@ -371,6 +379,8 @@ class ContainerStore:
             except OSError as exc:
                 raise ConfigError(f"opening seccomp profile ({config.seccomp}) failed: "
                                   f"{exc.strerror}") from None
+        import secrets
+
         cid = secrets.token_hex(32)
         build = images.tmp.name(f"container-{cid[:12]}")
         made_volumes: list[str] = []
@@ -390,6 +400,8 @@ class ContainerStore:
                     try:
                         self.volumes.remove_unused(made_volumes)
                     except (IsolateError, OSError) as cleanup:
+                        from isolate.cgroups.cgroup import add_note
+
                         add_note(exc, f"while removing the volumes made for it: {cleanup}")
                 raise
             # A crash before this line leaves a container without a hold: starting it
@@ -408,6 +420,8 @@ class ContainerStore:
         spec = config.user if config.user is not None else img.config.user
         user = resolve_user(spec, config.group_add, lowers)
         uid_map, gid_map = _rootless_maps(user, img)
+        import socket
+
         hostname = config.hostname or (socket.gethostname() if config.network == "host"
                                        else cid[:12])
         os.mkdir(build, 0o711)
@@ -480,6 +494,8 @@ class ContainerStore:
         with FileLock(os.path.join(self.root, "names.lock")).hold():
             owner = self._name_owner(name)
             while owner is not None and not explicit:
+                import secrets
+
                 name = f"{_random_name()}_{secrets.token_hex(2)}"
                 owner = self._name_owner(name)
             if owner is not None:
@@ -1002,6 +1018,8 @@ class Container:
                 except IsolateError as exc:
                     if error is None:
                         raise
+                    from isolate.cgroups.cgroup import add_note
+
                     add_note(error, f"while removing the container's cgroup: {exc}")
         facts = self._read_network_facts()
         if facts is not None:
@@ -1059,6 +1077,8 @@ class Container:
         return _read_json(os.path.join(self.dir, "network.json"))
 
     def _make_cgroup(self) -> CGroup | None:
+        from isolate.cgroups import CGroup
+
         limits = self.config.limits
         try:
             return CGroup.create(self.id, limits=limits)
@@ -1215,10 +1235,8 @@ class Container:
         """What the shim runs when the container has ended for good: this interpreter,
         without ``site`` (the shim's environment has only PATH; our ``sys.path`` is passed
         instead, which also saves the start-up's ``.pth`` files), on :mod:`._cleanup`."""
-        from isolate.container import _cleanup
-
-        return (sys.executable, "-S", "-c", _cleanup.BOOTSTRAP, self.store.images.root,
-                self.id, *[p for p in sys.path if p])
+        return (sys.executable, "-S", "-c", _CLEANUP, self.store.images.root, self.id,
+                *[p for p in sys.path if p])
 
     def _hold(self, img: Image) -> None:
         """Make sure the store keeps the image for this container (a create that crashed
@@ -1756,6 +1774,8 @@ class Container:
             ours = theirs = None
             extra = []
             if tty:
+                import socket
+
                 from isolate import _plan
 
                 ours, theirs = socket.socketpair(socket.AF_UNIX,
