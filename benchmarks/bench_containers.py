@@ -224,6 +224,10 @@ def start_table(rounds: int, tmp: str, podman_env: dict[str, str] | str) -> str:
                   _cli(disk_store.images.root, "run", "--rm", "busybox", "/bin/true"),
                   "the CLI as a whole process: interpreter start, imports, create, start, "
                   "attach to the log, wait, remove", every=2),
+        Candidate("isolate run --rm busybox /bin/true (store on tmpfs)",
+                  _cli(stores["tmpfs"][0].images.root, "run", "--rm", "busybox",
+                       "/bin/true"), "as above, the store in /dev/shm (no disk syncs)",
+                  every=2),
         Candidate("isolate run -d busybox /bin/true + isolate wait (store on disk)",
                   _cli_detached(disk_store.images.root), "two whole processes", every=4),
     ]

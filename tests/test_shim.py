@@ -433,6 +433,34 @@ def test_at_the_end_the_shim_removes_the_cgroup_then_runs_the_exit_command(
         cg.delete()
 
 
+@pytest.mark.parametrize("removed", [False, True])
+def test_the_exit_command_waits_for_the_exit_lock_and_is_skipped_once_it_is_gone(
+        supervise: Supervise, tmp_path: Path, removed: bool) -> None:
+    import fcntl
+
+    lock = tmp_path / "wait.lock"
+    done = tmp_path / "ran"
+    held = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(held, fcntl.LOCK_SH)  # a waiter
+        state, _ = supervise(container("exit 0"), exit_lock=str(lock),
+                             exit_command=["/bin/sh", "-c", f"echo ran > {done}"])
+        finished(state)
+        # The shim is gone, its command waits for the waiter.
+        assert not _shim.is_alive(state)
+        time.sleep(0.3)
+        assert not done.exists()
+        if removed:
+            lock.unlink()  # the waiter removed the container
+    finally:
+        os.close(held)
+    if removed:
+        time.sleep(0.5)
+        assert not done.exists()  # (a command that would run does so at once)
+    else:
+        eventually(done.exists, "the exit command")
+
+
 def test_an_exit_command_must_be_an_absolute_path() -> None:
     with pytest.raises(ConfigError, match="absolute path"):
         ShimConfig("/tmp", exit_command=["python3", "-c", "pass"])

@@ -273,7 +273,9 @@ class ShimConfig:
     programs). ``keep_fds``: fds the shim keeps open, at their numbers, for the plan to name
     (cgroup.procs and namespace fds). Once the container has ended for good, the shim removes
     the ``cgroups`` dirs (the run's group in each hierarchy) and then starts ``exit_command``
-    (an absolute path and its arguments), without waiting for it, as conmon's exit command.
+    (an absolute path and its arguments), without waiting for it, as conmon's exit command;
+    with ``exit_lock``, once that file can be locked exclusively (``flock``), and not at all
+    when it was removed meanwhile.
     """
 
     state_dir: str
@@ -295,6 +297,7 @@ class ShimConfig:
                                            validator=_check_texts)
     exit_command: tuple[str, ...] = attrs.field(default=(), converter=_strings,
                                                 validator=_check_command)
+    exit_lock: str | None = attrs.field(default=None, validator=_check_text)
 
     def argv(self, ready_fd: int) -> list[str]:
         """The shim's command line (after the program path); paths made absolute, since the
@@ -324,6 +327,8 @@ class ShimConfig:
             args += ["--exit-command", self.exit_command[0]]
             for arg in self.exit_command[1:]:
                 args += ["--exit-arg", arg]
+        if self.exit_lock is not None:
+            args += ["--exit-lock", os.path.abspath(self.exit_lock)]
         return args
 
 

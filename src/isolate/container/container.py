@@ -1228,6 +1228,7 @@ class Container:
             stop_signal=int(self._record.get("stop_signal", signal.SIGTERM)),
             oom_cgroup=oom_dir, cgroups=ends.cgroups if ends else (),
             exit_command=self._exit_command() if ends and ends.command else (),
+            exit_lock=os.path.join(self.dir, "wait.lock") if cfg.auto_remove else None,
             keep_fds=keep, **maps))  # type: ignore[arg-type]
         return started.pid, started.shim_pid
 

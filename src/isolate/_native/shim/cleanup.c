@@ -8,7 +8,10 @@
  *   3. the exit command (--exit-command PATH [--exit-arg ARG]...), if any, is started in a
  *      child of its own, with /dev/null as stdio, and the shim exits without waiting for it:
  *      whoever waits for the shim (a stop, a remove) is not held up, and the command can take
- *      the container's locks, which those callers may hold.
+ *      the container's locks, which those callers may hold. With --exit-lock FILE the child
+ *      first takes FILE exclusively (waiting for those who hold it shared: whoever waits to
+ *      read how the container ended), and runs nothing if FILE was removed meanwhile (they
+ *      removed the container): no interpreter starts for a container someone else settled.
  *
  * Nothing here fails the container: a cgroup that stays busy (a process that another pid
  * namespace keeps alive) is left for the next reader to kill and remove, as is everything
@@ -17,7 +20,10 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -88,6 +94,19 @@ void shim_cleanup(struct shim *s)
     if (s->null_fd >= 0)
         for (int fd = 0; fd < 3; fd++)
             dup2(s->null_fd, fd);
+    if (s->opt.exit_lock) {
+        /* The state dir gone (ENOENT): there is nothing left to clean. */
+        int fd = open(s->opt.exit_lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+            _exit(0);
+        while (flock(fd, LOCK_EX) < 0)
+            if (errno != EINTR)
+                _exit(1);
+        struct stat st;
+        if (fstat(fd, &st) == 0 && st.st_nlink == 0)
+            _exit(0);
+        /* The lock goes at the exec (close-on-exec): the command takes it again itself. */
+    }
     execve(s->opt.exit_argv[0], (char *const *)s->opt.exit_argv, environ);
     _exit(127);
 }

@@ -16,7 +16,7 @@
  *       [--restart no|on-failure[:N]|always|unless-stopped] [--stop-signal N]
  *       [--oom-cgroup DIR] [--setgroups TEXT] [--uid-map TEXT] [--gid-map TEXT]
  *       [--newuidmap "IN OUT COUNT ..."] [--newgidmap "IN OUT COUNT ..."]
- *       [--cgroup DIR]... [--exit-command PATH [--exit-arg ARG]...]
+ *       [--cgroup DIR]... [--exit-command PATH [--exit-arg ARG]...] [--exit-lock FILE]
  *   isolate-shim init [--exit-fd N] [--status-fd N] [--report-op I] [--] COMMAND ARG...
  *   (argv[0] "isolate-init": init mode too)
  *
@@ -139,6 +139,8 @@ static int parse_options(int argc, char **argv, struct shim_options *o)
             o->cgroups[o->ncgroups++] = v;
         else if (strcmp(a, "--exit-command") == 0 && *v == '/' && o->nexit == 0)
             o->exit_argv[o->nexit++] = v;
+        else if (strcmp(a, "--exit-lock") == 0 && *v == '/')
+            o->exit_lock = v;
         else if (strcmp(a, "--exit-arg") == 0 && o->nexit > 0 && o->nexit < SHIM_MAX_EXIT_ARGS)
             o->exit_argv[o->nexit++] = v;
         else if (strcmp(a, "--ready-fd") == 0 && parse_u64(v, &n) == 0 && n < 1 << 20)

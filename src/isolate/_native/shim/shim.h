@@ -88,6 +88,7 @@ struct shim_options {
     unsigned ncgroups;
     const char *exit_argv[SHIM_MAX_EXIT_ARGS + 1]; /* an exit command (argv, NULL-ended) */
     unsigned nexit;
+    const char *exit_lock;        /* the command runs once this is locked, never if removed */
 };
 
 /* ---- a byte queue (attach clients, stdin) ---------------------------------------------------- */
