@@ -1236,8 +1236,8 @@ class Container:
         """What the shim runs when the container has ended for good: this interpreter,
         without ``site`` (the shim's environment has only PATH; our ``sys.path`` is passed
         instead, which also saves the start-up's ``.pth`` files), on :mod:`._cleanup`."""
-        return (sys.executable, "-S", "-c", _CLEANUP, self.store.images.root, self.id,
-                *[p for p in sys.path if p])
+        return (sys.executable, "-S", "-c", _CLEANUP, os.path.abspath(self.store.images.root),
+                self.id, *[os.path.abspath(p) for p in sys.path if p])  # (the shim is in /)
 
     def _hold(self, img: Image) -> None:
         """Make sure the store keeps the image for this container (a create that crashed
