@@ -10,6 +10,7 @@ import select
 import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -379,6 +380,14 @@ def fds_seen(**spawn_args: object) -> set[int]:
     p = Plan().add(exec_op("/bin/sleep", "1000"))  # sleep opens nothing of its own
     with lowlevel.spawn(p, **spawn_args) as child:  # type: ignore[arg-type]
         try:
+            # Until the exec has happened the child may still hold its close-on-exec fds
+            # (a loaded machine shows them): read them from sleep, not from its last moments.
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                with open(f"/proc/{child.pid}/comm") as f:
+                    if f.read().strip() == "sleep":
+                        break
+                time.sleep(0.01)
             return {int(fd) for fd in os.listdir(f"/proc/{child.pid}/fd")}
         finally:
             child.kill()

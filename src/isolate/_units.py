@@ -1,5 +1,6 @@
 """Human input: sizes (``"512M"``), durations in seconds and decimal ids, one parser each for
-every layer that takes them, so the library and the command line accept the same things.
+every layer that takes them, so the library and the command line accept the same things; and
+the human output Docker prints for sizes and durations.
 
 Imports nothing from isolate but its errors; makes no system calls.
 """
@@ -11,8 +12,8 @@ import re
 
 from isolate.errors import ConfigError
 
-__all__ = ["MAX_SECONDS", "MAX_SIZE", "human_size", "parse_decimal", "parse_number",
-           "parse_seconds", "parse_size"]
+__all__ = ["MAX_SECONDS", "MAX_SIZE", "human_duration", "human_size", "parse_decimal",
+           "parse_number", "parse_seconds", "parse_size"]
 
 #: The largest size the kernel takes: it counts bytes in a signed 64-bit number (and reads a
 #: larger value modulo 2**64, so 16E would become a limit of 0).
@@ -40,6 +41,36 @@ def _shown(value: object) -> str:
 def _too_large(name: str, value: object) -> ConfigError:
     return ConfigError(f"{name}: {_shown(value)} is more than the kernel's largest size, "
                        f"{MAX_SIZE} bytes (8E - 1)")
+
+
+def human_duration(seconds: float) -> str:
+    """A duration as Docker writes it in ``ps`` ("Less than a second", "5 minutes",
+    "About an hour", "3 days"...)."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = s // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 47:
+        return f"{minutes} minutes"
+    hours = round(s / 3600)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    days = hours // 24
+    if days < 14:
+        return f"{days} days"
+    if days < 90:
+        return f"{days // 7} weeks"
+    if days < 730:
+        return f"{days // 30} months"
+    return f"{days // 365} years"
 
 
 def human_size(n: int) -> str:

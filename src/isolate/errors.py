@@ -18,6 +18,7 @@ __all__ = [
     "ConflictError",
     "DigestMismatch",
     "ImageError",
+    "ImageInUseError",
     "IsolateError",
     "IsolateOSError",
     "MountError",
@@ -166,3 +167,8 @@ class AmbiguousError(IsolateError, LookupError):
 class ConflictError(IsolateError):
     """The request collides with what exists: a name in use, a volume in use by a
     container (Docker's 409 Conflict)."""
+
+
+class ImageInUseError(ImageError, ConflictError):
+    """An image a container (or sandbox) uses cannot lose its last name or be removed
+    without force (Docker's "conflict: unable to remove ...")."""

@@ -72,7 +72,7 @@ class _OneCommand:
 # The modules that register commands, in the order they must register (containers extends
 # the 'run' of run and the 'inspect' of images).
 _MODULES = ("run", "images", "login", "version", "build", "containers")
-_IMAGE_COMMANDS = ("pull", "push", "images", "rmi", "tag", "import", "save", "load")
+_IMAGE_COMMANDS = ("pull", "push", "images", "rmi", "tag", "import", "save", "load")  # + "image"
 _CONTAINER_COMMANDS = ("create", "start", "stop", "kill", "restart", "pause", "unpause", "wait",
                        "rm", "rename", "exec", "attach", "logs", "ps", "top", "stats", "port",
                        "cp", "diff", "commit", "export", "container", "volume")
@@ -83,9 +83,15 @@ _NEEDS: dict[str, tuple[str, ...]] = {
     "run": ("run", "containers"), "inspect": ("images", "containers"),
     "login": ("login",), "logout": ("login",), "version": ("version",),
     "build": ("build",), "history": ("build",), "builder": ("build",),
+    "image": ("images", "build"),
     **{c: ("images",) for c in _IMAGE_COMMANDS},
     **{c: ("containers",) for c in _CONTAINER_COMMANDS},
 }
+
+
+# Commands of a group (``isolate image history``) that another module than the group's defines:
+# group -> {command: module}.
+_GROUPED: dict[str, dict[str, str]] = {"image": {"history": "build"}}
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -107,6 +113,15 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     for name in _MODULES:
         if name in needed:
             importlib.import_module(f"isolate.cli.{name}").register(sub)
+    for group, commands in _GROUPED.items():  # a group's commands that other modules define
+        group_parser = real.choices.get(group)
+        if group_parser is None:
+            continue
+        (group_sub,) = (a for a in group_parser._actions
+                        if isinstance(a, argparse._SubParsersAction))
+        for name, module in commands.items():
+            importlib.import_module(f"isolate.cli.{module}").register(
+                _OneCommand(group_sub, name))
     if command is not None and command not in real.choices:
         return build_parser()  # not a command: the whole parser says so (and lists them)
     return parser

@@ -13,6 +13,8 @@ import threading
 import time
 from typing import IO, TYPE_CHECKING, Any
 
+from isolate.errors import IsolateError
+
 if TYPE_CHECKING:
     # isolate.image pulls in http.client and email (over 100 ms): only the image commands
     # import it, so 'isolate run -- CMD' starts without it.
@@ -94,28 +96,33 @@ def progress_for(title: str) -> ProgressBars | None:
 
 
 def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
-        value /= 1000
-    return f"{n}B"
+    from isolate.cli._common import decimal_size
+
+    return decimal_size(n)
+
+
+def _created_at(created: str | None) -> tuple[str, str]:
+    """(CreatedAt, CreatedSince) as ``docker images`` prints them."""
+    if not created:
+        return "N/A", "N/A"
+    import datetime  # only the listing shows ages
+
+    from isolate._units import human_duration
+
+    try:
+        when = datetime.datetime.fromisoformat(created.replace("Z", "+00:00"))
+    except ValueError:
+        return created, created
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    seconds = (datetime.datetime.now(datetime.timezone.utc) - when).total_seconds()
+    at = when.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S +0000 UTC")
+    return at, f"{human_duration(max(0.0, seconds))} ago"
 
 
 def _since(created: str | None) -> str:
-    if not created:
-        return "N/A"
-    try:
-        import datetime  # only 'isolate images' shows ages
-
-        when = datetime.datetime.fromisoformat(created.replace("Z", "+00:00"))
-    except ValueError:
-        return created
-    seconds = (datetime.datetime.now(datetime.timezone.utc) - when).total_seconds()
-    for unit, scale in (("days", 86400), ("hours", 3600), ("minutes", 60)):
-        if seconds >= 2 * scale:
-            return f"{int(seconds // scale)} {unit} ago"
-    return "Less than a minute ago" if seconds < 60 else "About a minute ago"
+    """CREATED as ``docker images`` and ``docker history`` print it ("5 minutes ago")."""
+    return _created_at(created)[1]
 
 
 # -- commands --------------------------------------------------------------------------------
@@ -147,55 +154,226 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rows(images: list[Image]) -> list[tuple[str, str, str, str, str]]:
-    rows = []
-    for img in reversed(images):  # newest first, as docker images lists them
-        refs = [_parse_reference(name) for name in sorted(img.tags)]
-        # A repo@digest name (a pull by tag records one) is shown as docker images shows it:
-        # not at all beside a tag of the same repository, else as REPO <none>.
-        tagged = {r.name for r in refs if r.tag is not None}
-        shown: list[tuple[str, str]] = []
-        for ref in refs:
-            if ref.tag is None and ref.name in tagged:
-                continue
-            repo = ref.with_tag("x").familiar.rsplit(":", 1)[0]
-            if (repo, ref.tag or "<none>") not in shown:
-                shown.append((repo, ref.tag or "<none>"))
-        for repo, tag in shown or [("<none>", "<none>")]:
-            rows.append((repo, tag, img.short_id, _since(img.created), _size(img.size)))
-    return rows
+_IMAGES_TABLE = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+_IMAGES_DIGESTS_TABLE = ("table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t"
+                         "{{.CreatedSince}}\t{{.Size}}")
+_IMAGES_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID",
+                   "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE",
+                   "Digest": "DIGEST", "Containers": "CONTAINERS"}
+_IMAGES_FILTERS = ("dangling", "reference", "label", "before", "since")
+
+
+def _names(img: Image) -> list[tuple[str, str, str]]:
+    """(repository, tag, digest) rows of an image, as ``docker images`` shows its names."""
+    refs = [_parse_reference(name) for name in sorted(img.tags)]
+    digests = {r.name: r.digest for r in refs if r.digest is not None}
+    # A repo@digest name (a pull by tag records one) is shown as docker images shows it:
+    # not at all beside a tag of the same repository, else as REPO <none>.
+    tagged = {r.name for r in refs if r.tag is not None}
+    shown: list[tuple[str, str, str]] = []
+    for ref in refs:
+        if ref.tag is None and ref.name in tagged:
+            continue
+        repo = ref.with_tag("x").familiar.rsplit(":", 1)[0]
+        row = (repo, ref.tag or "<none>", digests.get(ref.name) or "<none>")
+        if row not in shown:
+            shown.append(row)
+    return shown or [("<none>", "<none>", "<none>")]
+
+
+def _row(img: Image, repo: str, tag: str, digest: str, no_trunc: bool) -> dict[str, str]:
+    at, since = _created_at(img.created)
+    return {"Repository": repo, "Tag": tag, "Digest": digest,
+            "ID": img.id if no_trunc else img.short_id, "CreatedAt": at, "CreatedSince": since,
+            "Size": _size(img.size), "VirtualSize": _size(img.size), "SharedSize": "N/A",
+            "UniqueSize": "N/A", "Containers": "N/A"}
+
+
+def _matches(img: Image, filters: dict[str, list[str]], by_ref: dict[str, Image]) -> bool:
+    import fnmatch
+
+    if "dangling" in filters:
+        want = {v.lower() for v in filters["dangling"]}
+        if not want <= {"true", "false", "1", "0"}:
+            raise _invalid_filter("dangling", filters["dangling"][0])
+        if (not img.tags) != bool(want & {"true", "1"}):
+            return False
+    if "reference" in filters:
+        names = []
+        for repo, tag, _ in _names(img):
+            names += [repo, f"{repo}:{tag}"]
+        if not any(fnmatch.fnmatchcase(n, pat) for pat in filters["reference"] for n in names):
+            return False
+    for want_label in filters.get("label", ()):
+        key, sep, value = want_label.partition("=")
+        have = img.config.labels or {}
+        if key not in have or (sep and have[key] != value):
+            return False
+    for key in ("before", "since"):
+        for ref in filters.get(key, ()):
+            other = by_ref.get(ref)
+            if other is None:
+                raise _invalid_filter(key, ref)
+            mine, theirs = img.created or "", other.created or ""
+            if (key == "before" and not mine < theirs) or (key == "since" and not mine > theirs):
+                return False
+    return True
+
+
+def _invalid_filter(key: str, value: str | None = None) -> Exception:
+    from isolate.errors import ConfigError
+
+    return ConfigError(f"invalid filter '{key}'" + (f": {value!r}" if value is not None else ""))
 
 
 def cmd_images(args: argparse.Namespace) -> int:
+    from isolate.cli._common import parse_filters
+    from isolate.cli.formatting import print_rows
+
+    filters = parse_filters(args.filter)
+    for key in filters:
+        if key not in _IMAGES_FILTERS:
+            raise _invalid_filter(key)
     store = open_store(args)
-    images = store.images()
-    if args.quiet:
+    images = list(reversed(store.images()))  # newest first, as docker images lists them
+    if args.repository is not None:
+        filters.setdefault("reference", []).append(args.repository)
+    hidden = set() if args.all else store.intermediates()
+    by_ref: dict[str, Image] = {}
+    for key in ("before", "since"):
+        for ref in filters.get(key, ()):
+            try:
+                by_ref[ref] = store.get(ref)
+            except IsolateError:
+                raise _invalid_filter(key, ref) from None
+    chosen = [img for img in images if img.id not in hidden and _matches(img, filters, by_ref)]
+    if args.quiet and args.format is None:
         seen = set()
-        for img in reversed(images):
+        for img in chosen:
             if img.id not in seen:
                 seen.add(img.id)
-                print(img.short_id if not args.no_trunc else img.id)
+                print(img.id if args.no_trunc else img.short_id)
         return 0
-    header = ("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")
-    rows = _rows(images)
-    if args.no_trunc:
-        ids = {img.short_id: img.id for img in images}
-        rows = [(r, t, ids[i], c, s) for r, t, i, c, s in rows]
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(5)]
-    for row in [header, *rows]:
-        print("   ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    rows = [_row(img, repo, tag, digest, args.no_trunc)
+            for img in chosen for repo, tag, digest in _names(img)]
+    table = _IMAGES_DIGESTS_TABLE if args.digests else _IMAGES_TABLE
+    print_rows(rows, args.format, table, _IMAGES_HEADERS)
     return 0
 
 
 def cmd_rmi(args: argparse.Namespace) -> int:
+    from isolate.cli._common import each
+
     store = open_store(args)
-    for ref in args.images:
-        for name in store.rmi(ref, force=args.force):
+
+    def remove(ref: str) -> None:
+        removed = store.remove(ref, force=args.force, prune=not args.no_prune)
+        for name in removed.untagged:
             print(f"Untagged: {name}")
+        for image_id in removed.deleted:
+            print(f"Deleted: {image_id}")
+
+    status = each(args.images, remove, echo=False)  # as docker rmi: a failure passed over
     if args.prune:
         report = store.gc()
         print(f"Deleted: {report.images} image(s), {report.blobs} blob(s), {report.layers} "
               f"layer(s), {_size(report.bytes_freed)}")
+    return status
+
+
+def _until(value: str) -> str:
+    """A prune ``until=`` filter as an RFC 3339 time: a Go duration ago (``24h``, ``90m``),
+    a Unix time or a date."""
+    import datetime
+    import re as _re
+
+    from isolate.errors import ConfigError
+
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3}
+    parts = _re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", value)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    if parts and "".join(n + u for n, u in parts) == value:
+        seconds = sum(float(n) * units[u] for n, u in parts)
+        when = now - datetime.timedelta(seconds=seconds)
+    else:
+        try:
+            when = (datetime.datetime.fromtimestamp(float(value), datetime.timezone.utc)
+                    if _re.fullmatch(r"\d+(\.\d+)?", value) else
+                    datetime.datetime.fromisoformat(value.replace("Z", "+00:00")))
+        except ValueError:
+            raise ConfigError(f"invalid filter 'until={value}': not a duration (24h) or a "
+                              "time") from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=datetime.timezone.utc)
+    return when.astimezone(datetime.timezone.utc).isoformat()
+
+
+def cmd_image_prune(args: argparse.Namespace) -> int:
+    """``image prune``: dangling images (with ``-a``: every image no container uses), then
+    the blobs and layers nothing references."""
+    import datetime
+
+    from isolate.cli._common import confirm, parse_filters
+
+    filters = parse_filters(args.filter)
+    for key in filters:
+        if key not in ("until", "label", "label!"):
+            raise _invalid_filter(key)
+    until = [_until(v) for v in filters.get("until", ())]
+    if not args.force and not confirm(
+            "WARNING! This will remove all images without at least one container associated "
+            "to them." if args.all else "WARNING! This will remove all dangling images."):
+        return 0
+    store = open_store(args)
+
+    def chosen(img: Image) -> bool:
+        labels = img.config.labels or {}
+        for want in filters.get("label", ()):
+            key, sep, value = want.partition("=")
+            if key not in labels or (sep and labels[key] != value):
+                return False
+        for want in filters.get("label!", ()):
+            key, sep, value = want.partition("=")
+            if key in labels and (not sep or labels[key] == value):
+                return False
+        if until:
+            created = img.created or ""
+            try:
+                stamp = datetime.datetime.fromisoformat(created.replace("Z", "+00:00"))
+            except ValueError:
+                return False
+            if stamp.tzinfo is None:
+                stamp = stamp.replace(tzinfo=datetime.timezone.utc)
+            if any(stamp.isoformat() >= u for u in until):
+                return False
+        return True
+
+    untagged: list[str] = []
+    deleted: list[str] = []
+    kept: list[str] = []  # dangling images the filters leave out: gc must keep them
+    for img in store.images():
+        if not chosen(img):
+            if not img.tags:
+                kept.append(img.id)
+            continue
+        if not img.tags or not args.all:
+            continue  # gc removes the dangling ones; without -a a tagged one stays
+        try:
+            removed = store.remove(img.id)  # refused while a container or sandbox holds it
+        except IsolateError:
+            continue
+        untagged += removed.untagged
+        deleted += removed.deleted
+    report = store.gc(keep=kept)
+    deleted += [i for i in report.image_ids if i not in deleted]
+    if untagged or deleted:
+        print("Deleted Images:")
+        for name in untagged:
+            print(f"untagged: {name}")
+        for image_id in deleted:
+            print(f"deleted: {image_id}")
+        print()
+    print(f"Total reclaimed space: {_size(report.bytes_freed)}")
     return 0
 
 
@@ -262,11 +440,19 @@ def inspect_doc(store: Store, img: Image) -> dict[str, Any]:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    from isolate.cli.formatting import print_inspect
+
     store = open_store(args)
-    docs = [inspect_doc(store, store.get(ref)) for ref in args.images]
-    json.dump(docs, sys.stdout, indent=4)
-    sys.stdout.write("\n")
-    return 0
+    docs = []
+    failed = False
+    for ref in args.images:  # as docker image inspect: those found, an error for each other
+        try:
+            docs.append(inspect_doc(store, store.get(ref)))
+        except IsolateError as exc:
+            print(f"isolate: {exc}", file=sys.stderr)
+            failed = True
+    print_inspect(docs, getattr(args, "format", None))
+    return 125 if failed else 0
 
 
 def _command_form(value: str) -> list[str]:
@@ -285,13 +471,30 @@ def _command_form(value: str) -> list[str]:
 
 
 def register(sub: Any) -> None:
-    """Add the image subcommands to the ``isolate`` parser's subparsers."""
-    def add(name: str, help: str, handler: Any) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = sub.add_parser(name, help=help, description=help)
+    """Add the image subcommands to the ``isolate`` parser's subparsers, and Docker's
+    ``image`` group of the same commands (``image ls``, ``image rm``, ``image prune``...;
+    ``image history`` is build's, added to the group by :func:`isolate.cli.build_parser`)."""
+    _define(_adder(sub))
+    group = sub.add_parser("image", help="manage images", description="Manage images")
+    gsub = group.add_subparsers(dest="image_command", metavar="COMMAND",
+                                parser_class=type(group))
+    gsub.required = True
+    _define(_adder(gsub), group=True)
+
+
+def _adder(sub: Any) -> Any:
+    def add(name: str, help: str, handler: Any, *,
+            aliases: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = sub.add_parser(name, help=help, description=help,
+                                                    aliases=list(aliases))
         add_store_option(p)
         p.set_defaults(handler=handler)
         return p
+    return add
 
+
+def _define(add: Any, *, group: bool = False) -> None:
+    """The image commands, named as at the top level or (``group``) inside ``image``."""
     def registry_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--insecure", metavar="HOST", action="append", default=[],
                        help="allow plain HTTP to this registry (loopback ones always may)")
@@ -311,16 +514,43 @@ def register(sub: Any) -> None:
                    help="where to push (default: the image's own name)")
     registry_options(p)
 
-    p = add("images", "list images", cmd_images)
+    if group:
+        p = add("ls", "list images", cmd_images, aliases=("list",))
+    else:
+        p = add("images", "list images", cmd_images)
+    p.add_argument("repository", metavar="REPOSITORY[:TAG]", nargs="?", default=None,
+                   help="only images of this name (a pattern, as --filter reference=)")
+    p.add_argument("-a", "--all", action="store_true",
+                   help="show all images (the intermediate images of builds are hidden)")
     p.add_argument("-q", "--quiet", action="store_true", help="only image ids")
     p.add_argument("--no-trunc", action="store_true", help="full image ids")
+    p.add_argument("--digests", action="store_true", help="show digests")
+    p.add_argument("-f", "--filter", metavar="KEY=VALUE", action="append", default=[],
+                   help="dangling=true|false, reference=PATTERN, label=KEY[=VALUE], "
+                   "before=IMAGE, since=IMAGE")
+    p.add_argument("--format", metavar="FORMAT", default=None,
+                   help="'table', 'json', or a Go template ({{.Repository}}:{{.Tag}})")
 
-    p = add("rmi", "remove image names (and images no name or container keeps)", cmd_rmi)
+    if group:
+        p = add("rm", "remove images", cmd_rmi, aliases=("remove",))
+    else:
+        p = add("rmi", "remove images", cmd_rmi)
     p.add_argument("images", metavar="IMAGE", nargs="+")
     p.add_argument("-f", "--force", action="store_true",
-                   help="remove an image by id even if a sandbox holds it")
+                   help="remove an image by id even if a container or sandbox uses it")
+    p.add_argument("--no-prune", action="store_true",
+                   help="do not delete untagged parents (the step images of a build)")
     p.add_argument("--prune", action="store_true",
                    help="then free blobs and layers nothing references (gc)")
+
+    if group:
+        p = add("prune", "remove unused images", cmd_image_prune)
+        p.add_argument("-a", "--all", action="store_true",
+                       help="remove all images no container uses, not just dangling ones")
+        p.add_argument("-f", "--force", action="store_true",
+                       help="do not prompt for confirmation")
+        p.add_argument("--filter", metavar="KEY=VALUE", action="append", default=[],
+                       help="until=24h|TIME, label=KEY[=VALUE], label!=KEY[=VALUE]")
 
     p = add("tag", "give an image another name", cmd_tag)
     p.add_argument("source", metavar="IMAGE")
@@ -356,6 +586,9 @@ def register(sub: Any) -> None:
 
     p = add("inspect", "show images as JSON", cmd_inspect)
     p.add_argument("images", metavar="IMAGE", nargs="+")
+    if group:
+        p.add_argument("-f", "--format", metavar="FORMAT", default=None,
+                       help="a Go template ({{.Id}}), or 'json'")
 
 
 def _parse_reference(name: str) -> Any:

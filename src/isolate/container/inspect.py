@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from isolate._units import human_duration
 from isolate.container.config import BindMount, TmpfsMount, VolumeMount
 from isolate.container.state import ZERO_TIME, State, Status, parse_time
 
@@ -22,36 +23,6 @@ if TYPE_CHECKING:
     from isolate.container._view import ContainerView
 
 __all__ = ["PsRow", "human_duration", "inspect", "matches", "ps_row"]
-
-
-def human_duration(seconds: float) -> str:
-    """A duration as Docker writes it in ``ps`` ("Less than a second", "5 minutes",
-    "About an hour", "3 days"...)."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = s // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 47:
-        return f"{minutes} minutes"
-    hours = round(s / 3600)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    days = hours // 24
-    if days < 14:
-        return f"{days} days"
-    if days < 90:
-        return f"{days // 7} weeks"
-    if days < 730:
-        return f"{days // 30} months"
-    return f"{days // 365} years"
 
 
 def _ago(stamp: str) -> float:

@@ -14,7 +14,7 @@ from isolate.errors import DigestMismatch, ImageError
 from isolate.image.config import Image, ImageConfig
 from isolate.image.oci import Descriptor
 from isolate.image.reference import Platform, Reference
-from isolate.image.store import DiskUsage, GcReport, Store
+from isolate.image.store import DiskUsage, GcReport, Removed, Store
 
 if TYPE_CHECKING:
     from isolate.image.credentials import CredentialHelperError, Credentials
@@ -42,6 +42,7 @@ __all__ = [
     "Progress",
     "Reference",
     "RegistryUnreachable",
+    "Removed",
     "Store",
     "Unauthorized",
     "login",

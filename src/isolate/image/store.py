@@ -25,7 +25,7 @@ from typing import IO, Any, BinaryIO
 
 import attrs
 
-from isolate.errors import ConfigError, DigestMismatch, ImageError
+from isolate.errors import ConfigError, DigestMismatch, ImageError, ImageInUseError
 from isolate.fs import _tree
 from isolate.image._disk import FileLock, TempSpace, fsync_dir, fsync_tree, remove_tree
 from isolate.image._storage import HashingReader
@@ -41,7 +41,7 @@ from isolate.image.oci import (
 )
 from isolate.image.reference import Platform, Reference, host_platform, is_digest, name_to_give
 
-__all__ = ["DiskUsage", "GcReport", "Store", "default_root"]
+__all__ = ["DiskUsage", "GcReport", "Removed", "Store", "default_root"]
 
 _CHUNK = 1 << 20
 _HOLDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
@@ -87,6 +87,17 @@ class GcReport:
     blobs: int
     layers: int
     bytes_freed: int
+    #: The ids of the image records removed.
+    image_ids: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class Removed:
+    """What :meth:`Store.remove` did: the names it removed and the image records it deleted
+    (the image itself, then the untagged parents nothing else kept)."""
+
+    untagged: tuple[str, ...]
+    deleted: tuple[str, ...]
 
 
 @attrs.frozen
@@ -288,11 +299,14 @@ class Store:
                 if n.endswith(".json") and len(n) == 69]
 
     def commit_image(self, manifest: bytes, media_type: str | None = None, *,
-                     tags: Iterable[Reference] = (), index: bytes | None = None) -> Image:
+                     tags: Iterable[Reference] = (), index: bytes | None = None,
+                     parent: str | None = None) -> Image:
         """Record an image whose manifest, config and layer blobs are stored; tag it.
 
         The manifest (and the index it came from, if any) are stored as blobs too. Callers
-        hold :meth:`using` across fetching the blobs and this call.
+        hold :meth:`using` across fetching the blobs and this call. ``parent``: the id of
+        the image this one was made from (a commit's base, a build step's input), which
+        :meth:`parents` reports.
 
         Raises:
             ConfigError: a name in ``tags`` carries a digest that is neither the manifest's
@@ -316,6 +330,8 @@ class Store:
         record: dict[str, Any] = {"manifest": manifest_digest, "media_type": man.media_type}
         if index is not None:
             record["index"] = self.put_bytes(index)
+        if parent is not None and parent != man.config.digest:
+            record["parent"] = parent
         image_id = man.config.digest
         with self._meta():
             self.tmp.write_bytes(self._record_path(image_id), canonical_json(record))
@@ -436,21 +452,42 @@ class Store:
     def rmi(self, ref: str | Reference | Image, *, force: bool = False) -> list[str]:
         """Remove a name, and the image record once no name and no holder is left.
 
-        ``ref`` as a name removes that name only; as an id (or an Image) every name of the
-        image. Blobs and layers are freed by :meth:`gc`. Returns the names removed.
+        :meth:`remove` without pruning parents; returns the names removed.
 
         Raises:
-            ImageError: no such image; or the image is held (by a container) and ``force`` is
-                false while an id was given.
+            ImageError: as :meth:`remove`.
         """
+        return list(self._remove(ref, force=force, prune=False, keep_last_name=False).untagged)
+
+    def remove(self, ref: str | Reference | Image, *, force: bool = False,
+               prune: bool = True) -> Removed:
+        """Remove a name, and the image record once no name and no holder is left, as
+        ``docker rmi`` does.
+
+        ``ref`` as a name removes that name only; as an id (or an Image) every name of the
+        image. With ``prune`` (Docker's default; ``--no-prune`` turns it off) a deleted image's
+        untagged parents that no other image, name or holder keeps are deleted too (the step
+        images of a build). Blobs and layers are freed by :meth:`gc`.
+
+        Raises:
+            ImageError: no such image.
+            ImageInUseError: the image is held (by a container or a sandbox) and ``force`` is
+                false, while an id or the image's last name was given. With ``force`` the
+                names go and the image stays while it is held.
+        """
+        return self._remove(ref, force=force, prune=prune, keep_last_name=True)
+
+    def _remove(self, ref: str | Reference | Image, *, force: bool, prune: bool,
+                keep_last_name: bool) -> Removed:
         by_id = isinstance(ref, Image) or (isinstance(ref, str) and (
             ref.startswith("sha256:") or re.fullmatch(r"[0-9a-f]{12,64}", ref) is not None))
         with self._meta():
             tags = self._tags()
             image_id = self._resolve_id(ref, tags)
-            holders = self._holders(image_id)
+            holds = self._all_holds()
+            holders = sorted(h for h, i in holds.items() if i == image_id)
             if by_id and holders and not force:
-                raise ImageError(f"image {image_id} is in use by {', '.join(holders)}")
+                raise ImageInUseError(f"image {image_id} is in use by {', '.join(holders)}")
             if by_id:
                 removed = [t for t, i in tags.items() if i == image_id]
             else:
@@ -458,13 +495,100 @@ class Store:
                 if key not in tags:  # a digest found by content, not under this name
                     raise ImageError(f"no image name {key} in the store {self.root}")
                 removed = [key]
+                last = not any(i == image_id for t, i in tags.items() if t != key)
+                if keep_last_name and last and holders and not force:
+                    raise ImageInUseError(
+                        f"unable to remove the name {key} (must force): {holders[0]} uses "
+                        f"its image {image_id[7:19]}")
             for t in removed:
                 del tags[t]
             self._write_tags(tags)
+            deleted: list[str] = []
             if image_id not in tags.values() and not holders:
+                parent = self._read_record(image_id).get("parent")
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self._record_path(image_id))
-        return removed
+                deleted.append(image_id)
+                if prune:
+                    deleted += self._prune_parents(
+                        image_id, parent if isinstance(parent, str) else None,
+                        set(tags.values()) | set(holds.values()))
+        return Removed(tuple(removed), tuple(deleted))
+
+    def _prune_parents(self, image_id: str, recorded: str | None, kept: set[str]) -> list[str]:
+        """Delete the chain of parents of ``image_id`` (just removed; ``recorded``: the parent
+        its record named) while each is kept by nothing (``kept``: the ids that names and
+        holds keep) and is the parent of no image left; the meta lock is held. Returns the
+        ids deleted."""
+        parents = self.parents(extra={image_id: recorded})
+        children: dict[str, int] = {}
+        for child, of in parents.items():
+            if child != image_id:
+                children[of] = children.get(of, 0) + 1
+        deleted = []
+        parent = parents.get(image_id)
+        while parent is not None and parent not in kept and not children.get(parent):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._record_path(parent))
+            deleted.append(parent)
+            up = parents.get(parent)
+            if up is not None:
+                children[up] -= 1
+            parent = up
+        return deleted
+
+    def parents(self, *, extra: Mapping[str, str | None] | None = None) -> dict[str, str]:
+        """Each recorded image's parent: image id -> the id of the image it was made from.
+
+        The parent :meth:`commit` (or ``commit_image(parent=)``) recorded, where it is still
+        in the store; else (pulled and imported images carry none, as BuildKit's) the
+        recorded image whose history and layers are the longest proper beginning of its own,
+        as the step images of a build are of its result. ``extra``: ids whose records were
+        just removed (but whose blobs are still here), with their recorded parents, included
+        as children.
+        """
+        records = set(self._record_ids())
+        recorded: dict[str, str] = {}
+        entries: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        extra = extra or {}
+        for image_id in [*records, *extra]:
+            parent: object = extra.get(image_id)
+            if image_id in records:
+                with contextlib.suppress(ImageError):
+                    parent = self._read_record(image_id).get("parent")
+            if isinstance(parent, str) and parent in records:
+                recorded[image_id] = parent
+                continue
+            try:
+                config = load_json(self.read_blob(image_id), f"image config {image_id}")
+            except ImageError:
+                continue
+            raw = config.get("history")
+            rootfs = config.get("rootfs")
+            diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+            if not isinstance(raw, list) or not raw or not isinstance(diff_ids, list):
+                continue
+            entries[image_id] = (tuple(json.dumps(h, sort_keys=True) for h in raw),
+                                 tuple(str(d) for d in diff_ids))
+        by_history: dict[tuple[str, ...], list[str]] = {}
+        for image_id, (history, _) in entries.items():
+            if image_id in records:
+                by_history.setdefault(history, []).append(image_id)
+        out: dict[str, str] = dict(recorded)
+        for image_id, (history, diff_ids) in entries.items():
+            for n in range(len(history) - 1, 0, -1):
+                found = [p for p in by_history.get(history[:n], ())
+                         if p != image_id and diff_ids[:len(entries[p][1])] == entries[p][1]]
+                if found:
+                    out[image_id] = min(found)
+                    break
+        return out
+
+    def intermediates(self) -> set[str]:
+        """The ids of untagged images that are the parent of another image (a build's step
+        images): ``docker images`` leaves them out unless ``-a``."""
+        tagged = set(self._tags().values())
+        return {p for p in self.parents().values() if p not in tagged}
 
     # -- holds (containers keep their image) -----------------------------------------------
 
@@ -541,7 +665,8 @@ class Store:
     def _new_image(self, layers: list[tuple[str, str, int, str]], ref: str | Reference | None,
                    config: ImageConfig | None, platform: Platform | str | None,
                    created_by: str, *, history: list[dict[str, Any]] | None = None,
-                   author: str | None = None, comment: str | None = None) -> Image:
+                   author: str | None = None, comment: str | None = None,
+                   parent: str | None = None) -> Image:
         """Write config + OCI manifest for stored layer blobs (diff_id, digest, size, type).
 
         The config's history is ``history`` (the base's, for a commit) plus one entry for the
@@ -567,7 +692,7 @@ class Store:
             "layers": [{"mediaType": mt, "digest": dg, "size": sz}
                        for _diff, dg, sz, mt in layers],
         })
-        return self.commit_image(manifest, OCI_MANIFEST, tags=tags)
+        return self.commit_image(manifest, OCI_MANIFEST, tags=tags, parent=parent)
 
     def from_directory(self, directory: str | os.PathLike[str], ref: str | Reference | None,
                        *, config: ImageConfig | None = None,
@@ -692,7 +817,8 @@ class Store:
             history = self._history(img) if img is not None else []
             return self._new_image(layers, ref, config, platform,
                                    created_by or "isolate commit", history=history,
-                                   author=author, comment=message)
+                                   author=author, comment=message,
+                                   parent=img.id if img is not None else None)
 
     def _history(self, img: Image) -> list[dict[str, Any]]:
         """``img``'s config history, with entries added for layers it does not account for."""
@@ -773,9 +899,16 @@ class Store:
                                      f"{reader.digest})", expected=desc.digest,
                                      actual=reader.digest)
 
-    def _live(self) -> tuple[set[str], set[str], set[str]]:
-        """(image ids, blob hexes, layer hexes) that tags or holds keep alive."""
-        roots = set(self._tags().values()) | set(self._all_holds().values())
+    def _live(self, keep: Iterable[str] = ()) -> tuple[set[str], set[str], set[str]]:
+        """(image ids, blob hexes, layer hexes) that tags, holds or ``keep`` keep alive, with
+        the parents of those images (as ``docker image prune`` keeps a build's step images)."""
+        roots = set(self._tags().values()) | set(self._all_holds().values()) | set(keep)
+        parents = self.parents()
+        for image_id in list(roots):
+            parent = parents.get(image_id)
+            while parent is not None and parent not in roots:
+                roots.add(parent)
+                parent = parents.get(parent)
         blobs: set[str] = set()
         layers: set[str] = set()
         for image_id in roots:
@@ -791,9 +924,9 @@ class Store:
             layers.update(_hex(d) for d in img.diff_ids)
         return roots, blobs, layers
 
-    def _dead(self) -> Iterator[tuple[str, str]]:
+    def _dead(self, keep: Iterable[str] = ()) -> Iterator[tuple[str, str]]:
         """(kind, path) of everything gc would remove."""
-        roots, blobs, layers = self._live()
+        roots, blobs, layers = self._live(keep)
         for image_id in self._record_ids():
             if image_id not in roots:
                 yield "image", self._record_path(image_id)
@@ -806,29 +939,34 @@ class Store:
             if name not in layers:
                 yield "layer", self._p("layers", name)
 
-    def gc(self) -> GcReport:
+    def gc(self, *, keep: Iterable[str] = ()) -> GcReport:
         """Remove image records, blobs, layers and partial downloads nothing references.
 
-        An image is referenced by a tag or a :meth:`hold`. Waits for running pulls, imports
-        and extractions to finish (they hold the gc lock shared).
+        An image is referenced by a tag or a :meth:`hold`; the image ids in ``keep`` are kept
+        too (``image prune --filter`` keeps the dangling images its filter leaves out). Waits
+        for running pulls, imports and extractions to finish (they hold the gc lock shared).
 
         Raises:
             ImageError: the store's lock cannot be taken.
         """
         counts = {"image": 0, "blob": 0, "layer": 0, "partial": 0}
+        image_ids: list[str] = []
         freed = 0
         with self._lock("gc").hold(), self._meta():
             self.tmp.clean()
-            for kind, path in list(self._dead()):
+            for kind, path in list(self._dead(keep)):
                 freed += _tree_bytes(path, set()) if os.path.isdir(path) else os.lstat(
                     path).st_size
                 remove_tree(path)
                 counts[kind] += 1
+                if kind == "image":
+                    image_ids.append("sha256:" + os.path.basename(path).removesuffix(".json"))
             # No one holds a blob/layer lock while we hold gc exclusively: unlink them safely.
             for name in os.listdir(self._p("locks")):
                 if name.startswith(("blob-", "layer-")):
                     os.unlink(self._p("locks", name))
-        return GcReport(counts["image"], counts["blob"], counts["layer"], freed)
+        return GcReport(counts["image"], counts["blob"], counts["layer"], freed,
+                        tuple(image_ids))
 
     def df(self) -> DiskUsage:
         """Count images, blobs and layers and the bytes they use."""
