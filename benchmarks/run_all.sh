@@ -24,6 +24,7 @@ run benchmarks/bench_spawn.py --rounds "$ROUNDS" --crun
 run benchmarks/bench_startup.py --rounds "$((ROUNDS / 2 > 10 ? ROUNDS / 2 : 10))"
 run benchmarks/bench_cgroups.py --rounds "$((ROUNDS / 2 > 10 ? ROUNDS / 2 : 10))"
 run benchmarks/bench_shim.py --rounds "$ROUNDS"
+run benchmarks/bench_rootless.py --rounds "$((ROUNDS / 2 > 10 ? ROUNDS / 2 : 10))"
 run benchmarks/bench_containers.py --rounds "$((ROUNDS / 2 > 10 ? ROUNDS / 2 : 10))"
 if command -v tar >/dev/null; then
     printf '\n## bench_layers\n'

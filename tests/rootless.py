@@ -1,15 +1,25 @@
 """Run Python code as an unprivileged uid, for tests of the rootless paths.
 
-The interpreter's site-packages live under /root, which an ordinary uid cannot read, so the
+The interpreter's site-packages may live under /root, which an ordinary uid cannot read, so the
 code runs with a world-readable copy of what it imports: the ``isolate`` package (with the built
-extension), ``attrs``/``attr`` and cffi's ``_cffi_backend``. Each call stages a fresh copy in a
-temp dir and removes it afterwards. Needs root (setpriv, and unshare for ``binds``).
+extension and programs), ``attrs``/``attr``, ``cloudpickle`` and cffi's ``_cffi_backend``. Each
+call stages a fresh copy in a temp dir under /var/tmp (a sandbox's /tmp is private, so a copy
+there would be hidden from ``Sandbox.call``) and removes it afterwards. The interpreter is
+``sys.executable`` where that uid may run it, else the system's python of the same version.
+
+With ``subids=True`` the uid gets a subordinate id range the way an administrator grants one
+(``/etc/subuid`` and ``/etc/subgid`` lines), but only for that run: the files are bound over the
+machine's in a private mount namespace of the run, so the machine's files are never changed and
+nothing is left to remove. Needs root (setpriv, and unshare for binds).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib.util
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -23,17 +33,29 @@ import pytest
 
 import isolate
 
-__all__ = ["run_unprivileged", "staged_pythonpath"]
+__all__ = ["SUBID_COUNT", "SUBID_START", "run_unprivileged", "staged_pythonpath"]
+
+#: The subordinate range ``subids=True`` grants: ids 1..SUBID_COUNT inside map to
+#: SUBID_START.. outside (podman's default size; far above the machine's own users).
+SUBID_START = 200000
+SUBID_COUNT = 65536
+_STAGE_DIR = "/var/tmp" if os.path.isdir("/var/tmp") else None
 
 
 @contextlib.contextmanager
 def staged_pythonpath() -> Iterator[str]:
-    """A world-readable temp dir holding copies of isolate, attrs, attr and _cffi_backend."""
-    root = tempfile.mkdtemp(prefix="isolate-rootless-")
+    """A world-readable temp dir holding copies of isolate, attrs, attr, cloudpickle and
+    _cffi_backend."""
+    root = tempfile.mkdtemp(prefix="isolate-rootless-", dir=_STAGE_DIR)
     try:
         os.chmod(root, 0o755)
         ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-        for module in (isolate, attrs, attr):
+        modules = [isolate, attrs, attr]
+        if importlib.util.find_spec("cloudpickle") is not None:
+            import cloudpickle  # type: ignore[import-untyped]
+
+            modules.append(cloudpickle)
+        for module in modules:
             src = os.path.dirname(module.__file__ or "")
             shutil.copytree(src, os.path.join(root, os.path.basename(src)), ignore=ignore)
         backend = _cffi_backend.__file__ or ""
@@ -42,20 +64,54 @@ def staged_pythonpath() -> Iterator[str]:
             for name in dirnames:
                 os.chmod(os.path.join(dirpath, name), 0o755)
             for name in filenames:
-                executable = name.endswith(".so") or name == "isolate-shim"
+                executable = name.endswith(".so") or name.startswith("isolate-")
                 os.chmod(os.path.join(dirpath, name), 0o755 if executable else 0o644)
         yield root
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _open_to_others(path: str) -> bool:
+    """Whether any uid may run ``path``: the program open to others, and every directory on
+    the way to it (the path as given, and where its symlinks lead)."""
+    real = os.path.realpath(path)
+    if not os.stat(real).st_mode & 0o001:
+        return False
+    for start in (os.path.abspath(path), real):
+        d = os.path.dirname(start)
+        while True:
+            if not os.stat(d).st_mode & 0o001:
+                return False
+            if d == "/":
+                break
+            d = os.path.dirname(d)
+    return True
+
+
+@functools.cache
+def interpreter() -> str | None:
+    """The interpreter unprivileged code runs with: ours where any uid may run it, else the
+    system's python3 of our version (the staged extension fits it), else None."""
+    if _open_to_others(sys.executable):
+        return sys.executable
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    for candidate in (f"/usr/bin/python{version}", "/usr/bin/python3"):
+        if not os.path.exists(candidate) or not _open_to_others(candidate):
+            continue
+        out = subprocess.run([candidate, "-c", "import sys; print(*sys.version_info[:2])"],
+                             capture_output=True, text=True, check=False)
+        if out.stdout.split() == version.split("."):
+            return candidate
+    return None
+
+
 def _command(code: str, uid: int, gid: int, binds: Mapping[str, str],
-             keep_bounding_set: bool) -> list[str]:
+             keep_bounding_set: bool, python: str) -> list[str]:
     setpriv = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
                "--inh-caps=-all"]
     if not keep_bounding_set:
         setpriv.append("--bounding-set=-all")
-    cmd = [*setpriv, sys.executable, "-c", code]
+    cmd = [*setpriv, python, "-c", code]
     if not binds:
         return cmd
     # Bind files over host paths (e.g. /etc/subuid) in a throwaway mount namespace only.
@@ -69,32 +125,70 @@ def _command(code: str, uid: int, gid: int, binds: Mapping[str, str],
             *args, *cmd]
 
 
+@contextlib.contextmanager
+def subordinate_id_files(uid: int) -> Iterator[dict[str, str]]:
+    """``/etc/subuid`` and ``/etc/subgid`` granting ``uid`` SUBID_COUNT ids from SUBID_START,
+    as binds for :func:`run_unprivileged` (files in a temp dir, removed afterwards)."""
+    d = tempfile.mkdtemp(prefix="isolate-subids-")
+    try:
+        os.chmod(d, 0o755)
+        binds = {}
+        try:
+            owner = pwd.getpwuid(uid).pw_name  # as an administrator writes it
+        except KeyError:
+            owner = str(uid)
+        for which in ("uid", "gid"):
+            path = os.path.join(d, f"sub{which}")
+            with open(path, "w") as f:
+                f.write(f"{owner}:{SUBID_START}:{SUBID_COUNT}\n")
+            os.chmod(path, 0o644)
+            binds[path] = f"/etc/sub{which}"
+        yield binds
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def run_unprivileged(code: str, uid: int = 65534, gid: int | None = None, *,
                      binds: Mapping[str, str] | None = None, keep_bounding_set: bool = False,
-                     timeout: float = 120, extra_env: Mapping[str, str] | None = None,
+                     subids: bool = False, timeout: float = 120,
+                     extra_env: Mapping[str, str] | None = None,
                      check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` with ``sys.executable`` as ``uid``/``gid`` (no groups, no capabilities).
+    """Run ``code`` as ``uid``/``gid`` (no groups, no capabilities).
 
     ``binds`` maps host files to paths they are bind-mounted on, in a private mount namespace
     of the run only. ``keep_bounding_set`` leaves the capability bounding set alone (setuid
-    helpers such as newuidmap need it). Skips the test when the interpreter cannot start as
-    that uid. With ``check``, a non-zero exit fails the test showing its output.
+    helpers such as newuidmap need it). ``subids`` grants the uid a subordinate id range for
+    the run (see the module's docstring; it keeps the bounding set, for newuidmap, and skips
+    the test where newuidmap/newgidmap are missing). Skips the test when no interpreter can
+    start as that uid. With ``check``, a non-zero exit fails the test showing its output.
     """
     if os.geteuid() != 0:
         pytest.skip("running code as another uid needs root")
     if shutil.which("setpriv") is None:
         pytest.skip("setpriv (util-linux) is not installed")
+    python = interpreter()
+    if python is None:
+        pytest.skip(f"no interpreter of Python {sys.version_info[0]}.{sys.version_info[1]} "
+                    "that an ordinary uid may run")
     gid = uid if gid is None else gid
-    with staged_pythonpath() as path:
+    with contextlib.ExitStack() as stack:
+        binds = dict(binds or {})
+        if subids:
+            if shutil.which("newuidmap") is None or shutil.which("newgidmap") is None:
+                pytest.skip("newuidmap/newgidmap (package uidmap) are not installed")
+            binds.update(stack.enter_context(subordinate_id_files(uid)))
+            keep_bounding_set = True
+        path = stack.enter_context(staged_pythonpath())
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": path,
                "PYTHONDONTWRITEBYTECODE": "1", "HOME": path, "LANG": "C.UTF-8"}
         env.update(extra_env or {})
-        probe = subprocess.run(_command("import isolate.namespaces", uid, gid, {}, False),
+        probe = subprocess.run(_command("import isolate.namespaces", uid, gid, {}, False,
+                                        python),
                                env=env, cwd=path, capture_output=True, text=True,
                                timeout=timeout, check=False)
         if probe.returncode != 0:
             pytest.skip(f"the interpreter cannot start as uid {uid}: {probe.stderr.strip()}")
-        proc = subprocess.run(_command(code, uid, gid, binds or {}, keep_bounding_set),
+        proc = subprocess.run(_command(code, uid, gid, binds, keep_bounding_set, python),
                               env=env, cwd=path, capture_output=True, text=True,
                               timeout=timeout, check=False)
     if check and proc.returncode != 0:

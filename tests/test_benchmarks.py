@@ -45,6 +45,16 @@ def test_bench_spawn_children_import_the_same_isolate(tmp_path: pathlib.Path) ->
     assert "| whole process: isolate run |" in result.stdout, result.stdout
 
 
+def test_bench_rootless_times_an_ordinary_user_with_and_without_a_range(
+        tmp_path: pathlib.Path) -> None:
+    result = _run(tmp_path, str(BENCH / "bench_rootless.py"), "--rounds", "2")
+    assert result.returncode == 0, result.stderr
+    if "cannot run as an ordinary user here" in result.stdout:
+        pytest.skip(result.stdout.strip())
+    assert "### Rootless: one id mapped against a subordinate range" in result.stdout
+    assert "| sandbox: enter + run /bin/true, subordinate range |" in result.stdout
+
+
 def test_bench_startup_runs_against_the_installed_package(tmp_path: pathlib.Path) -> None:
     # Its candidates are child processes (python -m isolate.cli, import probes): they must
     # import the same isolate, and every table and target line must come out.

@@ -29,6 +29,7 @@ LAYERS: dict[str, float] = {
     "isolate.fs": 3,
     "isolate.security": 3,
     "isolate.net": 3,
+    "isolate._mapped": 3.5,  # trees as a user namespace with an id map sees them: fs, lowlevel
     "isolate.process": 4,
     "isolate.image": 4,
     # The Dockerfile build, in BuildKit's order: each part imports only the ones above it.

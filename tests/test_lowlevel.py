@@ -177,6 +177,29 @@ def test_an_exec_failure_is_a_spawn_error_with_step_exec(argv: list[str], code: 
     assert info.value.pid is not None and not alive(info.value.pid)
 
 
+def _dumpable() -> int:
+    import ctypes
+
+    return int(ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))  # PR_GET_DUMPABLE
+
+
+@pytest.mark.parametrize("grandchild", [False, True], ids=["child", "pidns-grandchild"])
+def test_a_vfork_child_that_changes_its_uid_leaves_the_caller_dumpable(grandchild: bool
+                                                                       ) -> None:
+    # It runs in our memory, which the kernel makes non-dumpable at its setresuid; once it has
+    # exec'd, ours is ours again. (Otherwise, unprivileged, our later FORK children could not
+    # be mapped by newuidmap, nor their namespaces opened.)
+    assert _dumpable() == 1
+    p = Plan(0, Mode.VFORK)
+    if grandchild:
+        p.add(_plan.unshare(_plan.CLONE_NEWNS))
+        p.add(_plan.fork_into_pidns())
+    p.extend([_plan.setresgid(1000), _plan.setresuid(1000), exec_op("true")])
+    with lowlevel.spawn(p) as child:
+        assert child.wait() == 0
+    assert _dumpable() == 1
+
+
 def test_parent_step_runs_while_the_child_waits(tmp_dir: str) -> None:
     path = os.path.join(tmp_dir, "written-by-parent")
     seen: list[int] = []

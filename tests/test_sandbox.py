@@ -567,19 +567,24 @@ def test_rootless_sandbox_runs_as_an_unprivileged_uid() -> None:
 
 
 @pytest.mark.userns
-def test_rootless_sandbox_refuses_a_uid_it_cannot_map() -> None:
+def test_rootless_sandbox_without_subordinate_ids_refuses_a_uid_saying_how_to_get_some(
+) -> None:
     from rootless import run_unprivileged
 
     code = (
         "from isolate import Sandbox\n"
-        "from isolate.errors import ConfigError\n"
+        "from isolate.errors import UnsupportedError\n"
         "try:\n"
         "    with Sandbox(uid=1000) as sb:\n"
         "        sb.run(['true'])\n"
-        "except ConfigError as exc:\n"
-        "    print('config-error', exc)\n"
+        "except UnsupportedError as exc:\n"
+        "    print('unsupported', exc)\n"
     )
-    assert run_unprivileged(code).stdout.startswith("config-error")
+    out = run_unprivileged(code).stdout
+    assert out.startswith("unsupported the sandbox's process runs as uid 1000"), out
+    # Why only one id is mapped, and how to get a range: what podman's users are told.
+    assert "/etc/subuid grants user nobody no subordinate ids" in out, out
+    assert "usermod --add-subuids" in out and "--user 0" in out, out
 
 
 def test_a_dropped_popen_is_still_ended_when_the_sandbox_closes() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from isolate._units import MAX_SECONDS, human_size, parse_decimal, parse_seconds
+from isolate._units import MAX_SECONDS, human_size, id_spans, parse_decimal, parse_seconds
 from isolate.errors import ConfigError
 
 
@@ -53,3 +53,13 @@ def test_parse_decimal_bounds_and_long_values_stay_short_in_messages() -> None:
 def test_human_size_picks_the_largest_whole_unit() -> None:
     assert [human_size(n) for n in (6 << 20, 1536 << 10, 1 << 60, 1000, 0)] == \
         ["6M", "1536K", "1E", "1000B", "0B"]
+
+
+@pytest.mark.parametrize(("ranges", "text"), [
+    ([(0, 1), (1, 65536)], "0-65536"),          # root and a subordinate range: one span
+    ([(1, 65536), (0, 1)], "0-65536"),          # in any order
+    ([(0, 1), (5, 1), (7, 3)], "0, 5, 7-9"),
+    ([], ""),
+])
+def test_id_spans_join_adjacent_ranges(ranges: list[tuple[int, int]], text: str) -> None:
+    assert id_spans(ranges) == text

@@ -188,8 +188,14 @@ class FuseRoot:
         try:
             # Under an init, the command is its only child, exec'd by now. (The init is not
             # dumpable, so its namespace files are not ours to open when we are not root.)
-            pid = _only_child(child.pid) if parent >= 0 else child.pid
-            mnt_fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                pid = _only_child(child.pid) if parent >= 0 else child.pid
+                mnt_fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+            except (MountError, FileNotFoundError):
+                # fuse-overlayfs exited already (a bad option, a missing layer): its init
+                # follows it with its status, and its log says why.
+                child.wait()
+                raise _exited(child, merged, log) from None
             _wait_mounted(child, merged, log)
         except BaseException:
             if mnt_fd >= 0:
@@ -240,6 +246,13 @@ def _only_child(pid: int) -> int:
     return children[0]
 
 
+def _exited(child: lowlevel.Child, merged: str, log: str) -> MountError:
+    """fuse-overlayfs (or its init) exited before mounting. No system call of ours failed:
+    its exit status and its own messages say why, with no errno made up for them."""
+    return MountError(None, f"{FUSE_OVERLAYFS} exited with status {child.returncode} before "
+                      f"mounting: {_tail(log)}", merged, step="fuse-overlayfs", pid=child.pid)
+
+
 def _wait_mounted(child: lowlevel.Child, merged: str, log: str) -> None:
     """Wait until ``merged`` is a mount point in ``child``'s mount namespace, or it exits.
 
@@ -260,9 +273,7 @@ def _wait_mounted(child: lowlevel.Child, merged: str, log: str) -> None:
             if _mounted_at(b"".join(chunks), merged):
                 return
             if child.poll() is not None:
-                raise MountError(errno.EIO, f"{FUSE_OVERLAYFS} exited with status "
-                                 f"{child.returncode} before mounting: {_tail(log)}", merged,
-                                 step="fuse-overlayfs", pid=child.pid)
+                raise _exited(child, merged, log)
             left = deadline - time.monotonic()
             if left <= 0:
                 raise MountError(errno.ETIMEDOUT, f"{FUSE_OVERLAYFS} did not mount within "

@@ -19,11 +19,12 @@ from typing import Any
 from isolate import _plan
 from isolate._fuse_root import FuseRoot, kernel_overlay_works
 from isolate._plan import Op
-from isolate.errors import ConfigError, ImageError, IsolateOSError, UnsupportedError
+from isolate.errors import ConfigError, ImageError, IsolateOSError
 from isolate.fs import inroot
 from isolate.image import Image, Store
 from isolate.image._binfmt import check_runnable
 from isolate.image._disk import remove_tree
+from isolate.namespaces import IdMaps
 
 __all__ = ["DEFAULT_PATH", "ImageRoot", "find_image", "image_command", "open_store"]
 
@@ -135,13 +136,15 @@ class ImageRoot:
     """
 
     def __init__(self, store: Store, image: Image, holder: str, lowers: list[str],
-                 scratch: str, options: tuple[str, ...]) -> None:
+                 scratch: str, options: tuple[str, ...], maps: IdMaps | None = None) -> None:
         self.store = store
         self.image = image
         self.holder = holder
         self.lowers = lowers
         self.scratch = scratch
         self.options = options
+        #: The id maps of the user namespace the layers were extracted for (None: none).
+        self.maps = maps
         self._count = 0
         #: The fuse-overlayfs process serving this root, when :meth:`choose_overlay` picked it.
         self.fuse: FuseRoot | None = None
@@ -149,10 +152,12 @@ class ImageRoot:
     @classmethod
     def open(cls, image: Image | str, store: Store | None, *,
              mountpoints: Iterable[tuple[str, bool]], rootless: bool,
-             pull: str = "missing") -> ImageRoot:
+             pull: str = "missing", maps: IdMaps | None = None) -> ImageRoot:
         """Look ``image`` up in ``store`` (default: :func:`open_store`'s), pulling a name as
         ``pull`` says (:func:`find_image`), hold it, extract its layers and make the scratch
-        dir. ``mountpoints`` are ``(path, is_file)`` to exist in the root.
+        dir. ``mountpoints`` are ``(path, is_file)`` to exist in the root. ``maps``: the maps
+        of the sandbox's user namespace, for which the layers are extracted (owners kept, see
+        :meth:`Store.layer_dirs`).
 
         Raises:
             ConfigError: a bad reference.
@@ -167,12 +172,20 @@ class ImageRoot:
         store.hold(img, holder, for_process=True)
         scratch = store.tmp.name("sandbox")
         try:
-            lowers = store.layer_dirs(img)
+            lowers = store.layer_dirs(img, maps=maps)
             os.mkdir(scratch, 0o700)
             top = os.path.join(scratch, "mountpoints")
             os.mkdir(top, 0o755)
+            deferred: list[tuple[str, str]] = []
             for path, is_file in mountpoints:
-                _make_mountpoint(top, path, is_file, lowers)
+                _make_mountpoint(top, path, is_file, lowers, deferred)
+            if deferred and maps is not None and maps.subordinate:
+                # Directories of a mapped owner (an image user's home): only a helper in
+                # the namespace may give our copies their owner.
+                from isolate._mapped import MappedWorker
+
+                with MappedWorker(maps) as worker:
+                    worker.copy_metadata(deferred)
             # overlayfs needs a lower dir for an image without layers too: the top one is it.
             lowers = [*lowers, top]
         except BaseException:
@@ -180,9 +193,11 @@ class ImageRoot:
             store.release(holder)
             raise
         # Rootless, layers were extracted with user.overlay.* xattrs and overlayfs must read
-        # (and write) those; as root they are trusted.overlay.*.
-        options = ("userxattr",) if rootless and os.geteuid() != 0 else ()
-        return cls(store, img, holder, lowers, scratch, options)
+        # (and write) those; as root they are trusted.overlay.*, unless a helper extracted
+        # them in a user namespace for the maps.
+        mapped = maps is not None and maps.subordinate
+        options = ("userxattr",) if rootless and (os.geteuid() != 0 or mapped) else ()
+        return cls(store, img, holder, lowers, scratch, options, maps if mapped else None)
 
     def choose_overlay(self, mode: str, userns_fd: int | None, *, writable: bool,
                        die_with_parent: bool = True) -> None:
@@ -262,9 +277,17 @@ class ImageRoot:
                 fuse.close()
         finally:
             try:
-                remove_tree(self.scratch)
+                self._remove_scratch()
             finally:
                 self.store.release(self.holder)
+
+    def _remove_scratch(self) -> None:
+        """Remove the scratch dir. The upper dirs of an id-mapped root hold files of the
+        mapped owners (what uid 1000 wrote inside), which only a helper in a user namespace
+        with the same maps may remove."""
+        from isolate._mapped import remove_tree as remove_mapped
+
+        remove_mapped(self.scratch, self.maps)
 
     def defaults(self) -> dict[str, object]:
         """Run defaults from the image config: ``env`` (with PATH and HOME when the image
@@ -286,11 +309,14 @@ class ImageRoot:
         return out
 
 
-def _make_mountpoint(top: str, path: str, is_file: bool, lowers: Sequence[str] = ()) -> None:
+def _make_mountpoint(top: str, path: str, is_file: bool, lowers: Sequence[str] = (),
+                     deferred: list[tuple[str, str]] | None = None) -> None:
     """Make ``path`` (and its parents) in the mount-point layer ``top``. A directory the
     image already has gets the image's mode, owner and times: this layer lies above the
     image's, so overlayfs shows (and copies up) its directories' metadata, and a mount
-    point below ``/root`` must not turn the image's 0700 ``/root`` into 0755."""
+    point below ``/root`` must not turn the image's 0700 ``/root`` into 0755. A directory
+    whose owner we may not give (a mapped owner's, rootless) is left to the caller:
+    ``(made, the image's directory)`` is added to ``deferred``."""
     parts = [p for p in path.split("/") if p]
     cur = top
     for i, part in enumerate(parts):
@@ -305,28 +331,41 @@ def _make_mountpoint(top: str, path: str, is_file: bool, lowers: Sequence[str] =
                 os.mkdir(cur, 0o755)
             except FileExistsError:
                 continue
-            _copy_dir_metadata(cur, "/".join(parts[:i + 1]), lowers)
+            _copy_dir_metadata(cur, "/".join(parts[:i + 1]), lowers, deferred)
 
 
-def _copy_dir_metadata(made: str, rel: str, lowers: Sequence[str]) -> None:
-    """Give ``made`` the metadata of directory ``rel`` in the topmost layer that has it."""
+def _copy_dir_metadata(made: str, rel: str, lowers: Sequence[str],
+                       deferred: list[tuple[str, str]] | None = None) -> None:
+    """Give ``made`` the metadata of directory ``rel`` in the topmost layer that has it (or,
+    when its owner may not be given here, add the pair to ``deferred``)."""
     for layer in reversed(lowers):
+        source = os.path.join(layer, rel)
         try:
-            st = os.lstat(os.path.join(layer, rel))
+            st = os.lstat(source)
         except OSError:
             continue
         if not stat.S_ISDIR(st.st_mode):
             return  # a file, symlink or whiteout hides what lies below
-        with contextlib.suppress(OSError):
+        try:
             os.chown(made, st.st_uid, st.st_gid)
+        except PermissionError:
+            if deferred is not None:
+                deferred.append((made, source))
+            return
+        except OSError:
+            return
+        with contextlib.suppress(OSError):
             os.chmod(made, stat.S_IMODE(st.st_mode))
             os.utime(made, ns=(st.st_atime_ns, st.st_mtime_ns))
         return
 
 
-def check_rootless_user(uid: int | None, gid: int | None, image: Image) -> None:
-    """A rootless sandbox maps one uid; an image that wants another cannot run as it."""
-    if uid not in (None, 0) or gid not in (None, 0):
-        raise UnsupportedError(
-            f"image {image.short_id} runs as User {image.config.user!r}, but a rootless "
-            "sandbox maps only uid 0 (your own user); pass uid=0 to run it as that")
+def check_rootless_user(uid: int | None, gid: int | None, image: Image, maps: IdMaps) -> None:
+    """A rootless sandbox maps the ids of ``maps`` (its user namespace's); an image whose User
+    is another id cannot run as it.
+
+    Raises:
+        UnsupportedError: ``uid`` or ``gid`` is not mapped; the message says how to map it, or
+            to run as uid 0 instead.
+    """
+    maps.check(uid, gid, f"image {image.short_id} (User {image.config.user!r})")

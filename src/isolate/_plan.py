@@ -1361,8 +1361,15 @@ def init(*, note: str = "") -> Op:
     to that child, exit with its status (128 + N for signal N) and report its wait status on
     the spawn's exit fd. Needs a process of its own: ``Mode.FORK``, or in ``Mode.VFORK`` a
     :func:`fork_into_pidns` op before it (:meth:`Plan.check` refuses it otherwise). Raises
-    nothing."""
-    return Op(OpKind.INIT, note=note or "start the init (pid 1) and fork the command")
+    nothing.
+
+    The init is a copy of the caller, so it overwrites its copy of the caller's argument area
+    with ``isolate-init`` before the child exists: ``/proc/1/cmdline`` (and ``ps`` outside)
+    never show the caller's command line. The spawn reads where that area lies in the caller's
+    ``/proc/self/stat``; where it cannot, the op fails (ENOENT without a ``/proc``) rather
+    than show it."""
+    return Op(OpKind.INIT, note=note or "start the init (pid 1), hide the caller's command "
+              "line and fork the command")
 
 
 # -- builders: files and mounts ----------------------------------------------------------------

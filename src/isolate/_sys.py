@@ -329,6 +329,11 @@ class LayerUnpacker:
         return os.fsdecode(ffi.string(self._x.entry))
 
     @property
+    def owner(self) -> tuple[int, int]:
+        """``(uid, gid)`` of the file or symlink last begun (what a failed chown asked for)."""
+        return int(self._x.uid), int(self._x.gid)
+
+    @property
     def data_pending(self) -> int:
         """Bytes of the current file's data not yet seen."""
         return int(self._x.remaining)

@@ -1,6 +1,6 @@
 """Human input: sizes (``"512M"``), durations in seconds and decimal ids, one parser each for
 every layer that takes them, so the library and the command line accept the same things; and
-the human output Docker prints for sizes and durations.
+the human output Docker prints for sizes and durations, and ranges of ids said back to people.
 
 Imports nothing from isolate but its errors; makes no system calls.
 """
@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 
 from isolate.errors import ConfigError
 
-__all__ = ["MAX_SECONDS", "MAX_SIZE", "human_duration", "human_size", "parse_decimal",
-           "parse_number", "parse_seconds", "parse_size"]
+__all__ = ["MAX_SECONDS", "MAX_SIZE", "human_duration", "human_size", "id_spans",
+           "parse_decimal", "parse_number", "parse_seconds", "parse_size"]
 
 #: The largest size the kernel takes: it counts bytes in a signed 64-bit number (and reads a
 #: larger value modulo 2**64, so 16E would become a limit of 0).
@@ -80,6 +81,18 @@ def human_size(n: int) -> str:
         if n and n % scale == 0:
             return f"{n // scale}{unit}"
     return f"{n}B"
+
+
+def id_spans(ranges: Iterable[tuple[int, int]]) -> str:
+    """Ranges of ids ``(first, count)`` as people read them, adjacent ones joined:
+    ``[(0, 1), (1, 65536)]`` is ``"0-65536"``, ``[(0, 1), (5, 1)]`` is ``"0, 5"``."""
+    spans: list[list[int]] = []
+    for first, count in sorted(ranges):
+        if spans and spans[-1][1] + 1 == first:
+            spans[-1][1] = first + count - 1
+        else:
+            spans.append([first, first + count - 1])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
 def parse_size(value: int | str, *, name: str = "size") -> int:

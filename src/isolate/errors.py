@@ -48,12 +48,14 @@ class IsolateOSError(IsolateError, OSError):
 
     ``step`` names what isolate was doing (``"mount"``, ``"setns"``, ``"exec"``...), ``pid`` the
     process it concerned, when known; ``op_index`` is the index of the failing set-up operation
-    when the failure happened in a child between clone and exec.
+    when the failure happened in a child between clone and exec. ``errno`` is None where no
+    system call failed (a helper program such as fuse-overlayfs exited): the message then
+    says what happened, with no errno made up for it.
     """
 
     def __init__(
         self,
-        errno: int,
+        errno: int | None,
         message: str,
         filename: str | os.PathLike[str] | None = None,
         *,
@@ -70,7 +72,9 @@ class IsolateOSError(IsolateError, OSError):
         self.message = message
 
     def __str__(self) -> str:
-        return f"{self.message}: {errno_name(self.errno)} ({os.strerror(self.errno or 0)})"
+        if self.errno is None:
+            return self.message
+        return f"{self.message}: {errno_name(self.errno)} ({os.strerror(self.errno)})"
 
     def __reduce__(self):  # type: ignore[no-untyped-def]
         return (

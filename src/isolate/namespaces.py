@@ -12,10 +12,12 @@ import contextlib
 import enum
 import errno
 import fcntl
+import hashlib
 import itertools
 import math
 import os
 import pwd
+import shutil
 import signal
 import stat
 import subprocess
@@ -28,6 +30,7 @@ import attrs
 
 from isolate import _plan, _sys, lowlevel
 from isolate._plan import MNT_DETACH, MS_BIND, MS_PRIVATE, MS_REC, MS_SLAVE, Mode, Op, Plan
+from isolate._units import id_spans
 from isolate.errors import (
     ConfigError,
     IsolateOSError,
@@ -39,11 +42,13 @@ from isolate.errors import (
 
 __all__ = [
     "IdMap",
+    "IdMaps",
     "Namespace",
     "NamespaceKind",
     "NamespaceSet",
     "join_ops",
     "parse_id_map",
+    "rootless_maps",
     "spawn_in",
     "subordinate_ranges",
     "write_id_maps",
@@ -332,6 +337,112 @@ def subordinate_ranges(which: Literal["uid", "gid"] = "uid", user: str | int | N
 
 def _is_self_map(lines: Sequence[IdMap], own: int) -> bool:
     return len(lines) == 1 and lines[0].outside == own and lines[0].count == 1
+
+
+def _spans(lines: Sequence[IdMap]) -> str:
+    """The ids inside a map covers, adjacent lines joined: ``"0-65536"``."""
+    return id_spans((m.inside, m.count) for m in lines)
+
+
+def _map_lines(value: MapLike, what: str) -> tuple[IdMap, ...]:
+    lines = parse_id_map(value, what)
+    if not lines:
+        raise ConfigError(f"IdMaps.{what.replace(' ', '_')} must have at least one line")
+    return lines
+
+
+def _uid_map(value: MapLike) -> tuple[IdMap, ...]:
+    return _map_lines(value, "uid map")
+
+
+def _gid_map(value: MapLike) -> tuple[IdMap, ...]:
+    return _map_lines(value, "gid map")
+
+
+@attrs.frozen
+class IdMaps:
+    """The uid and the gid map of one user namespace (each a tuple of :class:`IdMap` lines,
+    validated as :func:`parse_id_map` does), and -- when :func:`rootless_maps` could map
+    only the caller's own ids -- why, and how to get a subordinate range (``fallback``).
+
+    Equal maps give equal records (``fallback`` is left out) and the same :attr:`key`.
+    """
+
+    uid_map: tuple[IdMap, ...] = attrs.field(converter=_uid_map)
+    gid_map: tuple[IdMap, ...] = attrs.field(converter=_gid_map)
+    fallback: str | None = attrs.field(default=None, eq=False)
+
+    @property
+    def subordinate(self) -> bool:
+        """Whether more than one uid or gid is mapped (a range besides the caller's own id)."""
+        return any(sum(m.count for m in lines) > 1 for lines in (self.uid_map, self.gid_map))
+
+    @property
+    def key(self) -> str:
+        """16 hex digits naming these maps (the image store keeps layers extracted under
+        different maps apart by it)."""
+        text = "uid " + ",".join(m.line() for m in self.uid_map) + "\ngid " + ",".join(
+            m.line() for m in self.gid_map)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def maps(self, uid: int | None = None, gid: int | None = None) -> bool:
+        """Whether ``uid`` and ``gid`` (ids inside; None: not asked) are both mapped."""
+        return all(value is None or any(m.inside <= value < m.inside + m.count for m in lines)
+                   for value, lines in ((uid, self.uid_map), (gid, self.gid_map)))
+
+    def check(self, uid: int | None, gid: int | None, who: str = "the process") -> None:
+        """Refuse ids (inside) these maps do not map, saying what they map and how to get
+        more.
+
+        Raises:
+            UnsupportedError: ``uid`` or ``gid`` is not mapped.
+        """
+        for which, value, lines in (("uid", uid, self.uid_map), ("gid", gid, self.gid_map)):
+            if value is None or self.maps(**{which: value}):
+                continue
+            message = (f"{who} runs as {which} {value}, which this rootless user namespace "
+                       f"does not map (it maps {which}s {_spans(lines)})")
+            if self.fallback is not None:
+                message += f": {self.fallback}"
+            else:
+                message += (f"; ask the administrator for a larger range in /etc/sub{which} "
+                            "for your user")
+            raise UnsupportedError(message + f"; or run as {which} 0 (--user 0 on the command "
+                                   "line, uid=0 from Python), which is you",
+                                   missing=f"{which} {value} in the user namespace")
+
+
+def rootless_maps() -> IdMaps:
+    """The maps of a user namespace the caller makes for itself, as rootless podman makes
+    them: 0 inside is the caller's own uid (gid), and 1.. inside are the subordinate ranges
+    ``/etc/subuid`` (``/etc/subgid``) grants the caller's user, in file order (written with
+    newuidmap/newgidmap unless the caller is root). Without both ranges, or without
+    newuidmap/newgidmap, only the caller's own ids are mapped (to 0), and ``fallback`` says
+    why and how to get a range.
+
+    Every rootless sandbox and container takes its maps from here, and so does the image store
+    when it extracts layers for them, so owners in an image mean the same in both.
+    """
+    own = (IdMap.self_map("uid"),), (IdMap.self_map("gid"),)
+    name = _user_name(None)
+    usermod = (f"usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {name}")
+    try:
+        uids, gids = IdMap.subordinate_map("uid"), IdMap.subordinate_map("gid")
+    except UnsupportedError as exc:
+        file = "/etc/subuid" if "subordinate uids" in str(exc) else "/etc/subgid"
+        return IdMaps(*own, fallback=(
+            f"only your own ids are mapped (to 0), since {file} grants user {name} no "
+            f"subordinate ids; ask the administrator for a range ({usermod}), as rootless "
+            "podman needs one too"))
+    if os.geteuid() != 0:
+        missing = [t for t in ("newuidmap", "newgidmap") if shutil.which(t) is None]
+        if missing:
+            return IdMaps(*own, fallback=(
+                f"only your own ids are mapped (to 0), since {' and '.join(missing)} "
+                f"{'is' if len(missing) == 1 else 'are'} not installed, which must write "
+                "the subordinate ranges of /etc/subuid and /etc/subgid (Debian and Ubuntu "
+                "package uidmap, Fedora shadow-utils)"))
+    return IdMaps(uids, gids)
 
 
 def write_id_maps(pid: int, uid_map: MapLike | None = None, gid_map: MapLike | None = None,

@@ -302,8 +302,13 @@ def runtime_config(cfg: SandboxConfig) -> RuntimeConfig:
     profile, Docker's masked and read-only paths, a private /tmp per process) filled in, and
     the read-only binds ``Sandbox.call`` needs (see ``_with_call_binds``).
 
+    Rootless, the user namespace maps ids as :func:`isolate.namespaces.rootless_maps` does
+    (0 is the caller, 1.. its subordinate ranges where it has them).
+
     Raises:
         ConfigError: what the runtime config refuses.
+        UnsupportedError: rootless, ``uid``/``gid`` is not mapped (no subordinate range, or
+            one too small).
     """
     if cfg.image is None:
         # The same config gives the same runtime config (records are frozen): a fresh sandbox
@@ -323,7 +328,7 @@ def _cached_runtime_config(cfg: SandboxConfig, path: tuple[str, ...], executable
 
 def _runtime_config(cfg: SandboxConfig) -> RuntimeConfig:
     from isolate import runtime, security  # imported when first needed
-    from isolate.namespaces import IdMap, NamespaceKind
+    from isolate.namespaces import IdMap, NamespaceKind, rootless_maps
 
     if cfg.privileged:
         # Not simply all(): a caller whose own bounding set lacks one (a container, a
@@ -353,7 +358,9 @@ def _runtime_config(cfg: SandboxConfig) -> RuntimeConfig:
     gid_map: tuple[IdMap, ...] = ()
     if cfg.rootless:
         kinds.insert(0, NamespaceKind.USER)
-        uid_map, gid_map = (IdMap.self_map("uid"),), (IdMap.self_map("gid"),)
+        maps = rootless_maps()
+        maps.check(uid, gid, "the sandbox's process")
+        uid_map, gid_map = maps.uid_map, maps.gid_map
     host_root = cfg.rootfs is None and cfg.image is None
     mounts = runtime.standard_mounts(own_network=not cfg.network,
                                      sysfs_writable=cfg.privileged, private_tmp=True)
@@ -543,8 +550,17 @@ def _explain_root_failure(exc: MountError) -> None:
 
 
 def _explain_userns_failure(exc: SpawnError, cfg: SandboxConfig) -> None:
-    """A kernel that refuses the rootless sandbox its user namespace says only EPERM."""
-    if cfg.rootless and exc.step == "clone" and exc.errno == errno.EPERM:
+    """A kernel that refuses the rootless sandbox its user namespace says only EPERM; so
+    does one that refuses an ordinary user namespaces without one."""
+    if exc.step != "clone" or exc.errno != errno.EPERM:
+        return
+    if not cfg.rootless and os.geteuid() != 0:
+        raise UnsupportedError(
+            "an ordinary user may create namespaces only inside a user namespace of its own, "
+            "and this sandbox has none (user_namespace=False): leave user_namespace unset "
+            "(the default when not root), or run as root (clone: EPERM)",
+            missing="CAP_SYS_ADMIN") from exc
+    if cfg.rootless:
         raise UnsupportedError(
             "the kernel refused a user namespace for this rootless sandbox (EPERM): it "
             "refuses one to a process in a chroot, and where unprivileged user namespaces are "
@@ -842,10 +858,13 @@ class Sandbox:
             return
         from isolate import runtime
         from isolate._image_root import ImageRoot, check_rootless_user
+        from isolate.namespaces import rootless_maps
 
-        mountpoints = runtime.mountpoints(runtime_config(cfg))
-        root = ImageRoot.open(cfg.image, cfg.store, mountpoints=mountpoints,
-                              rootless=cfg.rootless, pull=cfg.pull)
+        # The layers are extracted for the maps the sandbox's user namespace gets.
+        maps = rootless_maps() if cfg.rootless else None
+        root = ImageRoot.open(cfg.image, cfg.store,
+                              mountpoints=runtime.mountpoints(runtime_config(cfg)),
+                              rootless=cfg.rootless, pull=cfg.pull, maps=maps)
         self._image_root = root
         defaults = root.defaults()
         env: dict[str, str] = dict(defaults["env"])  # type: ignore[call-overload]
@@ -854,9 +873,9 @@ class Sandbox:
         if cfg.cwd is None and "cwd" in defaults:
             changes["cwd"] = defaults["cwd"]
         if cfg.uid is None and cfg.gid is None and "uid" in defaults:
-            if cfg.rootless:
+            if maps is not None:
                 check_rootless_user(defaults["uid"], defaults["gid"],  # type: ignore[arg-type]
-                                    root.image)
+                                    root.image, maps)
             changes["uid"], changes["gid"] = defaults["uid"], defaults["gid"]
         self.config = attrs.evolve(cfg, **changes)
 

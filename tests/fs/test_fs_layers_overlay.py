@@ -145,3 +145,47 @@ def test_user_namespace_extract_uses_user_overlay_xattrs_that_overlayfs_honours(
     seen, names = eval(result.stdout.strip())  # our own repr() output
     assert seen == (["d", "f"], ["x"])  # "gone" whited out, "d" opaque: "d/hidden" hidden
     assert ".wh.f" in names
+
+
+_UNMAPPED_SCRIPT = textwrap.dedent("""
+    import os, sys, tempfile
+    from isolate.errors import IsolateOSError
+    from isolate.fs import layers
+    for native in (True, False):
+        for name in ("file", "link", "dir", "ok"):
+            dest = tempfile.mkdtemp(dir=sys.argv[1])
+            try:
+                layers._extract(os.path.join(sys.argv[1], name + ".tar"), dest,
+                                whiteouts="overlay", privileged=None, xattr_namespace=None,
+                                native=native)
+                print("extracted", name)
+            except IsolateOSError as exc:
+                print(exc.errno, exc.filename, exc)
+""")
+
+
+@pytest.mark.userns
+def test_an_owner_the_user_namespace_does_not_map_is_named_in_the_error(work: Path) -> None:
+    # What a rootless store meets with too small a subordinate range: chown to an unmapped
+    # id is EINVAL, and the error names the entry, the owner and what is mapped -- from the C
+    # fast path and from Python alike, for a file, a symlink and a directory.
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare (util-linux) is not installed")
+    owner = {"uid": 1234, "gid": 5678}
+    (work / "file.tar").write_bytes(build_tar(entry("f", data=b"x", **owner)))
+    (work / "link.tar").write_bytes(build_tar(entry("l", kind=tarfile.SYMTYPE, link="f",
+                                                    **owner)))
+    (work / "dir.tar").write_bytes(build_tar(entry("d", kind=tarfile.DIRTYPE, mode=0o755,
+                                                   **owner)))
+    (work / "ok.tar").write_bytes(build_tar(entry("f", data=b"x")))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    result = subprocess.run(
+        ["unshare", "--user", "--map-root-user", sys.executable, "-c", _UNMAPPED_SCRIPT,
+         str(work)], capture_output=True, text=True, env=env, check=False)
+    assert result.returncode == 0, result.stderr
+    tail = ("its owner 1234:5678, which this user namespace does not map (it maps uids 0 and "
+            "gids 0); a rootless store needs subordinate ids (/etc/subuid, /etc/subgid) for "
+            "every owner in the image: EINVAL (Invalid argument)")
+    expected = [f"22 {name} cannot give layer entry {name!r} {tail}" for name in "fld"]
+    expected.append("extracted ok")
+    assert result.stdout.splitlines() == expected * 2

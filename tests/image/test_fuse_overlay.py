@@ -184,6 +184,24 @@ def test_missing_fuse_overlayfs_is_unsupported_naming_the_package(
     _store_is_clean(store)
 
 
+def test_fuse_overlayfs_that_exits_before_mounting_says_why_without_an_invented_errno(
+        tmp_path: Path) -> None:
+    from isolate._fuse_root import FuseRoot
+    from isolate.errors import MountError
+
+    _need_fuse()
+    merged = tmp_path / "merged"
+    merged.mkdir()
+    with pytest.raises(MountError) as info:
+        FuseRoot.start([str(tmp_path / "no-such-layer")], str(merged),
+                       log=str(tmp_path / "fuse.log"))
+    # No system call of ours failed: the message is its exit status and its own words.
+    assert info.value.errno is None and info.value.step == "fuse-overlayfs"
+    text = str(info.value)
+    assert text.startswith("fuse-overlayfs exited with status ") and "before mounting: " in text
+    assert "EIO" not in text and "Input/output" not in text
+
+
 @pytest.mark.parametrize("userns", [True, False], ids=["userns", "no-userns"])
 def test_auto_uses_the_kernel_overlay_where_it_works(layered: tuple[Store, Image],
                                                       userns: bool) -> None:

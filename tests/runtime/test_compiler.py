@@ -235,3 +235,20 @@ def test_a_shell_outside_sees_nothing_left(rootfs: str) -> None:
     after = subprocess.run(["cat", "/proc/self/mountinfo"], capture_output=True, text=True,
                            check=True).stdout.count("\n")
     assert before == after
+
+
+def test_a_new_top_level_mount_target_works_in_a_user_namespace() -> None:
+    # The read-only host root then becomes a tmpfs with the host's top-level entries bound in;
+    # in a user namespace the kernel mounts a fresh /proc only where a fully visible one is
+    # (mount_too_revealing), so the host's is bound at /proc for it, as in an own root.
+    need_root()
+    cfg = RuntimeConfig(
+        process=Process(args=["sh", "-c", "ls -d /newtop/doc; echo $$ $(cat /proc/1/comm)"],
+                        env={"PATH": "/usr/bin:/bin"}),
+        root=Root(None, readonly=True),
+        mounts=[*standard_mounts(own_network=True),
+                Mount("/newtop", "bind", "/usr/share", ["rbind", "ro"]),
+                Mount("/newtmp", "tmpfs", "tmpfs", ["nosuid"])],
+        namespaces=["user", *ALL], uid_mappings=[IdMap(0, 100000, 65536)],
+        gid_mappings=[IdMap(0, 100000, 65536)])
+    assert run(cfg) == (0, "/newtop/doc\n1 sh\n")

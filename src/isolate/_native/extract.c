@@ -371,6 +371,8 @@ static int entry(struct iso_extract *x, const uint8_t *block)
         MAKE_EXCLUSIVE(made, symlinkat(h.link, pfd, base), pfd, base);
         if (made < 0)
             return ISO_X_HANDOFF;
+        x->uid = (uint32_t)h.uid; /* the owner an error names, as for a file */
+        x->gid = (uint32_t)h.gid;
         struct timespec times[2] = {{(time_t)h.mtime, 0}, {(time_t)h.mtime, 0}};
         if (note_created(x, h.path, path_len) < 0 ||
             ((x->flags & ISO_X_CHOWN) &&

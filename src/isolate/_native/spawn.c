@@ -74,6 +74,7 @@
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -277,7 +278,20 @@ struct child_state {
     uint32_t init_op;   /* index of the last INIT op, or UINT32_MAX */
     uint64_t command_mask;             /* INIT: the signal mask the command gets back */
     struct sigaction command_sigchld;  /* INIT: the SIGCHLD disposition it gets back */
+    int dumpable;       /* the caller's own dumpability (see caller_dumpable) */
+    int dumpable_fd;    /* closed once that is ours too, for a parent that waits on it */
+    uint64_t caller_areas[4];  /* INIT: the caller's arg_start, arg_end, env_start, env_end */
+    int caller_areas_err;      /* INIT: why they are unknown (0: known) */
 };
+
+/* A copy of the caller's memory takes the caller's own dumpability, not what a vfork sibling's
+ * change of credentials left in that memory for the moment (see caller_dumpable). */
+static void take_caller_dumpability(const struct child_state *st)
+{
+    if ((st->dumpable == 0 || st->dumpable == 1) &&
+        prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != st->dumpable)
+        prctl(PR_SET_DUMPABLE, st->dumpable, 0, 0, 0);
+}
 
 static const char *str_at(const struct child_state *st, uint32_t off)
 {
@@ -1204,8 +1218,10 @@ static int do_fork_into_pidns(struct child_state *st, const struct iso_op *op, u
     } else {
         gst.shares_vm = 0;
         pid = (pid_t)syscall(SYS_clone, CLONE_PARENT, 0, NULL, NULL, 0);
-        if (pid == 0)
+        if (pid == 0) {
+            take_caller_dumpability(&gst);
             _exit(run_ops(&gst));
+        }
     }
     if (pid < 0)
         return errno;
@@ -1232,55 +1248,70 @@ void iso_close_all_but(int keep)
 
 /* The init is a copy of the caller's memory, so the sandbox would read the caller's command
  * line in /proc/1/cmdline, which anyone may read (environ is closed to them: the init is not
- * dumpable). Overwrite the argument area (or, once the command has exec'd, the environment
- * area) in our copy, through /proc/self/mem so that an address we
- * did not expect fails instead of faulting. Needs a /proc of our pid namespace; without one
- * it does nothing. */
-static void hide_caller_cmdline(int environment)
+ * dumpable), and so would `ps` on the host. The caller reads where its argument and environment
+ * areas lie (fields 48-51 of /proc/self/stat) before it clones; the copy has them at the same
+ * addresses. Returns 0 or an errno. */
+static int read_caller_areas(uint64_t v[4])
 {
     char buf[1024];
     int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return;
+        return errno;
     ssize_t n = read(fd, buf, sizeof buf - 1);
+    int e = errno;
     close(fd);
     if (n <= 0)
-        return;
+        return n < 0 ? e : EIO;
     buf[n] = '\0';
-    /* Fields 48-51: arg_start, arg_end, env_start, env_end. Count them from the ")" that ends
-     * field 2 (the command name, which may hold spaces). */
+    /* Count the fields from the ")" that ends field 2 (the command name, which may hold
+     * spaces). */
     char *p = strrchr(buf, ')');
     if (!p)
-        return;
-    uint64_t v[4] = {0, 0, 0, 0};
-    for (int field = 2; *p && field <= 51; p++) {
+        return EIO;
+    v[0] = v[1] = v[2] = v[3] = 0;
+    int field = 2;
+    for (; *p && field <= 51; p++) {
         if (*p == ' ')
             field++;
         else if (field >= 48 && *p >= '0' && *p <= '9')
             v[field - 48] = v[field - 48] * 10 + (uint64_t)(*p - '0');
     }
-    int mem = open("/proc/self/mem", O_WRONLY | O_CLOEXEC);
-    if (mem < 0)
-        return;
+    /* A /proc that hides them from us shows zeros. */
+    return field > 51 && v[0] && v[1] > v[0] ? 0 : EIO;
+}
+
+/* Overwrite the argument area with "isolate-init" (or, once the command has exec'd, the
+ * environment area with zeros) in our copy of the caller's memory. process_vm_writev on
+ * ourselves: an address we did not expect fails (EFAULT) instead of faulting, and, unlike
+ * /proc/self/mem, it needs no /proc of ours, nor to be dumpable (a non-dumpable task's /proc
+ * files belong to root of the caller's user namespace, which a rootless init cannot open).
+ * Returns 0 or an errno. */
+static int hide_caller_cmdline(const struct child_state *st, int environment)
+{
+    if (st->caller_areas_err)
+        return st->caller_areas_err;
     static const char name[] = "isolate-init";
-    char zeros[256];
-    memset(zeros, 0, sizeof zeros);
+    static const char zeros[256];
+    pid_t self = getpid();
     for (int k = environment ? 2 : 0; k < (environment ? 4 : 2); k += 2) {
-        uint64_t at = v[k], end = v[k + 1];
-        if (!at || end <= at || end - at > (1U << 20))
-            continue;
+        uint64_t at = st->caller_areas[k], end = st->caller_areas[k + 1];
+        if (end <= at || end - at > (1U << 20))
+            return environment ? 0 : EIO;
         const char *src = k == 0 ? name : zeros;
         size_t first = k == 0 ? sizeof name : sizeof zeros;
         while (at < end) {
             size_t len = end - at < first ? (size_t)(end - at) : first;
-            if (pwrite(mem, src, len, (off_t)at) <= 0)
-                break;
-            at += len;
+            struct iovec local = {(void *)src, len};
+            struct iovec remote = {(void *)(uintptr_t)at, len};
+            ssize_t n = process_vm_writev(self, &local, 1, &remote, 1, 0);
+            if (n <= 0)
+                return n < 0 ? errno : EIO;
+            at += (size_t)n;
             src = zeros;
             first = sizeof zeros;
         }
     }
-    close(mem);
+    return 0;
 }
 
 /* pid 1's loop: every signal is blocked and taken here. SIGCHLD: reap every zombie (orphans
@@ -1295,8 +1326,10 @@ __attribute__((noreturn)) static void init_main(const struct child_state *st, pi
     /* Nothing of the command's (stdio, pipes, the status pipe) stays open here, so its
      * readers see EOF when it ends, and the caller's status read ends at its exec. */
     iso_close_all_but(exit_fd);
-    /* The command has exec'd (or failed): no one shares this memory now. */
-    hide_caller_cmdline(1);
+    /* The command has exec'd (or failed): no one shares this memory now. Nothing reads the
+     * environment area (environ is closed to all but the caller): its clearing is a second
+     * line that does the same writes as the argument area's, which succeeded. */
+    (void)hide_caller_cmdline(st, 1);
     uint64_t all = ~(uint64_t)0;
     for (;;) {
         siginfo_t si;
@@ -1356,10 +1389,13 @@ static int do_init(struct child_state *st, uint32_t index)
     /* Before the command exists, so that it never sees the caller through /proc/1: we run
      * outside its seccomp filter, so it must not ptrace us (and environ becomes unreadable),
      * and the name and argument area are ours. The command's exec resets its own name and
-     * dumpability; the plan it runs until then does not read the argument strings. */
+     * dumpability; the plan it runs until then does not read the argument strings. An init
+     * that cannot hide the caller's command line fails, never shows it. */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     prctl(PR_SET_NAME, (unsigned long)"isolate-init", 0, 0, 0);
-    hide_caller_cmdline(0);
+    int hidden = hide_caller_cmdline(st, 0);
+    if (hidden)
+        return hidden;
     int e = 0;
     pid_t pid = -1;
     char *stack = mmap(NULL, ISO_STACK_SIZE, PROT_READ | PROT_WRITE,
@@ -1628,6 +1664,11 @@ static int run_ops(struct child_state *st)
 static int child_main(void *arg)
 {
     struct child_state *st = arg;
+    if (!st->shares_vm) {
+        take_caller_dumpability(st);
+        if (st->dumpable_fd >= 0)
+            close(st->dumpable_fd);
+    }
     if (st->hdr->flags & ISO_PLAN_RESET_SIGNALS)
         reset_signals();
     return run_ops(st);
@@ -1676,6 +1717,18 @@ static void shared_vm_end(void)
     pthread_mutex_unlock(&dumpable_lock);
 }
 
+/* The caller's own dumpability: while such a child runs, the value from before it. A FORK child
+ * made meanwhile is a copy of memory the kernel made non-dumpable for the moment; it takes this
+ * value instead (take_caller_dumpability), or newuidmap would refuse to map it ("owned by a
+ * different user") and the parent could not open its namespaces. */
+static int caller_dumpable(void)
+{
+    pthread_mutex_lock(&dumpable_lock);
+    int d = dumpable_spawns ? dumpable_before : prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+    pthread_mutex_unlock(&dumpable_lock);
+    return d;
+}
+
 int iso_spawn(uint8_t *plan, size_t len, struct iso_spawn_result *out)
 {
     out->pid = -1;
@@ -1698,9 +1751,12 @@ int iso_spawn(uint8_t *plan, size_t len, struct iso_spawn_result *out)
     st.parent = getpid();
     st.shares_vm = h->mode == ISO_MODE_VFORK;
     st.init_op = UINT32_MAX;
+    st.dumpable_fd = -1;
     for (int i = 0; i < ISO_SLOTS; i++)
         st.slots[i] = -1;
     for (uint32_t i = 0; i < h->n_ops; i++) {
+        if (st.ops[i].kind == ISO_OP_INIT && st.init_op == UINT32_MAX)
+            st.caller_areas_err = read_caller_areas(st.caller_areas);
         if (st.ops[i].kind == ISO_OP_INIT)
             st.init_op = i;
         if (st.ops[i].kind == ISO_OP_EXEC) {
@@ -1730,6 +1786,7 @@ int iso_spawn(uint8_t *plan, size_t len, struct iso_spawn_result *out)
             return -1;
         }
         st.grand_stack = stack + ISO_STACK_SIZE;
+        st.dumpable = caller_dumpable();
         shared_vm_begin();
         pid = clone(child_main, stack + ISO_STACK_SIZE,
                     CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD | (int)h->clone_flags |
@@ -1738,6 +1795,14 @@ int iso_spawn(uint8_t *plan, size_t len, struct iso_spawn_result *out)
         out->err = errno;
         shared_vm_end();
     } else {
+        st.dumpable = caller_dumpable();
+        /* A vfork sibling with other ids runs in our memory right now, so the copy starts
+         * non-dumpable: wait below until the child has made itself ours, or a parent step
+         * (newuidmap, opening its namespaces) would find it closed. */
+        int fixing[2] = {-1, -1};
+        if (st.dumpable != prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) &&
+            pipe2(fixing, O_CLOEXEC) == 0)
+            st.dumpable_fd = fixing[1];
         struct iso_clone_args args;
         memset(&args, 0, sizeof args);
         args.flags = CLONE_PIDFD | h->clone_flags;
@@ -1754,6 +1819,13 @@ int iso_spawn(uint8_t *plan, size_t len, struct iso_spawn_result *out)
         out->err = errno;
         if (pid == 0)
             child_main(&st); /* never returns */
+        if (fixing[0] >= 0) {
+            close(fixing[1]);
+            char c;
+            while (pid > 0 && read(fixing[0], &c, 1) < 0 && errno == EINTR)
+                ; /* EOF: the child closed its end (or died) */
+            close(fixing[0]);
+        }
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (stack)

@@ -64,8 +64,8 @@ def register(sub: Any) -> None:
     p.add_argument("--rootfs", metavar="DIR", help="root filesystem directory (default: the "
                    "host's, read-only)")
     p.add_argument("--bind", "-v", metavar="SRC:DST[:ro|rw][,dev]", action="append",
-                   default=[], help="bind a host path (read-only unless :rw; device nodes "
-                   "in it unusable unless dev)")
+                   default=[], help="bind a host path (read-only unless :rw, unlike docker run "
+                   "-v; device nodes in it unusable unless dev)")
     p.add_argument("--device", metavar="HOST[:CONTAINER][:rwm]", action="append", default=[],
                    help="give the sandbox a host device node (at the same path below /dev "
                    "unless CONTAINER); less than rwm makes a device cgroup enforce it")

@@ -337,7 +337,16 @@ class ContainerStore:
         with contextlib.suppress(IsolateError):
             self.images.release(f"container-{cid}")
         if os.path.lexists(trash):
-            remove_tree(trash)
+            # Rootless, what the container's users made in its upper dir belongs to the
+            # subordinate ids: a helper with the container's maps removes that.
+            from isolate._mapped import remove_tree as remove_mapped
+            from isolate.namespaces import IdMap as _IdMap
+            from isolate.namespaces import IdMaps
+
+            maps = (IdMaps([_IdMap(*m) for m in record["uid_map"]],
+                           [_IdMap(*m) for m in record["gid_map"]])
+                    if record.get("uid_map") and record.get("gid_map") else None)
+            remove_mapped(trash, maps)
 
     # -- creating ------------------------------------------------------------------------------
     def create(self, config: ContainerConfig, *, pull: bool = True) -> Container:
@@ -548,38 +557,22 @@ def _stop_signal(config: ContainerConfig, image: ImageConfig) -> int:
 
 
 def _rootless_maps(user: ImageUser, img: Image) -> tuple[tuple[IdMap, ...], tuple[IdMap, ...]]:
-    """The id maps of a rootless container's user namespace: the user's subordinate ranges
-    (through newuidmap) when /etc/subuid and /etc/subgid grant some, else just our own ids as
-    root. As root: none (no user namespace).
+    """The id maps of a rootless container's user namespace, as a rootless sandbox's:
+    :func:`isolate.namespaces.rootless_maps` (the user's subordinate ranges through newuidmap
+    where /etc/subuid and /etc/subgid grant some, else just our own ids as root). As root:
+    none (no user namespace).
 
     Raises:
-        UnsupportedError: the container's user is not mapped (a single-id map has only root).
+        UnsupportedError: the container's user is not mapped (a single-id map has only root);
+            the message says how to get a range.
     """
     if os.geteuid() == 0:
         return (), ()
-    from isolate.namespaces import IdMap as _IdMap
+    from isolate.namespaces import rootless_maps
 
-    try:
-        import shutil
-
-        if shutil.which("newuidmap") is None or shutil.which("newgidmap") is None:
-            raise UnsupportedError("no newuidmap", missing="newuidmap")
-        uids = _IdMap.subordinate_map("uid")
-        gids = _IdMap.subordinate_map("gid")
-    except UnsupportedError:
-        uids, gids = (_IdMap.self_map("uid"),), (_IdMap.self_map("gid"),)
-    for what, value, maps in (("uid", user.uid, uids), ("gid", user.gid, gids)):
-        if not any(m.inside <= value < m.inside + m.count for m in maps):
-            raise UnsupportedError(
-                f"image {img.short_id} runs as {what} {value}, which this rootless container "
-                f"cannot map (mapped: {_ranges(maps)}); "
-                "add subordinate ids for your user (/etc/subuid, /etc/subgid) or run as root "
-                "(--user 0)", missing=f"a {what} map for {value}")
-    return uids, gids
-
-
-def _ranges(maps: Sequence[IdMap]) -> str:
-    return ", ".join(f"{m.inside}-{m.inside + m.count - 1}" for m in maps)
+    maps = rootless_maps()
+    maps.check(user.uid, user.gid, f"image {img.short_id}'s user in this rootless container")
+    return maps.uid_map, maps.gid_map
 
 
 def _make_mountpoints(top: str, lowers: Sequence[str], rc: RuntimeConfig,

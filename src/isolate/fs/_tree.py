@@ -184,6 +184,19 @@ def _fsync_file(dir_fd: int, name: str, entry: os.DirEntry[str] | None) -> None:
         os.close(fd)
 
 
+def fsync_dir(path: str) -> None:
+    """fsync the directory ``path``, so a rename or unlink in it survives a crash.
+
+    Raises:
+        OSError: the open or fsync failed.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def fsync_tree(path: str) -> None:
     """fsync every regular file and directory below ``path`` and ``path`` itself (before a
     tree is renamed into sight).

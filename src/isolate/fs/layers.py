@@ -25,6 +25,7 @@ from typing import Any, BinaryIO, Literal, Union
 import attrs
 
 from isolate import _sys
+from isolate._units import id_spans
 from isolate.errors import ConfigError, IsolateOSError, UnsupportedError
 from isolate.fs import _compress, _tree
 from isolate.fs._tar import CorruptLayer, Entry, TarStream, UnsafeArchive
@@ -121,6 +122,35 @@ def _default_privileged() -> bool:
 
 def _os_error(exc: OSError, message: str, filename: str | None = None) -> IsolateOSError:
     return IsolateOSError(exc.errno or errno.EIO, message, filename, step="extract")
+
+
+def _unmapped(uid: int, gid: int) -> str | None:
+    """When our user namespace does not map ``uid`` or ``gid``: what it maps, said for a
+    message (None: both are mapped, or the maps cannot be read)."""
+    missing = False
+    spans = []
+    for which, value in (("uid", uid), ("gid", gid)):
+        try:
+            with open(f"/proc/self/{which}_map", encoding="ascii") as f:
+                lines = sorted(tuple(int(x) for x in line.split()) for line in f if line.strip())
+        except (OSError, ValueError):
+            return None
+        missing = missing or not any(inside <= value < inside + count
+                                     for inside, _, count in lines)
+        spans.append(f"{which}s " + id_spans((inside, count) for inside, _, count in lines))
+    return " and ".join(spans) if missing else None
+
+
+def _owner_error(exc: OSError, entry: str, uid: int, gid: int) -> IsolateOSError:
+    """A failed chown of ``entry``: for an owner the user namespace does not map (EINVAL),
+    say which and what would map it."""
+    maps = _unmapped(uid, gid) if exc.errno == errno.EINVAL else None
+    if maps is None:
+        return _os_error(exc, f"cannot extract layer entry {entry!r}", entry)
+    return IsolateOSError(
+        errno.EINVAL, f"cannot give layer entry {entry!r} its owner {uid}:{gid}, which this "
+        f"user namespace does not map (it maps {maps}); a rootless store needs subordinate "
+        "ids (/etc/subuid, /etc/subgid) for every owner in the image", entry, step="extract")
 
 
 # --------------------------------------------------------------------------------------------
@@ -598,10 +628,21 @@ class _Extractor:
     def _dir_meta(self, m: Entry) -> _DirMeta:
         return _DirMeta(m.name, m.mode & 0o7777, m.uid, m.gid, m.mtime_ns, _member_xattrs(m))
 
+    def _chown(self, entry: str, uid: int, gid: int, fd: int, name: str | None = None) -> None:
+        """chown ``fd`` (or, with ``name``, the entry ``name`` in the directory ``fd``,
+        without following a symlink)."""
+        try:
+            if name is None:
+                os.fchown(fd, uid, gid)
+            else:
+                os.chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
+        except OSError as e:
+            raise _owner_error(e, entry, uid, gid) from e
+
     def _meta_fd(self, fd: int, m: Entry, xattrs: list[tuple[str, bytes]]) -> None:
         # Order matters: chown clears set-id bits and file capabilities, so it goes first.
         if self.chown:
-            os.fchown(fd, m.uid, m.gid)
+            self._chown(m.name, m.uid, m.gid, fd)
         os.fchmod(fd, m.mode & 0o7777)
         for name, value in xattrs:
             self._xattr(fd, name, value, m.name)
@@ -611,7 +652,7 @@ class _Extractor:
         # Symlinks, devices and fifos cannot be opened for writing metadata safely; use the
         # *at calls without following links. (xattrs on these are not restored.)
         if self.chown:
-            os.chown(name, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
+            self._chown(m.name, m.uid, m.gid, pfd, name)
         if not m.issym():
             os.chmod(name, m.mode & 0o7777, dir_fd=pfd)
         os.utime(name, ns=(m.mtime_ns, m.mtime_ns), dir_fd=pfd, follow_symlinks=False)
@@ -636,7 +677,7 @@ class _Extractor:
             except (UnsafeArchive, CorruptLayer):
                 continue  # a later entry replaced this directory
             if self.chown:
-                os.fchown(fd, meta.uid, meta.gid)
+                self._chown(meta.entry, meta.uid, meta.gid, fd)
             os.fchmod(fd, meta.mode)
             for name, value in meta.xattrs:
                 self._xattr(fd, name, value, meta.entry)
@@ -688,7 +729,8 @@ def extract(
     ``privileged`` (default: effective uid 0 in the initial user namespace) allows device nodes
     and makes failures to set ``trusted.*``/``security.*`` xattrs errors; unprivileged, device
     nodes are skipped (counted in ``LayerStats.skipped``) and such xattrs dropped. Owners are
-    kept whenever the effective uid is 0 (also root of a user namespace). ``xattr_namespace``
+    kept whenever the effective uid is 0 (also root of a user namespace, where an owner the
+    namespace does not map is an ``IsolateOSError`` EINVAL naming the id). ``xattr_namespace``
     picks ``trusted`` or ``user`` overlay xattrs (default: ``trusted`` when privileged, else
     ``user``, as overlayfs mounted with ``userxattr`` wants). Overlay xattrs carried in the
     archive itself are dropped (they could redirect lookups); so is ``security.selinux``.
@@ -884,7 +926,12 @@ def _copy_region(tf: TarStream, m: Entry, fd: int, offset: int | None, length: i
 def _unpack_native(reader: _TarReader, native: _sys.LayerUnpacker) -> None:
     """Let C unpack from the reader's position up to the first header it leaves to Python."""
     while True:
-        handoff, used = native.feed(reader._buf, reader._at)
+        try:
+            handoff, used = native.feed(reader._buf, reader._at)
+        except IsolateOSError as e:
+            if e.errno == errno.EINVAL and _unmapped(*native.owner):
+                raise _owner_error(e, native.entry, *native.owner) from e
+            raise
         reader._at += used
         if handoff:
             return

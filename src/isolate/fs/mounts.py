@@ -112,8 +112,15 @@ class Bind:
 
     @classmethod
     def parse(cls, spec: str) -> Bind:
-        """``SRC:DST[:OPTIONS]`` as in ``docker run -v``; OPTIONS is a comma-separated list
-        of ``ro`` (the default), ``rw``, ``dev`` (device nodes usable) and ``nodev``."""
+        """``SRC:DST[:OPTIONS]``, the syntax of ``docker run -v``; OPTIONS is a comma-separated
+        list of ``ro``, ``rw``, ``dev`` (device nodes usable) and ``nodev``. Read-only unless
+        ``rw`` is given: a sandbox's own default (Docker's ``-v`` is read-write unless ``ro``,
+        and so are containers' volumes).
+
+        Raises:
+            ConfigError: not that syntax, an unknown or repeated option, or both of ``ro`` and
+                ``rw`` (``dev`` and ``nodev``).
+        """
         parts = spec.split(":")
         options = parts[2].split(",") if len(parts) == 3 else []
         if (len(parts) not in (2, 3) or not parts[0] or not parts[1]

@@ -24,11 +24,7 @@ __all__ = ["FileLock", "TempSpace", "fsync_dir", "fsync_tree", "remove_tree"]
 
 def fsync_dir(path: str) -> None:
     """fsync a directory so a rename or unlink inside it survives a crash."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _tree.fsync_dir(path)
 
 
 def fsync_tree(path: str) -> None:
@@ -109,24 +105,33 @@ class TempSpace:
         return os.path.join(self.path,
                             f"{os.getpid()}-{_pid_ns()}.{secrets.token_hex(8)}.{what}")
 
-    def clean(self) -> int:
-        """Remove entries whose writing process is gone; return how many were removed."""
-        removed = 0
+    def leftovers(self) -> list[str]:
+        """The paths of entries whose writing process is gone."""
         try:
             names = os.listdir(self.path)
         except FileNotFoundError:
-            return 0
+            return []
         ours = _pid_ns()
         now = time.time()
+        out = []
         for name in names:
             path = os.path.join(self.path, name)
             pid_text, _, ns_text = name.split(".", 1)[0].partition("-")
             if ns_text.isdigit() and int(ns_text) != ours:
-                with contextlib.suppress(FileNotFoundError):
+                try:
                     if now - os.lstat(path).st_mtime < FOREIGN_TEMP_AGE:
                         continue
+                except FileNotFoundError:
+                    continue
             elif pid_text.isdigit() and pid_alive(int(pid_text)):
                 continue
+            out.append(path)
+        return out
+
+    def clean(self) -> int:
+        """Remove entries whose writing process is gone; return how many were removed."""
+        removed = 0
+        for path in self.leftovers():
             try:
                 remove_tree(path)
             except ImageError:

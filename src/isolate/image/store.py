@@ -21,13 +21,20 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import IO, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 import attrs
 
-from isolate.errors import ConfigError, DigestMismatch, ImageError, ImageInUseError
+from isolate._mapped import pack_layer, unpack_layer
+from isolate.errors import (
+    ConfigError,
+    DigestMismatch,
+    ImageError,
+    ImageInUseError,
+    IsolateError,
+)
 from isolate.fs import _tree
-from isolate.image._disk import FileLock, TempSpace, fsync_dir, fsync_tree, remove_tree
+from isolate.image._disk import FileLock, TempSpace, fsync_dir, remove_tree
 from isolate.image._storage import HashingReader
 from isolate.image.config import Image, ImageConfig, build_config_blob, parse_config_blob
 from isolate.image.oci import (
@@ -40,6 +47,11 @@ from isolate.image.oci import (
     sha256_digest,
 )
 from isolate.image.reference import Platform, Reference, host_platform, is_digest, name_to_give
+
+if TYPE_CHECKING:
+    from isolate._mapped import MappedWorker
+    from isolate.fs.layers import Layer
+    from isolate.namespaces import IdMaps
 
 __all__ = ["DiskUsage", "GcReport", "Removed", "Store", "default_root"]
 
@@ -118,11 +130,30 @@ class DiskUsage:
         return self.blob_bytes + self.layer_bytes + self.other_bytes
 
 
+def _caller_maps(maps: IdMaps | None) -> IdMaps | None:
+    """``maps``, or by default the caller's own: an ordinary user's rootless maps (layers
+    are for its user namespaces), none for root."""
+    if maps is not None or os.geteuid() == 0:
+        return maps
+    from isolate.namespaces import rootless_maps
+
+    return rootless_maps()
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except FileNotFoundError:
+        return []
+
+
 def _tree_bytes(path: str, seen: set[tuple[int, int]]) -> int:
     """Bytes used below ``path``; a hardlinked inode counts once across all calls with ``seen``."""
     try:
         return _tree.tree_bytes(path, seen)
     except FileNotFoundError:  # removed by a concurrent gc
+        return 0
+    except PermissionError:  # a layer of an id-mapped cache: a mapped owner's closed dir
         return 0
 
 
@@ -696,34 +727,25 @@ class Store:
 
     def from_directory(self, directory: str | os.PathLike[str], ref: str | Reference | None,
                        *, config: ImageConfig | None = None,
-                       platform: Platform | str | None = None) -> Image:
+                       platform: Platform | str | None = None,
+                       maps: IdMaps | None = None) -> Image:
         """Make a one-layer image of the tree at ``directory`` (gzip layer); tag it ``ref``.
-        ``platform`` is what the image is recorded for (default: the host's).
+        ``platform`` is what the image is recorded for (default: the host's). Owners are
+        recorded as the user namespace of ``maps`` sees them (as :meth:`commit` does).
 
         Raises:
             ConfigError: ``directory`` is not a directory, or ``ref`` is malformed or carries
                 a digest.
             IsolateOSError: reading the tree failed.
+            NamespaceError, UnsupportedError: as for :meth:`layer_dirs`.
         """
-        from isolate.fs import layers as fslayers
-
         path = os.fspath(directory)
         if not os.path.isdir(path):
             raise ConfigError(f"from_directory: {path!r} is not a directory")
         if ref is not None:
             ref = name_to_give(ref, "from_directory")
         with self.using():
-            tmp = self.tmp.name("layer")
-            try:
-                with open(tmp, "xb") as out:
-                    layer = fslayers.pack(path, out, compression="gzip")
-                    out.flush()
-                    os.fsync(out.fileno())
-                if not self.has_blob(layer.digest):
-                    self.commit_file(tmp, layer.digest)
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
+            layer = self._pack(path, diff=False, compression="gzip", maps=maps)
             return self._new_image([(layer.diff_id, layer.digest, layer.size,
                                      layer.media_type)], ref, config, platform,
                                    f"isolate from_directory {os.path.basename(path)}")
@@ -757,9 +779,16 @@ class Store:
                ref: str | Reference | None, *, config: ImageConfig | None = None,
                compression: str | None = "gzip", author: str | None = None,
                message: str | None = None, created_by: str | None = None,
-               changes: Mapping[str, Any] | None = None) -> Image:
+               changes: Mapping[str, Any] | None = None,
+               maps: IdMaps | None = None) -> Image:
         """Make an image of ``base``'s layers plus one layer holding the changes in
         ``upperdir`` (an overlay upper dir, as a container left it): ``docker commit``.
+
+        Owners are recorded as the user namespace of ``maps`` sees them (default: the
+        caller's, as for :meth:`layer_dirs`): for subordinate maps a helper in such a
+        namespace writes the layer, so what uid 1000 wrote in a rootless sandbox is uid
+        1000's in the image, what its root wrote root's, and files only their owner may read
+        are read too.
 
         Deletions (0/0 character devices) and replaced directories (``overlay.opaque``)
         become OCI whiteouts (see :func:`isolate.fs.layers.diff`). ``config`` defaults to
@@ -778,11 +807,11 @@ class Store:
                 a digest, or ``changes`` names a field ImageConfig does not have or gives it
                 a bad value.
             ImageError: ``base`` is not in the store.
-            UnsupportedError: the upper dir uses redirect_dir/metacopy.
+            UnsupportedError: the upper dir uses redirect_dir/metacopy; or, with subordinate
+                maps, newuidmap is missing.
             IsolateOSError: reading the tree failed.
+            NamespaceError: with subordinate maps, newuidmap refused them.
         """
-        from isolate.fs import layers as fslayers
-
         path = os.fspath(upperdir)
         if not os.path.isdir(path):
             raise ConfigError(f"commit: {path!r} is not a directory")
@@ -796,18 +825,7 @@ class Store:
             layers = [] if img is None else [
                 (diff_id, d.digest, d.size, d.media_type)
                 for diff_id, d in zip(img.diff_ids, img.layers, strict=True)]
-            tmp = self.tmp.name("layer")
-            try:
-                with open(tmp, "xb") as out:
-                    layer = fslayers.diff_layer(
-                        path, out, compression=compression)  # type: ignore[arg-type]
-                    out.flush()
-                    os.fsync(out.fileno())
-                if not self.has_blob(layer.digest):
-                    self.commit_file(tmp, layer.digest)
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
+            layer = self._pack(path, diff=True, compression=compression, maps=maps)
             layers.append((layer.diff_id, layer.digest, layer.size, layer.media_type))
             if config is None and img is not None:
                 config = img.config
@@ -820,6 +838,51 @@ class Store:
                                    author=author, comment=message,
                                    parent=img.id if img is not None else None)
 
+    def put_layer(self, path: str | os.PathLike[str], *, changes: bool = True,
+                  compression: str | None = "gzip", maps: IdMaps | None = None) -> Layer:
+        """Store the layer blob of the tree at ``path`` and return it (the blob is kept by
+        :meth:`gc` only once an image references it: hold :meth:`using` until then).
+
+        ``changes``: ``path`` is an overlay upper dir and the layer holds its changes, as
+        :meth:`commit` records them (deletions as whiteouts); else the whole tree, as
+        :meth:`from_directory` packs it. Owners are recorded as the user namespace of ``maps``
+        sees them (default: the caller's; see :meth:`commit`).
+
+        Raises:
+            ConfigError: ``path`` is not a directory, or a bad ``compression``.
+            UnsupportedError: the upper dir uses redirect_dir/metacopy; newuidmap is missing.
+            IsolateOSError: reading the tree failed.
+            NamespaceError: newuidmap refused the maps.
+        """
+        tree = os.fspath(path)
+        if not os.path.isdir(tree):
+            raise ConfigError(f"put_layer: {tree!r} is not a directory")
+        if compression not in (None, "gzip", "zstd"):
+            raise ConfigError(f"layer compression: {compression!r} is not None, 'gzip' or "
+                              "'zstd'")
+        return self._pack(tree, diff=changes, compression=compression, maps=maps)
+
+    def _pack(self, path: str, *, diff: bool, compression: str | None,
+              maps: IdMaps | None) -> Layer:
+        """Write the layer of the tree ``path`` (its changes, with ``diff``) as a blob: by a
+        helper in the user namespace of subordinate ``maps``, else as the caller."""
+        maps = _caller_maps(maps)
+        tmp = self.tmp.name("layer")
+        try:
+            if maps is not None and maps.subordinate:
+                from isolate._mapped import MappedWorker
+
+                with MappedWorker(maps) as worker:
+                    layer = worker.pack(path, tmp, diff=diff, compression=compression)
+            else:
+                layer = pack_layer(path, tmp, diff=diff, compression=compression)
+            if not self.has_blob(layer.digest):
+                self.commit_file(tmp, layer.digest)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        return layer
+
     def _history(self, img: Image) -> list[dict[str, Any]]:
         """``img``'s config history, with entries added for layers it does not account for."""
         raw = load_json(self.read_blob(img.id), f"image config {img.id}").get("history")
@@ -830,33 +893,65 @@ class Store:
 
     # -- extracted layers ------------------------------------------------------------------
 
-    def layer_dirs(self, image: str | Reference | Image) -> list[str]:
+    def layer_dirs(self, image: str | Reference | Image, *,
+                   maps: IdMaps | None = None) -> list[str]:
         """The extracted layer directories of ``image``, lowest first, extracting on demand.
 
         Each is a complete tree with whiteouts as overlayfs expects them, ready to be stacked
-        as overlay lower dirs. Extraction goes to ``tmp/`` and is renamed into ``layers/`` only
+        as overlay lower dirs. Extraction goes to a temp dir and is renamed into place only
         when complete and its diff id verified.
 
+        ``maps``: the maps of the user namespace the layers are for (a rootless sandbox's or
+        container's; default: the caller's own, :func:`isolate.namespaces.rootless_maps` for
+        an ordinary user, none for root). When they map more than one id each layer is
+        extracted by a helper that is root of a user namespace with those maps, so every
+        owner in the image is kept as that namespace sees it (1000:1000 in the image is
+        1000:1000 inside), into a cache of those maps alone: layers extracted under one
+        mapping are never handed out for another. Otherwise layers are extracted as the
+        caller (as an ordinary user with a map of one id, every owner becomes the caller).
+
         Raises:
-            ImageError: the image or a layer blob is missing.
+            ImageError: the image or a layer blob is missing; the helper died.
             DigestMismatch: a layer does not unpack to its diff id.
             UnsafeArchive, CorruptLayer: a hostile or broken layer (from :mod:`isolate.fs`).
+            IsolateOSError: extracting failed, such as (EINVAL) an owner ``maps`` does not
+                map; the message names it.
+            NamespaceError, UnsupportedError: with ``maps``, the helper's user namespace
+                could not be made (newuidmap refused the maps, or is missing).
         """
         img = image if isinstance(image, Image) else self.get(image)
         out = []
-        with self.using():
+        maps = _caller_maps(maps)
+        mapped = maps is not None and maps.subordinate
+        with self.using(), contextlib.ExitStack() as stack:
+            worker: list[MappedWorker] = []
+
+            def helper() -> MappedWorker:
+                from isolate._mapped import MappedWorker
+
+                if not worker:
+                    assert maps is not None
+                    worker.append(stack.enter_context(MappedWorker(maps)))
+                return worker[0]
+
             for desc, diff_id in zip(img.layers, img.diff_ids, strict=True):
-                out.append(self._extract(desc, diff_id))
+                if mapped:
+                    assert maps is not None
+                    out.append(self._extract_mapped(desc, diff_id, maps, helper))
+                else:
+                    out.append(self._extract(desc, diff_id))
         return out
 
-    def layer_path(self, diff_id: str) -> str:
-        """Where the layer with ``diff_id`` is (or would be) extracted."""
+    def layer_path(self, diff_id: str, *, maps: IdMaps | None = None) -> str:
+        """Where the layer with ``diff_id`` is (or would be) extracted (for ``maps``, as
+        :meth:`layer_dirs` takes them)."""
+        maps = _caller_maps(maps)
+        if maps is not None and maps.subordinate:
+            return self._p("idmapped", maps.key, "layers", _hex(diff_id))
         return self._p("layers", _hex(diff_id))
 
     def _extract(self, desc: Descriptor, diff_id: str) -> str:
-        from isolate.fs import layers as fslayers
-
-        final = self.layer_path(diff_id)
+        final = self._p("layers", _hex(diff_id))
         if os.path.isdir(final):
             return final
         with self._lock(f"layer-{_hex(diff_id)}").hold():
@@ -864,20 +959,37 @@ class Store:
                 return final
             if not self.has_blob(desc.digest):
                 raise ImageError(f"layer blob {desc.digest} is not in the store")
-            tmp = self.tmp.name("layer")
-            os.mkdir(tmp, 0o755)
-            try:
-                stats = fslayers.extract(self.blob_path(desc.digest), tmp)
-                if stats.diff_id != diff_id:
-                    raise DigestMismatch(
-                        f"layer {desc.digest} unpacks to {stats.diff_id}, but the image config "
-                        f"says {diff_id}", expected=diff_id, actual=stats.diff_id)
-                fsync_tree(tmp)
-                os.rename(tmp, final)
-                fsync_dir(os.path.dirname(final))
-            except BaseException:
-                remove_tree(tmp)
-                raise
+            unpack_layer(self.blob_path(desc.digest), self.tmp.name("layer"), final, diff_id,
+                         desc.digest)
+        return final
+
+    def _mapped_root(self, maps: IdMaps) -> str:
+        """``idmapped/<key>/`` for ``maps``, made (with its ``maps.json``) when missing."""
+        base = self._p("idmapped", maps.key)
+        if not os.path.isfile(os.path.join(base, "maps.json")):
+            for sub in ("layers", "tmp"):
+                os.makedirs(os.path.join(base, sub), mode=0o700, exist_ok=True)
+            record = {"uid_map": [m.line() for m in maps.uid_map],
+                      "gid_map": [m.line() for m in maps.gid_map]}
+            self.tmp.write_bytes(os.path.join(base, "maps.json"), canonical_json(record))
+        return base
+
+    def _extract_mapped(self, desc: Descriptor, diff_id: str, maps: IdMaps,
+                        helper: Callable[[], MappedWorker]) -> str:
+        final = self.layer_path(diff_id, maps=maps)
+        if os.path.isdir(final):
+            return final
+        base = self._mapped_root(maps)
+        with self._lock(f"layer-{maps.key}-{_hex(diff_id)}").hold():
+            if os.path.isdir(final):
+                return final
+            if not self.has_blob(desc.digest):
+                raise ImageError(f"layer blob {desc.digest} is not in the store")
+            # Temp dirs of a helper that died hold files of the mapped owners: only a helper
+            # removes them, so each extraction takes the leftovers along.
+            space = TempSpace(os.path.join(base, "tmp"))
+            helper().unpack(self.blob_path(desc.digest), space.name("layer"), final, diff_id,
+                            desc.digest, stale=space.leftovers())
         return final
 
     # -- checking, gc, usage ---------------------------------------------------------------
@@ -938,6 +1050,40 @@ class Store:
         for name in os.listdir(self._p("layers")):
             if name not in layers:
                 yield "layer", self._p("layers", name)
+        for base in self._mapped_roots():
+            for name in _listdir(os.path.join(base, "layers")):
+                if name not in layers:
+                    yield "mapped layer", os.path.join(base, "layers", name)
+
+    def _mapped_roots(self) -> list[str]:
+        """The ``idmapped/<key>/`` caches (of layers extracted for an id map)."""
+        return [self._p("idmapped", key) for key in _listdir(self._p("idmapped"))]
+
+    def _remove_mapped(self, base: str, paths: list[str]) -> None:
+        """Remove ``paths`` of the id-mapped cache ``base`` (and its dead helpers' temp
+        dirs) in a user namespace with its maps: only there may the caller remove what the
+        mapped owners own."""
+        from isolate._mapped import MappedWorker
+        from isolate.namespaces import IdMaps
+
+        paths = paths + TempSpace(os.path.join(base, "tmp")).leftovers()
+        if not paths:
+            return
+        try:
+            with open(os.path.join(base, "maps.json"), "rb") as f:
+                record = load_json(f.read(), f"{base}/maps.json")
+            maps = IdMaps(record["uid_map"], record["gid_map"])
+        except (OSError, KeyError, TypeError, IsolateError) as exc:
+            raise ImageError(f"cannot tell the id maps of {base} ({exc}); remove it as "
+                             "root") from exc
+        try:
+            with MappedWorker(maps) as worker:
+                worker.remove(paths)
+        except IsolateError as exc:
+            raise ImageError(
+                f"cannot remove {len(paths)} layer(s) extracted for the id maps of {base} "
+                f"(uids {', '.join(record['uid_map'])}): {exc}; if your subordinate ids "
+                "changed since, remove them as root") from exc
 
     def gc(self, *, keep: Iterable[str] = ()) -> GcReport:
         """Remove image records, blobs, layers and partial downloads nothing references.
@@ -946,25 +1092,43 @@ class Store:
         too (``image prune --filter`` keeps the dangling images its filter leaves out). Waits
         for running pulls, imports and extractions to finish (they hold the gc lock shared).
 
+        Layers extracted for an id map (:meth:`layer_dirs` with ``maps``) are removed by a
+        helper in a user namespace with those maps.
+
         Raises:
-            ImageError: the store's lock cannot be taken.
+            ImageError: the store's lock cannot be taken; layers extracted for an id map
+                could not be removed (the rest is removed first; the message says which).
         """
         counts = {"image": 0, "blob": 0, "layer": 0, "partial": 0}
         image_ids: list[str] = []
         freed = 0
+        failures = []
         with self._lock("gc").hold(), self._meta():
             self.tmp.clean()
+            mapped: dict[str, list[str]] = {base: [] for base in self._mapped_roots()}
             for kind, path in list(self._dead(keep)):
                 freed += _tree_bytes(path, set()) if os.path.isdir(path) else os.lstat(
                     path).st_size
-                remove_tree(path)
+                if kind == "mapped layer":
+                    mapped[os.path.dirname(os.path.dirname(path))].append(path)
+                    kind = "layer"
+                else:
+                    remove_tree(path)
                 counts[kind] += 1
                 if kind == "image":
                     image_ids.append("sha256:" + os.path.basename(path).removesuffix(".json"))
+            for base, paths in mapped.items():
+                try:
+                    self._remove_mapped(base, paths)
+                except ImageError as exc:
+                    failures.append(str(exc))
+                    counts["layer"] -= len(paths)
             # No one holds a blob/layer lock while we hold gc exclusively: unlink them safely.
             for name in os.listdir(self._p("locks")):
                 if name.startswith(("blob-", "layer-")):
                     os.unlink(self._p("locks", name))
+        if failures:
+            raise ImageError("gc removed what it could, but: " + "; ".join(failures))
         return GcReport(counts["image"], counts["blob"], counts["layer"], freed,
                         tuple(image_ids))
 
@@ -975,15 +1139,18 @@ class Store:
         blob_names, layer_names = os.listdir(blob_dir), os.listdir(layer_dir)
         blob_bytes = sum(os.lstat(os.path.join(blob_dir, n)).st_size for n in blob_names)
         layer_bytes = _tree_bytes(layer_dir, seen)
+        mapped = [os.path.join(base, "layers", name) for base in self._mapped_roots()
+                  for name in _listdir(os.path.join(base, "layers"))]
+        layer_bytes += sum(_tree_bytes(path, seen) for path in mapped)
         other = sum(_tree_bytes(self._p(d), seen) for d in ("partial", "tmp", "images"))
         reclaim = 0
         for kind, path in self._dead():
             if kind in ("blob", "partial"):
                 reclaim += os.lstat(path).st_size
-            elif kind == "layer":
+            elif kind in ("layer", "mapped layer"):
                 reclaim += _tree_bytes(path, set())
         return DiskUsage(images=len(self._record_ids()), blobs=len(blob_names),
-                         blob_bytes=blob_bytes, layers=len(layer_names),
+                         blob_bytes=blob_bytes, layers=len(layer_names) + len(mapped),
                          layer_bytes=layer_bytes, other_bytes=other, reclaimable=reclaim)
 
     # -- registry and archives -------------------------------------------------------------

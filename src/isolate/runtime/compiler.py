@@ -248,10 +248,11 @@ def root_ops(cfg: RuntimeConfig, root: Op | None = None) -> RootOps:
                 is_file = m.type == "bind" and not os.path.isdir(m.source or "/")
                 inside.append(P.mkdir(m.destination, is_file=is_file))
     proc_slot = -1
-    if own_root and cfg.in_user_namespace:
+    if (own_root or spliced) and cfg.in_user_namespace:
         # In a user namespace the kernel mounts a new proc only where one is already fully
-        # visible (mount_too_revealing). A host root brings the host's /proc along; an own
-        # root gets it bound here, and each process covers it with a proc of its own.
+        # visible (mount_too_revealing). A clone of the host root brings the host's /proc
+        # along; an own root, or a spliced one (a tmpfs with /proc only a directory), gets it
+        # bound here, and each process covers it with a proc of its own.
         if slot < _SLOTS:
             before.append(P.open_tree("/proc", slot))
             proc_slot = slot
@@ -278,8 +279,8 @@ def root_ops(cfg: RuntimeConfig, root: Op | None = None) -> RootOps:
     if own_root:
         # Mount points must exist before the root turns read-only; in a host root they do.
         inside.extend(P.mkdir(path, is_file=is_file) for path, is_file in mountpoints(cfg))
-        if proc_slot >= 0:
-            inside.append(P.move_mount(proc_slot, "/proc", create=False, source="/proc"))
+    if proc_slot >= 0:
+        inside.append(P.move_mount(proc_slot, "/proc", create=False, source="/proc"))
     # Before /dev and the mounts, which bring their own flags: no device node in the root is
     # usable unless the config says so (a read-only mount does not stop writes to one).
     root_attr = ((MOUNT_ATTR_RDONLY if cfg.root.readonly else 0)

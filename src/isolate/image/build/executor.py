@@ -616,21 +616,11 @@ class _Run:
                           created=_now())
 
     def commit_upper(self, upper: str) -> LayerRef | None:
-        """The changes in an overlay upper dir as a stored layer; None if there are none."""
-        from isolate.fs import layers as fslayers
-
+        """The changes in an overlay upper dir as a stored layer; None if there are none.
+        (Rootless, the store writes it as the step's user namespace sees its owners.)"""
         if not os.listdir(upper):
             return None
-        tmp = self.store.tmp.name("layer")
-        try:
-            with open(tmp, "xb") as out:
-                layer = fslayers.diff_layer(upper, out, compression="gzip")
-                out.flush()
-                os.fsync(out.fileno())
-            if not self.store.has_blob(layer.digest):
-                self.store.commit_file(tmp, layer.digest)
-        finally:
-            _unlink(tmp)
+        layer = self.store.put_layer(upper, changes=True, compression="gzip")
         return LayerRef(layer.diff_id, layer.digest, layer.size, layer.media_type or
                         OCI_LAYER_GZIP)
 
