@@ -833,7 +833,9 @@ def test_a_sigkilled_shim_frees_its_lock_and_takes_its_container_along(
         supervise: Supervise) -> None:
     mark = marker()
     state, started = supervise(container(f"exec sleep {mark}"))
-    assert _shim.is_alive(state) and pids_with_argv("sleep", mark) == [started.pid]
+    # (STARTED comes when the plan has exec'd sh, which then execs sleep.)
+    eventually(lambda: pids_with_argv("sleep", mark) == [started.pid], "sleep to run")
+    assert _shim.is_alive(state)
     os.kill(started.shim_pid, signal.SIGKILL)
     eventually(lambda: not _shim.is_alive(state), "the lock to be free")
     eventually(lambda: gone(started.pid), "the container to die with its shim")

@@ -78,6 +78,16 @@ void shim_cleanup(struct shim *s)
     reap_all();
     for (unsigned i = 0; i < s->opt.ncgroups; i++)
         remove_cgroup(s->opt.cgroups[i]);
+    /* Nothing of ours stays open where the container lived (its log's filesystem can be
+     * unmounted the moment the lock is free). */
+    if (s->log.fd >= 0) {
+        close(s->log.fd);
+        s->log.fd = -1;
+    }
+    if (s->log.dirfd >= 0) {
+        close(s->log.dirfd);
+        s->log.dirfd = -1;
+    }
     if (s->lockfd >= 0) {
         close(s->lockfd);
         s->lockfd = -1;
