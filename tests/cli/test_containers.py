@@ -508,7 +508,7 @@ def test_the_flags_reach_the_container(isolate_cli: Isolate, tmp_path: Path) -> 
     (tmp_path / "shared.txt").write_text("from the host\n")
     script = ("touch /x 2>/dev/null || echo ro; touch /scratch/x && echo scratch; "
               "grep CapEff /proc/self/status; ulimit -n; cat /proc/1/comm; cat /m/shared.txt; "
-              "touch /m/y 2>/dev/null || echo m-ro; grep -w db /etc/hosts; echo $HOME")
+              "touch /m/y 2>/dev/null || echo m-ro; grep -E '\\sdb$' /etc/hosts; echo $HOME")
     out = isolate_cli.ok("run", "--rm", "--read-only", "--tmpfs", "/scratch:size=1m",
                          "--cap-drop", "ALL", "--ulimit", "nofile=100:200", "--init",
                          "--mount", f"type=bind,source={tmp_path},target=/m,readonly",

@@ -4,7 +4,8 @@ namespaces with processes spawned into them), and a fake upstream DNS server.
 Everything is made inside namespaces the tests create and held by fds, so it disappears when
 the test ends, also when it fails: nothing touches the machine's own network namespace, and no
 packet leaves the test's namespaces. The host namespace gets loopback and one more address
-(``OTHER``, on a veth pair whose both ends stay in it) to play a host with a real interface.
+(``OTHER``, ``OTHER6``, on a veth pair whose both ends stay in it) to play a host with a real
+interface.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from pathlib import Path
 import dns.message
 import dns.rrset
 import pytest
-from net_helpers import OTHER
+from net_helpers import OTHER, OTHER6
 
 from isolate import lowlevel
 from isolate._plan import CLONE_NEWNS, Mode, Op, OpKind, Plan
+from isolate.errors import NetworkError
 from isolate.net import NetNamespace, Networks
 
 HERE = Path(__file__).parent
@@ -50,7 +52,8 @@ def have(program: str) -> bool:
 
 @pytest.fixture
 def host() -> Iterator[NetNamespace]:
-    """A fresh network namespace playing the host: lo up, ``OTHER``/24 on a veth."""
+    """A fresh network namespace playing the host: lo up, ``OTHER``/24 and ``OTHER6``/64 on a
+    veth."""
     ns = NetNamespace.create()
     try:
         with ns.netlink() as ipr:
@@ -58,6 +61,7 @@ def host() -> Iterator[NetNamespace]:
             ipr.link("add", ifname="uplink0", kind="veth", peer="uplink0p")
             idx = ipr.link_lookup(ifname="uplink0")[0]
             ipr.addr("add", index=idx, address=OTHER, prefixlen=24)
+            ipr.addr("add", index=idx, address=OTHER6, prefixlen=64, flags=0x02)  # no DAD
             for name in ("uplink0", "uplink0p"):
                 ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
         yield ns
@@ -105,6 +109,24 @@ class Upstream:
         self.stopped.set()
         self.thread.join(10)
         self.sock.close()
+
+
+@pytest.fixture(params=["routed", "br_netfilter"])
+def bridge_nf(request: pytest.FixtureRequest, host: NetNamespace) -> str:
+    """The host namespace with the bridge's netfilter hooks off ("routed": a DNAT'ed frame
+    that enters a bridge is routed) or on ("br_netfilter": bridged frames go through the IP
+    hooks, and a DNAT'ed one is bridged back) -- what isolate meets on hosts with and without
+    br_netfilter (Docker loads it). Set in the test's own namespace only."""
+    try:
+        host.read_sysctl("net.bridge.bridge-nf-call-iptables")
+    except NetworkError:
+        if request.param == "br_netfilter":
+            pytest.skip("this kernel has no br_netfilter")
+        return str(request.param)
+    value = "1" if request.param == "br_netfilter" else "0"
+    host.write_sysctls({"net.bridge.bridge-nf-call-iptables": value,
+                        "net.bridge.bridge-nf-call-ip6tables": value})
+    return str(request.param)
 
 
 @pytest.fixture

@@ -8,9 +8,10 @@ import time
 
 from isolate.net import NetNamespace
 
-__all__ = ["OTHER", "fetch", "http_get"]
+__all__ = ["OTHER", "OTHER6", "fetch", "http_get"]
 
 OTHER = "10.99.0.1"  # the host's "other address" (not loopback)
+OTHER6 = "fd99::1"  # and its IPv6 one
 
 
 def http_get(ns: NetNamespace, addr: str, port: int, timeout: float = 10) -> str:

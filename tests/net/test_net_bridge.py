@@ -16,6 +16,7 @@ from net_helpers import OTHER, http_get
 from conftest import Containers, addresses, eventually, links, nft_table, unreachable
 from isolate.errors import ConfigError, NetworkError
 from isolate.net import NetNamespace, Networks, process_owner
+from isolate.net.network import DEFAULT_LINK_MTU
 
 
 def test_a_network_is_a_bridge_with_its_gateway_and_goes_without_a_trace(
@@ -60,19 +61,30 @@ def test_bad_networks_are_refused_before_anything_is_made(nets: Networks,
         nets.remove("nope")
 
 
-def test_an_endpoint_gets_eth0_with_address_mtu_and_default_route(
+def _default_route(ns: NetNamespace, family: int = 2) -> tuple[str | None, int | None]:
+    """The gateway and the MTU metric of the namespace's default route."""
+    with ns.netlink() as ipr:
+        (route,) = [r for r in ipr.get_routes(family=family, table=254) if r["dst_len"] == 0]
+        metrics = route.get_attr("RTA_METRICS")
+        mtu = metrics.get_attr("RTAX_MTU") if metrics is not None else None
+        return route.get_attr("RTA_GATEWAY"), mtu
+
+
+def test_an_endpoint_gets_eth0_with_address_link_mtu_and_a_default_route_with_the_mtu(
         nets: Networks, host: NetNamespace, containers: Containers) -> None:
-    nets.create("n", subnet="172.30.0.0/24", mtu=1400)
+    net = nets.create("n", subnet="172.30.0.0/24", mtu=1400)
+    assert (net.mtu, net.link_mtu) == (1400, DEFAULT_LINK_MTU)
     c = containers.new()
     ep = nets.connect("n", c, owner="c1", name="web")
     assert (ep.ifname, ep.ipv4, ep.gateway) == ("eth0", "172.30.0.2", "172.30.0.1")
     assert addresses(c, "eth0") == {"172.30.0.2/24"}
     with c.netlink() as ipr:
         eth0 = ipr.get_links(ipr.link_lookup(ifname="eth0")[0])[0]
-        assert eth0.get_attr("IFLA_MTU") == 1400
+        assert eth0.get_attr("IFLA_MTU") == DEFAULT_LINK_MTU
         assert eth0.get_attr("IFLA_OPERSTATE") == "UP"
-        routes = [r for r in ipr.get_routes(family=2, table=254) if r["dst_len"] == 0]
-        assert [r.get_attr("RTA_GATEWAY") for r in routes] == ["172.30.0.1"]
+    # The network's MTU bounds the way out; the host and the network's members are reached
+    # with the link's.
+    assert _default_route(c) == ("172.30.0.1", 1400)
     assert c.read_sysctl("net.ipv4.conf.eth0.accept_redirects") == "0"
     assert ep.host_ifname in links(host)
     # The host reaches the container, and the container the host's other address.
@@ -82,6 +94,19 @@ def test_an_endpoint_gets_eth0_with_address_mtu_and_default_route(
     nets.disconnect(ep)
     assert ep.host_ifname not in links(host) and "eth0" not in links(c)
     assert nets.endpoints() == []
+
+
+def test_link_mtu_equal_to_the_mtu_gives_docker_s_interfaces(
+        nets: Networks, containers: Containers) -> None:
+    net = nets.create("n", mtu=1400, link_mtu=1400)
+    c = containers.new()
+    nets.connect("n", c, owner="c1")
+    with c.netlink() as ipr:
+        assert ipr.get_links(ipr.link_lookup(ifname="eth0")[0])[0].get_attr("IFLA_MTU") == 1400
+    assert _default_route(c) == (net.gateway, None)
+    for bad in (1399, 65536, "9000"):
+        with pytest.raises(ConfigError, match="link_mtu"):
+            nets.create("m", mtu=1400, link_mtu=bad)  # type: ignore[arg-type]
 
 
 def test_two_endpoints_on_one_network_reach_each_other(

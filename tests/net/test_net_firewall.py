@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
 
@@ -16,10 +17,14 @@ OTHER_NET = NetworkRules("b" * 64, "isobbbbbbbbbbbb", ("172.31.0.0/24",), intern
 
 
 @pytest.fixture
-def fw(host: NetNamespace) -> NftablesFirewall:
+def fw(host: NetNamespace) -> Iterator[NftablesFirewall]:
     if not have("nft"):
         pytest.skip("nft is not installed")
-    return NftablesFirewall(host)
+    firewall = NftablesFirewall(host)
+    try:
+        yield firewall
+    finally:
+        firewall.close()
 
 
 def elements(fw: NftablesFirewall, name: str) -> list[object]:
@@ -63,6 +68,30 @@ def test_port_forward_verbs_add_and_remove_map_elements(fw: NftablesFirewall) ->
     fw.teardown_network(NET, complete=True)
 
 
+def test_sweep_removes_what_no_record_names_and_keeps_the_rest(fw: NftablesFirewall,
+                                                              host: NetNamespace) -> None:
+    assert fw.sweep([NET], ["172.30.0.2"]) == []  # no table: nothing to do
+    fw.setup_network(NET)
+    fw.setup_network(OTHER_NET)
+    kept = PortForward(NET, "172.30.0.2", "fd00::2", (PortBinding("tcp", "", 9090, 80),))
+    stray = PortForward(NET, "172.30.0.9", None, (
+        PortBinding("tcp", "", 9091, 80), PortBinding("udp", "10.99.0.1", 5353, 53)))
+    fw.setup_port_forward(kept)
+    fw.setup_port_forward(stray)
+    done = fw.sweep([NET], ["172.30.0.2", "fd00:0::2"])
+    assert sorted(done) == sorted([
+        "port forward tcp 9091 to 172.30.0.9", "port forward 10.99.0.1 udp 5353 to 172.30.0.9",
+        f"the rules of bridge {OTHER_NET.bridge}", f"firewall chain n-{'b' * 12}-fwd",
+        f"firewall chain n-{'b' * 12}-from", f"firewall chain n-{'b' * 12}-to"])
+    for name in ("pf4any_addr", "pf4any_port", "pf6any_addr", "pf6any_port"):
+        assert len(elements(fw, name)) == 1, name  # the kept forward, both families
+    assert elements(fw, "pf4at_addr") == [] and elements(fw, "pf4at_port") == []
+    assert elements(fw, "bridges") == [NET.bridge]
+    assert "n-bbbbbbbbbbbb" not in nft_table(host) and "n-aaaaaaaaaaaa-to" in nft_table(host)
+    assert fw.sweep([NET], ["172.30.0.2", "fd00::2"]) == []
+    fw.teardown_network(NET, complete=True)
+
+
 def test_the_forwarding_guard_drops_what_is_not_isolates(fw: NftablesFirewall,
                                                          host: NetNamespace) -> None:
     fw.setup_network(NET, guard_forwarding=True)
@@ -95,6 +124,7 @@ def test_the_none_backend_and_unknown_backends(host: NetNamespace) -> None:
     fw.setup_network(NET)
     fw.setup_port_forward(PortForward(NET, "172.30.0.2", None, ()))
     fw.teardown_port_forward(PortForward(NET, "172.30.0.2", None, ()))
+    assert fw.sweep([], []) == []
     fw.teardown_network(NET, complete=True)
     assert nft_table(host) == ""
     with pytest.raises(ConfigError, match="unknown firewall backend"):

@@ -7,10 +7,12 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import dns
 import pyroute2
 import pytest
 from net_helpers import OTHER, fetch
@@ -63,24 +65,114 @@ finally:
 """
 
 
+# Run as uid 65534: podman's rootless layout, all in namespaces the user owns -- a user
+# namespace with a network namespace playing the world outside (an uplink, a server), another
+# playing the user's own "host" (pasta connects it to the outside and publishes a port into it)
+# where isolate.net builds a bridge network with nftables, and containers on that network.
+ROOTLESS_BRIDGE_CODE = """
+import os, socket, sys, tempfile
+sys.path.insert(0, {extra!r})
+sys.path.insert(0, {tests!r})
+import dns.message, dns.query
+from isolate.namespaces import Namespace
+from isolate.net import NetNamespace, Networks, attach_user_mode
+from net_helpers import fetch, http_get, OTHER
+
+LAN_PEER = "10.99.0.2"
+assert os.geteuid() != 0
+if not os.access(sys.executable, os.X_OK):
+    # This interpreter was started for us from a directory we cannot enter (root's); the
+    # resolver isolate.net starts runs with the system's, of the same version.
+    sys.executable = {system_python!r}
+nss = Namespace.create(["user", "net"])
+user = nss["user"]
+outside = NetNamespace.of(nss["net"], userns=user)
+with outside.netlink() as ipr:
+    ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+    ipr.link("add", ifname="uplink0", kind="veth", peer="uplink0p")
+    ipr.addr("add", index=ipr.link_lookup(ifname="uplink0")[0], address=OTHER, prefixlen=24)
+    # Another machine of the outside's LAN (pasta gives the user's namespace OTHER itself).
+    ipr.addr("add", index=ipr.link_lookup(ifname="uplink0p")[0], address=LAN_PEER,
+             prefixlen=32)
+    for name in ("uplink0", "uplink0p"):
+        ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
+    ipr.route("add", dst="default", gateway="10.99.0.254")
+rhost = NetNamespace.create(userns=user)
+store = tempfile.mkdtemp(prefix="isolate-rootless-store-")
+null = os.open(os.devnull, os.O_RDWR)
+procs = []
+def serve(ns, port, root):
+    child = ns.spawn(["busybox", "httpd", "-f", "-p", str(port), "-h", root],
+                     fds=(null, null, null))
+    procs.append(child)
+serve(outside, 8000, {www!r})
+link = attach_user_mode(rhost, ports=["9090:8080"], host=outside, program="pasta")
+c1, c2 = NetNamespace.create(userns=user), NetNamespace.create(userns=user)
+try:
+    with Networks(store, host=rhost, upstream=[]) as nets:
+        try:
+            net = nets.create("app")
+            web = nets.connect("app", c1, owner="web", name="web", ports=["8080:80"])
+            db = nets.connect("app", c2, owner="db", name="db")
+            serve(c1, 80, {www2!r})
+            print("published", fetch(outside, "127.0.0.1", 9090))
+            print("by-address", fetch(c2, web.ipv4, 80))
+            with c2.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.setblocking(False)
+                reply = dns.query.udp(dns.message.make_query("web", "A"), net.gateway,
+                                      timeout=10, sock=s)
+            print("by-name", sorted(r.to_text() for rr in reply.answer for r in rr)
+                  == [web.ipv4])
+            print("outbound", fetch(c1, LAN_PEER, 8000))
+            print("hairpin", http_get(c1, net.gateway, 8080))
+        finally:
+            for log in ("dns.log", "proxy.log"):  # what the helpers said, for a failure
+                path = os.path.join(store, net.id, log)
+                if os.path.exists(path):
+                    sys.stderr.write(log + ": " + open(path).read())
+            for ep in nets.endpoints():
+                nets.disconnect(ep)
+            for n in nets.networks():
+                nets.remove(n.id)
+            nets.prune(networks=True)
+    with rhost.netlink() as ipr:
+        print("left", sorted(l.get_attr("IFLA_IFNAME") for l in ipr.get_links()
+                              if l.get_attr("IFLA_IFNAME").startswith("iso")))
+    table = rhost.run(["nft", "list", "table", "inet", "isolate"], check=False)
+    print("table", table.returncode != 0)
+finally:
+    link.stop()
+    for child in procs:
+        child.kill(); child.wait(); child.close()
+    for ns in (c1, c2, rhost, outside):
+        ns.close()
+    nss.close()
+    import shutil; shutil.rmtree(store)
+"""
+
+
 @pytest.fixture
 def rootless_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     """World-readable copies of what the unprivileged code imports beyond isolate and attrs
-    (pyroute2, these tests' helpers), a page to serve, and a tun device node it may open
-    (the machine's /dev/net/tun may be root's only: a node of our own is bound over it in the
-    run's private mount namespace)."""
+    (pyroute2, dnspython, these tests' helpers), pages to serve, and a tun device node it may
+    open (the machine's /dev/net/tun may be root's only: a node of our own is bound over it in
+    the run's private mount namespace)."""
     extra = tempfile.mkdtemp(prefix="isolate-net-rootless-")
     try:
         os.chmod(extra, 0o755)
-        shutil.copytree(os.path.dirname(pyroute2.__file__ or ""),
-                        os.path.join(extra, "pyroute2"),
-                        ignore=shutil.ignore_patterns("__pycache__"))
+        for module in (pyroute2, dns):
+            shutil.copytree(os.path.dirname(module.__file__ or ""),
+                            os.path.join(extra, module.__name__),
+                            ignore=shutil.ignore_patterns("__pycache__"))
         tests = os.path.join(extra, "tests")
         os.mkdir(tests)
         shutil.copy(Path(__file__).parent / "net_helpers.py", tests)
         www = os.path.join(extra, "www")
         os.mkdir(www)
         Path(www, "index.html").write_text("rootless")
+        www2 = os.path.join(extra, "www2")
+        os.mkdir(www2)
+        Path(www2, "index.html").write_text("on the bridge")
         tun = os.path.join(extra, "tun")
         os.mknod(tun, 0o666 | stat.S_IFCHR, os.makedev(10, 200))
         os.chmod(tun, 0o666)
@@ -90,7 +182,7 @@ def rootless_env(tmp_path: Path) -> Iterator[dict[str, str]]:
             for f in filenames:
                 if f != "tun":
                     os.chmod(os.path.join(dirpath, f), 0o644)
-        yield {"extra": extra, "tests": tests, "www": www, "tun": tun}
+        yield {"extra": extra, "tests": tests, "www": www, "www2": www2, "tun": tun}
     finally:
         shutil.rmtree(extra, ignore_errors=True)
 
@@ -108,6 +200,26 @@ def test_an_ordinary_user_publishes_a_port(rootless_env: dict[str, str], program
     lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if " " in line)
     assert lines == {"program": program, "loopback": "rootless", "other": "rootless",
                      "ephemeral": "rootless", "stopped": "True"}, proc.stderr
+
+
+@pytest.mark.userns
+def test_an_ordinary_user_runs_bridge_networks_in_a_host_namespace_of_its_own(
+        rootless_env: dict[str, str]) -> None:
+    if not have("pasta") or not have("nft"):
+        pytest.skip("pasta (Debian package passt) and nft are needed")
+    if not os.path.exists("/dev/net/tun"):
+        pytest.skip("this machine has no /dev/net/tun")
+    system_python = f"/usr/bin/python{sys.version_info[0]}.{sys.version_info[1]}"
+    if not os.access(system_python, os.X_OK):
+        system_python = sys.executable
+    code = ROOTLESS_BRIDGE_CODE.format(extra=rootless_env["extra"],
+                                       tests=rootless_env["tests"], www=rootless_env["www"],
+                                       www2=rootless_env["www2"], system_python=system_python)
+    proc = run_unprivileged(code, binds={rootless_env["tun"]: "/dev/net/tun"})
+    lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if " " in line)
+    assert lines == {"published": "on the bridge", "by-address": "on the bridge",
+                     "by-name": "True", "outbound": "rootless", "hairpin": "on the bridge",
+                     "left": "[]", "table": "True"}, proc.stdout + proc.stderr
 
 
 def test_pasta_as_root_publishes_a_port_too(host: NetNamespace,

@@ -1,18 +1,23 @@
 """The per-network resolver: a small DNS server, run as ``python -m isolate.net._dnsd``.
 
 It answers the names (and aliases) of the containers on one network from the network's
-``names.json`` -- re-read whenever that file is replaced, so containers connected later are
-found at once -- and forwards every other name to the upstream resolvers (the host's, or a
-container's own ``--dns`` servers). An internal network forwards nothing. Its sockets are made,
-bound and handed over by the process that starts it (fds given on the command line), so it can
-never fail to bind and needs no privilege; it holds no state of its own and may be killed at
-any time. Messages are dnspython's; errors go to stderr (the network's ``dns.log``).
+endpoint records themselves (``--endpoints DIR``) -- re-read whenever the directory's entries
+change (a record is only ever replaced or removed, so each change is a new name or inode), so a
+container connected later is found at once and no file is written for the resolver -- and
+forwards every other name to the upstream resolvers (``--upstream``, or with ``--host-resolv``
+the host's /etc/resolv.conf, re-read when it changes; a container's own ``--dns`` servers for
+its queries). An internal network (``--internal``) forwards nothing. Its sockets are made, bound
+and handed over by the process that starts it (fds given on the command line), so it can never
+fail to bind and needs no privilege; it holds no state of its own and may be killed at any
+time. A record it cannot parse (torn by a machine crash) or of another boot is skipped.
+Messages are dnspython's; errors go to stderr (the network's ``dns.log``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import socket
 import struct
@@ -33,29 +38,96 @@ import dns.rrset
 from isolate.net._aio import spawn
 
 TTL = 5  # names come and go with containers: let nobody cache them long
+_BOOT_ID = "/proc/sys/kernel/random/boot_id"
+
+
+def _boot() -> str:
+    try:
+        with open(_BOOT_ID) as f:
+            return f.read().strip()
+    except OSError:  # pragma: no cover
+        return "unknown"
 
 
 class Names:
-    """The network's names, reloaded when ``names.json`` is replaced (a new inode)."""
+    """The network's names, rebuilt from its endpoint records when the directory's entries
+    (names and inodes, from one ``scandir``) change; and the upstream servers."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.stamp: tuple[int, int] | None = None
-        self.data: dict[str, Any] = {}
+    def __init__(self, directory: str, upstream: list[str], host_resolv: bool,
+                 internal: bool) -> None:
+        self.directory = directory
+        self.upstream = upstream
+        self.host_resolv = host_resolv
+        self.internal = internal
+        self.boot = _boot()
+        self.stamp: frozenset[tuple[str, int]] | None = None
+        self.resolv_stamp: tuple[int, int] | None = None
+        self.resolv_servers: list[str] = []
+        self.data: dict[str, Any] = {"names": {}, "reverse": {}, "clients": {}}
+
+    def _scan(self) -> frozenset[tuple[str, int]]:
+        try:
+            with os.scandir(self.directory) as it:
+                return frozenset((e.name, e.inode()) for e in it
+                                 if e.name.endswith(".json") and not e.name.startswith("."))
+        except OSError:
+            return frozenset()
 
     def get(self) -> dict[str, Any]:
-        import json
-
-        try:
-            st = os.stat(self.path)
-            stamp = (st.st_ino, st.st_mtime_ns)
-            if stamp != self.stamp:
-                with open(self.path, encoding="utf-8") as f:
-                    self.data = json.load(f)
-                self.stamp = stamp
-        except (OSError, ValueError) as exc:
-            print(f"isolate-dns: cannot read {self.path}: {exc}", file=sys.stderr, flush=True)
+        stamp = self._scan()
+        if stamp != self.stamp:
+            self.stamp = stamp
+            self.data = self._load(sorted(name for name, _ in stamp))
         return self.data
+
+    def _load(self, names: list[str]) -> dict[str, Any]:
+        table: dict[str, list[str]] = {}
+        reverse: dict[str, str] = {}
+        clients: dict[str, list[str]] = {}
+        for name in names:
+            try:
+                with open(os.path.join(self.directory, name), "rb") as f:
+                    e = json.loads(f.read())
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError) as exc:
+                print(f"isolate-dns: skipping {name}: {exc}", file=sys.stderr, flush=True)
+                continue
+            if not isinstance(e, dict) or e.get("state", "ready") != "ready" or \
+                    e.get("boot") not in (None, self.boot):
+                continue
+            addresses = [a for a in (e.get("ipv4"), e.get("ipv6")) if a]
+            for n in filter(None, (e.get("name"), *(e.get("aliases") or ()))):
+                table.setdefault(n.lower(), []).extend(addresses)
+            if e.get("name"):
+                for a in addresses:
+                    reverse[a] = e["name"]
+            if e.get("dns"):
+                for a in addresses:
+                    clients[a] = list(e["dns"])
+        return {"names": table, "reverse": reverse, "clients": clients}
+
+    @property
+    def forward(self) -> bool:
+        return not self.internal
+
+    def servers(self) -> list[str]:
+        """The upstream servers: given, or the host's resolv.conf, re-read when it is replaced
+        or changed (its loopback servers too: the resolver runs in the host's namespace)."""
+        if not self.host_resolv:
+            return self.upstream
+        try:
+            st = os.stat("/etc/resolv.conf")
+            stamp = (st.st_ino, st.st_mtime_ns)
+            if stamp != self.resolv_stamp:
+                from isolate.net.files import host_resolv_conf
+
+                self.resolv_servers = host_resolv_conf().nameservers
+                self.resolv_stamp = stamp
+        except OSError as exc:
+            print(f"isolate-dns: cannot read /etc/resolv.conf: {exc}", file=sys.stderr,
+                  flush=True)
+        return self.resolv_servers
 
 
 class Resolver:
@@ -70,7 +142,7 @@ class Resolver:
         addrs: list[str] | None = data.get("names", {}).get(name)
         reply = dns.message.make_response(query)
         reply.flags |= dns.flags.AA
-        reply.flags |= dns.flags.RA if data.get("forward") else 0
+        reply.flags |= dns.flags.RA if self.names.forward else 0
         if addrs is not None:
             want = {dns.rdatatype.A: 4, dns.rdatatype.AAAA: 6}
             for rdtype, version in want.items():
@@ -106,11 +178,11 @@ class Resolver:
         if local is not None:
             return local.to_wire()
         data = self.names.get()
-        if not data.get("forward"):
+        if not self.names.forward:
             reply = dns.message.make_response(query)
-            reply.set_rcode(dns.rcode.SERVFAIL if data.get("internal") else dns.rcode.REFUSED)
+            reply.set_rcode(dns.rcode.SERVFAIL)
             return reply.to_wire()
-        upstream = data.get("clients", {}).get(client) or data.get("upstream") or []
+        upstream = data.get("clients", {}).get(client) or self.names.servers()
         for server in upstream:
             host, _, port = server.partition("#")
             try:
@@ -167,7 +239,7 @@ async def _serve_tcp(resolver: Resolver, reader: asyncio.StreamReader,
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    resolver = Resolver(Names(args.names))
+    resolver = Resolver(Names(args.endpoints, args.upstream, args.host_resolv, args.internal))
     loop = asyncio.get_running_loop()
     for fd in args.udp:
         sock = socket.socket(fileno=fd)
@@ -180,7 +252,13 @@ async def main_async(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="isolate-dns")
-    parser.add_argument("--names", required=True)
+    parser.add_argument("--endpoints", required=True,
+                        help="the network's endpoints directory")
+    parser.add_argument("--upstream", action="append", default=[],
+                        help="a forwarder, ADDR or ADDR#PORT")
+    parser.add_argument("--host-resolv", action="store_true",
+                        help="forward to the servers of /etc/resolv.conf")
+    parser.add_argument("--internal", action="store_true", help="forward nothing")
     parser.add_argument("--udp", type=int, action="append", default=[])
     parser.add_argument("--tcp", type=int, action="append", default=[])
     args = parser.parse_args(argv)

@@ -18,7 +18,22 @@ import attrs
 from isolate import _sys
 from isolate.errors import IsolateOSError
 
-__all__ = ["HelperProcess", "start_time"]
+__all__ = ["HelperProcess", "boot_id", "start_time"]
+
+_BOOT: list[str] = []
+
+
+def boot_id() -> str:
+    """This boot's id (``/proc/sys/kernel/random/boot_id``): what records of the kernel's
+    state carry, so that one written before a reboot is known to describe nothing that still
+    exists."""
+    if not _BOOT:
+        try:
+            with open("/proc/sys/kernel/random/boot_id") as f:
+                _BOOT.append(f.read().strip())
+        except OSError:  # pragma: no cover - every Linux since 2.6 has it
+            _BOOT.append("unknown")
+    return _BOOT[0]
 
 
 def start_time(pid: int) -> int | None:

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = ["NetNamespace", "NetnsLike"]
 
+_Socket = socket.socket  # (inside the class, ``socket`` is a method's name)
+
 _NS_GET_NSTYPE = 0xB703
 
 
@@ -175,30 +177,56 @@ class NetNamespace:
 
         Raises NetworkError naming the step that failed.
         """
+        return self.sockets([(family, type_, proto)])[0]
+
+    def sockets(self, specs: Sequence[tuple[int, int, int]], *,
+                sysctls: Mapping[str, str] | None = None) -> list[_Socket]:
+        """New sockets (``(family, type, proto)`` each) that live in this namespace, all made
+        by one child, which first sets ``sysctls`` (as :meth:`write_sysctls`): one short-lived
+        child however many there are.
+
+        Raises ConfigError (not a net.* sysctl), NetworkError naming the step that failed.
+        """
+        files = {_sysctl_path(k): str(v).encode() for k, v in (sysctls or {}).items()}
         if self.is_current:
-            return socket.socket(family, type_, proto)
+            self._write_here(files)
+            return [socket.socket(f, t, p) for f, t, p in specs]
         p = Plan(0, Mode.VFORK, share_files=True)
         p.extend(self.join_ops())
-        p.add(_plan.socket_(family, type_, proto))
+        p.extend(_plan.write_file(path, data) for path, data in files.items())
+        first = len(p.ops)
+        p.extend(_plan.socket_(f, t, pr) for f, t, pr in specs)
         try:
             with lowlevel.spawn(p) as child:
                 child.wait()
-                fd = child.opened[len(p.ops) - 1]
+                fds = [child.opened[i] for i in range(first, len(p.ops))]
         except IsolateOSError as exc:
-            raise NetworkError(exc.errno or errno.EIO, f"make a socket in {self!r}: "
-                               f"{exc.message}", step="socket") from exc
-        return socket.socket(fileno=fd)
+            raise NetworkError(exc.errno or errno.EIO, f"make sockets in {self!r}: "
+                               f"{exc.message}", exc.filename,
+                               step=exc.step or "socket") from exc
+        return [socket.socket(fileno=fd) for fd in fds]
 
-    def netlink(self) -> IPRoute:
-        """A pyroute2 ``IPRoute`` whose netlink socket lives in this namespace (close it)."""
+    def netlink(self, *, sysctls: Mapping[str, str] | None = None) -> IPRoute:
+        """A pyroute2 ``IPRoute`` whose netlink socket lives in this namespace (close it);
+        the child that makes it first sets ``sysctls`` (as :meth:`write_sysctls`)."""
         from pyroute2 import IPRoute
 
-        sock = self.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0)
+        sock = self.sockets([(socket.AF_NETLINK, socket.SOCK_DGRAM, 0)], sysctls=sysctls)[0]
         try:
             return IPRoute(fileno=sock.detach(), groups=0)
         except BaseException:
             sock.close()
             raise
+
+    @staticmethod
+    def _write_here(files: Mapping[str, bytes]) -> None:
+        for path, data in files.items():
+            try:
+                with open(path, "wb") as f:
+                    f.write(data)
+            except OSError as exc:
+                raise NetworkError(exc.errno or errno.EIO, f"set sysctl {path}",
+                                   path, step="sysctl") from exc
 
     def write_sysctls(self, values: Mapping[str, str]) -> None:
         """Set ``net.*`` sysctls of this namespace (``{"net.ipv4.ip_forward": "1"}``).
@@ -210,13 +238,7 @@ class NetNamespace:
             return
         files = {_sysctl_path(k): str(v).encode() for k, v in values.items()}
         if self.is_current:
-            for path, data in files.items():
-                try:
-                    with open(path, "wb") as f:
-                        f.write(data)
-                except OSError as exc:
-                    raise NetworkError(exc.errno or errno.EIO, f"set sysctl {path}",
-                                       path, step="sysctl") from exc
+            self._write_here(files)
             return
         p = Plan(0, Mode.VFORK)
         p.extend(self.join_ops())

@@ -10,18 +10,31 @@ isolate``, which nothing else writes and which goes when the last network does; 
 The table's shape: per-network chains reached through verdict maps keyed by bridge name, and
 port forwards as elements of DNAT maps, so no verb needs a rule handle and every verb is one
 atomic, idempotent transaction (an element or chain to remove is first added, then deleted).
+
+The network verbs are rare and go through ``nft -j``. The port-forward verbs run at every
+container start and stop, so they skip the program (a child, an exec, nft reading the whole
+ruleset): their map elements go to the kernel as one nfnetlink batch over a netlink socket made
+in the host's namespace (:class:`_ElementBatch`), removals as ``DESTROYSETELEM`` (Linux 6.3:
+absent is no error) or, on older kernels, an add then a delete in one batch.
 """
 
 from __future__ import annotations
 
+import errno
+import ipaddress
 import json
+import os
 import shutil
-from collections.abc import Sequence
+import socket
+import struct
+import threading
+from collections.abc import Collection, Sequence
 from typing import Any, Protocol
 
 import attrs
 
-from isolate.errors import ConfigError, UnsupportedError
+from isolate.errors import ConfigError, NetworkError, UnsupportedError
+from isolate.net._netlink import transact
 from isolate.net._ns import NetNamespace, _default_env
 from isolate.net.ports import PortBinding
 
@@ -73,6 +86,13 @@ class Firewall(Protocol):
     def teardown_port_forward(self, pf: PortForward) -> None:
         """Remove what :meth:`setup_port_forward` added (also if it was only partly there)."""
 
+    def sweep(self, networks: Sequence[NetworkRules], addresses: Collection[str]) -> list[str]:
+        """For prune: remove what no record names -- the rules of networks not in
+        ``networks``, port forwards to addresses not in ``addresses``. Returns descriptions."""
+
+    def close(self) -> None:
+        """Release what the backend holds (a netlink socket); idempotent."""
+
 
 class NoFirewall:
     """The "none" backend: no rules at all."""
@@ -94,6 +114,14 @@ class NoFirewall:
 
     def teardown_port_forward(self, pf: PortForward) -> None:
         """Remove the rules of one published port; absent ones are fine."""
+        pass
+
+    def sweep(self, networks: Sequence[NetworkRules], addresses: Collection[str]) -> list[str]:
+        """There is nothing to sweep: []."""
+        return []
+
+    def close(self) -> None:
+        """Nothing to release."""
         pass
 
 
@@ -197,13 +225,23 @@ def _network_chains(net: NetworkRules) -> dict[str, list[list[dict[str, Any]]]]:
     frm: list[list[dict[str, Any]]] = []
     if not net.internal:
         frm.append([_match(_meta("oifname"), br, "!="), masq])
+    dnat = _match({"ct": {"key": "status"}}, "dnat", "in")
     to: list[list[dict[str, Any]]] = [
-        # Hairpin: a container reaching a published port of its own network through the host.
-        [_match({"ct": {"key": "status"}}, "dnat", "in"), _match(_meta("iifname"), br), masq],
-        # The host's own loopback reaching a published port (route_localnet on the bridge).
-        [_match({"payload": {"protocol": "ip", "field": "saddr"}},
-                {"prefix": {"addr": "127.0.0.0", "len": 8}}), masq],
+        # The host's own traffic to a published port (its loopback too: route_localnet on the
+        # bridge) reaches the container from the gateway, as through Docker's userland proxy:
+        # the container answers through its network's route (the link MTU), not its default
+        # route to the outside (the network MTU).
+        [dnat, _match({"fib": {"result": "type", "flags": ["saddr"]}}, "local"), masq],
     ]
+    for subnet in net.subnets:
+        # Hairpin: a member of this network reaching a published port through a host address
+        # (its own too) -- also when br_netfilter bridges the DNAT'ed frame back to the bridge
+        # instead of routing it, where no input interface is known.
+        n = ipaddress.ip_network(subnet)
+        proto = "ip6" if n.version == 6 else "ip"
+        to.append([dnat, _match({"payload": {"protocol": proto, "field": "saddr"}},
+                                {"prefix": {"addr": str(n.network_address),
+                                            "len": n.prefixlen}}), masq])
     return {_chain(net, "fwd"): fwd, _chain(net, "from"): frm, _chain(net, "to"): to}
 
 
@@ -218,24 +256,102 @@ def _network_elems(net: NetworkRules) -> list[tuple[str, list[Any]]]:
     ]
 
 
-def _forward_elems(pf: PortForward) -> list[tuple[str, list[Any]]]:
-    out: list[tuple[str, list[Any]]] = []
+_PROTO_NUMBERS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
+
+
+def _forward_elems(pf: PortForward) -> list[tuple[str, bytes, bytes]]:
+    """The DNAT map elements of a port forward: ``(map, key, data)`` in the kernel's encoding
+    (every part of a concatenated key padded to 32 bits; ports and addresses in network
+    order)."""
+    out: list[tuple[str, bytes, bytes]] = []
     for b in pf.bindings:
         fam = "6" if b.family == 6 else "4"
         target = pf.ipv6 if fam == "6" else pf.ipv4
         if target is None:
             continue
         wildcard = b.host_ip in ("", "0.0.0.0", "::")
-        key: dict[str, Any] = {"concat": [b.protocol, b.host_port]} if wildcard else \
-            {"concat": [b.host_ip, b.protocol, b.host_port]}
+        tail = struct.pack("!B3xH2x", _PROTO_NUMBERS[b.protocol], b.host_port)
+        port = struct.pack("!H", b.container_port)
+        key = tail if wildcard else ipaddress.ip_address(b.host_ip).packed + tail
         kind = "any" if wildcard else "at"
-        out.append((f"pf{fam}{kind}_addr", [[key, target]]))
-        out.append((f"pf{fam}{kind}_port", [[key, b.container_port]]))
+        out.append((f"pf{fam}{kind}_addr", key, ipaddress.ip_address(target).packed))
+        out.append((f"pf{fam}{kind}_port", key, port))
         if wildcard and b.family == 4 and b.host_ip == "" and pf.ipv6 is not None:
             # Every address: the IPv6 ones too, when the endpoint has one.
-            out.append(("pf6any_addr", [[key, pf.ipv6]]))
-            out.append(("pf6any_port", [[key, b.container_port]]))
+            out.append(("pf6any_addr", tail, ipaddress.ip_address(pf.ipv6).packed))
+            out.append(("pf6any_port", tail, port))
     return out
+
+
+# nfnetlink, as linux/netfilter/nfnetlink.h and nf_tables.h number it.
+_NETLINK_NETFILTER = 12
+_NLM_F_REQUEST, _NLM_F_ACK, _NLM_F_CREATE = 0x1, 0x4, 0x400
+_NFNL_MSG_BATCH_BEGIN, _NFNL_MSG_BATCH_END = 0x10, 0x11
+_NFNL_SUBSYS_NFTABLES = 10
+_NFT_MSG_NEWSETELEM, _NFT_MSG_DELSETELEM, _NFT_MSG_DESTROYSETELEM = 12, 14, 30
+_NFPROTO_INET = 1
+_NLA_F_NESTED = 0x8000
+_NFTA_SET_ELEM_LIST_TABLE, _NFTA_SET_ELEM_LIST_SET, _NFTA_SET_ELEM_LIST_ELEMENTS = 1, 2, 3
+_NFTA_LIST_ELEM = 1
+_NFTA_SET_ELEM_KEY, _NFTA_SET_ELEM_DATA = 1, 2
+_NFTA_DATA_VALUE = 1
+
+
+def _attr(kind: int, payload: bytes, nested: bool = False) -> bytes:
+    head = struct.pack("=HH", 4 + len(payload), kind | (_NLA_F_NESTED if nested else 0))
+    return head + payload + bytes(-len(payload) % 4)
+
+
+def _elements_payload(name: str, elems: Sequence[tuple[bytes, bytes | None]]) -> bytes:
+    items = b""
+    for key, data in elems:
+        body = _attr(_NFTA_SET_ELEM_KEY, _attr(_NFTA_DATA_VALUE, key), nested=True)
+        if data is not None:
+            body += _attr(_NFTA_SET_ELEM_DATA, _attr(_NFTA_DATA_VALUE, data), nested=True)
+        items += _attr(_NFTA_LIST_ELEM, body, nested=True)
+    return (_attr(_NFTA_SET_ELEM_LIST_TABLE, TABLE.encode() + b"\0")
+            + _attr(_NFTA_SET_ELEM_LIST_SET, name.encode() + b"\0")
+            + _attr(_NFTA_SET_ELEM_LIST_ELEMENTS, items, nested=True))
+
+
+class _ElementBatch:
+    """One nfnetlink transaction of set-element messages on a netlink socket of the host's
+    namespace. The kernel runs a batch inside the ``sendmsg``, all or nothing, so every ACK is
+    queued when it returns: they are read without waiting."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.seq = 0
+        self.msgs: list[bytes] = []
+
+    def _msg(self, kind: int, flags: int, payload: bytes, family: int = _NFPROTO_INET,
+             res_id: int = 0) -> bytes:
+        self.seq += 1
+        body = struct.pack("=BB", family, 0) + struct.pack("!H", res_id) + payload
+        return struct.pack("=IHHII", 16 + len(body), kind, flags, self.seq, 0) + body
+
+    def add(self, verb: int, name: str, elems: Sequence[tuple[bytes, bytes | None]]) -> None:
+        flags = _NLM_F_REQUEST | _NLM_F_ACK | (_NLM_F_CREATE if verb == _NFT_MSG_NEWSETELEM
+                                                else 0)
+        self.msgs.append(self._msg(_NFNL_SUBSYS_NFTABLES << 8 | verb, flags,
+                                   _elements_payload(name, elems)))
+
+    def run(self) -> None:
+        """Send the batch; raises OSError with the first error the kernel reported."""
+        if not self.msgs:
+            return
+        seqs = list(range(1, len(self.msgs) + 1))
+        begin = self._msg(_NFNL_MSG_BATCH_BEGIN, _NLM_F_REQUEST, b"", 0, _NFNL_SUBSYS_NFTABLES)
+        end = self._msg(_NFNL_MSG_BATCH_END, _NLM_F_REQUEST, b"", 0, _NFNL_SUBSYS_NFTABLES)
+        results = transact(self.sock, [begin, *self.msgs, end], seqs)
+        self.msgs = []
+        # The batch is all or nothing: the first error is the one to tell; a message after
+        # it got no answer at all.
+        error = next((results[s] for s in seqs if results.get(s)), 0)
+        if not error and len(results) < len(seqs):
+            error = errno.EIO
+        if error:
+            raise OSError(error, os.strerror(error))
 
 
 class NftablesFirewall:
@@ -250,6 +366,25 @@ class NftablesFirewall:
                                    "package nftables); or use firewall='none'", missing="nft")
         self.host = host
         self.nft = found
+        self._nl: socket.socket | None = None
+        self._nl_lock = threading.Lock()
+        self._destroy = True  # DESTROYSETELEM (Linux 6.3) until the kernel says otherwise
+
+    def close(self) -> None:
+        """Close the netlink socket this backend keeps (idempotent)."""
+        nl, self._nl = self._nl, None
+        if nl is not None:
+            nl.close()
+
+    def _elements(self, build: Any) -> None:
+        """Run one element batch made by ``build(batch)``, on the kept netlink socket."""
+        with self._nl_lock:
+            if self._nl is None:
+                self._nl = self.host.socket(socket.AF_NETLINK, socket.SOCK_RAW,
+                                            _NETLINK_NETFILTER)
+            batch = _ElementBatch(self._nl)
+            build(batch)
+            batch.run()
 
     def apply(self, cmds: Sequence[dict[str, Any]]) -> None:
         """Run one transaction. Raises NetworkError with nft's message."""
@@ -300,19 +435,115 @@ class NftablesFirewall:
         self.apply(cmds)
 
     def setup_port_forward(self, pf: PortForward) -> None:
-        """Install the DNAT rules of one published port; idempotent."""
-        self.apply([_elem("add", name, elems) for name, elems in _forward_elems(pf)])
-
-    def teardown_port_forward(self, pf: PortForward) -> None:
-        """Remove the rules of one published port; absent ones are fine."""
+        """Install the DNAT rules of one endpoint's published ports (one nfnetlink batch);
+        idempotent. Raises NetworkError (ENOENT: isolate's table or maps are missing -- set the
+        network up again -- or the kernel's refusal)."""
         elems = _forward_elems(pf)
         if not elems:
             return
-        cmds = _objects()
-        for name, items in elems:
-            cmds.append(_elem("add", name, items))
-            cmds.append(_elem("delete", name, [e[0] for e in items]))
+
+        def build(batch: _ElementBatch) -> None:
+            for name, key, data in elems:
+                batch.add(_NFT_MSG_NEWSETELEM, name, [(key, data)])
+
+        try:
+            self._elements(build)
+        except OSError as exc:
+            if isinstance(exc, NetworkError):
+                raise
+            raise NetworkError(exc.errno or errno.EIO, f"add the port forwards of "
+                               f"{pf.ipv4 or pf.ipv6} to table inet {TABLE}",
+                               step="nftables") from exc
+
+    def teardown_port_forward(self, pf: PortForward) -> None:
+        """Remove the rules of one endpoint's published ports; absent ones (or no table at
+        all) are fine. Raises NetworkError."""
+        elems = _forward_elems(pf)
+        if not elems:
+            return
+
+        def build(batch: _ElementBatch) -> None:
+            for name, key, data in elems:
+                if self._destroy:
+                    batch.add(_NFT_MSG_DESTROYSETELEM, name, [(key, None)])
+                else:
+                    batch.add(_NFT_MSG_NEWSETELEM, name, [(key, data)])
+                    batch.add(_NFT_MSG_DELSETELEM, name, [(key, None)])
+
+        for _attempt in (0, 1):
+            try:
+                self._elements(build)
+                return
+            except OSError as exc:
+                if isinstance(exc, NetworkError):
+                    raise
+                if exc.errno == errno.ENOENT:
+                    return  # no table or map: nothing of ours to remove
+                if exc.errno == errno.EINVAL and self._destroy:
+                    self._destroy = False  # a kernel before 6.3: add, then delete
+                    continue
+                raise NetworkError(exc.errno or errno.EIO, f"remove the port forwards of "
+                                   f"{pf.ipv4 or pf.ipv6} from table inet {TABLE}",
+                                   step="nftables") from exc
+
+    def sweep(self, networks: Sequence[NetworkRules], addresses: Collection[str]) -> list[str]:
+        """Remove from isolate's table what no record names: port forwards (DNAT map
+        elements) to an address in ``addresses`` none, and the chains and map elements of
+        bridges of no network in ``networks``; one transaction. Returns descriptions of what
+        went ([] when there is no table). Raises NetworkError."""
+        items = self.ruleset()
+        keep = {_canonical(a) for a in addresses}
+        bridges = {n.bridge for n in networks}
+        chains = {c for n in networks for c in _network_chains(n)}
+        maps = {i["map"]["name"]: i["map"] for i in items if "map" in i}
+        cmds: list[dict[str, Any]] = []
+        done: list[str] = []
+
+        def drop(name: str, key: object) -> None:
+            cmds.append({"delete": {"element": {**_T, "name": name, "elem": [key]}}})
+
+        for name, m in maps.items():
+            for elem in m.get("elem", []):
+                if not isinstance(elem, list) or len(elem) != 2:
+                    continue
+                key, value = elem
+                if name.startswith("pf") and name.endswith("_addr"):
+                    if _canonical(value) not in keep:
+                        drop(name, key)
+                        if any(e[0] == key for e in maps.get(name[:-5] + "_port", {})
+                               .get("elem", []) if isinstance(e, list)):
+                            drop(name[:-5] + "_port", key)
+                        done.append(f"port forward {_describe(key)} to {value}")
+                elif name in ("fwd_from", "fwd_to", "nat_from", "nat_to") and \
+                        key not in bridges:
+                    drop(name, key)
+        for item in items:
+            if "set" in item and item["set"]["name"] == "bridges":
+                for br in item["set"].get("elem", []):
+                    if br not in bridges:
+                        drop("bridges", br)
+                        done.append(f"the rules of bridge {br}")
+        for item in items:
+            name = item.get("chain", {}).get("name", "")
+            if name.startswith("n-") and name not in chains:
+                cmds.append({"flush": {"chain": {**_T, "name": name}}})
+                cmds.append({"delete": {"chain": {**_T, "name": name}}})
+                done.append(f"firewall chain {name}")
         self.apply(cmds)
+        return done
+
+
+def _canonical(address: object) -> str:
+    try:
+        return str(ipaddress.ip_address(str(address)))
+    except ValueError:
+        return str(address)
+
+
+def _describe(key: object) -> str:
+    """A DNAT map key as nft lists it (``{"concat": [addr?, proto, port]}``), as text."""
+    parts = key.get("concat", [key]) if isinstance(key, dict) else [key]
+    return " ".join(str(p) for p in parts)
 
 
 def make_firewall(kind: str, host: NetNamespace) -> Firewall:

@@ -1,13 +1,21 @@
 """Bridge networks and their endpoints: the interface the container layer calls.
 
 Owns :class:`Networks` -- create/remove/list networks; connect a network namespace to one (a
-veth pair: the host end on the network's bridge, the other end moved into the namespace with its
+veth pair: the host end on the network's bridge, the other end made in the namespace with its
 address, MTU and default route) and disconnect it; publish ports; prune what a crash left --
 and the records it persists for that (:class:`Network`, :class:`Endpoint`). Every operation acts
 in the namespace that plays "the host" (default: the caller's) and works from the persisted
 state alone, so any process can tear down what another made. Everything is validated, and every
 address and host port chosen, before the first device or rule is made; a failure half-way
 undoes what was made.
+
+What an endpoint costs is mostly what the kernel makes the caller wait for, so the hot paths
+ask little of it: one child makes the container's netlink socket and sets its sysctls, the veth
+is made on the bridge and up in one request, port forwards are one nfnetlink batch, and a veth
+whose container namespace is already going is left to the kernel (its namespace's end deletes
+it; deleting it ourselves would wait for RCU grace periods). Records are written once per
+change (temp, fsync, rename; see ``_store``), and an endpoint being made has a record of its
+own name (``<id>.creating``) until it is complete: one rename then, no second write.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import datetime
 import errno
 import ipaddress
 import os
+import queue
 import secrets
 import socket
 import sys
@@ -27,10 +36,11 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from isolate.errors import ConfigError, IsolateError, NetworkError
-from isolate.net._helpers import HelperProcess, start_time
+from isolate.net import _netlink as _netlink_batch
+from isolate.net._helpers import HelperProcess, boot_id, start_time
 from isolate.net._ns import NetNamespace, NetnsLike, _default_env
-from isolate.net._store import Directory
-from isolate.net.files import ResolvConf, host_resolv_conf, hosts_file, resolv_conf
+from isolate.net._store import Directory, Torn
+from isolate.net.files import ResolvConf, hosts_file, resolv_conf
 from isolate.net.firewall import NetworkRules, PortForward, make_firewall
 from isolate.net.ipam import AddressPool, IPNetwork, pick_subnet, pick_subnet6
 from isolate.net.options import ExtraHost, check_name, parse_dns, parse_ip, parse_network_alias
@@ -39,14 +49,22 @@ from isolate.net.ports import PortBinding, PortMapping, parse_publish
 if TYPE_CHECKING:
     from pyroute2 import IPRoute
 
-__all__ = ["DEFAULT_NETWORK", "Endpoint", "Network", "Networks", "process_owner"]
+__all__ = ["DEFAULT_LINK_MTU", "DEFAULT_NETWORK", "Endpoint", "Network", "Networks",
+           "process_owner"]
 
 #: The default network's name (Docker's ``bridge``); it has no resolver, as in Docker.
 DEFAULT_NETWORK = "bridge"
 DEFAULT_BRIDGE = "isolate0"
 BRIDGE_PREFIX = "isob"
 VETH_PREFIX = "isov"
+#: The MTU of a network's bridge and veths unless asked otherwise: traffic between the host
+#: and its containers, and between containers, never leaves the machine, so it may use frames
+#: as large as loopback's; the network's ``mtu`` bounds what goes out (a route metric).
+DEFAULT_LINK_MTU = 65520
 _IFA_F_NODAD = 0x02
+_READY = ".json"
+_CREATING = ".creating"
+_HINT = "hint"  # DIR/<net>/hint: the last addresses given, "IPV4,IPV6" (see _pools)
 
 
 def process_owner(pid: int) -> str:
@@ -77,7 +95,11 @@ def _now() -> str:
 
 @attrs.frozen
 class Network:
-    """A bridge network as persisted (``DIR/<id>/network.json``)."""
+    """A bridge network as persisted (``DIR/<id>/network.json``).
+
+    ``mtu`` is the network's MTU as Docker means it (what its traffic to the outside may
+    carry: the containers' default route says so); ``link_mtu`` the MTU of its bridge and veths
+    (None in records of older versions: the same as ``mtu``)."""
 
     id: str
     name: str
@@ -95,12 +117,18 @@ class Network:
     default: bool = False
     state: str = "ready"
     driver: str = "bridge"
+    link_mtu: int | None = None
 
     @property
     def rules(self) -> NetworkRules:
         """What the firewall needs to know of this network."""
         subnets = tuple(s for s in (self.subnet, self.subnet6) if s)
         return NetworkRules(self.id, self.bridge, subnets, self.internal)
+
+    @property
+    def device_mtu(self) -> int:
+        """The MTU its bridge and veths have."""
+        return self.link_mtu or self.mtu
 
     def to_json(self) -> dict[str, Any]:
         """The record as JSON-ready data, for the state files."""
@@ -115,7 +143,10 @@ class Network:
 
 @attrs.frozen
 class Endpoint:
-    """One namespace's attachment to one network (``DIR/<net>/endpoints/<id>.json``)."""
+    """One namespace's attachment to one network (``DIR/<net>/endpoints/<id>.json``).
+
+    ``netns_id`` identifies the namespace (``dev:inode``); ``boot`` is the boot the record was
+    written in (a record of another boot describes nothing that still exists)."""
 
     id: str
     network: str
@@ -136,6 +167,8 @@ class Endpoint:
     proxy: HelperProcess | None = None
     dns: tuple[str, ...] = ()
     state: str = "ready"
+    netns_id: str | None = None
+    boot: str | None = None
 
     @property
     def addresses(self) -> list[str]:
@@ -181,6 +214,11 @@ def _netlink(what: str) -> Iterator[None]:
         raise _nl_error(exc, what) from exc
 
 
+def _code(exc: BaseException) -> int | None:
+    code = getattr(exc, "code", None)
+    return code if isinstance(code, int) else getattr(exc, "errno", None)
+
+
 def _note(exc: BaseException, text: str) -> None:
     if hasattr(exc, "add_note"):
         exc.add_note(text)
@@ -219,11 +257,12 @@ class Networks:
     endpoint's owner (a container id, say) still exists; endpoints of dead owners are removed
     on the next change and by :meth:`prune` (default: :func:`default_alive`). ``upstream``:
     the resolvers' forwarders (``"ADDR"`` or ``"ADDR#PORT"``; default: the host's
-    /etc/resolv.conf). ``userland_proxy``: ``"auto"`` (only where DNAT cannot serve) or
-    ``"always"``.
+    /etc/resolv.conf, read by each resolver). ``userland_proxy``: ``"auto"`` (only where DNAT
+    cannot serve) or ``"always"``.
 
     Open it (``with Networks(...) as nets``) and close it when done; it holds a handle on the
-    host namespace. Raises UnsupportedError (nft missing), NetworkError (cannot open ``host``).
+    host namespace and netlink sockets in it. Raises UnsupportedError (nft missing),
+    NetworkError (cannot open ``host``).
     """
 
     def __init__(self, directory: str | os.PathLike[str], *, host: NetnsLike = None,
@@ -242,6 +281,10 @@ class Networks:
         # keep per-thread state. Other threads open one per operation.
         self._ipr: IPRoute | None = None
         self._owner_thread = threading.get_ident()
+        # A raw rtnetlink socket there for the batched requests of the hot paths (any thread,
+        # one at a time).
+        self._rtnl: socket.socket | None = None
+        self._rtnl_lock = threading.Lock()
         try:
             self.firewall = make_firewall(firewall, self.host)
         except BaseException:
@@ -253,6 +296,10 @@ class Networks:
         ipr, self._ipr = self._ipr, None
         if ipr is not None:
             ipr.close()
+        rtnl, self._rtnl = self._rtnl, None
+        if rtnl is not None:
+            rtnl.close()
+        self.firewall.close()
         self.host.close()
 
     @contextlib.contextmanager
@@ -264,6 +311,14 @@ class Networks:
         if self._ipr is None:
             self._ipr = self.host.netlink()
         yield self._ipr
+
+    @contextlib.contextmanager
+    def _host_rtnl(self) -> Iterator[socket.socket]:
+        with self._rtnl_lock:
+            if self._rtnl is None:
+                self._rtnl = self.host.socket(socket.AF_NETLINK, socket.SOCK_RAW,
+                                              socket.NETLINK_ROUTE)
+            yield self._rtnl
 
     def __enter__(self) -> Networks:
         return self
@@ -283,12 +338,33 @@ class Networks:
         return out
 
     def _endpoints(self, net_id: str) -> list[Endpoint]:
+        """The network's endpoint records; one still being made (``<id>.creating``: under the
+        lock, what a crashed connect left) has state ``creating``. A torn one, or one of
+        another boot, describes nothing that still exists (see ``_store``): it is dropped
+        here, touching nothing."""
         out = []
         for name in self.dir.list(net_id, "endpoints"):
-            data = self.dir.read(net_id, "endpoints", name)
-            if data is not None:
-                out.append(Endpoint.from_json(data))
+            creating = name.endswith(_CREATING)
+            if not creating and not name.endswith(_READY):
+                continue
+            try:
+                data = self.dir.read(net_id, "endpoints", name)
+            except Torn:
+                data = {}
+            if data is None:
+                continue
+            if not data or data.get("boot") not in (None, boot_id()):
+                self.dir.remove(net_id, "endpoints", name)
+                continue
+            ep = Endpoint.from_json(data)
+            out.append(attrs.evolve(ep, state="creating") if creating else ep)
         return out
+
+    def _write_record(self, ep: Endpoint) -> None:
+        """Write an endpoint's record (under the name its state gives it)."""
+        suffix = _READY if ep.state == "ready" else _CREATING
+        self.dir.write(attrs.evolve(ep, state="ready").to_json(), ep.network, "endpoints",
+                       ep.id + suffix)
 
     def networks(self) -> list[Network]:
         """Every network, by name."""
@@ -329,18 +405,24 @@ class Networks:
                ipv6: bool = False, subnet6: str | None = None, gateway6: str | None = None,
                mtu: int = 1500, internal: bool = False, dns: bool = True,
                sysctls: Mapping[str, str] | None = None,
-               labels: Mapping[str, str] | None = None) -> Network:
+               labels: Mapping[str, str] | None = None,
+               link_mtu: int | None = None) -> Network:
         """Create a bridge network (Docker's ``network create``).
 
         ``subnet`` (CIDR; default: a free one of Docker's pools) and ``gateway`` (default: its
         first address); ``ipv6`` adds an IPv6 subnet (``subnet6``, default a unique-local
-        /64); ``internal``: no traffic in or out of the network, only between its members;
-        ``dns``: a resolver answering the members' names; ``sysctls``: ``net.*`` settings
-        applied inside each member's namespace (``IFNAME`` in a name becomes its interface).
+        /64); ``mtu``: the network's MTU to the outside (the members' default route carries
+        it); ``link_mtu``: the MTU of the bridge and the veths, which carry only traffic
+        between the host and its containers (default :data:`DEFAULT_LINK_MTU`, or ``mtu`` when
+        larger; ``link_mtu=mtu`` makes the interfaces show Docker's MTU exactly, at a cost in
+        throughput); ``internal``: no traffic in or out of the network, only between its
+        members; ``dns``: a resolver answering the members' names; ``sysctls``: ``net.*``
+        settings applied inside each member's namespace (``IFNAME`` in a name becomes its
+        interface).
 
         Raises ConfigError (bad or duplicate name, a subnet overlapping a route of the host or
-        another network, a gateway outside its subnet), NetworkError (the kernel or nft
-        refused; nothing is left behind).
+        another network, a gateway outside its subnet, a bad MTU), NetworkError (the kernel or
+        nft refused; nothing is left behind).
         """
         check_name(name)
         with self.dir.locked():
@@ -348,7 +430,7 @@ class Networks:
             return self._create(name, subnet=subnet, gateway=gateway, ipv6=ipv6,
                                 subnet6=subnet6, gateway6=gateway6, mtu=mtu,
                                 internal=internal, dns=dns, sysctls=dict(sysctls or {}),
-                                labels=dict(labels or {}))
+                                labels=dict(labels or {}), link_mtu=link_mtu)
 
     def ensure_default(self) -> Network:
         """The default network ``bridge`` (bridge ``isolate0``, no resolver), created on first
@@ -367,12 +449,18 @@ class Networks:
                 ipv6: bool = False, subnet6: str | None = None, gateway6: str | None = None,
                 mtu: int = 1500, internal: bool = False, dns: bool = True,
                 sysctls: dict[str, str] | None = None, labels: dict[str, str] | None = None,
-                default: bool = False) -> Network:
+                default: bool = False, link_mtu: int | None = None) -> Network:
         existing = self._all_networks()
         if any(n.name == name for n in existing):
             raise ConfigError(f"network {name!r} already exists")
-        if not isinstance(mtu, int) or not 68 <= mtu <= 65535:
+        if not isinstance(mtu, int) or isinstance(mtu, bool) or not 68 <= mtu <= 65535:
             raise ConfigError(f"mtu must be 68-65535, not {mtu!r}")
+        if link_mtu is None:
+            link_mtu = max(mtu, DEFAULT_LINK_MTU)
+        if not isinstance(link_mtu, int) or isinstance(link_mtu, bool) or \
+                not mtu <= link_mtu <= 65535:
+            raise ConfigError(f"link_mtu must be from the network's mtu ({mtu}) to 65535, "
+                              f"not {link_mtu!r}")
         for key in sysctls or {}:
             if not key.startswith("net."):
                 raise ConfigError(f"network sysctl {key!r} is not a net.* sysctl")
@@ -391,18 +479,23 @@ class Networks:
             subnet=str(net4), gateway=str(gw4), subnet6=str(net6) if net6 else None,
             gateway6=str(gw6) if gw6 else None, mtu=mtu, internal=internal, dns=dns,
             sysctls=sysctls or {}, labels=labels or {}, created=_now(), default=default,
-            state="creating")
+            state="creating", link_mtu=link_mtu)
         self.dir.write(network.to_json(), nid, "network.json")
         try:
-            self._make_bridge(network)
-            guard = self._enable_forwarding(network)
-            self.firewall.setup_network(network.rules, guard_forwarding=guard)
+            self._build_network(network)
         except BaseException as exc:
             self._remove_network(network, existing, exc)
             raise
         network = attrs.evolve(network, state="ready")
         self.dir.write(network.to_json(), nid, "network.json")
         return network
+
+    def _build_network(self, n: Network) -> None:
+        """The network's kernel state: bridge, forwarding, firewall rules (again after a
+        reboot took them: each step takes what exists)."""
+        self._make_bridge(n)
+        guard = self._enable_forwarding(n)
+        self.firewall.setup_network(n.rules, guard_forwarding=guard)
 
     def _taken_subnets(self, existing: Iterable[Network]) -> list[IPNetwork]:
         taken: list[IPNetwork] = []
@@ -455,12 +548,19 @@ class Networks:
         return gw
 
     def _make_bridge(self, n: Network) -> None:
+        from pyroute2.netlink.exceptions import NetlinkError
+
         with self._host_netlink() as ipr:
             with _netlink(f"create bridge {n.bridge}"):
                 # A bridge without a MAC of its own takes its ports' lowest one, and changes
                 # it when that port goes: every member's ARP entry for the gateway goes stale.
                 mac = "02:" + ":".join(n.id[i:i + 2] for i in range(0, 10, 2))
-                ipr.link("add", ifname=n.bridge, kind="bridge", mtu=n.mtu, address=mac)
+                try:
+                    ipr.link("add", ifname=n.bridge, kind="bridge", mtu=n.device_mtu,
+                             address=mac)
+                except NetlinkError as exc:
+                    if exc.code != errno.EEXIST:
+                        raise
             idx = ipr.link_lookup(ifname=n.bridge)[0]
             # The host's loopback reaches published ports through this bridge (DNAT from
             # 127.0.0.1 needs route_localnet on the way out); and no router advertisements.
@@ -470,29 +570,37 @@ class Networks:
             self.host.write_sysctls(sysctls)
             with _netlink(f"address bridge {n.bridge}"):
                 net4 = ipaddress.ip_network(n.subnet)
-                ipr.addr("add", index=idx, address=n.gateway, prefixlen=net4.prefixlen)
+                addrs = [(n.gateway, net4.prefixlen, 0)]
                 if n.subnet6 and n.gateway6:
-                    ipr.addr("add", index=idx, address=n.gateway6,
-                             prefixlen=ipaddress.ip_network(n.subnet6).prefixlen,
-                             flags=_IFA_F_NODAD)
+                    addrs.append((n.gateway6, ipaddress.ip_network(n.subnet6).prefixlen,
+                                  _IFA_F_NODAD))
+                for address, prefixlen, flags in addrs:
+                    try:
+                        ipr.addr("add", index=idx, address=address, prefixlen=prefixlen,
+                                 flags=flags)
+                    except NetlinkError as exc:
+                        if exc.code != errno.EEXIST:
+                            raise
                 ipr.link("set", index=idx, state="up")
 
     def _enable_forwarding(self, n: Network) -> bool:
         """Turn on forwarding in the host namespace; remember what it was (restored when the
         last network goes). Returns whether isolate turned IPv4 forwarding on."""
         state = self.dir.read("host.json") or {}
+        if state.get("boot") not in (None, boot_id()):
+            state = {}  # recorded before a reboot, which reset the sysctls
         before: dict[str, str] = dict(state.get("sysctls") or {})
         keys = ["net.ipv4.ip_forward"]
         if n.subnet6:
             keys.append("net.ipv6.conf.all.forwarding")
-        changed = False
+        changed = not state
         for key in keys:
             if key not in before:
                 value = self.host.read_sysctl(key)
                 before[key] = value
                 changed = True
         if changed:
-            self.dir.write({"sysctls": before}, "host.json")
+            self.dir.write({"sysctls": before, "boot": boot_id()}, "host.json")
         self.host.write_sysctls({k: "1" for k in keys})
         return before.get("net.ipv4.ip_forward") == "0"
 
@@ -527,7 +635,7 @@ class Networks:
     def _restore_forwarding(self) -> None:
         state = self.dir.read("host.json") or {}
         before = state.get("sysctls") or {}
-        if before:
+        if before and state.get("boot") in (None, boot_id()):
             self.host.write_sysctls(before)
         self.dir.remove("host.json")
 
@@ -540,6 +648,38 @@ class Networks:
             except NetlinkError as exc:
                 if exc.code != errno.ENODEV:
                     raise _nl_error(exc, f"delete {name}") from exc
+
+    def _remove_veth(self, name: str) -> None:
+        """Delete an endpoint's veth (host end ``name``) unless the kernel is doing it:
+        deleting either end takes both, and a namespace that ends deletes its devices -- so a
+        veth whose container namespace is going is left to it (deleting it here would wait for
+        RCU grace periods, tens of milliseconds under load, for nothing)."""
+        with self._host_rtnl() as sock:
+            try:
+                found = _netlink_batch.link_peer(sock, name)
+                if found is None:
+                    return  # gone with its namespace already
+                index, peer, nsid = found
+                # Through the host's id of the peer's namespace: one that is being destroyed
+                # can no longer be reached by its id.
+                if peer > 0 and nsid >= 0 and \
+                        not _netlink_batch.peer_reachable(sock, peer, nsid):
+                    return
+            except OSError as exc:
+                raise NetworkError(exc.errno or errno.EIO, f"look up {name}",
+                                   step="netlink") from exc
+        self._delete_unlisted(index, name)
+
+    def _delete_unlisted(self, index: int, name: str) -> None:
+        """Delete the veth with host-side ``index``, returning once the kernel has unlisted it
+        (see :func:`isolate.net._netlink.delete_link`)."""
+        sock, monitor = self.host.sockets(
+            [(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)] * 2)
+        try:
+            _netlink_batch.delete_link(sock, monitor, name, index)
+        except OSError as exc:
+            raise NetworkError(exc.errno or errno.EIO, f"delete {name}", step="netlink") \
+                from exc
 
     # -- endpoints --------------------------------------------------------------------------
     def connect(self, network: str, netns: NetnsLike, *, owner: str,
@@ -591,36 +731,33 @@ class Networks:
         if inner == self.host:
             raise ConfigError("cannot connect the host's own network namespace to a network")
         eid = secrets.token_hex(16)
-        pool4, pool6 = self._pools(net)
+        eps = self._endpoints(net.id)
+        pool4, pool6 = self._pools(net, eps)
         ipv4 = pool4.allocate(eid, req4)
         ipv6 = pool6.allocate(eid, req6) if pool6 is not None else None
-        with inner.netlink() as cipr:
-            return self._connect_with(net, inner, cipr, eid, owner, name, aliases, ipv4, ipv6,
-                                      (pool4, pool6), mappings, servers, ifname)
-
-    def _connect_with(self, net: Network, inner: NetNamespace, cipr: IPRoute, eid: str,
-                      owner: str, name: str | None, aliases: tuple[str, ...], ipv4: str,
-                      ipv6: str | None, pools: tuple[AddressPool, AddressPool | None],
-                      mappings: list[PortMapping], servers: tuple[str, ...],
-                      ifname: str | None) -> Endpoint:
-        inside = ifname or self._free_ifname(cipr)
+        netns_id = f"{inner.identity[0]}:{inner.identity[1]}"
+        auto_name = ifname is None
+        if ifname is None:
+            used = {e.ifname for n in self._all_networks() for e in self._endpoints(n.id)
+                    if e.netns_id == netns_id}
+            ifname = next(f"eth{i}" for i in range(len(used) + 1) if f"eth{i}" not in used)
         bindings, held = self._resolve_ports(mappings, ipv6 is not None)
         n4 = ipaddress.ip_network(net.subnet)
         ep = Endpoint(
-            id=eid, network=net.id, network_name=net.name, owner=owner, ifname=inside,
+            id=eid, network=net.id, network_name=net.name, owner=owner, ifname=ifname,
             host_ifname=VETH_PREFIX + eid[:11], ipv4=ipv4, prefixlen=n4.prefixlen,
             gateway=None if net.internal else net.gateway, ipv6=ipv6,
             prefixlen6=ipaddress.ip_network(net.subnet6).prefixlen if net.subnet6 else 64,
             gateway6=None if net.internal else net.gateway6, name=name, aliases=aliases,
-            netns=inner.path, ports=tuple(bindings), dns=servers, state="creating")
+            netns=inner.path, ports=tuple(bindings), dns=servers, netns_id=netns_id,
+            state="creating", boot=boot_id())
+        hint = f"{pool4.last or ''},{(pool6.last if pool6 else None) or ''}"
         try:
-            self._save_pools(net, *pools)
-            self.dir.write(ep.to_json(), net.id, "endpoints", eid + ".json")
-            self._make_veth(net, ep, inner, cipr)
-            ep = self._forward(net, ep, held)
+            ep = self._make_endpoint(net, ep, inner, held, auto_name, hint)
+            self.dir.rename((net.id, "endpoints", eid + _CREATING),
+                            (net.id, "endpoints", eid + _READY))
             ep = attrs.evolve(ep, state="ready")
-            self.dir.write(ep.to_json(), net.id, "endpoints", eid + ".json")
-            self._names_changed(net)
+            self._resolver_sync(net)
         except BaseException as exc:
             for s in held.values():
                 s.close()
@@ -630,6 +767,91 @@ class Networks:
                 _note(exc, f"undoing the endpoint also failed: {undo}")
             raise
         return ep
+
+    def _make_endpoint(self, net: Network, ep: Endpoint, inner: NetNamespace,
+                       held: dict[PortBinding, socket.socket], auto_name: bool,
+                       hint: str) -> Endpoint:
+        """The network's address hint and the record (``<id>.creating``), then the kernel's
+        part: veth, addresses, routes, sysctls, port forwards, proxy. Returns the endpoint as
+        it ends up (its interface name when the chosen one was taken, its proxy)."""
+        # Set before the interface exists, so that it takes them from ``default``: the one
+        # child that makes the container's netlink socket sets these.
+        sysctls = {"net.ipv4.conf.all.accept_redirects": "0",
+                   "net.ipv4.conf.default.accept_redirects": "0"}
+        if ep.ipv6:
+            sysctls["net.ipv6.conf.default.accept_ra"] = "0"
+            sysctls["net.ipv6.conf.default.disable_ipv6"] = "0"
+        # The hint and the record are written (the record fsync'ed) while that child runs:
+        # nothing it does needs undoing (the sysctls are the container's namespace's own),
+        # and nothing that does is made before the record exists -- a crash from then on is
+        # rolled back from it.
+        def write() -> None:
+            self.dir.write_hint(hint, net.id, _HINT)
+            self._write_record(ep)
+
+        writer = _Background(write)
+        try:
+            (sock,) = inner.sockets([(socket.AF_NETLINK, socket.SOCK_RAW,
+                                      socket.NETLINK_ROUTE)], sysctls=sysctls)
+        except BaseException as exc:
+            writer.join(exc)
+            raise
+        try:
+            writer.join()
+        except BaseException:
+            sock.close()
+            raise
+        with sock:
+            try:
+                self._make_veth(net, ep, inner)
+            except NetworkError as exc:
+                if not (auto_name and exc.errno == errno.EEXIST):
+                    raise
+                # The namespace has an interface of that name that no record of ours names.
+                with inner.netlink() as cipr:
+                    ep = attrs.evolve(ep, ifname=self._free_ifname(cipr))
+                self._write_record(ep)
+                self._make_veth(net, ep, inner)
+            if net.sysctls:
+                inner.write_sysctls({k.replace("IFNAME", ep.ifname): v
+                                     for k, v in net.sysctls.items()})
+            try:
+                _netlink_batch.configure_interface(
+                    sock, ep.ifname,
+                    [(socket.AF_INET, ep.ipv4, ep.prefixlen),
+                     (socket.AF_INET6, ep.ipv6, ep.prefixlen6)],
+                    [(socket.AF_INET, ep.gateway), (socket.AF_INET6, ep.gateway6)],
+                    net.mtu if net.mtu < net.device_mtu else None)
+            except OSError as exc:
+                raise NetworkError(exc.errno or errno.EIO, f"configure {ep.ifname} in the "
+                                   "container's namespace", step="netlink") from exc
+        return self._forward(net, ep, held)
+
+    def _make_veth(self, net: Network, ep: Endpoint, inner: NetNamespace) -> None:
+        """The veth pair, the host end up on the bridge (in hairpin mode when the endpoint
+        publishes ports): one batch, after the bridge's lookup -- the bridge made again first
+        if it is missing (after a reboot the record outlives it)."""
+        with self._host_rtnl() as sock:
+            try:
+                try:
+                    bridge = _netlink_batch.link_index(sock, net.bridge)
+                except OSError as exc:
+                    if exc.errno != errno.ENODEV:
+                        raise
+                    self._build_network(net)
+                    bridge = _netlink_batch.link_index(sock, net.bridge)
+            except OSError as exc:
+                raise NetworkError(exc.errno or errno.EIO, f"look up bridge {net.bridge}",
+                                   step="netlink") from exc
+            try:
+                # A container reaching its own published port through a host address: with
+                # br_netfilter the DNAT'ed frame is bridged back out of the port it came in
+                # by, which a bridge port does only in hairpin mode.
+                _netlink_batch.make_veth(sock, ep.host_ifname, ep.ifname, inner.fileno(),
+                                         net.device_mtu, bridge, hairpin=bool(ep.ports))
+            except OSError as exc:
+                raise NetworkError(exc.errno or errno.EIO, f"create veth {ep.host_ifname} for "
+                                   f"{ep.ifname}", step="netlink") from exc
 
     def publish(self, endpoint: Endpoint | str, ports: Sequence[str | PortMapping]
                 ) -> Endpoint:
@@ -648,9 +870,12 @@ class Networks:
                 if old.proxy is not None:
                     old.proxy.stop()
                 ep = attrs.evolve(ep, ports=ep.ports + tuple(bindings), proxy=None)
-                self.dir.write(ep.to_json(), net.id, "endpoints", ep.id + ".json")
+                self._write_record(ep)
+                if bindings and not old.ports:
+                    with self._host_rtnl() as sock, _netlink(f"set hairpin mode on "
+                                                             f"{ep.host_ifname}"):
+                        _netlink_batch.set_hairpin(sock, ep.host_ifname)
                 ep = self._forward(net, ep, held, only=tuple(bindings))
-                self.dir.write(ep.to_json(), net.id, "endpoints", ep.id + ".json")
             except BaseException:
                 for s in held.values():
                     s.close()
@@ -668,7 +893,11 @@ class Networks:
 
     def release(self, owner: str) -> list[Endpoint]:
         """Disconnect every endpoint of ``owner`` (a container that stopped), from the
-        persisted state alone. Returns what was removed. Raises NetworkError."""
+        persisted state alone. Returns what was removed. Raises NetworkError.
+
+        Called once the container's namespace has no holder left (its processes gone, the
+        caller's handles closed), it waits for nothing: the kernel deletes the veths with
+        the namespace."""
         with self.dir.locked():
             self._recover()
             gone = []
@@ -682,30 +911,31 @@ class Networks:
     def _find(self, endpoint: Endpoint | str) -> tuple[Network, Endpoint]:
         eid = endpoint.id if isinstance(endpoint, Endpoint) else endpoint
         for net in self._all_networks():
-            data = self.dir.read(net.id, "endpoints", eid + ".json")
-            if data is not None:
-                return net, Endpoint.from_json(data)
+            for ep in self._endpoints(net.id):
+                if ep.id == eid:
+                    return net, ep
         raise ConfigError(f"no such endpoint: {eid!r}")
 
-    def _pools(self, net: Network) -> tuple[AddressPool, AddressPool | None]:
+    def _pools(self, net: Network, eps: Sequence[Endpoint] | None = None
+               ) -> tuple[AddressPool, AddressPool | None]:
         """The network's address pools. The leases are the endpoint records themselves (one
-        truth: a record written is an address taken, a record removed an address freed);
-        ``ipam.json`` only remembers the last address given, for the round-robin."""
-        data = self.dir.read(net.id, "ipam.json") or {}
-        eps = self._endpoints(net.id)
+        truth: a record written is an address taken, a record removed an address freed); the
+        network's hint remembers the last address given, for the round-robin -- without it
+        (lost, or not an address), it resumes after the highest address leased."""
+        if eps is None:
+            eps = self._endpoints(net.id)
+        hint4, _, hint6 = (self.dir.read_hint(net.id, _HINT) or "").partition(",")
+        hints = {"4": _address_in(hint4, net.subnet), "6": _address_in(hint6, net.subnet6)}
+        leases4 = {e.ipv4: e.id for e in eps}
         pool4 = AddressPool(ipaddress.ip_network(net.subnet), ipaddress.ip_address(net.gateway),
-                            {e.ipv4: e.id for e in eps}, data.get("4"))
+                            leases4, hints.get("4") or _highest(leases4))
         pool6 = None
         if net.subnet6 and net.gateway6:
+            leases6 = {e.ipv6: e.id for e in eps if e.ipv6}
             pool6 = AddressPool(ipaddress.ip_network(net.subnet6),
-                                ipaddress.ip_address(net.gateway6),
-                                {e.ipv6: e.id for e in eps if e.ipv6}, data.get("6"))
+                                ipaddress.ip_address(net.gateway6), leases6,
+                                hints.get("6") or _highest(leases6))
         return pool4, pool6
-
-    def _save_pools(self, net: Network, pool4: AddressPool, pool6: AddressPool | None) -> None:
-        # Only a hint (which address was given last): losing it changes no lease.
-        data: dict[str, Any] = {"4": pool4.last, "6": pool6.last if pool6 else None}
-        self.dir.write(data, net.id, "ipam.json", durable=False)
 
     def _free_ifname(self, cipr: IPRoute) -> str:
         with _netlink("list the container's interfaces"):
@@ -715,48 +945,6 @@ class Networks:
                 return f"eth{i}"
         raise ConfigError("no free ethN interface name in the namespace")  # pragma: no cover
 
-    def _make_veth(self, net: Network, ep: Endpoint, inner: NetNamespace,
-                   cipr: IPRoute) -> None:
-        with self._host_netlink() as ipr:
-            with _netlink(f"create veth {ep.host_ifname} for {ep.ifname}"):
-                bridge = ipr.link_lookup(ifname=net.bridge)
-                if not bridge:
-                    raise NetworkError(errno.ENODEV, f"bridge {net.bridge} of network "
-                                       f"{net.name!r} is missing (run prune)", step="netlink")
-                ipr.link("add", ifname=ep.host_ifname, kind="veth", mtu=net.mtu,
-                         peer={"ifname": ep.ifname, "net_ns_fd": inner.fileno(),
-                               "mtu": net.mtu})
-                host_idx = ipr.link_lookup(ifname=ep.host_ifname)[0]
-                ipr.link("set", index=host_idx, master=bridge[0], state="up")
-            # A container reaching a published port of its own network through the host is
-            # routed back out of the bridge it came in by, so the host answers with an ICMP
-            # redirect ("go straight to it") that would bypass the DNAT: ignore redirects.
-            sysctls = {"net.ipv4.conf.all.accept_redirects": "0",
-                       f"net.ipv4.conf.{ep.ifname}.accept_redirects": "0"}
-            sysctls.update((k.replace("IFNAME", ep.ifname), v) for k, v in net.sysctls.items())
-            if ep.ipv6:
-                sysctls[f"net.ipv6.conf.{ep.ifname}.accept_ra"] = "0"
-                sysctls[f"net.ipv6.conf.{ep.ifname}.disable_ipv6"] = "0"
-            inner.write_sysctls(sysctls)
-            with _netlink(f"configure {ep.ifname} in the container's namespace"):
-                idx = cipr.link_lookup(ifname=ep.ifname)[0]
-                cipr.addr("add", index=idx, address=ep.ipv4, prefixlen=ep.prefixlen)
-                if ep.ipv6:
-                    cipr.addr("add", index=idx, address=ep.ipv6, prefixlen=ep.prefixlen6,
-                              flags=_IFA_F_NODAD)
-                cipr.link("set", index=idx, state="up")
-                lo = cipr.link_lookup(ifname="lo")
-                if lo:
-                    cipr.link("set", index=lo[0], state="up")
-                for family, gw in ((socket.AF_INET, ep.gateway),
-                                   (socket.AF_INET6, ep.gateway6)):
-                    if gw is None:
-                        continue
-                    has_default = any(r["dst_len"] == 0 and r.get_attr("RTA_GATEWAY")
-                                      for r in cipr.get_routes(family=family, table=254))
-                    if not has_default:
-                        cipr.route("add", dst="default", gateway=gw, oif=idx, family=family)
-
     # -- ports ------------------------------------------------------------------------------
     def _all_bindings(self) -> list[PortBinding]:
         return [b for n in self._all_networks() for e in self._endpoints(n.id) for b in e.ports]
@@ -765,9 +953,16 @@ class Networks:
                        ) -> tuple[list[PortBinding], dict[PortBinding, socket.socket]]:
         """Host ports for ``mappings``, each checked free (our records and a bind in the host
         namespace). Sockets of bindings the proxy will serve are kept bound, by binding."""
+        if not mappings:
+            return [], {}
         taken = self._all_bindings()
         out: list[PortBinding] = []
         held: dict[PortBinding, socket.socket] = {}
+        # One child makes a socket for each port's first candidate.
+        specs = [(socket.AF_INET6 if ":" in m.host_ip else socket.AF_INET,
+                  socket.SOCK_STREAM if m.protocol == "tcp" else socket.SOCK_DGRAM, 0)
+                 for m in mappings for _ in m.container_ports]
+        spare = self.host.sockets(specs)
         try:
             for m in mappings:
                 for i, cport in enumerate(m.container_ports):
@@ -777,7 +972,7 @@ class Networks:
                         cands = range(m.host_start, m.host_end + 1)
                     else:
                         cands = [m.host_start + i]
-                    b, sock = self._bind_one(m, cport, cands, taken + out, has_v6)
+                    b, sock = self._bind_one(m, cport, cands, taken + out, has_v6, spare)
                     out.append(b)
                     if sock is not None:
                         held[b] = sock
@@ -785,6 +980,9 @@ class Networks:
             for s in held.values():
                 s.close()
             raise
+        finally:
+            for s in spare:
+                s.close()
         return out, held
 
     def _needs_proxy(self, b: PortBinding, has_v6: bool) -> bool:
@@ -795,7 +993,7 @@ class Networks:
         return b.family == 6 and not has_v6
 
     def _bind_one(self, m: PortMapping, cport: int, cands: Iterable[int],
-                  taken: list[PortBinding], has_v6: bool
+                  taken: list[PortBinding], has_v6: bool, spare: list[socket.socket]
                   ) -> tuple[PortBinding, socket.socket | None]:
         family = socket.AF_INET6 if ":" in m.host_ip else socket.AF_INET
         kind = socket.SOCK_STREAM if m.protocol == "tcp" else socket.SOCK_DGRAM
@@ -806,7 +1004,7 @@ class Networks:
                 if port and any(PortBinding(m.protocol, m.host_ip, port, cport).overlaps(t)
                                 for t in taken):
                     continue
-                sock = self.host.socket(family, kind)
+                sock = _take(spare, family, kind) or self.host.socket(family, kind)
                 try:
                     if kind == socket.SOCK_STREAM:
                         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -843,11 +1041,20 @@ class Networks:
     def _forward(self, net: Network, ep: Endpoint, held: dict[PortBinding, socket.socket],
                  only: tuple[PortBinding, ...] | None = None) -> Endpoint:
         """Set up the DNAT rules for the endpoint's (new) bindings and start its proxy for the
-        held sockets; returns the endpoint with its proxy recorded."""
+        held sockets; returns the endpoint with its proxy recorded (the record rewritten)."""
         new = only if only is not None else ep.ports
         dnat = tuple(b for b in new if b not in held)
         if dnat:
-            self.firewall.setup_port_forward(PortForward(net.rules, ep.ipv4, ep.ipv6, dnat))
+            pf = PortForward(net.rules, ep.ipv4, ep.ipv6, dnat)
+            try:
+                self.firewall.setup_port_forward(pf)
+            except NetworkError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise
+                # isolate's table is gone (a reboot, or someone flushed the ruleset): make
+                # this network's rules again, then its forwards.
+                self._build_network(net)
+                self.firewall.setup_port_forward(pf)
         if only is not None:
             # A publish after connect restarts the proxy with every socket it serves: re-bind
             # the old ones (their ports are ours by record, so this cannot race).
@@ -857,7 +1064,9 @@ class Networks:
         if not held:
             return ep
         proxy = self._start_proxy(net, ep, held)
-        return attrs.evolve(ep, proxy=proxy)
+        ep = attrs.evolve(ep, proxy=proxy)
+        self._write_record(ep)
+        return ep
 
     def _bind_again(self, b: PortBinding) -> socket.socket:
         family = socket.AF_INET6 if b.family == 6 else socket.AF_INET
@@ -914,66 +1123,60 @@ class Networks:
         return [null, null2, err]
 
     # -- names ------------------------------------------------------------------------------
-    def _upstream_servers(self) -> list[str]:
-        if self._upstream is not None:
-            return list(self._upstream)
-        return host_resolv_conf().nameservers
+    def _resolver(self, net: Network) -> HelperProcess | None:
+        try:
+            data = self.dir.read(net.id, "resolver.json")
+        except Torn:
+            return None
+        if not data or data.get("boot") not in (None, boot_id()):
+            return None
+        return HelperProcess.from_json(data)
 
-    def _names_changed(self, net: Network) -> None:
-        """Rewrite the network's names file; start or stop its resolver to match."""
+    def _resolver_sync(self, net: Network) -> None:
+        """Start the network's resolver with its first endpoint, stop it with its last (and
+        start it again if it was killed). It reads the names from the endpoint records
+        itself, so a change writes nothing for it."""
         if not net.dns:
             return
-        eps = [e for e in self._endpoints(net.id) if e.state == "ready"]
-        if not eps:
+        if not any(e.state == "ready" for e in self._endpoints(net.id)):
             self._stop_resolver(net)
-            self.dir.remove(net.id, "names.json")
             return
-        names: dict[str, list[str]] = {}
-        reverse: dict[str, str] = {}
-        clients: dict[str, list[str]] = {}
-        for e in eps:
-            for n in filter(None, (e.name, *e.aliases)):
-                names.setdefault(n.lower(), []).extend(e.addresses)
-            if e.name:
-                for a in e.addresses:
-                    reverse[a] = e.name
-            if e.dns:
-                for a in e.addresses:
-                    clients[a] = list(e.dns)
-        self.dir.write({"names": names, "reverse": reverse, "clients": clients,
-                        "upstream": self._upstream_servers(), "forward": not net.internal,
-                        "internal": net.internal}, net.id, "names.json", durable=False)
-        resolver = HelperProcess.from_json(self.dir.read(net.id, "resolver.json"))
+        resolver = self._resolver(net)
         if resolver is None or not resolver.alive():
             self._start_resolver(net)
 
     def _start_resolver(self, net: Network) -> None:
-        socks: list[socket.socket] = []
+        specs = []
         args: list[str] = []
+        for addr, family in ((net.gateway, socket.AF_INET), (net.gateway6, socket.AF_INET6)):
+            if addr is not None:
+                specs += [(family, socket.SOCK_DGRAM, 0), (family, socket.SOCK_STREAM, 0)]
+        socks = self.host.sockets(specs)
         try:
-            for addr, family in ((net.gateway, socket.AF_INET),
-                                 (net.gateway6, socket.AF_INET6)):
-                if addr is None:
-                    continue
-                for kind, flag in ((socket.SOCK_DGRAM, "--udp"), (socket.SOCK_STREAM, "--tcp")):
-                    s = self.host.socket(family, kind)
-                    socks.append(s)
-                    if kind == socket.SOCK_STREAM:
-                        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    try:
-                        s.bind((addr, 53))
-                    except OSError as exc:
-                        raise NetworkError(exc.errno or errno.EIO, f"bind the resolver of "
-                                           f"network {net.name!r} to {addr}:53",
-                                           step="bind") from exc
-                    if kind == socket.SOCK_STREAM:
-                        s.listen(64)
-                    args += [flag, str(3 + len(socks) - 1)]
+            for i, s in enumerate(socks):
+                addr = net.gateway if s.family == socket.AF_INET else net.gateway6
+                if s.type == socket.SOCK_STREAM:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind((addr, 53))
+                except OSError as exc:
+                    raise NetworkError(exc.errno or errno.EIO, f"bind the resolver of "
+                                       f"network {net.name!r} to {addr}:53",
+                                       step="bind") from exc
+                if s.type == socket.SOCK_STREAM:
+                    s.listen(64)
+                args += ["--tcp" if s.type == socket.SOCK_STREAM else "--udp", str(3 + i)]
+            if net.internal:
+                args.append("--internal")
+            for server in self._upstream if self._upstream is not None else ():
+                args += ["--upstream", server]
+            if self._upstream is None:
+                args.append("--host-resolv")
             fds = self._std_fds(net, "dns.log")
             try:
                 child = self.host.spawn(
-                    [sys.executable, "-m", "isolate.net._dnsd", "--names",
-                     self.dir.file(net.id, "names.json"), *args],
+                    [sys.executable, "-m", "isolate.net._dnsd", "--endpoints",
+                     self.dir.file(net.id, "endpoints"), *args],
                     env=_python_env(), fds=fds + [s.fileno() for s in socks], detach=True)
             finally:
                 for fd in fds:
@@ -983,13 +1186,13 @@ class Networks:
                 s.close()
         helper = HelperProcess.of(child.pid, f"resolver of network {net.name}")
         child.close()
-        self.dir.write(helper.to_json(), net.id, "resolver.json")
+        self.dir.write({**helper.to_json(), "boot": boot_id()}, net.id, "resolver.json")
 
     def _stop_resolver(self, net: Network) -> None:
-        resolver = HelperProcess.from_json(self.dir.read(net.id, "resolver.json"))
+        resolver = self._resolver(net)
         if resolver is not None:
             resolver.stop()
-            self.dir.remove(net.id, "resolver.json")
+        self.dir.remove(net.id, "resolver.json")
 
     # -- teardown and recovery --------------------------------------------------------------
     def _teardown(self, net: Network, ep: Endpoint) -> None:
@@ -1003,10 +1206,11 @@ class Networks:
         if dnat:
             steps.run(lambda: self.firewall.teardown_port_forward(
                 PortForward(net.rules, ep.ipv4, ep.ipv6, dnat)), "removing the port forwards")
-        steps.run(lambda: self._delete_link(ep.host_ifname), "deleting the veth")
+        steps.run(lambda: self._remove_veth(ep.host_ifname), "deleting the veth")
         steps.done()
-        self.dir.remove(net.id, "endpoints", ep.id + ".json")  # frees its addresses
-        self._names_changed(net)
+        for suffix in (_CREATING, _READY):  # frees its addresses
+            self.dir.remove(net.id, "endpoints", ep.id + suffix)
+        self._resolver_sync(net)
 
     def _recover(self) -> list[str]:
         """Under the lock: roll back what a crashed operation left half-made, and remove the
@@ -1019,8 +1223,9 @@ class Networks:
                 done.append(f"half-made network {net.name}")
                 continue
             for ep in self._endpoints(net.id):
-                if ep.state != "ready":
+                if ep.state != "ready":  # its connect crashed: the lock was held throughout
                     self._teardown(net, ep)
+                    self.dir.remove_temps()
                     done.append(f"half-made endpoint {ep.id[:12]} on {net.name}")
                 elif not self._alive(ep.owner):
                     self._teardown(net, ep)
@@ -1029,12 +1234,14 @@ class Networks:
 
     def prune(self, *, networks: bool = False) -> list[str]:
         """Remove what crashes left: half-made networks and endpoints, endpoints whose owner
-        is gone or whose namespace vanished (their veth is gone) with their leases, resolvers
-        without endpoints, isolate's devices that no record names; with ``networks=True``
-        also every unused network but the default one (Docker's ``network prune``). Returns
-        descriptions of what was removed. Raises NetworkError."""
+        is gone or whose namespace vanished (their veth is gone) with their leases, records
+        of another boot, resolvers without endpoints, isolate's devices and firewall rules
+        (port forwards, a network's chains) that no record names;
+        with ``networks=True`` also every unused network but the default one (Docker's
+        ``network prune``). Returns descriptions of what was removed. Raises NetworkError."""
         with self.dir.locked():
             done = self._recover()
+            self.dir.remove_temps()
             nets = [n for n in self._all_networks() if n.state == "ready"]
             with self._host_netlink() as ipr, _netlink("list the host's links"):
                 links = {link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
@@ -1045,18 +1252,19 @@ class Networks:
                         self._teardown(net, ep)
                         done.append(f"endpoint {ep.id[:12]} on {net.name} (its namespace is "
                                     "gone)")
-                eps = self._endpoints(net.id)
-                if not eps:
-                    resolver = HelperProcess.from_json(self.dir.read(net.id, "resolver.json"))
-                    if resolver is not None:
-                        self._stop_resolver(net)
-                        done.append(f"resolver of {net.name}")
+                if not self._endpoints(net.id) and \
+                        self.dir.read(net.id, "resolver.json") is not None:
+                    self._stop_resolver(net)
+                    done.append(f"resolver of {net.name}")
             if networks:
                 for net in list(nets):
                     if not net.default and not self._endpoints(net.id):
                         nets.remove(net)
                         self._remove_network(net, nets)
                         done.append(f"network {net.name}")
+            # Rules no record names (a record lost by hand or a disk, an older version's).
+            forwarded = {a for n in nets for e in self._endpoints(n.id) for a in e.addresses}
+            done += self.firewall.sweep([n.rules for n in nets], forwarded)
             known = {n.bridge for n in nets} | {
                 e.host_ifname for n in nets for e in self._endpoints(n.id)}
             for link in sorted(links):
@@ -1093,6 +1301,71 @@ class Networks:
         resolv = resolv_conf(resolver=resolver, dns=[parse_dns(d) for d in dns],
                              search=dns_search, options=dns_options, host=host_resolv)
         return hosts, resolv
+
+
+class _Background:
+    """``fn`` run from now on the process's one worker thread (started on first use, again
+    in a forked child); :meth:`join` waits for it and raises its error."""
+
+    _queue: queue.SimpleQueue[_Background] | None = None
+    _pid = 0
+    _start_lock = threading.Lock()
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        self._fn = fn
+        self._error: BaseException | None = None
+        self._done = threading.Event()
+        with _Background._start_lock:
+            if _Background._queue is None or _Background._pid != os.getpid():
+                _Background._queue = queue.SimpleQueue()
+                _Background._pid = os.getpid()
+                threading.Thread(target=_Background._serve, args=(_Background._queue,),
+                                 name="isolate.net writer", daemon=True).start()
+            _Background._queue.put(self)
+
+    @staticmethod
+    def _serve(jobs: queue.SimpleQueue[_Background]) -> None:
+        while True:
+            job = jobs.get()
+            try:
+                job._fn()
+            except BaseException as exc:  # handed to join's caller
+                job._error = exc
+            job._done.set()
+
+    def join(self, pending: BaseException | None = None) -> None:
+        """Wait for ``fn``; raise its error (or, with ``pending``, note it there)."""
+        self._done.wait()
+        if self._error is not None:
+            if pending is not None:
+                _note(pending, f"also failed: {self._error}")
+                return
+            raise self._error
+
+
+def _address_in(text: str, subnet: str | None) -> str | None:
+    """``text`` if it is an address of ``subnet``, else None (a hint is only a hint)."""
+    if not text or subnet is None:
+        return None
+    try:
+        return text if ipaddress.ip_address(text) in ipaddress.ip_network(subnet) else None
+    except ValueError:
+        return None
+
+
+def _highest(leases: Mapping[str, str]) -> str | None:
+    """The highest address leased (where the round-robin resumes without a hint)."""
+    if not leases:
+        return None
+    return str(max(ipaddress.ip_address(a) for a in leases))
+
+
+def _take(spare: list[socket.socket], family: int, kind: int) -> socket.socket | None:
+    """A premade socket of that family and type, or None."""
+    for i, s in enumerate(spare):
+        if s.family == family and s.type == kind:
+            return spare.pop(i)
+    return None
 
 
 def _python_env() -> dict[str, str]:
