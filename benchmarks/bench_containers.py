@@ -97,9 +97,9 @@ def _works(fn: Callable[[], object]) -> str | None:
     return None
 
 
-def _podman(tmp: str, cs: object) -> Callable[[], object] | str:
-    """``podman run --rm --network=none`` of the same image, in a storage and config of our
-    own (runc, cgroupfs, rlimits root may set here), or why it cannot run."""
+def _podman_env(tmp: str, cs: object) -> dict[str, str] | str:
+    """An environment for podman with a storage and config of our own (runc, cgroupfs,
+    rlimits root may set here) holding the same image, or why podman cannot run."""
     if shutil.which("podman") is None:
         return "podman: not installed"
     base = os.path.join(tmp, "podman")
@@ -120,6 +120,18 @@ def _podman(tmp: str, cs: object) -> Callable[[], object] | str:
                           text=True)
     if load.returncode != 0:
         return f"podman: skipped, load failed: {load.stderr.strip()[-200:]}"
+    return env
+
+
+def _podman_reset(env: dict[str, str] | str) -> None:
+    if not isinstance(env, str):
+        subprocess.run(["podman", "system", "reset", "--force"], env=env, capture_output=True)
+
+
+def _podman(env: dict[str, str] | str) -> Callable[[], object] | str:
+    """``podman run --rm --network=none`` of the image, or why it cannot run."""
+    if isinstance(env, str):
+        return env
 
     def fn() -> None:
         subprocess.run(["podman", "run", "--rm", "--network=none", "busybox:latest",
@@ -128,18 +140,53 @@ def _podman(tmp: str, cs: object) -> Callable[[], object] | str:
     err = _works(fn)
     if err:
         return f"podman: skipped, it failed here: {err}"
-    fn.cleanup = lambda: subprocess.run(  # type: ignore[attr-defined]
-        ["podman", "system", "reset", "--force"], env=env, capture_output=True)
     return fn
 
 
-def start_table(rounds: int, tmp: str) -> str:
-    from isolate.container import ContainerConfig, ContainerStore
+#: The isolate CLI as a whole process (the real interpreter, never a pyenv shim).
+CLI = [sys.executable, "-m", "isolate.cli"]
+
+
+def _cli(store_root: str, *args: str) -> Callable[[], object]:
+    env = child_env(ISOLATE_STORE=store_root)
+
+    def fn() -> None:
+        subprocess.run([*CLI, *args], env=env, check=True, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL)
+    return fn
+
+
+def _cli_detached(store_root: str) -> Callable[[], object]:
+    """``isolate run -d --rm`` then ``isolate wait``: two whole processes."""
+    env = child_env(ISOLATE_STORE=store_root)
+
+    def fn() -> None:
+        cid = subprocess.run([*CLI, "run", "-d", "busybox", "/bin/true"], env=env,
+                             check=True, stdin=subprocess.DEVNULL, capture_output=True,
+                             text=True).stdout.strip()
+        subprocess.run([*CLI, "wait", cid], env=env, check=True, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL)
+    return fn
+
+
+def _image_store(tmp: str) -> object:
+    """The store on disk (``tmp/store``) with the busybox image made from ``tmp/tree``."""
+    from isolate.container import ContainerStore
     from isolate.image import ImageConfig, Store
 
     tree = os.path.join(tmp, "tree")
     os.mkdir(tree)
     _tree(tree)
+    store = Store(os.path.join(tmp, "store"))
+    store.from_directory(tree, "busybox:latest", config=ImageConfig(env=["PATH=/bin"]))
+    return ContainerStore(store)
+
+
+def start_table(rounds: int, tmp: str, podman_env: dict[str, str] | str) -> str:
+    from isolate.container import ContainerConfig, ContainerStore
+    from isolate.image import ImageConfig, Store
+
+    tree = os.path.join(tmp, "tree")
     stores = {}
     for where, base in (("disk", tmp), ("tmpfs", tempfile.mkdtemp(dir="/dev/shm"))):
         store = Store(os.path.join(base, "store"))
@@ -173,6 +220,16 @@ def start_table(rounds: int, tmp: str) -> str:
                   isolate_cycle(stores["tmpfs"][0], False), "as above, store in /dev/shm"),
         Candidate("... in-process supervisor (store on tmpfs)", isolate_cycle(inprocess, False),
                   "the fallback without isolate-shim: the first process is our child"),
+        Candidate("isolate run --rm busybox /bin/true (store on disk)",
+                  _cli(disk_store.images.root, "run", "--rm", "busybox", "/bin/true"),
+                  "the CLI as a whole process: interpreter start, imports, create, start, "
+                  "attach to the log, wait, remove", every=2),
+        Candidate("isolate run --rm busybox /bin/true (store on tmpfs)",
+                  _cli(stores["tmpfs"][0].images.root, "run", "--rm", "busybox",
+                       "/bin/true"), "as above, the store in /dev/shm (no disk syncs)",
+                  every=2),
+        Candidate("isolate run -d busybox /bin/true + isolate wait (store on disk)",
+                  _cli_detached(disk_store.images.root), "two whole processes", every=4),
     ]
     cands[0] = attrs.evolve(cands[0], note=cands[0].note + f"; supervised by {supervisor}")
     state = os.path.join(tmp, "oci-state")
@@ -190,7 +247,7 @@ def start_table(rounds: int, tmp: str) -> str:
         cands.append(Candidate(f"{tool} run", fn, "same rootfs read-only (bind), same "
                                "namespaces, mounts, caps, masks; no seccomp; "
                                f"{'no cgroup (disabled)' if tool == 'crun' else 'own cgroup'}"))
-    podman = _podman(tmp, disk_store)
+    podman = _podman(podman_env)
     if isinstance(podman, str):
         notes.append(podman)
     else:
@@ -200,16 +257,16 @@ def start_table(rounds: int, tmp: str) -> str:
     results = interleave(cands, rounds)
     for c in pending:
         c.remove()  # type: ignore[attr-defined]
+    subprocess.run([*CLI, "container", "prune", "-f"], stdout=subprocess.DEVNULL,
+                   env=child_env(ISOLATE_STORE=disk_store.images.root), check=False)
     shutil.rmtree(stores["tmpfs"][1], ignore_errors=True)
-    if not isinstance(podman, str):
-        podman.cleanup()  # type: ignore[attr-defined]
     anchors = [(f"x {t} run", f"{t} run") for t in ("crun", "runc")]
     anchors.append(("x podman", "podman run --rm --network=none"))
     out = table(results, anchors)
     return out + ("\n\n" + "\n".join(f"- {n}" for n in notes) if notes else "")
 
 
-def exec_table(rounds: int, tmp: str) -> str:
+def exec_table(rounds: int, tmp: str, podman_env: dict[str, str] | str) -> str:
     from isolate.container import ContainerConfig, ContainerStore
     from isolate.image import Store
 
@@ -217,6 +274,13 @@ def exec_table(rounds: int, tmp: str) -> str:
     c = cs.create(ContainerConfig("busybox", ["sleep", "100000"]))
     c.start()
     pid = c.state.pid
+    podman_ctr = None
+    if not isinstance(podman_env, str):
+        made = subprocess.run(["podman", "run", "-d", "--network=none", "busybox:latest",
+                               "sleep", "100000"], env=podman_env, capture_output=True,
+                              text=True, stdin=subprocess.DEVNULL)
+        if made.returncode == 0:
+            podman_ctr = made.stdout.strip()
     try:
         cands = [
             Candidate("Container.exec_run(['/bin/true'])", lambda: c.exec_run(["/bin/true"]),
@@ -226,10 +290,22 @@ def exec_table(rounds: int, tmp: str) -> str:
                       "namespaces only (no cgroup, caps, seccomp)"),
             Candidate("subprocess.run(['/bin/true'])", lambda: subprocess.run(
                 ["/bin/true"], check=True), "no isolation"),
+            Candidate("isolate exec CID /bin/true", _cli(cs.images.root, "exec", c.id,
+                                                         "/bin/true"),
+                      "the CLI as a whole process", every=2),
         ]
-        return table(interleave(cands, rounds), [("x nsenter", "nsenter -a /bin/true")])
+        anchors = [("x nsenter", "nsenter -a /bin/true")]
+        if podman_ctr is not None:
+            cands.append(Candidate("podman exec CTR /bin/true", lambda: subprocess.run(
+                ["podman", "exec", podman_ctr, "/bin/true"], env=podman_env, check=True,
+                stdin=subprocess.DEVNULL), "runc exec, conmon", every=2))
+            anchors.append(("x podman exec", "podman exec CTR /bin/true"))
+        return table(interleave(cands, rounds), anchors)
     finally:
         c.remove(force=True)
+        if podman_ctr is not None:
+            subprocess.run(["podman", "rm", "-f", "-t", "0", podman_ctr], env=podman_env,
+                           capture_output=True)
 
 
 def _rss_kib(pid: int) -> int:
@@ -273,6 +349,12 @@ def hundred_table(tmp: str, count: int = 100) -> str:
             subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                            env=child_env())
             whole.append(time.perf_counter() - t)
+        cli = []
+        ps = _cli(cs.images.root, "ps")
+        for _ in range(5):
+            t = time.perf_counter()
+            ps()
+            cli.append(time.perf_counter() - t)
         py = []
         for _ in range(5):
             t = time.perf_counter()
@@ -296,6 +378,8 @@ def hundred_table(tmp: str, count: int = 100) -> str:
         f"| the same as a whole `python -c` process (median of 5) | "
         f"{ms(statistics.median(whole))} ms, of which `python -c pass` "
         f"{ms(statistics.median(py))} ms |",
+        f"| `isolate ps` of {count}, the CLI as a whole process (median of 5) | "
+        f"{ms(statistics.median(cli))} ms |",
     ])
 
 
@@ -306,10 +390,14 @@ def inside(args: argparse.Namespace) -> None:
         print("## Containers (bench_containers)\n")
         print(f"`{command_line(pythonpath_prefix())}` -- {machine_notes()}\n")
         print(f"Timed: {describe()}\n")
-        print("### create + start + wait of /bin/true\n")
-        print(start_table(args.rounds, tmp))
-        print("\n### exec latency\n")
-        print(exec_table(args.rounds, tmp))
+        podman_env = _podman_env(tmp, _image_store(tmp))
+        try:
+            print("### create + start + wait of /bin/true\n")
+            print(start_table(args.rounds, tmp, podman_env))
+            print("\n### exec latency\n")
+            print(exec_table(args.rounds, tmp, podman_env))
+        finally:
+            _podman_reset(podman_env)
         print(f"\n### {args.many} running containers\n")
         print(hundred_table(tmp, args.many))
     finally:

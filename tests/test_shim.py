@@ -160,6 +160,8 @@ def test_the_protocol_limits_match_shim_h() -> None:
     assert d["SHIM_STOP_NO_TIMEOUT"] == _shim.STOP_NO_TIMEOUT
     assert d["SHIM_LOG_LINE_MAX"] == _shim.LOG_LINE_MAX
     assert d["SHIM_STDIN_QUEUE_MAX"] == _shim.STDIN_QUEUE_MAX
+    assert d["SHIM_MAX_CGROUPS"] == _shim._MAX_CGROUPS
+    assert d["SHIM_MAX_EXIT_ARGS"] == _shim._MAX_EXIT_ARGS
     # (256 * 1024) in C
     assert "(256 * 1024)" in SHIM_H.read_text() and _shim.CLIENT_QUEUE_MAX == 256 * 1024
     assert _shim.ReportKind.ERROR == _plan.Report.ERROR
@@ -396,6 +398,74 @@ def test_an_oom_kill_is_recorded(supervise: Supervise) -> None:
     assert killed.oom_killed and (killed.signal, killed.exit_code) == (signal.SIGKILL, 137)
     # The same cgroup, no OOM kill this time: not reported as one.
     assert not fine.oom_killed and fine.exit_code == 0
+
+
+def test_at_the_end_the_shim_removes_the_cgroup_then_runs_the_exit_command(
+        supervise: Supervise, tmp_path: Path) -> None:
+    from isolate.cgroups import CGroup
+
+    cg = CGroup.create(f"shimend-{os.getpid()}")
+    try:
+        dirs = sorted(set(cg.dirs.values()))
+        fds = [os.open(f, os.O_WRONLY | os.O_CLOEXEC) for f in cg.procs_files()]
+        done = tmp_path / "exit-command-ran"
+        # The command runs once the lock is free: it sees the shim gone and the cgroup removed.
+        check = ("import os, sys; from isolate import _shim; "
+                 "open(sys.argv[1], 'w').write(repr((_shim.is_alive(sys.argv[2]), "
+                 "[os.path.exists(d) for d in sys.argv[3:]])))")
+        try:
+            join = [Op(OpKind.CGROUP_JOIN, a=fd, note="join the cgroup") for fd in fds]
+            # A child that outlives the container's first process for a moment (the pid
+            # namespace's end kills it): the cgroup is busy until it is reaped too.
+            state, _ = supervise(
+                container("sleep 100 & sleep 0.2; exit 5", first=join), keep_fds=fds,
+                cgroups=dirs,
+                exit_command=[sys.executable, "-c", check, str(done), str(tmp_path / "c0"),
+                              *dirs])
+        finally:
+            for fd in fds:
+                os.close(fd)
+        assert finished(state).exit_code == 5
+        eventually(lambda: done.exists() and done.read_text() != "", "the exit command")
+        assert done.read_text() == repr((False, [False] * len(dirs)))
+        assert not any(os.path.exists(d) for d in dirs)
+    finally:
+        cg.delete()
+
+
+@pytest.mark.parametrize("removed", [False, True])
+def test_the_exit_command_waits_for_the_exit_lock_and_is_skipped_once_it_is_gone(
+        supervise: Supervise, tmp_path: Path, removed: bool) -> None:
+    import fcntl
+
+    lock = tmp_path / "wait.lock"
+    done = tmp_path / "ran"
+    held = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(held, fcntl.LOCK_SH)  # a waiter
+        state, _ = supervise(container("exit 0"), exit_lock=str(lock),
+                             exit_command=["/bin/sh", "-c", f"echo ran > {done}"])
+        finished(state)
+        # The shim is gone, its command waits for the waiter.
+        assert not _shim.is_alive(state)
+        time.sleep(0.3)
+        assert not done.exists()
+        if removed:
+            lock.unlink()  # the waiter removed the container
+    finally:
+        os.close(held)
+    if removed:
+        time.sleep(0.5)
+        assert not done.exists()  # (a command that would run does so at once)
+    else:
+        eventually(done.exists, "the exit command")
+
+
+def test_an_exit_command_must_be_an_absolute_path() -> None:
+    with pytest.raises(ConfigError, match="absolute path"):
+        ShimConfig("/tmp", exit_command=["python3", "-c", "pass"])
+    with pytest.raises(ConfigError, match="non-empty"):
+        ShimConfig("/tmp", cgroups=[""])
 
 
 @pytest.fixture
@@ -763,7 +833,9 @@ def test_a_sigkilled_shim_frees_its_lock_and_takes_its_container_along(
         supervise: Supervise) -> None:
     mark = marker()
     state, started = supervise(container(f"exec sleep {mark}"))
-    assert _shim.is_alive(state) and pids_with_argv("sleep", mark) == [started.pid]
+    # (STARTED comes when the plan has exec'd sh, which then execs sleep.)
+    eventually(lambda: pids_with_argv("sleep", mark) == [started.pid], "sleep to run")
+    assert _shim.is_alive(state)
     os.kill(started.shim_pid, signal.SIGKILL)
     eventually(lambda: not _shim.is_alive(state), "the lock to be free")
     eventually(lambda: gone(started.pid), "the container to die with its shim")
@@ -790,6 +862,8 @@ def test_an_idle_shim_holds_only_its_own_fds_and_nothing_is_left(supervise: Supe
 
     before = snapshot()
     state, started = supervise(container("cat"), stdin=True)
+    # (The run's files are written just after the start is reported.)
+    eventually(lambda: _shim.read_start(state) is not None, "start.json")
     held = fd_flags(started.shim_pid)
     # The pipes: stdout and stderr read ends, stdin's write end -- never a write end of
     # the container's output, or its readers would never see EOF.

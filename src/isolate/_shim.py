@@ -21,7 +21,7 @@ import struct
 import subprocess
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -77,6 +77,8 @@ STOP_NO_TIMEOUT = 4294967295
 LOG_LINE_MAX = 16384
 CLIENT_QUEUE_MAX = 256 * 1024
 STDIN_QUEUE_MAX = 65536
+_MAX_CGROUPS = 32
+_MAX_EXIT_ARGS = 256
 
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _FRAME = struct.Struct(">B3xI")
@@ -230,6 +232,27 @@ def _idmap_args(value: Sequence[int] | None) -> tuple[int, ...] | None:
     return args
 
 
+def _strings(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
+def _check_texts(instance: object, attribute: attrs.Attribute[tuple[str, ...]],
+                 value: tuple[str, ...]) -> None:
+    if len(value) > _MAX_CGROUPS or any(not d or "\0" in d for d in value):
+        raise ConfigError(f"{attribute.name} must be at most {_MAX_CGROUPS} non-empty paths "
+                          "without NUL")
+
+
+def _check_command(instance: object, attribute: attrs.Attribute[tuple[str, ...]],
+                   value: tuple[str, ...]) -> None:
+    if not value:
+        return
+    if not value[0].startswith("/") or len(value) > _MAX_EXIT_ARGS or \
+            any("\0" in a for a in value):
+        raise ConfigError(f"exit_command must be an absolute path and at most "
+                          f"{_MAX_EXIT_ARGS - 1} arguments without NUL, not {value[:2]!r}...")
+
+
 def _check_positive(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
     minimum = 1 if attribute.name == "log_max_file" else 0
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
@@ -248,7 +271,11 @@ class ShimConfig:
     Parent steps for a plan that waits for its parent: ``setgroups``, ``uid_map``,
     ``gid_map`` (written to /proc/PID/...) or ``newuidmap``/``newgidmap`` (id triples for those
     programs). ``keep_fds``: fds the shim keeps open, at their numbers, for the plan to name
-    (cgroup.procs and namespace fds).
+    (cgroup.procs and namespace fds). Once the container has ended for good, the shim removes
+    the ``cgroups`` dirs (the run's group in each hierarchy) and then starts ``exit_command``
+    (an absolute path and its arguments), without waiting for it, as conmon's exit command;
+    with ``exit_lock``, once that file can be locked exclusively (``flock``), and not at all
+    when it was removed meanwhile.
     """
 
     state_dir: str
@@ -266,6 +293,11 @@ class ShimConfig:
     newuidmap: tuple[int, ...] | None = attrs.field(default=None, converter=_idmap_args)
     newgidmap: tuple[int, ...] | None = attrs.field(default=None, converter=_idmap_args)
     keep_fds: tuple[int, ...] = attrs.field(default=(), converter=tuple)
+    cgroups: tuple[str, ...] = attrs.field(default=(), converter=_strings,
+                                           validator=_check_texts)
+    exit_command: tuple[str, ...] = attrs.field(default=(), converter=_strings,
+                                                validator=_check_command)
+    exit_lock: str | None = attrs.field(default=None, validator=_check_text)
 
     def argv(self, ready_fd: int) -> list[str]:
         """The shim's command line (after the program path); paths made absolute, since the
@@ -289,6 +321,14 @@ class ShimConfig:
         for flag, ids in (("--newuidmap", self.newuidmap), ("--newgidmap", self.newgidmap)):
             if ids is not None:
                 args += [flag, " ".join(map(str, ids))]
+        for d in self.cgroups:
+            args += ["--cgroup", os.path.abspath(d)]
+        if self.exit_command:
+            args += ["--exit-command", self.exit_command[0]]
+            for arg in self.exit_command[1:]:
+                args += ["--exit-arg", arg]
+        if self.exit_lock is not None:
+            args += ["--exit-lock", os.path.abspath(self.exit_lock)]
         return args
 
 

@@ -41,6 +41,40 @@ def test_run_rm_removes_the_container_once_it_ended(isolate_cli: Isolate) -> Non
     assert isolate_cli.ok("ps", "-a", "-q", "-f", "name=gone") == ""
 
 
+def test_run_d_rm_is_removed_when_it_ends_with_no_command_looking(
+        isolate_cli: Isolate) -> None:
+    cid = isolate_cli.ok("run", "-d", "--rm", "--name", "gone-alone", "busybox", "sh", "-c",
+                         "exit 3").strip()
+    state = isolate_cli.store / "containers" / cid
+    deadline = time.monotonic() + WAIT
+    while state.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    # Nothing listed, waited for or removed it: its supervisor did, as Docker's daemon does.
+    assert not state.exists()
+    assert not (isolate_cli.store / "containers" / "names" / "gone-alone").exists()
+
+
+def test_a_sigkilled_supervisor_is_reported_dead_and_rm_works(isolate_cli: Isolate) -> None:
+    cid = isolate_cli.ok("run", "-d", "--name", "orphan", "busybox", "sleep", "100000").strip()
+    sup = int(isolate_cli.ok("inspect", "-f", "{{.Isolate.SupervisorPid}}", "orphan"))
+    if isolate_cli.ok("inspect", "-f", "{{.Isolate.Supervisor}}", "orphan") != "shim\n":
+        pytest.skip("isolate-shim is not built")
+    pid = int(isolate_cli.ok("inspect", "-f", "{{.State.Pid}}", "orphan"))
+    os.kill(sup, signal.SIGKILL)
+    deadline = time.monotonic() + WAIT
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not os.path.exists(f"/proc/{pid}")  # the container died with its supervisor
+    assert isolate_cli.ok("ps", "-a", "-f", "name=orphan", "--format", "{{.State}}") == \
+        "dead\n"
+    error = isolate_cli.ok("inspect", "-f", "{{.State.Error}}", "orphan")
+    assert "supervisor" in error and "died" in error
+    with open("/proc/self/mountinfo") as f:
+        assert cid not in f.read()
+    assert isolate_cli.ok("rm", "orphan") == "orphan\n"
+    assert not (isolate_cli.store / "containers" / cid).exists()
+
+
 def test_run_uses_the_images_cmd_and_the_flags(isolate_cli: Isolate, tmp_path: Path) -> None:
     env_file = tmp_path / "env"
     env_file.write_text("# a comment\nFROM_FILE=1\n\nSPACED=a b\n")

@@ -206,3 +206,27 @@ def test_cp_path_rules_are_dockers(containers: ContainerStore, tmp_path: Path) -
     assert got["srv/copied-tree/x"] == b"x\n" and got["srv/d/x"] == b"x\n"
     with pytest.raises(NotFoundError):
         c.copy_to(str(host / "file"), "/no/such/dir/file")
+
+
+def test_an_image_without_tmp_shows_no_change_after_a_start(containers: ContainerStore,
+                                                             tmp_path: Path) -> None:
+    import shutil
+
+    from isolate.image import ImageConfig
+
+    tree = tmp_path / "tree"
+    (tree / "bin").mkdir(parents=True)
+    shutil.copy2("/bin/busybox", tree / "bin" / "busybox")
+    (tree / "bin" / "sh").symlink_to("busybox")
+    (tree / "bin" / "true").symlink_to("busybox")
+    images = containers.images
+    images.from_directory(tree, "no-tmp:latest", config=ImageConfig(env=["PATH=/bin"]))
+    try:
+        c = containers.create(ContainerConfig("no-tmp", ["true"]))
+        c.start()
+        assert c.wait(timeout=60).exit_code == 0
+        # Docker shows nothing: the mount points are not the container's changes.
+        assert [str(ch) for ch in c.diff()] == []
+        c.remove()
+    finally:
+        images.remove("no-tmp:latest", force=True)

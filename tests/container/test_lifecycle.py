@@ -218,8 +218,9 @@ def test_list_shows_running_by_default_and_all_with_all(containers: ContainerSto
 
 def test_auto_remove_removes_it_once_it_ended(containers: ContainerStore) -> None:
     c = make(containers, ["sh", "-c", "exit 5"], auto_remove=True)
-    c.start()
-    assert c.wait(timeout=60).exit_code == 5
+    with c.awaiting():  # waiting from before the start, as docker run does
+        c.start()
+        assert c.wait(timeout=60).exit_code == 5
     assert not os.path.exists(c.dir)
     with pytest.raises(NotFoundError):
         containers.get(c.id)
@@ -336,15 +337,45 @@ def test_what_needs_the_shim_is_refused_without_it(containers: ContainerStore) -
         d.start()
 
 
+def test_the_in_process_supervisor_cleans_up_when_the_container_ends(
+        containers: ContainerStore) -> None:
+    import time
+
+    from .test_faults import _cgroup_dirs
+
+    containers = ContainerStore(containers.images, supervisor="inprocess")
+    kept = make(containers, ["sh", "-c", "exit 2"])
+    gone = make(containers, ["true"], auto_remove=True)
+    kept.start()
+    gone.start()
+    deadline = time.monotonic() + 60
+    while (os.path.exists(gone.dir) or _cgroup_dirs(kept.id)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    # No verb or listing since: the watching thread removed one and settled the other.
+    assert not os.path.exists(gone.dir) and not _cgroup_dirs(gone.id)
+    assert not _cgroup_dirs(kept.id)
+    assert kept.state.exit_code == 2
+
+
 def test_a_waiter_of_an_auto_remove_container_gets_its_exit_code_while_others_list(
         containers: ContainerStore) -> None:
     import threading
 
-    c = make(containers, ["sh", "-c", "sleep 0.3; exit 6"], auto_remove=True)
+    c = make(containers, ["sh", "-c", "while [ ! -e /go ]; do sleep 0.01; done; exit 6"],
+             auto_remove=True)
     c.start()
     got: list[int] = []
-    waiter = threading.Thread(target=lambda: got.append(c.wait(timeout=60).exit_code))
+    waiting = threading.Event()
+
+    def wait() -> None:
+        with c.awaiting():  # a waiter before the end (else its supervisor may remove it)
+            waiting.set()
+            got.append(c.wait(timeout=60).exit_code)
+
+    waiter = threading.Thread(target=wait)
     waiter.start()
+    assert waiting.wait(60)
+    c.exec_run(["touch", "/go"])
     while waiter.is_alive():
         containers.list(all=True)  # a lister would remove it, but someone waits for it
     waiter.join()

@@ -183,15 +183,97 @@ def _zombie(pid: int) -> bool:
 
 
 
-def test_listing_reclaims_what_a_container_that_ended_held(containers: ContainerStore) -> None:
-    from .test_faults import _cgroup_dirs
-
-    c = make(containers, ["sh", "-c", "exit 2"])
-    c.start()
+def test_the_supervisor_reclaims_the_cgroup_when_the_container_ends(
+        containers: ContainerStore) -> None:
     from isolate import _shim
 
+    from .test_faults import _cgroup_dirs
+
+    c = make(containers, ["sh", "-c", "sleep 100 & while [ ! -e /go ]; do sleep 0.01; done; "
+                                      "exit 2"])
+    c.start()
+    assert _cgroup_dirs(c.id)
+    c.exec_run(["touch", "/go"])
     assert _shim.wait_exit(c.dir, timeout=60)
-    assert _cgroup_dirs(c.id)  # nobody has looked since it ended
-    assert c in containers.list(all=True)
+    # Nobody has looked since it ended: its supervisor removed the cgroup before it went.
     assert not _cgroup_dirs(c.id)
-    assert c.state.exit_code == 2
+    st = c.state
+    assert (st.status, st.exit_code) == (Status.EXITED, 2)
+
+
+def _gone(c: Container, timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while os.path.exists(c.dir) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return not os.path.exists(c.dir)
+
+
+def test_a_detached_auto_remove_container_is_removed_when_it_ends(
+        containers: ContainerStore) -> None:
+    from .test_faults import _cgroup_dirs
+
+    names = set(os.listdir(containers.names))
+    c = make(containers, ["sh", "-c", "exit 3"], auto_remove=True, name="gone-by-itself")
+    c.start()
+    # No verb, no listing: the supervisor's exit command removes it.
+    assert _gone(c)
+    assert not _cgroup_dirs(c.id)
+    assert set(os.listdir(containers.names)) == names
+    assert not os.path.exists(os.path.join(containers.images.root, "holds",
+                                           f"container-{c.id}"))
+
+
+def test_a_waiter_reads_the_end_of_an_auto_remove_container_before_it_goes(
+        containers: ContainerStore) -> None:
+    c = make(containers, ["sh", "-c", "exit 7"], auto_remove=True)
+    with c.awaiting():
+        c.start()
+        from isolate import _shim
+
+        assert _shim.wait_exit(c.dir, timeout=60)
+        time.sleep(0.5)  # the exit command has had its chance: it waits for us
+        assert os.path.exists(c.dir)
+        assert c.wait().exit_code == 7
+    assert _gone(c)
+
+
+def test_wait_conditions(containers: ContainerStore) -> None:
+    from isolate.errors import ConfigError
+
+    c = make(containers, ["sh", "-c", "exit 4"])
+    with pytest.raises(ConfigError, match="invalid condition"):
+        c.wait(condition="stopped")
+    # not-running: a created container is not running.
+    assert c.wait(condition="not-running").exit_code == 0
+    with pytest.raises(TimeoutError):
+        c.wait(timeout=0.3, condition="next-exit")  # nobody starts it
+    result: list[int] = []
+
+    def waiter() -> None:
+        result.append(c.wait(condition="next-exit").exit_code)
+
+    import threading
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    time.sleep(0.2)
+    c.start()
+    t.join(timeout=60)
+    assert result == [4]
+    # next-exit on an exited container waits for the next run, not the last one.
+    t = threading.Thread(target=waiter)
+    t.start()
+    time.sleep(0.2)
+    assert t.is_alive() and result == [4]
+    c.start()
+    t.join(timeout=60)
+    assert result == [4, 4]
+    # removed: until someone removes it; how it ended.
+    removed: list[int] = []
+    t = threading.Thread(target=lambda: removed.append(c.wait(condition="removed").exit_code))
+    t.start()
+    time.sleep(0.2)
+    assert t.is_alive()
+    c.remove()
+    t.join(timeout=60)
+    assert removed == [4]

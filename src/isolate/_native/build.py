@@ -42,8 +42,8 @@ def _source(name: str) -> str:
 CFLAGS = ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-std=gnu11"]
 #: The supervisor's sources: one file per duty, linked with the spawn core.
 SHIM_SOURCES = ("shim/main.c", "shim/start.c", "shim/logging.c", "shim/exit.c",
-                "shim/attach.c", "shim/console.c", "shim/restart.c", "shim/init.c",
-                "shim/util.c", "spawn.c")
+                "shim/attach.c", "shim/console.c", "shim/restart.c", "shim/cleanup.c",
+                "shim/init.c", "shim/util.c", "spawn.c")
 SHIM_NAME = "isolate-shim"
 
 

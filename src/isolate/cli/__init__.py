@@ -99,10 +99,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     when it is given: the one about to run)."""
     import importlib
 
-    from isolate.cli import version
+    import isolate
 
     parser = _Parser(prog="isolate", description="Run commands in isolation.")
-    parser.add_argument("--version", action="version", version=version.version_line(),
+    # (Not from cli.version: it loads platform and json, which most commands never need.)
+    parser.add_argument("--version", action="version",
+                        version=f"isolate version {isolate.__version__}",
                         help="print isolate's version and exit (more: isolate version)")
     real = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     real.required = True

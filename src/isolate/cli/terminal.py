@@ -376,10 +376,19 @@ def run_attached(c: Container, *, streams: set[str], tty: bool, detach_keys: byt
         UsageError: ``-i -t`` and our stdin is not a terminal.
         what :meth:`Container.start` and :meth:`Container.attach` raise.
     """
+    check_input_tty(tty, "stdin" in streams)
+    # Waiting from before the start: an --rm container's supervisor leaves it to us to read
+    # how it ended before it goes (docker run waits for "removed" the same way).
+    with c.awaiting():
+        return _run_attached(c, streams=streams, tty=tty, detach_keys=detach_keys,
+                             sig_proxy=sig_proxy, start=start)
+
+
+def _run_attached(c: Container, *, streams: set[str], tty: bool, detach_keys: bytes | None,
+                  sig_proxy: bool, start: bool) -> int:
     from isolate.cli.container_options import parse_detach_keys
 
     want_stdin = "stdin" in streams
-    check_input_tty(tty, want_stdin)
     if tty or not start:
         keys = detach_keys if detach_keys is not None else parse_detach_keys(None)
         if start:

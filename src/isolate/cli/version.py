@@ -16,12 +16,7 @@ import isolate
 from isolate.cli.images import add_store_option
 from isolate.errors import IsolateError
 
-__all__ = ["register", "report", "version_line"]
-
-
-def version_line() -> str:
-    """What ``isolate --version`` prints."""
-    return f"isolate version {isolate.__version__}"
+__all__ = ["register", "report"]
 
 
 def register(sub: Any) -> None:

@@ -88,9 +88,12 @@ class InProcessSupervisor:
         self.dir = state_dir
 
     def start(self, make_plan: Callable[[Sequence[tuple[int, int]]], ContainerPlan], *,
-              log: str | None, oom_cgroup: str | None) -> tuple[int, int]:
+              log: str | None, oom_cgroup: str | None,
+              on_end: Callable[[], object] | None = None) -> tuple[int, int]:
         """Spawn the first process of ``make_plan(fds)`` (the fds are stdio for it) and
-        return (its pid, the supervisor's pid).
+        return (its pid, the supervisor's pid). ``on_end`` is called from the watching
+        thread once the end is recorded and the lock is free (what it raises is dropped:
+        the next reader does what it could not).
 
         Raises:
             StateError: another supervisor holds the container.
@@ -140,12 +143,12 @@ class InProcessSupervisor:
                    {"pid": child.pid, "started_at": started, "restart_count": 0})
         threading.Thread(target=self._watch, name=f"isolate-ctr-{child.pid}", daemon=True,
                          args=(child, lock, out_r, err_r, log, oom_cgroup, oom_before,
-                               started)).start()
+                               started, on_end)).start()
         return child.pid, os.getpid()
 
     def _watch(self, child: lowlevel.Child, lock: int, out_r: int, err_r: int,
                log_path: str | None, oom_cgroup: str | None, oom_before: int,
-               started: str) -> None:
+               started: str, on_end: Callable[[], object] | None = None) -> None:
         log = _Log(log_path)
         streams = {out_r: "stdout", err_r: "stderr"}
         try:
@@ -177,3 +180,8 @@ class InProcessSupervisor:
                 os.close(fd)
             child.close()
             os.close(lock)
+        if on_end is not None:
+            try:
+                on_end()
+            except Exception:  # a daemon thread: the next reader settles what is left
+                pass

@@ -24,19 +24,16 @@ import fcntl
 import json
 import os
 import re
-import secrets
 import select
 import signal
-import socket
 import stat
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 import attrs
 
-from isolate.cgroups import CGroup
-from isolate.cgroups.cgroup import add_note, host_layout
 from isolate.container.config import BindMount, ContainerConfig, VolumeMount, parse_signal
 from isolate.container.state import (
     State,
@@ -66,6 +63,7 @@ from isolate.image._disk import FileLock, fsync_dir, remove_tree
 
 if TYPE_CHECKING:
     from isolate import lowlevel
+    from isolate.cgroups import CGroup
     from isolate.container import network as net
     from isolate.container.preset import Resolved
     from isolate.container.users import ImageUser
@@ -81,6 +79,23 @@ _ID_RE = re.compile(r"^[0-9a-f]{64}$")
 _HEX_RE = re.compile(r"^[0-9a-f]+$")
 # How long a reader waits for the supervisor to record an exit it has seen happen.
 _RECORD_WAIT = 10.0
+#: The ``-c`` program of the supervisor's exit command (:mod:`._cleanup`): the caller's
+#: ``sys.path`` comes after the two arguments (``-S`` skips ``site``: no ``.pth`` files at
+#: start-up, and the shim's environment has only PATH).
+_CLEANUP = ("import sys; sys.path[:0] = sys.argv[3:]; "
+           "from isolate.container._cleanup import main; "
+           "raise SystemExit(main(sys.argv[1:3]))")
+#: ``wait``'s conditions, as the Engine API names them.
+_WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
+
+
+@attrs.frozen
+class _EndOfRun:
+    """What the supervisor does when a run has ended for good: remove ``cgroups``, and run
+    the exit command when ``command``."""
+
+    cgroups: tuple[str, ...]
+    command: bool
 
 
 @attrs.frozen
@@ -105,6 +120,9 @@ def _read_json(path: str) -> dict[str, Any] | None:
 
 
 def _cgroup_at(dirs: Mapping[str, str]) -> CGroup | None:
+    from isolate.cgroups import CGroup
+    from isolate.cgroups.cgroup import host_layout
+
     """The cgroup whose directories (by hierarchy) are ``dirs``, or None when it is gone.
     (The directories are stored: another process may sit elsewhere in the v1 hierarchies.)"""
     cg = CGroup(host_layout(), dirs)
@@ -118,6 +136,8 @@ _NOUNS = ("bell", "cohen", "curie", "darwin", "euler", "gauss", "hopper", "keple
 
 
 def _random_name() -> str:
+    import secrets
+
     return f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NOUNS)}"
 
 
@@ -374,6 +394,8 @@ class ContainerStore:
             except OSError as exc:
                 raise ConfigError(f"opening seccomp profile ({config.seccomp}) failed: "
                                   f"{exc.strerror}") from None
+        import secrets
+
         cid = secrets.token_hex(32)
         build = images.tmp.name(f"container-{cid[:12]}")
         made_volumes: list[str] = []
@@ -393,6 +415,8 @@ class ContainerStore:
                     try:
                         self.volumes.remove_unused(made_volumes)
                     except (IsolateError, OSError) as cleanup:
+                        from isolate.cgroups.cgroup import add_note
+
                         add_note(exc, f"while removing the volumes made for it: {cleanup}")
                 raise
             # A crash before this line leaves a container without a hold: starting it
@@ -411,6 +435,8 @@ class ContainerStore:
         spec = config.user if config.user is not None else img.config.user
         user = resolve_user(spec, config.group_add, lowers)
         uid_map, gid_map = _rootless_maps(user, img)
+        import socket
+
         hostname = config.hostname or (socket.gethostname() if config.network == "host"
                                        else cid[:12])
         os.mkdir(build, 0o711)
@@ -483,6 +509,8 @@ class ContainerStore:
         with FileLock(os.path.join(self.root, "names.lock")).hold():
             owner = self._name_owner(name)
             while owner is not None and not explicit:
+                import secrets
+
                 name = f"{_random_name()}_{secrets.token_hex(2)}"
                 owner = self._name_owner(name)
             if owner is not None:
@@ -957,6 +985,11 @@ class Container:
         st = self._observe(recorded)
         if not st.status.running and (st.cgroup is not None or os.path.exists(
                 os.path.join(self.dir, "network.json"))):
+            if st.supervisor == "shim":
+                from isolate import _shim
+
+                # Its shim removes the cgroup as it goes: let it finish first.
+                _shim.wait_exit(self.dir, _RECORD_WAIT)
             self._release_run(st)
             st = attrs.evolve(st, cgroup=None)
         if st != recorded:
@@ -973,6 +1006,8 @@ class Container:
                 except IsolateError as exc:
                     if error is None:
                         raise
+                    from isolate.cgroups.cgroup import add_note
+
                     add_note(error, f"while removing the container's cgroup: {exc}")
         facts = self._read_network_facts()
         if facts is not None:
@@ -981,6 +1016,8 @@ class Container:
             except (IsolateError, OSError) as exc:
                 if error is None:
                     raise
+                from isolate.cgroups.cgroup import add_note
+
                 add_note(error, f"while releasing the container's network: {exc}")
             else:
                 with contextlib.suppress(FileNotFoundError):
@@ -1048,6 +1085,8 @@ class Container:
         return _read_json(os.path.join(self.dir, "network.json"))
 
     def _make_cgroup(self) -> CGroup | None:
+        from isolate.cgroups import CGroup
+
         limits = self.config.limits
         try:
             return CGroup.create(self.id, limits=limits)
@@ -1066,6 +1105,12 @@ class Container:
         from isolate.container.preset import runtime_config
 
         record, cfg = self._record, self.config
+        if st.supervisor == "shim":
+            from isolate import _shim
+
+            # The last run's shim may still be finishing (its cgroup goes, then its lock):
+            # the new run's cgroup and shim must not meet it.
+            _shim.wait_exit(self.dir, _RECORD_WAIT)
         supervisor = self.store.supervisor_for_start()
         if supervisor == "inprocess":
             missing = [what for what, asked in (
@@ -1113,7 +1158,10 @@ class Container:
                 oom_dir = cgroup.dirs.get("memory") or cgroup.dirs.get("unified")
             started_ns = time.time_ns()
             if supervisor == "shim":
-                pid, sup_pid = self._start_shim(rc, root, cgroup_fds, fds, oom_dir, size)
+                ends = _EndOfRun(tuple(sorted(set(cgroup.dirs.values()))) if cgroup else (),
+                                 cfg.auto_remove or bool(setup.facts))
+                pid, sup_pid = self._start_shim(rc, root, cgroup_fds, fds, oom_dir, size,
+                                                ends)
             else:
                 pid, sup_pid = self._start_inprocess(rc, root, cgroup_fds, fds, oom_dir)
         except BaseException as exc:
@@ -1144,14 +1192,17 @@ class Container:
                                   parent_pidfd=parent)
 
         return InProcessSupervisor(self.dir).start(make_plan, log=self.log_path,
-                                                   oom_cgroup=oom_dir)
+                                                   oom_cgroup=oom_dir, on_end=self._after_end)
 
     def _start_shim(self, rc: RuntimeConfig, root: Any, cgroup_fds: Sequence[int],
                     fds: builtins.list[int], oom_dir: str | None,
-                    size: tuple[int, int] = (0, 0)) -> tuple[int, int]:
+                    size: tuple[int, int] = (0, 0),
+                    ends: _EndOfRun | None = None) -> tuple[int, int]:
         """The first process as a child of a new isolate-shim, which outlives us: it keeps
         the cgroup fds (and isolate-init's) for every restart, holds the stdio or the pty,
-        writes the log and applies the restart policy."""
+        writes the log and applies the restart policy. When the container has ended for
+        good it removes the run's cgroup and, when there is more to do than that (an
+        ``auto_remove`` container, a network to release), runs :mod:`._cleanup`."""
         from isolate import _plan, _shim
         from isolate._plan import Fd
         from isolate.runtime import container_plan
@@ -1186,8 +1237,18 @@ class Container:
             log_max_file=cfg.log_max_file, tty=cfg.tty, stdin=cfg.open_stdin,
             restart=_shim.RestartPolicy(cfg.restart.name, cfg.restart.max_retries),
             stop_signal=int(self._record.get("stop_signal", signal.SIGTERM)),
-            oom_cgroup=oom_dir, keep_fds=keep, **maps))  # type: ignore[arg-type]
+            oom_cgroup=oom_dir, cgroups=ends.cgroups if ends else (),
+            exit_command=self._exit_command() if ends and ends.command else (),
+            exit_lock=os.path.join(self.dir, "wait.lock") if cfg.auto_remove else None,
+            keep_fds=keep, **maps))  # type: ignore[arg-type]
         return started.pid, started.shim_pid
+
+    def _exit_command(self) -> tuple[str, ...]:
+        """What the shim runs when the container has ended for good: this interpreter,
+        without ``site`` (the shim's environment has only PATH; our ``sys.path`` is passed
+        instead, which also saves the start-up's ``.pth`` files), on :mod:`._cleanup`."""
+        return (sys.executable, "-S", "-c", _CLEANUP, os.path.abspath(self.store.images.root),
+                self.id, *[os.path.abspath(p) for p in sys.path if p])  # (the shim is in /)
 
     def _hold(self, img: Image) -> None:
         """Make sure the store keeps the image for this container (a create that crashed
@@ -1377,17 +1438,25 @@ class Container:
                 st = self._stop_locked(st, timeout)
             self._start_locked(st)
 
-    def wait(self, timeout: float | None = None) -> ExitStatus:
-        """Wait until the container is not running (``docker wait``); how it ended. An
-        ``auto_remove`` container is removed once it has ended.
+    @contextlib.contextmanager
+    def awaiting(self) -> Iterator[None]:
+        """Within the block, this process is one that will wait for the container: an
+        ``auto_remove`` container that ends meanwhile is left for it to read how it ended (and
+        remove, as :meth:`wait` does), by its supervisor and by listers alike -- ``docker
+        run`` waits from before the start for the same reason.
 
         Raises:
-            TimeoutError: it still runs after ``timeout`` seconds.
             NotFoundError: it was removed.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        # While we wait, a lister leaves an auto_remove container that ended to us: we read
-        # how it ended before it goes.
+        with self._wait_lock(fcntl.LOCK_SH):
+            yield
+
+    @contextlib.contextmanager
+    def _wait_lock(self, how: int) -> Iterator[None]:
+        """``wait.lock`` held (shared by waiters, exclusive by the supervisor's cleanup).
+
+        Raises:
+            NotFoundError: it was removed."""
         try:
             held = os.open(os.path.join(self.dir, "wait.lock"),
                            os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -1395,23 +1464,75 @@ class Container:
             raise NotFoundError(f"No such container: {self.id}", kind="container",
                                 ref=self.id) from None
         try:
-            fcntl.flock(held, fcntl.LOCK_SH)
+            fcntl.flock(held, how)
+            yield
+        finally:
+            os.close(held)
+
+    def wait(self, timeout: float | None = None, condition: str = "not-running"
+             ) -> ExitStatus:
+        """Wait for the container (``docker wait``; the Engine API's ``condition``); how its
+        last run ended. ``"not-running"``: until it is not running (at once if it is not);
+        ``"next-exit"``: until a run ends that is running now or starts later;
+        ``"removed"``: until it has been removed (by anyone). An ``auto_remove`` container
+        is removed once it has ended.
+
+        Raises:
+            ConfigError: an unknown condition.
+            TimeoutError: the condition does not hold after ``timeout`` seconds.
+            NotFoundError: it was removed (before the wait, or, but for ``"removed"``,
+                before its end could be read).
+        """
+        if condition not in _WAIT_CONDITIONS:
+            raise ConfigError(f"invalid condition: {condition!r} (one of "
+                              f"{', '.join(_WAIT_CONDITIONS)})")
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def left() -> float | None:
+            if deadline is None:
+                return None
+            rest = deadline - time.monotonic()
+            if rest <= 0:
+                raise TimeoutError(f"container {self.short_id} is still not {condition} "
+                                   f"after {timeout} s")
+            return rest
+
+        def ended(first: State, st: State) -> bool:
+            if condition != "next-exit":
+                return not st.status.running
+            exited = not st.status.running or st.status is Status.RESTARTING
+            if first.status.running:  # this run's end, or a restart since
+                return exited or (st.run, st.restart_count) != (first.run, first.restart_count)
+            return st.run > first.run and (exited or st.restart_count > 0)
+
+        with self.awaiting():
+            first = st = self.state
             while True:
-                st = self.state
-                if not st.status.running:
+                try:
+                    st = self.state
+                except NotFoundError:
+                    if condition != "removed":
+                        raise
+                    return ExitStatus(st.exit_code, st.oom_killed, st.finished_at, st.error)
+                if ended(first, st):
                     result = ExitStatus(st.exit_code, st.oom_killed, st.finished_at, st.error)
                     if self.config.auto_remove and st.status in (Status.EXITED, Status.DEAD):
                         with contextlib.suppress(NotFoundError):
                             self._auto_remove()
-                    return result
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise TimeoutError(f"container {self.short_id} still runs after "
-                                       f"{timeout} s")
-                # Wake up now and then: a restart makes a new first process.
-                self._wait_exit(st, 1.0 if left is None else min(left, 1.0))
-        finally:
-            os.close(held)
+                    break
+                rest = left()
+                if st.status.running:
+                    # Wake up now and then: a restart makes a new first process.
+                    self._wait_exit(st, 1.0 if rest is None else min(rest, 1.0))
+                else:
+                    time.sleep(0.05 if rest is None else min(rest, 0.05))  # until a start
+        if condition == "removed":
+            delay = 0.001
+            while os.path.exists(self.dir):
+                rest = left()
+                time.sleep(delay if rest is None else min(delay, rest))
+                delay = min(delay * 2, 0.1)
+        return result
 
     def _awaited(self) -> bool:
         """Whether someone waits for this container (holds ``wait.lock``)."""
@@ -1426,6 +1547,23 @@ class Container:
         finally:
             os.close(fd)
         return False
+
+    def _after_end(self) -> None:
+        """What the supervisor's exit command does (:mod:`._cleanup`; the in-process
+        supervisor's thread calls it) once the container has ended for good: settle the run
+        (its cgroup and network released, its end recorded) and remove an ``auto_remove``
+        container -- after everyone who waits for it (holds ``wait.lock``, see
+        :meth:`awaiting`) has read how it ended; they may remove it first.
+
+        Raises:
+            NotFoundError: it is gone already.
+            what :meth:`remove` raises.
+        """
+        remove = self.config.auto_remove
+        with self._wait_lock(fcntl.LOCK_EX) if remove else contextlib.nullcontext(), \
+                self._locked() as st:
+            if remove and st.status in (Status.EXITED, Status.DEAD):
+                self._remove_locked(st, volumes=True)
 
     def _auto_remove(self) -> None:
         with contextlib.suppress(StateError):
@@ -1484,7 +1622,7 @@ class Container:
                     self._signal(st, signal.SIGKILL)
                 if st.status is Status.PAUSED:
                     self._thaw(st)
-                if st.cgroup:
+                if st.cgroup and not shim:  # (a shim kills and removes it as it ends)
                     cg = _cgroup_at(st.cgroup)
                     if cg is not None:
                         cg.kill()
@@ -1680,6 +1818,8 @@ class Container:
             ours = theirs = None
             extra = []
             if tty:
+                import socket
+
                 from isolate import _plan
 
                 ours, theirs = socket.socketpair(socket.AF_UNIX,

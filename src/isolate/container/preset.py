@@ -14,6 +14,7 @@ It decides; :mod:`isolate.runtime.compiler` turns the decision into operations.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping, Sequence
 
@@ -70,12 +71,34 @@ def command_for(cfg: ContainerConfig, image: ImageConfig) -> tuple[str, ...]:
 def capabilities_for(cfg: ContainerConfig) -> CapabilitySet:
     """Docker's default set with ``cap_add`` and ``cap_drop`` applied (``ALL`` in either, as
     Docker reads it), every capability with ``privileged`` -- never more than the caller's
-    own bounding set holds, so that a container made inside a container still starts."""
-    bounding = read_process_caps().bounding
-    if cfg.privileged:
+    own bounding set holds, so that a container made inside a container still starts.
+
+    Raises:
+        ConfigError: an unknown capability name.
+        IsolateOSError, UnsupportedError: this process's capabilities cannot be read."""
+    return _capabilities(cfg.privileged, frozenset(cfg.cap_add), frozenset(cfg.cap_drop),
+                         _bounding_mask())
+
+
+def _bounding_mask() -> int:
+    """This process's bounding set as a mask (``CapBnd`` of its status file: one read,
+    where every start and inspect asks)."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"CapBnd:"):
+                    return int(line[7:], 16)
+    except OSError:
+        pass
+    return read_process_caps().bounding.mask  # says what is wrong
+
+
+@functools.lru_cache(maxsize=64)
+def _capabilities(privileged: bool, add: frozenset[str], drop: frozenset[str],
+                  bounding_mask: int) -> CapabilitySet:
+    bounding = CapabilitySet.from_mask(bounding_mask, strict=False)
+    if privileged:
         return CapabilitySet.all() & bounding
-    add = set(cfg.cap_add)
-    drop = set(cfg.cap_drop)
     if "ALL" in add:
         caps = CapabilitySet.all()
     elif "ALL" in drop:

@@ -151,10 +151,12 @@ def _needs_spliced_root(cfg: RuntimeConfig) -> bool:
 
 def mountpoints(cfg: RuntimeConfig) -> list[tuple[str, bool]]:
     """``(path, is_file)`` of every mount point the config needs in its root before the root
-    turns read-only: ``/proc``, ``/dev``, ``/sys``, ``/tmp`` and each mount's destination that
-    no earlier mount covers (those are made once their parent is mounted). An image root
-    gets them in a layer of its own, so that a read-only root needs no writes."""
-    out: list[tuple[str, bool]] = [(p, False) for p in ("/proc", "/dev", "/sys", "/tmp")]
+    turns read-only: ``/proc``, ``/dev``, ``/sys`` and each mount's destination that no
+    earlier mount covers (those are made once their parent is mounted; ``/tmp`` only when
+    something is mounted there, such as a private tmp: a container of an image without
+    ``/tmp`` gets none, as in Docker). An image root gets them in a layer of its own, so that
+    a read-only root needs no writes."""
+    out: list[tuple[str, bool]] = [(p, False) for p in ("/proc", "/dev", "/sys")]
     for m in _uncovered(cfg.mounts):
         point = (m.destination, m.type == "bind" and not os.path.isdir(m.source or "/"))
         if point not in out:

@@ -7,7 +7,7 @@
  *
  * One file per duty: main.c (this: options, daemon, event loop), start.c (the plan, parent
  * steps), logging.c (json-file), exit.c (state files, OOM), attach.c (the socket), console.c
- * (the pty), restart.c (policies, back-off), init.c (init mode), util.c.
+ * (the pty), restart.c (policies, back-off), cleanup.c (the end), init.c (init mode), util.c.
  *
  * Command line (isolate/_shim.py builds it):
  *
@@ -16,6 +16,7 @@
  *       [--restart no|on-failure[:N]|always|unless-stopped] [--stop-signal N]
  *       [--oom-cgroup DIR] [--setgroups TEXT] [--uid-map TEXT] [--gid-map TEXT]
  *       [--newuidmap "IN OUT COUNT ..."] [--newgidmap "IN OUT COUNT ..."]
+ *       [--cgroup DIR]... [--exit-command PATH [--exit-arg ARG]...] [--exit-lock FILE]
  *   isolate-shim init [--exit-fd N] [--status-fd N] [--report-op I] [--] COMMAND ARG...
  *   (argv[0] "isolate-init": init mode too)
  *
@@ -29,8 +30,8 @@
  *   ------                          -------------         -----------                ---------
  *   write DIR/plan
  *   pipe(ready); spawn the shim ->  read + check the plan
- *     in a new session, keeping     fork --------------> setsid, fork --------+
- *     ready fd + the plan's fds     _exit(0)             _exit(0)             |
+ *     in a new session, keeping     fork --------------> (not a session leader:
+ *     ready fd + the plan's fds     _exit(0)              setsid, fork, _exit) |
  *   waitpid(shim) <-----------------+                                         v
  *                                                        subreaper; flock DIR/shim.lock
  *                                                        write DIR/shim.pid; listen on
@@ -43,11 +44,11 @@
  *                                                          then GO ---------------------> ...
  *                                                        status pipe <------------------- EOF: exec'd
  *                                                        [--tty] the pty master <-------- CONSOLE op
- *                                                        write container.pid, start.json
  *                  <----------------------------------- {STARTED, pid}
  *                                                        or {ERROR, errno, step, op_index}
  *                                                        or {FAILED, errno, SHIM_STEP_*}, exit
  *   EOF: the report is complete                          close the ready fd
+ *                                                        write container.pid, start.json
  *
  * Records are 24 bytes, laid out as struct iso_report {kind, err, step, op_index, value}; the
  * kinds and steps are in shim.h. An ERROR is the container's own set-up report, so Python
@@ -57,7 +58,8 @@
  * stdin, resize, stop, kill; SIGCHLD -> reap every child (the shim is a subreaper), and for the
  * container: record the exit (exit.json), restart after the back-off or leave; SIGTERM, SIGINT,
  * SIGHUP -> a stop request. The shim exits once the container has exited for good: exit.json
- * has "restarting": false, the socket is removed, clients see EOF, the lock is free.
+ * has "restarting": false, the socket is removed, clients see EOF, the cgroup dirs go, the
+ * lock is free, the exit command starts (cleanup.c).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -133,6 +135,14 @@ static int parse_options(int argc, char **argv, struct shim_options *o)
             o->newuidmap = v;
         else if (strcmp(a, "--newgidmap") == 0)
             o->newgidmap = v;
+        else if (strcmp(a, "--cgroup") == 0 && *v && o->ncgroups < SHIM_MAX_CGROUPS)
+            o->cgroups[o->ncgroups++] = v;
+        else if (strcmp(a, "--exit-command") == 0 && *v == '/' && o->nexit == 0)
+            o->exit_argv[o->nexit++] = v;
+        else if (strcmp(a, "--exit-lock") == 0 && *v == '/')
+            o->exit_lock = v;
+        else if (strcmp(a, "--exit-arg") == 0 && o->nexit > 0 && o->nexit < SHIM_MAX_EXIT_ARGS)
+            o->exit_argv[o->nexit++] = v;
         else if (strcmp(a, "--ready-fd") == 0 && parse_u64(v, &n) == 0 && n < 1 << 20)
             o->ready_fd = (int)n;
         else
@@ -523,19 +533,24 @@ static int run(int argc, char **argv)
     if (s->dirfd < 0)
         die(ready, errno, SHIM_STEP_STATE);
 
-    /* The daemon: not the caller's child, not a session leader, in a session of its own. */
+    /* The daemon: not the caller's child, not a session leader, in a session of its own.
+     * Started as a session leader (isolate._shim.start does so), one fork is enough: the
+     * child is in that session and leads none. */
+    int leader = getsid(0) == getpid();
     pid_t pid = fork();
     if (pid < 0)
         die(ready, errno, SHIM_STEP_DAEMON);
     if (pid > 0)
         _exit(0);
-    if (setsid() < 0)
-        die(ready, errno, SHIM_STEP_DAEMON);
-    pid = fork();
-    if (pid < 0)
-        die(ready, errno, SHIM_STEP_DAEMON);
-    if (pid > 0)
-        _exit(0);
+    if (!leader) {
+        if (setsid() < 0)
+            die(ready, errno, SHIM_STEP_DAEMON);
+        pid = fork();
+        if (pid < 0)
+            die(ready, errno, SHIM_STEP_DAEMON);
+        if (pid > 0)
+            _exit(0);
+    }
 
     prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     s->null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -583,14 +598,18 @@ static int run(int argc, char **argv)
         unlinkat(s->dirfd, "attach.sock", 0);
         give_up(s, e.kind, e.err, e.step, e.op_index, e.value);
     }
-    record_start(s);
+    /* The caller goes on at once; the run's files are written (and synced) meanwhile, and
+     * before anything else happens: a reader that finds none yet has the pid from the
+     * caller's own record. */
     report(ready, SHIM_REPORT_STARTED, 0, 0, -1, s->pid);
     close(ready);
+    record_start(s);
 
     loop(s);
 
     attach_close_all(s);
     unlinkat(s->dirfd, "attach.sock", 0);
+    shim_cleanup(s);
     return 0;
 }
 

@@ -62,6 +62,9 @@
 #define SHIM_STDIN_QUEUE_MAX 65536
 
 /* ---- the options (argv) ------------------------------------------------------------------------ */
+#define SHIM_MAX_CGROUPS 32
+#define SHIM_MAX_EXIT_ARGS 256
+
 struct shim_options {
     const char *state_dir;
     const char *plan_path;
@@ -80,6 +83,12 @@ struct shim_options {
     const char *newuidmap;        /* "0 100000 65536 ..." for newuidmap PID ..., or NULL */
     const char *newgidmap;
     int ready_fd;
+    /* cleanup.c: once the container has ended for good */
+    const char *cgroups[SHIM_MAX_CGROUPS]; /* its cgroup dirs, removed by the shim */
+    unsigned ncgroups;
+    const char *exit_argv[SHIM_MAX_EXIT_ARGS + 1]; /* an exit command (argv, NULL-ended) */
+    unsigned nexit;
+    const char *exit_lock;        /* the command runs once this is locked, never if removed */
 };
 
 /* ---- a byte queue (attach clients, stdin) ---------------------------------------------------- */
@@ -222,6 +231,8 @@ void shim_kill(struct shim *s, int sig);
 void shim_stdin(struct shim *s, const uint8_t *data, size_t len);
 void shim_close_stdin(struct shim *s);
 void shim_resize(struct shim *s, unsigned rows, unsigned cols);
+/* cleanup.c: remove the cgroup dirs, free the lock, start the exit command */
+void shim_cleanup(struct shim *s);
 /* init.c */
 /* argv as main got it; the init's own options start at argv[first]. */
 int init_main(int argc, char **argv, int first);
