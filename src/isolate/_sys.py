@@ -7,6 +7,7 @@ by the layers above.
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 from typing import Any
@@ -184,12 +185,23 @@ def openat2(dir_fd: int, path: str | os.PathLike[str], flags: int, mode: int = 0
     """openat2(2): open ``path`` relative to ``dir_fd`` with ``RESOLVE_*`` restrictions
     (``RESOLVE_IN_ROOT`` = 0x10 keeps symlinks inside ``dir_fd``). The caller closes the fd.
 
+    The kernel answers EAGAIN to ``RESOLVE_IN_ROOT``/``RESOLVE_BENEATH`` when a rename
+    anywhere raced a ``..`` in the walk and it could not prove the walk stayed inside: that
+    is retried (as openat2(2) suggests), a bounded number of times.
+
     Raises IsolateOSError (``step="openat2"``) with the errno and the path.
     """
-    fd = int(_lib.iso_openat2(dir_fd, _path(path), flags, mode, resolve))
-    if fd < 0:
-        raise _fail(IsolateOSError, f"open {os.fsdecode(path)}", path, step="openat2")
-    return fd
+    for _ in range(_OPENAT2_TRIES):
+        fd = int(_lib.iso_openat2(dir_fd, _path(path), flags, mode, resolve))
+        if fd >= 0:
+            return fd
+        if ffi.errno != errno.EAGAIN or not resolve & _RESOLVE_SCOPED:
+            break
+    raise _fail(IsolateOSError, f"open {os.fsdecode(path)}", path, step="openat2")
+
+
+_OPENAT2_TRIES = 64
+_RESOLVE_SCOPED = 0x08 | 0x10  # RESOLVE_BENEATH | RESOLVE_IN_ROOT
 
 
 def pidfd_open(pid: int, flags: int = 0) -> int:

@@ -150,8 +150,10 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 # Flags of `isolate run` that only a sandbox has, and the container flags a sandbox takes
 # silently (it is a throwaway, attached run already).
+# --device is the sandbox's only so far: a container would need its nodes bound and its
+# device cgroup rules (refused rather than ignored).
 _SANDBOX_ONLY: Final = (("rw", "--rw"), ("overlay", "--overlay"), ("best_effort",
-                        "--best-effort"), ("timeout", "--timeout"))
+                        "--best-effort"), ("timeout", "--timeout"), ("device", "--device"))
 _SANDBOX_ACCEPTS: Final = {"rm", "interactive", "tty", "pull", "hostname", "stop_timeout",
                            "net", "network", "publish", "bind", "tmpfs", "env", "workdir", "user",
                            "privileged", "cap_add", "memory", "memory_swap", "cpus",
