@@ -252,7 +252,8 @@ class MappedWorker:
         err = tempfile.TemporaryFile()  # noqa: SIM115 - kept until close()
         p = Plan(_plan.CLONE_NEWUSER, Mode.FORK)
         p.add(_plan.wait_parent(note="wait for the user namespace's maps"))
-        p.add(_plan.setgroups([], note="drop supplementary groups"))
+        if self.maps.subordinate:  # with our own ids alone, setgroups is denied before the maps
+            p.add(_plan.setgroups([], note="drop supplementary groups"))
         p.add(_plan.setresgid(0, note="become gid 0 of the user namespace"))
         p.add(_plan.setresuid(0, note="become uid 0 of the user namespace"))
         p.add(_plan.pdeathsig(signal.SIGKILL, note="die with the caller"))

@@ -865,11 +865,13 @@ class Store:
     def _pack(self, path: str, *, diff: bool, compression: str | None,
               maps: IdMaps | None) -> Layer:
         """Write the layer of the tree ``path`` (its changes, with ``diff``) as a blob: by a
-        helper in the user namespace of subordinate ``maps``, else as the caller."""
+        helper in the user namespace of ``maps`` (a rootless caller's, even when they map its
+        own ids only: its files are then root's, as that namespace sees them), else as the
+        caller."""
         maps = _caller_maps(maps)
         tmp = self.tmp.name("layer")
         try:
-            if maps is not None and maps.subordinate:
+            if maps is not None:
                 from isolate._mapped import MappedWorker
 
                 with MappedWorker(maps) as worker:

@@ -98,9 +98,13 @@ def test_an_ordinary_user_builds_with_its_own_id_as_root(tmp_path: Path) -> None
             "history": [h.get("created_by", "") for h in
                         ImageState.from_image(store, img).history],
             "again": [again.image.id == img.id, again.executed, again.cached],
-            "refused": refused, "tmp": os.listdir(os.path.join(store.root, "tmp"))}))
+            "refused": refused, "tmp": os.listdir(os.path.join(store.root, "tmp")),
+            "owners": owners(img, 2)}))
     """)
     assert r["root"] == str(tmp_path / "xdg" / "isolate")
+    # What the step's root made is root's in the layer, not the host uid that built it.
+    owned = {tuple(o[1:]) for o in r["owners"]}  # type: ignore[union-attr]
+    assert owned == {(0, 0)}, r["owners"]
     assert r["passwd"] == ("root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh"
                            "\nappended\n")
     # Inside, the step is root; outside, it is the user that built (a single-id map).
