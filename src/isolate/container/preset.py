@@ -26,6 +26,7 @@ from isolate.errors import ConfigError
 from isolate.image import ImageConfig
 from isolate.namespaces import IdMap
 from isolate.runtime import (
+    DEFAULT_DEVICES,
     DEFAULT_PATH,
     Capabilities,
     Mount,
@@ -235,6 +236,7 @@ def runtime_config(cfg: ContainerConfig, image: ImageConfig, resolved: Resolved
         process=process,
         root=Root(None, readonly=cfg.read_only, nodev=not cfg.privileged),
         hostname=resolved.hostname, domainname=cfg.domainname,
+        devices=(*DEFAULT_DEVICES, *cfg.devices),
         mounts=mounts, namespaces=namespaces,
         uid_mappings=uid_map, gid_mappings=gid_map,
         masked_paths=() if cfg.privileged else DEFAULT_MASKED_PATHS,
