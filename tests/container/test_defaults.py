@@ -215,3 +215,19 @@ def test_devices_survive_the_config_round_trip() -> None:
     assert again.devices == cfg.devices
     assert [(d.source, d.path, d.access) for d in again.devices] == [
         ("/dev/fuse", "/dev/fuse", "rwm"), ("/dev/sda", "/dev/xvda", "r")]
+
+
+def test_privileged_gets_every_host_device_made_in_a_dev_without_nodev(
+        containers: ContainerStore) -> None:
+    import os
+
+    if not os.path.exists("/dev/loop-control"):
+        pytest.skip("this host has no /dev/loop-control")
+    script = ("exec 3<>/dev/loop-control && echo opened; test -L /dev/ptmx && echo ptmx-link; "
+              "grep ' /dev ' /proc/self/mountinfo")
+    code, out = run(containers, script, privileged=True)
+    lines = out.splitlines()
+    assert code == 0 and lines[:2] == ["opened", "ptmx-link"], out
+    assert "nodev" not in lines[2].split()[5]  # the mount's own flags
+    code, out = run(containers, "ls /dev; grep ' /dev ' /proc/self/mountinfo")
+    assert "loop-control" not in out.split() and "nodev" in out  # not privileged: neither
