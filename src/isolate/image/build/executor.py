@@ -103,7 +103,8 @@ class RunRequest:
     as an image value: its layer blobs are in ``store``, which has no record of it), as
     ``uid``/``gid`` with the supplementary ``groups`` and Docker's default capabilities, in
     ``workdir`` with exactly ``env`` (HOME and PATH already set as runc sets them), on
-    ``network`` (``none`` or ``host``), with ``mounts``, named ``hostname``.
+    ``network`` (``none``, ``host``, ``bridge`` or a user-defined network's name), with
+    ``mounts``, named ``hostname``.
     ``cancel_fd`` (-1: none) turns readable when the build is stopped: the runner then kills
     the step and raises :class:`BuildCancelled`."""
 
