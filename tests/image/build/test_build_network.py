@@ -280,3 +280,24 @@ def test_the_cli_takes_the_network_and_names_a_missing_one_in_one_line(
         assert proc.returncode == 1 and proc.stdout == ""
         assert len(proc.stderr.splitlines()) == 1 and says in proc.stderr, proc.stderr
     _leaves_nothing(store, world)
+
+
+def test_stages_built_at_once_each_get_an_endpoint_of_their_own(
+        store: Store, base: object, tmp_path: Path, world: World) -> None:
+    # Each stage's step waits (through a cache mount both see) until the other's runs: two
+    # endpoints of one build at the same time, each released with its step.
+    wait = ("i=0; touch /shared/{0}; while ! [ -e /shared/{1} ] && [ $i -lt 1200 ]; do "
+            "sleep 0.1; i=$((i + 1)); done")
+    stages = "".join(
+        f"FROM {BASE} AS {me}\nRUN --network=bridge --mount=type=cache,id=n,target=/shared "
+        f"{wait.format(me, other)}; {_get(world)} > /got && ip -4 -o addr show eth0 > /addr\n"
+        for me, other in (("a", "b"), ("b", "a")))
+    img = _build(store, tmp_path / "ctx", world, stages + f"FROM {BASE}\n"
+                 "COPY --from=a /got /a\nCOPY --from=a /addr /a-addr\n"
+                 "COPY --from=b /got /b\nCOPY --from=b /addr /b-addr\n").image
+    assert read(store, img, "/a") == read(store, img, "/b") == b"hello\n"
+    addrs = [(read(store, img, f"/{s}-addr") or b"").decode().split()[3].split("/")[0]
+             for s in ("a", "b")]
+    assert addrs[0] != addrs[1]
+    assert world.peers == [UPLINK, UPLINK]
+    _leaves_nothing(store, world, addrs)
