@@ -1168,6 +1168,9 @@ class Networks:
                 args += ["--tcp" if s.type == socket.SOCK_STREAM else "--udp", str(3 + i)]
             if net.internal:
                 args.append("--internal")
+            for subnet in (net.subnet, net.subnet6):
+                if subnet:  # it answers its own network's containers only
+                    args += ["--subnet", subnet]
             for server in self._upstream if self._upstream is not None else ():
                 args += ["--upstream", server]
             if self._upstream is None:
