@@ -75,22 +75,24 @@ def fetch(ns: NetNamespace, addr: str, port: int, timeout: float = 30) -> str:
 @contextlib.contextmanager
 def staged_extras() -> Iterator[dict[str, str]]:
     """For code run as an ordinary user (needs root to set up): world-readable copies of what
-    it imports beyond isolate and attrs (pyroute2, this file as ``tests/net_helpers.py``), a
-    ``www`` dir with a page, and a tun device node it may open (the machine's /dev/net/tun
-    may be root's only: bind ours over it in the run's private mount namespace). Yields the
-    paths: ``extra`` (for sys.path), ``tests``, ``www``, ``tun``."""
+    it imports beyond isolate and attrs (pyroute2, dnspython, this file as
+    ``tests/net_helpers.py``), a ``www`` dir with a page, and a tun device node it may open
+    (the machine's /dev/net/tun may be root's only: bind ours over it in the run's private
+    mount namespace). Yields the paths: ``extra`` (for sys.path), ``tests``, ``www``, ``tun``."""
     import shutil
     import stat
     import tempfile
 
+    import dns
     import pyroute2
 
     extra = tempfile.mkdtemp(prefix="isolate-net-rootless-")
     try:
         os.chmod(extra, 0o755)
-        shutil.copytree(os.path.dirname(pyroute2.__file__ or ""),
-                        os.path.join(extra, "pyroute2"),
-                        ignore=shutil.ignore_patterns("__pycache__"))
+        for module in (pyroute2, dns):  # dnspython: the networks' resolvers import it
+            shutil.copytree(os.path.dirname(module.__file__ or ""),
+                            os.path.join(extra, module.__name__),
+                            ignore=shutil.ignore_patterns("__pycache__"))
         tests = os.path.join(extra, "tests")
         os.mkdir(tests)
         shutil.copy(__file__, os.path.join(tests, "net_helpers.py"))
