@@ -131,19 +131,10 @@ sys.path.insert(0, {extra!r})
 sys.path.insert(0, {tests!r})
 from isolate import Sandbox
 from isolate.net import NetNamespace
-from net_helpers import fetch
+from net_helpers import fetch, loopback_server
 
 assert os.geteuid() != 0
-srv = socket.socket()
-srv.bind(("127.0.0.1", 0))
-srv.listen(8)
-def serve():
-    while True:
-        conn, _ = srv.accept()
-        conn.recv(4096)
-        conn.sendall(b"HTTP/1.0 200 OK\\r\\n\\r\\nfrom the host")
-        conn.close()
-threading.Thread(target=serve, daemon=True).start()
+srv = loopback_server(b"from the host")
 out = {{}}
 with Sandbox(network={program!r}, ports=["127.0.0.1::8080"],
              binds=[{www!r} + ":/www:ro"]) as sb:

@@ -29,14 +29,8 @@ def rootless_env() -> Iterator[dict[str, str]]:
     with staged_extras() as paths:
         yield paths
 
-# As the user: a busybox image in the user's own store (XDG_DATA_HOME), and the host: a user
-# and network namespace of ours, with an uplink and a default route.
-PRELUDE = """
-from isolate.container import ContainerConfig, ContainerStore, netdriver
-from isolate.image import ImageConfig, Store
-from isolate.namespaces import Namespace
-from net_helpers import OTHER, fetch, make_host
-
+# As the user: a busybox image in the user's own store (XDG_DATA_HOME).
+IMAGE = """
 base = os.environ["XDG_DATA_HOME"]
 tree = os.path.join(base, "tree")
 for d in ("bin", "etc", "tmp"):
@@ -48,6 +42,16 @@ with open(os.path.join(tree, "etc", "passwd"), "w") as f:
     f.write("root:x:0:0:root:/root:/bin/sh\\n")
 store = Store()
 store.from_directory(tree, "busybox:latest", config=ImageConfig(env=["PATH=/bin"]))
+"""
+
+# The imports, the image, and the host: a user and network namespace of ours, with an uplink
+# and a default route.
+PRELUDE = """
+from isolate.container import ContainerConfig, ContainerStore, netdriver
+from isolate.image import ImageConfig, Store
+from isolate.namespaces import Namespace
+from net_helpers import OTHER, fetch, make_host
+""" + IMAGE + """
 nss = Namespace.create("user")
 host = make_host(nss, default_route=True)
 """
@@ -214,3 +218,80 @@ def test_rootless_containers_on_a_bridge_network_in_the_users_rootless_netns(
         "gateway_is_network": True, "holder_gone": True, "record_gone": True,
         "facts_gone": True, "port_closed": True, "again": "web 0\n", "left": [],
         "record_gone_at_end": True}, proc.stderr
+
+
+# As uid 65534 with a subordinate range, in the machine's own namespace as the host (pasta
+# opens sockets there as the user, the port is published on 127.0.0.1 only, and the only
+# traffic is on its loopback): the rootless netns is made with newuidmap (the user's id and its
+# range), and a container in it maps both.
+MACHINE_CODE = """
+import json, os, shutil, socket, sys, threading, time
+sys.path.insert(0, {extra!r})
+sys.path.insert(0, {tests!r})
+from isolate.container import ContainerConfig, ContainerStore, netdriver
+from isolate.image import ImageConfig, Store
+from isolate.net import NetNamespace
+from isolate.net._helpers import HelperProcess
+from isolate.net.rootless_netns import RECORD
+from net_helpers import fetch, loopback_server
+{image}
+srv = loopback_server(b"the machine")
+netdir = os.path.join(store.root, "networks")
+out = {{}}
+cs = ContainerStore()
+with netdriver.open_networks(store.root) as nets:
+    nets.create("lab")
+web = cs.create(ContainerConfig("busybox", ["sh", "-c",
+    "echo web > /tmp/index.html; exec httpd -f -p 80 -h /tmp"],
+    network="lab", ports=["127.0.0.1::80"], name="web"))
+try:
+    web.start()
+    record = json.load(open(os.path.join(netdir, RECORD)))
+    holder = HelperProcess.from_json(record["holder"])
+    out["holder_map"] = open(f"/proc/{{holder.pid}}/uid_map").read().split()
+    port = int(netdriver.published_ports(web.dir)[0]["host_port"])
+    with NetNamespace.of() as here:
+        out["published"] = fetch(here, "127.0.0.1", port)
+    code, text, _ = web.exec_run(["cat", "/proc/self/uid_map"])
+    out["container_map"] = text.decode().split()
+    # pasta maps the machine's default gateway (copied into the rootless netns) to the
+    # machine's loopback: the container gets there through its bridge and masquerade.
+    for line in open("/proc/net/route").read().splitlines()[1:]:
+        f = line.split()
+        if f[1] == "00000000":
+            gateway = socket.inet_ntoa(int(f[2], 16).to_bytes(4, "little"))
+            break
+    code, text, err = web.exec_run(["sh", "-c",
+        "for i in $(seq 50); do wget -q -O - "
+        f"http://{{gateway}}:{{srv.getsockname()[1]}}/ && exit 0; sleep 0.2; done; exit 1"])
+    out["outbound"] = text.decode() or f"{{code}} {{err!r}} {{gateway}}"
+    web.stop(timeout=1)
+    out["holder_gone"] = not holder.alive()
+    out["record_gone"] = not os.path.exists(os.path.join(netdir, RECORD))
+finally:
+    web.remove(force=True)
+    with netdriver.open_networks(store.root) as nets:
+        nets.remove("lab")
+    out["record_gone_at_end"] = not os.path.exists(os.path.join(netdir, RECORD))
+print(json.dumps(out))
+"""
+
+
+def test_a_rootless_netns_with_a_subordinate_range_in_the_machines_namespace(
+        tmp_path: Path, rootless_env: dict[str, str]) -> None:
+    _needs("pasta", "nft")
+    home = rootless.xdg_home(tmp_path)
+    code = textwrap.dedent(MACHINE_CODE).format(
+        extra=rootless_env["extra"], tests=rootless_env["tests"],
+        image=IMAGE)
+    proc = rootless.run_unprivileged(code, binds={rootless_env["tun"]: "/dev/net/tun"},
+                                     extra_env={"XDG_DATA_HOME": str(home)}, subids=True,
+                                     timeout=300)
+    r = json.loads(proc.stdout.splitlines()[-1])
+    start, count = rootless.SUBID_START, rootless.SUBID_COUNT
+    assert r["holder_map"] == ["0", "65534", "1", "1", str(start), str(count)], proc.stderr
+    # The container's map, as it sees it: its ids are the holder's, one to one.
+    assert r["container_map"] == ["0", "0", "1", "1", "1", str(count)], proc.stderr
+    assert r == {**r, "published": "web\n", "outbound": "the machine", "holder_gone": True,
+                 "record_gone": True,
+                 "record_gone_at_end": True}, proc.stderr

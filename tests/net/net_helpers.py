@@ -11,7 +11,8 @@ from collections.abc import Iterator
 
 from isolate.net import NetNamespace
 
-__all__ = ["OTHER", "OTHER6", "fetch", "helper_pids", "http_get", "make_host", "staged_extras"]
+__all__ = ["OTHER", "OTHER6", "fetch", "helper_pids", "http_get", "loopback_server", "make_host",
+           "staged_extras"]
 
 OTHER = "10.99.0.1"  # the host's "other address" (not loopback)
 OTHER6 = "fd99::1"  # and its IPv6 one
@@ -70,6 +71,26 @@ def fetch(ns: NetNamespace, addr: str, port: int, timeout: float = 30) -> str:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+def loopback_server(body: bytes) -> socket.socket:
+    """A tiny HTTP server on an ephemeral port of 127.0.0.1 in the caller's namespace, answering
+    every request with ``body`` from a daemon thread (it goes with the process); its listening
+    socket."""
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+
+    def serve() -> None:
+        while True:
+            conn, _ = srv.accept()
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.0 200 OK\r\n\r\n" + body)
+    threading.Thread(target=serve, daemon=True).start()
+    return srv
 
 
 @contextlib.contextmanager
