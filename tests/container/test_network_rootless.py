@@ -161,6 +161,15 @@ try:
     out["published"] = fetch(host, "127.0.0.1", 9090)
     out["other"] = fetch(host, OTHER, 9090)
     out["ps"] = netdriver.format_ports(netdriver.published_ports(web.dir))
+    # The host port is taken (by web): a clear error before anything is made.
+    busy = cs.create(ContainerConfig("busybox", ["true"], network="app", ports=["9090:80"],
+                                     name="busy"))
+    try:
+        busy.start()
+        out["busy"] = "started"
+    except Exception as exc:
+        out["busy"] = [type(exc).__name__, "in use" in str(exc)]
+    busy.remove(force=True)
     def run(cmd):
         for _ in range(100):
             code, text, _ = client.exec_run(["sh", "-c", cmd])
@@ -213,7 +222,8 @@ def test_rootless_containers_on_a_bridge_network_in_the_users_rootless_netns(
     r = json.loads(proc.stdout.splitlines()[-1])
     assert r == {
         "idle_after_create": True, "holder": True, "published": "web 0\n",
-        "other": "web 0\n", "ps": "0.0.0.0:9090->80/tcp", "by_name": "web 0\n",
+        "other": "web 0\n", "ps": "0.0.0.0:9090->80/tcp", "busy": ["ConfigError", True],
+        "by_name": "web 0\n",
         "resolv": ["nameserver", r["resolv"][1]], "outbound": "the host",
         "gateway_is_network": True, "holder_gone": True, "record_gone": True,
         "facts_gone": True, "port_closed": True, "again": "web 0\n", "left": [],

@@ -311,7 +311,11 @@ class NetDriver:
                 # inside the rootless netns the same ports are published, for hairpin.
                 outer = _OuterPorts.hold(request, ports)
                 ports = outer.inner_specs
-                ns = _rootless_container_ns(nets, request)
+                try:
+                    ns = _rootless_container_ns(nets, request)
+                except BaseException:
+                    outer.close()
+                    raise
             else:
                 ns = NetNamespace.create()
             try:
@@ -327,6 +331,8 @@ class NetDriver:
                 fd = os.dup(ns.fileno())
                 user_fd = os.dup(ns.userns_fd) if rootless else -1
             except BaseException as exc:
+                if outer is not None and outer.proxy is not None:
+                    outer.proxy.stop()
                 _undo(exc, lambda: nets.release(owner), "releasing its endpoints")
                 raise
             finally:
