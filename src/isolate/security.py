@@ -11,7 +11,6 @@ from __future__ import annotations
 import enum
 import errno as _errno
 import functools
-import json
 import os
 import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -1255,6 +1254,8 @@ def _parse_docker_profile(
     kernel_version: tuple[int, int] | None,
 ) -> SeccompProfile:
     if isinstance(data, (str, bytes)):
+        import json  # here: only a profile given as JSON text needs it
+
         try:
             data = json.loads(data)
         except ValueError as e:
