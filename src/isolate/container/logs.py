@@ -10,10 +10,10 @@ everything is read). The supervisor owns writing.
 from __future__ import annotations
 
 import collections
-import datetime
 import json
 import os
 import re
+import sys
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, BinaryIO
@@ -24,6 +24,8 @@ from isolate.container.state import parse_time
 from isolate.errors import ConfigError
 
 if TYPE_CHECKING:
+    import datetime
+
     from isolate.container._view import ContainerView
 
 __all__ = ["LogRecord", "parse_log_time", "read_logs", "read_records"]
@@ -58,7 +60,10 @@ def parse_log_time(value: str | float | int | datetime.datetime) -> int:
     Raises:
         ConfigError: none of these.
     """
-    if isinstance(value, datetime.datetime):
+    # A datetime can only come from a caller that imported the module: 'isolate run' and
+    # 'logs' (which never pass one) need not load it.
+    dt = sys.modules.get("datetime")
+    if dt is not None and isinstance(value, dt.datetime):
         return int(value.timestamp() * 1e9)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return int(value * 1e9)
