@@ -368,13 +368,16 @@ def hundred_table(tmp: str, count: int = 100) -> str:
                          if k != "PYTHONDONTWRITEBYTECODE"},
                         PYTHONPYCACHEPREFIX=pycache, ISOLATE_STORE=cs.images.root)
         cpu: dict[str, list[float]] = {}
-        whole = interleave([
-            Candidate("pass", _timed_process(cpu, "pass", [sys.executable, "-c", "pass"], env)),
-            Candidate("library", _timed_process(cpu, "library", [sys.executable, "-c", code],
-                                                env)),
-            Candidate("cli", _timed_process(cpu, "cli", [*CLI, "ps"], env)),
-        ], rounds=15)
-        shutil.rmtree(pycache, ignore_errors=True)
+        try:
+            whole = interleave([
+                Candidate("pass", _timed_process(cpu, "pass", [sys.executable, "-c", "pass"],
+                                                 env)),
+                Candidate("library", _timed_process(cpu, "library",
+                                                    [sys.executable, "-c", code], env)),
+                Candidate("cli", _timed_process(cpu, "cli", [*CLI, "ps"], env)),
+            ], rounds=15)
+        finally:
+            shutil.rmtree(pycache, ignore_errors=True)
         by = {r.name: r for r in whole}
     finally:
         for c in made:
