@@ -53,6 +53,7 @@ LAYERS: dict[str, float] = {
     "isolate._image_root": 4.5,  # image roots for the sandbox: uses image/ and fs/
     "isolate.container": 4.6,  # containers: a preset of the runtime config, state on disk
     "isolate._container_runner": 4.7,  # build RUN steps in containers: the container preset
+    "isolate._sandbox_config": 4.9,  # the sandbox's options: imported when a config is made
     "isolate.sandbox": 5,
     "isolate.cli": 6,
     "isolate.api": 6,

@@ -13,11 +13,15 @@ Importing isolate is cheap: the names and the subpackages load when first used, 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 from isolate import errors
 
+# Not typing's: importing isolate loads neither typing nor the re it imports (type checkers
+# take any TYPE_CHECKING).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     # The submodules, for type checkers (at run time __getattr__ loads them).
     from isolate import cgroups as cgroups
     from isolate import fs as fs

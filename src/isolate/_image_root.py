@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import stat
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from isolate import _plan
-from isolate._fuse_root import FuseRoot, kernel_overlay_works
-from isolate._plan import Op
 from isolate.errors import ConfigError, ImageError, IsolateOSError
-from isolate.fs import inroot
 from isolate.image import Image, Store
-from isolate.image._binfmt import check_runnable
 from isolate.image._disk import remove_tree
-from isolate.namespaces import IdMaps
+
+if TYPE_CHECKING:
+    # What only preparing a root needs loads then: open_store() (every CLI command that
+    # opens the store) costs no fuse, plan or namespace code.
+    from isolate._fuse_root import FuseRoot
+    from isolate._plan import Op
+    from isolate.namespaces import IdMaps
 
 __all__ = ["DEFAULT_PATH", "ImageRoot", "find_image", "image_command", "open_store"]
 
@@ -84,6 +84,8 @@ def _lookup(lowers: Sequence[str], table: str, name: str) -> tuple[int, int] | N
         ImageError: the file is there but cannot be read: a FIFO, device or directory, too
             big, a symlink loop.
     """
+    from isolate.fs import inroot
+
     try:
         data = inroot.read_file(lowers, f"/etc/{table}")
     except IsolateOSError as exc:
@@ -165,6 +167,10 @@ class ImageRoot:
                 the image cannot be found, pulled or extracted.
             UnsupportedError: the image is for a platform this host cannot run.
         """
+        import secrets  # here: open_store() (every CLI command) need not load hashlib
+
+        from isolate.image._binfmt import check_runnable
+
         store = store if store is not None else open_store()
         img = find_image(store, image, pull)
         check_runnable(img.platform)
@@ -214,6 +220,8 @@ class ImageRoot:
             MountError: fuse-overlayfs failed to mount, or the kernel probe failed for another
                 reason than a missing feature.
         """
+        from isolate._fuse_root import FuseRoot, kernel_overlay_works
+
         if mode == "kernel" or (mode == "auto" and userns_fd is None):
             return
         if mode == "auto" and kernel_overlay_works(self.overlay_op(0), userns_fd, self.options):
@@ -254,6 +262,8 @@ class ImageRoot:
         note = f"mount image {self.image.short_id} ({len(self.image.layers)} layers)"
         if self.fuse is not None:
             return self.fuse.root_op(slot, note=note + " through fuse-overlayfs")
+        from isolate import _plan
+
         up, work = upper if upper is not None else (None, None)
         return _plan.overlay(self.lowers, upper=up, work=work, slot=slot,
                              options=self.options, note=note)

@@ -232,6 +232,13 @@ def _idmap_args(value: Sequence[int] | None) -> tuple[int, ...] | None:
     return args
 
 
+def _fd_tuple(value: Iterable[int]) -> tuple[int, ...]:
+    # Not converter=tuple: attrs reads a converter's signature, and a builtin's is parsed from
+    # its text signature with tokenize (whose regexes compile then: 1-7 ms of every start
+    # of a process that imports this module).
+    return tuple(value)
+
+
 def _strings(value: Iterable[str]) -> tuple[str, ...]:
     return tuple(value)
 
@@ -292,7 +299,7 @@ class ShimConfig:
     gid_map: str | None = attrs.field(default=None, validator=_check_text)
     newuidmap: tuple[int, ...] | None = attrs.field(default=None, converter=_idmap_args)
     newgidmap: tuple[int, ...] | None = attrs.field(default=None, converter=_idmap_args)
-    keep_fds: tuple[int, ...] = attrs.field(default=(), converter=tuple)
+    keep_fds: tuple[int, ...] = attrs.field(default=(), converter=_fd_tuple)
     cgroups: tuple[str, ...] = attrs.field(default=(), converter=_strings,
                                            validator=_check_texts)
     exit_command: tuple[str, ...] = attrs.field(default=(), converter=_strings,

@@ -21,7 +21,6 @@ from __future__ import annotations
 import errno
 import functools
 import os
-import queue
 import signal
 import threading
 import warnings
@@ -54,6 +53,7 @@ from isolate.errors import (
 )
 
 if TYPE_CHECKING:
+    import queue
     import socket
 
 __all__ = [
@@ -358,6 +358,8 @@ class _LastingThread:
     def call(cls, fn: Callable[[], Child]) -> Child:
         with cls._lock:
             if cls._jobs is None or cls._pid != os.getpid():  # none yet, or forked (no hook)
+                import queue  # here: most processes never need this thread
+
                 cls._jobs = queue.SimpleQueue()
                 cls._pid = os.getpid()
                 threading.Thread(target=cls._serve, args=(cls._jobs,),

@@ -12,12 +12,10 @@ import contextlib
 import enum
 import errno
 import fcntl
-import hashlib
 import itertools
 import math
 import os
 import pwd
-import shutil
 import signal
 import stat
 import subprocess
@@ -383,6 +381,8 @@ class IdMaps:
         different maps apart by it)."""
         text = "uid " + ",".join(m.line() for m in self.uid_map) + "\ngid " + ",".join(
             m.line() for m in self.gid_map)
+        import hashlib  # here: the spawn path never needs it (OpenSSL's loading costs ~2 ms)
+
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def maps(self, uid: int | None = None, gid: int | None = None) -> bool:
@@ -435,6 +435,8 @@ def rootless_maps() -> IdMaps:
             f"subordinate ids; ask the administrator for a range ({usermod}), as rootless "
             "podman needs one too"))
     if os.geteuid() != 0:
+        import shutil
+
         missing = [t for t in ("newuidmap", "newgidmap") if shutil.which(t) is None]
         if missing:
             return IdMaps(*own, fallback=(

@@ -160,6 +160,21 @@ def test_times_are_rfc3339_with_nanoseconds() -> None:
     assert parse_time("0001-01-01T00:00:00Z") == 0
 
 
+@pytest.mark.parametrize("date", [(1970, 1, 1), (1969, 12, 31), (1972, 2, 29), (2000, 2, 29),
+                                  (2000, 3, 1), (2023, 12, 31), (2100, 3, 1), (2400, 2, 29),
+                                  (1600, 1, 1), (9999, 12, 31), (1900, 2, 28)])
+def test_the_fast_reading_of_our_own_times_counts_days_as_calendar_does(
+        date: tuple[int, int, int]) -> None:
+    import calendar  # the reference: the fast path avoids it (it loads datetime)
+
+    year, month, day = date
+    text = f"{year:04d}-{month:02d}-{day:02d}T23:59:58.000000007Z"
+    expected = calendar.timegm((*date, 23, 59, 58, 0, 0, 0)) * 1_000_000_000 + 7
+    assert parse_time(text) == expected
+    # The general (strptime) path agrees with it.
+    assert parse_time(text.replace(".000000007Z", ".000000007+00:00")) == expected
+
+
 def _decision(profile: SeccompProfile, name: str, *args: int) -> tuple[SeccompAction, int]:
     return profile.evaluate(name, [*args, 0, 0, 0, 0, 0, 0][:6], arch="x86_64")
 

@@ -57,6 +57,14 @@ def test_tail_streams_since_and_until(containers: ContainerStore) -> None:
         parse_log_time("yesterday")
 
 
+def test_since_and_until_take_a_datetime_though_logs_never_import_the_module() -> None:
+    import datetime
+
+    when = datetime.datetime(2023, 11, 14, 22, 13, 20, tzinfo=datetime.timezone.utc)
+    assert parse_log_time(when) == parse_log_time("2023-11-14T22:13:20Z") \
+        == 1_700_000_000 * 10**9
+
+
 def test_follow_reads_on_and_ends_with_the_container(containers: ContainerStore) -> None:
     c = containers.create(ContainerConfig("busybox", [
         "sh", "-c", "echo first; while [ ! -e /tmp/go ]; do sleep 0.05; done; echo second; "

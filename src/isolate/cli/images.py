@@ -7,7 +7,6 @@ name prints (ids, names, a table, JSON). Progress bars go to stderr, and only to
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 import time
@@ -454,6 +453,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def _command_form(value: str) -> list[str]:
     """Dockerfile's two forms: exec form (a JSON array of strings) or shell form."""
     if value.lstrip().startswith("["):
+        import json  # here: most commands that import this module never parse JSON
+
         try:
             parsed = json.loads(value)
         except (ValueError, RecursionError):  # RecursionError: arrays nested too deep

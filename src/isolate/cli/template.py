@@ -16,9 +16,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final
-
-import attrs
+from typing import Any, Final, NamedTuple
 
 from isolate.errors import ConfigError
 
@@ -151,8 +149,7 @@ _TOKEN = re.compile(r"""
 """, re.VERBOSE)
 
 
-@attrs.frozen
-class _Tok:
+class _Tok(NamedTuple):
     kind: str
     text: str
     pos: int  # offset in the template
@@ -169,8 +166,7 @@ def _line_col(source: str, pos: int) -> tuple[int, int]:
     return line, col
 
 
-@attrs.frozen
-class _Segment:
+class _Segment(NamedTuple):
     """Text, or an action's tokens (``pos``: where the action's ``{{`` is)."""
 
     text: str | None
@@ -243,38 +239,32 @@ def _error(source: str, pos: int, message: str) -> TemplateError:
 
 # -- the tree ---------------------------------------------------------------------------------
 
-@attrs.frozen
-class _Field:
+class _Field(NamedTuple):
     names: tuple[str, ...]
     pos: int
 
 
-@attrs.frozen
-class _Dot:
+class _Dot(NamedTuple):
     pos: int
 
 
-@attrs.frozen
-class _Var:
+class _Var(NamedTuple):
     name: str
     names: tuple[str, ...]
     pos: int
 
 
-@attrs.frozen
-class _Lit:
+class _Lit(NamedTuple):
     value: Any
     pos: int
 
 
-@attrs.frozen
-class _Func:
+class _Func(NamedTuple):
     name: str
     pos: int
 
 
-@attrs.frozen
-class _Sub:
+class _Sub(NamedTuple):
     pipe: _Pipe
     names: tuple[str, ...]
     pos: int
@@ -283,40 +273,34 @@ class _Sub:
 _Operand = _Field | _Dot | _Var | _Lit | _Func | _Sub
 
 
-@attrs.frozen
-class _Cmd:
+class _Cmd(NamedTuple):
     args: tuple[_Operand, ...]
     pos: int
 
 
-@attrs.frozen
-class _Pipe:
+class _Pipe(NamedTuple):
     decl: tuple[str, ...]
     assign: bool  # "=" rather than ":="
     cmds: tuple[_Cmd, ...]
     pos: int
 
 
-@attrs.frozen
-class _Text:
+class _Text(NamedTuple):
     text: str
 
 
-@attrs.frozen
-class _Action:
+class _Action(NamedTuple):
     pipe: _Pipe
 
 
-@attrs.frozen
-class _Branch:
+class _Branch(NamedTuple):
     kind: str  # "if", "range", "with"
     pipe: _Pipe
     body: tuple[_Node, ...]
     orelse: tuple[_Node, ...]
 
 
-@attrs.frozen
-class _Loop:
+class _Loop(NamedTuple):
     kind: str  # "break" or "continue"
     pos: int
 

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import attrs
 
-from isolate.cgroups import Limits
+from isolate._units import parse_size
 from isolate.errors import ConfigError
-from isolate.fs.mounts import check_container_path
 
 if TYPE_CHECKING:
+    from isolate.cgroups import Limits
     from isolate.runtime import Device, Rlimit
 
 __all__ = [
@@ -106,7 +106,11 @@ def _group_add(value: Iterable[str] | None) -> tuple[str, ...]:
 
 
 def _workdir(value: str | None) -> str | None:
-    return None if value is None else check_container_path(value, "working directory")
+    if value is None:
+        return None
+    from isolate.fs.mounts import check_container_path  # (a listing never loads the mounts)
+
+    return check_container_path(value, "working directory")
 
 
 def _stop_signal(value: str | int | None) -> int | None:
@@ -266,15 +270,19 @@ def _aliases(value: Iterable[str] | str | None) -> tuple[str, ...]:
 
 
 def _ip4(value: str | None) -> str | None:
+    if value is None:  # (before the import: isolate.net loads only for a container that asks)
+        return None
     from isolate.net.options import parse_ip
 
-    return None if value is None else parse_ip(value, 4)
+    return parse_ip(value, 4)
 
 
 def _ip6(value: str | None) -> str | None:
+    if value is None:
+        return None
     from isolate.net.options import parse_ip
 
-    return None if value is None else parse_ip(value, 6)
+    return parse_ip(value, 6)
 
 
 def _ports(value: Iterable[str] | str | None) -> tuple[str, ...]:
@@ -396,6 +404,8 @@ def _restart(value: RestartPolicy | str | None) -> RestartPolicy:
 # -- mounts -------------------------------------------------------------------------------------
 
 def _target(value: str) -> str:
+    from isolate.fs.mounts import check_container_path
+
     try:
         path = check_container_path(value, "mount destination")
     except ConfigError:
@@ -459,7 +469,7 @@ class VolumeMount:
 
 
 def _tmpfs_size(value: int | str | None) -> int | None:
-    return None if value is None else Limits.parse_size(value)
+    return None if value is None else parse_size(value)
 
 
 def _mode(_: object, attribute: attrs.Attribute[int], value: object) -> None:
@@ -645,12 +655,20 @@ def _network(value: str | None) -> str:
     return value
 
 
+def _check_limits(instance: object, attribute: attrs.Attribute[Any], value: Limits | None
+                  ) -> None:
+    if value is not None:  # (the cgroup code loads only for a config that has limits)
+        from isolate.cgroups import Limits
+
+        attrs.validators.instance_of(Limits)(instance, attribute, value)
+
+
 def _shm_size(value: int | str) -> int:
-    return Limits.parse_size(value)
+    return parse_size(value)
 
 
 def _log_size(value: int | str | None) -> int | None:
-    return None if value is None else Limits.parse_size(value)
+    return None if value is None else parse_size(value)
 
 
 @attrs.frozen
@@ -701,8 +719,7 @@ class ContainerConfig:
     domainname: str | None = None
     mounts: tuple[MountSpec, ...] = attrs.field(default=(), converter=_mounts)
     read_only: bool = False
-    limits: Limits | None = attrs.field(default=None, validator=attrs.validators.optional(
-        attrs.validators.instance_of(Limits)))
+    limits: Limits | None = attrs.field(default=None, validator=_check_limits)
     cap_add: tuple[str, ...] = attrs.field(default=(), converter=_caps)
     cap_drop: tuple[str, ...] = attrs.field(default=(), converter=_caps)
     privileged: bool = False
@@ -845,7 +862,7 @@ class ContainerConfig:
         Raises:
             ConfigError: the data does not make a valid config.
         """
-        from isolate.cgroups import IoDeviceLimit
+        from isolate.cgroups import IoDeviceLimit, Limits
         from isolate.runtime import Rlimit
 
         kw = dict(data)

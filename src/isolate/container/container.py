@@ -436,9 +436,8 @@ class ContainerStore:
         spec = config.user if config.user is not None else img.config.user
         user = resolve_user(spec, config.group_add, lowers)
         uid_map, gid_map = _rootless_maps(user, img)
-        import socket
-
-        hostname = config.hostname or (socket.gethostname() if config.network == "host"
+        # The host's name as gethostname() reads it (uname), without loading socket.
+        hostname = config.hostname or (os.uname().nodename if config.network == "host"
                                        else cid[:12])
         os.mkdir(build, 0o711)
         for sub in ("upper", "work", "mountpoints"):

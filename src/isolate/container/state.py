@@ -12,7 +12,6 @@ import enum
 import fcntl
 import json
 import os
-import secrets
 import time
 from collections.abc import Mapping
 from typing import Any, Final
@@ -153,6 +152,17 @@ def now() -> str:
     return format_time(time.time_ns())
 
 
+def _days_since_epoch(year: int, month: int, day: int) -> int:
+    """Days from 1970-01-01 to a date of the proleptic Gregorian calendar (what
+    ``calendar.timegm`` counts, divided by 86400): March-based years, 400-year eras."""
+    year -= month <= 2
+    era = year // 400
+    year_of_era = year - era * 400
+    day_of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
+    return era * 146097 + day_of_era - 719468
+
+
 def parse_time(text: str) -> int:
     """Nanoseconds since the epoch of an RFC 3339 time (any fraction, ``Z`` or an offset);
     0 for Docker's zero time or an empty string.
@@ -160,16 +170,17 @@ def parse_time(text: str) -> int:
     Raises:
         ValueError: not an RFC 3339 time.
     """
-    import calendar
-
     if not text or text.startswith("0001-01-01"):
         return 0
     if len(text) == 30 and text[4] == "-" and text[10] == "T" and text[19] == "." \
             and text[29] == "Z":
-        # The shape isolate writes (format_time): read without strptime, which is slow.
-        base = calendar.timegm((int(text[0:4]), int(text[5:7]), int(text[8:10]),
-                                int(text[11:13]), int(text[14:16]), int(text[17:19]), 0, 0, 0))
+        # The shape isolate writes (format_time): read without strptime, which is slow, and
+        # without calendar, which loads datetime (a 'ps' reads one of these per container).
+        days = _days_since_epoch(int(text[0:4]), int(text[5:7]), int(text[8:10]))
+        base = days * 86400 + int(text[11:13]) * 3600 + int(text[14:16]) * 60 \
+            + int(text[17:19])
         return base * 1_000_000_000 + int(text[20:29])
+    import calendar
     main, _, rest = text.partition(".")
     frac = ""
     tz = ""
@@ -269,6 +280,8 @@ def write_json(path: str, data: Mapping[str, Any], *, sync_dir: bool = True) -> 
     """Atomically replace ``path`` with ``data`` as JSON: a temp file beside it (named for
     this process), fsync, rename, fsync of the directory (``sync_dir=False``: the caller
     syncs the directory once for several files, as a directory not yet visible needs)."""
+    import secrets  # here: readers (ps, inspect) never need it, nor the hashlib it loads
+
     directory, base = os.path.split(path)
     tmp = os.path.join(directory, f".{base}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     payload = json.dumps(data, indent=1, sort_keys=True).encode() + b"\n"

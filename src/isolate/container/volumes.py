@@ -14,7 +14,6 @@ import builtins
 import contextlib
 import json
 import os
-import secrets
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -166,6 +165,8 @@ class VolumeStore:
 
     def _create(self, name: str | None, labels: Mapping[str, str],
                 anonymous: bool) -> Volume:
+        import secrets  # here: listing containers never needs it (nor the hashlib it loads)
+
         if name is None:
             name = secrets.token_hex(32)
         elif not isinstance(name, str) or not NAME_RE.match(name):
@@ -225,6 +226,8 @@ class VolumeStore:
             raise ConflictError(f"remove {name}: volume is in use - "
                                 f"[{', '.join(users)}]")
         final = os.path.join(self.root, name)
+        import secrets
+
         trash = os.path.join(self.root, f".trash-{os.getpid()}-{secrets.token_hex(6)}")
         os.rename(final, trash)
         remove_tree(trash)

@@ -11,13 +11,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from isolate.errors import DigestMismatch, ImageError
-from isolate.image.config import Image, ImageConfig
-from isolate.image.oci import Descriptor
-from isolate.image.reference import Platform, Reference
-from isolate.image.store import DiskUsage, GcReport, Removed, Store
 
 if TYPE_CHECKING:
+    from isolate.image.config import Image, ImageConfig
     from isolate.image.credentials import CredentialHelperError, Credentials
+    from isolate.image.oci import Descriptor
+    from isolate.image.reference import Platform, Reference
     from isolate.image.registry import (
         ImageNotFound,
         Progress,
@@ -26,6 +25,7 @@ if TYPE_CHECKING:
         login,
         logout,
     )
+    from isolate.image.store import DiskUsage, GcReport, Removed, Store
 
 __all__ = [
     "CredentialHelperError",
@@ -49,9 +49,20 @@ __all__ = [
     "logout",
 ]
 
-# The registry client (http.client, ssl, email) and the credential helpers load when first
-# used: running an image that is in the store needs neither.
+# Every name loads when first used: the registry client (http.client, ssl, email) and the
+# credential helpers only for a pull, push or login; the store, configs and references (attrs
+# classes, hashlib, json) only when asked for, so that a module of this package that needs
+# none of them (``_disk``'s locks, which containers use) costs only itself.
 _LAZY = {
+    "Descriptor": "isolate.image.oci",
+    "DiskUsage": "isolate.image.store",
+    "GcReport": "isolate.image.store",
+    "Image": "isolate.image.config",
+    "ImageConfig": "isolate.image.config",
+    "Platform": "isolate.image.reference",
+    "Reference": "isolate.image.reference",
+    "Removed": "isolate.image.store",
+    "Store": "isolate.image.store",
     "CredentialHelperError": "isolate.image.credentials",
     "Credentials": "isolate.image.credentials",
     "ImageNotFound": "isolate.image.registry",
@@ -64,7 +75,7 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    """Load a name of the registry client or the credential helpers when first used.
+    """Load a name of the package when it is first used.
 
     Raises AttributeError for a name the package does not have.
     """

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import secrets
 import time
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -102,6 +101,8 @@ class TempSpace:
 
     def name(self, what: str) -> str:
         """A fresh path in tmp/ that records this process as its owner."""
+        import secrets  # here: readers of the store never need it, nor the hashlib it loads
+
         return os.path.join(self.path,
                             f"{os.getpid()}-{_pid_ns()}.{secrets.token_hex(8)}.{what}")
 

@@ -9,7 +9,6 @@ does no I/O of its own beyond :class:`HashingReader`.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import Iterable
 from typing import IO, BinaryIO, Protocol
 
@@ -58,6 +57,8 @@ class HashingReader:
     """Wraps a binary stream and hashes (and counts) what is read through it."""
 
     def __init__(self, raw: IO[bytes]) -> None:
+        import hashlib  # here: reading records (ps, images) needs no hashing
+
         self.raw = raw
         self.hash = hashlib.sha256()
         self.count = 0

@@ -6,7 +6,6 @@ encoding the ones we write. No I/O: callers fetch and store the bytes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -61,6 +60,8 @@ DOCKER_TO_OCI = {
 
 def sha256_digest(data: bytes) -> str:
     """``sha256:<hex>`` of ``data``."""
+    import hashlib  # here: reading records (ps, images) needs no hashing
+
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 

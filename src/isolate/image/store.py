@@ -14,9 +14,7 @@ the work: the second waits and then finds the blob there.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -88,6 +86,8 @@ def _changed(config: ImageConfig, changes: Mapping[str, Any]) -> ImageConfig:
 
 
 def _now() -> str:
+    import datetime  # here: only writers stamp times
+
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -299,6 +299,8 @@ class Store:
         Raises:
             DigestMismatch: ``expected`` is given and the stream hashes to something else.
         """
+        import hashlib  # here: reading records (ps, images) needs no hashing
+
         tmp = self.tmp.name("blob")
         h, size = hashlib.sha256(), 0
         try:

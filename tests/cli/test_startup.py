@@ -1,0 +1,75 @@
+"""What a command loads, as a whole process: start-up time is mostly imports, so each command
+imports only what it uses. Structural checks (the modules a fresh interpreter has after the
+command), never timings: those are benchmarks/bench_startup.py's and bench_containers.py's."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cli.conftest import WAIT, Isolate, env_for
+
+pytestmark = pytest.mark.root
+
+
+def _run_loading(store: Path, *args: str) -> tuple[str, set[str]]:
+    """``isolate ARGS`` in a fresh interpreter: (its stdout, the modules it loaded)."""
+    code = ("import contextlib, io, sys\n"
+            "from isolate.cli import main\n"
+            "out = io.StringIO()\n"
+            "with contextlib.redirect_stdout(out):\n"
+            f"    status = main({list(args)!r})\n"
+            "print(status, repr(out.getvalue()))\n"
+            "print(*sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], env=env_for(store), capture_output=True,
+                          text=True, timeout=WAIT)
+    assert proc.returncode == 0, proc.stderr
+    first, modules = proc.stdout.split("\n", 1)
+    status, _, output = first.partition(" ")
+    assert status == "0", (first, proc.stderr)
+    # Less what the interpreter's own start loads (its site and .pth files).
+    bare = subprocess.run([sys.executable, "-c", "import sys; print(*sys.modules)"],
+                          env=env_for(store), capture_output=True, text=True, timeout=WAIT,
+                          check=True).stdout.split()
+    return ast.literal_eval(output), set(modules.split()) - set(bare)
+
+
+def test_ps_reads_the_store_without_the_runtime_cgroup_network_or_hashing_code(
+        isolate_cli: Isolate) -> None:
+    isolate_cli.ok("run", "-d", "--name", "ps-light", "--network", "none", "busybox",
+                   "sleep", "100000")
+    try:
+        out, loaded = _run_loading(isolate_cli.store, "ps", "--format",
+                                   "{{.Names}} {{.State}} {{.Ports}}")
+        assert "ps-light running \n" in out
+        assert {"isolate.container.container", "isolate.image.store"} <= loaded
+        assert not loaded & {
+            "isolate.cgroups", "isolate.net", "isolate.runtime", "isolate.lowlevel",
+            "isolate.namespaces", "isolate._native", "isolate._fuse_root", "isolate.fs.mounts",
+            "isolate._plan", "isolate.security", "isolate._shim", "isolate.sandbox",
+            "hashlib", "_hashlib", "secrets", "datetime", "calendar", "socket", "http.client",
+            "tarfile"}
+    finally:
+        isolate_cli.ok("rm", "-f", "ps-light")
+
+
+def test_run_rm_of_an_image_loads_no_network_code_when_it_has_no_network(
+        isolate_cli: Isolate) -> None:
+    out, loaded = _run_loading(isolate_cli.store, "run", "--rm", "--network", "none",
+                               "busybox", "true")
+    assert out == ""
+    assert {"isolate.container.container", "isolate._shim", "isolate.runtime"} <= loaded
+    assert not loaded & {"isolate.net", "datetime", "calendar", "http.client", "ssl",
+                         "tarfile", "isolate.image.registry"}
+
+
+def test_the_format_templates_build_no_attrs_class() -> None:
+    from isolate.cli import template
+
+    made = [name for name, value in vars(template).items()
+            if isinstance(value, type) and hasattr(value, "__attrs_attrs__")]
+    assert made == []  # each costs ~0.3 ms at import: plain tuples do for a parse tree
