@@ -1304,9 +1304,10 @@ def loopback_up(*, note: str = "") -> Op:
 
 
 def cgroup_join(procs_fd: FdArg, *, note: str = "") -> Op:
-    """Move the child into a cgroup by writing ``0`` to the ``cgroup.procs`` file open
-    (for writing) at ``procs_fd``; one op per hierarchy on cgroup v1
-    (:meth:`isolate.cgroups.CGroup.procs_files`). Put it first, so nothing runs outside the
+    """Move the child into a cgroup by writing ``0`` to the ``cgroup.procs`` (or v1
+    ``tasks``) file open (for writing) at ``procs_fd``; one op per hierarchy on cgroup v1
+    (:meth:`isolate.cgroups.CGroup.join_files`: a v1 ``tasks`` write of the child's only
+    thread skips the kernel's global lock). Put it first, so nothing runs outside the
     limits; on cgroup v2, :attr:`Plan.cgroup_fd` clones straight into the group instead.
 
     Raises:

@@ -932,7 +932,7 @@ class Sandbox:
             return
         if not cfg.privileged and not self._set_device_policy():
             controllers.discard("devices")
-        for path in self.cgroup.procs_files(controllers):
+        for path in self.cgroup.join_files(controllers):
             self._cgroup_fds.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
 
     def _set_device_policy(self) -> bool:

@@ -1150,7 +1150,7 @@ class Container:
                                  note=f"mount the root of container {self.short_id}")
             cgroup_fds: list[int] = []
             if cgroup is not None:
-                for path in cgroup.procs_files(_joined_controllers(cfg, devices)):
+                for path in cgroup.join_files(_joined_controllers(cfg, devices)):
                     cgroup_fds.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
                     fds.append(cgroup_fds[-1])
             oom_dir = None
@@ -1830,7 +1830,7 @@ class Container:
                     cg = _cgroup_at(st.cgroup)
                     if cg is not None:
                         cgroup_fds = [os.open(p, os.O_WRONLY | os.O_CLOEXEC)
-                                      for p in cg.procs_files(_joined_controllers(
+                                      for p in cg.join_files(_joined_controllers(
                                           cfg, not cfg.privileged))]
                 if stdin is None:
                     null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
