@@ -829,7 +829,8 @@ class Plan:
     a time namespace); ``reset_signals`` restores default signal dispositions and an empty mask
     before exec; ``share_files`` (VFORK only) shares our fd table, so what OPEN ops open is
     ours (such a plan may not close fds: no FDS or KEEP_FDS op); ``cgroup_fd`` is a cgroup v2
-    directory fd to clone into (``CLONE_INTO_CGROUP``, FORK mode), -1 for none.
+    directory fd to clone into (``CLONE_INTO_CGROUP``; in VFORK mode only where
+    ``isolate._sys.vfork_into_cgroup_works()``), -1 for none.
 
     Add ops with :meth:`add` and :meth:`extend`, in the order the child must run them;
     :func:`isolate.lowlevel.spawn` runs the plan. :meth:`check` validates it, :meth:`encode`
