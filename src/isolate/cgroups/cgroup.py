@@ -837,6 +837,8 @@ class CGroup:
             except OSError:
                 continue
             for name in names:
+                if not name.startswith("cg-"):
+                    continue  # control files, and groups named by their makers (cheap test)
                 if _GENERATED.match(name):
                     _remove_if_unheld(os.path.join(base, name))
                     continue
