@@ -206,3 +206,27 @@ def test_a_kept_program_closed_behind_its_back_is_loaded_anew(
         assert got["null:r"] == "ok" and got["kvm:r"] == "EPERM", got
     finally:
         os.close(placeholder)
+
+
+def test_a_forked_child_loads_its_own_program_and_leaves_the_parents(
+        v2_layout: str, make_cgroup: Callable[..., CGroup],
+        spawn: Callable[..., subprocess.Popen[bytes]], nodes: Path) -> None:
+    make_cgroup(v2_layout).set_devices(DEFAULT_RULES)
+    (mine,) = devices.kept_program_fds()
+    theirs = make_cgroup(v2_layout)
+    pid = os.fork()
+    if pid == 0:  # the child: the kept fd is a copy of ours, never reused nor trusted here
+        code = 1
+        try:
+            if devices.kept_program_fds() == frozenset():
+                theirs.set_devices(DEFAULT_RULES)  # loads one of its own
+                code = 0 if len(devices.kept_program_fds()) == 1 else 2
+                devices.forget_programs()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert devices.kept_program_fds() == {mine}
+    assert os.readlink(f"/proc/self/fd/{mine}") == "anon_inode:bpf-prog"
+    got = _try(spawn, theirs, [(str(nodes / "null"), "r"), (str(nodes / "kvm"), "r")])
+    assert got["null:r"] == "ok" and got["kvm:r"] == "EPERM", got

@@ -164,6 +164,15 @@ _kept_pid = os.getpid()
 _kept_lock = threading.RLock()  # held from the lookup to the attach: no eviction between
 
 
+def _after_fork_in_child() -> None:
+    # Another thread may have held the lock at fork; the kept fds are dropped on next use.
+    global _kept_lock
+    _kept_lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _prog_id(fd: int) -> int | None:
     """The id of the BPF program open at ``fd``, None if ``fd`` holds no program (closed by
     someone else, or the number reused)."""
