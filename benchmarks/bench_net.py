@@ -9,6 +9,10 @@ the plugins of its default conflist, each an exec), driven directly in the same 
 namespace with host-local IPAM in a temp dir: podman itself is run on this machine only with
 --network=none or --network=host (its CNI set-up acts in whatever namespace it runs in, and
 its netns files go to the machine's /run), so its network part is run as podman runs it.
+``--starts N`` (0: none) times whole container starts (create + start + wait + remove of
+``/bin/true`` in a busybox image) with ``--network none`` against the default bridge, a
+user-defined network with another member (its resolver running), and the bridge with
+``-p``: the network's share of a start.
 Throughput is sampled on two networks of the same MTU side by side: one with isolate's default
 link MTU (bridge and veths at 65520, the network MTU on the containers' default route), one
 with ``link_mtu=mtu`` (Docker's interfaces exactly). ``--cc`` sets the sender's congestion
@@ -251,6 +255,58 @@ def throughput(host: NetNamespace, nets: Networks, mib: int, rounds: int, mtu: i
         c2.close()
 
 
+def start_table(host: NetNamespace, tmp: str, rounds: int) -> str:
+    """Container starts with and without a network (a table)."""
+    from _harness import Candidate, interleave
+    from bench_containers import _tree
+
+    from isolate.container import ContainerConfig, ContainerStore, netdriver
+    from isolate.image import ImageConfig, Store
+
+    tree = os.path.join(tmp, "tree")
+    _tree(tree)
+    store = Store(os.path.join(tmp, "store"))
+    store.from_directory(tree, "busybox:latest", config=ImageConfig(env=["PATH=/bin"]))
+    cs = ContainerStore(store, network_host=host)
+    with netdriver.open_networks(store.root, host) as nets:
+        nets.create("app", subnet="172.31.0.0/16")
+    keeper = cs.create(ContainerConfig("busybox", ["sleep", "100000"], network="app"))
+    keeper.start()
+
+    def cycle(**options: object) -> Callable[[], object]:
+        def fn() -> None:
+            c = cs.create(ContainerConfig("busybox", ["/bin/true"], **options))
+            c.start()
+            c.wait()
+            c.remove()
+        return fn
+
+    try:
+        results = interleave([
+            Candidate("--network none", cycle(network="none"),
+                      "a network namespace of its own, lo up"),
+            Candidate("--network bridge (the default bridge)", cycle(network="bridge"),
+                      "veth on isolate0, address, routes, hosts/resolv.conf; released at exit"),
+            Candidate("--network app (user-defined, resolver running)", cycle(network="app"),
+                      "as above, with its name and short id for the network's resolver"),
+            Candidate("--network bridge -p 9090:80", cycle(network="bridge",
+                                                           ports=["9090:80"]),
+                      "as the bridge, plus the port forward (nft) and its removal"),
+        ], rounds)
+    finally:
+        keeper.remove(force=True)
+        with netdriver.open_networks(store.root, host) as nets:
+            nets.remove("app")
+            for net in nets.networks():
+                nets.remove(net.id)
+            nets.prune(networks=True)
+    out = table(results, [("vs none", "--network none")])
+    base = next(r.median for r in results if r.name == "--network none")
+    shares = ", ".join(f"{r.name.split(' (')[0]}: +{(r.median - base) * 1e3:.2f} ms"
+                       for r in results if r.name != "--network none")
+    return out + f"\n\nThe network's share of a start (median minus none's): {shares}\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=100,
@@ -264,6 +320,8 @@ def main() -> None:
     parser.add_argument("--mtu", type=int, default=1500, help="the networks' MTU")
     parser.add_argument("--cc", default=None,
                         help="the sender's TCP congestion control (default: the kernel's)")
+    parser.add_argument("--starts", type=int, default=0,
+                        help="container starts per candidate, none vs bridge (0: skip)")
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="isolate-bench-net-", dir=args.store)
     host = make_host()
@@ -299,6 +357,9 @@ def main() -> None:
                       "'after the container ended' rows exclude the kernel's asynchronous "
                       "removal of the namespace)\n")
                 print(f"(networks directory on {os.path.dirname(tmp)})\n")
+            if args.starts > 0:
+                print("## bench_net: a container's start, --network none vs bridge\n")
+                print(start_table(host, tmp, args.starts))
             if not args.no_throughput:
                 print("## bench_net: TCP throughput host -> container\n")
                 print(throughput(host, nets, args.mib, args.tp_rounds, args.mtu, args.cc))

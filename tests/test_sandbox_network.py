@@ -4,6 +4,7 @@ old True/False meaning host/none."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -19,7 +20,9 @@ from isolate.image import Store
 from isolate.net import NetNamespace
 
 sys.path.insert(0, str(Path(__file__).parent / "net"))
-from net_helpers import OTHER, fetch, make_host
+from net_helpers import OTHER, fetch, make_host, staged_extras
+
+import rootless
 
 pytestmark = [pytest.mark.root, pytest.mark.network]
 
@@ -116,3 +119,67 @@ def test_network_modes_and_their_errors() -> None:
         Sandbox(ports=["80"])
     with pytest.raises(ConfigError, match="invalid"):
         Sandbox(network="pasta", ports=["notaport"])
+
+
+# As uid 65534 in the machine's own network namespace (pasta and slirp4netns act only in the
+# sandbox's namespace and open sockets on the machine's loopback; nothing else is touched): a
+# server on the machine's loopback reached from the sandbox, and a server in the sandbox
+# reached through a port published on 127.0.0.1.
+ROOTLESS_SANDBOX_CODE = """
+import json, os, socket, sys, threading
+sys.path.insert(0, {extra!r})
+sys.path.insert(0, {tests!r})
+from isolate import Sandbox
+from isolate.net import NetNamespace
+from net_helpers import fetch, loopback_server
+
+assert os.geteuid() != 0
+srv = loopback_server(b"from the host")
+out = {{}}
+with Sandbox(network={program!r}, ports=["127.0.0.1::8080"],
+             binds=[{www!r} + ":/www:ro"]) as sb:
+    sb.popen(["busybox", "httpd", "-f", "-p", "8080", "-h", "/www"])
+    port = sb.ports[0]["host_port"]
+    out["ports"] = [[p["host_ip"], p["container_port"]] for p in sb.ports]
+    with NetNamespace.of() as here:
+        out["published"] = fetch(here, "127.0.0.1", int(port))
+    if {program!r} == "pasta":
+        # pasta maps the sandbox's default gateway to the machine's loopback.
+        route = sb.run(["busybox", "ip", "route"], capture_output=True, text=True).stdout
+        gateway = next(l.split()[2] for l in route.splitlines() if l.startswith("default"))
+        got = sb.run(["sh", "-c", "for i in $(seq 50); do timeout 10 busybox wget -q -O - "
+                      f"http://{{gateway}}:{{srv.getsockname()[1]}}/ && exit 0; sleep 0.2; "
+                      "done; exit 1"], capture_output=True, text=True)
+        out["outbound"] = got.stdout
+    resolv = sb.run(["cat", "/etc/resolv.conf"], capture_output=True, text=True).stdout
+    out["resolv"] = resolv.split()[:1]
+try:
+    with NetNamespace.of() as here:
+        fetch(here, "127.0.0.1", int(port), timeout=1)
+    out["closed"] = False
+except OSError:
+    out["closed"] = True
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.userns
+@pytest.mark.parametrize("program", ["pasta", "slirp4netns"])
+def test_an_ordinary_users_sandbox_gets_out_and_publishes_through(program: str,
+                                                                  tmp_path: Path) -> None:
+    if shutil.which(program, path="/usr/bin:/usr/sbin:/bin:/sbin") is None:
+        pytest.skip(f"{program} is not installed")
+    if not os.path.exists("/dev/net/tun") or not os.path.exists("/bin/busybox"):
+        pytest.skip("/dev/net/tun and busybox-static (/bin/busybox) are needed")
+    with staged_extras() as env:
+        code = ROOTLESS_SANDBOX_CODE.format(extra=env["extra"], tests=env["tests"],
+                                            www=env["www"], program=program)
+        proc = rootless.run_unprivileged(
+            code, binds={env["tun"]: "/dev/net/tun"}, timeout=300,
+            extra_env={"XDG_DATA_HOME": str(rootless.xdg_home(tmp_path))})
+    r = json.loads(proc.stdout.splitlines()[-1])
+    want = {"ports": [["127.0.0.1", 8080]], "published": "rootless", "resolv": ["nameserver"],
+            "closed": True}
+    if program == "pasta":
+        want["outbound"] = "from the host"
+    assert r == want, proc.stderr

@@ -19,6 +19,8 @@ import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from isolate.errors import IsolateOSError
 from isolate.image import Store
 from isolate.image._disk import remove_tree
@@ -33,7 +35,7 @@ from isolate.image.build import (
 )
 
 if TYPE_CHECKING:
-    from isolate.runtime import RuntimeConfig
+    from isolate.runtime import NamespaceSpec, RuntimeConfig
 
 __all__ = ["ContainerStepRunner", "build"]
 
@@ -49,11 +51,21 @@ class ContainerStepRunner:
     14 capabilities and seccomp profile (fitted to them), no no_new_privs, Docker's masked
     and read-only ``/proc`` paths, ``/dev`` with the standard nodes, a new pid, mount, uts,
     ipc and cgroup namespace, a network namespace with loopback only (``none``) or the
-    host's (``host``), ``/etc/hosts`` naming ``localhost`` and the step's hostname (the host's
-    own with ``host``, bound by the executor), and the step's mounts. As an ordinary user the
-    container also gets a user namespace (see
-    :func:`isolate.namespaces.rootless_maps`, as a rootless container's).
+    host's (``host``) or one attached to a bridge network (``bridge`` or a network's name:
+    an endpoint of :mod:`isolate.net` -- veth, address, outbound NAT -- held for the step
+    only), ``/etc/hosts`` naming ``localhost`` and the step's hostname (its address on a
+    bridge; the host's own file with ``host``, bound by the executor), on a bridge the
+    network's ``/etc/resolv.conf``, and the step's mounts. As an ordinary user the container
+    also gets a user namespace (see :func:`isolate.namespaces.rootless_maps`, as a rootless
+    container's); bridge networks are root's only so far.
+
+    ``network_host``: the network namespace that plays the host for bridge networks (a path,
+    fd or :class:`isolate.net.NetNamespace`; None: ``$ISOLATE_NETWORK_NS``, else this
+    process's own), as ``Sandbox(network_host=)``.
     """
+
+    def __init__(self, *, network_host: Any = None) -> None:
+        self.network_host = network_host
 
     @contextlib.contextmanager
     def run(self, request: RunRequest, output: Callable[[bytes], None]
@@ -65,23 +77,56 @@ class ContainerStepRunner:
             IsolateError: the container could not be made (not: the command failed -- that
                 is the outcome's exit code; a command that cannot be executed is 126/127).
             BuildCancelled: the request's ``cancel_fd`` turned readable (the step is killed).
-            UnsupportedError: rootless, and the step's user cannot be mapped.
+            UnsupportedError: rootless, and the step's user cannot be mapped, or it asks for
+                a bridge network; nft is missing.
+            ConfigError: no such network.
+            NetworkError: the step's endpoint could not be made or removed.
         """
         store = request.store
         scratch = store.tmp.name("run")
         os.mkdir(scratch, 0o700)
         try:
-            upper = os.path.join(scratch, "upper")
-            rc, root = self._prepare(request, scratch)
-            yield RunOutcome(_run(rc, root, output, request.cancel_fd), upper)
+            with contextlib.ExitStack() as stack:
+                upper = os.path.join(scratch, "upper")
+                network = self._network(request, stack)
+                rc, root = self._prepare(request, scratch, network)
+                yield RunOutcome(_run(rc, root, output, request.cancel_fd), upper)
         finally:
             remove_tree(scratch)
 
-    def _prepare(self, request: RunRequest, scratch: str) -> tuple[RuntimeConfig, Any]:
+    def _network(self, request: RunRequest, stack: contextlib.ExitStack) -> _Network | None:
+        """A network namespace attached to the step's bridge network (None for ``none`` and
+        ``host``), released -- veth, address lease, rules -- when ``stack`` closes, whatever
+        ends the step. Were this process killed first, the endpoint's owner (this process)
+        is dead, and the next change of the store's networks (or ``network prune``) removes
+        it."""
+        if request.network in ("none", "host"):
+            return None
+        from isolate.errors import UnsupportedError
+
+        if os.geteuid() != 0:
+            # (isolate.net's rootless bridges: the step's user namespace would be made first,
+            # to own the network namespace, and joined by the container.)
+            raise UnsupportedError(
+                f"RUN --network={request.network}: an ordinary user's build steps cannot use "
+                "bridge networks yet; use --network=host (the default) or none",
+                missing="rootless bridge networks")
+        from isolate.container.netdriver import attach_namespace
+        from isolate.net import NetNamespace
+        from isolate.runtime import NamespaceSpec
+
+        ns = stack.enter_context(NetNamespace.create())
+        attachment = attach_namespace(ns.fileno(), request.network,
+                                      store_root=request.store.root,
+                                      hostname=request.hostname, host=self.network_host)
+        stack.push(_releasing(attachment.release))
+        return _Network(NamespaceSpec("net", fd=ns.fileno()), attachment.hosts,
+                        attachment.resolv_conf)
+
+    def _prepare(self, request: RunRequest, scratch: str, network: _Network | None
+                 ) -> tuple[RuntimeConfig, Any]:
         """The step's runtime config and root op; the upper, work and mount-point dirs and
         the etc files made in ``scratch``."""
-        import attrs
-
         from isolate import _plan
         from isolate.container.config import BindMount, ContainerConfig, TmpfsMount
         from isolate.container.preset import Resolved, runtime_config
@@ -100,13 +145,18 @@ class ContainerStepRunner:
             else:
                 mounts.append(BindMount(m.source or "", m.target, readonly=m.readonly))
         etc: dict[str, str] = {}
-        if "/etc/hosts" not in targets and _is_file_or_missing(lowers, "/etc/hosts"):
+        files = {"/etc/hosts": f"127.0.0.1\tlocalhost {request.hostname}\n"
+                               "::1\tlocalhost ip6-localhost ip6-loopback\n"}
+        if network is not None:
+            files = {"/etc/hosts": network.hosts, "/etc/resolv.conf": network.resolv_conf}
+        for target, text in files.items():
+            if target in targets or not _is_file_or_missing(lowers, target):
+                continue
             # As BuildKit's: the step's own name resolves, whatever the image's file says.
-            path = os.path.join(scratch, "hosts")
+            path = os.path.join(scratch, os.path.basename(target))
             with open(path, "x", encoding="utf-8") as f:
-                f.write(f"127.0.0.1\tlocalhost {request.hostname}\n"
-                        "::1\tlocalhost ip6-localhost ip6-loopback\n")
-            etc["/etc/hosts"] = path
+                f.write(text)
+            etc[target] = path
         cfg = ContainerConfig(image.id, command=request.argv, entrypoint=(),
                               workdir=request.workdir, network=request.network,
                               mounts=mounts)
@@ -115,7 +165,8 @@ class ContainerStepRunner:
                          dict(request.env).get("HOME", "/"))
         resolved = Resolved(command=request.argv, user=user, hostname=request.hostname,
                             etc_files=etc, network="host" if request.network == "host"
-                            else None, uid_map=uid_map, gid_map=gid_map)
+                            else network.namespace if network is not None else None,
+                            uid_map=uid_map, gid_map=gid_map)
         rc = runtime_config(cfg, image.config, resolved)
         # The executor's environment, exactly (it holds the image's, the build args, PATH and
         # HOME); the preset would add HOSTNAME, which a build step does not get.
@@ -125,6 +176,31 @@ class ContainerStepRunner:
                              options=("userxattr",) if uid_map else (),
                              note=f"mount the root of a build step ({image.short_id})")
         return rc, root
+
+
+@attrs.frozen
+class _Network:
+    """A step's bridge network: the namespace to join, its hosts and resolv.conf text."""
+
+    namespace: NamespaceSpec
+    hosts: str
+    resolv_conf: str
+
+
+def _releasing(release: Callable[[], None]) -> Callable[..., bool]:
+    """An exit callback that calls ``release``; a failure of it while another error ends
+    the step becomes a note on that error (the step's own error is the one to see)."""
+    def exit_(exc_type: object, exc: BaseException | None, tb: object) -> bool:
+        try:
+            release()
+        except Exception as failed:
+            if exc is None:
+                raise
+            from isolate.cgroups.cgroup import add_note
+
+            add_note(exc, f"releasing the step's network endpoint also failed: {failed}")
+        return False
+    return exit_
 
 
 def _rootless_maps(request: RunRequest) -> tuple[tuple[Any, ...], tuple[Any, ...]]:

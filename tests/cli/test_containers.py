@@ -528,3 +528,18 @@ def test_a_restart_policy_restarts_a_failing_container(detachable: Isolate) -> N
     assert detachable.ok("logs", "flaky") == "run\nrun\nrun\n"
     assert detachable.ok("inspect", "-f", "{{.RestartCount}} {{.HostConfig.RestartPolicy.Name}}",
                          "flaky") == "2 on-failure\n"
+
+
+def test_run_device_binds_the_node_and_inspect_shows_it(isolate_cli: Isolate) -> None:
+    import os
+
+    if not os.path.exists("/dev/fuse"):
+        pytest.skip("this host has no /dev/fuse")
+    out = isolate_cli.ok("run", "--rm", "--device", "/dev/fuse:/dev/myfuse", "busybox", "sh",
+                         "-c", "exec 3<>/dev/myfuse && echo opened; test -e /dev/fuse || "
+                         "echo only-renamed")
+    assert out.split() == ["opened", "only-renamed"]
+    isolate_cli.ok("create", "--name", "devs", "--device", "/dev/fuse:rw", "busybox", "true")
+    doc = isolate_cli.inspect("devs")
+    assert doc["HostConfig"]["Devices"] == [
+        {"PathOnHost": "/dev/fuse", "PathInContainer": "/dev/fuse", "CgroupPermissions": "rw"}]

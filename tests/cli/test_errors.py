@@ -123,7 +123,8 @@ BAD_RUNS = [
     ["--user", "nosuchuser"], ["--group-add", "nosuchgroup"], ["--shm-size", "big"],
     ["--cpu-shares", "lots"], ["--cpuset-cpus", "1-0"],
     ["-d", "-a", "stdout"], ["--overlay", "fuse"], ["--timeout", "5"], ["--rw"],
-    ["--best-effort"], ["--device", "/dev/null:/dev/x"], ["--no-such-flag"],
+    ["--best-effort"], ["--device", "/etc/passwd"], ["--device", "/dev/nosuch:/dev/x"],
+    ["--device", "/dev/null:/dev/x:rwz"], ["--no-such-flag"],
     ["--pull", "never", "no/such/image"],
     ["--pull", "never", "Bad Ref!"],
 ]

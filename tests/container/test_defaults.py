@@ -182,3 +182,52 @@ def test_the_cgroup_holds_dockers_device_list(containers: ContainerStore) -> Non
             assert str(c.state.pid) in f.read().split()
     finally:
         c.remove(force=True)
+
+
+def test_device_gives_a_host_node_with_the_access_asked(containers: ContainerStore) -> None:
+    import os
+
+    for node in ("/dev/fuse", "/dev/loop-control"):
+        if not os.path.exists(node):
+            pytest.skip(f"this host has no {node}")
+    code, out = run(containers, "test -e /dev/fuse && echo present || echo absent")
+    assert (code, out.strip()) == (0, "absent")  # no host device without --device
+    code, out = run(containers, "exec 3<>/dev/fuse && echo opened", devices=["/dev/fuse"])
+    assert (code, out.strip()) == (0, "opened"), out
+    # loop-control is not on Docker's list: with access r, the device cgroup allows a read
+    # open and refuses a write open
+    script = "exec 3</dev/lc && echo read-open; (exec 4>/dev/lc) 2>/dev/null || echo no-write"
+    code, out = run(containers, script, devices=["/dev/loop-control:/dev/lc:r"])
+    assert out.split() == ["read-open", "no-write"], out
+
+
+def test_device_that_is_no_device_node_is_refused_at_create(
+        containers: ContainerStore) -> None:
+    for spec in ("/etc/passwd", "/dev/no-such-node"):
+        with pytest.raises(ConfigError, match="device"):
+            containers.create(ContainerConfig("busybox", ["true"], devices=[spec]))
+    assert containers.list(all=True) == []
+
+
+def test_devices_survive_the_config_round_trip() -> None:
+    cfg = ContainerConfig("busybox", devices=["/dev/fuse", "/dev/sda:/dev/xvda:r"])
+    again = ContainerConfig.from_json(cfg.to_json())
+    assert again.devices == cfg.devices
+    assert [(d.source, d.path, d.access) for d in again.devices] == [
+        ("/dev/fuse", "/dev/fuse", "rwm"), ("/dev/sda", "/dev/xvda", "r")]
+
+
+def test_privileged_gets_every_host_device_made_in_a_dev_without_nodev(
+        containers: ContainerStore) -> None:
+    import os
+
+    if not os.path.exists("/dev/loop-control"):
+        pytest.skip("this host has no /dev/loop-control")
+    script = ("exec 3<>/dev/loop-control && echo opened; test -L /dev/ptmx && echo ptmx-link; "
+              "grep ' /dev ' /proc/self/mountinfo")
+    code, out = run(containers, script, privileged=True)
+    lines = out.splitlines()
+    assert code == 0 and lines[:2] == ["opened", "ptmx-link"], out
+    assert "nodev" not in lines[2].split()[5]  # the mount's own flags
+    code, out = run(containers, "ls /dev; grep ' /dev ' /proc/self/mountinfo")
+    assert "loop-control" not in out.split() and "nodev" in out  # not privileged: neither

@@ -29,30 +29,38 @@ def rootless_env() -> Iterator[dict[str, str]]:
     with staged_extras() as paths:
         yield paths
 
-CODE = """
-import json, os, shutil, subprocess, sys, time
-sys.path.insert(0, {extra!r})
-sys.path.insert(0, {tests!r})
-from isolate.container import ContainerConfig, ContainerStore, netdriver
-from isolate.image import ImageConfig, Store
-from isolate.namespaces import Namespace
-from net_helpers import OTHER, fetch, make_host
-
+# As the user: a busybox image in the user's own store (XDG_DATA_HOME).
+IMAGE = """
 base = os.environ["XDG_DATA_HOME"]
 tree = os.path.join(base, "tree")
 for d in ("bin", "etc", "tmp"):
     os.makedirs(os.path.join(tree, d))
 shutil.copy("/bin/busybox", os.path.join(tree, "bin", "busybox"))
-for a in ("sh", "httpd", "cat", "ip"):
+for a in ("sh", "httpd", "cat", "wget", "ip", "sleep"):
     os.symlink("busybox", os.path.join(tree, "bin", a))
 with open(os.path.join(tree, "etc", "passwd"), "w") as f:
     f.write("root:x:0:0:root:/root:/bin/sh\\n")
 store = Store()
 store.from_directory(tree, "busybox:latest", config=ImageConfig(env=["PATH=/bin"]))
+"""
 
-# The host: a user and network namespace of ours, with an uplink and a default route.
+# The imports, the image, and the host: a user and network namespace of ours, with an uplink
+# and a default route.
+PRELUDE = """
+from isolate.container import ContainerConfig, ContainerStore, netdriver
+from isolate.image import ImageConfig, Store
+from isolate.namespaces import Namespace
+from net_helpers import OTHER, fetch, make_host
+""" + IMAGE + """
 nss = Namespace.create("user")
 host = make_host(nss, default_route=True)
+"""
+
+CODE = """
+import json, os, shutil, subprocess, sys, time
+sys.path.insert(0, {extra!r})
+sys.path.insert(0, {tests!r})
+{prelude}
 
 cs = ContainerStore(network_host=host)
 out = {{}}
@@ -83,19 +91,26 @@ print(json.dumps(out))
 """
 
 
-@pytest.mark.parametrize("program", ["pasta", "slirp4netns"])
-def test_a_rootless_container_publishes_a_port(tmp_path: Path,
-                                               rootless_env: dict[str, str],
-                                               program: str) -> None:
-    if shutil.which(program, path="/usr/bin:/usr/sbin:/bin:/sbin") is None:
-        pytest.skip(f"{program} is not installed")
+def _needs(*programs: str) -> None:
+    """Skip unless ``programs``, /dev/net/tun and busybox-static are there."""
+    for program in programs:
+        if shutil.which(program, path="/usr/bin:/usr/sbin:/bin:/sbin") is None:
+            pytest.skip(f"{program} is not installed")
     if not os.path.exists("/dev/net/tun"):
         pytest.skip("this machine has no /dev/net/tun")
     if not os.path.exists("/bin/busybox"):
         pytest.skip("busybox-static is not installed (/bin/busybox)")
+
+
+@pytest.mark.parametrize("program", ["pasta", "slirp4netns"])
+def test_a_rootless_container_publishes_a_port(tmp_path: Path,
+                                               rootless_env: dict[str, str],
+                                               program: str) -> None:
+    _needs(program)
     home = rootless.xdg_home(tmp_path)
     code = textwrap.dedent(CODE).format(extra=rootless_env["extra"],
-                                        tests=rootless_env["tests"], program=program)
+                                        tests=rootless_env["tests"], program=program,
+                                        prelude=PRELUDE)
     # An ordinary user's capability bounding set is full (the container's root binds port 80
     # with Docker's capabilities, which its exec keeps only within that set).
     proc = rootless.run_unprivileged(code, binds={rootless_env["tun"]: "/dev/net/tun"},
@@ -106,3 +121,187 @@ def test_a_rootless_container_publishes_a_port(tmp_path: Path,
     assert r["loopback"] == r["other"] == r["ephemeral"] == "rootless 0\n"
     assert r["ps"] and r["helper_gone"] and r["facts_gone"]
     assert r["resolv"].startswith("nameserver ")
+
+
+# As uid 65534: bridge networks of an ordinary user, in its rootless netns (made by the first
+# network operation under the store's network_host -- here a user and network namespace of ours
+# playing the machine -- and gone with the last container).
+BRIDGE_CODE = """
+import json, os, shutil, subprocess, sys, time
+sys.path.insert(0, {extra!r})
+sys.path.insert(0, {tests!r})
+from isolate.net._helpers import HelperProcess
+from isolate.net.rootless_netns import RECORD
+{prelude}
+null = os.open(os.devnull, os.O_RDWR)
+world = os.path.join(base, "world")
+os.makedirs(world)
+with open(os.path.join(world, "index.html"), "w") as f:
+    f.write("the host")
+# A server on the machine's loopback: pasta maps the rootless netns's gateway to it.
+outside = host.spawn(["busybox", "httpd", "-f", "-p", "127.0.0.1:8000", "-h", world],
+                     fds=(null, null, null))
+netdir = os.path.join(store.root, "networks")
+out = {{}}
+cs = ContainerStore(network_host=host)
+with netdriver.open_networks(store.root, host) as nets:
+    net = nets.create("app")
+out["idle_after_create"] = not os.path.exists(os.path.join(netdir, RECORD))
+web = cs.create(ContainerConfig("busybox", ["sh", "-c",
+    "echo web $(id -u) > /tmp/index.html; exec httpd -f -p 80 -h /tmp"],
+    network="app", ports=["9090:80"], name="web"))
+client = cs.create(ContainerConfig("busybox", ["sleep", "1000"], network="app",
+                                   name="client"))
+try:
+    web.start()
+    client.start()
+    record = json.load(open(os.path.join(netdir, RECORD)))
+    holder = HelperProcess.from_json(record["holder"])
+    out["holder"] = holder.alive()
+    out["published"] = fetch(host, "127.0.0.1", 9090)
+    out["other"] = fetch(host, OTHER, 9090)
+    out["ps"] = netdriver.format_ports(netdriver.published_ports(web.dir))
+    # The host port is taken (by web): a clear error before anything is made.
+    busy = cs.create(ContainerConfig("busybox", ["true"], network="app", ports=["9090:80"],
+                                     name="busy"))
+    try:
+        busy.start()
+        out["busy"] = "started"
+    except Exception as exc:
+        out["busy"] = [type(exc).__name__, "in use" in str(exc)]
+    busy.remove(force=True)
+    def run(cmd):
+        for _ in range(100):
+            code, text, _ = client.exec_run(["sh", "-c", cmd])
+            if code == 0:
+                return text.decode()
+            time.sleep(0.1)
+        return f"failed {{code}}: {{text!r}}"
+    out["by_name"] = run("wget -q -O - http://web/")
+    out["resolv"] = run("cat /etc/resolv.conf").split()[:2]
+    gateway = run("ip route | grep default").split()[2]
+    # pasta's host-loopback mapping: the rootless netns's default gateway is the host's lo.
+    out["outbound"] = run("wget -q -O - http://10.99.0.254:8000/")
+    out["gateway_is_network"] = gateway == net.gateway
+    web.stop(timeout=1)
+    client.stop(timeout=1)
+    out["holder_gone"] = not holder.alive()
+    out["record_gone"] = not os.path.exists(os.path.join(netdir, RECORD))
+    out["facts_gone"] = not os.path.exists(os.path.join(web.dir, "network.json"))
+    try:
+        fetch(host, "127.0.0.1", 9090, timeout=1)
+        out["port_closed"] = False
+    except OSError:
+        out["port_closed"] = True
+    # A second start makes the namespace (and the network's bridge in it) again.
+    web.start()
+    out["again"] = fetch(host, "127.0.0.1", 9090)
+finally:
+    for c in (web, client):
+        c.remove(force=True)
+    with netdriver.open_networks(store.root, host) as nets:
+        out["left"] = [e.owner for e in nets.endpoints()]
+        nets.remove("app")
+    out["record_gone_at_end"] = not os.path.exists(os.path.join(netdir, RECORD))
+    outside.kill(); outside.wait(); outside.close()
+    host.close()
+    nss.close()
+print(json.dumps(out))
+"""
+
+
+def test_rootless_containers_on_a_bridge_network_in_the_users_rootless_netns(
+        tmp_path: Path, rootless_env: dict[str, str]) -> None:
+    _needs("pasta", "nft")
+    home = rootless.xdg_home(tmp_path)
+    code = textwrap.dedent(BRIDGE_CODE).format(extra=rootless_env["extra"],
+                                               tests=rootless_env["tests"], prelude=PRELUDE)
+    proc = rootless.run_unprivileged(code, binds={rootless_env["tun"]: "/dev/net/tun"},
+                                     extra_env={"XDG_DATA_HOME": str(home)},
+                                     keep_bounding_set=True, timeout=300)
+    r = json.loads(proc.stdout.splitlines()[-1])
+    assert r == {
+        "idle_after_create": True, "holder": True, "published": "web 0\n",
+        "other": "web 0\n", "ps": "0.0.0.0:9090->80/tcp", "busy": ["ConfigError", True],
+        "by_name": "web 0\n",
+        "resolv": ["nameserver", r["resolv"][1]], "outbound": "the host",
+        "gateway_is_network": True, "holder_gone": True, "record_gone": True,
+        "facts_gone": True, "port_closed": True, "again": "web 0\n", "left": [],
+        "record_gone_at_end": True}, proc.stderr
+
+
+# As uid 65534 with a subordinate range, in the machine's own namespace as the host (pasta
+# opens sockets there as the user, the port is published on 127.0.0.1 only, and the only
+# traffic is on its loopback): the rootless netns is made with newuidmap (the user's id and its
+# range), and a container in it maps both.
+MACHINE_CODE = """
+import json, os, shutil, socket, sys, threading, time
+sys.path.insert(0, {extra!r})
+sys.path.insert(0, {tests!r})
+from isolate.container import ContainerConfig, ContainerStore, netdriver
+from isolate.image import ImageConfig, Store
+from isolate.net import NetNamespace
+from isolate.net._helpers import HelperProcess
+from isolate.net.rootless_netns import RECORD
+from net_helpers import fetch, loopback_server
+{image}
+srv = loopback_server(b"the machine")
+netdir = os.path.join(store.root, "networks")
+out = {{}}
+cs = ContainerStore()
+with netdriver.open_networks(store.root) as nets:
+    nets.create("lab")
+web = cs.create(ContainerConfig("busybox", ["sh", "-c",
+    "echo web > /tmp/index.html; exec httpd -f -p 80 -h /tmp"],
+    network="lab", ports=["127.0.0.1::80"], name="web"))
+try:
+    web.start()
+    record = json.load(open(os.path.join(netdir, RECORD)))
+    holder = HelperProcess.from_json(record["holder"])
+    out["holder_map"] = open(f"/proc/{{holder.pid}}/uid_map").read().split()
+    port = int(netdriver.published_ports(web.dir)[0]["host_port"])
+    with NetNamespace.of() as here:
+        out["published"] = fetch(here, "127.0.0.1", port)
+    code, text, _ = web.exec_run(["cat", "/proc/self/uid_map"])
+    out["container_map"] = text.decode().split()
+    # pasta maps the machine's default gateway (copied into the rootless netns) to the
+    # machine's loopback: the container gets there through its bridge and masquerade.
+    for line in open("/proc/net/route").read().splitlines()[1:]:
+        f = line.split()
+        if f[1] == "00000000":
+            gateway = socket.inet_ntoa(int(f[2], 16).to_bytes(4, "little"))
+            break
+    code, text, err = web.exec_run(["sh", "-c",
+        "for i in $(seq 50); do wget -q -O - "
+        f"http://{{gateway}}:{{srv.getsockname()[1]}}/ && exit 0; sleep 0.2; done; exit 1"])
+    out["outbound"] = text.decode() or f"{{code}} {{err!r}} {{gateway}}"
+    web.stop(timeout=1)
+    out["holder_gone"] = not holder.alive()
+    out["record_gone"] = not os.path.exists(os.path.join(netdir, RECORD))
+finally:
+    web.remove(force=True)
+    with netdriver.open_networks(store.root) as nets:
+        nets.remove("lab")
+    out["record_gone_at_end"] = not os.path.exists(os.path.join(netdir, RECORD))
+print(json.dumps(out))
+"""
+
+
+def test_a_rootless_netns_with_a_subordinate_range_in_the_machines_namespace(
+        tmp_path: Path, rootless_env: dict[str, str]) -> None:
+    _needs("pasta", "nft")
+    home = rootless.xdg_home(tmp_path)
+    code = textwrap.dedent(MACHINE_CODE).format(
+        extra=rootless_env["extra"], tests=rootless_env["tests"],
+        image=IMAGE)
+    proc = rootless.run_unprivileged(code, binds={rootless_env["tun"]: "/dev/net/tun"},
+                                     extra_env={"XDG_DATA_HOME": str(home)}, subids=True,
+                                     timeout=300)
+    r = json.loads(proc.stdout.splitlines()[-1])
+    start, count = rootless.SUBID_START, rootless.SUBID_COUNT
+    assert r["holder_map"] == ["0", "65534", "1", "1", str(start), str(count)], proc.stderr
+    # The container's map, as it sees it: its ids are the holder's, one to one.
+    assert r["container_map"] == ["0", "0", "1", "1", "1", str(count)], proc.stderr
+    assert r == {**r, "published": "web\n", "outbound": "the machine", "holder_gone": True,
+                 "record_gone": True,
+                 "record_gone_at_end": True}, proc.stderr

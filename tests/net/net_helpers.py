@@ -11,7 +11,8 @@ from collections.abc import Iterator
 
 from isolate.net import NetNamespace
 
-__all__ = ["OTHER", "OTHER6", "fetch", "helper_pids", "http_get", "make_host", "staged_extras"]
+__all__ = ["OTHER", "OTHER6", "fetch", "helper_pids", "http_get", "loopback_server", "make_host",
+           "staged_extras"]
 
 OTHER = "10.99.0.1"  # the host's "other address" (not loopback)
 OTHER6 = "fd99::1"  # and its IPv6 one
@@ -72,25 +73,47 @@ def fetch(ns: NetNamespace, addr: str, port: int, timeout: float = 30) -> str:
             time.sleep(0.1)
 
 
+def loopback_server(body: bytes) -> socket.socket:
+    """A tiny HTTP server on an ephemeral port of 127.0.0.1 in the caller's namespace, answering
+    every request with ``body`` from a daemon thread (it goes with the process); its listening
+    socket."""
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+
+    def serve() -> None:
+        while True:
+            conn, _ = srv.accept()
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.0 200 OK\r\n\r\n" + body)
+    threading.Thread(target=serve, daemon=True).start()
+    return srv
+
+
 @contextlib.contextmanager
 def staged_extras() -> Iterator[dict[str, str]]:
     """For code run as an ordinary user (needs root to set up): world-readable copies of what
-    it imports beyond isolate and attrs (pyroute2, this file as ``tests/net_helpers.py``), a
-    ``www`` dir with a page, and a tun device node it may open (the machine's /dev/net/tun
-    may be root's only: bind ours over it in the run's private mount namespace). Yields the
-    paths: ``extra`` (for sys.path), ``tests``, ``www``, ``tun``."""
+    it imports beyond isolate and attrs (pyroute2, dnspython, this file as
+    ``tests/net_helpers.py``), a ``www`` dir with a page, and a tun device node it may open
+    (the machine's /dev/net/tun may be root's only: bind ours over it in the run's private
+    mount namespace). Yields the paths: ``extra`` (for sys.path), ``tests``, ``www``, ``tun``."""
     import shutil
     import stat
     import tempfile
 
+    import dns
     import pyroute2
 
     extra = tempfile.mkdtemp(prefix="isolate-net-rootless-")
     try:
         os.chmod(extra, 0o755)
-        shutil.copytree(os.path.dirname(pyroute2.__file__ or ""),
-                        os.path.join(extra, "pyroute2"),
-                        ignore=shutil.ignore_patterns("__pycache__"))
+        for module in (pyroute2, dns):  # dnspython: the networks' resolvers import it
+            shutil.copytree(os.path.dirname(module.__file__ or ""),
+                            os.path.join(extra, module.__name__),
+                            ignore=shutil.ignore_patterns("__pycache__"))
         tests = os.path.join(extra, "tests")
         os.mkdir(tests)
         shutil.copy(__file__, os.path.join(tests, "net_helpers.py"))

@@ -131,3 +131,22 @@ def test_a_killed_resolver_is_restarted_and_a_stray_one_pruned(
     second = resolver_of(nets, "app")
     assert second is not None and second != first and second.alive()
     assert addresses_of(query(a, net.gateway, "db")) == {ep.ipv4}
+
+
+def test_a_resolver_answers_only_its_own_networks_containers(
+        nets: Networks, containers: Containers) -> None:
+    net = nets.create("app")
+    other = nets.create("other")
+    a, b = containers.new(), containers.new()
+    ea = nets.connect("app", a, owner="a", name="web")
+    nets.connect("other", b, owner="b", name="spy")
+    assert addresses_of(query(a, net.gateway, "web")) == {ea.ipv4}
+    # b's packets reach app's resolver through the host (its default route), and are
+    # refused: no name of app, nor forwarding through it, for another network.
+    for name in ("web", UPSTREAM_NAME):
+        reply = query(b, net.gateway, name)
+        assert dns.rcode.to_text(reply.rcode()) == "REFUSED" and not reply.answer
+    # Its own network's resolver answers it (and not with app's names).
+    assert dns.rcode.to_text(query(b, other.gateway, "web").rcode()) == "NXDOMAIN"
+    assert addresses_of(query(b, other.gateway, "spy")) == {
+        nets.endpoints(owner="b")[0].ipv4}

@@ -101,6 +101,25 @@ def test_devices_live_under_dev() -> None:
     assert Device("/dev/fuse").source == "/dev/fuse"
 
 
+def test_a_host_node_is_described_for_mknod_and_the_host_list_leaves_sessions_out() -> None:
+    import os
+
+    from isolate.runtime import host_devices
+
+    null = Device.of_host_node("/dev/null")
+    st = os.stat("/dev/null")
+    assert null.node == ("c", 1, 3, st.st_mode & 0o7777, st.st_uid, st.st_gid)
+    with pytest.raises(ConfigError, match="not a character or block device"):
+        Device.of_host_node("/etc/passwd")
+    for bad in (("x", 1, 3, 0o666, 0, 0), ("c", -1, 3, 0o666, 0, 0), ("c", 1)):
+        with pytest.raises(ConfigError, match="device node"):
+            Device("/dev/null", node=bad)  # type: ignore[arg-type]
+    paths = {d.path for d in host_devices()}
+    assert "/dev/null" in paths and all(d.node is not None for d in host_devices())
+    assert not {p for p in paths if p.startswith(("/dev/pts/", "/dev/shm/"))}
+    assert "/dev/console" not in paths and "/dev/ptmx" not in paths
+
+
 def test_namespaces_and_maps_must_agree() -> None:
     with pytest.raises(ConfigError, match="listed twice"):
         RuntimeConfig(namespaces=["net", "network"])

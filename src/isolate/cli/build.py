@@ -45,9 +45,9 @@ def register(sub: Any) -> None:
                    help="write the image id to FILE")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="print only the image id (and errors)")
-    p.add_argument("--network", choices=("host", "none"), default="host",
-                   help="networking of RUN steps (default host; bridge networks are not "
-                   "available yet)")
+    p.add_argument("--network", default="host", metavar="MODE",
+                   help="networking of RUN steps: host (the default), none, bridge or a "
+                   "network's name")
     p.add_argument("--secret", action="append", default=[], metavar="id=ID,src=FILE",
                    help="a secret for RUN --mount=type=secret (also id=ID,env=VAR)")
     p.add_argument("--platform", default=None, metavar="OS/ARCH",

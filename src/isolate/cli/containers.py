@@ -150,15 +150,13 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 # Flags of `isolate run` that only a sandbox has, and the container flags a sandbox takes
 # silently (it is a throwaway, attached run already).
-# --device is the sandbox's only so far: a container would need its nodes bound and its
-# device cgroup rules (refused rather than ignored).
 _SANDBOX_ONLY: Final = (("rw", "--rw"), ("overlay", "--overlay"), ("best_effort",
-                        "--best-effort"), ("timeout", "--timeout"), ("device", "--device"))
+                        "--best-effort"), ("timeout", "--timeout"))
 _SANDBOX_ACCEPTS: Final = {"rm", "interactive", "tty", "pull", "hostname", "stop_timeout",
                            "net", "network", "publish", "bind", "tmpfs", "env", "workdir", "user",
                            "privileged", "cap_add", "memory", "memory_swap", "cpus",
                            "pids_limit", "init", "entrypoint", "read_only", "store",
-                           "command", "handler", "image", "rootfs", "sig_proxy"}
+                           "command", "handler", "image", "rootfs", "sig_proxy", "device"}
 
 
 def wants_container(args: argparse.Namespace) -> bool:

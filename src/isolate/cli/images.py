@@ -16,6 +16,8 @@ from typing import IO, TYPE_CHECKING, Any
 from isolate.errors import IsolateError
 
 if TYPE_CHECKING:
+    import datetime
+
     # isolate.image pulls in http.client and email (over 100 ms): only the image commands
     # import it, so 'isolate run -- CMD' starts without it.
     from isolate.image import Image, Progress, Store
@@ -101,6 +103,18 @@ def _size(n: int) -> str:
     return decimal_size(n)
 
 
+def _parse_time(text: str | None) -> datetime.datetime | None:
+    """An image's RFC 3339 time as an aware datetime (``Z`` and a naive time read as UTC), or
+    None when it is missing or not a time."""
+    import datetime
+
+    try:
+        when = datetime.datetime.fromisoformat((text or "").replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=datetime.timezone.utc)
+
+
 def _created_at(created: str | None) -> tuple[str, str]:
     """(CreatedAt, CreatedSince) as ``docker images`` prints them."""
     if not created:
@@ -109,15 +123,19 @@ def _created_at(created: str | None) -> tuple[str, str]:
 
     from isolate._units import human_duration
 
-    try:
-        when = datetime.datetime.fromisoformat(created.replace("Z", "+00:00"))
-    except ValueError:
+    when = _parse_time(created)
+    if when is None:
         return created, created
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.timezone.utc)
     seconds = (datetime.datetime.now(datetime.timezone.utc) - when).total_seconds()
     at = when.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S +0000 UTC")
     return at, f"{human_duration(max(0.0, seconds))} ago"
+
+
+def _has_label(img: Image, want: str) -> bool:
+    """Whether an image carries the label a ``label=KEY[=VALUE]`` filter names."""
+    key, sep, value = want.partition("=")
+    labels = img.config.labels or {}
+    return key in labels and (not sep or labels[key] == value)
 
 
 def _since(created: str | None) -> str:
@@ -204,11 +222,8 @@ def _matches(img: Image, filters: dict[str, list[str]], by_ref: dict[str, Image]
             names += [repo, f"{repo}:{tag}"]
         if not any(fnmatch.fnmatchcase(n, pat) for pat in filters["reference"] for n in names):
             return False
-    for want_label in filters.get("label", ()):
-        key, sep, value = want_label.partition("=")
-        have = img.config.labels or {}
-        if key not in have or (sep and have[key] != value):
-            return False
+    if not all(_has_label(img, want) for want in filters.get("label", ())):
+        return False
     for key in ("before", "since"):
         for ref in filters.get(key, ()):
             other = by_ref.get(ref)
@@ -281,9 +296,9 @@ def cmd_rmi(args: argparse.Namespace) -> int:
     return status
 
 
-def _until(value: str) -> str:
-    """A prune ``until=`` filter as an RFC 3339 time: a Go duration ago (``24h``, ``90m``),
-    a Unix time or a date."""
+def _until(value: str) -> datetime.datetime:
+    """A prune ``until=`` filter as a time: a Go duration ago (``24h``, ``90m``), a Unix time
+    or an RFC 3339 time."""
     import datetime
     import re as _re
 
@@ -291,28 +306,20 @@ def _until(value: str) -> str:
 
     units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3}
     parts = _re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", value)
-    now = datetime.datetime.now(datetime.timezone.utc)
     if parts and "".join(n + u for n, u in parts) == value:
         seconds = sum(float(n) * units[u] for n, u in parts)
-        when = now - datetime.timedelta(seconds=seconds)
-    else:
-        try:
-            when = (datetime.datetime.fromtimestamp(float(value), datetime.timezone.utc)
-                    if _re.fullmatch(r"\d+(\.\d+)?", value) else
-                    datetime.datetime.fromisoformat(value.replace("Z", "+00:00")))
-        except ValueError:
-            raise ConfigError(f"invalid filter 'until={value}': not a duration (24h) or a "
-                              "time") from None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=datetime.timezone.utc)
-    return when.astimezone(datetime.timezone.utc).isoformat()
+        return datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=seconds)
+    if _re.fullmatch(r"\d+(\.\d+)?", value):
+        return datetime.datetime.fromtimestamp(float(value), datetime.timezone.utc)
+    when = _parse_time(value)
+    if when is None:
+        raise ConfigError(f"invalid filter 'until={value}': not a duration (24h) or a time")
+    return when
 
 
 def cmd_image_prune(args: argparse.Namespace) -> int:
     """``image prune``: dangling images (with ``-a``: every image no container uses), then
     the blobs and layers nothing references."""
-    import datetime
-
     from isolate.cli._common import confirm, parse_filters
 
     filters = parse_filters(args.filter)
@@ -327,24 +334,13 @@ def cmd_image_prune(args: argparse.Namespace) -> int:
     store = open_store(args)
 
     def chosen(img: Image) -> bool:
-        labels = img.config.labels or {}
-        for want in filters.get("label", ()):
-            key, sep, value = want.partition("=")
-            if key not in labels or (sep and labels[key] != value):
-                return False
-        for want in filters.get("label!", ()):
-            key, sep, value = want.partition("=")
-            if key in labels and (not sep or labels[key] == value):
-                return False
+        if not all(_has_label(img, want) for want in filters.get("label", ())):
+            return False
+        if any(_has_label(img, want) for want in filters.get("label!", ())):
+            return False
         if until:
-            created = img.created or ""
-            try:
-                stamp = datetime.datetime.fromisoformat(created.replace("Z", "+00:00"))
-            except ValueError:
-                return False
-            if stamp.tzinfo is None:
-                stamp = stamp.replace(tzinfo=datetime.timezone.utc)
-            if any(stamp.isoformat() >= u for u in until):
+            stamp = _parse_time(img.created)
+            if stamp is None or any(stamp >= u for u in until):
                 return False
         return True
 

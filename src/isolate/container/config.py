@@ -23,7 +23,7 @@ from isolate.errors import ConfigError
 from isolate.fs.mounts import check_container_path
 
 if TYPE_CHECKING:
-    from isolate.runtime import Rlimit
+    from isolate.runtime import Device, Rlimit
 
 __all__ = [
     "BindMount",
@@ -165,6 +165,27 @@ def _rlimits(value: Iterable[Rlimit | str] | None) -> tuple[Rlimit, ...]:
         r = item if isinstance(item, Rlimit) else Rlimit.parse(item)
         out[r.type] = r  # a later --ulimit of the same kind wins, as in Docker
     return tuple(out.values())
+
+
+def _devices(value: Iterable[Device | str | Mapping[str, Any]] | str | None
+             ) -> tuple[Device, ...]:
+    """``--device`` values: ``HOST[:CONTAINER][:rwm]`` strings, :class:`isolate.runtime.Device`
+    records, or their JSON (``config.json``)."""
+    from isolate.runtime import Device
+
+    if not value:
+        return ()
+    if isinstance(value, (str, Device)):
+        value = [value]
+    out: list[Device] = []
+    for item in value:
+        if isinstance(item, Mapping):
+            out.append(Device(**item))
+        elif isinstance(item, Device):
+            out.append(item)
+        else:
+            out.append(Device.parse(item))
+    return tuple(out)
 
 
 def _hostname(value: str | None) -> str | None:
@@ -646,7 +667,9 @@ class ContainerConfig:
     ``-v`` strings); the image's ``Volumes`` become anonymous volumes unless a mount covers
     them. ``seccomp`` is ``"default"`` (Docker's profile), ``"unconfined"`` or a path to a
     Docker JSON profile (read when the container is created). ``stop_signal`` and
-    ``stop_timeout`` default to the image's StopSignal (else SIGTERM) and 10 s.
+    ``stop_timeout`` default to the image's StopSignal (else SIGTERM) and 10 s. ``devices``
+    (``--device HOST[:CONTAINER][:rwm]``) are host device nodes bound in, each allowed by the
+    container's device cgroup with its access on top of Docker's default list.
 
     Networking (``docs/networking.md``): ``network`` is ``"none"`` (a network namespace with
     only ``lo``), ``"host"``, ``"container:NAME"``, ``"bridge"`` (the default network), a
@@ -683,6 +706,7 @@ class ContainerConfig:
     cap_add: tuple[str, ...] = attrs.field(default=(), converter=_caps)
     cap_drop: tuple[str, ...] = attrs.field(default=(), converter=_caps)
     privileged: bool = False
+    devices: tuple[Device, ...] = attrs.field(default=(), converter=_devices)
     seccomp: str = attrs.field(default="default", converter=_seccomp)
     no_new_privileges: bool = False
     rlimits: tuple[Rlimit, ...] = attrs.field(default=(), converter=_rlimits)
@@ -801,6 +825,8 @@ class ContainerConfig:
                 value = [mount(m) for m in value]
             elif f.name == "limits":
                 value = None if value is None else attrs.asdict(value)
+            elif f.name == "devices":
+                value = [attrs.asdict(d) for d in value]
             elif f.name == "rlimits":
                 value = [[r.type, r.soft, r.hard] for r in value]
             elif f.name == "restart":

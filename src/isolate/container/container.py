@@ -386,6 +386,7 @@ class ContainerStore:
                     raise ConfigError(f"invalid mount config for type \"bind\": bind source "
                                       f"path does not exist: {m.source}")
                 os.makedirs(m.source, 0o755, exist_ok=True)  # as -v does
+        _check_devices(config)
         seccomp_json = None
         if config.seccomp not in ("default", "unconfined"):
             try:
@@ -1132,7 +1133,8 @@ class Container:
         driver = self._network_driver()
         try:
             cgroup = self._make_cgroup()
-            devices = cgroup is not None and not cfg.privileged and _device_policy(cgroup)
+            devices = (cgroup is not None and not cfg.privileged
+                       and _device_policy(cgroup, cfg))
             self._hold(img)
             setup = driver.prepare(request)
             fds.extend(setup.fds)
@@ -2140,13 +2142,42 @@ class Container:
         return inspect(self)
 
 
-def _device_policy(cgroup: CGroup) -> bool:
-    """Docker's device allow-list on the container's cgroup (a second line behind the nodev
-    mounts); False where the host cannot set one (rootless, or no devices controller)."""
-    from isolate.cgroups import DEFAULT_RULES
+def _check_devices(cfg: ContainerConfig) -> None:
+    """Refuse, at create, a ``--device`` that is no device node, or one whose access (less
+    than ``rwm``) only a device cgroup could enforce where there is none to set: an ordinary
+    user's (the kernel gives device policies to root only).
 
+    Raises:
+        ConfigError: not a character or block device.
+        UnsupportedError: narrowed access for an ordinary user.
+    """
+    from isolate.cgroups.devices import rule_for_node
+
+    for device in cfg.devices:
+        rule_for_node(device.source or device.path, device.access)
+    narrowed = [d.path for d in cfg.devices if d.access != "rwm"]
+    if narrowed and os.geteuid() != 0:
+        raise UnsupportedError(
+            f"devices {', '.join(narrowed)} ask for less access than rwm, which only a device "
+            "cgroup enforces, and only root may give a cgroup a device policy",
+            missing="a device cgroup")
+
+
+def _device_policy(cgroup: CGroup, cfg: ContainerConfig) -> bool:
+    """Docker's device allow-list, plus the container's ``--device`` nodes with their access,
+    on its cgroup (a second line behind the nodev mounts); False where the host cannot set
+    one (rootless, or no devices controller).
+
+    Raises:
+        ConfigError: a ``--device`` node is gone since the container was created.
+    """
+    from isolate.cgroups import DEFAULT_RULES
+    from isolate.cgroups.devices import rule_for_node
+
+    rules = [*DEFAULT_RULES, *(rule_for_node(d.source or d.path, d.access)
+                               for d in cfg.devices)]
     try:
-        cgroup.set_devices(DEFAULT_RULES)
+        cgroup.set_devices(rules)
     except UnsupportedError:
         return False
     return True

@@ -248,6 +248,8 @@ def inspect(container: ContainerView) -> dict[str, Any]:
             "CapDrop": list(cfg.cap_drop) or None,
             "GroupAdd": list(cfg.group_add) or None,
             "Privileged": cfg.privileged,
+            "Devices": [{"PathOnHost": d.source, "PathInContainer": d.path,
+                         "CgroupPermissions": d.access} for d in cfg.devices] or None,
             "ReadonlyRootfs": cfg.read_only,
             "SecurityOpt": [*(["no-new-privileges"] if cfg.no_new_privileges else []),
                             *([f"seccomp={cfg.seccomp}"] if cfg.seccomp != "default"

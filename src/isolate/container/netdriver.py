@@ -17,9 +17,9 @@ networks connected or disconnected after create).
 
 from __future__ import annotations
 
-import errno
 import json
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -123,14 +123,38 @@ def open_networks(store_root: str, host: NetnsLike = None) -> Networks:
     from isolate.net import Networks
 
     directory = os.path.join(store_root, "networks")
-    nets = Networks(directory, host=_host(host),
-                    alive=container_alive(os.path.join(store_root, "containers")))
+    alive = container_alive(os.path.join(store_root, "containers"))
+    if os.geteuid() != 0:
+        nets = _rootless_networks(directory, _host(host), alive)
+    else:
+        nets = Networks(directory, host=_host(host), alive=alive)
     try:
         _check_host(nets, directory)
     except BaseException:
         nets.close()
         raise
     return nets
+
+
+def _rootless_networks(directory: str, host: NetnsLike,
+                       alive: Callable[[str], bool]) -> Networks:
+    """An ordinary user's networks: in the user's rootless netns (made if there is none, torn
+    down when the last handle that finds no endpoint left closes), whose resolvers forward
+    to pasta's (or slirp4netns's) DNS there."""
+    from isolate.net import Networks
+    from isolate.net.rootless_netns import UserNetns
+
+    user = UserNetns(directory, host, make_namespaces=_user_namespaces)
+    try:
+        if user.created:
+            # A new namespace: the one the records were made in is gone with its holder.
+            write_json(os.path.join(directory, "namespace.json"),
+                       {"inode": os.fstat(user.netns.fileno()).st_ino})
+        return Networks(directory, host=user.netns, alive=alive, upstream=[user.upstream],
+                        on_close=lambda n: user.close(idle=lambda: not n.endpoints()))
+    except BaseException:
+        user.close()
+        raise
 
 
 def _check_host(nets: Networks, directory: str) -> None:
@@ -243,13 +267,6 @@ class NetDriver:
         first = modes[0]
         if first.kind in ("pasta", "slirp4netns"):
             return self._user_mode(request, cfg, first)
-        if os.geteuid() != 0:
-            from isolate.errors import UnsupportedError
-
-            raise UnsupportedError(
-                f"bridge network {first.network!r}: an ordinary user's containers reach the "
-                "network through pasta or slirp4netns (--network pasta)",
-                missing="rootless bridge networks")
         return self._bridge(request, cfg, modes)
 
     def release(self, request: NetworkRequest, facts: Mapping[str, object]) -> None:
@@ -265,6 +282,13 @@ class NetDriver:
             from isolate.net import UserModeNetwork
 
             UserModeNetwork.from_json(user_mode).stop()
+        proxy = facts.get("rootless_proxy")
+        if isinstance(proxy, dict):
+            from isolate.net._helpers import HelperProcess
+
+            found = HelperProcess.from_json(proxy)
+            if found is not None:
+                found.stop()
         if facts.get("driver") == "bridge":
             with open_networks(request.store_root, request.host) as nets:
                 nets.release(owner_of(request.container_id))
@@ -277,10 +301,23 @@ class NetDriver:
 
         owner = owner_of(request.container_id)
         ports = _port_specs(cfg, request.exposed_ports)
+        rootless = os.geteuid() != 0
+        outer: _OuterPorts | None = None
         with open_networks(request.store_root, request.host) as nets:
             # What an earlier run left (its supervisor SIGKILLed before anyone noticed).
             nets.release(owner)
-            ns = NetNamespace.create()
+            if rootless:
+                # The host's ports first (one in use is an error before anything is made);
+                # inside the rootless netns the same ports are published, for hairpin.
+                outer = _OuterPorts.hold(request, ports)
+                ports = outer.inner_specs
+                try:
+                    ns = _rootless_container_ns(nets, request)
+                except BaseException:
+                    outer.close()
+                    raise
+            else:
+                ns = NetNamespace.create()
             try:
                 eps = [self._attach(nets, ns, request, cfg, mode, ports if i == 0 else ())
                        for i, mode in enumerate(modes)]
@@ -289,18 +326,31 @@ class NetDriver:
 
                     loopback_up(ns)
                 hosts, resolv = _etc_files(nets, request, cfg, eps)
+                if outer is not None and eps:
+                    outer.start(nets, eps[0])
                 fd = os.dup(ns.fileno())
+                user_fd = os.dup(ns.userns_fd) if rootless else -1
             except BaseException as exc:
+                if outer is not None and outer.proxy is not None:
+                    outer.proxy.stop()
                 _undo(exc, lambda: nets.release(owner), "releasing its endpoints")
                 raise
             finally:
                 ns.close()
-        facts = {"driver": "bridge", "owner": owner,
-                 "ports": _binding_facts([b for e in eps for b in e.ports]),
-                 "endpoints": {e.network_name: _endpoint_facts(e) for e in eps}}
+                if outer is not None:
+                    outer.close()
+        bindings = outer.bindings if outer is not None else [b for e in eps for b in e.ports]
+        facts: dict[str, object] = {
+            "driver": "bridge", "owner": owner, "ports": _binding_facts(bindings),
+            "endpoints": {e.network_name: _endpoint_facts(e) for e in eps}}
+        if outer is not None and outer.proxy is not None:
+            facts["rootless_proxy"] = outer.proxy.to_json()
         return NetworkSetup(NamespaceSpec("net", fd=fd),
+                            user_namespace=NamespaceSpec("user", fd=user_fd)
+                            if user_fd >= 0 else None,
                             addresses=tuple(a for e in eps for a in e.addresses),
-                            resolv_conf=resolv, hosts=hosts, facts=facts, fds=(fd,))
+                            resolv_conf=resolv, hosts=hosts, facts=facts,
+                            fds=(fd,) if user_fd < 0 else (user_fd, fd))
 
     @staticmethod
     def _attach(nets: Networks, netns: NetnsLike, request: NetworkRequest, cfg: ContainerConfig,
@@ -363,6 +413,83 @@ class NetDriver:
                             resolv_conf=resolv, facts=facts, fds=fds)
 
 
+def _user_namespaces() -> tuple[int, int]:
+    """A user namespace with the rootless maps (the user's ids and subordinate ranges, as
+    every rootless container's) and a network namespace it owns: the rootless netns."""
+    from isolate.namespaces import Namespace, rootless_maps
+
+    maps = rootless_maps()
+    nss = Namespace.create(["user", "net"], uid_map=maps.uid_map, gid_map=maps.gid_map)
+    try:
+        return os.dup(nss["user"].fileno()), os.dup(nss["net"].fileno())
+    finally:
+        nss.close()
+
+
+def _rootless_container_ns(nets: Networks, request: NetworkRequest) -> NetNamespace:
+    """A rootless container's user and network namespaces, made inside the rootless netns's
+    user namespace (so that its bridges' veths may go in), with the container's maps."""
+    from isolate.net import NetNamespace
+    from isolate.net.rootless_netns import RECORD, nested_namespaces
+
+    record = _read(os.path.join(nets.dir.file(), RECORD)) or {}
+    holder = record.get("holder") or {}
+    user_fd, net_fd = nested_namespaces(nets.host, uid_map=request.uid_map,
+                                        gid_map=request.gid_map,
+                                        holder_pid=int(holder["pid"]) if holder else None)
+    return NetNamespace(net_fd, user_fd)
+
+
+class _OuterPorts:
+    """A rootless container's published ports on the host: bound there (as the user), served
+    by a port proxy that runs in the rootless netns and connects to the container's address
+    there (rootlessport's job). ``inner_specs``: the same host ports, published inside."""
+
+    def __init__(self, request: NetworkRequest, bindings: list[PortBinding],
+                 socks: list[Any]) -> None:
+        self.request = request
+        self.bindings = bindings
+        self.socks = socks
+        self.proxy: Any = None
+        self.inner_specs = [f"{b.host_port}:{b.container_port}/{b.protocol}"
+                            for b in bindings]
+
+    @classmethod
+    def hold(cls, request: NetworkRequest, specs: Sequence[str]) -> _OuterPorts:
+        from isolate.net import NetNamespace, parse_publish
+        from isolate.net.rootless import hold_ports
+
+        with NetNamespace.of(_host(request.host)) as host:
+            bindings, socks = hold_ports(host, [parse_publish(p) for p in specs])
+        return cls(request, bindings, socks)
+
+    def start(self, nets: Networks, ep: Endpoint) -> None:
+        if not self.bindings or not ep.ipv4:
+            return
+        from isolate.net._helpers import HelperProcess
+        from isolate.net.network import _python_env
+
+        args = []
+        for i, b in enumerate(self.bindings):
+            args += [f"--{b.protocol}", f"{3 + i}={ep.ipv4}:{b.container_port}"]
+        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            child = nets.host.spawn(
+                [sys.executable, "-m", "isolate.net._proxyd", "--for",
+                 owner_of(self.request.container_id), *args],
+                env=_python_env(), fds=[null, null, null, *(s.fileno() for s in self.socks)],
+                detach=True)
+        finally:
+            os.close(null)
+        self.proxy = HelperProcess.of(child.pid, "rootless port proxy")
+        child.close()  # it runs on, detached
+
+    def close(self) -> None:
+        for sock in self.socks:
+            sock.close()
+        self.socks = []
+
+
 def _rootless_namespaces(host: NetNamespace, request: NetworkRequest) -> tuple[int, int]:
     """``(user fd, net fd)``: a new user namespace with the container's maps and a network
     namespace it owns. Where the host is itself a user namespace of ours (a test's, or a
@@ -377,62 +504,9 @@ def _rootless_namespaces(host: NetNamespace, request: NetworkRequest) -> tuple[i
             return os.dup(nss["user"].fileno()), os.dup(nss["net"].fileno())
         finally:
             nss.close()
-    return _nested_namespaces(host)
+    from isolate.net.rootless_netns import nested_namespaces
 
-
-def _nested_namespaces(host: NetNamespace) -> tuple[int, int]:
-    from isolate import _plan, lowlevel
-    from isolate._plan import Mode, Op, OpKind, Plan
-    from isolate.errors import IsolateOSError, NamespaceError
-
-    # What the host's user namespace maps (the inside ranges, read from inside it).
-    maps = {}
-    for which in ("uid", "gid"):
-        text = host.run(["cat", f"/proc/self/{which}_map"]).stdout.decode()
-        maps[which] = "".join(f"{f[0]} {f[0]} {f[2]}\n" for f in
-                              (line.split() for line in text.splitlines()) if len(f) == 3)
-    join_user = Op(OpKind.SETNS, a=host.userns_fd, b=_plan.CLONE_NEWUSER,
-                   note="join the host's user namespace")
-    p = Plan(0, Mode.FORK)
-    p.add(join_user)
-    p.add(_plan.unshare(_plan.CLONE_NEWUSER | _plan.CLONE_NEWNET,
-                        note="unshare the container's user and network namespaces"))
-    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
-    pipe = [ready_r, ready_w]
-    p.add(_plan.write_file(f"/proc/self/fd/{ready_w}", b"R"))
-    p.add(_plan.wait_parent(note="wait for the maps"))
-    got: list[int] = []
-
-    def step(pid: int) -> None:
-        # Only a process of the host's user namespace may write the new one's maps.
-        pipe.remove(ready_w)
-        os.close(ready_w)
-        if not os.read(ready_r, 1):
-            return   # it failed: its error follows
-        for kind in ("user", "net"):
-            got.append(os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC))
-        writer = Plan(0, Mode.VFORK)
-        writer.add(join_user)
-        for which in ("uid", "gid"):
-            writer.add(_plan.write_file(f"/proc/{pid}/{which}_map", maps[which].encode()))
-        with lowlevel.spawn(writer) as w:
-            w.wait()
-    try:
-        try:
-            with lowlevel.spawn(p, parent_step=step) as child:
-                child.wait()
-        finally:
-            for fd in pipe:
-                os.close(fd)
-    except BaseException as exc:
-        for fd in got:
-            os.close(fd)
-        if isinstance(exc, IsolateOSError):
-            raise NamespaceError(exc.errno or errno.EIO, f"make a rootless container's user "
-                                 f"and network namespaces: {exc.message}",
-                                 step="userns") from exc
-        raise
-    return got[0], got[1]
+    return nested_namespaces(host, uid_map=request.uid_map, gid_map=request.gid_map)
 
 
 def _resolv_with(server: str, cfg: ContainerConfig) -> str:

@@ -26,14 +26,17 @@ from isolate.errors import ConfigError
 from isolate.image import ImageConfig
 from isolate.namespaces import IdMap
 from isolate.runtime import (
+    DEFAULT_DEVICES,
     DEFAULT_PATH,
     Capabilities,
+    Device,
     Mount,
     NamespaceSpec,
     Process,
     Root,
     RuntimeConfig,
     User,
+    host_devices,
     standard_mounts,
 )
 from isolate.runtime.docker import docker_seccomp_profile
@@ -148,10 +151,28 @@ class Resolved:
     user_namespace: NamespaceSpec | None = None
 
 
-def _system_mounts(cfg: ContainerConfig, own_network: bool) -> list[Mount]:
+def _host_devices_made(cfg: ContainerConfig, in_user_namespace: bool) -> bool:
+    """Whether the container's /dev gets the host's every device node, made with mknod: a
+    privileged container outside a user namespace (as Docker's ``--privileged``). In one,
+    CAP_MKNOD makes no usable node and a bind per node would be a mount each, so a rootless
+    privileged container has the default nodes and its ``--device`` ones, as without."""
+    return cfg.privileged and not in_user_namespace
+
+
+def _devices(cfg: ContainerConfig, in_user_namespace: bool) -> tuple[Device, ...]:
+    """Docker's default nodes and the ``--device`` ones; privileged (outside a user
+    namespace), every host node instead of the defaults."""
+    if not _host_devices_made(cfg, in_user_namespace):
+        return (*DEFAULT_DEVICES, *cfg.devices)
+    own = {d.path for d in cfg.devices}
+    return (*(d for d in host_devices() if d.path not in own), *cfg.devices)
+
+
+def _system_mounts(cfg: ContainerConfig, own_network: bool,
+                   in_user_namespace: bool) -> list[Mount]:
     out = []
     for m in standard_mounts(own_network=own_network, sysfs_writable=cfg.privileged):
-        if m.destination == "/dev":
+        if m.destination == "/dev" and not _host_devices_made(cfg, in_user_namespace):
             # nodev: the nodes are bound in one by one (binds keep their own flags), so a
             # node made here with CAP_MKNOD cannot be opened.
             m = attrs.evolve(m, options=(*m.options, "nodev"))
@@ -209,7 +230,8 @@ def runtime_config(cfg: ContainerConfig, image: ImageConfig, resolved: Resolved
         capabilities=Capabilities.of(caps), rlimits=cfg.rlimits,
         no_new_privileges=cfg.no_new_privileges, terminal=cfg.tty)
     own_network = resolved.network != "host"
-    mounts = _system_mounts(cfg, own_network)
+    in_user_namespace = resolved.user_namespace is not None or bool(resolved.uid_map)
+    mounts = _system_mounts(cfg, own_network, in_user_namespace)
     for target, source in sorted(resolved.etc_files.items()):
         mounts.append(Mount(target, "bind", source, ("rbind", "nosuid", "nodev", "noexec")))
     mounts += _user_mounts(cfg, resolved)
@@ -235,6 +257,7 @@ def runtime_config(cfg: ContainerConfig, image: ImageConfig, resolved: Resolved
         process=process,
         root=Root(None, readonly=cfg.read_only, nodev=not cfg.privileged),
         hostname=resolved.hostname, domainname=cfg.domainname,
+        devices=_devices(cfg, in_user_namespace),
         mounts=mounts, namespaces=namespaces,
         uid_mappings=uid_map, gid_mappings=gid_map,
         masked_paths=() if cfg.privileged else DEFAULT_MASKED_PATHS,

@@ -1,9 +1,10 @@
-"""Users and groups as an image defines them: ``--user`` names turned into numbers.
+"""Files of a container's image, read without leaving it, and its users.
 
-Owns Docker's (runc's) rules for what ``user``, ``uid:gid``, ``name:group`` and
-``--group-add`` mean, reading the image's ``/etc/passwd`` and ``/etc/group`` **inside the image
-only** (through :mod:`isolate.fs.inroot`, so a hostile symlink cannot reach a host file). It
-never reads the host's user database.
+Owns opening a path of a root with that root as ``/`` (openat2 ``RESOLVE_IN_ROOT``) and what a
+path is in an image's merged layers. Users and groups (``--user`` names turned into numbers,
+runc's rules) are :mod:`isolate.image.users`' -- the build resolves ``USER`` and ``--chown``
+there too -- and are re-exported here: :class:`ImageUser`, :func:`resolve_user`,
+:func:`read_image_file`.
 """
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ import errno
 import os
 from collections.abc import Sequence
 
-import attrs
-
 from isolate import lowlevel
-from isolate.errors import ConfigError, IsolateOSError
+from isolate.errors import IsolateOSError
 from isolate.fs import inroot
+from isolate.image.users import ImageUser, read_image_file, resolve_user
 
 __all__ = ["ImageUser", "find", "image_path_exists", "open_in_root", "read_image_file",
            "resolve_user"]
@@ -55,109 +55,3 @@ def find(layers: Sequence[str], path: str, *, follow: bool = True) -> inroot.Fou
 def image_path_exists(layers: Sequence[str], path: str) -> bool:
     """Whether ``path`` exists in the image made of ``layers`` (lowest first)."""
     return find(layers, path) is not None
-
-
-def read_image_file(layers: Sequence[str], path: str) -> bytes | None:
-    """The content of the regular file ``path`` as the image of ``layers`` (lowest first,
-    an upper dir may be the last) shows it, or None (no such file, or not a regular file):
-    read with :func:`isolate.fs.inroot.read_file`, which never leaves the image.
-
-    Raises:
-        IsolateOSError: a layer cannot be read for another reason.
-    """
-    try:
-        return inroot.read_file(list(layers), path)
-    except IsolateOSError as exc:
-        if exc.errno in (errno.EISDIR, errno.EINVAL, errno.ELOOP, errno.ENOTDIR):
-            return None
-        raise
-
-
-@attrs.frozen
-class ImageUser:
-    """Who a container's process is: numeric ids, supplementary groups, and HOME."""
-
-    uid: int
-    gid: int
-    additional_gids: tuple[int, ...] = ()
-    home: str = "/"
-    name: str | None = None
-
-
-def _entries(data: bytes | None, fields: int) -> list[list[str]]:
-    out = []
-    for line in (data or b"").decode("utf-8", "replace").splitlines():
-        if not line or line.startswith("#"):
-            continue
-        parts = line.split(":")
-        if len(parts) < fields:
-            parts += [""] * (fields - len(parts))
-        out.append(parts)
-    return out
-
-
-def _int(text: str) -> int | None:
-    return int(text) if text.isdigit() and int(text) < 2**32 - 1 else None
-
-
-def _group_id(group: str, groups: Sequence[Sequence[str]], word: str) -> int:
-    """A gid given as a number or a name of the image's /etc/group (runc's message, whose
-    first word differs between --user and --group-add)."""
-    number = _int(group)
-    if number is not None:
-        return number
-    match = next((e for e in groups if e[0] == group), None)
-    found = _int(match[2]) if match is not None else None
-    if found is None:
-        raise ConfigError(f"{word} to find group {group}: no matching entries in group file")
-    return found
-
-
-def resolve_user(spec: str | None, group_add: Sequence[str], layers: Sequence[str]) -> ImageUser:
-    """Turn ``--user`` (and ``--group-add``) into ids as runc does, reading the image's own
-    ``/etc/passwd`` and ``/etc/group``.
-
-    An empty spec is root. A name must be in passwd; a numeric uid need not be (then gid 0
-    and HOME ``/``). With a name and no group, the user's primary group is the gid and every
-    group listing the name is a supplementary group; an explicit group replaces both.
-    ``group_add`` entries (names or numbers) are added to the supplementary groups.
-
-    Raises:
-        ConfigError: a name or group the image does not define, in runc's words.
-    """
-    user_part, _, group_part = (spec or "").partition(":")
-    passwd = _entries(read_image_file(layers, "/etc/passwd"), 7)
-    need_groups = bool(group_part and _int(group_part) is None) or bool(group_add) \
-        or not group_part
-    groups = _entries(read_image_file(layers, "/etc/group"), 4) if need_groups else []
-    uid, gid, home, name = 0, 0, "/", None
-    numeric = _int(user_part) if user_part else 0
-    entry = None
-    for p in passwd:
-        if (numeric is None and p[0] == user_part) or (
-                numeric is not None and _int(p[2]) == numeric):
-            entry = p
-            break
-    if numeric is None and entry is None:
-        raise ConfigError(f"unable to find user {user_part}: no matching entries in passwd file")
-    if entry is not None:
-        uid = _int(entry[2]) or 0
-        gid = _int(entry[3]) or 0
-        home = entry[5] or "/"
-        name = entry[0]
-    elif numeric is not None:
-        uid = numeric
-    supplementary: list[int] = []
-    if group_part:
-        gid = _group_id(group_part, groups, "unable")
-    elif name is not None:
-        for e in groups:
-            members = [m.strip() for m in e[3].split(",") if m.strip()]
-            gnum = _int(e[2])
-            if name in members and gnum is not None and gnum not in supplementary:
-                supplementary.append(gnum)
-    for extra in group_add:
-        g = _group_id(extra, groups, "Unable")
-        if g not in supplementary:
-            supplementary.append(g)
-    return ImageUser(uid, gid, tuple(supplementary), home, name)

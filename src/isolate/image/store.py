@@ -187,6 +187,8 @@ class Store:
         self.tmp.clean()
         # holder -> fd holding a shared flock on its hold file (holds for this process only)
         self._process_holds: dict[str, int] = {}
+        # image id -> (its blob file's identity, its verified config bytes)
+        self._configs: dict[str, tuple[tuple[int, int, int], bytes]] = {}
 
     def __repr__(self) -> str:
         return f"Store({self.root!r})"
@@ -242,6 +244,28 @@ class Store:
         if actual != digest:
             raise DigestMismatch(f"stored blob {digest} is corrupt (hashes to {actual})",
                                  expected=digest, actual=actual)
+        return data
+
+    def _config_blob(self, image_id: str) -> bytes:
+        """The config blob of an image (its id is the config's digest), read and checked
+        once per Store while its file stays the same (inode, size, mtime): listing,
+        parents() and gc each read every config.
+
+        Raises:
+            ImageError, DigestMismatch: as :meth:`read_blob`.
+        """
+        try:
+            st = os.stat(self.blob_path(image_id))
+        except OSError:
+            return self.read_blob(image_id)  # says what is missing
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        cached = self._configs.get(image_id)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        data = self.read_blob(image_id)
+        if len(self._configs) >= 4096:  # a bound for long-lived processes
+            self._configs.clear()
+        self._configs[image_id] = (key, data)
         return data
 
     def open_blob(self, digest: str) -> BinaryIO:
@@ -377,7 +401,7 @@ class Store:
         record = self._read_record(image_id)
         manifest_digest = str(record["manifest"])
         man = parse_manifest(self.read_blob(manifest_digest), str(record.get("media_type")))
-        config, platform, diff_ids, created = parse_config_blob(self.read_blob(image_id))
+        config, platform, diff_ids, created = parse_config_blob(self._config_blob(image_id))
         if len(diff_ids) != len(man.layers):
             raise ImageError(f"image {image_id}: manifest lists {len(man.layers)} layers but "
                              f"the config {len(diff_ids)} diff ids")
@@ -591,7 +615,7 @@ class Store:
                 recorded[image_id] = parent
                 continue
             try:
-                config = load_json(self.read_blob(image_id), f"image config {image_id}")
+                config = load_json(self._config_blob(image_id), f"image config {image_id}")
             except ImageError:
                 continue
             raw = config.get("history")
@@ -887,7 +911,7 @@ class Store:
 
     def _history(self, img: Image) -> list[dict[str, Any]]:
         """``img``'s config history, with entries added for layers it does not account for."""
-        raw = load_json(self.read_blob(img.id), f"image config {img.id}").get("history")
+        raw = load_json(self._config_blob(img.id), f"image config {img.id}").get("history")
         history = [dict(h) for h in raw if isinstance(h, dict)] if isinstance(raw, list) else []
         missing = len(img.layers) - sum(1 for h in history if not h.get("empty_layer"))
         filler = {"created": img.created} if img.created else {}

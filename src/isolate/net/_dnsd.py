@@ -6,7 +6,10 @@ change (a record is only ever replaced or removed, so each change is a new name 
 container connected later is found at once and no file is written for the resolver -- and
 forwards every other name to the upstream resolvers (``--upstream``, or with ``--host-resolv``
 the host's /etc/resolv.conf, re-read when it changes; a container's own ``--dns`` servers for
-its queries). An internal network (``--internal``) forwards nothing. Its sockets are made, bound
+its queries). An internal network (``--internal``) forwards nothing. It answers only clients
+on its own network (``--subnet``, each of the network's subnets, as aardvark-dns scopes its
+answers per network): a query from anywhere else -- another network's container, routed here
+through the host -- is REFUSED, so names never leak across networks. Its sockets are made, bound
 and handed over by the process that starts it (fds given on the command line), so it can never
 fail to bind and needs no privilege; it holds no state of its own and may be killed at any
 time. A record it cannot parse (torn by a machine crash) or of another boot is skipped.
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import os
 import socket
@@ -131,8 +135,23 @@ class Names:
 
 
 class Resolver:
-    def __init__(self, names: Names) -> None:
+    def __init__(self, names: Names, subnets: list[str] | None = None) -> None:
         self.names = names
+        #: The clients it serves (None: everyone, for a resolver started without --subnet).
+        self.subnets = [ipaddress.ip_network(s, strict=False) for s in subnets] \
+            if subnets else None
+
+    def serves(self, client: str) -> bool:
+        """Whether ``client`` (an address, maybe with an IPv6 zone) is on the network."""
+        if self.subnets is None:
+            return True
+        try:
+            addr = ipaddress.ip_address(client.partition("%")[0])
+        except ValueError:
+            return False
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        return any(addr in net for net in self.subnets)
 
     def local(self, query: dns.message.Message) -> dns.message.Message | None:
         """The answer from the network's own names, or None if the name is not ours."""
@@ -170,6 +189,10 @@ class Resolver:
             query = dns.message.from_wire(wire)
         except Exception:  # a malformed query gets no answer, as from any server
             return None
+        if not self.serves(client):
+            reply = dns.message.make_response(query)
+            reply.set_rcode(dns.rcode.REFUSED)
+            return reply.to_wire()
         if len(query.question) != 1:
             reply = dns.message.make_response(query)
             reply.set_rcode(dns.rcode.FORMERR)
@@ -239,7 +262,8 @@ async def _serve_tcp(resolver: Resolver, reader: asyncio.StreamReader,
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    resolver = Resolver(Names(args.endpoints, args.upstream, args.host_resolv, args.internal))
+    resolver = Resolver(Names(args.endpoints, args.upstream, args.host_resolv, args.internal),
+                        args.subnet or None)
     loop = asyncio.get_running_loop()
     for fd in args.udp:
         sock = socket.socket(fileno=fd)
@@ -259,6 +283,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host-resolv", action="store_true",
                         help="forward to the servers of /etc/resolv.conf")
     parser.add_argument("--internal", action="store_true", help="forward nothing")
+    parser.add_argument("--subnet", action="append", default=[],
+                        help="a subnet whose clients it answers (others are REFUSED)")
     parser.add_argument("--udp", type=int, action="append", default=[])
     parser.add_argument("--tcp", type=int, action="append", default=[])
     args = parser.parse_args(argv)

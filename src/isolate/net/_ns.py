@@ -162,7 +162,11 @@ class NetNamespace:
 
     # -- acting in it ---------------------------------------------------------------------------
     def join_ops(self) -> list[Op]:
-        """The plan operations that put a child into this namespace (user namespace first)."""
+        """The plan operations that put a child into this namespace (user namespace first);
+        none for the caller's own (which an ordinary user may not setns into, even though the
+        child is there already)."""
+        if self.is_current:
+            return []
         ops = []
         if self._userns_fd >= 0:
             ops.append(Op(OpKind.SETNS, a=self._userns_fd, b=_plan.CLONE_NEWUSER,

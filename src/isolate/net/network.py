@@ -258,7 +258,8 @@ class Networks:
     on the next change and by :meth:`prune` (default: :func:`default_alive`). ``upstream``:
     the resolvers' forwarders (``"ADDR"`` or ``"ADDR#PORT"``; default: the host's
     /etc/resolv.conf, read by each resolver). ``userland_proxy``: ``"auto"`` (only where DNAT
-    cannot serve) or ``"always"``.
+    cannot serve) or ``"always"``. ``on_close(nets)``: called by :meth:`close` while the
+    handle still works (the rootless netns tears itself down there once it is idle).
 
     Open it (``with Networks(...) as nets``) and close it when done; it holds a handle on the
     host namespace and netlink sockets in it. Raises UnsupportedError (nft missing),
@@ -267,7 +268,8 @@ class Networks:
 
     def __init__(self, directory: str | os.PathLike[str], *, host: NetnsLike = None,
                  firewall: str = "nftables", alive: Callable[[str], bool] | None = None,
-                 upstream: Sequence[str] | None = None, userland_proxy: str = "auto") -> None:
+                 upstream: Sequence[str] | None = None, userland_proxy: str = "auto",
+                 on_close: Callable[[Networks], object] | None = None) -> None:
         if userland_proxy not in ("auto", "always"):
             raise ConfigError(f"userland_proxy must be 'auto' or 'always', not "
                               f"{userland_proxy!r}")
@@ -275,6 +277,7 @@ class Networks:
         self._upstream = [parse_dns(u) for u in upstream] if upstream is not None else None
         self._alive = alive or default_alive
         self.userland_proxy = userland_proxy
+        self._on_close = on_close
         self.host = NetNamespace.of(host)
         # A netlink socket in the host namespace, kept while this object is open (each costs
         # a child and a socket) -- for the thread that opened it only: pyroute2's sockets
@@ -293,6 +296,14 @@ class Networks:
 
     def close(self) -> None:
         """Release what this handle holds (fds, netlink sockets); idempotent."""
+        on_close, self._on_close = self._on_close, None
+        try:
+            if on_close is not None:
+                on_close(self)
+        finally:
+            self._close()
+
+    def _close(self) -> None:
         ipr, self._ipr = self._ipr, None
         if ipr is not None:
             ipr.close()
@@ -1168,6 +1179,9 @@ class Networks:
                 args += ["--tcp" if s.type == socket.SOCK_STREAM else "--udp", str(3 + i)]
             if net.internal:
                 args.append("--internal")
+            for subnet in (net.subnet, net.subnet6):
+                if subnet:  # it answers its own network's containers only
+                    args += ["--subnet", subnet]
             for server in self._upstream if self._upstream is not None else ():
                 args += ["--upstream", server]
             if self._upstream is None:

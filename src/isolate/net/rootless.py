@@ -85,7 +85,31 @@ class UserModeNetwork:
 def _bindings(host: NetNamespace, mappings: Sequence[PortMapping]) -> list[PortBinding]:
     """Resolve host ports (ephemeral ones chosen by the kernel), each checked free by a bind
     in the host's namespace."""
+    bindings, held = hold_ports(host, mappings, listen=False)
+    for sock in held:
+        sock.close()
+    return bindings
+
+
+def hold_ports(host: NetNamespace, mappings: Sequence[PortMapping], *, listen: bool = True
+               ) -> tuple[list[PortBinding], list[socket.socket]]:
+    """Bind the host ports of ``mappings`` in ``host`` (ephemeral ones chosen by the kernel;
+    a range takes its first free port): the bindings and their sockets, bound (TCP ones
+    listening with ``listen``), one per binding in order -- the caller's to hand to a proxy
+    or close. Raises ConfigError (a port in use; nothing stays bound)."""
     out: list[PortBinding] = []
+    held: list[socket.socket] = []
+    try:
+        _bind_all(host, mappings, out, held, listen)
+    except BaseException:
+        for sock in held:
+            sock.close()
+        raise
+    return out, held
+
+
+def _bind_all(host: NetNamespace, mappings: Sequence[PortMapping], out: list[PortBinding],
+              held: list[socket.socket], listen: bool) -> None:
     for m in mappings:
         family = socket.AF_INET6 if ":" in m.host_ip else socket.AF_INET
         kind = socket.SOCK_STREAM if m.protocol == "tcp" else socket.SOCK_DGRAM
@@ -97,19 +121,21 @@ def _bindings(host: NetNamespace, mappings: Sequence[PortMapping]) -> list[PortB
             for port in cands:
                 if any(b.host_port == port and b.protocol == m.protocol for b in out):
                     continue
-                with host.socket(family, kind) as s:
+                s = host.socket(family, kind)
+                try:
                     if kind == socket.SOCK_STREAM:
                         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    try:
-                        s.bind((addr, port))
-                    except OSError:
-                        continue
-                    got = s.getsockname()[1]
-                out.append(PortBinding(m.protocol, m.host_ip, got, cport))
+                    s.bind((addr, port))
+                    if listen and kind == socket.SOCK_STREAM:
+                        s.listen(128)
+                except OSError:
+                    s.close()
+                    continue
+                held.append(s)
+                out.append(PortBinding(m.protocol, m.host_ip, s.getsockname()[1], cport))
                 break
             else:
                 raise ConfigError(f"host port {m} is already in use")
-    return out
 
 
 def _pasta_ports(bindings: Sequence[PortBinding]) -> list[str]:

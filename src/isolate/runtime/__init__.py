@@ -35,6 +35,7 @@ from isolate.runtime.config import (
     Root,
     RuntimeConfig,
     User,
+    host_devices,
 )
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "User",
     "container_plan",
     "exec_plan",
+    "host_devices",
     "identity_ops",
     "mountpoints",
     "root_ops",

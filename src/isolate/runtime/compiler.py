@@ -36,7 +36,7 @@ from isolate.fs.mounts import (
     MS_STRICTATIME,
 )
 from isolate.namespaces import IdMap, NamespaceKind, write_id_maps
-from isolate.runtime.config import Mount, RuntimeConfig, User
+from isolate.runtime.config import Device, Mount, RuntimeConfig, User
 
 __all__ = [
     "ContainerPlan",
@@ -210,9 +210,13 @@ def root_ops(cfg: RuntimeConfig, root: Op | None = None) -> RootOps:
     inside: list[Op] = []
     slot = 1
     device_slots: list[tuple[int, str, str]] = []
+    # Nodes made with mknod (outside a user namespace, where CAP_MKNOD means it) need no slot.
+    made = [d for d in cfg.devices if d.node is not None and not cfg.in_user_namespace]
     # Past the last slot, sources are only counted (and refused below, all at once).
     for dev in cfg.devices:
         assert dev.source is not None
+        if dev.node is not None and not cfg.in_user_namespace:
+            continue
         if slot < _SLOTS:
             before.append(P.open_tree(dev.source, slot, recursive=False,
                                       optional=dev.optional))
@@ -259,9 +263,9 @@ def root_ops(cfg: RuntimeConfig, root: Op | None = None) -> RootOps:
             proc_slot = slot
         slot += 1
     if slot > _SLOTS:
-        raise ConfigError(f"too many binds: {slot - 1 - len(cfg.devices)} (the limit is "
-                          f"{_SLOTS - 1 - len(cfg.devices)}, counting the host's top-level "
-                          "entries)")
+        bound = len(cfg.devices) - len(made)
+        raise ConfigError(f"too many binds: {slot - 1 - bound} (the limit is "
+                          f"{_SLOTS - 1 - bound}, counting the host's top-level entries)")
 
     if spliced:
         attach_root = P.mount("tmpfs", _NEWROOT, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755",
@@ -297,7 +301,7 @@ def root_ops(cfg: RuntimeConfig, root: Op | None = None) -> RootOps:
             continue
         inside.append(_mount_op(m))
         if m.destination == "/dev" and m.type == "tmpfs":
-            inside.extend(_dev_ops(device_slots))
+            inside.extend(_dev_ops(device_slots, made))
     sys_masks = [p for p in cfg.masked_paths if p.startswith("/sys/") and os.path.exists(p)]
     if sys_masks:
         # /sys masks go in before the pivot, while the staging tmpfs can lend them one empty
@@ -311,13 +315,20 @@ def root_ops(cfg: RuntimeConfig, root: Op | None = None) -> RootOps:
     return RootOps(tuple(before + staging + inside + after), tuple(_process_ops(cfg)))
 
 
-def _dev_ops(device_slots: Sequence[tuple[int, str, str]]) -> list[Op]:
-    """After a tmpfs on /dev: the configured device nodes (binds of the host's) and the
-    standard symlinks."""
+def _dev_ops(device_slots: Sequence[tuple[int, str, str]],
+             made: Sequence[Device] = ()) -> list[Op]:
+    """After a tmpfs on /dev: the configured device nodes (binds of the host's, and those
+    made with mknod) and the standard symlinks."""
     out = []
     for slot, path, source in device_slots:
         op = _plan.move_mount(slot, path, is_file=True, source=source)
         out.append(attrs.evolve(op, flags=op.flags | OpFlag.OPTIONAL))
+    for dev in made:
+        assert dev.node is not None
+        kind, major, minor, mode, uid, gid = dev.node
+        op = _plan.mknod(dev.path, kind, major, minor, mode=mode, uid=uid, gid=gid,
+                         note=f"make the device node {dev.path}")
+        out.append(attrs.evolve(op, flags=op.flags | OpFlag.OPTIONAL) if dev.optional else op)
     for name, target in _DEV_LINKS:
         out.append(_plan.symlink(target, f"/dev/{name}"))
     return out

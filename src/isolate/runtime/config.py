@@ -10,6 +10,7 @@ plans.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 from collections.abc import Iterable, Mapping
@@ -39,6 +40,7 @@ __all__ = [
     "Root",
     "RuntimeConfig",
     "User",
+    "host_devices",
 ]
 
 DEFAULT_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -376,17 +378,58 @@ class Mount:
         return cls(tmpfs.target, "tmpfs", "tmpfs", options, per_process=per_process)
 
 
+def _node(value: Iterable[Any] | None) -> tuple[str, int, int, int, int, int] | None:
+    if value is None:
+        return None
+    try:
+        kind, major, minor, mode, uid, gid = value  # a list from JSON, too
+    except (TypeError, ValueError):
+        kind = major = minor = mode = uid = gid = None
+    if kind not in ("c", "b") or not all(isinstance(n, int) and n >= 0
+                                         for n in (major, minor, mode, uid, gid)):
+        raise ConfigError(f"device node must be (c|b, major, minor, mode, uid, gid), not "
+                          f"{value!r}")
+    return (kind, major, minor, mode, uid, gid)
+
+
 @attrs.frozen
 class Device:
     """One of ``linux.devices``: a device node made visible at ``path`` inside by binding the
     host's node ``source`` (default: the same path) -- which works in user namespaces too,
     where mknod cannot. ``access`` (``r``, ``w``, ``m`` letters) is what the device cgroup
-    allows for it."""
+    allows for it.
+
+    With ``node`` (``(kind, major, minor, mode, uid, gid)``, kind ``"c"`` or ``"b"``; see
+    :meth:`of_host_node`) the node is made with mknod outside a user namespace instead, as
+    runc makes ``linux.devices``: no mount per node (a privileged container gets every host
+    device this way); in a user namespace it is bound from ``source`` still."""
 
     path: str = attrs.field(converter=_destination)
     source: str | None = None
     access: str = "rwm"
     optional: bool = False
+    node: tuple[str, int, int, int, int, int] | None = attrs.field(default=None,
+                                                                   converter=_node)
+
+    @classmethod
+    def of_host_node(cls, path: str, *, optional: bool = True) -> Device:
+        """The host's device node at ``path``, to be made at the same path inside.
+
+        Raises:
+            ConfigError: ``path`` is not a character or block device.
+        """
+        import stat
+
+        from isolate.cgroups.devices import rule_for_node
+
+        rule = rule_for_node(path)  # its type and numbers, or the ConfigError
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            raise ConfigError(f"device {path!r}: {exc.strerror}") from None
+        return cls(path, optional=optional,
+                   node=(rule.kind, rule.major or 0, rule.minor or 0, stat.S_IMODE(st.st_mode),
+                         st.st_uid, st.st_gid))
 
     def __attrs_post_init__(self) -> None:
         if not self.path.startswith("/dev/"):
@@ -420,6 +463,42 @@ class Device:
 #: comes from the terminal a process is given).
 DEFAULT_DEVICES: Final = tuple(Device(f"/dev/{name}", optional=True)
                                for name in ("null", "zero", "full", "random", "urandom", "tty"))
+
+# Below /dev, what a host's device list leaves out (as runc's and Docker's): the terminals
+# and memories of the host's own sessions (/dev/ptmx: a link to the container's own devpts), and
+# udev's and LXC's state.
+_NOT_HOST_DEVICES: Final = frozenset({"/dev/pts", "/dev/shm", "/dev/fd", "/dev/mqueue",
+                                      "/dev/.lxc", "/dev/.lxd-mounts", "/dev/.udev",
+                                      "/dev/console", "/dev/ptmx"})
+
+
+def host_devices(root: str = "/dev") -> tuple[Device, ...]:
+    """Every character and block device node below the host's ``/dev`` (``--privileged``'s
+    devices), each to be made at the same path, ``optional`` (one that vanishes is skipped).
+    Symlinks, the host's terminals, shared memory and udev state are left out."""
+    import stat
+
+    out: list[Device] = []
+    stack = [root]
+    while stack:
+        top = stack.pop()
+        try:
+            entries = sorted(os.scandir(top), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.path in _NOT_HOST_DEVICES:
+                continue
+            try:
+                mode = entry.stat(follow_symlinks=False).st_mode
+            except OSError:
+                continue
+            if stat.S_ISDIR(mode):
+                stack.append(entry.path)
+            elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+                with contextlib.suppress(ConfigError):
+                    out.append(Device.of_host_node(entry.path))
+    return tuple(out)
 
 
 def _kind(value: NamespaceKind | str) -> NamespaceKind:

@@ -137,6 +137,34 @@ def test_user_and_workdir_apply_to_run(build: Build, store: Store) -> None:
 def test_an_unknown_user_is_a_clear_error(build: Build) -> None:
     with pytest.raises(BuildError, match=r"Dockerfile:3:1: USER ghost: unable to find user"):
         build(f"FROM {BASE}\nUSER ghost\nRUN true\n")
+    # A uid out of range is no uid (runc's rule, as `isolate run --user` reads it), said
+    # before any container is made.
+    with pytest.raises(BuildError, match=r"Dockerfile:3:1: USER 4294967296: unable to find "
+                                         "user 4294967296"):
+        build(f"FROM {BASE}\nUSER 4294967296\nRUN true\n")
+    with pytest.raises(BuildError, match=r"COPY --chown=4294967296:0: unable to find user"):
+        build.file("f", "f")
+        build(f"FROM {BASE}\nCOPY --chown=4294967296:0 f /f\n")
+
+
+def test_user_resolves_as_a_containers_user_does(build: Build, store: Store,
+                                                 base: Image) -> None:
+    # One resolver, isolate.image.users, for `isolate run --user`, USER and --chown.
+    from isolate.image.users import resolve_user
+
+    specs = ["app", "app:staff", "1000", "1000:50", "nobody", "0:app", "4321", "root"]
+    steps = "".join(f"USER {spec}\nRUN echo $(id -u) $(id -g) $(id -G) $HOME > /tmp/{n}\n"
+                    for n, spec in enumerate(specs))
+    build.file("f", "f")
+    img = build(f"FROM {BASE}\n{steps}USER root\nCOPY --chown=app f /f\n"
+                "COPY --chown=app:staff f /g\n").image
+    for n, spec in enumerate(specs):
+        who = resolve_user(spec, (), store.layer_dirs(base))
+        groups = [who.gid, *(g for g in who.additional_gids if g != who.gid)]
+        want = f"{who.uid} {who.gid} {' '.join(map(str, groups))} {who.home}\n"
+        assert read(store, img, f"/tmp/{n}") == want.encode(), spec
+    s = snapshot(store, img)
+    assert (s["f"].uid, s["f"].gid) == (1000, 1000) and (s["g"].uid, s["g"].gid) == (1000, 50)
 
 
 def test_env_args_and_shell_reach_run(build: Build, store: Store) -> None:

@@ -43,7 +43,8 @@ def test_from_forms() -> None:
     ("FROM a\nCOPY --chown x y\n", "missing a value on flag: --chown"),
     ("FROM a\nCOPY x\n", "at least two arguments"),
     ("FROM a\nCOPY x <<EOF\nhi\nEOF\n", "cannot be the destination"),
-    ("FROM a\nRUN --network=bridge x\n", "unsupported network mode"),
+    ("FROM a\nRUN --network=mynet x\n", "unsupported network mode"),
+    ("FROM a\nRUN --network=container:x x\n", "unsupported network mode"),
     ("FROM a\nRUN --security=insecure x\n", "not allowed"),
     ("FROM a\nRUN --mount=type=ssh x\n", "not supported"),
     ("FROM a\nRUN --mount=type=nfs,target=/x x\n", "unsupported mount type"),
@@ -92,6 +93,8 @@ def test_run_forms_and_flags() -> None:
     assert isinstance(run, ins.Run)
     assert run.command == "echo $HOME"  # not expanded: the shell does that
     assert run.network == "none"
+    # isolate's extension: BuildKit knows default, none and host only
+    assert one("RUN --network=bridge true").network == "bridge"  # type: ignore[attr-defined]
     assert [(m.kind, m.get("target"), m.get("sharing")) for m in run.mounts] == [
         ("cache", "/root/.cache", "locked"), ("secret", None, None)]
     assert one('RUN ["echo", "a b"]').command == ("echo", "a b")  # type: ignore[attr-defined]

@@ -61,6 +61,7 @@ if TYPE_CHECKING:
 
     from isolate.image.build.files import LayerFiles, SourceItem
     from isolate.image.build.tree import ImageTree
+    from isolate.image.users import ImageUser
 
 # What only a step that runs needs (writing layers, reading image trees, downloads) is imported
 # when a step runs: a build that the cache answers whole starts faster without it.
@@ -103,7 +104,8 @@ class RunRequest:
     as an image value: its layer blobs are in ``store``, which has no record of it), as
     ``uid``/``gid`` with the supplementary ``groups`` and Docker's default capabilities, in
     ``workdir`` with exactly ``env`` (HOME and PATH already set as runc sets them), on
-    ``network`` (``none`` or ``host``), with ``mounts``, named ``hostname``.
+    ``network`` (``none``, ``host``, ``bridge`` or a user-defined network's name), with
+    ``mounts``, named ``hostname``.
     ``cancel_fd`` (-1: none) turns readable when the build is stopped: the runner then kills
     the step and raises :class:`BuildCancelled`."""
 
@@ -732,9 +734,11 @@ class _Run:
 
         with contextlib.ExitStack() as stack:
             mounts = self.mounts(rp, tree, env, stack, loc)
+            # The primary group first, as Docker and podman list the step's groups.
+            groups = (who.gid, *(g for g in who.additional_gids if g != who.gid))
             request = RunRequest(image, self.store, rp.argv, tuple(env.items()), who.uid,
                                  who.gid, rp.workdir, rp.network, tuple(mounts),
-                                 groups=who.groups, cancel_fd=self.cancel.fileno())
+                                 groups=groups, cancel_fd=self.cancel.fileno())
             with self.b.runner.run(request, output) as outcome:
                 if outcome.exit_code != 0:
                     raise StepFailed(" ".join(rp.argv), outcome.exit_code, loc,
@@ -867,48 +871,13 @@ def _unlink(path: str) -> None:
         os.unlink(path)
 
 
-@attrs.frozen
-class _User:
-    uid: int
-    gid: int
-    groups: tuple[int, ...]
-    home: str
+def _user(spec: str, tree: ImageTree, location: SourceLocation | None) -> ImageUser:
+    """USER as Docker reads it: :func:`isolate.image.users.resolve_user` (runc's rules, on
+    the image's own passwd and group files only), its errors with the instruction's
+    location."""
+    from isolate.image.users import resolve_user
 
-
-def _user(spec: str, tree: ImageTree, location: SourceLocation | None) -> _User:
-    """USER as Docker reads it, from the image's own passwd/group files: the ids, the
-    supplementary groups (the primary one, then every group listing the user's name unless a
-    group was given), and HOME (the passwd entry's, else ``/``). An empty spec is root."""
-    from isolate.image.build.tree import parse_id_file
-
-    user, _, group = (spec or "0").partition(":")
-    entry: list[str] | None = None
-    for fields in parse_id_file(tree.read("/etc/passwd")):
-        if len(fields) > 3 and (fields[2] == user if user.isdigit() else fields[0] == user):
-            entry = fields
-            break
-    if entry is None and not user.isdigit():
-        raise BuildError(f"USER {spec}: unable to find user {user}: no matching entries "
-                         "in the image's passwd file", location)
-    uid, gid, home, name = int(user) if user.isdigit() else 0, 0, "/", None
-    if entry is not None:
-        uid = int(entry[2]) if entry[2].isdigit() else uid
-        gid = int(entry[3]) if entry[3].isdigit() else 0
-        home = (entry[5] if len(entry) > 5 else "") or "/"
-        name = entry[0]
-    groups: list[int] = []  # after the primary group, which Docker and podman list first
-    if group:
-        if group.isdigit():
-            gid = int(group)
-        else:
-            g = tree.group(group)
-            if g is None:
-                raise BuildError(f"USER {spec}: unable to find group {group}: no matching "
-                                 "entries in the image's group file", location)
-            gid = g
-    elif name is not None:
-        for fields in parse_id_file(tree.read("/etc/group")):
-            if len(fields) > 3 and fields[2].isdigit() and int(fields[2]) not in groups \
-                    and name in (m.strip() for m in fields[3].split(",")):
-                groups.append(int(fields[2]))
-    return _User(uid, gid, (gid, *(g for g in groups if g != gid)), home)
+    try:
+        return resolve_user(spec, (), tree.lowers)
+    except ConfigError as exc:
+        raise BuildError(f"USER {spec}: {exc}", location) from None

@@ -3,8 +3,9 @@
 Owns Docker's copy rules: a directory source copies its contents, a file goes into a
 destination that ends with ``/`` or is a directory, missing parent directories are made
 (``0755``, owned by ``--chown``'s user), existing ones keep the image's metadata;
-``--chown`` names are looked up in the image's own passwd and group files; ``--chmod``
-applies to every copied file and directory; modes and times of sources are kept. ``ADD``
+``--chown`` names are looked up in the image's own passwd and group files (as ``USER``'s, by
+:mod:`isolate.image.users`); ``--chmod`` applies to every copied file and directory; modes
+and times of sources are kept. ``ADD``
 also unpacks local tar archives (gzip, bzip2, xz, zstd) and downloads URLs (``--checksum``
 verified). Destination paths follow the image's symlinks inside the image (``/bin/x`` on a
 merged-/usr image lands in ``/usr/bin/x``). No container runs and nothing is mounted.
@@ -28,7 +29,7 @@ from typing import IO, Any
 
 import attrs
 
-from isolate.errors import UnsupportedError
+from isolate.errors import ConfigError, UnsupportedError
 from isolate.image.build.context import BuildContext, ContextEntry
 from isolate.image.build.errors import BuildError, SourceLocation
 from isolate.image.build.layer import LayerWriter
@@ -42,9 +43,10 @@ _GZIP, _BZIP2, _XZ, _ZSTD = b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f
 
 def resolve_chown(spec: str | None, tree: ImageTree, location: SourceLocation | None,
                   what: str = "COPY --chown") -> tuple[int, int] | None:
-    """``user[:group]`` as numbers, names looked up in the image (``tree``) only. A user
-    without a group gets its primary group (a numeric uid: the same number as gid), as
-    Docker does.
+    """``user[:group]`` as numbers, names resolved as ``USER``'s are
+    (:func:`isolate.image.users.resolve_user`: in the image of ``tree`` only). A user
+    without a group gets its primary group, and a numeric uid alone the same number as gid,
+    as BuildKit does.
 
     Raises:
         BuildError: a name the image's passwd or group file does not have.
@@ -52,24 +54,15 @@ def resolve_chown(spec: str | None, tree: ImageTree, location: SourceLocation | 
     if not spec:
         return None
     user, _, group = spec.partition(":")
-    if user.isdigit():
-        uid, gid = int(user), int(user)
-    else:
-        found = tree.user(user)
-        if found is None:
-            raise BuildError(f"{what}={spec}: unable to find user {user}: no matching entries "
-                             "in the image's passwd file", location)
-        uid, gid, _home = found
-    if group:
-        if group.isdigit():
-            gid = int(group)
-        else:
-            g = tree.group(group)
-            if g is None:
-                raise BuildError(f"{what}={spec}: unable to find group {group}: no matching "
-                                 "entries in the image's group file", location)
-            gid = g
-    return uid, gid
+    if user.isdigit() and not group:
+        return int(user), int(user)
+    from isolate.image.users import resolve_user
+
+    try:
+        who = resolve_user(spec, (), tree.lowers)
+    except ConfigError as exc:
+        raise BuildError(f"{what}={spec}: {exc}", location) from None
+    return who.uid, who.gid
 
 
 @attrs.frozen

@@ -621,9 +621,9 @@ def parse_instruction(node: Node, escape: str = "\\") -> Instruction:
         if isinstance(command, tuple) and node.heredocs:
             raise DockerfileError("RUN: heredocs cannot be used with the exec form", loc)
         network = flags.text("network")
-        if network is not None and network not in ("default", "none", "host"):
-            raise DockerfileError(f"RUN: unsupported network mode {network!r} (default, none "
-                                  "or host)", loc)
+        if network is not None and network not in ("default", "none", "host", "bridge"):
+            raise DockerfileError(f"RUN: unsupported network mode {network!r} (default, none, "
+                                  "host or bridge)", loc)
         security = flags.text("security")
         if security is not None and security not in ("sandbox", "insecure"):
             raise DockerfileError(f"RUN: unsupported security mode {security!r}", loc)

@@ -132,10 +132,20 @@ class Secret:
                              f"{exc.strerror}") from exc
 
 
+_NETWORK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def _network_mode(value: str) -> str:
+    """``default`` is the build's default, ``host``."""
+    return "host" if value == "default" else value
+
+
 def _network(_: object, attribute: attrs.Attribute[str], value: str) -> None:
-    if value not in ("none", "host"):
-        raise DockerfileError(f"--network {value!r}: isolate builds with 'none' or 'host' "
-                              "networking (bridge networks are not available yet)")
+    if value in ("none", "host", "bridge"):
+        return
+    if value in ("pasta", "slirp4netns") or not _NETWORK_NAME.fullmatch(value):
+        raise DockerfileError(f"--network {value!r}: RUN steps run on 'host' (the default), "
+                              "'none', 'bridge' or a user-defined network's name")
 
 
 def _str_map(value: Mapping[str, str] | Sequence[tuple[str, str]]) -> dict[str, str]:
@@ -150,15 +160,16 @@ def _secrets(value: Iterable[Secret | str]) -> tuple[Secret, ...]:
 class BuildOptions:
     """What a build is asked to do besides the Dockerfile: ``build_args``, ``target``
     stage, extra ``labels`` for the image, ``no_cache``, ``pull`` (always pull base images),
-    the ``network`` of RUN steps (``host``: the only way out until bridge networks land;
-    ``none``), ``platform`` (only this machine's) and ``secrets``."""
+    the ``network`` of RUN steps (``host``, the default -- ``default`` means it too --,
+    ``none``, ``bridge`` or a user-defined network's name, as the classic ``docker build``
+    takes them), ``platform`` (only this machine's) and ``secrets``."""
 
     build_args: Mapping[str, str] = attrs.field(factory=dict, converter=_str_map, hash=False)
     target: str | None = None
     labels: Mapping[str, str] = attrs.field(factory=dict, converter=_str_map, hash=False)
     no_cache: bool = False
     pull: bool = False
-    network: str = attrs.field(default="host", validator=_network)
+    network: str = attrs.field(default="host", converter=_network_mode, validator=_network)
     platform: str | None = None
     secrets: tuple[Secret, ...] = attrs.field(default=(), converter=_secrets)
 

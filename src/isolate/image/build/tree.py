@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 
 import attrs
 
-__all__ = ["ImageTree", "TreeEntry", "parse_id_file"]
+__all__ = ["ImageTree", "TreeEntry"]
 
 _OPAQUE = ("trusted.overlay.opaque", "user.overlay.opaque")
 _MAX_SYMLINKS = 40
@@ -192,27 +192,3 @@ class ImageTree:
             return None
         with os.fdopen(fd, "rb") as f:
             return f.read(limit)
-
-    def user(self, name: str) -> tuple[int, int, str] | None:
-        """(uid, primary gid, home) of user ``name`` in the image's ``/etc/passwd``."""
-        for fields in parse_id_file(self.read("/etc/passwd")):
-            if fields[0] == name and len(fields) >= 4 and fields[2].isdigit() \
-                    and fields[3].isdigit():
-                return int(fields[2]), int(fields[3]), fields[5] if len(fields) > 5 else ""
-        return None
-
-    def group(self, name: str) -> int | None:
-        """The gid of group ``name`` in the image's ``/etc/group``."""
-        for fields in parse_id_file(self.read("/etc/group")):
-            if fields[0] == name and len(fields) >= 3 and fields[2].isdigit():
-                return int(fields[2])
-        return None
-
-
-def parse_id_file(data: bytes | None) -> Iterator[list[str]]:
-    """The colon-separated fields of each line of a passwd/group file (comments skipped)."""
-    if not data:
-        return
-    for line in data.decode("utf-8", "replace").splitlines():
-        if line and not line.startswith("#"):
-            yield line.split(":")
