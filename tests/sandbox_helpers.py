@@ -95,9 +95,15 @@ def children_of(pid: int) -> list[int]:
 
 
 def open_fds() -> dict[int, str]:
-    """This process's fds and what they point at."""
+    """This process's fds and what they point at (but the device programs isolate keeps
+    loaded for the next cgroup: a cache, not a leak)."""
+    from isolate.cgroups.devices import kept_program_fds
+
+    kept = {str(fd) for fd in kept_program_fds()}
     out = {}
     for name in os.listdir("/proc/self/fd"):
+        if name in kept:
+            continue
         try:
             out[int(name)] = os.readlink(f"/proc/self/fd/{name}")
         except OSError:

@@ -95,8 +95,13 @@ def _children() -> frozenset[str]:
 
 
 def _fds() -> frozenset[str]:
+    from isolate.cgroups.devices import kept_program_fds
+
+    kept = {str(fd) for fd in kept_program_fds()}  # isolate's own cache, not a leak
     out = set()
     for fd in os.listdir("/proc/self/fd"):
+        if fd in kept:
+            continue
         try:
             target = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:

@@ -829,7 +829,8 @@ class Plan:
     a time namespace); ``reset_signals`` restores default signal dispositions and an empty mask
     before exec; ``share_files`` (VFORK only) shares our fd table, so what OPEN ops open is
     ours (such a plan may not close fds: no FDS or KEEP_FDS op); ``cgroup_fd`` is a cgroup v2
-    directory fd to clone into (``CLONE_INTO_CGROUP``, FORK mode), -1 for none.
+    directory fd to clone into (``CLONE_INTO_CGROUP``; in VFORK mode only where
+    ``isolate._sys.vfork_into_cgroup_works()``), -1 for none.
 
     Add ops with :meth:`add` and :meth:`extend`, in the order the child must run them;
     :func:`isolate.lowlevel.spawn` runs the plan. :meth:`check` validates it, :meth:`encode`
@@ -1304,9 +1305,10 @@ def loopback_up(*, note: str = "") -> Op:
 
 
 def cgroup_join(procs_fd: FdArg, *, note: str = "") -> Op:
-    """Move the child into a cgroup by writing ``0`` to the ``cgroup.procs`` file open
-    (for writing) at ``procs_fd``; one op per hierarchy on cgroup v1
-    (:meth:`isolate.cgroups.CGroup.procs_files`). Put it first, so nothing runs outside the
+    """Move the child into a cgroup by writing ``0`` to the ``cgroup.procs`` (or v1
+    ``tasks``) file open (for writing) at ``procs_fd``; one op per hierarchy on cgroup v1
+    (:meth:`isolate.cgroups.CGroup.join_files`: a v1 ``tasks`` write of the child's only
+    thread skips the kernel's global lock). Put it first, so nothing runs outside the
     limits; on cgroup v2, :attr:`Plan.cgroup_fd` clones straight into the group instead.
 
     Raises:

@@ -8,6 +8,7 @@ by the layers above.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import struct
 from typing import Any
@@ -36,6 +37,7 @@ __all__ = [
     "spawn",
     "umount2",
     "unshare",
+    "vfork_into_cgroup_works",
 ]
 
 _lib: Any = lib
@@ -284,6 +286,22 @@ def bpf_prog_attach(target_fd: int, prog_fd: int, attach_type: int, flags: int =
 def clone3_works() -> bool:
     """Whether the kernel has clone3 (asks it once per call). Raises nothing."""
     return bool(_lib.iso_clone3_works())
+
+
+@functools.lru_cache(maxsize=1)
+def vfork_into_cgroup_works() -> bool:
+    """Whether a VFORK plan may carry a ``cgroup_fd`` (``clone3`` with ``CLONE_VM`` and
+    ``CLONE_INTO_CGROUP``: this build has the wrapper, for x86-64, and the kernel clone3;
+    CLONE_INTO_CGROUP itself needs Linux 5.7). Asked once. Raises nothing."""
+    return bool(_lib.iso_vfork_into_cgroup_works()) and _kernel_at_least(5, 7)
+
+
+def _kernel_at_least(major: int, minor: int) -> bool:
+    try:
+        got = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2])
+    except ValueError:
+        return False
+    return got >= (major, minor)
 
 
 def spawn(plan: bytearray) -> tuple[int, int]:

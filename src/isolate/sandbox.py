@@ -269,15 +269,16 @@ def _shared_root(rc: RuntimeConfig, host: tuple[object, ...]) -> tuple[Op, ...]:
 
 @functools.lru_cache(maxsize=16)
 def _template(rc: RuntimeConfig, namespaces: tuple[tuple[NamespaceKind, int], ...],
-              cgroup_fds: tuple[int, ...], parent_pidfd: int, init_fd: int,
-              host: tuple[object, ...]) -> runtime.ProcessTemplate:
+              cgroup_fds: tuple[int, ...], cgroup_dir_fd: int, parent_pidfd: int,
+              init_fd: int, host: tuple[object, ...]) -> runtime.ProcessTemplate:
     """The process plan of a sandbox whose shared namespaces (and cgroup files, pidfd of the
     caller, init binary) are at these fd numbers: a later sandbox gets the same numbers when
     the last one closed its fds, so a fresh sandbox per run reuses it."""
     from isolate import runtime
 
     return runtime.ProcessTemplate(rc, dict(namespaces), cgroup_fds=cgroup_fds,
-                                   parent_pidfd=parent_pidfd, init_fd=init_fd)
+                                   cgroup_dir_fd=cgroup_dir_fd, parent_pidfd=parent_pidfd,
+                                   init_fd=init_fd)
 
 
 def _controllers_for(limits: Limits | None, layout: Layout, devices: bool) -> set[str]:
@@ -495,6 +496,7 @@ class Sandbox:
         self._namespaces: dict[NamespaceKind, int] = {}
         self.cgroup: CGroup | None = None
         self._cgroup_fds: list[int] = []
+        self._cgroup_dir_fd = -1  # its v2 directory, to clone processes into (-1: none)
         self._image_root: ImageRoot | None = None
         self._parent_pidfd = -1
         self._init_fd = -1
@@ -565,12 +567,13 @@ class Sandbox:
                     self._init_fd = os.open(init_path, os.O_PATH | os.O_CLOEXEC)
             if image_root is None:
                 self._compiled = _template(rc, tuple(self._namespaces.items()),
-                                           tuple(self._cgroup_fds), self._parent_pidfd,
-                                           self._init_fd, host)
+                                           tuple(self._cgroup_fds), self._cgroup_dir_fd,
+                                           self._parent_pidfd, self._init_fd, host)
             else:
                 mount_join, after_user = image_root.mount_join()
                 self._compiled = runtime.ProcessTemplate(
-                    rc, self._namespaces, cgroup_fds=self._cgroup_fds, mount_join=mount_join,
+                    rc, self._namespaces, cgroup_fds=self._cgroup_fds,
+                    cgroup_dir_fd=self._cgroup_dir_fd, mount_join=mount_join,
                     join_after_user=after_user, root=image_root.overlay_op(0),
                     per_process_root=(not self.config.readonly
                                       and image_root.upper_per_process),
@@ -685,8 +688,18 @@ class Sandbox:
             return
         if not cfg.privileged and not self._set_device_policy():
             controllers.discard("devices")
-        for path in self.cgroup.procs_files(controllers):
-            self._cgroup_fds.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
+        from isolate import _sys
+
+        into = _sys.vfork_into_cgroup_works()
+        for path in self.cgroup.join_files(controllers):
+            if into and os.path.basename(path) == "cgroup.procs":
+                # The v2 hierarchy: each process is cloned straight into the group
+                # (CLONE_INTO_CGROUP), which spares it the cgroup.procs write and the kernel
+                # lock that write takes (an RCU grace period after a quiet moment).
+                self._cgroup_dir_fd = os.open(os.path.dirname(path),
+                                              os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            else:
+                self._cgroup_fds.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
 
     def _set_device_policy(self) -> bool:
         """Docker's device allow-list plus the sandbox's devices, on its cgroup; False where
@@ -806,6 +819,9 @@ class Sandbox:
     def _release_resources(self, error: BaseException | None) -> None:
         namespaces, self._namespaces = self._namespaces, {}
         fds, self._cgroup_fds = self._cgroup_fds, []
+        if self._cgroup_dir_fd >= 0:
+            fds.append(self._cgroup_dir_fd)
+            self._cgroup_dir_fd = -1
         if self._parent_pidfd >= 0:
             fds.append(self._parent_pidfd)
             self._parent_pidfd = -1

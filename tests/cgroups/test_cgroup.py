@@ -271,13 +271,9 @@ def test_bad_names_are_config_errors(parents: dict[str, CGroup], name: str) -> N
         CGroup.create(name, parent=parents["host"])
 
 
-def test_a_child_joins_by_writing_zero_to_every_procs_file(
-    make_cgroup: MakeCgroup, layout_name: str
-) -> None:
-    """The spawner's contract: a child places itself before exec via procs_files()."""
-    cg = make_cgroup(layout_name)
-    files = cg.procs_files()
-    assert len(files) == len(cg.layout.hierarchies)
+def _join_by_writing_zero(cg: CGroup, files: list[str]) -> None:
+    """A fresh interpreter (one thread) writes "0" to each of ``files``: then it is the
+    group's one member, in every hierarchy."""
     code = ("import sys, time\n"
             "for f in sys.argv[1:]:\n"
             "    open(f, 'w').write('0')\n"
@@ -292,6 +288,16 @@ def test_a_child_joins_by_writing_zero_to_every_procs_file(
         finally:
             p.kill()
             p.wait()
+
+
+def test_a_child_joins_by_writing_zero_to_every_procs_file(
+    make_cgroup: MakeCgroup, layout_name: str
+) -> None:
+    """The spawner's contract: a child places itself before exec via procs_files()."""
+    cg = make_cgroup(layout_name)
+    files = cg.procs_files()
+    assert len(files) == len(cg.layout.hierarchies)
+    _join_by_writing_zero(cg, files)
 
 
 def test_create_with_a_refused_limit_leaves_nothing_behind(
@@ -411,3 +417,23 @@ def test_a_group_refuses_to_kill_or_delete_the_process_that_asks(
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == [str(errno.EDEADLK)] * 2
     assert cg.exists()
+
+
+def test_a_single_threaded_child_joins_through_the_join_files(
+    make_cgroup: MakeCgroup, layout_name: str
+) -> None:
+    """join_files(): v1 ``tasks`` (the writer's only thread is the whole process, and the
+    kernel takes no global lock for it), the v2 ``cgroup.procs``; the child is then a member
+    in every hierarchy, as through procs_files()."""
+    cg = make_cgroup(layout_name)
+    files = cg.join_files()
+    assert len(files) == len(cg.layout.hierarchies)
+    for h, f in zip(cg.layout.hierarchies, files, strict=True):
+        assert os.path.basename(f) == ("cgroup.procs" if h.version == 2 else "tasks"), f
+    assert [os.path.dirname(f) for f in files] == \
+        [os.path.dirname(f) for f in cg.procs_files()]
+    v1 = [h for h in cg.layout.hierarchies if h.version == 1]
+    if v1:
+        some = cg.join_files(sorted(v1[0].controllers))
+        assert len(some) == len(cg.layout.hierarchies) - len(v1) + 1
+    _join_by_writing_zero(cg, files)

@@ -11,12 +11,12 @@ import json
 import os
 import stat
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from isolate.cgroups import DEFAULT_RULES, CGroup, DeviceRule
+from isolate.cgroups import DEFAULT_RULES, CGroup, DeviceRule, devices
 from isolate.cgroups.devices import compile_program, rule_for_node
 from isolate.errors import ConfigError
 
@@ -121,3 +121,112 @@ def test_rules_are_validated() -> None:
         rule_for_node("/")
     # One block per rule, each at most four tests, a move and an exit, around a fixed frame.
     assert len(compile_program(DEFAULT_RULES)) // 8 <= 7 + 6 * len(DEFAULT_RULES) + 2
+
+
+# -- the loaded program is kept per rule set --------------------------------------------------
+
+@pytest.fixture
+def v2_layout(parents: dict[str, CGroup]) -> Iterator[str]:
+    """The v2 view (device programs only), with the program cache empty before and after."""
+    if "v2" not in parents:
+        pytest.skip("this host has no v2 hierarchy, where device programs live")
+    devices.forget_programs()
+    yield "v2"
+    devices.forget_programs()
+
+
+def _program_fd_target(fd: int) -> str:
+    return os.readlink(f"/proc/self/fd/{fd}")
+
+
+def test_a_kept_program_serves_a_second_cgroup_and_still_enforces_the_list(
+        v2_layout: str, make_cgroup: Callable[..., CGroup],
+        spawn: Callable[..., subprocess.Popen[bytes]], nodes: Path) -> None:
+    first = make_cgroup(v2_layout)
+    first.set_devices(DEFAULT_RULES)
+    kept = devices.kept_program_fds()
+    assert len(kept) == 1 and _program_fd_target(next(iter(kept))) == "anon_inode:bpf-prog"
+    second = make_cgroup(v2_layout)
+    second.set_devices(list(DEFAULT_RULES))  # equal rules, another sequence: the same program
+    assert devices.kept_program_fds() == kept
+    first.delete()  # the first group's attachment goes; the kept program serves on
+    tries = [(str(nodes / "null"), "r"), (str(nodes / "zero"), "w"), (str(nodes / "kvm"), "r"),
+             (str(nodes / "loop0"), "r")]
+    got = _try(spawn, second, tries)
+    assert {k: _allowed(v) for k, v in got.items()} == {
+        "null:r": True, "zero:w": True, "kvm:r": False, "loop0:r": False}, got
+    third = make_cgroup(v2_layout)
+    third.set_devices(DEFAULT_RULES)
+    assert devices.kept_program_fds() == kept
+    assert _try(spawn, third, tries) == got
+
+
+def test_other_rules_get_their_own_program_and_the_oldest_is_dropped(
+        v2_layout: str, make_cgroup: Callable[..., CGroup],
+        spawn: Callable[..., subprocess.Popen[bytes]], nodes: Path) -> None:
+    plain = make_cgroup(v2_layout)
+    plain.set_devices(DEFAULT_RULES)
+    (default_fd,) = devices.kept_program_fds()
+    kvm = make_cgroup(v2_layout)
+    kvm.set_devices([*DEFAULT_RULES, rule_for_node(str(nodes / "kvm"))])
+    assert len(devices.kept_program_fds()) == 2
+    assert default_fd in devices.kept_program_fds()
+    tries = [(str(nodes / "kvm"), "r"), (str(nodes / "fuse"), "r")]
+    assert {k: _allowed(v) for k, v in _try(spawn, kvm, tries).items()} == \
+        {"kvm:r": True, "fuse:r": False}
+    assert {k: _allowed(v) for k, v in _try(spawn, plain, tries).items()} == \
+        {"kvm:r": False, "fuse:r": False}
+    # More rule sets than are kept: the least recently used (the default list) is closed.
+    for minor in range(devices._KEEP - 1):
+        make_cgroup(v2_layout).set_devices([DeviceRule("c", 10, 100 + minor)])
+    assert len(devices.kept_program_fds()) == devices._KEEP
+    assert default_fd not in devices.kept_program_fds()
+    again = make_cgroup(v2_layout)
+    again.set_devices(DEFAULT_RULES)  # loaded anew
+    assert {k: _allowed(v) for k, v in _try(spawn, again, tries).items()} == \
+        {"kvm:r": False, "fuse:r": False}
+    devices.forget_programs()
+    assert devices.kept_program_fds() == frozenset()
+
+
+def test_a_kept_program_closed_behind_its_back_is_loaded_anew(
+        v2_layout: str, make_cgroup: Callable[..., CGroup],
+        spawn: Callable[..., subprocess.Popen[bytes]], nodes: Path) -> None:
+    make_cgroup(v2_layout).set_devices(DEFAULT_RULES)
+    (fd,) = devices.kept_program_fds()
+    os.close(fd)
+    placeholder = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)  # takes the number, maybe
+    try:
+        cg = make_cgroup(v2_layout)
+        cg.set_devices(DEFAULT_RULES)
+        assert os.readlink(f"/proc/self/fd/{placeholder}") == "/dev/null"  # not closed by us
+        (now,) = devices.kept_program_fds()
+        assert now != placeholder and _program_fd_target(now) == "anon_inode:bpf-prog"
+        got = _try(spawn, cg, [(str(nodes / "null"), "r"), (str(nodes / "kvm"), "r")])
+        assert got["null:r"] == "ok" and got["kvm:r"] == "EPERM", got
+    finally:
+        os.close(placeholder)
+
+
+def test_a_forked_child_loads_its_own_program_and_leaves_the_parents(
+        v2_layout: str, make_cgroup: Callable[..., CGroup],
+        spawn: Callable[..., subprocess.Popen[bytes]], nodes: Path) -> None:
+    make_cgroup(v2_layout).set_devices(DEFAULT_RULES)
+    (mine,) = devices.kept_program_fds()
+    theirs = make_cgroup(v2_layout)
+    pid = os.fork()
+    if pid == 0:  # the child: the kept fd is a copy of ours, never reused nor trusted here
+        code = 1
+        try:
+            if devices.kept_program_fds() == frozenset():
+                theirs.set_devices(DEFAULT_RULES)  # loads one of its own
+                code = 0 if len(devices.kept_program_fds()) == 1 else 2
+                devices.forget_programs()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert devices.kept_program_fds() == {mine}
+    assert os.readlink(f"/proc/self/fd/{mine}") == "anon_inode:bpf-prog"
+    got = _try(spawn, theirs, [(str(nodes / "null"), "r"), (str(nodes / "kvm"), "r")])
+    assert got["null:r"] == "ok" and got["kvm:r"] == "EPERM", got

@@ -179,6 +179,7 @@ int iso_fsconfig(int fd, unsigned int cmd, const char *key, const void *value, i
 int iso_fsmount(int fd, unsigned int flags, unsigned int attr_flags);
 int iso_openat2(int dfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve);
 int iso_clone3_works(void);
+int iso_vfork_into_cgroup_works(void); /* VFORK plans may have a cgroup_fd */
 int iso_bpf(int cmd, void *attr, unsigned int size);
 /* Layer extraction fast path (extract.c). Python reads and decompresses the stream and feeds
  * it here in big chunks; C unpacks the common entries (plain ustar/GNU regular files,

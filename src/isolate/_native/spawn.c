@@ -262,6 +262,45 @@ int iso_clone3_works(void)
     return !(r < 0 && errno == ENOSYS);
 }
 
+/* clone3 for a child that runs in our memory (CLONE_VM) on its own stack, for flags glibc's
+ * clone() cannot pass (CLONE_INTO_CGROUP): glibc exports no clone3 wrapper. The child runs
+ * fn(arg) on the new stack and exits with its result; the parent gets the pid or -errno. The
+ * syscall keeps every register but rax, rcx and r11, in the child too, so fn and arg ride in
+ * r8 and r9; the stack top is 16-byte aligned, and the call makes fn's frame as the ABI wants. */
+#if defined(__x86_64__)
+#define ISO_HAVE_CLONE3_VM 1
+__attribute__((visibility("hidden"))) long iso_clone3_vm(struct iso_clone_args *args,
+                                                         size_t size, int (*fn)(void *),
+                                                         void *arg);
+__asm__(".text\n"
+        ".globl iso_clone3_vm\n"
+        ".hidden iso_clone3_vm\n"
+        ".type iso_clone3_vm, @function\n"
+        "iso_clone3_vm:\n"
+        "    mov %rdx, %r8\n"
+        "    mov %rcx, %r9\n"
+        "    mov $435, %eax\n" /* SYS_clone3 */
+        "    syscall\n"
+        "    test %rax, %rax\n"
+        "    jz 1f\n"
+        "    ret\n"
+        "1:  xor %ebp, %ebp\n"
+        "    mov %r9, %rdi\n"
+        "    call *%r8\n"
+        "    mov %eax, %edi\n"
+        "    mov $60, %eax\n" /* SYS_exit */
+        "    syscall\n"
+        "    hlt\n"
+        ".size iso_clone3_vm, .-iso_clone3_vm\n");
+#else
+#define ISO_HAVE_CLONE3_VM 0
+#endif
+
+int iso_vfork_into_cgroup_works(void)
+{
+    return ISO_HAVE_CLONE3_VM && iso_clone3_works();
+}
+
 /* ---- the child ---------------------------------------------------------------------------- */
 
 struct child_state {
@@ -1788,11 +1827,31 @@ int iso_spawn(uint8_t *plan, size_t len, struct iso_spawn_result *out)
         st.grand_stack = stack + ISO_STACK_SIZE;
         st.dumpable = caller_dumpable();
         shared_vm_begin();
-        pid = clone(child_main, stack + ISO_STACK_SIZE,
-                    CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD | (int)h->clone_flags |
-                        ((h->flags & ISO_PLAN_SHARE_FILES) ? CLONE_FILES : 0),
-                    &st, &pidfd);
-        out->err = errno;
+        uint64_t flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | h->clone_flags |
+                         ((h->flags & ISO_PLAN_SHARE_FILES) ? CLONE_FILES : 0);
+        if (h->cgroup_fd >= 0) {
+#if ISO_HAVE_CLONE3_VM
+            /* Born in the v2 group: no cgroup.procs write, which takes the kernel's global
+             * threadgroup lock for writing (an RCU grace period after a quiet moment). */
+            struct iso_clone_args args;
+            memset(&args, 0, sizeof args);
+            args.flags = flags | CLONE_INTO_CGROUP;
+            args.pidfd = (uint64_t)(uintptr_t)&pidfd;
+            args.exit_signal = SIGCHLD;
+            args.stack = (uint64_t)(uintptr_t)stack;
+            args.stack_size = ISO_STACK_SIZE;
+            args.cgroup = (uint64_t)h->cgroup_fd;
+            long r = iso_clone3_vm(&args, sizeof args, child_main, &st);
+            pid = r < 0 ? -1 : (pid_t)r;
+            out->err = r < 0 ? (int)-r : 0;
+#else
+            pid = -1;
+            out->err = ENOSYS;
+#endif
+        } else {
+            pid = clone(child_main, stack + ISO_STACK_SIZE, (int)flags | SIGCHLD, &st, &pidfd);
+            out->err = errno;
+        }
         shared_vm_end();
     } else {
         st.dumpable = caller_dumpable();

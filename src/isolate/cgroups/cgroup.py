@@ -510,6 +510,25 @@ class CGroup:
                 for h in self._layout.hierarchies
                 if h.version == 2 or h.controllers & wanted]
 
+    def join_files(self, controllers: Iterable[str] | None = None) -> list[str]:
+        """The files a new, single-threaded child writes ``"0"`` to, one per hierarchy, to
+        join the group before it execs: ``cgroup.procs`` in the v2 hierarchy, ``tasks`` in
+        each v1 one (with ``controllers``, only the v1 hierarchies of those and the v2 one,
+        as :meth:`procs_files`).
+
+        A v1 ``tasks`` write moves the writing thread alone, which for a process of one
+        thread is the whole process, and for the calling thread the kernel takes no global
+        lock: a ``cgroup.procs`` write takes ``cgroup_threadgroup_rwsem`` for writing, which
+        waits for an RCU grace period (5-12 ms here) unless another move happened moments
+        before. A v2 ``cgroup.threads`` write cannot do the same (it moves threads only
+        within one resource domain), so the v2 hierarchy keeps ``cgroup.procs`` (or
+        ``CLONE_INTO_CGROUP``). Only for a child that has not started a thread.
+        """
+        wanted = None if controllers is None else set(controllers)
+        return [os.path.join(self._dirs[h.key], "cgroup.procs" if h.version == 2 else "tasks")
+                for h in self._layout.hierarchies
+                if h.version == 2 or wanted is None or h.controllers & wanted]
+
     def open_v2_dir(self) -> int:
         """Open the group's directory (O_PATH-free O_DIRECTORY|O_CLOEXEC) for CLONE_INTO_CGROUP.
 
@@ -819,6 +838,8 @@ class CGroup:
             except OSError:
                 continue
             for name in names:
+                if not name.startswith("cg-"):
+                    continue  # control files, and groups named by their makers (cheap test)
                 if _GENERATED.match(name):
                     _remove_if_unheld(os.path.join(base, name))
                     continue

@@ -16,13 +16,15 @@ import errno
 import os
 import stat
 import struct
+import threading
 from collections.abc import Sequence
 
 import attrs
 
 from isolate.errors import CgroupError, ConfigError, IsolateOSError, UnsupportedError
 
-__all__ = ["DEFAULT_RULES", "DeviceRule", "attach_program", "compile_program", "rule_for_node"]
+__all__ = ["DEFAULT_RULES", "DeviceRule", "attach_program", "compile_program", "forget_programs",
+           "kept_program_fds", "rule_for_node"]
 
 _TYPES = {"c": 2, "b": 1, "a": 0}  # BPF_DEVCG_DEV_CHAR, BPF_DEVCG_DEV_BLOCK; "a": either
 _ACCESS = {"m": 1, "r": 2, "w": 4}  # BPF_DEVCG_ACC_MKNOD, _READ, _WRITE (as v1's ACC_*)
@@ -153,11 +155,96 @@ def compile_program(rules: Sequence[DeviceRule]) -> bytes:
     return b"".join(out)
 
 
+#: Loaded programs this process keeps, by rule set, oldest first: loading one is a verifier
+#: run (0.4 ms here, more under load) per start, attaching a kept one is not. A few only, each
+#: an fd; in a forked child they are the parent's copies (dropped, below).
+_KEEP = 4
+_kept: dict[tuple[DeviceRule, ...], tuple[int, int]] = {}  # rules -> (fd, prog_id)
+_kept_pid = os.getpid()
+_kept_lock = threading.RLock()  # held from the lookup to the attach: no eviction between
+
+
+def _after_fork_in_child() -> None:
+    # Another thread may have held the lock at fork; the kept fds are dropped on next use.
+    global _kept_lock
+    _kept_lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _prog_id(fd: int) -> int | None:
+    """The id of the BPF program open at ``fd``, None if ``fd`` holds no program (closed by
+    someone else, or the number reused)."""
+    try:
+        with open(f"/proc/self/fdinfo/{fd}", "rb") as f:
+            info = f.read()
+    except OSError:
+        return None
+    for line in info.splitlines():
+        if line.startswith(b"prog_id:"):
+            return int(line.split()[1])
+    return None
+
+
+def _program(rules: Sequence[DeviceRule]) -> int:
+    """An fd of the loaded program for ``rules``, kept for the next caller with the same
+    rules. Raises IsolateOSError (from the load)."""
+    global _kept_pid
+    from isolate import _sys  # the native core: only where a program is attached
+
+    key = tuple(rules)
+    with _kept_lock:
+        if _kept_pid != os.getpid():  # a forked child: the fds are copies of the parent's
+            _forget_locked()
+            _kept_pid = os.getpid()
+        held = _kept.pop(key, None)
+        if held is not None and _prog_id(held[0]) != held[1]:
+            held = None  # its fd was closed behind our back: never close that number
+        if held is None:
+            fd = _sys.bpf_prog_load(BPF_PROG_TYPE_CGROUP_DEVICE, compile_program(key))
+            prog_id = _prog_id(fd)
+            held = (fd, -1 if prog_id is None else prog_id)
+        _kept[key] = held  # the newest last
+        while len(_kept) > _KEEP:
+            old = next(iter(_kept))
+            os.close(_kept.pop(old)[0])
+        return held[0]
+
+
+def _forget_locked() -> None:
+    for fd, prog_id in _kept.values():
+        if _prog_id(fd) == prog_id:
+            os.close(fd)
+    _kept.clear()
+
+
+def forget_programs() -> None:
+    """Close the device programs this process keeps loaded (cgroups they are attached to
+    keep theirs); the next :func:`attach_program` loads anew. Raises nothing."""
+    with _kept_lock:
+        if _kept_pid == os.getpid():
+            _forget_locked()
+        else:
+            _kept.clear()
+
+
+def kept_program_fds() -> frozenset[int]:
+    """The fds of the device programs this process keeps loaded for the next
+    :func:`attach_program` (at most a few; :func:`forget_programs` closes them).
+    Raises nothing."""
+    with _kept_lock:
+        return frozenset(fd for fd, _ in _kept.values()) if _kept_pid == os.getpid() \
+            else frozenset()
+
+
 def attach_program(directory: str, rules: Sequence[DeviceRule]) -> None:
-    """Load the program for ``rules`` and attach it to the v2 cgroup ``directory``.
+    """Attach the program for ``rules`` to the v2 cgroup ``directory``.
 
     It is attached with ``BPF_F_ALLOW_MULTI``: the kernel runs it and any an ancestor has,
     and a device must pass all of them. The cgroup holds the program; it goes with the cgroup.
+    The loaded program is kept (an fd of this process, :func:`kept_program_fds`) for the
+    next cgroup with the same rules: one program serves any number of cgroups.
 
     Raises:
         UnsupportedError: the kernel refuses to load it (EPERM: not root, ENOSYS: no BPF).
@@ -166,24 +253,24 @@ def attach_program(directory: str, rules: Sequence[DeviceRule]) -> None:
     from isolate import _sys  # the native core: only where a program is attached
 
     try:
-        prog = _sys.bpf_prog_load(BPF_PROG_TYPE_CGROUP_DEVICE, compile_program(rules))
-    except IsolateOSError as exc:
-        if exc.errno in (errno.EPERM, errno.ENOSYS):
-            raise UnsupportedError(f"cannot load a device program for cgroup {directory}: "
-                                   f"{exc}", missing="cgroup device programs") from exc
-        raise
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise CgroupError(exc.errno or errno.EIO, f"cannot open cgroup {directory}",
+                          directory, step="devices") from exc
     try:
-        try:
-            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError as exc:
-            raise CgroupError(exc.errno or errno.EIO, f"cannot open cgroup {directory}",
-                              directory, step="devices") from exc
-        try:
-            _sys.bpf_prog_attach(fd, prog, BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI)
-        except IsolateOSError as exc:
-            raise CgroupError(exc.errno or errno.EIO, f"cannot attach the device program to "
-                              f"cgroup {directory}", directory, step="devices") from exc
-        finally:
-            os.close(fd)
+        with _kept_lock:
+            try:
+                prog = _program(rules)
+            except IsolateOSError as exc:
+                if exc.errno in (errno.EPERM, errno.ENOSYS):
+                    raise UnsupportedError(f"cannot load a device program for cgroup "
+                                           f"{directory}: {exc}",
+                                           missing="cgroup device programs") from exc
+                raise
+            try:
+                _sys.bpf_prog_attach(fd, prog, BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI)
+            except IsolateOSError as exc:
+                raise CgroupError(exc.errno or errno.EIO, f"cannot attach the device program "
+                                  f"to cgroup {directory}", directory, step="devices") from exc
     finally:
-        os.close(prog)
+        os.close(fd)

@@ -1150,8 +1150,19 @@ class Container:
                                  options=("userxattr",) if record.get("userxattr") else (),
                                  note=f"mount the root of container {self.short_id}")
             cgroup_fds: list[int] = []
+            cgroup_dir_fd = -1
             if cgroup is not None:
-                for path in cgroup.procs_files(_joined_controllers(cfg, devices)):
+                from isolate import _sys
+
+                into = _sys.vfork_into_cgroup_works()
+                for path in cgroup.join_files(_joined_controllers(cfg, devices)):
+                    if into and os.path.basename(path) == "cgroup.procs":
+                        # Born in the v2 group (CLONE_INTO_CGROUP): no cgroup.procs write,
+                        # whose kernel lock waits for an RCU grace period after a quiet time.
+                        cgroup_dir_fd = os.open(os.path.dirname(path),
+                                                os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                        fds.append(cgroup_dir_fd)
+                        continue
                     cgroup_fds.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
                     fds.append(cgroup_fds[-1])
             oom_dir = None
@@ -1162,9 +1173,10 @@ class Container:
                 ends = _EndOfRun(tuple(sorted(set(cgroup.dirs.values()))) if cgroup else (),
                                  cfg.auto_remove or bool(setup.facts))
                 pid, sup_pid = self._start_shim(rc, root, cgroup_fds, fds, oom_dir, size,
-                                                ends)
+                                                ends, cgroup_dir_fd=cgroup_dir_fd)
             else:
-                pid, sup_pid = self._start_inprocess(rc, root, cgroup_fds, fds, oom_dir)
+                pid, sup_pid = self._start_inprocess(rc, root, cgroup_fds, fds, oom_dir,
+                                                     cgroup_dir_fd=cgroup_dir_fd)
         except BaseException as exc:
             failed = attrs.evolve(st, error=str(exc), exit_code=_start_exit_code(exc))
             self._release_run(attrs.evolve(failed, cgroup=cgroup.dirs if cgroup else None),
@@ -1180,7 +1192,8 @@ class Container:
             cgroup=dict(cgroup.dirs) if cgroup is not None else None))
 
     def _start_inprocess(self, rc: RuntimeConfig, root: Any, cgroup_fds: Sequence[int],
-                         fds: builtins.list[int], oom_dir: str | None) -> tuple[int, int]:
+                         fds: builtins.list[int], oom_dir: str | None, *,
+                         cgroup_dir_fd: int = -1) -> tuple[int, int]:
         """The first process as a child of this process (dies with it)."""
         from isolate.container._inprocess import InProcessSupervisor
         from isolate.runtime import container_plan
@@ -1190,7 +1203,7 @@ class Container:
 
         def make_plan(stdio: Sequence[tuple[int, int]]) -> Any:
             return container_plan(rc, root=root, cgroup_fds=cgroup_fds, fds=stdio,
-                                  parent_pidfd=parent)
+                                  parent_pidfd=parent, cgroup_dir_fd=cgroup_dir_fd)
 
         return InProcessSupervisor(self.dir).start(make_plan, log=self.log_path,
                                                    oom_cgroup=oom_dir, on_end=self._after_end)
@@ -1198,7 +1211,8 @@ class Container:
     def _start_shim(self, rc: RuntimeConfig, root: Any, cgroup_fds: Sequence[int],
                     fds: builtins.list[int], oom_dir: str | None,
                     size: tuple[int, int] = (0, 0),
-                    ends: _EndOfRun | None = None) -> tuple[int, int]:
+                    ends: _EndOfRun | None = None, *,
+                    cgroup_dir_fd: int = -1) -> tuple[int, int]:
         """The first process as a child of a new isolate-shim, which outlives us: it keeps
         the cgroup fds (and isolate-init's) for every restart, holds the stdio or the pty,
         writes the log and applies the restart policy. When the container has ended for
@@ -1209,7 +1223,7 @@ class Container:
         from isolate.runtime import container_plan
 
         cfg = self.config
-        keep = [*cgroup_fds]
+        keep = [*cgroup_fds, *([cgroup_dir_fd] if cgroup_dir_fd >= 0 else [])]
         init_fd = -1
         if cfg.init:
             init = _shim.init_binary()
@@ -1222,7 +1236,7 @@ class Container:
                 keep.append(ns.fd)  # a network driver's namespace, joined at every start
         extra = [_plan.console(rows=size[0], cols=size[1])] if cfg.tty else []
         cp = container_plan(rc, root=root, cgroup_fds=cgroup_fds, parent_pidfd=Fd.PARENT,
-                            extra=extra, init_fd=init_fd)
+                            extra=extra, init_fd=init_fd, cgroup_dir_fd=cgroup_dir_fd)
         maps: dict[str, Any] = {}
         if cp.needs_parent:
             if os.geteuid() == 0:
@@ -1831,7 +1845,7 @@ class Container:
                     cg = _cgroup_at(st.cgroup)
                     if cg is not None:
                         cgroup_fds = [os.open(p, os.O_WRONLY | os.O_CLOEXEC)
-                                      for p in cg.procs_files(_joined_controllers(
+                                      for p in cg.join_files(_joined_controllers(
                                           cfg, not cfg.privileged))]
                 if stdin is None:
                     null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)

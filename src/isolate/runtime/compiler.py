@@ -11,6 +11,7 @@ kernel has). Front-ends fill the config; none of them builds mount, identity or 
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 from collections.abc import Mapping, Sequence
@@ -565,7 +566,21 @@ class SharedNamespaces:
 
 def shared_plan(cfg: RuntimeConfig, root: Sequence[Op] = ()) -> SharedNamespaces:
     """Compile the shared part of a sandbox: new user/net/uts/ipc namespaces as ``cfg`` asks,
-    and a mount namespace holding ``root`` (ops from :func:`root_ops`) when given."""
+    and a mount namespace holding ``root`` (ops from :func:`root_ops`) when given.
+
+    The plan is checked and encoded once per ``(cfg, root)`` (both immutable) and kept: a
+    fresh sandbox per run would otherwise pay both again for the same op list."""
+    p, kinds, by_parent = _shared_ops(cfg, tuple(root))
+    if by_parent:
+        return SharedNamespaces(p, list(kinds), cfg.uid_mappings, cfg.gid_mappings)
+    return SharedNamespaces(p, list(kinds))
+
+
+@functools.lru_cache(maxsize=16)
+def _shared_ops(cfg: RuntimeConfig, root: tuple[Op, ...]
+                ) -> tuple[Plan, tuple[NamespaceKind, ...], bool]:
+    """The frozen plan of :func:`shared_plan`, its namespace kinds, and whether the parent
+    writes the id maps."""
     kinds: list[NamespaceKind] = [k for k in _SHARED_KINDS
                                   if cfg.has_new(k) and k is not NamespaceKind.MNT]
     if root:
@@ -592,9 +607,7 @@ def shared_plan(cfg: RuntimeConfig, root: Sequence[Op] = ()) -> SharedNamespaces
         # Nothing mounted later in a process's copy may propagate back into the shared tree.
         p.add(Op(OpKind.MOUNT, a=MS_REC | MS_SLAVE, s2=b"/",
                  note="make the shared root a slave tree"))
-    if by_parent:
-        return SharedNamespaces(p, kinds, cfg.uid_mappings, cfg.gid_mappings)
-    return SharedNamespaces(p, kinds)
+    return p.freeze(), tuple(kinds), by_parent
 
 
 class ProcessTemplate:
@@ -602,16 +615,19 @@ class ProcessTemplate:
     pre-encoded once; :meth:`plan` adds the per-process tail.
 
     ``shared`` are the fds of :class:`SharedNamespaces` (by kind); ``cgroup_fds`` are
-    ``cgroup.procs`` files to join first; ``mount_join`` is an op joining a mount namespace
-    that holds the root (fuse-overlayfs), placed after the user namespace when
+    ``cgroup.procs`` (or v1 ``tasks``) files to join first; ``cgroup_dir_fd`` is a v2 cgroup
+    directory each process is cloned into (``CLONE_INTO_CGROUP``; only where
+    ``isolate._sys.vfork_into_cgroup_works()``), -1 for none; ``mount_join`` is an op joining a
+    mount namespace that holds the root (fuse-overlayfs), placed after the user namespace when
     ``join_after_user``; ``root`` is an op mounting the root into slot 0 when each process
-    builds its root itself (an image overlay); with ``per_process_root`` the root op differs
-    per process and is given to :meth:`plan`; ``parent_pidfd`` is a pidfd of the caller for
-    the parent-death signal (-1: none).
+    builds its root itself (an image overlay); with ``per_process_root`` the root op differs per
+    process and is given to :meth:`plan`; ``parent_pidfd`` is a pidfd of the caller for the
+    parent-death signal (-1: none).
     """
 
     def __init__(self, cfg: RuntimeConfig, shared: Mapping[NamespaceKind, int], *,
-                 cgroup_fds: Sequence[int] = (), mount_join: Op | None = None,
+                 cgroup_fds: Sequence[int] = (), cgroup_dir_fd: int = -1,
+                 mount_join: Op | None = None,
                  join_after_user: bool = False, root: Op | None = None,
                  per_process_root: bool = False, parent_pidfd: int = -1,
                  init_fd: int = -1) -> None:
@@ -645,7 +661,7 @@ class ProcessTemplate:
             # After joining the cgroup, so that it becomes the namespace's root ("/").
             joins.append(Op(OpKind.UNSHARE, a=_plan.CLONE_NEWCGROUP,
                             note="unshare cgroup namespace"))
-        p = Plan(flags, Mode.VFORK)
+        p = Plan(flags, Mode.VFORK, cgroup_fd=cgroup_dir_fd)
         p.extend(cgroup)
         p.extend(joins)
         if parent_pidfd >= 0:
@@ -736,12 +752,14 @@ def container_plan(cfg: RuntimeConfig, *, root: Op | None = None,
                    cgroup_fds: Sequence[int] = (),
                    fds: Sequence[tuple[int, int]] = ((0, 0), (1, 1), (2, 2)),
                    parent_pidfd: int = -1, extra: Sequence[Op] = (),
-                   init_fd: int = -1) -> ContainerPlan:
+                   init_fd: int = -1, cgroup_dir_fd: int = -1) -> ContainerPlan:
     """The plan of a container's first process.
 
     It is cloned into the new namespaces (user first, with its maps), joins the configured
-    ones and its cgroup (``cgroup_fds``: ``cgroup.procs`` files to write), gets a cgroup
-    namespace rooted there, builds the root (``root``: an op putting the root tree in slot 0,
+    ones and its cgroup (``cgroup_fds``: ``cgroup.procs`` or v1 ``tasks`` files to write;
+    ``cgroup_dir_fd``: a v2 cgroup directory to be cloned into, where
+    ``isolate._sys.vfork_into_cgroup_works()``, -1 for none), gets a cgroup namespace rooted
+    there, builds the root (``root``: an op putting the root tree in slot 0,
     such as an image overlay; else ``cfg.root.path``) and the mounts, drops to
     ``cfg.process``'s identity and execs ``cfg.process.args``. ``extra`` ops run right before
     the credentials change (a console for a terminal, say). ``parent_pidfd``: a pidfd of the
@@ -774,7 +792,7 @@ def container_plan(cfg: RuntimeConfig, *, root: Op | None = None,
     # A fork-based init stays alive after the exec: never in our memory (VFORK).
     fork_init = cfg.init and init_fd < 0
     mode = Mode.FORK if (by_parent or NamespaceKind.TIME in new or fork_init) else Mode.VFORK
-    p = Plan(sum(k.flag for k in clone), mode)
+    p = Plan(sum(k.flag for k in clone), mode, cgroup_fd=cgroup_dir_fd)
     if by_parent:
         p.add(Op(OpKind.WAIT_PARENT, note="wait for the user namespace's maps"))
         p.extend(_become_root_ops(cfg))
