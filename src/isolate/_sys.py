@@ -237,6 +237,7 @@ def sethostname(name: str) -> None:
 _BPF_PROG_LOAD = 5
 _BPF_PROG_ATTACH = 8
 _BPF_LOG_SIZE = 1 << 16
+_BPF_LOAD_ATTEMPTS = 5
 
 
 def _address(buf: Any) -> int:
@@ -261,10 +262,15 @@ def bpf_prog_load(prog_type: int, insns: bytes, license: str = "GPL") -> int:
         struct.pack_into("=IIQQIIQ", attr, 0, prog_type, len(insns) // 8, _address(code),
                          _address(lic), log_level, _BPF_LOG_SIZE if log_level else 0,
                          _address(log) if log_level else 0)
-        fd = int(_lib.iso_bpf(_BPF_PROG_LOAD, ffi.from_buffer(attr), len(attr)))
+        for _attempt in range(_BPF_LOAD_ATTEMPTS):
+            fd = int(_lib.iso_bpf(_BPF_PROG_LOAD, ffi.from_buffer(attr), len(attr)))
+            err = ffi.errno
+            # EAGAIN: the verifier stopped for a signal that arrived meanwhile (as libbpf
+            # does, try again a few times)
+            if fd >= 0 or err != 11:
+                break
         if fd >= 0:
             return fd
-        err = ffi.errno
         if err != 22 or log_level:  # EINVAL: ask the verifier why
             text = ffi.string(log).decode(errors="replace").strip() if log_level else ""
             raise IsolateOSError(err, "load BPF program" + (f" ({text[-500:]})" if text
