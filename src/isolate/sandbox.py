@@ -502,6 +502,7 @@ class Sandbox:
         self._init_fd = -1
         self._etc_dir: str | None = None
         self._attachment: Any = None
+        self._rootless_net: Any = None
 
     # -- lifetime -----------------------------------------------------------------------------
     def __enter__(self) -> Sandbox:
@@ -542,7 +543,8 @@ class Sandbox:
                 # (Otherwise an image's overlay is chosen below, once the user namespace exists.)
                 shared_root = runtime.root_ops(rc, image_root.overlay_op(0)).shared
             try:
-                self._namespaces = _make_shared_namespaces(rc, shared_root)
+                self._namespaces = _make_shared_namespaces(self._rootless_bridge(rc),
+                                                           shared_root)
             except MountError as exc:
                 _explain_root_failure(exc)
                 _explain_overlay_failure(exc, self.config)
@@ -633,6 +635,36 @@ class Sandbox:
 
         self.config = attrs.evolve(self.config, binds=(*self.config.binds, *binds))
 
+    def _rootless_bridge(self, rc: RuntimeConfig) -> RuntimeConfig:
+        """``rc``, or -- for an ordinary user's sandbox on a bridge network -- ``rc`` joining a
+        user and network namespace made inside the rootless netns's user namespace with the
+        sandbox's maps (as podman does for rootless containers), so that the network's veth
+        can be moved into it; they are kept until the network is attached."""
+        from isolate.namespaces import NamespaceKind
+
+        cfg = self.config
+        if not cfg.attaches_network or not rc.has_new(NamespaceKind.USER) \
+                or not rc.has_new(NamespaceKind.NET):
+            return rc
+        import attrs
+
+        from isolate._image_root import open_store
+        from isolate.container.netdriver import RootlessNamespaces
+        from isolate.runtime import NamespaceSpec
+
+        store = cfg.store if cfg.store is not None else open_store(None)
+        made = RootlessNamespaces(cfg.network, store_root=store.root, host=cfg.network_host,
+                                  uid_map=rc.uid_mappings, gid_map=rc.gid_mappings)
+        if not made.active:
+            made.close()
+            return rc
+        self._rootless_net = made
+        fds = {NamespaceKind.USER: made.user_fd, NamespaceKind.NET: made.net_fd}
+        # (The maps are the joined namespace's now: written when it was made.)
+        return attrs.evolve(rc, uid_mappings=(), gid_mappings=(), namespaces=tuple(
+            NamespaceSpec(n.kind, fd=fds[n.kind]) if n.kind in fds else n
+            for n in rc.namespaces))
+
     def _attach_network(self) -> None:
         """Attach the shared network namespace to the configured network, and write the
         sandbox's /etc/hosts and resolv.conf."""
@@ -647,7 +679,8 @@ class Sandbox:
         self._attachment = attach_namespace(
             self._namespaces[NamespaceKind.NET], cfg.network, store_root=store.root,
             hostname=cfg.hostname, host=cfg.network_host,
-            userns=self._namespaces.get(NamespaceKind.USER, -1), ports=cfg.ports)
+            userns=self._namespaces.get(NamespaceKind.USER, -1), ports=cfg.ports,
+            rootless=self._take_rootless_net())
         assert self._etc_dir is not None
         for name, text in (("hosts", self._attachment.hosts),
                            ("resolv.conf", self._attachment.resolv_conf)):
@@ -798,9 +831,16 @@ class Sandbox:
             raise
         self._release_network(error)
 
+    def _take_rootless_net(self) -> Any:
+        made, self._rootless_net = self._rootless_net, None
+        return made
+
     def _release_network(self, error: BaseException | None) -> None:
         """Disconnect the sandbox's endpoint (or stop its user-mode helper) and remove its
         /etc files; a failure is raised, or noted on ``error``."""
+        made = self._take_rootless_net()
+        if made is not None:  # (entering failed before the network was attached)
+            made.close()
         etc_dir, self._etc_dir = self._etc_dir, None
         if etc_dir is not None:
             import shutil

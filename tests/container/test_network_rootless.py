@@ -8,10 +8,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -210,16 +212,24 @@ print(json.dumps(out))
 """
 
 
-def test_rootless_containers_on_a_bridge_network_in_the_users_rootless_netns(
-        tmp_path: Path, rootless_env: dict[str, str]) -> None:
+def _run_as_user(template: str, tmp_path: Path, rootless_env: dict[str, str]
+                 ) -> tuple[dict[str, Any], subprocess.CompletedProcess[str]]:
+    """Run ``template`` (with the prelude and paths filled in) as uid 65534 with the tun
+    device, in the user's own store under ``tmp_path``; its last line's JSON and the run."""
     _needs("pasta", "nft")
     home = rootless.xdg_home(tmp_path)
-    code = textwrap.dedent(BRIDGE_CODE).format(extra=rootless_env["extra"],
-                                               tests=rootless_env["tests"], prelude=PRELUDE)
+    code = textwrap.dedent(template).format(extra=rootless_env["extra"],
+                                            tests=rootless_env["tests"], prelude=PRELUDE,
+                                            www=rootless_env["www"])
     proc = rootless.run_unprivileged(code, binds={rootless_env["tun"]: "/dev/net/tun"},
                                      extra_env={"XDG_DATA_HOME": str(home)},
                                      keep_bounding_set=True, timeout=300)
-    r = json.loads(proc.stdout.splitlines()[-1])
+    return json.loads(proc.stdout.splitlines()[-1]), proc
+
+
+def test_rootless_containers_on_a_bridge_network_in_the_users_rootless_netns(
+        tmp_path: Path, rootless_env: dict[str, str]) -> None:
+    r, proc = _run_as_user(BRIDGE_CODE, tmp_path, rootless_env)
     assert r == {
         "idle_after_create": True, "holder": True, "published": "web 0\n",
         "other": "web 0\n", "ps": "0.0.0.0:9090->80/tcp", "busy": ["ConfigError", True],
@@ -304,4 +314,83 @@ def test_a_rootless_netns_with_a_subordinate_range_in_the_machines_namespace(
     assert r["container_map"] == ["0", "0", "1", "1", "1", str(count)], proc.stderr
     assert r == {**r, "published": "web\n", "outbound": "the machine", "holder_gone": True,
                  "record_gone": True,
+                 "record_gone_at_end": True}, proc.stderr
+
+
+# As uid 65534: a sandbox of the user's on a user-defined network (its user and network
+# namespaces made inside the rootless netns's user namespace, as the containers' are) reaches
+# a rootless container on it by name; after both are gone, nothing is left (holder, pasta,
+# endpoints, the record).
+SANDBOX_CODE = """
+import json, os, shutil, subprocess, sys
+sys.path.insert(0, {extra!r})
+sys.path.insert(0, {tests!r})
+from isolate import Sandbox
+from isolate.net._helpers import HelperProcess
+from isolate.net.rootless_netns import RECORD
+{prelude}
+netdir = os.path.join(store.root, "networks")
+out = {{}}
+cs = ContainerStore(network_host=host)
+with netdriver.open_networks(store.root, host) as nets:
+    nets.create("app")
+web = cs.create(ContainerConfig("busybox", ["sh", "-c",
+    "echo web $(id -u) > /tmp/index.html; exec httpd -f -p 80 -h /tmp"],
+    network="app", name="web"))
+try:
+    web.start()
+    record = json.load(open(os.path.join(netdir, RECORD)))
+    holder = HelperProcess.from_json(record["holder"])
+    pasta = int(record["link"]["process"]["pid"])
+    with Sandbox(network="app", network_host=host, store=store, hostname="box") as sb:
+        got = sb.run(["sh", "-c", "for i in $(seq 100); do busybox wget -q -O - http://web/ "
+                      "&& exit 0; sleep 0.1; done; exit 1"], capture_output=True, text=True)
+        out["by_name"] = got.stdout or got.stderr
+        out["eth0"] = "eth0" in sb.run(["busybox", "ip", "-o", "link"], capture_output=True,
+                                       text=True).stdout
+        out["hostname"] = sb.run(["hostname"], capture_output=True, text=True).stdout
+        with netdriver.open_networks(store.root, host) as nets:
+            out["endpoints"] = len(nets.endpoints())
+    with netdriver.open_networks(store.root, host) as nets:
+        out["after_sandbox"] = len(nets.endpoints())
+    out["holder_while_web"] = holder.alive()
+    web.stop(timeout=1)
+    out["holder_gone"] = not holder.alive()
+    out["pasta_gone"] = not os.path.exists(f"/proc/{{pasta}}") or \\
+        open(f"/proc/{{pasta}}/stat").read().split()[2] == "Z"
+    out["record_gone"] = not os.path.exists(os.path.join(netdir, RECORD))
+    # A sandbox alone on the network makes the rootless netns, publishes a port on the host
+    # (a proxy in the rootless netns), and takes it all down on exit.
+    with Sandbox(network="app", network_host=host, store=store, ports=["127.0.0.1::8080"],
+                 binds=[{www!r} + ":/www:ro"]) as sb:
+        sb.popen(["busybox", "httpd", "-f", "-p", "8080", "-h", "/www"])
+        port = int(sb.ports[0]["host_port"])
+        out["alone_ports"] = [[p["host_ip"], p["container_port"]] for p in sb.ports]
+        out["alone_published"] = fetch(host, "127.0.0.1", port)
+    out["record_gone_alone"] = not os.path.exists(os.path.join(netdir, RECORD))
+    try:
+        fetch(host, "127.0.0.1", port, timeout=1)
+        out["alone_closed"] = False
+    except OSError:
+        out["alone_closed"] = True
+finally:
+    web.remove(force=True)
+    with netdriver.open_networks(store.root, host) as nets:
+        out["left"] = [e.owner for e in nets.endpoints()]
+        nets.remove("app")
+    out["record_gone_at_end"] = not os.path.exists(os.path.join(netdir, RECORD))
+    host.close()
+    nss.close()
+print(json.dumps(out))
+"""
+
+
+def test_a_rootless_sandbox_reaches_a_rootless_container_by_name_on_a_network(
+        tmp_path: Path, rootless_env: dict[str, str]) -> None:
+    r, proc = _run_as_user(SANDBOX_CODE, tmp_path, rootless_env)
+    assert r == {"by_name": "web 0\n", "eth0": True, "hostname": "box\n", "endpoints": 2,
+                 "after_sandbox": 1, "holder_while_web": True, "holder_gone": True,
+                 "pasta_gone": True, "record_gone": True,
+                 "alone_ports": [["127.0.0.1", 8080]], "alone_published": "rootless",
+                 "record_gone_alone": True, "alone_closed": True, "left": [],
                  "record_gone_at_end": True}, proc.stderr

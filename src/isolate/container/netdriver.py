@@ -17,6 +17,7 @@ networks connected or disconnected after create).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -49,6 +50,7 @@ __all__ = [
     "HOST_ENV",
     "NamespaceAttachment",
     "NetDriver",
+    "RootlessNamespaces",
     "attach_namespace",
     "connect",
     "container_alive",
@@ -309,7 +311,7 @@ class NetDriver:
             if rootless:
                 # The host's ports first (one in use is an error before anything is made);
                 # inside the rootless netns the same ports are published, for hairpin.
-                outer = _OuterPorts.hold(request, ports)
+                outer = _OuterPorts.hold(request.host, owner, ports)
                 ports = outer.inner_specs
                 try:
                     ns = _rootless_container_ns(nets, request)
@@ -430,14 +432,20 @@ def _rootless_container_ns(nets: Networks, request: NetworkRequest) -> NetNamesp
     """A rootless container's user and network namespaces, made inside the rootless netns's
     user namespace (so that its bridges' veths may go in), with the container's maps."""
     from isolate.net import NetNamespace
+
+    user_fd, net_fd = _rootless_fds(nets, request.uid_map, request.gid_map)
+    return NetNamespace(net_fd, user_fd)
+
+
+def _rootless_fds(nets: Networks, uid_map: Sequence[Any], gid_map: Sequence[Any]
+                  ) -> tuple[int, int]:
+    """``(user fd, net fd)`` made inside the rootless netns of ``nets`` with these maps."""
     from isolate.net.rootless_netns import RECORD, nested_namespaces
 
     record = _read(os.path.join(nets.dir.file(), RECORD)) or {}
     holder = record.get("holder") or {}
-    user_fd, net_fd = nested_namespaces(nets.host, uid_map=request.uid_map,
-                                        gid_map=request.gid_map,
-                                        holder_pid=int(holder["pid"]) if holder else None)
-    return NetNamespace(net_fd, user_fd)
+    return nested_namespaces(nets.host, uid_map=uid_map, gid_map=gid_map,
+                             holder_pid=int(holder["pid"]) if holder else None)
 
 
 class _OuterPorts:
@@ -445,9 +453,8 @@ class _OuterPorts:
     by a port proxy that runs in the rootless netns and connects to the container's address
     there (rootlessport's job). ``inner_specs``: the same host ports, published inside."""
 
-    def __init__(self, request: NetworkRequest, bindings: list[PortBinding],
-                 socks: list[Any]) -> None:
-        self.request = request
+    def __init__(self, owner: str, bindings: list[PortBinding], socks: list[Any]) -> None:
+        self.owner = owner
         self.bindings = bindings
         self.socks = socks
         self.proxy: Any = None
@@ -455,13 +462,13 @@ class _OuterPorts:
                             for b in bindings]
 
     @classmethod
-    def hold(cls, request: NetworkRequest, specs: Sequence[str]) -> _OuterPorts:
+    def hold(cls, host: NetnsLike, owner: str, specs: Sequence[str]) -> _OuterPorts:
         from isolate.net import NetNamespace, parse_publish
         from isolate.net.rootless import hold_ports
 
-        with NetNamespace.of(_host(request.host)) as host:
-            bindings, socks = hold_ports(host, [parse_publish(p) for p in specs])
-        return cls(request, bindings, socks)
+        with NetNamespace.of(_host(host)) as hostns:
+            bindings, socks = hold_ports(hostns, [parse_publish(p) for p in specs])
+        return cls(owner, bindings, socks)
 
     def start(self, nets: Networks, ep: Endpoint) -> None:
         if not self.bindings or not ep.ipv4:
@@ -475,8 +482,7 @@ class _OuterPorts:
         null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         try:
             child = nets.host.spawn(
-                [sys.executable, "-m", "isolate.net._proxyd", "--for",
-                 owner_of(self.request.container_id), *args],
+                [sys.executable, "-m", "isolate.net._proxyd", "--for", self.owner, *args],
                 env=_python_env(), fds=[null, null, null, *(s.fileno() for s in self.socks)],
                 detach=True)
         finally:
@@ -565,19 +571,88 @@ class NamespaceAttachment:
             release()
 
 
+class RootlessNamespaces:
+    """An ordinary user's user and network namespaces for a bridge network (a sandbox's or a
+    build step's, as podman makes a rootless container's): made inside the user's rootless
+    netns's user namespace -- so that a bridge's veth can be moved into the network namespace
+    -- with the maps ``uid_map``/``gid_map`` (IdMap lines in the caller's ids).
+
+    :attr:`user_fd` and :attr:`net_fd` are the namespaces (the caller joins them, and
+    :meth:`take` hands them over); the store's networks stay open (so that the rootless netns
+    is not torn down before an endpoint holds it) until :func:`attach_namespace` is given this
+    object, or :meth:`close`. A no-op object (``user_fd == net_fd == -1``) for root or a
+    ``mode`` that is not a bridge network.
+
+    Raises ConfigError (the networks live elsewhere), UnsupportedError (pasta, slirp4netns or
+    nft missing), NamespaceError / NetworkError (the kernel or a helper refused: nothing is
+    left).
+    """
+
+    def __init__(self, mode: str, *, store_root: str, host: NetnsLike = None,
+                 uid_map: Sequence[Any] = (), gid_map: Sequence[Any] = ()) -> None:
+        from isolate.net import parse_network
+
+        self.user_fd = self.net_fd = -1
+        self.nets: Networks | None = None
+        if os.geteuid() == 0 or not parse_network(mode).joins_network:
+            return
+        self.nets = open_networks(store_root, host)
+        try:
+            self.user_fd, self.net_fd = _rootless_fds(self.nets, uid_map, gid_map)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def active(self) -> bool:
+        """Whether namespaces were made (an ordinary user on a bridge network)."""
+        return self.net_fd >= 0
+
+    def take(self) -> tuple[int, int]:
+        """``(user fd, net fd)``, the caller's to close from now on."""
+        fds = self.user_fd, self.net_fd
+        self.user_fd = self.net_fd = -1
+        return fds
+
+    def close(self) -> None:
+        """Close the namespaces not taken and the networks (idempotent)."""
+        for fd in self.take():
+            if fd >= 0:
+                os.close(fd)
+        nets, self.nets = self.nets, None
+        if nets is not None:
+            nets.close()
+
+
 def attach_namespace(netns: int, mode: str, *, store_root: str, hostname: str,
                      host: NetnsLike = None, userns: int = -1, ports: Sequence[str] = (),
-                     owner: str | None = None) -> NamespaceAttachment:
+                     owner: str | None = None,
+                     rootless: RootlessNamespaces | None = None) -> NamespaceAttachment:
     """Attach a network namespace that already exists (a sandbox's: ``netns`` an fd, owned by
     ``userns`` when rootless) to ``mode`` -- ``bridge``, a network's name, ``pasta`` or
     ``slirp4netns`` -- publishing ``ports``. ``owner`` (default: this process, so a crash is
-    reclaimed by prune) holds the endpoint.
+    reclaimed by prune) holds the endpoint. An ordinary user's namespace joins a bridge
+    network only when made by ``rootless`` (:class:`RootlessNamespaces`, closed here).
 
     Raises:
         ConfigError: an unknown network, a malformed or busy port.
-        UnsupportedError: nft, pasta or slirp4netns missing; a bridge for an ordinary user.
+        UnsupportedError: nft, pasta or slirp4netns missing; a bridge for an ordinary user's
+            namespace not made by ``rootless``.
         NetworkError: the kernel or a helper refused (nothing is left).
     """
+    try:
+        return _attach_namespace(netns, mode, store_root=store_root, hostname=hostname,
+                                 host=host, userns=userns, ports=ports, owner=owner,
+                                 rootless=rootless)
+    finally:
+        if rootless is not None:
+            rootless.close()
+
+
+def _attach_namespace(netns: int, mode: str, *, store_root: str, hostname: str,
+                      host: NetnsLike, userns: int, ports: Sequence[str],
+                      owner: str | None,
+                      rootless: RootlessNamespaces | None) -> NamespaceAttachment:
     from isolate.net import (
         NetNamespace,
         attach_user_mode,
@@ -604,29 +679,53 @@ def attach_namespace(netns: int, mode: str, *, store_root: str, hostname: str,
     if not m.joins_network:
         raise ConfigError(f"a namespace is attached to a bridge network, pasta or "
                           f"slirp4netns, not {mode!r}")
-    if os.geteuid() != 0:
+    nets = rootless.nets if rootless is not None else None
+    if os.geteuid() != 0 and nets is None:
         from isolate.errors import UnsupportedError
 
-        raise UnsupportedError(f"bridge network {m.network!r}: an ordinary user's sandboxes "
-                               "reach the network through pasta or slirp4netns",
-                               missing="rootless bridge networks")
+        raise UnsupportedError(f"bridge network {m.network!r}: an ordinary user's namespace "
+                               "joins a bridge network only when made inside the rootless "
+                               "netns (RootlessNamespaces)", missing="rootless bridge networks")
     who = owner or process_owner(os.getpid())
-    with open_networks(store_root, host) as nets:
-        ep = nets.connect(m.network, netns, owner=who,
+    outer: _OuterPorts | None = None
+    with contextlib.ExitStack() as stack:
+        if nets is None:
+            nets = stack.enter_context(open_networks(store_root, host))
+        target: NetnsLike = netns
+        if userns >= 0:
+            target = stack.enter_context(NetNamespace.of(netns, userns=userns))
+        if rootless is not None and ports:
+            # As a rootless container's: the host's ports bound first (one in use is an
+            # error before anything is made), served by a proxy in the rootless netns; the
+            # same ports published inside, for hairpin.
+            outer = _OuterPorts.hold(host, who, ports)
+            stack.callback(outer.close)
+            ports = outer.inner_specs
+        ep = nets.connect(m.network, target, owner=who,
                           name=hostname if m.kind == "network" else None, aliases=m.aliases,
                           ip=m.ip, ip6=m.ip6, ports=ports)
         net = nets.get(ep.network)
+        if outer is not None:
+            try:
+                outer.start(nets, ep)
+            except BaseException as exc:
+                _undo(exc, lambda: nets.disconnect(ep.id), "releasing its endpoint")
+                raise
+    proxy = outer.proxy if outer is not None else None
     # Its network's resolver (it forwards other names), else the host's servers.
     resolv = resolv_conf(resolver=net.gateway if net.dns else None)
 
     def release() -> None:
+        if proxy is not None:
+            proxy.stop()
         with open_networks(store_root, host) as nets:
             try:
                 nets.disconnect(ep.id)
             except ConfigError:
                 pass  # gone already (pruned)
+    bindings = outer.bindings if outer is not None else ep.ports
     return NamespaceAttachment(hosts_file(hostname, ep.addresses, gateway=ep.gateway),
-                               resolv, _binding_facts(ep.ports), release)
+                               resolv, _binding_facts(bindings), release)
 
 
 def require_networks(store_root: str, cfg: ContainerConfig, host: Any = None) -> None:

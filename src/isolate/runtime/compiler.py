@@ -555,7 +555,9 @@ class SharedNamespaces:
         if self.needs_parent:
             out, self.opened = self.opened, {}
             return out
-        return {kind: child_opened[i] for i, kind in enumerate(self.kinds)}
+        # The namespaces are the first fds the plan opens (after joins, when it joins some).
+        first = sorted(child_opened)
+        return {kind: child_opened[first[i]] for i, kind in enumerate(self.kinds)}
 
     def close(self) -> None:
         """Close the namespace fds not yet handed over by :meth:`collect`."""
@@ -581,13 +583,28 @@ def _shared_ops(cfg: RuntimeConfig, root: tuple[Op, ...]
                 ) -> tuple[Plan, tuple[NamespaceKind, ...], bool]:
     """The frozen plan of :func:`shared_plan`, its namespace kinds, and whether the parent
     writes the id maps."""
-    kinds: list[NamespaceKind] = [k for k in _SHARED_KINDS
-                                  if cfg.has_new(k) and k is not NamespaceKind.MNT]
+    user = cfg.namespace(NamespaceKind.USER)
+    # A joined user namespace (a rootless bridge's, made inside the rootless netns's) must
+    # own the new ones: the child joins it (and a joined network namespace) first, then
+    # unshares the rest; the fds of the joined ones are opened like the new ones'.
+    late = user is not None and user.joins
+    kinds: list[NamespaceKind] = [
+        k for k in _SHARED_KINDS if k is not NamespaceKind.MNT
+        and (cfg.has_new(k) or (late and k in (NamespaceKind.USER, NamespaceKind.NET)
+                                and cfg.namespace(k) is not None))]
     if root:
         kinds.append(NamespaceKind.MNT)
-    by_parent = NamespaceKind.USER in kinds and not _child_maps_itself(cfg)
+    by_parent = cfg.has_new(NamespaceKind.USER) and not _child_maps_itself(cfg)
     flags = sum(k.flag for k in kinds)
-    if by_parent:
+    if late:
+        p = Plan(0, Mode.VFORK, share_files=True)
+        p.extend(_join_ops(cfg))
+        new = sum(k.flag for k in kinds if cfg.has_new(k) or k is NamespaceKind.MNT)
+        if new:
+            p.add(Op(OpKind.UNSHARE, a=new, note="unshare the sandbox's namespaces"))
+        p.extend(_plan.open_(f"/proc/self/ns/{k.value}", note=f"open the {k.value} namespace")
+                 for k in kinds)
+    elif by_parent:
         p = Plan(flags, Mode.FORK)
         p.add(Op(OpKind.WAIT_PARENT, note="wait for the user namespace's maps"))
         p.extend(_become_root_ops(cfg))
