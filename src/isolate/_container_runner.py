@@ -57,7 +57,8 @@ class ContainerStepRunner:
     bridge; the host's own file with ``host``, bound by the executor), on a bridge the
     network's ``/etc/resolv.conf``, and the step's mounts. As an ordinary user the container
     also gets a user namespace (see :func:`isolate.namespaces.rootless_maps`, as a rootless
-    container's); bridge networks are root's only so far.
+    container's); on a bridge network that user namespace is made inside the user's rootless
+    netns's (:class:`isolate.container.netdriver.RootlessNamespaces`), as podman does.
 
     ``network_host``: the network namespace that plays the host for bridge networks (a path,
     fd or :class:`isolate.net.NetNamespace`; None: ``$ISOLATE_NETWORK_NS``, else this
@@ -77,8 +78,8 @@ class ContainerStepRunner:
             IsolateError: the container could not be made (not: the command failed -- that
                 is the outcome's exit code; a command that cannot be executed is 126/127).
             BuildCancelled: the request's ``cancel_fd`` turned readable (the step is killed).
-            UnsupportedError: rootless, and the step's user cannot be mapped, or it asks for
-                a bridge network; nft is missing.
+            UnsupportedError: rootless, and the step's user cannot be mapped; nft, pasta or
+                slirp4netns is missing (a bridge network of an ordinary user).
             ConfigError: no such network.
             NetworkError: the step's endpoint could not be made or removed.
         """
@@ -102,26 +103,35 @@ class ContainerStepRunner:
         it."""
         if request.network in ("none", "host"):
             return None
-        from isolate.errors import UnsupportedError
-
-        if os.geteuid() != 0:
-            # (isolate.net's rootless bridges: the step's user namespace would be made first,
-            # to own the network namespace, and joined by the container.)
-            raise UnsupportedError(
-                f"RUN --network={request.network}: an ordinary user's build steps cannot use "
-                "bridge networks yet; use --network=host (the default) or none",
-                missing="rootless bridge networks")
-        from isolate.container.netdriver import attach_namespace
+        from isolate.container.netdriver import RootlessNamespaces, attach_namespace
         from isolate.net import NetNamespace
         from isolate.runtime import NamespaceSpec
 
-        ns = stack.enter_context(NetNamespace.create())
-        attachment = attach_namespace(ns.fileno(), request.network,
+        uid_map, gid_map = _rootless_maps(request)
+        # An ordinary user's step: its user and network namespaces are made inside the
+        # rootless netns's user namespace (so that the bridge's veth can be moved in), and the
+        # step joins both; root's step gets a network namespace of its own.
+        made = RootlessNamespaces(request.network, store_root=request.store.root,
+                                  host=self.network_host, uid_map=uid_map, gid_map=gid_map)
+        rootless: RootlessNamespaces | None = made
+        user: NamespaceSpec | None = None
+        if made.active:
+            user_fd, net_fd = made.take()
+            stack.callback(os.close, user_fd)
+            stack.callback(os.close, net_fd)
+            user = NamespaceSpec("user", fd=user_fd)
+        else:
+            made.close()
+            rootless = None
+            ns = stack.enter_context(NetNamespace.create())
+            user_fd, net_fd = -1, ns.fileno()
+        attachment = attach_namespace(net_fd, request.network,
                                       store_root=request.store.root,
-                                      hostname=request.hostname, host=self.network_host)
+                                      hostname=request.hostname, host=self.network_host,
+                                      userns=user_fd, rootless=rootless)
         stack.push(_releasing(attachment.release))
-        return _Network(NamespaceSpec("net", fd=ns.fileno()), attachment.hosts,
-                        attachment.resolv_conf)
+        return _Network(NamespaceSpec("net", fd=net_fd), attachment.hosts,
+                        attachment.resolv_conf, user)
 
     def _prepare(self, request: RunRequest, scratch: str, network: _Network | None
                  ) -> tuple[RuntimeConfig, Any]:
@@ -166,7 +176,9 @@ class ContainerStepRunner:
         resolved = Resolved(command=request.argv, user=user, hostname=request.hostname,
                             etc_files=etc, network="host" if request.network == "host"
                             else network.namespace if network is not None else None,
-                            uid_map=uid_map, gid_map=gid_map)
+                            uid_map=uid_map, gid_map=gid_map,
+                            user_namespace=network.user_namespace if network is not None
+                            else None)
         rc = runtime_config(cfg, image.config, resolved)
         # The executor's environment, exactly (it holds the image's, the build args, PATH and
         # HOME); the preset would add HOSTNAME, which a build step does not get.
@@ -185,6 +197,8 @@ class _Network:
     namespace: NamespaceSpec
     hosts: str
     resolv_conf: str
+    #: An ordinary user's step: the user namespace that owns ``namespace``, to join.
+    user_namespace: NamespaceSpec | None = None
 
 
 def _releasing(release: Callable[[], None]) -> Callable[..., bool]:

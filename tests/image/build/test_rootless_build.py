@@ -144,19 +144,64 @@ def test_subordinate_ranges_let_a_step_run_as_the_images_other_users(tmp_path: P
     assert owners["tmp/made"] == (1000, 1000) and owners["tmp/id"] == (1000, 1000)
 
 
-def test_an_ordinary_users_step_on_a_bridge_is_refused_with_the_reason(tmp_path: Path) -> None:
-    # (isolate.net's rootless bridges are not wired into builds yet.)
-    r = _run(tmp_path, """
-        dockerfile("RUN --network=bridge true\\n")
-        try:
-            build(ctx, store=store)
-            refused = None
-        except Exception as exc:
-            refused = [type(exc).__name__, str(exc)]
-        print(json.dumps({"refused": refused,
-                          "tmp": os.listdir(os.path.join(store.root, "tmp"))}))
-    """)
-    assert r["refused"] == [
-        "UnsupportedError", "RUN --network=bridge: an ordinary user's build steps cannot use "
-        "bridge networks yet; use --network=host (the default) or none"], r
-    assert r["tmp"] == []
+def test_an_ordinary_users_step_on_a_bridge_reaches_a_server_through_the_rootless_netns(
+        tmp_path: Path) -> None:
+    # As uid 65534, the host played by a user and network namespace of ours with a server on
+    # its loopback: the step's user and network namespaces are made inside the rootless
+    # netns's user namespace, its veth on the bridge there, and pasta's host-loopback mapping
+    # (the rootless netns's gateway) leads to the server. Afterwards nothing is left.
+    import os
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent.parent.parent / "net"))
+    from net_helpers import staged_extras
+
+    for program in ("pasta", "nft"):
+        if shutil.which(program, path="/usr/bin:/usr/sbin:/bin:/sbin") is None:
+            pytest.skip(f"{program} is not installed")
+    if not os.path.exists("/dev/net/tun"):
+        pytest.skip("this machine has no /dev/net/tun")
+    with staged_extras() as env:
+        r = _run(tmp_path, f"""
+            import sys
+            sys.path.insert(0, {env["extra"]!r})
+            sys.path.insert(0, {env["tests"]!r})
+            from isolate._container_runner import ContainerStepRunner
+            from isolate.container import netdriver
+            from isolate.image.build import Builder, BuildOptions, BuildRequest
+            from isolate.namespaces import Namespace
+            from isolate.net.rootless_netns import RECORD
+            from net_helpers import make_host
+            nss = Namespace.create("user")
+            host = make_host(nss, default_route=True)
+            world = os.path.join(base, "world")
+            os.makedirs(world)
+            with open(os.path.join(world, "index.html"), "w") as f:
+                f.write("the host")
+            null = os.open(os.devnull, os.O_RDWR)
+            server = host.spawn(["busybox", "httpd", "-f", "-p", "127.0.0.1:8000", "-h",
+                                 world], fds=(null, null, null))
+            netdir = os.path.join(store.root, "networks")
+            try:
+                dockerfile("RUN --network=bridge for i in $(seq 100); do timeout 10 wget -q "
+                           "-O - http://10.99.0.254:8000/ > /got && break; sleep 0.1; done; "
+                           "ip -4 -o addr show eth0 | wc -l > /eth0 && "
+                           "tr -s ' ' < /proc/self/uid_map > /map\\n")
+                builder = Builder(store, ContainerStepRunner(network_host=host))
+                img = builder.build(BuildRequest(context=ctx, options=BuildOptions())).image
+                with netdriver.open_networks(store.root, host) as nets:
+                    left = [e.owner for e in nets.endpoints()]
+                gone = not os.path.exists(os.path.join(netdir, RECORD))
+            finally:
+                server.kill(); server.wait(); server.close()
+                host.close()
+                nss.close()
+            print(json.dumps({{"got": read(img, "/got"), "eth0": read(img, "/eth0"),
+                              "map": read(img, "/map"), "left": left, "record_gone": gone,
+                              "tmp": os.listdir(os.path.join(store.root, "tmp"))}}))
+        """, binds={env["tun"]: "/dev/net/tun"}, keep_bounding_set=True, timeout=300)
+    assert r["got"] == "the host" and r["eth0"] == "1\n", r
+    # The step is root of a user namespace nested in the rootless netns's (whose root is the
+    # user): the ids it sees map to the rootless netns's root, one to one.
+    assert str(r["map"]).split() == ["0", "0", "1"], r
+    assert r["left"] == [] and r["record_gone"] and r["tmp"] == [], r
