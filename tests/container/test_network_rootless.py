@@ -285,6 +285,22 @@ try:
         "for i in $(seq 50); do wget -q -O - "
         f"http://{{gateway}}:{{srv.getsockname()[1]}}/ && exit 0; sleep 0.2; done; exit 1"])
     out["outbound"] = text.decode() or f"{{code}} {{err!r}} {{gateway}}"
+    # A sandbox of the user's (its maps with the range too) on the network, by name.
+    from isolate import Sandbox
+    with Sandbox(network="lab", store=store) as sb:
+        got = sb.run(["sh", "-c", "for i in $(seq 100); do busybox wget -q -O - http://web/ "
+                      "&& exit 0; sleep 0.1; done; exit 1"], capture_output=True, text=True)
+        out["sandbox"] = got.stdout or got.stderr
+        out["sandbox_map"] = sb.run(["cat", "/proc/self/uid_map"], capture_output=True,
+                                    text=True).stdout.split()
+    # And the CLI's: isolate run --network NAME -- CMD.
+    import subprocess
+    got = subprocess.run([sys.executable, "-m", "isolate", "run", "--network", "lab", "--",
+                          "sh", "-c", "for i in $(seq 100); do busybox wget -q -O - "
+                          "http://web/ && exit 0; sleep 0.1; done; exit 1"],
+                         capture_output=True, text=True, timeout=120,
+                         env={{**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}})
+    out["cli"] = [got.returncode, got.stdout or got.stderr]
     web.stop(timeout=1)
     out["holder_gone"] = not holder.alive()
     out["record_gone"] = not os.path.exists(os.path.join(netdir, RECORD))
@@ -312,7 +328,10 @@ def test_a_rootless_netns_with_a_subordinate_range_in_the_machines_namespace(
     assert r["holder_map"] == ["0", "65534", "1", "1", str(start), str(count)], proc.stderr
     # The container's map, as it sees it: its ids are the holder's, one to one.
     assert r["container_map"] == ["0", "0", "1", "1", "1", str(count)], proc.stderr
+    # The sandbox's too: its user namespace is nested in the holder's, as a container's.
+    assert r["sandbox_map"] == r["container_map"], proc.stderr
     assert r == {**r, "published": "web\n", "outbound": "the machine", "holder_gone": True,
+                 "sandbox": "web\n", "cli": [0, "web\n"],
                  "record_gone": True,
                  "record_gone_at_end": True}, proc.stderr
 
@@ -373,6 +392,13 @@ try:
         out["alone_closed"] = False
     except OSError:
         out["alone_closed"] = True
+    # An unknown network: a clear error, and the rootless netns made for it is gone again.
+    try:
+        with Sandbox(network="nosuch", network_host=host, store=store):
+            out["unknown"] = "entered"
+    except Exception as exc:
+        out["unknown"] = [type(exc).__name__, "nosuch" in str(exc)]
+    out["record_gone_unknown"] = not os.path.exists(os.path.join(netdir, RECORD))
 finally:
     web.remove(force=True)
     with netdriver.open_networks(store.root, host) as nets:
@@ -392,5 +418,6 @@ def test_a_rootless_sandbox_reaches_a_rootless_container_by_name_on_a_network(
                  "after_sandbox": 1, "holder_while_web": True, "holder_gone": True,
                  "pasta_gone": True, "record_gone": True,
                  "alone_ports": [["127.0.0.1", 8080]], "alone_published": "rootless",
-                 "record_gone_alone": True, "alone_closed": True, "left": [],
+                 "record_gone_alone": True, "alone_closed": True,
+                 "unknown": ["ConfigError", True], "record_gone_unknown": True, "left": [],
                  "record_gone_at_end": True}, proc.stderr
