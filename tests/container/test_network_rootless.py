@@ -372,6 +372,12 @@ try:
             out["endpoints"] = len(nets.endpoints())
     with netdriver.open_networks(store.root, host) as nets:
         out["after_sandbox"] = len(nets.endpoints())
+    # One of the image's (its root an overlay mounted in the nested user namespace).
+    with Sandbox(image="busybox:latest", network="app", network_host=host,
+                 store=store) as sb:
+        got = sb.run(["sh", "-c", "for i in $(seq 100); do wget -q -O - http://web/ "
+                      "&& exit 0; sleep 0.1; done; exit 1"], capture_output=True, text=True)
+        out["image"] = got.stdout or got.stderr
     out["holder_while_web"] = holder.alive()
     web.stop(timeout=1)
     out["holder_gone"] = not holder.alive()
@@ -415,7 +421,7 @@ def test_a_rootless_sandbox_reaches_a_rootless_container_by_name_on_a_network(
         tmp_path: Path, rootless_env: dict[str, str]) -> None:
     r, proc = _run_as_user(SANDBOX_CODE, tmp_path, rootless_env)
     assert r == {"by_name": "web 0\n", "eth0": True, "hostname": "box\n", "endpoints": 2,
-                 "after_sandbox": 1, "holder_while_web": True, "holder_gone": True,
+                 "after_sandbox": 1, "image": "web 0\n", "holder_while_web": True, "holder_gone": True,
                  "pasta_gone": True, "record_gone": True,
                  "alone_ports": [["127.0.0.1", 8080]], "alone_published": "rootless",
                  "record_gone_alone": True, "alone_closed": True,

@@ -189,8 +189,15 @@ def test_an_ordinary_users_step_on_a_bridge_reaches_a_server_through_the_rootles
                            "tr -s ' ' < /proc/self/uid_map > /map\\n")
                 builder = Builder(store, ContainerStepRunner(network_host=host))
                 img = builder.build(BuildRequest(context=ctx, options=BuildOptions())).image
+                # build --network NAME: a user-defined network as the steps' default.
+                with netdriver.open_networks(store.root, host) as nets:
+                    subnet = nets.create("buildnet").subnet
+                dockerfile("RUN ip -4 -o addr show eth0 > /addr\\n")
+                named = builder.build(BuildRequest(
+                    context=ctx, options=BuildOptions(network="buildnet"))).image
                 with netdriver.open_networks(store.root, host) as nets:
                     left = [e.owner for e in nets.endpoints()]
+                    nets.remove("buildnet")
                 gone = not os.path.exists(os.path.join(netdir, RECORD))
             finally:
                 server.kill(); server.wait(); server.close()
@@ -198,6 +205,7 @@ def test_an_ordinary_users_step_on_a_bridge_reaches_a_server_through_the_rootles
                 nss.close()
             print(json.dumps({{"got": read(img, "/got"), "eth0": read(img, "/eth0"),
                               "map": read(img, "/map"), "left": left, "record_gone": gone,
+                              "addr": read(named, "/addr"), "subnet": subnet,
                               "tmp": os.listdir(os.path.join(store.root, "tmp"))}}))
         """, binds={env["tun"]: "/dev/net/tun"}, keep_bounding_set=True, timeout=300)
     assert r["got"] == "the host" and r["eth0"] == "1\n", r
@@ -205,3 +213,7 @@ def test_an_ordinary_users_step_on_a_bridge_reaches_a_server_through_the_rootles
     # user): the ids it sees map to the rootless netns's root, one to one.
     assert str(r["map"]).split() == ["0", "0", "1"], r
     assert r["left"] == [] and r["record_gone"] and r["tmp"] == [], r
+    import ipaddress
+
+    addr = str(r["addr"]).split()[3].split("/")[0]
+    assert ipaddress.ip_address(addr) in ipaddress.ip_network(str(r["subnet"])), r
