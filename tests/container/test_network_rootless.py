@@ -421,8 +421,8 @@ def test_a_rootless_sandbox_reaches_a_rootless_container_by_name_on_a_network(
         tmp_path: Path, rootless_env: dict[str, str]) -> None:
     r, proc = _run_as_user(SANDBOX_CODE, tmp_path, rootless_env)
     assert r == {"by_name": "web 0\n", "eth0": True, "hostname": "box\n", "endpoints": 2,
-                 "after_sandbox": 1, "image": "web 0\n", "holder_while_web": True, "holder_gone": True,
-                 "pasta_gone": True, "record_gone": True,
+                 "after_sandbox": 1, "image": "web 0\n", "holder_while_web": True,
+                 "holder_gone": True, "pasta_gone": True, "record_gone": True,
                  "alone_ports": [["127.0.0.1", 8080]], "alone_published": "rootless",
                  "record_gone_alone": True, "alone_closed": True,
                  "unknown": ["ConfigError", True], "record_gone_unknown": True, "left": [],
