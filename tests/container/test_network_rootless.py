@@ -210,16 +210,23 @@ print(json.dumps(out))
 """
 
 
-def test_rootless_containers_on_a_bridge_network_in_the_users_rootless_netns(
-        tmp_path: Path, rootless_env: dict[str, str]) -> None:
+def _as_user_with_bridges(tmp_path: Path, rootless_env: dict[str, str],
+                          template: str) -> tuple[dict[str, object], str]:
+    """Run ``template`` (with the prelude) as uid 65534 with pasta and nft; its last line of
+    output (JSON) and its stderr."""
     _needs("pasta", "nft")
     home = rootless.xdg_home(tmp_path)
-    code = textwrap.dedent(BRIDGE_CODE).format(extra=rootless_env["extra"],
-                                               tests=rootless_env["tests"], prelude=PRELUDE)
+    code = textwrap.dedent(template).format(extra=rootless_env["extra"],
+                                            tests=rootless_env["tests"], prelude=PRELUDE)
     proc = rootless.run_unprivileged(code, binds={rootless_env["tun"]: "/dev/net/tun"},
                                      extra_env={"XDG_DATA_HOME": str(home)},
                                      keep_bounding_set=True, timeout=300)
-    r = json.loads(proc.stdout.splitlines()[-1])
+    return json.loads(proc.stdout.splitlines()[-1]), proc.stderr
+
+
+def test_rootless_containers_on_a_bridge_network_in_the_users_rootless_netns(
+        tmp_path: Path, rootless_env: dict[str, str]) -> None:
+    r, stderr = _as_user_with_bridges(tmp_path, rootless_env, BRIDGE_CODE)
     assert r == {
         "idle_after_create": True, "holder": True, "published": "web 0\n",
         "other": "web 0\n", "ps": "0.0.0.0:9090->80/tcp", "busy": ["ConfigError", True],
@@ -227,7 +234,7 @@ def test_rootless_containers_on_a_bridge_network_in_the_users_rootless_netns(
         "resolv": ["nameserver", r["resolv"][1]], "outbound": "the host",
         "gateway_is_network": True, "holder_gone": True, "record_gone": True,
         "facts_gone": True, "port_closed": True, "again": "web 0\n", "left": [],
-        "record_gone_at_end": True}, proc.stderr
+        "record_gone_at_end": True}, stderr
 
 
 # As uid 65534 with a subordinate range, in the machine's own namespace as the host (pasta
@@ -305,3 +312,95 @@ def test_a_rootless_netns_with_a_subordinate_range_in_the_machines_namespace(
     assert r == {**r, "published": "web\n", "outbound": "the machine", "holder_gone": True,
                  "record_gone": True,
                  "record_gone_at_end": True}, proc.stderr
+
+
+# As uid 65534: ``network ls``/``inspect`` read the records only (no rootless netns made for
+# them), and a published port's proxy on the host, left running by a supervisor SIGKILLed, is
+# stopped by the networks' prune although nothing released the container.
+RECORDS_CODE = """
+import contextlib, io, json, os, shutil, signal, sys, time
+sys.path.insert(0, {extra!r})
+sys.path.insert(0, {tests!r})
+from isolate.cli import main
+from isolate.net._helpers import HelperProcess
+from isolate.net.rootless_netns import RECORD
+{prelude}
+netdir = os.path.join(store.root, "networks")
+out = {{}}
+cs = ContainerStore(network_host=host)
+with netdriver.open_networks(store.root, host) as nets:
+    net = nets.create("app")
+# pasta and slirp4netns replaced by programs that only say that they ran: making the rootless
+# netns would run one of them (and fail).
+spy = os.path.join(base, "spy")
+os.makedirs(spy)
+ran = os.path.join(base, "ran")
+for program in ("pasta", "slirp4netns"):
+    with open(os.path.join(spy, program), "w") as f:
+        f.write(f"#!/bin/sh\\necho $0 >> {{ran}}\\nexit 1\\n")
+    os.chmod(os.path.join(spy, program), 0o755)
+before = os.stat(os.path.join(netdir, "namespace.json")).st_ino
+path = os.environ["PATH"]
+os.environ["PATH"] = spy + ":" + path
+def cli(*argv):
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = main(list(argv))
+    return code, buf.getvalue()
+out["ls"] = cli("network", "ls", "--format", "{{{{.Name}}}} {{{{.Driver}}}}")
+code, text = cli("network", "inspect", "app")
+out["inspect"] = [code, json.loads(text)[0]["Id"] == net.id if code == 0 else text]
+os.environ["PATH"] = path
+out["nothing_ran"] = not os.path.exists(ran)
+out["no_netns"] = not os.path.exists(os.path.join(netdir, RECORD)) and \\
+    os.stat(os.path.join(netdir, "namespace.json")).st_ino == before
+web = cs.create(ContainerConfig("busybox", ["sh", "-c",
+    "echo web > /tmp/index.html; exec httpd -f -p 80 -h /tmp"],
+    network="app", ports=["9090:80"], name="web"))
+def gone(helper):
+    try:
+        with open(f"/proc/{{helper.pid}}/stat") as f:
+            return not helper.alive() or f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+try:
+    web.start()
+    out["published"] = fetch(host, "127.0.0.1", 9090)
+    facts = json.load(open(os.path.join(web.dir, "network.json")))
+    proxy = HelperProcess.from_json(facts["rootless_proxy"])
+    out["proxy"] = proxy.alive()
+    os.kill(web.state.supervisor_pid, signal.SIGKILL)
+    # No one settles the container (no ps, no inspect): the networks' prune finds its
+    # endpoint's owner gone, and with it the proxy.
+    with netdriver.open_networks(store.root, host) as nets:
+        pruned = nets.prune()
+    out["pruned"] = [any("endpoint" in d for d in pruned),
+                     any("port proxy" in d for d in pruned)]
+    out["proxy_gone"] = gone(proxy)
+    try:
+        fetch(host, "127.0.0.1", 9090, timeout=1)
+        out["port_closed"] = False
+    except OSError:
+        out["port_closed"] = True
+finally:
+    web.remove(force=True)
+    with netdriver.open_networks(store.root, host) as nets:
+        out["left"] = [e.owner for e in nets.endpoints()]
+        out["helpers_left"] = os.listdir(os.path.join(netdir, "helpers")) \\
+            if os.path.isdir(os.path.join(netdir, "helpers")) else []
+        nets.remove("app")
+    out["record_gone_at_end"] = not os.path.exists(os.path.join(netdir, RECORD))
+    host.close()
+    nss.close()
+print(json.dumps(out))
+"""
+
+
+def test_rootless_ls_inspect_read_records_and_prune_stops_an_orphaned_port_proxy(
+        tmp_path: Path, rootless_env: dict[str, str]) -> None:
+    r, stderr = _as_user_with_bridges(tmp_path, rootless_env, RECORDS_CODE)
+    assert r == {
+        "ls": [0, "app bridge\n"], "inspect": [0, True], "nothing_ran": True,
+        "no_netns": True, "published": "web\n", "proxy": True, "pruned": [True, True],
+        "proxy_gone": True, "port_closed": True, "left": [], "helpers_left": [],
+        "record_gone_at_end": True}, stderr

@@ -213,3 +213,40 @@ def test_after_a_reboot_old_records_are_dropped_and_the_network_is_built_again(
     # The sysctl isolate found at "boot" is what it puts back.
     assert host.read_sysctl("net.ipv4.ip_forward") == "0"
     assert eventually(lambda: not resolver.alive())
+
+
+_RELEASE = """
+import json, sys
+from isolate.net import Networks
+store, host_fd = sys.argv[1:3]
+with Networks(store, host=int(host_fd)) as nets:
+    gone = [ep.id for owner in sys.argv[3:] for ep in nets.release(owner)]
+print(json.dumps({"gone": gone, "modules": sorted(
+    m for m in sys.modules if m.startswith(("pyroute2", "isolate.net.", "hashlib")))}))
+"""
+
+
+def test_a_release_in_a_fresh_interpreter_loads_only_what_it_needs(
+        nets: Networks, host: NetNamespace, containers: Containers, store: Path) -> None:
+    """The container's exit command releases its endpoints in an interpreter of its own: it
+    loads neither pyroute2 (over 100 ms there) nor what makes networks and endpoints (IPAM,
+    option parsers, file builders, user-mode networking) -- and still removes everything: a
+    veth whose namespace is gone, a live namespace's veth (deleted), a port forward."""
+    net = nets.create("n", subnet="172.30.0.0/24")
+    with NetNamespace.create() as short_lived:
+        ended = nets.connect("n", short_lived, owner="ended")
+    # (its namespace is gone with the handle: the veth went with it)
+    live_ns = containers.new()
+    live = nets.connect("n", live_ns, owner="live", ports=["9090:80"])
+    assert live.host_ifname in links(host) and "9090" in nft_table(host)
+    proc = subprocess.run([sys.executable, "-c", _RELEASE, str(store), str(host.fileno()),
+                           "ended", "live"], pass_fds=(host.fileno(),), timeout=120,
+                          check=True, capture_output=True, text=True)
+    r = json.loads(proc.stdout)
+    assert sorted(r["gone"]) == sorted([ended.id, live.id])
+    assert r["modules"] == ["isolate.net._helpers", "isolate.net._netlink", "isolate.net._ns",
+                            "isolate.net._store", "isolate.net.firewall",
+                            "isolate.net.network", "isolate.net.ports"], r
+    assert nets.endpoints() == [] and _record_files(nets, net.id) == []
+    assert live.host_ifname not in links(host) and "eth0" not in links(live_ns)
+    assert "9090" not in nft_table(host)
