@@ -370,6 +370,12 @@ try:
     proxy = HelperProcess.from_json(facts["rootless_proxy"])
     out["proxy"] = proxy.alive()
     os.kill(web.state.supervisor_pid, signal.SIGKILL)
+    # The container dies with its supervisor (the lock the supervisor's processes hold goes
+    # with the last of them).
+    alive = netdriver.container_alive(cs.root)
+    deadline = time.monotonic() + 60
+    while alive(netdriver.owner_of(web.id)) and time.monotonic() < deadline:
+        time.sleep(0.02)
     # No one settles the container (no ps, no inspect): the networks' prune finds its
     # endpoint's owner gone, and with it the proxy.
     with netdriver.open_networks(store.root, host) as nets:

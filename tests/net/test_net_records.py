@@ -22,7 +22,7 @@ from net_helpers import http_get
 from test_net_dns import addresses_of, query, resolver_of
 
 from conftest import Containers, eventually, links, nft_table
-from isolate.net import NetNamespace, Network, Networks
+from isolate.net import NetNamespace, Network, Networks, process_owner
 
 _CRASH_AT = """
 import os, sys
@@ -250,3 +250,35 @@ def test_a_release_in_a_fresh_interpreter_loads_only_what_it_needs(
     assert nets.endpoints() == [] and _record_files(nets, net.id) == []
     assert live.host_ifname not in links(host) and "eth0" not in links(live_ns)
     assert "9090" not in nft_table(host)
+
+
+def test_a_kept_helper_goes_with_its_owner_also_after_a_crash(
+        nets: Networks, host: NetNamespace, containers: Containers) -> None:
+    """``keep_helper``: a process kept for an owner is stopped by ``release(owner)``, and --
+    its owner gone without a release (a crash) -- by the next change of any network."""
+    from isolate.net._helpers import HelperProcess
+
+    nets.create("n", subnet="172.30.0.0/24")
+    owner = subprocess.Popen(["sleep", "1000"])
+    orphan = subprocess.Popen(["sleep", "1000"])
+    kept = subprocess.Popen(["sleep", "1000"])
+    try:
+        crashed = process_owner(owner.pid)
+        first = HelperProcess.of(orphan.pid, "test helper")
+        second = HelperProcess.of(kept.pid, "test helper")
+        nets.keep_helper(crashed, first)
+        nets.keep_helper("someone", second)
+        nets.connect("n", containers.new(), owner="other")  # a change: its owner lives
+        assert first.alive() and second.alive()
+        owner.kill()
+        owner.wait()
+        nets.connect("n", containers.new(), owner="other2")  # the next change sweeps it
+        # (stop() reaps a child of the caller's: gone, not a zombie)
+        assert not first.alive() and second.alive()
+        nets.release("someone")
+        assert not second.alive()
+        assert nets.dir.list("helpers") == []
+    finally:
+        for p in (owner, orphan, kept):
+            p.kill()
+            p.wait()
