@@ -267,7 +267,8 @@ def start_table(host: NetNamespace, tmp: str, rounds: int) -> str:
     _tree(tree)
     store = Store(os.path.join(tmp, "store"))
     store.from_directory(tree, "busybox:latest", config=ImageConfig(env=["PATH=/bin"]))
-    cs = ContainerStore(store, network_host=host)
+    # By path, so that the exit command (an interpreter of its own) releases the network in it.
+    cs = ContainerStore(store, network_host=f"/proc/{os.getpid()}/fd/{host.fileno()}")
     with netdriver.open_networks(store.root, host) as nets:
         nets.create("app", subnet="172.31.0.0/16")
     keeper = cs.create(ContainerConfig("busybox", ["sleep", "100000"], network="app"))

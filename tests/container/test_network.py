@@ -465,3 +465,23 @@ def test_a_missing_user_mode_program_is_named_and_nothing_is_left(
     kept = {str(fd) for fd in kept_program_fds()}  # the device program cache, not a leak
     assert set(os.listdir("/proc/self/fd")) - kept == fds - kept
     assert "pasta" in (c.state.error or "")
+
+
+def test_the_exit_command_releases_the_network_in_the_stores_host_namespace(
+        cs: ContainerStore, image_store: Store, host: NetNamespace) -> None:
+    """The supervisor's exit command (an interpreter of its own, with only PATH in its
+    environment) is told the path of the namespace playing the host: it releases the
+    container's endpoint there as soon as the container ends, with no one reading the
+    container (before, it opened the networks in its own namespace, was refused, and left the
+    release to the next reader)."""
+    where = ContainerStore(image_store, network_host=f"/proc/{os.getpid()}/fd/{host.fileno()}")
+    c = where.create(ContainerConfig("busybox", ["true"], network="bridge"))
+    c.start()
+    facts = os.path.join(c.dir, "network.json")
+    deadline = time.monotonic() + 60
+    while os.path.exists(facts) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not os.path.exists(facts)
+    with netdriver.open_networks(image_store.root, host) as nets:
+        assert nets.endpoints() == []
+    c.remove()

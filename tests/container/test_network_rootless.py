@@ -427,3 +427,101 @@ def test_a_rootless_sandbox_reaches_a_rootless_container_by_name_on_a_network(
                  "record_gone_alone": True, "alone_closed": True,
                  "unknown": ["ConfigError", True], "record_gone_unknown": True, "left": [],
                  "record_gone_at_end": True}, proc.stderr
+
+
+# As uid 65534: ``network ls``/``inspect`` read the records only (no rootless netns made for
+# them), and a published port's proxy on the host, left running by a supervisor SIGKILLed, is
+# stopped by the networks' prune although nothing released the container.
+RECORDS_CODE = """
+import contextlib, io, json, os, shutil, signal, sys, time
+sys.path.insert(0, {extra!r})
+sys.path.insert(0, {tests!r})
+from isolate.cli import main
+from isolate.net._helpers import HelperProcess
+from isolate.net.rootless_netns import RECORD
+{prelude}
+netdir = os.path.join(store.root, "networks")
+out = {{}}
+cs = ContainerStore(network_host=host)
+with netdriver.open_networks(store.root, host) as nets:
+    net = nets.create("app")
+# pasta and slirp4netns replaced by programs that only say that they ran: making the rootless
+# netns would run one of them (and fail).
+spy = os.path.join(base, "spy")
+os.makedirs(spy)
+ran = os.path.join(base, "ran")
+for program in ("pasta", "slirp4netns"):
+    with open(os.path.join(spy, program), "w") as f:
+        f.write(f"#!/bin/sh\\necho $0 >> {{ran}}\\nexit 1\\n")
+    os.chmod(os.path.join(spy, program), 0o755)
+before = os.stat(os.path.join(netdir, "namespace.json")).st_ino
+path = os.environ["PATH"]
+os.environ["PATH"] = spy + ":" + path
+def cli(*argv):
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = main(list(argv))
+    return code, buf.getvalue()
+out["ls"] = cli("network", "ls", "--format", "{{{{.Name}}}} {{{{.Driver}}}}")
+code, text = cli("network", "inspect", "app")
+out["inspect"] = [code, json.loads(text)[0]["Id"] == net.id if code == 0 else text]
+os.environ["PATH"] = path
+out["nothing_ran"] = not os.path.exists(ran)
+out["no_netns"] = not os.path.exists(os.path.join(netdir, RECORD)) and \\
+    os.stat(os.path.join(netdir, "namespace.json")).st_ino == before
+web = cs.create(ContainerConfig("busybox", ["sh", "-c",
+    "echo web > /tmp/index.html; exec httpd -f -p 80 -h /tmp"],
+    network="app", ports=["9090:80"], name="web"))
+def gone(helper):
+    try:
+        with open(f"/proc/{{helper.pid}}/stat") as f:
+            return not helper.alive() or f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+try:
+    web.start()
+    out["published"] = fetch(host, "127.0.0.1", 9090)
+    facts = json.load(open(os.path.join(web.dir, "network.json")))
+    proxy = HelperProcess.from_json(facts["rootless_proxy"])
+    out["proxy"] = proxy.alive()
+    os.kill(web.state.supervisor_pid, signal.SIGKILL)
+    # The container dies with its supervisor (the lock the supervisor's processes hold goes
+    # with the last of them).
+    alive = netdriver.container_alive(cs.root)
+    deadline = time.monotonic() + 60
+    while alive(netdriver.owner_of(web.id)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    # No one settles the container (no ps, no inspect): the networks' prune finds its
+    # endpoint's owner gone, and with it the proxy.
+    with netdriver.open_networks(store.root, host) as nets:
+        pruned = nets.prune()
+    out["pruned"] = [any("endpoint" in d for d in pruned),
+                     any("port proxy" in d for d in pruned)]
+    out["proxy_gone"] = gone(proxy)
+    try:
+        fetch(host, "127.0.0.1", 9090, timeout=1)
+        out["port_closed"] = False
+    except OSError:
+        out["port_closed"] = True
+finally:
+    web.remove(force=True)
+    with netdriver.open_networks(store.root, host) as nets:
+        out["left"] = [e.owner for e in nets.endpoints()]
+        out["helpers_left"] = os.listdir(os.path.join(netdir, "helpers")) \\
+            if os.path.isdir(os.path.join(netdir, "helpers")) else []
+        nets.remove("app")
+    out["record_gone_at_end"] = not os.path.exists(os.path.join(netdir, RECORD))
+    host.close()
+    nss.close()
+print(json.dumps(out))
+"""
+
+
+def test_rootless_ls_inspect_read_records_and_prune_stops_an_orphaned_port_proxy(
+        tmp_path: Path, rootless_env: dict[str, str]) -> None:
+    r, proc = _run_as_user(RECORDS_CODE, tmp_path, rootless_env)
+    assert r == {
+        "ls": [0, "app bridge\n"], "inspect": [0, True], "nothing_ran": True,
+        "no_netns": True, "published": "web\n", "proxy": True, "pruned": [True, True],
+        "proxy_gone": True, "port_closed": True, "left": [], "helpers_left": [],
+        "record_gone_at_end": True}, proc.stderr

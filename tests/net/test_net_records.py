@@ -22,7 +22,7 @@ from net_helpers import http_get
 from test_net_dns import addresses_of, query, resolver_of
 
 from conftest import Containers, eventually, links, nft_table
-from isolate.net import NetNamespace, Network, Networks
+from isolate.net import NetNamespace, Network, Networks, process_owner
 
 _CRASH_AT = """
 import os, sys
@@ -213,3 +213,72 @@ def test_after_a_reboot_old_records_are_dropped_and_the_network_is_built_again(
     # The sysctl isolate found at "boot" is what it puts back.
     assert host.read_sysctl("net.ipv4.ip_forward") == "0"
     assert eventually(lambda: not resolver.alive())
+
+
+_RELEASE = """
+import json, sys
+from isolate.net import Networks
+store, host_fd = sys.argv[1:3]
+with Networks(store, host=int(host_fd)) as nets:
+    gone = [ep.id for owner in sys.argv[3:] for ep in nets.release(owner)]
+print(json.dumps({"gone": gone, "modules": sorted(
+    m for m in sys.modules if m.startswith(("pyroute2", "isolate.net.", "hashlib")))}))
+"""
+
+
+def test_a_release_in_a_fresh_interpreter_loads_only_what_it_needs(
+        nets: Networks, host: NetNamespace, containers: Containers, store: Path) -> None:
+    """The container's exit command releases its endpoints in an interpreter of its own: it
+    loads neither pyroute2 (over 100 ms there) nor what makes networks and endpoints (IPAM,
+    option parsers, file builders, user-mode networking) -- and still removes everything: a
+    veth whose namespace is gone, a live namespace's veth (deleted), a port forward."""
+    net = nets.create("n", subnet="172.30.0.0/24")
+    with NetNamespace.create() as short_lived:
+        ended = nets.connect("n", short_lived, owner="ended")
+    # (its namespace is gone with the handle: the veth went with it)
+    live_ns = containers.new()
+    live = nets.connect("n", live_ns, owner="live", ports=["9090:80"])
+    assert live.host_ifname in links(host) and "9090" in nft_table(host)
+    proc = subprocess.run([sys.executable, "-c", _RELEASE, str(store), str(host.fileno()),
+                           "ended", "live"], pass_fds=(host.fileno(),), timeout=120,
+                          check=True, capture_output=True, text=True)
+    r = json.loads(proc.stdout)
+    assert sorted(r["gone"]) == sorted([ended.id, live.id])
+    assert r["modules"] == ["isolate.net._helpers", "isolate.net._netlink", "isolate.net._ns",
+                            "isolate.net._store", "isolate.net.firewall",
+                            "isolate.net.network", "isolate.net.ports"], r
+    assert nets.endpoints() == [] and _record_files(nets, net.id) == []
+    assert live.host_ifname not in links(host) and "eth0" not in links(live_ns)
+    assert "9090" not in nft_table(host)
+
+
+def test_a_kept_helper_goes_with_its_owner_also_after_a_crash(
+        nets: Networks, host: NetNamespace, containers: Containers) -> None:
+    """``keep_helper``: a process kept for an owner is stopped by ``release(owner)``, and --
+    its owner gone without a release (a crash) -- by the next change of any network."""
+    from isolate.net._helpers import HelperProcess
+
+    nets.create("n", subnet="172.30.0.0/24")
+    owner = subprocess.Popen(["sleep", "1000"])
+    orphan = subprocess.Popen(["sleep", "1000"])
+    kept = subprocess.Popen(["sleep", "1000"])
+    try:
+        crashed = process_owner(owner.pid)
+        first = HelperProcess.of(orphan.pid, "test helper")
+        second = HelperProcess.of(kept.pid, "test helper")
+        nets.keep_helper(crashed, first)
+        nets.keep_helper("someone", second)
+        nets.connect("n", containers.new(), owner="other")  # a change: its owner lives
+        assert first.alive() and second.alive()
+        owner.kill()
+        owner.wait()
+        nets.connect("n", containers.new(), owner="other2")  # the next change sweeps it
+        # (stop() reaps a child of the caller's: gone, not a zombie)
+        assert not first.alive() and second.alive()
+        nets.release("someone")
+        assert not second.alive()
+        assert nets.dir.list("helpers") == []
+    finally:
+        for p in (owner, orphan, kept):
+            p.kill()
+            p.wait()

@@ -18,7 +18,7 @@ from isolate.errors import ConfigError, IsolateError, UnsupportedError
 
 if TYPE_CHECKING:
     from isolate.container import ContainerStore
-    from isolate.net import Network, Networks
+    from isolate.net import Network, NetworkRecords, Networks
 
 __all__ = ["register"]
 
@@ -28,6 +28,14 @@ _HEADERS: Final = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scop
 _TABLE: Final = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
 #: ``-o`` options of ``network create`` that isolate honours (the others are refused).
 _MTU_OPTION: Final = "com.docker.network.driver.mtu"
+
+
+def _records(args: argparse.Namespace) -> NetworkRecords:
+    """The networks' records, read only (an ordinary user's ``ls``/``inspect`` must not make
+    the rootless netns)."""
+    from isolate.container.netdriver import open_records
+
+    return open_records(open_store(args).root)
 
 
 @contextmanager
@@ -137,7 +145,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     unknown = set(filters) - {"name", "id", "driver", "type", "label"}
     if unknown:
         raise ConfigError(f"invalid filter '{sorted(unknown)[0]}'")
-    with _networks(args) as nets:
+    with _records(args) as nets:
         found = [n for n in nets.networks() if _keep(n, filters)]
     rows = [network_row(n, no_trunc=args.no_trunc) for n in found]
     if args.quiet and args.format is None:
@@ -162,7 +170,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     docs: list[dict[str, Any]] = []
     failed = False
-    with _networks(args) as nets:
+    with _records(args) as nets:
         for ref in args.networks:
             try:
                 net = nets.get(ref)

@@ -80,11 +80,11 @@ _HEX_RE = re.compile(r"^[0-9a-f]+$")
 # How long a reader waits for the supervisor to record an exit it has seen happen.
 _RECORD_WAIT = 10.0
 #: The ``-c`` program of the supervisor's exit command (:mod:`._cleanup`): the caller's
-#: ``sys.path`` comes after the two arguments (``-S`` skips ``site``: no ``.pth`` files at
+#: ``sys.path`` comes after the three arguments (``-S`` skips ``site``: no ``.pth`` files at
 #: start-up, and the shim's environment has only PATH).
-_CLEANUP = ("import sys; sys.path[:0] = sys.argv[3:]; "
+_CLEANUP = ("import sys; sys.path[:0] = sys.argv[4:]; "
            "from isolate.container._cleanup import main; "
-           "raise SystemExit(main(sys.argv[1:3]))")
+           "raise SystemExit(main(sys.argv[1:4]))")
 #: ``wait``'s conditions, as the Engine API names them.
 _WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 
@@ -1261,9 +1261,27 @@ class Container:
     def _exit_command(self) -> tuple[str, ...]:
         """What the shim runs when the container has ended for good: this interpreter,
         without ``site`` (the shim's environment has only PATH; our ``sys.path`` is passed
-        instead, which also saves the start-up's ``.pth`` files), on :mod:`._cleanup`."""
+        instead, which also saves the start-up's ``.pth`` files), on :mod:`._cleanup`; with
+        the path of the namespace playing the host for the store's networks, so that it
+        releases them where they live (:meth:`_network_host_path`)."""
         return (sys.executable, "-S", "-c", _CLEANUP, os.path.abspath(self.store.images.root),
-                self.id, *[os.path.abspath(p) for p in sys.path if p])  # (the shim is in /)
+                self.id, self._network_host_path(),
+                *[os.path.abspath(p) for p in sys.path if p])  # (the shim is in /)
+
+    def _network_host_path(self) -> str:
+        """The path of the store's network host (``network_host`` given as a path or a
+        handle opened from one, else ``$ISOLATE_NETWORK_NS``), or "" (the caller's own
+        namespace, or a handle without a path: the exit command then finds the networks'
+        namespace is not its own, refuses, and leaves the release to the next reader)."""
+        from isolate.container.netdriver import HOST_ENV
+
+        host = self.store.network_host
+        if host is None:
+            return os.environ.get(HOST_ENV) or ""
+        if isinstance(host, (str, os.PathLike)):
+            return os.path.abspath(os.fspath(host))
+        path = getattr(host, "path", None)
+        return path if isinstance(path, str) else ""
 
     def _hold(self, img: Image) -> None:
         """Make sure the store keeps the image for this container (a create that crashed

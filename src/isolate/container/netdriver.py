@@ -42,6 +42,7 @@ if TYPE_CHECKING:
         NetnsLike,
         Network,
         NetworkMode,
+        NetworkRecords,
         Networks,
         PortBinding,
     )
@@ -60,6 +61,7 @@ __all__ = [
     "network_row",
     "network_settings",
     "open_networks",
+    "open_records",
     "owner_of",
     "published_ports",
     "require_networks",
@@ -136,6 +138,19 @@ def open_networks(store_root: str, host: NetnsLike = None) -> Networks:
         nets.close()
         raise
     return nets
+
+
+def open_records(store_root: str) -> NetworkRecords:
+    """The records of the store's networks and endpoints, for reading only (``network ls``,
+    ``network inspect``): no namespace is opened -- for an ordinary user, no rootless netns
+    (holder, pasta) is made just to list what is recorded.
+
+    Raises:
+        NetworkError: the records cannot be read.
+    """
+    from isolate.net.network import NetworkRecords
+
+    return NetworkRecords(os.path.join(store_root, "networks"))
 
 
 def _rootless_networks(directory: str, host: NetnsLike,
@@ -489,6 +504,9 @@ class _OuterPorts:
             os.close(null)
         self.proxy = HelperProcess.of(child.pid, "rootless port proxy")
         child.close()  # it runs on, detached
+        # Kept with the networks too: a crash that loses the container (and the release that
+        # reads its facts) leaves it to the next change or prune there.
+        nets.keep_helper(self.owner, self.proxy)
 
     def close(self) -> None:
         for sock in self.socks:

@@ -26,7 +26,6 @@ import errno
 import fcntl
 import json
 import os
-import secrets
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -143,7 +142,7 @@ class Directory:
         Raises NetworkError (cannot write)."""
         path = self.file(*parts)
         parent = os.path.dirname(path)
-        tmp = os.path.join(parent, f"{_TMP}{os.getpid()}-{secrets.token_hex(4)}")
+        tmp = os.path.join(parent, f"{_TMP}{os.getpid()}-{os.urandom(4).hex()}")
         raw = json.dumps(data, separators=(",", ":"), sort_keys=True).encode() + b"\n"
         for attempt in (0, 1):
             try:
@@ -190,7 +189,7 @@ class Directory:
 
         Raises NetworkError (cannot write)."""
         path = self.file(*parts)
-        tmp = os.path.join(os.path.dirname(path), f"{_TMP}{os.getpid()}-{secrets.token_hex(4)}")
+        tmp = os.path.join(os.path.dirname(path), f"{_TMP}{os.getpid()}-{os.urandom(4).hex()}")
         try:
             os.symlink(value, tmp)
             try:

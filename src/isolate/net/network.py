@@ -21,12 +21,9 @@ own name (``<id>.creating``) until it is complete: one rename then, no second wr
 from __future__ import annotations
 
 import contextlib
-import datetime
 import errno
 import ipaddress
 import os
-import queue
-import secrets
 import socket
 import sys
 import threading
@@ -40,17 +37,22 @@ from isolate.net import _netlink as _netlink_batch
 from isolate.net._helpers import HelperProcess, boot_id, start_time
 from isolate.net._ns import NetNamespace, NetnsLike, _default_env
 from isolate.net._store import Directory, Torn
-from isolate.net.files import ResolvConf, hosts_file, resolv_conf
 from isolate.net.firewall import NetworkRules, PortForward, make_firewall
-from isolate.net.ipam import AddressPool, IPNetwork, pick_subnet, pick_subnet6
-from isolate.net.options import ExtraHost, check_name, parse_dns, parse_ip, parse_network_alias
 from isolate.net.ports import PortBinding, PortMapping, parse_publish
 
+# Only what a release needs is imported here (it runs in a fresh interpreter, the container's
+# exit command): what makes networks, endpoints and their files is imported where it is used.
 if TYPE_CHECKING:
+    import queue
+
     from pyroute2 import IPRoute
 
-__all__ = ["DEFAULT_LINK_MTU", "DEFAULT_NETWORK", "Endpoint", "Network", "Networks",
-           "process_owner"]
+    from isolate.net.files import ResolvConf
+    from isolate.net.ipam import AddressPool, IPNetwork
+    from isolate.net.options import ExtraHost
+
+__all__ = ["DEFAULT_LINK_MTU", "DEFAULT_NETWORK", "Endpoint", "Network", "NetworkRecords",
+           "Networks", "process_owner"]
 
 #: The default network's name (Docker's ``bridge``); it has no resolver, as in Docker.
 DEFAULT_NETWORK = "bridge"
@@ -64,6 +66,7 @@ DEFAULT_LINK_MTU = 65520
 _IFA_F_NODAD = 0x02
 _READY = ".json"
 _CREATING = ".creating"
+_HELPERS = "helpers"  # DIR/helpers/<pid>.json: processes kept for an owner (keep_helper)
 _HINT = "hint"  # DIR/<net>/hint: the last addresses given, "IPV4,IPV6" (see _pools)
 
 
@@ -90,6 +93,8 @@ def default_alive(owner: str) -> bool:
 
 
 def _now() -> str:
+    import datetime
+
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
@@ -249,7 +254,94 @@ class _Steps:
             raise self.errors[0]
 
 
-class Networks:
+class NetworkRecords:
+    """The records of the networks kept in ``directory`` and their endpoints, read without the
+    namespace they live in (``network ls``/``inspect``: for an ordinary user, reading them
+    must not make the rootless netns). :class:`Networks` builds on it. Nothing to close
+    (``close`` and ``with`` are there for symmetry)."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.dir = Directory(directory)
+
+    def close(self) -> None:
+        """Nothing is held: a no-op."""
+
+    def __enter__(self) -> NetworkRecords:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading ----------------------------------------------------------------------------
+    def _all_networks(self) -> list[Network]:
+        out = []
+        for nid in self.dir.list():
+            if len(nid) != 64 or not os.path.isdir(self.dir.file(nid)):
+                continue  # host.json and other files beside the network dirs
+            data = self.dir.read(nid, "network.json")
+            if data is not None:
+                out.append(Network.from_json(data))
+        return out
+
+    def _endpoints(self, net_id: str) -> list[Endpoint]:
+        """The network's endpoint records; one still being made (``<id>.creating``: under the
+        lock, what a crashed connect left) has state ``creating``. A torn one, or one of
+        another boot, describes nothing that still exists (see ``_store``): it is dropped
+        here, touching nothing."""
+        out = []
+        for name in self.dir.list(net_id, "endpoints"):
+            creating = name.endswith(_CREATING)
+            if not creating and not name.endswith(_READY):
+                continue
+            try:
+                data = self.dir.read(net_id, "endpoints", name)
+            except Torn:
+                data = {}
+            if data is None:
+                continue
+            if not data or data.get("boot") not in (None, boot_id()):
+                self.dir.remove(net_id, "endpoints", name)
+                continue
+            ep = Endpoint.from_json(data)
+            out.append(attrs.evolve(ep, state="creating") if creating else ep)
+        return out
+
+    def networks(self) -> list[Network]:
+        """Every network, by name."""
+        with self.dir.locked():
+            return sorted((n for n in self._all_networks() if n.state == "ready"),
+                          key=lambda n: n.name)
+
+    def get(self, ref: str) -> Network:
+        """The network named ``ref``, or whose id is or starts with ``ref``.
+
+        Raises ConfigError (no such network, or an ambiguous id prefix).
+        """
+        with self.dir.locked():
+            return self._get(ref)
+
+    def _get(self, ref: str) -> Network:
+        nets = [n for n in self._all_networks() if n.state == "ready"]
+        for n in nets:
+            if n.name == ref or n.id == ref:
+                return n
+        found = [n for n in nets if ref and n.id.startswith(ref)]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            raise ConfigError(f"network id prefix {ref!r} is ambiguous")
+        raise ConfigError(f"no such network: {ref!r}")
+
+    def endpoints(self, *, network: str | None = None, owner: str | None = None
+                  ) -> list[Endpoint]:
+        """Endpoints, optionally of one network and/or one owner."""
+        with self.dir.locked():
+            nets = [self._get(network)] if network is not None else self._all_networks()
+            eps = [e for n in nets for e in self._endpoints(n.id) if e.state == "ready"]
+        return [e for e in eps if owner is None or e.owner == owner]
+
+
+class Networks(NetworkRecords):
     """Bridge networks kept in ``directory``, built in the namespace ``host``.
 
     ``firewall``: ``"nftables"`` (default) or ``"none"`` (no rules: published ports go through
@@ -273,8 +365,13 @@ class Networks:
         if userland_proxy not in ("auto", "always"):
             raise ConfigError(f"userland_proxy must be 'auto' or 'always', not "
                               f"{userland_proxy!r}")
-        self.dir = Directory(directory)
-        self._upstream = [parse_dns(u) for u in upstream] if upstream is not None else None
+        super().__init__(directory)
+        if upstream is not None:
+            from isolate.net.options import parse_dns
+
+            self._upstream: list[str] | None = [parse_dns(u) for u in upstream]
+        else:
+            self._upstream = None
         self._alive = alive or default_alive
         self.userland_proxy = userland_proxy
         self._on_close = on_close
@@ -337,79 +434,11 @@ class Networks:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- reading ----------------------------------------------------------------------------
-    def _all_networks(self) -> list[Network]:
-        out = []
-        for nid in self.dir.list():
-            if len(nid) != 64 or not os.path.isdir(self.dir.file(nid)):
-                continue  # host.json and other files beside the network dirs
-            data = self.dir.read(nid, "network.json")
-            if data is not None:
-                out.append(Network.from_json(data))
-        return out
-
-    def _endpoints(self, net_id: str) -> list[Endpoint]:
-        """The network's endpoint records; one still being made (``<id>.creating``: under the
-        lock, what a crashed connect left) has state ``creating``. A torn one, or one of
-        another boot, describes nothing that still exists (see ``_store``): it is dropped
-        here, touching nothing."""
-        out = []
-        for name in self.dir.list(net_id, "endpoints"):
-            creating = name.endswith(_CREATING)
-            if not creating and not name.endswith(_READY):
-                continue
-            try:
-                data = self.dir.read(net_id, "endpoints", name)
-            except Torn:
-                data = {}
-            if data is None:
-                continue
-            if not data or data.get("boot") not in (None, boot_id()):
-                self.dir.remove(net_id, "endpoints", name)
-                continue
-            ep = Endpoint.from_json(data)
-            out.append(attrs.evolve(ep, state="creating") if creating else ep)
-        return out
-
     def _write_record(self, ep: Endpoint) -> None:
         """Write an endpoint's record (under the name its state gives it)."""
         suffix = _READY if ep.state == "ready" else _CREATING
         self.dir.write(attrs.evolve(ep, state="ready").to_json(), ep.network, "endpoints",
                        ep.id + suffix)
-
-    def networks(self) -> list[Network]:
-        """Every network, by name."""
-        with self.dir.locked():
-            return sorted((n for n in self._all_networks() if n.state == "ready"),
-                          key=lambda n: n.name)
-
-    def get(self, ref: str) -> Network:
-        """The network named ``ref``, or whose id is or starts with ``ref``.
-
-        Raises ConfigError (no such network, or an ambiguous id prefix).
-        """
-        with self.dir.locked():
-            return self._get(ref)
-
-    def _get(self, ref: str) -> Network:
-        nets = [n for n in self._all_networks() if n.state == "ready"]
-        for n in nets:
-            if n.name == ref or n.id == ref:
-                return n
-        found = [n for n in nets if ref and n.id.startswith(ref)]
-        if len(found) == 1:
-            return found[0]
-        if found:
-            raise ConfigError(f"network id prefix {ref!r} is ambiguous")
-        raise ConfigError(f"no such network: {ref!r}")
-
-    def endpoints(self, *, network: str | None = None, owner: str | None = None
-                  ) -> list[Endpoint]:
-        """Endpoints, optionally of one network and/or one owner."""
-        with self.dir.locked():
-            nets = [self._get(network)] if network is not None else self._all_networks()
-            eps = [e for n in nets for e in self._endpoints(n.id) if e.state == "ready"]
-        return [e for e in eps if owner is None or e.owner == owner]
 
     # -- networks ---------------------------------------------------------------------------
     def create(self, name: str, *, subnet: str | None = None, gateway: str | None = None,
@@ -435,6 +464,8 @@ class Networks:
         another network, a gateway outside its subnet, a bad MTU), NetworkError (the kernel or
         nft refused; nothing is left behind).
         """
+        from isolate.net.options import check_name
+
         check_name(name)
         with self.dir.locked():
             self._recover()
@@ -475,6 +506,10 @@ class Networks:
         for key in sysctls or {}:
             if not key.startswith("net."):
                 raise ConfigError(f"network sysctl {key!r} is not a net.* sysctl")
+        import secrets
+
+        from isolate.net.ipam import pick_subnet, pick_subnet6
+
         nid = secrets.token_hex(32)
         taken = self._taken_subnets(existing)
         net4 = self._subnet(subnet, 4, taken) if subnet else pick_subnet(taken)
@@ -711,6 +746,8 @@ class Networks:
         port, host port in use, ports on an internal network), NetworkError (the kernel, nft
         or a helper failed: nothing of the endpoint is left).
         """
+        from isolate.net.options import parse_dns, parse_ip, parse_network_alias
+
         if not owner or not isinstance(owner, str):
             raise ConfigError(f"an endpoint needs an owner, not {owner!r}")
         if name is not None:
@@ -741,6 +778,8 @@ class Networks:
                  ifname: str | None) -> Endpoint:
         if inner == self.host:
             raise ConfigError("cannot connect the host's own network namespace to a network")
+        import secrets
+
         eid = secrets.token_hex(16)
         eps = self._endpoints(net.id)
         pool4, pool6 = self._pools(net, eps)
@@ -917,7 +956,41 @@ class Networks:
                     if ep.owner == owner:
                         self._teardown(net, ep)
                         gone.append(ep)
+            self._stop_helpers(owner)
             return gone
+
+    # -- helpers of owners --------------------------------------------------------------------
+    def keep_helper(self, owner: str, helper: HelperProcess) -> None:
+        """Record ``helper``, a process the caller started for ``owner`` (a rootless
+        container's port proxy on the host, say), as ``owner``'s: :meth:`release` of the owner
+        stops it, and so do the next change and :meth:`prune` once the owner is gone -- also
+        after a crash that left no one to release it. Raises NetworkError."""
+        with self.dir.locked():
+            self.dir.write({"owner": owner, "helper": helper.to_json(), "boot": boot_id()},
+                           _HELPERS, f"{helper.pid}.json")
+
+    def _stop_helpers(self, owner: str | None = None) -> list[str]:
+        """Under the lock: stop the kept helpers of ``owner`` (None: of every owner that is
+        gone) and drop their records (and those of another boot). Returns descriptions."""
+        done = []
+        for name in self.dir.list(_HELPERS):
+            try:
+                data = self.dir.read(_HELPERS, name)
+            except Torn:
+                data = {}
+            if data is None:
+                continue
+            helper = HelperProcess.from_json(data.get("helper")) \
+                if data.get("boot") == boot_id() else None
+            who = str(data.get("owner") or "")
+            if helper is not None and who and \
+                    (who != owner if owner is not None else self._alive(who)):
+                continue
+            if helper is not None:
+                helper.stop()
+                done.append(f"{helper.what or 'helper'} {helper.pid} of {who} (gone)")
+            self.dir.remove(_HELPERS, name)
+        return done
 
     def _find(self, endpoint: Endpoint | str) -> tuple[Network, Endpoint]:
         eid = endpoint.id if isinstance(endpoint, Endpoint) else endpoint
@@ -933,6 +1006,8 @@ class Networks:
         truth: a record written is an address taken, a record removed an address freed); the
         network's hint remembers the last address given, for the round-robin -- without it
         (lost, or not an address), it resumes after the highest address leased."""
+        from isolate.net.ipam import AddressPool
+
         if eps is None:
             eps = self._endpoints(net.id)
         hint4, _, hint6 = (self.dir.read_hint(net.id, _HINT) or "").partition(",")
@@ -1244,7 +1319,7 @@ class Networks:
                 elif not self._alive(ep.owner):
                     self._teardown(net, ep)
                     done.append(f"endpoint {ep.id[:12]} of {ep.owner} (gone) on {net.name}")
-        return done
+        return done + self._stop_helpers()
 
     def prune(self, *, networks: bool = False) -> list[str]:
         """Remove what crashes left: half-made networks and endpoints, endpoints whose owner
@@ -1301,6 +1376,9 @@ class Networks:
         """``(/etc/hosts, /etc/resolv.conf)`` contents for the container ``owner``, from its
         endpoints: its addresses under ``hostname`` (and its aliases), and as nameserver the
         resolver of its first network that has one (it forwards to ``dns`` when given)."""
+        from isolate.net.files import hosts_file, resolv_conf
+        from isolate.net.options import parse_dns
+
         eps = self.endpoints(owner=owner)
         resolver = None
         gateway = None
@@ -1331,6 +1409,8 @@ class _Background:
         self._done = threading.Event()
         with _Background._start_lock:
             if _Background._queue is None or _Background._pid != os.getpid():
+                import queue
+
                 _Background._queue = queue.SimpleQueue()
                 _Background._pid = os.getpid()
                 threading.Thread(target=_Background._serve, args=(_Background._queue,),
