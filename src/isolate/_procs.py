@@ -5,9 +5,26 @@ Imports nothing from isolate; makes no changes to any process.
 
 from __future__ import annotations
 
+import fcntl
 import os
 
-__all__ = ["pid_alive"]
+__all__ = ["lock_held", "pid_alive"]
+
+
+def lock_held(path: str) -> bool:
+    """Whether some open file holds an flock on ``path`` (a missing file: no). It never
+    blocks, and a lock cannot outlive its holder (a pid can be reused)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def pid_alive(pid: int) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import enum
 import errno
-import fcntl
 import functools
 import json
 import os
@@ -28,6 +27,7 @@ import attrs
 
 from isolate import _plan
 from isolate._plan import Fd, Mode, Plan
+from isolate._procs import lock_held
 from isolate.errors import (
     ConfigError,
     IsolateOSError,
@@ -559,25 +559,10 @@ def read_exit(state_dir: str) -> ExitRecord | None:
                                           int(error["op_index"])))
 
 
-def _try_lock(state_dir: str) -> bool | None:
-    """Whether the shim's lock is free (None: there is no lock file)."""
-    try:
-        fd = os.open(os.path.join(state_dir, LOCK_FILE), os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
-    return True
-
-
 def is_alive(state_dir: str) -> bool:
     """Whether a shim is supervising ``state_dir`` now: it holds the lock for its whole life,
     so a dead shim is told apart from a live one even if its pid was reused."""
-    return _try_lock(state_dir) is False
+    return lock_held(os.path.join(state_dir, LOCK_FILE))
 
 
 def wait_exit(state_dir: str, timeout: float | None = None) -> bool:

@@ -29,18 +29,18 @@ import signal
 import stat
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 import attrs
 
+from isolate._procs import lock_held
 from isolate.container.config import BindMount, ContainerConfig, VolumeMount, parse_signal
 from isolate.container.state import (
     State,
     Status,
     clean_temp_files,
     format_time,
-    lock_held,
     now,
     read_state,
     write_json,
@@ -2041,16 +2041,7 @@ class Container:
         """
         from isolate.container.files import put_archive
 
-        if self.state.status.running:
-            with self._root() as root:
-                put_archive(root, path, archive)
-            return
-        with self._locked() as st:
-            if st.status.running:
-                raise StateError(f"container {self.short_id} started meanwhile",
-                                 current=st.status.value, requested="cp")
-            with self._root(writable=True) as root:
-                put_archive(root, path, archive)
+        self._write_root(lambda root: put_archive(root, path, archive))
 
     def copy_from(self, src: str, dst: str) -> None:
         """``docker cp CONTAINER:SRC DST`` with Docker's path rules (see
@@ -2075,16 +2066,22 @@ class Container:
         """
         from isolate.container.files import copy_in
 
+        self._write_root(lambda root: copy_in(root, src, dst))
+
+    def _write_root(self, write: Callable[[int], None]) -> None:
+        """Run ``write`` on an fd of the container's root, to change it: the live root while
+        it runs, else one mounted writable under the container's lock (a start meanwhile is
+        refused, so two writers never share an upper dir)."""
         if self.state.status.running:
             with self._root() as root:
-                copy_in(root, src, dst)
+                write(root)
             return
         with self._locked() as st:
             if st.status.running:
                 raise StateError(f"container {self.short_id} started meanwhile",
                                  current=st.status.value, requested="cp")
             with self._root(writable=True) as root:
-                copy_in(root, src, dst)
+                write(root)
 
     def export(self, out: BinaryIO) -> None:
         """Write the container's whole root (image and changes, flattened; not its volumes

@@ -24,6 +24,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from isolate._procs import lock_held
 from isolate.container.network import (
     NetworkDriver,
     NetworkRequest,
@@ -31,7 +32,7 @@ from isolate.container.network import (
     host_resolv_conf,
     register_driver,
 )
-from isolate.container.state import lock_held, write_json
+from isolate.container.state import write_json
 from isolate.errors import ConfigError, StateError
 
 if TYPE_CHECKING:

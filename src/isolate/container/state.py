@@ -9,7 +9,6 @@ guards.
 from __future__ import annotations
 
 import enum
-import fcntl
 import json
 import os
 import time
@@ -258,22 +257,6 @@ def read_state(path: str) -> State | None:
         return None
     except (ValueError, TypeError):
         return None
-
-
-def lock_held(path: str) -> bool:
-    """Whether some open file holds an flock on ``path`` (a missing file: no). It never
-    blocks, and a lock cannot outlive its holder (a pid can be reused)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
 
 
 def write_json(path: str, data: Mapping[str, Any], *, sync_dir: bool = True) -> None:
