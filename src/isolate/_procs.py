@@ -11,15 +11,17 @@ import os
 __all__ = ["lock_held", "pid_alive"]
 
 
-def lock_held(path: str) -> bool:
-    """Whether some open file holds an flock on ``path`` (a missing file: no). It never
-    blocks, and a lock cannot outlive its holder (a pid can be reused)."""
+def lock_held(path: str, *, shared: bool = False) -> bool:
+    """Whether some open file holds an exclusive flock on ``path`` (with ``shared``: any
+    flock, shared ones too -- the probe then conflicts with another such probe, so use it
+    where the holders take shared locks and nobody else probes at once). A missing file: no.
+    It never blocks, and a lock cannot outlive its holder (a pid can be reused)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_EX if shared else fcntl.LOCK_SH) | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
     finally:

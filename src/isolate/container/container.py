@@ -1569,17 +1569,7 @@ class Container:
 
     def _awaited(self) -> bool:
         """Whether someone waits for this container (holds ``wait.lock``)."""
-        try:
-            fd = os.open(os.path.join(self.dir, "wait.lock"), os.O_RDONLY | os.O_CLOEXEC)
-        except (FileNotFoundError, NotADirectoryError):
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
-        return False
+        return lock_held(os.path.join(self.dir, "wait.lock"), shared=True)
 
     def _after_end(self) -> None:
         """What the supervisor's exit command does (:mod:`._cleanup`; the in-process
