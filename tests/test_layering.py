@@ -18,6 +18,7 @@ LAYERS: dict[str, float] = {
     "isolate.errors": 0,
     "isolate._native": 0,
     "isolate._syscalls": 0,
+    "isolate._lazy": 0,  # the packages' lazy re-exports: imports nothing of isolate
     "isolate._units": 1,
     "isolate._procs": 1,
     "isolate._plan": 1,
