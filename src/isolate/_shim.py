@@ -15,13 +15,12 @@ import functools
 import json
 import os
 import signal
-import socket
 import struct
 import subprocess
 import time
 import warnings
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -35,6 +34,9 @@ from isolate.errors import (
     UnsupportedError,
 )
 from isolate.lowlevel import error_for
+
+if TYPE_CHECKING:
+    import socket
 
 __all__ = [
     "CLIENT_QUEUE_MAX",
@@ -599,6 +601,8 @@ class AttachClient:
         Raises:
             IsolateOSError: no shim listens there (ENOENT, ECONNREFUSED).
         """
+        import socket  # here: starting and reading a container needs no socket
+
         dirfd = os.open(state_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         sock.settimeout(timeout)

@@ -13,6 +13,7 @@ from isolate import _lazy
 from isolate.errors import DigestMismatch, ImageError
 
 if TYPE_CHECKING:
+    from isolate.image._reports import DiskUsage, GcReport, Removed
     from isolate.image.config import Image, ImageConfig
     from isolate.image.credentials import CredentialHelperError, Credentials
     from isolate.image.oci import Descriptor
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
         login,
         logout,
     )
-    from isolate.image.store import DiskUsage, GcReport, Removed, Store
+    from isolate.image.store import Store
 
 __all__ = [
     "CredentialHelperError",
@@ -55,7 +56,8 @@ __all__ = [
 # none of them (``_disk``'s locks, which containers use) costs only itself.
 __getattr__, __dir__ = _lazy.exports(globals(), {
     "isolate.image.oci": ("Descriptor",),
-    "isolate.image.store": ("DiskUsage", "GcReport", "Removed", "Store"),
+    "isolate.image.store": ("Store",),
+    "isolate.image._reports": ("DiskUsage", "GcReport", "Removed"),
     "isolate.image.config": ("Image", "ImageConfig"),
     "isolate.image.reference": ("Platform", "Reference"),
     "isolate.image.credentials": ("CredentialHelperError", "Credentials"),
