@@ -67,6 +67,43 @@ def test_run_rm_of_an_image_loads_no_network_code_when_it_has_no_network(
                          "tarfile", "isolate.image.registry"}
 
 
+# What a plain run of an image (no volumes, no -v) does not need: the volumes (an image
+# without Volumes), the sandbox (a container is not one), OpenSSL's hashlib (the records are
+# small: CPython's own SHA-256 checks them), secrets (os.urandom makes the ids), the
+# supervisor's socket (nothing is attached through it), the store's gc/df/rm reports.
+_NOT_FOR_A_PLAIN_RUN = {"isolate.container.volumes", "isolate.sandbox", "hashlib", "_hashlib",
+                        "secrets", "socket", "isolate.image._reports"}
+
+
+def test_run_rm_of_an_image_without_volumes_loads_no_volume_sandbox_or_openssl_code(
+        isolate_cli: Isolate) -> None:
+    out, loaded = _run_loading(isolate_cli.store, "run", "--rm", "busybox", "true")
+    assert out == ""
+    assert {"isolate.container.container", "isolate._shim", "isolate.security"} <= loaded
+    assert not loaded & _NOT_FOR_A_PLAIN_RUN
+    # Its seccomp program is kept in the store for the next run (one file per profile).
+    programs = sorted((isolate_cli.store / "seccomp").iterdir())
+    assert len(programs) == 1
+    _run_loading(isolate_cli.store, "run", "--rm", "busybox", "true")
+    assert sorted((isolate_cli.store / "seccomp").iterdir()) == programs
+
+
+def test_run_rm_with_a_volume_loads_the_volumes(isolate_cli: Isolate) -> None:
+    out, loaded = _run_loading(isolate_cli.store, "run", "--rm", "-v", "/data", "busybox",
+                               "true")
+    assert out == ""
+    assert "isolate.container.volumes" in loaded  # (so the check above can fail)
+
+
+def test_run_of_an_image_in_a_sandbox_loads_no_container_or_openssl_code(
+        isolate_cli: Isolate) -> None:
+    out, loaded = _run_loading(isolate_cli.store, "run", "--image", "busybox", "true")
+    assert out == ""
+    assert "isolate.sandbox" in loaded
+    assert not loaded & {"isolate.container.container", "isolate.container.volumes",
+                         "hashlib", "_hashlib", "secrets", "isolate.image._reports"}
+
+
 def test_the_format_templates_build_no_attrs_class() -> None:
     from isolate.cli import template
 
