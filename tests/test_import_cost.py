@@ -54,7 +54,8 @@ def test_the_run_paths_modules_leave_out_what_a_plain_run_does_not_need() -> Non
     loaded = _loaded_by("import isolate.container.container, isolate._shim, isolate.cli.run, "
                         "isolate.image.store, isolate.cli.containers")
     assert not loaded & {"isolate.container.volumes", "socket", "isolate.sandbox",
-                         "isolate.image._reports", "hashlib", "_hashlib", "secrets"}
+                         "isolate.image._reports", "hashlib", "_hashlib", "secrets", "shutil",
+                         "tempfile"}
 
 
 def test_the_store_reports_load_where_they_are_asked_for() -> None:

@@ -351,15 +351,17 @@ class Started:
     pid: int
 
 
-def _write_atomic(path: str, data: bytes) -> None:
+def _write_replacing(path: str, data: bytes) -> None:
+    """``path`` replaced by ``data`` at once (temp + rename), not made durable: the plan is
+    read by the shim started right after, once, and every start writes it anew, so after a
+    crash (no shim, no run) nothing needs the old one -- an fsync would only slow each start
+    on a disk."""
     tmp = f"{path}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
                  0o600)
     try:
         with os.fdopen(fd, "wb", closefd=True) as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
         os.rename(tmp, path)
     except BaseException:
         try:
@@ -442,7 +444,7 @@ def start(plan: Plan, config: ShimConfig) -> Started:
     if is_alive(config.state_dir):
         # The shim's lock decides; this only keeps a live shim's plan file as it is.
         raise _shim_error(config, errno.EBUSY, ShimStep.LOCK, 0)
-    _write_atomic(os.path.join(config.state_dir, PLAN_FILE),
+    _write_replacing(os.path.join(config.state_dir, PLAN_FILE),
                   bytes(plan.encode(Fd.STATUS, Fd.SYNC, Fd.EXIT)))
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
     try:
