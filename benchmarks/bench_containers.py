@@ -25,6 +25,7 @@ from collections.abc import Callable
 import attrs
 from _harness import Candidate, command_line, interleave, machine_notes, ms, table
 from _isolate_path import child_env, describe, pythonpath_prefix
+from _second_python import SecondPython, add_option
 
 BUSYBOX = "/bin/busybox"
 
@@ -147,11 +148,16 @@ def _podman(env: dict[str, str] | str) -> Callable[[], object] | str:
 CLI = [sys.executable, "-m", "isolate.cli"]
 
 
-def _cli(store_root: str, *args: str) -> Callable[[], object]:
-    env = child_env(ISOLATE_STORE=store_root)
+def _cli(store_root: str, *args: str, second: SecondPython | None = None
+         ) -> Callable[[], object]:
+    """The CLI as a whole process (under the second interpreter with ``second``)."""
+    if second is not None and second.exe is not None:
+        cli, env = [second.exe, "-m", "isolate.cli"], dict(second.env, ISOLATE_STORE=store_root)
+    else:
+        cli, env = CLI, child_env(ISOLATE_STORE=store_root)
 
     def fn() -> None:
-        subprocess.run([*CLI, *args], env=env, check=True, stdin=subprocess.DEVNULL,
+        subprocess.run([*cli, *args], env=env, check=True, stdin=subprocess.DEVNULL,
                        stdout=subprocess.DEVNULL)
     return fn
 
@@ -182,7 +188,8 @@ def _image_store(tmp: str) -> object:
     return ContainerStore(store)
 
 
-def start_table(rounds: int, tmp: str, podman_env: dict[str, str] | str) -> str:
+def start_table(rounds: int, tmp: str, podman_env: dict[str, str] | str,
+                second: SecondPython) -> str:
     from isolate.container import ContainerConfig, ContainerStore
     from isolate.image import ImageConfig, Store
 
@@ -231,6 +238,12 @@ def start_table(rounds: int, tmp: str, podman_env: dict[str, str] | str) -> str:
         Candidate("isolate run -d busybox /bin/true + isolate wait (store on disk)",
                   _cli_detached(disk_store.images.root), "two whole processes", every=4),
     ]
+    if second.exe is not None:
+        for where in ("disk", "tmpfs"):
+            cands.append(Candidate(
+                f"isolate run --rm busybox /bin/true (store on {where}) {second.label}",
+                _cli(stores[where][0].images.root, "run", "--rm", "busybox", "/bin/true",
+                     second=second), "the same, under the second interpreter", every=2))
     cands[0] = attrs.evolve(cands[0], note=cands[0].note + f"; supervised by {supervisor}")
     state = os.path.join(tmp, "oci-state")
     bundle = _bundle(tmp, "bundle", rootfs, ["/bin/true"])
@@ -263,7 +276,8 @@ def start_table(rounds: int, tmp: str, podman_env: dict[str, str] | str) -> str:
     anchors = [(f"x {t} run", f"{t} run") for t in ("crun", "runc")]
     anchors.append(("x podman", "podman run --rm --network=none"))
     out = table(results, anchors)
-    return out + ("\n\n" + "\n".join(f"- {n}" for n in notes) if notes else "")
+    notes.append(second.describe())
+    return out + "\n\n" + "\n".join(f"- {n}" for n in notes)
 
 
 def exec_table(rounds: int, tmp: str, podman_env: dict[str, str] | str) -> str:
@@ -414,7 +428,8 @@ def inside(args: argparse.Namespace) -> None:
         try:
             if not args.only_many:
                 print("### create + start + wait of /bin/true\n")
-                print(start_table(args.rounds, tmp, podman_env))
+                with SecondPython(args.second_python, os.path.join(tmp, "pyc")) as second:
+                    print(start_table(args.rounds, tmp, podman_env, second))
                 print("\n### exec latency\n")
                 print(exec_table(args.rounds, tmp, podman_env))
         finally:
@@ -432,6 +447,7 @@ def main() -> None:
     ap.add_argument("--only-many", action="store_true",
                     help="only the table of --many running containers (memory, ps)")
     ap.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    add_option(ap)
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench_containers needs root")
@@ -441,7 +457,9 @@ def main() -> None:
     proc = subprocess.run(["unshare", "-m", "--propagation", "private", "--", sys.executable,
                            os.path.abspath(__file__), "--inside", "--rounds", str(args.rounds),
                            "--many", str(args.many),
-                           *(["--only-many"] if args.only_many else [])], env=child_env())
+                           *(["--only-many"] if args.only_many else []),
+                           *([] if args.second_python is None
+                             else ["--second-python", args.second_python])], env=child_env())
     sys.exit(proc.returncode)
 
 

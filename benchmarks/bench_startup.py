@@ -6,7 +6,9 @@ the installed package or a tree built in place (see docs/performance.md):
 Every candidate is a fresh process that runs /bin/true (or nothing) to its exit, sampled
 round-robin so that load from other processes falls on all of them alike; the CPU time
 (user + system) of each child is reported beside its wall time, since CPU time is less
-disturbed by other work on a shared machine. podman runs with a containers.conf and storage of
+disturbed by other work on a shared machine. The isolate rows and ``python -c pass`` are timed
+under a second interpreter too (Debian's python3 in a venv of its own: see _second_python.py,
+``--second-python``). podman runs with a containers.conf and storage of
 this benchmark's own (runc, cgroupfs, rlimits root may set here), always --network=none; it is
 skipped with a note when it is missing or fails here.
 """
@@ -26,6 +28,7 @@ from collections.abc import Callable
 
 from _harness import Candidate, Result, command_line, interleave, machine_notes, table
 from _isolate_path import child_env, describe, pythonpath_prefix
+from _second_python import SecondPython, add_option
 
 PY = sys.executable  # the real interpreter, never a pyenv shim (which adds ~70 ms per start)
 BUSYBOX = "/bin/busybox"
@@ -111,7 +114,16 @@ class Podman:
                        capture_output=True)
 
 
-def whole_process_table(rounds: int, tmp: str, with_podman: bool) -> str:
+#: The rows a second interpreter repeats: (name, key, argv after the interpreter).
+def _second_rows(store: str, image: str) -> list[tuple[str, str, list[str]]]:
+    run = ["-m", "isolate.cli", "run"]
+    return [("python -c pass", "pass2", ["-c", "pass"]),
+            ("isolate run -- /bin/true", "run2", [*run, "--", "/bin/true"]),
+            ("isolate run --image IMAGE /bin/true", "image2",
+             [*run, "--store", store, "--image", image, "/bin/true"])]
+
+
+def whole_process_table(rounds: int, tmp: str, with_podman: bool, second: SecondPython) -> str:
     store, image = _image(tmp)
     run = [PY, "-m", "isolate.cli", "run"]
     cands = [
@@ -126,7 +138,13 @@ def whole_process_table(rounds: int, tmp: str, with_podman: bool) -> str:
             *run, "--store", store, "--image", image, "/bin/true"]),
             "busybox image from a local store: throwaway writable overlay, same isolation"),
     ]
-    notes = []
+    keys = ["pass", "import", "run", "image"]
+    if second.exe is not None:
+        for name, key, argv in _second_rows(store, image):
+            cands.append(Candidate(f"{name} {second.label}", _process(
+                key, [second.exe, *argv], second.env), "the same, under the second interpreter"))
+            keys.append(key)
+    notes = [second.describe()]
     podman: Podman | None = None
     if not with_podman:
         notes.append("podman left out (--no-podman)")
@@ -144,6 +162,7 @@ def whole_process_table(rounds: int, tmp: str, with_podman: bool) -> str:
                 "podman", [podman.exe, "run", "--rm", "--network=none", image, "/bin/true"],
                 podman.env), "the same image (loaded from a docker-archive isolate saved); "
                 "runc, cgroupfs; podman's defaults", every=2))
+            keys.append("podman")
     try:
         results = interleave(cands, rounds)
     finally:
@@ -153,27 +172,29 @@ def whole_process_table(rounds: int, tmp: str, with_podman: bool) -> str:
                            ("x podman", "podman run --rm --network=none IMAGE /bin/true")]),
            "", "CPU time (user + system) of each child, medians:", "",
            "| candidate | cpu ms |", "|---|---|"]
-    keys = dict(zip([c.name for c in cands], ["pass", "import", "run", "image", "podman"],
-                    strict=False))
-    out += [f"| {r.name} | {_cpu_ms(keys[r.name], len(r.samples))} |" for r in results]
+    key_of = dict(zip([c.name for c in cands], keys, strict=True))
+    out += [f"| {r.name} | {_cpu_ms(key_of[r.name], len(r.samples))} |" for r in results]
     out += [f"\nNote: {n}" for n in notes]
-    return "\n".join(out) + "\n" + _targets(results)
+    return "\n".join(out) + "\n" + _targets(results, second.label)
 
 
-def _targets(results: list[Result]) -> str:
+def _targets(results: list[Result], label: str) -> str:
     by = {r.name: r.median for r in results}
     lines = ["", "Targets (medians of this run):"]
-    ratio = by["isolate run -- /bin/true"] / by["python -c pass"]
-    lines.append(f"- isolate run -- /bin/true / python -c pass = {ratio:.2f}x (target <= 2.5x): "
-                 f"{'met' if ratio <= 2.5 else 'NOT met'}")
     n = len(results[0].samples)
-    cpu = statistics.median(_CPU["run"][-n:]) / statistics.median(_CPU["pass"][-n:])
-    lines.append(f"  (in CPU time: {cpu:.2f}x)")
     podman = by.get("podman run --rm --network=none IMAGE /bin/true")
-    if podman is not None:
-        ratio = by["isolate run --image IMAGE /bin/true"] / podman
-        lines.append(f"- isolate run --image IMAGE / podman run = {ratio:.2f}x "
-                     f"(target <= 0.4x): {'met' if ratio <= 0.4 else 'NOT met'}")
+    for suffix, run_key, pass_key in (("", "run", "pass"), (f" {label}", "run2", "pass2")):
+        if f"python -c pass{suffix}" not in by:
+            continue
+        ratio = by[f"isolate run -- /bin/true{suffix}"] / by[f"python -c pass{suffix}"]
+        lines.append(f"- isolate run -- /bin/true / python -c pass{suffix} = {ratio:.2f}x "
+                     f"(target <= 2.5x): {'met' if ratio <= 2.5 else 'NOT met'}")
+        cpu = statistics.median(_CPU[run_key][-n:]) / statistics.median(_CPU[pass_key][-n:])
+        lines.append(f"  (in CPU time: {cpu:.2f}x)")
+        if podman is not None:
+            ratio = by[f"isolate run --image IMAGE /bin/true{suffix}"] / podman
+            lines.append(f"- isolate run --image IMAGE{suffix} / podman run = {ratio:.2f}x "
+                         f"(target <= 0.4x): {'met' if ratio <= 0.4 else 'NOT met'}")
     return "\n".join(lines)
 
 
@@ -208,6 +229,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=40, help="samples of each candidate")
     ap.add_argument("--no-podman", action="store_true", help="leave podman out")
+    add_option(ap)
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root: podman and the sandbox run as root here")
@@ -217,8 +239,9 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="isolate-bench-startup-")
     try:
         print("### Whole process, start to exit\n")
-        print(whole_process_table(args.rounds, tmp, not args.no_podman), end="\n\n",
-              flush=True)
+        with SecondPython(args.second_python, PYCACHE) as second:
+            print(whole_process_table(args.rounds, tmp, not args.no_podman, second),
+                  end="\n\n", flush=True)
         print(import_table(max(10, args.rounds)), end="\n\n", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -25,7 +25,7 @@ build_pkgs=(gcc libc6-dev libffi-dev python3-dev python3-pip)
 test_pkgs=(busybox-static util-linux iproute2 uidmap docker-registry skopeo umoci
            apache2-utils fuse-overlayfs zstd bubblewrap linux-libc-dev
            golang-github-containers-common procps nftables passt slirp4netns tinyproxy
-           debootstrap podman runc)
+           debootstrap podman runc strace)
 
 as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"

@@ -18,6 +18,8 @@ LAYERS: dict[str, float] = {
     "isolate.errors": 0,
     "isolate._native": 0,
     "isolate._syscalls": 0,
+    "isolate._lazy": 0,  # the packages' lazy re-exports: imports nothing of isolate
+    "isolate._digest": 0,  # SHA-256 of small records without OpenSSL: imports nothing
     "isolate._units": 1,
     "isolate._procs": 1,
     "isolate._plan": 1,

@@ -296,6 +296,81 @@ def test_compile_is_cached_per_profile_and_arch() -> None:
     assert profile.compile("aarch64") != profile.compile("x86_64")
 
 
+@pytest.fixture
+def program_cache(tmp_path: Path) -> Iterator[Path]:
+    """Programs kept in ``tmp_path/programs`` (and none of this process's compiles reused)."""
+    from isolate import security
+
+    directory = tmp_path / "programs"
+    security._compile_cached.cache_clear()
+    security.cache_programs(directory)
+    try:
+        yield directory
+    finally:
+        security.cache_programs(None)
+        security._compile_cached.cache_clear()
+
+
+def _clear_process_cache() -> None:
+    from isolate import security
+
+    security._compile_cached.cache_clear()  # as a new process would start
+
+
+def test_a_compiled_program_is_kept_for_the_next_process(program_cache: Path) -> None:
+    profile = SeccompProfile.default()
+    program = profile.compile("x86_64")
+    (kept,) = program_cache.iterdir()
+    assert kept.read_bytes()[:-64] == program
+    _clear_process_cache()
+    kept.write_bytes(kept.read_bytes())  # (a file of its own: what is read must be this one)
+    assert profile.compile("x86_64") == program
+    assert list(program_cache.iterdir()) == [kept]
+    # Another architecture, another profile: files of their own, never this one's program.
+    assert profile.compile("aarch64") != program
+    other = SeccompProfile(default_action="errno", rules=profile.rules)
+    assert other.compile("x86_64") != program
+    assert len(list(program_cache.iterdir())) == 3
+
+
+@pytest.mark.parametrize("damage", ["torn", "flipped", "foreign", "empty"])
+def test_a_damaged_or_foreign_cached_program_is_never_loaded(program_cache: Path,
+                                                             damage: str) -> None:
+    profile = SeccompProfile.default()
+    program = profile.compile("x86_64")
+    (kept,) = program_cache.iterdir()
+    data = kept.read_bytes()
+    if damage == "torn":
+        kept.write_bytes(data[: len(data) // 2])
+    elif damage == "flipped":  # one instruction changed, the checksum kept
+        kept.write_bytes(data[:16] + bytes([data[16] ^ 1]) + data[17:])
+    elif damage == "foreign":  # another profile's program under this one's name
+        _clear_process_cache()
+        SeccompProfile(default_action="errno").compile("x86_64")
+        (foreign,) = set(program_cache.iterdir()) - {kept}
+        kept.write_bytes(foreign.read_bytes())
+    else:
+        kept.write_bytes(b"")
+    _clear_process_cache()
+    assert profile.compile("x86_64") == program
+    assert kept.read_bytes() == data  # compiled and written again
+
+
+def test_a_cache_that_cannot_be_written_still_compiles(tmp_path: Path) -> None:
+    from isolate import security
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    _clear_process_cache()
+    security.cache_programs(blocker / "programs")
+    try:
+        assert SeccompProfile.default().compile("x86_64") == \
+            security._compile_program(SeccompProfile.default(), "x86_64")
+    finally:
+        security.cache_programs(None)
+        _clear_process_cache()
+
+
 def test_programs_are_little_endian_sock_filter_records() -> None:
     program = SeccompProfile.default().compile("x86_64")
     assert len(program) % 8 == 0

@@ -12,16 +12,12 @@ Importing isolate is cheap: the names and the subpackages load when first used, 
 
 from __future__ import annotations
 
-import importlib
-
-from isolate import errors
+from isolate import _lazy, errors
 
 # Not typing's: importing isolate loads neither typing nor the re it imports (type checkers
 # take any TYPE_CHECKING).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
-
     # The submodules, for type checkers (at run time __getattr__ loads them).
     from isolate import cgroups as cgroups
     from isolate import fs as fs
@@ -62,48 +58,13 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-#: Submodules that load on first use as attributes of the package (``isolate.fs``).
-_SUBMODULES = frozenset({"cgroups", "errors", "fs", "image", "lowlevel", "namespaces",
-                         "process", "sandbox", "security"})
-
-_LAZY = {
-    "Sandbox": "isolate.sandbox",
-    "SandboxConfig": "isolate.sandbox",
-    "SandboxResult": "isolate.sandbox",
-    "Bind": "isolate.fs.mounts",
-    "Tmpfs": "isolate.fs.mounts",
-    "CGroup": "isolate.cgroups",
-    "Limits": "isolate.cgroups",
-    "Namespace": "isolate.namespaces",
-    "NamespaceKind": "isolate.namespaces",
-    "IdMap": "isolate.namespaces",
-    "Image": "isolate.image",
-    "Reference": "isolate.image",
-    "Store": "isolate.image",
-    "Container": "isolate.container",
-    "ContainerConfig": "isolate.container",
-    "Volume": "isolate.container",
-    "build": "isolate._container_runner",
-    "ContainerStepRunner": "isolate._container_runner",
-}
-
-
-def __getattr__(name: str) -> Any:
-    """Load a re-exported name, or a submodule, when it is first used.
-
-    Raises AttributeError for a name the package does not have.
-    """
-    if name in _SUBMODULES:
-        # The import binds the submodule as an attribute of the package.
-        return importlib.import_module(f"isolate.{name}")
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'isolate' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    """The public names, the lazy submodules among them (what ``help(isolate)`` lists)."""
-    return sorted({*__all__, *_SUBMODULES, "__version__"})
+__getattr__, __dir__ = _lazy.exports(globals(), {
+    "isolate.sandbox": ("Sandbox", "SandboxConfig", "SandboxResult"),
+    "isolate.fs.mounts": ("Bind", "Tmpfs"),
+    "isolate.cgroups": ("CGroup", "Limits"),
+    "isolate.namespaces": ("Namespace", "NamespaceKind", "IdMap"),
+    "isolate.image": ("Image", "Reference", "Store"),
+    "isolate.container": ("Container", "ContainerConfig", "Volume"),
+    "isolate._container_runner": ("build", "ContainerStepRunner"),
+}, submodules=("cgroups", "errors", "fs", "image", "lowlevel", "namespaces", "process",
+               "sandbox", "security"))

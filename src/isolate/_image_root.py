@@ -167,14 +167,14 @@ class ImageRoot:
                 the image cannot be found, pulled or extracted.
             UnsupportedError: the image is for a platform this host cannot run.
         """
-        import secrets  # here: open_store() (every CLI command) need not load hashlib
-
         from isolate.image._binfmt import check_runnable
 
         store = store if store is not None else open_store()
         img = find_image(store, image, pull)
         check_runnable(img.platform)
-        holder = f"sandbox-{os.getpid()}-{secrets.token_hex(6)}"
+        # (os.urandom: secrets.token_hex's bytes, without the hmac and OpenSSL hashlib that
+        # secrets loads)
+        holder = f"sandbox-{os.getpid()}-{os.urandom(6).hex()}"
         store.hold(img, holder, for_process=True)
         scratch = store.tmp.name("sandbox")
         try:

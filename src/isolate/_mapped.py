@@ -19,7 +19,6 @@ import os
 import signal
 import stat
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
@@ -243,6 +242,8 @@ class MappedWorker:
 
     def _start(self) -> None:
         # The spawning machinery is imported here: unpacking as the caller needs none of it.
+        import tempfile  # here too: it loads shutil (bz2, lzma), which a run of an image skips
+
         from isolate import _plan, lowlevel
         from isolate._plan import Mode, Plan
         from isolate.namespaces import write_id_maps

@@ -15,13 +15,12 @@ import functools
 import json
 import os
 import signal
-import socket
 import struct
 import subprocess
 import time
 import warnings
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -35,6 +34,9 @@ from isolate.errors import (
     UnsupportedError,
 )
 from isolate.lowlevel import error_for
+
+if TYPE_CHECKING:
+    import socket
 
 __all__ = [
     "CLIENT_QUEUE_MAX",
@@ -349,15 +351,17 @@ class Started:
     pid: int
 
 
-def _write_atomic(path: str, data: bytes) -> None:
+def _write_replacing(path: str, data: bytes) -> None:
+    """``path`` replaced by ``data`` at once (temp + rename), not made durable: the plan is
+    read by the shim started right after, once, and every start writes it anew, so after a
+    crash (no shim, no run) nothing needs the old one -- an fsync would only slow each start
+    on a disk."""
     tmp = f"{path}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
                  0o600)
     try:
         with os.fdopen(fd, "wb", closefd=True) as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
         os.rename(tmp, path)
     except BaseException:
         try:
@@ -440,7 +444,7 @@ def start(plan: Plan, config: ShimConfig) -> Started:
     if is_alive(config.state_dir):
         # The shim's lock decides; this only keeps a live shim's plan file as it is.
         raise _shim_error(config, errno.EBUSY, ShimStep.LOCK, 0)
-    _write_atomic(os.path.join(config.state_dir, PLAN_FILE),
+    _write_replacing(os.path.join(config.state_dir, PLAN_FILE),
                   bytes(plan.encode(Fd.STATUS, Fd.SYNC, Fd.EXIT)))
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
     try:
@@ -599,6 +603,8 @@ class AttachClient:
         Raises:
             IsolateOSError: no shim listens there (ENOENT, ECONNREFUSED).
         """
+        import socket  # here: starting and reading a container needs no socket
+
         dirfd = os.open(state_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         sock.settimeout(timeout)

@@ -35,6 +35,7 @@ __all__ = [
     "SeccompProfile",
     "SeccompRule",
     "audit_arch",
+    "cache_programs",
     "host_arch",
     "read_process_caps",
     "simulate",
@@ -943,8 +944,83 @@ def _emit_condition(asm: _Assembler, cond: ArgCondition, passed: int, failed: in
 _LEAF_SIZE: Final = 4
 
 
+# -- programs kept across processes ------------------------------------------------------------
+
+_program_dir: str | None = None
+
+
+def cache_programs(directory: str | None) -> None:
+    """Keep compiled seccomp programs in ``directory`` (made when first needed), where the
+    next process that compiles the same profile finds them: assembling Docker's profile is
+    ~2.5 ms of every container's start, and a short-lived process (the CLI) would pay it each
+    time. None (the default): programs are kept in this process only.
+
+    A program's file is named by the SHA-256 of what it was compiled from (the profile, the
+    architecture, and this module's file, so that another version of the compiler never
+    shares it) and ends with the SHA-256 of that and the program: a stale, torn or foreign
+    file is never loaded, only compiled and written again. A cache is written without fsync
+    (temp + rename): losing it costs one compile.
+    """
+    global _program_dir
+    _program_dir = None if directory is None else os.fspath(directory)
+
+
+def _program_key(profile: SeccompProfile, arch: str) -> bytes:
+    """What a program is compiled from, as canonical text (no set's order in it)."""
+    def arches(value: frozenset[str] | None) -> str:
+        return "*" if value is None else ",".join(sorted(value))
+
+    try:
+        st = os.stat(__file__)
+        code = f"{__file__}:{st.st_size}:{st.st_mtime_ns}"
+    except OSError:
+        code = __file__
+    lines = [f"isolate.security {code}", arch, f"{int(profile.default_action)} "
+             f"{profile.default_errno} {int(profile.bad_arch_action)} "
+             f"{arches(profile.architectures)}"]
+    for r in profile.rules:
+        conds = ";".join(f"{c.index},{c.op.value},{c.value},{c.mask}" for c in r.args)
+        lines.append(f"{' '.join(r.names)}|{int(r.action)}|{r.errno}|{conds}|"
+                     f"{arches(r.arches)}")
+    return "\n".join(lines).encode()
+
+
+def _cached_program(profile: SeccompProfile, arch: str, directory: str) -> bytes:
+    """The program from ``directory``, or compiled and left there for the next process."""
+    from isolate._digest import sha256_hex
+
+    key = _program_key(profile, arch)
+    path = os.path.join(directory, sha256_hex(key)[:32] + ".bpf")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        data = b""
+    program, check = data[:-64], data[-64:]
+    if len(data) > 64 and len(program) % _INSN.size == 0 \
+            and sha256_hex(key + program).encode() == check:
+        return program
+    program = _compile_program(profile, arch)
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(program + sha256_hex(key + program).encode())
+        os.rename(tmp, path)
+    except OSError:
+        pass  # a cache: a store we cannot write to still runs (and compiles each time)
+    return program
+
+
 @functools.lru_cache(maxsize=128)
 def _compile_cached(profile: SeccompProfile, arch: str) -> bytes:
+    directory = _program_dir
+    if directory is None:
+        return _compile_program(profile, arch)
+    return _cached_program(profile, arch, directory)
+
+
+def _compile_program(profile: SeccompProfile, arch: str) -> bytes:
     table = _TABLES[arch]
     default_ret = _ret(profile.default_action, profile.default_errno)
     bad_arch_ret = _ret(profile.bad_arch_action, 0)

@@ -5,6 +5,7 @@ command), never timings: those are benchmarks/bench_startup.py's and bench_conta
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -67,9 +68,73 @@ def test_run_rm_of_an_image_loads_no_network_code_when_it_has_no_network(
                          "tarfile", "isolate.image.registry"}
 
 
+# What a plain run of an image (no volumes, no -v) does not need: the volumes (an image
+# without Volumes), the sandbox (a container is not one), OpenSSL's hashlib (the records are
+# small: CPython's own SHA-256 checks them), secrets (os.urandom makes the ids), the
+# supervisor's socket (nothing is attached through it), the store's gc/df/rm reports, shutil
+# and tempfile (argparse's formatters asked shutil for the terminal's width; a helper of the
+# id-mapped store made temp files).
+_NOT_FOR_A_PLAIN_RUN = {"isolate.container.volumes", "isolate.sandbox", "hashlib", "_hashlib",
+                        "secrets", "socket", "isolate.image._reports", "shutil", "tempfile"}
+
+
+def test_run_rm_of_an_image_without_volumes_loads_no_volume_sandbox_or_openssl_code(
+        isolate_cli: Isolate) -> None:
+    out, loaded = _run_loading(isolate_cli.store, "run", "--rm", "busybox", "true")
+    assert out == ""
+    assert {"isolate.container.container", "isolate._shim", "isolate.security"} <= loaded
+    assert not loaded & _NOT_FOR_A_PLAIN_RUN
+    # Its seccomp program is kept in the store (one file per profile; the store is shared
+    # with other tests), and the next run reads it: no file is added or written again.
+    def programs() -> dict[str, tuple[int, int]]:
+        return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns)
+                for p in (isolate_cli.store / "seccomp").iterdir()}
+    kept = programs()
+    assert kept
+    _run_loading(isolate_cli.store, "run", "--rm", "busybox", "true")
+    assert programs() == kept
+
+
+def test_run_rm_with_a_volume_loads_the_volumes(isolate_cli: Isolate) -> None:
+    out, loaded = _run_loading(isolate_cli.store, "run", "--rm", "-v", "/data", "busybox",
+                               "true")
+    assert out == ""
+    assert "isolate.container.volumes" in loaded  # (so the check above can fail)
+
+
+def test_run_of_an_image_in_a_sandbox_loads_no_container_or_openssl_code(
+        isolate_cli: Isolate) -> None:
+    out, loaded = _run_loading(isolate_cli.store, "run", "--image", "busybox", "true")
+    assert out == ""
+    assert "isolate.sandbox" in loaded
+    assert not loaded & {"isolate.container.container", "isolate.container.volumes",
+                         "hashlib", "_hashlib", "secrets", "isolate.image._reports"}
+
+
 def test_the_format_templates_build_no_attrs_class() -> None:
     from isolate.cli import template
 
     made = [name for name, value in vars(template).items()
             if isinstance(value, type) and hasattr(value, "__attrs_attrs__")]
     assert made == []  # each costs ~0.3 ms at import: plain tuples do for a parse tree
+
+
+
+def test_run_rm_syncs_what_a_crash_must_find_and_not_the_plan(isolate_cli: Isolate,
+                                                               tmp_path: Path) -> None:
+    # The durable writes of a run (strace, not a timing): the container's record, state and
+    # name, the image hold, the supervisor's records. The plan the shim reads once at its
+    # start is only replaced at once (every start writes it anew).
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace is not installed (scripts/install.sh --test installs it)")
+    trace = tmp_path / "trace"
+    subprocess.run([strace, "-f", "-qq", "-y", "-e", "trace=fsync,fdatasync", "-o", str(trace),
+                    sys.executable, "-m", "isolate.cli", "run", "--rm", "busybox", "true"],
+                   env=env_for(isolate_cli.store), check=True, timeout=WAIT,
+                   stdin=subprocess.DEVNULL, capture_output=True)
+    synced = [line.split("<", 1)[1].split(">", 1)[0] for line in trace.read_text().splitlines()
+              if "sync(" in line and "<" in line]
+    assert any(p.endswith("config.json.tmp") or "/.config.json." in p for p in synced), synced
+    assert any("/holds" in p for p in synced), synced
+    assert not [p for p in synced if p.endswith("/plan") or "/plan." in p], synced

@@ -38,7 +38,12 @@ from isolate.cli.container_options import (
     given,
     parse_detach_keys,
 )
-from isolate.cli.images import add_store_option, open_store, progress_for
+from isolate.cli.images import (
+    add_store_option,
+    keep_seccomp_programs,
+    open_store,
+    progress_for,
+)
 from isolate.errors import ConfigError, IsolateError, NotFoundError, UnsupportedError
 
 if TYPE_CHECKING:
@@ -50,10 +55,15 @@ __all__ = ["register", "run_container", "wants_container"]
 # -- helpers ----------------------------------------------------------------------------------
 
 
-def _store(args: argparse.Namespace) -> ContainerStore:
+def _store(args: argparse.Namespace, *, starts: bool = False) -> ContainerStore:
+    """The container store of ``--store``; ``starts``: for a command that starts processes
+    (their seccomp programs are kept in the store for the next command)."""
     from isolate.container import ContainerStore
 
-    return ContainerStore(open_store(args))
+    images = open_store(args)
+    if starts:
+        keep_seccomp_programs(images)
+    return ContainerStore(images)
 
 
 def _signal_number(value: str) -> int:
@@ -116,7 +126,7 @@ def _pull(args: argparse.Namespace, store: ContainerStore, ref: str) -> None:
 
 
 def _create(args: argparse.Namespace, image: str, command: Sequence[str]) -> Container:
-    store = _store(args)
+    store = _store(args, starts=True)
     if args.cidfile and os.path.exists(args.cidfile):
         raise ConfigError(f"Container ID file found, make sure the other container isn't "
                           f"running or delete {args.cidfile}")
@@ -242,7 +252,7 @@ def _attach_streams(args: argparse.Namespace) -> set[str]:
 def cmd_start(args: argparse.Namespace) -> int:
     from isolate.cli import terminal
 
-    store = _store(args)
+    store = _store(args, starts=True)
     if args.attach or args.interactive:
         if len(args.containers) > 1:
             raise UsageError("isolate: you cannot start and attach multiple containers at "
@@ -287,7 +297,7 @@ def cmd_kill(args: argparse.Namespace) -> int:
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
-    store = _store(args)
+    store = _store(args, starts=True)
     timeout = _seconds_flag(args.timeout, "--timeout")
     return _starting(store, args.containers, lambda c: c.restart(timeout=timeout))
 
@@ -370,7 +380,7 @@ def _created_before(c: Container, values: Sequence[str]) -> bool:
 def cmd_exec(args: argparse.Namespace) -> int:
     from isolate.cli import terminal
 
-    store = _store(args)
+    store = _store(args, starts=True)
     c = store.get(args.container)
     command = list(args.command)
     if command[:1] == ["--"]:

@@ -22,12 +22,17 @@ from typing import TYPE_CHECKING, Any
 
 from isolate._units import human_size, parse_decimal, parse_seconds, parse_size
 from isolate.cli import UsageError
-from isolate.cli.images import add_store_option, open_store, progress_for
+from isolate.cli.images import (
+    add_store_option,
+    keep_seccomp_programs,
+    open_store,
+    progress_for,
+)
 from isolate.errors import ConfigError
-from isolate.sandbox import Sandbox
 
 if TYPE_CHECKING:
     from isolate.cgroups import Limits
+    from isolate.sandbox import Sandbox
 
 __all__ = ["register"]
 
@@ -208,6 +213,7 @@ def _image(args: argparse.Namespace, name: str) -> Any:
     from isolate._image_root import find_image
 
     store = open_store(args)
+    keep_seccomp_programs(store)
     bars = progress_for(f"Pulling {name}")
     try:
         return store, find_image(store, name, args.pull, progress=bars)
@@ -256,6 +262,8 @@ def run_command(args: argparse.Namespace) -> int:
             and not options["network"].startswith(("pasta", "slirp4netns")):
         options["store"] = open_store(args)  # whose networks it joins
     extra_env = _parse_env(args.env)
+    from isolate.sandbox import Sandbox  # here: 'isolate run IMAGE' (a container) needs none
+
     with contextlib.ExitStack() as stack:
         with _warnings_as_lines():
             sb = stack.enter_context(Sandbox(**options))

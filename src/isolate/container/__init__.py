@@ -9,8 +9,9 @@ Importing this package is cheap: its modules load when a name is first used.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from isolate import _lazy
 
 if TYPE_CHECKING:
     from isolate.container.config import (
@@ -33,22 +34,6 @@ if TYPE_CHECKING:
     from isolate.container.state import State, Status
     from isolate.container.stats import ContainerStats
     from isolate.container.volumes import Volume, VolumeStore
-
-_LAZY = {
-    "BindMount": "config", "ContainerConfig": "config", "MountSpec": "config",
-    "RestartPolicy": "config", "TmpfsMount": "config", "VolumeMount": "config",
-    "parse_mount": "config", "parse_signal": "config", "parse_tmpfs": "config",
-    "parse_volume": "config",
-    "Container": "container", "ContainerStore": "container", "Exec": "container",
-    "ExitStatus": "container",
-    "Change": "files",
-    "PsRow": "inspect", "matches": "inspect", "ps_row": "inspect",
-    "LogRecord": "logs",
-    "NetworkDriver": "network", "NetworkSetup": "network", "register_driver": "network",
-    "State": "state", "Status": "state",
-    "ContainerStats": "stats",
-    "Volume": "volumes", "VolumeStore": "volumes",
-}
 
 __all__ = [
     "BindMount",
@@ -81,14 +66,16 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'isolate.container' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"isolate.container.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = _lazy.exports(globals(), {
+    "isolate.container.config": ("BindMount", "ContainerConfig", "MountSpec", "RestartPolicy",
+                                 "TmpfsMount", "VolumeMount", "parse_mount", "parse_signal",
+                                 "parse_tmpfs", "parse_volume"),
+    "isolate.container.container": ("Container", "ContainerStore", "Exec", "ExitStatus"),
+    "isolate.container.files": ("Change",),
+    "isolate.container.inspect": ("PsRow", "matches", "ps_row"),
+    "isolate.container.logs": ("LogRecord",),
+    "isolate.container.network": ("NetworkDriver", "NetworkSetup", "register_driver"),
+    "isolate.container.state": ("State", "Status"),
+    "isolate.container.stats": ("ContainerStats",),
+    "isolate.container.volumes": ("Volume", "VolumeStore"),
+})

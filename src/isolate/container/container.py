@@ -21,6 +21,7 @@ import builtins
 import contextlib
 import errno
 import fcntl
+import functools
 import json
 import os
 import re
@@ -46,7 +47,6 @@ from isolate.container.state import (
     write_json,
     write_state,
 )
-from isolate.container.volumes import VolumeStore
 from isolate.errors import (
     AmbiguousError,
     ConfigError,
@@ -67,6 +67,7 @@ if TYPE_CHECKING:
     from isolate.container import network as net
     from isolate.container.preset import Resolved
     from isolate.container.users import ImageUser
+    from isolate.container.volumes import VolumeStore
     from isolate.namespaces import IdMap, NamespaceKind
     from isolate.runtime import RuntimeConfig
 
@@ -136,9 +137,10 @@ _NOUNS = ("bell", "cohen", "curie", "darwin", "euler", "gauss", "hopper", "keple
 
 
 def _random_name() -> str:
-    import secrets
+    import random  # (secrets.choice is SystemRandom's; secrets loads hmac and OpenSSL's hashlib)
 
-    return f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NOUNS)}"
+    pick = random.SystemRandom().choice
+    return f"{pick(_ADJECTIVES)}_{pick(_NOUNS)}"
 
 
 class ContainerStore:
@@ -166,7 +168,14 @@ class ContainerStore:
         self.root = os.path.join(self.images.root, "containers")
         self.names = os.path.join(self.root, "names")
         os.makedirs(self.names, mode=0o711, exist_ok=True)
-        self.volumes = VolumeStore(self.images)
+
+    @functools.cached_property
+    def volumes(self) -> VolumeStore:
+        """The store's volumes (made when first used: a container without volumes never
+        needs them)."""
+        from isolate.container.volumes import VolumeStore
+
+        return VolumeStore(self.images)
 
     def __repr__(self) -> str:
         return f"ContainerStore({self.images.root!r})"
@@ -395,9 +404,7 @@ class ContainerStore:
             except OSError as exc:
                 raise ConfigError(f"opening seccomp profile ({config.seccomp}) failed: "
                                   f"{exc.strerror}") from None
-        import secrets
-
-        cid = secrets.token_hex(32)
+        cid = os.urandom(32).hex()  # secrets.token_hex's bytes, without the hashlib it loads
         build = images.tmp.name(f"container-{cid[:12]}")
         made_volumes: list[str] = []
         # The shared gc lock keeps a gc out from looking up the image to holding it.
@@ -405,7 +412,9 @@ class ContainerStore:
             try:
                 lowers = images.layer_dirs(img)
                 record = self._prepare(config, img, cid, build, lowers, seccomp_json)
-                with self.volumes.locked():
+                # (The volumes lock only when volumes are made: they are what it guards.)
+                with self.volumes.locked() if _wants_volumes(config, img) else \
+                        contextlib.nullcontext():
                     record["volumes"], made_volumes = self._volumes(
                         config, img, record, lowers, os.path.join(build, "mountpoints"))
                     write_json(os.path.join(build, "config.json"), record, sync_dir=False)
@@ -467,8 +476,6 @@ class ContainerStore:
         """Under the volumes lock: make the named volumes that do not exist yet and one
         anonymous volume for each ``-v /path`` and each image Volume no mount covers; seed the
         empty new ones from the image. Returns (target -> volume name, names made)."""
-        from isolate.container.volumes import seed
-
         targets = {m.target for m in config.mounts}
         wanted: list[VolumeMount] = [m for m in config.mounts if isinstance(m, VolumeMount)]
         for path in img.config.volumes:
@@ -478,6 +485,10 @@ class ContainerStore:
         out: dict[str, str] = {}
         made: list[str] = []
         seeds: list[tuple[str, str]] = []
+        if not wanted:
+            return out, made
+        from isolate.container.volumes import seed
+
         for m in wanted:
             existed = m.name is not None and self._volume_exists(m.name)
             vol = self.volumes._create(m.name, {}, m.name is None)
@@ -509,9 +520,7 @@ class ContainerStore:
         with FileLock(os.path.join(self.root, "names.lock")).hold():
             owner = self._name_owner(name)
             while owner is not None and not explicit:
-                import secrets
-
-                name = f"{_random_name()}_{secrets.token_hex(2)}"
+                name = f"{_random_name()}_{os.urandom(2).hex()}"
                 owner = self._name_owner(name)
             if owner is not None:
                 raise ConflictError(f'Conflict. The container name "/{name}" is already in '
@@ -2210,3 +2219,7 @@ def _start_exit_code(exc: BaseException) -> int:
         return 127 if exc.errno == errno.ENOENT else 126
     return 128
 
+
+def _wants_volumes(config: ContainerConfig, img: Image) -> bool:
+    """Whether a container of ``config`` and ``img`` has volumes (named or anonymous)."""
+    return bool(img.config.volumes) or any(isinstance(m, VolumeMount) for m in config.mounts)

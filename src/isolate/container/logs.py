@@ -33,9 +33,10 @@ __all__ = ["LogRecord", "parse_log_time", "read_logs", "read_records"]
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)$")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
 _POLL = 0.05
-#: The first wait of a follow that found nothing new; each further one doubles, up to _POLL.
-#: A short command (``isolate run --rm IMAGE /bin/true`` follows its log) ends within a few
-#: ms: a first wait of _POLL made every such run 50 ms slower than its container.
+#: The first wait of a follow that found nothing new; each further one doubles, up to _POLL
+#: (new output shows within that). The end of the container's first process ends a wait at
+#: once: a short command (``isolate run --rm IMAGE /bin/true`` follows its log) ends within a
+#: few ms, and a first wait of _POLL made every such run 50 ms slower than its container.
 _FIRST_POLL = 0.001
 
 
@@ -186,9 +187,12 @@ def read_logs(container: ContainerView, *, stdout: bool = True, stderr: bool = T
                 continue
             if not running:
                 return
-            running = container.state.status.running
+            st = container.state
+            running = st.status.running
             if running:
-                time.sleep(wait)
+                # Woken at once when its first process ends (a pidfd), not at the end of
+                # the wait: a short command's run ends with it.
+                container._wait_exit(st, wait)
                 wait = min(wait * 2, _POLL)
             # else: one more read, of what it wrote just before it ended
     finally:

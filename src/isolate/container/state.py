@@ -263,10 +263,9 @@ def write_json(path: str, data: Mapping[str, Any], *, sync_dir: bool = True) -> 
     """Atomically replace ``path`` with ``data`` as JSON: a temp file beside it (named for
     this process), fsync, rename, fsync of the directory (``sync_dir=False``: the caller
     syncs the directory once for several files, as a directory not yet visible needs)."""
-    import secrets  # here: readers (ps, inspect) never need it, nor the hashlib it loads
-
     directory, base = os.path.split(path)
-    tmp = os.path.join(directory, f".{base}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    # (os.urandom: secrets.token_hex's bytes, without the hmac and OpenSSL hashlib it loads)
+    tmp = os.path.join(directory, f".{base}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     payload = json.dumps(data, indent=1, sort_keys=True).encode() + b"\n"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     try:

@@ -165,17 +165,15 @@ class VolumeStore:
 
     def _create(self, name: str | None, labels: Mapping[str, str],
                 anonymous: bool) -> Volume:
-        import secrets  # here: listing containers never needs it (nor the hashlib it loads)
-
-        if name is None:
-            name = secrets.token_hex(32)
+        if name is None:  # (os.urandom: secrets' bytes, without the hashlib secrets loads)
+            name = os.urandom(32).hex()
         elif not isinstance(name, str) or not NAME_RE.match(name):
             raise ConfigError(f'"{name}" includes invalid characters for a local volume name, '
                               'only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed')
         final = os.path.join(self.root, name)
         if os.path.exists(os.path.join(final, "volume.json")):
             return self._load(name)
-        tmp = os.path.join(self.root, f".tmp-{os.getpid()}-{secrets.token_hex(6)}")
+        tmp = os.path.join(self.root, f".tmp-{os.getpid()}-{os.urandom(6).hex()}")
         os.mkdir(tmp, 0o711)
         try:
             os.mkdir(os.path.join(tmp, "_data"), 0o755)
@@ -226,9 +224,7 @@ class VolumeStore:
             raise ConflictError(f"remove {name}: volume is in use - "
                                 f"[{', '.join(users)}]")
         final = os.path.join(self.root, name)
-        import secrets
-
-        trash = os.path.join(self.root, f".trash-{os.getpid()}-{secrets.token_hex(6)}")
+        trash = os.path.join(self.root, f".trash-{os.getpid()}-{os.urandom(6).hex()}")
         os.rename(final, trash)
         remove_tree(trash)
 

@@ -7,12 +7,13 @@ spawns or touches namespaces.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from isolate import _lazy
 from isolate.errors import DigestMismatch, ImageError
 
 if TYPE_CHECKING:
+    from isolate.image._reports import DiskUsage, GcReport, Removed
     from isolate.image.config import Image, ImageConfig
     from isolate.image.credentials import CredentialHelperError, Credentials
     from isolate.image.oci import Descriptor
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
         login,
         logout,
     )
-    from isolate.image.store import DiskUsage, GcReport, Removed, Store
+    from isolate.image.store import Store
 
 __all__ = [
     "CredentialHelperError",
@@ -53,40 +54,13 @@ __all__ = [
 # credential helpers only for a pull, push or login; the store, configs and references (attrs
 # classes, hashlib, json) only when asked for, so that a module of this package that needs
 # none of them (``_disk``'s locks, which containers use) costs only itself.
-_LAZY = {
-    "Descriptor": "isolate.image.oci",
-    "DiskUsage": "isolate.image.store",
-    "GcReport": "isolate.image.store",
-    "Image": "isolate.image.config",
-    "ImageConfig": "isolate.image.config",
-    "Platform": "isolate.image.reference",
-    "Reference": "isolate.image.reference",
-    "Removed": "isolate.image.store",
-    "Store": "isolate.image.store",
-    "CredentialHelperError": "isolate.image.credentials",
-    "Credentials": "isolate.image.credentials",
-    "ImageNotFound": "isolate.image.registry",
-    "Progress": "isolate.image.registry",
-    "RegistryUnreachable": "isolate.image.registry",
-    "Unauthorized": "isolate.image.registry",
-    "login": "isolate.image.registry",
-    "logout": "isolate.image.registry",
-}
-
-
-def __getattr__(name: str) -> Any:
-    """Load a name of the package when it is first used.
-
-    Raises AttributeError for a name the package does not have.
-    """
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'isolate.image' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    """The module's names, the lazy ones among them (what ``help(isolate.image)`` lists)."""
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = _lazy.exports(globals(), {
+    "isolate.image.oci": ("Descriptor",),
+    "isolate.image.store": ("Store",),
+    "isolate.image._reports": ("DiskUsage", "GcReport", "Removed"),
+    "isolate.image.config": ("Image", "ImageConfig"),
+    "isolate.image.reference": ("Platform", "Reference"),
+    "isolate.image.credentials": ("CredentialHelperError", "Credentials"),
+    "isolate.image.registry": ("ImageNotFound", "Progress", "RegistryUnreachable",
+                               "Unauthorized", "login", "logout"),
+})

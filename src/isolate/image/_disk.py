@@ -101,10 +101,10 @@ class TempSpace:
 
     def name(self, what: str) -> str:
         """A fresh path in tmp/ that records this process as its owner."""
-        import secrets  # here: readers of the store never need it, nor the hashlib it loads
-
+        # (os.urandom: secrets.token_hex's bytes, without the hmac and OpenSSL hashlib that
+        # secrets loads)
         return os.path.join(self.path,
-                            f"{os.getpid()}-{_pid_ns()}.{secrets.token_hex(8)}.{what}")
+                            f"{os.getpid()}-{_pid_ns()}.{os.urandom(8).hex()}.{what}")
 
     def leftovers(self) -> list[str]:
         """The paths of entries whose writing process is gone."""

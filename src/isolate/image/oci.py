@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 
+from isolate._digest import sha256_hex
 from isolate.errors import ImageError, UnsupportedError
 from isolate.fs._compress import zstd_available
 from isolate.image.reference import Platform, is_digest
@@ -60,9 +61,7 @@ DOCKER_TO_OCI = {
 
 def sha256_digest(data: bytes) -> str:
     """``sha256:<hex>`` of ``data``."""
-    import hashlib  # here: reading records (ps, images) needs no hashing
-
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    return "sha256:" + sha256_hex(data)  # (small records: without loading OpenSSL)
 
 
 def canonical_json(obj: Any) -> bytes:

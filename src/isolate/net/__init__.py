@@ -18,23 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-# The names below are loaded on first use (PEP 562): a container's exit command needs only
-# :class:`Networks`' release, not the option parsers, file builders and rootless helpers.
-_HOMES = {
-    "NetNamespace": "_ns", "NetnsLike": "_ns",
-    "hosts_file": "files", "resolv_conf": "files",
-    "Firewall": "firewall", "NftablesFirewall": "firewall", "NoFirewall": "firewall",
-    "AddressPool": "ipam",
-    "DEFAULT_NETWORK": "network", "Endpoint": "network", "Network": "network",
-    "NetworkRecords": "network", "Networks": "network", "default_alive": "network",
-    "process_owner": "network",
-    "ExtraHost": "options", "NetworkMode": "options", "parse_add_host": "options",
-    "parse_dns": "options", "parse_dns_option": "options", "parse_dns_search": "options",
-    "parse_ip": "options", "parse_network": "options", "parse_network_alias": "options",
-    "PortBinding": "ports", "PortMapping": "ports", "format_bindings": "ports",
-    "parse_publish": "ports",
-    "UserModeNetwork": "rootless", "attach_user_mode": "rootless", "loopback_up": "rootless",
-}
+from isolate import _lazy
 
 if TYPE_CHECKING:
     from isolate.net._ns import NetNamespace, NetnsLike
@@ -63,22 +47,6 @@ if TYPE_CHECKING:
     )
     from isolate.net.ports import PortBinding, PortMapping, format_bindings, parse_publish
     from isolate.net.rootless import UserModeNetwork, attach_user_mode, loopback_up
-
-
-def __getattr__(name: str) -> object:
-    """Load an exported name from its module on first use."""
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
 
 
 __all__ = [
@@ -114,3 +82,19 @@ __all__ = [
     "process_owner",
     "resolv_conf",
 ]
+
+# The names load on first use: a container's exit command needs only :class:`Networks`'
+# release, not the option parsers, file builders and rootless helpers.
+__getattr__, __dir__ = _lazy.exports(globals(), {
+    "isolate.net._ns": ("NetNamespace", "NetnsLike"),
+    "isolate.net.files": ("hosts_file", "resolv_conf"),
+    "isolate.net.firewall": ("Firewall", "NftablesFirewall", "NoFirewall"),
+    "isolate.net.ipam": ("AddressPool",),
+    "isolate.net.network": ("DEFAULT_NETWORK", "Endpoint", "Network", "NetworkRecords",
+                            "Networks", "default_alive", "process_owner"),
+    "isolate.net.options": ("ExtraHost", "NetworkMode", "parse_add_host", "parse_dns",
+                            "parse_dns_option", "parse_dns_search", "parse_ip",
+                            "parse_network", "parse_network_alias"),
+    "isolate.net.ports": ("PortBinding", "PortMapping", "format_bindings", "parse_publish"),
+    "isolate.net.rootless": ("UserModeNetwork", "attach_user_mode", "loopback_up"),
+})

@@ -19,8 +19,9 @@ import attrs
 
 from isolate.errors import ImageError
 from isolate.image._disk import FileLock, remove_tree
+from isolate.image._reports import GcReport
 from isolate.image.build.state import ImageState
-from isolate.image.store import GcReport, Store
+from isolate.image.store import Store
 
 __all__ = ["BuildCache", "PruneReport"]
 
