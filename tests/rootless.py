@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import json
 import os
 import pathlib
 import pwd
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import _cffi_backend
 import attr
@@ -209,6 +211,16 @@ def run_unprivileged(code: str, uid: int = 65534, gid: int | None = None, *,
         pytest.fail(f"unprivileged code exited {proc.returncode}\n--- stdout\n{proc.stdout}"
                     f"\n--- stderr\n{proc.stderr}")
     return proc
+
+
+def run_in_user_store(tmp_path: pathlib.Path, code: str,
+                      **kw: Any) -> dict[str, object]:
+    """Run ``code`` as uid 65534 (:func:`run_unprivileged`, ``kw`` passed on) with its own
+    store (``$XDG_DATA_HOME`` from :func:`xdg_home`); the JSON object its last line prints."""
+    env = {**kw.pop("extra_env", {}), "XDG_DATA_HOME": str(xdg_home(tmp_path))}
+    proc = run_unprivileged(code, extra_env=env, **kw)
+    result: dict[str, object] = json.loads(proc.stdout.splitlines()[-1])
+    return result
 
 
 def argv_for(code: str) -> Sequence[str]:

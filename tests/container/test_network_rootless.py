@@ -336,15 +336,14 @@ def test_a_rootless_netns_with_a_subordinate_range_in_the_machines_namespace(
                  "record_gone_at_end": True}, proc.stderr
 
 
-# As uid 65534: a sandbox of the user's on a user-defined network (its user and network
-# namespaces made inside the rootless netns's user namespace, as the containers' are) reaches
-# a rootless container on it by name; after both are gone, nothing is left (holder, pasta,
-# endpoints, the record).
-SANDBOX_CODE = """
-import json, os, shutil, subprocess, sys
+# The start of the scripts below: as the user, a store with the image, the host, a container
+# store on it and a user-defined network "app" (``net``); ``out`` collects the results.
+APP_NETWORK = """
+import contextlib, io, json, os, shutil, signal, subprocess, sys, time
 sys.path.insert(0, {extra!r})
 sys.path.insert(0, {tests!r})
 from isolate import Sandbox
+from isolate.cli import main
 from isolate.net._helpers import HelperProcess
 from isolate.net.rootless_netns import RECORD
 {prelude}
@@ -352,7 +351,15 @@ netdir = os.path.join(store.root, "networks")
 out = {{}}
 cs = ContainerStore(network_host=host)
 with netdriver.open_networks(store.root, host) as nets:
-    nets.create("app")
+    net = nets.create("app")
+"""
+
+
+# As uid 65534: a sandbox of the user's on a user-defined network (its user and network
+# namespaces made inside the rootless netns's user namespace, as the containers' are) reaches
+# a rootless container on it by name; after both are gone, nothing is left (holder, pasta,
+# endpoints, the record).
+SANDBOX_CODE = APP_NETWORK + """
 web = cs.create(ContainerConfig("busybox", ["sh", "-c",
     "echo web $(id -u) > /tmp/index.html; exec httpd -f -p 80 -h /tmp"],
     network="app", name="web"))
@@ -432,19 +439,7 @@ def test_a_rootless_sandbox_reaches_a_rootless_container_by_name_on_a_network(
 # As uid 65534: ``network ls``/``inspect`` read the records only (no rootless netns made for
 # them), and a published port's proxy on the host, left running by a supervisor SIGKILLed, is
 # stopped by the networks' prune although nothing released the container.
-RECORDS_CODE = """
-import contextlib, io, json, os, shutil, signal, sys, time
-sys.path.insert(0, {extra!r})
-sys.path.insert(0, {tests!r})
-from isolate.cli import main
-from isolate.net._helpers import HelperProcess
-from isolate.net.rootless_netns import RECORD
-{prelude}
-netdir = os.path.join(store.root, "networks")
-out = {{}}
-cs = ContainerStore(network_host=host)
-with netdriver.open_networks(store.root, host) as nets:
-    net = nets.create("app")
+RECORDS_CODE = APP_NETWORK + """
 # pasta and slirp4netns replaced by programs that only say that they ran: making the rootless
 # netns would run one of them (and fail).
 spy = os.path.join(base, "spy")

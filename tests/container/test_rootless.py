@@ -4,7 +4,6 @@ limits, pause and stats that need one refused with the reason."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import textwrap
 from pathlib import Path
@@ -41,14 +40,7 @@ def out(c):
 
 
 def _run(tmp_path: Path, body: str, **kw: object) -> dict[str, object]:
-    if shutil.which("setpriv") is None:
-        pytest.skip("setpriv (util-linux) is not installed")
-    home = rootless.xdg_home(tmp_path)
-    code = _SETUP + textwrap.dedent(body)
-    proc = rootless.run_unprivileged(code, extra_env={"XDG_DATA_HOME": str(home)},
-                                     **kw)  # type: ignore[arg-type]
-    result: dict[str, object] = json.loads(proc.stdout.splitlines()[-1])
-    return result
+    return rootless.run_in_user_store(tmp_path, _SETUP + textwrap.dedent(body), **kw)
 
 
 def test_a_rootless_container_runs_execs_and_is_removed(tmp_path: Path) -> None:

@@ -94,12 +94,13 @@ def loopback_server(body: bytes) -> socket.socket:
 
 
 @contextlib.contextmanager
-def staged_extras() -> Iterator[dict[str, str]]:
+def staged_extras(pages: dict[str, str] | None = None) -> Iterator[dict[str, str]]:
     """For code run as an ordinary user (needs root to set up): world-readable copies of what
     it imports beyond isolate and attrs (pyroute2, dnspython, this file as
-    ``tests/net_helpers.py``), a ``www`` dir with a page, and a tun device node it may open
-    (the machine's /dev/net/tun may be root's only: bind ours over it in the run's private
-    mount namespace). Yields the paths: ``extra`` (for sys.path), ``tests``, ``www``, ``tun``."""
+    ``tests/net_helpers.py``), a dir per entry of ``pages`` (default ``{"www": "rootless"}``)
+    holding that text as ``index.html``, and a tun device node it may open (the machine's
+    /dev/net/tun may be root's only: bind ours over it in the run's private mount namespace).
+    Yields the paths: ``extra`` (for sys.path), ``tests``, ``tun`` and one per page dir."""
     import shutil
     import stat
     import tempfile
@@ -117,10 +118,12 @@ def staged_extras() -> Iterator[dict[str, str]]:
         tests = os.path.join(extra, "tests")
         os.mkdir(tests)
         shutil.copy(__file__, os.path.join(tests, "net_helpers.py"))
-        www = os.path.join(extra, "www")
-        os.mkdir(www)
-        with open(os.path.join(www, "index.html"), "w") as f:
-            f.write("rootless")
+        paths = {"extra": extra, "tests": tests}
+        for name, text in (pages or {"www": "rootless"}).items():
+            paths[name] = os.path.join(extra, name)
+            os.mkdir(paths[name])
+            with open(os.path.join(paths[name], "index.html"), "w") as f:
+                f.write(text)
         tun = os.path.join(extra, "tun")
         os.mknod(tun, 0o666 | stat.S_IFCHR, os.makedev(10, 200))
         os.chmod(tun, 0o666)
@@ -130,7 +133,7 @@ def staged_extras() -> Iterator[dict[str, str]]:
             for name in filenames:
                 if name != "tun":
                     os.chmod(os.path.join(dirpath, name), 0o644)
-        yield {"extra": extra, "tests": tests, "www": www, "tun": tun}
+        yield {**paths, "tun": tun}
     finally:
         shutil.rmtree(extra, ignore_errors=True)
 

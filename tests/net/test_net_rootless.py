@@ -5,17 +5,11 @@ playing the host, and a container's network namespace made inside it."""
 from __future__ import annotations
 
 import os
-import shutil
-import stat
 import sys
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
-import dns
-import pyroute2
 import pytest
-from net_helpers import OTHER, fetch
+from net_helpers import OTHER, fetch, staged_extras
 
 from conftest import Containers, have
 from isolate.errors import UnsupportedError
@@ -152,39 +146,11 @@ finally:
 
 
 @pytest.fixture
-def rootless_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """World-readable copies of what the unprivileged code imports beyond isolate and attrs
-    (pyroute2, dnspython, these tests' helpers), pages to serve, and a tun device node it may
-    open (the machine's /dev/net/tun may be root's only: a node of our own is bound over it in
-    the run's private mount namespace)."""
-    extra = tempfile.mkdtemp(prefix="isolate-net-rootless-")
-    try:
-        os.chmod(extra, 0o755)
-        for module in (pyroute2, dns):
-            shutil.copytree(os.path.dirname(module.__file__ or ""),
-                            os.path.join(extra, module.__name__),
-                            ignore=shutil.ignore_patterns("__pycache__"))
-        tests = os.path.join(extra, "tests")
-        os.mkdir(tests)
-        shutil.copy(Path(__file__).parent / "net_helpers.py", tests)
-        www = os.path.join(extra, "www")
-        os.mkdir(www)
-        Path(www, "index.html").write_text("rootless")
-        www2 = os.path.join(extra, "www2")
-        os.mkdir(www2)
-        Path(www2, "index.html").write_text("on the bridge")
-        tun = os.path.join(extra, "tun")
-        os.mknod(tun, 0o666 | stat.S_IFCHR, os.makedev(10, 200))
-        os.chmod(tun, 0o666)
-        for dirpath, dirnames, filenames in os.walk(extra):
-            for d in dirnames:
-                os.chmod(os.path.join(dirpath, d), 0o755)
-            for f in filenames:
-                if f != "tun":
-                    os.chmod(os.path.join(dirpath, f), 0o644)
-        yield {"extra": extra, "tests": tests, "www": www, "www2": www2, "tun": tun}
-    finally:
-        shutil.rmtree(extra, ignore_errors=True)
+def rootless_env() -> Iterator[dict[str, str]]:
+    """What the unprivileged code needs staged (net_helpers.staged_extras), with a second page
+    dir ``www2`` for the server on the bridge."""
+    with staged_extras({"www": "rootless", "www2": "on the bridge"}) as paths:
+        yield paths
 
 
 @pytest.mark.userns

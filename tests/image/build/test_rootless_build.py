@@ -4,7 +4,6 @@ newuidmap), and a step whose user those maps lack refused with the reason."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import textwrap
 from pathlib import Path
@@ -59,20 +58,7 @@ def read(image, path):
 
 
 def _run(tmp_path: Path, body: str, **kw: object) -> dict[str, object]:
-    if shutil.which("setpriv") is None:
-        pytest.skip("setpriv (util-linux) is not installed")
-    home = tmp_path / "xdg"
-    home.mkdir()
-    shutil.chown(home, 65534, 65534)
-    for d in (tmp_path, *tmp_path.parents):
-        if d == Path("/"):
-            break
-        d.chmod(d.stat().st_mode | 0o005)
-    code = _SETUP + textwrap.dedent(body)
-    proc = rootless.run_unprivileged(code, extra_env={"XDG_DATA_HOME": str(home)},
-                                     **kw)  # type: ignore[arg-type]
-    result: dict[str, object] = json.loads(proc.stdout.splitlines()[-1])
-    return result
+    return rootless.run_in_user_store(tmp_path, _SETUP + textwrap.dedent(body), **kw)
 
 
 def test_an_ordinary_user_builds_with_its_own_id_as_root(tmp_path: Path) -> None:
