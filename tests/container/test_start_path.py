@@ -59,3 +59,32 @@ def test_containers_are_born_in_their_v2_group_and_share_one_device_program(
     # reused for the second: one kept.
     (fd,) = kept_program_fds()
     assert os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:bpf-prog"
+
+
+def test_a_waiter_in_the_supervising_process_is_told_when_the_end_is_recorded(
+        image_store: object) -> None:
+    """With the in-process supervisor, the run's end is signalled to waiters in this process
+    once exit.json is written (no polling for it); the signal is gone afterwards, and a
+    forked child (which has no watching thread) falls back to reading the files."""
+    from isolate.container import _inprocess
+
+    cs = ContainerStore(image_store, supervisor="inprocess")  # type: ignore[arg-type]
+    c = cs.create(ContainerConfig("busybox", ["sleep", "60"]))
+    try:
+        c.start()
+        st = c.state
+        recorded = _inprocess.end_recorded(c.dir, st.pid)
+        assert recorded is not None and not recorded.is_set()
+        assert _inprocess.end_recorded(c.dir, st.pid + 1) is None
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover (the child exits at once)
+            os._exit(0 if _inprocess.end_recorded(c.dir, st.pid) is None else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        c.kill()
+        assert c.wait(timeout=60).exit_code == 137
+        assert recorded.is_set()
+        assert os.path.exists(os.path.join(c.dir, "exit.json"))
+        assert _inprocess.end_recorded(c.dir, st.pid) is None
+    finally:
+        c.remove(force=True)

@@ -1348,8 +1348,15 @@ class Container:
                         return self._observe(st)
             finally:
                 os.close(fd)
-        # The process is gone: the supervisor records its end in a moment.
+        # The process is gone: the supervisor records its end in a moment (this process's
+        # own says when; isolate-shim's is polled for).
         limit = time.monotonic() + _RECORD_WAIT
+        if st.supervisor == "inprocess":
+            from isolate.container._inprocess import end_recorded
+
+            recorded = end_recorded(self.dir, st.pid)
+            if recorded is not None:
+                recorded.wait(_RECORD_WAIT)
         delay = 0.0005
         while True:
             now_st = self._observe(st)
