@@ -88,3 +88,30 @@ def test_a_waiter_in_the_supervising_process_is_told_when_the_end_is_recorded(
         assert _inprocess.end_recorded(c.dir, st.pid) is None
     finally:
         c.remove(force=True)
+
+
+def test_the_mount_points_an_image_lacks_are_looked_up_once_per_image_and_points(
+        containers: ContainerStore) -> None:
+    """Containers of one image and the same mount points make the same mount-point layer
+    from one lookup; another set of points (a tmpfs where the image has nothing) is looked
+    up for itself and gets its point made."""
+    from isolate.container import TmpfsMount
+    from isolate.container import container as ctr
+
+    ctr._MISSING_POINTS.clear()
+    a = containers.create(ContainerConfig("busybox", ["true"]))
+    b = containers.create(ContainerConfig("busybox", ["true"]))
+    assert len(ctr._MISSING_POINTS) == 1
+
+    def tree(c: Container) -> list[str]:
+        top = os.path.join(c.dir, "mountpoints")
+        return sorted(os.path.relpath(os.path.join(d, n), top)
+                      for d, dirs, files in os.walk(top) for n in dirs + files)
+
+    assert tree(a) == tree(b) and "etc/hostname" in tree(a)
+    c = containers.create(ContainerConfig("busybox", ["true"],
+                                          mounts=[TmpfsMount("/newdir/deep")]))
+    assert len(ctr._MISSING_POINTS) == 2
+    assert "newdir/deep" in tree(c) and "newdir" not in tree(a)
+    c.start()
+    assert c.wait(timeout=60).exit_code == 0

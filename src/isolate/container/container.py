@@ -596,20 +596,37 @@ def _make_mountpoints(top: str, lowers: Sequence[str], rc: RuntimeConfig,
     wanted = [(p, f) for p, f in mountpoints(rc) if p != "/tmp" or "/tmp" in targets]
     if rc.process.cwd != "/":
         wanted.append((rc.process.cwd, False))
-    for path, is_file in wanted:
-        parts = [p for p in path.split("/") if p]
-        missing = None
-        for i in range(len(parts)):
-            found = find(lowers, "/" + "/".join(parts[:i + 1]), follow=False)
-            if found is None:
-                missing = i
-                break
-            if not stat.S_ISDIR(found.mode):
-                break  # a file there already, or a symlink on the way
-        if missing is None:
-            continue
+    # What the image lacks is looked up once per process for each set of layers and points:
+    # extracted layers never change (a layer dir is its verified diff id's content).
+    key = (tuple(lowers), tuple(wanted))
+    missing_points = _MISSING_POINTS.get(key)
+    if missing_points is None:
+        missing_points = tuple((path, is_file) for path, is_file in wanted
+                               if _lacks(lowers, path, find))
+        if len(_MISSING_POINTS) >= 32:
+            _MISSING_POINTS.clear()
+        _MISSING_POINTS[key] = missing_points
+    for path, is_file in missing_points:
         # Parents the image has get its metadata (the layer above decides what shows).
         _make_mountpoint(top, path, is_file, lowers)
+
+
+#: (layer dirs, wanted mount points) -> the points the image lacks (_make_mountpoints).
+_MISSING_POINTS: dict[tuple[tuple[str, ...], tuple[tuple[str, bool], ...]],
+                      tuple[tuple[str, bool], ...]] = {}
+
+
+def _lacks(lowers: Sequence[str], path: str, find: Callable[..., Any]) -> bool:
+    """Whether the image of ``lowers`` lacks ``path`` (or a directory on the way to it); a
+    path through something that is not a directory there (a file, a symlink) is not made."""
+    parts = [p for p in path.split("/") if p]
+    for i in range(len(parts)):
+        found = find(lowers, "/" + "/".join(parts[:i + 1]), follow=False)
+        if found is None:
+            return True
+        if not stat.S_ISDIR(found.mode):
+            return False  # a file there already, or a symlink on the way
+    return False
 
 
 def _resolved(record: Mapping[str, Any], state_dir: str, volume_dirs: Mapping[str, str],
