@@ -350,14 +350,15 @@ class Started:
 
 
 def _write_atomic(path: str, data: bytes) -> None:
+    """Replace ``path`` with ``data`` (temp + rename: never seen in part). Not synced: the
+    plan file is read once, by the shim this start execs next, and means nothing after a
+    crash of the machine (no run survives one; a start writes it again)."""
     tmp = f"{path}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
                  0o600)
     try:
         with os.fdopen(fd, "wb", closefd=True) as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
         os.rename(tmp, path)
     except BaseException:
         try:

@@ -155,8 +155,12 @@ class InProcessSupervisor:
         _RECORDING[self.dir] = (child.pid, threading.Event())
         with open(os.path.join(self.dir, "container.pid"), "w") as f:
             f.write(f"{child.pid}\n")
+        # The run's records are not synced (durable=False): they mean nothing once the
+        # machine is down (no run survives it), and what lasts is state.json, synced at the
+        # start and, once the run has ended, by on_end's settling in this process.
         write_json(os.path.join(self.dir, "start.json"),
-                   {"pid": child.pid, "started_at": started, "restart_count": 0})
+                   {"pid": child.pid, "started_at": started, "restart_count": 0},
+                   durable=False)
         # A bare thread (daemon-like: it dies with the process, as the container does):
         # threading.Thread.start() would wait until the new thread runs (~0.3 ms here).
         _thread.start_new_thread(self._watch, (child, lock, out_r, err_r, log, oom_cgroup,
@@ -189,7 +193,7 @@ class InProcessSupervisor:
                 "pid": child.pid, "status": status, "exit_code": code,
                 "signal": -status if status < 0 else 0, "oom_killed": oom,
                 "started_at": started, "finished_at": now(), "restart_count": 0,
-                "restarting": False, "stopped": False, "error": None})
+                "restarting": False, "stopped": False, "error": None}, durable=False)
         except OSError:
             pass  # the state dir was removed under us (a forced remove): nothing to record
         finally:

@@ -1010,7 +1010,10 @@ class Container:
             self._release_run(st)
             st = attrs.evolve(st, cgroup=None)
         if st != recorded:
-            write_state(os.path.join(self.dir, "state.json"), st)
+            # The file is synced before its rename, the directory not: a crash of the machine
+            # keeps the old state or the new, each one a reader handles (a run's end recorded
+            # or not: after a reboot no run is left either way).
+            write_state(os.path.join(self.dir, "state.json"), st, sync_dir=False)
         return st
 
     def _release_run(self, st: State, error: BaseException | None = None) -> None:
@@ -1040,8 +1043,8 @@ class Container:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(os.path.join(self.dir, "network.json"))
 
-    def _write(self, st: State) -> None:
-        write_state(os.path.join(self.dir, "state.json"), st)
+    def _write(self, st: State, *, sync_dir: bool = True) -> None:
+        write_state(os.path.join(self.dir, "state.json"), st, sync_dir=sync_dir)
 
     def reload(self) -> Container:
         """Re-read the record (after a rename in another process)."""
@@ -1204,9 +1207,12 @@ class Container:
         finally:
             for fd in fds:
                 os.close(fd)
+        # Synced, but not its directory (one fsync less on the start's path): a crash of the
+        # machine leaves this state or the last one (created, or how the last run ended),
+        # and either is what a reader after a reboot can show, since no run outlives one.
         self._write(State(Status.RUNNING, pid=pid, run=st.run + 1, started_at=format_time(
             started_ns), restart_count=0, supervisor=supervisor, supervisor_pid=sup_pid,
-            cgroup=dict(cgroup.dirs) if cgroup is not None else None))
+            cgroup=dict(cgroup.dirs) if cgroup is not None else None), sync_dir=False)
 
     def _start_inprocess(self, rc: RuntimeConfig, root: Any, cgroup_fds: Sequence[int],
                          fds: builtins.list[int], oom_dir: str | None, *,
