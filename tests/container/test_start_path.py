@@ -115,3 +115,37 @@ def test_the_mount_points_an_image_lacks_are_looked_up_once_per_image_and_points
     assert "newdir/deep" in tree(c) and "newdir" not in tree(a)
     c.start()
     assert c.wait(timeout=60).exit_code == 0
+
+
+def test_a_first_start_in_the_creating_process_reuses_the_runtime_config_create_built(
+        containers: ContainerStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Create builds (and so validates) the runtime config; a start in the same process from
+    the same facts takes it instead of building it again. A start with facts create did not
+    have (a volume's directory), a second start, a start through another handle of the store:
+    each builds its own, and every one of them runs the container as asked."""
+    from isolate.container import VolumeMount, preset
+
+    built: list[object] = []
+    real = preset.runtime_config
+
+    def counting(*args: object, **kwargs: object) -> object:
+        built.append(args)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(preset, "runtime_config", counting)
+    c = containers.create(ContainerConfig("busybox", ["sh", "-c", "hostname; exit 3"]))
+    assert len(built) == 1
+    c.start()
+    assert len(built) == 1, "the start took create's"
+    assert c.wait(timeout=60).exit_code == 3
+    c.start()  # a second start builds its own
+    assert len(built) == 2 and c.wait(timeout=60).exit_code == 3
+    assert [r.text for r in c.logs()] == [c.hostname + "\n"] * 2
+    v = containers.create(ContainerConfig("busybox", ["true"], mounts=[VolumeMount(None, "/v")]))
+    v.start()
+    assert len(built) == 4 and v.wait(timeout=60).exit_code == 0
+    d = containers.create(ContainerConfig("busybox", ["true"]))
+    ContainerStore(containers.images).get(d.id).start()  # another store: nothing kept there
+    assert len(built) == 6 and d.wait(timeout=60).exit_code == 0
+    for made in (c, v, d):
+        made.remove(volumes=True)

@@ -167,6 +167,9 @@ class ContainerStore:
         self.names = os.path.join(self.root, "names")
         os.makedirs(self.names, mode=0o711, exist_ok=True)
         self.volumes = VolumeStore(self.images)
+        # id -> (config, image config, resolved, runtime config) of containers this store
+        # created, for their first start in this process (see _prepared_config).
+        self._prepared: dict[str, tuple[Any, Any, Any, RuntimeConfig]] = {}
 
     def __repr__(self) -> str:
         return f"ContainerStore({self.images.root!r})"
@@ -404,7 +407,8 @@ class ContainerStore:
         with images.using():
             try:
                 lowers = images.layer_dirs(img)
-                record = self._prepare(config, img, cid, build, lowers, seccomp_json)
+                record, prepared = self._prepare(config, img, cid, build, lowers,
+                                                 seccomp_json)
                 with self.volumes.locked():
                     record["volumes"], made_volumes = self._volumes(
                         config, img, record, lowers, os.path.join(build, "mountpoints"))
@@ -423,12 +427,31 @@ class ContainerStore:
             # A crash before this line leaves a container without a hold: starting it
             # takes the hold again (see Container._hold).
             images.hold(img, f"container-{cid}")
+        if len(self._prepared) >= 16:  # a bound: created here, started elsewhere or never
+            self._prepared.pop(next(iter(self._prepared)))
+        self._prepared[cid] = prepared
         return Container._load(self, cid)
 
+    def _prepared_config(self, cid: str, config: ContainerConfig, image: ImageConfig,
+                         resolved: Resolved) -> RuntimeConfig | None:
+        """The runtime config create built for ``cid``, once, if it was built from what its
+        start has now (equal config, image config and resolved facts: no volume, network
+        or user namespace that only the start knows; never for a privileged one, whose
+        devices are the host's as they are now); else None."""
+        kept = self._prepared.pop(cid, None)
+        if kept is None or config.privileged:
+            return None
+        was_config, was_image, was_resolved, rc = kept
+        if was_config == config and was_image == image and was_resolved == resolved:
+            return rc
+        return None
+
     def _prepare(self, config: ContainerConfig, img: Image, cid: str, build: str,
-                 lowers: Sequence[str], seccomp_json: str | None) -> dict[str, Any]:
+                 lowers: Sequence[str], seccomp_json: str | None
+                 ) -> tuple[dict[str, Any], tuple[Any, Any, Any, RuntimeConfig]]:
         """Fill the build dir (upper/work, the mount-point layer, hostname and hosts) and
-        return the record for config.json."""
+        return the record for config.json, and what the runtime config was built from (for
+        :meth:`_prepared_config`)."""
         from isolate.container.preset import command_for, runtime_config
         from isolate.container.users import resolve_user
 
@@ -455,11 +478,13 @@ class ContainerStore:
         }
         # Validate the whole runtime config now (a bad combination fails create, not start),
         # and make the mount points the image lacks, so that a read-only root needs no writes.
-        resolved = _resolved(record, build, {m.target: "/" for m in config.mounts
-                                             if isinstance(m, VolumeMount)}, None)
+        # (With the state dir's final path: only the bind sources of /etc's files come from
+        # it, and what the runtime config and the mount points take from them is the same.)
+        resolved = _resolved(record, self.path(cid), {m.target: "/" for m in config.mounts
+                                                      if isinstance(m, VolumeMount)}, None)
         rc = runtime_config(config, img.config, resolved)
         _make_mountpoints(os.path.join(build, "mountpoints"), lowers, rc, config)
-        return record
+        return record, (config, img.config, resolved, rc)
 
     def _volumes(self, config: ContainerConfig, img: Image, record: Mapping[str, Any],
                  lowers: Sequence[str], mountpoint_layer: str
@@ -1164,7 +1189,8 @@ class Container:
                            for t, n in self.volumes.items()}
             resolved = _resolved(record, self.dir, volume_dirs, setup.namespace,
                                  setup.user_namespace)
-            rc = runtime_config(cfg, img.config, resolved)
+            rc = self.store._prepared_config(self.id, cfg, img.config, resolved) \
+                or runtime_config(cfg, img.config, resolved)
             root = _plan.overlay(lowers, upper=self.upper_dir,
                                  work=os.path.join(self.dir, "work"), slot=0,
                                  options=("userxattr",) if record.get("userxattr") else (),
