@@ -3,6 +3,7 @@ leftovers, and many cycles that must leave nothing behind."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -51,34 +53,45 @@ time.sleep(100000)
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
 
 
+@contextlib.contextmanager
+def _started_elsewhere(store: Store, name: str, supervisor: str) -> Iterator[int]:
+    """Container ``name`` started by another process (killed when the block ends); its
+    pid."""
+    starter = _start_in_subprocess(store, name, supervisor)
+    try:
+        assert starter.stdout is not None
+        line = starter.stdout.readline()
+        assert line.startswith("started"), line
+        yield int(line.split()[1])
+    finally:
+        starter.kill()
+        starter.wait()
+        if starter.stdout is not None:
+            starter.stdout.close()
+
+
+def _wait_gone(mark: str) -> None:
+    deadline = time.monotonic() + 60
+    while pids_with_argv("sleep", mark) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not pids_with_argv("sleep", mark)
+
+
 @pytest.mark.parametrize("supervisor", ["shim", "inprocess"])
 def test_a_killed_supervisor_is_reported_and_reclaimed(containers: ContainerStore,
                                                        image_store: Store,
                                                        supervisor: str) -> None:
     mark = marker()
     c = containers.create(ContainerConfig("busybox", ["sleep", mark], name="orphaned"))
-    starter = _start_in_subprocess(image_store, "orphaned", supervisor)
-    try:
-        assert starter.stdout is not None
-        line = starter.stdout.readline()
-        assert line.startswith("started"), line
-        pid = int(line.split()[1])
+    with _started_elsewhere(image_store, "orphaned", supervisor) as pid:
         st = c.state
         assert st.status is Status.RUNNING and st.pid == pid and st.supervisor == supervisor
         cgroups = _cgroup_dirs(c.id)
         assert cgroups
         # The supervisor (the shim, or the process that supervises in-process) SIGKILLed.
         os.kill(st.supervisor_pid, signal.SIGKILL)
-    finally:
-        starter.kill()
-        starter.wait()
-        if starter.stdout is not None:
-            starter.stdout.close()
     # The container dies with its supervisor; a reader says so, with the reason.
-    deadline = time.monotonic() + 60
-    while pids_with_argv("sleep", mark) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert not pids_with_argv("sleep", mark)
+    _wait_gone(mark)
     st = c.state
     assert st.status is Status.DEAD and "supervisor" in st.error and "died" in st.error
     assert c.inspect()["State"]["Dead"] is True
@@ -88,6 +101,51 @@ def test_a_killed_supervisor_is_reported_and_reclaimed(containers: ContainerStor
     c.remove()
     assert not _cgroup_dirs(c.id)
     assert not os.path.exists(c.dir)
+
+
+def test_run_records_a_machine_crash_can_leave_empty_are_read_as_none(
+        containers: ContainerStore, image_store: Store) -> None:
+    """The in-process supervisor does not sync a run's records (start.json, exit.json): a
+    crash of the machine may leave them empty (or gone), never the supervisor alive. What
+    such a crash leaves -- state.json saying running, the run's records empty, no supervisor
+    -- is reported dead, and removed."""
+    mark = marker()
+    c = containers.create(ContainerConfig("busybox", ["sleep", mark], name="crashed"))
+    with _started_elsewhere(image_store, "crashed", "inprocess") as pid:
+        pass  # the machine "goes down": the supervising process is killed, and its run
+    _wait_gone(mark)
+    for name in ("start.json", "exit.json"):
+        with open(os.path.join(c.dir, name), "w"):
+            pass  # what an unsynced write can be after a crash
+    st = c.state
+    assert st.status is Status.DEAD and st.pid == pid and "died" in st.error
+    c.remove()
+    assert not _cgroup_dirs(c.id) and not os.path.exists(c.dir)
+
+
+@pytest.mark.parametrize("supervisor", ["shim", "inprocess"])
+def test_a_start_whose_state_a_crash_lost_is_created_again(
+        containers: ContainerStore, image_store: Store, supervisor: str) -> None:
+    """A start syncs state.json but not its directory: a crash of the machine may keep the
+    state from before it (created) beside the records of the run it started. A reader then
+    shows the container created; it starts again, ends, and is removed, leaving nothing."""
+    cs = ContainerStore(image_store, supervisor=supervisor)
+    c = cs.create(ContainerConfig("busybox", ["true"]))
+    path = os.path.join(c.dir, "state.json")
+    with open(path, "rb") as f:
+        created = f.read()
+    c.start()
+    assert c.wait(timeout=60).exit_code == 0
+    with c._locked() as st:  # the run's end settled (as every verb does under the lock)
+        assert st.status is Status.EXITED and st.run == 1
+        with open(path, "wb") as f:
+            f.write(created)  # the rename the crash lost
+    assert c.status is Status.CREATED
+    c.start()
+    assert c.wait(timeout=60).exit_code == 0
+    assert c.state.run == 1
+    c.remove()
+    assert not _cgroup_dirs(c.id) and not os.path.exists(c.dir)
 
 
 def test_racing_verbs_on_one_container_lose_nothing(containers: ContainerStore) -> None:

@@ -59,3 +59,93 @@ def test_containers_are_born_in_their_v2_group_and_share_one_device_program(
     # reused for the second: one kept.
     (fd,) = kept_program_fds()
     assert os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:bpf-prog"
+
+
+def test_a_waiter_in_the_supervising_process_is_told_when_the_end_is_recorded(
+        image_store: object) -> None:
+    """With the in-process supervisor, the run's end is signalled to waiters in this process
+    once exit.json is written (no polling for it); the signal is gone afterwards, and a
+    forked child (which has no watching thread) falls back to reading the files."""
+    from isolate.container import _inprocess
+
+    cs = ContainerStore(image_store, supervisor="inprocess")  # type: ignore[arg-type]
+    c = cs.create(ContainerConfig("busybox", ["sleep", "60"]))
+    try:
+        c.start()
+        st = c.state
+        recorded = _inprocess.end_recorded(c.dir, st.pid)
+        assert recorded is not None and not recorded.is_set()
+        assert _inprocess.end_recorded(c.dir, st.pid + 1) is None
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover (the child exits at once)
+            os._exit(0 if _inprocess.end_recorded(c.dir, st.pid) is None else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        c.kill()
+        assert c.wait(timeout=60).exit_code == 137
+        assert recorded.is_set()
+        assert os.path.exists(os.path.join(c.dir, "exit.json"))
+        assert _inprocess.end_recorded(c.dir, st.pid) is None
+    finally:
+        c.remove(force=True)
+
+
+def test_the_mount_points_an_image_lacks_are_looked_up_once_per_image_and_points(
+        containers: ContainerStore) -> None:
+    """Containers of one image and the same mount points make the same mount-point layer
+    from one lookup; another set of points (a tmpfs where the image has nothing) is looked
+    up for itself and gets its point made."""
+    from isolate.container import TmpfsMount
+    from isolate.container import container as ctr
+
+    ctr._MISSING_POINTS.clear()
+    a = containers.create(ContainerConfig("busybox", ["true"]))
+    b = containers.create(ContainerConfig("busybox", ["true"]))
+    assert len(ctr._MISSING_POINTS) == 1
+
+    def tree(c: Container) -> list[str]:
+        top = os.path.join(c.dir, "mountpoints")
+        return sorted(os.path.relpath(os.path.join(d, n), top)
+                      for d, dirs, files in os.walk(top) for n in dirs + files)
+
+    assert tree(a) == tree(b) and "etc/hostname" in tree(a)
+    c = containers.create(ContainerConfig("busybox", ["true"],
+                                          mounts=[TmpfsMount("/newdir/deep")]))
+    assert len(ctr._MISSING_POINTS) == 2
+    assert "newdir/deep" in tree(c) and "newdir" not in tree(a)
+    c.start()
+    assert c.wait(timeout=60).exit_code == 0
+
+
+def test_a_first_start_in_the_creating_process_reuses_the_runtime_config_create_built(
+        containers: ContainerStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Create builds (and so validates) the runtime config; a start in the same process from
+    the same facts takes it instead of building it again. A start with facts create did not
+    have (a volume's directory), a second start, a start through another handle of the store:
+    each builds its own, and every one of them runs the container as asked."""
+    from isolate.container import VolumeMount, preset
+
+    built: list[object] = []
+    real = preset.runtime_config
+
+    def counting(*args: object, **kwargs: object) -> object:
+        built.append(args)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(preset, "runtime_config", counting)
+    c = containers.create(ContainerConfig("busybox", ["sh", "-c", "hostname; exit 3"]))
+    assert len(built) == 1
+    c.start()
+    assert len(built) == 1, "the start took create's"
+    assert c.wait(timeout=60).exit_code == 3
+    c.start()  # a second start builds its own
+    assert len(built) == 2 and c.wait(timeout=60).exit_code == 3
+    assert [r.text for r in c.logs()] == [c.hostname + "\n"] * 2
+    v = containers.create(ContainerConfig("busybox", ["true"], mounts=[VolumeMount(None, "/v")]))
+    v.start()
+    assert len(built) == 4 and v.wait(timeout=60).exit_code == 0
+    d = containers.create(ContainerConfig("busybox", ["true"]))
+    ContainerStore(containers.images).get(d.id).start()  # another store: nothing kept there
+    assert len(built) == 6 and d.wait(timeout=60).exit_code == 0
+    for made in (c, v, d):
+        made.remove(volumes=True)

@@ -217,6 +217,26 @@ def test_corrupted_config_blob_is_digest_mismatch_on_get(store: Store, rootfs_ta
         store.get("c:1")
 
 
+def test_an_image_is_parsed_once_while_its_files_stay_the_same(store: Store,
+                                                                 rootfs_tar: Path) -> None:
+    """A lookup reuses the parse of the image's record and config while both files are
+    unchanged; its names are read each time; a record replaced (renamed over) is read anew."""
+    img = store.import_tarball(rootfs_tar, "p:1")
+    first = store.get("p:1")
+    assert first == img and store._parsed[img.id][1]["config"] is first.config
+    store.tag("p:1", "p:2")
+    again = store.get("p:1")
+    assert again.tags == ("docker.io/library/p:1", "docker.io/library/p:2")
+    assert again.config is first.config  # not parsed again
+    record = store._record_path(img.id)
+    tmp = record + ".tmp"
+    with open(tmp, "w") as f:
+        f.write('{"manifest": "sha256:' + "0" * 64 + '"}')
+    os.rename(tmp, record)
+    with pytest.raises(ImageError):
+        store.get("p:1")  # the new record names a manifest the store lacks
+
+
 def test_import_tarball_of_missing_file_is_image_error(store: Store, tmp_path: Path) -> None:
     with pytest.raises(ImageError, match="cannot read"):
         store.import_tarball(tmp_path / "nope.tar", "x:1")

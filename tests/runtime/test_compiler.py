@@ -252,3 +252,35 @@ def test_a_new_top_level_mount_target_works_in_a_user_namespace() -> None:
         namespaces=["user", *ALL], uid_mappings=[IdMap(0, 100000, 65536)],
         gid_mappings=[IdMap(0, 100000, 65536)])
     assert run(cfg) == (0, "/newtop/doc\n1 sh\n")
+
+
+def test_process_and_device_ops_are_built_once_per_set_of_inputs(tmp_path: object) -> None:
+    """Two containers that differ only in what each has of its own (hostname, its files)
+    share the ops built from the same masks, sysctls and devices; a config that changes
+    them gets ops of its own. The kept ops are what a fresh build gives."""
+    from isolate.runtime import compiler
+    from isolate.runtime.config import DEFAULT_DEVICES
+
+    def cfg(hostname: str, **changes: object) -> RuntimeConfig:
+        return container("/", ["/bin/true"], hostname=hostname, devices=DEFAULT_DEVICES,
+                         **changes)
+
+    a, b = cfg("one"), cfg("two")
+    ops_a, ops_b = compiler.root_ops(a), compiler.root_ops(b)
+    assert ops_a.own == ops_b.own and ops_a.own
+    assert all(x is y for x, y in zip(ops_a.own, ops_b.own, strict=True)), "kept"
+    fresh = compiler._build_process_ops(a.sysctl, (), a.masked_paths, a.readonly_paths)
+    assert tuple(ops_a.own) == fresh
+    dev_a = [op for op in ops_a.shared if op.kind.name in ("MOVE_MOUNT", "SYMLINK")]
+    dev_b = [op for op in ops_b.shared if op.kind.name in ("MOVE_MOUNT", "SYMLINK")]
+    assert dev_a == dev_b and dev_a
+    # Different inputs, different ops: a sysctl, fewer masks.
+    c = cfg("three", sysctl={"net.ipv4.ip_forward": "1"}, masked_paths=())
+    own_c = compiler.root_ops(c).own
+    assert any(op.kind.name == "WRITE_FILE" for op in own_c)
+    assert not any(op.kind.name == "MASK" for op in own_c)
+    assert any(op.kind.name == "MASK" for op in ops_a.own)
+    # A per-process mount is built for each config (its binds look at the host's sources).
+    private = cfg("four", mounts=[*standard_mounts(own_network=True),
+                                  Mount("/tmp", "tmpfs", "tmpfs", per_process=True)])
+    assert any(op.note == "mount a private /tmp" for op in compiler.root_ops(private).own)

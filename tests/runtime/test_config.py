@@ -149,3 +149,54 @@ def test_mountpoints_leave_out_what_an_earlier_mount_covers() -> None:
     points = mountpoints(RuntimeConfig(mounts=mounts, namespaces=MNT))
     assert ("/data", False) in points and ("/etc/hosts", True) in points
     assert not any(p in ("/dev/pts", "/dev/shm", "/data/sub") for p, _ in points)
+
+
+_DEV_PROBE = r"""
+import os, stat, sys, time
+from isolate.runtime import host_devices
+from isolate.runtime.config import _RACY_NS
+
+def paths():
+    return {d.path for d in host_devices()}
+
+os.mknod("/dev/null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+assert paths() == {"/dev/null"}
+# Directory times are coarse: a walk right after a change is not kept; once the change is
+# older than that window, the walk is kept and reused as long as /dev stays as it is.
+time.sleep(2 * _RACY_NS / 1e9)
+first = host_devices()
+assert {d.path for d in first} == {"/dev/null"}, first
+assert host_devices() is first, "an unchanged /dev is not walked again"
+os.mknod("/dev/zero", stat.S_IFCHR | 0o666, os.makedev(1, 5))
+assert paths() == {"/dev/null", "/dev/zero"}, paths()
+os.mkdir("/dev/net")
+assert paths() == {"/dev/null", "/dev/zero"}
+os.mknod("/dev/net/tun", stat.S_IFCHR | 0o666, os.makedev(10, 200))
+assert paths() == {"/dev/null", "/dev/zero", "/dev/net/tun"}, "a node in a subdirectory"
+os.unlink("/dev/zero")
+assert paths() == {"/dev/null", "/dev/net/tun"}, "a node removed"
+os.unlink("/dev/null")
+os.mknod("/dev/null", stat.S_IFCHR | 0o600, os.makedev(1, 7))
+(null,) = [d for d in host_devices() if d.path == "/dev/null"]
+assert null.node is not None and null.node[2] == 7 and null.node[3] == 0o600, null
+print("ok")
+"""
+
+
+def test_host_devices_are_walked_again_when_dev_changes() -> None:
+    """The walk is kept while /dev is unchanged; a node made, removed or replaced, also in a
+    subdirectory, shows at the next call. In a mount namespace of its own with a tmpfs on
+    /dev, so that the host's /dev is never touched."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare(1) for a private /dev")
+    script = ("import subprocess, sys\n"
+              "subprocess.run(['mount', '-t', 'tmpfs', 'tmpfs', '/dev'], check=True)\n"
+              f"exec({_DEV_PROBE!r})\n")
+    proc = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable, "-c",
+                           script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr

@@ -9,6 +9,7 @@ the lock free and no exit record, and reports it dead. No restart policies, no a
 
 from __future__ import annotations
 
+import _thread
 import fcntl
 import json
 import os
@@ -20,9 +21,23 @@ from isolate import lowlevel
 from isolate.container.state import format_time, now, write_json
 from isolate.runtime import ContainerPlan
 
-__all__ = ["InProcessSupervisor"]
+__all__ = ["InProcessSupervisor", "end_recorded"]
 
 _LINE_MAX = 16384
+
+#: state dir -> (pid, set once that run's exit.json is written): a waiter in this process
+#: wakes when the end is recorded instead of polling for the file.
+_RECORDING: dict[str, tuple[int, threading.Event]] = {}
+# A forked child has none of the watching threads: its waiters poll.
+os.register_at_fork(after_in_child=_RECORDING.clear)
+
+
+def end_recorded(state_dir: str, pid: int) -> threading.Event | None:
+    """The event set when this process's supervisor has recorded the end of the run of
+    ``pid`` in ``state_dir`` (exit.json written, or given up), or None when this process
+    does not supervise that run (any more)."""
+    got = _RECORDING.get(state_dir)
+    return got[1] if got is not None and got[0] == pid else None
 
 
 def _oom_kills(cgroup_dir: str | None) -> int:
@@ -137,13 +152,19 @@ class InProcessSupervisor:
         for fd in (null, out_w, err_w):
             os.close(fd)
         started = format_time(started_ns)
+        _RECORDING[self.dir] = (child.pid, threading.Event())
         with open(os.path.join(self.dir, "container.pid"), "w") as f:
             f.write(f"{child.pid}\n")
+        # The run's records are not synced (durable=False): they mean nothing once the
+        # machine is down (no run survives it), and what lasts is state.json, synced at the
+        # start and, once the run has ended, by on_end's settling in this process.
         write_json(os.path.join(self.dir, "start.json"),
-                   {"pid": child.pid, "started_at": started, "restart_count": 0})
-        threading.Thread(target=self._watch, name=f"isolate-ctr-{child.pid}", daemon=True,
-                         args=(child, lock, out_r, err_r, log, oom_cgroup, oom_before,
-                               started, on_end)).start()
+                   {"pid": child.pid, "started_at": started, "restart_count": 0},
+                   durable=False)
+        # A bare thread (daemon-like: it dies with the process, as the container does):
+        # threading.Thread.start() would wait until the new thread runs (~0.3 ms here).
+        _thread.start_new_thread(self._watch, (child, lock, out_r, err_r, log, oom_cgroup,
+                                               oom_before, started, on_end))
         return child.pid, os.getpid()
 
     def _watch(self, child: lowlevel.Child, lock: int, out_r: int, err_r: int,
@@ -172,14 +193,19 @@ class InProcessSupervisor:
                 "pid": child.pid, "status": status, "exit_code": code,
                 "signal": -status if status < 0 else 0, "oom_killed": oom,
                 "started_at": started, "finished_at": now(), "restart_count": 0,
-                "restarting": False, "stopped": False, "error": None})
+                "restarting": False, "stopped": False, "error": None}, durable=False)
         except OSError:
             pass  # the state dir was removed under us (a forced remove): nothing to record
         finally:
             for fd in streams:
                 os.close(fd)
+            pid = child.pid
             child.close()
             os.close(lock)
+            recording = _RECORDING.get(self.dir)
+            if recording is not None and recording[0] == pid:
+                del _RECORDING[self.dir]
+                recording[1].set()
         if on_end is not None:
             try:
                 on_end()

@@ -168,6 +168,9 @@ class ContainerStore:
         self.root = os.path.join(self.images.root, "containers")
         self.names = os.path.join(self.root, "names")
         os.makedirs(self.names, mode=0o711, exist_ok=True)
+        # id -> (config, image config, resolved, runtime config) of containers this store
+        # created, for their first start in this process (see _prepared_config).
+        self._prepared: dict[str, tuple[Any, Any, Any, RuntimeConfig]] = {}
 
     @functools.cached_property
     def volumes(self) -> VolumeStore:
@@ -411,7 +414,8 @@ class ContainerStore:
         with images.using():
             try:
                 lowers = images.layer_dirs(img)
-                record = self._prepare(config, img, cid, build, lowers, seccomp_json)
+                record, prepared = self._prepare(config, img, cid, build, lowers,
+                                                 seccomp_json)
                 # (The volumes lock only when volumes are made: they are what it guards.)
                 with self.volumes.locked() if _wants_volumes(config, img) else \
                         contextlib.nullcontext():
@@ -432,12 +436,31 @@ class ContainerStore:
             # A crash before this line leaves a container without a hold: starting it
             # takes the hold again (see Container._hold).
             images.hold(img, f"container-{cid}")
+        if len(self._prepared) >= 16:  # a bound: created here, started elsewhere or never
+            self._prepared.pop(next(iter(self._prepared)))
+        self._prepared[cid] = prepared
         return Container._load(self, cid)
 
+    def _prepared_config(self, cid: str, config: ContainerConfig, image: ImageConfig,
+                         resolved: Resolved) -> RuntimeConfig | None:
+        """The runtime config create built for ``cid``, once, if it was built from what its
+        start has now (equal config, image config and resolved facts: no volume, network
+        or user namespace that only the start knows; never for a privileged one, whose
+        devices are the host's as they are now); else None."""
+        kept = self._prepared.pop(cid, None)
+        if kept is None or config.privileged:
+            return None
+        was_config, was_image, was_resolved, rc = kept
+        if was_config == config and was_image == image and was_resolved == resolved:
+            return rc
+        return None
+
     def _prepare(self, config: ContainerConfig, img: Image, cid: str, build: str,
-                 lowers: Sequence[str], seccomp_json: str | None) -> dict[str, Any]:
+                 lowers: Sequence[str], seccomp_json: str | None
+                 ) -> tuple[dict[str, Any], tuple[Any, Any, Any, RuntimeConfig]]:
         """Fill the build dir (upper/work, the mount-point layer, hostname and hosts) and
-        return the record for config.json."""
+        return the record for config.json, and what the runtime config was built from (for
+        :meth:`_prepared_config`)."""
         from isolate.container.preset import command_for, runtime_config
         from isolate.container.users import resolve_user
 
@@ -464,11 +487,13 @@ class ContainerStore:
         }
         # Validate the whole runtime config now (a bad combination fails create, not start),
         # and make the mount points the image lacks, so that a read-only root needs no writes.
-        resolved = _resolved(record, build, {m.target: "/" for m in config.mounts
-                                             if isinstance(m, VolumeMount)}, None)
+        # (With the state dir's final path: only the bind sources of /etc's files come from
+        # it, and what the runtime config and the mount points take from them is the same.)
+        resolved = _resolved(record, self.path(cid), {m.target: "/" for m in config.mounts
+                                                      if isinstance(m, VolumeMount)}, None)
         rc = runtime_config(config, img.config, resolved)
         _make_mountpoints(os.path.join(build, "mountpoints"), lowers, rc, config)
-        return record
+        return record, (config, img.config, resolved, rc)
 
     def _volumes(self, config: ContainerConfig, img: Image, record: Mapping[str, Any],
                  lowers: Sequence[str], mountpoint_layer: str
@@ -605,20 +630,37 @@ def _make_mountpoints(top: str, lowers: Sequence[str], rc: RuntimeConfig,
     wanted = [(p, f) for p, f in mountpoints(rc) if p != "/tmp" or "/tmp" in targets]
     if rc.process.cwd != "/":
         wanted.append((rc.process.cwd, False))
-    for path, is_file in wanted:
-        parts = [p for p in path.split("/") if p]
-        missing = None
-        for i in range(len(parts)):
-            found = find(lowers, "/" + "/".join(parts[:i + 1]), follow=False)
-            if found is None:
-                missing = i
-                break
-            if not stat.S_ISDIR(found.mode):
-                break  # a file there already, or a symlink on the way
-        if missing is None:
-            continue
+    # What the image lacks is looked up once per process for each set of layers and points:
+    # extracted layers never change (a layer dir is its verified diff id's content).
+    key = (tuple(lowers), tuple(wanted))
+    missing_points = _MISSING_POINTS.get(key)
+    if missing_points is None:
+        missing_points = tuple((path, is_file) for path, is_file in wanted
+                               if _lacks(lowers, path, find))
+        if len(_MISSING_POINTS) >= 32:
+            _MISSING_POINTS.clear()
+        _MISSING_POINTS[key] = missing_points
+    for path, is_file in missing_points:
         # Parents the image has get its metadata (the layer above decides what shows).
         _make_mountpoint(top, path, is_file, lowers)
+
+
+#: (layer dirs, wanted mount points) -> the points the image lacks (_make_mountpoints).
+_MISSING_POINTS: dict[tuple[tuple[str, ...], tuple[tuple[str, bool], ...]],
+                      tuple[tuple[str, bool], ...]] = {}
+
+
+def _lacks(lowers: Sequence[str], path: str, find: Callable[..., Any]) -> bool:
+    """Whether the image of ``lowers`` lacks ``path`` (or a directory on the way to it); a
+    path through something that is not a directory there (a file, a symlink) is not made."""
+    parts = [p for p in path.split("/") if p]
+    for i in range(len(parts)):
+        found = find(lowers, "/" + "/".join(parts[:i + 1]), follow=False)
+        if found is None:
+            return True
+        if not stat.S_ISDIR(found.mode):
+            return False  # a file there already, or a symlink on the way
+    return False
 
 
 def _resolved(record: Mapping[str, Any], state_dir: str, volume_dirs: Mapping[str, str],
@@ -1002,7 +1044,10 @@ class Container:
             self._release_run(st)
             st = attrs.evolve(st, cgroup=None)
         if st != recorded:
-            write_state(os.path.join(self.dir, "state.json"), st)
+            # The file is synced before its rename, the directory not: a crash of the machine
+            # keeps the old state or the new, each one a reader handles (a run's end recorded
+            # or not: after a reboot no run is left either way).
+            write_state(os.path.join(self.dir, "state.json"), st, sync_dir=False)
         return st
 
     def _release_run(self, st: State, error: BaseException | None = None) -> None:
@@ -1032,8 +1077,8 @@ class Container:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(os.path.join(self.dir, "network.json"))
 
-    def _write(self, st: State) -> None:
-        write_state(os.path.join(self.dir, "state.json"), st)
+    def _write(self, st: State, *, sync_dir: bool = True) -> None:
+        write_state(os.path.join(self.dir, "state.json"), st, sync_dir=sync_dir)
 
     def reload(self) -> Container:
         """Re-read the record (after a rename in another process)."""
@@ -1153,7 +1198,8 @@ class Container:
                            for t, n in self.volumes.items()}
             resolved = _resolved(record, self.dir, volume_dirs, setup.namespace,
                                  setup.user_namespace)
-            rc = runtime_config(cfg, img.config, resolved)
+            rc = self.store._prepared_config(self.id, cfg, img.config, resolved) \
+                or runtime_config(cfg, img.config, resolved)
             root = _plan.overlay(lowers, upper=self.upper_dir,
                                  work=os.path.join(self.dir, "work"), slot=0,
                                  options=("userxattr",) if record.get("userxattr") else (),
@@ -1196,9 +1242,12 @@ class Container:
         finally:
             for fd in fds:
                 os.close(fd)
+        # Synced, but not its directory (one fsync less on the start's path): a crash of the
+        # machine leaves this state or the last one (created, or how the last run ended),
+        # and either is what a reader after a reboot can show, since no run outlives one.
         self._write(State(Status.RUNNING, pid=pid, run=st.run + 1, started_at=format_time(
             started_ns), restart_count=0, supervisor=supervisor, supervisor_pid=sup_pid,
-            cgroup=dict(cgroup.dirs) if cgroup is not None else None))
+            cgroup=dict(cgroup.dirs) if cgroup is not None else None), sync_dir=False)
 
     def _start_inprocess(self, rc: RuntimeConfig, root: Any, cgroup_fds: Sequence[int],
                          fds: builtins.list[int], oom_dir: str | None, *,
@@ -1357,8 +1406,15 @@ class Container:
                         return self._observe(st)
             finally:
                 os.close(fd)
-        # The process is gone: the supervisor records its end in a moment.
+        # The process is gone: the supervisor records its end in a moment (this process's
+        # own says when; isolate-shim's is polled for).
         limit = time.monotonic() + _RECORD_WAIT
+        if st.supervisor == "inprocess":
+            from isolate.container._inprocess import end_recorded
+
+            recorded = end_recorded(self.dir, st.pid)
+            if recorded is not None:
+                recorded.wait(_RECORD_WAIT)
         delay = 0.0005
         while True:
             now_st = self._observe(st)

@@ -1,7 +1,8 @@
 """A container's lifecycle: the :class:`Status` enum and its guards, and the state record.
 
 Owns which moves are legal from which status (one place: :meth:`Status.check`, with Docker's
-messages) and ``state.json``, written atomically (temp, fsync, rename, fsync of the dir). It
+messages) and ``state.json``, written atomically (temp, fsync, rename, fsync of the dir: see
+:func:`write_json` for the lighter writes of a run's records). It
 decides nothing about processes: :mod:`isolate.container.container` observes them and calls the
 guards.
 """
@@ -259,10 +260,16 @@ def read_state(path: str) -> State | None:
         return None
 
 
-def write_json(path: str, data: Mapping[str, Any], *, sync_dir: bool = True) -> None:
+def write_json(path: str, data: Mapping[str, Any], *, sync_dir: bool = True,
+               durable: bool = True) -> None:
     """Atomically replace ``path`` with ``data`` as JSON: a temp file beside it (named for
     this process), fsync, rename, fsync of the directory (``sync_dir=False``: the caller
-    syncs the directory once for several files, as a directory not yet visible needs)."""
+    syncs the directory once for several files, as a directory not yet visible needs).
+
+    ``durable=False`` leaves out both fsyncs: a reader still sees the old content or the new,
+    never a part, whatever happens to the writing process; only a crash of the machine may
+    leave the old file, an empty one or none -- for records that mean nothing after a reboot
+    (those of a run: no process outlives one), whose readers take an empty file as none."""
     directory, base = os.path.split(path)
     # (os.urandom: secrets.token_hex's bytes, without the hmac and OpenSSL hashlib it loads)
     tmp = os.path.join(directory, f".{base}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
@@ -271,7 +278,8 @@ def write_json(path: str, data: Mapping[str, Any], *, sync_dir: bool = True) -> 
     try:
         try:
             os.write(fd, payload)
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.rename(tmp, path)
@@ -281,7 +289,7 @@ def write_json(path: str, data: Mapping[str, Any], *, sync_dir: bool = True) -> 
         except FileNotFoundError:
             pass
         raise
-    if sync_dir:
+    if sync_dir and durable:
         fsync_dir(directory)
 
 

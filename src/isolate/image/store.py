@@ -157,6 +157,8 @@ class Store:
         self._process_holds: dict[str, int] = {}
         # image id -> (its blob file's identity, its verified config bytes)
         self._configs: dict[str, tuple[tuple[int, int, int], bytes]] = {}
+        # image id -> (its record's and config's stat keys, the Image's fields but its tags).
+        self._parsed: dict[str, tuple[tuple[tuple[int, int, int], ...], dict[str, Any]]] = {}
 
     def __repr__(self) -> str:
         return f"Store({self.root!r})"
@@ -368,18 +370,38 @@ class Store:
         return self._image(image_id)
 
     def _image(self, image_id: str, tags: dict[str, str] | None = None) -> Image:
-        record = self._read_record(image_id)
-        manifest_digest = str(record["manifest"])
-        man = parse_manifest(self.read_blob(manifest_digest), str(record.get("media_type")))
-        config, platform, diff_ids, created = parse_config_blob(self._config_blob(image_id))
-        if len(diff_ids) != len(man.layers):
-            raise ImageError(f"image {image_id}: manifest lists {len(man.layers)} layers but "
-                             f"the config {len(diff_ids)} diff ids")
         tags = self._tags() if tags is None else tags
-        return Image(id=image_id, manifest_digest=manifest_digest,
-                     manifest_media_type=man.media_type, config=config, platform=platform,
-                     layers=man.layers, diff_ids=diff_ids, created=created,
-                     tags=tuple(sorted(t for t, i in tags.items() if i == image_id)))
+        # Parsed once per Store while its record and config files stay the same (inode,
+        # size, mtime; the manifest is a blob named by its digest): a container's create
+        # and start each looked the image up more than once.
+        try:
+            key = tuple((st.st_ino, st.st_size, st.st_mtime_ns) for st in (
+                os.stat(self._record_path(image_id)), os.stat(self.blob_path(image_id))))
+        except OSError:
+            key = ()
+        cached = self._parsed.get(image_id)
+        if key and cached is not None and cached[0] == key:
+            fields = cached[1]
+        else:
+            record = self._read_record(image_id)
+            manifest_digest = str(record["manifest"])
+            man = parse_manifest(self.read_blob(manifest_digest),
+                                 str(record.get("media_type")))
+            config, platform, diff_ids, created = parse_config_blob(
+                self._config_blob(image_id))
+            if len(diff_ids) != len(man.layers):
+                raise ImageError(f"image {image_id}: manifest lists {len(man.layers)} layers "
+                                 f"but the config {len(diff_ids)} diff ids")
+            fields = {"manifest_digest": manifest_digest,
+                      "manifest_media_type": man.media_type, "config": config,
+                      "platform": platform, "layers": man.layers, "diff_ids": diff_ids,
+                      "created": created}
+            if key:
+                if len(self._parsed) >= 4096:  # a bound for long-lived processes
+                    self._parsed.clear()
+                self._parsed[image_id] = (key, fields)
+        return Image(id=image_id, tags=tuple(sorted(t for t, i in tags.items() if i == image_id)),
+                     **fields)
 
     def _resolve_id(self, ref: str | Reference | Image, tags: dict[str, str]) -> str:
         if isinstance(ref, Image):

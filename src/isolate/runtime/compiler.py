@@ -224,7 +224,8 @@ def root_ops(cfg: RuntimeConfig, root: Op | None = None) -> RootOps:
         slot += 1
     # A per-process mount with shared mounts below it is made once here too: their mount
     # points live in it, and each process takes them over into its own (_process_ops).
-    shared_mounts = [m for m in cfg.mounts if not m.per_process or _shared_below(cfg, m)]
+    shared_mounts = [m for m in cfg.mounts
+                     if not m.per_process or _shared_below(cfg.mounts, m)]
     bind_slots: dict[int, int] = {}
     for i, m in enumerate(shared_mounts):
         if m.type == "bind":
@@ -318,7 +319,14 @@ def root_ops(cfg: RuntimeConfig, root: Op | None = None) -> RootOps:
 def _dev_ops(device_slots: Sequence[tuple[int, str, str]],
              made: Sequence[Device] = ()) -> list[Op]:
     """After a tmpfs on /dev: the configured device nodes (binds of the host's, and those
-    made with mknod) and the standard symlinks."""
+    made with mknod) and the standard symlinks. Built once per process for each set of
+    devices (every container with Docker's default nodes has the same)."""
+    return list(_dev_ops_of(tuple(device_slots), tuple(made)))
+
+
+@functools.lru_cache(maxsize=16)
+def _dev_ops_of(device_slots: tuple[tuple[int, str, str], ...],
+                made: tuple[Device, ...]) -> tuple[Op, ...]:
     out = []
     for slot, path, source in device_slots:
         op = _plan.move_mount(slot, path, is_file=True, source=source)
@@ -331,14 +339,15 @@ def _dev_ops(device_slots: Sequence[tuple[int, str, str]],
         out.append(attrs.evolve(op, flags=op.flags | OpFlag.OPTIONAL) if dev.optional else op)
     for name, target in _DEV_LINKS:
         out.append(_plan.symlink(target, f"/dev/{name}"))
-    return out
+    return tuple(out)
 
 
-def _shared_below(cfg: RuntimeConfig, per_process: Mount) -> list[Mount]:
-    """The shared mounts right below a per-process one (not below each other)."""
+def _shared_below(mounts: Sequence[Mount], per_process: Mount) -> list[Mount]:
+    """The shared mounts (of ``mounts``) right below a per-process one (not below each
+    other)."""
     prefix = per_process.destination.rstrip("/") + "/"
     out: list[Mount] = []
-    for m in cfg.mounts:
+    for m in mounts:
         if not m.per_process and m.destination.startswith(prefix) and not any(
                 m.destination.startswith(o.destination.rstrip("/") + "/") for o in out):
             out.append(m)
@@ -351,19 +360,37 @@ def _process_ops(cfg: RuntimeConfig) -> list[Op]:
 
     Paths a kernel does not have are left out when the plan is made: the host's /proc shows
     what a fresh one will (same kernel), and each left-out path is one mount less per process.
+    The ops are built once per process for each set of what they depend on (every container
+    with Docker's masks has the same; the kernel's /proc does not change under a process).
     """
+    if any(m.per_process for m in cfg.mounts):
+        # (Their binds below look at the host's sources: built each time.)
+        return list(_build_process_ops(cfg.sysctl, cfg.mounts, cfg.masked_paths,
+                                       cfg.readonly_paths))
+    return list(_process_ops_of(cfg.sysctl, cfg.masked_paths, cfg.readonly_paths))
+
+
+@functools.lru_cache(maxsize=16)
+def _process_ops_of(sysctl: tuple[tuple[str, str], ...], masked_paths: tuple[str, ...],
+                    readonly_paths: tuple[str, ...]) -> tuple[Op, ...]:
+    return _build_process_ops(sysctl, (), masked_paths, readonly_paths)
+
+
+def _build_process_ops(sysctl: tuple[tuple[str, str], ...], mounts: tuple[Mount, ...],
+                       masked_paths: tuple[str, ...], readonly_paths: tuple[str, ...]
+                       ) -> tuple[Op, ...]:
     P = _plan
     ops = [P.mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
                    note="mount a fresh /proc")]
-    for key, value in cfg.sysctl:
+    for key, value in sysctl:
         ops.append(P.write_file("/proc/sys/" + key.replace(".", "/"), value.encode()))
-    for m in cfg.mounts:
+    for m in mounts:
         if m.per_process:
             if m.type == "bind":
                 raise ConfigError(f"a per-process bind ({m.destination}) is not supported")
             # Shared mounts below it (a bind of a test's temp dir under a private /tmp) are
             # cloned before it covers them and attached again on top of it.
-            below = list(enumerate(_shared_below(cfg, m), start=_SLOTS - len(cfg.mounts)))
+            below = list(enumerate(_shared_below(mounts, m), start=_SLOTS - len(mounts)))
             ops.extend(P.open_tree(s.destination, slot, note=f"keep {s.destination}")
                        for slot, s in below)
             op = _mount_op(m, in_root=False)
@@ -373,16 +400,16 @@ def _process_ops(cfg: RuntimeConfig) -> list[Op]:
                 is_file = s.type == "bind" and not os.path.isdir(s.source or "/")
                 ops.append(P.move_mount(slot, s.destination, in_root=False, is_file=is_file,
                                         source=s.destination))
-    for path in cfg.masked_paths:
+    for path in masked_paths:
         if path.startswith("/proc/") and os.path.exists(path):
             ops.append(Op(OpKind.MASK, s2=path.encode(), note=f"mask {path}"))
-    for path in cfg.readonly_paths:
+    for path in readonly_paths:
         if os.path.exists(path):
             ops.append(P.mount(path, path, None, MS_BIND | MS_REC, optional=True,
                                note=f"bind {path} for read-only"))
             ops.append(P.setattr_(path, MOUNT_ATTR_RDONLY, recursive=True, optional=True,
                                   what=f"make {path} read-only"))
-    return ops
+    return tuple(ops)
 
 
 # -- identity and privileges ---------------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
@@ -475,13 +476,57 @@ _NOT_HOST_DEVICES: Final = frozenset({"/dev/pts", "/dev/shm", "/dev/fd", "/dev/m
 def host_devices(root: str = "/dev") -> tuple[Device, ...]:
     """Every character and block device node below the host's ``/dev`` (``--privileged``'s
     devices), each to be made at the same path, ``optional`` (one that vanishes is skipped).
-    Symlinks, the host's terminals, shared memory and udev state are left out."""
+    Symlinks, the host's terminals, shared memory and udev state are left out.
+
+    The walk (a stat of every node, ~1.4 ms here for 100 nodes) is kept per process and
+    ``root`` while no directory of it changed: every directory walked is stat'ed again (its
+    device, inode, size, mtime and ctime; a node made, removed or renamed changes its
+    directory), and any difference walks again. Directory times are coarse (a kernel tick), so
+    a walk that saw a directory changed less than ``_RACY_NS`` before is not kept (as git
+    treats a "racily clean" index entry): two changes within one tick cannot hide behind one
+    time. A new mode or owner of a node that stays in place changes no directory: it shows once
+    something in its directory changes.
+    """
+    kept = _HOST_DEVICES.get(root)
+    if kept is not None and all(_dir_stamp(path) == stamp for path, stamp in kept[0]):
+        return kept[1]
+    started = time.time_ns()
+    dirs, out = _walk_devices(root)
+    _HOST_DEVICES.pop(root, None)
+    if all(stamp is not None and started - max(stamp[3], stamp[4]) > _RACY_NS
+           for _, stamp in dirs):
+        if len(_HOST_DEVICES) >= 4:
+            _HOST_DEVICES.pop(next(iter(_HOST_DEVICES)))
+        _HOST_DEVICES[root] = (dirs, out)
+    return out
+
+
+_Stamp = tuple[int, int, int, int, int]
+#: host_devices' walks: root -> ((directory, its stamp) for every directory walked, devices).
+_HOST_DEVICES: dict[str, tuple[tuple[tuple[str, _Stamp | None], ...], tuple[Device, ...]]] = {}
+#: A directory changed this recently (ns) may change again within the same coarse time.
+_RACY_NS: Final = 100_000_000
+
+
+def _dir_stamp(path: str) -> _Stamp | None:
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _walk_devices(root: str) -> tuple[tuple[tuple[str, _Stamp | None], ...],
+                                      tuple[Device, ...]]:
     import stat
 
     out: list[Device] = []
+    dirs: list[tuple[str, _Stamp | None]] = []
     stack = [root]
     while stack:
         top = stack.pop()
+        # Stamped before it is read: a change during the walk makes the next call walk again.
+        dirs.append((top, _dir_stamp(top)))
         try:
             entries = sorted(os.scandir(top), key=lambda e: e.name)
         except OSError:
@@ -498,7 +543,7 @@ def host_devices(root: str = "/dev") -> tuple[Device, ...]:
             elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
                 with contextlib.suppress(ConfigError):
                     out.append(Device.of_host_node(entry.path))
-    return tuple(out)
+    return tuple(dirs), tuple(out)
 
 
 def _kind(value: NamespaceKind | str) -> NamespaceKind:
