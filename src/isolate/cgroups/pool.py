@@ -263,10 +263,9 @@ class CGroupPool:
                     return False
                 time.sleep(delay)
                 delay = min(delay * 2, 0.05)
+        # (Its base stays, as the other hierarchies' bases stay with the spare's directories:
+        # removed with the spare, see CGroup.delete; made again on take if someone pruned it.)
         _let_go([d])
-        with contextlib.suppress(OSError):
-            # The memory base, if that was its last group: made again on take.
-            os.rmdir(os.path.dirname(d))
         return True
 
     @staticmethod
