@@ -304,14 +304,20 @@ def _sandbox_layout(limits: Limits | None, *, devices: bool) -> tuple[Layout, se
     controllers they are): its group is made, limited and removed in those only, not in
     every v1 hierarchy of a hybrid host (4 of 9 here), which halves what a limited sandbox
     adds to its start and end."""
-    import attrs
-
     from isolate.cgroups import host_layout
 
     layout = host_layout()
     wanted = _controllers_for(limits, layout, devices)
-    return attrs.evolve(layout, v1=tuple(h for h in layout.v1 if h.controllers & wanted)), \
-        wanted
+    return _cut_layout(layout, frozenset(wanted)), wanted
+
+
+@functools.lru_cache(maxsize=8)
+def _cut_layout(layout: Layout, wanted: frozenset[str]) -> Layout:
+    """``layout`` without the v1 hierarchies of none of the ``wanted`` controllers (kept: the
+    same object for the same cut, which the cgroup pool's lookups compare)."""
+    import attrs
+
+    return attrs.evolve(layout, v1=tuple(h for h in layout.v1 if h.controllers & wanted))
 
 
 def _make_shared_namespaces(rc: RuntimeConfig, root: Sequence[Op] = ()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import errno
+import functools
 import os
 import threading
 import time
@@ -25,7 +26,7 @@ from collections.abc import Sequence
 import attrs
 
 from isolate.cgroups._backend import parse_kv, read_file, write_file
-from isolate.cgroups.cgroup import CGroup, _let_go, _rmdir, add_note, host_layout
+from isolate.cgroups.cgroup import CGroup, _hold, _let_go, _rmdir, add_note, host_layout
 from isolate.cgroups.detect import V2_KEY, BackendKind, Layout
 from isolate.cgroups.devices import DeviceRule
 from isolate.cgroups.limits import Limits
@@ -51,6 +52,7 @@ class _Lease:
     tainted: bool = False  # something half-applied: never reused
 
 
+@functools.lru_cache(maxsize=32)
 def _memory_limits(limits: Limits | None) -> Limits | None:
     if limits is None:
         return None
@@ -59,6 +61,7 @@ def _memory_limits(limits: Limits | None) -> Limits | None:
     return None if memory == Limits() else memory
 
 
+@functools.lru_cache(maxsize=32)
 def _other_limits(limits: Limits | None) -> Limits | None:
     if limits is None:
         return None
@@ -212,7 +215,15 @@ class CGroupPool:
         try:
             skipped: tuple[str, ...] = ()
             if memory is not None:
-                cg._make_dir(memory, cg.dirs[memory.key], remake_base=True, hold=True)
+                d = cg.dirs[memory.key]
+                try:
+                    os.mkdir(d, 0o755)  # (its base stayed, unless someone pruned it)
+                except FileNotFoundError:
+                    cg._make_dir(memory, d, remake_base=True, hold=True)
+                else:
+                    if not _hold(d):
+                        raise CgroupError(errno.ENOENT, f"{d} went while being made", d,
+                                          step="create")
                 wanted = _memory_limits(limits)
                 if wanted is not None:
                     skipped = cg._backend.apply(wanted, best_effort)
