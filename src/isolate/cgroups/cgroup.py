@@ -798,6 +798,7 @@ class CGroup:
 
     def _delete(self, deadline: float, *, prune: bool) -> None:
         if not any(os.path.isdir(d) for d in self._dirs.values()):
+            _let_go(self._dirs.values())  # (removed by someone else: hold it no longer)
             return
         errors: list[BaseException] = []
         self._refuse_to_harm_caller("delete")

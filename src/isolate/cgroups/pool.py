@@ -4,7 +4,9 @@ Owns reuse: a group given back empty is kept (held by this process's flock, as e
 makes) and handed out again to the next taker that asks for the same hierarchies, the same
 limits other than memory, and the same device rules. Its memory directory is made anew for
 each taker (a memory cgroup keeps charges, a peak and OOM counts that cannot all be reset) and
-its cpu accounting is reset, so no limit or counter of one holder reaches the next. It must
+its cpu accounting is reset, so no limit or counter of one holder reaches the next; a
+thread of the pool's own makes the new memory directory as soon as a group is given back, off
+the path of the next take (which makes it itself if the thread is not done). It must
 not keep a group that still has processes, child groups or a freeze, nor any group past the
 end of the process: spares are removed by :meth:`CGroupPool.close` (the default pool's at
 interpreter exit), and after a crash by the next process's orphan sweep (nothing holds their
@@ -18,6 +20,7 @@ import contextlib
 import errno
 import functools
 import os
+import queue
 import threading
 import time
 import weakref
@@ -35,8 +38,8 @@ from isolate.errors import CgroupError, IsolateError
 __all__ = ["CGroupPool", "default_pool"]
 
 _MEMORY = {"memory_max": None, "memory_high": None, "memory_swap_max": None}
-#: How long give_back retries the rmdir of a memory directory the kernel still calls busy.
-_RMDIR_WAIT = 1.0
+#: How long the rmdir of a spare's old memory directory is retried while the kernel calls it busy.
+_RMDIR_WAIT = 5.0
 
 _Key = tuple[BackendKind, tuple[str, ...], "Limits | None", "tuple[DeviceRule, ...] | None"]
 
@@ -50,6 +53,12 @@ class _Lease:
     skipped: tuple[str, ...]  # limits other than memory that best effort skipped
     rules: tuple[DeviceRule, ...] | None = None  # the device policy in force, if any
     tainted: bool = False  # something half-applied: never reused
+    # "in use" (handed out), "stale" (given back: its memory directory is the last holder's)
+    # or "ready" (a spare with a new memory directory). Changed under ``lock``.
+    state: str = "in use"
+    gone: bool = False  # deleted (by drain or eviction): the refresher leaves it alone
+    # Held while the group's memory directory is remade, and while a taker readies it.
+    lock: threading.Lock = attrs.field(factory=threading.Lock, eq=False, repr=False)
 
 
 @functools.lru_cache(maxsize=32)
@@ -91,6 +100,9 @@ class CGroupPool:
         self._spares: list[_Lease] = []  # oldest first
         self._out: dict[int, _Lease] = {}  # id(CGroup) -> lease, for the groups handed out
         self._closed = False
+        # Spares whose memory directory is to be made anew, for the refresher thread.
+        self._stale: queue.SimpleQueue[_Lease | None] = queue.SimpleQueue()
+        self._refresher: threading.Thread | None = None
         _pools.add(self)
 
     # -- taking and giving back -----------------------------------------------------------
@@ -149,9 +161,11 @@ class CGroupPool:
             keep = (lease is not None and not lease.tainted and not self._closed
                     and lease.rules == lease.key[3] and self._max > 0
                     and self._poolable(cg.layout, None))
-        if not keep or lease is None or not self._idle(cg) or not self._empty_memory(cg):
+        if not keep or lease is None or not self._idle(cg):
             cg.delete(timeout)
             return
+        with lease.lock:
+            lease.state = "stale"
         evicted: list[_Lease] = []
         with self._lock:
             if self._closed:
@@ -160,13 +174,17 @@ class CGroupPool:
                 self._spares.append(lease)
                 while len(self._spares) > self._max:
                     evicted.append(self._spares.pop(0))
+                self._stale.put(lease)
+                if self._refresher is None:
+                    self._refresher = threading.Thread(
+                        target=self._refresh_stale, name="isolate-cgroup-pool", daemon=True)
+                    self._refresher.start()
         self._delete_all(evicted)
 
     # -- the pool's end -----------------------------------------------------------------------
     @property
     def spares(self) -> list[CGroup]:
-        """The empty groups kept for the next taker (their memory directory is made on
-        take)."""
+        """The empty groups kept for the next taker."""
         with self._lock:
             return [lease.cg for lease in self._spares]
 
@@ -179,9 +197,12 @@ class CGroupPool:
 
     def close(self) -> None:
         """Delete the spares and keep none from now on (groups still handed out are deleted
-        when given back). Idempotent; raises as :meth:`drain`."""
+        when given back); the refresher thread ends. Idempotent; raises as :meth:`drain`."""
         with self._lock:
             self._closed = True
+            refresher, self._refresher = self._refresher, None
+        if refresher is not None:
+            self._stale.put(None)
         self.drain()
 
     @property
@@ -211,22 +232,22 @@ class CGroupPool:
         """Hand ``lease``'s group out again for ``limits``, or delete it and return None when
         it cannot be made ready (the caller makes a new one then)."""
         cg = lease.cg
-        memory = layout.v1_for("memory")
+        with lease.lock:  # (the refresher may be making its memory directory right now)
+            if lease.gone:
+                return None
+            if lease.state == "stale" and not lease.tainted:
+                self._refresh(lease)  # the refresher has not come to it yet
+            ready = lease.state == "ready" and not lease.tainted
+            lease.state = "in use"
+        if not ready:
+            with contextlib.suppress(IsolateError, OSError):
+                cg.delete()
+            return None
         try:
             skipped: tuple[str, ...] = ()
-            if memory is not None:
-                d = cg.dirs[memory.key]
-                try:
-                    os.mkdir(d, 0o755)  # (its base stayed, unless someone pruned it)
-                except FileNotFoundError:
-                    cg._make_dir(memory, d, remake_base=True, hold=True)
-                else:
-                    if not _hold(d):
-                        raise CgroupError(errno.ENOENT, f"{d} went while being made", d,
-                                          step="create")
-                wanted = _memory_limits(limits)
-                if wanted is not None:
-                    skipped = cg._backend.apply(wanted, best_effort)
+            wanted = _memory_limits(limits)
+            if wanted is not None:
+                skipped = cg._backend.apply(wanted, best_effort)
             cpuacct = layout.v1_for("cpuacct")
             if cpuacct is not None:  # (user and system times are reset with it)
                 write_file(os.path.join(cg.dirs[cpuacct.key], "cpuacct.usage"), "0",
@@ -255,12 +276,14 @@ class CGroupPool:
             return False
 
     @staticmethod
-    def _empty_memory(cg: CGroup) -> bool:
-        """Remove the group's v1 memory directory (made anew for the next taker); False if
-        it will not go."""
+    def _refresh(lease: _Lease) -> None:
+        """Replace the v1 memory directory of a spare (``lease.lock`` held) with a new one;
+        a spare whose old one will not go, or whose new one cannot be made, is tainted."""
+        cg = lease.cg
         memory = cg.layout.v1_for("memory")
         if memory is None:
-            return True
+            lease.state = "ready"
+            return
         d = cg.dirs[memory.key]
         deadline = time.monotonic() + _RMDIR_WAIT
         delay = 0.0005
@@ -271,18 +294,41 @@ class CGroupPool:
             except CgroupError as e:
                 # EBUSY for a moment while exiting tasks are still being released.
                 if e.errno != errno.EBUSY or time.monotonic() >= deadline:
-                    return False
+                    lease.tainted = True
+                    return
                 time.sleep(delay)
                 delay = min(delay * 2, 0.05)
-        # (Its base stays, as the other hierarchies' bases stay with the spare's directories:
-        # removed with the spare, see CGroup.delete; made again on take if someone pruned it.)
         _let_go([d])
-        return True
+        try:
+            try:
+                os.mkdir(d, 0o755)  # (its base stayed, unless someone pruned it)
+            except FileNotFoundError:
+                cg._make_dir(memory, d, remake_base=True, hold=True)
+            else:
+                if not _hold(d):
+                    raise CgroupError(errno.ENOENT, f"{d} went while being made", d,
+                                      step="create")
+        except (IsolateError, OSError):
+            lease.tainted = True
+            return
+        lease.state = "ready"
+
+    def _refresh_stale(self) -> None:
+        """The refresher thread: make the memory directory of each spare given back anew."""
+        while True:
+            lease = self._stale.get()
+            if lease is None:
+                return
+            with lease.lock:
+                if not lease.gone and lease.state == "stale" and not lease.tainted:
+                    self._refresh(lease)
 
     @staticmethod
     def _delete_all(leases: Sequence[_Lease]) -> None:
         errors: list[BaseException] = []
         for lease in leases:
+            with lease.lock:
+                lease.gone = True
             try:
                 lease.cg.delete()
             except CgroupError as e:
@@ -297,6 +343,8 @@ class CGroupPool:
         self._lock = threading.Lock()
         spares, self._spares = self._spares, []
         self._out = {}
+        self._stale = queue.SimpleQueue()
+        self._refresher = None  # (not in the child)
         for lease in spares:
             _let_go(lease.cg.dirs.values())
 
