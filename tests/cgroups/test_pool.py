@@ -216,6 +216,23 @@ def test_a_group_with_processes_left_is_deleted_not_kept(pool: CGroupPool,
     assert not any(os.path.exists(d) for d in cg.dirs.values())
 
 
+def test_a_group_with_a_child_group_or_frozen_is_deleted_not_kept(pool: CGroupPool,
+                                                                   private: CGroup) -> None:
+    _need_pooling(private)
+    layout = layout_below(private)
+    parent = pool.take(layout, limits=LIMITS)
+    CGroup.create("left-behind", parent=parent)
+    pool.give_back(parent)  # (delete removes the child with it)
+    groups = [parent]
+    if parent.kind is not BackendKind.V1:  # (the v2 core's cgroup.freeze)
+        frozen = pool.take(layout, limits=LIMITS)
+        frozen.freeze()
+        pool.give_back(frozen)
+        groups.append(frozen)
+    assert pool.spares == []
+    assert not any(os.path.exists(d) for cg in groups for d in cg.dirs.values())
+
+
 def test_close_removes_every_spare_and_keeps_none_after(pool: CGroupPool,
                                                         private: CGroup) -> None:
     _need_pooling(private)

@@ -57,8 +57,31 @@ class _Lease:
     # or "ready" (a spare with a new memory directory). Changed under ``lock``.
     state: str = "in use"
     gone: bool = False  # deleted (by drain or eviction): the refresher leaves it alone
+    # The memory limits in force in its memory directory (a refresh applies the last holder's
+    # again: the next taker most often asks for the same), what best effort skipped of them.
+    memory: Limits | None = None
+    memory_skipped: tuple[str, ...] = ()
+    best_effort: bool = False
     # Held while the group's memory directory is remade, and while a taker readies it.
     lock: threading.Lock = attrs.field(factory=threading.Lock, eq=False, repr=False)
+
+
+def _make_ready(lease: _Lease, limits: Limits | None, best_effort: bool) -> None:
+    """The rest of a refresh: the memory ``limits`` written, cpu accounting reset (user and
+    system times with it); tainted if the kernel refuses."""
+    cg = lease.cg
+    try:
+        skipped: tuple[str, ...] = ()
+        if limits is not None:
+            skipped = cg._backend.apply(limits, best_effort)
+        cpuacct = cg.layout.v1_for("cpuacct")
+        if cpuacct is not None:
+            write_file(os.path.join(cg.dirs[cpuacct.key], "cpuacct.usage"), "0", step="reset")
+    except (IsolateError, OSError):
+        lease.tainted = True
+        return
+    lease.memory, lease.memory_skipped, lease.best_effort = limits, skipped, best_effort
+    lease.state = "ready"
 
 
 @functools.lru_cache(maxsize=32)
@@ -128,10 +151,15 @@ class CGroupPool:
                     return cg
                 lease = self._pop(key, best_effort)
         cg = CGroup.create(limits=limits, best_effort=best_effort, layout=layout)
-        skipped = tuple(s for s in cg.skipped_limits
-                        if not s.startswith(tuple(f"{f}:" for f in _MEMORY)))
+        memory_fields = tuple(f"{f}:" for f in _MEMORY)
+        lease = _Lease(cg, key,
+                       tuple(s for s in cg.skipped_limits if not s.startswith(memory_fields)),
+                       memory=_memory_limits(limits),
+                       memory_skipped=tuple(s for s in cg.skipped_limits
+                                            if s.startswith(memory_fields)),
+                       best_effort=best_effort)
         with self._lock:
-            self._out[id(cg)] = _Lease(cg, key, skipped)
+            self._out[id(cg)] = lease
         return cg
 
     def set_devices(self, cg: CGroup, rules: Sequence[DeviceRule]) -> None:
@@ -232,31 +260,22 @@ class CGroupPool:
         """Hand ``lease``'s group out again for ``limits``, or delete it and return None when
         it cannot be made ready (the caller makes a new one then)."""
         cg = lease.cg
+        wanted = _memory_limits(limits)
         with lease.lock:  # (the refresher may be making its memory directory right now)
             if lease.gone:
                 return None
-            if lease.state == "stale" and not lease.tainted:
-                self._refresh(lease)  # the refresher has not come to it yet
+            if not lease.tainted and (lease.state == "stale" or lease.memory != wanted
+                                      or (lease.memory_skipped and not best_effort)):
+                # The refresher has not come to it yet, or made it for other memory limits
+                # (a memory directory no process has used yet is removed at once).
+                self._refresh(lease, wanted, best_effort)
             ready = lease.state == "ready" and not lease.tainted
             lease.state = "in use"
         if not ready:
             with contextlib.suppress(IsolateError, OSError):
                 cg.delete()
             return None
-        try:
-            skipped: tuple[str, ...] = ()
-            wanted = _memory_limits(limits)
-            if wanted is not None:
-                skipped = cg._backend.apply(wanted, best_effort)
-            cpuacct = layout.v1_for("cpuacct")
-            if cpuacct is not None:  # (user and system times are reset with it)
-                write_file(os.path.join(cg.dirs[cpuacct.key], "cpuacct.usage"), "0",
-                           step="reset")
-        except (IsolateError, OSError):
-            with contextlib.suppress(IsolateError, OSError):
-                cg.delete()
-            return None
-        cg.skipped_limits = (*lease.skipped, *skipped)
+        cg.skipped_limits = (*lease.skipped, *lease.memory_skipped)
         with self._lock:
             self._out[id(cg)] = lease
         return cg
@@ -268,21 +287,22 @@ class CGroupPool:
             core = cg.dirs.get(V2_KEY)
             if core is not None:
                 events = parse_kv(read_file(os.path.join(core, "cgroup.events"), "events"))
-                stat = parse_kv(read_file(os.path.join(core, "cgroup.stat"), "events"))
+                # (A cgroup directory's link count is 2 + its child groups.)
                 return (events.get("populated", 1) == 0 and events.get("frozen", 0) == 0
-                        and stat.get("nr_descendants", 1) == 0)
+                        and os.stat(core).st_nlink == 2)
             return not cg.procs() and not cg.frozen and not cg.children()
         except (IsolateError, OSError):
             return False
 
     @staticmethod
-    def _refresh(lease: _Lease) -> None:
-        """Replace the v1 memory directory of a spare (``lease.lock`` held) with a new one;
-        a spare whose old one will not go, or whose new one cannot be made, is tainted."""
+    def _refresh(lease: _Lease, limits: Limits | None, best_effort: bool) -> None:
+        """Make a spare (``lease.lock`` held) ready: its v1 memory directory replaced with a
+        new one with the memory ``limits`` in force, its cpu accounting reset. A spare whose
+        old directory will not go, or whose new one cannot be made so, is tainted."""
         cg = lease.cg
         memory = cg.layout.v1_for("memory")
         if memory is None:
-            lease.state = "ready"
+            _make_ready(lease, limits, best_effort)
             return
         d = cg.dirs[memory.key]
         deadline = time.monotonic() + _RMDIR_WAIT
@@ -311,7 +331,7 @@ class CGroupPool:
         except (IsolateError, OSError):
             lease.tainted = True
             return
-        lease.state = "ready"
+        _make_ready(lease, limits, best_effort)
 
     def _refresh_stale(self) -> None:
         """The refresher thread: make the memory directory of each spare given back anew."""
@@ -321,7 +341,7 @@ class CGroupPool:
                 return
             with lease.lock:
                 if not lease.gone and lease.state == "stale" and not lease.tainted:
-                    self._refresh(lease)
+                    self._refresh(lease, lease.memory, lease.best_effort)
 
     @staticmethod
     def _delete_all(leases: Sequence[_Lease]) -> None:
