@@ -454,6 +454,11 @@ def test_pids_max_stops_a_fork_bomb_and_the_sandbox_still_ends_cleanly() -> None
                          capture_output=True, text=True, timeout=60)
         assert "fork" in result.stderr.lower()  # sh: Cannot fork
         assert pids_with_argv("sleep", mark) == []
+    # Given back empty, the group is kept for the next sandbox (isolate.cgroups.pool) until
+    # the pool is drained or the process ends; nothing of it is left then.
+    from isolate.cgroups.pool import default_pool
+
+    default_pool().drain()
     assert all(not os.path.exists(d) for d in cgroup.dirs.values())
 
 

@@ -65,6 +65,8 @@ LOOP = textwrap.dedent("""
         finally:
             box.close()
         assert running.returncode is not None
+    from isolate.cgroups.pool import default_pool
+    default_pool().drain()  # (the empty groups kept for the next sandbox)
     assert open_fds() == fds, (fds, open_fds())
     assert namespaces_held() == set()
     assert mountinfo() == mounts, set(mountinfo()) ^ set(mounts)

@@ -6,6 +6,7 @@ Used by the session-wide check in conftest.py and by tests that loop many sandbo
 from __future__ import annotations
 
 import os
+import sys
 
 import attrs
 
@@ -142,5 +143,14 @@ class Snapshot:
         return out
 
 
+def _drain_pools() -> None:
+    """isolate keeps cgroups given back empty for the next sandbox until the process ends
+    (``isolate.cgroups.pool``): remove them first, so that what is left is a leak."""
+    pool = sys.modules.get("isolate.cgroups.pool")
+    if pool is not None:
+        pool.default_pool().drain()
+
+
 def snapshot() -> Snapshot:
+    _drain_pools()
     return Snapshot(_mounts(), _cgroups(), _children(), _fds(), _netns(), _links())

@@ -369,7 +369,7 @@ _COUNTED_S1 = {OpKind.SECCOMP: 8, OpKind.FDS: 12, OpKind.SETGROUPS: 4, OpKind.KE
 _FIELDS = ("a", "b", "c", "s1", "s2", "s3", "s4", "argv", "envp")
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class Op:
     """One set-up operation, as the C child reads it.
 

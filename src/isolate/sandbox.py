@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from isolate._image_root import ImageRoot
     from isolate._plan import Op, Plan
     from isolate._sandbox_config import SandboxConfig
-    from isolate.cgroups import CGroup, Layout, Limits
+    from isolate.cgroups import CGroup, DeviceRule, Layout, Limits
     from isolate.fs.mounts import Bind, Tmpfs
     from isolate.image import Image, Store
     from isolate.namespaces import NamespaceKind
@@ -304,14 +304,20 @@ def _sandbox_layout(limits: Limits | None, *, devices: bool) -> tuple[Layout, se
     controllers they are): its group is made, limited and removed in those only, not in
     every v1 hierarchy of a hybrid host (4 of 9 here), which halves what a limited sandbox
     adds to its start and end."""
-    import attrs
-
     from isolate.cgroups import host_layout
 
     layout = host_layout()
     wanted = _controllers_for(limits, layout, devices)
-    return attrs.evolve(layout, v1=tuple(h for h in layout.v1 if h.controllers & wanted)), \
-        wanted
+    return _cut_layout(layout, frozenset(wanted)), wanted
+
+
+@functools.lru_cache(maxsize=8)
+def _cut_layout(layout: Layout, wanted: frozenset[str]) -> Layout:
+    """``layout`` without the v1 hierarchies of none of the ``wanted`` controllers (kept: the
+    same object for the same cut, which the cgroup pool's lookups compare)."""
+    import attrs
+
+    return attrs.evolve(layout, v1=tuple(h for h in layout.v1 if h.controllers & wanted))
 
 
 def _make_shared_namespaces(rc: RuntimeConfig, root: Sequence[Op] = ()
@@ -706,20 +712,23 @@ class Sandbox:
                 f"devices {', '.join(narrowed)} ask for less access than rwm, which only a "
                 "device cgroup enforces, and only root may give a cgroup a device policy",
                 missing="a device cgroup")
-        from isolate.cgroups import CGroup
+        from isolate.cgroups.pool import default_pool
 
         # Where a device policy may go, the devices hierarchy too (joined only if it does).
         layout, controllers = _sandbox_layout(cfg.limits, devices=not cfg.privileged)
+        rules = None if cfg.privileged else self._device_rules()
         try:
-            self.cgroup = CGroup.create(limits=cfg.limits, best_effort=cfg.best_effort,
-                                        layout=layout)
+            # A group this process gave back empty, when one fits (isolate.cgroups.pool):
+            # making and removing one costs ~1 ms on a hybrid host, reusing one ~0.1 ms.
+            self.cgroup = default_pool().take(layout, limits=cfg.limits,
+                                              best_effort=cfg.best_effort, devices=rules)
         except UnsupportedError as exc:
             if not cfg.best_effort or narrowed:
                 raise
             warnings.warn(f"sandbox runs without resource limits: {exc}", RuntimeWarning,
                           stacklevel=3)
             return
-        if not cfg.privileged and not self._set_device_policy():
+        if rules is not None and not self._set_device_policy(rules):
             controllers.discard("devices")
         from isolate import _sys
 
@@ -734,19 +743,24 @@ class Sandbox:
             else:
                 self._cgroup_fds.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
 
-    def _set_device_policy(self) -> bool:
-        """Docker's device allow-list plus the sandbox's devices, on its cgroup; False where
-        the host cannot (not root: the kernel gives device policies to root only, and a
-        rootless sandbox cannot make or open device nodes of its own anyway)."""
-        cfg = self.config
-        assert self.cgroup is not None
+    def _device_rules(self) -> tuple[DeviceRule, ...]:
+        """Docker's device allow-list plus the sandbox's devices."""
         from isolate.cgroups import DEFAULT_RULES
         from isolate.cgroups.devices import rule_for_node
 
-        rules = [*DEFAULT_RULES, *(rule_for_node(d.source or d.path, d.access)
-                                   for d in cfg.devices)]
+        return (*DEFAULT_RULES, *(rule_for_node(d.source or d.path, d.access)
+                                  for d in self.config.devices))
+
+    def _set_device_policy(self, rules: Sequence[DeviceRule]) -> bool:
+        """``rules`` on the sandbox's cgroup; False where the host cannot (not root: the
+        kernel gives device policies to root only, and a rootless sandbox cannot make or open
+        device nodes of its own anyway)."""
+        cfg = self.config
+        assert self.cgroup is not None
+        from isolate.cgroups.pool import default_pool
+
         try:
-            self.cgroup.set_devices(rules)
+            default_pool().set_devices(self.cgroup, rules)
         except UnsupportedError as exc:
             if os.geteuid() != 0 and not any(d.access != "rwm" for d in cfg.devices):
                 return False
@@ -881,8 +895,10 @@ class Sandbox:
         cgroup, self.cgroup = self.cgroup, None
         if cgroup is None:
             return
+        from isolate.cgroups.pool import default_pool
+
         try:
-            cgroup.delete()
+            default_pool().give_back(cgroup)  # kept empty for the next sandbox, or deleted
         except IsolateError as exc:
             if error is None:
                 raise

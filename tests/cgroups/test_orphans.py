@@ -19,10 +19,18 @@ from cgroup_helpers import layout_below, python_in
 import isolate
 from isolate._procs import pid_alive
 from isolate.cgroups import BASE_NAME, CGroup
+from isolate.cgroups import cgroup as cgroup_module
 
 pytestmark = pytest.mark.root
 
 SRC = os.path.dirname(os.path.dirname(isolate.__file__))
+
+
+@pytest.fixture(autouse=True)
+def sweep_on_every_create(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are about what a sweep removes: let every create sweep (a process's
+    creates sweep a base once per ``SWEEP_INTERVAL``; when is tested on its own below)."""
+    monkeypatch.setattr(cgroup_module, "SWEEP_INTERVAL", 0.0)
 
 
 def test_group_of_a_killed_creator_is_swept_by_the_next_create() -> None:

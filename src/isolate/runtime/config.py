@@ -642,7 +642,7 @@ def _devices(value: Iterable[Device]) -> tuple[Device, ...]:
     return out
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class RuntimeConfig:
     """Everything the compiler needs to build one isolated process tree, validated when made.
 
