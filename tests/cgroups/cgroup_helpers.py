@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 
 import attrs
 
@@ -62,3 +63,25 @@ def argv_in(cg: CGroup, argv: Sequence[str],
 def python_in(cg: CGroup, code: str, elsewhere: Mapping[str, str] | None = None) -> list[str]:
     """Run Python ``code`` (this interpreter) in ``cg``, as :func:`argv_in`."""
     return argv_in(cg, [sys.executable, "-c", code], elsewhere)
+
+
+def in_threads(step: Callable[[], object], rounds: int, threads: int = 4) -> list[str]:
+    """Run ``step`` ``rounds`` times in each of ``threads`` threads at once; every failure
+    (whatever its type) as ``"Type: message"``."""
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def churn() -> None:
+        for _ in range(rounds):
+            try:
+                step()
+            except Exception as exc:
+                with lock:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+
+    workers = [threading.Thread(target=churn) for _ in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    return errors

@@ -14,7 +14,7 @@ import textwrap
 import threading
 
 import pytest
-from cgroup_helpers import argv_in, layout_below, python_in
+from cgroup_helpers import argv_in, in_threads, layout_below, python_in
 
 import isolate
 from isolate.cgroups import BASE_NAME, CGroup, Limits
@@ -37,25 +37,15 @@ def test_threads_creating_and_deleting_limited_groups_never_lose_the_base(
     private: CGroup,
 ) -> None:
     layout = layout_below(private)
-    errors: list[str] = []
     made = 0
     lock = threading.Lock()
 
-    def churn() -> None:
+    def step() -> None:
         nonlocal made
-        for _ in range(150):
-            try:
-                with CGroup.create(limits=LIMITS, best_effort=True, layout=layout), lock:
-                    made += 1
-            except Exception as exc:  # every failure counts, whatever its type
-                with lock:
-                    errors.append(f"{type(exc).__name__}: {exc}")
+        with CGroup.create(limits=LIMITS, best_effort=True, layout=layout), lock:
+            made += 1
 
-    threads = [threading.Thread(target=churn) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = in_threads(step, 150)
     assert not errors, f"{len(errors)} of 600 creates failed, e.g. {errors[:3]}"
     assert made == 600
     _base_is_gone(private)

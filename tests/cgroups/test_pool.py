@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from cgroup_helpers import layout_below, python_in
+from cgroup_helpers import in_threads, layout_below, python_in
 
 import isolate
 from isolate.cgroups import CGroup, Limits
@@ -266,31 +266,21 @@ def test_at_most_max_spares_are_kept(private: CGroup) -> None:
 def test_threads_taking_and_giving_back_share_the_pool_safely(pool: CGroupPool,
                                                               private: CGroup) -> None:
     layout = layout_below(private)
-    errors: list[str] = []
     seen: set[tuple[str, ...]] = set()
     lock = threading.Lock()
 
-    def churn() -> None:
-        for _ in range(60):
-            try:
-                cg = pool.take(layout, limits=LIMITS, best_effort=True)
-                with lock:
-                    key = tuple(sorted(cg.dirs.values()))
-                    assert key not in seen, "a group handed out to two takers at once"
-                    seen.add(key)
-                assert cg.stats().pids_current == 0
-                with lock:
-                    seen.discard(key)
-                pool.give_back(cg)
-            except Exception as exc:  # every failure counts, whatever its type
-                with lock:
-                    errors.append(f"{type(exc).__name__}: {exc}")
+    def step() -> None:
+        cg = pool.take(layout, limits=LIMITS, best_effort=True)
+        with lock:
+            key = tuple(sorted(cg.dirs.values()))
+            assert key not in seen, "a group handed out to two takers at once"
+            seen.add(key)
+        assert cg.stats().pids_current == 0
+        with lock:
+            seen.discard(key)
+        pool.give_back(cg)
 
-    threads = [threading.Thread(target=churn) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = in_threads(step, 60)
     assert not errors, errors[:3]
     spares = pool.spares
     pool.close()
