@@ -249,6 +249,20 @@ def test_close_removes_every_spare_and_keeps_none_after(pool: CGroupPool,
     assert pool.spares == [] and not any(os.path.exists(d) for d in late.dirs.values())
 
 
+def test_the_refresher_thread_takes_no_signal_meant_for_the_process(pool: CGroupPool,
+                                                                    private: CGroup) -> None:
+    # A caller that blocks SIGTERM in its own thread to sigwait for it must get it: a thread
+    # of ours with it unblocked would take it, and its default action end the process.
+    _need_pooling(private)
+    pool.give_back(pool.take(layout_below(private), limits=LIMITS))
+    (thread,) = [t for t in threading.enumerate() if t.name == "isolate-cgroup-pool"
+                 and t.is_alive()][-1:]
+    with open(f"/proc/self/task/{thread.native_id}/status") as f:
+        blocked = next(int(line.split()[1], 16) for line in f if line.startswith("SigBlk:"))
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+        assert blocked & (1 << (sig - 1)), sig
+
+
 def test_at_most_max_spares_are_kept(private: CGroup) -> None:
     _need_pooling(private)
     pool = CGroupPool(max_spares=2)

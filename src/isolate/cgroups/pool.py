@@ -21,6 +21,7 @@ import errno
 import functools
 import os
 import queue
+import signal
 import threading
 import time
 import weakref
@@ -206,7 +207,15 @@ class CGroupPool:
                 if self._refresher is None:
                     self._refresher = threading.Thread(
                         target=self._refresh_stale, name="isolate-cgroup-pool", daemon=True)
-                    self._refresher.start()
+                    # Started with every signal blocked (a thread inherits its creator's
+                    # mask): a signal sent to the process is then never delivered to this
+                    # thread, whose default action would end a caller that blocks it in its
+                    # own threads to sigwait for it (as ``isolate run`` does for SIGTERM).
+                    old = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+                    try:
+                        self._refresher.start()
+                    finally:
+                        signal.pthread_sigmask(signal.SIG_SETMASK, old)
         self._delete_all(evicted)
 
     # -- the pool's end -----------------------------------------------------------------------
