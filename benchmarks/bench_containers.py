@@ -190,12 +190,23 @@ def _image_store(tmp: str) -> object:
 
 def start_table(rounds: int, tmp: str, podman_env: dict[str, str] | str,
                 second: SecondPython) -> str:
+    """The create + start + wait table (a store on disk under ``tmp`` and one on tmpfs, in
+    /dev/shm, removed afterwards whatever happens)."""
+    shm = tempfile.mkdtemp(dir="/dev/shm")
+    try:
+        return _start_table(rounds, tmp, podman_env, second, shm)
+    finally:
+        shutil.rmtree(shm, ignore_errors=True)
+
+
+def _start_table(rounds: int, tmp: str, podman_env: dict[str, str] | str,
+                 second: SecondPython, shm: str) -> str:
     from isolate.container import ContainerConfig, ContainerStore
     from isolate.image import ImageConfig, Store
 
     tree = os.path.join(tmp, "tree")
     stores = {}
-    for where, base in (("disk", tmp), ("tmpfs", tempfile.mkdtemp(dir="/dev/shm"))):
+    for where, base in (("disk", tmp), ("tmpfs", shm)):
         store = Store(os.path.join(base, "store"))
         store.from_directory(tree, "busybox:latest", config=ImageConfig(env=["PATH=/bin"]))
         stores[where] = (ContainerStore(store), base)
@@ -272,7 +283,6 @@ def start_table(rounds: int, tmp: str, podman_env: dict[str, str] | str,
         c.remove()  # type: ignore[attr-defined]
     subprocess.run([*CLI, "container", "prune", "-f"], stdout=subprocess.DEVNULL,
                    env=child_env(ISOLATE_STORE=disk_store.images.root), check=False)
-    shutil.rmtree(stores["tmpfs"][1], ignore_errors=True)
     anchors = [(f"x {t} run", f"{t} run") for t in ("crun", "runc")]
     anchors.append(("x podman", "podman run --rm --network=none"))
     out = table(results, anchors)
