@@ -26,7 +26,15 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from _harness import Candidate, Result, command_line, interleave, machine_notes, table
+from _harness import (
+    Candidate,
+    Result,
+    command_line,
+    interleave,
+    machine_notes,
+    private_pycache,
+    table,
+)
 from _isolate_path import child_env, describe, pythonpath_prefix
 from _second_python import SecondPython, add_option
 
@@ -35,7 +43,7 @@ BUSYBOX = "/bin/busybox"
 # Bytecode caching on, in a private prefix: this machine's environment sets
 # PYTHONDONTWRITEBYTECODE, which makes every import compile from source -- not what an installed
 # package costs its users. The prefix keeps .pyc files out of the worktree.
-PYCACHE = tempfile.mkdtemp(prefix="isolate-bench-pyc-")
+PYCACHE = private_pycache()  # (removed at exit, also when only imported)
 ENV = child_env({k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
                 PYTHONPYCACHEPREFIX=PYCACHE)
 
