@@ -12,9 +12,12 @@ candidate sees the same host. Run as root:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import glob
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -105,8 +108,13 @@ def _podman_env(tmp: str, cs: object) -> dict[str, str] | str:
         return "podman: not installed"
     base = os.path.join(tmp, "podman")
     os.makedirs(os.path.join(base, "run"))
+    # Its own tmp dir and file locks too: podman's defaults (/run/libpod, the shm segment
+    # /dev/shm/libpod_lock) are shared by every podman on the machine, and another's
+    # `system reset` (a concurrent run of this benchmark) wipes them -- after which this one's
+    # `rm -f` reports success and leaves the container and its conmon running.
     with open(os.path.join(base, "containers.conf"), "w") as f:
-        f.write('[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\n'
+        f.write(f'[engine]\ntmp_dir = "{base}/tmp"\nlock_type = "file"\n'
+                'runtime = "runc"\ncgroup_manager = "cgroupfs"\n'
                 'events_logger = "file"\n[containers]\n'
                 'default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]\n')
     with open(os.path.join(base, "storage.conf"), "w") as f:
@@ -125,8 +133,37 @@ def _podman_env(tmp: str, cs: object) -> dict[str, str] | str:
 
 
 def _podman_reset(env: dict[str, str] | str) -> None:
-    if not isinstance(env, str):
-        subprocess.run(["podman", "system", "reset", "--force"], env=env, capture_output=True)
+    """Remove what podman made in our environment; a conmon of it that is still running
+    after that (and the container process under it) is ended by pid, and said."""
+    if isinstance(env, str):
+        return
+    subprocess.run(["podman", "system", "reset", "--force"], env=env, capture_output=True)
+    base = os.path.dirname(env["CONTAINERS_CONF"]).encode()
+    for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                children = [int(c) for c in f.read().split()]
+        except OSError:
+            continue
+        if argv[0].endswith(b"/conmon") and any(a.startswith(base) for a in argv):
+            print(f"bench_containers: podman left conmon {pid} running; ended",
+                  file=sys.stderr)
+            for victim in (*children, pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(victim, signal.SIGKILL)
+            # ... and the container's cgroups (cgroupfs manager), which podman's cleanup
+            # would have removed: libpod_parent/libpod-ID in each hierarchy.
+            ctr = argv[argv.index(b"-c") + 1].decode() if b"-c" in argv else None
+            for _ in range(100) if ctr else ():
+                left = glob.glob(f"/sys/fs/cgroup/*/libpod_parent/libpod-{ctr}")
+                for d in left:
+                    with contextlib.suppress(OSError):  # busy until its tasks have exited
+                        os.rmdir(d)
+                if not left:
+                    break
+                time.sleep(0.02)
 
 
 def _podman(env: dict[str, str] | str) -> Callable[[], object] | str:

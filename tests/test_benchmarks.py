@@ -88,3 +88,56 @@ def test_a_source_tree_without_its_c_core_is_one_line_saying_what_to_do(
     assert result.returncode == 1
     assert result.stderr.startswith(f"isolate from {tree} has no built C core"), result.stderr
     assert "pip install ." in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+# Two runs of bench_containers at once (two developers): each one's podman must keep its own
+# state, or the first's `system reset` makes the second's `rm -f` report success and leave its
+# container (a conmon orphaned to pid 1, a container process, its cgroups) running for good.
+_PODMAN_PAIR = """
+import os, subprocess, sys, time
+sys.path.insert(0, {bench!r})
+import bench_containers as b
+root = {root!r}
+os.makedirs(root + "/s")
+cs = b._image_store(root + "/s")
+first, second = [b._podman_env(os.makedirs(root + "/" + n) or root + "/" + n, cs) for n in "ab"]
+if isinstance(first, str):
+    print("skip:", first)
+    sys.exit(0)
+ctr = subprocess.run(["podman", "run", "-d", "--network=none", "busybox:latest", "sleep",
+                      "100000"], env=first, capture_output=True, text=True, check=True)
+try:
+    b._podman_reset(second)
+    subprocess.run(["podman", "rm", "-f", "-t", "0", ctr.stdout.strip()], env=first,
+                   capture_output=True, check=True)
+    def ours():  # processes naming our podman dirs (conmon's exit command ends by itself)
+        found = []
+        for p in os.listdir("/proc"):
+            try:
+                if p.isdigit() and int(p) != os.getpid() and root.encode() in open(
+                        f"/proc/{{p}}/cmdline", "rb").read():
+                    found.append(p)
+            except OSError:
+                pass
+        return found
+    deadline = time.monotonic() + 30
+    while ours() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    print("left:", ours())
+finally:
+    b._podman_reset(first)  # (ends by pid a conmon of ours that podman did not)
+"""
+
+
+def test_two_runs_podman_states_stay_apart(tmp_path: pathlib.Path) -> None:
+    if not os.path.exists("/bin/busybox"):
+        pytest.skip("busybox-static is not installed (/bin/busybox)")
+    code = _PODMAN_PAIR.format(bench=str(BENCH), root=str(tmp_path / "pair"))
+    result = subprocess.run(["unshare", "-m", "--propagation", "private", "--", sys.executable,
+                             "-c", code], capture_output=True, text=True, timeout=300,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    if result.stdout.startswith("skip:"):
+        pytest.skip(result.stdout.strip())
+    assert "left: []" in result.stdout, result.stdout + result.stderr
+    assert "podman left conmon" not in result.stderr, result.stderr
