@@ -7,10 +7,8 @@ load from other processes on this shared machine falls on all of them alike.
 
 from __future__ import annotations
 
-import atexit
 import os
 import platform
-import shutil
 import statistics
 import sys
 import time
@@ -95,20 +93,3 @@ def machine_notes() -> str:
 def command_line(prefix: str = "") -> str:
     """How this benchmark was started (``prefix``: environment, e.g. ``PYTHONPATH=src ``)."""
     return f"{prefix}python " + " ".join([os.path.relpath(sys.argv[0]), *sys.argv[1:]])
-
-
-def private_pycache() -> str:
-    """A new private directory for ``PYTHONPYCACHEPREFIX`` (see the benchmarks' ENV), removed
-    when this process exits, whoever imported the module that made it (its children, which
-    run no atexit of ours, never remove it)."""
-    import tempfile
-
-    path = tempfile.mkdtemp(prefix="isolate-bench-pyc-")
-    owner = os.getpid()
-
-    def remove() -> None:
-        if os.getpid() == owner:
-            shutil.rmtree(path, ignore_errors=True)
-
-    atexit.register(remove)
-    return path

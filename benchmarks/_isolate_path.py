@@ -9,7 +9,9 @@ the directory isolate came from on the ``PYTHONPATH`` of child processes, so
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
 
 import isolate
@@ -36,6 +38,28 @@ def child_env(base: dict[str, str] | None = None, **extra: str) -> dict[str, str
     env["PYTHONPATH"] = PACKAGE_DIR
     env.update(extra)
     return env
+
+
+def bytecode_env() -> tuple[str, dict[str, str]]:
+    """A private ``PYTHONPYCACHEPREFIX`` and :func:`child_env` using it, with bytecode caching
+    on: this machine's environment sets PYTHONDONTWRITEBYTECODE, which makes every import
+    compile from source -- not what an installed package costs its users -- and the prefix
+    keeps .pyc files out of the worktree. The directory is removed when this process exits,
+    whoever imported the module that made it (its children, which run no atexit of ours, never
+    remove it)."""
+    import tempfile
+
+    path = tempfile.mkdtemp(prefix="isolate-bench-pyc-")
+    owner = os.getpid()
+
+    def remove() -> None:
+        if os.getpid() == owner:
+            shutil.rmtree(path, ignore_errors=True)
+
+    atexit.register(remove)
+    env = child_env({k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+                    PYTHONPYCACHEPREFIX=path)
+    return path, env
 
 
 def _from_worktree() -> bool:

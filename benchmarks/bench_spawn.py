@@ -23,16 +23,8 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from _harness import (
-    Candidate,
-    Result,
-    command_line,
-    interleave,
-    machine_notes,
-    private_pycache,
-    table,
-)
-from _isolate_path import child_env, describe, pythonpath_prefix
+from _harness import Candidate, Result, command_line, interleave, machine_notes, table
+from _isolate_path import bytecode_env, child_env, describe, pythonpath_prefix
 
 from isolate import Limits, lowlevel
 from isolate._plan import Mode, Op, OpKind, Plan
@@ -40,12 +32,7 @@ from isolate.sandbox import Sandbox
 
 TRUE = "/bin/true"
 PY = sys.executable  # the real interpreter, never a pyenv shim (which adds ~70 ms per start)
-# Bytecode caching on, in a private prefix: this machine's environment sets
-# PYTHONDONTWRITEBYTECODE, which makes every import compile from source -- not what an installed
-# package costs its users. The prefix keeps .pyc files out of the worktree.
-PYCACHE = private_pycache()  # (removed at exit, also when only imported)
-ENV = child_env({k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
-                PYTHONPYCACHEPREFIX=PYCACHE)
+PYCACHE, ENV = bytecode_env()  # .pyc files on, in a private prefix removed at exit
 COLD_ENV = child_env(PYTHONDONTWRITEBYTECODE="1")
 
 BWRAP = ["bwrap", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--ro-bind", "/", "/",
