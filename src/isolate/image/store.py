@@ -98,6 +98,16 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _file_key(path: str) -> tuple[int, int, int] | None:
+    """What tells a file's content changed for the Store's caches (inode, size, mtime; the
+    store replaces files by rename), or None when it cannot be stat'ed."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 def _caller_maps(maps: IdMaps | None) -> IdMaps | None:
     """``maps``, or by default the caller's own: an ordinary user's rootless maps (layers
     are for its user namespaces), none for root."""
@@ -158,7 +168,8 @@ class Store:
         # image id -> (its blob file's identity, its verified config bytes)
         self._configs: dict[str, tuple[tuple[int, int, int], bytes]] = {}
         # image id -> (its record's and config's stat keys, the Image's fields but its tags).
-        self._parsed: dict[str, tuple[tuple[tuple[int, int, int], ...], dict[str, Any]]] = {}
+        self._parsed: dict[str, tuple[tuple[tuple[int, int, int] | None, ...],
+                                      dict[str, Any]]] = {}
 
     def __repr__(self) -> str:
         return f"Store({self.root!r})"
@@ -224,11 +235,9 @@ class Store:
         Raises:
             ImageError, DigestMismatch: as :meth:`read_blob`.
         """
-        try:
-            st = os.stat(self.blob_path(image_id))
-        except OSError:
+        key = _file_key(self.blob_path(image_id))
+        if key is None:
             return self.read_blob(image_id)  # says what is missing
-        key = (st.st_ino, st.st_size, st.st_mtime_ns)
         cached = self._configs.get(image_id)
         if cached is not None and cached[0] == key:
             return cached[1]
@@ -374,11 +383,8 @@ class Store:
         # Parsed once per Store while its record and config files stay the same (inode,
         # size, mtime; the manifest is a blob named by its digest): a container's create
         # and start each looked the image up more than once.
-        try:
-            key = tuple((st.st_ino, st.st_size, st.st_mtime_ns) for st in (
-                os.stat(self._record_path(image_id)), os.stat(self.blob_path(image_id))))
-        except OSError:
-            key = ()
+        keys = (_file_key(self._record_path(image_id)), _file_key(self.blob_path(image_id)))
+        key = () if None in keys else keys
         cached = self._parsed.get(image_id)
         if key and cached is not None and cached[0] == key:
             fields = cached[1]
