@@ -59,10 +59,12 @@ def busybox_root(root: str) -> None:
 def podman_env(work: str) -> dict[str, str]:
     for d in ("storage", "run", "tmp", "cni", "runc"):
         os.makedirs(os.path.join(work, d))
-    # Every directory podman keeps state in is ours (and runc's: --runtime-flag below).
+    # Every directory podman keeps state in is ours (and runc's: --runtime-flag below), and its
+    # locks are files there, not the machine-wide shm segment /dev/shm/libpod_lock.
     with open(os.path.join(work, "containers.conf"), "w") as f:
         f.write('[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]\n'
                 'netns = "none"\n[engine]\ncgroup_manager = "cgroupfs"\nruntime = "runc"\n'
+                'lock_type = "file"\n'
                 f'events_logger = "none"\ntmp_dir = "{work}/libpod"\n'
                 f'static_dir = "{work}/storage/libpod"\nvolume_path = "{work}/storage/volumes"\n'
                 f'[network]\nnetwork_config_dir = "{work}/cni"\n')

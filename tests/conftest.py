@@ -2,8 +2,9 @@
 
 Every test session records what the machine looks like before it starts -- mounts visible to
 us, cgroups named like isolate, network namespaces under /run/netns, our child processes, our
-open fds -- and fails at the end if a test left any of it behind. Tests that want the check
-around a single block use :func:`no_trace`.
+open fds, temporary files and directories in /tmp, /var/tmp and /dev/shm -- and fails at the
+end if a test left any of it behind. Tests that want the check around a single block use
+:func:`no_trace`.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session", autouse=True)
 def session_leaves_no_trace() -> Iterator[None]:
-    """Fail the session if the whole test run left mounts, cgroups, netns or processes."""
+    """Fail the session if the whole test run left mounts, cgroups, netns, processes or
+    temporary directories."""
     before = snapshot()
     yield
     after = snapshot()

@@ -39,8 +39,11 @@ def examples(page: pathlib.Path) -> str:
 
 
 def run_python(args: list[str], tmp_path: pathlib.Path) -> subprocess.CompletedProcess[str]:
+    # The examples make their work dirs with tempfile.mkdtemp(), as a reader's script would,
+    # and leave them: $TMPDIR puts them in tmp_path, which pytest removes.
+    (tmp_path / "tmp").mkdir(exist_ok=True)
     env = dict(os.environ, HOME=str(tmp_path), XDG_DATA_HOME=str(tmp_path / "data"),
-               PYTHONPATH=PACKAGE_DIR)
+               PYTHONPATH=PACKAGE_DIR, TMPDIR=str(tmp_path / "tmp"))
     return subprocess.run([sys.executable, *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
 

@@ -178,6 +178,8 @@ def test_a_fork_child_is_dumpable_while_a_vfork_sibling_runs_with_another_uid() 
             finally:
                 os.close(os.open(fifo, os.O_WRONLY))  # let the vfork child go on to its exec
                 t.join()
+        os.unlink(fifo)
+        os.rmdir(os.path.dirname(fifo))
         print(opened, done, os.stat("/proc/self/status").st_uid)
     """, subids=True)
     assert out == [f"[{USER}] [0] {USER}"]
@@ -536,8 +538,15 @@ _BLOCK = re.compile(r"(?:^<!-- (root only[^>]*) -->\n)?^```python\n(.*?)^```", r
 def test_the_docs_examples_run_as_an_ordinary_user_with_subordinate_ids(page: str) -> None:
     blocks = [code for marker, code in _BLOCK.findall((ROOT / page).read_text()) if not marker]
     assert blocks, f"{page} has no example an ordinary user runs"
-    code = "import os, tempfile\nos.chdir(tempfile.mkdtemp())\n" + "\n".join(blocks)
-    proc = run_unprivileged(code, subids=True, check=False)
+    # The examples run in, and make their tempfile.mkdtemp() dirs in, a dir the user may
+    # write that the test removes (as root: a user namespace's files may be a subuid's).
+    work = tempfile.mkdtemp(prefix="isolate-rootless-docs-")
+    try:
+        os.chown(work, 65534, 65534)
+        code = f"import os\nos.chdir({work!r})\n" + "\n".join(blocks)
+        proc = run_unprivileged(code, subids=True, check=False, extra_env={"TMPDIR": work})
+    finally:
+        shutil.rmtree(work)
     assert proc.returncode == 0, f"{page}:\n{proc.stdout}\n{proc.stderr}"
 
 

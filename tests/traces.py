@@ -6,6 +6,7 @@ Used by the session-wide check in conftest.py and by tests that loop many sandbo
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 import attrs
@@ -118,6 +119,28 @@ def _netns() -> frozenset[str]:
         return frozenset()
 
 
+#: Where tests and the programs they run make temporary files and directories.
+_TEMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+#: What of theirs counts: Python's ``tempfile`` names (``tmp`` + 8 characters), isolate's
+#: ``isolate-*`` prefixes, and anything in /dev/shm (podman's ``libpod_lock`` segment, say).
+#: Not pytest's own ``pytest-of-<user>`` base, which pytest manages. (Who made an entry is
+#: not known: a second test session running beside this one, whose names look the same, is
+#: reported too. CI runs one at a time.)
+_TEMP_NAME = re.compile(r"tmp[a-z0-9_]{8}|isolate-.*")
+
+
+def _temp_entries() -> frozenset[str]:
+    out = set()
+    for top in _TEMP_DIRS:
+        try:
+            names = os.listdir(top)
+        except OSError:
+            continue
+        out.update(os.path.join(top, name) for name in names
+                   if top == "/dev/shm" or _TEMP_NAME.fullmatch(name))
+    return frozenset(out)
+
+
 def _links() -> frozenset[str]:
     try:
         return frozenset(os.listdir("/sys/class/net"))
@@ -133,11 +156,12 @@ class Snapshot:
     fds: frozenset[str]
     netns: frozenset[str]
     links: frozenset[str]
+    temp: frozenset[str]
 
     def left_since(self, before: Snapshot) -> list[str]:
         """Descriptions of everything present now that was not there ``before``."""
         out = []
-        for name in ("mounts", "cgroups", "children", "fds", "netns", "links"):
+        for name in ("mounts", "cgroups", "children", "fds", "netns", "links", "temp"):
             new = getattr(self, name) - getattr(before, name)
             out += [f"{name}: {item}" for item in sorted(new)]
         return out
@@ -153,4 +177,5 @@ def _drain_pools() -> None:
 
 def snapshot() -> Snapshot:
     _drain_pools()
-    return Snapshot(_mounts(), _cgroups(), _children(), _fds(), _netns(), _links())
+    return Snapshot(_mounts(), _cgroups(), _children(), _fds(), _netns(), _links(),
+                    _temp_entries())

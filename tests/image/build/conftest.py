@@ -241,10 +241,12 @@ def _podman_config(work: Path) -> dict[str, str]:
     (work / "runc").mkdir()
     # netns none, and every directory podman and runc keep state in is ours: podman never
     # touches the machine's network (not even a lock file in /etc/cni), /run/libpod or
-    # /var/lib/containers.
+    # /var/lib/containers; and its locks are files there, not the machine-wide shm segment
+    # /dev/shm/libpod_lock (which its default lock type makes, and nothing removes).
     (work / "containers.conf").write_text(
         '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]\n'
         'netns = "none"\n[engine]\ncgroup_manager = "cgroupfs"\nruntime = "runc"\n'
+        'lock_type = "file"\n'
         f'events_logger = "none"\ntmp_dir = "{work}/libpod"\n'
         f'static_dir = "{work}/storage/libpod"\nvolume_path = "{work}/storage/volumes"\n'
         f'[network]\nnetwork_config_dir = "{work}/cni"\n')
