@@ -108,7 +108,8 @@ def test_run_of_an_image_in_a_sandbox_loads_no_container_or_openssl_code(
     assert out == ""
     assert "isolate.sandbox" in loaded
     assert not loaded & {"isolate.container.container", "isolate.container.volumes",
-                         "hashlib", "_hashlib", "secrets", "isolate.image._reports"}
+                         "hashlib", "_hashlib", "secrets", "isolate.image._reports",
+                         "shutil"}
 
 
 def test_the_format_templates_build_no_attrs_class() -> None:
