@@ -12,12 +12,9 @@ candidate sees the same host. Run as root:
 from __future__ import annotations
 
 import argparse
-import contextlib
-import glob
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -25,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Callable
 
+import _own_podman
 import attrs
 from _harness import Candidate, command_line, interleave, machine_notes, ms, table
 from _isolate_path import child_env, describe, pythonpath_prefix
@@ -106,23 +104,7 @@ def _podman_env(tmp: str, cs: object) -> dict[str, str] | str:
     rlimits root may set here) holding the same image, or why podman cannot run."""
     if shutil.which("podman") is None:
         return "podman: not installed"
-    base = os.path.join(tmp, "podman")
-    os.makedirs(os.path.join(base, "run"))
-    # Its own tmp dir and file locks too: podman's defaults (/run/libpod, the shm segment
-    # /dev/shm/libpod_lock) are shared by every podman on the machine, and another's
-    # `system reset` (a concurrent run of this benchmark) wipes them -- after which this one's
-    # `rm -f` reports success and leaves the container and its conmon running.
-    with open(os.path.join(base, "containers.conf"), "w") as f:
-        f.write(f'[engine]\ntmp_dir = "{base}/tmp"\nlock_type = "file"\n'
-                'runtime = "runc"\ncgroup_manager = "cgroupfs"\n'
-                'events_logger = "file"\n[containers]\n'
-                'default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]\n')
-    with open(os.path.join(base, "storage.conf"), "w") as f:
-        f.write(f'[storage]\ndriver = "overlay"\ngraphroot = "{base}/storage"\n'
-                f'runroot = "{base}/run"\n')
-    env = dict(os.environ, CONTAINERS_CONF=os.path.join(base, "containers.conf"),
-               CONTAINERS_STORAGE_CONF=os.path.join(base, "storage.conf"),
-               TMPDIR=os.path.join(base, "run"))
+    env = _own_podman.private_env(os.path.join(tmp, "podman"))
     archive = os.path.join(tmp, "busybox.tar")
     cs.images.save("busybox:latest", archive)  # type: ignore[attr-defined]
     load = subprocess.run(["podman", "load", "-i", archive], env=env, capture_output=True,
@@ -130,40 +112,6 @@ def _podman_env(tmp: str, cs: object) -> dict[str, str] | str:
     if load.returncode != 0:
         return f"podman: skipped, load failed: {load.stderr.strip()[-200:]}"
     return env
-
-
-def _podman_reset(env: dict[str, str] | str) -> None:
-    """Remove what podman made in our environment; a conmon of it that is still running
-    after that (and the container process under it) is ended by pid, and said."""
-    if isinstance(env, str):
-        return
-    subprocess.run(["podman", "system", "reset", "--force"], env=env, capture_output=True)
-    base = os.path.dirname(env["CONTAINERS_CONF"]).encode()
-    for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-            with open(f"/proc/{pid}/task/{pid}/children") as f:
-                children = [int(c) for c in f.read().split()]
-        except OSError:
-            continue
-        if argv[0].endswith(b"/conmon") and any(a.startswith(base) for a in argv):
-            print(f"bench_containers: podman left conmon {pid} running; ended",
-                  file=sys.stderr)
-            for victim in (*children, pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(victim, signal.SIGKILL)
-            # ... and the container's cgroups (cgroupfs manager), which podman's cleanup
-            # would have removed: libpod_parent/libpod-ID in each hierarchy.
-            ctr = argv[argv.index(b"-c") + 1].decode() if b"-c" in argv else None
-            for _ in range(100) if ctr else ():
-                left = glob.glob(f"/sys/fs/cgroup/*/libpod_parent/libpod-{ctr}")
-                for d in left:
-                    with contextlib.suppress(OSError):  # busy until its tasks have exited
-                        os.rmdir(d)
-                if not left:
-                    break
-                time.sleep(0.02)
 
 
 def _podman(env: dict[str, str] | str) -> Callable[[], object] | str:
@@ -480,7 +428,7 @@ def inside(args: argparse.Namespace) -> None:
                 print("\n### exec latency\n")
                 print(exec_table(args.rounds, tmp, podman_env))
         finally:
-            _podman_reset(podman_env)
+            _own_podman.reset(podman_env)
         print(f"\n### {args.many} running containers\n")
         print(hundred_table(tmp, args.many))
     finally:

@@ -26,6 +26,7 @@ import tempfile
 import time
 from collections.abc import Callable
 
+import _own_podman
 from _harness import Candidate, Result, command_line, interleave, machine_notes, table
 from _isolate_path import bytecode_env, describe, pythonpath_prefix
 from _second_python import SecondPython, add_option
@@ -73,22 +74,12 @@ def _image(tmp: str) -> tuple[str, str]:
 
 
 class Podman:
-    """podman with a config, storage and temp dir of this benchmark's own."""
+    """podman with a config, storage, temp dir and locks of this benchmark's own
+    (:func:`_own_podman.private_env`)."""
 
     def __init__(self, tmp: str) -> None:
         self.base = os.path.join(tmp, "podman")
-        os.makedirs(os.path.join(self.base, "run"))
-        with open(os.path.join(self.base, "containers.conf"), "w") as f:
-            f.write('[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\n'
-                    'events_logger = "file"\n[containers]\n'
-                    'default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]\n')
-        with open(os.path.join(self.base, "storage.conf"), "w") as f:
-            f.write(f'[storage]\ndriver = "overlay"\ngraphroot = "{self.base}/storage"\n'
-                    f'runroot = "{self.base}/run"\n')
-        self.env = dict(os.environ,
-                        CONTAINERS_CONF=os.path.join(self.base, "containers.conf"),
-                        CONTAINERS_STORAGE_CONF=os.path.join(self.base, "storage.conf"),
-                        TMPDIR=os.path.join(self.base, "run"))
+        self.env = _own_podman.private_env(self.base)
         self.exe = shutil.which("podman") or "podman"
 
     def load(self, store_root: str, name: str) -> str | None:
@@ -105,8 +96,7 @@ class Podman:
         return None
 
     def close(self) -> None:
-        subprocess.run([self.exe, "system", "reset", "--force"], env=self.env,
-                       capture_output=True)
+        _own_podman.reset(self.env)
 
 
 #: The rows a second interpreter repeats: (name, key, argv after the interpreter).

@@ -96,7 +96,7 @@ def test_a_source_tree_without_its_c_core_is_one_line_saying_what_to_do(
 _PODMAN_PAIR = """
 import os, subprocess, sys, time
 sys.path.insert(0, {bench!r})
-import bench_containers as b
+import _own_podman, bench_containers as b
 root = {root!r}
 os.makedirs(root + "/s")
 cs = b._image_store(root + "/s")
@@ -107,7 +107,7 @@ if isinstance(first, str):
 ctr = subprocess.run(["podman", "run", "-d", "--network=none", "busybox:latest", "sleep",
                       "100000"], env=first, capture_output=True, text=True, check=True)
 try:
-    b._podman_reset(second)
+    _own_podman.reset(second)
     subprocess.run(["podman", "rm", "-f", "-t", "0", ctr.stdout.strip()], env=first,
                    capture_output=True, check=True)
     def ours():  # processes naming our podman dirs (conmon's exit command ends by itself)
@@ -125,7 +125,7 @@ try:
         time.sleep(0.1)
     print("left:", ours())
 finally:
-    b._podman_reset(first)  # (ends by pid a conmon of ours that podman did not)
+    _own_podman.reset(first)  # (ends by pid a conmon of ours that podman did not)
 """
 
 
