@@ -44,8 +44,10 @@ def start_time(pid: int) -> int | None:
     except OSError:
         return None
     fields = data.rsplit(b")", 1)[1].split()
-    if fields[0] == b"Z":
-        return None  # a zombie has stopped serving
+    if fields[0] in (b"Z", b"X", b"x"):
+        # A zombie has stopped serving; and one its parent is reaping shows "X" (dead) for a
+        # moment before its pid goes: read then, it looked alive after a stop that had ended it.
+        return None
     return int(fields[19])
 
 
