@@ -22,8 +22,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
-import attrs
-
+from isolate import _record
 from isolate.errors import (
     ConfigError,
     DigestMismatch,
@@ -169,8 +168,9 @@ def serve() -> None:
         unpack_layer(job["blob"], job["tmp"], job["final"], job["diff_id"], job["digest"])
 
     def pack(job: dict[str, Any]) -> dict[str, Any]:
-        return attrs.asdict(pack_layer(job["src"], job["out"], diff=job["diff"],
-                                       compression=job["compression"]))
+        layer = pack_layer(job["src"], job["out"], diff=job["diff"],
+                           compression=job["compression"])
+        return {f.name: getattr(layer, f.name) for f in _record.fields(type(layer))}
 
     def remove(job: dict[str, Any]) -> None:
         _remove(job["paths"])

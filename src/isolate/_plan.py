@@ -31,8 +31,7 @@ import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
-import attrs
-
+from isolate import _record
 from isolate.errors import ConfigError
 
 __all__ = [
@@ -369,7 +368,7 @@ _COUNTED_S1 = {OpKind.SECCOMP: 8, OpKind.FDS: 12, OpKind.SETGROUPS: 4, OpKind.KE
 _FIELDS = ("a", "b", "c", "s1", "s2", "s3", "s4", "argv", "envp")
 
 
-@attrs.frozen(cache_hash=True)
+@_record.record(cache_hash=True)
 class Op:
     """One set-up operation, as the C child reads it.
 
@@ -393,6 +392,15 @@ class Op:
     argv: tuple[bytes, ...] = ()
     envp: tuple[bytes, ...] = ()
     note: str = ""
+
+    def __init__(self, kind: OpKind, flags: OpFlag = OpFlag.NONE, a: int = 0, b: int = 0,
+                 c: int = 0, s1: Blob = None, s2: Blob = None, s3: Blob = None,
+                 s4: Blob = None, argv: tuple[bytes, ...] = (), envp: tuple[bytes, ...] = (),
+                 note: str = "") -> None:
+        """Make an op from its raw fields (a plan holds about a hundred: written out, since a
+        record's shared ``__init__`` takes twice as long)."""
+        self.__dict__.update(kind=kind, flags=flags, a=a, b=b, c=c, s1=s1, s2=s2, s3=s3, s4=s4,
+                             argv=argv, envp=envp, note=note)
 
     def describe(self) -> str:
         """What the child will do with this op's arguments, in words.

@@ -2,8 +2,8 @@
 
 Owns what a sandbox's options mean and their checks (converters name the bad value), nothing of
 what a sandbox does with them. It is a module of its own so that ``import isolate.sandbox``
-needs no attrs and builds no class of it: ``isolate.sandbox`` loads this module when a config
-is first made (its module ``__getattr__`` re-exports ``SandboxConfig``).
+builds none of its records (:mod:`isolate._record`): ``isolate.sandbox`` loads this module
+when a config is first made (its module ``__getattr__`` re-exports ``SandboxConfig``).
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
+from isolate import _record
 from isolate._units import parse_seconds
 from isolate.errors import ConfigError
 
 if TYPE_CHECKING:
+    import attrs
+
     from isolate import runtime, security
     from isolate.cgroups import Limits
     from isolate.fs.mounts import Bind, Tmpfs
@@ -170,7 +171,7 @@ def _limits(value: Limits | Mapping[str, Any] | None) -> Limits | None:
     if isinstance(value, Limits):
         return value
     if isinstance(value, Mapping):
-        names = {f.name for f in attrs.fields(Limits)}
+        names = {f.name for f in _record.fields(Limits)}
         unknown = sorted(str(k) for k in value if k not in names)
         if unknown:
             raise ConfigError(f"limits: unknown limit {names_of(unknown)}"
@@ -209,55 +210,55 @@ def _caps(value: Iterable[str] | security.CapabilitySet | None
     return security.CapabilitySet.from_names(list(value))
 
 
-@attrs.frozen
+@_record.record
 class SandboxConfig:
     """Everything a :class:`Sandbox` does, validated when made (no system call is made).
 
     Raises :class:`isolate.errors.ConfigError` naming the bad value.
     """
 
-    rootfs: str | None = attrs.field(default=None, converter=_rootfs)
+    rootfs: str | None = _record.field(default=None, converter=_rootfs)
     readonly: bool = True
-    binds: tuple[Bind, ...] = attrs.field(default=(), converter=_binds)
-    tmpfs: tuple[Tmpfs, ...] = attrs.field(default=(), converter=_tmpfs)
+    binds: tuple[Bind, ...] = _record.field(default=(), converter=_binds)
+    tmpfs: tuple[Tmpfs, ...] = _record.field(default=(), converter=_tmpfs)
     #: Host device nodes given to the sandbox (``isolate.runtime.Device`` or
     #: ``"HOST[:CONTAINER][:rwm]"``, as ``docker run --device`` takes them).
-    devices: tuple[runtime.Device, ...] = attrs.field(default=(), converter=_devices)
-    env: tuple[tuple[str, str], ...] | None = attrs.field(default=None, converter=check_env)
-    cwd: str | None = attrs.field(default=None, converter=check_cwd)
-    hostname: str = attrs.field(default="sandbox", converter=_hostname)
+    devices: tuple[runtime.Device, ...] = _record.field(default=(), converter=_devices)
+    env: tuple[tuple[str, str], ...] | None = _record.field(default=None, converter=check_env)
+    cwd: str | None = _record.field(default=None, converter=check_cwd)
+    hostname: str = _record.field(default="sandbox", converter=_hostname)
     #: ``"none"`` (or False: only ``lo``), ``"host"`` (or True: the host's network),
     #: ``"bridge"`` or a network's name (the store's networks: an endpoint in the sandbox's
     #: network namespace, its /etc/hosts and resolv.conf bound in), ``"pasta"`` or
     #: ``"slirp4netns"`` (user-mode networking, the rootless way).
-    network: str = attrs.field(default="none", converter=_network)
+    network: str = _record.field(default="none", converter=_network)
     #: ``-p`` specs published from the sandbox's network (not with none or host).
-    ports: tuple[str, ...] = attrs.field(default=(), converter=_ports)
+    ports: tuple[str, ...] = _record.field(default=(), converter=_ports)
     #: The network namespace that plays the host for bridge networks and pasta (a path, fd
     #: or :class:`isolate.net.NetNamespace`); None: ``$ISOLATE_NETWORK_NS``, else ours.
-    network_host: Any = attrs.field(default=None, eq=False, hash=False)
-    uid: int | None = attrs.field(default=None, converter=_id)
-    gid: int | None = attrs.field(default=None, converter=_id)
-    timeout: float | None = attrs.field(default=None, converter=check_timeout)
+    network_host: Any = _record.field(default=None, eq=False, hash=False)
+    uid: int | None = _record.field(default=None, converter=_id)
+    gid: int | None = _record.field(default=None, converter=_id)
+    timeout: float | None = _record.field(default=None, converter=check_timeout)
     privileged: bool = False
-    capabilities: security.CapabilitySet | None = attrs.field(default=None, converter=_caps)
+    capabilities: security.CapabilitySet | None = _record.field(default=None, converter=_caps)
     seccomp: security.SeccompProfile | bool = True
     user_namespace: bool | None = None
-    limits: Limits | None = attrs.field(default=None, converter=_limits)
+    limits: Limits | None = _record.field(default=None, converter=_limits)
     best_effort: bool = False
     cgroupns: bool = True
     die_with_parent: bool = True
     #: Run a tiny init as pid 1 (like ``docker run --init``): it reaps orphaned zombies and
     #: forwards signals, and the command runs as pid 2 with default signal behaviour.
     init: bool = False
-    image: Image | str | None = attrs.field(default=None, converter=_image)
-    store: Store | None = attrs.field(default=None, converter=_store, eq=False)
+    image: Image | str | None = _record.field(default=None, converter=_image)
+    store: Store | None = _record.field(default=None, converter=_store, eq=False)
     #: Who mounts an image's overlay: "kernel", "fuse" (fuse-overlayfs) or "auto" (the
     #: kernel, falling back to fuse-overlayfs where it refuses a rootless overlay).
-    overlay: str = attrs.field(default="auto", validator=_overlay_mode)
+    overlay: str = _record.field(default="auto", validator=_overlay_mode)
     #: When to pull an image given by name, as ``isolate run --pull``: "missing" (when the
     #: store lacks it), "always" (before each start), "never" (a missing image is an error).
-    pull: str = attrs.field(default="missing", validator=_pull)
+    pull: str = _record.field(default="missing", validator=_pull)
 
     def __attrs_post_init__(self) -> None:
         if self.image is not None and self.rootfs is not None:
@@ -304,4 +305,4 @@ class SandboxConfig:
 
 
 #: The names of SandboxConfig's fields (``Sandbox``'s keywords mirror them).
-OPTIONS = frozenset(f.name for f in attrs.fields(SandboxConfig))
+OPTIONS = frozenset(f.name for f in _record.fields(SandboxConfig))

@@ -22,11 +22,9 @@ import subprocess
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Literal, overload
+from typing import TYPE_CHECKING, Literal, overload
 
-import attrs
-
-from isolate import _plan, _sys, lowlevel
+from isolate import _plan, _record, _sys, lowlevel
 from isolate._plan import MNT_DETACH, MS_BIND, MS_PRIVATE, MS_REC, MS_SLAVE, Mode, Op, Plan
 from isolate._units import id_spans
 from isolate.errors import (
@@ -37,6 +35,9 @@ from isolate.errors import (
     UnsupportedError,
     errno_name,
 )
+
+if TYPE_CHECKING:
+    import attrs
 
 __all__ = [
     "IdMap",
@@ -165,14 +166,14 @@ def _check_count(inst: IdMap, _attr: attrs.Attribute[int], value: int) -> None:
             raise ConfigError(f"IdMap {side} range {start}+{value} runs past id {_ID_LIMIT - 1}")
 
 
-@attrs.frozen
+@_record.record
 class IdMap:
     """One line of a uid_map or gid_map: ids ``inside .. inside+count-1`` of the user namespace
     are ids ``outside .. outside+count-1`` of its parent."""
 
-    inside: int = attrs.field(validator=_check_id("inside"))
-    outside: int = attrs.field(validator=_check_id("outside"))
-    count: int = attrs.field(default=1, validator=_check_count)
+    inside: int = _record.field(validator=_check_id("inside"))
+    outside: int = _record.field(validator=_check_id("outside"))
+    count: int = _record.field(default=1, validator=_check_count)
 
     @classmethod
     def parse(cls, text: str) -> IdMap:
@@ -357,7 +358,7 @@ def _gid_map(value: MapLike) -> tuple[IdMap, ...]:
     return _map_lines(value, "gid map")
 
 
-@attrs.frozen
+@_record.record
 class IdMaps:
     """The uid and the gid map of one user namespace (each a tuple of :class:`IdMap` lines,
     validated as :func:`parse_id_map` does), and -- when :func:`rootless_maps` could map
@@ -366,9 +367,9 @@ class IdMaps:
     Equal maps give equal records (``fallback`` is left out) and the same :attr:`key`.
     """
 
-    uid_map: tuple[IdMap, ...] = attrs.field(converter=_uid_map)
-    gid_map: tuple[IdMap, ...] = attrs.field(converter=_gid_map)
-    fallback: str | None = attrs.field(default=None, eq=False)
+    uid_map: tuple[IdMap, ...] = _record.field(converter=_uid_map)
+    gid_map: tuple[IdMap, ...] = _record.field(converter=_gid_map)
+    fallback: str | None = _record.field(default=None, eq=False)
 
     @property
     def subordinate(self) -> bool:
@@ -1002,7 +1003,7 @@ class Namespace:
                     os.close(cwd)
 
 
-@attrs.frozen
+@_record.record
 class _MountEntry:
     mount_point: str
     shared: bool

@@ -67,9 +67,9 @@ _EMPTY = "/tmp/.isolate-empty"
 
 
 def __getattr__(name: str) -> Any:
-    """``SandboxConfig``, made when first asked for: the class (and attrs, which makes it)
-    costs more to build than the rest of this module, and a program that only imports
-    ``isolate.sandbox`` need not pay for it.
+    """``SandboxConfig``, made when first asked for: the class and the records it is made of
+    cost more to build than the rest of this module, and a program that only imports
+    ``isolate.sandbox`` need not pay for them.
 
     Raises AttributeError for a name the module does not have.
     """
@@ -315,9 +315,9 @@ def _sandbox_layout(limits: Limits | None, *, devices: bool) -> tuple[Layout, se
 def _cut_layout(layout: Layout, wanted: frozenset[str]) -> Layout:
     """``layout`` without the v1 hierarchies of none of the ``wanted`` controllers (kept: the
     same object for the same cut, which the cgroup pool's lookups compare)."""
-    import attrs
+    from isolate import _record
 
-    return attrs.evolve(layout, v1=tuple(h for h in layout.v1 if h.controllers & wanted))
+    return _record.evolve(layout, v1=tuple(h for h in layout.v1 if h.controllers & wanted))
 
 
 def _make_shared_namespaces(rc: RuntimeConfig, root: Sequence[Op] = ()
@@ -473,8 +473,7 @@ class Sandbox:
                  **unknown: NoReturn) -> None:
         # The keywords mirror SandboxConfig's fields (a test keeps them in step), so that a
         # type checker catches a misspelt option; at run time it is a ConfigError naming it.
-        import attrs
-
+        from isolate import _record
         from isolate._sandbox_config import OPTIONS, SandboxConfig, close_match, names_of
 
         if unknown:
@@ -484,7 +483,7 @@ class Sandbox:
         options = {name: value for name, value in locals().items() if name in OPTIONS}
         if config is None:
             config = SandboxConfig(**options)
-        elif any(options[f.name] != f.default for f in attrs.fields(SandboxConfig)):
+        elif any(options[f.name] != f.default for f in _record.fields(SandboxConfig)):
             raise ConfigError("pass a SandboxConfig or keyword options, not both")
         self.config = config
         self._compiled: runtime.ProcessTemplate | None = None
@@ -637,9 +636,9 @@ class Sandbox:
             os.chmod(path, 0o644)
             binds.append(Bind(path, f"/etc/{name}", readonly=True))
         os.chmod(self._etc_dir, 0o755)
-        import attrs
+        from isolate import _record
 
-        self.config = attrs.evolve(self.config, binds=(*self.config.binds, *binds))
+        self.config = _record.evolve(self.config, binds=(*self.config.binds, *binds))
 
     def _rootless_bridge(self, rc: RuntimeConfig) -> RuntimeConfig:
         """``rc``, or -- for an ordinary user's sandbox on a bridge network -- ``rc`` joining a
@@ -652,8 +651,7 @@ class Sandbox:
         if not cfg.attaches_network or not rc.has_new(NamespaceKind.USER) \
                 or not rc.has_new(NamespaceKind.NET):
             return rc
-        import attrs
-
+        from isolate import _record
         from isolate._image_root import open_store
         from isolate.container.netdriver import RootlessNamespaces
         from isolate.runtime import NamespaceSpec
@@ -667,7 +665,7 @@ class Sandbox:
         self._rootless_net = made
         fds = {NamespaceKind.USER: made.user_fd, NamespaceKind.NET: made.net_fd}
         # (The maps are the joined namespace's now: written when it was made.)
-        return attrs.evolve(rc, uid_mappings=(), gid_mappings=(), namespaces=tuple(
+        return _record.evolve(rc, uid_mappings=(), gid_mappings=(), namespaces=tuple(
             NamespaceSpec(n.kind, fd=fds[n.kind]) if n.kind in fds else n
             for n in rc.namespaces))
 
@@ -798,9 +796,9 @@ class Sandbox:
                 check_rootless_user(defaults["uid"], defaults["gid"],  # type: ignore[arg-type]
                                     root.image, maps)
             changes["uid"], changes["gid"] = defaults["uid"], defaults["gid"]
-        import attrs
+        from isolate import _record
 
-        self.config = attrs.evolve(cfg, **changes)
+        self.config = _record.evolve(cfg, **changes)
 
     @property
     def runtime(self) -> RuntimeConfig:

@@ -14,12 +14,13 @@ import functools
 import os
 import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
-import attrs
-
-from isolate import _syscalls
+from isolate import _record, _syscalls
 from isolate.errors import ConfigError, IsolateOSError, UnsupportedError
+
+if TYPE_CHECKING:
+    import attrs
 
 __all__ = [
     "DEFAULT_MASKED_PATHS",
@@ -165,7 +166,7 @@ def _to_caps(value: Iterable[Capability | str | int]) -> frozenset[Capability]:
     return frozenset(Capability.parse(item) for item in items)
 
 
-@attrs.frozen
+@_record.record
 class CapabilitySet:
     """An immutable set of capabilities; ``mask`` is the 64-bit word ``capset`` wants.
 
@@ -173,7 +174,7 @@ class CapabilitySet:
     with ``|``, ``&`` and ``-``.
     """
 
-    caps: frozenset[Capability] = attrs.field(default=frozenset(), converter=_to_caps)
+    caps: frozenset[Capability] = _record.field(default=frozenset(), converter=_to_caps)
 
     @classmethod
     def none(cls) -> CapabilitySet:
@@ -291,7 +292,7 @@ def _kernel_last_cap() -> int:
         return int(_LAST_CAP)
 
 
-@attrs.frozen
+@_record.record
 class ProcessCaps:
     """The five capability sets of a process as ``/proc/PID/status`` shows them.
 
@@ -519,17 +520,17 @@ def _check_arg_index(instance: object, attribute: attrs.Attribute[int], value: i
         raise ConfigError(f"ArgCondition.{attribute.name} must be 0..5, got {value!r}")
 
 
-@attrs.frozen
+@_record.record
 class ArgCondition:
     """A test of syscall argument ``index`` against ``value``, all 64 bits, unsigned.
 
     ``MASKED_EQ`` tests ``arg & mask == value``; the other ops ignore ``mask``.
     """
 
-    index: int = attrs.field(validator=_check_arg_index)
-    op: ArgOp = attrs.field(converter=_to_op)
-    value: int = attrs.field(validator=_check_u64)
-    mask: int = attrs.field(default=_U64, validator=_check_u64)
+    index: int = _record.field(validator=_check_arg_index)
+    op: ArgOp = _record.field(converter=_to_op)
+    value: int = _record.field(validator=_check_u64)
+    mask: int = _record.field(default=_U64, validator=_check_u64)
 
     def matches(self, arg: int) -> bool:
         """Whether the (64-bit) argument value ``arg`` satisfies the condition."""
@@ -602,7 +603,7 @@ def _to_arches(value: Iterable[str] | None) -> frozenset[str] | None:
     return frozenset(_arch_name(a) for a in value)
 
 
-@attrs.frozen
+@_record.record
 class SeccompRule:
     """Syscalls ``names`` get ``action`` when every condition in ``args`` holds.
 
@@ -610,11 +611,11 @@ class SeccompRule:
     ``TRACE``). ``arches`` limits the rule to some architectures (None: all).
     """
 
-    names: tuple[str, ...] = attrs.field(converter=_to_names, validator=_check_names)
-    action: SeccompAction = attrs.field(converter=_to_action, validator=_check_action)
-    errno: int = attrs.field(default=_errno.EPERM, validator=_check_errno)
-    args: tuple[ArgCondition, ...] = attrs.field(default=(), converter=_to_conditions)
-    arches: frozenset[str] | None = attrs.field(default=None, converter=_to_arches)
+    names: tuple[str, ...] = _record.field(converter=_to_names, validator=_check_names)
+    action: SeccompAction = _record.field(converter=_to_action, validator=_check_action)
+    errno: int = _record.field(default=_errno.EPERM, validator=_check_errno)
+    args: tuple[ArgCondition, ...] = _record.field(default=(), converter=_to_conditions)
+    arches: frozenset[str] | None = _record.field(default=None, converter=_to_arches)
 
     def matches(self, args: Sequence[int]) -> bool:
         """Whether every argument condition holds for the six argument values ``args``."""
@@ -636,7 +637,7 @@ def _ret(action: SeccompAction, data: int) -> int:
     return int(action)
 
 
-@attrs.frozen(cache_hash=True)
+@_record.record(cache_hash=True)
 class SeccompProfile:
     """A seccomp policy: ``rules`` checked in order, first match wins, else ``default_action``.
 
@@ -646,13 +647,13 @@ class SeccompProfile:
     ``architectures`` (None: any) restricts which architectures ``compile`` accepts.
     """
 
-    default_action: SeccompAction = attrs.field(
+    default_action: SeccompAction = _record.field(
         default=SeccompAction.ALLOW, converter=_to_action, validator=_check_action
     )
-    default_errno: int = attrs.field(default=_errno.EPERM, validator=_check_errno)
-    rules: tuple[SeccompRule, ...] = attrs.field(default=(), converter=_to_rules)
-    architectures: frozenset[str] | None = attrs.field(default=None, converter=_to_arches)
-    bad_arch_action: SeccompAction = attrs.field(
+    default_errno: int = _record.field(default=_errno.EPERM, validator=_check_errno)
+    rules: tuple[SeccompRule, ...] = _record.field(default=(), converter=_to_rules)
+    architectures: frozenset[str] | None = _record.field(default=None, converter=_to_arches)
+    bad_arch_action: SeccompAction = _record.field(
         default=SeccompAction.KILL_PROCESS, converter=_to_action, validator=_check_action
     )
 

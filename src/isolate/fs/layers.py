@@ -22,9 +22,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO, Literal, Union
 
-import attrs
-
-from isolate import _sys
+from isolate import _record, _sys
 from isolate._units import id_spans
 from isolate.errors import ConfigError, IsolateOSError, UnsupportedError
 from isolate.fs import _compress, _tree
@@ -69,7 +67,7 @@ _OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 _SKIPPED_XATTRS = ("security.selinux",)
 
 
-@attrs.frozen
+@_record.record
 class LayerStats:
     """What one :func:`extract` did.
 
@@ -84,7 +82,7 @@ class LayerStats:
     skipped: int = 0
 
 
-@attrs.frozen
+@_record.record
 class Layer:
     """A packed layer blob as an image manifest describes it.
 
@@ -312,7 +310,7 @@ def _member_xattrs(member: Entry) -> list[tuple[str, bytes]]:
     return result
 
 
-@attrs.define
+@_record.mutable
 class _DirMeta:
     entry: str
     mode: int

@@ -10,9 +10,7 @@ import os
 import posixpath
 from typing import Any
 
-import attrs
-
-from isolate import _plan
+from isolate import _plan, _record
 from isolate._plan import (
     MOUNT_ATTR_NODEV,
     MOUNT_ATTR_NOEXEC,
@@ -95,7 +93,7 @@ def _target(value: Any) -> str:
 _BIND_OPTIONS = ("ro", "rw", "dev", "nodev")
 
 
-@attrs.frozen
+@_record.record
 class Bind:
     """Bind ``source`` (a host path) to ``target`` inside; read-only unless ``readonly=False``.
 
@@ -105,8 +103,8 @@ class Bind:
     a device) unless ``dev=True``; a sandbox with a device cgroup still allows only its list.
     """
 
-    source: str = attrs.field(converter=_host_path)
-    target: str = attrs.field(converter=_target)
+    source: str = _record.field(converter=_host_path)
+    target: str = _record.field(converter=_target)
     readonly: bool = True
     dev: bool = False
 
@@ -145,13 +143,13 @@ class Bind:
         return before, inside
 
 
-@attrs.frozen
+@_record.record
 class Tmpfs:
     """A fresh tmpfs at ``target`` (nosuid, nodev), at most ``size`` bytes (None: the kernel's
     default, half of RAM)."""
 
-    target: str = attrs.field(converter=_target)
-    size: int | None = attrs.field(default=None, converter=_tmpfs_size)
+    target: str = _record.field(converter=_target)
+    size: int | None = _record.field(default=None, converter=_tmpfs_size)
     mode: int = 0o1777
 
     def ops(self) -> list[Op]:

@@ -7,13 +7,15 @@ reads the bytes and builds these; an Image never touches the disk by itself.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import attrs
-
+from isolate import _record
 from isolate.errors import ConfigError, ImageError
 from isolate.image.oci import Descriptor, canonical_json, load_json
 from isolate.image.reference import Platform, is_digest
+
+if TYPE_CHECKING:
+    import attrs
 
 __all__ = ["Image", "ImageConfig"]
 
@@ -53,7 +55,7 @@ def _labels(value: Any) -> Mapping[str, str]:
     return dict(value)
 
 
-@attrs.frozen
+@_record.record
 class ImageConfig:
     """The run-time part of an OCI image config (``config`` in the JSON).
 
@@ -61,21 +63,21 @@ class ImageConfig:
     an empty list when a container overrides one of them).
     """
 
-    env: tuple[str, ...] = attrs.field(default=(), converter=_as_tuple,
+    env: tuple[str, ...] = _record.field(default=(), converter=_as_tuple,
                                        validator=[_check_strs, _check_env])
-    entrypoint: tuple[str, ...] | None = attrs.field(default=None,
+    entrypoint: tuple[str, ...] | None = _record.field(default=None,
                                                      converter=_as_tuple,
                                                      validator=_check_strs)
-    cmd: tuple[str, ...] | None = attrs.field(default=None, converter=_as_tuple,
+    cmd: tuple[str, ...] | None = _record.field(default=None, converter=_as_tuple,
                                                 validator=_check_strs)
-    working_dir: str = attrs.field(default="", validator=attrs.validators.instance_of(str))
-    user: str = attrs.field(default="", validator=attrs.validators.instance_of(str))
-    exposed_ports: tuple[str, ...] = attrs.field(default=(),
+    working_dir: str = _record.field(default="", validator=_record.instance_of(str))
+    user: str = _record.field(default="", validator=_record.instance_of(str))
+    exposed_ports: tuple[str, ...] = _record.field(default=(),
                                                  converter=_as_tuple,
                                                  validator=[_check_strs, _check_ports])
-    volumes: tuple[str, ...] = attrs.field(default=(), converter=_as_tuple,
+    volumes: tuple[str, ...] = _record.field(default=(), converter=_as_tuple,
                                           validator=_check_strs)
-    labels: Mapping[str, str] = attrs.field(factory=dict, converter=_labels, hash=False)
+    labels: Mapping[str, str] = _record.field(factory=dict, converter=_labels, hash=False)
     stop_signal: str | None = None
 
     def __attrs_post_init__(self) -> None:
@@ -137,7 +139,7 @@ class ImageConfig:
         return out
 
 
-@attrs.frozen
+@_record.record
 class Image:
     """An image in a store: its id (the config digest), manifest, config and layer chain.
 

@@ -10,8 +10,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import attrs
-
+from isolate import _record
 from isolate._digest import sha256_hex
 from isolate.errors import ImageError, UnsupportedError
 from isolate.fs._compress import zstd_available
@@ -82,7 +81,7 @@ def load_json(data: bytes, what: str) -> dict[str, Any]:
     return obj
 
 
-@attrs.frozen
+@_record.record
 class Descriptor:
     """What a manifest or index says about one blob: type, digest, size (and platform)."""
 
@@ -90,7 +89,7 @@ class Descriptor:
     digest: str
     size: int
     platform: Platform | None = None
-    annotations: Mapping[str, str] = attrs.field(factory=dict, eq=False, hash=False)
+    annotations: Mapping[str, str] = _record.field(factory=dict, eq=False, hash=False)
     urls: tuple[str, ...] = ()
 
     @classmethod
@@ -139,7 +138,7 @@ class Descriptor:
         return out
 
 
-@attrs.frozen
+@_record.record
 class Manifest:
     """An image manifest (OCI or Docker schema2): one config and the layers, lowest first."""
 

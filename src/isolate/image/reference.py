@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import attrs
-
+from isolate import _record
 from isolate.errors import ConfigError
+
+if TYPE_CHECKING:
+    import attrs
 
 __all__ = ["DEFAULT_REGISTRY", "Platform", "Reference", "host_platform", "is_digest",
            "is_registry_host", "name_to_give"]
@@ -75,7 +77,7 @@ def _check_digest(_inst: object, attribute: attrs.Attribute[str | None],
                           "('sha256:' and 64 lowercase hex digits)")
 
 
-@attrs.frozen
+@_record.record
 class Reference:
     """A normalised image reference: ``registry/repository[:tag][@digest]``.
 
@@ -83,10 +85,10 @@ class Reference:
     ``library/``). ``tag`` is ``None`` only when a digest pins the image.
     """
 
-    registry: str = attrs.field(validator=_check_registry)
-    repository: str = attrs.field(validator=_check_repository)
-    tag: str | None = attrs.field(default=None, validator=_check_tag)
-    digest: str | None = attrs.field(default=None, validator=_check_digest)
+    registry: str = _record.field(validator=_check_registry)
+    repository: str = _record.field(validator=_check_repository)
+    tag: str | None = _record.field(default=None, validator=_check_tag)
+    digest: str | None = _record.field(default=None, validator=_check_digest)
 
     def __attrs_post_init__(self) -> None:
         if self.tag is None and self.digest is None:
@@ -228,13 +230,13 @@ def _check_platform_part(_inst: object, attribute: attrs.Attribute[Any], value: 
                           "'amd64' or 'v8'")
 
 
-@attrs.frozen
+@_record.record
 class Platform:
     """An OCI platform: ``os``, ``architecture`` and an optional ``variant``."""
 
-    os: str = attrs.field(default="linux", validator=_check_platform_part)
-    architecture: str = attrs.field(default="amd64", validator=_check_platform_part)
-    variant: str | None = attrs.field(default=None, validator=_check_platform_part)
+    os: str = _record.field(default="linux", validator=_check_platform_part)
+    architecture: str = _record.field(default="amd64", validator=_check_platform_part)
+    variant: str | None = _record.field(default=None, validator=_check_platform_part)
 
     @classmethod
     def parse(cls, text: str | Platform) -> Platform:

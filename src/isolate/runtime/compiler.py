@@ -16,9 +16,7 @@ import os
 import signal
 from collections.abc import Mapping, Sequence
 
-import attrs
-
-from isolate import _plan
+from isolate import _plan, _record
 from isolate._plan import Mode, Op, OpFlag, OpKind, Plan
 from isolate.errors import ConfigError
 from isolate.fs.mounts import (
@@ -176,7 +174,7 @@ def _uncovered(mounts: Sequence[Mount]) -> list[Mount]:
     return out
 
 
-@attrs.frozen
+@_record.record
 class RootOps:
     """A config's mount namespace set-up, in two parts: ``shared`` (what all processes of a
     sandbox can share: the new root, /dev, /sys, the mounts, masks of /sys, ``pivot_root``),
@@ -330,13 +328,13 @@ def _dev_ops_of(device_slots: tuple[tuple[int, str, str], ...],
     out = []
     for slot, path, source in device_slots:
         op = _plan.move_mount(slot, path, is_file=True, source=source)
-        out.append(attrs.evolve(op, flags=op.flags | OpFlag.OPTIONAL))
+        out.append(_record.evolve(op, flags=op.flags | OpFlag.OPTIONAL))
     for dev in made:
         assert dev.node is not None
         kind, major, minor, mode, uid, gid = dev.node
         op = _plan.mknod(dev.path, kind, major, minor, mode=mode, uid=uid, gid=gid,
                          note=f"make the device node {dev.path}")
-        out.append(attrs.evolve(op, flags=op.flags | OpFlag.OPTIONAL) if dev.optional else op)
+        out.append(_record.evolve(op, flags=op.flags | OpFlag.OPTIONAL) if dev.optional else op)
     for name, target in _DEV_LINKS:
         out.append(_plan.symlink(target, f"/dev/{name}"))
     return tuple(out)
@@ -394,7 +392,7 @@ def _build_process_ops(sysctl: tuple[tuple[str, str], ...], mounts: tuple[Mount,
             ops.extend(P.open_tree(s.destination, slot, note=f"keep {s.destination}")
                        for slot, s in below)
             op = _mount_op(m, in_root=False)
-            ops.append(attrs.evolve(op, note=f"mount a private {m.destination}"
+            ops.append(_record.evolve(op, note=f"mount a private {m.destination}"
                                     if m.destination == "/tmp" else op.note))
             for slot, s in below:
                 is_file = s.type == "bind" and not os.path.isdir(s.source or "/")
@@ -540,7 +538,7 @@ def _hostname_ops(cfg: RuntimeConfig) -> list[Op]:
     return ops
 
 
-@attrs.define
+@_record.mutable
 class SharedNamespaces:
     """The short-lived child that makes what all processes of a sandbox share: the new
     namespaces among user, net, uts and ipc, and -- with root ops -- a mount namespace with
@@ -556,7 +554,7 @@ class SharedNamespaces:
     kinds: list[NamespaceKind]
     uid_map: tuple[IdMap, ...] = ()
     gid_map: tuple[IdMap, ...] = ()
-    opened: dict[NamespaceKind, int] = attrs.field(factory=dict)
+    opened: dict[NamespaceKind, int] = _record.field(factory=dict)
 
     @property
     def needs_parent(self) -> bool:
@@ -753,7 +751,7 @@ class ProcessTemplate:
 
 # -- containers: one plan builds everything in the first process ----------------------------------
 
-@attrs.frozen
+@_record.record
 class ContainerPlan:
     """What starting a container's first process takes: the ``plan`` and, when its new user
     namespace maps ids the child cannot map itself, the maps its parent writes while it waits

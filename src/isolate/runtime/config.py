@@ -15,10 +15,9 @@ import os
 import resource
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import attrs
-
+from isolate import _record
 from isolate.errors import ConfigError
 from isolate.fs.mounts import Bind, Tmpfs, check_container_path
 from isolate.namespaces import IdMap, NamespaceKind
@@ -28,6 +27,9 @@ from isolate.security import (
     CapabilitySet,
     SeccompProfile,
 )
+
+if TYPE_CHECKING:
+    import attrs
 
 __all__ = [
     "DEFAULT_DEVICES",
@@ -70,15 +72,15 @@ def _umask(_: object, attribute: attrs.Attribute[int | None], value: object) -> 
         raise ConfigError(f"umask must be an int in [0, 0o777] or None, not {value!r}")
 
 
-@attrs.frozen
+@_record.record
 class User:
     """Who the process runs as inside (``process.user``): numeric ids only. Names are the
     front-end's business (a container looks them up in its image)."""
 
-    uid: int = attrs.field(default=0, validator=_check_id)
-    gid: int = attrs.field(default=0, validator=_check_id)
-    additional_gids: tuple[int, ...] = attrs.field(default=(), converter=_ids)
-    umask: int | None = attrs.field(default=None, validator=_umask)
+    uid: int = _record.field(default=0, validator=_check_id)
+    gid: int = _record.field(default=0, validator=_check_id)
+    additional_gids: tuple[int, ...] = _record.field(default=(), converter=_ids)
+    umask: int | None = _record.field(default=None, validator=_umask)
 
 
 def _capset(value: CapabilitySet | Iterable[str] | None) -> CapabilitySet:
@@ -91,7 +93,7 @@ def _capset(value: CapabilitySet | Iterable[str] | None) -> CapabilitySet:
     return CapabilitySet.from_names(list(value))
 
 
-@attrs.frozen
+@_record.record
 class Capabilities:
     """The five capability sets of ``process.capabilities``.
 
@@ -100,11 +102,11 @@ class Capabilities:
     all of them.
     """
 
-    bounding: CapabilitySet = attrs.field(factory=CapabilitySet.none, converter=_capset)
-    effective: CapabilitySet = attrs.field(factory=CapabilitySet.none, converter=_capset)
-    permitted: CapabilitySet = attrs.field(factory=CapabilitySet.none, converter=_capset)
-    inheritable: CapabilitySet = attrs.field(factory=CapabilitySet.none, converter=_capset)
-    ambient: CapabilitySet = attrs.field(factory=CapabilitySet.none, converter=_capset)
+    bounding: CapabilitySet = _record.field(factory=CapabilitySet.none, converter=_capset)
+    effective: CapabilitySet = _record.field(factory=CapabilitySet.none, converter=_capset)
+    permitted: CapabilitySet = _record.field(factory=CapabilitySet.none, converter=_capset)
+    inheritable: CapabilitySet = _record.field(factory=CapabilitySet.none, converter=_capset)
+    ambient: CapabilitySet = _record.field(factory=CapabilitySet.none, converter=_capset)
 
     def __attrs_post_init__(self) -> None:
         for name in ("effective", "permitted", "inheritable", "ambient"):
@@ -150,13 +152,13 @@ def _rlimit_value(_: object, attribute: attrs.Attribute[int], value: object) -> 
                           f"(2**64-1: unlimited), not {value!r}")
 
 
-@attrs.frozen
+@_record.record
 class Rlimit:
     """One of ``process.rlimits``: ``type`` as ``"nofile"`` or ``"RLIMIT_NOFILE"``."""
 
-    type: str = attrs.field(converter=_rlimit_type)
-    soft: int = attrs.field(validator=_rlimit_value)
-    hard: int = attrs.field(validator=_rlimit_value)
+    type: str = _record.field(converter=_rlimit_type)
+    soft: int = _record.field(validator=_rlimit_value)
+    hard: int = _record.field(validator=_rlimit_value)
 
     def __attrs_post_init__(self) -> None:
         if self.soft > self.hard:
@@ -235,7 +237,7 @@ def _rlimits(value: Iterable[Rlimit]) -> tuple[Rlimit, ...]:
     return out
 
 
-@attrs.frozen
+@_record.record
 class Process:
     """``process``: what runs and with which identity and privileges.
 
@@ -243,13 +245,13 @@ class Process:
     argv); ``env`` is kept in order, later keys win.
     """
 
-    args: tuple[str, ...] = attrs.field(default=(), converter=_args)
-    env: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_env)
-    cwd: str = attrs.field(default="/", converter=_cwd)
-    user: User = attrs.field(factory=User, validator=attrs.validators.instance_of(User))
-    capabilities: Capabilities = attrs.field(
-        factory=Capabilities, validator=attrs.validators.instance_of(Capabilities))
-    rlimits: tuple[Rlimit, ...] = attrs.field(default=(), converter=_rlimits)
+    args: tuple[str, ...] = _record.field(default=(), converter=_args)
+    env: tuple[tuple[str, str], ...] = _record.field(default=(), converter=_env)
+    cwd: str = _record.field(default="/", converter=_cwd)
+    user: User = _record.field(factory=User, validator=_record.instance_of(User))
+    capabilities: Capabilities = _record.field(
+        factory=Capabilities, validator=_record.instance_of(Capabilities))
+    rlimits: tuple[Rlimit, ...] = _record.field(default=(), converter=_rlimits)
     no_new_privileges: bool = True
     terminal: bool = False
     oom_score_adj: int | None = None
@@ -274,7 +276,7 @@ def _root_path(value: str | os.PathLike[str] | None) -> str | None:
     return os.path.abspath(raw)
 
 
-@attrs.frozen
+@_record.record
 class Root:
     """``root``: the root filesystem. ``path=None`` is the caller's own root (a sandbox's
     default); a compiled image overlay is passed to the compiler as an op instead.
@@ -285,7 +287,7 @@ class Root:
     process tree.
     """
 
-    path: str | None = attrs.field(default=None, converter=_root_path)
+    path: str | None = _record.field(default=None, converter=_root_path)
     readonly: bool = True
     nodev: bool = True
 
@@ -314,7 +316,7 @@ def _destination(value: str) -> str:
     return check_container_path(value, "mount destination")
 
 
-@attrs.frozen
+@_record.record
 class Mount:
     """One of ``mounts``: ``type`` is ``bind`` (``source`` a host path), ``tmpfs``, ``proc``,
     ``sysfs``, ``devpts``, ``mqueue`` or ``cgroup2``; ``options`` are OCI's strings (``ro``,
@@ -325,10 +327,10 @@ class Mount:
     process has a pid namespace of its own there.
     """
 
-    destination: str = attrs.field(converter=_destination)
+    destination: str = _record.field(converter=_destination)
     type: str = "bind"
     source: str | None = None
-    options: tuple[str, ...] = attrs.field(default=(), converter=_mount_options)
+    options: tuple[str, ...] = _record.field(default=(), converter=_mount_options)
     per_process: bool = False
 
     def __attrs_post_init__(self) -> None:
@@ -393,7 +395,7 @@ def _node(value: Iterable[Any] | None) -> tuple[str, int, int, int, int, int] | 
     return (kind, major, minor, mode, uid, gid)
 
 
-@attrs.frozen
+@_record.record
 class Device:
     """One of ``linux.devices``: a device node made visible at ``path`` inside by binding the
     host's node ``source`` (default: the same path) -- which works in user namespaces too,
@@ -405,11 +407,11 @@ class Device:
     runc makes ``linux.devices``: no mount per node (a privileged container gets every host
     device this way); in a user namespace it is bound from ``source`` still."""
 
-    path: str = attrs.field(converter=_destination)
+    path: str = _record.field(converter=_destination)
     source: str | None = None
     access: str = "rwm"
     optional: bool = False
-    node: tuple[str, int, int, int, int, int] | None = attrs.field(default=None,
+    node: tuple[str, int, int, int, int, int] | None = _record.field(default=None,
                                                                    converter=_node)
 
     @classmethod
@@ -559,14 +561,14 @@ def _ns_path(value: str | os.PathLike[str] | None) -> str | None:
     return raw
 
 
-@attrs.frozen
+@_record.record
 class NamespaceSpec:
     """One of ``linux.namespaces``: a new namespace of ``kind``, or -- with ``path`` (an
     nsfs file such as ``/proc/PID/ns/net``) or ``fd`` (an open one) -- an existing one to
     join. A kind that is not listed is shared with the caller."""
 
-    kind: NamespaceKind = attrs.field(converter=_kind)
-    path: str | None = attrs.field(default=None, converter=_ns_path)
+    kind: NamespaceKind = _record.field(converter=_kind)
+    path: str | None = _record.field(default=None, converter=_ns_path)
     fd: int | None = None
 
     def __attrs_post_init__(self) -> None:
@@ -642,7 +644,7 @@ def _devices(value: Iterable[Device]) -> tuple[Device, ...]:
     return out
 
 
-@attrs.frozen(cache_hash=True)
+@_record.record(cache_hash=True)
 class RuntimeConfig:
     """Everything the compiler needs to build one isolated process tree, validated when made.
 
@@ -659,24 +661,24 @@ class RuntimeConfig:
         ConfigError: a bad value or combination, naming it.
     """
 
-    process: Process = attrs.field(factory=Process,
-                                   validator=attrs.validators.instance_of(Process))
-    root: Root = attrs.field(factory=Root, validator=attrs.validators.instance_of(Root))
-    hostname: str | None = attrs.field(default=None, converter=_hostname)
-    domainname: str | None = attrs.field(default=None, converter=_hostname)
-    mounts: tuple[Mount, ...] = attrs.field(default=(), converter=_mounts)
-    namespaces: tuple[NamespaceSpec, ...] = attrs.field(default=(), converter=_namespaces)
-    uid_mappings: tuple[IdMap, ...] = attrs.field(default=(), converter=_maps)
-    gid_mappings: tuple[IdMap, ...] = attrs.field(default=(), converter=_maps)
-    devices: tuple[Device, ...] = attrs.field(default=DEFAULT_DEVICES, converter=_devices)
-    masked_paths: tuple[str, ...] = attrs.field(default=DEFAULT_MASKED_PATHS,
+    process: Process = _record.field(factory=Process,
+                                   validator=_record.instance_of(Process))
+    root: Root = _record.field(factory=Root, validator=_record.instance_of(Root))
+    hostname: str | None = _record.field(default=None, converter=_hostname)
+    domainname: str | None = _record.field(default=None, converter=_hostname)
+    mounts: tuple[Mount, ...] = _record.field(default=(), converter=_mounts)
+    namespaces: tuple[NamespaceSpec, ...] = _record.field(default=(), converter=_namespaces)
+    uid_mappings: tuple[IdMap, ...] = _record.field(default=(), converter=_maps)
+    gid_mappings: tuple[IdMap, ...] = _record.field(default=(), converter=_maps)
+    devices: tuple[Device, ...] = _record.field(default=DEFAULT_DEVICES, converter=_devices)
+    masked_paths: tuple[str, ...] = _record.field(default=DEFAULT_MASKED_PATHS,
                                                 converter=_paths)
-    readonly_paths: tuple[str, ...] = attrs.field(default=DEFAULT_READONLY_PATHS,
+    readonly_paths: tuple[str, ...] = _record.field(default=DEFAULT_READONLY_PATHS,
                                                   converter=_paths)
-    seccomp: SeccompProfile | None = attrs.field(
-        default=None, validator=attrs.validators.optional(
-            attrs.validators.instance_of(SeccompProfile)))
-    sysctl: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_sysctl)
+    seccomp: SeccompProfile | None = _record.field(
+        default=None, validator=_record.optional(
+            _record.instance_of(SeccompProfile)))
+    sysctl: tuple[tuple[str, str], ...] = _record.field(default=(), converter=_sysctl)
     sysfs_readonly: bool = True
     die_with_parent: bool = True
     init: bool = False
