@@ -57,6 +57,11 @@ class Sub(Point):
     pass
 
 
+@_record.record(eq=False)
+class Handle:
+    kind: str = _record.field(validator=_record.in_(("a", "b")))
+
+
 def test_fields_come_in_order_with_defaults_converters_and_validators() -> None:
     p = Point(3)
     assert (p.x, p.y, p.tags, p.note) == (3, 0, ("a", "b"), "")  # the default converted
@@ -115,6 +120,15 @@ def test_a_mutable_record_takes_assignments_and_is_not_hashable() -> None:
     assert b == Bag([2]) and Bag().items is not Bag().items  # a new list per instance
     with pytest.raises(TypeError):
         hash(b)
+
+
+def test_a_record_without_eq_is_compared_and_hashed_as_itself() -> None:
+    h = Handle("a")
+    assert h == h and h != Handle("a") and len({h, Handle("a")}) == 2
+    with pytest.raises(AttributeError):
+        h.kind = "b"  # type: ignore[misc]
+    with pytest.raises(ValueError, match="'kind' must be in \\('a', 'b'\\) \\(got 'c'\\)"):
+        Handle("c")
 
 
 def test_a_subclass_keeps_the_fields() -> None:
