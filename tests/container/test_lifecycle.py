@@ -178,7 +178,11 @@ def test_names_are_unique_and_ids_resolve_by_prefix(containers: ContainerStore) 
     assert containers.get(a.id[:5]) == a
     assert containers.get(a.id) == a
     b = make(containers, ["true"])
-    assert b.name and b.name != a.name  # a generated name
+    assert b.name and b.name != a.name  # a generated name, Docker's adjective_noun
+    from isolate.container.container import _ADJECTIVES, _NOUNS, _random_name
+    adjective, _, noun = b.name.partition("_")
+    assert adjective in _ADJECTIVES and noun in _NOUNS
+    assert len({_random_name() for _ in range(200)}) > 50  # drawn, not fixed (288 possible)
     common = ""
     for x, y in zip(a.id, b.id, strict=True):
         if x != y:

@@ -33,8 +33,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
-import attrs
-
+from isolate import _record
 from isolate._procs import lock_held
 from isolate.container.config import BindMount, ContainerConfig, VolumeMount, parse_signal
 from isolate.container.state import (
@@ -90,7 +89,7 @@ _CLEANUP = ("import sys; sys.path[:0] = sys.argv[4:]; "
 _WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 
 
-@attrs.frozen
+@_record.record
 class _EndOfRun:
     """What the supervisor does when a run has ended for good: remove ``cgroups``, and run
     the exit command when ``command``."""
@@ -99,7 +98,7 @@ class _EndOfRun:
     command: bool
 
 
-@attrs.frozen
+@_record.record
 class ExitStatus:
     """How a container's last run ended: Docker's exit code (the code, or 128 + N for signal
     N), whether the OOM killer ended it, when, and the error (why it is dead, or why its
@@ -137,9 +136,10 @@ _NOUNS = ("bell", "cohen", "curie", "darwin", "euler", "gauss", "hopper", "keple
 
 
 def _random_name() -> str:
-    import random  # (secrets.choice is SystemRandom's; secrets loads hmac and OpenSSL's hashlib)
-
-    pick = random.SystemRandom().choice
+    # From os.urandom as SystemRandom draws, without loading random (about 1 ms of a start)
+    # or secrets (hmac and OpenSSL's hashlib). 4 bytes per pick: the bias is below 1e-8.
+    def pick(words: tuple[str, ...]) -> str:
+        return words[int.from_bytes(os.urandom(4), "little") % len(words)]
     return f"{pick(_ADJECTIVES)}_{pick(_NOUNS)}"
 
 
@@ -478,7 +478,7 @@ class ContainerStore:
         record: dict[str, Any] = {
             "id": cid, "created": now(), "name": name, "image": img.id,
             "image_ref": config.image, "config": config.to_json(),
-            "command": list(command), "user": attrs.asdict(user), "hostname": hostname,
+            "command": list(command), "user": _record.asdict(user), "hostname": hostname,
             "uid_map": [[m.inside, m.outside, m.count] for m in uid_map],
             "gid_map": [[m.inside, m.outside, m.count] for m in gid_map],
             "userxattr": os.geteuid() != 0, "seccomp_json": seccomp_json,
@@ -961,20 +961,20 @@ class Container:
         if exit_ is not None and int(exit_.get("pid", -1)) == pid:
             code = int(exit_.get("exit_code", 0))
             error = exit_.get("error")
-            ended = attrs.evolve(
+            ended = _record.evolve(
                 st, exit_code=code, oom_killed=bool(exit_.get("oom_killed")),
                 finished_at=str(exit_.get("finished_at", "")), pid=pid,
                 restart_count=int(exit_.get("restart_count", restarts)), started_at=started,
                 error=f"restart failed: {os.strerror(int(error.get('errno', 0)))}" if error
                 else st.error)
             if exit_.get("restarting") and alive:
-                return attrs.evolve(ended, status=Status.RESTARTING)
-            return attrs.evolve(ended, status=Status.EXITED)
+                return _record.evolve(ended, status=Status.RESTARTING)
+            return _record.evolve(ended, status=Status.EXITED)
         if alive:
             status = st.status if st.status is not Status.RESTARTING else Status.RUNNING
-            return attrs.evolve(st, status=status, pid=pid, restart_count=restarts,
+            return _record.evolve(st, status=status, pid=pid, restart_count=restarts,
                                 started_at=started)
-        return attrs.evolve(st, status=Status.DEAD, exit_code=-1, finished_at=now(),
+        return _record.evolve(st, status=Status.DEAD, exit_code=-1, finished_at=now(),
                             error=f"the container's supervisor ({st.supervisor} pid "
                                   f"{st.supervisor_pid}) died without recording its end")
 
@@ -1042,7 +1042,7 @@ class Container:
                 # Its shim removes the cgroup as it goes: let it finish first.
                 _shim.wait_exit(self.dir, _RECORD_WAIT)
             self._release_run(st)
-            st = attrs.evolve(st, cgroup=None)
+            st = _record.evolve(st, cgroup=None)
         if st != recorded:
             # The file is synced before its rename, the directory not: a crash of the machine
             # keeps the old state or the new, each one a reader handles (a run's end recorded
@@ -1180,7 +1180,7 @@ class Container:
         lowers = [*images.layer_dirs(img), os.path.join(self.dir, "mountpoints")]
         cgroup: CGroup | None = None
         fds: list[int] = []  # ours to close once the first process runs
-        request = attrs.evolve(self._network_request(),
+        request = _record.evolve(self._network_request(),
                                exposed_ports=tuple(dict.fromkeys(
                                    (*img.config.exposed_ports, *self.config.expose))))
         driver = self._network_driver()
@@ -1233,8 +1233,8 @@ class Container:
                 pid, sup_pid = self._start_inprocess(rc, root, cgroup_fds, fds, oom_dir,
                                                      cgroup_dir_fd=cgroup_dir_fd)
         except BaseException as exc:
-            failed = attrs.evolve(st, error=str(exc), exit_code=_start_exit_code(exc))
-            self._release_run(attrs.evolve(failed, cgroup=cgroup.dirs if cgroup else None),
+            failed = _record.evolve(st, error=str(exc), exit_code=_start_exit_code(exc))
+            self._release_run(_record.evolve(failed, cgroup=cgroup.dirs if cgroup else None),
                               exc)
             with contextlib.suppress(OSError):
                 self._write(failed)
@@ -1474,7 +1474,7 @@ class Container:
         with self._locked() as st:
             st.status.check("kill", self.id)
             if number in (signal.SIGKILL, self._record.get("stop_signal")):
-                st = attrs.evolve(st, stopped=True)
+                st = _record.evolve(st, stopped=True)
                 self._write(st)
             if not self._tell_shim(st, "kill", number):
                 self._signal(st, number)
@@ -1501,7 +1501,7 @@ class Container:
     def _stop_locked(self, st: State, timeout: float | None, sig: int | None = None) -> State:
         if timeout is None:
             timeout = float(self._record.get("stop_timeout", 10))
-        st = attrs.evolve(st, stopped=True)
+        st = _record.evolve(st, stopped=True)
         if self.config.restart.enabled:
             self._write(st)  # before the signal: the policy must not restart it
         if self._tell_shim(st, "stop", sig or 0, timeout):
@@ -1509,7 +1509,7 @@ class Container:
             # more: it ends once the container has.
             if st.status is Status.PAUSED:
                 self._thaw(st)
-            return self._settle(attrs.evolve(self._wait_supervisor(st), stopped=True))
+            return self._settle(_record.evolve(self._wait_supervisor(st), stopped=True))
         self._signal(st, sig or int(self._record.get("stop_signal", signal.SIGTERM)))
         if st.status is Status.PAUSED:
             self._thaw(st)
@@ -1521,7 +1521,7 @@ class Container:
                 if cg is not None:
                     cg.kill()
             ended = self._wait_exit(st, None)
-        return self._settle(attrs.evolve(ended, stopped=True))
+        return self._settle(_record.evolve(ended, stopped=True))
 
     def restart(self, timeout: float | None = None) -> None:
         """Stop (as :meth:`stop`) and start again.
@@ -1677,7 +1677,7 @@ class Container:
         with self._locked() as st:
             st.status.check("pause", self.id)
             self._cgroup(st, "pause").freeze()
-            self._write(attrs.evolve(st, status=Status.PAUSED))
+            self._write(_record.evolve(st, status=Status.PAUSED))
 
     def unpause(self) -> None:
         """Let a paused container run again.
@@ -1688,7 +1688,7 @@ class Container:
         with self._locked() as st:
             st.status.check("unpause", self.id)
             self._thaw(st)
-            self._write(attrs.evolve(st, status=Status.RUNNING))
+            self._write(_record.evolve(st, status=Status.RUNNING))
 
     def _thaw(self, st: State) -> None:
         self._cgroup(st, "unpause").thaw()
@@ -1885,19 +1885,19 @@ class Container:
             st.status.check("exec", self.id)
             cfg = self.config
             if privileged:
-                cfg = attrs.evolve(cfg, privileged=True)
+                cfg = _record.evolve(cfg, privileged=True)
             img = self.store.images.get(self.image_id)
             resolved = _resolved(self._record, self.dir, {t: "/" for t in self.volumes}, None)
             if user is not None:
                 layers = [*self.store.images.layer_dirs(img), self.upper_dir]
-                resolved = attrs.evolve(resolved, user=resolve_user(user, (), layers))
+                resolved = _record.evolve(resolved, user=resolve_user(user, (), layers))
             rc = runtime_config(cfg, img.config, resolved)
             proc_env = dict(rc.process.env)
             if user is not None:
                 proc_env["HOME"] = resolved.user.home if "HOME" not in cfg.env_dict else \
                     proc_env["HOME"]
             proc_env.update(extra_env)
-            rc = attrs.evolve(rc, process=attrs.evolve(
+            rc = _record.evolve(rc, process=_record.evolve(
                 rc.process, args=tuple(command), env=proc_env,
                 cwd=cwd or rc.process.cwd))
             namespaces = self._namespaces(st)
