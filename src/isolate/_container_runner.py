@@ -19,8 +19,7 @@ import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
+from isolate import _record
 from isolate.errors import IsolateOSError
 from isolate.image import Store
 from isolate.image._disk import remove_tree
@@ -182,7 +181,7 @@ class ContainerStepRunner:
         rc = runtime_config(cfg, image.config, resolved)
         # The executor's environment, exactly (it holds the image's, the build args, PATH and
         # HOME); the preset would add HOSTNAME, which a build step does not get.
-        rc = attrs.evolve(rc, process=attrs.evolve(rc.process, env=request.env))
+        rc = _record.evolve(rc, process=_record.evolve(rc.process, env=request.env))
         _make_mountpoints(top, lowers, rc, targets)
         root = _plan.overlay([*lowers, top], upper=upper, work=work, slot=0,
                              options=("userxattr",) if uid_map else (),
@@ -190,7 +189,7 @@ class ContainerStepRunner:
         return rc, root
 
 
-@attrs.frozen
+@_record.record
 class _Network:
     """A step's bridge network: the namespace to join, its hosts and resolv.conf text."""
 

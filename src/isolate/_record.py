@@ -1,28 +1,29 @@
-"""Frozen records for the types a start builds, made without attrs.
+"""Frozen records, made without attrs: every value type of isolate is one.
 
 ``import attrs`` costs 12-17 ms (``inspect``, ``platform`` and the classes attrs builds for
 itself), and every class attrs makes costs 0.5-0.9 ms more, most of it one ``compile()`` of
-the methods it generates. A plain ``isolate run -- /bin/true`` built 24 such classes before
-it ran anything. The classes on that path -- :class:`~isolate.SandboxConfig`, the runtime
-config and its records, the ops, mounts, id maps and security records -- are made here
-instead. Nothing is generated or compiled: ``__init__``, ``__eq__``, ``__hash__`` and
-``__repr__`` are shared functions that walk the class's fields, so making a class costs
-microseconds.
+the methods it generates. A plain ``isolate run -- /bin/true`` built 24 such classes before it
+ran anything, and ``isolate run --rm IMAGE`` 27 more. Here nothing is generated or compiled:
+``__init__``, ``__eq__``, ``__hash__`` and ``__repr__`` are shared functions that walk the
+class's fields, so making a class costs microseconds (a class made by the hundred per start,
+like :class:`isolate.lowlevel.Op`, writes its ``__init__`` out).
 
 To the type checker these *are* attrs classes (``record`` is ``attrs.frozen``, ``field`` is
-``attrs.field`` under ``TYPE_CHECKING``), so mypy's attrs plugin checks every call, converters
-included. At run time they keep the attrs protocol the rest of isolate and its users rely on:
-``__attrs_attrs__`` holds fields with ``name``, ``alias``, ``default``, ``init`` ..., so
-``attrs.fields``, ``attrs.has`` and ``attrs.evolve`` work on them as on attrs classes, and
-:func:`evolve` and :func:`fields` here do the same without importing attrs.
+``attrs.field`` ... under ``TYPE_CHECKING``), so mypy's attrs plugin checks every call,
+converters included. At run time they keep the attrs protocol that isolate and its users rely
+on: ``__attrs_attrs__`` holds fields with ``name``, ``alias``, ``default``, ``init`` ..., so
+``attrs.fields``, ``attrs.has``, ``attrs.evolve`` and ``attrs.asdict`` work on them as on attrs
+classes, and :func:`evolve`, :func:`fields` and :func:`asdict` here do the same (for attrs
+classes too) without importing attrs.
 
 What a record does, as ``attrs.frozen`` does: fields from the class's annotations in order,
 each with a default, a ``factory``, a ``converter`` (applied to the given value or the
-default) and a ``validator`` (``validator(instance, field, value)``, run after every field is
-set); then ``__attrs_post_init__``. Instances refuse assignment
+default) and a ``validator`` (``validator(instance, field, value)``, or a list of them, run
+after every field is set); then ``__attrs_post_init__``. Instances refuse assignment
 (:class:`FrozenInstanceError`), compare equal field by field when their classes are the same,
-and hash (cached with ``cache_hash=True``). ``mutable`` makes a record that can be assigned
-to and is not hashable, as ``attrs.define`` does (without validating assignments).
+and hash (cached with ``cache_hash=True``); with ``eq=False`` they compare and hash as
+themselves. ``mutable`` makes a record that can be assigned to and is not hashable, as
+``attrs.define`` does (without validating assignments).
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from collections.abc import Callable, Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, TypeVar
 
-__all__ = ["FrozenInstanceError", "evolve", "field", "fields", "instance_of", "mutable",
-           "optional", "record"]
+__all__ = ["FrozenInstanceError", "asdict", "evolve", "field", "fields", "in_", "instance_of",
+           "mutable", "optional", "record"]
 
 _C = TypeVar("_C", bound=type)
 
@@ -131,6 +132,26 @@ def _evolve(inst: Any, /, **changes: Any) -> Any:
         if f.init and f.alias not in changes:
             changes[f.alias] = getattr(inst, f.name)
     return cls(**changes)
+
+
+def _asdict(inst: Any, *, recurse: bool = True) -> dict[str, Any]:
+    """The fields of ``inst`` by name, as ``attrs.asdict`` makes them: with ``recurse``, a
+    record inside (also in a list, tuple, set or dict) becomes a dict, a collection a list."""
+    out = {f.name: getattr(inst, f.name) for f in _fields(type(inst))}
+    if recurse:
+        for name, value in out.items():
+            out[name] = _asdict_value(value)
+    return out
+
+
+def _asdict_value(value: Any) -> Any:
+    if getattr(type(value), "__attrs_attrs__", None) is not None:
+        return _asdict(value)
+    if isinstance(value, tuple | list | set | frozenset):
+        return [_asdict_value(v) for v in value]
+    if isinstance(value, dict):
+        return {_asdict_value(k): _asdict_value(v) for k, v in value.items()}
+    return value
 
 
 def _collect(cls: type) -> _Fields:
@@ -240,7 +261,7 @@ def _getter(names: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:
     return itemgetter(*names) if names else (lambda d: ())
 
 
-def _build(cls: _C, *, frozen: bool, cache_hash: bool) -> _C:
+def _build(cls: _C, *, frozen: bool, cache_hash: bool, eq: bool = True) -> _C:
     all_fields = _collect(cls)
     names = tuple(f.name for f in all_fields)
     eq_values = _getter(tuple(f.name for f in all_fields if f.eq))
@@ -267,11 +288,14 @@ def _build(cls: _C, *, frozen: bool, cache_hash: bool) -> _C:
     def __replace__(self: Any, /, **changes: Any) -> Any:
         return _evolve(self, **changes)
 
-    for method in (__repr__, __eq__, __ne__, __replace__):
+    for method in (__repr__, __eq__, __ne__, __replace__) if eq else (__repr__, __replace__):
         method.__qualname__ = f"{cls.__qualname__}.{method.__name__}"
         made[method.__name__] = method
-    if not frozen:
-        made["__hash__"] = None
+    if not frozen or not eq:
+        if not eq:  # compared and hashed as itself, as object does
+            made.update(__setattr__=_frozen_setattr, __delattr__=_frozen_delattr)
+        else:
+            made["__hash__"] = None
         return _install(cls, made)
 
     if cache_hash:
@@ -297,9 +321,9 @@ def _install(cls: _C, members: dict[str, Any]) -> _C:
     return cls
 
 
-def _record(maybe_cls: Any = None, *, cache_hash: bool = False) -> Any:
+def _record(maybe_cls: Any = None, *, cache_hash: bool = False, eq: bool = True) -> Any:
     def wrap(cls: type) -> type:
-        return _build(cls, frozen=True, cache_hash=cache_hash)
+        return _build(cls, frozen=True, cache_hash=cache_hash, eq=eq)
     return wrap if maybe_cls is None else wrap(maybe_cls)
 
 
@@ -317,6 +341,13 @@ def _instance_of(kind: type | tuple[type, ...]) -> Callable[[Any, Any, Any], Non
     return check
 
 
+def _in(options: Any) -> Callable[[Any, Any, Any], None]:
+    def check(_inst: Any, f: Any, value: Any) -> None:
+        if value not in options:
+            raise ValueError(f"{f.name!r} must be in {options!r} (got {value!r})")
+    return check
+
+
 def _optional(validator: Callable[[Any, Any, Any], Any]) -> Callable[[Any, Any, Any], None]:
     def check(inst: Any, f: Any, value: Any) -> None:
         if value is not None:
@@ -326,13 +357,16 @@ def _optional(validator: Callable[[Any, Any, Any], Any]) -> Callable[[Any, Any, 
 
 if TYPE_CHECKING:
     # To mypy these are attrs's own, so its attrs plugin checks records as attrs classes.
+    from attrs import asdict as asdict
     from attrs import define as mutable
     from attrs import evolve as evolve
     from attrs import field as field
     from attrs import fields as fields
     from attrs import frozen as record
+    from attrs.validators import in_ as in_
     from attrs.validators import instance_of as instance_of
     from attrs.validators import optional as optional
 else:
     record, mutable, field, fields, evolve = _record, _mutable, _field, _fields, _evolve
-    instance_of, optional = _instance_of, _optional
+    asdict = _asdict
+    instance_of, in_, optional = _instance_of, _in, _optional

@@ -22,9 +22,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
-from isolate import _plan
+from isolate import _plan, _record
 from isolate._plan import Fd, Mode, Plan
 from isolate._procs import lock_held
 from isolate.errors import (
@@ -37,6 +35,8 @@ from isolate.lowlevel import error_for
 
 if TYPE_CHECKING:
     import socket
+
+    import attrs
 
 __all__ = [
     "CLIENT_QUEUE_MAX",
@@ -186,14 +186,14 @@ def _check_retries(instance: RestartPolicy, attribute: attrs.Attribute[int], val
         raise ConfigError(f"only on-failure takes a retry count, not {instance.name}")
 
 
-@attrs.frozen
+@_record.record
 class RestartPolicy:
     """Docker's restart policies: ``no``, ``on-failure`` (at most ``max_retries`` restarts, 0:
     no limit), ``always``, ``unless-stopped``, with Docker's back-off (100 ms, doubled each
     time, back to 100 ms after a run of 10 s or more). A stop request ends restarting."""
 
-    name: str = attrs.field(default="no", validator=_check_policy)
-    max_retries: int = attrs.field(default=0, validator=_check_retries)
+    name: str = _record.field(default="no", validator=_check_policy)
+    max_retries: int = _record.field(default=0, validator=_check_retries)
 
     @classmethod
     def parse(cls, text: str) -> RestartPolicy:
@@ -235,9 +235,8 @@ def _idmap_args(value: Sequence[int] | None) -> tuple[int, ...] | None:
 
 
 def _fd_tuple(value: Iterable[int]) -> tuple[int, ...]:
-    # Not converter=tuple: attrs reads a converter's signature, and a builtin's is parsed from
-    # its text signature with tokenize (whose regexes compile then: 1-7 ms of every start
-    # of a process that imports this module).
+    # A function, not converter=tuple: mypy's attrs plugin types the constructor from a named
+    # converter's argument.
     return tuple(value)
 
 
@@ -268,7 +267,7 @@ def _check_positive(instance: object, attribute: attrs.Attribute[int], value: in
         raise ConfigError(f"{attribute.name} must be an int >= {minimum}, not {value!r}")
 
 
-@attrs.frozen
+@_record.record
 class ShimConfig:
     """How one container is supervised; the options ``isolate-shim run`` takes.
 
@@ -288,25 +287,25 @@ class ShimConfig:
     """
 
     state_dir: str
-    log_path: str | None = attrs.field(default=None, validator=_check_text)
-    log_max_size: int = attrs.field(default=0, validator=_check_positive)
-    log_max_file: int = attrs.field(default=1, validator=_check_positive)
+    log_path: str | None = _record.field(default=None, validator=_check_text)
+    log_max_size: int = _record.field(default=0, validator=_check_positive)
+    log_max_file: int = _record.field(default=1, validator=_check_positive)
     tty: bool = False
     stdin: bool = False
-    restart: RestartPolicy = attrs.field(factory=RestartPolicy)
-    stop_signal: int = attrs.field(default=int(signal.SIGTERM), validator=_check_signal)
-    oom_cgroup: str | None = attrs.field(default=None, validator=_check_text)
-    setgroups: str | None = attrs.field(default=None, validator=_check_text)
-    uid_map: str | None = attrs.field(default=None, validator=_check_text)
-    gid_map: str | None = attrs.field(default=None, validator=_check_text)
-    newuidmap: tuple[int, ...] | None = attrs.field(default=None, converter=_idmap_args)
-    newgidmap: tuple[int, ...] | None = attrs.field(default=None, converter=_idmap_args)
-    keep_fds: tuple[int, ...] = attrs.field(default=(), converter=_fd_tuple)
-    cgroups: tuple[str, ...] = attrs.field(default=(), converter=_strings,
+    restart: RestartPolicy = _record.field(factory=RestartPolicy)
+    stop_signal: int = _record.field(default=int(signal.SIGTERM), validator=_check_signal)
+    oom_cgroup: str | None = _record.field(default=None, validator=_check_text)
+    setgroups: str | None = _record.field(default=None, validator=_check_text)
+    uid_map: str | None = _record.field(default=None, validator=_check_text)
+    gid_map: str | None = _record.field(default=None, validator=_check_text)
+    newuidmap: tuple[int, ...] | None = _record.field(default=None, converter=_idmap_args)
+    newgidmap: tuple[int, ...] | None = _record.field(default=None, converter=_idmap_args)
+    keep_fds: tuple[int, ...] = _record.field(default=(), converter=_fd_tuple)
+    cgroups: tuple[str, ...] = _record.field(default=(), converter=_strings,
                                            validator=_check_texts)
-    exit_command: tuple[str, ...] = attrs.field(default=(), converter=_strings,
+    exit_command: tuple[str, ...] = _record.field(default=(), converter=_strings,
                                                 validator=_check_command)
-    exit_lock: str | None = attrs.field(default=None, validator=_check_text)
+    exit_lock: str | None = _record.field(default=None, validator=_check_text)
 
     def argv(self, ready_fd: int) -> list[str]:
         """The shim's command line (after the program path); paths made absolute, since the
@@ -343,7 +342,7 @@ class ShimConfig:
 
 # -- starting -----------------------------------------------------------------------------------
 
-@attrs.frozen
+@_record.record
 class Started:
     """A supervised container that has exec'd: the shim's pid and the container's."""
 
@@ -483,7 +482,7 @@ def start(plan: Plan, config: ShimConfig) -> Started:
 
 # -- what the shim leaves behind ----------------------------------------------------------------
 
-@attrs.frozen
+@_record.record
 class StartRecord:
     """``start.json``: the current (or last) run."""
 
@@ -492,7 +491,7 @@ class StartRecord:
     restart_count: int
 
 
-@attrs.frozen
+@_record.record
 class ExitRecord:
     """``exit.json``: how the last run ended.
 

@@ -93,7 +93,7 @@ def test_conflicting_or_incomplete_limits_are_rejected() -> None:
 
 def test_limits_are_frozen() -> None:
     limits = Limits(memory_max="1G")
-    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+    with pytest.raises(AttributeError, match="frozen Limits"):  # attrs's is one too
         limits.memory_max = 5  # type: ignore[misc]
     assert attrs.evolve(limits, pids_max=3).pids_max == 3
 

@@ -68,14 +68,19 @@ def test_run_rm_of_an_image_loads_no_network_code_when_it_has_no_network(
                          "tarfile", "isolate.image.registry"}
 
 
+# attrs and what it loads (inspect: ast, dis, tokenize ...) cost 12-17 ms, and each class it
+# builds 0.5-0.9 ms: isolate's records are isolate._record's.
+_ATTRS = {"attr", "attrs", "inspect"}
+
 # What a plain run of an image (no volumes, no -v) does not need: the volumes (an image
 # without Volumes), the sandbox (a container is not one), OpenSSL's hashlib (the records are
 # small: CPython's own SHA-256 checks them), secrets (os.urandom makes the ids), the
 # supervisor's socket (nothing is attached through it), the store's gc/df/rm reports, shutil
 # and tempfile (argparse's formatters asked shutil for the terminal's width; a helper of the
-# id-mapped store made temp files).
+# id-mapped store made temp files), random (a container's name is drawn from os.urandom).
 _NOT_FOR_A_PLAIN_RUN = {"isolate.container.volumes", "isolate.sandbox", "hashlib", "_hashlib",
-                        "secrets", "socket", "isolate.image._reports", "shutil", "tempfile"}
+                        "secrets", "random", "socket", "isolate.image._reports", "shutil",
+                        "tempfile", *_ATTRS}
 
 
 def test_run_rm_of_an_image_without_volumes_loads_no_volume_sandbox_or_openssl_code(
@@ -111,10 +116,6 @@ def test_run_of_an_image_in_a_sandbox_loads_no_container_or_openssl_code(
                          "hashlib", "_hashlib", "secrets", "isolate.image._reports",
                          "shutil", *_ATTRS}
 
-
-# attrs and what it loads (inspect: ast, dis, tokenize ...) cost 12-17 ms, and each class it
-# builds 0.5-0.9 ms: the records of a sandbox's start are isolate._record's.
-_ATTRS = {"attr", "attrs", "inspect"}
 
 
 def test_a_plain_run_loads_no_attrs_and_no_image_or_container_code(

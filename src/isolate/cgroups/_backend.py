@@ -12,8 +12,7 @@ import errno
 import os
 from collections.abc import Callable, Mapping, Sequence
 
-import attrs
-
+from isolate import _record
 from isolate.cgroups.detect import V2_KEY, BackendKind, Layout
 from isolate.cgroups.devices import DeviceRule, attach_program
 from isolate.cgroups.limits import Limits
@@ -22,7 +21,7 @@ from isolate.errors import CgroupError, UnsupportedError
 __all__ = ["Backend", "Events", "Stats", "make_backend"]
 
 
-@attrs.frozen
+@_record.record
 class Events:
     """What a cgroup has been through.
 
@@ -37,7 +36,7 @@ class Events:
     oom_kill: int = 0
 
 
-@attrs.frozen
+@_record.record
 class Stats:
     """Resource use of a cgroup and its descendants; ``None`` where the controller is absent.
 
@@ -57,8 +56,8 @@ class Stats:
 
     def fill_from(self, other: Stats) -> Stats:
         """This record with each missing (``None``) value taken from ``other``."""
-        mine = attrs.asdict(self)
-        theirs = attrs.asdict(other)
+        mine = _record.asdict(self)
+        theirs = _record.asdict(other)
         return Stats(**{k: theirs[k] if v is None else v for k, v in mine.items()})
 
 
@@ -133,7 +132,7 @@ def _int_or_none(text: str | None) -> int | None:
 # ---------------------------------------------------------------------------- limit writes
 
 
-@attrs.frozen
+@_record.record
 class LimitWrite:
     """Files to write for one limit. ``files`` pairs candidate names (first that exists wins)
     with the value; written in order, and in reverse when the first order is refused with
@@ -576,7 +575,7 @@ class HybridBackend(Backend):
         if self.layout.v1_for("memory") is None:
             return core
         ctl = self.ctl.events()
-        return attrs.evolve(core, oom=ctl.oom, oom_kill=ctl.oom_kill)
+        return _record.evolve(core, oom=ctl.oom, oom_kill=ctl.oom_kill)
 
     def stats(self) -> Stats:
         return self.ctl.stats().fill_from(self.core.stats())

@@ -10,8 +10,7 @@ import enum
 import errno
 import os
 
-import attrs
-
+from isolate import _record
 from isolate.errors import CgroupError, UnsupportedError
 
 __all__ = ["BackendKind", "Hierarchy", "Layout", "detect", "parse_mountinfo", "parse_proc_cgroup"]
@@ -28,7 +27,7 @@ class BackendKind(enum.Enum):
     HYBRID = "hybrid"  #: v1 controllers beside a v2 mount used for core features only
 
 
-@attrs.frozen
+@_record.record
 class Hierarchy:
     """One mounted cgroup hierarchy.
 
@@ -63,7 +62,7 @@ class Hierarchy:
         return os.path.join(self.mount, path.lstrip("/")).rstrip("/") or "/"
 
 
-@attrs.frozen
+@_record.record
 class Layout:
     """The cgroup mounts of a host and the inspected process's place in them."""
 

@@ -18,8 +18,12 @@ import stat
 import struct
 import threading
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import attrs
+from isolate import _record
+
+if TYPE_CHECKING:
+    import attrs
 
 from isolate.errors import CgroupError, ConfigError, IsolateOSError, UnsupportedError
 
@@ -49,15 +53,15 @@ def _check_access(_: object, attribute: attrs.Attribute[str], value: str) -> Non
                           "and 'm', each at most once")
 
 
-@attrs.frozen
+@_record.record
 class DeviceRule:
     """Allow ``access`` (``r`` read, ``w`` write, ``m`` mknod) to ``kind`` devices (``c``
     character, ``b`` block, ``a`` both) numbered ``major:minor`` (None: any)."""
 
-    kind: str = attrs.field(validator=_check_kind)
-    major: int | None = attrs.field(default=None, validator=_check_number)
-    minor: int | None = attrs.field(default=None, validator=_check_number)
-    access: str = attrs.field(default="rwm", validator=_check_access)
+    kind: str = _record.field(validator=_check_kind)
+    major: int | None = _record.field(default=None, validator=_check_number)
+    minor: int | None = _record.field(default=None, validator=_check_number)
+    access: str = _record.field(default="rwm", validator=_check_access)
 
     def v1(self) -> str:
         """The rule as the v1 ``devices.allow`` file takes it: ``c 1:3 rwm``."""

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import attrs
+from isolate import _record
+
+if TYPE_CHECKING:
+    import attrs
 
 from isolate._units import MAX_SIZE, human_size, parse_number, parse_size
 from isolate.errors import ConfigError
@@ -122,7 +125,7 @@ def _device(value: object) -> tuple[int, int]:
     raise ConfigError(f"device: expected 'MAJOR:MINOR' or (major, minor), got {value!r}")
 
 
-@attrs.frozen
+@_record.record
 class IoDeviceLimit:
     """Throttle one block device: bytes and operations per second, each optional.
 
@@ -130,11 +133,11 @@ class IoDeviceLimit:
     one up from a device node. Raises :class:`ConfigError` on bad values.
     """
 
-    device: tuple[int, int] = attrs.field(converter=_device)
-    read_bps: int | None = attrs.field(default=None, converter=_read_bps)
-    write_bps: int | None = attrs.field(default=None, converter=_write_bps)
-    read_iops: int | None = attrs.field(default=None, validator=_int_range(1))
-    write_iops: int | None = attrs.field(default=None, validator=_int_range(1))
+    device: tuple[int, int] = _record.field(converter=_device)
+    read_bps: int | None = _record.field(default=None, converter=_read_bps)
+    write_bps: int | None = _record.field(default=None, converter=_write_bps)
+    read_iops: int | None = _record.field(default=None, validator=_int_range(1))
+    write_iops: int | None = _record.field(default=None, validator=_int_range(1))
 
     @classmethod
     def for_path(cls, path: str, **limits: Any) -> IoDeviceLimit:
@@ -182,7 +185,7 @@ def _cpus(value: object) -> float | None:
     return cpus
 
 
-@attrs.frozen
+@_record.record
 class Limits:
     """Resource limits; ``None`` leaves a limit at the kernel's default (unlimited).
 
@@ -196,20 +199,20 @@ class Limits:
     Raises :class:`ConfigError`, naming the attribute and the bad value, before any I/O.
     """
 
-    memory_max: int | None = attrs.field(default=None, converter=_memory_max)
-    memory_high: int | None = attrs.field(default=None, converter=_memory_high)
-    memory_swap_max: int | None = attrs.field(
+    memory_max: int | None = _record.field(default=None, converter=_memory_max)
+    memory_high: int | None = _record.field(default=None, converter=_memory_high)
+    memory_swap_max: int | None = _record.field(
         default=None, converter=_memory_swap_max
     )
-    cpus: float | None = attrs.field(default=None, converter=_cpus)
-    cpu_quota: int | None = attrs.field(default=None, validator=_int_range(1000, MAX_CPU_QUOTA))
-    cpu_period: int | None = attrs.field(default=None, validator=_int_range(1000, 1_000_000))
-    cpu_weight: int | None = attrs.field(default=None, validator=_int_range(1, 10_000))
-    cpuset_cpus: str | None = attrs.field(default=None, validator=_cpuset_str)
-    cpuset_mems: str | None = attrs.field(default=None, validator=_cpuset_str)
-    pids_max: int | None = attrs.field(default=None, validator=_int_range(1, MAX_PIDS))
-    io_weight: int | None = attrs.field(default=None, validator=_int_range(1, 10_000))
-    io_devices: tuple[IoDeviceLimit, ...] = attrs.field(default=(), converter=_io_devices)
+    cpus: float | None = _record.field(default=None, converter=_cpus)
+    cpu_quota: int | None = _record.field(default=None, validator=_int_range(1000, MAX_CPU_QUOTA))
+    cpu_period: int | None = _record.field(default=None, validator=_int_range(1000, 1_000_000))
+    cpu_weight: int | None = _record.field(default=None, validator=_int_range(1, 10_000))
+    cpuset_cpus: str | None = _record.field(default=None, validator=_cpuset_str)
+    cpuset_mems: str | None = _record.field(default=None, validator=_cpuset_str)
+    pids_max: int | None = _record.field(default=None, validator=_int_range(1, MAX_PIDS))
+    io_weight: int | None = _record.field(default=None, validator=_int_range(1, 10_000))
+    io_devices: tuple[IoDeviceLimit, ...] = _record.field(default=(), converter=_io_devices)
 
     def __attrs_post_init__(self) -> None:
         if self.cpus is not None and self.cpu_quota is not None:

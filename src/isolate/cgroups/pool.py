@@ -27,8 +27,7 @@ import time
 import weakref
 from collections.abc import Sequence
 
-import attrs
-
+from isolate import _record
 from isolate.cgroups._backend import parse_kv, read_file, write_file
 from isolate.cgroups.cgroup import CGroup, _hold, _let_go, _rmdir, add_note, host_layout
 from isolate.cgroups.detect import V2_KEY, BackendKind, Layout
@@ -45,7 +44,7 @@ _RMDIR_WAIT = 5.0
 _Key = tuple[BackendKind, tuple[str, ...], "Limits | None", "tuple[DeviceRule, ...] | None"]
 
 
-@attrs.define
+@_record.mutable
 class _Lease:
     """What the pool knows of one of its groups: what it was made for, and what is in force."""
 
@@ -64,7 +63,7 @@ class _Lease:
     memory_skipped: tuple[str, ...] = ()
     best_effort: bool = False
     # Held while the group's memory directory is remade, and while a taker readies it.
-    lock: threading.Lock = attrs.field(factory=threading.Lock, eq=False, repr=False)
+    lock: threading.Lock = _record.field(factory=threading.Lock, eq=False, repr=False)
 
 
 def _make_ready(lease: _Lease, limits: Limits | None, best_effort: bool) -> None:
@@ -98,7 +97,7 @@ def _memory_limits(limits: Limits | None) -> Limits | None:
 def _other_limits(limits: Limits | None) -> Limits | None:
     if limits is None:
         return None
-    other = attrs.evolve(limits, **_MEMORY)
+    other = _record.evolve(limits, **_MEMORY)
     return None if other == Limits() else other
 
 

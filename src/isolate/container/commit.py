@@ -15,8 +15,7 @@ import shlex
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
+from isolate import _record
 from isolate.container.config import parse_signal
 from isolate.container.state import Status
 from isolate.errors import ConfigError, UnsupportedError
@@ -126,7 +125,7 @@ def apply_changes(config: ImageConfig, changes: Sequence[str]) -> ImageConfig:
         elif key == "STOPSIGNAL":
             parse_signal(rest)
             kw["stop_signal"] = rest
-    return attrs.evolve(config, env=[f"{k}={v}" for k, v in env.items()], labels=labels,
+    return _record.evolve(config, env=[f"{k}={v}" for k, v in env.items()], labels=labels,
                         exposed_ports=tuple(dict.fromkeys(ports)),
                         volumes=tuple(dict.fromkeys(volumes)), **kw)
 

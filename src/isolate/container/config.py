@@ -1,6 +1,6 @@
 """What a container is made of: :class:`ContainerConfig` and the records it holds.
 
-Owns the vocabulary of ``docker create`` as frozen attrs values validated when made (a bad
+Owns the vocabulary of ``docker create`` as frozen records validated when made (a bad
 value is a :class:`~isolate.errors.ConfigError` naming it, with Docker's words where Docker has
 them, before any system call), the parsers of Docker's strings (``-v``, ``--mount``,
 ``--tmpfs``, ``--restart``, signals), and the JSON form kept in a container's state dir. Values
@@ -16,12 +16,13 @@ import signal
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-import attrs
-
+from isolate import _record
 from isolate._units import parse_size
 from isolate.errors import ConfigError
 
 if TYPE_CHECKING:
+    import attrs
+
     from isolate.cgroups import Limits
     from isolate.runtime import Device, Rlimit
 
@@ -346,7 +347,7 @@ def _positive_int(what: str, *, allow_none: bool = True) -> Any:
 _POLICIES: Final = ("no", "on-failure", "always", "unless-stopped")
 
 
-@attrs.frozen
+@_record.record
 class RestartPolicy:
     """``--restart``: ``no``, ``on-failure`` (at most ``max_retries`` times; 0: no limit),
     ``always`` or ``unless-stopped``. The supervisor applies it, with Docker's back-off."""
@@ -433,15 +434,15 @@ def _volume_name(value: str | None) -> str | None:
     return value
 
 
-@attrs.frozen
+@_record.record
 class BindMount:
     """A host path bound at ``target`` (``-v /host:/ctr[:ro]``, ``--mount type=bind``).
 
     ``create`` makes a missing host directory when the container is created, as ``-v`` does
     (``--mount`` refuses a missing source instead)."""
 
-    source: str = attrs.field(converter=_host_path)
-    target: str = attrs.field(converter=_target)
+    source: str = _record.field(converter=_host_path)
+    target: str = _record.field(converter=_target)
     readonly: bool = False
     create: bool = False
 
@@ -451,14 +452,14 @@ class BindMount:
         return "bind"
 
 
-@attrs.frozen
+@_record.record
 class VolumeMount:
     """A volume at ``target``: named (``-v data:/ctr``, created on first use) or anonymous
     (``name=None``: ``-v /ctr`` and the image's ``Volumes``, a fresh volume per container).
     A new, empty volume is seeded with the image's content at ``target`` unless ``nocopy``."""
 
-    name: str | None = attrs.field(converter=_volume_name)
-    target: str = attrs.field(converter=_target)
+    name: str | None = _record.field(converter=_volume_name)
+    target: str = _record.field(converter=_target)
     readonly: bool = False
     nocopy: bool = False
 
@@ -477,14 +478,14 @@ def _mode(_: object, attribute: attrs.Attribute[int], value: object) -> None:
         raise ConfigError(f"tmpfs mode must be an int in [0, 0o7777], not {value!r}")
 
 
-@attrs.frozen
+@_record.record
 class TmpfsMount:
     """A fresh tmpfs at ``target`` (``--tmpfs /ctr:size=64m``), nosuid and nodev; ``noexec``
     by default as Docker mounts it."""
 
-    target: str = attrs.field(converter=_target)
-    size: int | None = attrs.field(default=None, converter=_tmpfs_size)
-    mode: int = attrs.field(default=0o1777, validator=_mode)
+    target: str = _record.field(converter=_target)
+    size: int | None = _record.field(default=None, converter=_tmpfs_size)
+    mode: int = _record.field(default=0o1777, validator=_mode)
     noexec: bool = True
     readonly: bool = False
 
@@ -660,7 +661,7 @@ def _check_limits(instance: object, attribute: attrs.Attribute[Any], value: Limi
     if value is not None:  # (the cgroup code loads only for a config that has limits)
         from isolate.cgroups import Limits
 
-        attrs.validators.instance_of(Limits)(instance, attribute, value)
+        _record.instance_of(Limits)(instance, attribute, value)
 
 
 def _shm_size(value: int | str) -> int:
@@ -671,7 +672,7 @@ def _log_size(value: int | str | None) -> int | None:
     return None if value is None else parse_size(value)
 
 
-@attrs.frozen
+@_record.record
 class ContainerConfig:
     """Everything ``docker create`` takes that isolate does, validated when made.
 
@@ -707,52 +708,52 @@ class ContainerConfig:
         ConfigError: a bad value or combination, in Docker's words where it has them.
     """
 
-    image: str = attrs.field(converter=_image)
-    command: tuple[str, ...] | None = attrs.field(default=None, converter=_command)
-    entrypoint: tuple[str, ...] | None = attrs.field(default=None, converter=_entrypoint)
-    env: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_env)
-    workdir: str | None = attrs.field(default=None, converter=_workdir)
+    image: str = _record.field(converter=_image)
+    command: tuple[str, ...] | None = _record.field(default=None, converter=_command)
+    entrypoint: tuple[str, ...] | None = _record.field(default=None, converter=_entrypoint)
+    env: tuple[tuple[str, str], ...] = _record.field(default=(), converter=_env)
+    workdir: str | None = _record.field(default=None, converter=_workdir)
     user: str | None = None
-    group_add: tuple[str, ...] = attrs.field(default=(), converter=_group_add)
-    name: str | None = attrs.field(default=None, converter=_name)
-    hostname: str | None = attrs.field(default=None, converter=_hostname)
+    group_add: tuple[str, ...] = _record.field(default=(), converter=_group_add)
+    name: str | None = _record.field(default=None, converter=_name)
+    hostname: str | None = _record.field(default=None, converter=_hostname)
     domainname: str | None = None
-    mounts: tuple[MountSpec, ...] = attrs.field(default=(), converter=_mounts)
+    mounts: tuple[MountSpec, ...] = _record.field(default=(), converter=_mounts)
     read_only: bool = False
-    limits: Limits | None = attrs.field(default=None, validator=_check_limits)
-    cap_add: tuple[str, ...] = attrs.field(default=(), converter=_caps)
-    cap_drop: tuple[str, ...] = attrs.field(default=(), converter=_caps)
+    limits: Limits | None = _record.field(default=None, validator=_check_limits)
+    cap_add: tuple[str, ...] = _record.field(default=(), converter=_caps)
+    cap_drop: tuple[str, ...] = _record.field(default=(), converter=_caps)
     privileged: bool = False
-    devices: tuple[Device, ...] = attrs.field(default=(), converter=_devices)
-    seccomp: str = attrs.field(default="default", converter=_seccomp)
+    devices: tuple[Device, ...] = _record.field(default=(), converter=_devices)
+    seccomp: str = _record.field(default="default", converter=_seccomp)
     no_new_privileges: bool = False
-    rlimits: tuple[Rlimit, ...] = attrs.field(default=(), converter=_rlimits)
-    sysctls: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_sysctls)
+    rlimits: tuple[Rlimit, ...] = _record.field(default=(), converter=_rlimits)
+    sysctls: tuple[tuple[str, str], ...] = _record.field(default=(), converter=_sysctls)
     tty: bool = False
     open_stdin: bool = False
-    labels: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_labels)
-    stop_signal: int | None = attrs.field(default=None, converter=_stop_signal)
-    stop_timeout: int | None = attrs.field(default=None,
+    labels: tuple[tuple[str, str], ...] = _record.field(default=(), converter=_labels)
+    stop_signal: int | None = _record.field(default=None, converter=_stop_signal)
+    stop_timeout: int | None = _record.field(default=None,
                                            validator=_positive_int("stop timeout"))
-    restart: RestartPolicy = attrs.field(default=None, converter=_restart)
+    restart: RestartPolicy = _record.field(default=None, converter=_restart)
     auto_remove: bool = False
     init: bool = False
-    network: str = attrs.field(default="", converter=_network)
-    extra_hosts: tuple[tuple[str, str], ...] = attrs.field(default=(),
+    network: str = _record.field(default="", converter=_network)
+    extra_hosts: tuple[tuple[str, str], ...] = _record.field(default=(),
                                                            converter=_extra_hosts)
-    extra_networks: tuple[str, ...] = attrs.field(default=(), converter=_extra_networks)
-    network_aliases: tuple[str, ...] = attrs.field(default=(), converter=_aliases)
-    ip: str | None = attrs.field(default=None, converter=_ip4)
-    ip6: str | None = attrs.field(default=None, converter=_ip6)
-    ports: tuple[str, ...] = attrs.field(default=(), converter=_ports)
+    extra_networks: tuple[str, ...] = _record.field(default=(), converter=_extra_networks)
+    network_aliases: tuple[str, ...] = _record.field(default=(), converter=_aliases)
+    ip: str | None = _record.field(default=None, converter=_ip4)
+    ip6: str | None = _record.field(default=None, converter=_ip6)
+    ports: tuple[str, ...] = _record.field(default=(), converter=_ports)
     publish_all: bool = False
-    expose: tuple[str, ...] = attrs.field(default=(), converter=_expose)
-    dns: tuple[str, ...] = attrs.field(default=(), converter=_dns)
-    dns_search: tuple[str, ...] = attrs.field(default=(), converter=_dns_search)
-    dns_options: tuple[str, ...] = attrs.field(default=(), converter=_dns_options)
-    shm_size: int = attrs.field(default=DEFAULT_SHM_SIZE, converter=_shm_size)
-    log_max_size: int | None = attrs.field(default=None, converter=_log_size)
-    log_max_file: int = attrs.field(default=1, validator=_positive_int("log max-file",
+    expose: tuple[str, ...] = _record.field(default=(), converter=_expose)
+    dns: tuple[str, ...] = _record.field(default=(), converter=_dns)
+    dns_search: tuple[str, ...] = _record.field(default=(), converter=_dns_search)
+    dns_options: tuple[str, ...] = _record.field(default=(), converter=_dns_options)
+    shm_size: int = _record.field(default=DEFAULT_SHM_SIZE, converter=_shm_size)
+    log_max_size: int | None = _record.field(default=None, converter=_log_size)
+    log_max_file: int = _record.field(default=1, validator=_positive_int("log max-file",
                                                                         allow_none=False))
 
     def __attrs_post_init__(self) -> None:
@@ -834,16 +835,16 @@ class ContainerConfig:
     def to_json(self) -> dict[str, Any]:
         """The config as JSON values (what ``config.json`` in the state dir holds)."""
         def mount(m: MountSpec) -> dict[str, Any]:
-            return {"type": m.type, **attrs.asdict(m)}
+            return {"type": m.type, **_record.asdict(m)}
         out: dict[str, Any] = {}
-        for f in attrs.fields(ContainerConfig):
+        for f in _record.fields(ContainerConfig):
             value = getattr(self, f.name)
             if f.name == "mounts":
                 value = [mount(m) for m in value]
             elif f.name == "limits":
-                value = None if value is None else attrs.asdict(value)
+                value = None if value is None else _record.asdict(value)
             elif f.name == "devices":
-                value = [attrs.asdict(d) for d in value]
+                value = [_record.asdict(d) for d in value]
             elif f.name == "rlimits":
                 value = [[r.type, r.soft, r.hard] for r in value]
             elif f.name == "restart":
@@ -881,7 +882,7 @@ class ContainerConfig:
         kw["rlimits"] = [Rlimit(t, s, h) for t, s, h in kw.get("rlimits") or ()]
         for key in ("env", "labels", "sysctls", "extra_hosts"):
             kw[key] = [tuple(kv) for kv in kw.get(key) or ()]
-        known = {f.name for f in attrs.fields(ContainerConfig)}
+        known = {f.name for f in _record.fields(ContainerConfig)}
         try:
             return cls(**{k: v for k, v in kw.items() if k in known})
         except (TypeError, KeyError) as exc:

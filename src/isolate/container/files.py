@@ -19,9 +19,7 @@ import tarfile
 from collections.abc import Iterator, Sequence
 from typing import IO, BinaryIO, cast
 
-import attrs
-
-from isolate import _plan, lowlevel
+from isolate import _plan, _record, lowlevel
 from isolate.container.users import open_in_root
 from isolate.errors import ConfigError, IsolateOSError, NotFoundError
 from isolate.fs import layers as fslayers
@@ -202,7 +200,7 @@ def put_archive(root_fd: int, path: str, archive: IO[bytes] | str) -> None:
         os.close(fd)
 
 
-@attrs.frozen
+@_record.record
 class Change:
     """One line of ``docker diff``: ``kind`` is ``"A"`` (added), ``"C"`` (changed) or
     ``"D"`` (deleted)."""

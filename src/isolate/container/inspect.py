@@ -13,8 +13,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
+from isolate import _record
 from isolate._units import human_duration
 from isolate.container.config import BindMount, TmpfsMount, VolumeMount
 from isolate.container.state import ZERO_TIME, State, Status, parse_time
@@ -54,7 +53,7 @@ def _command_text(command: Sequence[str], width: int = 20) -> str:
     return f'"{text}"'
 
 
-@attrs.frozen
+@_record.record
 class PsRow:
     """One row of ``docker ps``; :meth:`fields` gives the names ``--format`` uses."""
 
@@ -66,7 +65,7 @@ class PsRow:
     state: str
     status: str
     names: str
-    labels: Mapping[str, str] = attrs.field(factory=dict, hash=False)
+    labels: Mapping[str, str] = _record.field(factory=dict, hash=False)
     mounts: tuple[str, ...] = ()
     ports: str = ""
     networks: str = ""

@@ -18,8 +18,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, BinaryIO
 
-import attrs
-
+from isolate import _record
 from isolate.container.state import parse_time
 from isolate.errors import ConfigError
 
@@ -40,7 +39,7 @@ _POLL = 0.05
 _FIRST_POLL = 0.001
 
 
-@attrs.frozen
+@_record.record
 class LogRecord:
     """One record of the log: ``stream`` (``"stdout"`` or ``"stderr"``), ``time`` (as
     written, RFC 3339 with nanoseconds), ``time_ns`` (since the epoch) and ``text`` (the line

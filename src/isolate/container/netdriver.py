@@ -200,13 +200,12 @@ def _modes(cfg: ContainerConfig, state_dir: str) -> list[NetworkMode]:
     """The networks a start attaches, in order: the config's (``network`` and
     ``extra_networks``, the first with ``network_aliases``/``ip``/``ip6``), then those
     connected later, less those disconnected."""
-    import attrs
-
+    from isolate import _record
     from isolate.net import parse_network
 
     first = parse_network(cfg.network)
     if first.kind == "network":
-        first = attrs.evolve(first, aliases=(*first.aliases, *cfg.network_aliases),
+        first = _record.evolve(first, aliases=(*first.aliases, *cfg.network_aliases),
                              ip=first.ip or cfg.ip, ip6=first.ip6 or cfg.ip6)
     modes = [first, *(parse_network(n) for n in cfg.extra_networks)]
     if not first.joins_network:
@@ -217,7 +216,7 @@ def _modes(cfg: ContainerConfig, state_dir: str) -> list[NetworkMode]:
     for extra in att.get("connected") or ():
         mode = parse_network(str(extra["network"]))
         if all(m.network != mode.network for m in modes):
-            modes.append(attrs.evolve(mode, aliases=tuple(extra.get("aliases") or ()),
+            modes.append(_record.evolve(mode, aliases=tuple(extra.get("aliases") or ()),
                                       ip=extra.get("ip"), ip6=extra.get("ip6")))
     return modes
 
@@ -784,8 +783,7 @@ def connect(request: NetworkRequest, pid: int | None, network: str, *,
         StateError: its network mode has no bridge (none, host, container:, pasta).
         NetworkError: the kernel or nft refused.
     """
-    import attrs
-
+    from isolate import _record
     from isolate.net import parse_ip, parse_network, parse_network_alias
 
     cfg = _config(request)
@@ -808,7 +806,7 @@ def connect(request: NetworkRequest, pid: int | None, network: str, *,
             raise ConfigError("network-scoped aliases and user specified IP addresses are "
                               "supported only for containers in user defined networks")
         if pid is not None:
-            m = attrs.evolve(mode, aliases=(*mode.aliases, *alias_list), ip=mode.ip or ip,
+            m = _record.evolve(mode, aliases=(*mode.aliases, *alias_list), ip=mode.ip or ip,
                              ip6=mode.ip6 or ip6)
             ep = NetDriver._attach(nets, f"/proc/{pid}/ns/net", request, cfg, m, ())
             try:

@@ -14,8 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-import attrs
-
+from isolate import _record
 from isolate.errors import ConfigError, UnsupportedError
 
 if TYPE_CHECKING:
@@ -34,7 +33,7 @@ __all__ = [
 ]
 
 
-@attrs.frozen
+@_record.record
 class NetworkRequest:
     """What a driver is told about the container it prepares: its id, name, hostname, the
     mode it asked for (``--network``), its state dir (for files the driver keeps), and
@@ -53,16 +52,16 @@ class NetworkRequest:
     hostname: str
     mode: str
     state_dir: str
-    lookup: Callable[[str], int] = attrs.field(eq=False, repr=False)
-    config: ContainerConfig | None = attrs.field(default=None, eq=False, repr=False)
+    lookup: Callable[[str], int] = _record.field(eq=False, repr=False)
+    config: ContainerConfig | None = _record.field(default=None, eq=False, repr=False)
     exposed_ports: tuple[str, ...] = ()
     store_root: str = ""
-    host: Any = attrs.field(default=None, eq=False)
+    host: Any = _record.field(default=None, eq=False)
     uid_map: tuple[IdMap, ...] = ()
     gid_map: tuple[IdMap, ...] = ()
 
 
-@attrs.frozen
+@_record.record
 class NetworkSetup:
     """A driver's answer: ``namespace`` (None: a new network namespace made with the
     container; ``"host"``: the caller's; a :class:`~isolate.runtime.NamespaceSpec` to join,
@@ -80,7 +79,7 @@ class NetworkSetup:
     namespace: NamespaceSpec | str | None = None
     addresses: tuple[str, ...] = ()
     resolv_conf: str = ""
-    facts: Mapping[str, object] = attrs.field(factory=dict)
+    facts: Mapping[str, object] = _record.field(factory=dict)
     user_namespace: NamespaceSpec | None = None
     hosts: str | None = None
     fds: tuple[int, ...] = ()

@@ -18,8 +18,7 @@ import functools
 import os
 from collections.abc import Mapping, Sequence
 
-import attrs
-
+from isolate import _record
 from isolate.container.config import BindMount, ContainerConfig, TmpfsMount, VolumeMount
 from isolate.container.users import ImageUser
 from isolate.errors import ConfigError
@@ -128,7 +127,7 @@ def environment_for(cfg: ContainerConfig, image: ImageConfig, hostname: str,
     return env
 
 
-@attrs.frozen
+@_record.record
 class Resolved:
     """What creating and starting a container worked out, that the preset needs: the
     ``command``, ``user`` and ``hostname``; ``etc_files`` (container path -> host file:
@@ -143,7 +142,7 @@ class Resolved:
     user: ImageUser
     hostname: str
     etc_files: Mapping[str, str]
-    volume_dirs: Mapping[str, str] = attrs.field(factory=dict)
+    volume_dirs: Mapping[str, str] = _record.field(factory=dict)
     network: NamespaceSpec | str | None = None
     uid_map: tuple[IdMap, ...] = ()
     gid_map: tuple[IdMap, ...] = ()
@@ -175,9 +174,9 @@ def _system_mounts(cfg: ContainerConfig, own_network: bool,
         if m.destination == "/dev" and not _host_devices_made(cfg, in_user_namespace):
             # nodev: the nodes are bound in one by one (binds keep their own flags), so a
             # node made here with CAP_MKNOD cannot be opened.
-            m = attrs.evolve(m, options=(*m.options, "nodev"))
+            m = _record.evolve(m, options=(*m.options, "nodev"))
         elif m.destination == "/dev/shm":
-            m = attrs.evolve(m, options=(*m.options, f"size={cfg.shm_size}"))
+            m = _record.evolve(m, options=(*m.options, f"size={cfg.shm_size}"))
         out.append(m)
     if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
         # A pure cgroup v2 host: the container's own cgroup (its cgroup namespace's root).

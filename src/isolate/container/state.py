@@ -16,8 +16,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, Final
 
-import attrs
-
+from isolate import _record
 from isolate.errors import StateError
 from isolate.image._disk import fsync_dir
 
@@ -205,7 +204,7 @@ def _status(value: Status | str) -> Status:
     return value if isinstance(value, Status) else Status(value)
 
 
-@attrs.frozen
+@_record.record
 class State:
     """What ``state.json`` holds: the status as last recorded and the facts of the last run.
 
@@ -216,7 +215,7 @@ class State:
     start failed; ``stopped`` that a stop was asked (``unless-stopped`` keeps it stopped).
     """
 
-    status: Status = attrs.field(default=Status.CREATED, converter=_status)
+    status: Status = _record.field(default=Status.CREATED, converter=_status)
     pid: int = 0
     run: int = 0
     exit_code: int = 0
@@ -227,12 +226,12 @@ class State:
     restart_count: int = 0
     supervisor: str = ""
     supervisor_pid: int = 0
-    cgroup: Mapping[str, str] | None = attrs.field(default=None, hash=False)
+    cgroup: Mapping[str, str] | None = _record.field(default=None, hash=False)
     stopped: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The record as JSON values (what ``state.json`` holds)."""
-        out = attrs.asdict(self)
+        out = _record.asdict(self)
         out["status"] = self.status.value
         out["cgroup"] = dict(self.cgroup) if self.cgroup is not None else None
         return out
@@ -244,7 +243,7 @@ class State:
         Raises:
             ValueError: a value of the wrong kind (an unknown status).
         """
-        known = {f.name for f in attrs.fields(cls)}
+        known = {f.name for f in _record.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
 

@@ -13,8 +13,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-import attrs
-
+from isolate import _record
 from isolate.errors import StateError
 
 if TYPE_CHECKING:
@@ -25,7 +24,7 @@ __all__ = ["ContainerStats", "processes", "stats", "stats_stream", "top"]
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
-@attrs.frozen
+@_record.record
 class ContainerStats:
     """One reading of ``docker stats``: ``cpu_percent`` (100 is one whole cpu, over the
     interval before ``read_at``), memory use and limit in bytes (limit: the host's memory when
@@ -94,7 +93,7 @@ def stats(container: ContainerView, interval: float = 0.5) -> ContainerStats:
     time.sleep(interval)
     t1, u1, now = _sample(container)
     pct = 100.0 * (u1 - u0) / max(1.0, (t1 - t0) * 1e6)
-    return attrs.evolve(now, cpu_percent=round(pct, 2))
+    return _record.evolve(now, cpu_percent=round(pct, 2))
 
 
 def stats_stream(container: ContainerView, interval: float = 1.0) -> Iterator[ContainerStats]:
@@ -113,7 +112,7 @@ def stats_stream(container: ContainerView, interval: float = 1.0) -> Iterator[Co
             t1, u1, now = _sample(container)
         except StateError:
             return
-        yield attrs.evolve(now, cpu_percent=round(100.0 * (u1 - u0) / max(1.0, (t1 - t0) * 1e6),
+        yield _record.evolve(now, cpu_percent=round(100.0 * (u1 - u0) / max(1.0, (t1 - t0) * 1e6),
                                                   2))
         t0, u0 = t1, u1
 

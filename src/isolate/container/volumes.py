@@ -18,8 +18,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
+from isolate import _record
 from isolate.container.config import NAME_RE
 from isolate.container.state import now, write_json
 from isolate.errors import ConfigError, ConflictError, NotFoundError
@@ -32,7 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["Volume", "VolumeStore"]
 
 
-@attrs.frozen
+@_record.record
 class Volume:
     """A volume: ``name``, its data dir ``mountpoint``, ``created_at``, ``labels`` and
     whether it is ``anonymous`` (made for one container, removed with it by
@@ -47,7 +46,7 @@ class Volume:
     created_at: str
     labels: tuple[tuple[str, str], ...] = ()
     anonymous: bool = False
-    _store: VolumeStore | None = attrs.field(default=None, eq=False, repr=False)
+    _store: VolumeStore | None = _record.field(default=None, eq=False, repr=False)
 
     @property
     def driver(self) -> str:

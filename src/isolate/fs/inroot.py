@@ -17,8 +17,7 @@ import os
 import stat
 from collections.abc import Sequence
 
-import attrs
-
+from isolate import _record
 from isolate.errors import IsolateOSError
 
 __all__ = ["MAX_FILE_SIZE", "Found", "lookup", "read_file"]
@@ -34,7 +33,7 @@ _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC | os.O_NO
 Root = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 
 
-@attrs.frozen
+@_record.record
 class Found:
     """What a path is inside a root: ``path`` with every symlink resolved (absolute, inside
     the root), the directory ``source`` (the root, or the lower dir) that holds it, and its

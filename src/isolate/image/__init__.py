@@ -51,8 +51,8 @@ __all__ = [
 ]
 
 # Every name loads when first used: the registry client (http.client, ssl, email) and the
-# credential helpers only for a pull, push or login; the store, configs and references (attrs
-# classes, hashlib, json) only when asked for, so that a module of this package that needs
+# credential helpers only for a pull, push or login; the store, configs and references (their
+# records, hashlib, json) only when asked for, so that a module of this package that needs
 # none of them (``_disk``'s locks, which containers use) costs only itself.
 __getattr__, __dir__ = _lazy.exports(globals(), {
     "isolate.image.oci": ("Descriptor",),

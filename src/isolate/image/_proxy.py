@@ -16,20 +16,19 @@ import os
 import urllib.parse
 from collections.abc import Mapping
 
-import attrs
-
+from isolate import _record
 from isolate.errors import ConfigError, UnsupportedError
 
 __all__ = ["Proxy", "ProxySettings", "is_loopback_host"]
 
 
-@attrs.frozen
+@_record.record
 class Proxy:
     """An HTTP proxy: where it listens and the ``Proxy-Authorization`` it wants, if any."""
 
     host: str
     port: int
-    authorization: str | None = attrs.field(default=None, repr=False)
+    authorization: str | None = _record.field(default=None, repr=False)
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -86,7 +85,7 @@ def is_loopback_host(host: str) -> bool:
     return _is_loopback(_split_host_port(host)[0])
 
 
-@attrs.frozen
+@_record.record
 class ProxySettings:
     """Which proxy, if any, each registry is reached through.
 

@@ -4,12 +4,12 @@ an image builds none of these classes."""
 
 from __future__ import annotations
 
-import attrs
+from isolate import _record
 
 __all__ = ["DiskUsage", "GcReport", "Removed"]
 
 
-@attrs.frozen
+@_record.record
 class GcReport:
     """What :meth:`Store.gc` removed."""
 
@@ -21,7 +21,7 @@ class GcReport:
     image_ids: tuple[str, ...] = ()
 
 
-@attrs.frozen
+@_record.record
 class Removed:
     """What :meth:`Store.remove` did: the names it removed and the image records it deleted
     (the image itself, then the untagged parents nothing else kept)."""
@@ -30,7 +30,7 @@ class Removed:
     deleted: tuple[str, ...]
 
 
-@attrs.frozen
+@_record.record
 class DiskUsage:
     """What :meth:`Store.df` found. ``reclaimable`` is what :meth:`Store.gc` would free."""
 

@@ -20,8 +20,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import IO, Any, Literal
 
-import attrs
-
+from isolate import _record
 from isolate.errors import ConfigError, DigestMismatch, ImageError, IsolateError
 from isolate.fs import layers as fslayers
 from isolate.fs._compress import zstd_reader
@@ -294,7 +293,7 @@ class _Names:
 
 def _loaded(image: Image, names: list[Reference]) -> Image:
     """``image`` as a load reports it: its tags are the names this load gave it."""
-    return attrs.evolve(image, tags=tuple(sorted(str(n) for n in names)))
+    return _record.evolve(image, tags=tuple(sorted(str(n) for n in names)))
 
 
 def _copy_blob(store: BlobStore, src: _Source, digest: str, name: str | None = None) -> None:

@@ -1,6 +1,6 @@
 """The typed image records: :class:`ImageConfig` (how to run it) and :class:`Image`.
 
-Owns the mapping between the OCI image config JSON and frozen attrs values. No I/O: the store
+Owns the mapping between the OCI image config JSON and frozen records. No I/O: the store
 reads the bytes and builds these; an Image never touches the disk by itself.
 """
 

@@ -18,8 +18,7 @@ import subprocess
 import tempfile
 from typing import Any
 
-import attrs
-
+from isolate import _record
 from isolate.errors import ConfigError, ImageError, IsolateOSError
 from isolate.image.reference import DEFAULT_REGISTRY, DOCKER_HUB_API_HOST, is_registry_host
 
@@ -65,7 +64,7 @@ class CredentialHelperError(ImageError):
         return (type(self), (self.helper, self.action, self.detail))
 
 
-@attrs.frozen
+@_record.record
 class Credentials:
     """A user name and password, or an identity token (an OAuth2 refresh token).
 
@@ -75,8 +74,8 @@ class Credentials:
     """
 
     username: str = ""
-    password: str = attrs.field(default="", repr=False)
-    identity_token: str | None = attrs.field(default=None, repr=False)
+    password: str = _record.field(default="", repr=False)
+    identity_token: str | None = _record.field(default=None, repr=False)
 
 
 def docker_config_path() -> str:

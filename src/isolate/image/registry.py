@@ -24,8 +24,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
-import attrs
-
+from isolate import _record
 from isolate.errors import ConfigError, DigestMismatch, ImageError, UnsupportedError
 from isolate.image._proxy import Proxy, ProxySettings, is_loopback_host
 from isolate.image._storage import BlobStore
@@ -81,7 +80,7 @@ class RegistryUnreachable(ImageError):
     """The registry could not be reached (refused, timed out, TLS failed, bad response)."""
 
 
-@attrs.frozen
+@_record.record
 class Progress:
     """One progress event of a pull or push.
 

@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 __all__ = ["DiskUsage", "GcReport", "Removed", "Store", "default_root"]
 
 # What gc, remove and df report: classes of their own module, which running an image never
-# loads (each attrs class costs ~0.3 ms to build at import).
+# loads (each record class costs a little to build at import).
 __getattr__, __dir__ = _lazy.exports(globals(), {
     "isolate.image._reports": ("DiskUsage", "GcReport", "Removed")})
 

@@ -12,8 +12,7 @@ from __future__ import annotations
 import errno
 from collections.abc import Sequence
 
-import attrs
-
+from isolate import _record
 from isolate.errors import ConfigError, IsolateOSError
 from isolate.fs import inroot
 
@@ -36,7 +35,7 @@ def read_image_file(layers: Sequence[str], path: str) -> bytes | None:
         raise
 
 
-@attrs.frozen
+@_record.record
 class ImageUser:
     """Who a container's process is: numeric ids, supplementary groups, and HOME."""
 

@@ -13,9 +13,7 @@ import os
 import select
 import signal
 
-import attrs
-
-from isolate import _sys
+from isolate import _record, _sys
 from isolate.errors import IsolateOSError
 
 __all__ = ["HelperProcess", "boot_id", "start_time"]
@@ -51,7 +49,7 @@ def start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
-@attrs.frozen
+@_record.record
 class HelperProcess:
     """A recorded helper: pid and start time (and what it is, for messages)."""
 

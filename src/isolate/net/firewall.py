@@ -31,8 +31,7 @@ import threading
 from collections.abc import Collection, Sequence
 from typing import Any, Protocol
 
-import attrs
-
+from isolate import _record
 from isolate.errors import ConfigError, NetworkError, UnsupportedError
 from isolate.net._netlink import transact
 from isolate.net._ns import NetNamespace, _default_env
@@ -46,7 +45,7 @@ TABLE = "isolate"
 _T = {"family": "inet", "table": TABLE}
 
 
-@attrs.frozen
+@_record.record
 class NetworkRules:
     """What the firewall needs of a network: its id, bridge, subnets and whether it is
     internal (no way out)."""
@@ -57,7 +56,7 @@ class NetworkRules:
     internal: bool = False
 
 
-@attrs.frozen
+@_record.record
 class PortForward:
     """Host ports of one endpoint forwarded to its addresses on a network."""
 

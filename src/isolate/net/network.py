@@ -30,8 +30,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
+from isolate import _record
 from isolate.errors import ConfigError, IsolateError, NetworkError
 from isolate.net import _netlink as _netlink_batch
 from isolate.net._helpers import HelperProcess, boot_id, start_time
@@ -98,7 +97,7 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-@attrs.frozen
+@_record.record
 class Network:
     """A bridge network as persisted (``DIR/<id>/network.json``).
 
@@ -116,8 +115,8 @@ class Network:
     mtu: int = 1500
     internal: bool = False
     dns: bool = True
-    sysctls: Mapping[str, str] = attrs.field(factory=dict, hash=False)
-    labels: Mapping[str, str] = attrs.field(factory=dict, hash=False)
+    sysctls: Mapping[str, str] = _record.field(factory=dict, hash=False)
+    labels: Mapping[str, str] = _record.field(factory=dict, hash=False)
     created: str = ""
     default: bool = False
     state: str = "ready"
@@ -137,16 +136,16 @@ class Network:
 
     def to_json(self) -> dict[str, Any]:
         """The record as JSON-ready data, for the state files."""
-        return attrs.asdict(self)
+        return _record.asdict(self)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Network:
         """The record back from what :meth:`to_json` wrote."""
-        names = {a.name for a in attrs.fields(cls)}
+        names = {a.name for a in _record.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-@attrs.frozen
+@_record.record
 class Endpoint:
     """One namespace's attachment to one network (``DIR/<net>/endpoints/<id>.json``).
 
@@ -182,7 +181,7 @@ class Endpoint:
 
     def to_json(self) -> dict[str, Any]:
         """The record as JSON-ready data, for the state files."""
-        data = attrs.asdict(self, recurse=False)
+        data = _record.asdict(self, recurse=False)
         data["aliases"] = list(self.aliases)
         data["dns"] = list(self.dns)
         data["ports"] = [p.to_json() for p in self.ports]
@@ -192,7 +191,7 @@ class Endpoint:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Endpoint:
         """The record back from what :meth:`to_json` wrote."""
-        names = {a.name for a in attrs.fields(cls)}
+        names = {a.name for a in _record.fields(cls)}
         d = {k: v for k, v in data.items() if k in names}
         d["aliases"] = tuple(d.get("aliases") or ())
         d["dns"] = tuple(d.get("dns") or ())
@@ -303,7 +302,7 @@ class NetworkRecords:
                 self.dir.remove(net_id, "endpoints", name)
                 continue
             ep = Endpoint.from_json(data)
-            out.append(attrs.evolve(ep, state="creating") if creating else ep)
+            out.append(_record.evolve(ep, state="creating") if creating else ep)
         return out
 
     def networks(self) -> list[Network]:
@@ -437,7 +436,7 @@ class Networks(NetworkRecords):
     def _write_record(self, ep: Endpoint) -> None:
         """Write an endpoint's record (under the name its state gives it)."""
         suffix = _READY if ep.state == "ready" else _CREATING
-        self.dir.write(attrs.evolve(ep, state="ready").to_json(), ep.network, "endpoints",
+        self.dir.write(_record.evolve(ep, state="ready").to_json(), ep.network, "endpoints",
                        ep.id + suffix)
 
     # -- networks ---------------------------------------------------------------------------
@@ -532,7 +531,7 @@ class Networks(NetworkRecords):
         except BaseException as exc:
             self._remove_network(network, existing, exc)
             raise
-        network = attrs.evolve(network, state="ready")
+        network = _record.evolve(network, state="ready")
         self.dir.write(network.to_json(), nid, "network.json")
         return network
 
@@ -806,7 +805,7 @@ class Networks(NetworkRecords):
             ep = self._make_endpoint(net, ep, inner, held, auto_name, hint)
             self.dir.rename((net.id, "endpoints", eid + _CREATING),
                             (net.id, "endpoints", eid + _READY))
-            ep = attrs.evolve(ep, state="ready")
+            ep = _record.evolve(ep, state="ready")
             self._resolver_sync(net)
         except BaseException as exc:
             for s in held.values():
@@ -859,7 +858,7 @@ class Networks(NetworkRecords):
                     raise
                 # The namespace has an interface of that name that no record of ours names.
                 with inner.netlink() as cipr:
-                    ep = attrs.evolve(ep, ifname=self._free_ifname(cipr))
+                    ep = _record.evolve(ep, ifname=self._free_ifname(cipr))
                 self._write_record(ep)
                 self._make_veth(net, ep, inner)
             if net.sysctls:
@@ -919,7 +918,7 @@ class Networks(NetworkRecords):
             try:
                 if old.proxy is not None:
                     old.proxy.stop()
-                ep = attrs.evolve(ep, ports=ep.ports + tuple(bindings), proxy=None)
+                ep = _record.evolve(ep, ports=ep.ports + tuple(bindings), proxy=None)
                 self._write_record(ep)
                 if bindings and not old.ports:
                     with self._host_rtnl() as sock, _netlink(f"set hairpin mode on "
@@ -1150,7 +1149,7 @@ class Networks(NetworkRecords):
         if not held:
             return ep
         proxy = self._start_proxy(net, ep, held)
-        ep = attrs.evolve(ep, proxy=proxy)
+        ep = _record.evolve(ep, proxy=proxy)
         self._write_record(ep)
         return ep
 

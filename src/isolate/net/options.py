@@ -11,8 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-import attrs
-
+from isolate import _record
 from isolate.errors import ConfigError
 
 __all__ = [
@@ -95,7 +94,7 @@ def parse_dns_option(value: str) -> str:
     return value
 
 
-@attrs.frozen
+@_record.record
 class ExtraHost:
     """One ``--add-host NAME:IP`` line for /etc/hosts (IP may be :data:`HOST_GATEWAY`)."""
 
@@ -139,7 +138,7 @@ def parse_add_host(value: str) -> ExtraHost:
 _KINDS = ("none", "host", "bridge", "container", "ns", "pasta", "slirp4netns", "network")
 
 
-@attrs.frozen
+@_record.record
 class NetworkMode:
     """A parsed ``--network`` value.
 
@@ -151,7 +150,7 @@ class NetworkMode:
     ``--network name=N,alias=A,ip=X,ip6=Y``.
     """
 
-    kind: str = attrs.field(validator=attrs.validators.in_(_KINDS))
+    kind: str = _record.field(validator=_record.in_(_KINDS))
     name: str = ""
     aliases: tuple[str, ...] = ()
     ip: str | None = None
@@ -209,7 +208,7 @@ def parse_network(value: str) -> NetworkMode:
         ip6s = fields.get("ip6", [])
         if len(ips) > 1 or len(ip6s) > 1:
             raise ConfigError(f"--network {value!r}: ip= and ip6= may be given once each")
-        return attrs.evolve(
+        return _record.evolve(
             base, aliases=tuple(parse_network_alias(a) for a in fields.get("alias", [])),
             ip=parse_ip(ips[0], 4) if ips else None,
             ip6=parse_ip(ip6s[0], 6) if ip6s else None)

@@ -8,8 +8,12 @@ to one container port, as ``docker port`` shows it). Pure: no system calls.
 from __future__ import annotations
 
 import ipaddress
+from typing import TYPE_CHECKING
 
-import attrs
+from isolate import _record
+
+if TYPE_CHECKING:
+    import attrs
 
 from isolate.errors import ConfigError
 
@@ -36,7 +40,7 @@ def _check_host_ip(_inst: object, _attr: attrs.Attribute[str], value: str) -> No
             raise ConfigError(f"invalid host IP address {value!r}") from None
 
 
-@attrs.frozen
+@_record.record
 class PortMapping:
     """One ``-p`` option: container ports ``container_start..container_end`` published on
     ``host_ip`` (empty: every address) ports ``host_start..host_end`` (0: ephemeral ones).
@@ -45,12 +49,12 @@ class PortMapping:
     Docker; otherwise the two ranges have the same length and map one to one.
     """
 
-    container_start: int = attrs.field(validator=_check_port)
-    container_end: int = attrs.field(validator=_check_port)
-    host_start: int = attrs.field(default=0, validator=_check_port)
-    host_end: int = attrs.field(default=0, validator=_check_port)
-    protocol: str = attrs.field(default="tcp", validator=_check_proto)
-    host_ip: str = attrs.field(default="", validator=_check_host_ip)
+    container_start: int = _record.field(validator=_check_port)
+    container_end: int = _record.field(validator=_check_port)
+    host_start: int = _record.field(default=0, validator=_check_port)
+    host_end: int = _record.field(default=0, validator=_check_port)
+    protocol: str = _record.field(default="tcp", validator=_check_proto)
+    host_ip: str = _record.field(default="", validator=_check_host_ip)
 
     def __attrs_post_init__(self) -> None:
         if self.container_start == 0 or self.container_end < self.container_start:
@@ -93,14 +97,14 @@ class PortMapping:
         return f"{head}{rng(self.container_start, self.container_end)}/{self.protocol}"
 
 
-@attrs.frozen
+@_record.record
 class PortBinding:
     """One host port forwarded to one container port (what ``docker port`` lists)."""
 
-    protocol: str = attrs.field(validator=_check_proto)
-    host_ip: str = attrs.field(validator=_check_host_ip)
-    host_port: int = attrs.field(validator=_check_port)
-    container_port: int = attrs.field(validator=_check_port)
+    protocol: str = _record.field(validator=_check_proto)
+    host_ip: str = _record.field(validator=_check_host_ip)
+    host_port: int = _record.field(validator=_check_port)
+    container_port: int = _record.field(validator=_check_port)
 
     @property
     def family(self) -> int:

@@ -19,8 +19,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 
-import attrs
-
+from isolate import _record
 from isolate.errors import ConfigError, NetworkError, UnsupportedError
 from isolate.net._helpers import HelperProcess
 from isolate.net._ns import NetNamespace, NetnsLike, _default_env
@@ -49,7 +48,7 @@ def find_program(preferred: str | None = None) -> tuple[str, str]:
                            "slirp4netns); none is installed", missing=wanted)
 
 
-@attrs.frozen
+@_record.record
 class UserModeNetwork:
     """A running pasta/slirp4netns serving one network namespace, and the ports it
     publishes."""

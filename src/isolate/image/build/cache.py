@@ -15,8 +15,7 @@ import os
 import re
 from typing import Any
 
-import attrs
-
+from isolate import _record
 from isolate.errors import ImageError
 from isolate.image._disk import FileLock, remove_tree
 from isolate.image._reports import GcReport
@@ -37,7 +36,7 @@ def _tree_size(path: str) -> int:
     return total
 
 
-@attrs.frozen
+@_record.record
 class PruneReport:
     """What :meth:`BuildCache.prune` removed: step entries, cache mounts, their bytes, and
     what the store's gc freed afterwards (None if it was not run)."""

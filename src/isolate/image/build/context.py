@@ -20,8 +20,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import attrs
-
+from isolate import _record
 from isolate.image.build.dockerignore import Ignores, find_ignore_file, read_patterns
 from isolate.image.build.errors import BuildError, DockerfileError, SourceLocation
 
@@ -32,7 +31,7 @@ _MAX_SYMLINKS = 40
 _RACY_SECONDS = 2.0
 
 
-@attrs.frozen
+@_record.record
 class ContextEntry:
     """One entry of the context: its slash path relative to the root (``"."`` for the root),
     ``kind`` (``"file"``, ``"dir"``, ``"symlink"`` or ``"other"``) and its lstat fields."""

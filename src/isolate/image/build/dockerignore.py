@@ -13,8 +13,7 @@ import os
 import posixpath
 import re
 
-import attrs
-
+from isolate import _record
 from isolate.image.build.errors import DockerfileError
 
 __all__ = ["IgnorePattern", "Ignores", "find_ignore_file", "read_patterns"]
@@ -54,7 +53,7 @@ def read_patterns(text: str) -> list[str]:
     return out
 
 
-@attrs.frozen
+@_record.record
 class IgnorePattern:
     """One compiled pattern. ``kind`` is how it matches a slash path relative to the context:
     ``"exact"``, ``"prefix"`` (``dir/**``), ``"suffix"`` (``**/name``) or ``"regex"``."""

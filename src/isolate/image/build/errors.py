@@ -7,14 +7,13 @@ one line that starts with ``file:line:column``.
 
 from __future__ import annotations
 
-import attrs
-
+from isolate import _record
 from isolate.errors import ConfigError, ImageError
 
 __all__ = ["BuildCancelled", "BuildError", "DockerfileError", "SourceLocation", "StepFailed"]
 
 
-@attrs.frozen
+@_record.record
 class SourceLocation:
     """Where an instruction (or a part of it) is: ``file:line:column``, 1-based.
 
@@ -25,18 +24,18 @@ class SourceLocation:
     file: str
     line: int
     column: int = 1
-    end_line: int = attrs.field()
+    end_line: int = 0  # 0: the same as line
 
-    @end_line.default
-    def _end_line_default(self) -> int:
-        return self.line
+    def __attrs_post_init__(self) -> None:
+        if self.end_line == 0:
+            object.__setattr__(self, "end_line", self.line)
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.column}"
 
     def at_column(self, column: int) -> SourceLocation:
         """The same place, pointing at ``column`` of its first line."""
-        return attrs.evolve(self, column=max(1, column))
+        return _record.evolve(self, column=max(1, column))
 
 
 class DockerfileError(ConfigError):

@@ -24,8 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import IO, TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import attrs
-
+from isolate import _record
 from isolate.errors import ConfigError, ImageError
 from isolate.image._disk import remove_tree
 from isolate.image.build.cache import BuildCache
@@ -86,7 +85,7 @@ _TAIL = 4096
 
 # -- the runner interface --------------------------------------------------------------------
 
-@attrs.frozen
+@_record.record
 class RunMount:
     """A mount of one RUN step, prepared on the host: ``kind`` ``bind`` (``source`` is a host
     path, ``readonly`` or not) or ``tmpfs`` (``size`` bytes, None for the default)."""
@@ -98,7 +97,7 @@ class RunMount:
     size: int | None = None
 
 
-@attrs.frozen(eq=False)
+@_record.record(eq=False)
 class RunRequest:
     """What a RUN step runs: ``argv`` in a writable container of ``image`` (the state so far
     as an image value: its layer blobs are in ``store``, which has no record of it), as
@@ -123,7 +122,7 @@ class RunRequest:
     cancel_fd: int = -1
 
 
-@attrs.frozen
+@_record.record
 class RunOutcome:
     """How a RUN step ended: its ``exit_code`` (``128 + N`` for signal N) and the directory
     holding its changes in overlay upper-dir form (valid until the runner's context ends)."""
@@ -152,7 +151,7 @@ class StepRunner(Protocol):
 
 # -- progress events --------------------------------------------------------------------------
 
-@attrs.frozen(eq=False)
+@_record.record(eq=False)
 class StepStarted:
     """A step begins (``label``: ``[builder 2/5]`` or ``[2/5]``)."""
 
@@ -160,7 +159,7 @@ class StepStarted:
     label: str
 
 
-@attrs.frozen(eq=False)
+@_record.record(eq=False)
 class StepOutput:
     """Bytes a RUN step wrote to stdout/stderr (``label`` as its :class:`StepStarted`'s)."""
 
@@ -169,7 +168,7 @@ class StepOutput:
     label: str = ""
 
 
-@attrs.frozen(eq=False)
+@_record.record(eq=False)
 class StepFinished:
     """A step ended: ``cached`` if its result came from the cache, after ``seconds``."""
 
@@ -179,7 +178,7 @@ class StepFinished:
     seconds: float
 
 
-@attrs.frozen(eq=False)
+@_record.record(eq=False)
 class BuildFinished:
     """The image is committed."""
 
@@ -194,7 +193,7 @@ def _strings(value: Iterable[str]) -> tuple[str, ...]:
     return tuple(str(v) for v in value)
 
 
-@attrs.frozen(eq=False)
+@_record.record(eq=False)
 class BuildRequest:
     """One build: a ``context`` directory or ``context_tar`` (a tar stream, unpacked into
     the store's temp space for the build), the Dockerfile (a path -- inside the tar for a tar
@@ -204,11 +203,11 @@ class BuildRequest:
     context_tar: IO[bytes] | None = None
     dockerfile: str | None = None
     dockerfile_text: str | bytes | None = None
-    tags: tuple[str, ...] = attrs.field(default=(), converter=_strings)
-    options: BuildOptions = attrs.field(factory=BuildOptions)
+    tags: tuple[str, ...] = _record.field(default=(), converter=_strings)
+    options: BuildOptions = _record.field(factory=BuildOptions)
 
 
-@attrs.frozen(eq=False)
+@_record.record(eq=False)
 class BuildResult:
     """What a build made: the ``image``, the ``plan`` it followed, and how many steps came
     from the cache (``cached``) or were carried out (``executed``)."""
@@ -267,7 +266,7 @@ class Builder:
                 dockerfile = request.dockerfile
                 if dockerfile is not None and not os.path.isabs(dockerfile):
                     dockerfile = os.path.join(tmp, dockerfile)
-                request = attrs.evolve(request, context=tmp, context_tar=None,
+                request = _record.evolve(request, context=tmp, context_tar=None,
                                        dockerfile=dockerfile)
             ctx = self._context(request)
             if ctx is not None and remember:
@@ -494,7 +493,7 @@ class _Run:
             state = self.results[sp.base_stage]
         else:
             state = ImageState(sp.platform)
-        state = attrs.evolve(state, config=first.config,
+        state = _record.evolve(state, config=first.config,
                              author=first.author if first.author is not None else state.author)
         label = self.label(sp, first)
         self.emit(StepStarted(first, label))

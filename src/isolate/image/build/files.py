@@ -27,8 +27,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
-import attrs
-
+from isolate import _record
 from isolate.errors import ConfigError, UnsupportedError
 from isolate.image.build.context import BuildContext, ContextEntry
 from isolate.image.build.errors import BuildError, SourceLocation
@@ -65,7 +64,7 @@ def resolve_chown(spec: str | None, tree: ImageTree, location: SourceLocation | 
     return who.uid, who.gid
 
 
-@attrs.frozen
+@_record.record
 class SourceItem:
     """One entry to copy, wherever it comes from: ``kind`` (``file``, ``dir``, ``symlink``,
     ``fifo``, ``chr``, ``blk``), full ``mode``, owner, integer ``mtime``, ``size``, symlink
@@ -80,7 +79,7 @@ class SourceItem:
     link: str | None = None
     rdev: int = 0
     xattrs: tuple[tuple[str, bytes], ...] = ()
-    opener: Callable[[], IO[bytes]] | None = attrs.field(default=None, eq=False)
+    opener: Callable[[], IO[bytes]] | None = _record.field(default=None, eq=False)
 
     @classmethod
     def from_context(cls, ctx: BuildContext, entry: ContextEntry) -> SourceItem:

@@ -14,8 +14,7 @@ import json
 import re
 from collections.abc import Sequence
 
-import attrs
-
+from isolate import _record
 from isolate.image.build.errors import DockerfileError, SourceLocation
 from isolate.image.build.parser import Dockerfile, Heredoc, Node, split_instruction
 
@@ -51,7 +50,7 @@ _WS = re.compile(r"[\t\v\f\r ]+")
 _STAGE_NAME = re.compile(r"[a-z][a-z0-9_.-]*\Z")
 
 
-@attrs.frozen
+@_record.record
 class Instruction:
     """What every instruction has: where it is and how it was written (``original``, the
     joined line as the history and the progress output show it)."""
@@ -65,7 +64,7 @@ class Instruction:
         return type(self).__name__.upper()
 
 
-@attrs.frozen
+@_record.record
 class From(Instruction):
     """``FROM [--platform=P] image [AS name]``: ``image`` and ``platform`` as written
     (they may use ARGs declared before the first FROM); ``name`` lower-cased."""
@@ -75,7 +74,7 @@ class From(Instruction):
     platform: str | None = None
 
 
-@attrs.frozen
+@_record.record
 class RunMount:
     """One ``RUN --mount=...``. ``options`` keeps every ``key=value`` (lower-case keys, values
     as written, so they can be expanded later); ``kind`` is ``bind``, ``cache``, ``tmpfs``
@@ -93,7 +92,7 @@ class RunMount:
         return None
 
 
-@attrs.frozen
+@_record.record
 class Run(Instruction):
     """``RUN``: ``command`` is a string (shell form: run by the SHELL) or a tuple (exec
     form). ``heredocs`` holds the here-documents the command names."""
@@ -105,70 +104,70 @@ class Run(Instruction):
     security: str | None = None
 
 
-@attrs.frozen
+@_record.record
 class Cmd(Instruction):
     """``CMD``: shell form (a string) or exec form (a tuple)."""
 
     command: str | tuple[str, ...]
 
 
-@attrs.frozen
+@_record.record
 class Entrypoint(Instruction):
     """``ENTRYPOINT``: shell form (a string) or exec form (a tuple; empty clears it)."""
 
     command: str | tuple[str, ...]
 
 
-@attrs.frozen
+@_record.record
 class Env(Instruction):
     """``ENV k=v ...`` (or the old ``ENV k v``): pairs as written."""
 
     pairs: tuple[tuple[str, str], ...]
 
 
-@attrs.frozen
+@_record.record
 class Arg(Instruction):
     """``ARG name[=default] ...``: (name, default or None) as written."""
 
     args: tuple[tuple[str, str | None], ...]
 
 
-@attrs.frozen
+@_record.record
 class Label(Instruction):
     """``LABEL k=v ...``: pairs as written."""
 
     pairs: tuple[tuple[str, str], ...]
 
 
-@attrs.frozen
+@_record.record
 class Expose(Instruction):
     """``EXPOSE port[/proto] ...`` as written (ranges allowed: ``8000-8010/udp``)."""
 
     ports: tuple[str, ...]
 
 
-@attrs.frozen
+@_record.record
 class Volume(Instruction):
     """``VOLUME /a /b`` or ``VOLUME ["/a"]``: paths as written."""
 
     paths: tuple[str, ...]
 
 
-@attrs.frozen
+@_record.record
 class User(Instruction):
     """``USER name[:group]`` as written."""
 
     user: str
 
 
-@attrs.frozen
+@_record.record
 class Workdir(Instruction):
     """``WORKDIR path`` as written (relative paths join the previous WORKDIR)."""
 
     path: str
 
 
-@attrs.frozen
+@_record.record
 class Copy(Instruction):
     """``COPY [--from=] [--chown=] [--chmod=] [--link] src... dest``. ``sources`` are the
     paths as written; ``inline`` are heredoc sources (``COPY <<EOF /path``)."""
@@ -184,7 +183,7 @@ class Copy(Instruction):
     parents: bool = False
 
 
-@attrs.frozen
+@_record.record
 class Add(Instruction):
     """``ADD [--chown=] [--chmod=] [--checksum=] [--link] src... dest``: like COPY, and a
     local tar is unpacked, a URL is downloaded (checked against ``checksum``)."""
@@ -201,14 +200,14 @@ class Add(Instruction):
     excludes: tuple[str, ...] = ()
 
 
-@attrs.frozen
+@_record.record
 class StopSignal(Instruction):
     """``STOPSIGNAL signal`` as written."""
 
     signal: str
 
 
-@attrs.frozen
+@_record.record
 class Healthcheck(Instruction):
     """``HEALTHCHECK NONE`` (``test == ("NONE",)``) or ``HEALTHCHECK [options] CMD ...``:
     ``test`` as the image config stores it (``CMD`` + exec args, or ``CMD-SHELL`` + one
@@ -222,7 +221,7 @@ class Healthcheck(Instruction):
     retries: int = 0
 
 
-@attrs.frozen
+@_record.record
 class Onbuild(Instruction):
     """``ONBUILD <instruction>``: ``expression`` is the trigger as stored in the image
     config, ``trigger`` the instruction it parses to (checked now, run by a child build)."""
@@ -231,21 +230,21 @@ class Onbuild(Instruction):
     trigger: Instruction
 
 
-@attrs.frozen
+@_record.record
 class Maintainer(Instruction):
     """``MAINTAINER name`` (deprecated): the image's author."""
 
     name: str
 
 
-@attrs.frozen
+@_record.record
 class Shell(Instruction):
     """``SHELL ["exe", "arg"...]``: the shell of later shell-form instructions."""
 
     shell: tuple[str, ...]
 
 
-@attrs.frozen
+@_record.record
 class Stage:
     """One build stage: its ``FROM``, position, name (lower case, or None) and the
     instructions after it."""
@@ -265,7 +264,7 @@ class Stage:
         return self.name or f"stage-{self.index}"
 
 
-@attrs.frozen
+@_record.record
 class ParsedFile:
     """A Dockerfile as stages: the ``ARG``s before the first ``FROM`` (``meta_args``), the
     stages in order, and the parse result they came from."""

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import re
 
-import attrs
-
+from isolate import _record
 from isolate.image.build.errors import DockerfileError, SourceLocation
 from isolate.image.build.shell import ShellError, ShellLexer
 
@@ -26,7 +25,7 @@ _HEREDOC_INSTRUCTIONS = ("RUN", "COPY", "ADD")
 _BOM = "\ufeff"
 
 
-@attrs.frozen
+@_record.record
 class Heredoc:
     """A here-document: its terminator ``name``, its ``content`` (every line up to the
     terminator, with newlines), whether variables in it are expanded (``expand``: the name
@@ -47,7 +46,7 @@ class Heredoc:
         return re.sub(r"(?m)^\t+", "", self.content)
 
 
-@attrs.frozen
+@_record.record
 class Node:
     """One instruction as written: ``keyword`` (upper case), builder ``flags`` (each
     ``--name[=value]`` with quotes and escapes processed), ``args`` (the rest of the joined
@@ -66,14 +65,14 @@ class Node:
         return self.args.lstrip().startswith("[")
 
 
-@attrs.frozen
+@_record.record
 class Dockerfile:
     """A parsed Dockerfile: its nodes in order, the escape character, the parser directives
     found (lower-case name -> value), the file name and non-fatal warnings."""
 
     nodes: tuple[Node, ...]
     escape: str = "\\"
-    directives: dict[str, str] = attrs.field(factory=dict, hash=False)
+    directives: dict[str, str] = _record.field(factory=dict, hash=False)
     filename: str = "Dockerfile"
     warnings: tuple[str, ...] = ()
 
@@ -275,7 +274,7 @@ def parse(source: str | bytes, filename: str = "Dockerfile") -> Dockerfile:
                     if candidate == doc.name:
                         break
                     content.append(line + "\n")
-                heredocs.append(attrs.evolve(doc, content="".join(content)))
+                heredocs.append(_record.evolve(doc, content="".join(content)))
             location = where(start, column, i)
         nodes.append(Node(keyword.upper(), flags, args, joined, location, tuple(heredocs)))
     if not nodes:

@@ -19,9 +19,12 @@ import posixpath
 import re
 import signal
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import attrs
+from isolate import _record
+
+if TYPE_CHECKING:
+    import attrs
 
 from isolate.image.build import instructions as ins
 from isolate.image.build.context import BuildContext, has_glob
@@ -69,7 +72,7 @@ def _key(*parts: Any) -> str:
                                      separators=(",", ":"), default=str).encode()).hexdigest()
 
 
-@attrs.frozen
+@_record.record
 class Secret:
     """A build secret (``--secret id=ID,src=FILE`` or ``id=ID,env=VAR``): given to the
     ``RUN`` steps that mount it, never written into a layer, the history or a cache key."""
@@ -156,7 +159,7 @@ def _secrets(value: Iterable[Secret | str]) -> tuple[Secret, ...]:
     return tuple(v if isinstance(v, Secret) else Secret.parse(v) for v in value)
 
 
-@attrs.frozen
+@_record.record
 class BuildOptions:
     """What a build is asked to do besides the Dockerfile: ``build_args``, ``target``
     stage, extra ``labels`` for the image, ``no_cache``, ``pull`` (always pull base images),
@@ -164,17 +167,17 @@ class BuildOptions:
     ``none``, ``bridge`` or a user-defined network's name, as the classic ``docker build``
     takes them), ``platform`` (only this machine's) and ``secrets``."""
 
-    build_args: Mapping[str, str] = attrs.field(factory=dict, converter=_str_map, hash=False)
+    build_args: Mapping[str, str] = _record.field(factory=dict, converter=_str_map, hash=False)
     target: str | None = None
-    labels: Mapping[str, str] = attrs.field(factory=dict, converter=_str_map, hash=False)
+    labels: Mapping[str, str] = _record.field(factory=dict, converter=_str_map, hash=False)
     no_cache: bool = False
     pull: bool = False
-    network: str = attrs.field(default="host", converter=_network_mode, validator=_network)
+    network: str = _record.field(default="host", converter=_network_mode, validator=_network)
     platform: str | None = None
-    secrets: tuple[Secret, ...] = attrs.field(default=(), converter=_secrets)
+    secrets: tuple[Secret, ...] = _record.field(default=(), converter=_secrets)
 
 
-@attrs.frozen(eq=False)
+@_record.record(eq=False)
 class MountPlan:
     """A ``RUN --mount`` after substitution. ``kind``: ``bind`` (``source`` from the context,
     or from ``from_stage``/``from_image``), ``cache`` (``cache_id``, ``sharing``), ``tmpfs``
@@ -197,7 +200,7 @@ class MountPlan:
     env: str | None = None
 
 
-@attrs.frozen
+@_record.record
 class RunPlan:
     """A ``RUN`` after substitution: the argv (shell prepended for shell form), the
     environment it gets (image env, build args in scope, proxy args), user, workdir,
@@ -213,7 +216,7 @@ class RunPlan:
     script: tuple[str, str] | None = None
 
 
-@attrs.frozen
+@_record.record
 class CopySource:
     """One thing ``COPY``/``ADD`` copies: from the ``context`` (``path`` relative to it),
     a ``stage`` or ``image`` (``path`` inside it, resolved when the step runs), a ``url``,
@@ -226,7 +229,7 @@ class CopySource:
     data: str | None = None
 
 
-@attrs.frozen(eq=False)
+@_record.record(eq=False)
 class CopyPlan:
     """A ``COPY`` or ``ADD`` after substitution."""
 
@@ -243,7 +246,7 @@ class CopyPlan:
     unpack: bool | None = None
 
 
-@attrs.frozen(eq=False)
+@_record.record(eq=False)
 class Step:
     """One step of a stage. ``kind`` is ``from``, ``config`` (changes only the image
     config), ``run``, ``copy`` or ``workdir`` (may make the directory). ``config`` and
@@ -266,7 +269,7 @@ class Step:
     user: str = ""
 
 
-@attrs.frozen(eq=False)
+@_record.record(eq=False)
 class StagePlan:
     """The steps of one needed stage and what it starts from: an ``image``, an earlier
     ``stage``, or ``scratch``."""
@@ -300,7 +303,7 @@ class StagePlan:
         return frozenset(out)
 
 
-@attrs.frozen(eq=False)
+@_record.record(eq=False)
 class BuildPlan:
     """Every step of a build, in the order they run: the stages the target needs (each
     after the stages it depends on) and the target last. ``skipped`` names the stages left
@@ -899,15 +902,15 @@ class _StagePlanner:
             name = self.p._word(frm, self.p.meta.get, location)
             index = self.p._stage_ref(name, self.stage.index, location, "RUN --mount from")
             if index is not None:
-                return attrs.evolve(plan, from_stage=index)
-            return attrs.evolve(plan, from_image=self.p.image(name, location))
+                return _record.evolve(plan, from_stage=index)
+            return _record.evolve(plan, from_image=self.p.image(name, location))
         if self.p.context is None:
             raise BuildError("RUN --mount=type=bind needs a build context", location)
         entry = self.p.context.follow(source, what="RUN --mount", location=location)
         if entry is None:
             raise BuildError(f"RUN --mount: {source!r} is not in the build context (or "
                              "excluded by .dockerignore)", location)
-        return attrs.evolve(plan, source=entry.path)
+        return _record.evolve(plan, source=entry.path)
 
     def _mount_key(self, m: MountPlan) -> list[Any]:
         out: list[Any] = [m.kind, m.target, m.readonly]
@@ -1065,7 +1068,7 @@ def make_plan(parsed: ins.ParsedFile, context: BuildContext | None, options: Bui
         key = _key(last.key, "labels", sorted(options.labels.items()))
         extra = Step(last.index, last.steps[-1].number, last.steps[-1].total, "config",
                      "LABEL (--label)", None, key, cfg, last.steps[-1].author)
-        stages[-1] = attrs.evolve(last, steps=(*last.steps, extra))
+        stages[-1] = _record.evolve(last, steps=(*last.steps, extra))
     unused = sorted(set(options.build_args) - planner.used_args - set(PROXY_ARGS))
     warnings = list(planner.warnings)
     if unused:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 
-import attrs
+from isolate import _record
 
 __all__ = ["Expansion", "ShellError", "ShellLexer"]
 
@@ -24,7 +24,7 @@ class ShellError(ValueError):
     fired). The caller adds the source location."""
 
 
-@attrs.frozen
+@_record.record
 class Expansion:
     """The result of expanding one text: the whole string (``text``, quotes removed, spaces
     kept), the text split into ``words`` after expansion, and the variable names that were
@@ -312,7 +312,7 @@ def _trim(value: str, pattern: str, *, suffix: bool, greedy: bool) -> str:
     return value
 
 
-@attrs.frozen
+@_record.record
 class ShellLexer:
     """Expands and splits Dockerfile words as the builder does.
 

@@ -14,8 +14,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import attrs
-
+from isolate import _record
 from isolate.errors import ImageError
 from isolate.image.config import Image, parse_config_blob
 from isolate.image.oci import OCI_CONFIG, OCI_MANIFEST, Descriptor, canonical_json, load_json
@@ -27,7 +26,7 @@ __all__ = ["EPOCH", "ImageState", "LayerRef"]
 EPOCH = "1970-01-01T00:00:00Z"
 
 
-@attrs.frozen
+@_record.record
 class LayerRef:
     """A stored layer blob: its diff id (uncompressed digest), blob digest, size, media type."""
 
@@ -54,7 +53,7 @@ class LayerRef:
             raise ImageError(f"malformed layer record {data!r}") from None
 
 
-@attrs.frozen(eq=False)
+@_record.record(eq=False)
 class ImageState:
     """An image under construction. ``config`` is the OCI ``config`` object (Env, Cmd,
     Healthcheck...), ``history`` the history entries, ``created`` the time of the newest one.
@@ -62,7 +61,7 @@ class ImageState:
 
     platform: Platform
     layers: tuple[LayerRef, ...] = ()
-    config: Mapping[str, Any] = attrs.field(factory=dict)
+    config: Mapping[str, Any] = _record.field(factory=dict)
     history: tuple[Mapping[str, Any], ...] = ()
     author: str | None = None
     created: str | None = None

@@ -15,7 +15,7 @@ import posixpath
 import stat
 from collections.abc import Iterator, Sequence
 
-import attrs
+from isolate import _record
 
 __all__ = ["ImageTree", "TreeEntry"]
 
@@ -23,14 +23,14 @@ _OPAQUE = ("trusted.overlay.opaque", "user.overlay.opaque")
 _MAX_SYMLINKS = 40
 
 
-@attrs.frozen
+@_record.record
 class TreeEntry:
     """One entry of the merged tree: its image ``path`` (absolute, symlinks in its parents
     resolved), the ``host`` path of the topmost layer's copy, and that copy's lstat."""
 
     path: str
     host: str
-    st: os.stat_result = attrs.field(eq=False)
+    st: os.stat_result = _record.field(eq=False)
 
     @property
     def is_dir(self) -> bool:
