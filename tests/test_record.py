@@ -57,6 +57,12 @@ class Sub(Point):
     pass
 
 
+@_record.record
+class Login:
+    user: str
+    password: str = _record.field(default="", repr=False)
+
+
 @_record.record(eq=False)
 class Handle:
     kind: str = _record.field(validator=_record.in_(("a", "b")))
@@ -120,6 +126,12 @@ def test_a_mutable_record_takes_assignments_and_is_not_hashable() -> None:
     assert b == Bag([2]) and Bag().items is not Bag().items  # a new list per instance
     with pytest.raises(TypeError):
         hash(b)
+
+
+def test_a_field_left_out_of_the_repr_is_not_shown() -> None:
+    assert repr(Login("me", "s3cret")) == "Login(user='me')"
+    from isolate.image.credentials import Credentials
+    assert "hunter2" not in repr(Credentials(username="u", password="hunter2"))
 
 
 def test_a_record_without_eq_is_compared_and_hashed_as_itself() -> None:

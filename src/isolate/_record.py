@@ -264,6 +264,7 @@ def _getter(names: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:
 def _build(cls: _C, *, frozen: bool, cache_hash: bool, eq: bool = True) -> _C:
     all_fields = _collect(cls)
     names = tuple(f.name for f in all_fields)
+    shown = tuple(f.name for f in all_fields if f.repr)  # repr=False: a password, a lock
     eq_values = _getter(tuple(f.name for f in all_fields if f.eq))
     hash_values = _getter(tuple(f.name for f in all_fields if f.hash))
     qual = cls.__qualname__.rsplit(">.", 1)[-1]
@@ -274,7 +275,7 @@ def _build(cls: _C, *, frozen: bool, cache_hash: bool, eq: bool = True) -> _C:
 
     def __repr__(self: Any) -> str:
         d = self.__dict__
-        return f"{qual}({', '.join(f'{n}={d[n]!r}' for n in names)})"
+        return f"{qual}({', '.join(f'{n}={d[n]!r}' for n in shown)})"
 
     def __eq__(self: Any, other: object) -> bool:
         if other.__class__ is not self.__class__:
