@@ -143,6 +143,38 @@ def test_a_record_without_eq_is_compared_and_hashed_as_itself() -> None:
         Handle("c")
 
 
+def test_methods_a_record_writes_itself_stay() -> None:
+    @_record.record
+    class Named:
+        name: str
+        extra: int = 0
+
+        def __repr__(self) -> str:
+            return f"<{self.name}>"
+
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, Named) and self.name == other.name
+
+        def __hash__(self) -> int:
+            return hash(self.name)
+
+    assert repr(Named("a")) == "<a>" and Named("a", 1) == Named("a", 2)
+    assert hash(Named("a", 1)) == hash("a")
+    with pytest.raises(AttributeError):
+        Named("a").name = "b"  # type: ignore[misc]
+
+    @_record.mutable
+    class Loose:
+        n: int = _record.field(default=0, eq=False)
+
+    @_record.mutable
+    class Counter:
+        n: int = 0
+    c = Counter()
+    c.n += 1  # a mutable record stays assignable, whatever its eq
+    assert c.n == 1 and Loose() == Loose(5)
+
+
 def test_a_subclass_keeps_the_fields() -> None:
     assert Sub(2).tags == ("a", "b") and Sub(2) != Point(2)  # another class: not equal
 

@@ -292,11 +292,13 @@ def _build(cls: _C, *, frozen: bool, cache_hash: bool, eq: bool = True) -> _C:
     for method in (__repr__, __eq__, __ne__, __replace__) if eq else (__repr__, __replace__):
         method.__qualname__ = f"{cls.__qualname__}.{method.__name__}"
         made[method.__name__] = method
-    if not frozen or not eq:
-        if not eq:  # compared and hashed as itself, as object does
-            made.update(__setattr__=_frozen_setattr, __delattr__=_frozen_delattr)
-        else:
-            made["__hash__"] = None
+    if frozen:
+        made.update(__setattr__=_frozen_setattr, __delattr__=_frozen_delattr,
+                    __getstate__=_getstate)
+    if not eq:  # compared and hashed as itself, as object does
+        return _install(cls, made)
+    if not frozen:
+        made["__hash__"] = None
         return _install(cls, made)
 
     if cache_hash:
@@ -311,13 +313,21 @@ def _build(cls: _C, *, frozen: bool, cache_hash: bool, eq: bool = True) -> _C:
             return hash((qual, hash_values(self.__dict__)))
 
     __hash__.__qualname__ = f"{cls.__qualname__}.__hash__"
-    made.update(__hash__=__hash__, __setattr__=_frozen_setattr, __delattr__=_frozen_delattr,
-                __getstate__=_getstate)
+    made["__hash__"] = __hash__
     return _install(cls, made)
 
 
 def _install(cls: _C, members: dict[str, Any]) -> _C:
+    own = dict(cls.__dict__)  # as the class body wrote it, before any of these is set
     for name, value in members.items():
+        # A method the class writes itself stays, as attrs's auto_detect keeps it (a class
+        # that writes __eq__ gets __hash__ = None from Python: that is not its own).
+        if name in ("__repr__", "__eq__", "__ne__") and name in own:
+            continue
+        if name == "__hash__" and own.get("__hash__") is not None:
+            continue
+        if name in ("__hash__", "__ne__") and "__eq__" in own:
+            continue
         setattr(cls, name, value)
     return cls
 
