@@ -521,21 +521,26 @@ class ExitRecord:
 def _read_json(state_dir: str, name: str) -> dict[str, Any] | None:
     try:
         with open(os.path.join(state_dir, name), encoding="utf-8") as f:
-            data = json.load(f)
+            text = f.read()
     except FileNotFoundError:
         return None
+    if not text:
+        return None  # an unsynced write a crash of the machine emptied: no record
+    data = json.loads(text)
     if not isinstance(data, dict):
         raise ValueError(f"{name} in {state_dir} is not a JSON object")
     return data
 
 
 def read_pid(state_dir: str, name: str = SHIM_PID_FILE) -> int | None:
-    """A pid file of the state dir (``shim.pid`` or ``container.pid``), or None if missing."""
+    """A pid file of the state dir (``shim.pid`` or ``container.pid``), or None if missing
+    (or empty: the shim writes it unsynced, and a crash of the machine may empty it)."""
     try:
         with open(os.path.join(state_dir, name), encoding="ascii") as f:
-            return int(f.read().strip())
+            text = f.read().strip()
     except FileNotFoundError:
         return None
+    return int(text) if text else None
 
 
 def read_start(state_dir: str) -> StartRecord | None:

@@ -154,3 +154,7 @@ def test_run_rm_syncs_what_a_crash_must_find_and_not_the_plan(isolate_cli: Isola
     assert any(p.endswith("config.json.tmp") or "/.config.json." in p for p in synced), synced
     assert any("/holds" in p for p in synced), synced
     assert not [p for p in synced if p.endswith("/plan") or "/plan." in p], synced
+    # Nor the supervisor's records, which mean nothing once the machine is down.
+    records = ("shim.pid", "container.pid", "start.json", "exit.json")
+    assert not [p for p in synced if p.rsplit("/", 1)[-1].strip(".").removesuffix(".tmp")
+                in records], synced

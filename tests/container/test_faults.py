@@ -123,6 +123,28 @@ def test_run_records_a_machine_crash_can_leave_empty_are_read_as_none(
     assert not _cgroup_dirs(c.id) and not os.path.exists(c.dir)
 
 
+def test_shim_records_a_machine_crash_can_leave_empty_are_read_as_none(
+        containers: ContainerStore, image_store: Store) -> None:
+    """isolate-shim does not sync its records either (shim.pid, container.pid, start.json,
+    exit.json): after a crash of the machine (the shim and its run gone, the records empty)
+    the container is reported dead, inspected, and removed, leaving nothing."""
+    mark = marker()
+    c = containers.create(ContainerConfig("busybox", ["sleep", mark], name="crashed-shim"))
+    with _started_elsewhere(image_store, "crashed-shim", "shim") as pid:
+        st = c.state
+        assert st.status is Status.RUNNING and st.supervisor == "shim"
+        os.kill(st.supervisor_pid, signal.SIGKILL)  # the machine "goes down"
+    _wait_gone(mark)
+    for name in ("shim.pid", "container.pid", "start.json", "exit.json"):
+        with open(os.path.join(c.dir, name), "w"):
+            pass  # what an unsynced write can be after a crash
+    st = c.state
+    assert st.status is Status.DEAD and st.pid == pid and "died" in st.error
+    assert c.inspect()["State"]["Dead"] is True
+    c.remove()
+    assert not _cgroup_dirs(c.id) and not _mounts_of(c.id) and not os.path.exists(c.dir)
+
+
 @pytest.mark.parametrize("supervisor", ["shim", "inprocess"])
 def test_a_start_whose_state_a_crash_lost_is_created_again(
         containers: ContainerStore, image_store: Store, supervisor: str) -> None:

@@ -120,11 +120,11 @@ def _read_json(path: str) -> dict[str, Any] | None:
 
 
 def _cgroup_at(dirs: Mapping[str, str]) -> CGroup | None:
+    """The cgroup whose directories (by hierarchy) are ``dirs``, or None when it is gone.
+    (The directories are stored: another process may sit elsewhere in the v1 hierarchies.)"""
     from isolate.cgroups import CGroup
     from isolate.cgroups.cgroup import host_layout
 
-    """The cgroup whose directories (by hierarchy) are ``dirs``, or None when it is gone.
-    (The directories are stored: another process may sit elsewhere in the v1 hierarchies.)"""
     cg = CGroup(host_layout(), dirs)
     return cg if any(os.path.isdir(d) for d in dirs.values()) else None
 
