@@ -168,9 +168,8 @@ def serve() -> None:
         unpack_layer(job["blob"], job["tmp"], job["final"], job["diff_id"], job["digest"])
 
     def pack(job: dict[str, Any]) -> dict[str, Any]:
-        layer = pack_layer(job["src"], job["out"], diff=job["diff"],
-                           compression=job["compression"])
-        return {f.name: getattr(layer, f.name) for f in _record.fields(type(layer))}
+        return _record.asdict(pack_layer(job["src"], job["out"], diff=job["diff"],
+                                         compression=job["compression"]))
 
     def remove(job: dict[str, Any]) -> None:
         _remove(job["paths"])
