@@ -21,6 +21,7 @@ LAYERS: dict[str, float] = {
     "isolate._lazy": 0,  # the packages' lazy re-exports: imports nothing of isolate
     "isolate._digest": 0,  # SHA-256 of small records without OpenSSL: imports nothing
     "isolate._record": 0,  # frozen records without attrs at run time: imports nothing
+    "isolate._typing": -1,  # TYPE_CHECKING without typing: imports nothing, under all
     "isolate._units": 1,
     "isolate._procs": 1,
     "isolate._plan": 1,

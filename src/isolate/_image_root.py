@@ -13,13 +13,15 @@ import contextlib
 import os
 import stat
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
 
+from isolate._typing import TYPE_CHECKING
 from isolate.errors import ConfigError, ImageError, IsolateOSError
 from isolate.image import Image, Store
 from isolate.image._disk import remove_tree
 
 if TYPE_CHECKING:
+    from typing import Any
+
     # What only preparing a root needs loads then: open_store() (every CLI command that
     # opens the store) costs no fuse, plan or namespace code.
     from isolate._fuse_root import FuseRoot

@@ -20,9 +20,9 @@ import signal
 import stat
 import sys
 from collections.abc import Callable, Sequence
-from typing import IO, TYPE_CHECKING, Any
 
 from isolate import _record
+from isolate._typing import TYPE_CHECKING
 from isolate.errors import (
     ConfigError,
     DigestMismatch,
@@ -34,6 +34,8 @@ from isolate.errors import (
 from isolate.fs import _tree
 
 if TYPE_CHECKING:
+    from typing import IO, Any
+
     from isolate import lowlevel
     from isolate.fs.layers import Layer
     from isolate.namespaces import IdMaps

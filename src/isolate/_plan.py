@@ -29,9 +29,9 @@ import signal as _signal
 import stat as _stat
 import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Protocol
 
 from isolate import _record
+from isolate._typing import TYPE_CHECKING
 from isolate.errors import ConfigError
 
 __all__ = [
@@ -88,8 +88,6 @@ __all__ = [
     "Plan",
     "Report",
     "Step",
-    "SupportsFileno",
-    "SupportsMask",
     "bounding_set",
     "capabilities",
     "cgroup_join",
@@ -341,27 +339,30 @@ Blob = bytes | None
 PathArg = str | bytes | os.PathLike[str]
 
 
-class SupportsFileno(Protocol):
-    """Anything with ``fileno()``: a :class:`~isolate.namespaces.Namespace`, a file."""
+# What the builders take for an fd or a capability set: protocols for the type checker only
+# (typing is not loaded at run time; the annotations are strings).
+if TYPE_CHECKING:
+    from typing import Protocol
 
-    def fileno(self) -> int:
-        """The file descriptor."""
-        ...  # pragma: no cover
+    class SupportsFileno(Protocol):
+        """Anything with ``fileno()``: a :class:`~isolate.namespaces.Namespace`, a file."""
 
+        def fileno(self) -> int:
+            """The file descriptor."""
+            ...  # pragma: no cover
 
-class SupportsMask(Protocol):
-    """A capability set with a 64-bit ``mask``, e.g. :class:`isolate.security.CapabilitySet`."""
+    class SupportsMask(Protocol):
+        """A capability set with a 64-bit ``mask`` (:class:`isolate.security.CapabilitySet`)."""
 
-    @property
-    def mask(self) -> int:
-        """Bit N set for capability N."""
-        ...  # pragma: no cover
+        @property
+        def mask(self) -> int:
+            """Bit N set for capability N."""
+            ...  # pragma: no cover
 
-
-#: An fd, or anything with ``fileno()``.
-FdArg = int | SupportsFileno
-#: A capability set (anything with ``mask``) or a 64-bit mask.
-CapsArg = SupportsMask | int
+    #: An fd, or anything with ``fileno()``.
+    FdArg = int | SupportsFileno
+    #: A capability set (anything with ``mask``) or a 64-bit mask.
+    CapsArg = SupportsMask | int
 
 # Binary s1 blobs: the record width; the count is in ``a``.
 _COUNTED_S1 = {OpKind.SECCOMP: 8, OpKind.FDS: 12, OpKind.SETGROUPS: 4, OpKind.KEEP_FDS: 4}

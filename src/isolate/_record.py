@@ -30,12 +30,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, TypeVar
+
+from isolate._typing import TYPE_CHECKING
 
 __all__ = ["FrozenInstanceError", "asdict", "evolve", "field", "fields", "in_", "instance_of",
            "mutable", "optional", "record"]
 
-_C = TypeVar("_C", bound=type)
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    _C = TypeVar("_C", bound=type)
 
 
 class FrozenInstanceError(AttributeError):
@@ -367,6 +371,8 @@ def _optional(validator: Callable[[Any, Any, Any], Any]) -> Callable[[Any, Any, 
 
 
 if TYPE_CHECKING:
+    from typing import Any
+
     # To mypy these are attrs's own, so its attrs plugin checks records as attrs classes.
     from attrs import asdict as asdict
     from attrs import define as mutable

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
 
 from isolate import _record
+from isolate._typing import TYPE_CHECKING
 from isolate._units import parse_seconds
 from isolate.errors import ConfigError
 
 if TYPE_CHECKING:
+    from typing import Any
+
     import attrs
 
     from isolate import runtime, security

@@ -20,11 +20,11 @@ import subprocess
 import time
 import warnings
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
 
 from isolate import _plan, _record
 from isolate._plan import Fd, Mode, Plan
 from isolate._procs import lock_held
+from isolate._typing import TYPE_CHECKING
 from isolate.errors import (
     ConfigError,
     IsolateOSError,
@@ -35,6 +35,7 @@ from isolate.lowlevel import error_for
 
 if TYPE_CHECKING:
     import socket
+    from typing import Any
 
     import attrs
 

@@ -11,10 +11,13 @@ import errno
 import functools
 import os
 import struct
-from typing import Any
 
 from isolate._native._isolate import ffi, lib
+from isolate._typing import TYPE_CHECKING
 from isolate.errors import IsolateOSError, MountError, NamespaceError, SpawnError
+
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "LayerUnpacker",

@@ -25,7 +25,6 @@ import signal
 import threading
 import warnings
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
 
 from isolate import _plan, _sys
 from isolate._plan import Mode, Op, OpFlag, OpKind, Plan, Report, Step
@@ -43,6 +42,7 @@ from isolate._sys import (
     umount2,
     unshare,
 )
+from isolate._typing import TYPE_CHECKING
 from isolate.errors import (
     CgroupError,
     ConfigError,

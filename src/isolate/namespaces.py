@@ -22,10 +22,10 @@ import subprocess
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Literal, overload
 
 from isolate import _plan, _record, _sys, lowlevel
 from isolate._plan import MNT_DETACH, MS_BIND, MS_PRIVATE, MS_REC, MS_SLAVE, Mode, Op, Plan
+from isolate._typing import TYPE_CHECKING
 from isolate._units import id_spans
 from isolate.errors import (
     ConfigError,
@@ -37,6 +37,8 @@ from isolate.errors import (
 )
 
 if TYPE_CHECKING:
+    from typing import Literal, overload
+
     import attrs
 
 __all__ = [
@@ -732,22 +734,23 @@ class Namespace:
             self.close()
 
     # -- creating ---------------------------------------------------------------------------
-    @overload
-    @classmethod
-    def create(cls, kinds: KindLike, *, persist: str | os.PathLike[str] | None = None,
-               uid_map: MapLike | None = None, gid_map: MapLike | None = None,
-               offsets: Mapping[str, float] | None = None,
-               propagation: Literal["private", "slave", "unchanged"] = "private",
-               ) -> Namespace: ...
+    if TYPE_CHECKING:  # (typing, for overload, is not loaded at run time)
+        @overload
+        @classmethod
+        def create(cls, kinds: KindLike, *, persist: str | os.PathLike[str] | None = None,
+                   uid_map: MapLike | None = None, gid_map: MapLike | None = None,
+                   offsets: Mapping[str, float] | None = None,
+                   propagation: Literal["private", "slave", "unchanged"] = "private",
+                   ) -> Namespace: ...
 
-    @overload
-    @classmethod
-    def create(cls, kinds: list[KindLike] | tuple[KindLike, ...] | set[KindLike]
-               | frozenset[KindLike], *, persist: str | os.PathLike[str] | None = None,
-               uid_map: MapLike | None = None, gid_map: MapLike | None = None,
-               offsets: Mapping[str, float] | None = None,
-               propagation: Literal["private", "slave", "unchanged"] = "private",
-               ) -> NamespaceSet: ...
+        @overload
+        @classmethod
+        def create(cls, kinds: list[KindLike] | tuple[KindLike, ...] | set[KindLike]
+                   | frozenset[KindLike], *, persist: str | os.PathLike[str] | None = None,
+                   uid_map: MapLike | None = None, gid_map: MapLike | None = None,
+                   offsets: Mapping[str, float] | None = None,
+                   propagation: Literal["private", "slave", "unchanged"] = "private",
+                   ) -> NamespaceSet: ...
 
     @classmethod
     def create(cls, kinds: KindLike | list[KindLike] | tuple[KindLike, ...] | set[KindLike]

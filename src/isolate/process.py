@@ -11,10 +11,13 @@ import fcntl
 import os
 import subprocess
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from isolate import lowlevel
 from isolate._plan import Plan
+from isolate._typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["SandboxedPopen"]
 

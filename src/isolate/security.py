@@ -14,12 +14,14 @@ import functools
 import os
 import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from isolate import _record, _syscalls
+from isolate._typing import TYPE_CHECKING
 from isolate.errors import ConfigError, IsolateOSError, UnsupportedError
 
 if TYPE_CHECKING:
+    from typing import Any, Final
+
     import attrs
 
 __all__ = [
@@ -789,24 +791,32 @@ def _arg_hi(index: int) -> int:
 
 
 # The assembler's records are plain tuples: it makes thousands, and a tuple is the cheapest
-# record to make, on the start path of every sandbox and container.
-class _Label(NamedTuple):
-    name: int
+# record to make, on the start path of every sandbox and container. Typed NamedTuples for the
+# type checker; at run time collections' namedtuple of the same fields (typing is not loaded).
+if TYPE_CHECKING:
+    from typing import NamedTuple
 
+    class _Label(NamedTuple):
+        name: int
 
-class _Stmt(NamedTuple):
-    code: int
-    k: int
+    class _Stmt(NamedTuple):
+        code: int
+        k: int
 
+    class _Jump(NamedTuple):
+        """A conditional jump to labels (always forward); the assembler adds far-jump
+        trampolines."""
 
-class _Jump(NamedTuple):
-    """A conditional jump to labels (always forward); the assembler adds far-jump trampolines."""
+        code: int
+        k: int
+        jt: int
+        jf: int
+else:
+    from collections import namedtuple
 
-    code: int
-    k: int
-    jt: int
-    jf: int
-
+    _Label = namedtuple("_Label", "name")
+    _Stmt = namedtuple("_Stmt", "code k")
+    _Jump = namedtuple("_Jump", "code k jt jf")
 
 _Item = _Label | _Stmt | _Jump
 

@@ -69,8 +69,9 @@ def test_run_rm_of_an_image_loads_no_network_code_when_it_has_no_network(
 
 
 # attrs and what it loads (inspect: ast, dis, tokenize ...) cost 12-17 ms, and each class it
-# builds 0.5-0.9 ms: isolate's records are isolate._record's.
-_ATTRS = {"attr", "attrs", "inspect"}
+# builds 0.5-0.9 ms: isolate's records are isolate._record's. typing is 2-4 ms: the modules of
+# a start import it only under TYPE_CHECKING (isolate._typing's).
+_HEAVY = {"attr", "attrs", "inspect", "typing"}
 
 # What a plain run of an image (no volumes, no -v) does not need: the volumes (an image
 # without Volumes), the sandbox (a container is not one), OpenSSL's hashlib (the records are
@@ -80,7 +81,7 @@ _ATTRS = {"attr", "attrs", "inspect"}
 # id-mapped store made temp files), random (a container's name is drawn from os.urandom).
 _NOT_FOR_A_PLAIN_RUN = {"isolate.container.volumes", "isolate.sandbox", "hashlib", "_hashlib",
                         "secrets", "random", "socket", "isolate.image._reports", "shutil",
-                        "tempfile", *_ATTRS}
+                        "tempfile", *_HEAVY}
 
 
 def test_run_rm_of_an_image_without_volumes_loads_no_volume_sandbox_or_openssl_code(
@@ -114,7 +115,7 @@ def test_run_of_an_image_in_a_sandbox_loads_no_container_or_openssl_code(
     assert "isolate.sandbox" in loaded
     assert not loaded & {"isolate.container.container", "isolate.container.volumes",
                          "hashlib", "_hashlib", "secrets", "isolate.image._reports",
-                         "shutil", *_ATTRS}
+                         "shutil", *_HEAVY}
 
 
 
@@ -123,7 +124,7 @@ def test_a_plain_run_loads_no_attrs_and_no_image_or_container_code(
     out, loaded = _run_loading(isolate_cli.store, "run", "--", "/bin/true")
     assert out == ""
     assert {"isolate.sandbox", "isolate.runtime.compiler", "isolate._record"} <= loaded
-    assert not loaded & {*_ATTRS, "isolate.image.store", "isolate.container.container",
+    assert not loaded & {*_HEAVY, "isolate.image.store", "isolate.container.container",
                          "isolate.cgroups", "shutil", "tempfile"}
 
 

@@ -27,9 +27,9 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 from isolate._procs import pid_alive
+from isolate._typing import TYPE_CHECKING
 from isolate.cgroups._backend import (
     Backend,
     Events,

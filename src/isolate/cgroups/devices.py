@@ -18,9 +18,9 @@ import stat
 import struct
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from isolate import _record
+from isolate._typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import attrs

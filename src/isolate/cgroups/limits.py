@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
 
 from isolate import _record
+from isolate._typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from typing import Any
+
     import attrs
 
 from isolate._units import MAX_SIZE, human_size, parse_number, parse_size

@@ -14,9 +14,12 @@ import functools
 import gc
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
 
+from isolate._typing import TYPE_CHECKING
 from isolate.errors import IsolateError, IsolateOSError
+
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 __all__ = ["main"]
 

@@ -9,9 +9,12 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
 
+from isolate._typing import TYPE_CHECKING
 from isolate.errors import ConfigError, IsolateError
+
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["binary_size", "confirm", "decimal_size", "each", "env_items", "parse_filters",
            "read_env_file", "tree_size"]

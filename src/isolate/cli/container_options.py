@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Final
 
+from isolate._typing import TYPE_CHECKING
 from isolate.cli._common import env_items, read_env_file
 from isolate.errors import ConfigError, UnsupportedError
 
 if TYPE_CHECKING:
+    from typing import Any, Final
+
     from isolate.cgroups import Limits
     from isolate.container import ContainerConfig
 

@@ -18,8 +18,8 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Final
 
+from isolate._typing import TYPE_CHECKING
 from isolate.cli import UsageError
 from isolate.cli._common import (
     EXIT_ISOLATE,
@@ -47,6 +47,8 @@ from isolate.cli.images import (
 from isolate.errors import ConfigError, IsolateError, NotFoundError, UnsupportedError
 
 if TYPE_CHECKING:
+    from typing import Any, Final
+
     from isolate.container import Container, ContainerStore
 
 __all__ = ["register", "run_container", "wants_container"]

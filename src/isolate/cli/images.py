@@ -10,12 +10,13 @@ import argparse
 import sys
 import threading
 import time
-from typing import IO, TYPE_CHECKING, Any
 
+from isolate._typing import TYPE_CHECKING
 from isolate.errors import IsolateError
 
 if TYPE_CHECKING:
     import datetime
+    from typing import IO, Any
 
     # isolate.image pulls in http.client and email (over 100 ms): only the image commands
     # import it, so 'isolate run -- CMD' starts without it.

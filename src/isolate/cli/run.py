@@ -18,8 +18,8 @@ import sys
 import time
 import warnings
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
 
+from isolate._typing import TYPE_CHECKING
 from isolate._units import human_size, parse_decimal, parse_seconds, parse_size
 from isolate.cli import UsageError
 from isolate.cli.images import (
@@ -31,6 +31,8 @@ from isolate.cli.images import (
 from isolate.errors import ConfigError
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from isolate.cgroups import Limits
     from isolate.sandbox import Sandbox
 

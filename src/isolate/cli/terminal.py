@@ -23,16 +23,17 @@ import termios
 import time
 import tty as ttymod
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Final, Protocol
 
+from isolate._typing import TYPE_CHECKING
 from isolate.cli import UsageError
 from isolate.errors import IsolateError
 
 if TYPE_CHECKING:
+    from typing import Any, Final
+
     from isolate.container import Container
 
 __all__ = [
-    "Attachment",
     "DetachScanner",
     "PtyAttachment",
     "SocketAttachment",
@@ -53,34 +54,38 @@ PROXIED: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
 ENDING: Final = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 
-class Attachment(Protocol):
-    """The streams of a running container (or exec'd process) as the CLI uses them: an fd
-    to wait on, output chunks (``("stdout"|"stderr", data)``; None once it has ended), input,
-    and the terminal's size."""
+# For the type checker only: typing (Protocol) is not loaded at run time.
+if TYPE_CHECKING:
+    from typing import Protocol
 
-    def fileno(self) -> int:
-        """An fd that is readable when :meth:`read` has something (or the end)."""
-        ...
+    class Attachment(Protocol):
+        """The streams of a running container (or exec'd process) as the CLI uses them: an fd
+        to wait on, output chunks (``("stdout"|"stderr", data)``; None once it has ended), input,
+        and the terminal's size."""
 
-    def read(self) -> tuple[str, bytes] | None:
-        """The next chunk of output, or None at the end."""
-        ...
+        def fileno(self) -> int:
+            """An fd that is readable when :meth:`read` has something (or the end)."""
+            ...
 
-    def write(self, data: bytes) -> None:
-        """Send ``data`` to its stdin."""
-        ...
+        def read(self) -> tuple[str, bytes] | None:
+            """The next chunk of output, or None at the end."""
+            ...
 
-    def close_stdin(self) -> None:
-        """Its stdin reads EOF (pipes only)."""
-        ...
+        def write(self, data: bytes) -> None:
+            """Send ``data`` to its stdin."""
+            ...
 
-    def resize(self, rows: int, cols: int) -> None:
-        """Set its terminal's size."""
-        ...
+        def close_stdin(self) -> None:
+            """Its stdin reads EOF (pipes only)."""
+            ...
 
-    def close(self) -> None:
-        """Detach (the container keeps running)."""
-        ...
+        def resize(self, rows: int, cols: int) -> None:
+            """Set its terminal's size."""
+            ...
+
+        def close(self) -> None:
+            """Detach (the container keeps running)."""
+            ...
 
 
 class PtyAttachment:

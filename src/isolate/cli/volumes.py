@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, Any, Final
 
+from isolate._typing import TYPE_CHECKING
 from isolate.cli._common import (
     command_group,
     confirm,
@@ -19,6 +19,8 @@ from isolate.cli.images import add_store_option, open_store
 from isolate.errors import ConfigError, IsolateError, UnsupportedError
 
 if TYPE_CHECKING:
+    from typing import Any, Final
+
     from isolate.container import Volume, VolumeStore
 
 __all__ = ["register"]

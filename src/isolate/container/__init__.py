@@ -9,9 +9,8 @@ Importing this package is cheap: its modules load when a name is first used.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from isolate import _lazy
+from isolate._typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from isolate.container.config import (

@@ -14,13 +14,15 @@ import os
 import re
 import signal
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Final, Literal
 
 from isolate import _record
+from isolate._typing import TYPE_CHECKING
 from isolate._units import parse_size
 from isolate.errors import ConfigError
 
 if TYPE_CHECKING:
+    from typing import Any, Final, Literal
+
     import attrs
 
     from isolate.cgroups import Limits

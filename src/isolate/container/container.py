@@ -31,10 +31,10 @@ import stat
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from isolate import _record
 from isolate._procs import lock_held
+from isolate._typing import TYPE_CHECKING
 from isolate.container.config import BindMount, ContainerConfig, VolumeMount, parse_signal
 from isolate.container.state import (
     State,
@@ -61,6 +61,8 @@ from isolate.image import Image, ImageConfig, Store
 from isolate.image._disk import FileLock, fsync_dir, remove_tree
 
 if TYPE_CHECKING:
+    from typing import IO, Any, BinaryIO
+
     from isolate import lowlevel
     from isolate.cgroups import CGroup
     from isolate.container import network as net

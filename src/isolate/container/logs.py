@@ -16,14 +16,15 @@ import re
 import sys
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, BinaryIO
 
 from isolate import _record
+from isolate._typing import TYPE_CHECKING
 from isolate.container.state import parse_time
 from isolate.errors import ConfigError
 
 if TYPE_CHECKING:
     import datetime
+    from typing import BinaryIO
 
     from isolate.container._view import ContainerView
 

@@ -22,11 +22,10 @@ import json
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
 
 from isolate._procs import lock_held
+from isolate._typing import TYPE_CHECKING
 from isolate.container.network import (
-    NetworkDriver,
     NetworkRequest,
     NetworkSetup,
     host_resolv_conf,
@@ -36,7 +35,10 @@ from isolate.container.state import write_json
 from isolate.errors import ConfigError, StateError
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from isolate.container.config import ContainerConfig
+    from isolate.container.network import NetworkDriver
     from isolate.net import (
         Endpoint,
         NetNamespace,

@@ -12,12 +12,14 @@ registers them); nothing else in the container layer knows about networking.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
 
 from isolate import _record
+from isolate._typing import TYPE_CHECKING
 from isolate.errors import ConfigError, UnsupportedError
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from isolate.container.config import ContainerConfig
     from isolate.namespaces import IdMap
     from isolate.runtime import NamespaceSpec
@@ -31,6 +33,7 @@ __all__ = [
     "hosts_file",
     "register_driver",
 ]
+
 
 
 @_record.record
@@ -90,19 +93,36 @@ class NetworkSetup:
         return self.namespace != "host"
 
 
-class NetworkDriver(Protocol):
-    """How a network mode gets a container ready. ``prepare`` runs under the container's
-    lock before its first process starts and may make persistent things (a namespace, a
-    veth, an address lease); ``release`` undoes them after the container ended (also after a
-    crash, from ``facts`` alone) and must not fail when there is nothing left."""
+_DRIVER_DOC = """How a network mode gets a container ready. ``prepare`` runs under the container's
+lock before its first process starts and may make persistent things (a namespace, a veth, an
+address lease); ``release`` undoes them after the container ended (also after a crash, from
+``facts`` alone) and must not fail when there is nothing left."""
 
-    def prepare(self, request: NetworkRequest) -> NetworkSetup:
-        """Get the network of ``request``'s container ready; what its start uses."""
-        ...
+# A Protocol for the type checker; at run time (typing is not loaded on a container's start)
+# a plain base class of the same name and methods, for drivers that name it as their base.
+if TYPE_CHECKING:
+    from typing import Protocol
 
-    def release(self, request: NetworkRequest, facts: Mapping[str, object]) -> None:
-        """Undo what :meth:`prepare` made, from ``facts`` alone; nothing left is no error."""
-        ...
+    class NetworkDriver(Protocol):  # (its documentation: _DRIVER_DOC)
+
+        def prepare(self, request: NetworkRequest) -> NetworkSetup:
+            """Get the network of ``request``'s container ready; what its start uses."""
+            ...
+
+        def release(self, request: NetworkRequest, facts: Mapping[str, object]) -> None:
+            """Undo what :meth:`prepare` made, from ``facts`` alone; nothing left is no error."""
+            ...
+else:
+    class NetworkDriver:
+        __doc__ = _DRIVER_DOC
+
+        def prepare(self, request: NetworkRequest) -> NetworkSetup:
+            """Get the network of ``request``'s container ready; what its start uses."""
+            raise NotImplementedError
+
+        def release(self, request: NetworkRequest, facts: Mapping[str, object]) -> None:
+            """Undo what :meth:`prepare` made, from ``facts`` alone; nothing left is no error."""
+            raise NotImplementedError
 
 
 def host_resolv_conf() -> str:

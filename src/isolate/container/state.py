@@ -14,11 +14,14 @@ import json
 import os
 import time
 from collections.abc import Mapping
-from typing import Any, Final
 
 from isolate import _record
+from isolate._typing import TYPE_CHECKING
 from isolate.errors import StateError
 from isolate.image._disk import fsync_dir
+
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 __all__ = ["State", "Status", "format_time", "now", "parse_time"]
 

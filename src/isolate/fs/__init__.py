@@ -8,9 +8,8 @@ sandbox that only mounts never pays for the tar machinery.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from isolate import _lazy
+from isolate._typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from isolate.fs import layers, mounts

@@ -8,9 +8,12 @@ standard library has no zstd (pyproject.toml), so both missing means a broken in
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
+from isolate._typing import TYPE_CHECKING
 from isolate.errors import UnsupportedError
+
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["zstd_available", "zstd_reader", "zstd_writer"]
 

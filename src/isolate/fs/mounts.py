@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-from typing import Any
 
 from isolate import _plan, _record
 from isolate._plan import (
@@ -27,8 +26,12 @@ from isolate._plan import (
     MS_STRICTATIME,
     Op,
 )
+from isolate._typing import TYPE_CHECKING
 from isolate._units import parse_size
 from isolate.errors import ConfigError
+
+if TYPE_CHECKING:
+    from typing import Any
 
 # The kernel's MS_*/MOUNT_ATTR_* constants are defined once, in the plan module (public as
 # isolate.lowlevel.plan); the ones mount records use are re-exported here.

@@ -7,9 +7,8 @@ spawns or touches namespaces.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from isolate import _lazy
+from isolate._typing import TYPE_CHECKING
 from isolate.errors import DigestMismatch, ImageError
 
 if TYPE_CHECKING:

@@ -11,10 +11,13 @@ nothing.
 from __future__ import annotations
 
 import os
-from typing import Literal
 
+from isolate._typing import TYPE_CHECKING
 from isolate.errors import UnsupportedError
 from isolate.image.reference import Platform, host_platform
+
+if TYPE_CHECKING:
+    from typing import Literal
 
 __all__ = ["BINFMT_MISC", "check_runnable", "handler_for"]
 

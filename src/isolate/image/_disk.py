@@ -12,11 +12,14 @@ import fcntl
 import os
 import time
 from collections.abc import Iterator
-from typing import BinaryIO
 
 from isolate._procs import pid_alive
+from isolate._typing import TYPE_CHECKING
 from isolate.errors import ImageError
 from isolate.fs import _tree
+
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 __all__ = ["FileLock", "TempSpace", "fsync_dir", "fsync_tree", "remove_tree"]
 

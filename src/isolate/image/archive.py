@@ -18,7 +18,7 @@ import stat
 import tarfile
 import zlib
 from collections.abc import Callable, Iterator
-from typing import IO, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 from isolate import _record
 from isolate.errors import ConfigError, DigestMismatch, ImageError, IsolateError
@@ -26,7 +26,6 @@ from isolate.fs import layers as fslayers
 from isolate.fs._compress import zstd_reader
 from isolate.fs.layers import CorruptLayer
 from isolate.image._disk import fsync_dir, remove_tree
-from isolate.image._storage import BlobStore
 from isolate.image.config import Image
 from isolate.image.oci import (
     DOCKER_MANIFEST,
@@ -48,6 +47,9 @@ from isolate.image.oci import (
     sha256_digest,
 )
 from isolate.image.reference import Platform, Reference, host_platform
+
+if TYPE_CHECKING:
+    from isolate.image._storage import BlobStore
 
 __all__ = ["add_layer_file", "load", "save"]
 

@@ -7,14 +7,16 @@ reads the bytes and builds these; an Image never touches the disk by itself.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
 
 from isolate import _record
+from isolate._typing import TYPE_CHECKING
 from isolate.errors import ConfigError, ImageError
 from isolate.image.oci import Descriptor, canonical_json, load_json
 from isolate.image.reference import Platform, is_digest
 
 if TYPE_CHECKING:
+    from typing import Any
+
     import attrs
 
 __all__ = ["Image", "ImageConfig"]

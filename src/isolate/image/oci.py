@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from isolate import _record
 from isolate._digest import sha256_hex
+from isolate._typing import TYPE_CHECKING
 from isolate.errors import ImageError, UnsupportedError
 from isolate.fs._compress import zstd_available
 from isolate.image.reference import Platform, is_digest
+
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "CONFIG_TYPES",

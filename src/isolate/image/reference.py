@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import re
-from typing import TYPE_CHECKING, Any
 
 from isolate import _record
+from isolate._typing import TYPE_CHECKING
 from isolate.errors import ConfigError
 
 if TYPE_CHECKING:
+    from typing import Any
+
     import attrs
 
 __all__ = ["DEFAULT_REGISTRY", "Platform", "Reference", "host_platform", "is_digest",

@@ -22,12 +22,11 @@ import ssl
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from isolate import _record
 from isolate.errors import ConfigError, DigestMismatch, ImageError, UnsupportedError
 from isolate.image._proxy import Proxy, ProxySettings, is_loopback_host
-from isolate.image._storage import BlobStore
 from isolate.image.config import Image
 from isolate.image.credentials import (
     DOCKER_HUB_KEY,
@@ -50,6 +49,9 @@ from isolate.image.oci import (
     sha256_digest,
 )
 from isolate.image.reference import DOCKER_HUB_API_HOST, Platform, Reference, is_registry_host
+
+if TYPE_CHECKING:
+    from isolate.image._storage import BlobStore
 
 __all__ = [
     "ImageNotFound",

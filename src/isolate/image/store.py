@@ -19,10 +19,10 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from isolate import _lazy, _record
 from isolate._mapped import pack_layer, unpack_layer
+from isolate._typing import TYPE_CHECKING
 from isolate.errors import (
     ConfigError,
     DigestMismatch,
@@ -46,6 +46,8 @@ from isolate.image.oci import (
 from isolate.image.reference import Platform, Reference, host_platform, is_digest, name_to_give
 
 if TYPE_CHECKING:
+    from typing import IO, Any, BinaryIO
+
     from isolate._mapped import MappedWorker
     from isolate.fs.layers import Layer
     from isolate.image._reports import DiskUsage, GcReport, Removed

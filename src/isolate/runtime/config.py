@@ -15,9 +15,9 @@ import os
 import resource
 import time
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Final
 
 from isolate import _record
+from isolate._typing import TYPE_CHECKING
 from isolate.errors import ConfigError
 from isolate.fs.mounts import Bind, Tmpfs, check_container_path
 from isolate.namespaces import IdMap, NamespaceKind
@@ -29,6 +29,8 @@ from isolate.security import (
 )
 
 if TYPE_CHECKING:
+    from typing import Any, Final
+
     import attrs
 
 __all__ = [

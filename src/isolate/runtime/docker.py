@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import errno
 import functools
-from typing import Any, Final
 
+from isolate._typing import TYPE_CHECKING
 from isolate.security import CapabilitySet, SeccompProfile
+
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 __all__ = ["docker_seccomp_profile"]
 
