@@ -37,7 +37,7 @@ __all__ = ["FrozenInstanceError", "asdict", "evolve", "field", "fields", "in_", 
            "mutable", "optional", "record"]
 
 if TYPE_CHECKING:
-    from typing import TypeVar
+    from typing import Any, TypeVar
 
     _C = TypeVar("_C", bound=type)
 
@@ -371,8 +371,6 @@ def _optional(validator: Callable[[Any, Any, Any], Any]) -> Callable[[Any, Any, 
 
 
 if TYPE_CHECKING:
-    from typing import Any
-
     # To mypy these are attrs's own, so its attrs plugin checks records as attrs classes.
     from attrs import asdict as asdict
     from attrs import define as mutable
