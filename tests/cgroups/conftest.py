@@ -48,8 +48,11 @@ def parents() -> Iterator[dict[str, CGroup]]:
     made: dict[str, CGroup] = {}
     try:
         for name, layout in layouts.items():
-            made[name] = CGroup.create(f"pytest-{os.getpid()}-{secrets.token_hex(3)}-{name}",
-                                       layout=layout)
+            # A generated name: this process holds it (a flock), so if the session is killed
+            # before the teardown below, the next create by any process sweeps it and all
+            # below it -- in every hierarchy, the nested memory one too. A name of our own
+            # ("pytest-<pid>-...", pid 1 in a pid namespace) was never swept and leaked.
+            made[name] = CGroup.create(layout=layout)
         yield made
     finally:
         for cg in made.values():

@@ -50,6 +50,28 @@ def test_group_of_a_killed_creator_is_swept_by_the_next_create() -> None:
         assert mine.exists()
 
 
+def test_a_dead_creators_group_is_swept_with_the_named_groups_below_it() -> None:
+    # What tests/cgroups/conftest.py's parents are: a generated group holding groups with
+    # names of their own. A session killed before its teardown leaves them; the next create
+    # removes the whole tree, in every hierarchy (v1 memory sits below the caller's own).
+    code = textwrap.dedent("""
+        import json, os
+        from isolate.cgroups import CGroup
+        parent = CGroup.create()
+        child = CGroup.create("named-child", parent=parent)
+        CGroup.create("grandchild", parent=child)
+        print(json.dumps(parent.dirs), flush=True)
+        os._exit(0)          # killed before delete
+    """)
+    out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=SRC),
+                         capture_output=True, text=True, check=True).stdout
+    dirs: dict[str, str] = json.loads(out)
+    assert all(os.path.isdir(os.path.join(d, "named-child", "grandchild"))
+               for d in dirs.values())
+    with CGroup.create():
+        assert not [d for d in dirs.values() if os.path.exists(d)]
+
+
 def test_group_of_a_live_creator_is_left_alone() -> None:
     with CGroup.create() as first, CGroup.create() as second:
         assert first.exists() and second.exists()
