@@ -99,7 +99,7 @@ address lease); ``release`` undoes them after the container ended (also after a 
 ``facts`` alone) and must not fail when there is nothing left."""
 
 # A Protocol for the type checker; at run time (typing is not loaded on a container's start)
-# a plain base class of the same name and methods, for drivers that name it as their base.
+# a plain base class of the same name, for drivers that name it as their base.
 if TYPE_CHECKING:
     from typing import Protocol
 
@@ -114,15 +114,7 @@ if TYPE_CHECKING:
             ...
 else:
     class NetworkDriver:
-        __doc__ = _DRIVER_DOC
-
-        def prepare(self, request: NetworkRequest) -> NetworkSetup:
-            """Get the network of ``request``'s container ready; what its start uses."""
-            raise NotImplementedError
-
-        def release(self, request: NetworkRequest, facts: Mapping[str, object]) -> None:
-            """Undo what :meth:`prepare` made, from ``facts`` alone; nothing left is no error."""
-            raise NotImplementedError
+        __doc__ = _DRIVER_DOC  # its methods: the protocol above
 
 
 def host_resolv_conf() -> str:
