@@ -490,7 +490,10 @@ def test_ids_capabilities_rlimits_and_no_new_privs_reach_the_program() -> None:
 
     chown = security.CapabilitySet(["CAP_CHOWN"])
     p = Plan().extend([
-        _plan.rlimit("nofile", 64, 128),
+        # Above every fd number this session holds: the child arranges its fds (FDS, at the
+        # exec) after this op, and fcntl(F_DUPFD) above the caller's highest fd fails past
+        # the soft limit (EMFILE) -- a known limit of the C core's ordering, see the notes.
+        _plan.rlimit("nofile", 4096, 8192),
         _plan.bounding_set(chown),
         _plan.keep_caps(),
         _plan.setgroups([65533]),
@@ -504,7 +507,7 @@ def test_ids_capabilities_rlimits_and_no_new_privs_reach_the_program() -> None:
     status, out = output_of(p, [exec_op("/bin/sh", "-c", script)])
     assert status == 0, out
     lines = out.decode().splitlines()
-    assert lines[0] == "65534 65534 65534 65533 64 128"  # id -G: the gid, then the groups
+    assert lines[0] == "65534 65534 65534 65533 4096 8192"  # id -G: the gid, then the groups
     fields = dict(line.split(":\t") for line in lines[1:])
     assert fields == {"CapEff": "0000000000000001", "CapBnd": "0000000000000001",
                       "CapAmb": "0000000000000001", "NoNewPrivs": "1"}
