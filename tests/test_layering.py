@@ -21,6 +21,8 @@ LAYERS: dict[str, float] = {
     "isolate._lazy": 0,  # the packages' lazy re-exports: imports nothing of isolate
     "isolate._digest": 0,  # SHA-256 of small records without OpenSSL: imports nothing
     "isolate._record": 0,  # frozen records without attrs at run time: imports nothing
+    "isolate._enum": 0,  # enumerations without enum at run time: imports nothing
+    "isolate._sig": 0,  # signal's numbers and calls without its enum classes
     "isolate._typing": -1,  # TYPE_CHECKING without typing: imports nothing, under all
     "isolate._units": 1,
     "isolate._procs": 1,
@@ -58,6 +60,7 @@ LAYERS: dict[str, float] = {
     "isolate.container": 4.6,  # containers: a preset of the runtime config, state on disk
     "isolate._container_runner": 4.7,  # build RUN steps in containers: the container preset
     "isolate._sandbox_config": 4.9,  # the sandbox's options: imported when a config is made
+    "isolate._sandbox_result": 4.9,  # what Sandbox.run returns: a subprocess class
     "isolate.sandbox": 5,
     "isolate.cli": 6,
     "isolate.api": 6,

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import isolate
-from isolate import Bind, Limits, Sandbox, SandboxConfig, Tmpfs
+from isolate import Bind, Limits, Sandbox, SandboxConfig, Tmpfs, lowlevel
 from isolate.errors import (
     CallError,
     ConfigError,
@@ -198,6 +198,68 @@ def test_popen_kill_ends_the_process_with_sigkill(sb: Sandbox) -> None:
     proc.kill()
     assert proc.wait() == -signal.SIGKILL
     assert pids_with_argv("sleep", mark) == []
+
+
+# -- spawn: a process without subprocess -------------------------------------------------------
+
+def test_spawn_gives_a_child_with_the_given_stdio_env_and_cwd(sb: Sandbox) -> None:
+    read_end, write_end = os.pipe()
+    in_r, in_w = os.pipe()
+    try:
+        os.write(in_w, b"hello\n")
+        os.close(in_w)
+        with sb.spawn(["sh", "-c", 'read line; echo "$line $GREETING $(pwd)"; exit 3'],
+                      env={"PATH": "/bin:/usr/bin", "GREETING": "hi"}, cwd="/tmp",
+                      stdio=(in_r, write_end, -1)) as child:
+            os.close(write_end)
+            assert isinstance(child, lowlevel.Child) and child.pid > 0
+            assert child.wait() == 3 and child.returncode == 3 and child.poll() == 3
+        assert os.read(read_end, 100) == b"hello hi /tmp\n"
+    finally:
+        os.close(read_end)
+        os.close(in_r)
+
+
+def test_spawn_passes_fds_at_their_numbers_and_closes_the_rest(sb: Sandbox) -> None:
+    r, w = os.pipe()
+    stray_r, stray_w = os.pipe()
+    os.set_inheritable(stray_w, True)  # (closed in the child all the same: not passed)
+    try:
+        child = sb.spawn(["sh", "-c", f"echo passed > /proc/self/fd/{w}; "
+                          f"if [ -e /proc/self/fd/{stray_w} ]; then exit 7; fi"],
+                         pass_fds=[w])
+        os.close(w)
+        assert child.wait() == 0
+        child.close()
+        assert os.read(r, 4096) == b"passed\n"
+    finally:
+        os.close(r)
+        os.close(stray_r)
+        os.close(stray_w)
+
+
+def test_spawn_signals_through_the_pidfd_and_the_sandbox_ends_what_it_started() -> None:
+    mark = marker()
+    with Sandbox() as box:
+        child = box.spawn(["sleep", mark])
+        assert started_with_argv("sleep", mark)
+        child.send_signal(signal.SIGKILL)  # (pid 1 of its namespace: no SIGTERM without a trap)
+        assert child.wait() == -signal.SIGKILL
+        child.close()
+        box.spawn(["sleep", mark])  # left running: the sandbox ends it
+        assert started_with_argv("sleep", mark)
+    assert not pids_with_argv("sleep", mark)
+
+
+def test_spawn_refuses_what_popen_refuses(sb: Sandbox) -> None:
+    with pytest.raises(ConfigError, match="sequence of arguments"):
+        sb.spawn("true")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="must not be empty"):
+        sb.spawn([])
+    with pytest.raises(SpawnError, match="exec /no/such/program"):
+        sb.spawn(["/no/such/program"])
+    with pytest.raises(StateError):
+        Sandbox().spawn(["true"])
 
 
 # -- call ------------------------------------------------------------------------------------

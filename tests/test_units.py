@@ -63,3 +63,28 @@ def test_human_size_picks_the_largest_whole_unit() -> None:
 ])
 def test_id_spans_join_adjacent_ranges(ranges: list[tuple[int, int]], text: str) -> None:
     assert id_spans(ranges) == text
+
+
+def test_sizes_and_numbers_are_read_as_their_regular_expressions_say() -> None:
+    """The hand-written readers (no re on a start's path) against the patterns they replace,
+    on every short string of the characters that matter and many longer random ones."""
+    import itertools
+    import random
+    import re
+
+    from isolate import _units
+
+    size = re.compile(r"^\s*([0-9]+)(?:\.([0-9]+))?\s*([kmgtpe]?)(?:i?b)?\s*$",
+                      re.IGNORECASE | re.ASCII)
+    number = re.compile(r"^\s*[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\s*$",
+                        re.ASCII)
+    chars = ["0", "7", ".", "k", "K", "m", "G", "e", "E", "i", "I", "b", "B", "+", "-", " ",
+             "\t", "\n", "x", "_", "\u0663", "\u212a", "\u00a0"]
+    cases = {"".join(t) for n in range(4) for t in itertools.product(chars, repeat=n)}
+    rng = random.Random(3)
+    cases |= {"".join(rng.choices(chars, k=rng.randint(4, 9))) for _ in range(50_000)}
+    for text in cases:
+        m = size.match(text)
+        expected = None if m is None else (m.group(1), m.group(2) or "", m.group(3).lower())
+        assert _units._size_parts(text) == expected, repr(text)
+        assert _units._is_number(text) == bool(number.match(text)), repr(text)

@@ -23,14 +23,14 @@ operations and no order -- callers do -- and makes no system calls.
 
 from __future__ import annotations
 
-import enum
 import os
-import signal as _signal
 import stat as _stat
 import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from isolate import _record
+from isolate._enum import IntEnum, IntFlag
+from isolate._sig import signal as _signal
 from isolate._typing import TYPE_CHECKING
 from isolate.errors import ConfigError
 
@@ -220,14 +220,14 @@ _HOST_NAME_MAX = 64
 _SIGRTMAX = 64
 
 
-class Mode(enum.IntEnum):
+class Mode(IntEnum):
     """How the child is cloned (``ISO_MODE_*``)."""
 
     VFORK = 1  #: shares the parent's memory until exec; no parent steps possible
     FORK = 2  #: copy-on-write child; may wait for parent steps
 
 
-class OpKind(enum.IntEnum):
+class OpKind(IntEnum):
     """Set-up operation kinds (``ISO_OP_*`` in isolate.h; a test checks they agree).
 
     Each kind has a builder of the same name in lowercase (``OpKind.CHDIR`` -> :func:`chdir`),
@@ -283,7 +283,7 @@ class OpKind(enum.IntEnum):
     REROOT = 44
 
 
-class Step(enum.IntEnum):
+class Step(IntEnum):
     """Steps outside the operation list (``ISO_STEP_*``)."""
 
     CLONE = 100
@@ -291,7 +291,7 @@ class Step(enum.IntEnum):
     PLAN = 102
 
 
-class Report(enum.IntEnum):
+class Report(IntEnum):
     """Kinds of record the child writes on the status fd (``ISO_REPORT_*``)."""
 
     ERROR = 1
@@ -300,7 +300,7 @@ class Report(enum.IntEnum):
     EXIT = 4  #: from an INIT, on the exit fd: the command's wait status
 
 
-class Fd(enum.IntEnum):
+class Fd(IntEnum):
     """Placeholder fd numbers (``ISO_FD_*``): where a plan names one (an ``FDS`` source,
     ``PDEATHSIG``'s ``b``, ``CONSOLE``'s ``a``), the spawner puts an fd of its own.
 
@@ -316,7 +316,7 @@ class Fd(enum.IntEnum):
     CONSOLE = -6  #: the socket a CONSOLE op sends the pty master to
 
 
-class OpFlag(enum.IntFlag):
+class OpFlag(IntFlag):
     """Per-operation flags (``ISO_F_*``); the builders set them from keyword arguments."""
 
     NONE = 0
@@ -623,7 +623,9 @@ def _where(op: Op) -> str:
 
 def _signame(number: int) -> str:
     try:
-        return _signal.Signals(number).name
+        import signal  # (its names: loaded for a message only)
+
+        return signal.Signals(number).name
     except ValueError:
         return f"signal {number}"
 

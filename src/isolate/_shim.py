@@ -9,7 +9,6 @@ belong to the container layer: it is handed a plan, a directory and fds, nothing
 
 from __future__ import annotations
 
-import enum
 import errno
 import functools
 import json
@@ -22,6 +21,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 
 from isolate import _plan, _record
+from isolate._enum import IntEnum
 from isolate._plan import Fd, Mode, Plan
 from isolate._procs import lock_held
 from isolate._typing import TYPE_CHECKING
@@ -87,7 +87,7 @@ _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _FRAME = struct.Struct(">B3xI")
 
 
-class ReportKind(enum.IntEnum):
+class ReportKind(IntEnum):
     """Records on the ready fd (``SHIM_REPORT_*``), laid out as :data:`isolate._plan.REPORT`."""
 
     ERROR = 1  #: the container's set-up failed: errno, step, op_index (value: its pid)
@@ -96,7 +96,7 @@ class ReportKind(enum.IntEnum):
     FAILED = 18  #: the shim's own work failed: errno, step (a :class:`ShimStep`)
 
 
-class ShimStep(enum.IntEnum):
+class ShimStep(IntEnum):
     """What the shim was doing when it failed (``SHIM_STEP_*``)."""
 
     ARGS = 200
@@ -115,7 +115,7 @@ class ShimStep(enum.IntEnum):
     CONSOLE = 213
 
 
-class Message(enum.IntEnum):
+class Message(IntEnum):
     """Frame kinds on the attach socket (``SHIM_MSG_*``): ``[kind u8][3 zero bytes][length u32
     big-endian][payload]``, the shape of Docker's multiplexed stream."""
 

@@ -8,7 +8,6 @@ Imports nothing from isolate but its errors; makes no system calls.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable
 
 from isolate.errors import ConfigError
@@ -24,13 +23,50 @@ MAX_SECONDS = 1e9
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50,
           "e": 1 << 60}
-_SIZE_RE = re.compile(r"^\s*([0-9]+)(?:\.([0-9]+))?\s*([kmgtpe]?)(?:i?b)?\s*$",
-                      re.IGNORECASE | re.ASCII)
 # More digits than any size up to MAX_SIZE needs (and well below int()'s digit limit).
 _MAX_DIGITS = 40
-# What float() takes, in ASCII only (float() also takes "1_0", other scripts' digits, "nan").
-_NUMBER_RE = re.compile(r"^\s*[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\s*$",
-                        re.ASCII)
+# The white space around a number (ASCII's: str.strip() alone takes other scripts' too).
+# Sizes and numbers are read by hand, not by regular expressions: re (and the enum it loads)
+# is ~2 ms of a start that parses a --stop-timeout.
+_SPACE = " \t\n\r\x0b\x0c"
+
+
+def _digits(text: str) -> bool:
+    """Whether ``text`` is one or more ASCII digits."""
+    return text.isascii() and text.isdigit()
+
+
+def _size_parts(value: str) -> tuple[str, str, str] | None:
+    """(whole, fraction, unit) of a size written ``DIGITS[.DIGITS][ ][k|m|g|t|p|e][i][b]``
+    (any case, ASCII only, white space around), or None for anything else."""
+    text = value.strip(_SPACE)
+    if not text.isascii():
+        return None
+    text = text.lower()
+    text = text[:-2] if text.endswith("ib") else text[:-1] if text.endswith("b") else text
+    unit = text[-1:] if text[-1:] in ("k", "m", "g", "t", "p", "e") else ""
+    number = text[:len(text) - len(unit)].rstrip(_SPACE)
+    whole, dot, fraction = number.partition(".")
+    if not _digits(whole) or (dot and not _digits(fraction)):
+        return None
+    return whole, fraction, unit
+
+
+def _is_number(value: str) -> bool:
+    """Whether ``value`` is a number float() takes, in ASCII only: ``[+-]`` digits with a
+    decimal point anywhere, an exponent (float() also takes "1_0", other scripts' digits,
+    "nan" and "inf")."""
+    text = value.strip(_SPACE)
+    if not text.isascii():
+        return False
+    text = text.lower().removeprefix("+") if text[:1] != "-" else text[1:].lower()
+    mantissa, e, exponent = text.partition("e")
+    if e and not _digits(exponent[1:] if exponent[:1] in ("+", "-") else exponent):
+        return False
+    whole, dot, fraction = mantissa.partition(".")
+    if whole:
+        return _digits(whole) and (not fraction or _digits(fraction))
+    return bool(dot) and _digits(fraction)
 
 
 def _shown(value: object) -> str:
@@ -106,8 +142,8 @@ def parse_size(value: int | str, *, name: str = "size") -> int:
         raise ConfigError(f"{name}: expected a size, got {value!r}")
     if isinstance(value, int):
         size = value
-    elif isinstance(value, str) and (m := _SIZE_RE.match(value)) is not None:
-        whole, fraction, unit = m.group(1), m.group(2) or "", m.group(3).lower()
+    elif isinstance(value, str) and (parts := _size_parts(value)) is not None:
+        whole, fraction, unit = parts
         if len(whole) + len(fraction) > _MAX_DIGITS:
             raise _too_large(name, value)
         scale = _UNITS[unit]
@@ -126,7 +162,7 @@ def parse_number(value: float | str, *, name: str, what: str) -> float:
     infinities are kept for the caller to judge. Raises :class:`ConfigError` naming ``name``
     (expected "a number of ``what``") for anything else, bools included."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)) or (
-            isinstance(value, str) and not _NUMBER_RE.match(value)):
+            isinstance(value, str) and not _is_number(value)):
         raise ConfigError(f"{name}: expected a number of {what}, got {_shown(value)}")
     try:
         return float(value)

@@ -18,16 +18,17 @@ says what the child does.
 
 from __future__ import annotations
 
+import _thread
 import errno
 import functools
 import os
-import signal
-import threading
+import sys
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from isolate import _plan, _sys
 from isolate._plan import Mode, Op, OpFlag, OpKind, Plan, Report, Step
+from isolate._sig import signal
 from isolate._sys import (
     mount,
     mount_setattr,
@@ -55,6 +56,7 @@ from isolate.errors import (
 if TYPE_CHECKING:
     import queue
     import socket
+    import threading
 
 __all__ = [
     "Child",
@@ -79,6 +81,7 @@ __all__ = [
     "sethostname",
     "setns",
     "spawn",
+    "stdio_pairs",
     "umount2",
     "unshare",
     "userns_available",
@@ -202,6 +205,25 @@ class Child:
         return f"<Child pid={self.pid} returncode={self.returncode}>"
 
 
+def stdio_pairs(stdio: Sequence[int] = (-1, -1, -1), pass_fds: Iterable[int] = ()
+                ) -> list[tuple[int, int]]:
+    """The (source, target) fd pairs of a child's stdio and passed fds, for a plan's
+    :func:`~isolate.lowlevel.plan.fds` op: ``stdio[n]`` becomes fd n, where -1 means this
+    process's own fd n (left out when it is not open here); each of ``pass_fds`` keeps its
+    number."""
+    pairs = []
+    for target, source in enumerate(stdio):
+        if source == -1:
+            source = target
+            try:
+                os.get_inheritable(source)  # (F_GETFD: is it open at all)
+            except OSError:
+                continue
+        pairs.append((source, target))
+    pairs.extend((fd, fd) for fd in pass_fds)
+    return pairs
+
+
 def command_status(exit_fd: int, init_status: int) -> int:
     """The exit status of the command under an ``INIT`` op, given the init's own
     (``init_status``, as :func:`os.waitstatus_to_exitcode` gives it) once it is reaped.
@@ -315,8 +337,7 @@ def spawn(p: Plan, *, parent_step: Callable[[int], None] | None = None,
     """
     p.check()
     run, inserted = _with_fds_closed(p, close_fds, tuple(pass_fds))
-    if threading.current_thread() is not threading.main_thread() and run.has(
-            OpKind.PDEATHSIG):
+    if run.has(OpKind.PDEATHSIG) and not _on_main_thread():
         return _LastingThread.call(functools.partial(_spawn, run, parent_step, inserted))
     return _spawn(run, parent_step, inserted)
 
@@ -346,10 +367,17 @@ def _with_fds_closed(p: Plan, close_fds: bool, pass_fds: tuple[int, ...]
     return run, at
 
 
+def _on_main_thread() -> bool:
+    """Whether this is the main thread. Without :mod:`threading` loaded no thread of it runs,
+    and this process need not load it (~1.5 ms of a command's start) to know that."""
+    threading = sys.modules.get("threading")
+    return threading is None or threading.current_thread() is threading.main_thread()
+
+
 class _LastingThread:
     """One daemon thread per process that runs calls handed to it, for the caller to wait on."""
 
-    _lock = threading.Lock()
+    _lock = _thread.allocate_lock()
     _jobs: queue.SimpleQueue[tuple[Callable[[], Child], list[object], threading.Event]] | None \
         = None
     _pid = -1
@@ -359,12 +387,15 @@ class _LastingThread:
         with cls._lock:
             if cls._jobs is None or cls._pid != os.getpid():  # none yet, or forked (no hook)
                 import queue  # here: most processes never need this thread
+                import threading
 
                 cls._jobs = queue.SimpleQueue()
                 cls._pid = os.getpid()
                 threading.Thread(target=cls._serve, args=(cls._jobs,),
                                  name="isolate-spawner", daemon=True).start()
             jobs = cls._jobs
+        import threading  # loaded already: the caller is not the main thread
+
         out: list[object] = []
         done = threading.Event()
         jobs.put((fn, out, done))
@@ -390,7 +421,7 @@ class _LastingThread:
     @classmethod
     def _after_fork_in_child(cls) -> None:
         # The thread is not in the child, and another thread may have held the lock at fork.
-        cls._lock = threading.Lock()
+        cls._lock = _thread.allocate_lock()
         cls._jobs = None
 
 

@@ -9,22 +9,21 @@ namespaces. New namespaces are made by a short-lived child, never by the calling
 from __future__ import annotations
 
 import contextlib
-import enum
 import errno
 import fcntl
 import itertools
 import math
 import os
 import pwd
-import signal
 import stat
-import subprocess
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from isolate import _plan, _record, _sys, lowlevel
+from isolate._enum import Enum
 from isolate._plan import MNT_DETACH, MS_BIND, MS_PRIVATE, MS_REC, MS_SLAVE, Mode, Op, Plan
+from isolate._sig import signal
 from isolate._typing import TYPE_CHECKING
 from isolate._units import id_spans
 from isolate.errors import (
@@ -67,7 +66,7 @@ MAX_MAP_LINES = 340
 _ID_LIMIT = 2**32 - 1  # (uid_t)-1 is "no id" and never mappable
 
 
-class NamespaceKind(enum.Enum):
+class NamespaceKind(Enum):
     """The eight namespace kinds. The value is the file name in ``/proc/PID/ns``."""
 
     MNT = "mnt"
@@ -504,6 +503,8 @@ def _run_idmap_tool(tool: str, pid: int, lines: Sequence[IdMap]) -> None:
     args = [tool, str(pid)]
     for m in lines:
         args += [str(m.inside), str(m.outside), str(m.count)]
+    import subprocess  # here: most processes never need a helper program
+
     try:
         proc = subprocess.run(args, capture_output=True, text=True, check=False,
                               stdin=subprocess.DEVNULL)

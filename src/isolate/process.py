@@ -7,7 +7,6 @@ decides what the child's isolation is; the caller passes a function that builds 
 
 from __future__ import annotations
 
-import fcntl
 import os
 import subprocess
 from collections.abc import Callable, Sequence
@@ -23,14 +22,6 @@ __all__ = ["SandboxedPopen"]
 
 # (stdio and passed fds as (source, target) pairs) -> plan
 PlanFactory = Callable[[list[tuple[int, int]]], Plan]
-
-
-def _is_open(fd: int) -> bool:
-    try:
-        fcntl.fcntl(fd, fcntl.F_GETFD)
-    except OSError:
-        return False
-    return True
 
 
 class SandboxedPopen(subprocess.Popen):  # type: ignore[type-arg]
@@ -68,15 +59,8 @@ class SandboxedPopen(subprocess.Popen):  # type: ignore[type-arg]
                        creationflags: Any, shell: Any, p2cread: int, p2cwrite: int,
                        c2pread: int, c2pwrite: int, errread: int, errwrite: int,
                        *rest: Any) -> None:
-        stdio = []
-        for target, source in enumerate((p2cread, c2pwrite, errwrite)):
-            if source == -1:
-                source = target  # inherit the caller's own stdio, if it has it open
-                if not _is_open(source):
-                    continue
-            stdio.append((source, target))
-        for fd in pass_fds:
-            stdio.append((fd, fd))
+        # (-1: the caller's own stdio, inherited where it has it open)
+        stdio = lowlevel.stdio_pairs((p2cread, c2pwrite, errwrite), pass_fds)
         child = lowlevel.spawn(self._plan_factory(stdio))
         # Popen waits by pid; the pid stays ours (unreaped) until Popen reaps it.
         self.pid = child.pid

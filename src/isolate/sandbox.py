@@ -13,17 +13,16 @@ process the sandbox started, and with them every mount and namespace they held.
 
 from __future__ import annotations
 
+import _thread
 import errno
 import functools
 import os
-import signal
 import stat
-import subprocess
 import sys
-import threading
 import time
 import warnings
 
+from isolate._sig import signal
 from isolate.errors import (
     CallError,
     ConfigError,
@@ -39,16 +38,19 @@ from isolate.errors import (
 # python3) would otherwise pay for at import (~7 ms). Type checkers take any TYPE_CHECKING.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import subprocess
+    import threading
     from collections.abc import Callable, Iterable, Mapping, Sequence
-    from typing import Any, NoReturn, TypeVar
+    from typing import Any, NoReturn, Protocol, TypeVar
 
     # The building blocks are imported where they are first used (entering a sandbox, the
     # first Bind, limits): 'import isolate.sandbox' stays cheap, and a sandbox without limits
     # never loads the cgroup code.
-    from isolate import runtime, security
+    from isolate import lowlevel, runtime, security
     from isolate._image_root import ImageRoot
     from isolate._plan import Op, Plan
     from isolate._sandbox_config import SandboxConfig
+    from isolate._sandbox_result import SandboxResult
     from isolate.cgroups import CGroup, DeviceRule, Layout, Limits
     from isolate.fs.mounts import Bind, Tmpfs
     from isolate.image import Image, Store
@@ -56,6 +58,16 @@ if TYPE_CHECKING:
     from isolate.runtime import RuntimeConfig
 
     T = TypeVar("T")
+    P = TypeVar("P", bound="_Process")
+
+    class _Process(Protocol):
+        """What the sandbox needs of a process it started: a Popen or a lowlevel Child."""
+
+        returncode: int | None
+
+        def poll(self) -> int | None: ...
+        def wait(self) -> int: ...
+        def kill(self) -> None: ...
 
 __all__ = ["Sandbox", "SandboxConfig", "SandboxResult"]
 
@@ -67,23 +79,32 @@ _EMPTY = "/tmp/.isolate-empty"
 
 
 def __getattr__(name: str) -> Any:
-    """``SandboxConfig``, made when first asked for: the class and the records it is made of
-    cost more to build than the rest of this module, and a program that only imports
-    ``isolate.sandbox`` need not pay for them.
+    """``SandboxConfig`` and ``SandboxResult``, made when first asked for: the config class
+    and the records it is made of cost more to build than the rest of this module, and the
+    result is a :mod:`subprocess` class (subprocess loads locale, re, enum, selectors and
+    threading: ~10 ms of a start). A program that only imports ``isolate.sandbox``, or runs
+    its processes through :meth:`Sandbox.spawn`, need not pay for them.
 
     Raises AttributeError for a name the module does not have.
     """
+    value: Any
     if name == "SandboxConfig":
         from isolate._sandbox_config import SandboxConfig
 
-        globals()[name] = SandboxConfig
-        return SandboxConfig
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = SandboxConfig
+    elif name == "SandboxResult":
+        from isolate._sandbox_result import SandboxResult
+
+        value = SandboxResult
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:
-    """The module's names, ``SandboxConfig`` among them."""
-    return sorted({*globals(), "SandboxConfig"})
+    """The module's names, ``SandboxConfig`` and ``SandboxResult`` among them."""
+    return sorted({*globals(), "SandboxConfig", "SandboxResult"})
 
 
 #: Where the memory controller counts OOM kills ("oom_kill N"): v2's file, then v1's.
@@ -389,7 +410,7 @@ def _add_note(error: BaseException, note: str) -> None:
     add_note(error, note)
 
 
-def _kill_all(procs: Iterable[subprocess.Popen[Any]]) -> None:
+def _kill_all(procs: Iterable[_Process]) -> None:
     """SIGKILL each process still running: as each is pid 1 of its own pid namespace, its
     whole tree goes with it."""
     for proc in procs:
@@ -398,20 +419,6 @@ def _kill_all(procs: Iterable[subprocess.Popen[Any]]) -> None:
                 proc.kill()
             except ProcessLookupError:
                 pass
-
-
-class SandboxResult(subprocess.CompletedProcess):  # type: ignore[type-arg]
-    """A :class:`subprocess.CompletedProcess` that also says whether the OOM killer ended the
-    process (``oom_killed``): a memory limit shows up as that, not as a bare SIGKILL."""
-
-    oom_killed: bool = False
-    #: With a writable image root: the process's overlay upper dir (its changes, in the
-    #: layout :func:`isolate.fs.layers.diff` commits); removed when the sandbox closes.
-    upper_dir: str | None = None
-
-    def __repr__(self) -> str:
-        base = super().__repr__()
-        return base[:-1] + ", oom_killed=True)" if self.oom_killed else base
 
 
 class Sandbox:
@@ -490,9 +497,9 @@ class Sandbox:
         self._runtime: RuntimeConfig | None = None
         self._runtime_of: SandboxConfig | None = None
         # Strong references: a Popen the caller dropped is still ours to end at close.
-        self._procs: set[subprocess.Popen[Any]] = set()
-        self._lock = threading.Lock()
-        self._caller_lock = threading.Lock()
+        self._procs: set[_Process] = set()
+        self._lock = _thread.allocate_lock()
+        self._caller_lock = _thread.allocate_lock()
         self._closed = False
         self._deadline: float | None = None
         self._timer: threading.Timer | None = None
@@ -590,6 +597,8 @@ class Sandbox:
             raise
         if self.config.timeout is not None:
             self._deadline = time.monotonic() + self.config.timeout
+            import threading  # here: a sandbox without a timeout needs no thread
+
             self._timer = threading.Timer(self.config.timeout, self._expire)
             self._timer.daemon = True
             self._timer.start()
@@ -613,9 +622,13 @@ class Sandbox:
         _kill_all(procs)
         for proc in procs:
             proc.wait()
-            for stream in (proc.stdin, proc.stdout, proc.stderr):
+            for name in ("stdin", "stdout", "stderr"):  # a Popen's pipes (a Child has none)
+                stream = getattr(proc, name, None)
                 if stream is not None:
                     stream.close()
+            close = getattr(proc, "close", None)  # a Child's pidfd (closing twice is fine)
+            if close is not None:
+                close()
         self._release()
 
     def _prepare_network_files(self) -> None:
@@ -979,6 +992,49 @@ class Sandbox:
         closed, and :class:`isolate.errors.SpawnError` (or ``MountError``...) naming the set-up
         step or the program that failed.
         """
+        for bad in ("preexec_fn", "shell", "executable", "start_new_session", "cwd"):
+            if popen_kwargs.get(bad):
+                raise ConfigError(f"{bad} is not supported in a sandbox")
+
+        def start(args: list[str], factory: Callable[[list[tuple[int, int]]], Plan]
+                  ) -> subprocess.Popen[Any]:
+            from isolate.process import SandboxedPopen
+
+            return SandboxedPopen(args, plan_factory=factory, **popen_kwargs)
+
+        return self._start(argv, env, cwd, start)
+
+    def spawn(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
+              cwd: str | None = None, stdio: Sequence[int] = (-1, -1, -1),
+              pass_fds: Iterable[int] = ()) -> lowlevel.Child:
+        """Start ``argv`` in the sandbox, as :meth:`popen` does, without :mod:`subprocess`:
+        returns an :class:`isolate.lowlevel.Child` (``pid``, ``poll``, ``wait``,
+        ``send_signal`` and ``kill`` through its pidfd, ``fileno`` to wait on in an event loop).
+
+        ``stdio`` gives the child's fds 0, 1 and 2: an fd of this process, or -1 for this
+        process's own (the default: the caller's stdin, stdout and stderr); ``pass_fds`` keep
+        their numbers. There are no pipes: make them with :func:`os.pipe` and pass their ends.
+        Close the handle when done with it (or use it as a context manager, which kills the
+        process if it still runs); the sandbox ends and closes those still running when it
+        closes. This is the lighter start (subprocess alone costs ~10 ms to import), which
+        ``isolate run`` uses.
+
+        Raises what :meth:`popen` raises.
+        """
+        from isolate import lowlevel
+
+        pairs = lowlevel.stdio_pairs(tuple(stdio), pass_fds)
+
+        def start(args: list[str], factory: Callable[[list[tuple[int, int]]], Plan]
+                  ) -> lowlevel.Child:
+            return lowlevel.spawn(factory(pairs))
+
+        return self._start(argv, env, cwd, start)
+
+    def _start(self, argv: Sequence[str], env: Mapping[str, str] | None, cwd: str | None,
+               start: Callable[[list[str], Callable[[list[tuple[int, int]]], Plan]], P]) -> P:
+        """Check ``argv``, ``env`` and ``cwd``, then ``start(argv, plan_factory)`` under the
+        sandbox's lock, and keep the process it returns, to end it at close."""
         if self._compiled is None:
             self._check_open()
             raise StateError("use the sandbox in a with block (or call __enter__) first",
@@ -986,12 +1042,9 @@ class Sandbox:
         self._check_open()
         if isinstance(argv, (str, bytes)):
             raise ConfigError("argv must be a sequence of arguments, not a string")
-        argv = [os.fsdecode(a) for a in argv]
-        if not argv:
+        args = [os.fsdecode(a) for a in argv]
+        if not args:
             raise ConfigError("argv must not be empty")
-        for bad in ("preexec_fn", "shell", "executable", "start_new_session", "cwd"):
-            if popen_kwargs.get(bad):
-                raise ConfigError(f"{bad} is not supported in a sandbox")
         environment = self.environment(env)
         if cwd is not None:
             from isolate._sandbox_config import check_cwd
@@ -1008,14 +1061,12 @@ class Sandbox:
                 if upper is not None and image_root is not None else None)
 
         def factory(fds: list[tuple[int, int]]) -> Plan:
-            return compiled.plan(argv, environment, workdir, fds, root)
+            return compiled.plan(args, environment, workdir, fds, root)
 
         with self._lock:
             self._check_open()
             try:
-                from isolate.process import SandboxedPopen
-
-                proc = SandboxedPopen(argv, plan_factory=factory, **popen_kwargs)
+                proc = start(args, factory)
             except MountError as exc:
                 _explain_root_failure(exc)
                 _explain_overlay_failure(exc, self.config)
@@ -1037,6 +1088,10 @@ class Sandbox:
         whole tree are killed and :class:`subprocess.TimeoutExpired` is raised; with
         ``check=True`` a non-zero exit raises :class:`subprocess.CalledProcessError`.
         """
+        import subprocess
+
+        from isolate._sandbox_result import SandboxResult
+
         if input is not None:
             if popen_kwargs.get("stdin") is not None:
                 raise ConfigError("stdin and input cannot both be given")

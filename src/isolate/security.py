@@ -8,7 +8,6 @@ the calling process (the spawner's C child does that) and does no I/O at import 
 
 from __future__ import annotations
 
-import enum
 import errno as _errno
 import functools
 import os
@@ -16,6 +15,7 @@ import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from isolate import _record, _syscalls
+from isolate._enum import Enum, IntEnum
 from isolate._typing import TYPE_CHECKING
 from isolate.errors import ConfigError, IsolateOSError, UnsupportedError
 
@@ -77,7 +77,7 @@ DEFAULT_READONLY_PATHS: Final[tuple[str, ...]] = (
 # ============================================================================================
 
 
-class Capability(enum.IntEnum):
+class Capability(IntEnum):
     """A Linux capability; the value is its bit number (``linux/capability.h``)."""
 
     CAP_CHOWN = 0
@@ -432,7 +432,7 @@ def syscall_number(name: str, arch: str | None = None) -> int | None:
     return _TABLES[_arch_name(arch)].get(name)
 
 
-class SeccompAction(enum.IntEnum):
+class SeccompAction(IntEnum):
     """What the kernel does when a filter returns this; the values are ``SECCOMP_RET_*``."""
 
     KILL_PROCESS = 0x8000_0000
@@ -473,7 +473,7 @@ _RET_DATA: Final = 0xFFFF
 _MAX_ERRNO: Final = 4095  # the kernel clamps larger SECCOMP_RET_ERRNO data to this
 
 
-class ArgOp(enum.Enum):
+class ArgOp(Enum):
     """A comparison of one 64-bit syscall argument (libseccomp's ``SCMP_CMP_*``)."""
 
     EQ = "eq"

@@ -6,11 +6,11 @@ is given, so tests point it at fixture trees; it never creates or writes a cgrou
 
 from __future__ import annotations
 
-import enum
 import errno
 import os
 
 from isolate import _record
+from isolate._enum import Enum
 from isolate.errors import CgroupError, UnsupportedError
 
 __all__ = ["BackendKind", "Hierarchy", "Layout", "detect", "parse_mountinfo", "parse_proc_cgroup"]
@@ -19,7 +19,7 @@ __all__ = ["BackendKind", "Hierarchy", "Layout", "detect", "parse_mountinfo", "p
 V2_KEY = "unified"
 
 
-class BackendKind(enum.Enum):
+class BackendKind(Enum):
     """How the host mounts cgroups; callers of :class:`~isolate.cgroups.CGroup` need not care."""
 
     V2 = "v2"  #: one unified hierarchy holds every controller

@@ -9,13 +9,13 @@ guards.
 
 from __future__ import annotations
 
-import enum
 import json
 import os
 import time
 from collections.abc import Mapping
 
 from isolate import _record
+from isolate._enum import Enum
 from isolate._typing import TYPE_CHECKING
 from isolate.errors import StateError
 from isolate.image._disk import fsync_dir
@@ -29,7 +29,7 @@ __all__ = ["State", "Status", "format_time", "now", "parse_time"]
 ZERO_TIME: Final = "0001-01-01T00:00:00Z"
 
 
-class Status(enum.Enum):
+class Status(Enum):
     """What a container is doing, as ``docker ps`` and ``docker inspect`` name it."""
 
     CREATED = "created"

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import functools
 import os
-import signal
 from collections.abc import Mapping, Sequence
 
 from isolate import _plan, _record
 from isolate._plan import Mode, Op, OpFlag, OpKind, Plan
+from isolate._sig import signal
 from isolate.errors import ConfigError
 from isolate.fs.mounts import (
     MOUNT_ATTR_NODEV,
