@@ -331,3 +331,37 @@ def test_version_command_reports_isolate_python_kernel_cgroups_and_store(tmp_pat
     assert as_json["cgroups"]["layout"] == host_layout().kind.value
     assert as_json["store"] == {"path": f"{tmp_path}/other", "from": "--store"}
     assert not os.path.exists(f"{tmp_path}/store"), "version only reads"
+
+
+_EXIT = """
+import atexit, sys, threading, time
+from isolate.cli import _exit
+atexit.register(lambda: print("atexit ran", end=" "))
+def late():
+    time.sleep(0.2)
+    print("thread joined", end=" ")
+threading.Thread(target=late).start()
+print("buffered", end=" ")
+sys.stderr.write("err ")
+_exit(int(sys.argv[1]))
+"""
+
+
+def test_the_cli_exits_as_the_interpreter_would_without_its_teardown() -> None:
+    # (isolate's entry() ends with _exit: the interpreter's teardown of every module is most
+    # of a quick command's exit, and the kernel frees the memory anyway)
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    proc = subprocess.run([sys.executable, "-c", _EXIT, "3"], capture_output=True, text=True,
+                          timeout=60, env=buffered)
+    assert proc.returncode == 3
+    assert proc.stdout == "buffered thread joined atexit ran "
+    assert proc.stderr == "err "
+    # A pipe nobody reads: the buffered output fails at the last flush, as at any exit.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run([sys.executable, "-c", _EXIT, "0"], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=60, env=buffered)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 120  # stdout could not be flushed: the interpreter's status

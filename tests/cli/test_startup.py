@@ -119,13 +119,42 @@ def test_run_of_an_image_in_a_sandbox_loads_no_container_or_openssl_code(
 
 
 
+# What a plain 'isolate run -- CMD' does without, beyond _HEAVY: argparse (with the gettext,
+# locale and re it loads: ~7 ms; the quick parser reads the flags), subprocess (~10 ms with
+# its locale, selectors and threading: Sandbox.spawn needs none), threading (the locks are
+# _thread's), enum (isolate._enum's), signal and re (both load enum: isolate._sig, and sizes
+# and numbers read by hand).
+_NOT_FOR_A_PLAIN_SANDBOX = {"argparse", "gettext", "locale", "subprocess", "selectors",
+                            "threading", "enum", "re", "signal", *_HEAVY}
+
+
 def test_a_plain_run_loads_no_attrs_and_no_image_or_container_code(
         isolate_cli: Isolate) -> None:
     out, loaded = _run_loading(isolate_cli.store, "run", "--", "/bin/true")
     assert out == ""
-    assert {"isolate.sandbox", "isolate.runtime.compiler", "isolate._record"} <= loaded
-    assert not loaded & {*_HEAVY, "isolate.image.store", "isolate.container.container",
-                         "isolate.cgroups", "shutil", "tempfile"}
+    assert {"isolate.sandbox", "isolate.runtime.compiler", "isolate._record",
+            "isolate.cli._quick"} <= loaded
+    assert not loaded & {*_NOT_FOR_A_PLAIN_SANDBOX, "isolate.image.store",
+                         "isolate.container.container", "isolate.cgroups", "shutil",
+                         "tempfile", "isolate._sandbox_result"}
+
+
+def test_a_run_with_flags_parses_them_without_argparse(isolate_cli: Isolate,
+                                                        tmp_path: Path) -> None:
+    (tmp_path / "seen").write_text("bound\n")
+    # (status 0 only if every flag reached the command)
+    out, loaded = _run_loading(
+        isolate_cli.store, "run", "--bind", f"{tmp_path}:/data", "-e", "A=1",
+        "--hostname=box", "--stop-timeout", "3", "--", "/bin/sh", "-c",
+        'test "$(cat /data/seen)" = bound && test "$A" = 1 && test "$(hostname)" = box')
+    assert out == ""
+    assert not loaded & _NOT_FOR_A_PLAIN_SANDBOX
+
+
+def test_a_run_the_quick_parser_cannot_read_goes_to_argparse(isolate_cli: Isolate) -> None:
+    out, loaded = _run_loading(isolate_cli.store, "run", "--hostn", "box", "--", "/bin/true")
+    assert "argparse" in loaded  # an abbreviation: argparse's to resolve (so the checks above
+    assert out == ""             # can fail)
 
 
 def test_the_format_templates_build_no_attrs_class() -> None:

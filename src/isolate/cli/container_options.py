@@ -12,27 +12,38 @@ as Docker refuses an unknown network). Every value the library validates is left
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from isolate._typing import TYPE_CHECKING
-from isolate.cli._common import env_items, read_env_file
+from isolate.cli._common import (
+    REMAINDER,
+    SUPPRESS,
+    dest_of,
+    env_items,
+    read_env_file,
+)
+from isolate.cli._common import option as _o
 from isolate.errors import ConfigError, UnsupportedError
 
 if TYPE_CHECKING:
+    import argparse
     from typing import Any, Final
 
     from isolate.cgroups import Limits
+    from isolate.cli._common import Option
     from isolate.container import ContainerConfig
 
 __all__ = [
     "CREATE_OPTIONS",
     "DEFAULT_DETACH_KEYS",
+    "REMAINDER",
     "Default",
     "add_create_options",
     "config_from_args",
     "given",
+    "new_options",
     "parse_detach_keys",
+    "release_short_help",
 ]
 
 #: Docker's detach keys: ctrl-p ctrl-q.
@@ -50,10 +61,6 @@ def given(value: object) -> bool:
     """Whether a flag's value was given on the command line (not its :class:`Default`,
     not None, not an empty list, not False)."""
     return not isinstance(value, Default) and value not in (None, False, [])
-
-
-def _o(*flags: str, **kw: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
-    return flags, kw
 
 
 def _many(metavar: str, help: str, dest: str | None = None) -> dict[str, Any]:
@@ -152,30 +159,53 @@ RUN_OPTIONS: Final = [
 ]
 
 
-def add_create_options(p: argparse.ArgumentParser, *, run: bool = False) -> None:
-    """Add the container flags (and ``run``'s own with ``run=True``) to ``p``. A flag whose
-    option strings ``p`` already has (the sandbox flags of ``isolate run``) is kept, and only
-    its missing spellings are added, with the same ``dest``; ``-h`` becomes ``--hostname``'s,
-    as in Docker (``--help`` stays)."""
+def new_options(base: Sequence[Option] | Mapping[str, str], options: Sequence[Option]
+                ) -> list[Option]:
+    """What adding ``options`` to a parser that has the flags ``base`` (options, or a map of
+    option string to ``dest``) adds: each flag ``base`` lacks, as it is; of a flag ``base`` has
+    under another spelling, the missing spellings, with ``base``'s ``dest`` and no default of
+    their own (the flag's default is ``base``'s)."""
+    existing = base if isinstance(base, Mapping) else {
+        f: dest_of(flags, kw) for flags, kw in base for f in flags}
+    added = []
+    for flags, kw in options:
+        missing = tuple(f for f in flags if f not in existing)
+        if not missing:
+            continue
+        if len(missing) < len(flags):
+            kept = existing[next(f for f in flags if f in existing)]
+            kw = {k: v for k, v in kw.items() if k not in ("dest", "default")}
+            kw.update(dest=kept, default=SUPPRESS)
+        added.append((missing, kw))
+    return added
+
+
+def release_short_help(p: argparse.ArgumentParser) -> None:
+    """Take ``-h`` from ``p``'s help (``--help`` stays), for ``--hostname``, as in Docker."""
+    import argparse
+
     if not isinstance(p, argparse.ArgumentParser):
         return  # the parser of a command that is not being run (see isolate.cli.build_parser)
-    existing: dict[str, argparse.Action] = p._option_string_actions
+    existing = p._option_string_actions
     helper = existing.get("-h")
     if helper is not None and isinstance(helper, argparse._HelpAction):
         helper.option_strings = [s for s in helper.option_strings if s != "-h"]
         del existing["-h"]
-    for flags, kw in [*CREATE_OPTIONS, *(RUN_OPTIONS if run else [])]:
-        missing = [f for f in flags if f not in existing]
-        if not missing:
-            continue
-        if len(missing) < len(flags):
-            # A flag the parser has under another spelling: add the spelling, same dest.
-            kept = existing[next(f for f in flags if f in existing)]
-            p.add_argument(*missing, dest=kept.dest, **{
-                k: v for k, v in kw.items() if k not in ("dest", "default")},
-                default=argparse.SUPPRESS)
-            continue
-        p.add_argument(*missing, **kw)
+
+
+def add_create_options(p: argparse.ArgumentParser, *, run: bool = False) -> None:
+    """Add the container flags (and ``run``'s own with ``run=True``) to ``p``. A flag whose
+    option strings ``p`` already has is kept, and only its missing spellings are added, with
+    the same ``dest`` (:func:`new_options`); ``-h`` becomes ``--hostname``'s, as in Docker
+    (``--help`` stays)."""
+    import argparse
+
+    if not isinstance(p, argparse.ArgumentParser):
+        return  # the parser of a command that is not being run (see isolate.cli.build_parser)
+    release_short_help(p)
+    existing = {s: a.dest for s, a in p._option_string_actions.items()}
+    for flags, kw in new_options(existing, [*CREATE_OPTIONS, *(RUN_OPTIONS if run else [])]):
+        p.add_argument(*flags, **kw)
 
 
 # -- files ----------------------------------------------------------------------------------

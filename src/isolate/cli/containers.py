@@ -12,17 +12,17 @@ attached container are relayed by :mod:`isolate.cli.terminal`. Importing this mo
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import sys
-import threading
 from collections.abc import Callable, Iterator, Sequence
 
 from isolate._typing import TYPE_CHECKING
 from isolate.cli import UsageError
 from isolate.cli._common import (
     EXIT_ISOLATE,
+    REMAINDER,
+    SUPPRESS,
     binary_size,
     confirm,
     decimal_size,
@@ -32,7 +32,6 @@ from isolate.cli._common import (
     tree_size,
 )
 from isolate.cli.container_options import (
-    Default,
     add_create_options,
     config_from_args,
     given,
@@ -47,6 +46,7 @@ from isolate.cli.images import (
 from isolate.errors import ConfigError, IsolateError, NotFoundError, UnsupportedError
 
 if TYPE_CHECKING:
+    import argparse
     from typing import Any, Final
 
     from isolate.container import Container, ContainerStore
@@ -619,6 +619,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
         targets = [(ref, store.get(ref)) for ref in args.containers]
     else:
         targets = [(c.short_id, c) for c in store.list(all=args.all)]
+    import threading  # here: only stats samples in threads
+
     while True:
         readings: dict[str, Any] = {}
 
@@ -772,7 +774,7 @@ def _define(add: _Adder, *, group: bool = False) -> None:
     p = add("create", "create a new container", cmd_create,
             usage="isolate create [OPTIONS] IMAGE [COMMAND] [ARG...]")
     add_create_options(p)
-    p.add_argument("command", nargs=argparse.REMAINDER, metavar="IMAGE [COMMAND [ARG...]]")
+    p.add_argument("command", nargs=REMAINDER, metavar="IMAGE [COMMAND [ARG...]]")
 
     p = add("start", "start one or more stopped containers", cmd_start)
     p.add_argument("-a", "--attach", action="store_true",
@@ -836,7 +838,7 @@ def _define(add: _Adder, *, group: bool = False) -> None:
     p.add_argument("--detach-keys", metavar="KEYS", default=None,
                    help="the keys that detach (default ctrl-p,ctrl-q)")
     p.add_argument("container", metavar="CONTAINER")
-    p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]")
+    p.add_argument("command", nargs=REMAINDER, metavar="COMMAND [ARG...]")
 
     p = add("attach", "attach local standard input, output, and error streams to a "
             "running container", cmd_attach)
@@ -883,7 +885,7 @@ def _define(add: _Adder, *, group: bool = False) -> None:
 
     p = add("top", "display the running processes of a container", cmd_top)
     p.add_argument("container", metavar="CONTAINER")
-    p.add_argument("ps_args", nargs=argparse.REMAINDER, metavar="[ps OPTIONS]")
+    p.add_argument("ps_args", nargs=REMAINDER, metavar="[ps OPTIONS]")
 
     p = add("stats", "display a live stream of container resource usage statistics",
             cmd_stats)
@@ -905,7 +907,7 @@ def _define(add: _Adder, *, group: bool = False) -> None:
                   "       isolate cp [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH")
     p.add_argument("-a", "--archive", action="store_true",
                    help="archive mode (owners are always kept)")
-    p.add_argument("-L", "--follow-link", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("-L", "--follow-link", action="store_true", help=SUPPRESS)
     p.add_argument("-q", "--quiet", action="store_true", help="suppress progress output")
     p.add_argument("src", metavar="SRC")
     p.add_argument("dst", metavar="DEST")
@@ -947,16 +949,12 @@ def _int_flag(flag: str) -> Callable[[str], int]:
         try:
             return int(text)
         except ValueError:
+            import argparse  # (loaded: this runs while argparse parses)
+
             raise argparse.ArgumentTypeError(
                 f"invalid argument \"{text}\" for \"{flag}\" flag: strconv.ParseInt: "
                 "parsing: invalid syntax") from None
     return parse
-
-
-def _run_parser(sub: Any) -> argparse.ArgumentParser | None:
-    choices = getattr(sub, "choices", {})
-    p = choices.get("run")
-    return p if isinstance(p, argparse.ArgumentParser) else None
 
 
 def register(sub: Any) -> None:
@@ -964,31 +962,10 @@ def register(sub: Any) -> None:
     give ``isolate run`` the container flags, and make ``isolate inspect`` Docker's
     (containers, then images, then volumes). Call after the run and image commands are
     registered."""
+    import argparse
+
     from isolate.cli import volumes
 
-    run = _run_parser(sub)
-    if run is not None:
-        run.usage = ("isolate run [OPTIONS] IMAGE [COMMAND] [ARG...]          (a container)\n"
-                     "       isolate run [OPTIONS] [--rootfs DIR] -- CMD [ARG...]  (a sandbox)\n"
-                     "       isolate run [OPTIONS] --image IMAGE [CMD [ARG...]]   (a sandbox)")
-        run.description = (
-            "Create and run a new container from IMAGE, as docker run does (attached until it "
-            "ends, unless -d). After '--', or with --rootfs DIR or --image IMAGE, run CMD in a "
-            "throwaway sandbox instead: private /tmp, fresh /proc, minimal /dev, no network, "
-            "no capabilities, the host's root (or DIR, or a writable overlay of IMAGE) "
-            "read-only.")
-        _set_help(sub, "run", "create and run a new container (or a throwaway sandbox)")
-        for action in run._actions:
-            if action.dest == "image":
-                action.help = ("a throwaway sandbox in this image (a writable overlay of its "
-                               "layers, gone at exit) instead of a container")
-        add_create_options(run, run=True)
-        # The sandbox defaults that both kinds share, marked so that a container can tell
-        # a flag left alone from one given.
-        for dest in ("hostname", "stop_timeout", "pull", "net", "overlay"):
-            value = run.get_default(dest)
-            if isinstance(value, str) and not isinstance(value, Default):
-                run.set_defaults(**{dest: Default(value)})
     inspect = getattr(sub, "choices", {}).get("inspect")
     if not isinstance(inspect, argparse.ArgumentParser):
         inspect = None
@@ -1027,7 +1004,7 @@ def register(sub: Any) -> None:
     p = _Adder(gsub)("run", "create and run a new container from an image", _run_in_group,
                      usage="isolate container run [OPTIONS] IMAGE [COMMAND] [ARG...]")
     add_create_options(p, run=True)
-    p.add_argument("command", nargs=argparse.REMAINDER, metavar="IMAGE [COMMAND [ARG...]]")
+    p.add_argument("command", nargs=REMAINDER, metavar="IMAGE [COMMAND [ARG...]]")
     volumes.register(sub)
 
 
@@ -1055,6 +1032,8 @@ def _define_without(add: _Adder, skip: set[str]) -> None:
     class Skipping(_Adder):
         def __call__(self, name: str, *a: Any, **kw: Any) -> argparse.ArgumentParser:
             if name in skip:
+                import argparse  # (loaded: this runs while the parser is built)
+
                 return argparse.ArgumentParser(add_help=False)  # built and dropped
             return super().__call__(name, *a, **kw)
     _define(Skipping(add.sub))

@@ -6,30 +6,38 @@ name prints (ids, names, a table, JSON). Progress bars go to stderr, and only to
 
 from __future__ import annotations
 
-import argparse
+import _thread
 import sys
-import threading
 import time
 
 from isolate._typing import TYPE_CHECKING
+from isolate.cli._common import option
 from isolate.errors import IsolateError
 
 if TYPE_CHECKING:
+    import argparse
     import datetime
-    from typing import IO, Any
+    from typing import IO, Any, Final
 
     # isolate.image pulls in http.client and email (over 100 ms): only the image commands
     # import it, so 'isolate run -- CMD' starts without it.
     from isolate.image import Image, Progress, Store
 
-__all__ = ["ProgressBars", "add_store_option", "open_store", "progress_for", "register"]
+__all__ = ["STORE_OPTION", "ProgressBars", "add_store_option", "open_store", "progress_for",
+           "register"]
+
+
+#: ``--store DIR``, which every command that opens the store has.
+STORE_OPTION: Final = option(
+    "--store", metavar="DIR", default=None,
+    help="image store (default: $ISOLATE_STORE, else /var/lib/isolate as root, "
+    "$XDG_DATA_HOME/isolate otherwise)")
 
 
 def add_store_option(p: argparse.ArgumentParser) -> None:
     """Add ``--store DIR`` to a subcommand's parser."""
-    p.add_argument("--store", metavar="DIR", default=None,
-                   help="image store (default: $ISOLATE_STORE, else /var/lib/isolate as root, "
-                   "$XDG_DATA_HOME/isolate otherwise)")
+    flags, kw = STORE_OPTION
+    p.add_argument(*flags, **kw)
 
 
 def open_store(args: argparse.Namespace) -> Store:
@@ -65,7 +73,7 @@ class ProgressBars:
         self.lines: dict[str, str] = {}
         self.drawn = 0
         self.last = 0.0
-        self.lock = threading.Lock()
+        self.lock = _thread.allocate_lock()
 
     def __call__(self, event: Progress) -> None:
         short = event.digest.removeprefix("sha256:")[:12]
@@ -475,6 +483,8 @@ def _command_form(value: str) -> list[str]:
         if not isinstance(parsed, list) or not all(isinstance(v, str) for v in parsed):
             shown = repr(value) if len(value) <= 80 else (
                 f"{value[:60]!r}... ({len(value)} characters)")
+            import argparse  # (loaded: this runs while argparse parses)
+
             raise argparse.ArgumentTypeError(f"{shown} is not a JSON array of strings")
         return parsed
     return ["/bin/sh", "-c", value]

@@ -10,20 +10,28 @@ dies by them as it would outside a sandbox.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
-import signal
 import sys
 import time
 import warnings
 from collections.abc import Iterator
 
+from isolate._sig import signal
 from isolate._typing import TYPE_CHECKING
 from isolate._units import human_size, parse_decimal, parse_seconds, parse_size
 from isolate.cli import UsageError
+from isolate.cli._common import option as _o
+from isolate.cli.container_options import (
+    CREATE_OPTIONS,
+    REMAINDER,
+    RUN_OPTIONS,
+    Default,
+    new_options,
+    release_short_help,
+)
 from isolate.cli.images import (
-    add_store_option,
+    STORE_OPTION,
     keep_seccomp_programs,
     open_store,
     progress_for,
@@ -31,9 +39,11 @@ from isolate.cli.images import (
 from isolate.errors import ConfigError
 
 if TYPE_CHECKING:
-    from typing import Any
+    import argparse
+    from typing import Any, Final
 
     from isolate.cgroups import Limits
+    from isolate.cli._common import Option
     from isolate.sandbox import Sandbox
 
 __all__ = ["register"]
@@ -44,77 +54,91 @@ _STOPPING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 MAX_ID = 2**32 - 2  # uid/gid (2**32 - 1 is the kernel's "no id")
 
 
+#: The sandbox flags of ``isolate run``, as (option strings, add_argument keywords): the one
+#: list that both argparse and the quick parser of a plain run (:mod:`isolate.cli._quick`)
+#: read. A default a container also has is a :class:`Default`, so that a container can tell a
+#: flag left alone from one given.
+SANDBOX_OPTIONS: Final = [
+    _o("--image", metavar="IMAGE", default=None,
+       help="a throwaway sandbox in this image (a writable overlay of its layers, gone at "
+            "exit) instead of a container"),
+    _o("--entrypoint", metavar="PROG", default=None,
+       help="image: run PROG instead of the image's Entrypoint ('' for none)"),
+    _o("--read-only", action="store_true",
+       help="image: keep its root read-only (default: writable, changes thrown away at exit)"),
+    _o("--pull", choices=("missing", "always", "never"), default=Default("missing"),
+       help="image: when to pull it from its registry (default: missing)"),
+    _o("--overlay", choices=("auto", "kernel", "fuse"), default=Default("auto"),
+       help="image: who mounts its layers (default auto: the kernel, falling back to "
+            "fuse-overlayfs where a user namespace cannot)"),
+    STORE_OPTION,
+    _o("--rootfs", metavar="DIR",
+       help="root filesystem directory (default: the host's, read-only)"),
+    _o("--bind", "-v", metavar="SRC:DST[:ro|rw][,dev]", action="append", default=[],
+       help="bind a host path (read-only unless :rw, unlike docker run -v; device nodes in it "
+            "unusable unless dev)"),
+    _o("--device", metavar="HOST[:CONTAINER][:rwm]", action="append", default=[],
+       help="give the sandbox a host device node (at the same path below /dev unless "
+            "CONTAINER); less than rwm makes a device cgroup enforce it"),
+    _o("--tmpfs", metavar="DST", action="append", default=[], help="mount a fresh tmpfs"),
+    _o("--hostname", default=Default("sandbox")),
+    _o("--net", "--network", dest="net", metavar="MODE", action="append", default=None,
+       help="none: only lo (default); host: the host's network; bridge or a network's name "
+            "(isolate network create): an address on it; pasta or slirp4netns: user-mode "
+            "networking (rootless)"),
+    _o("-p", "--publish", metavar="[IP:][HOST:]CTR[/PROTO]", action="append", default=[],
+       dest="publish",
+       help="publish a port of the sandbox on the host (needs --net bridge, a network or "
+            "pasta)"),
+    _o("--env", "-e", metavar="K=V", action="append", default=[],
+       help="set an environment variable (K alone: take it from here)"),
+    _o("--workdir", "-w", metavar="DIR", default=None),
+    _o("--user", "-u", metavar="UID[:GID]", default=None),
+    _o("--rw", action="store_true", help="make the root filesystem writable"),
+    _o("--privileged", action="store_true", help="keep capabilities, no seccomp, no masked paths"),
+    _o("--cap-add", metavar="CAP", action="append", default=[], help="keep this capability"),
+    _o("--memory", "-m", metavar="SIZE", help="memory limit, e.g. 256M (at least 6M)"),
+    _o("--memory-swap", metavar="SIZE",
+       help="memory + swap limit, at least --memory (-1: unlimited swap)"),
+    _o("--cpus", metavar="N", help="CPU quota in CPUs, e.g. 0.5"),
+    _o("--pids-limit", metavar="N", help="most processes at once (-1: unlimited)"),
+    _o("--best-effort", action="store_true",
+       help="apply the limits this host can honour and warn about the others (default: a "
+            "limit the host cannot honour is an error)"),
+    _o("--timeout", metavar="SECONDS",
+       help="kill the command's whole process tree after this long"),
+    _o("--stop-timeout", default=Default("10"), metavar="SECONDS",
+       help="after a forwarded SIGTERM/SIGINT, kill after this long (default 10)"),
+    _o("--init", action="store_true",
+       help="run a tiny init as pid 1 that reaps zombies and forwards signals; the command "
+            "runs as pid 2"),
+]
+
+#: What follows the options: the image and command, or '--' and the command.
+COMMAND: Final = _o("command", nargs=REMAINDER, metavar="CMD [ARG...]")
+
+
+def run_options() -> list[Option]:
+    """Every flag of ``isolate run``: the sandbox's, then the container flags it lacks (a
+    spelling it lacks of one it has goes to the same ``dest``); ``-h`` is ``--hostname``'s,
+    as in Docker."""
+    return [*SANDBOX_OPTIONS, *new_options(SANDBOX_OPTIONS, [*CREATE_OPTIONS, *RUN_OPTIONS])]
+
+
 def register(sub: Any) -> None:
     """Add the ``run`` subcommand to the CLI's subparsers."""
-    p = sub.add_parser("run", help="run a command in a sandbox",
-                       usage="isolate run [OPTIONS] IMAGE [CMD [ARG...]]\n"
-                             "       isolate run [OPTIONS] --image IMAGE [CMD [ARG...]]\n"
-                             "       isolate run [OPTIONS] [--rootfs DIR] -- CMD [ARG...]",
-                       description="Run CMD in a sandbox: private /tmp, fresh /proc, minimal "
-                       "/dev, no network, no capabilities. The root is an image's (a "
-                       "throwaway writable overlay of its layers; its Env, WorkingDir, User, "
-                       "Entrypoint and Cmd apply) or, after '--' or with --rootfs, the "
-                       "host's root or DIR, read-only.")
-    p.add_argument("--image", metavar="IMAGE", default=None,
-                   help="run in this image (the same as giving IMAGE as first argument)")
-    p.add_argument("--entrypoint", metavar="PROG", default=None,
-                   help="image: run PROG instead of the image's Entrypoint ('' for none)")
-    p.add_argument("--read-only", action="store_true",
-                   help="image: keep its root read-only (default: writable, changes thrown "
-                   "away at exit)")
-    p.add_argument("--pull", choices=("missing", "always", "never"), default="missing",
-                   help="image: when to pull it from its registry (default: missing)")
-    p.add_argument("--overlay", choices=("auto", "kernel", "fuse"), default="auto",
-                   help="image: who mounts its layers (default auto: the kernel, falling "
-                   "back to fuse-overlayfs where a user namespace cannot)")
-    add_store_option(p)
-    p.add_argument("--rootfs", metavar="DIR", help="root filesystem directory (default: the "
-                   "host's, read-only)")
-    p.add_argument("--bind", "-v", metavar="SRC:DST[:ro|rw][,dev]", action="append",
-                   default=[], help="bind a host path (read-only unless :rw, unlike docker run "
-                   "-v; device nodes in it unusable unless dev)")
-    p.add_argument("--device", metavar="HOST[:CONTAINER][:rwm]", action="append", default=[],
-                   help="give the sandbox a host device node (at the same path below /dev "
-                   "unless CONTAINER); less than rwm makes a device cgroup enforce it")
-    p.add_argument("--tmpfs", metavar="DST", action="append", default=[],
-                   help="mount a fresh tmpfs")
-    p.add_argument("--hostname", default="sandbox")
-    p.add_argument("--net", "--network", dest="net", metavar="MODE", action="append",
-                   default=None,
-                   help="none: only lo (default); host: the host's network; bridge or a "
-                   "network's name (isolate network create): an address on it; pasta or "
-                   "slirp4netns: user-mode networking (rootless)")
-    p.add_argument("-p", "--publish", metavar="[IP:][HOST:]CTR[/PROTO]", action="append",
-                   default=[], dest="publish",
-                   help="publish a port of the sandbox on the host (needs --net bridge, a "
-                   "network or pasta)")
-    p.add_argument("--env", "-e", metavar="K=V", action="append", default=[],
-                   help="set an environment variable (K alone: take it from here)")
-    p.add_argument("--workdir", "-w", metavar="DIR", default=None)
-    p.add_argument("--user", "-u", metavar="UID[:GID]", default=None)
-    p.add_argument("--rw", action="store_true", help="make the root filesystem writable")
-    p.add_argument("--privileged", action="store_true",
-                   help="keep capabilities, no seccomp, no masked paths")
-    p.add_argument("--cap-add", metavar="CAP", action="append", default=[],
-                   help="keep this capability")
-    p.add_argument("--memory", "-m", metavar="SIZE",
-                   help="memory limit, e.g. 256M (at least 6M)")
-    p.add_argument("--memory-swap", metavar="SIZE",
-                   help="memory + swap limit, at least --memory (-1: unlimited swap)")
-    p.add_argument("--cpus", metavar="N", help="CPU quota in CPUs, e.g. 0.5")
-    p.add_argument("--pids-limit", metavar="N",
-                   help="most processes at once (-1: unlimited)")
-    p.add_argument("--best-effort", action="store_true",
-                   help="apply the limits this host can honour and warn about the others "
-                   "(default: a limit the host cannot honour is an error)")
-    p.add_argument("--timeout", metavar="SECONDS",
-                   help="kill the command's whole process tree after this long")
-    p.add_argument("--stop-timeout", default="10", metavar="SECONDS",
-                   help="after a forwarded SIGTERM/SIGINT, kill after this long (default 10)")
-    p.add_argument("--init", action="store_true",
-                   help="run a tiny init as pid 1 that reaps zombies and forwards signals; "
-                   "the command runs as pid 2")
-    p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD [ARG...]")
+    p = sub.add_parser(
+        "run", help="create and run a new container (or a throwaway sandbox)",
+        usage="isolate run [OPTIONS] IMAGE [COMMAND] [ARG...]          (a container)\n"
+              "       isolate run [OPTIONS] [--rootfs DIR] -- CMD [ARG...]  (a sandbox)\n"
+              "       isolate run [OPTIONS] --image IMAGE [CMD [ARG...]]   (a sandbox)",
+        description="Create and run a new container from IMAGE, as docker run does (attached "
+        "until it ends, unless -d). After '--', or with --rootfs DIR or --image IMAGE, run CMD "
+        "in a throwaway sandbox instead: private /tmp, fresh /proc, minimal /dev, no network, "
+        "no capabilities, the host's root (or DIR, or a writable overlay of IMAGE) read-only.")
+    release_short_help(p)
+    for flags, kw in [*run_options(), COMMAND]:
+        p.add_argument(*flags, **kw)
     p.set_defaults(handler=run_command)
 
 
@@ -309,7 +333,7 @@ def _supervise(sb: Sandbox, command: list[str], env: dict[str, str],
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, waited)
     try:
         oom_before = sb.oom_kills()
-        proc = sb.popen(command, env=env)
+        proc = sb.spawn(command, env=env)  # (not subprocess: ~10 ms of each start)
         deadline = None if timeout is None else time.monotonic() + timeout
         kill_at: float | None = None
         timed_out = False
@@ -319,7 +343,7 @@ def _supervise(sb: Sandbox, command: list[str], env: dict[str, str],
             info = signal.sigtimedwait(waited, min(wait, 1.0))
             now = time.monotonic()
             if info is not None and info.si_signo != signal.SIGCHLD:
-                sig = signal.Signals(info.si_signo)
+                sig = info.si_signo
                 # Also a terminal's ^C: the command runs in a session of its own, so the
                 # terminal's signals reach only us.
                 proc.send_signal(sig)
@@ -330,6 +354,7 @@ def _supervise(sb: Sandbox, command: list[str], env: dict[str, str],
                 proc.kill()
                 proc.wait()
         status = proc.wait()
+        proc.close()
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     if status < 0:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from isolate._typing import TYPE_CHECKING
@@ -19,6 +18,7 @@ from isolate.cli.images import add_store_option, open_store
 from isolate.errors import ConfigError, IsolateError, UnsupportedError
 
 if TYPE_CHECKING:
+    import argparse
     from typing import Any, Final
 
     from isolate.container import Volume, VolumeStore
