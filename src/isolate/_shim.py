@@ -280,7 +280,9 @@ class ShimConfig:
     Parent steps for a plan that waits for its parent: ``setgroups``, ``uid_map``,
     ``gid_map`` (written to /proc/PID/...) or ``newuidmap``/``newgidmap`` (id triples for those
     programs). ``keep_fds``: fds the shim keeps open, at their numbers, for the plan to name
-    (cgroup.procs and namespace fds). Once the container has ended for good, the shim removes
+    (cgroup.procs and namespace fds) or to hold for its whole life (the container cgroup's
+    lock, :meth:`isolate.cgroups.CGroup.hold_fds`, which keeps the orphan sweep from the
+    group while the shim lives). Once the container has ended for good, the shim removes
     the ``cgroups`` dirs (the run's group in each hierarchy) and then starts ``exit_command``
     (an absolute path and its arguments), without waiting for it, as conmon's exit command;
     with ``exit_lock``, once that file can be locked exclusively (``flock``), and not at all

@@ -1223,17 +1223,22 @@ class Container:
                     cgroup_fds.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
                     fds.append(cgroup_fds[-1])
             oom_dir = None
+            hold: list[int] = []
             if cgroup is not None:
                 oom_dir = cgroup.dirs.get("memory") or cgroup.dirs.get("unified")
+                # The group is named by our id: whoever holds it (we, since its create) keeps
+                # it from the orphan sweep. The supervisor holds it from here on, for its
+                # whole life; with it gone (and the store too), the sweep takes the group.
+                hold = cgroup.hold_fds()
             started_ns = time.time_ns()
             if supervisor == "shim":
                 ends = _EndOfRun(tuple(sorted(set(cgroup.dirs.values()))) if cgroup else (),
                                  cfg.auto_remove or bool(setup.facts))
                 pid, sup_pid = self._start_shim(rc, root, cgroup_fds, fds, oom_dir, size,
-                                                ends, cgroup_dir_fd=cgroup_dir_fd)
+                                                ends, cgroup_dir_fd=cgroup_dir_fd, hold=hold)
             else:
                 pid, sup_pid = self._start_inprocess(rc, root, cgroup_fds, fds, oom_dir,
-                                                     cgroup_dir_fd=cgroup_dir_fd)
+                                                     cgroup_dir_fd=cgroup_dir_fd, hold=hold)
         except BaseException as exc:
             failed = _record.evolve(st, error=str(exc), exit_code=_start_exit_code(exc))
             self._release_run(_record.evolve(failed, cgroup=cgroup.dirs if cgroup else None),
@@ -1244,6 +1249,8 @@ class Container:
         finally:
             for fd in fds:
                 os.close(fd)
+            if cgroup is not None:
+                cgroup.let_go()  # the supervisor holds it now (or a failed start removed it)
         # Synced, but not its directory (one fsync less on the start's path): a crash of the
         # machine leaves this state or the last one (created, or how the last run ended),
         # and either is what a reader after a reboot can show, since no run outlives one.
@@ -1253,8 +1260,10 @@ class Container:
 
     def _start_inprocess(self, rc: RuntimeConfig, root: Any, cgroup_fds: Sequence[int],
                          fds: builtins.list[int], oom_dir: str | None, *,
-                         cgroup_dir_fd: int = -1) -> tuple[int, int]:
-        """The first process as a child of this process (dies with it)."""
+                         cgroup_dir_fd: int = -1,
+                         hold: Sequence[int] = ()) -> tuple[int, int]:
+        """The first process as a child of this process (dies with it); the watching thread
+        holds the cgroup (copies of ``hold``) until the run has ended."""
         from isolate.container._inprocess import InProcessSupervisor
         from isolate.runtime import container_plan
 
@@ -1266,15 +1275,17 @@ class Container:
                                   parent_pidfd=parent, cgroup_dir_fd=cgroup_dir_fd)
 
         return InProcessSupervisor(self.dir).start(make_plan, log=self.log_path,
-                                                   oom_cgroup=oom_dir, on_end=self._after_end)
+                                                   oom_cgroup=oom_dir, on_end=self._after_end,
+                                                   hold=hold)
 
     def _start_shim(self, rc: RuntimeConfig, root: Any, cgroup_fds: Sequence[int],
                     fds: builtins.list[int], oom_dir: str | None,
                     size: tuple[int, int] = (0, 0),
                     ends: _EndOfRun | None = None, *,
-                    cgroup_dir_fd: int = -1) -> tuple[int, int]:
+                    cgroup_dir_fd: int = -1, hold: Sequence[int] = ()) -> tuple[int, int]:
         """The first process as a child of a new isolate-shim, which outlives us: it keeps
-        the cgroup fds (and isolate-init's) for every restart, holds the stdio or the pty,
+        the cgroup fds (and isolate-init's) for every restart, and ``hold`` (the cgroup's
+        lock, see :meth:`CGroup.hold_fds`) for its whole life, holds the stdio or the pty,
         writes the log and applies the restart policy. When the container has ended for
         good it removes the run's cgroup and, when there is more to do than that (an
         ``auto_remove`` container, a network to release), runs :mod:`._cleanup`."""
@@ -1283,7 +1294,7 @@ class Container:
         from isolate.runtime import container_plan
 
         cfg = self.config
-        keep = [*cgroup_fds, *([cgroup_dir_fd] if cgroup_dir_fd >= 0 else [])]
+        keep = [*cgroup_fds, *([cgroup_dir_fd] if cgroup_dir_fd >= 0 else []), *hold]
         init_fd = -1
         if cfg.init:
             init = _shim.init_binary()
