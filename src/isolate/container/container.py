@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from isolate import _record
 from isolate._procs import lock_held
+from isolate._shim_files import read_json
 from isolate._typing import TYPE_CHECKING
 from isolate.container.config import BindMount, ContainerConfig, VolumeMount, parse_signal
 from isolate.container.state import (
@@ -110,15 +111,6 @@ class ExitStatus:
     oom_killed: bool = False
     finished_at: str = ""
     error: str = ""
-
-
-def _read_json(path: str) -> dict[str, Any] | None:
-    try:
-        with open(path, "rb") as f:
-            data = json.loads(f.read())
-    except (FileNotFoundError, NotADirectoryError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _cgroup_at(dirs: Mapping[str, str]) -> CGroup | None:
@@ -343,7 +335,7 @@ class ContainerStore:
     def _dispose(self, trash: str) -> None:
         """Finish a removal past its point of removal: the name, the image hold, the files
         (and a cgroup a crash left, from the state)."""
-        record = _read_json(os.path.join(trash, "config.json")) or {}
+        record = read_json(os.path.join(trash, "config.json")) or {}
         cid = str(record.get("id") or os.path.basename(trash).removeprefix(".removing-"))
         st = read_state(os.path.join(trash, "state.json"))
         if st is not None and st.cgroup:
@@ -867,7 +859,7 @@ class Container:
     @property
     def name(self) -> str:
         """The name (without Docker's leading ``/``), as it is now on disk."""
-        record = _read_json(os.path.join(self.dir, "config.json"))
+        record = read_json(os.path.join(self.dir, "config.json"))
         if record is not None:
             self._record = record
         return str(self._record["name"])
@@ -954,8 +946,8 @@ class Container:
         if not st.status.running:
             return st
         alive = self._supervisor_alive()
-        start = _read_json(os.path.join(self.dir, "start.json"))
-        exit_ = _read_json(os.path.join(self.dir, "exit.json"))
+        start = read_json(os.path.join(self.dir, "start.json"))
+        exit_ = read_json(os.path.join(self.dir, "exit.json"))
         pid = int(start["pid"]) if start and start.get("pid") else st.pid
         restarts = int(start.get("restart_count", st.restart_count)) if start else \
             st.restart_count
@@ -1084,7 +1076,7 @@ class Container:
 
     def reload(self) -> Container:
         """Re-read the record (after a rename in another process)."""
-        record = _read_json(os.path.join(self.dir, "config.json"))
+        record = read_json(os.path.join(self.dir, "config.json"))
         if record is None:
             raise NotFoundError(f"No such container: {self.id}", kind="container", ref=self.id)
         self._record = record
@@ -1138,7 +1130,7 @@ class Container:
         return net.driver_for(self.config.network)
 
     def _read_network_facts(self) -> Mapping[str, object] | None:
-        return _read_json(os.path.join(self.dir, "network.json"))
+        return read_json(os.path.join(self.dir, "network.json"))
 
     def _make_cgroup(self) -> CGroup | None:
         from isolate.cgroups import CGroup
@@ -1381,7 +1373,7 @@ class Container:
             return None
         # The pid could have been reused once the run ended: only trust it while the run's
         # supervisor is alive and has recorded no end of it.
-        exit_ = _read_json(os.path.join(self.dir, "exit.json"))
+        exit_ = read_json(os.path.join(self.dir, "exit.json"))
         if not self._supervisor_alive() or (exit_ is not None and
                                             int(exit_.get("pid", -1)) == st.pid):
             os.close(fd)
