@@ -11,7 +11,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pytest
 
@@ -42,12 +42,14 @@ def exec_op(*argv: str) -> Op:
     return _plan.exec_(argv[0], list(argv), {"PATH": "/usr/bin:/bin"})
 
 
-def output_of(p: Plan, tail: list[Op]) -> tuple[int, bytes]:
-    """Spawn ``p`` + an fd op giving it a pipe as stdout + ``tail``; return (status, output)."""
+def output_of(p: Plan, tail: list[Op],
+              more_fds: Sequence[tuple[int, int, bool]] = ()) -> tuple[int, bytes]:
+    """Spawn ``p`` + an fd op giving it a pipe as stdout (and ``more_fds``) + ``tail``; return
+    (status, output)."""
     r, w = os.pipe2(os.O_CLOEXEC)
     try:
         full = Plan(p.clone_flags, p.mode).extend(p.ops)
-        full.add(_plan.fds([(w, 1, False), (2, 2, False)]))
+        full.add(_plan.fds([(w, 1, False), (2, 2, False), *more_fds]))
         full.extend(tail)
         with lowlevel.spawn(full) as child:
             os.close(w)
@@ -490,10 +492,7 @@ def test_ids_capabilities_rlimits_and_no_new_privs_reach_the_program() -> None:
 
     chown = security.CapabilitySet(["CAP_CHOWN"])
     p = Plan().extend([
-        # Above every fd number this session holds: the child arranges its fds (FDS, at the
-        # exec) after this op, and fcntl(F_DUPFD) above the caller's highest fd fails past
-        # the soft limit (EMFILE) -- a known limit of the C core's ordering, see the notes.
-        _plan.rlimit("nofile", 4096, 8192),
+        _plan.rlimit("nofile", 64, 128),
         _plan.bounding_set(chown),
         _plan.keep_caps(),
         _plan.setgroups([65533]),
@@ -507,10 +506,38 @@ def test_ids_capabilities_rlimits_and_no_new_privs_reach_the_program() -> None:
     status, out = output_of(p, [exec_op("/bin/sh", "-c", script)])
     assert status == 0, out
     lines = out.decode().splitlines()
-    assert lines[0] == "65534 65534 65534 65533 4096 8192"  # id -G: the gid, then the groups
+    assert lines[0] == "65534 65534 65534 65533 64 128"  # id -G: the gid, then the groups
     fields = dict(line.split(":\t") for line in lines[1:])
     assert fields == {"CapEff": "0000000000000001", "CapBnd": "0000000000000001",
                       "CapAmb": "0000000000000001", "NoNewPrivs": "1"}
+
+
+def test_a_nofile_limit_below_the_callers_fd_numbers_still_gives_the_program_its_fds() -> None:
+    # The child arranges its fds (the FDS op at the exec) after the RLIMIT op, moving them
+    # above the highest number it names: under the new limit that move would fail (EINVAL).
+    filler = [os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC) for _ in range(80)]
+    data_r = -1
+    try:
+        data_r, data_w = os.pipe2(os.O_CLOEXEC)
+        os.write(data_w, b"given")
+        os.close(data_w)
+        assert data_r > 64  # and so is the stdout pipe output_of makes next
+        p = Plan().extend([
+            _plan.rlimit("nofile", 64, 64),
+            _plan.setresuid(65534),  # lowering needs no privilege: after the ids change too
+        ])
+        script = "echo $(ulimit -n) $(ulimit -Hn) $(cat <&3); ls /proc/self/fd"
+        status, out = output_of(p, [exec_op("/bin/sh", "-c", script)], [(data_r, 3, False)])
+    finally:
+        for fd in (*filler, data_r):
+            if fd >= 0:
+                os.close(fd)
+    lines = out.decode().splitlines()
+    assert status == 0, lines
+    assert lines[0] == "64 64 given"
+    # ls's own fds: stdout, stderr, fd 3, and the directory it opened; nothing of the caller's.
+    seen = sorted(int(x) for x in lines[1:])
+    assert len(seen) == 4 and {1, 2, 3} <= set(seen) and max(seen) < 64, seen
 
 
 def test_mknod_makes_a_working_device_node_with_its_mode_and_owner(tmp_dir: str) -> None:

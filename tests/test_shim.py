@@ -186,6 +186,21 @@ def test_restart_policies_parse_as_docker_writes_them() -> None:
         ShimConfig("/tmp", log_max_file=0)
 
 
+def test_a_record_that_is_missing_empty_or_torn_reads_as_none(tmp_path: Path) -> None:
+    # What read_start/read_exit and the container layer's readers take for "no record".
+    (tmp_path / "file").write_text("{}")
+    cases = {"missing": None, "file/below": None, "empty": "", "torn": '{"pid": 1',
+             "zeros": "\0\0\0", "list": "[1]", "record": '{"pid": 1}'}
+    for name, text in cases.items():
+        if text is not None:
+            (tmp_path / name).write_text(text)
+    assert {name: _shim.read_json(str(tmp_path / name)) for name in cases} == {
+        "missing": None, "file/below": None, "empty": None, "torn": None, "zeros": None,
+        "list": None, "record": {"pid": 1}}
+    (tmp_path / "start.json").write_text("")
+    assert _shim.read_start(str(tmp_path)) is None
+
+
 def test_a_bad_command_line_is_refused_on_the_ready_fd() -> None:
     r, w = os.pipe2(os.O_CLOEXEC)
     try:

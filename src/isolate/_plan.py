@@ -1728,6 +1728,9 @@ def rlimit(resource: int | str, soft: int | None, hard: int | None = None, *,
     ``"RLIMIT_NOFILE"``); ``soft`` a limit, or :data:`RLIM_INFINITY` (``None`` too) for none;
     ``hard`` the same, or ``None`` (the default) for the same as ``soft``, as in
     ``docker run --ulimit nofile=1024``. Raising a hard limit needs ``CAP_SYS_RESOURCE``.
+    An ``RLIMIT_NOFILE`` before the :func:`fds` op of its exec raises at its place and lowers
+    once the fds are arranged, which needs the caller's fd numbers (the exec'd program sees
+    the limit asked for, however high the caller's fds are numbered).
 
     Raises:
         ConfigError: an unknown resource, a negative limit, ``soft`` above ``hard``.

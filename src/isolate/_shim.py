@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import functools
-import json
 import os
 import signal
 import struct
@@ -24,6 +23,7 @@ from isolate import _plan, _record
 from isolate._enum import IntEnum
 from isolate._plan import Fd, Mode, Plan
 from isolate._procs import lock_held
+from isolate._shim_files import read_json
 from isolate._typing import TYPE_CHECKING
 from isolate.errors import (
     ConfigError,
@@ -35,7 +35,6 @@ from isolate.lowlevel import error_for
 
 if TYPE_CHECKING:
     import socket
-    from typing import Any
 
     import attrs
 
@@ -58,6 +57,7 @@ __all__ = [
     "init_binary",
     "is_alive",
     "read_exit",
+    "read_json",
     "read_pid",
     "read_start",
     "start",
@@ -280,7 +280,9 @@ class ShimConfig:
     Parent steps for a plan that waits for its parent: ``setgroups``, ``uid_map``,
     ``gid_map`` (written to /proc/PID/...) or ``newuidmap``/``newgidmap`` (id triples for those
     programs). ``keep_fds``: fds the shim keeps open, at their numbers, for the plan to name
-    (cgroup.procs and namespace fds). Once the container has ended for good, the shim removes
+    (cgroup.procs and namespace fds) or to hold for its whole life (the container cgroup's
+    lock, :meth:`isolate.cgroups.CGroup.hold_fds`, which keeps the orphan sweep from the
+    group while the shim lives). Once the container has ended for good, the shim removes
     the ``cgroups`` dirs (the run's group in each hierarchy) and then starts ``exit_command``
     (an absolute path and its arguments), without waiting for it, as conmon's exit command;
     with ``exit_lock``, once that file can be locked exclusively (``flock``), and not at all
@@ -519,20 +521,6 @@ class ExitRecord:
         return os.waitstatus_to_exitcode(self.status)
 
 
-def _read_json(state_dir: str, name: str) -> dict[str, Any] | None:
-    try:
-        with open(os.path.join(state_dir, name), encoding="utf-8") as f:
-            text = f.read()
-    except FileNotFoundError:
-        return None
-    if not text:
-        return None  # an unsynced write a crash of the machine emptied: no record
-    data = json.loads(text)
-    if not isinstance(data, dict):
-        raise ValueError(f"{name} in {state_dir} is not a JSON object")
-    return data
-
-
 def read_pid(state_dir: str, name: str = SHIM_PID_FILE) -> int | None:
     """A pid file of the state dir (``shim.pid`` or ``container.pid``), or None if missing
     (or empty: the shim writes it unsynced, and a crash of the machine may empty it)."""
@@ -546,7 +534,7 @@ def read_pid(state_dir: str, name: str = SHIM_PID_FILE) -> int | None:
 
 def read_start(state_dir: str) -> StartRecord | None:
     """``start.json``, or None before the first start."""
-    data = _read_json(state_dir, START_FILE)
+    data = read_json(os.path.join(state_dir, START_FILE))
     if data is None:
         return None
     return StartRecord(int(data["pid"]), str(data["started_at"]), int(data["restart_count"]))
@@ -554,7 +542,7 @@ def read_start(state_dir: str) -> StartRecord | None:
 
 def read_exit(state_dir: str) -> ExitRecord | None:
     """``exit.json``, or None while the first run has not ended."""
-    data = _read_json(state_dir, EXIT_FILE)
+    data = read_json(os.path.join(state_dir, EXIT_FILE))
     if data is None:
         return None
     error = data.get("error")

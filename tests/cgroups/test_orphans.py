@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 from cgroup_helpers import layout_below, python_in
@@ -210,3 +211,41 @@ def test_an_orphan_holding_a_live_creators_group_stays_until_that_group_is_delet
         inner.delete()
     CGroup.create(layout=layout).delete()
     assert not any(os.path.exists(d) for d in orphan.values())
+
+
+def test_an_id_group_is_swept_once_no_one_holds_it_and_no_process_is_in_it(
+    private: CGroup,
+) -> None:
+    # How a container's group lives: its creator hands the lock to the supervisor (here a
+    # process given the fds), and a container joins only some hierarchies.
+    layout = layout_below(private)
+    cg = CGroup.create(secrets.token_hex(32), layout=layout)
+    holder = member = None
+    try:
+        fds = cg.hold_fds()
+        assert len(fds) == len(set(cg.dirs.values()))
+        holder = subprocess.Popen(["/bin/sleep", "100000"], pass_fds=fds)
+        cg.let_go()
+        assert cg.hold_fds() == []
+        CGroup.create(layout=layout).delete()
+        assert cg.exists(), "a sweep removed a group that another process holds"
+        member = subprocess.Popen(["/bin/sleep", "100000"])
+        with open(os.path.join(cg.dirs[layout.hierarchies[-1].key], "cgroup.procs"), "w") as f:
+            f.write(str(member.pid))
+        holder.kill()
+        holder.wait()
+        CGroup.create(layout=layout).delete()
+        assert cg.exists(), "a sweep removed a group with a process in one of its hierarchies"
+        member.kill()
+        member.wait()
+        deadline = time.monotonic() + 10
+        while any(os.path.exists(d) for d in cg.dirs.values()) and time.monotonic() < deadline:
+            CGroup.create(layout=layout).delete()  # (the killed task may linger a moment)
+            time.sleep(0.01)
+        assert not any(os.path.exists(d) for d in cg.dirs.values()), "the orphan stayed"
+    finally:
+        for p in (holder, member):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+        cg.delete()

@@ -6,18 +6,20 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 import pytest
 
 from isolate.container import ContainerConfig, ContainerStore, Status
 from isolate.errors import NotFoundError, StateError
-from isolate.image import Store
+from isolate.image import ImageConfig, Store
 from sandbox_helpers import marker, pids_with_argv
 from traces import snapshot
 
@@ -101,6 +103,86 @@ def test_a_killed_supervisor_is_reported_and_reclaimed(containers: ContainerStor
     c.remove()
     assert not _cgroup_dirs(c.id)
     assert not os.path.exists(c.dir)
+
+
+def _procs_in(dirs: Iterable[str]) -> list[str]:
+    found = []
+    for d in dirs:
+        with contextlib.suppress(FileNotFoundError), open(os.path.join(d, "cgroup.procs")) as f:
+            found += f.read().split()
+    return found
+
+
+@pytest.mark.parametrize("supervisor", ["shim", "inprocess"])
+def test_a_dead_supervisors_group_is_swept_once_its_store_is_gone(
+        tmp_path: Path, supervisor: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container's group is named by its id, and its supervisor holds it (the flock the
+    orphan sweep checks) for its whole life: a sweep never takes a running container's group,
+    also once the process that started it is gone; killed with its supervisor, and its store
+    deleted (so that no reader reclaims the group from the state), the group is an orphan
+    that the next create sweeps away in every hierarchy."""
+    from isolate import _shim
+    from isolate.cgroups import CGroup, host_layout
+    from isolate.cgroups import cgroup as cgroup_module
+
+    monkeypatch.setattr(cgroup_module, "SWEEP_INTERVAL", 0.0)  # every create sweeps
+    tree = tmp_path / "tree"
+    (tree / "bin").mkdir(parents=True)
+    shutil.copy2("/bin/busybox", tree / "bin" / "busybox")
+    for applet in ("sh", "sleep"):
+        (tree / "bin" / applet).symlink_to("busybox")
+    store = Store(tmp_path / "store")
+    store.from_directory(tree, "busybox:latest", config=ImageConfig(env=["PATH=/bin"]))
+    mark = marker()
+    c = ContainerStore(store, supervisor=supervisor).create(
+        ContainerConfig("busybox", ["sleep", mark]))
+    dirs: list[str] = []
+    shim_pid = 0
+    try:
+        with _started_elsewhere(store, c.id, supervisor):
+            st = c.state
+            assert st.status is Status.RUNNING and st.cgroup is not None
+            if supervisor == "shim":
+                shim_pid = st.supervisor_pid
+            dirs = sorted(set(st.cgroup.values()))
+            assert len(dirs) == len(host_layout().hierarchies) and set(dirs) <= set(
+                _cgroup_dirs(c.id))
+            CGroup.create().delete()
+            assert all(os.path.isdir(d) for d in dirs), "a running container's group was swept"
+        # Its creator is killed now; the in-process supervisor was the creator itself.
+        if shim_pid:
+            CGroup.create().delete()
+            assert all(os.path.isdir(d) for d in dirs), \
+                "a running container's group was swept once its creator was gone"
+            os.kill(shim_pid, signal.SIGKILL)
+        _wait_gone(mark)
+        deadline = time.monotonic() + 30
+        while _procs_in(dirs) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not _procs_in(dirs)
+        shutil.rmtree(tmp_path / "store")  # no reader is left to reclaim the group
+        CGroup.create().delete()
+        left = [d for d in dirs if os.path.exists(d)]
+        assert not left, f"the orphaned container group is left in {left}"
+        assert not _cgroup_dirs(c.id)
+    finally:
+        if shim_pid and shim_pid in pids_with_argv(_shim.binary()):
+            os.kill(shim_pid, signal.SIGKILL)
+        for pid in pids_with_argv("sleep", mark):
+            os.kill(pid, signal.SIGKILL)
+        _wait_gone(mark)
+        for d in dirs:
+            deadline = time.monotonic() + 10
+            while os.path.isdir(d):
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.01)
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.dirname(d))  # the shared base, once empty
+        shutil.rmtree(tmp_path / "store", ignore_errors=True)
 
 
 def test_run_records_a_machine_crash_can_leave_empty_are_read_as_none(

@@ -321,6 +321,8 @@ struct child_state {
     int dumpable_fd;    /* closed once that is ours too, for a parent that waits on it */
     uint64_t caller_areas[4];  /* INIT: the caller's arg_start, arg_end, env_start, env_end */
     int caller_areas_err;      /* INIT: why they are unknown (0: known) */
+    struct rlimit nofile;      /* an RLIMIT_NOFILE an FDS op still has to lower to ... */
+    int32_t nofile_op;         /* ... and the op that asked for it (-1: none pending) */
 };
 
 /* A copy of the caller's memory takes the caller's own dumpability, not what a vfork sibling's
@@ -983,6 +985,41 @@ static int do_fds(struct child_state *st, const struct iso_op *op)
     return 0;
 }
 
+/* RLIMIT_NOFILE before the FDS op of this exec: that op moves the caller's fds above the
+ * highest one it names, which fails (F_DUPFD: EINVAL, EMFILE) once the soft limit is below
+ * those numbers. So what the op raises takes effect here (a hard limit above the current one
+ * needs CAP_SYS_RESOURCE, which later ops may drop), and what it lowers right after the fds
+ * are arranged (lowering needs no privilege); the exec'd program sees the limit asked for. */
+static int fds_op_follows(const struct child_state *st, uint32_t i)
+{
+    for (uint32_t j = i + 1; j < st->hdr->n_ops; j++) {
+        if (st->ops[j].kind == ISO_OP_FDS)
+            return 1;
+        if (st->ops[j].kind == ISO_OP_EXEC)
+            return 0;
+    }
+    return 0;
+}
+
+static int rlimit_nofile_before_fds(struct child_state *st, const struct rlimit *want,
+                                    uint32_t i)
+{
+    struct rlimit now;
+    if (getrlimit(RLIMIT_NOFILE, &now) < 0)
+        return errno;
+    /* The higher of each: the soft limit stays below the hard one, as the current one is. */
+    if (want->rlim_max > now.rlim_max)
+        now.rlim_max = want->rlim_max;
+    if (want->rlim_cur > now.rlim_cur)
+        now.rlim_cur = want->rlim_cur;
+    if (setrlimit(RLIMIT_NOFILE, &now) < 0)
+        return errno;
+    st->nofile = *want;
+    st->nofile_op = (now.rlim_cur == want->rlim_cur && now.rlim_max == want->rlim_max)
+                        ? -1 : (int32_t)i;
+    return 0;
+}
+
 /* Mark fds from..to close-on-exec (CLOSE_RANGE_CLOEXEC, Linux 5.11; one by one before). */
 static int set_cloexec_range(unsigned from, unsigned to)
 {
@@ -1559,7 +1596,9 @@ static int run_ops(struct child_state *st)
             break;
         case ISO_OP_RLIMIT: {
             struct rlimit rl = {(rlim_t)op->b, (rlim_t)op->c};
-            if (setrlimit((int)op->a, &rl) < 0)
+            if (op->a == RLIMIT_NOFILE && fds_op_follows(st, i))
+                e = rlimit_nofile_before_fds(st, &rl, i);
+            else if (setrlimit((int)op->a, &rl) < 0)
                 e = errno;
             break;
         }
@@ -1601,6 +1640,12 @@ static int run_ops(struct child_state *st)
         }
         case ISO_OP_FDS:
             e = do_fds(st, op);
+            if (!e && st->nofile_op >= 0) {
+                int32_t asked = st->nofile_op;
+                st->nofile_op = -1;
+                if (setrlimit(RLIMIT_NOFILE, &st->nofile) < 0)
+                    fail(st, errno, ISO_OP_RLIMIT, (int)asked);
+            }
             break;
         case ISO_OP_KEEP_FDS:
             e = do_keep_fds(st, op);
@@ -1791,6 +1836,7 @@ int iso_spawn(uint8_t *plan, size_t len, struct iso_spawn_result *out)
     st.shares_vm = h->mode == ISO_MODE_VFORK;
     st.init_op = UINT32_MAX;
     st.dumpable_fd = -1;
+    st.nofile_op = -1;
     for (int i = 0; i < ISO_SLOTS; i++)
         st.slots[i] = -1;
     for (uint32_t i = 0; i < h->n_ops; i++) {

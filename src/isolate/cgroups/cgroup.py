@@ -10,7 +10,10 @@ between making it and making its group in it makes it again. A group with a gene
 held by its creator (a shared flock on each of its directories, kept until it is deleted or the
 process ends), so a sweep from any process, in any pid namespace, tells an orphan from a group
 in use by trying for the lock -- and sweeps each hierarchy on its own, since v1 hierarchies may
-place two processes in different cgroups.
+place two processes in different cgroups. A group named by an id of 64 hex digits (a
+container's) is held the same way, by its creator until it hands the lock on to the process
+that outlives it (a supervisor, see :meth:`CGroup.hold_fds`), and swept once no one holds it
+and no process is in it.
 """
 
 from __future__ import annotations
@@ -81,6 +84,9 @@ def add_note(exc: BaseException, note: str) -> None:
 
 #: Generated names, ``cg-<creator pid>-<16 hex digits>``: held by their creator's flock.
 _GENERATED = re.compile(r"^cg-\d+-[0-9a-f]{16}$")
+#: Ids (64 hex digits, as containers are named): held like generated names, by their creator
+#: or whoever it gave the lock to; swept when no one holds them and no process is in them.
+_ID = re.compile(r"^[0-9a-f]{64}$")
 #: Generated names from before the lock (12 hex digits): judged by the creator pid they carry.
 _UNLOCKED = re.compile(r"^cg-(\d+)-[0-9a-f]{12}$")
 #: How often create makes a default base again that concurrent deletes keep pruning.
@@ -269,6 +275,42 @@ def _remove_if_unheld(d: str) -> bool:
         os.close(fd)
 
 
+def _populated(d: str) -> bool:
+    """Whether a process is in the cgroup ``d`` or below it; True when that cannot be read
+    (not ours to judge), False when ``d`` is gone."""
+    try:
+        with open(os.path.join(d, "cgroup.procs"), "rb") as f:
+            if f.read().strip():
+                return True
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    return any(_populated(sub) for sub in _subdirs(d))
+
+
+def _remove_unused(dirs: Sequence[str]) -> None:
+    """Remove the directories ``dirs`` of one id group (:data:`_ID`), and the empty groups
+    below them, if no process holds any of them (its supervisor is gone) and no process is in
+    any of them; else leave them all. Each is locked exclusively meanwhile, so its creator
+    (who locks it shared once made, see :func:`_hold`) waits and then finds it gone."""
+    fds: list[int] = []
+    try:
+        for d in dict.fromkeys(dirs):
+            try:
+                fds.append(os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+                fcntl.flock(fds[-1], fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return  # held (its supervisor lives, or another sweep is at it), or gone
+        if any(_populated(d) for d in dirs):
+            return
+        for d in dirs:
+            _remove_empty_tree(d)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
 def _copy_cpuset(parent: str, child: str) -> None:
     # A new v1 cpuset starts with no cpus and no mems, and refuses tasks until it has both.
     for name in ("cpuset.cpus", "cpuset.mems"):
@@ -338,7 +380,9 @@ class CGroup:
 
         ``parent`` defaults to :meth:`default_parent`; then groups whose creator process is
         gone are removed first (see :meth:`_sweep_orphans`) -- by the first such create of a
-        process, and after that once per :data:`SWEEP_INTERVAL` seconds. With
+        process, and after that once per :data:`SWEEP_INTERVAL` seconds. A group with a
+        generated name, or named by an id of 64 hex digits, is held by this process until it
+        is deleted, or let go of (:meth:`hold_fds`, :meth:`let_go`). With
         ``best_effort``, limits the host cannot honour are skipped and listed in
         :attr:`skipped_limits` instead of raising.
         Safe to call from many threads and processes at once.
@@ -354,7 +398,8 @@ class CGroup:
         # (~2.5 ms of every start of a process that makes a cgroup).
         name = _check_name(name) if name is not None else \
             f"cg-{os.getpid()}-{os.urandom(8).hex()}"
-        held = _GENERATED.match(name) is not None  # also a name given in that form
+        # (Also a name given in the generated form.)
+        held = _GENERATED.match(name) is not None or _ID.match(name) is not None
         if limits is not None and not isinstance(limits, Limits):
             raise ConfigError(f"limits: expected a Limits, got {limits!r}")
         own_base = parent is None
@@ -589,6 +634,21 @@ class CGroup:
                               step="children") from e
         return [CGroup(self._layout, {k: os.path.join(d, n) for k, d in self._dirs.items()})
                 for n in names]
+
+    def hold_fds(self) -> list[int]:
+        """The fds by which this process holds the group (one per directory; none if it does
+        not hold it, see :meth:`create`). The lock belongs to the open file: a process that
+        gets them (inherited, or sent) holds the group as long as it keeps them open, whatever
+        becomes of this one -- how a group's creator hands it to a supervisor that outlives
+        it, so that a sweep never takes the group while the supervisor lives. The fds stay
+        this process's to close (:meth:`let_go`, :meth:`delete`)."""
+        with _held_lock:
+            return [_held[d] for d in dict.fromkeys(self._dirs.values()) if d in _held]
+
+    def let_go(self) -> None:
+        """Stop holding the group in this process (a process given :meth:`hold_fds` still
+        holds it); a sweep may remove it once no process holds it and none is in it."""
+        _let_go(self._dirs.values())
 
     # ------------------------------------------------------------------ processes
 
@@ -852,10 +912,13 @@ class CGroup:
         may place the sweeper elsewhere than the creator, so one sweep may see only some of an
         orphan's directories, and a later one (by a process placed as the creator was) the
         rest. A group is an orphan when no process holds its lock (see :meth:`create`); one
-        named before the lock existed, when the pid in its name is gone. Groups of live
-        creators, and groups that still hold processes, are never touched.
+        named before the lock existed, when the pid in its name is gone; one named by an id
+        (a container's), when no process holds it and none is in it in any hierarchy (its
+        supervisor, which held it, is gone, and so is the store that would have removed it).
+        Groups of live creators, and groups that still hold processes, are never touched.
         """
         primary = self._primary().key
+        ids: set[str] = set()
         for h in self._layout.hierarchies:  # the primary one first
             base = self._dirs[h.key]
             try:
@@ -863,6 +926,9 @@ class CGroup:
             except OSError:
                 continue
             for name in names:
+                if len(name) == 64 and _ID.match(name):
+                    ids.add(name)
+                    continue
                 if not name.startswith("cg-"):
                     continue  # control files, and groups named by their makers (cheap test)
                 if _GENERATED.match(name):
@@ -882,6 +948,11 @@ class CGroup:
                         pass  # raced with another sweeper, or not ours to remove after all
                 elif not os.path.isdir(os.path.join(self._dirs[primary], name)):
                     _remove_empty_tree(os.path.join(base, name))  # what a sweep left
+        for name in sorted(ids):
+            # All its directories at once: emptiness is judged across the hierarchies (a
+            # container joins only some of them, the others' directories are always empty).
+            _remove_unused([d for d in (os.path.join(b, name) for b in self._dirs.values())
+                            if os.path.isdir(d)])
 
     def _prune_base(self) -> None:
         """Remove the ``isolate`` directories made to hold default groups, once empty, so a

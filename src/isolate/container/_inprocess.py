@@ -104,11 +104,14 @@ class InProcessSupervisor:
 
     def start(self, make_plan: Callable[[Sequence[tuple[int, int]]], ContainerPlan], *,
               log: str | None, oom_cgroup: str | None,
-              on_end: Callable[[], object] | None = None) -> tuple[int, int]:
+              on_end: Callable[[], object] | None = None,
+              hold: Sequence[int] = ()) -> tuple[int, int]:
         """Spawn the first process of ``make_plan(fds)`` (the fds are stdio for it) and
         return (its pid, the supervisor's pid). ``on_end`` is called from the watching
         thread once the end is recorded and the lock is free (what it raises is dropped:
-        the next reader does what it could not).
+        the next reader does what it could not). The watching thread holds copies of
+        ``hold`` (the cgroup's lock, see :meth:`isolate.cgroups.CGroup.hold_fds`) until
+        then, as a supervisor holds its container's group for its whole life.
 
         Raises:
             StateError: another supervisor holds the container.
@@ -125,6 +128,7 @@ class InProcessSupervisor:
             raise StateError("another supervisor holds the container", current="running",
                              requested="start") from None
         fds: list[int] = []
+        held: list[int] = []  # copies of hold: the same open files, the same lock
         try:
             for name in ("exit.json", "start.json", "container.pid"):
                 try:
@@ -137,6 +141,8 @@ class InProcessSupervisor:
             out_r, out_w = os.pipe2(os.O_CLOEXEC)
             err_r, err_w = os.pipe2(os.O_CLOEXEC)
             fds = [null, out_r, out_w, err_r, err_w]
+            for fd in hold:
+                held.append(os.dup(fd))
             started_ns = 0
             plan = make_plan([(null, 0), (out_w, 1), (err_w, 2)])
             oom_before = _oom_kills(oom_cgroup)
@@ -145,7 +151,7 @@ class InProcessSupervisor:
             child = lowlevel.spawn(plan.plan,
                                    parent_step=plan.parent_step if plan.needs_parent else None)
         except BaseException:
-            for fd in fds:
+            for fd in (*fds, *held):
                 os.close(fd)
             os.close(lock)
             raise
@@ -164,12 +170,13 @@ class InProcessSupervisor:
         # A bare thread (daemon-like: it dies with the process, as the container does):
         # threading.Thread.start() would wait until the new thread runs (~0.3 ms here).
         _thread.start_new_thread(self._watch, (child, lock, out_r, err_r, log, oom_cgroup,
-                                               oom_before, started, on_end))
+                                               oom_before, started, on_end, held))
         return child.pid, os.getpid()
 
     def _watch(self, child: lowlevel.Child, lock: int, out_r: int, err_r: int,
                log_path: str | None, oom_cgroup: str | None, oom_before: int,
-               started: str, on_end: Callable[[], object] | None = None) -> None:
+               started: str, on_end: Callable[[], object] | None = None,
+               held: Sequence[int] = ()) -> None:
         log = _Log(log_path)
         streams = {out_r: "stdout", err_r: "stderr"}
         try:
@@ -206,8 +213,12 @@ class InProcessSupervisor:
             if recording is not None and recording[0] == pid:
                 del _RECORDING[self.dir]
                 recording[1].set()
-        if on_end is not None:
-            try:
-                on_end()
-            except Exception:  # a daemon thread: the next reader settles what is left
-                pass
+        try:
+            if on_end is not None:
+                try:
+                    on_end()
+                except Exception:  # a daemon thread: the next reader settles what is left
+                    pass
+        finally:
+            for fd in held:
+                os.close(fd)

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from isolate import _record
 from isolate._procs import lock_held
+from isolate._shim_files import read_json
 from isolate._typing import TYPE_CHECKING
 from isolate.container.config import BindMount, ContainerConfig, VolumeMount, parse_signal
 from isolate.container.state import (
@@ -110,15 +111,6 @@ class ExitStatus:
     oom_killed: bool = False
     finished_at: str = ""
     error: str = ""
-
-
-def _read_json(path: str) -> dict[str, Any] | None:
-    try:
-        with open(path, "rb") as f:
-            data = json.loads(f.read())
-    except (FileNotFoundError, NotADirectoryError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _cgroup_at(dirs: Mapping[str, str]) -> CGroup | None:
@@ -343,7 +335,7 @@ class ContainerStore:
     def _dispose(self, trash: str) -> None:
         """Finish a removal past its point of removal: the name, the image hold, the files
         (and a cgroup a crash left, from the state)."""
-        record = _read_json(os.path.join(trash, "config.json")) or {}
+        record = read_json(os.path.join(trash, "config.json")) or {}
         cid = str(record.get("id") or os.path.basename(trash).removeprefix(".removing-"))
         st = read_state(os.path.join(trash, "state.json"))
         if st is not None and st.cgroup:
@@ -867,7 +859,7 @@ class Container:
     @property
     def name(self) -> str:
         """The name (without Docker's leading ``/``), as it is now on disk."""
-        record = _read_json(os.path.join(self.dir, "config.json"))
+        record = read_json(os.path.join(self.dir, "config.json"))
         if record is not None:
             self._record = record
         return str(self._record["name"])
@@ -954,8 +946,8 @@ class Container:
         if not st.status.running:
             return st
         alive = self._supervisor_alive()
-        start = _read_json(os.path.join(self.dir, "start.json"))
-        exit_ = _read_json(os.path.join(self.dir, "exit.json"))
+        start = read_json(os.path.join(self.dir, "start.json"))
+        exit_ = read_json(os.path.join(self.dir, "exit.json"))
         pid = int(start["pid"]) if start and start.get("pid") else st.pid
         restarts = int(start.get("restart_count", st.restart_count)) if start else \
             st.restart_count
@@ -1084,7 +1076,7 @@ class Container:
 
     def reload(self) -> Container:
         """Re-read the record (after a rename in another process)."""
-        record = _read_json(os.path.join(self.dir, "config.json"))
+        record = read_json(os.path.join(self.dir, "config.json"))
         if record is None:
             raise NotFoundError(f"No such container: {self.id}", kind="container", ref=self.id)
         self._record = record
@@ -1138,7 +1130,7 @@ class Container:
         return net.driver_for(self.config.network)
 
     def _read_network_facts(self) -> Mapping[str, object] | None:
-        return _read_json(os.path.join(self.dir, "network.json"))
+        return read_json(os.path.join(self.dir, "network.json"))
 
     def _make_cgroup(self) -> CGroup | None:
         from isolate.cgroups import CGroup
@@ -1223,17 +1215,22 @@ class Container:
                     cgroup_fds.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
                     fds.append(cgroup_fds[-1])
             oom_dir = None
+            hold: list[int] = []
             if cgroup is not None:
                 oom_dir = cgroup.dirs.get("memory") or cgroup.dirs.get("unified")
+                # The group is named by our id: whoever holds it (we, since its create) keeps
+                # it from the orphan sweep. The supervisor holds it from here on, for its
+                # whole life; with it gone (and the store too), the sweep takes the group.
+                hold = cgroup.hold_fds()
             started_ns = time.time_ns()
             if supervisor == "shim":
                 ends = _EndOfRun(tuple(sorted(set(cgroup.dirs.values()))) if cgroup else (),
                                  cfg.auto_remove or bool(setup.facts))
                 pid, sup_pid = self._start_shim(rc, root, cgroup_fds, fds, oom_dir, size,
-                                                ends, cgroup_dir_fd=cgroup_dir_fd)
+                                                ends, cgroup_dir_fd=cgroup_dir_fd, hold=hold)
             else:
                 pid, sup_pid = self._start_inprocess(rc, root, cgroup_fds, fds, oom_dir,
-                                                     cgroup_dir_fd=cgroup_dir_fd)
+                                                     cgroup_dir_fd=cgroup_dir_fd, hold=hold)
         except BaseException as exc:
             failed = _record.evolve(st, error=str(exc), exit_code=_start_exit_code(exc))
             self._release_run(_record.evolve(failed, cgroup=cgroup.dirs if cgroup else None),
@@ -1244,6 +1241,8 @@ class Container:
         finally:
             for fd in fds:
                 os.close(fd)
+            if cgroup is not None:
+                cgroup.let_go()  # the supervisor holds it now (or a failed start removed it)
         # Synced, but not its directory (one fsync less on the start's path): a crash of the
         # machine leaves this state or the last one (created, or how the last run ended),
         # and either is what a reader after a reboot can show, since no run outlives one.
@@ -1253,8 +1252,10 @@ class Container:
 
     def _start_inprocess(self, rc: RuntimeConfig, root: Any, cgroup_fds: Sequence[int],
                          fds: builtins.list[int], oom_dir: str | None, *,
-                         cgroup_dir_fd: int = -1) -> tuple[int, int]:
-        """The first process as a child of this process (dies with it)."""
+                         cgroup_dir_fd: int = -1,
+                         hold: Sequence[int] = ()) -> tuple[int, int]:
+        """The first process as a child of this process (dies with it); the watching thread
+        holds the cgroup (copies of ``hold``) until the run has ended."""
         from isolate.container._inprocess import InProcessSupervisor
         from isolate.runtime import container_plan
 
@@ -1266,15 +1267,17 @@ class Container:
                                   parent_pidfd=parent, cgroup_dir_fd=cgroup_dir_fd)
 
         return InProcessSupervisor(self.dir).start(make_plan, log=self.log_path,
-                                                   oom_cgroup=oom_dir, on_end=self._after_end)
+                                                   oom_cgroup=oom_dir, on_end=self._after_end,
+                                                   hold=hold)
 
     def _start_shim(self, rc: RuntimeConfig, root: Any, cgroup_fds: Sequence[int],
                     fds: builtins.list[int], oom_dir: str | None,
                     size: tuple[int, int] = (0, 0),
                     ends: _EndOfRun | None = None, *,
-                    cgroup_dir_fd: int = -1) -> tuple[int, int]:
+                    cgroup_dir_fd: int = -1, hold: Sequence[int] = ()) -> tuple[int, int]:
         """The first process as a child of a new isolate-shim, which outlives us: it keeps
-        the cgroup fds (and isolate-init's) for every restart, holds the stdio or the pty,
+        the cgroup fds (and isolate-init's) for every restart, and ``hold`` (the cgroup's
+        lock, see :meth:`CGroup.hold_fds`) for its whole life, holds the stdio or the pty,
         writes the log and applies the restart policy. When the container has ended for
         good it removes the run's cgroup and, when there is more to do than that (an
         ``auto_remove`` container, a network to release), runs :mod:`._cleanup`."""
@@ -1283,7 +1286,7 @@ class Container:
         from isolate.runtime import container_plan
 
         cfg = self.config
-        keep = [*cgroup_fds, *([cgroup_dir_fd] if cgroup_dir_fd >= 0 else [])]
+        keep = [*cgroup_fds, *([cgroup_dir_fd] if cgroup_dir_fd >= 0 else []), *hold]
         init_fd = -1
         if cfg.init:
             init = _shim.init_binary()
@@ -1370,7 +1373,7 @@ class Container:
             return None
         # The pid could have been reused once the run ended: only trust it while the run's
         # supervisor is alive and has recorded no end of it.
-        exit_ = _read_json(os.path.join(self.dir, "exit.json"))
+        exit_ = read_json(os.path.join(self.dir, "exit.json"))
         if not self._supervisor_alive() or (exit_ is not None and
                                             int(exit_.get("pid", -1)) == st.pid):
             os.close(fd)

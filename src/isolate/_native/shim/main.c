@@ -22,7 +22,9 @@
  *
  * Every fd it inherits stays open (close-on-exec) for its whole life, at the number it had, so
  * the plan can name them: cgroup.procs fds for CGROUP_JOIN, namespace fds for SETNS, the
- * header's cgroup_fd. The plan (FILE, Plan.encode() with placeholders) is read once.
+ * header's cgroup_fd; and so the shim holds what the caller handed it: the flock on the
+ * container cgroup's directories, by which the orphan sweep (isolate/cgroups/cgroup.py)
+ * tells a group in use, and takes it once the shim is gone. The plan (FILE, Plan.encode() with placeholders) is read once.
  *
  * Start-up:
  *
