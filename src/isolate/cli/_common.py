@@ -20,8 +20,9 @@ if TYPE_CHECKING:
     #: ``ArgumentParser.add_argument``.
     Option: TypeAlias = tuple[tuple[str, ...], dict[str, Any]]
 
-__all__ = ["REMAINDER", "SUPPRESS", "binary_size", "confirm", "decimal_size", "dest_of", "each",
-           "env_items", "option", "parse_filters", "read_env_file", "tree_size"]
+__all__ = ["REMAINDER", "STORE_OPTION", "SUPPRESS", "binary_size", "confirm", "decimal_size",
+           "dest_of", "each", "env_items", "option", "parse_filters", "read_env_file",
+           "tree_size"]
 
 EXIT_ISOLATE = 125
 
@@ -35,6 +36,13 @@ def option(*flags: str, **kw: Any) -> Option:
     """A flag as data: ``option("-m", "--memory", metavar="SIZE")`` is what
     ``p.add_argument("-m", "--memory", metavar="SIZE")`` would add."""
     return flags, kw
+
+
+#: ``--store DIR``, which every command that opens the store has.
+STORE_OPTION: Final = option(
+    "--store", metavar="DIR", default=None,
+    help="image store (default: $ISOLATE_STORE, else /var/lib/isolate as root, "
+    "$XDG_DATA_HOME/isolate otherwise)")
 
 
 def dest_of(flags: Sequence[str], kw: dict[str, Any]) -> str:

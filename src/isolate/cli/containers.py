@@ -34,7 +34,6 @@ from isolate.cli._common import (
 from isolate.cli.container_options import (
     add_create_options,
     config_from_args,
-    given,
     parse_detach_keys,
 )
 from isolate.cli.images import (
@@ -51,7 +50,7 @@ if TYPE_CHECKING:
 
     from isolate.container import Container, ContainerStore
 
-__all__ = ["register", "run_container", "wants_container"]
+__all__ = ["register", "run_container"]
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -158,51 +157,6 @@ def cmd_create(args: argparse.Namespace) -> int:
     c = _create(args, image, command)
     print(c.id)
     return 0
-
-
-# Flags of `isolate run` that only a sandbox has, and the container flags a sandbox takes
-# silently (it is a throwaway, attached run already).
-_SANDBOX_ONLY: Final = (("rw", "--rw"), ("overlay", "--overlay"), ("best_effort",
-                        "--best-effort"), ("timeout", "--timeout"))
-_SANDBOX_ACCEPTS: Final = {"rm", "interactive", "tty", "pull", "hostname", "stop_timeout",
-                           "net", "network", "publish", "bind", "tmpfs", "env", "workdir", "user",
-                           "privileged", "cap_add", "memory", "memory_swap", "cpus",
-                           "pids_limit", "init", "entrypoint", "read_only", "store",
-                           "command", "handler", "image", "rootfs", "sig_proxy", "device"}
-
-
-def wants_container(args: argparse.Namespace) -> bool:
-    """For ``isolate run``: whether its arguments ask for a container (``IMAGE`` as the
-    first word: ``docker run``) rather than a throwaway sandbox (``-- CMD``, ``--rootfs DIR``
-    or ``--image IMAGE``). Refuses the flags that belong to the other kind.
-
-    Raises:
-        UsageError: a container flag for a sandbox, or a sandbox flag for a container.
-    """
-    words = list(args.command)
-    container = (bool(words) and words[0] != "--" and getattr(args, "rootfs", None) is None
-                 and getattr(args, "image", None) is None)
-    if container:
-        for dest, flag in _SANDBOX_ONLY:
-            if given(getattr(args, dest, None)):
-                raise UsageError(f"isolate run: {flag} is a sandbox flag ('isolate run -- "
-                                 "CMD', --rootfs DIR or --image IMAGE); 'isolate run IMAGE' "
-                                 "makes a container")
-        return True
-    for flags, kw in _container_only_flags():
-        dest = kw.get("dest") or flags[-1].lstrip("-").replace("-", "_")
-        if dest in _SANDBOX_ACCEPTS:
-            continue
-        if given(getattr(args, dest, None)):
-            raise UsageError(f"isolate run: {flags[-1]} is for containers ('isolate run "
-                             "IMAGE ...'); 'isolate run -- CMD' runs a throwaway sandbox")
-    return False
-
-
-def _container_only_flags() -> list[tuple[tuple[str, ...], dict[str, Any]]]:
-    from isolate.cli.container_options import CREATE_OPTIONS, RUN_OPTIONS
-
-    return [*CREATE_OPTIONS, *RUN_OPTIONS]
 
 
 def run_container(args: argparse.Namespace) -> int:

@@ -11,13 +11,13 @@ import sys
 import time
 
 from isolate._typing import TYPE_CHECKING
-from isolate.cli._common import option
+from isolate.cli._common import STORE_OPTION
 from isolate.errors import IsolateError
 
 if TYPE_CHECKING:
     import argparse
     import datetime
-    from typing import IO, Any, Final
+    from typing import IO, Any
 
     # isolate.image pulls in http.client and email (over 100 ms): only the image commands
     # import it, so 'isolate run -- CMD' starts without it.
@@ -25,13 +25,6 @@ if TYPE_CHECKING:
 
 __all__ = ["STORE_OPTION", "ProgressBars", "add_store_option", "open_store", "progress_for",
            "register"]
-
-
-#: ``--store DIR``, which every command that opens the store has.
-STORE_OPTION: Final = option(
-    "--store", metavar="DIR", default=None,
-    help="image store (default: $ISOLATE_STORE, else /var/lib/isolate as root, "
-    "$XDG_DATA_HOME/isolate otherwise)")
 
 
 def add_store_option(p: argparse.ArgumentParser) -> None:

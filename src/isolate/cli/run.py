@@ -14,27 +14,22 @@ import contextlib
 import os
 import sys
 import time
-import warnings
 from collections.abc import Iterator
 
 from isolate._sig import signal
 from isolate._typing import TYPE_CHECKING
 from isolate._units import human_size, parse_decimal, parse_seconds, parse_size
 from isolate.cli import UsageError
+from isolate.cli._common import STORE_OPTION, dest_of
 from isolate.cli._common import option as _o
 from isolate.cli.container_options import (
     CREATE_OPTIONS,
     REMAINDER,
     RUN_OPTIONS,
     Default,
+    given,
     new_options,
     release_short_help,
-)
-from isolate.cli.images import (
-    STORE_OPTION,
-    keep_seccomp_programs,
-    open_store,
-    progress_for,
 )
 from isolate.errors import ConfigError
 
@@ -237,6 +232,7 @@ def _image(args: argparse.Namespace, name: str) -> Any:
     """(store, image): ``name`` found or pulled as ``--pull`` says, the way a Sandbox does it
     (the same code), with progress bars on a terminal."""
     from isolate._image_root import find_image
+    from isolate.cli.images import keep_seccomp_programs, open_store, progress_for
 
     store = open_store(args)
     keep_seccomp_programs(store)
@@ -255,12 +251,51 @@ def _sandbox_network(values: list[str] | None) -> str:
     return values[0] if values else "none"
 
 
-def run_command(args: argparse.Namespace) -> int:
-    from isolate.cli import containers
+# Flags of `isolate run` that only a sandbox has, and the container flags a sandbox takes
+# silently (it is a throwaway, attached run already).
+_SANDBOX_ONLY: Final = (("rw", "--rw"), ("overlay", "--overlay"), ("best_effort",
+                        "--best-effort"), ("timeout", "--timeout"))
+_SANDBOX_ACCEPTS: Final = {"rm", "interactive", "tty", "pull", "hostname", "stop_timeout",
+                           "net", "network", "publish", "bind", "tmpfs", "env", "workdir", "user",
+                           "privileged", "cap_add", "memory", "memory_swap", "cpus",
+                           "pids_limit", "init", "entrypoint", "read_only", "store",
+                           "command", "handler", "image", "rootfs", "sig_proxy", "device"}
 
+
+def wants_container(args: argparse.Namespace) -> bool:
+    """For ``isolate run``: whether its arguments ask for a container (``IMAGE`` as the
+    first word: ``docker run``) rather than a throwaway sandbox (``-- CMD``, ``--rootfs DIR``
+    or ``--image IMAGE``). Refuses the flags that belong to the other kind.
+
+    Raises:
+        UsageError: a container flag for a sandbox, or a sandbox flag for a container.
+    """
+    words = list(args.command)
+    container = (bool(words) and words[0] != "--" and getattr(args, "rootfs", None) is None
+                 and getattr(args, "image", None) is None)
+    if container:
+        for dest, flag in _SANDBOX_ONLY:
+            if given(getattr(args, dest, None)):
+                raise UsageError(f"isolate run: {flag} is a sandbox flag ('isolate run -- "
+                                 "CMD', --rootfs DIR or --image IMAGE); 'isolate run IMAGE' "
+                                 "makes a container")
+        return True
+    for flags, kw in [*CREATE_OPTIONS, *RUN_OPTIONS]:
+        dest = dest_of(flags, kw)
+        if dest in _SANDBOX_ACCEPTS:
+            continue
+        if given(getattr(args, dest, None)):
+            raise UsageError(f"isolate run: {flags[-1]} is for containers ('isolate run "
+                             "IMAGE ...'); 'isolate run -- CMD' runs a throwaway sandbox")
+    return False
+
+
+def run_command(args: argparse.Namespace) -> int:
     # 'isolate run IMAGE ...' is docker run (a container); '-- CMD', --rootfs and --image are
     # the throwaway sandbox below.
-    if containers.wants_container(args):
+    if wants_container(args):
+        from isolate.cli import containers
+
         return containers.run_container(args)
     image, command = _split_image(args)
     if image is None and not command:
@@ -286,12 +321,14 @@ def run_command(args: argparse.Namespace) -> int:
         options["cwd"] = args.workdir
     if "store" not in options and options["network"] not in ("none", "host") \
             and not options["network"].startswith(("pasta", "slirp4netns")):
+        from isolate.cli.images import open_store
+
         options["store"] = open_store(args)  # whose networks it joins
     extra_env = _parse_env(args.env)
     from isolate.sandbox import Sandbox  # here: 'isolate run IMAGE' (a container) needs none
 
     with contextlib.ExitStack() as stack:
-        with _warnings_as_lines():
+        with _warnings_as_lines(args.best_effort):
             sb = stack.enter_context(Sandbox(**options))
         for skipped in sb.cgroup.skipped_limits if sb.cgroup is not None else ():
             print(f"isolate: warning: limit not applied: {skipped}", file=sys.stderr)
@@ -315,8 +352,14 @@ def _seconds(text: str, option: str, *, zero: bool = False) -> float:
 
 
 @contextlib.contextmanager
-def _warnings_as_lines() -> Iterator[None]:
-    """Show the library's warnings (limits dropped under --best-effort) as one line each."""
+def _warnings_as_lines(best_effort: bool) -> Iterator[None]:
+    """Show the library's warnings (limits dropped under --best-effort, the only ones it
+    gives a sandbox's start) as one line each."""
+    if not best_effort:
+        yield  # (nothing to show: warnings is not loaded, ~0.3 ms of a start)
+        return
+    import warnings
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
         try:
