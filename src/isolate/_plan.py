@@ -78,6 +78,7 @@ __all__ = [
     "MS_STRICTATIME",
     "MS_SYNCHRONOUS",
     "MS_UNBINDABLE",
+    "RLIMIT_NAMES",
     "RLIM_INFINITY",
     "UMOUNT_NOFOLLOW",
     "Fd",
@@ -211,8 +212,10 @@ _UMOUNT_NAMES = {MNT_FORCE: "MNT_FORCE", MNT_DETACH: "MNT_DETACH", MNT_EXPIRE: "
                  UMOUNT_NOFOLLOW: "UMOUNT_NOFOLLOW"}
 _PROPAGATION = {0: "unchanged", MS_PRIVATE: "private", MS_SLAVE: "slave", MS_SHARED: "shared",
                 MS_UNBINDABLE: "unbindable"}
-_RLIMITS = ("CPU", "FSIZE", "DATA", "STACK", "CORE", "RSS", "NPROC", "NOFILE", "MEMLOCK", "AS",
-            "LOCKS", "SIGPENDING", "MSGQUEUE", "NICE", "RTPRIO", "RTTIME")
+#: The ``RLIMIT_*`` resources by number (Linux's, on every architecture): ``RLIMIT_NAMES[7]``
+#: is ``"NOFILE"``.
+RLIMIT_NAMES = ("CPU", "FSIZE", "DATA", "STACK", "CORE", "RSS", "NPROC", "NOFILE", "MEMLOCK",
+                "AS", "LOCKS", "SIGPENDING", "MSGQUEUE", "NICE", "RTPRIO", "RTTIME")
 _SLOTS = 64  # ISO_SLOTS in spawn.c
 _MAX_FDS = 256
 _ID_MAX = 2**32 - 2  # (uid_t)-1 means "unchanged" to the kernel, never an id
@@ -696,7 +699,7 @@ def _d_caps(op: Op) -> str:
 
 
 def _d_rlimit(op: Op) -> str:
-    name = f"RLIMIT_{_RLIMITS[op.a]}" if 0 <= op.a < len(_RLIMITS) else f"resource {op.a}"
+    name = f"RLIMIT_{RLIMIT_NAMES[op.a]}" if 0 <= op.a < len(RLIMIT_NAMES) else f"resource {op.a}"
 
     def value(v: int) -> str:
         return "unlimited" if v == RLIM_INFINITY else str(v)
@@ -1737,11 +1740,11 @@ def rlimit(resource: int | str, soft: int | None, hard: int | None = None, *,
     """
     if isinstance(resource, str):
         name = resource.upper().removeprefix("RLIMIT_")
-        if name not in _RLIMITS:
+        if name not in RLIMIT_NAMES:
             raise ConfigError(f"unknown rlimit resource {resource!r}")
-        number = _RLIMITS.index(name)
+        number = RLIMIT_NAMES.index(name)
     else:
-        number = _int(resource, "rlimit resource", 0, len(_RLIMITS) - 1)
+        number = _int(resource, "rlimit resource", 0, len(RLIMIT_NAMES) - 1)
 
     def limit(value: int | None, what: str) -> int:
         if value is None or value in (RLIM_INFINITY, 2**64 - 1):
@@ -1751,10 +1754,10 @@ def rlimit(resource: int | str, soft: int | None, hard: int | None = None, *,
     s = limit(soft, "soft limit")
     h = s if hard is None and soft is not None else limit(hard, "hard limit")
     if h != RLIM_INFINITY and (s == RLIM_INFINITY or s > h):
-        raise ConfigError(f"RLIMIT_{_RLIMITS[number]} soft limit {soft!r} is above the hard "
+        raise ConfigError(f"RLIMIT_{RLIMIT_NAMES[number]} soft limit {soft!r} is above the hard "
                           f"limit {hard!r}")
     return Op(OpKind.RLIMIT, a=number, b=s, c=h,
-              note=note or f"set RLIMIT_{_RLIMITS[number]}")
+              note=note or f"set RLIMIT_{RLIMIT_NAMES[number]}")
 
 
 def _id(value: int, what: str) -> int:

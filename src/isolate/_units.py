@@ -7,7 +7,6 @@ Imports nothing from isolate but its errors; makes no system calls.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 from isolate.errors import ConfigError
@@ -167,7 +166,7 @@ def parse_number(value: float | str, *, name: str, what: str) -> float:
     try:
         return float(value)
     except OverflowError:  # an int too large for a float
-        return math.inf
+        return float("inf")
 
 
 def parse_seconds(value: float | str, *, name: str = "timeout", minimum: float = 0.001,
@@ -179,7 +178,7 @@ def parse_seconds(value: float | str, *, name: str = "timeout", minimum: float =
     naming ``name`` otherwise.
     """
     seconds = parse_number(value, name=name, what="seconds")
-    if math.isnan(seconds):
+    if seconds != seconds:  # NaN (math is a library of its own to load)
         raise ConfigError(f"{name}: expected a number of seconds, got {_shown(value)}")
     if zero and seconds == 0:
         return 0.0

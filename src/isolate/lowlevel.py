@@ -23,7 +23,6 @@ import errno
 import functools
 import os
 import sys
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 
 from isolate import _plan, _sys
@@ -197,9 +196,13 @@ class Child:
 
     def __del__(self) -> None:
         if getattr(self, "_pidfd", -1) >= 0:
-            warnings.warn(f"isolate Child {self.pid} was not closed", ResourceWarning,
-                          stacklevel=2, source=self)
-            self.close()
+            try:
+                import warnings  # (here: a program that closes its handles never loads it)
+
+                warnings.warn(f"isolate Child {self.pid} was not closed", ResourceWarning,
+                              stacklevel=2, source=self)
+            finally:
+                self.close()
 
     def __repr__(self) -> str:
         return f"<Child pid={self.pid} returncode={self.returncode}>"

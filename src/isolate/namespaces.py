@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import itertools
-import math
 import os
 import pwd
 import stat
 import sys
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from isolate import _plan, _record, _sys, lowlevel
@@ -36,7 +33,7 @@ from isolate.errors import (
 )
 
 if TYPE_CHECKING:
-    from typing import Literal, overload
+    from typing import Any, Literal, overload
 
     import attrs
 
@@ -64,6 +61,14 @@ NS_GET_MNTNS_ID = 0x8008B705  # _IOR(0xb7, 5, __u64), Linux 6.10+
 #: The kernel accepts at most this many lines in a uid_map / gid_map (Linux 4.15+).
 MAX_MAP_LINES = 340
 _ID_LIMIT = 2**32 - 1  # (uid_t)-1 is "no id" and never mappable
+
+
+def _ioctl(fd: int, request: int, arg: int | bytes | bytearray = 0) -> Any:
+    """:func:`fcntl.ioctl`, with fcntl loaded on first use: a library of its own to load,
+    which the start of a plain sandbox never needs."""
+    import fcntl
+
+    return fcntl.ioctl(fd, request, arg)
 
 
 class NamespaceKind(Enum):
@@ -625,7 +630,7 @@ class Namespace:
     def _adopt(cls, fd: int, kind: NamespaceKind | None, path: str) -> Namespace:
         """Wrap fd, asking the kernel for its kind; closes fd on failure."""
         try:
-            nstype = fcntl.ioctl(fd, NS_GET_NSTYPE)
+            nstype = _ioctl(fd, NS_GET_NSTYPE)
         except OSError as exc:
             os.close(fd)
             if exc.errno in (errno.ENOTTY, errno.EINVAL):
@@ -684,14 +689,14 @@ class Namespace:
             raise ConfigError(f"only user namespaces have an owner uid, not {self.kind.value}")
         buf = bytearray(4)
         try:
-            fcntl.ioctl(self.fileno(), NS_GET_OWNER_UID, buf)
+            _ioctl(self.fileno(), NS_GET_OWNER_UID, buf)
         except OSError as exc:
             raise _os_error(exc, f"ask the owner uid of {self!r}", step="ioctl") from exc
         return int.from_bytes(buf, "little")
 
     def _related(self, request: int, what: str) -> Namespace:
         try:
-            fd = fcntl.ioctl(self.fileno(), request)
+            fd = _ioctl(self.fileno(), request)
         except OSError as exc:
             hint = " (it is outside this process's view)" if exc.errno == errno.EPERM else ""
             raise _os_error(exc, f"open the {what} of {self!r}{hint}", step="ioctl") from exc
@@ -730,9 +735,13 @@ class Namespace:
 
     def __del__(self) -> None:
         if getattr(self, "_fd", -1) >= 0:
-            warnings.warn(f"{self!r} was not closed", ResourceWarning, stacklevel=2,
-                          source=self)
-            self.close()
+            try:
+                import warnings  # (here: a program that closes its handles never loads it)
+
+                warnings.warn(f"{self!r} was not closed", ResourceWarning, stacklevel=2,
+                              source=self)
+            finally:
+                self.close()
 
     # -- creating ---------------------------------------------------------------------------
     if TYPE_CHECKING:  # (typing, for overload, is not loaded at run time)
@@ -916,7 +925,7 @@ class Namespace:
             try:
                 nstype = 0
                 with contextlib.suppress(OSError):
-                    nstype = fcntl.ioctl(fd, NS_GET_NSTYPE)
+                    nstype = _ioctl(fd, NS_GET_NSTYPE)
                 st = os.fstat(fd)
             finally:
                 os.close(fd)
@@ -1061,6 +1070,8 @@ def _make_private_dir(directory: str) -> None:
 
 
 def _offsets_text(offsets: Mapping[str, float]) -> bytes:
+    import math  # (here: a library of its own, which only a time namespace needs)
+
     if not isinstance(offsets, Mapping):
         raise ConfigError(f"offsets must be a mapping like {{'monotonic': 3600}}, not "
                           f"{offsets!r}")
@@ -1161,7 +1172,7 @@ def _stop_keeper(inode: int) -> None:
 def _mnt_ns_id(fd: int) -> int | None:
     """The kernel's 64-bit id of a mount namespace, or None before Linux 6.10."""
     try:
-        return int.from_bytes(fcntl.ioctl(fd, NS_GET_MNTNS_ID, bytes(8)), sys.byteorder)
+        return int.from_bytes(_ioctl(fd, NS_GET_MNTNS_ID, bytes(8)), sys.byteorder)
     except OSError:
         return None
 

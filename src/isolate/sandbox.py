@@ -20,7 +20,6 @@ import os
 import stat
 import sys
 import time
-import warnings
 
 from isolate._sig import signal
 from isolate.errors import (
@@ -736,6 +735,8 @@ class Sandbox:
         except UnsupportedError as exc:
             if not cfg.best_effort or narrowed:
                 raise
+            import warnings  # (here: loaded only when there is something to say)
+
             warnings.warn(f"sandbox runs without resource limits: {exc}", RuntimeWarning,
                           stacklevel=3)
             return
@@ -777,6 +778,8 @@ class Sandbox:
                 return False
             if not cfg.best_effort:
                 raise
+            import warnings
+
             warnings.warn(f"sandbox runs without a device policy: {exc}", RuntimeWarning,
                           stacklevel=4)
             return False
@@ -923,6 +926,8 @@ class Sandbox:
 
     def __del__(self) -> None:
         if getattr(self, "_compiled", None) is not None and not getattr(self, "_closed", True):
+            import warnings
+
             warnings.warn("an isolate.Sandbox was not closed; leave its with block or call "
                           "close()", ResourceWarning, stacklevel=2, source=self)
 
