@@ -212,9 +212,6 @@ else:
             flag = cls._make_member("|".join(names) if names else None, value)
             return cls._value2member_map_.setdefault(value, flag)
 
-        def __repr__(self):
-            return f"<{type(self).__name__}.{self.name}: {int(self)!r}>"
-
         def __contains__(self, other):
             return int(other) & int(self) == int(other)
 

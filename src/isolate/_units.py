@@ -58,7 +58,9 @@ def _is_number(value: str) -> bool:
     text = value.strip(_SPACE)
     if not text.isascii():
         return False
-    text = text.lower().removeprefix("+") if text[:1] != "-" else text[1:].lower()
+    text = text.lower()
+    if text[:1] in ("+", "-"):
+        text = text[1:]
     mantissa, e, exponent = text.partition("e")
     if e and not _digits(exponent[1:] if exponent[:1] in ("+", "-") else exponent):
         return False

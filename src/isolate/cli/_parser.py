@@ -82,7 +82,7 @@ class _OneCommand:
 
 
 # The modules that register commands, in the order they must register (containers extends
-# the 'run' of run and the 'inspect' of images).
+# the 'inspect' of images; run's flags, the container ones too, are all run's own).
 _MODULES = ("run", "images", "login", "version", "build", "containers", "network")
 _IMAGE_COMMANDS = ("pull", "push", "images", "rmi", "tag", "import", "save", "load")  # + "image"
 _CONTAINER_COMMANDS = ("create", "start", "stop", "kill", "restart", "pause", "unpause", "wait",
@@ -92,7 +92,7 @@ _CONTAINER_COMMANDS = ("create", "start", "stop", "kill", "restart", "pause", "u
 # (run.py imports the sandbox: 40 ms a 'ps' need not pay). A command not listed here gets
 # every module.
 _NEEDS: dict[str, tuple[str, ...]] = {
-    "run": ("run", "containers"), "inspect": ("images", "containers"),
+    "run": ("run",), "inspect": ("images", "containers"),
     "login": ("login",), "logout": ("login",), "version": ("version",),
     "build": ("build",), "history": ("build",), "builder": ("build",),
     "image": ("images", "build"), "network": ("network",),

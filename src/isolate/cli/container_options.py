@@ -12,13 +12,12 @@ as Docker refuses an unknown network). Every value the library validates is left
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from isolate._typing import TYPE_CHECKING
 from isolate.cli._common import (
     REMAINDER,
     SUPPRESS,
-    dest_of,
     env_items,
     read_env_file,
 )
@@ -27,6 +26,7 @@ from isolate.errors import ConfigError, UnsupportedError
 
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Mapping
     from typing import Any, Final
 
     from isolate.cgroups import Limits
@@ -159,14 +159,11 @@ RUN_OPTIONS: Final = [
 ]
 
 
-def new_options(base: Sequence[Option] | Mapping[str, str], options: Sequence[Option]
-                ) -> list[Option]:
-    """What adding ``options`` to a parser that has the flags ``base`` (options, or a map of
-    option string to ``dest``) adds: each flag ``base`` lacks, as it is; of a flag ``base`` has
-    under another spelling, the missing spellings, with ``base``'s ``dest`` and no default of
-    their own (the flag's default is ``base``'s)."""
-    existing = base if isinstance(base, Mapping) else {
-        f: dest_of(flags, kw) for flags, kw in base for f in flags}
+def new_options(existing: Mapping[str, str], options: Sequence[Option]) -> list[Option]:
+    """What adding ``options`` to a parser that has the flags ``existing`` (option string ->
+    ``dest``) adds: each flag it lacks, as it is; of a flag it has under another spelling, the
+    missing spellings, with its ``dest`` and no default of their own (the flag's default is
+    the one it has)."""
     added = []
     for flags, kw in options:
         missing = tuple(f for f in flags if f not in existing)

@@ -117,7 +117,8 @@ def run_options() -> list[Option]:
     """Every flag of ``isolate run``: the sandbox's, then the container flags it lacks (a
     spelling it lacks of one it has goes to the same ``dest``); ``-h`` is ``--hostname``'s,
     as in Docker."""
-    return [*SANDBOX_OPTIONS, *new_options(SANDBOX_OPTIONS, [*CREATE_OPTIONS, *RUN_OPTIONS])]
+    existing = {f: dest_of(flags, kw) for flags, kw in SANDBOX_OPTIONS for f in flags}
+    return [*SANDBOX_OPTIONS, *new_options(existing, [*CREATE_OPTIONS, *RUN_OPTIONS])]
 
 
 def register(sub: Any) -> None:
