@@ -81,7 +81,8 @@ def test_a_source_tree_without_its_c_core_is_one_line_saying_what_to_do(
     tree = tmp_path / "src"
     (tree / "isolate" / "_native").mkdir(parents=True)
     package = pathlib.Path(isolate.__file__).parent
-    for name in ("__init__.py", "_lazy.py", "errors.py", "_sys.py", "_native/__init__.py"):
+    for name in ("__init__.py", "_lazy.py", "_memo.py", "_typing.py", "errors.py", "_sys.py",
+                 "_native/__init__.py"):
         (tree / "isolate" / name).write_text((package / name).read_text())
     env = dict(os.environ, PYTHONPATH=str(tree))
     result = _run(tmp_path, str(BENCH / "bench_cgroups.py"), "--rounds", "2", env=env)

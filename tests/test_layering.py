@@ -22,6 +22,7 @@ LAYERS: dict[str, float] = {
     "isolate._digest": 0,  # SHA-256 of small records without OpenSSL: imports nothing
     "isolate._record": 0,  # frozen records without attrs at run time: imports nothing
     "isolate._enum": 0,  # enumerations without enum at run time: imports nothing
+    "isolate._memo": 0,  # functools' caches without functools: imports nothing but _typing
     "isolate._sig": 0,  # signal's numbers and calls without its enum classes
     "isolate._typing": -1,  # TYPE_CHECKING without typing: imports nothing, under all
     "isolate._units": 1,

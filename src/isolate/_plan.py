@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 import stat as _stat
 import struct
-from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from isolate import _record
 from isolate._enum import IntEnum, IntFlag
@@ -345,6 +344,7 @@ PathArg = str | bytes | os.PathLike[str]
 # What the builders take for an fd or a capability set: protocols for the type checker only
 # (typing is not loaded at run time; the annotations are strings).
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping, Sequence
     from typing import Protocol
 
     class SupportsFileno(Protocol):

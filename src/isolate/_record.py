@@ -28,8 +28,7 @@ themselves. ``mutable`` makes a record that can be assigned to and is not hashab
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from operator import itemgetter
+from _operator import itemgetter  # (operator's own: its module is ~0.3 ms to load)
 
 from isolate._typing import TYPE_CHECKING
 
@@ -37,6 +36,7 @@ __all__ = ["FrozenInstanceError", "asdict", "evolve", "field", "fields", "in_", 
            "mutable", "optional", "record"]
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
     from typing import Any, TypeVar
 
     _C = TypeVar("_C", bound=type)

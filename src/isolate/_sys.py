@@ -8,10 +8,10 @@ by the layers above.
 from __future__ import annotations
 
 import errno
-import functools
 import os
 import struct
 
+from isolate import _memo
 from isolate._native._isolate import ffi, lib
 from isolate._typing import TYPE_CHECKING
 from isolate.errors import IsolateOSError, MountError, NamespaceError, SpawnError
@@ -297,7 +297,7 @@ def clone3_works() -> bool:
     return bool(_lib.iso_clone3_works())
 
 
-@functools.lru_cache(maxsize=1)
+@_memo.lru_cache(maxsize=1)
 def vfork_into_cgroup_works() -> bool:
     """Whether a VFORK plan may carry a ``cgroup_fd`` (``clone3`` with ``CLONE_VM`` and
     ``CLONE_INTO_CGROUP``: this build has the wrapper, for x86-64, and the kernel clone3;

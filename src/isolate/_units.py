@@ -7,9 +7,11 @@ Imports nothing from isolate but its errors; makes no system calls.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
+from isolate._typing import TYPE_CHECKING
 from isolate.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 __all__ = ["MAX_SECONDS", "MAX_SIZE", "human_duration", "human_size", "id_spans",
            "parse_decimal", "parse_number", "parse_seconds", "parse_size"]

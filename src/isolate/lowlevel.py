@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import _thread
 import errno
-import functools
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
 
-from isolate import _plan, _sys
+from isolate import _memo, _plan, _sys
 from isolate._plan import Mode, Op, OpFlag, OpKind, Plan, Report, Step
 from isolate._sig import signal
 from isolate._sys import (
@@ -56,6 +54,7 @@ if TYPE_CHECKING:
     import queue
     import socket
     import threading
+    from collections.abc import Callable, Iterable, Sequence
 
 __all__ = [
     "Child",
@@ -341,7 +340,7 @@ def spawn(p: Plan, *, parent_step: Callable[[int], None] | None = None,
     p.check()
     run, inserted = _with_fds_closed(p, close_fds, tuple(pass_fds))
     if run.has(OpKind.PDEATHSIG) and not _on_main_thread():
-        return _LastingThread.call(functools.partial(_spawn, run, parent_step, inserted))
+        return _LastingThread.call(lambda: _spawn(run, parent_step, inserted))
     return _spawn(run, parent_step, inserted)
 
 
@@ -535,13 +534,13 @@ def _spawn(p: Plan, parent_step: Callable[[int], None] | None, inserted: int = -
     return child
 
 
-@functools.cache
+@_memo.cache
 def clone3_works() -> bool:
     """Whether the kernel has clone3 (Linux 5.3+)."""
     return _sys.clone3_works()
 
 
-@functools.cache
+@_memo.cache
 def userns_available() -> bool:
     """Whether this process may create a user namespace (probed once, by trying it)."""
     p = Plan(_plan.CLONE_NEWUSER, Mode.VFORK, reset_signals=True)

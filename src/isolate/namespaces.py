@@ -8,14 +8,16 @@ namespaces. New namespaces are made by a short-lived child, never by the calling
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import itertools
 import os
 import pwd
 import stat
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+
+# collections.abc's classes, from the module the interpreter has loaded at start: importing
+# collections.abc loads the collections package too (~2 ms of a run's start).
+from _collections_abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from isolate import _plan, _record, _sys, lowlevel
 from isolate._enum import Enum
@@ -33,6 +35,7 @@ from isolate.errors import (
 )
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
     from typing import Any, Literal, overload
 
     import attrs
@@ -319,11 +322,15 @@ def subordinate_ranges(which: Literal["uid", "gid"] = "uid", user: str | int | N
     uid = os.geteuid() if user is None else user
     keys = {str(uid)}
     if isinstance(uid, int):
-        with contextlib.suppress(KeyError):
+        try:
             keys.add(pwd.getpwuid(uid).pw_name)
+        except KeyError:
+            pass
     else:
-        with contextlib.suppress(KeyError):
+        try:
             keys.add(str(pwd.getpwnam(uid).pw_uid))
+        except KeyError:
+            pass
     try:
         with open(file, encoding="utf-8", errors="replace") as f:
             text = f.read()
@@ -886,8 +893,10 @@ class Namespace:
                 _make_private_dir(os.path.dirname(p))
                 _sys.mount(f"/proc/self/fd/{fd}", p, None, MS_BIND)
         except MountError as exc:
-            with contextlib.suppress(OSError):
+            try:
                 os.unlink(p)
+            except OSError:
+                pass
             hint = ""
             if exc.errno == errno.EPERM:
                 hint = " (needs CAP_SYS_ADMIN over the current mount namespace)"
@@ -897,8 +906,10 @@ class Namespace:
             raise NamespaceError(exc.errno or errno.EIO, f"persist {self!r} on {p}{hint}", p,
                                  step="persist") from exc
         except BaseException:
-            with contextlib.suppress(OSError):
+            try:
                 os.unlink(p)
+            except OSError:
+                pass
             raise
         if self._keeper is not None:
             self._keeper.detach()  # the pid namespace must outlive this handle now
@@ -924,8 +935,10 @@ class Namespace:
                                 step="remove") from exc
             try:
                 nstype = 0
-                with contextlib.suppress(OSError):
+                try:
                     nstype = _ioctl(fd, NS_GET_NSTYPE)
+                except OSError:
+                    pass
                 st = os.fstat(fd)
             finally:
                 os.close(fd)
@@ -952,8 +965,7 @@ class Namespace:
             _stop_keeper(inode)
 
     # -- entering ---------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def enter(self) -> Iterator[Namespace]:
+    def enter(self) -> AbstractContextManager[Namespace]:
         """Move the calling thread into this namespace for the ``with`` block, then back.
 
         net, uts, ipc and cgroup namespaces belong to one OS thread: only the calling thread
@@ -967,6 +979,11 @@ class Namespace:
         Raises UnsupportedError (see above), NamespaceError (the kernel refused: EPERM without
         CAP_SYS_ADMIN over both namespaces; or returning failed).
         """
+        import contextlib  # (here: a run's start loads no contextlib)
+
+        return contextlib.contextmanager(self._entered)()
+
+    def _entered(self) -> Iterator[Namespace]:
         kind = self.kind
         if kind is NamespaceKind.USER:
             raise UnsupportedError(
@@ -1165,8 +1182,10 @@ def _stop_keeper(inode: int) -> None:
                 raise
         finally:
             os.close(pidfd)
-        with contextlib.suppress(ChildProcessError):
+        try:
             os.waitpid(int(name), 0)
+        except ChildProcessError:
+            pass
 
 
 def _mnt_ns_id(fd: int) -> int | None:
@@ -1363,8 +1382,10 @@ class NamespaceSet(Mapping[NamespaceKind, Namespace]):
                 done[kind] = path
         except BaseException:
             for path in done.values():
-                with contextlib.suppress(IsolateOSError):
+                try:
                     Namespace.remove(path)
+                except IsolateOSError:
+                    pass
             raise
         return done
 

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import _thread
 import errno
-import functools
 import os
 import stat
 import sys
 import time
 
+from isolate import _memo
 from isolate._sig import signal
 from isolate.errors import (
     CallError,
@@ -136,7 +136,7 @@ def runtime_config(cfg: SandboxConfig) -> RuntimeConfig:
     return _runtime_config(cfg)
 
 
-@functools.lru_cache(maxsize=16)
+@_memo.lru_cache(maxsize=16)
 def _cached_runtime_config(cfg: SandboxConfig, path: tuple[str, ...], executable: str,
                            euid: int) -> RuntimeConfig:
     return _runtime_config(cfg)
@@ -231,7 +231,7 @@ def _with_call_binds(cfg: SandboxConfig) -> list[Bind]:
     return binds
 
 
-@functools.lru_cache(maxsize=8)
+@_memo.lru_cache(maxsize=8)
 def _call_paths(executable: str, *prefixes_and_path: str | tuple[str, ...]) -> frozenset[str]:
     """The absolute paths a call's interpreter needs: the executable (and where its symlinks
     lead), the prefixes and the ``sys.path`` entries."""
@@ -280,14 +280,14 @@ def _host_view(rc: RuntimeConfig) -> tuple[object, ...]:
     return tuple(view)
 
 
-@functools.lru_cache(maxsize=16)
+@_memo.lru_cache(maxsize=16)
 def _shared_root(rc: RuntimeConfig, host: tuple[object, ...]) -> tuple[Op, ...]:
     from isolate import runtime
 
     return runtime.root_ops(rc).shared
 
 
-@functools.lru_cache(maxsize=16)
+@_memo.lru_cache(maxsize=16)
 def _template(rc: RuntimeConfig, namespaces: tuple[tuple[NamespaceKind, int], ...],
               cgroup_fds: tuple[int, ...], cgroup_dir_fd: int, parent_pidfd: int,
               init_fd: int, host: tuple[object, ...]) -> runtime.ProcessTemplate:
@@ -331,7 +331,7 @@ def _sandbox_layout(limits: Limits | None, *, devices: bool) -> tuple[Layout, se
     return _cut_layout(layout, frozenset(wanted)), wanted
 
 
-@functools.lru_cache(maxsize=8)
+@_memo.lru_cache(maxsize=8)
 def _cut_layout(layout: Layout, wanted: frozenset[str]) -> Layout:
     """``layout`` without the v1 hierarchies of none of the ``wanted`` controllers (kept: the
     same object for the same cut, which the cgroup pool's lookups compare)."""

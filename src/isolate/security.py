@@ -9,12 +9,14 @@ the calling process (the spawner's C child does that) and does no I/O at import 
 from __future__ import annotations
 
 import errno as _errno
-import functools
 import os
 import struct
-from collections.abc import Iterable, Iterator, Mapping, Sequence
 
-from isolate import _record, _syscalls
+# collections.abc's classes, from the module the interpreter has loaded at start: importing
+# collections.abc loads the collections package too (~2 ms of a run's start).
+from _collections_abc import Iterable, Iterator, Mapping, Sequence
+
+from isolate import _memo, _record, _syscalls
 from isolate._enum import Enum, IntEnum
 from isolate._typing import TYPE_CHECKING
 from isolate.errors import ConfigError, IsolateOSError, UnsupportedError
@@ -792,7 +794,7 @@ def _arg_hi(index: int) -> int:
 
 # The assembler's records are plain tuples: it makes thousands, and a tuple is the cheapest
 # record to make, on the start path of every sandbox and container. Typed NamedTuples for the
-# type checker; at run time collections' namedtuple of the same fields (typing is not loaded).
+# type checker; at run time tuple types of the same fields (typing is not loaded).
 if TYPE_CHECKING:
     from typing import NamedTuple
 
@@ -812,11 +814,21 @@ if TYPE_CHECKING:
         jt: int
         jf: int
 else:
-    from collections import namedtuple
+    from _operator import itemgetter
 
-    _Label = namedtuple("_Label", "name")
-    _Stmt = namedtuple("_Stmt", "code k")
-    _Jump = namedtuple("_Jump", "code k jt jf")
+    def _tuple_type(name, fields):
+        """namedtuple's essentials (its module loads the collections package: ~2 ms)."""
+        def new(cls, *values):
+            return tuple.__new__(cls, values)
+
+        namespace = {"__slots__": (), "__new__": new}
+        for i, field in enumerate(fields.split()):
+            namespace[field] = property(itemgetter(i))
+        return type(name, (tuple,), namespace)
+
+    _Label = _tuple_type("_Label", "name")
+    _Stmt = _tuple_type("_Stmt", "code k")
+    _Jump = _tuple_type("_Jump", "code k jt jf")
 
 _Item = _Label | _Stmt | _Jump
 
@@ -1023,7 +1035,7 @@ def _cached_program(profile: SeccompProfile, arch: str, directory: str) -> bytes
     return program
 
 
-@functools.lru_cache(maxsize=128)
+@_memo.lru_cache(maxsize=128)
 def _compile_cached(profile: SeccompProfile, arch: str) -> bytes:
     directory = _program_dir
     if directory is None:
@@ -1246,7 +1258,7 @@ _ALLOWED_CODES: Final = frozenset(
 )
 
 
-@functools.lru_cache(maxsize=32)
+@_memo.lru_cache(maxsize=32)
 def _decode_program(program: bytes) -> tuple[tuple[int, int, int, int], ...]:
     if not program:
         raise ConfigError("a seccomp program must not be empty")

@@ -17,13 +17,31 @@ from cli.conftest import WAIT, Isolate, env_for
 pytestmark = pytest.mark.root
 
 
-def _run_loading(store: Path, *args: str) -> tuple[str, set[str]]:
-    """``isolate ARGS`` in a fresh interpreter: (its stdout, the modules it loaded)."""
-    code = ("import contextlib, io, sys\n"
+# Refuses the modules of REFUSED that are not loaded yet, and forgets those that are (the
+# interpreter's site may have loaded some: pyenv's here loads re and collections), so that
+# whatever imports one of them fails, on any interpreter.
+_REFUSE = """
+import sys
+class _Refuse:
+    def find_spec(self, name, path=None, target=None):
+        if name in REFUSED or name.partition(".")[0] in REFUSED:
+            raise ImportError(f"refused: {name}")
+for name in [m for m in sys.modules if m.partition(".")[0] in REFUSED]:
+    del sys.modules[name]
+sys.meta_path.insert(0, _Refuse())
+"""
+
+
+def _run_loading(store: Path, *args: str, refuse: frozenset[str] = frozenset()
+                 ) -> tuple[str, set[str]]:
+    """``isolate ARGS`` in a fresh interpreter: (its stdout, the modules it loaded), with
+    the modules ``refuse`` names refused (an import of one fails the command)."""
+    code = (f"REFUSED = {set(refuse)!r}\n{_REFUSE}\n" if refuse else "") + (
+            "import io, sys\n"
             "from isolate.cli import main\n"
-            "out = io.StringIO()\n"
-            "with contextlib.redirect_stdout(out):\n"
-            f"    status = main({list(args)!r})\n"
+            "out = sys.stdout = io.StringIO()\n"
+            f"status = main({list(args)!r})\n"
+            "sys.stdout = sys.__stdout__\n"
             "print(status, repr(out.getvalue()))\n"
             "print(*sys.modules)\n")
     proc = subprocess.run([sys.executable, "-c", code], env=env_for(store), capture_output=True,
@@ -126,11 +144,19 @@ def test_run_of_an_image_in_a_sandbox_loads_no_container_or_openssl_code(
 # and numbers read by hand).
 _NOT_FOR_A_PLAIN_SANDBOX = {"argparse", "gettext", "locale", "subprocess", "selectors",
                             "threading", "enum", "re", "signal", *_HEAVY}
+# Nor the small modules that load collections (~2 ms with keyword, operator, reprlib):
+# functools (isolate._memo's caches), contextlib, collections.abc itself (_collections_abc's
+# classes, loaded at the interpreter's start), namedtuple; nor importlib (with warnings: the
+# lazy exports import by __import__) and types. Refused outright, on any interpreter.
+_REFUSED_FOR_A_PLAIN_SANDBOX = frozenset({
+    "collections", "functools", "contextlib", "importlib", "warnings", "types", "operator",
+    "reprlib", "keyword", *_NOT_FOR_A_PLAIN_SANDBOX})
 
 
 def test_a_plain_run_loads_no_attrs_and_no_image_or_container_code(
         isolate_cli: Isolate) -> None:
-    out, loaded = _run_loading(isolate_cli.store, "run", "--", "/bin/true")
+    out, loaded = _run_loading(isolate_cli.store, "run", "--", "/bin/true",
+                               refuse=_REFUSED_FOR_A_PLAIN_SANDBOX)
     assert out == ""
     assert {"isolate.sandbox", "isolate.runtime.compiler", "isolate._record",
             "isolate.cli._quick"} <= loaded
@@ -146,7 +172,8 @@ def test_a_run_with_flags_parses_them_without_argparse(isolate_cli: Isolate,
     out, loaded = _run_loading(
         isolate_cli.store, "run", "--bind", f"{tmp_path}:/data", "-e", "A=1",
         "--hostname=box", "--stop-timeout", "3", "--", "/bin/sh", "-c",
-        'test "$(cat /data/seen)" = bound && test "$A" = 1 && test "$(hostname)" = box')
+        'test "$(cat /data/seen)" = bound && test "$A" = 1 && test "$(hostname)" = box',
+        refuse=_REFUSED_FOR_A_PLAIN_SANDBOX)
     assert out == ""
     assert not loaded & _NOT_FOR_A_PLAIN_SANDBOX
 
@@ -188,3 +215,28 @@ def test_run_rm_syncs_what_a_crash_must_find_and_not_the_plan(isolate_cli: Isola
     records = ("shim.pid", "container.pid", "start.json", "exit.json")
     assert not [p for p in synced if p.rsplit("/", 1)[-1].strip(".").removesuffix(".tmp")
                 in records], synced
+
+
+def _imported(argv: list[str], env: dict[str, str]) -> set[str]:
+    """The modules a process imports (``PYTHONPROFILEIMPORTTIME``'s report on stderr)."""
+    proc = subprocess.run(argv, env=dict(env, PYTHONPROFILEIMPORTTIME="1"), timeout=WAIT,
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
+            if line.startswith("import time:") and line.count("|") == 2}
+
+
+def test_the_isolate_command_loads_no_runpy_and_no_re(isolate_cli: Isolate) -> None:
+    # What a user types: the installed command (bin/isolate), not a wrapper of pip's (which
+    # imports re) and not python -m (runpy).
+    import sysconfig
+
+    command = Path(sysconfig.get_path("scripts")) / "isolate"
+    if not command.exists():
+        pytest.skip(f"isolate is not installed for {sys.executable} (no {command})")
+    env = env_for(isolate_cli.store)
+    loaded = _imported([str(command), "run", "--", "/bin/true"], env)
+    bare = _imported([sys.executable, "-c", "pass"], env)
+    assert "isolate.cli.run" in loaded  # (the report is read: the check below can fail)
+    assert not (loaded - bare) & {"runpy", "re", "functools", "contextlib", "collections",
+                                  "importlib.util", "argparse", "subprocess"}

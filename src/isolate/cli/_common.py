@@ -4,16 +4,15 @@ writes them, ``-e`` and ``--env-file``."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-from collections.abc import Callable, Sequence
 
 from isolate._typing import TYPE_CHECKING
 from isolate.errors import ConfigError, IsolateError
 
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Callable, Sequence
     from typing import Any, Final, TypeAlias
 
     #: A flag as data: its option strings (or a positional's name) and the keywords of
@@ -103,8 +102,10 @@ def tree_size(path: str) -> int:
     total = 0
     for dirpath, _, files in os.walk(path):
         for name in files:
-            with contextlib.suppress(OSError):
+            try:
                 total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
     return total
 
 

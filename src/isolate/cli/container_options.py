@@ -12,8 +12,6 @@ as Docker refuses an unknown network). Every value the library validates is left
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from isolate._typing import TYPE_CHECKING
 from isolate.cli._common import (
     REMAINDER,
@@ -26,7 +24,7 @@ from isolate.errors import ConfigError, UnsupportedError
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
     from typing import Any, Final
 
     from isolate.cgroups import Limits

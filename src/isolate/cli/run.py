@@ -10,11 +10,9 @@ dies by them as it would outside a sandbox.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import time
-from collections.abc import Iterator
 
 from isolate._sig import signal
 from isolate._typing import TYPE_CHECKING
@@ -35,6 +33,7 @@ from isolate.errors import ConfigError
 
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Callable
     from typing import Any, Final
 
     from isolate.cgroups import Limits
@@ -328,9 +327,11 @@ def run_command(args: argparse.Namespace) -> int:
     extra_env = _parse_env(args.env)
     from isolate.sandbox import Sandbox  # here: 'isolate run IMAGE' (a container) needs none
 
-    with contextlib.ExitStack() as stack:
-        with _warnings_as_lines(args.best_effort):
-            sb = stack.enter_context(Sandbox(**options))
+    if args.best_effort:
+        sb = _with_warnings_as_lines(lambda: Sandbox(**options).__enter__())
+    else:
+        sb = Sandbox(**options).__enter__()
+    try:
         for skipped in sb.cgroup.skipped_limits if sb.cgroup is not None else ():
             print(f"isolate: warning: limit not applied: {skipped}", file=sys.stderr)
         if image is not None:
@@ -343,6 +344,8 @@ def run_command(args: argparse.Namespace) -> int:
         env = sb.environment()
         env.update(extra_env)
         return _supervise(sb, command, env, timeout, stop_timeout)
+    finally:
+        sb.close()
 
 
 def _seconds(text: str, option: str, *, zero: bool = False) -> float:
@@ -352,19 +355,15 @@ def _seconds(text: str, option: str, *, zero: bool = False) -> float:
         raise UsageError(f"isolate run: {exc}") from None
 
 
-@contextlib.contextmanager
-def _warnings_as_lines(best_effort: bool) -> Iterator[None]:
-    """Show the library's warnings (limits dropped under --best-effort, the only ones it
-    gives a sandbox's start) as one line each."""
-    if not best_effort:
-        yield  # (nothing to show: warnings is not loaded, ~0.3 ms of a start)
-        return
-    import warnings
+def _with_warnings_as_lines(start: Callable[[], Sandbox]) -> Sandbox:
+    """``start()``, showing the library's warnings (limits dropped under --best-effort, the
+    only ones it gives a sandbox's start) as one line each."""
+    import warnings  # (here: a run without --best-effort loads none, ~0.3 ms of a start)
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
         try:
-            yield
+            return start()
         finally:
             for w in caught:
                 print(f"isolate: warning: {w.message}", file=sys.stderr)

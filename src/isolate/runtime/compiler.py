@@ -11,13 +11,12 @@ kernel has). Front-ends fill the config; none of them builds mount, identity or 
 
 from __future__ import annotations
 
-import functools
 import os
-from collections.abc import Mapping, Sequence
 
-from isolate import _plan, _record
+from isolate import _memo, _plan, _record
 from isolate._plan import Mode, Op, OpFlag, OpKind, Plan
 from isolate._sig import signal
+from isolate._typing import TYPE_CHECKING
 from isolate.errors import ConfigError
 from isolate.fs.mounts import (
     MOUNT_ATTR_NODEV,
@@ -35,6 +34,9 @@ from isolate.fs.mounts import (
 )
 from isolate.namespaces import IdMap, NamespaceKind, write_id_maps
 from isolate.runtime.config import Device, Mount, RuntimeConfig, User
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 __all__ = [
     "ContainerPlan",
@@ -322,7 +324,7 @@ def _dev_ops(device_slots: Sequence[tuple[int, str, str]],
     return list(_dev_ops_of(tuple(device_slots), tuple(made)))
 
 
-@functools.lru_cache(maxsize=16)
+@_memo.lru_cache(maxsize=16)
 def _dev_ops_of(device_slots: tuple[tuple[int, str, str], ...],
                 made: tuple[Device, ...]) -> tuple[Op, ...]:
     out = []
@@ -368,7 +370,7 @@ def _process_ops(cfg: RuntimeConfig) -> list[Op]:
     return list(_process_ops_of(cfg.sysctl, cfg.masked_paths, cfg.readonly_paths))
 
 
-@functools.lru_cache(maxsize=16)
+@_memo.lru_cache(maxsize=16)
 def _process_ops_of(sysctl: tuple[tuple[str, str], ...], masked_paths: tuple[str, ...],
                     readonly_paths: tuple[str, ...]) -> tuple[Op, ...]:
     return _build_process_ops(sysctl, (), masked_paths, readonly_paths)
@@ -603,7 +605,7 @@ def shared_plan(cfg: RuntimeConfig, root: Sequence[Op] = ()) -> SharedNamespaces
     return SharedNamespaces(p, list(kinds))
 
 
-@functools.lru_cache(maxsize=16)
+@_memo.lru_cache(maxsize=16)
 def _shared_ops(cfg: RuntimeConfig, root: tuple[Op, ...]
                 ) -> tuple[Plan, tuple[NamespaceKind, ...], bool]:
     """The frozen plan of :func:`shared_plan`, its namespace kinds, and whether the parent

@@ -1,0 +1,57 @@
+"""``functools.cache`` and ``lru_cache`` without :mod:`functools`.
+
+``import functools`` loads collections (with keyword, operator, reprlib ...) and types: ~2
+ms of every start of a short-lived process, which the modules of a run's start need only for
+their caches. These are those caches: a dict keyed by the positional arguments (and the
+keyword ones, in the order given), bounded where asked, oldest entry out first. To mypy they
+*are* functools' (as :mod:`isolate._record` is attrs), so a cached function keeps its
+signature. As with functools, every argument must be hashable (TypeError otherwise), and two
+threads asking for the same missing key at once may both compute it.
+"""
+
+from __future__ import annotations
+
+from isolate._typing import TYPE_CHECKING
+
+__all__ = ["cache", "lru_cache"]
+
+if TYPE_CHECKING:
+    from functools import cache, lru_cache
+else:
+    _KEYWORDS = object()  # separates the keyword arguments in a key
+
+    def lru_cache(maxsize=128):
+        """A decorator caching a function's results, at most ``maxsize`` (None: all)."""
+        if callable(maxsize):  # @lru_cache without parentheses
+            return lru_cache()(maxsize)
+
+        def decorate(function):
+            memo = {}
+
+            def cached(*args, **kwargs):
+                key = (*args, _KEYWORDS, *kwargs.items()) if kwargs else args
+                try:
+                    return memo[key]
+                except KeyError:
+                    pass
+                value = function(*args, **kwargs)
+                if maxsize is not None and len(memo) >= maxsize:
+                    try:
+                        del memo[next(iter(memo))]
+                    except (KeyError, StopIteration, RuntimeError):
+                        pass  # (another thread changed it meanwhile)
+                memo[key] = value
+                return value
+
+            for name in ("__module__", "__name__", "__qualname__", "__doc__"):
+                setattr(cached, name, getattr(function, name))
+            cached.__dict__.update(function.__dict__)
+            cached.__wrapped__ = function
+            cached.cache_clear = memo.clear
+            return cached
+
+        return decorate
+
+    def cache(function):
+        """A decorator caching every result of ``function``."""
+        return lru_cache(None)(function)
