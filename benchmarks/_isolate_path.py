@@ -16,7 +16,7 @@ import sys
 
 import isolate
 
-__all__ = ["PACKAGE_DIR", "child_env", "describe", "pythonpath_prefix"]
+__all__ = ["PACKAGE_DIR", "child_env", "command", "describe", "pythonpath_prefix"]
 
 #: The directory that holds the ``isolate`` package being timed.
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(isolate.__file__)))
@@ -30,6 +30,23 @@ except ModuleNotFoundError as exc:
     sys.exit(f"isolate from {PACKAGE_DIR} has no built C core ({exc}): run the benchmarks "
              "against the installed package (pip install . ; no PYTHONPATH=src), or build "
              "the tree in place first (python setup.py build_ext --inplace)")
+
+
+def command(python: str) -> list[str]:
+    """The ``isolate`` command as a user runs it under ``python``: the script pip installed
+    beside that interpreter (bin/isolate, which loads nothing before isolate's modules), when
+    its first line names that interpreter; else ``python -m isolate.cli`` (a tree on
+    PYTHONPATH with nothing installed), which also loads runpy (~3 ms)."""
+    script = os.path.join(os.path.dirname(python), "isolate")
+    try:
+        with open(script, "rb") as f:
+            first = f.readline().decode(errors="replace").strip()
+    except OSError:
+        return [python, "-m", "isolate.cli"]
+    named = first[2:].split()[0] if first.startswith("#!") and first[2:].split() else ""
+    if named and os.path.realpath(named) == os.path.realpath(python):
+        return [script]
+    return [python, "-m", "isolate.cli"]
 
 
 def child_env(base: dict[str, str] | None = None, **extra: str) -> dict[str, str]:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 import _own_podman
 import attrs
 from _harness import Candidate, command_line, interleave, machine_notes, ms, table
-from _isolate_path import child_env, describe, pythonpath_prefix
+from _isolate_path import child_env, command, describe, pythonpath_prefix
 from _second_python import SecondPython, add_option
 
 BUSYBOX = "/bin/busybox"
@@ -129,15 +129,16 @@ def _podman(env: dict[str, str] | str) -> Callable[[], object] | str:
     return fn
 
 
-#: The isolate CLI as a whole process (the real interpreter, never a pyenv shim).
-CLI = [sys.executable, "-m", "isolate.cli"]
+#: The isolate CLI as a whole process: the installed command of the real interpreter (never
+#: a pyenv shim), or python -m isolate.cli where none is installed.
+CLI = command(sys.executable)
 
 
 def _cli(store_root: str, *args: str, second: SecondPython | None = None
          ) -> Callable[[], object]:
     """The CLI as a whole process (under the second interpreter with ``second``)."""
     if second is not None and second.exe is not None:
-        cli, env = [second.exe, "-m", "isolate.cli"], dict(second.env, ISOLATE_STORE=store_root)
+        cli, env = command(second.exe), dict(second.env, ISOLATE_STORE=store_root)
     else:
         cli, env = CLI, child_env(ISOLATE_STORE=store_root)
 

@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 import _own_podman
 from _harness import Candidate, Result, command_line, interleave, machine_notes, table
-from _isolate_path import bytecode_env, describe, pythonpath_prefix
+from _isolate_path import bytecode_env, command, describe, pythonpath_prefix
 from _second_python import SecondPython, add_option
 
 PY = sys.executable  # the real interpreter, never a pyenv shim (which adds ~70 ms per start)
@@ -100,17 +100,19 @@ class Podman:
 
 
 #: The rows a second interpreter repeats: (name, key, argv after the interpreter).
-def _second_rows(store: str, image: str) -> list[tuple[str, str, list[str]]]:
-    run = ["-m", "isolate.cli", "run"]
-    return [("python -c pass", "pass2", ["-c", "pass"]),
+def _second_rows(exe: str, store: str, image: str) -> list[tuple[str, str, list[str]]]:
+    run = [*command(exe), "run"]
+    return [("python -c pass", "pass2", [exe, "-c", "pass"]),
             ("isolate run -- /bin/true", "run2", [*run, "--", "/bin/true"]),
+            ("python -m isolate.cli run -- /bin/true", "runm2",
+             [exe, "-m", "isolate.cli", "run", "--", "/bin/true"]),
             ("isolate run --image IMAGE /bin/true", "image2",
              [*run, "--store", store, "--image", image, "/bin/true"])]
 
 
 def whole_process_table(rounds: int, tmp: str, with_podman: bool, second: SecondPython) -> str:
     store, image = _image(tmp)
-    run = [PY, "-m", "isolate.cli", "run"]
+    run = [*command(PY), "run"]
     cands = [
         Candidate("python -c pass", _process("pass", [PY, "-c", "pass"]),
                   "this interpreter's own start-up (its site and .pth files included)"),
@@ -119,17 +121,23 @@ def whole_process_table(rounds: int, tmp: str, with_podman: bool, second: Second
         Candidate("isolate run -- /bin/true", _process("run", [*run, "--", "/bin/true"]),
                   "the default sandbox: host root read-only, net+pid+mnt+uts+ipc+cgroup ns, "
                   "no caps, seccomp"),
+        Candidate("python -m isolate.cli run -- /bin/true", _process(
+            "runm", [PY, "-m", "isolate.cli", "run", "--", "/bin/true"]),
+            "the same through python -m (runpy: ~3 ms more)"),
         Candidate("isolate run --image IMAGE /bin/true", _process("image", [
             *run, "--store", store, "--image", image, "/bin/true"]),
             "busybox image from a local store: throwaway writable overlay, same isolation"),
     ]
-    keys = ["pass", "import", "run", "image"]
+    keys = ["pass", "import", "run", "runm", "image"]
     if second.exe is not None:
-        for name, key, argv in _second_rows(store, image):
+        for name, key, argv in _second_rows(second.exe, store, image):
             cands.append(Candidate(f"{name} {second.label}", _process(
-                key, [second.exe, *argv], second.env), "the same, under the second interpreter"))
+                key, argv, second.env), "the same, under the second interpreter"))
             keys.append(key)
-    notes = [second.describe()]
+    notes = [second.describe(), "the isolate rows run the installed command, "
+             f"`{' '.join([*run, '...'])}`" + (f" (and `{' '.join(command(second.exe))} ...` "
+                                               "under the second interpreter)"
+                                               if second.exe is not None else "")]
     podman: Podman | None = None
     if not with_podman:
         notes.append("podman left out (--no-podman)")
