@@ -9,7 +9,6 @@ loaded anyway. Imports nothing of isolate (any layer may use it).
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 __all__ = ["sha256_hex"]
@@ -23,9 +22,10 @@ def sha256_hex(data: bytes) -> str:
     if len(data) <= SMALL and "hashlib" not in sys.modules:
         for name in ("_sha256", "_sha2"):
             try:
-                builtin = importlib.import_module(name)
+                __import__(name)  # (not importlib: it loads warnings too)
             except ImportError:
                 continue
+            builtin = sys.modules[name]
             return str(builtin.sha256(data).hexdigest())
     import hashlib
 

@@ -14,12 +14,11 @@ import functools
 import os
 import signal
 import struct
-import subprocess
 import time
 import warnings
 from collections.abc import Iterable, Sequence
 
-from isolate import _plan, _record
+from isolate import _plan, _record, lowlevel
 from isolate._enum import IntEnum
 from isolate._plan import Fd, Mode, Plan
 from isolate._procs import lock_held
@@ -451,15 +450,26 @@ def start(plan: Plan, config: ShimConfig) -> Started:
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
     try:
         try:
-            proc = subprocess.Popen(
-                [program, *config.argv(ready_w)], executable=program,
-                pass_fds=(ready_w, *config.keep_fds), stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                env={"PATH": os.environ.get("PATH", _DEFAULT_PATH)})
+            # Our own spawn, not subprocess's (~5 ms of a CLI's start with what it loads):
+            # stdio on /dev/null, the ready pipe and the kept fds at their numbers, a session
+            # of its own, a PATH only.
+            null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                kept = [(null, 0, False), (null, 1, False), (null, 2, False),
+                        *((fd, fd, False) for fd in dict.fromkeys((ready_w, *config.keep_fds)))]
+                start = Plan().extend([
+                    _plan.setsid(), _plan.fds(kept),
+                    _plan.exec_(program, [program, *config.argv(ready_w)],
+                                {"PATH": os.environ.get("PATH", _DEFAULT_PATH)},
+                                search_path=False)])
+                first = lowlevel.spawn(start)
+            finally:
+                os.close(null)
         finally:
             os.close(ready_w)
         # The first process only forks the daemon and exits.
-        status = proc.wait()
+        with first:
+            status = first.wait()
         data = b""
         while chunk := os.read(ready_r, 4096):
             data += chunk

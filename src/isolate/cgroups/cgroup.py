@@ -18,6 +18,7 @@ and no process is in it.
 
 from __future__ import annotations
 
+import _thread  # (not threading: a container's start loads no threading)
 import contextlib
 import errno
 import fcntl
@@ -26,7 +27,6 @@ import os
 import re
 import select
 import signal
-import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
@@ -99,13 +99,13 @@ SWEEP_INTERVAL = 5.0
 
 # Bases (their directories, one per hierarchy) -> when this process last swept them.
 _swept: dict[tuple[str, ...], float] = {}
-_swept_lock = threading.Lock()
+_swept_lock = _thread.allocate_lock()
 
 # Directory -> an fd of it holding this process's shared flock, for each generated group this
 # process made and has not deleted. Per process, not per CGroup object: a group stays held
 # while its creator lives, whatever became of the object.
 _held: dict[str, int] = {}
-_held_lock = threading.Lock()
+_held_lock = _thread.allocate_lock()
 
 
 def _sweep_due(bases: tuple[str, ...]) -> bool:

@@ -12,11 +12,11 @@ second wall, and the only one that also holds for nodes a process could create o
 
 from __future__ import annotations
 
+import _thread  # (not threading: a container's start loads no threading)
 import errno
 import os
 import stat
 import struct
-import threading
 from collections.abc import Sequence
 
 from isolate import _record
@@ -165,13 +165,13 @@ def compile_program(rules: Sequence[DeviceRule]) -> bytes:
 _KEEP = 4
 _kept: dict[tuple[DeviceRule, ...], tuple[int, int]] = {}  # rules -> (fd, prog_id)
 _kept_pid = os.getpid()
-_kept_lock = threading.RLock()  # held from the lookup to the attach: no eviction between
+_kept_lock = _thread.RLock()  # held from the lookup to the attach: no eviction between
 
 
 def _after_fork_in_child() -> None:
     # Another thread may have held the lock at fork; the kept fds are dropped on next use.
     global _kept_lock
-    _kept_lock = threading.RLock()
+    _kept_lock = _thread.RLock()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -7,7 +7,7 @@ standard library has no zstd (pyproject.toml), so both missing means a broken in
 
 from __future__ import annotations
 
-import importlib
+import sys
 
 from isolate._typing import TYPE_CHECKING
 from isolate.errors import UnsupportedError
@@ -23,7 +23,8 @@ _LEVEL = 3
 def _module() -> tuple[str, Any] | None:
     for name in ("compression.zstd", "zstandard"):
         try:
-            return name, importlib.import_module(name)
+            __import__(name)  # (not importlib: it loads warnings too)
+            return name, sys.modules[name]
         except ImportError:
             continue
     return None
