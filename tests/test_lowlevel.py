@@ -400,18 +400,31 @@ def test_a_hand_made_op_with_a_wrong_field_is_refused_before_anything_runs() -> 
 
 # -- the caller's fds stay with the caller unless passed ----------------------------------------
 
+def _asleep(pid: int) -> bool:
+    """Whether ``pid`` waits in nanosleep or clock_nanosleep (its /proc/PID/syscall)."""
+    import platform
+
+    from isolate._syscalls import AARCH64, X86_64
+
+    table = {"x86_64": X86_64, "aarch64": AARCH64}.get(platform.machine())
+    if table is None:
+        pytest.skip(f"no system call table for {platform.machine()}")
+    with open(f"/proc/{pid}/syscall") as f:
+        first = f.read().split(maxsplit=1)[:1]
+    return bool(first) and first[0].isdigit() and int(first[0]) in (
+        table["nanosleep"], table["clock_nanosleep"])
+
+
 def fds_seen(**spawn_args: object) -> set[int]:
     """The fds a spawned program has open once it runs (read from its /proc/PID/fd)."""
     p = Plan().add(exec_op("/bin/sleep", "1000"))  # sleep opens nothing of its own
     with lowlevel.spawn(p, **spawn_args) as child:  # type: ignore[arg-type]
         try:
-            # Until the exec has happened the child may still hold its close-on-exec fds
-            # (a loaded machine shows them): read them from sleep, not from its last moments.
+            # Until the exec has happened the child may still hold its close-on-exec fds, and
+            # right after it the dynamic loader holds the libraries it maps (a loaded machine
+            # shows both): read them once sleep sleeps, in its (clock_)nanosleep call.
             deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                with open(f"/proc/{child.pid}/comm") as f:
-                    if f.read().strip() == "sleep":
-                        break
+            while time.monotonic() < deadline and not _asleep(child.pid):
                 time.sleep(0.01)
             return {int(fd) for fd in os.listdir(f"/proc/{child.pid}/fd")}
         finally:
