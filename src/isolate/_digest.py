@@ -22,10 +22,9 @@ def sha256_hex(data: bytes) -> str:
     if len(data) <= SMALL and "hashlib" not in sys.modules:
         for name in ("_sha256", "_sha2"):
             try:
-                __import__(name)  # (not importlib: it loads warnings too)
+                builtin = __import__(name)  # (not importlib: it loads warnings too)
             except ImportError:
                 continue
-            builtin = sys.modules[name]
             return str(builtin.sha256(data).hexdigest())
     import hashlib
 

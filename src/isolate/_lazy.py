@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
     from typing import Any
 
-__all__ = ["exports"]
+__all__ = ["exports", "import_module"]
 
 
 def exports(namespace: dict[str, Any], modules: Mapping[str, Iterable[str]], *,
@@ -43,11 +43,11 @@ def exports(namespace: dict[str, Any], modules: Mapping[str, Iterable[str]], *,
         Raises AttributeError for a name the module does not have.
         """
         if name in subs:  # the import binds the submodule as an attribute of the package
-            return _import(f"{package}.{name}")
+            return import_module(f"{package}.{name}")
         module = home.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(_import(module), name)
+        value = getattr(import_module(module), name)
         namespace[name] = value
         return value
 
@@ -58,7 +58,7 @@ def exports(namespace: dict[str, Any], modules: Mapping[str, Iterable[str]], *,
     return __getattr__, __dir__
 
 
-def _import(name: str) -> Any:
+def import_module(name: str) -> Any:
     """The module ``name``, imported (as ``importlib.import_module`` would, for an absolute
     name: ``import importlib`` loads warnings too, ~0.5 ms of a start)."""
     __import__(name)

@@ -327,10 +327,10 @@ def run_command(args: argparse.Namespace) -> int:
     extra_env = _parse_env(args.env)
     from isolate.sandbox import Sandbox  # here: 'isolate run IMAGE' (a container) needs none
 
-    if args.best_effort:
-        sb = _with_warnings_as_lines(lambda: Sandbox(**options).__enter__())
-    else:
-        sb = Sandbox(**options).__enter__()
+    def enter() -> Sandbox:
+        return Sandbox(**options).__enter__()
+
+    sb = _with_warnings_as_lines(enter) if args.best_effort else enter()
     try:
         for skipped in sb.cgroup.skipped_limits if sb.cgroup is not None else ():
             print(f"isolate: warning: limit not applied: {skipped}", file=sys.stderr)

@@ -7,8 +7,7 @@ standard library has no zstd (pyproject.toml), so both missing means a broken in
 
 from __future__ import annotations
 
-import sys
-
+from isolate._lazy import import_module
 from isolate._typing import TYPE_CHECKING
 from isolate.errors import UnsupportedError
 
@@ -23,8 +22,7 @@ _LEVEL = 3
 def _module() -> tuple[str, Any] | None:
     for name in ("compression.zstd", "zstandard"):
         try:
-            __import__(name)  # (not importlib: it loads warnings too)
-            return name, sys.modules[name]
+            return name, import_module(name)
         except ImportError:
             continue
     return None
