@@ -24,6 +24,9 @@ LAYERS: dict[str, float] = {
     "isolate._enum": 0,  # enumerations without enum at run time: imports nothing
     "isolate._memo": 0,  # functools' caches without functools: imports nothing but _typing
     "isolate._sig": 0,  # signal's numbers and calls without its enum classes
+    "isolate._json": 0,  # json's loads/dumps by its C accelerator, without re
+    "isolate._match": 0,  # the grammars of names and ids without re: imports nothing
+    "isolate._ctx": 0,  # contextlib's suppress/nullcontext/contextmanager without it
     "isolate._typing": -1,  # TYPE_CHECKING without typing: imports nothing, under all
     "isolate._units": 1,
     "isolate._procs": 1,

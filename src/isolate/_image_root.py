@@ -9,11 +9,11 @@ anything itself: the overlay is made by the child, in its own mount namespace, f
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
-from collections.abc import Callable, Iterable, Sequence
+from _collections_abc import Callable, Iterable, Sequence
 
+from isolate import _ctx as contextlib
 from isolate._typing import TYPE_CHECKING
 from isolate.errors import ConfigError, ImageError, IsolateOSError
 from isolate.image import Image, Store

@@ -13,15 +13,15 @@ blocks, so that the helper starts without the image package.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import signal
 import stat
 import sys
-from collections.abc import Callable, Sequence
+from _collections_abc import Callable, Sequence
 
+from isolate import _ctx as contextlib
+from isolate import _json as json
 from isolate import _record
+from isolate._sig import signal
 from isolate._typing import TYPE_CHECKING
 from isolate.errors import (
     ConfigError,

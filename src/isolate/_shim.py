@@ -10,19 +10,18 @@ belong to the container layer: it is handed a plan, a directory and fds, nothing
 from __future__ import annotations
 
 import errno
-import functools
 import os
-import signal
 import struct
 import time
-import warnings
-from collections.abc import Iterable, Sequence
+from _collections_abc import Iterable, Sequence
 
+from isolate import _memo as functools
 from isolate import _plan, _record, lowlevel
 from isolate._enum import IntEnum
 from isolate._plan import Fd, Mode, Plan
 from isolate._procs import lock_held
 from isolate._shim_files import read_json
+from isolate._sig import signal
 from isolate._typing import TYPE_CHECKING
 from isolate.errors import (
     ConfigError,
@@ -705,6 +704,8 @@ class AttachClient:
 
     def __del__(self) -> None:
         if getattr(self, "_sock", None) is not None:
+            import warnings
+
             warnings.warn("an isolate AttachClient was not closed", ResourceWarning,
                           stacklevel=2, source=self)
             self.close()

@@ -7,8 +7,7 @@ Imports nothing from isolate; reads files, changes none.
 
 from __future__ import annotations
 
-import json
-
+from isolate import _json as json
 from isolate._typing import TYPE_CHECKING
 
 if TYPE_CHECKING:

@@ -1352,7 +1352,7 @@ def _parse_docker_profile(
     kernel_version: tuple[int, int] | None,
 ) -> SeccompProfile:
     if isinstance(data, (str, bytes)):
-        import json  # here: only a profile given as JSON text needs it
+        from isolate import _json as json  # here: only a profile given as JSON text needs it
 
         try:
             data = json.loads(data)

@@ -105,10 +105,17 @@ _NOT_FOR_A_PLAIN_RUN = {"isolate.container.volumes", "isolate.sandbox", "hashlib
 def test_run_rm_of_an_image_without_volumes_loads_no_volume_sandbox_or_openssl_code(
         isolate_cli: Isolate) -> None:
     # Nor subprocess (with locale and selectors: isolate-shim starts by our own spawn),
-    # threading (the cgroup locks are _thread's) or importlib.
+    # threading (the cgroup locks are _thread's) or importlib; nor json and re (records by
+    # isolate._json, names by isolate._match), enum and signal (isolate._enum, isolate._sig),
+    # contextlib, functools and collections (isolate._ctx, isolate._memo, _collections_abc),
+    # termios and tty (only a local terminal needs them), warnings and types. Refused
+    # outright, on any interpreter.
     out, loaded = _run_loading(isolate_cli.store, "run", "--rm", "busybox", "true",
                                refuse=frozenset({"subprocess", "locale", "selectors",
-                                                 "threading", "importlib"}))
+                                                 "threading", "importlib", "json", "re",
+                                                 "enum", "signal", "contextlib", "functools",
+                                                 "collections", "termios", "tty", "warnings",
+                                                 "types", "operator", "keyword", "reprlib"}))
     assert out == ""
     assert {"isolate.container.container", "isolate._shim", "isolate.security"} <= loaded
     assert not loaded & _NOT_FOR_A_PLAIN_RUN

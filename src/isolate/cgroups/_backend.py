@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import errno
 import os
-from collections.abc import Callable, Mapping, Sequence
+from _collections_abc import Callable, Mapping, Sequence
 
 from isolate import _record
 from isolate.cgroups.detect import V2_KEY, BackendKind, Layout

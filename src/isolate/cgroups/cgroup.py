@@ -19,19 +19,18 @@ and no process is in it.
 from __future__ import annotations
 
 import _thread  # (not threading: a container's start loads no threading)
-import contextlib
 import errno
 import fcntl
-import functools
 import os
-import re
 import select
-import signal
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from types import TracebackType
+from _collections_abc import Iterable, Mapping, Sequence
 
+from isolate import _ctx as contextlib
+from isolate import _match
+from isolate import _memo as functools
 from isolate._procs import pid_alive
+from isolate._sig import signal
 from isolate._typing import TYPE_CHECKING
 from isolate.cgroups._backend import (
     Backend,
@@ -54,6 +53,8 @@ from isolate.cgroups.limits import Limits
 from isolate.errors import CgroupError, ConfigError, UnsupportedError
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     from isolate.cgroups.devices import DeviceRule
 
 __all__ = ["BASE_NAME", "SWEEP_INTERVAL", "CGroup", "host_layout"]
@@ -61,7 +62,6 @@ __all__ = ["BASE_NAME", "SWEEP_INTERVAL", "CGroup", "host_layout"]
 #: The name of the sub-tree, below the caller's own cgroup, that holds isolate's cgroups.
 BASE_NAME = "isolate"
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9_@:+-][A-Za-z0-9_.@:+-]*$")
 # Names the kernel uses for control files; a child cgroup must not shadow them.
 _RESERVED_PREFIXES = ("cgroup.", "cpu.", "cpuacct.", "cpuset.", "memory.", "pids.", "io.",
                       "blkio.", "freezer.", "devices.", "hugetlb.", "rdma.", "misc.")
@@ -82,13 +82,11 @@ def add_note(exc: BaseException, note: str) -> None:
     notes.append(note)
 
 
-#: Generated names, ``cg-<creator pid>-<16 hex digits>``: held by their creator's flock.
-_GENERATED = re.compile(r"^cg-\d+-[0-9a-f]{16}$")
-#: Ids (64 hex digits, as containers are named): held like generated names, by their creator
-#: or whoever it gave the lock to; swept when no one holds them and no process is in them.
-_ID = re.compile(r"^[0-9a-f]{64}$")
-#: Generated names from before the lock (12 hex digits): judged by the creator pid they carry.
-_UNLOCKED = re.compile(r"^cg-(\d+)-[0-9a-f]{12}$")
+# Generated names, ``cg-<creator pid>-<16 hex digits>`` (_match.generated_cgroup): held by
+# their creator's flock. Ids (64 hex digits, as containers are named): held like generated
+# names, by their creator or whoever it gave the lock to; swept when no one holds them and no
+# process is in them. Generated names from before the lock (``cg-<pid>-<12 hex digits>``,
+# _match.unlocked_cgroup_pid): judged by the creator pid they carry.
 #: How often create makes a default base again that concurrent deletes keep pruning.
 _ATTEMPTS = 64
 #: Seconds between two orphan sweeps of one base by creates of one process: the first create
@@ -125,7 +123,8 @@ def _check_name(name: str) -> str:
         raise ConfigError(f"name: expected a cgroup name like 'job-1', got {name!r}")
     parts = name.strip("/").split("/")
     for part in parts:
-        if not _NAME_RE.match(part) or part in (".", "..") or part.startswith(_RESERVED_PREFIXES):
+        if (not _match.cgroup_name(part) or part in (".", "..")
+                or part.startswith(_RESERVED_PREFIXES)):
             raise ConfigError(f"name: {part!r} is not a usable cgroup name (in {name!r})")
     return "/".join(parts)
 
@@ -241,7 +240,7 @@ def _remove_empty_tree(d: str) -> bool:
     """rmdir ``d`` and the cgroups below it, deepest first; False (and the rest kept) as soon
     as one holds processes, is held by its creator, or cannot be removed."""
     for sub in _subdirs(d):
-        if _GENERATED.match(os.path.basename(sub)):
+        if _match.generated_cgroup(os.path.basename(sub)):
             if not _remove_if_unheld(sub):
                 return False
         elif not _remove_empty_tree(sub):
@@ -399,7 +398,7 @@ class CGroup:
         name = _check_name(name) if name is not None else \
             f"cg-{os.getpid()}-{os.urandom(8).hex()}"
         # (Also a name given in the generated form.)
-        held = _GENERATED.match(name) is not None or _ID.match(name) is not None
+        held = _match.generated_cgroup(name) or _match.hex_string(name, 64, 64)
         if limits is not None and not isinstance(limits, Limits):
             raise ConfigError(f"limits: expected a Limits, got {limits!r}")
         own_base = parent is None
@@ -926,16 +925,16 @@ class CGroup:
             except OSError:
                 continue
             for name in names:
-                if len(name) == 64 and _ID.match(name):
+                if len(name) == 64 and _match.hex_string(name, 64, 64):
                     ids.add(name)
                     continue
                 if not name.startswith("cg-"):
                     continue  # control files, and groups named by their makers (cheap test)
-                if _GENERATED.match(name):
+                if _match.generated_cgroup(name):
                     _remove_if_unheld(os.path.join(base, name))
                     continue
-                match = _UNLOCKED.match(name)
-                if match is None or pid_alive(int(match.group(1))):
+                creator = _match.unlocked_cgroup_pid(name)
+                if creator is None or pid_alive(int(creator)):
                     continue
                 if h.key == primary:
                     orphan = CGroup(self._layout, {k: os.path.join(d, name)

@@ -17,7 +17,7 @@ import errno
 import os
 import stat
 import struct
-from collections.abc import Sequence
+from _collections_abc import Sequence
 
 from isolate import _record
 from isolate._typing import TYPE_CHECKING

@@ -6,10 +6,9 @@ parsing from human units. Does no I/O: backends translate a :class:`Limits` into
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
+from _collections_abc import Iterable
 
-from isolate import _record
+from isolate import _match, _record
 from isolate._typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -42,8 +41,6 @@ MIN_MEMORY = 6 << 20
 #: The largest pids limit the kernel takes (its most pids, PID_MAX_LIMIT).
 MAX_PIDS = 1 << 22
 
-_CPUSET_RE = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
-_DEVICE_RE = re.compile(r"^(\d+):(\d+)$")
 
 
 def parse_cpuset(value: str, *, name: str = "cpuset") -> frozenset[int]:
@@ -52,7 +49,7 @@ def parse_cpuset(value: str, *, name: str = "cpuset") -> frozenset[int]:
     Raises :class:`ConfigError` on a malformed list or a reversed range.
     """
     text = value.replace(" ", "")
-    if not _CPUSET_RE.match(text):
+    if not _match.cpuset(text):
         raise ConfigError(f"{name}: expected a list like 0-3,6, got {value!r}")
     out: set[int] = set()
     for part in text.split(","):
@@ -121,9 +118,9 @@ def _device(value: object) -> tuple[int, int]:
     ):
         return (value[0], value[1])
     if isinstance(value, str):
-        m = _DEVICE_RE.match(value.strip())
-        if m:
-            return (int(m.group(1)), int(m.group(2)))
+        pair = _match.decimal_pair(value.strip())
+        if pair is not None:
+            return (int(pair[0]), int(pair[1]))
     raise ConfigError(f"device: expected 'MAJOR:MINOR' or (major, minor), got {value!r}")
 
 

@@ -9,12 +9,12 @@ stdout; a failed build prints one error line and exits 1.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from typing import IO, Any
 
+from isolate import _json as json
 from isolate.cli import UsageError
 from isolate.cli.images import add_store_option, open_store
 from isolate.errors import IsolateError

@@ -12,11 +12,11 @@ attached container are relayed by :mod:`isolate.cli.terminal`. Importing this mo
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from _collections_abc import Callable, Iterator, Sequence
 
+from isolate import _ctx as contextlib
 from isolate._typing import TYPE_CHECKING
 from isolate.cli import UsageError
 from isolate.cli._common import (

@@ -7,11 +7,11 @@ Owns the layout only; the rows and their fields come from the library.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
+from isolate import _json as json
 from isolate.cli.template import Template
 
 __all__ = ["print_inspect", "print_rows", "tabwrite"]

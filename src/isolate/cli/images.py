@@ -467,7 +467,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def _command_form(value: str) -> list[str]:
     """Dockerfile's two forms: exec form (a JSON array of strings) or shell form."""
     if value.lstrip().startswith("["):
-        import json  # here: most commands that import this module never parse JSON
+        from isolate import (
+            _json as json,  # here: most commands that import this module never parse JSON
+        )
 
         try:
             parsed = json.loads(value)

@@ -12,12 +12,12 @@ line and column, as Go's are ("template: :1:8: ...").
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, NamedTuple
 
+from isolate import _json as json
 from isolate.errors import ConfigError
 
 __all__ = ["NO_VALUE", "Template", "TemplateError", "go_print", "render"]

@@ -12,18 +12,16 @@ container but through its public methods.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import os
 import select
-import signal
 import struct
-import termios
 import time
-import tty as ttymod
-from collections.abc import Iterator, Sequence
+from _collections_abc import Iterator, Sequence
 
+from isolate import _ctx as contextlib
+from isolate._sig import signal
 from isolate._typing import TYPE_CHECKING
 from isolate.cli import UsageError
 from isolate.errors import IsolateError
@@ -126,6 +124,8 @@ class PtyAttachment:
 
     def resize(self, rows: int, cols: int) -> None:
         """Set the terminal's size."""
+        import termios  # here: a run without a terminal loads neither it nor tty
+
         fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
     def close(self) -> None:
@@ -139,6 +139,10 @@ class PtyAttachment:
 
 def window_size(fd: int) -> tuple[int, int] | None:
     """(rows, columns) of the terminal ``fd``, or None when it is not a terminal."""
+    if not os.isatty(fd):
+        return None  # (and no termios for a run without one)
+    import termios
+
     try:
         packed = fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8)
     except OSError:
@@ -153,6 +157,9 @@ def raw_terminal(fd: int) -> Iterator[bool]:
     settings restored however the body ends: an exception, or SIGTERM, SIGHUP or SIGQUIT
     (they raise :class:`SystemExit` with 128 + N, so the restoring runs first)."""
     try:
+        import termios  # here: only a local terminal needs it (and tty)
+        import tty as ttymod
+
         saved = termios.tcgetattr(fd)
     except (termios.error, OSError):
         yield False

@@ -6,13 +6,13 @@ user namespaces and the image store. Only reads; what it cannot find it says so.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
 from typing import Any
 
 import isolate
+from isolate import _json as json
 from isolate.cli.images import add_store_option
 from isolate.errors import IsolateError
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import _thread
 import fcntl
-import json
 import os
 import select
 import threading
 from collections.abc import Callable, Sequence
 
+from isolate import _json as json
 from isolate import lowlevel
 from isolate.container.state import format_time, now, write_json
 from isolate.runtime import ContainerPlan

@@ -10,11 +10,11 @@ meanwhile (``pause``), so the layer is one moment.
 
 from __future__ import annotations
 
-import json
 import shlex
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from isolate import _json as json
 from isolate import _record
 from isolate.container.config import parse_signal
 from isolate.container.state import Status

@@ -11,11 +11,10 @@ and its image into a runtime config.
 from __future__ import annotations
 
 import os
-import re
-import signal
-from collections.abc import Iterable, Mapping
+from _collections_abc import Iterable, Mapping
 
-from isolate import _record
+from isolate import _match, _record
+from isolate._sig import signal
 from isolate._typing import TYPE_CHECKING
 from isolate._units import parse_size
 from isolate.errors import ConfigError
@@ -41,8 +40,6 @@ __all__ = [
     "parse_volume",
 ]
 
-#: Docker's rule for container (and volume) names: two characters or more.
-NAME_RE: Final = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 #: The stop timeout Docker uses when neither the container nor its image sets one.
 DEFAULT_STOP_TIMEOUT: Final = 10
 #: Docker's default size of /dev/shm.
@@ -62,9 +59,11 @@ def parse_signal(value: str | int) -> int:
     elif isinstance(value, str) and value.strip().isdigit():
         number = int(value)
     elif isinstance(value, str):
+        import signal as signals  # here: its enum of names costs a run that names none
+
         name = value.strip().upper()
         name = name if name.startswith("SIG") else "SIG" + name
-        sig = getattr(signal.Signals, name, None) if name.isidentifier() else None
+        sig = getattr(signals.Signals, name, None) if name.isidentifier() else None
         if sig is None:
             raise ConfigError(f"Invalid signal: {value}")
         return int(sig)
@@ -78,7 +77,7 @@ def parse_signal(value: str | int) -> int:
 def _name(value: str | None) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not NAME_RE.match(value.removeprefix("/")):
+    if not isinstance(value, str) or not _match.container_name(value.removeprefix("/")):
         raise ConfigError(f"Invalid container name ({value}), only [a-zA-Z0-9][a-zA-Z0-9_.-] "
                           "are allowed")
     return value.removeprefix("/")
@@ -199,7 +198,7 @@ def _hostname(value: str | None) -> str | None:
     if value is None:
         return None
     if (not isinstance(value, str) or not 0 < len(value) <= 63
-            or not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", value)):
+            or not _match.hostname(value)):
         raise ConfigError(f"invalid hostname format: {value}")
     return value
 
@@ -429,7 +428,7 @@ def _host_path(value: str | os.PathLike[str]) -> str:
 def _volume_name(value: str | None) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not NAME_RE.match(value):
+    if not isinstance(value, str) or not _match.container_name(value):
         raise ConfigError(f'"{value}" includes invalid characters for a local volume name, '
                           "only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to "
                           "pass a host directory, use absolute path")

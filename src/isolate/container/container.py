@@ -18,23 +18,22 @@ in-process one where the shim is not built) runs it.
 from __future__ import annotations
 
 import builtins
-import contextlib
 import errno
 import fcntl
-import functools
-import json
 import os
-import re
 import select
-import signal
 import stat
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from _collections_abc import Callable, Iterator, Mapping, Sequence
 
-from isolate import _record
+from isolate import _ctx as contextlib
+from isolate import _json as json
+from isolate import _match, _record
+from isolate import _memo as functools
 from isolate._procs import lock_held
 from isolate._shim_files import read_json
+from isolate._sig import signal
 from isolate._typing import TYPE_CHECKING
 from isolate.container.config import BindMount, ContainerConfig, VolumeMount, parse_signal
 from isolate.container.state import (
@@ -78,8 +77,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Container", "ContainerStore", "Exec", "ExitStatus"]
 
-_ID_RE = re.compile(r"^[0-9a-f]{64}$")
-_HEX_RE = re.compile(r"^[0-9a-f]+$")
 # How long a reader waits for the supervisor to record an exit it has seen happen.
 _RECORD_WAIT = 10.0
 #: The ``-c`` program of the supervisor's exit command (:mod:`._cleanup`): the caller's
@@ -204,7 +201,7 @@ class ContainerStore:
         """The ids of every container (made and not removed), oldest first is not promised."""
         out = []
         for name in os.listdir(self.root):
-            if _ID_RE.match(name) and os.path.exists(os.path.join(self.root, name,
+            if _match.hex_string(name, 64, 64) and os.path.exists(os.path.join(self.root, name,
                                                                   "config.json")):
                 out.append(name)
         return sorted(out)
@@ -214,7 +211,7 @@ class ContainerStore:
             cid = os.readlink(os.path.join(self.names, name))
         except OSError:
             return None
-        return cid if _ID_RE.match(cid) and os.path.isdir(self.path(cid)) else None
+        return cid if _match.hex_string(cid, 64, 64) and os.path.isdir(self.path(cid)) else None
 
     def resolve(self, ref: str) -> str:
         """The id of the container ``ref`` names: a full id, a name (``/name`` too), or a
@@ -226,14 +223,15 @@ class ContainerStore:
         """
         if not isinstance(ref, str) or not ref:
             raise NotFoundError(f"No such container: {ref!r}", kind="container", ref=str(ref))
-        if _ID_RE.match(ref) and os.path.exists(os.path.join(self.path(ref), "config.json")):
+        if (_match.hex_string(ref, 64, 64)
+                and os.path.exists(os.path.join(self.path(ref), "config.json"))):
             return ref
         name = ref.removeprefix("/")
         if "/" not in name and name not in (".", ".."):
             owner = self._name_owner(name)
             if owner is not None:
                 return owner
-        if _HEX_RE.match(ref):
+        if _match.hex_string(ref):
             matches = [i for i in self.ids() if i.startswith(ref)]
             if len(matches) == 1:
                 return matches[0]

@@ -9,20 +9,19 @@ everything is read). The supervisor owns writing.
 
 from __future__ import annotations
 
-import collections
-import json
 import os
-import re
 import sys
 import time
-from collections.abc import Iterator
+from _collections_abc import Iterator
 
+from isolate import _json as json
 from isolate import _record
 from isolate._typing import TYPE_CHECKING
 from isolate.container.state import parse_time
 from isolate.errors import ConfigError
 
 if TYPE_CHECKING:
+    import collections
     import datetime
     from typing import BinaryIO
 
@@ -30,7 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["LogRecord", "parse_log_time", "read_logs", "read_records"]
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)$")
+_DURATION = r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)"  # compiled where used: a run needs no re
 _UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
 _POLL = 0.05
 #: The first wait of a follow that found nothing new; each further one doubles, up to _POLL
@@ -74,7 +73,9 @@ def parse_log_time(value: str | float | int | datetime.datetime) -> int:
         return int(value * 1e9)
     if isinstance(value, str):
         text = value.strip()
-        m = _DURATION.match(text)
+        import re
+
+        m = re.fullmatch(_DURATION, text)
         if m:
             return time.time_ns() - int(float(m.group(1)) * _UNITS[m.group(2)] * 1e9)
         try:
@@ -143,13 +144,18 @@ def read_logs(container: ContainerView, *, stdout: bool = True, stderr: bool = T
     if not follow:
         records: Iterator[LogRecord] = filter(wanted, read_records(path))
         if tail is not None:
+            import collections  # here: only --tail needs it
+
             records = iter(collections.deque(records, maxlen=tail))
         yield from records
         return
     # Follow: the rotated files, then the current one, kept open and read on as it grows;
     # on rotation the old file is read to its end before the new one is opened.
-    held: collections.deque[LogRecord] | None = (
-        collections.deque(maxlen=tail) if tail is not None else None)
+    held: collections.deque[LogRecord] | None = None
+    if tail is not None:
+        import collections
+
+        held = collections.deque(maxlen=tail)
     f = _open_or_none(path)
     for name in _files(path)[:-1]:
         for rec in _records_of(name):

@@ -17,12 +17,12 @@ networks connected or disconnected after create).
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from _collections_abc import Callable, Mapping, Sequence
 
+from isolate import _ctx as contextlib
+from isolate import _json as json
 from isolate._procs import lock_held
 from isolate._typing import TYPE_CHECKING
 from isolate.container.network import (

@@ -11,7 +11,7 @@ registers them); nothing else in the container layer knows about networking.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from _collections_abc import Callable, Mapping, Sequence
 
 from isolate import _record
 from isolate._typing import TYPE_CHECKING

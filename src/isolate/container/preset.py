@@ -14,10 +14,10 @@ It decides; :mod:`isolate.runtime.compiler` turns the decision into operations.
 
 from __future__ import annotations
 
-import functools
 import os
-from collections.abc import Mapping, Sequence
+from _collections_abc import Mapping, Sequence
 
+from isolate import _memo as functools
 from isolate import _record
 from isolate.container.config import BindMount, ContainerConfig, TmpfsMount, VolumeMount
 from isolate.container.users import ImageUser

@@ -9,11 +9,11 @@ guards.
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from collections.abc import Mapping
+from _collections_abc import Mapping
 
+from isolate import _json as json
 from isolate import _record
 from isolate._enum import Enum
 from isolate._typing import TYPE_CHECKING
@@ -275,7 +275,8 @@ def write_json(path: str, data: Mapping[str, Any], *, sync_dir: bool = True,
     directory, base = os.path.split(path)
     # (os.urandom: secrets.token_hex's bytes, without the hmac and OpenSSL hashlib it loads)
     tmp = os.path.join(directory, f".{base}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    payload = json.dumps(data, indent=1, sort_keys=True).encode() + b"\n"
+    # One line, as Docker's config.v2.json (and no indent: json's encoder in C takes none).
+    payload = json.dumps(data, sort_keys=True).encode() + b"\n"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     try:
         try:

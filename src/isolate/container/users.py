@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Sequence
+from _collections_abc import Sequence
 
 from isolate import lowlevel
 from isolate.errors import IsolateOSError

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import json
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from isolate import _record
-from isolate.container.config import NAME_RE
+from isolate import _json as json
+from isolate import _match, _record
 from isolate.container.state import now, write_json
 from isolate.errors import ConfigError, ConflictError, NotFoundError
 from isolate.image import Store
@@ -138,7 +137,7 @@ class VolumeStore:
 
     def get(self, name: str) -> Volume:
         """Raises NotFoundError."""
-        if not isinstance(name, str) or not NAME_RE.match(name):
+        if not isinstance(name, str) or not _match.container_name(name):
             raise NotFoundError(f"get {name}: no such volume", kind="volume", ref=str(name))
         return self._load(name)
 
@@ -166,7 +165,7 @@ class VolumeStore:
                 anonymous: bool) -> Volume:
         if name is None:  # (os.urandom: secrets' bytes, without the hashlib secrets loads)
             name = os.urandom(32).hex()
-        elif not isinstance(name, str) or not NAME_RE.match(name):
+        elif not isinstance(name, str) or not _match.container_name(name):
             raise ConfigError(f'"{name}" includes invalid characters for a local volume name, '
                               'only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed')
         final = os.path.join(self.root, name)

@@ -9,11 +9,12 @@ symlink, nor leave the tree: going back up opens ``..`` and checks it is the ver
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
-from collections.abc import Callable, Iterator
+from _collections_abc import Callable, Iterator
+
+from isolate import _ctx as contextlib
 
 __all__ = ["fsync_tree", "remove_tree", "remove_tree_at", "tree_bytes", "walk_at"]
 

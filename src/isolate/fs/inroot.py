@@ -11,11 +11,10 @@ makes no mounts and writes nothing.
 
 from __future__ import annotations
 
-import collections
 import errno
 import os
 import stat
-from collections.abc import Sequence
+from _collections_abc import Sequence
 
 from isolate import _record
 from isolate.errors import IsolateOSError
@@ -97,12 +96,13 @@ class _Walk:
         """(what ``path`` is, the dir fd holding it, its name there), or None if the root
         has no such path. The root itself comes back with the fd of its topmost dir and
         name ``"."``."""
-        todo = collections.deque(p for p in path.split("/") if p not in ("", "."))
+        # the components still to walk, the next one last (a stack: no collections.deque)
+        todo = [p for p in path.split("/") if p not in ("", ".")][::-1]
         stack: list[tuple[str, list[tuple[int, int]]]] = []  # each component's directory view
         view = self.top
         links = 0
         while todo:
-            name = todo.popleft()
+            name = todo.pop()
             if name == "..":
                 if stack:
                     stack.pop()
@@ -128,7 +128,7 @@ class _Walk:
                 if target.startswith("/"):
                     stack.clear()
                     view = self.top
-                todo.extendleft(reversed([p for p in target.split("/") if p not in ("", ".")]))
+                todo.extend(reversed([p for p in target.split("/") if p not in ("", ".")]))
                 continue
             inside = "/" + "/".join([*(n for n, _ in stack), name])
             if last:

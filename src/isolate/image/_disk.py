@@ -7,12 +7,12 @@ images or blobs.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 import time
-from collections.abc import Iterator
+from _collections_abc import Iterator
 
+from isolate import _ctx as contextlib
 from isolate._procs import pid_alive
 from isolate._typing import TYPE_CHECKING
 from isolate.errors import ImageError

@@ -8,9 +8,9 @@ does no I/O of its own beyond :class:`HashingReader`.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterable
+from _collections_abc import Iterable
 
+from isolate import _ctx as contextlib
 from isolate._typing import TYPE_CHECKING
 from isolate.image._disk import FileLock, TempSpace
 from isolate.image.config import Image

@@ -10,7 +10,6 @@ from __future__ import annotations
 import bz2
 import contextlib
 import gzip
-import json
 import lzma
 import os
 import secrets
@@ -20,6 +19,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import IO, TYPE_CHECKING, Any, Literal
 
+from isolate import _json as json
 from isolate import _record
 from isolate.errors import ConfigError, DigestMismatch, ImageError, IsolateError
 from isolate.fs import layers as fslayers

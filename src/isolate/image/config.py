@@ -6,7 +6,7 @@ reads the bytes and builds these; an Image never touches the disk by itself.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from _collections_abc import Mapping
 
 from isolate import _record
 from isolate._typing import TYPE_CHECKING

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -18,6 +17,7 @@ import subprocess
 import tempfile
 from typing import Any
 
+from isolate import _json as json
 from isolate import _record
 from isolate.errors import ConfigError, ImageError, IsolateOSError
 from isolate.image.reference import DEFAULT_REGISTRY, DOCKER_HUB_API_HOST, is_registry_host

@@ -6,9 +6,9 @@ encoding the ones we write. No I/O: callers fetch and store the bytes.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping
+from _collections_abc import Iterable, Mapping
 
+from isolate import _json as json
 from isolate import _record
 from isolate._digest import sha256_hex
 from isolate._typing import TYPE_CHECKING

@@ -8,9 +8,8 @@ beyond ``uname``, no network, no store access.
 from __future__ import annotations
 
 import os
-import re
 
-from isolate import _record
+from isolate import _match, _record
 from isolate._typing import TYPE_CHECKING
 from isolate.errors import ConfigError
 
@@ -28,27 +27,15 @@ DEFAULT_TAG = "latest"
 DOCKER_HUB_API_HOST = "registry-1.docker.io"
 _MAX_NAME = 255
 
-_ALNUM = r"[a-z0-9]+"
-_SEP = r"(?:[._]|__|-+)"
-_PATH_COMPONENT = re.compile(rf"{_ALNUM}(?:{_SEP}{_ALNUM})*\Z")
-_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_DOMAIN = re.compile(
-    rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::([0-9]+))?\Z"
-)
-_TAG = re.compile(r"[\w][\w.-]{0,127}\Z")
-_DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}\Z")
-_SHA256 = re.compile(r"sha256:[a-f0-9]{64}\Z")
-
-
 def is_digest(value: str) -> bool:
     """True if ``value`` is a well-formed ``sha256:<64 hex>`` digest (the only one we accept)."""
-    return bool(_SHA256.match(value))
+    return _match.sha256(value)
 
 
 def is_registry_host(value: str) -> bool:
     """True if ``value`` is a ``host[:port]`` a registry can have (a port from 1 to 65535)."""
-    match = _DOMAIN.match(value)
-    return match is not None and (match.group(1) is None or 0 < int(match.group(1)) < 65536)
+    matched, port = _match.registry_host(value)
+    return matched and (port is None or 0 < int(port) < 65536)
 
 
 def _check_registry(_inst: object, attribute: attrs.Attribute[str], value: str) -> None:
@@ -59,7 +46,7 @@ def _check_registry(_inst: object, attribute: attrs.Attribute[str], value: str) 
 
 def _check_repository(_inst: object, attribute: attrs.Attribute[str], value: str) -> None:
     parts = value.split("/")
-    if not value or not all(_PATH_COMPONENT.match(p) for p in parts):
+    if not value or not all(_match.path_component(p) for p in parts):
         raise ConfigError(
             f"{attribute.name}: {value!r} is not a repository path (lowercase letters, digits, "
             "separators '.', '_', '__', '-', components joined by '/')"
@@ -67,14 +54,14 @@ def _check_repository(_inst: object, attribute: attrs.Attribute[str], value: str
 
 
 def _check_tag(_inst: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:
-    if value is not None and not _TAG.match(value):
+    if value is not None and not _match.tag(value):
         raise ConfigError(f"{attribute.name}: {value!r} is not a tag (word characters, '.', '-', "
                           "at most 128, not starting with '.' or '-')")
 
 
 def _check_digest(_inst: object, attribute: attrs.Attribute[str | None],
                   value: str | None) -> None:
-    if value is not None and not _SHA256.match(value):
+    if value is not None and not _match.sha256(value):
         raise ConfigError(f"{attribute.name}: {value!r} is not a sha256 digest "
                           "('sha256:' and 64 lowercase hex digits)")
 
@@ -115,9 +102,9 @@ class Reference:
         rest, digest = text, None
         if "@" in rest:
             rest, digest = rest.split("@", 1)
-            if not _DIGEST.match(digest):
+            if not _match.digest(digest):
                 raise ConfigError(f"image reference {text!r}: {digest!r} is not a digest")
-            if not _SHA256.match(digest):
+            if not _match.sha256(digest):
                 raise ConfigError(f"image reference {text!r}: only sha256 digests are supported")
         tag = None
         # A ':' after the last '/' is a tag; one before it belongs to a registry port.
@@ -125,7 +112,7 @@ class Reference:
         colon = rest.rfind(":")
         if colon > slash:
             rest, tag = rest[:colon], rest[colon + 1:]
-            if not _TAG.match(tag):
+            if not _match.tag(tag):
                 raise ConfigError(f"image reference {text!r}: {tag!r} is not a valid tag")
         if not rest:
             raise ConfigError(f"image reference {text!r}: no repository name")
@@ -141,7 +128,7 @@ class Reference:
         if not is_registry_host(registry):
             raise ConfigError(f"image reference {text!r}: {registry!r} is not a registry host "
                               "(a port is 1 to 65535)")
-        if not all(_PATH_COMPONENT.match(p) for p in path.split("/")):
+        if not all(_match.path_component(p) for p in path.split("/")):
             raise ConfigError(
                 f"image reference {text!r}: repository {path!r} must be lowercase letters and "
                 "digits joined by '.', '_', '__', '-' and '/'"
@@ -204,7 +191,6 @@ def name_to_give(ref: str | Reference, what: str) -> Reference:
     return r
 
 
-_OS_ARCH = re.compile(r"[a-z0-9_.-]+\Z")
 # uname -m -> (OCI architecture, variant), as Docker and containerd name them.
 _MACHINES: dict[str, tuple[str, str | None]] = {
     "x86_64": ("amd64", None), "amd64": ("amd64", None),
@@ -227,7 +213,7 @@ def host_platform() -> Platform:
 def _check_platform_part(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is None and attribute.name == "variant":
         return
-    if not isinstance(value, str) or not _OS_ARCH.match(value):
+    if not isinstance(value, str) or not _match.os_arch(value):
         raise ConfigError(f"platform {attribute.name}: {value!r} is not a name like 'linux', "
                           "'amd64' or 'v8'")
 

@@ -14,7 +14,6 @@ import concurrent.futures
 import contextlib
 import hashlib
 import http.client
-import json
 import os
 import re
 import socket
@@ -24,6 +23,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
+from isolate import _json as json
 from isolate import _record
 from isolate.errors import ConfigError, DigestMismatch, ImageError, UnsupportedError
 from isolate.image._proxy import Proxy, ProxySettings, is_loopback_host

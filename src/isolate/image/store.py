@@ -13,14 +13,13 @@ the work: the second waits and then finds the blob there.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
-import json
 import os
-import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from _collections_abc import Callable, Iterable, Iterator, Mapping
 
-from isolate import _lazy, _record
+from isolate import _ctx as contextlib
+from isolate import _json as json
+from isolate import _lazy, _match, _record
 from isolate._mapped import pack_layer, unpack_layer
 from isolate._typing import TYPE_CHECKING
 from isolate.errors import (
@@ -61,7 +60,6 @@ __getattr__, __dir__ = _lazy.exports(globals(), {
     "isolate.image._reports": ("DiskUsage", "GcReport", "Removed")})
 
 _CHUNK = 1 << 20
-_HOLDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 
 
 def default_root() -> str:
@@ -414,7 +412,7 @@ class Store:
             return ref.id
         if isinstance(ref, str):
             text = ref.removeprefix("sha256:")
-            if re.fullmatch(r"[0-9a-f]{4,64}", text) and (ref.startswith("sha256:")
+            if _match.hex_string(text, 4, 64) and (ref.startswith("sha256:")
                                                           or len(text) >= 12):
                 matches = [i for i in self._record_ids() if i[7:].startswith(text)]
                 if len(matches) == 1:
@@ -533,7 +531,7 @@ class Store:
     def _remove(self, ref: str | Reference | Image, *, force: bool, prune: bool,
                 keep_last_name: bool) -> Removed:
         by_id = isinstance(ref, Image) or (isinstance(ref, str) and (
-            ref.startswith("sha256:") or re.fullmatch(r"[0-9a-f]{12,64}", ref) is not None))
+            ref.startswith("sha256:") or _match.hex_string(ref, 12, 64)))
         with self._meta():
             tags = self._tags()
             image_id = self._resolve_id(ref, tags)
@@ -660,7 +658,7 @@ class Store:
             ConfigError: ``holder`` is not a plain name.
             ImageError: no such image.
         """
-        if not isinstance(holder, str) or not _HOLDER.match(holder):
+        if not isinstance(holder, str) or not _match.holder_name(holder):
             raise ConfigError(f"Store.hold holder: {holder!r} is not a plain name")
         image_id = self.get(image).id
         with self._meta():
@@ -683,7 +681,7 @@ class Store:
 
     def release(self, holder: str) -> None:
         """Forget ``holder``'s hold (no error if it had none)."""
-        if not isinstance(holder, str) or not _HOLDER.match(holder):
+        if not isinstance(holder, str) or not _match.holder_name(holder):
             raise ConfigError(f"Store.release holder: {holder!r} is not a plain name")
         with self._meta():
             with contextlib.suppress(FileNotFoundError):
@@ -949,6 +947,10 @@ class Store:
         out = []
         maps = _caller_maps(maps)
         mapped = maps is not None and maps.subordinate
+        if not mapped:
+            with self.using():
+                return [self._extract(desc, diff_id)
+                        for desc, diff_id in zip(img.layers, img.diff_ids, strict=True)]
         with self.using(), contextlib.ExitStack() as stack:
             worker: list[MappedWorker] = []
 
@@ -960,12 +962,9 @@ class Store:
                     worker.append(stack.enter_context(MappedWorker(maps)))
                 return worker[0]
 
+            assert maps is not None
             for desc, diff_id in zip(img.layers, img.diff_ids, strict=True):
-                if mapped:
-                    assert maps is not None
-                    out.append(self._extract_mapped(desc, diff_id, maps, helper))
-                else:
-                    out.append(self._extract(desc, diff_id))
+                out.append(self._extract_mapped(desc, diff_id, maps, helper))
         return out
 
     def layer_path(self, diff_id: str, *, maps: IdMaps | None = None) -> str:

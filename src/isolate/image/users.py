@@ -10,7 +10,7 @@ host's user database. Containers (``--user``, :mod:`isolate.container.users`) an
 from __future__ import annotations
 
 import errno
-from collections.abc import Sequence
+from _collections_abc import Sequence
 
 from isolate import _record
 from isolate.errors import ConfigError, IsolateOSError

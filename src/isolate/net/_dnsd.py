@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
-import json
 import os
 import socket
 import struct
@@ -39,6 +38,7 @@ import dns.rdatatype
 import dns.reversename
 import dns.rrset
 
+from isolate import _json as json
 from isolate.net._aio import spawn
 
 TTL = 5  # names come and go with containers: let nobody cache them long

@@ -24,12 +24,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import os
 import threading
 from collections.abc import Iterator
 from typing import Any
 
+from isolate import _json as json
 from isolate.errors import NetworkError
 
 __all__ = ["Directory", "Torn"]

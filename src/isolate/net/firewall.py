@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import json
 import os
 import shutil
 import socket
@@ -31,6 +30,7 @@ import threading
 from collections.abc import Collection, Sequence
 from typing import Any, Protocol
 
+from isolate import _json as json
 from isolate import _record
 from isolate.errors import ConfigError, NetworkError, UnsupportedError
 from isolate.net._netlink import transact

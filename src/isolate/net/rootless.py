@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import shutil
 import socket
@@ -19,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 
+from isolate import _json as json
 from isolate import _record
 from isolate.errors import ConfigError, NetworkError, UnsupportedError
 from isolate.net._helpers import HelperProcess

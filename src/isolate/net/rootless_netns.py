@@ -23,12 +23,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import os
 import shutil
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from isolate import _json as json
 from isolate.errors import ConfigError, IsolateOSError, NamespaceError, NetworkError
 from isolate.net._helpers import HelperProcess, boot_id
 from isolate.net._ns import NetNamespace, NetnsLike, _default_env

@@ -10,8 +10,8 @@ so resolving ``includes``/``excludes`` stays in one place. Docker's default capa
 from __future__ import annotations
 
 import errno
-import functools
 
+from isolate import _memo as functools
 from isolate._typing import TYPE_CHECKING
 from isolate.security import CapabilitySet, SeccompProfile
 

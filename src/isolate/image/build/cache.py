@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import re
 from typing import Any
 
+from isolate import _json as json
 from isolate import _record
 from isolate.errors import ImageError
 from isolate.image._disk import FileLock, remove_tree

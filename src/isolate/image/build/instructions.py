@@ -10,10 +10,10 @@ with the environment of the moment, in exactly the instructions where Docker doe
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from collections.abc import Sequence
 
+from isolate import _json as json
 from isolate import _record
 from isolate.image.build.errors import DockerfileError, SourceLocation
 from isolate.image.build.parser import Dockerfile, Heredoc, Node, split_instruction

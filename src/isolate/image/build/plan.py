@@ -13,7 +13,6 @@ key, the instruction after substitution, the build arguments a ``RUN`` sees and,
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import posixpath
 import re
@@ -21,6 +20,7 @@ import signal
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from isolate import _json as json
 from isolate import _record
 
 if TYPE_CHECKING:

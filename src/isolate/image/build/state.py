@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from isolate import _json as json
 from isolate import _record
 from isolate.errors import ImageError
 from isolate.image.config import Image, parse_config_blob
