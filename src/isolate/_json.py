@@ -28,6 +28,8 @@ else:
     except ImportError:  # no accelerator: json's own functions
         from json import JSONDecodeError, dump, dumps, load, loads
     else:
+        import sys as _sys
+
         _WHITESPACE = " \t\n\r"  # json.decoder.WHITESPACE
         _INF = float("inf")
 
@@ -71,6 +73,14 @@ else:
                 obj, end = _scan(s, start)
             except StopIteration as err:
                 raise _json().JSONDecodeError("Expecting value", s, err.value) from None
+            except SystemError:
+                # 3.11's accelerator raises json.decoder's JSONDecodeError for an error past
+                # the first value, looked up in sys.modules only: before json is imported it
+                # finds none and returns NULL with no exception set. json's own loads then
+                # raises the right error.
+                if "json.decoder" in _sys.modules:
+                    raise
+                return _json().loads(s)
             rest = s[end:]
             if rest and rest.lstrip(_WHITESPACE):
                 end += len(rest) - len(rest.lstrip(_WHITESPACE))

@@ -13,30 +13,16 @@ from pathlib import Path
 import pytest
 
 from cli.conftest import WAIT, Isolate, env_for
+from refusing import prelude
 
 pytestmark = pytest.mark.root
-
-
-# Refuses the modules of REFUSED that are not loaded yet, and forgets those that are (the
-# interpreter's site may have loaded some: pyenv's here loads re and collections), so that
-# whatever imports one of them fails, on any interpreter.
-_REFUSE = """
-import sys
-class _Refuse:
-    def find_spec(self, name, path=None, target=None):
-        if name in REFUSED or name.partition(".")[0] in REFUSED:
-            raise ImportError(f"refused: {name}")
-for name in [m for m in sys.modules if m.partition(".")[0] in REFUSED]:
-    del sys.modules[name]
-sys.meta_path.insert(0, _Refuse())
-"""
 
 
 def _run_loading(store: Path, *args: str, refuse: frozenset[str] = frozenset()
                  ) -> tuple[str, set[str]]:
     """``isolate ARGS`` in a fresh interpreter: (its stdout, the modules it loaded), with
     the modules ``refuse`` names refused (an import of one fails the command)."""
-    code = (f"REFUSED = {set(refuse)!r}\n{_REFUSE}\n" if refuse else "") + (
+    code = (prelude(refuse) if refuse else "") + (
             "import io, sys\n"
             "from isolate.cli import main\n"
             "out = sys.stdout = io.StringIO()\n"
