@@ -190,28 +190,46 @@ def test_the_format_templates_build_no_attrs_class() -> None:
 
 
 
-def test_run_rm_syncs_what_a_crash_must_find_and_not_the_plan(isolate_cli: Isolate,
-                                                               tmp_path: Path) -> None:
-    # The durable writes of a run (strace, not a timing): the container's record, state and
-    # name, the image hold, the supervisor's records. The plan the shim reads once at its
-    # start is only replaced at once (every start writes it anew).
+def _synced(isolate_cli: Isolate, tmp_path: Path, *args: str) -> list[str]:
+    """The paths ``isolate ARGS`` fsyncs (strace, not a timing)."""
     strace = shutil.which("strace")
     if strace is None:
         pytest.skip("strace is not installed (scripts/install.sh --test installs it)")
     trace = tmp_path / "trace"
     subprocess.run([strace, "-f", "-qq", "-y", "-e", "trace=fsync,fdatasync", "-o", str(trace),
-                    sys.executable, "-m", "isolate.cli", "run", "--rm", "busybox", "true"],
+                    sys.executable, "-m", "isolate.cli", *args],
                    env=env_for(isolate_cli.store), check=True, timeout=WAIT,
                    stdin=subprocess.DEVNULL, capture_output=True)
-    synced = [line.split("<", 1)[1].split(">", 1)[0] for line in trace.read_text().splitlines()
-              if "sync(" in line and "<" in line]
-    assert any(p.endswith("config.json.tmp") or "/.config.json." in p for p in synced), synced
-    assert any("/holds" in p for p in synced), synced
-    assert not [p for p in synced if p.endswith("/plan") or "/plan." in p], synced
-    # Nor the supervisor's records, which mean nothing once the machine is down.
-    records = ("shim.pid", "container.pid", "start.json", "exit.json")
-    assert not [p for p in synced if p.rsplit("/", 1)[-1].strip(".").removesuffix(".tmp")
-                in records], synced
+    return [line.split("<", 1)[1].split(">", 1)[0] for line in trace.read_text().splitlines()
+            if "sync(" in line and "<" in line]
+
+
+def test_a_container_syncs_what_a_crash_must_find_and_not_the_plan(isolate_cli: Isolate,
+                                                                   tmp_path: Path) -> None:
+    # The durable writes of a container: its record, state and name, the image hold. The
+    # plan the shim reads once at its start is only replaced at once (every start writes
+    # it anew).
+    synced = _synced(isolate_cli, tmp_path, "run", "--name", "durable", "busybox", "true")
+    try:
+        assert any(p.endswith("config.json.tmp") or "/.config.json." in p for p in synced), \
+            synced
+        assert any("/holds" in p for p in synced), synced
+        assert any(p.endswith("/containers/names") for p in synced), synced
+        assert not [p for p in synced if p.endswith("/plan") or "/plan." in p], synced
+        # Nor the supervisor's records, which mean nothing once the machine is down.
+        records = ("shim.pid", "container.pid", "start.json", "exit.json")
+        assert not [p for p in synced if p.rsplit("/", 1)[-1].strip(".").removesuffix(".tmp")
+                    in records], synced
+    finally:
+        isolate_cli.ok("rm", "durable")
+
+
+def test_run_rm_syncs_nothing(isolate_cli: Isolate, tmp_path: Path) -> None:
+    # An --rm container ends with its run, and so with a crash of the machine: none of its
+    # records is synced, and the next reader disposes of what a crash leaves (tests/
+    # container/test_faults.py: ..._an_unsynced_container_...).
+    assert _synced(isolate_cli, tmp_path, "run", "--rm", "busybox", "true") == []
+    assert isolate_cli.ok("ps", "-aq") == ""
 
 
 def _imported(argv: list[str], env: dict[str, str]) -> set[str]:

@@ -4,6 +4,7 @@ leftovers, and many cycles that must leave nothing behind."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import shutil
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from isolate.container import ContainerConfig, ContainerStore, Status
+from isolate.container import Container, ContainerConfig, ContainerStore, Status
 from isolate.errors import NotFoundError, StateError
 from isolate.image import ImageConfig, Store
 from sandbox_helpers import marker, pids_with_argv
@@ -252,6 +253,99 @@ def test_a_start_whose_state_a_crash_lost_is_created_again(
     assert not _cgroup_dirs(c.id) and not os.path.exists(c.dir)
 
 
+def _machine_crash(c: Container, mark: str, *emptied: str) -> None:
+    """What a crash of the machine leaves of ``c``, whose supervising process was killed:
+    its processes gone, its cgroup too (a boot mounts cgroupfs afresh), and the files
+    ``emptied`` of its directory empty, as an unsynced write can be."""
+    from isolate.cgroups import CGroup
+    from isolate.cgroups.cgroup import host_layout
+
+    _wait_gone(mark)
+    with open(os.path.join(c.dir, "state.json"), "rb") as f:
+        dirs = json.loads(f.read()).get("cgroup")
+    if dirs:
+        CGroup(host_layout(), dirs).delete()
+    for name in emptied:
+        with open(os.path.join(c.dir, name), "w"):
+            pass
+
+
+def _left_of(containers: ContainerStore, c: Container, name: str) -> list[str]:
+    """What is left of container ``c`` (named ``name``) in the store and the system."""
+    left = [p for p in (c.dir, os.path.join(containers.root, f".removing-{c.id}"),
+                        os.path.join(containers.names, name)) if os.path.lexists(p)]
+    left += containers.images.holders(f"container-{c.id}")
+    return left + _cgroup_dirs(c.id) + _mounts_of(c.id)
+
+
+@pytest.mark.parametrize("emptied", [("config.json",), ("state.json",),
+                                     ("config.json", "state.json")])
+def test_what_a_crash_leaves_of_an_unsynced_container_is_disposed_of(
+        containers: ContainerStore, image_store: Store, emptied: tuple[str, ...]) -> None:
+    """An ``auto_remove`` container's records are never synced (it ends with its run, and
+    so with the machine): a crash of the machine may leave its config.json, its state.json
+    or both empty. The next reader disposes of it: directory, name, image hold."""
+    mark = marker()
+    name = f"crash-rm-{len(emptied)}-{emptied[0][:3]}"
+    c = containers.create(ContainerConfig("busybox", ["sleep", mark], name=name,
+                                          auto_remove=True))
+    assert os.path.exists(os.path.join(c.dir, "ephemeral"))
+    with _started_elsewhere(image_store, name, "inprocess"):
+        pass  # the machine "goes down"
+    _machine_crash(c, mark, *emptied)
+    assert c.id not in [x.id for x in containers.list(all=True)]
+    assert _left_of(containers, c, name) == []
+    with pytest.raises(NotFoundError):
+        containers.get(name)
+
+
+def test_a_hold_without_its_container_is_released(containers: ContainerStore,
+                                                  image_store: Store) -> None:
+    """Unsynced, an ``auto_remove`` container's image hold may outlive a crash that lost
+    the container itself (the order of unsynced writes is not kept): the next reader
+    releases it, so that the image can be removed."""
+    holder = "container-" + os.urandom(32).hex()
+    image_store.hold("busybox", holder, durable=False)
+    image_store.hold("busybox", "not-a-container")  # (others' holds are not ours)
+    try:
+        assert holder in image_store.holders("container-")
+        containers.list()
+        assert holder not in image_store.holders("container-")
+        assert "not-a-container" in image_store.holders()
+    finally:
+        image_store.release("not-a-container")
+        image_store.release(holder)
+
+
+def test_a_durable_containers_damaged_records_lose_nothing(containers: ContainerStore) -> None:
+    """A container not made ``auto_remove`` syncs its records, so no crash leaves them
+    empty; a hand can. Its state damaged: it is dead, saying why, and ``rm`` removes it.
+    Its config.json damaged: it is no container to ``get``, said so, and left on disk (as
+    Docker's daemon leaves one it cannot load), its files kept for its owner."""
+    c = containers.create(ContainerConfig("busybox", ["true"], name="hand-state"))
+    assert not os.path.exists(os.path.join(c.dir, "ephemeral"))
+    with open(os.path.join(c.dir, "state.json"), "w") as f:
+        f.write('{"status": "run')
+    st = c.state
+    assert st.status is Status.DEAD and "state.json" in st.error
+    assert [x.id for x in containers.list(all=True) if x.id == c.id] == [c.id]
+    c.remove()
+    assert _left_of(containers, c, "hand-state") == []
+
+    d = containers.create(ContainerConfig("busybox", ["true"], name="hand-config"))
+    try:
+        with open(os.path.join(d.dir, "config.json"), "w"):
+            pass
+        assert d.id not in [x.id for x in containers.list(all=True)]
+        with pytest.raises(NotFoundError, match=r"config\.json"):
+            containers.get("hand-config")
+        assert os.path.exists(os.path.join(d.dir, "upper"))  # nothing of it removed
+    finally:
+        shutil.rmtree(d.dir)
+        os.unlink(os.path.join(containers.names, "hand-config"))
+        containers.images.release(f"container-{d.id}")
+
+
 def test_racing_verbs_on_one_container_lose_nothing(containers: ContainerStore) -> None:
     c = containers.create(ContainerConfig("busybox", ["sleep", "100000"]))
     errors: list[BaseException] = []
@@ -322,8 +416,6 @@ except NotFoundError:
 
 
 def test_a_crashed_removal_is_finished_by_the_next_reader(containers: ContainerStore) -> None:
-    import json
-
     c = containers.create(ContainerConfig("busybox", ["true"], name="half-removed"))
     path = os.path.join(c.dir, "state.json")
     with open(path) as f:

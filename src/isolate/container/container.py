@@ -87,6 +87,21 @@ _CLEANUP = ("import sys; sys.path[:0] = sys.argv[4:]; "
            "raise SystemExit(main(sys.argv[1:4]))")
 #: ``wait``'s conditions, as the Engine API names them.
 _WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
+#: The file whose presence in a container's directory says its records are not synced
+#: (an ``auto_remove`` container: see :func:`_durable`).
+EPHEMERAL = "ephemeral"
+#: The error of a container whose state record cannot be read.
+_LOST = ("its state record (state.json) is empty or unreadable: a crash of the machine or a "
+         "hand damaged it")
+
+
+def _durable(record: Mapping[str, Any]) -> bool:
+    """Whether a container's records are synced as they are written: all but an
+    ``auto_remove`` one's. That one ends with its run, and so with a crash of the machine:
+    its records are written whole or not at all, as every record, but never fsynced (ten
+    syncs of a ``run --rm`` on disk), and the next reader disposes of what such a crash
+    leaves (docs/containers.md, "On disk")."""
+    return not record.get("config", {}).get("auto_remove")
 
 
 @_record.record
@@ -251,6 +266,9 @@ class ContainerStore:
         except FileNotFoundError:
             raise NotFoundError(f"No such container: {ref}", kind="container", ref=ref) \
                 from None
+        except ValueError:
+            raise NotFoundError(f"No such container: {ref} (its record, config.json, is empty "
+                                "or unreadable)", kind="container", ref=ref) from None
 
     def list(self, *, all: bool = False) -> builtins.list[Container]:
         """The running containers (every container with ``all``), newest first, as ``docker
@@ -267,6 +285,9 @@ class ContainerStore:
                 st = c._settled_if_idle()
             except (FileNotFoundError, NotFoundError):
                 continue  # removed meanwhile
+            except ValueError:  # a record that cannot be read
+                self._dispose_unsynced(cid)
+                continue
             if st.status is Status.REMOVING and c._finish_crashed_removal():
                 continue
             if c._record["config"].get("auto_remove") and st.status in (
@@ -310,25 +331,52 @@ class ContainerStore:
                 continue  # started or removed meanwhile
         return removed
 
+    def _dispose_unsynced(self, cid: str) -> None:
+        """Dispose of container ``cid`` whose config.json cannot be read, if its records
+        were never synced (:data:`EPHEMERAL`): what a crash of the machine left of an
+        ``auto_remove`` container. Any other such container a hand damaged: left as it is
+        (as Docker's daemon leaves a container it cannot load), its files its owner's."""
+        path = self.path(cid)
+        if not os.path.exists(os.path.join(path, EPHEMERAL)):
+            return
+        self._dispose_unlocked(path, os.path.join(self.root, f".removing-{cid}"))
+
+    def _dispose_unlocked(self, path: str, trash: str) -> None:
+        """Move ``path`` to ``trash`` (if it is not there) and dispose of it, unless someone
+        holds the lock on the directory itself (a live remover, another reader at it)."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if path != trash:
+                    os.rename(path, trash)
+            except (BlockingIOError, FileNotFoundError):
+                return
+            self._dispose(trash)
+        finally:
+            os.close(fd)
+
     def _clean_leftovers(self) -> None:
-        """Dispose of the trash dirs whose remover died (a live one holds its lock)."""
+        """Dispose of the trash dirs whose remover died (a live one holds its lock), and
+        release the image holds of containers that are not there: what a crash of the
+        machine can leave of an ``auto_remove`` container, whose hold is not synced (a
+        container's hold is taken after its directory is in place, and released before its
+        trash goes)."""
+        for holder in self.images.holders("container-"):
+            cid = holder.removeprefix("container-")
+            if not (os.path.lexists(self.path(cid))
+                    or os.path.lexists(os.path.join(self.root, f".removing-{cid}"))):
+                with contextlib.suppress(IsolateError, OSError):
+                    self.images.release(holder)
         for name in os.listdir(self.root):
             if not name.startswith(".removing-"):
                 continue
-            trash = os.path.join(self.root, name)
             # The remover holds a lock on the directory itself (its files go one by one).
-            try:
-                fd = os.open(trash, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            try:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue
-                self._dispose(trash)
-            finally:
-                os.close(fd)
+            trash = os.path.join(self.root, name)
+            self._dispose_unlocked(trash, trash)
 
     def _dispose(self, trash: str) -> None:
         """Finish a removal past its point of removal: the name, the image hold, the files
@@ -341,9 +389,12 @@ class ContainerStore:
             if cg is not None:
                 with contextlib.suppress(IsolateError):
                     cg.delete()
-        if record.get("name"):
-            with FileLock(os.path.join(self.root, "names.lock")).hold():
+        with FileLock(os.path.join(self.root, "names.lock")).hold():
+            if record.get("name"):
                 self._unlink_name(str(record["name"]), cid)
+            else:  # (a record a crash left empty: whichever names are its)
+                for name in os.listdir(self.names):
+                    self._unlink_name(name, cid)
         with contextlib.suppress(IsolateError):
             self.images.release(f"container-{cid}")
         if os.path.lexists(trash):
@@ -413,7 +464,8 @@ class ContainerStore:
                         contextlib.nullcontext():
                     record["volumes"], made_volumes = self._volumes(
                         config, img, record, lowers, os.path.join(build, "mountpoints"))
-                    write_json(os.path.join(build, "config.json"), record, sync_dir=False)
+                    write_json(os.path.join(build, "config.json"), record, sync_dir=False,
+                               durable=_durable(record))
                     self._publish(cid, build, record, config.name is not None)
             except BaseException as exc:
                 remove_tree(build)
@@ -427,7 +479,7 @@ class ContainerStore:
                 raise
             # A crash before this line leaves a container without a hold: starting it
             # takes the hold again (see Container._hold).
-            images.hold(img, f"container-{cid}")
+            images.hold(img, f"container-{cid}", durable=_durable(record))
         if len(self._prepared) >= 16:  # a bound: created here, started elsewhere or never
             self._prepared.pop(next(iter(self._prepared)))
         self._prepared[cid] = prepared
@@ -534,6 +586,14 @@ class ContainerStore:
         """Reserve the name and move the built dir into place, at once (under the names
         lock), so that no name ever points at a container that does not exist."""
         name = str(record["name"])
+        durable = _durable(record)
+        if not durable:
+            # What tells the next reader after a crash of the machine that the container's
+            # records were never synced, so that a config.json the crash left empty is its
+            # to dispose of (its name, like the directory's, is metadata: the crash keeps it
+            # with the directory or loses both).
+            os.close(os.open(os.path.join(build, EPHEMERAL), os.O_WRONLY | os.O_CREAT
+                             | os.O_EXCL | os.O_CLOEXEC, 0o644))
         with FileLock(os.path.join(self.root, "names.lock")).hold():
             owner = self._name_owner(name)
             while owner is not None and not explicit:
@@ -545,18 +605,22 @@ class ContainerStore:
                                     "rename) that container to be able to reuse that name.")
             if name != record["name"]:
                 record["name"] = name
-                write_json(os.path.join(build, "config.json"), record, sync_dir=False)
-            write_state(os.path.join(build, "state.json"), State(), sync_dir=False)
-            fsync_dir(build)
-            self._write_name(name, cid)
+                write_json(os.path.join(build, "config.json"), record, sync_dir=False,
+                           durable=durable)
+            write_state(os.path.join(build, "state.json"), State(), sync_dir=False,
+                        durable=durable)
+            if durable:
+                fsync_dir(build)
+            self._write_name(name, cid, durable=durable)
             try:
                 os.rename(build, self.path(cid))
             except BaseException:
                 self._unlink_name(name, cid)
                 raise
-            fsync_dir(self.root)
+            if durable:
+                fsync_dir(self.root)
 
-    def _write_name(self, name: str, cid: str) -> None:
+    def _write_name(self, name: str, cid: str, *, durable: bool = True) -> None:
         """``names/NAME``: a symlink whose text is the id (made at once, or not at all),
         replacing a stale one (a name whose container is gone). Under the names lock."""
         path = os.path.join(self.names, name)
@@ -565,7 +629,8 @@ class ContainerStore:
         except FileExistsError:
             os.unlink(path)  # stale: _name_owner found no container behind it
             os.symlink(cid, path)
-        fsync_dir(self.names)
+        if durable:
+            fsync_dir(self.names)
 
     def _unlink_name(self, name: str, cid: str) -> None:
         """Drop ``names/NAME`` if it still names ``cid``. Under the names lock."""
@@ -781,8 +846,11 @@ class Container:
 
     @classmethod
     def _load(cls, store: ContainerStore, cid: str) -> Container:
+        """Raises: FileNotFoundError (removed), ValueError (a record that is not JSON)."""
         with open(os.path.join(store.path(cid), "config.json"), "rb") as f:
             record = json.loads(f.read())
+        if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+            raise ValueError(f"container {cid[:12]}: config.json holds no container record")
         return cls(store, cid, record)
 
     # -- the friendly constructors ---------------------------------------------------------------
@@ -919,10 +987,22 @@ class Container:
 
         Raises:
             NotFoundError: the container was removed."""
+        return self._observe(self._recorded())
+
+    def _recorded(self) -> State:
+        """The state as last recorded. A record that cannot be read while the container is
+        there (every write renames a whole one into place: only a crash of the machine
+        leaves an unsynced one empty, or a hand damages it) is a dead container's, saying
+        so, which ``rm`` removes (and a lister, for an ``auto_remove`` one).
+
+        Raises:
+            NotFoundError: the container was removed."""
         st = read_state(os.path.join(self.dir, "state.json"))
-        if st is None:
+        if st is not None:
+            return st
+        if not os.path.isfile(os.path.join(self.dir, "config.json")):
             raise NotFoundError(f"No such container: {self.id}", kind="container", ref=self.id)
-        return self._observe(st)
+        return State(Status.DEAD, error=_LOST)
 
     @property
     def status(self) -> Status:
@@ -977,9 +1057,7 @@ class Container:
 
         Raises:
             NotFoundError: the container was removed."""
-        recorded = read_state(os.path.join(self.dir, "state.json"))
-        if recorded is None:
-            raise NotFoundError(f"No such container: {self.id}", kind="container", ref=self.id)
+        recorded = self._recorded()
         st = self._observe(recorded)
         if st.status.running or not recorded.status.running:
             return st
@@ -993,8 +1071,11 @@ class Container:
         except BlockingIOError:
             return st  # someone is acting on it; they settle it
         else:
-            again = read_state(os.path.join(self.dir, "state.json"))
-            return self._settle(again) if again is not None else st
+            try:
+                again = self._recorded()
+            except NotFoundError:
+                return st
+            return self._settle(again)
         finally:
             os.close(fd)
 
@@ -1013,10 +1094,7 @@ class Container:
                                 ref=self.id) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            st = read_state(os.path.join(self.dir, "state.json"))
-            if st is None or not os.path.exists(os.path.join(self.dir, "config.json")):
-                raise NotFoundError(f"No such container: {self.id}", kind="container",
-                                    ref=self.id)
+            st = self._recorded()
             clean_temp_files(self.dir)
             yield self._settle(st)
         finally:
@@ -1039,7 +1117,7 @@ class Container:
             # The file is synced before its rename, the directory not: a crash of the machine
             # keeps the old state or the new, each one a reader handles (a run's end recorded
             # or not: after a reboot no run is left either way).
-            write_state(os.path.join(self.dir, "state.json"), st, sync_dir=False)
+            self._write(st, sync_dir=False)
         return st
 
     def _release_run(self, st: State, error: BaseException | None = None) -> None:
@@ -1070,7 +1148,8 @@ class Container:
                     os.unlink(os.path.join(self.dir, "network.json"))
 
     def _write(self, st: State, *, sync_dir: bool = True) -> None:
-        write_state(os.path.join(self.dir, "state.json"), st, sync_dir=sync_dir)
+        write_state(os.path.join(self.dir, "state.json"), st, sync_dir=sync_dir,
+                    durable=_durable(self._record))
 
     def reload(self) -> Container:
         """Re-read the record (after a rename in another process)."""
@@ -1184,7 +1263,8 @@ class Container:
             setup = driver.prepare(request)
             fds.extend(setup.fds)
             if setup.facts:
-                write_json(os.path.join(self.dir, "network.json"), dict(setup.facts))
+                write_json(os.path.join(self.dir, "network.json"), dict(setup.facts),
+                           durable=_durable(self._record))
             self._write_etc(setup)
             volume_dirs = {t: self.store.volumes.get(n).mountpoint
                            for t, n in self.volumes.items()}
@@ -1732,7 +1812,8 @@ class Container:
             # The moment of removal: from here on no one finds it, and a crash leaves only a
             # trash dir, which the next list() disposes of.
             os.rename(self.dir, trash)
-            fsync_dir(self.store.root)
+            if _durable(self._record):  # (else a crash brings it back, for the next list())
+                fsync_dir(self.store.root)
             self.store._dispose(trash)
         finally:
             os.close(dirfd)
@@ -1824,7 +1905,8 @@ class Container:
                 self.store._write_name(name, self.id)
                 record = dict(self._record, name=name)
                 record["config"] = dict(record["config"], name=name)
-                write_json(os.path.join(self.dir, "config.json"), record)
+                write_json(os.path.join(self.dir, "config.json"), record,
+                           durable=_durable(record))
                 self._record, self._config = record, None
                 self.store._unlink_name(old, self.id)
             # The container's /etc/hosts names it: keep that true for a running one.

@@ -296,9 +296,11 @@ def write_json(path: str, data: Mapping[str, Any], *, sync_dir: bool = True,
         fsync_dir(directory)
 
 
-def write_state(path: str, state: State, *, sync_dir: bool = True) -> None:
-    """Persist ``state`` at ``path`` atomically."""
-    write_json(path, state.to_json(), sync_dir=sync_dir)
+def write_state(path: str, state: State, *, sync_dir: bool = True,
+                durable: bool = True) -> None:
+    """Persist ``state`` at ``path`` atomically (``sync_dir``, ``durable``: as
+    :func:`write_json`)."""
+    write_json(path, state.to_json(), sync_dir=sync_dir, durable=durable)
 
 
 def clean_temp_files(directory: str) -> None:

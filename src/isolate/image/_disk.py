@@ -144,8 +144,10 @@ class TempSpace:
         return removed
 
     @contextlib.contextmanager
-    def writer(self, final: str) -> Iterator[BinaryIO]:
-        """Write a file that appears at ``final`` only complete: temp, fsync, rename.
+    def writer(self, final: str, *, durable: bool = True) -> Iterator[BinaryIO]:
+        """Write a file that appears at ``final`` only complete: temp, fsync, rename, fsync
+        of its directory (``durable=False``: no fsync; a reader sees it whole or not at
+        all, and only a crash of the machine may leave it empty or not there).
 
         On an exception the temp file is removed and ``final`` is untouched.
         """
@@ -154,17 +156,19 @@ class TempSpace:
         try:
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
             f.close()
             os.rename(tmp, final)
-            fsync_dir(os.path.dirname(final))
+            if durable:
+                fsync_dir(os.path.dirname(final))
         except BaseException:
             f.close()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
 
-    def write_bytes(self, final: str, data: bytes) -> None:
-        """Atomically replace ``final`` with ``data``."""
-        with self.writer(final) as f:
+    def write_bytes(self, final: str, data: bytes, *, durable: bool = True) -> None:
+        """Atomically replace ``final`` with ``data`` (``durable``: as :meth:`writer`)."""
+        with self.writer(final, durable=durable) as f:
             f.write(data)

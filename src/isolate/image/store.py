@@ -646,13 +646,16 @@ class Store:
     # -- holds (containers keep their image) -----------------------------------------------
 
     def hold(self, image: str | Reference | Image, holder: str, *,
-             for_process: bool = False) -> None:
+             for_process: bool = False, durable: bool = True) -> None:
         """Record that ``holder`` (e.g. a container id) uses ``image``: gc and rmi keep it.
 
         A hold lasts until :meth:`release`. With ``for_process=True`` it also ends when this
         process does (a sandbox's hold): the hold file is kept under a lock that dies with the
         process, so the hold of a SIGKILLed process is dropped by the next :meth:`gc` or
-        :meth:`rmi`, in any pid namespace that shares the store.
+        :meth:`rmi`, in any pid namespace that shares the store. ``durable=False`` writes
+        it without an fsync, for a holder that a crash of the machine ends anyway: a crash
+        may then leave the hold, empty or whole, without its holder, and the holder's layer
+        releases it (see :meth:`holders`).
 
         Raises:
             ConfigError: ``holder`` is not a plain name.
@@ -663,7 +666,8 @@ class Store:
         image_id = self.get(image).id
         with self._meta():
             if not for_process:
-                self.tmp.write_bytes(self._p("holds", holder), image_id.encode())
+                self.tmp.write_bytes(self._p("holds", holder), image_id.encode(),
+                                     durable=durable)
                 return
             with self.tmp.writer(self._p("holds", holder)) as f:
                 f.write(f"{image_id} process\n".encode())
@@ -689,6 +693,11 @@ class Store:
             lock_fd = self._process_holds.pop(holder, None)
             if lock_fd is not None:
                 os.close(lock_fd)
+
+    def holders(self, prefix: str = "") -> list[str]:
+        """The holders (see :meth:`hold`) whose names start with ``prefix``, as their hold
+        files name them (one whose file a crash left empty among them)."""
+        return sorted(name for name in os.listdir(self._p("holds")) if name.startswith(prefix))
 
     def _all_holds(self) -> dict[str, str]:
         """holder -> image id, leaving out (and removing) holds of processes that died."""
