@@ -211,6 +211,10 @@ class ContainerStore:
         """The state dir of container ``cid``."""
         return os.path.join(self.root, cid)
 
+    def trash(self, cid: str) -> str:
+        """Where container ``cid``'s state dir goes at the moment of its removal."""
+        return os.path.join(self.root, f".removing-{cid}")
+
     # -- finding -------------------------------------------------------------------------------
     def ids(self) -> builtins.list[str]:
         """The ids of every container (made and not removed), oldest first is not promised."""
@@ -339,7 +343,7 @@ class ContainerStore:
         path = self.path(cid)
         if not os.path.exists(os.path.join(path, EPHEMERAL)):
             return
-        self._dispose_unlocked(path, os.path.join(self.root, f".removing-{cid}"))
+        self._dispose_unlocked(path, self.trash(cid))
 
     def _dispose_unlocked(self, path: str, trash: str) -> None:
         """Move ``path`` to ``trash`` (if it is not there) and dispose of it, unless someone
@@ -368,7 +372,7 @@ class ContainerStore:
         for holder in self.images.holders("container-"):
             cid = holder.removeprefix("container-")
             if not (os.path.lexists(self.path(cid))
-                    or os.path.lexists(os.path.join(self.root, f".removing-{cid}"))):
+                    or os.path.lexists(self.trash(cid))):
                 with contextlib.suppress(IsolateError, OSError):
                     self.images.release(holder)
         for name in os.listdir(self.root):
@@ -1114,9 +1118,10 @@ class Container:
             self._release_run(st)
             st = _record.evolve(st, cgroup=None)
         if st != recorded:
-            # The file is synced before its rename, the directory not: a crash of the machine
-            # keeps the old state or the new, each one a reader handles (a run's end recorded
-            # or not: after a reboot no run is left either way).
+            # The file is synced before its rename (but an auto_remove container's: see
+            # _durable), the directory not: a crash of the machine keeps the old state or
+            # the new, each one a reader handles (a run's end recorded or not: after a
+            # reboot no run is left either way).
             self._write(st, sync_dir=False)
         return st
 
@@ -1804,7 +1809,7 @@ class Container:
     def _remove_locked(self, st: State, volumes: bool) -> None:
         self._release_run(st)
         anonymous = [n for n in self.volumes.values() if self._anonymous_volume(n)]
-        trash = os.path.join(self.store.root, f".removing-{self.id}")
+        trash = self.store.trash(self.id)
         # Held over the rename: no lister disposes of the trash while we do.
         dirfd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
