@@ -96,10 +96,12 @@ def children_of(pid: int) -> list[int]:
 
 def open_fds() -> dict[int, str]:
     """This process's fds and what they point at (but the device programs isolate keeps
-    loaded for the next cgroup: a cache, not a leak)."""
+    loaded for the next cgroup and the spare network namespace made for the next sandbox:
+    caches, not leaks)."""
+    from isolate import _spare_netns
     from isolate.cgroups.devices import kept_program_fds
 
-    kept = {str(fd) for fd in kept_program_fds()}
+    kept = {str(fd) for fd in (*kept_program_fds(), *_spare_netns.held_fds())}
     out = {}
     for name in os.listdir("/proc/self/fd"):
         if name in kept:

@@ -33,6 +33,7 @@ LAYERS: dict[str, float] = {
     "isolate._plan": 1,
     "isolate._sys": 1,
     "isolate.lowlevel": 2,
+    "isolate._spare_netns": 2,  # a network namespace made ahead: uses _sys
     "isolate._shim_files": 2.4,  # the supervisor's records, read without _shim: imports nothing
     "isolate._shim": 2.5,  # the container supervisor's Python side: uses lowlevel's errors
     "isolate.namespaces": 3,

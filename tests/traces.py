@@ -97,9 +97,11 @@ def _children() -> frozenset[str]:
 
 
 def _fds() -> frozenset[str]:
+    from isolate import _spare_netns
     from isolate.cgroups.devices import kept_program_fds
 
-    kept = {str(fd) for fd in kept_program_fds()}  # isolate's own cache, not a leak
+    # isolate's own caches, not leaks: the device programs, the next sandbox's net namespace
+    kept = {str(fd) for fd in (*kept_program_fds(), *_spare_netns.held_fds())}
     out = set()
     for fd in os.listdir("/proc/self/fd"):
         if fd in kept:

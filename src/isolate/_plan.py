@@ -1009,6 +1009,33 @@ class Plan:
         p._frozen_fds = self._frozen_fds
         return p
 
+    def with_fd(self, index: int, fd: int) -> Plan:
+        """A copy of this frozen plan whose op ``index`` -- one that takes an fd in ``a`` and
+        no strings (a :func:`setns` of an fd, a cgroup join) -- takes ``fd`` instead: a plan
+        kept per config can name an fd that differs from one spawn to the next without
+        being checked and encoded again.
+
+        Raises ConfigError: ``index`` is not in the frozen part, the op has strings, or the
+        op refuses ``fd`` (see :meth:`Op.check`)."""
+        frozen = self._frozen
+        if frozen is None or not 0 <= index < min(frozen[0], len(self.ops)):
+            raise ConfigError(f"with_fd: op {index} is not in the frozen part of {self!r}")
+        op = self.ops[index]
+        if any(s is not None for s in (op.s1, op.s2, op.s3, op.s4)) or op.kind is OpKind.EXEC:
+            raise ConfigError(f"with_fd: op {index} ({op.kind.name}) has strings, not only "
+                              "an fd")
+        new = Op(op.kind, op.flags, fd, op.b, op.c, note=op.note)
+        try:
+            new.check()
+        except ConfigError as exc:
+            raise ConfigError(f"op {index}: {exc}") from None
+        p = self.extended(())
+        p.ops[index] = new
+        records = list(frozen[2])
+        records[index] = _encode_ops([new], bytearray())[0]
+        p._frozen = (frozen[0], frozen[1], records)
+        return p
+
     def encode(self, status_fd: int, sync_fd: int = -1, exit_fd: int = -1) -> bytearray:
         """Lay the plan out as ``[header][strings][ops]``; references are byte offsets.
 

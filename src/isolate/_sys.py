@@ -77,6 +77,21 @@ def unshare(flags: int) -> None:
         raise _fail(NamespaceError, f"unshare {flags:#x}", step="unshare")
 
 
+def new_netns() -> int:
+    """A new network namespace with ``lo`` up, made by the calling thread, which is back in
+    its own namespace on return: an O_CLOEXEC fd of it, the caller's to close.
+
+    Raises NamespaceError with the errno: ``step="new netns"`` when none was made,
+    ``step="return"`` when the thread could not go back to its own namespace (it is still in
+    the new one and must run nothing that opens sockets)."""
+    stranded = ffi.new("int *")
+    fd = int(_lib.iso_new_netns(stranded))
+    if fd < 0:
+        raise _fail(NamespaceError, "a new network namespace",
+                    step="return" if stranded[0] else "new netns")
+    return fd
+
+
 def pivot_root(new_root: str, put_old: str) -> None:
     """pivot_root(2) of the calling process's mount namespace: ``new_root`` becomes ``/``,
     the old root is moved to ``put_old`` (below ``new_root``).

@@ -347,20 +347,28 @@ def _make_shared_namespaces(rc: RuntimeConfig, root: Sequence[Op] = ()
     ``root`` ops are given -- a mount namespace with the sandbox's root built once.
 
     One short-lived child makes them all (:func:`isolate.runtime.shared_plan`), sets the
-    hostname, brings ``lo`` up, builds the root and exits without exec'ing. Holding the fds
+    hostname, brings ``lo`` up (or joins a network namespace made ahead with it up), builds
+    the root and exits without exec'ing. Holding the fds
     (not a process, not a bind mount) keeps the namespaces alive, and closing them frees
     them: nothing can outlive the sandbox.
     """
-    from isolate import lowlevel, runtime
+    from isolate import _spare_netns, lowlevel, runtime
 
-    shared = runtime.shared_plan(rc, root)
+    # A process entering sandboxes one after another takes a network namespace made ahead
+    # (isolate._spare_netns): what the clone would make, off this path.
+    spare = _spare_netns.take() if runtime.takes_netns(rc) else -1
     try:
-        with lowlevel.spawn(shared.plan, parent_step=shared.parent_step
-                            if shared.needs_parent else None) as child:
-            child.wait()
-            return shared.collect(child.opened)
+        shared = runtime.shared_plan(rc, root, netns=spare)
+        try:
+            with lowlevel.spawn(shared.plan, parent_step=shared.parent_step
+                                if shared.needs_parent else None) as child:
+                child.wait()
+                return shared.collect(child.opened)
+        finally:
+            shared.close()
     finally:
-        shared.close()
+        if spare >= 0:
+            os.close(spare)
 
 
 def _explain_root_failure(exc: MountError) -> None:

@@ -181,6 +181,10 @@ int iso_openat2(int dfd, const char *path, uint64_t flags, uint64_t mode, uint64
 int iso_clone3_works(void);
 int iso_vfork_into_cgroup_works(void); /* VFORK plans may have a cgroup_fd */
 int iso_bpf(int cmd, void *attr, unsigned int size);
+/* A new network namespace with lo up, made by the calling thread, which is back in its own on
+ * return: an O_CLOEXEC fd of it, or -1 with errno set. *stranded is set to 1 when the thread
+ * could not go back (it is then still in the new namespace and must run nothing else). */
+int iso_new_netns(int *stranded);
 /* Layer extraction fast path (extract.c). Python reads and decompresses the stream and feeds
  * it here in big chunks; C unpacks the common entries (plain ustar/GNU regular files,
  * directories and symlinks) itself and hands every other entry back to Python, untouched, by

@@ -21,6 +21,7 @@ from isolate.runtime.compiler import (
     root_ops,
     shared_plan,
     standard_mounts,
+    takes_netns,
     view_plan,
 )
 from isolate.runtime.config import (
@@ -62,5 +63,6 @@ __all__ = [
     "root_ops",
     "shared_plan",
     "standard_mounts",
+    "takes_netns",
     "view_plan",
 ]

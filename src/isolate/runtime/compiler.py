@@ -50,6 +50,7 @@ __all__ = [
     "root_ops",
     "shared_plan",
     "standard_mounts",
+    "takes_netns",
     "view_plan",
 ]
 
@@ -593,23 +594,47 @@ class SharedNamespaces:
         self.opened.clear()
 
 
-def shared_plan(cfg: RuntimeConfig, root: Sequence[Op] = ()) -> SharedNamespaces:
+def shared_plan(cfg: RuntimeConfig, root: Sequence[Op] = (), *,
+                netns: int = -1) -> SharedNamespaces:
     """Compile the shared part of a sandbox: new user/net/uts/ipc namespaces as ``cfg`` asks,
     and a mount namespace holding ``root`` (ops from :func:`root_ops`) when given.
 
+    ``netns`` is an fd of a network namespace made for this sandbox and never used yet (``lo``
+    up, as :func:`isolate._sys.new_netns` makes it): the child joins it first instead of
+    making one, for a ``cfg`` with a new network namespace and no user namespace
+    (:func:`takes_netns`). The caller still owns ``netns``; :meth:`SharedNamespaces.collect`
+    gives an fd of its own for it.
+
     The plan is checked and encoded once per ``(cfg, root)`` (both immutable) and kept: a
-    fresh sandbox per run would otherwise pay both again for the same op list."""
-    p, kinds, by_parent = _shared_ops(cfg, tuple(root))
+    fresh sandbox per run would otherwise pay both again for the same op list.
+
+    Raises ConfigError: ``netns`` for a ``cfg`` that does not take one."""
+    if netns >= 0:
+        if not takes_netns(cfg):
+            raise ConfigError("netns: this sandbox makes no network namespace of its own, or "
+                              "makes it inside a user namespace")
+        p, kinds, by_parent = _shared_ops(cfg, tuple(root), True)
+        p = p.with_fd(0, netns)
+    else:
+        p, kinds, by_parent = _shared_ops(cfg, tuple(root), False)
     if by_parent:
         return SharedNamespaces(p, list(kinds), cfg.uid_mappings, cfg.gid_mappings)
     return SharedNamespaces(p, list(kinds))
 
 
+def takes_netns(cfg: RuntimeConfig) -> bool:
+    """Whether :func:`shared_plan` of ``cfg`` can take a network namespace made ahead: it
+    asks for a new one, and for no user namespace (which would have to own it)."""
+    return cfg.has_new(NamespaceKind.NET) and cfg.namespace(NamespaceKind.USER) is None
+
+
 @_memo.lru_cache(maxsize=16)
-def _shared_ops(cfg: RuntimeConfig, root: tuple[Op, ...]
+def _shared_ops(cfg: RuntimeConfig, root: tuple[Op, ...], spare_net: bool = False
                 ) -> tuple[Plan, tuple[NamespaceKind, ...], bool]:
     """The frozen plan of :func:`shared_plan`, its namespace kinds, and whether the parent
-    writes the id maps."""
+    writes the id maps. With ``spare_net`` (only for :func:`takes_netns`), the plan's first op
+    joins a network namespace made ahead, whose fd :meth:`Plan.with_fd` puts in, instead of
+    cloning into a new one and bringing its ``lo`` up."""
     user = cfg.namespace(NamespaceKind.USER)
     # A joined user namespace (a rootless bridge's, made inside the rootless netns's) must
     # own the new ones: the child joins it (and a joined network namespace) first, then
@@ -636,7 +661,12 @@ def _shared_ops(cfg: RuntimeConfig, root: tuple[Op, ...]
         p.add(Op(OpKind.WAIT_PARENT, note="wait for the user namespace's maps"))
         p.extend(_become_root_ops(cfg))
     else:
-        p = Plan(flags, Mode.VFORK, share_files=True)
+        p = Plan(flags & ~NamespaceKind.NET.flag if spare_net else flags, Mode.VFORK,
+                 share_files=True)
+        if spare_net:
+            # A placeholder fd, which with_fd replaces: the net namespace made ahead (lo up).
+            p.add(Op(OpKind.SETNS, a=0, b=NamespaceKind.NET.flag,
+                     note="join the network namespace made ahead for this sandbox"))
         # Opened first, before the root changes: the namespace is the same whatever is mounted.
         p.extend(_plan.open_(f"/proc/self/ns/{k.value}", note=f"open the {k.value} namespace")
                  for k in kinds)
@@ -644,7 +674,7 @@ def _shared_ops(cfg: RuntimeConfig, root: tuple[Op, ...]
             p.extend(_self_map_ops(cfg))
     if NamespaceKind.UTS in kinds:
         p.extend(_hostname_ops(cfg))
-    if NamespaceKind.NET in kinds:
+    if NamespaceKind.NET in kinds and not spare_net:
         p.add(Op(OpKind.LOOPBACK_UP, note="bring up lo"))
     if root:
         p.extend(root)
