@@ -149,3 +149,59 @@ def test_a_first_start_in_the_creating_process_reuses_the_runtime_config_create_
     assert len(built) == 6 and d.wait(timeout=60).exit_code == 0
     for made in (c, v, d):
         made.remove(volumes=True)
+
+
+@pytest.mark.parametrize("supervisor", ["inprocess", "shim"])
+def test_a_container_joins_the_network_namespace_made_ahead_and_finds_only_lo_up(
+        image_store: object, supervisor: str) -> None:
+    """A process starting containers one after another gives each the spare network
+    namespace a thread made ahead (isolate._spare_netns), as its sandboxes: what a clone
+    would have made, one per container; a container with a restart policy takes none."""
+    import time
+
+    from isolate import _spare_netns
+    from isolate.container import RestartPolicy
+
+    cs = ContainerStore(image_store, supervisor=supervisor)  # type: ignore[arg-type]
+    made: list[Container] = []
+    script = ("readlink /proc/self/ns/net; cat /sys/class/net/lo/flags; ls /sys/class/net; "
+              "cat /proc/net/route /proc/net/tcp /proc/net/unix | wc -l")
+    try:
+        for _ in range(2):  # the second take asks the thread for a spare
+            made.append(cs.create(ContainerConfig("busybox", ["true"])))
+            made[-1].start()
+        deadline = time.monotonic() + 10
+        while not _spare_netns.held_fds() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        (fd,) = _spare_netns.held_fds()
+        spare = os.readlink(f"/proc/self/fd/{fd}")
+        c = cs.create(ContainerConfig("busybox", ["sleep", "60"]))
+        made.append(c)
+        c.start()
+        assert os.readlink(f"/proc/{c.state.pid}/ns/net") == spare
+        code, out, err = c.exec_run(["sh", "-c", script])
+        assert code == 0, err
+        ns, flags, *devices, lines = out.split()
+        assert ns.decode() == spare
+        assert int(flags, 16) & 1 and devices == [b"lo"] and lines == b"3"
+        # Each container gets one of its own: the next spare is another namespace.
+        other = cs.create(ContainerConfig("busybox", ["sleep", "60"]))
+        made.append(other)
+        other.start()
+        assert os.readlink(f"/proc/{other.state.pid}/ns/net") != spare
+        # A restart policy: every run gets a namespace the clone makes (none is taken).
+        deadline = time.monotonic() + 10
+        while not _spare_netns.held_fds() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if supervisor == "shim":
+            (kept,) = _spare_netns.held_fds()
+            before = os.readlink(f"/proc/self/fd/{kept}")
+            restarting = cs.create(ContainerConfig("busybox", ["sleep", "60"],
+                                                   restart=RestartPolicy("on-failure", 3)))
+            made.append(restarting)
+            restarting.start()
+            assert os.readlink(f"/proc/{restarting.state.pid}/ns/net") != before
+            assert os.readlink(f"/proc/self/fd/{kept}") == before
+    finally:
+        for m in made:
+            m.remove(force=True)

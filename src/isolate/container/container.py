@@ -1277,6 +1277,7 @@ class Container:
                                  setup.user_namespace)
             rc = self.store._prepared_config(self.id, cfg, img.config, resolved) \
                 or runtime_config(cfg, img.config, resolved)
+            rc = _with_spare_netns(rc, cfg, fds)
             root = _plan.overlay(lowers, upper=self.upper_dir,
                                  work=os.path.join(self.dir, "work"), slot=0,
                                  options=("userxattr",) if record.get("userxattr") else (),
@@ -2356,6 +2357,28 @@ def _joined_controllers(cfg: ContainerConfig, devices: bool) -> set[str]:
                                limits.cpuset_mems is not None):
         wanted.add("cpuset")
     return wanted
+
+
+def _with_spare_netns(rc: RuntimeConfig, cfg: ContainerConfig, fds: builtins.list[int]
+                      ) -> RuntimeConfig:
+    """``rc`` joining the network namespace made ahead for a process that starts containers
+    one after another (:mod:`isolate._spare_netns`, as sandboxes do), when it asks for a new
+    one and no user namespace owns it; the fd goes to ``fds``, closed once the first process
+    runs (a shim keeps a copy, as for any joined namespace). Not for a container with a
+    restart policy: each of its runs gets a new namespace, as with Docker."""
+    from isolate import _spare_netns
+    from isolate.namespaces import NamespaceKind
+    from isolate.runtime import NamespaceSpec, takes_netns
+
+    if cfg.restart.enabled or not takes_netns(rc):
+        return rc
+    spare = _spare_netns.take()
+    if spare < 0:
+        return rc
+    fds.append(spare)
+    net = NamespaceKind.NET
+    return _record.evolve(rc, namespaces=tuple(
+        NamespaceSpec(net, fd=spare) if n.kind is net else n for n in rc.namespaces))
 
 
 def _start_exit_code(exc: BaseException) -> int:
