@@ -83,8 +83,8 @@ def gone(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
+    except (FileNotFoundError, ProcessLookupError):
+        return True  # (ESRCH: reaped between the open and the read)
 
 
 def eventually(check: Callable[[], bool], what: str, timeout: float = WAIT) -> None:

@@ -471,7 +471,7 @@ def gone(helper):
     try:
         with open(f"/proc/{{helper.pid}}/stat") as f:
             return not helper.alive() or f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         return True
 try:
     web.start()
