@@ -3,6 +3,8 @@
 #   bash scripts/install.sh          the library and the `isolate` command
 #   bash scripts/install.sh --test   also everything the test suite needs (Debian packages
 #                                    too, when run as root or with sudo)
+#   bash scripts/install.sh --bench  the test set and the benchmarks' anchors the tests do not
+#                                    run (crun), so that every row of benchmarks/ is measured
 #   bash scripts/install.sh --debian-python
 #                                    only bring Debian's own python3 (/usr/bin/python3) up to
 #                                    Debian's current security release, with venv and headers:
@@ -14,9 +16,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 with_tests=0
+with_bench=0
 debian_python=0
 case "${1:-}" in
     --test) with_tests=1 ;;
+    --bench) with_tests=1; with_bench=1 ;;
     --debian-python) debian_python=1 ;;
 esac
 
@@ -26,6 +30,7 @@ test_pkgs=(busybox-static util-linux iproute2 uidmap docker-registry skopeo umoc
            apache2-utils fuse-overlayfs zstd bubblewrap linux-libc-dev
            golang-github-containers-common procps nftables passt slirp4netns tinyproxy
            debootstrap podman runc strace)
+bench_pkgs=(crun)
 
 as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"
@@ -58,6 +63,7 @@ fi
 missing=()
 wanted=("${build_pkgs[@]}")
 [ "$with_tests" = 1 ] && wanted+=("${test_pkgs[@]}")
+[ "$with_bench" = 1 ] && wanted+=("${bench_pkgs[@]}")
 if command -v dpkg-query >/dev/null 2>&1; then
     for p in "${wanted[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
