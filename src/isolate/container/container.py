@@ -369,13 +369,16 @@ class ContainerStore:
         machine can leave of an ``auto_remove`` container, whose hold is not synced (a
         container's hold is taken after its directory is in place, and released before its
         trash goes)."""
-        for holder in self.images.holders("container-"):
+        # The holders first, then the directory, in one listing (not two lookups a holder):
+        # a hold seen means its container's directory was in place when the listing ran.
+        holders = self.images.holders("container-")
+        names = set(os.listdir(self.root))
+        for holder in holders:
             cid = holder.removeprefix("container-")
-            if not (os.path.lexists(self.path(cid))
-                    or os.path.lexists(self.trash(cid))):
+            if cid not in names and os.path.basename(self.trash(cid)) not in names:
                 with contextlib.suppress(IsolateError, OSError):
                     self.images.release(holder)
-        for name in os.listdir(self.root):
+        for name in names:
             if not name.startswith(".removing-"):
                 continue
             # The remover holds a lock on the directory itself (its files go one by one).

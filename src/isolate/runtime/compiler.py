@@ -609,14 +609,12 @@ def shared_plan(cfg: RuntimeConfig, root: Sequence[Op] = (), *,
     fresh sandbox per run would otherwise pay both again for the same op list.
 
     Raises ConfigError: ``netns`` for a ``cfg`` that does not take one."""
+    if netns >= 0 and not takes_netns(cfg):
+        raise ConfigError("netns: this sandbox makes no network namespace of its own, or "
+                          "makes it inside a user namespace")
+    p, kinds, by_parent = _shared_ops(cfg, tuple(root), netns >= 0)
     if netns >= 0:
-        if not takes_netns(cfg):
-            raise ConfigError("netns: this sandbox makes no network namespace of its own, or "
-                              "makes it inside a user namespace")
-        p, kinds, by_parent = _shared_ops(cfg, tuple(root), True)
         p = p.with_fd(0, netns)
-    else:
-        p, kinds, by_parent = _shared_ops(cfg, tuple(root), False)
     if by_parent:
         return SharedNamespaces(p, list(kinds), cfg.uid_mappings, cfg.gid_mappings)
     return SharedNamespaces(p, list(kinds))
