@@ -213,13 +213,14 @@ def test_a_rootfs_symlink_at_a_tmpfs_target_does_not_redirect_it_to_the_host() -
 
 
 @pytest.mark.parametrize("kind", ["tmpfs", "bind"])
+@pytest.mark.parametrize("below", ["", "/deeper/still"])  # one missing component, or three
 def test_a_rootfs_symlink_to_slash_does_not_create_mount_points_on_the_host(
-        kind: str) -> None:
+        kind: str, below: str) -> None:
     name = f"isolate-escape-{marker()}"
     with busybox_rootfs() as root, tempfile.TemporaryDirectory() as source:
         os.rmdir(os.path.join(root, "mnt"))
         os.symlink("/", os.path.join(root, "mnt"))  # rootfs/mnt -> /
-        target = f"/mnt/{name}"
+        target = f"/mnt/{name}{below}"
         mounts = ({"tmpfs": [Tmpfs(target)]} if kind == "tmpfs"
                   else {"binds": [Bind(source, target, readonly=False)]})
         with Sandbox(rootfs=root, **mounts) as box:  # type: ignore[arg-type]
@@ -227,7 +228,24 @@ def test_a_rootfs_symlink_to_slash_does_not_create_mount_points_on_the_host(
             assert result.stdout.strip() == "ok"
         assert not os.path.exists(f"/{name}")
         # Resolved inside the rootfs: the mount point was made there, not on the host.
-        assert os.path.isdir(os.path.join(root, name))
+        assert os.path.isdir(os.path.join(root, name + below))
+
+
+@pytest.mark.parametrize("below", ["", "/deeper/still"])
+def test_a_file_bind_makes_its_missing_target_a_file_inside_the_rootfs(below: str) -> None:
+    name = f"isolate-file-{marker()}"
+    with busybox_rootfs() as root, tempfile.TemporaryDirectory() as source:
+        os.rmdir(os.path.join(root, "mnt"))
+        os.symlink("/", os.path.join(root, "mnt"))  # rootfs/mnt -> /
+        src = os.path.join(source, "data")
+        with open(src, "w") as f:
+            f.write("bound\n")
+        target = f"/mnt/{name}{below}/data"
+        with Sandbox(rootfs=root, binds=[Bind(src, target)]) as box:
+            assert sh(box, f"cat {target}").stdout == "bound\n"
+        assert not os.path.exists(f"/{name}")
+        made = os.path.join(root, name + below, "data")
+        assert os.path.isfile(made) and os.path.getsize(made) == 0
 
 
 def sha256(path: str) -> str:

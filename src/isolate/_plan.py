@@ -841,10 +841,11 @@ class Plan:
     :attr:`Mode.VFORK` (the fast path: the child borrows our memory until it execs) or
     :attr:`Mode.FORK` (a copy: needed to wait for a parent step, or to unshare a user or enter
     a time namespace); ``reset_signals`` restores default signal dispositions and an empty mask
-    before exec; ``share_files`` (VFORK only) shares our fd table, so what OPEN ops open is
-    ours (such a plan may not close fds: no FDS or KEEP_FDS op); ``cgroup_fd`` is a cgroup v2
-    directory fd to clone into (``CLONE_INTO_CGROUP``; in VFORK mode only where
-    ``isolate._sys.vfork_into_cgroup_works()``), -1 for none.
+    before exec (the child runs with every signal blocked until then, so a plan without
+    EXEC or INIT needs no reset and gets none); ``share_files`` (VFORK only) shares our fd
+    table, so what OPEN ops open is ours (such a plan may not close fds: no FDS or KEEP_FDS
+    op); ``cgroup_fd`` is a cgroup v2 directory fd to clone into (``CLONE_INTO_CGROUP``; in
+    VFORK mode only where ``isolate._sys.vfork_into_cgroup_works()``), -1 for none.
 
     Add ops with :meth:`add` and :meth:`extend`, in the order the child must run them;
     :func:`isolate.lowlevel.spawn` runs the plan. :meth:`check` validates it, :meth:`encode`

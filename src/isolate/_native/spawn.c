@@ -315,6 +315,7 @@ struct child_state {
     char *grand_stack;  /* stack for a FORK_INTO_PIDNS grandchild (VFORK mode) */
     int shares_vm;      /* runs in the caller's memory (VFORK mode), which waits for our exec */
     uint32_t init_op;   /* index of the last INIT op, or UINT32_MAX */
+    int unblocks;       /* an EXEC or INIT op lets signals in; without one they stay blocked */
     uint64_t command_mask;             /* INIT: the signal mask the command gets back */
     struct sigaction command_sigchld;  /* INIT: the SIGCHLD disposition it gets back */
     int dumpable;       /* the caller's own dumpability (see caller_dumpable) */
@@ -387,6 +388,37 @@ static int copy_str(char *buf, size_t size, const char *s)
 
 static int root_dirfd(const struct child_state *st) { return st->root_fd >= 0 ? st->root_fd : AT_FDCWD; }
 
+/* Make the last component of buf[0..n) (no trailing '/') in its parent, resolved as
+ * open_in_root resolves; 0 when it exists afterwards, ENOENT when the parent does not (the
+ * caller then makes each missing component), else the error. */
+static int make_last_in_parent(int dfd, char *buf, size_t n, uint32_t flags, uint64_t resolve)
+{
+    size_t k = n;
+    while (k > 0 && buf[k - 1] != '/')
+        k--;
+    if (k == n)
+        return ENOENT; /* no name to make (the root itself): let the walk say why */
+    char *name = buf + k;
+    char saved = name[0];
+    name[0] = '\0';
+    const char *parent_path = k ? buf : (dfd != AT_FDCWD ? "/" : ".");
+    int parent = iso_openat2(dfd, parent_path, O_PATH | O_DIRECTORY | O_CLOEXEC, 0, resolve);
+    name[0] = saved;
+    if (parent < 0)
+        return errno;
+    int r;
+    if (flags & ISO_F_MKFILE) {
+        r = openat(parent, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (r >= 0)
+            close(r);
+    } else {
+        r = mkdirat(parent, name, 0755);
+    }
+    int err = r < 0 ? errno : 0;
+    close(parent);
+    return err == EEXIST ? 0 : err;
+}
+
 /* Open path inside the ROOT directory; symlinks (also ones planted by the payload) resolve
  * inside it, magic links are refused. Creates a missing directory / file target on request:
  * each missing component is made below its parent, and every prefix is resolved from the root
@@ -408,6 +440,15 @@ static int open_in_root(const struct child_state *st, const char *path, uint32_t
     size_t n = strlen(buf);
     while (n > 1 && buf[n - 1] == '/')
         buf[--n] = '\0';
+    /* The common case first: only the last component is missing (a mount point in a fresh
+     * tmpfs), so its parent resolves as it is. */
+    int made = make_last_in_parent(dfd, buf, n, flags, resolve);
+    if (made == 0)
+        return iso_openat2(dfd, path, O_PATH | O_CLOEXEC, 0, resolve);
+    if (made != ENOENT) {
+        errno = made;
+        return -1;
+    }
     size_t i = 0;
     while (buf[i] == '/')
         i++;
@@ -1785,7 +1826,11 @@ static int child_main(void *arg)
         if (st->dumpable_fd >= 0)
             close(st->dumpable_fd);
     }
-    if (st->hdr->flags & ISO_PLAN_RESET_SIGNALS)
+    /* Every signal is blocked until an EXEC (or an INIT's command) lets them in: a plan
+     * with neither (the shared child that builds a sandbox's root) runs no handler of the
+     * caller's whatever they are, and a fault still kills it (the kernel takes a blocked
+     * fault signal as SIG_DFL), so its 63 sigaction calls would change nothing. */
+    if ((st->hdr->flags & ISO_PLAN_RESET_SIGNALS) && st->unblocks)
         reset_signals();
     return run_ops(st);
 }
@@ -1876,6 +1921,8 @@ int iso_spawn(uint8_t *plan, size_t len, struct iso_spawn_result *out)
             st.caller_areas_err = read_caller_areas(st.caller_areas);
         if (st.ops[i].kind == ISO_OP_INIT)
             st.init_op = i;
+        if (st.ops[i].kind == ISO_OP_INIT || st.ops[i].kind == ISO_OP_EXEC)
+            st.unblocks = 1;
         if (st.ops[i].kind == ISO_OP_EXEC) {
             int e = fixup_table(plan, len, (uint64_t)st.ops[i].a);
             if (!e)
