@@ -80,6 +80,35 @@ def test_each_sandbox_gets_a_namespace_of_its_own() -> None:
     assert seen
 
 
+@pytest.mark.parametrize("nofile", [1024, 256])
+def test_the_spare_sits_above_the_fds_a_sandbox_gets(nofile: int) -> None:
+    # The thread's fds go to 512 and up where the limit allows, so what it opens while the
+    # caller enters a sandbox does not shift the fds that sandbox gets (its compiled process
+    # plan is kept per those numbers); under a lower limit they stay low and all still works.
+    out = _python(f"""
+        import os, resource
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, ({nofile}, max(hard, {nofile})))  # root may
+        from isolate import Sandbox, _spare_netns
+        for _ in range(3):
+            with Sandbox() as sb:
+                sb.run(["/bin/true"], check=True)
+        import time
+        deadline = time.monotonic() + 10
+        while not _spare_netns.held_fds() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        [fd] = _spare_netns.held_fds()
+        with Sandbox() as sb:
+            ns = sb.run(["/bin/readlink", "/proc/self/ns/net"], capture_output=True,
+                        check=True).stdout.decode().strip()
+        print(fd, ns.startswith("net:["))
+        """)
+    assert out.returncode == 0, out.stderr
+    fd, joined = out.stdout.split()
+    assert joined == "True"
+    assert int(fd) >= 512 if nofile > 512 else 3 <= int(fd) < nofile
+
+
 def test_a_process_that_enters_one_sandbox_makes_no_spare() -> None:
     out = _python("""
         import threading, time

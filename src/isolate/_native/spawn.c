@@ -1216,9 +1216,27 @@ static int do_console(const struct child_state *st, const struct iso_op *op)
     return e;
 }
 
-static int loopback_up(void)
+/* An fd of a thread of isolate's own, moved above the numbers the caller's threads use: what
+ * that thread opens does not shift the fds the caller's next sandbox gets, whose compiled plan
+ * is kept per those numbers (isolate.sandbox._template). Where RLIMIT_NOFILE is lower, the fd
+ * stays where it is. */
+#define ISO_AWAY_FD 512
+static int away(int fd)
+{
+    if (fd < 0 || fd >= ISO_AWAY_FD)
+        return fd;
+    int moved = fcntl(fd, F_DUPFD_CLOEXEC, ISO_AWAY_FD);
+    if (moved < 0)
+        return fd;
+    close(fd);
+    return moved;
+}
+
+static int loopback_up(int keep_away)
 {
     int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (keep_away)
+        s = away(s);
     if (s < 0)
         return errno;
     struct ifreq ifr;
@@ -1240,7 +1258,7 @@ static int loopback_up(void)
 int iso_new_netns(int *stranded)
 {
     *stranded = 0;
-    int home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    int home = away(open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
     if (home < 0)
         return -1;
     if (syscall(SYS_unshare, CLONE_NEWNET) < 0) {
@@ -1249,8 +1267,8 @@ int iso_new_netns(int *stranded)
         errno = e;
         return -1;
     }
-    int fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-    int e = fd < 0 ? errno : loopback_up();
+    int fd = away(open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+    int e = fd < 0 ? errno : loopback_up(1);
     if (syscall(SYS_setns, home, CLONE_NEWNET) < 0) {
         *stranded = 1;
         if (!e)
@@ -1738,7 +1756,7 @@ static int run_ops(struct child_state *st)
                 e = errno;
             break;
         case ISO_OP_LOOPBACK_UP:
-            e = loopback_up();
+            e = loopback_up(0);
             break;
         case ISO_OP_CGROUP_JOIN:
             if (write((int)op->a, "0", 1) < 0)
