@@ -367,3 +367,38 @@ def test_a_limited_sandboxes_cgroup_lives_only_where_its_processes_join() -> Non
         assert box.run(["true"]).returncode == 0
     finally:
         box.close()
+
+
+# -- a command run again ------------------------------------------------------------------------
+
+def test_a_command_run_again_reuses_its_plan_and_each_run_gets_what_it_asked_for() -> None:
+    need_root()
+    from isolate._plan import decode
+
+    with Sandbox() as sb:
+        template = sb._compiled
+        assert template is not None
+        env = sb.environment(None)
+        stdio = [(0, 0), (1, 1), (2, 2)]
+        plan = template.plan(["/bin/true"], env, "/", stdio)
+        # Checked and encoded once, then the same plan for the same arguments ...
+        assert template.plan(["/bin/true"], dict(env), "/", list(stdio)) is plan
+        # ... and another for any other argv, env, cwd or fds.
+        others = [template.plan(["/bin/false"], env, "/", stdio),
+                  template.plan(["/bin/true"], {**env, "X": "1"}, "/", stdio),
+                  template.plan(["/bin/true"], env, "/tmp", stdio),
+                  template.plan(["/bin/true"], env, "/", [(0, 0), (5, 1), (2, 2)])]
+        encoded = {bytes(p.encode(3)) for p in [plan, *others]}
+        assert len(encoded) == 5 and all(p is not plan for p in others)
+        assert decode(plan.encode(3))[1] == decode(template.plan(
+            ["/bin/true"], env, "/", stdio).encode(3))[1]
+        # A few are kept, the oldest goes first.
+        for i in range(8):
+            template.plan(["/bin/echo", str(i)], env, "/", stdio)
+        assert template.plan(["/bin/true"], env, "/", stdio) is not plan
+        # What each run asked for, whatever ran before it with the same command.
+        for value, capture in [("1", True), ("2", True), ("1", False), ("1", True)]:
+            result = sb.run(["/bin/sh", "-c", "echo $V"], env={"V": value},
+                            capture_output=capture)
+            assert result.returncode == 0
+            assert result.stdout == (f"{value}\n".encode() if capture else None)

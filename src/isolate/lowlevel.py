@@ -348,6 +348,8 @@ def _with_fds_closed(p: Plan, close_fds: bool, pass_fds: tuple[int, ...]
                      ) -> tuple[Plan, int]:
     """``p``, or a copy with a KEEP_FDS op before its exec; and where that op went (-1)."""
     owns_fds = p.has(OpKind.FDS) or p.has(OpKind.KEEP_FDS)
+    if not pass_fds and (not close_fds or owns_fds or p.share_files):
+        return p, -1  # (a sandbox's plans, which arrange their fds: nothing more to look at)
     execs = [i for i, op in enumerate(p.ops) if op.kind is OpKind.EXEC]
     if pass_fds:
         if not close_fds:

@@ -495,6 +495,9 @@ def _seccomp_op(cfg: RuntimeConfig) -> Op | None:
 
 # -- sandboxes: shared namespaces, then many processes -------------------------------------------
 
+#: Whole process plans a ProcessTemplate keeps (the oldest goes first).
+_PLANS_KEPT = 8
+
 _SHARED_KINDS = (NamespaceKind.USER, NamespaceKind.NET, NamespaceKind.UTS, NamespaceKind.IPC,
                  NamespaceKind.MNT)
 
@@ -761,22 +764,41 @@ class ProcessTemplate:
         if fork_init:
             self.identity.append(_plan.init())
         self.seccomp = _seccomp_op(cfg)
+        # The last few whole plans, frozen: a sandbox that runs the same command again (a
+        # test's loop, a fresh sandbox per run of one command) checks and encodes it once.
+        self._plans: dict[tuple[object, ...], Plan] = {}
 
     def plan(self, argv: Sequence[str], env: Mapping[str, str], cwd: str,
              fds: Sequence[tuple[int, int]], root: Op | None = None) -> Plan:
         """The whole plan of one process: ``argv`` with ``env`` in ``cwd``, the fds
         ``(source, target)`` arranged; ``root`` is this process's root op when the template
-        has ``per_process_root``."""
+        has ``per_process_root``. The plan is the caller's to run, not to change: one asked
+        for again with the same arguments may be the same plan."""
         head: list[Op] = []
         if self.per_process_root:
             if root is None:
                 raise ConfigError("this template builds each process's root: pass root=")
             ops = root_ops(self.cfg, root)
             head = [*ops.shared, *ops.own]
+        else:
+            key = (*argv, None, *env.items(), None, cwd, *fds)
+            try:
+                return self._plans[key]
+            except KeyError:
+                pass
         start = len(self.base.ops) + len(head)
-        return self.base.extended([*head, *_tail(self.cfg, argv, env, cwd, fds,
+        plan = self.base.extended([*head, *_tail(self.cfg, argv, env, cwd, fds,
                                                  self.identity, self.seccomp,
                                                  init_fd=self.init_fd, start=start)])
+        if not head:
+            plan.freeze()
+            if len(self._plans) >= _PLANS_KEPT:
+                try:
+                    del self._plans[next(iter(self._plans))]
+                except (KeyError, StopIteration, RuntimeError):
+                    pass  # (another thread's run changed it meanwhile)
+            self._plans[key] = plan
+        return plan
 
 
 # -- containers: one plan builds everything in the first process ----------------------------------
