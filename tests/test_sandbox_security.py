@@ -8,6 +8,7 @@ import ctypes
 import errno
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -246,6 +247,64 @@ def test_a_file_bind_makes_its_missing_target_a_file_inside_the_rootfs(below: st
         assert not os.path.exists(f"/{name}")
         made = os.path.join(root, name + below, "data")
         assert os.path.isfile(made) and os.path.getsize(made) == 0
+
+
+def _mount_points(lines: list[str]) -> list[tuple[str, str]]:
+    """(mount point, filesystem type) of each line of a mountinfo."""
+    out = []
+    for line in lines:
+        fields = line.split()
+        out.append((fields[4], fields[fields.index("-") + 1]))
+    return out
+
+
+@pytest.mark.parametrize("network", ["none", True])
+def test_the_host_mounts_a_sandbox_covers_are_not_in_its_mount_namespace(
+        network: object) -> None:
+    host = _mount_points(mountinfo())
+    if not [p for p, _ in host if p.startswith(("/proc/", "/sys/", "/dev/"))]:
+        pytest.skip("the host has no mounts below /proc, /sys or /dev to leave out")
+    with Sandbox(network=network) as box:  # type: ignore[arg-type]
+        inside = _mount_points(sh(box, "cat /proc/self/mountinfo").stdout.splitlines())
+    # The sandbox's own mount at each of /proc, /dev and /sys takes the place of the host's
+    # (a host mount stacked under another there cannot be reached to leave out: it stays).
+    for point in ("/proc", "/dev", "/sys"):
+        assert (len([m for m in inside if m[0] == point])
+                == max(1, len([m for m in host if m[0] == point]))), (point, inside)
+    assert ("/proc", "proc") in inside and ("/dev", "tmpfs") in inside
+    # Below them, only what the sandbox mounts there itself: its device nodes and masks, and
+    # on the host's network the host's /sys bound, with what is mounted there.
+    host_cgroups = [m for m in host if m[0].startswith("/sys/fs/cgroup")]
+    cgroups = [m for m in inside if m[0].startswith("/sys/fs/cgroup")]
+    assert cgroups == ([] if network == "none" else host_cgroups)
+    nodes = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty")
+    assert not [m for m in inside if m[0].startswith("/dev/") and m[1] == "devtmpfs"
+                and m[0] not in nodes]
+
+
+_UNSTACKED_PROC = """
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+while os.path.ismount("/proc"):  # (a test runner's --mount-proc stacks one on the host's)
+    assert libc.umount2(b"/proc", 2) == 0, ctypes.get_errno()
+assert libc.mount(b"proc", b"/proc", b"proc", 0, None) == 0, ctypes.get_errno()
+from isolate import Sandbox
+with Sandbox(privileged=True) as box:
+    result = box.run(["/bin/sh", "-c", "umount -l /proc && ls -A /proc | wc -l"],
+                     capture_output=True, text=True, check=True)
+print(result.stdout.strip())
+"""
+
+
+def test_a_privileged_sandbox_that_unmounts_its_proc_finds_no_host_proc_under_it() -> None:
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1) for a mount namespace with one /proc")
+    # In a mount namespace of its own (private: nothing of it reaches the host's), with one
+    # /proc: what lies under the sandbox's own /proc is the root's empty directory.
+    out = subprocess.run(["unshare", "--mount", "--propagation", "private", sys.executable,
+                          "-c", _UNSTACKED_PROC], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0"]
 
 
 def sha256(path: str) -> str:

@@ -329,6 +329,7 @@ class OpFlag(IntFlag):
     RECURSIVE = 16  #: OPEN_TREE, MOUNT_SETATTR: the whole subtree
     SEARCH_PATH = 32  #: EXEC: look the program up in PATH of the new environment
     EXEC_FD = 64  #: EXEC: execveat(c, "", AT_EMPTY_PATH)
+    IF_MOUNTED = 128  #: MOUNT_SETATTR: a target that is not a mount (EINVAL) skips the op
 
 
 _HEADER = struct.Struct("=IIQIIiiiIIIiI")
@@ -670,7 +671,8 @@ def _d_setattr(op: Op) -> str:
     if op.c:
         parts.append(f"propagation {_PROPAGATION.get(op.c, hex(op.c))}")
     sub = " and every mount below" if op.flags & OpFlag.RECURSIVE else ""
-    return (f"change the mount at {_text(op.s2)}{sub}{_where(op)}: "
+    mounted = " (if it is one)" if op.flags & OpFlag.IF_MOUNTED else ""
+    return (f"change the mount at {_text(op.s2)}{mounted}{sub}{_where(op)}: "
             f"{', '.join(parts) or 'nothing'}")
 
 
@@ -1461,12 +1463,13 @@ def mount(source: PathArg | None, target: PathArg, fstype: str | None = None, fl
 
 def setattr_(target: PathArg, attr_set: int = 0, attr_clr: int = 0, propagation: int = 0, *,
              in_root: bool = False, recursive: bool = False, optional: bool = False,
-             what: str = "", note: str = "") -> Op:
+             if_mounted: bool = False, what: str = "", note: str = "") -> Op:
     """mount_setattr(2) on the mount at ``target``: set ``attr_set`` and clear ``attr_clr``
     (``MOUNT_ATTR_*``), change ``propagation`` (``MS_PRIVATE``, ``MS_SLAVE``, ``MS_SHARED``,
     ``MS_UNBINDABLE``, 0: unchanged); ``recursive`` for every mount below too. ``in_root``
-    and ``optional`` as for :func:`mount`; ``what`` is another name for ``note``. Also named
-    :func:`mount_setattr`.
+    and ``optional`` as for :func:`mount`; ``if_mounted`` skips the op when ``target`` is
+    not the root of a mount (the kernel's EINVAL); ``what`` is another name for ``note``.
+    Also named :func:`mount_setattr`.
 
     Raises:
         ConfigError: an empty target, attributes outside 64 bits, an unknown propagation.
@@ -1477,8 +1480,8 @@ def setattr_(target: PathArg, attr_set: int = 0, attr_clr: int = 0, propagation:
         raise ConfigError("propagation must be 0, MS_PRIVATE, MS_SLAVE, MS_SHARED or "
                           f"MS_UNBINDABLE, not {propagation!r}")
     t = _path(target, "mount target")
-    return Op(OpKind.MOUNT_SETATTR, _flags(in_root=in_root, recursive=recursive,
-                                           optional=optional),
+    flags = _flags(in_root=in_root, recursive=recursive, optional=optional)
+    return Op(OpKind.MOUNT_SETATTR, flags | OpFlag.IF_MOUNTED if if_mounted else flags,
               a=attr_set, b=attr_clr, c=propagation, s2=t,
               note=note or what or f"change mount {os.fsdecode(t)}")
 

@@ -92,6 +92,7 @@
 #define ISO_F_RECURSIVE 16       /* OPEN_TREE/MOUNT_SETATTR: whole subtree */
 #define ISO_F_SEARCH_PATH 32     /* EXEC: search PATH from the new environment, like execvp */
 #define ISO_F_EXEC_FD 64         /* EXEC: execveat(c, "", AT_EMPTY_PATH) */
+#define ISO_F_IF_MOUNTED 128     /* MOUNT_SETATTR: a target that is no mount (EINVAL) skips it */
 
 /* Placeholder fds: where a plan names one of these (an FDS source, PDEATHSIG's b, CONSOLE's a),
  * the spawner puts an fd of its own before the clone: lowlevel.spawn its status pipe, sync

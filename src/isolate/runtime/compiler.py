@@ -204,9 +204,12 @@ def root_ops(cfg: RuntimeConfig, root: Op | None = None) -> RootOps:
     # The caller's root becomes its namespace copy's root (a chrooted caller's copy holds
     # what lies above it), and nothing mounted from here on propagates out.
     before: list[Op] = [P.reroot()]
+    # The host root is cloned last, past the sources cloned from it, once the host mounts
+    # the sandbox covers are out of it (_hidden_mounts_out).
+    host_root = root is None and not spliced and cfg.root.path is None
     if root is not None:
         before.append(root)
-    elif not spliced:
+    elif not spliced and not host_root:
         before.append(P.open_tree(cfg.root.path or "/", 0))
     inside: list[Op] = []
     slot = 1
@@ -264,6 +267,9 @@ def root_ops(cfg: RuntimeConfig, root: Op | None = None) -> RootOps:
             before.append(P.open_tree("/proc", slot))
             proc_slot = slot
         slot += 1
+    if host_root:
+        before.extend(_hidden_mounts_out(cfg, shared_mounts))
+        before.append(P.open_tree("/", 0))
     if slot > _SLOTS:
         bound = len(cfg.devices) - len(made)
         raise ConfigError(f"too many binds: {slot - 1 - bound} (the limit is "
@@ -315,6 +321,27 @@ def root_ops(cfg: RuntimeConfig, root: Op | None = None) -> RootOps:
                          note=f"mask {path}"))
     after = [Op(OpKind.PIVOT_ROOT, OpFlag.IN_ROOT, s2=b"/", note="pivot_root into the new root")]
     return RootOps(tuple(before + staging + inside + after), tuple(_process_ops(cfg)))
+
+
+def _hidden_mounts_out(cfg: RuntimeConfig, shared: Sequence[Mount]) -> list[Op]:
+    """Leave out of the clone of the host root the host's mounts the sandbox covers.
+
+    The host's ``/proc``, ``/sys`` and ``/dev`` (with the cgroup, tracing, devpts and shm
+    mounts below them: 19 mounts here) lie under the sandbox's own, never seen, yet each
+    process's copy of the mount namespace copied them and its end tore them down. In the
+    shared child's private copy of the caller's namespace they are made unbindable, which a
+    recursive clone skips with everything below; a target that is not a host mount is left
+    as it is. Not in a user namespace: there the host's mounts are locked together (the
+    clone would fail), and a new ``/proc`` needs the host's fully visible.
+    """
+    if cfg.in_user_namespace:
+        return []
+    covered = ["/proc"] + [m.destination for m in _uncovered(shared)]
+    return [_plan.setattr_(path, propagation=_plan.MS_UNBINDABLE, recursive=True,
+                           optional=True, if_mounted=True,
+                           what=f"leave the host's {path} out of the root")
+            for path in dict.fromkeys(covered)
+            if path != "/" and os.path.isdir(path) and not os.path.islink(path)]
 
 
 def _dev_ops(device_slots: Sequence[tuple[int, str, str]],
