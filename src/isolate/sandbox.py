@@ -753,15 +753,16 @@ class Sandbox:
         from isolate import _sys
 
         into = _sys.vfork_into_cgroup_works()
+        pool = default_pool()
         for path in self.cgroup.join_files(controllers):
             if into and os.path.basename(path) == "cgroup.procs":
                 # The v2 hierarchy: each process is cloned straight into the group
                 # (CLONE_INTO_CGROUP), which spares it the cgroup.procs write and the kernel
                 # lock that write takes (an RCU grace period after a quiet moment).
-                self._cgroup_dir_fd = os.open(os.path.dirname(path),
-                                              os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                self._cgroup_dir_fd = pool.opened(self.cgroup, os.path.dirname(path),
+                                                  os.O_RDONLY | os.O_DIRECTORY)
             else:
-                self._cgroup_fds.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
+                self._cgroup_fds.append(pool.opened(self.cgroup, path, os.O_WRONLY))
 
     def _device_rules(self) -> tuple[DeviceRule, ...]:
         """Docker's device allow-list plus the sandbox's devices."""

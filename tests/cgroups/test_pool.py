@@ -5,6 +5,7 @@ its process (the next process's sweep removes it in every hierarchy)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -52,6 +53,17 @@ def _sandbox_layout(limits: Limits) -> isolate.cgroups.Layout:
     return cut(limits, devices=True)[0]
 
 
+def _wait_ready(pool: CGroupPool, dirs: dict[str, str]) -> None:
+    """Until the refresher has made the spare with ``dirs`` ready (generous, not timed)."""
+    deadline = time.monotonic() + 60
+    while True:
+        with pool._lock:
+            if any(lease.cg.dirs == dirs and lease.state == "ready" for lease in pool._spares):
+                return
+        assert time.monotonic() < deadline, "the spare was not made ready"
+        time.sleep(0.005)
+
+
 def test_a_second_limited_sandbox_gets_the_group_the_first_gave_back() -> None:
     with isolate.Sandbox(limits=LIMITS) as first:
         assert first.cgroup is not None
@@ -59,6 +71,7 @@ def test_a_second_limited_sandbox_gets_the_group_the_first_gave_back() -> None:
         dirs = first.cgroup.dirs
         first.run(["true"], check=True)
     assert any(cg.dirs == dirs for cg in default_pool().spares)
+    _wait_ready(default_pool(), dirs)
     with isolate.Sandbox(limits=LIMITS) as second:
         assert second.cgroup is not None
         assert second.cgroup.dirs == dirs
@@ -66,6 +79,32 @@ def test_a_second_limited_sandbox_gets_the_group_the_first_gave_back() -> None:
         assert second.run(["true"]).returncode == 0
         with open("/proc/self/cgroup") as f:
             assert second.cgroup.name not in f.read()
+
+
+def test_limited_sandboxes_one_after_another_take_spares_made_ready_off_their_path(
+        pool: CGroupPool, private: CGroup, monkeypatch: pytest.MonkeyPatch) -> None:
+    _need_pooling(private)
+    layout = layout_below(private)
+    refreshed_by: list[str] = []
+    real = CGroupPool._refresh
+
+    def refresh(lease: object, limits: Limits | None, best_effort: bool) -> None:
+        refreshed_by.append(threading.current_thread().name)
+        real(lease, limits, best_effort)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(CGroupPool, "_refresh", staticmethod(refresh))
+    used = []
+    for _ in range(6):
+        cg = pool.take(layout, limits=LIMITS)
+        used.append(tuple(sorted(cg.dirs.values())))
+        assert cg.stats().pids_current == 0
+        time.sleep(0.05)  # a sandbox's life, in which the refresher readies the other one
+        pool.give_back(cg)
+    # A second group is made when the first comes back not yet ready; from then on each
+    # taker gets the one readied while the other was in use, and never readies one itself.
+    assert len(set(used)) == 2
+    assert all(a != b for a, b in itertools.pairwise(used[2:]))
+    assert refreshed_by and set(refreshed_by) == {"isolate-cgroup-pool"}
 
 
 def test_the_next_holder_sees_none_of_the_last_holders_limits_or_counters() -> None:
@@ -137,6 +176,7 @@ def test_a_group_keeps_its_device_policy_and_is_not_given_it_twice(
     cg = pool.take(layout, limits=LIMITS, devices=DEFAULT_RULES)
     pool.set_devices(cg, DEFAULT_RULES)
     pool.give_back(cg)
+    _wait_ready(pool, cg.dirs)  # (before that, the next take makes a second group)
     calls: list[object] = []
     monkeypatch.setattr(CGroup, "set_devices", lambda self, rules: calls.append(rules))
     again = pool.take(layout, limits=LIMITS, devices=DEFAULT_RULES)
@@ -409,3 +449,44 @@ def test_a_process_sweeps_a_base_at_most_once_per_interval(
     monkeypatch.setattr(cgroup_module, "SWEEP_INTERVAL", 0.0)
     CGroup.create(layout=layout).delete()
     assert len(swept) == 3 and swept[2] == swept[0]
+
+
+def test_opened_gives_copies_of_one_file_kept_open_and_closed_with_the_group(
+        pool: CGroupPool, private: CGroup) -> None:
+    _need_pooling(private)
+    layout = layout_below(private)
+
+    def held(cg: CGroup) -> list[str]:
+        out = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                target = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                continue
+            if any(target.startswith(d + "/") for d in cg.dirs.values()):
+                out.append(target)
+        return out
+
+    cg = pool.take(layout, limits=LIMITS)
+    path = cg.join_files(["pids"])[0]
+    first = pool.opened(cg, path, os.O_WRONLY)
+    second = pool.opened(cg, path, os.O_WRONLY)
+    try:
+        assert first != second
+        assert os.fstat(first).st_ino == os.fstat(second).st_ino == os.stat(path).st_ino
+        assert os.get_inheritable(first) is False
+        # A copy works as the file does: a process written there joins the group.
+        child = subprocess.Popen(["sleep", "30"])
+        try:
+            os.write(second, str(child.pid).encode())
+            assert child.pid in cg.procs()
+        finally:
+            child.kill()
+            child.wait()
+    finally:
+        os.close(first)
+        os.close(second)
+    assert held(cg) == [path]  # the pool's own, kept for the next holder
+    pool.give_back(cg)
+    pool.drain()
+    assert held(cg) == []
