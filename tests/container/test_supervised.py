@@ -202,10 +202,14 @@ def test_the_supervisor_reclaims_the_cgroup_when_the_container_ends(
 
 
 def _gone(c: Container, timeout: float = 60) -> bool:
+    """Whether the container's removal ran to its end: its directory gone, and the trash it
+    was renamed to (the remover releases the name and the image hold before that goes)."""
+    trash = os.path.join(os.path.dirname(c.dir), f".removing-{c.id}")
     deadline = time.monotonic() + timeout
-    while os.path.exists(c.dir) and time.monotonic() < deadline:
+    while ((os.path.exists(c.dir) or os.path.lexists(trash))
+           and time.monotonic() < deadline):
         time.sleep(0.02)
-    return not os.path.exists(c.dir)
+    return not os.path.exists(c.dir) and not os.path.lexists(trash)
 
 
 def test_a_detached_auto_remove_container_is_removed_when_it_ends(
