@@ -116,3 +116,20 @@ def open_fds() -> dict[int, str]:
 def mountinfo() -> list[str]:
     with open("/proc/self/mountinfo") as f:
         return f.read().splitlines()
+
+
+def root_is_volatile(mountinfo_text: str) -> bool:
+    """Whether the root mount in ``mountinfo_text`` (a ``/proc/PID/mountinfo``, as that process
+    sees its root) is an overlay that skips syncs: ``volatile``, which Linux 6.x and later
+    show as ``fsync=volatile``."""
+    roots = [line.split() for line in mountinfo_text.splitlines() if line.split()[4] == "/"]
+    fields = roots[-1]
+    options = set(fields[fields.index("-") + 3].split(","))
+    return bool(options & {"volatile", "fsync=volatile"})
+
+
+def need_volatile_overlays() -> None:
+    from isolate import _sys
+
+    if not _sys.overlay_volatile():
+        pytest.skip("overlayfs takes no 'volatile' before Linux 5.10")

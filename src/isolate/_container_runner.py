@@ -136,7 +136,7 @@ class ContainerStepRunner:
                  ) -> tuple[RuntimeConfig, Any]:
         """The step's runtime config and root op; the upper, work and mount-point dirs and
         the etc files made in ``scratch``."""
-        from isolate import _plan
+        from isolate import _plan, _sys
         from isolate.container.config import BindMount, ContainerConfig, TmpfsMount
         from isolate.container.preset import Resolved, runtime_config
         from isolate.container.users import ImageUser
@@ -183,8 +183,11 @@ class ContainerStepRunner:
         # HOME); the preset would add HOSTNAME, which a build step does not get.
         rc = _record.evolve(rc, process=_record.evolve(rc.process, env=request.env))
         _make_mountpoints(top, lowers, rc, targets)
+        # The step's upper dir is read into a layer (synced by the store) and thrown away:
+        # its own unmount need not sync the store's filesystem.
         root = _plan.overlay([*lowers, top], upper=upper, work=work, slot=0,
-                             options=("userxattr",) if uid_map else (),
+                             options=(("userxattr",) if uid_map else ())
+                             + _sys.overlay_volatile(),
                              note=f"mount the root of a build step ({image.short_id})")
         return rc, root
 

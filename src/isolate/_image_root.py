@@ -264,11 +264,13 @@ class ImageRoot:
         note = f"mount image {self.image.short_id} ({len(self.image.layers)} layers)"
         if self.fuse is not None:
             return self.fuse.root_op(slot, note=note + " through fuse-overlayfs")
-        from isolate import _plan
+        from isolate import _plan, _sys
 
         up, work = upper if upper is not None else (None, None)
+        # A process's upper dir is thrown away with the sandbox: nothing to sync at its end.
+        options = self.options + (_sys.overlay_volatile() if upper is not None else ())
         return _plan.overlay(self.lowers, upper=up, work=work, slot=slot,
-                             options=self.options, note=note)
+                             options=options, note=note)
 
     def new_upper(self) -> tuple[str, str]:
         """A fresh (upper, work) dir pair in the scratch dir: one process's writes."""

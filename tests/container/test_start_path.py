@@ -5,9 +5,12 @@ one loaded device program serves every container with the same rules."""
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from tests.sandbox_helpers import need_volatile_overlays, root_is_volatile
 
 from isolate import _sys
 from isolate.cgroups import host_layout
@@ -205,3 +208,72 @@ def test_a_container_joins_the_network_namespace_made_ahead_and_finds_only_lo_up
     finally:
         for m in made:
             m.remove(force=True)
+
+
+def _mountinfo(pid: int) -> str:
+    with open(f"/proc/{pid}/mountinfo") as f:
+        return f.read()
+
+
+@pytest.mark.parametrize("supervisor", ["inprocess", "shim"])
+def test_an_auto_remove_containers_root_skips_the_sync_at_its_end_and_a_kept_ones_does_not(
+        containers: ContainerStore, supervisor: str) -> None:
+    """As podman mounts a ``--rm`` container's root: its writes end with its run, so the
+    overlay's unmount need not sync the store's filesystem. A container that is kept keeps
+    Docker's durable root. A second run of the same root (a restart) mounts again, which a
+    volatile overlay's work dir refuses until its mark is gone."""
+    need_volatile_overlays()
+    cs = ContainerStore(containers.images, supervisor=supervisor)
+    made = []
+    try:
+        gone = cs.create(ContainerConfig("busybox", ["sleep", "60"], auto_remove=True))
+        kept = cs.create(ContainerConfig("busybox", ["sleep", "60"]))
+        made += [gone, kept]
+        for c in made:
+            c.start()
+        assert root_is_volatile(_mountinfo(gone.state.pid))
+        assert not root_is_volatile(_mountinfo(kept.state.pid))
+        assert gone.exec_run(["sh", "-c", "echo kept > /written"])[0] == 0
+        mark = os.path.join(gone.dir, "work", "work", "incompat", "volatile")
+        assert os.path.isdir(mark)
+        first = gone.state.pid
+        gone.restart(timeout=0)
+        st = gone.state
+        assert st.status.value == "running" and st.pid != first
+        assert root_is_volatile(_mountinfo(st.pid))
+        code, out, _ = gone.exec_run(["cat", "/written"])
+        assert (code, out) == (0, b"kept\n")
+    finally:
+        for c in made:
+            c.remove(force=True)
+
+
+def test_a_volatile_overlays_work_dir_mounts_again_once_its_mark_is_cleared(
+        tmp_path: Path) -> None:
+    """The mark is what makes a second mount fail (EINVAL, "incompat feature 'volatile'");
+    clear_volatile removes it and nothing else."""
+    need_volatile_overlays()
+    for d in ("lower", "upper", "work", "merged"):
+        (tmp_path / d).mkdir()
+    (tmp_path / "lower" / "f").write_text("from below\n")
+    opts = f"lowerdir={tmp_path}/lower,upperdir={tmp_path}/upper,workdir={tmp_path}/work"
+    merged = tmp_path / "merged"
+
+    def mount_write_unmount(extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+             f"mount -t overlay overlay -o {opts}{extra} {merged} && echo up > {merged}/g"
+             f" && cat {merged}/f {merged}/g && umount {merged}"],
+            capture_output=True, text=True, check=False)
+
+    first = mount_write_unmount(",volatile")
+    assert first.returncode == 0 and first.stdout == "from below\nup\n", first.stderr
+    again = mount_write_unmount("")
+    assert again.returncode != 0  # the mark refuses any mount of this work dir
+    _sys.clear_volatile(str(tmp_path / "work"))
+    assert not (tmp_path / "work" / "work" / "incompat" / "volatile").exists()
+    for extra in ("", ",volatile"):
+        _sys.clear_volatile(str(tmp_path / "work"))
+        done = mount_write_unmount(extra)
+        assert done.returncode == 0 and done.stdout == "from below\nup\n", done.stderr
+    _sys.clear_volatile(str(tmp_path / "nothing-here"))  # raises nothing

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from tests.image.conftest import need, skopeo, world_readable_copy
 from tests.rootless import run_unprivileged
+from tests.sandbox_helpers import need_volatile_overlays, root_is_volatile
 
 from isolate import Sandbox
 from isolate.errors import ConfigError, MountError, StateError
@@ -135,6 +136,24 @@ def test_writes_go_to_a_throwaway_upper_dir_per_process(store: Store, image: Ima
     # The lower layer itself is untouched.
     lowers = store.layer_dirs(image)
     assert Path(lowers[0], "etc", "marker").read_text() == "from the image\n"
+    _store_is_clean(store)
+
+
+def test_a_processs_throwaway_upper_dir_is_not_synced_at_its_end(store: Store, image: Image
+                                                                   ) -> None:
+    """Its upper dir is removed with the sandbox: the overlay is ``volatile``, so its unmount
+    at the process's end does not sync the store's filesystem (a read-only root has no upper
+    dir to sync)."""
+    need_volatile_overlays()
+    with Sandbox(image=image, store=store, readonly=False, uid=0) as sb:
+        r = sb.run(["cat", "/proc/self/mountinfo"], capture_output=True, text=True, check=True)
+        assert root_is_volatile(r.stdout)
+        again = sb.run(["cat", "/proc/self/mountinfo"], capture_output=True, text=True,
+                       check=True)  # each process's own upper dir, each mounted volatile
+        assert root_is_volatile(again.stdout)
+    with Sandbox(image=image, store=store, uid=0) as sb:
+        r = sb.run(["cat", "/proc/self/mountinfo"], capture_output=True, text=True, check=True)
+        assert not root_is_volatile(r.stdout)
     _store_is_clean(store)
 
 

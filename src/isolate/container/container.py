@@ -104,6 +104,24 @@ def _durable(record: Mapping[str, Any]) -> bool:
     return not record.get("config", {}).get("auto_remove")
 
 
+def _root_options(record: Mapping[str, Any], work: str) -> tuple[str, ...]:
+    """The overlay options of a container's root: ``userxattr`` for an ordinary user's, and
+    ``volatile`` for an ``auto_remove`` one's, as podman mounts a ``--rm`` container's root:
+    its upper dir ends with its run and so with a crash of the machine (as its records do,
+    :func:`_durable`), and the overlay's unmount at the end of the run no longer syncs the
+    store's whole filesystem while ``run --rm`` waits for it. ``work`` loses the mark of a
+    last run's volatile mount first (no overlay uses it: the container is not running)."""
+    options = ("userxattr",) if record.get("userxattr") else ()
+    if _durable(record):
+        return options
+    from isolate import _sys
+
+    volatile = _sys.overlay_volatile()
+    if volatile:
+        _sys.clear_volatile(work)
+    return options + volatile
+
+
 @_record.record
 class _EndOfRun:
     """What the supervisor does when a run has ended for good: remove ``cgroups``, and run
@@ -1281,9 +1299,9 @@ class Container:
             rc = self.store._prepared_config(self.id, cfg, img.config, resolved) \
                 or runtime_config(cfg, img.config, resolved)
             rc = _with_spare_netns(rc, cfg, fds)
-            root = _plan.overlay(lowers, upper=self.upper_dir,
-                                 work=os.path.join(self.dir, "work"), slot=0,
-                                 options=("userxattr",) if record.get("userxattr") else (),
+            work = os.path.join(self.dir, "work")
+            root = _plan.overlay(lowers, upper=self.upper_dir, work=work, slot=0,
+                                 options=_root_options(record, work),
                                  note=f"mount the root of container {self.short_id}")
             cgroup_fds: list[int] = []
             cgroup_dir_fd = -1

@@ -46,6 +46,12 @@ def open_view(lowers: Sequence[str], upper: tuple[str, str] | None = None, *,
     if upper is not None and not writable:
         lowers, upper = [*lowers, upper[0]], None
     up, work = upper if upper is not None else (None, None)
+    if work is not None:
+        # A stopped auto_remove container's work dir may keep its volatile run's mark,
+        # which refuses any mount (an overlay of a stopped container uses it no more).
+        from isolate import _sys
+
+        _sys.clear_volatile(work)
     op = _plan.overlay(list(lowers), upper=up, work=work, slot=0,
                        options=("userxattr",) if userxattr else (),
                        note="mount the container's files")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.sandbox_helpers import need_volatile_overlays, root_is_volatile
 
 from isolate._container_runner import ContainerStepRunner
 from isolate.errors import ImageError
@@ -102,6 +103,14 @@ def test_run_is_a_docker_container_not_a_sandbox(build: Build, store: Store) -> 
     assert read(store, img, "/hosts") == b"127.0.0.1\tlocalhost buildkitsandbox\n"
     # Nothing of the container's own mounts is in a layer.
     assert [p for p in snapshot(store, img) if p.startswith(("dev/", "proc/", "sys/"))] == []
+
+
+def test_a_run_steps_root_is_not_synced_at_its_end(build: Build, store: Store) -> None:
+    """A step's upper dir is read into a layer (which the store syncs) and thrown away: its
+    overlay is ``volatile``, so the step's end does not sync the store's filesystem."""
+    need_volatile_overlays()
+    img = build(f"FROM {BASE}\nRUN cat /proc/self/mountinfo > /mountinfo\n").image
+    assert root_is_volatile((read(store, img, "/mountinfo") or b"").decode())
 
 
 def test_run_gets_supplementary_groups_and_home_as_docker_sets_them(build: Build,
