@@ -12,6 +12,7 @@ candidate sees the same host. Run as root:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -25,7 +26,7 @@ from collections.abc import Callable
 import _own_podman
 import attrs
 from _harness import Candidate, command_line, interleave, machine_notes, ms, table
-from _isolate_path import child_env, command, describe, pythonpath_prefix
+from _isolate_path import bytecode_env, child_env, command, describe, pythonpath_prefix
 from _second_python import SecondPython, add_option
 
 BUSYBOX = "/bin/busybox"
@@ -134,13 +135,25 @@ def _podman(env: dict[str, str] | str) -> Callable[[], object] | str:
 CLI = command(sys.executable)
 
 
+@functools.lru_cache(maxsize=1)
+def _bytecode_env() -> dict[str, str]:
+    return bytecode_env()[1]
+
+
+def _whole_env(**extra: str) -> dict[str, str]:
+    """The environment of a whole-process candidate: :func:`child_env` with bytecode caching
+    on in one private prefix for the run (this machine sets PYTHONDONTWRITEBYTECODE, which
+    would make each of them compile every module it imports from source), plus ``extra``."""
+    return dict(_bytecode_env(), **extra)
+
+
 def _cli(store_root: str, *args: str, second: SecondPython | None = None
          ) -> Callable[[], object]:
     """The CLI as a whole process (under the second interpreter with ``second``)."""
     if second is not None and second.exe is not None:
         cli, env = command(second.exe), dict(second.env, ISOLATE_STORE=store_root)
     else:
-        cli, env = CLI, child_env(ISOLATE_STORE=store_root)
+        cli, env = CLI, _whole_env(ISOLATE_STORE=store_root)
 
     def fn() -> None:
         subprocess.run([*cli, *args], env=env, check=True, stdin=subprocess.DEVNULL,
@@ -150,7 +163,7 @@ def _cli(store_root: str, *args: str, second: SecondPython | None = None
 
 def _cli_detached(store_root: str) -> Callable[[], object]:
     """``isolate run -d --rm`` then ``isolate wait``: two whole processes."""
-    env = child_env(ISOLATE_STORE=store_root)
+    env = _whole_env(ISOLATE_STORE=store_root)
 
     def fn() -> None:
         cid = subprocess.run([*CLI, "run", "-d", "busybox", "/bin/true"], env=env,
@@ -371,23 +384,17 @@ def hundred_table(tmp: str, count: int = 100) -> str:
                 f"cs = ContainerStore(Store({cs.images.root!r}))\n"
                 "print(len([r.fields() for r in cs.ps()]))")
         # Whole processes, sampled round-robin (load falls on all alike), with bytecode
-        # caching on in a private prefix (this machine sets PYTHONDONTWRITEBYTECODE); CPU
-        # time (user + system) beside wall time, less disturbed by other work.
-        pycache = tempfile.mkdtemp(prefix="isolate-bench-pyc-")
-        env = child_env({k: v for k, v in os.environ.items()
-                         if k != "PYTHONDONTWRITEBYTECODE"},
-                        PYTHONPYCACHEPREFIX=pycache, ISOLATE_STORE=cs.images.root)
+        # caching on (_whole_env); CPU time (user + system) beside wall time, less disturbed
+        # by other work.
+        env = _whole_env(ISOLATE_STORE=cs.images.root)
         cpu: dict[str, list[float]] = {}
-        try:
-            whole = interleave([
-                Candidate("pass", _timed_process(cpu, "pass", [sys.executable, "-c", "pass"],
-                                                 env)),
-                Candidate("library", _timed_process(cpu, "library",
-                                                    [sys.executable, "-c", code], env)),
-                Candidate("cli", _timed_process(cpu, "cli", [*CLI, "ps"], env)),
-            ], rounds=15)
-        finally:
-            shutil.rmtree(pycache, ignore_errors=True)
+        whole = interleave([
+            Candidate("pass", _timed_process(cpu, "pass", [sys.executable, "-c", "pass"],
+                                             env)),
+            Candidate("library", _timed_process(cpu, "library",
+                                                [sys.executable, "-c", code], env)),
+            Candidate("cli", _timed_process(cpu, "cli", [*CLI, "ps"], env)),
+        ], rounds=15)
         by = {r.name: r for r in whole}
     finally:
         for c in made:
