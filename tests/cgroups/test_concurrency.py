@@ -95,3 +95,41 @@ def test_concurrent_isolate_run_with_limits_all_succeed(private: CGroup) -> None
     assert all(p.returncode == 0 for p in procs)
     assert outs == ["", "", ""], outs
     _base_is_gone(private)
+
+
+def _read(d: str, name: str) -> str:
+    with open(os.path.join(d, name), encoding="ascii") as f:
+        return f.read().strip()
+
+
+def test_a_group_in_a_v1_cpuset_base_can_take_tasks_whether_or_not_the_base_clones(
+    private: CGroup,
+) -> None:
+    # A new v1 cpuset has no cpus and no mems and refuses tasks (ENOSPC). The base isolate
+    # makes has the kernel copy its own into each new group; a base made by another creator
+    # that does not ask for that (an older isolate) gets its groups filled by the create.
+    layout = layout_below(private)
+    cpuset = layout.v1_for("cpuset")
+    if cpuset is None:
+        pytest.skip("this host has no v1 cpuset hierarchy")
+    base = os.path.join(private.dirs[cpuset.key], BASE_NAME)
+    with CGroup.create(layout=layout) as first:
+        assert _read(base, "cgroup.clone_children") == "1"
+        want = (_read(base, "cpuset.cpus"), _read(base, "cpuset.mems"))
+        assert all(want), want
+        for clones in ("1", "0"):
+            with open(os.path.join(base, "cgroup.clone_children"), "w") as f:
+                f.write(clones)
+            with CGroup.create(layout=layout) as cg:
+                d = cg.dirs[cpuset.key]
+                assert (_read(d, "cpuset.cpus"), _read(d, "cpuset.mems")) == want, clones
+                proc = subprocess.Popen(["sleep", "60"])
+                try:
+                    with open(os.path.join(d, "tasks"), "w") as f:
+                        f.write(str(proc.pid))  # (ENOSPC in an empty cpuset)
+                    assert _read(d, "tasks") == str(proc.pid)
+                finally:
+                    proc.kill()
+                    proc.wait()
+        assert first.exists()
+    _base_is_gone(private)

@@ -90,20 +90,30 @@ def write_file(path: str, value: str, step: str = "write", pid: int | None = Non
     Raises :class:`CgroupError` carrying the kernel's errno (EINVAL: value refused, EBUSY,
     ENOENT: no such cgroup or file, EACCES: not delegated).
     """
-    data = value.encode()
+    write_each(path, (value,), step, pid)
+
+
+def write_each(path: str, values: Sequence[str], step: str = "write",
+               pid: int | None = None) -> None:
+    """Write each of ``values`` to a control file in a write(2) of its own, through one open
+    (a file that takes one entry per write, as v1's ``devices.allow``). Raises as
+    :func:`write_file`, for the first value refused (the ones before it are in force)."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
     except OSError as e:
         raise CgroupError(
-            e.errno or errno.EIO, f"cannot open {path} to write {value!r}", path, step=step,
-            pid=pid,
+            e.errno or errno.EIO, f"cannot open {path} to write {values[0]!r}", path,
+            step=step, pid=pid,
         ) from e
     try:
-        os.write(fd, data)
-    except OSError as e:
-        raise CgroupError(
-            e.errno or errno.EIO, f"cannot write {value!r} to {path}", path, step=step, pid=pid
-        ) from e
+        for value in values:
+            try:
+                os.write(fd, value.encode())
+            except OSError as e:
+                raise CgroupError(
+                    e.errno or errno.EIO, f"cannot write {value!r} to {path}", path,
+                    step=step, pid=pid,
+                ) from e
     finally:
         os.close(fd)
 
@@ -485,8 +495,9 @@ class V1Backend(Backend):
         # Deny all, then allow each rule (a child group can only narrow its parent's).
         d = self.controller_dir("devices")
         write_file(os.path.join(d, "devices.deny"), "a", step="devices")
-        for rule in rules:
-            write_file(os.path.join(d, "devices.allow"), rule.v1(), step="devices")
+        if rules:
+            write_each(os.path.join(d, "devices.allow"), [r.v1() for r in rules],
+                       step="devices")
 
     def controller_dir(self, controller: str) -> str:
         name = "blkio" if controller == "io" else controller

@@ -182,10 +182,15 @@ def _base_of(h: Hierarchy) -> str:
 
 def _make_base(h: Hierarchy, d: str, layout: Layout) -> None:
     """Make the base ``d`` of ``h`` unless it exists; on v1 cpuset, fill its cpus and mems
-    (also when another creator made it and has not filled them yet)."""
+    (also when another creator made it and has not filled them yet) and have the kernel copy
+    them into each group made in it (``cgroup.clone_children``), which spares every create
+    reading the base and writing its group's (a group made before that is filled by
+    :meth:`CGroup._make_dir`)."""
     _mkdir(d, layout)
     if h.version == 1 and "cpuset" in h.controllers:
         _copy_cpuset(os.path.dirname(d), d)
+        with contextlib.suppress(CgroupError):
+            write_file(os.path.join(d, "cgroup.clone_children"), "1", step="create")
 
 
 def _hold(d: str) -> bool:
@@ -308,6 +313,13 @@ def _remove_unused(dirs: Sequence[str]) -> None:
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def _cpuset_filled(d: str) -> bool:
+    """Whether the v1 cpuset ``d`` has cpus and mems (a new one has neither, unless its
+    parent has ``cgroup.clone_children`` set)."""
+    return all(read_file(os.path.join(d, name), "create").strip()
+               for name in ("cpuset.cpus", "cpuset.mems"))
 
 
 def _copy_cpuset(parent: str, child: str) -> None:
@@ -437,9 +449,12 @@ class CGroup:
         moment) is made again too.
         """
         parent = os.path.dirname(d)
+        # On v1 the base is made only when the group's mkdir finds it missing (most creates
+        # find it there); pure v2 enables its controllers in it first, so it is made first.
+        make_base = remake_base and self.kind is BackendKind.V2
         for _ in range(_ATTEMPTS):
             try:
-                if remake_base:
+                if make_base:
                     _make_base(h, parent, self._layout)
                 if self.kind is BackendKind.V2:
                     # Only pure v2 takes controllers from v2; enabling them on a hybrid host
@@ -451,12 +466,13 @@ class CGroup:
             except CgroupError as e:
                 # ENOENT: the base was gone; ENODEV: it went while we read its files.
                 if remake_base and e.errno in (errno.ENOENT, errno.ENODEV):
+                    make_base = True
                     continue
                 raise
             try:
                 if hold and not _hold(d):
                     continue
-                if h.version == 1 and "cpuset" in h.controllers:
+                if h.version == 1 and "cpuset" in h.controllers and not _cpuset_filled(d):
                     if remake_base:
                         # The base may be a new one, made by another creator that has not
                         # filled it yet; with our group in it, it stays now.
