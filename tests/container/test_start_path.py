@@ -277,3 +277,42 @@ def test_a_volatile_overlays_work_dir_mounts_again_once_its_mark_is_cleared(
         done = mount_write_unmount(extra)
         assert done.returncode == 0 and done.stdout == "from below\nup\n", done.stderr
     _sys.clear_volatile(str(tmp_path / "nothing-here"))  # raises nothing
+
+
+def test_a_containers_group_is_made_only_where_its_processes_go(
+        containers: ContainerStore) -> None:
+    # A v1 group the container's processes never join would be made and removed at every
+    # run for nothing: cpuset is joined for a cpuset limit alone, devices unless privileged.
+    from isolate.cgroups import Limits
+    from isolate.cgroups.cgroup import _base_of
+
+    layout = host_layout()
+    cpuset = layout.v1_for("cpuset")
+    if cpuset is None:
+        pytest.skip("this host has no v1 cpuset hierarchy")
+    for limits, privileged, joins_cpuset in ((None, False, False),
+                                             (Limits(cpuset_cpus="0"), False, True),
+                                             (None, True, False)):
+        c = containers.create(ContainerConfig("busybox", ["sleep", "60"], limits=limits,
+                                              privileged=privileged))
+        try:
+            c.start()
+            st = c.state
+            assert st.cgroup is not None and st.pid
+            groups = {frozenset(k.split(",")): v for k, v in _groups(st.pid).items()}
+            for h in layout.v1:
+                made = os.path.isdir(os.path.join(_base_of(h), c.id))
+                joined = groups.get(frozenset(h.controllers), "").rstrip("/").endswith(c.id)
+                assert (h.key in st.cgroup) == made == joined, (h.key, limits, privileged)
+            assert (cpuset.key in st.cgroup) is joins_cpuset
+            devices = layout.v1_for("devices")
+            if devices is not None:
+                assert (devices.key in st.cgroup) is not privileged
+            # Everything that reads the group back works on the hierarchies it has.
+            assert c.stats(interval=0.05).pids >= 1
+            c.pause()
+            c.unpause()
+            assert c.exec_run(["true"])[0] == 0
+        finally:
+            c.remove(force=True)
+        assert not any(os.path.isdir(d) for d in (st.cgroup or {}).values())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+from _collections_abc import Callable
 
 from isolate import _record
 from isolate._enum import Enum
@@ -83,6 +84,13 @@ class Layout:
             if controller in h.controllers:
                 return h
         return None
+
+    def only(self, keep: Callable[[Hierarchy], bool]) -> Layout:
+        """This layout with only the v1 hierarchies ``keep`` accepts (the v2 one stays): a
+        group made with it exists in those alone, as one whose processes join no others
+        (see :meth:`CGroup.join_files`) needs."""
+        v1 = tuple(h for h in self.v1 if keep(h))
+        return self if v1 == self.v1 else _record.evolve(self, v1=v1)
 
 
 def _unescape(field: str) -> str:

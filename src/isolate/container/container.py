@@ -1236,11 +1236,19 @@ class Container:
         return read_json(os.path.join(self.dir, "network.json"))
 
     def _make_cgroup(self) -> CGroup | None:
+        """The run's cgroup, in the v1 hierarchies its processes join alone (cpuset only for
+        a cpuset limit, devices unless privileged: :func:`_joined_controllers`): a group
+        in the others would be made and removed for nothing at every run."""
         from isolate.cgroups import CGroup
+        from isolate.cgroups.cgroup import host_layout
 
-        limits = self.config.limits
+        cfg = self.config
+        limits = cfg.limits
+        wanted = _joined_controllers(cfg, devices=not cfg.privileged)
         try:
-            return CGroup.create(self.id, limits=limits)
+            return CGroup.create(self.id, limits=limits,
+                                 layout=host_layout().only(lambda h: bool(h.controllers
+                                                                          & wanted)))
         except UnsupportedError as exc:
             if limits is not None:
                 raise UnsupportedError(
