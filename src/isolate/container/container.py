@@ -1724,12 +1724,6 @@ class Container:
         with self.awaiting():
             first = st = self.state
             while True:
-                try:
-                    st = self.state
-                except NotFoundError:
-                    if condition != "removed":
-                        raise
-                    return ExitStatus(st.exit_code, st.oom_killed, st.finished_at, st.error)
                 if ended(first, st):
                     result = ExitStatus(st.exit_code, st.oom_killed, st.finished_at, st.error)
                     if self.config.auto_remove and st.status in (Status.EXITED, Status.DEAD):
@@ -1739,9 +1733,20 @@ class Container:
                 rest = left()
                 if st.status.running:
                     # Wake up now and then: a restart makes a new first process.
-                    self._wait_exit(st, 1.0 if rest is None else min(rest, 1.0))
+                    observed = self._wait_exit(st, 1.0 if rest is None else min(rest, 1.0))
+                    if ended(first, observed):
+                        # The end as the supervisor recorded it, as a read of the whole
+                        # state now would find it too.
+                        st = observed
+                        continue
                 else:
                     time.sleep(0.05 if rest is None else min(rest, 0.05))  # until a start
+                try:
+                    st = self.state
+                except NotFoundError:
+                    if condition != "removed":
+                        raise
+                    return ExitStatus(st.exit_code, st.oom_killed, st.finished_at, st.error)
         if condition == "removed":
             delay = 0.001
             while os.path.exists(self.dir):
