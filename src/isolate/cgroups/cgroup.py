@@ -180,6 +180,11 @@ def _base_of(h: Hierarchy) -> str:
     return h.dir_of(f"{h.self_path.rstrip('/')}/{BASE_NAME}")
 
 
+#: The bases this process removed last (a hint, whoever made them since): a create makes
+#: the base first there instead of finding it missing with its group's mkdir.
+_pruned: set[str] = set()
+
+
 def _make_base(h: Hierarchy, d: str, layout: Layout) -> None:
     """Make the base ``d`` of ``h`` unless it exists; on v1 cpuset, fill its cpus and mems
     (also when another creator made it and has not filled them yet) and have the kernel copy
@@ -187,6 +192,7 @@ def _make_base(h: Hierarchy, d: str, layout: Layout) -> None:
     reading the base and writing its group's (a group made before that is filled by
     :meth:`CGroup._make_dir`)."""
     _mkdir(d, layout)
+    _pruned.discard(d)
     if h.version == 1 and "cpuset" in h.controllers:
         _copy_cpuset(os.path.dirname(d), d)
         with contextlib.suppress(CgroupError):
@@ -454,8 +460,9 @@ class CGroup:
         """
         parent = os.path.dirname(d)
         # On v1 the base is made only when the group's mkdir finds it missing (most creates
-        # find it there); pure v2 enables its controllers in it first, so it is made first.
-        make_base = remake_base and self.kind is BackendKind.V2
+        # find it there) or this process removed it last; pure v2 enables its controllers
+        # in it first, so it is made first.
+        make_base = remake_base and (self.kind is BackendKind.V2 or parent in _pruned)
         for _ in range(_ATTEMPTS):
             try:
                 if make_base:
@@ -983,6 +990,8 @@ class CGroup:
                     os.rmdir(base)
                 except OSError:
                     pass  # not empty (another group lives there) or already gone
+                else:
+                    _pruned.add(base)
 
     def __enter__(self) -> CGroup:
         """Return the group itself; leaving the ``with`` block deletes it."""
