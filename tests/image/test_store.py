@@ -237,6 +237,47 @@ def test_an_image_is_parsed_once_while_its_files_stay_the_same(store: Store,
         store.get("p:1")  # the new record names a manifest the store lacks
 
 
+def test_names_are_read_once_while_tags_json_stays_the_same(
+        store: Store, rootfs_tar: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lookup reuses the names last read while ``tags.json`` is the same file (and was not
+    written just now); another process's tag (a new file renamed over it) is seen at once."""
+    img = store.import_tarball(rootfs_tar, "n:1")
+    path = store._p("tags.json")
+    old = time.time_ns() - 1_000_000_000  # (as if written a second ago)
+    os.utime(path, ns=(old, old))
+    assert store.get("n:1") == img
+    reads: list[str] = []
+    real_open = open
+
+    def counting_open(file: object, *args: object, **kwargs: object) -> object:
+        if file == path:
+            reads.append(path)
+        return real_open(file, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr("builtins.open", counting_open)
+    assert store.get("n:1") == img and store.get("n:1").tags == ("docker.io/library/n:1",)
+    assert reads == []
+    Store(store.root).tag("n:1", "n:2")  # another Store, as another process's
+    reads.clear()
+    assert store.get("n:2").id == img.id and reads == [path]
+    store._tags()["changed:by-a-caller"] = img.id  # a copy: the next lookup is unchanged
+    assert "changed:by-a-caller" not in store._tags()
+
+
+def test_a_whole_image_id_is_found_without_listing_the_store(
+        store: Store, rootfs_tar: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    img = store.import_tarball(rootfs_tar, "w:1")
+
+    def no_listing() -> list[str]:
+        raise AssertionError("listed the store's images for a whole id")
+
+    monkeypatch.setattr(store, "_record_ids", no_listing)
+    assert store.get(img.id) == img
+    assert store.get(img.id.removeprefix("sha256:")) == img
+    with pytest.raises(ImageError, match="no image with id"):
+        Store(store.root).get("sha256:" + "0" * 64)
+
+
 def test_import_tarball_of_missing_file_is_image_error(store: Store, tmp_path: Path) -> None:
     with pytest.raises(ImageError, match="cannot read"):
         store.import_tarball(tmp_path / "nope.tar", "x:1")

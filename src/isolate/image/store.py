@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from _collections_abc import Callable, Iterable, Iterator, Mapping
 
 from isolate import _ctx as contextlib
@@ -106,6 +107,13 @@ def _file_key(path: str) -> tuple[int, int, int] | None:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+def _file_key_of(fd: int) -> tuple[int, int, int]:
+    """:func:`_file_key` of the open file ``fd`` (the very file read, whatever replaced it
+    since)."""
+    st = os.fstat(fd)
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 def _caller_maps(maps: IdMaps | None) -> IdMaps | None:
     """``maps``, or by default the caller's own: an ordinary user's rootless maps (layers
     are for its user namespaces), none for root."""
@@ -168,6 +176,8 @@ class Store:
         # image id -> (its record's and config's stat keys, the Image's fields but its tags).
         self._parsed: dict[str, tuple[tuple[tuple[int, int, int] | None, ...],
                                       dict[str, Any]]] = {}
+        # tags.json as last read: (its stat key, the names).
+        self._tags_read: tuple[tuple[int, int, int], dict[str, str]] | None = None
 
     def __repr__(self) -> str:
         return f"Store({self.root!r})"
@@ -307,12 +317,25 @@ class Store:
     # -- image records and tags ------------------------------------------------------------
 
     def _tags(self) -> dict[str, str]:
+        """The names (a copy the caller may change), read again only once ``tags.json`` is
+        another file (every write renames a new one into place) or changed. A file written
+        in the last 100 ms is read each time: a new one can reuse the inode number of the
+        one it replaced, and timestamps are coarse (a few ms)."""
+        path = self._p("tags.json")
+        key = _file_key(path)
+        read = self._tags_read
+        if key is not None and read is not None and read[0] == key:
+            return dict(read[1])
         try:
-            with open(self._p("tags.json"), "rb") as f:
+            with open(path, "rb") as f:
+                key = _file_key_of(f.fileno())
                 data = load_json(f.read(), f"{self.root}/tags.json")
         except FileNotFoundError:
             return {}
-        return {str(k): str(v) for k, v in data.items()}
+        tags = {str(k): str(v) for k, v in data.items()}
+        if time.time_ns() - key[2] > 100_000_000:
+            self._tags_read = (key, tags)
+        return dict(tags)
 
     def _write_tags(self, tags: dict[str, str]) -> None:
         self.tmp.write_bytes(self._p("tags.json"), json.dumps(tags, indent=1,
@@ -412,6 +435,9 @@ class Store:
             return ref.id
         if isinstance(ref, str):
             text = ref.removeprefix("sha256:")
+            if len(text) == 64 and is_digest("sha256:" + text) and os.path.exists(
+                    self._record_path("sha256:" + text)):
+                return "sha256:" + text  # a whole id: its record says, no listing needed
             if _match.hex_string(text, 4, 64) and (ref.startswith("sha256:")
                                                           or len(text) >= 12):
                 matches = [i for i in self._record_ids() if i[7:].startswith(text)]
