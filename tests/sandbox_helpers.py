@@ -113,16 +113,18 @@ def open_fds() -> dict[int, str]:
     return out
 
 
-def mountinfo() -> list[str]:
-    with open("/proc/self/mountinfo") as f:
+def mountinfo(pid: int | str = "self") -> list[str]:
+    with open(f"/proc/{pid}/mountinfo") as f:
         return f.read().splitlines()
 
 
-def root_is_volatile(mountinfo_text: str) -> bool:
-    """Whether the root mount in ``mountinfo_text`` (a ``/proc/PID/mountinfo``, as that process
-    sees its root) is an overlay that skips syncs: ``volatile``, which Linux 6.x and later
-    show as ``fsync=volatile``."""
-    roots = [line.split() for line in mountinfo_text.splitlines() if line.split()[4] == "/"]
+def root_is_volatile(lines: str | list[str]) -> bool:
+    """Whether the root mount in ``lines`` (of a ``/proc/PID/mountinfo``, as that process
+    sees its root: :func:`mountinfo` or the file's text) is an overlay that skips syncs:
+    ``volatile``, which Linux 6.x and later show as ``fsync=volatile``."""
+    if isinstance(lines, str):
+        lines = lines.splitlines()
+    roots = [line.split() for line in lines if line.split()[4] == "/"]
     fields = roots[-1]
     options = set(fields[fields.index("-") + 3].split(","))
     return bool(options & {"volatile", "fsync=volatile"})

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.sandbox_helpers import need_volatile_overlays, root_is_volatile
+from tests.sandbox_helpers import mountinfo, need_volatile_overlays, root_is_volatile
 
 from isolate import _sys
 from isolate.cgroups import host_layout
@@ -210,11 +210,6 @@ def test_a_container_joins_the_network_namespace_made_ahead_and_finds_only_lo_up
             m.remove(force=True)
 
 
-def _mountinfo(pid: int) -> str:
-    with open(f"/proc/{pid}/mountinfo") as f:
-        return f.read()
-
-
 @pytest.mark.parametrize("supervisor", ["inprocess", "shim"])
 def test_an_auto_remove_containers_root_skips_the_sync_at_its_end_and_a_kept_ones_does_not(
         containers: ContainerStore, supervisor: str) -> None:
@@ -231,8 +226,8 @@ def test_an_auto_remove_containers_root_skips_the_sync_at_its_end_and_a_kept_one
         made += [gone, kept]
         for c in made:
             c.start()
-        assert root_is_volatile(_mountinfo(gone.state.pid))
-        assert not root_is_volatile(_mountinfo(kept.state.pid))
+        assert root_is_volatile(mountinfo(gone.state.pid))
+        assert not root_is_volatile(mountinfo(kept.state.pid))
         assert gone.exec_run(["sh", "-c", "echo kept > /written"])[0] == 0
         mark = os.path.join(gone.dir, "work", "work", "incompat", "volatile")
         assert os.path.isdir(mark)
@@ -240,7 +235,7 @@ def test_an_auto_remove_containers_root_skips_the_sync_at_its_end_and_a_kept_one
         gone.restart(timeout=0)
         st = gone.state
         assert st.status.value == "running" and st.pid != first
-        assert root_is_volatile(_mountinfo(st.pid))
+        assert root_is_volatile(mountinfo(st.pid))
         code, out, _ = gone.exec_run(["cat", "/written"])
         assert (code, out) == (0, b"kept\n")
     finally:

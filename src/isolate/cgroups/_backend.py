@@ -98,6 +98,8 @@ def write_each(path: str, values: Sequence[str], step: str = "write",
     """Write each of ``values`` to a control file in a write(2) of its own, through one open
     (a file that takes one entry per write, as v1's ``devices.allow``). Raises as
     :func:`write_file`, for the first value refused (the ones before it are in force)."""
+    if not values:
+        return
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
     except OSError as e:
@@ -495,9 +497,7 @@ class V1Backend(Backend):
         # Deny all, then allow each rule (a child group can only narrow its parent's).
         d = self.controller_dir("devices")
         write_file(os.path.join(d, "devices.deny"), "a", step="devices")
-        if rules:
-            write_each(os.path.join(d, "devices.allow"), [r.v1() for r in rules],
-                       step="devices")
+        write_each(os.path.join(d, "devices.allow"), [r.v1() for r in rules], step="devices")
 
     def controller_dir(self, controller: str) -> str:
         name = "blkio" if controller == "io" else controller

@@ -358,7 +358,7 @@ class CGroup:
     """
 
     def __init__(self, layout: Layout, dirs: Mapping[str, str]) -> None:
-        if len(dirs) < len(layout.v1) + (layout.v2 is not None):
+        if len(dirs) < len(layout.hierarchies):
             # A group made in some of the v1 hierarchies only (as a container's is, in
             # those its processes join), seen through the whole host layout.
             layout = layout.only(lambda h: h.key in dirs)

@@ -65,6 +65,7 @@ if TYPE_CHECKING:
 
     from isolate import lowlevel
     from isolate.cgroups import CGroup
+    from isolate.cgroups.detect import Layout
     from isolate.container import network as net
     from isolate.container.preset import Resolved
     from isolate.container.users import ImageUser
@@ -1240,15 +1241,12 @@ class Container:
         a cpuset limit, devices unless privileged: :func:`_joined_controllers`): a group
         in the others would be made and removed for nothing at every run."""
         from isolate.cgroups import CGroup
-        from isolate.cgroups.cgroup import host_layout
 
         cfg = self.config
         limits = cfg.limits
-        wanted = _joined_controllers(cfg, devices=not cfg.privileged)
         try:
-            return CGroup.create(self.id, limits=limits,
-                                 layout=host_layout().only(lambda h: bool(h.controllers
-                                                                          & wanted)))
+            return CGroup.create(self.id, limits=limits, layout=_layout_joining(
+                frozenset(_joined_controllers(cfg, devices=not cfg.privileged))))
         except UnsupportedError as exc:
             if limits is not None:
                 raise UnsupportedError(
@@ -2375,6 +2373,15 @@ def _device_policy(cgroup: CGroup, cfg: ContainerConfig) -> bool:
     except UnsupportedError:
         return False
     return True
+
+
+@functools.lru_cache(maxsize=8)
+def _layout_joining(controllers: frozenset[str]) -> Layout:
+    """The host's cgroup layout with only the v1 hierarchies of ``controllers`` (made once
+    per set: the host layout is the process's)."""
+    from isolate.cgroups.cgroup import host_layout
+
+    return host_layout().only(lambda h: bool(h.controllers & controllers))
 
 
 def _joined_controllers(cfg: ContainerConfig, devices: bool) -> set[str]:

@@ -101,16 +101,12 @@ def _file_key(path: str) -> tuple[int, int, int] | None:
     """What tells a file's content changed for the Store's caches (inode, size, mtime; the
     store replaces files by rename), or None when it cannot be stat'ed."""
     try:
-        st = os.stat(path)
+        return _stat_key(os.stat(path))
     except OSError:
         return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def _file_key_of(fd: int) -> tuple[int, int, int]:
-    """:func:`_file_key` of the open file ``fd`` (the very file read, whatever replaced it
-    since)."""
-    st = os.fstat(fd)
+def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
@@ -328,7 +324,7 @@ class Store:
             return dict(read[1])
         try:
             with open(path, "rb") as f:
-                key = _file_key_of(f.fileno())
+                key = _stat_key(os.fstat(f.fileno()))  # (the very file read)
                 data = load_json(f.read(), f"{self.root}/tags.json")
         except FileNotFoundError:
             return {}
