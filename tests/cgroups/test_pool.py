@@ -229,6 +229,9 @@ def test_a_spare_gets_its_new_memory_directory_before_the_next_take(
     while inode() in (None, used):
         assert time.monotonic() < deadline, "the spare's memory directory was not made anew"
         time.sleep(0.01)
+    # (The new directory shows before the refresher has written its limits: a take in
+    # between would find the spare not ready and make a second group, as it should.)
+    _wait_ready(pool, cg.dirs)
     made = inode()
     again = pool.take(layout, limits=LIMITS)
     try:
